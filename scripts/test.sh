@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Build tau2_hpc and run its test suite (ctest). TAU2_SANITIZE=1 builds a
+# separate tree with AddressSanitizer + UBSan and runs the same tests there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${TAU2_SANITIZE:-0}" = "1" ]; then
+  dir=build-asan
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DTAU2_SANITIZE=ON -DTAU2_CUDA=OFF >/dev/null
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  dir=build
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+cmake --build "$dir" -j"$(nproc)"
+ctest --test-dir "$dir" --output-on-failure -j"$(nproc)"

@@ -1,0 +1,29 @@
+/* cli.h — small helpers shared by the subcommands: option parsing and the
+ * τ²-bench data directory lookup. */
+#ifndef TAU2_APP_CLI_H
+#define TAU2_APP_CLI_H
+
+#include <stdbool.h>
+
+/* Where τ²-bench's data is: the flag, then the config's data_dir, then
+ * TAU2_DATA_DIR, then ../shared/tau2-data (from the working directory, then
+ * from the source tree). Never NULL: the last candidate is returned even if
+ * missing, so the domain loader's error names it. */
+const char *cli_data_dir(const char *flag_value, const char *config_value);
+
+/* argv scanning: "--name value" options. Returns the value or NULL; exits 2
+ * when the option is present without a value. */
+const char *cli_opt(int argc, char **argv, const char *name);
+bool cli_flag(int argc, char **argv, const char *name);
+/* Every value after --name up to the next option (for nargs="+"). */
+int cli_opt_list(int argc, char **argv, const char *name, const char **out, int max);
+/* Exit 2 if argv has an option not in `known` (NULL-terminated list). */
+void cli_check_options(const char *cmd, int argc, char **argv, const char *const *known);
+
+int cmd_tools(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_oracle(int argc, char **argv);
+int cmd_prepare(int argc, char **argv);
+int cmd_run_config(const char *path, int argc, char **argv);
+
+#endif

@@ -1,0 +1,395 @@
+/* cmd_env.c — the environment subcommands: tools, replay, oracle, prepare,
+ * and the "oracle" job of a config file. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "app/cli.h"
+#include "app/config.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/sbuf.h"
+#include "tau2/episode.h"
+#include "tau2/evaluate.h"
+#include "tau2/oracle.h"
+#include "tau2/task.h"
+
+static Domain *load_domain_or_die(const char *data_dir, const char *name) {
+    char err[1024];
+    Domain *d = domain_load(data_dir, name, err, sizeof err);
+    if (!d) die_input("%s", err);
+    return d;
+}
+
+static TaskSet *load_tasks_or_die(const Domain *d) {
+    char err[1024];
+    TaskSet *ts = taskset_load(d, err, sizeof err);
+    if (!ts) die_input("%s", err);
+    return ts;
+}
+
+/* ---------------------------------------------------------------- tools */
+
+int cmd_tools(int argc, char **argv) {
+    static const char *const known[] = {"--domain", "--user", "--data-dir", NULL};
+    cli_check_options("tools", argc, argv, known);
+    const char *domain = cli_opt(argc, argv, "--domain");
+    if (!domain) die_input("tools: --domain is required (one of: %s)", domain_spec_names());
+    const DomainSpec *spec = domain_spec_find(domain);
+    if (!spec) die_input("tools: unknown domain '%s' (valid domains: %s)", domain, domain_spec_names());
+    bool user = cli_flag(argc, argv, "--user");
+    if (user && !spec->user_tools) die_input("tools: domain %s has no user tools (telecom and mock do)", domain);
+    const ToolDef *defs = user ? spec->user_tools : spec->agent_tools;
+    int n = user ? spec->n_user_tools : spec->n_agent_tools;
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        char err[256];
+        cJSON *s = json_parse(defs[i].schema, strlen(defs[i].schema), defs[i].name, err, sizeof err);
+        if (!s) die_runtime("built-in schema of %s is invalid: %s", defs[i].name, err);
+        cJSON_AddItemToArray(arr, s);
+    }
+    char *out = json_dumps(arr, JSON_DUMP_INDENT | JSON_DUMP_UTF8);
+    puts(out);
+    free(out);
+    cJSON_Delete(arr);
+    return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- replay */
+
+static cJSON *read_trajectory(const char *path) {
+    char err[1024];
+    cJSON *v;
+    if (strcmp(path, "-") == 0) {
+        SBuf b;
+        sbuf_init(&b);
+        char buf[65536];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) sbuf_put(&b, buf, got);
+        v = json_parse(b.data ? b.data : "", b.len, "<stdin>", err, sizeof err);
+        sbuf_free(&b);
+    } else {
+        v = json_load_file(path, err, sizeof err);
+    }
+    if (!v) die_input("%s", err);
+    return v;
+}
+
+/* Termination of a trajectory that does not say: the stop tokens decide. */
+static Termination infer_termination(const cJSON *messages) {
+    for (const cJSON *m = messages->child; m; m = m->next) {
+        const char *role = json_get_str(m, "role"), *c = json_get_str(m, "content");
+        if (!role || !c) continue;
+        if (!strcmp(role, "assistant") && strstr(c, AGENT_STOP_TOKEN)) return TERM_AGENT_STOP;
+        if (!strcmp(role, "user") && (strstr(c, USER_STOP_TOKEN) || strstr(c, USER_TRANSFER_TOKEN) ||
+                                      strstr(c, USER_OUT_OF_SCOPE_TOKEN)))
+            return TERM_USER_STOP;
+    }
+    return TERM_USER_STOP;
+}
+
+static Termination parse_termination(const char *s, const char *path) {
+    for (int t = TERM_USER_STOP; t <= TERM_CONTEXT_WINDOW_EXCEEDED; t++)
+        if (strcmp(termination_name((Termination)t), s) == 0) return (Termination)t;
+    die_input("%s: field 'termination_reason': unknown value '%s' (expected user_stop, agent_stop, max_steps, "
+              "too_many_errors, agent_error, user_error, infrastructure_error or context_window_exceeded)",
+              path, s);
+}
+
+static void check_messages(const cJSON *messages, const char *path) {
+    int i = 0;
+    for (const cJSON *m = messages->child; m; m = m->next, i++) {
+        const char *role = json_get_str(m, "role");
+        if (!role || (strcmp(role, "assistant") && strcmp(role, "user") && strcmp(role, "tool") &&
+                      strcmp(role, "system")))
+            die_input("%s: messages[%d].role: expected \"assistant\", \"user\", \"tool\" or \"system\"", path, i);
+        const cJSON *c = json_get(m, "content");
+        if (c && !cJSON_IsNull(c) && !cJSON_IsString(c))
+            die_input("%s: messages[%d].content: expected a string or null", path, i);
+        const cJSON *calls = json_get(m, "tool_calls");
+        if (calls && !cJSON_IsNull(calls) && !cJSON_IsArray(calls))
+            die_input("%s: messages[%d].tool_calls: expected a list or null", path, i);
+        int k = 0;
+        for (const cJSON *tc = cJSON_IsArray(calls) ? calls->child : NULL; tc; tc = tc->next, k++) {
+            if (!json_get_str(tc, "name"))
+                die_input("%s: messages[%d].tool_calls[%d].name: expected a string", path, i, k);
+            const cJSON *a = json_get(tc, "arguments");
+            if (a && !cJSON_IsObject(a))
+                die_input("%s: messages[%d].tool_calls[%d].arguments: expected an object", path, i, k);
+        }
+    }
+}
+
+int cmd_replay(int argc, char **argv) {
+    static const char *const known[] = {"--domain", "--task", "--trajectory", "--data-dir", NULL};
+    cli_check_options("replay", argc, argv, known);
+    const char *domain = cli_opt(argc, argv, "--domain");
+    const char *tid = cli_opt(argc, argv, "--task");
+    const char *path = cli_opt(argc, argv, "--trajectory");
+    if (!domain || !tid || !path) die_input("replay: usage: tau2_hpc replay --domain D --task ID --trajectory T.json|-");
+    Domain *d = load_domain_or_die(cli_data_dir(cli_opt(argc, argv, "--data-dir"), NULL), domain);
+    TaskSet *ts = load_tasks_or_die(d);
+    const cJSON *task = taskset_find(ts, tid);
+    if (!task) die_input("replay: no task '%s' in domain %s (%d tasks in %s/tasks.json)", tid, domain, ts->n, d->dir);
+    cJSON *traj = read_trajectory(path);
+    const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+    const cJSON *messages = cJSON_IsArray(traj) ? traj : json_get(traj, "messages");
+    if (!cJSON_IsArray(messages))
+        die_input("%s: expected a list of messages or an object with a 'messages' list (τ²-bench's trajectory JSON)",
+                  name);
+    check_messages(messages, name);
+    const char *reason = json_get_str(traj, "termination_reason");
+    Termination term = reason ? parse_termination(reason, name) : infer_termination(messages);
+    EvalOptions opt;
+    eval_options_default(domain, &opt);
+    opt.strict_replay = false;
+    Evaluation ev;
+    evaluate_episode(d, task, messages, term, &opt, &ev);
+    char *out = json_dumps(ev.info, JSON_DUMP_INDENT | JSON_DUMP_UTF8);
+    puts(out);
+    free(out);
+    evaluation_free(&ev);
+    cJSON_Delete(traj);
+    taskset_free(ts);
+    domain_free(d);
+    return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- oracle */
+
+typedef struct {
+    int n, full, nl_skipped, infra;
+    double sum;
+} OracleTotals;
+
+/* Run the oracle on one domain's tasks; print a line per task. */
+static void oracle_domain(const char *data_dir, const char *domain, const char *split, const char *only_task,
+                          const EpisodeOptions *eo, FILE *jsonl, OracleTotals *tot) {
+    Domain *d = load_domain_or_die(data_dir, domain);
+    TaskSet *ts = load_tasks_or_die(d);
+    const cJSON **tasks = NULL;
+    int n;
+    char err[1024];
+    if (only_task) {
+        const cJSON *t = taskset_find(ts, only_task);
+        if (!t) die_input("oracle: no task '%s' in domain %s", only_task, domain);
+        tasks = xmalloc(sizeof *tasks);
+        tasks[0] = t;
+        n = 1;
+    } else if ((n = taskset_split(ts, split, &tasks, err, sizeof err)) < 0) {
+        die_input("oracle: %s", err);
+    }
+    EvalOptions opt;
+    eval_options_default(domain, &opt);
+    for (int i = 0; i < n; i++) {
+        Episode *ep = episode_new(d, tasks[i], eo, err, sizeof err);
+        if (!ep) die_runtime("oracle: task %s: %s", task_id(tasks[i]), err);
+        Oracle o;
+        oracle_init(&o, tasks[i]);
+        episode_run(ep, &o.agent, &o.user);
+        Evaluation ev;
+        evaluate_episode(d, tasks[i], ep->messages, ep->term, &opt, &ev);
+        printf("%s %s: reward %.1f (%s, %d steps)%s\n", domain, task_id(tasks[i]), ev.reward,
+               termination_name(ep->term), ep->step_count,
+               ev.nl_not_judged ? " [NL_ASSERTION not judged: left out of the basis]" : "");
+        if (jsonl) {
+            cJSON *row = cJSON_CreateObject();
+            cJSON_AddStringToObject(row, "domain", domain);
+            cJSON_AddStringToObject(row, "task_id", task_id(tasks[i]));
+            cJSON_AddItemToObject(row, "reward", json_float(ev.reward));
+            cJSON_AddStringToObject(row, "termination_reason", termination_name(ep->term));
+            cJSON_AddItemToObject(row, "reward_info", cJSON_Duplicate(ev.info, 1));
+            cJSON_AddItemToObject(row, "messages", cJSON_Duplicate(ep->messages, 1));
+            char *line = json_dumps(row, JSON_DUMP_UTF8);
+            fprintf(jsonl, "%s\n", line);
+            free(line);
+            cJSON_Delete(row);
+        }
+        tot->n++;
+        tot->sum += ev.reward;
+        if (ev.reward == 1.0) tot->full++;
+        if (ev.nl_not_judged) tot->nl_skipped++;
+        if (ev.infrastructure_error) tot->infra++;
+        evaluation_free(&ev);
+        episode_free(ep);
+    }
+    free(tasks);
+    taskset_free(ts);
+    domain_free(d);
+}
+
+static void print_totals(const OracleTotals *t) {
+    printf("total: %d tasks, reward 1.0 on %d (%.1f%%), mean reward %.4f; NL_ASSERTION not judged on %d\n", t->n,
+           t->full, t->n ? 100.0 * t->full / t->n : 0.0, t->n ? t->sum / t->n : 0.0, t->nl_skipped);
+}
+
+int cmd_oracle(int argc, char **argv) {
+    static const char *const known[] = {"--domain", "--split", "--task", "--data-dir", "--max-steps", "--max-errors",
+                                        NULL};
+    cli_check_options("oracle", argc, argv, known);
+    const char *domain = cli_opt(argc, argv, "--domain");
+    if (!domain) die_input("oracle: --domain is required (one of: %s)", domain_spec_names());
+    const char *split = cli_opt(argc, argv, "--split");
+    EpisodeOptions eo = {EPISODE_DEFAULT_MAX_STEPS, EPISODE_DEFAULT_MAX_ERRORS};
+    const char *ms = cli_opt(argc, argv, "--max-steps"), *me = cli_opt(argc, argv, "--max-errors");
+    if (ms && (eo.max_steps = atoi(ms)) <= 0) die_input("oracle: --max-steps: expected a positive integer, got '%s'", ms);
+    if (me && (eo.max_errors = atoi(me)) <= 0) die_input("oracle: --max-errors: expected a positive integer, got '%s'", me);
+    OracleTotals tot = {0};
+    oracle_domain(cli_data_dir(cli_opt(argc, argv, "--data-dir"), NULL), domain, split ? split : "base",
+                  cli_opt(argc, argv, "--task"), &eo, NULL, &tot);
+    print_totals(&tot);
+    return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- prepare */
+
+static void mkdir_p(const char *path) {
+    char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        mkdir(p, 0777);
+        *s = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) die_input("prepare: cannot create %s: %s", p, strerror(errno));
+    free(p);
+}
+
+/* Append one split's rows to buf; returns the number of rows. */
+static int prepare_rows(SBuf *buf, const TaskSet *ts, const char *domain, const char *split) {
+    const cJSON **tasks;
+    char err[1024];
+    int n = taskset_split(ts, split, &tasks, err, sizeof err);
+    if (n < 0) die_input("prepare: %s", err);
+    for (int i = 0; i < n; i++) {
+        cJSON *row = cJSON_CreateObject();
+        cJSON_AddItemToObject(row, "index", json_int(i));
+        cJSON *md = cJSON_AddObjectToObject(row, "metadata");
+        cJSON_AddStringToObject(md, "domain", domain);
+        cJSON_AddStringToObject(md, "task_split", split);
+        cJSON_AddStringToObject(md, "task_id", task_id(tasks[i]));
+        json_dump(buf, row, 0);
+        sbuf_putc(buf, '\n');
+        cJSON_Delete(row);
+    }
+    free(tasks);
+    return n;
+}
+
+static void write_or_die(const char *dir, const char *name, const SBuf *b) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s/%s", dir, name);
+    char err[1024];
+    if (file_write_atomic(path, b->data ? b->data : "", b->len, err, sizeof err) != 0) die_runtime("prepare: %s", err);
+    free(path);
+}
+
+int cmd_prepare(int argc, char **argv) {
+    static const char *const known[] = {"--output-dir", "--domains", "--multi-domain-train", "--multi-domain-name",
+                                        "--data-dir", NULL};
+    cli_check_options("prepare", argc, argv, known);
+    const char *out_dir = cli_opt(argc, argv, "--output-dir");
+    if (!out_dir) die_input("prepare: --output-dir is required");
+    const char *domains[16], *multi[16];
+    int nd = cli_opt_list(argc, argv, "--domains", domains, 16);
+    if (nd == 0) {
+        /* The recipe's defaults. */
+        domains[0] = "retail", domains[1] = "airline", domains[2] = "telecom", domains[3] = "mock";
+        nd = 4;
+    }
+    int nm = cli_opt_list(argc, argv, "--multi-domain-train", multi, 16);
+    const char *multi_name = cli_opt(argc, argv, "--multi-domain-name");
+    const char *data_dir = cli_data_dir(cli_opt(argc, argv, "--data-dir"), NULL);
+    for (int i = 0; i < nd + nm; i++) {
+        const char *dn = i < nd ? domains[i] : multi[i - nd];
+        if (!domain_spec_find(dn)) die_input("prepare: unknown domain '%s' (valid domains: %s)", dn, domain_spec_names());
+    }
+    mkdir_p(out_dir);
+    int total = 0;
+    for (int i = 0; i < nd; i++) {
+        Domain *d = load_domain_or_die(data_dir, domains[i]);
+        TaskSet *ts = load_tasks_or_die(d);
+        /* The recipe prepares train and test; a domain without them (mock) its base split. */
+        const char *splits[2] = {"train", "test"};
+        int ns = 2;
+        if (!json_get(ts->splits, "train") && !json_get(ts->splits, "test")) splits[0] = "base", ns = 1;
+        for (int s = 0; s < ns; s++) {
+            if (!json_get(ts->splits, splits[s])) continue;
+            SBuf b;
+            sbuf_init(&b);
+            int n = prepare_rows(&b, ts, domains[i], splits[s]);
+            char name[256];
+            snprintf(name, sizeof name, "%s_%s_tasks.jsonl", domains[i], splits[s]);
+            write_or_die(out_dir, name, &b);
+            printf("%s/%s: %d tasks\n", out_dir, name, n);
+            total += n;
+            sbuf_free(&b);
+        }
+        taskset_free(ts);
+        domain_free(d);
+    }
+    if (nm) {
+        SBuf b;
+        sbuf_init(&b);
+        int n = 0;
+        for (int i = 0; i < nm; i++) {
+            Domain *d = load_domain_or_die(data_dir, multi[i]);
+            TaskSet *ts = load_tasks_or_die(d);
+            n += prepare_rows(&b, ts, multi[i], "train");
+            taskset_free(ts);
+            domain_free(d);
+        }
+        const char *name = multi_name ? multi_name : "multi_domain_train_tasks.jsonl";
+        write_or_die(out_dir, name, &b);
+        printf("%s/%s: %d tasks\n", out_dir, name, n);
+        total += n;
+        sbuf_free(&b);
+    }
+    printf("total: %d task rows written\n", total);
+    return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- config job */
+
+int cmd_run_config(const char *path, int argc, char **argv) {
+    static const char *const known[] = {"--data-dir", NULL};
+    cli_check_options("run", argc, argv, known);
+    OracleJobConfig cfg;
+    config_load_oracle(path, &cfg);
+    const char *data_dir = cli_data_dir(cli_opt(argc, argv, "--data-dir"), cfg.data_dir);
+    FILE *jsonl = NULL;
+    char *tmp = NULL;
+    if (cfg.output) {
+        size_t n = strlen(cfg.output) + 16;
+        tmp = xmalloc(n);
+        snprintf(tmp, n, "%s.tmp", cfg.output);
+        char *parent = xstrdup(cfg.output);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            mkdir_p(parent);
+        }
+        free(parent);
+        jsonl = fopen(tmp, "w");
+        if (!jsonl) die_input("%s: field 'output': cannot write %s: %s", path, tmp, strerror(errno));
+    }
+    EpisodeOptions eo = {cfg.max_steps, cfg.max_errors};
+    OracleTotals tot = {0};
+    clock_t t0 = clock();
+    for (int i = 0; i < cfg.n_domains; i++)
+        oracle_domain(data_dir, cfg.domains[i], cfg.split, NULL, &eo, jsonl, &tot);
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    print_totals(&tot);
+    printf("%.2f s CPU, %.0f episodes/s\n", secs, secs > 0 ? tot.n / secs : 0.0);
+    if (jsonl) {
+        if (fclose(jsonl) != 0 || rename(tmp, cfg.output) != 0) die_runtime("cannot write %s: %s", cfg.output, strerror(errno));
+        printf("episodes written to %s\n", cfg.output);
+    }
+    free(tmp);
+    config_free_oracle(&cfg);
+    return EXIT_OK;
+}

@@ -1,0 +1,48 @@
+/* main.c — the tau2_hpc program: a job config, or a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "app/cli.h"
+#include "core/error.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tau2_hpc CONFIG.json [--data-dir DIR]     run the job the config describes\n"
+            "       tau2_hpc SUBCOMMAND [options]\n"
+            "\n"
+            "subcommands:\n"
+            "  tools    --domain D [--user]                  print the OpenAI tool schemas of a domain\n"
+            "  replay   --domain D --task ID --trajectory F  score a τ²-bench trajectory (F or - for stdin)\n"
+            "  oracle   --domain D [--split S] [--task ID]   run gold episodes and print their rewards\n"
+            "  prepare  --output-dir DIR [--domains D ...]   write the recipe's task JSONL files\n"
+            "           [--multi-domain-train D ...] [--multi-domain-name NAME]\n"
+            "\n"
+            "τ²-bench's data: --data-dir, the config's data_dir, TAU2_DATA_DIR, or ../shared/tau2-data.\n"
+            "exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_BAD_INPUT;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("tau2_hpc 0.1.0\n");
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "tools")) return cmd_tools(argc - 1, argv + 1);
+    if (!strcmp(cmd, "replay")) return cmd_replay(argc - 1, argv + 1);
+    if (!strcmp(cmd, "oracle")) return cmd_oracle(argc - 1, argv + 1);
+    if (!strcmp(cmd, "prepare")) return cmd_prepare(argc - 1, argv + 1);
+    size_t n = strlen(cmd);
+    if (n > 5 && !strcmp(cmd + n - 5, ".json")) return cmd_run_config(cmd, argc - 1, argv + 1);
+    fprintf(stderr, "%s: error: unknown subcommand '%s' (expected a CONFIG.json or one of: tools, replay, oracle, "
+                    "prepare; see tau2_hpc --help)\n",
+            g_prog_name, cmd);
+    return EXIT_BAD_INPUT;
+}

@@ -1,0 +1,46 @@
+/* error.h — exit codes, fatal errors and checked allocation wrappers.
+ *
+ * Exit codes are part of the command-line contract:
+ *   0  success
+ *   1  runtime failure (I/O, out of memory, a bug)
+ *   2  bad usage or bad input; the message names the file, the field or
+ *      position, and what was expected.
+ */
+#ifndef TAU2_CORE_ERROR_H
+#define TAU2_CORE_ERROR_H
+
+#include <stddef.h>
+#include <stdnoreturn.h>
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_BAD_INPUT = 2 };
+
+/* Print "tau2_hpc: error: <msg>" to stderr and exit with EXIT_BAD_INPUT. */
+noreturn void die_input(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "tau2_hpc: error: <msg>" to stderr and exit with EXIT_RUNTIME. */
+noreturn void die_runtime(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation wrappers: never return NULL; on failure report file:line and exit 1. */
+void *xmalloc_at(size_t n, const char *file, int line);
+void *xcalloc_at(size_t count, size_t size, const char *file, int line);
+void *xrealloc_at(void *p, size_t n, const char *file, int line);
+char *xstrdup_at(const char *s, const char *file, int line);
+char *xstrndup_at(const char *s, size_t n, const char *file, int line);
+
+#define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
+#define xcalloc(c, s) xcalloc_at((c), (s), __FILE__, __LINE__)
+#define xrealloc(p, n) xrealloc_at((p), (n), __FILE__, __LINE__)
+#define xstrdup(s) xstrdup_at((s), __FILE__, __LINE__)
+#define xstrndup(s, n) xstrndup_at((s), (n), __FILE__, __LINE__)
+
+/* Read a whole file into a NUL-terminated buffer. Returns NULL and fills
+ * err (if given) with a message naming the path when it cannot be read. */
+char *file_read_all(const char *path, size_t *len_out, char *err, size_t errlen);
+
+/* Write data to path atomically: a temporary file in the same directory,
+ * fsync, then rename. Returns 0 on success, -1 with err filled. */
+int file_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+
+/* The program name used as message prefix ("tau2_hpc"). */
+extern const char *g_prog_name;
+
+#endif

@@ -1,0 +1,25 @@
+/* oracle.h — scripted actors that play a task perfectly, for checking that
+ * the environment and the evaluator agree with τ²-bench's gold data.
+ *
+ * The gold agent performs the task's gold assistant actions in order, asks
+ * the user to perform the gold user actions when their turn comes
+ * (telecom's phone actions), and finally states every communicate_info
+ * string. The gold user opens with the scenario's reason for call, performs
+ * the requested user actions, and stops once the agent has finished. */
+#ifndef TAU2_ORACLE_H
+#define TAU2_ORACLE_H
+
+#include "tau2/episode.h"
+
+typedef struct {
+    const cJSON *actions; /* the task's gold actions (array or NULL) */
+    int cursor;           /* next gold action */
+    int n_actions;
+    bool agent_done;      /* the agent has said everything */
+    Actor agent;
+    Actor user;
+} Oracle;
+
+void oracle_init(Oracle *o, const cJSON *task);
+
+#endif

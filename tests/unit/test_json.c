@@ -1,0 +1,108 @@
+/* test_json.c — the Python-compatible JSON reader and writer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/json.h"
+
+static cJSON *parse(const char *s) {
+    char err[256];
+    cJSON *v = json_parse(s, strlen(s), "t.json", err, sizeof err);
+    if (!v) fail_msg("parse failed: %s", err);
+    return v;
+}
+
+static void expect_dump(const char *in, int flags, const char *want) {
+    cJSON *v = parse(in);
+    char *got = json_dumps(v, flags);
+    assert_string_equal(got, want);
+    free(got);
+    cJSON_Delete(v);
+}
+
+static void test_python_separators_and_types(void **state) {
+    (void)state;
+    /* json.dumps: ", " and ": ", ints stay ints, floats print with repr. */
+    expect_dump("{\"a\":1,\"b\":1.0,\"c\":[true,false,null],\"d\":0.1}", 0,
+                "{\"a\": 1, \"b\": 1.0, \"c\": [true, false, null], \"d\": 0.1}");
+    expect_dump("[1e-05, 1e16, 123456789012345.6, -0.0, 2.5e-7, 100.25]", 0,
+                "[1e-05, 1e+16, 123456789012345.6, -0.0, 2.5e-07, 100.25]");
+    expect_dump("{\"b\": 1, \"a\": {\"d\": 2, \"c\": 3}}", JSON_DUMP_SORT_KEYS, "{\"a\": {\"c\": 3, \"d\": 2}, \"b\": 1}");
+}
+
+static void test_ensure_ascii(void **state) {
+    (void)state;
+    expect_dump("\"caf\\u00e9 \\ud83d\\ude00 \\n\\t\\\"\"", 0, "\"caf\\u00e9 \\ud83d\\ude00 \\n\\t\\\"\"");
+    expect_dump("\"caf\\u00e9\"", JSON_DUMP_UTF8, "\"caf\xc3\xa9\"");
+    expect_dump("\"\\u0001\"", 0, "\"\\u0001\"");
+}
+
+static void test_float_repr(void **state) {
+    (void)state;
+    char b[40];
+    json_format_float(b, 0.1 + 0.2);
+    assert_string_equal(b, "0.30000000000000004");
+    json_format_float(b, 1e22);
+    assert_string_equal(b, "1e+22");
+    json_format_float(b, 123.0);
+    assert_string_equal(b, "123.0");
+    json_format_float(b, 0.0001);
+    assert_string_equal(b, "0.0001");
+    json_format_float(b, 0.00001);
+    assert_string_equal(b, "1e-05");
+    json_format_float(b, 9999999999999998.0);
+    assert_string_equal(b, "9999999999999998.0");
+}
+
+static void test_errors_have_positions(void **state) {
+    (void)state;
+    char err[256];
+    const char *bad[] = {"{\"a\": 1,}", "[1, 2", "{\"a\" 1}", "\"abc", "01", "{\"a\": tru}", "[1] x", "\"\\q\""};
+    const char *where[] = {"t.json:1:9", "t.json:1:6", "t.json:1:6", "t.json:1:5",
+                           "t.json:1:2", "t.json:1:7", "t.json:1:5", "t.json:1:2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cJSON *v = json_parse(bad[i], strlen(bad[i]), "t.json", err, sizeof err);
+        assert_null(v);
+        if (strncmp(err, where[i], strlen(where[i])) != 0) fail_msg("input %s: got '%s', want prefix %s", bad[i], err, where[i]);
+    }
+    cJSON *v = json_parse("{\n  \"a\": [1,\n  ]\n}", 17, "x.json", err, sizeof err);
+    assert_null(v);
+    assert_non_null(strstr(err, "x.json:3:3"));
+}
+
+static void test_equal_and_merge(void **state) {
+    (void)state;
+    cJSON *a = parse("{\"x\": 1, \"y\": {\"z\": [1, 2]}}");
+    cJSON *b = parse("{\"y\": {\"z\": [1, 2]}, \"x\": 1.0}");
+    assert_true(json_equal(a, b, false));
+    assert_false(json_equal(a, b, true)); /* 1 vs 1.0 as json.dumps sees them */
+    cJSON *upd = parse("{\"y\": {\"w\": true}, \"x\": 2}");
+    json_merge(a, upd);
+    char *s = json_dumps(a, 0);
+    assert_string_equal(s, "{\"x\": 2, \"y\": {\"z\": [1, 2], \"w\": true}}");
+    free(s);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    cJSON_Delete(upd);
+}
+
+static void test_duplicate_keys_keep_last(void **state) {
+    (void)state;
+    expect_dump("{\"a\": 1, \"b\": 2, \"a\": 3}", 0, "{\"a\": 3, \"b\": 2}");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_python_separators_and_types),
+        cmocka_unit_test(test_ensure_ascii),
+        cmocka_unit_test(test_float_repr),
+        cmocka_unit_test(test_errors_have_positions),
+        cmocka_unit_test(test_equal_and_merge),
+        cmocka_unit_test(test_duplicate_keys_keep_last),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
