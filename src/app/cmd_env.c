@@ -376,6 +376,7 @@ int cmd_run_config(const char *path, int argc, char **argv) {
         free(parent);
         jsonl = fopen(tmp, "w");
         if (!jsonl) die_input("%s: field 'output': cannot write %s: %s", path, tmp, strerror(errno));
+        tmpfile_register(tmp);
     }
     EpisodeOptions eo = {cfg.max_steps, cfg.max_errors};
     OracleTotals tot = {0};
@@ -387,6 +388,7 @@ int cmd_run_config(const char *path, int argc, char **argv) {
     printf("%.2f s CPU, %.0f episodes/s\n", secs, secs > 0 ? tot.n / secs : 0.0);
     if (jsonl) {
         if (fclose(jsonl) != 0 || rename(tmp, cfg.output) != 0) die_runtime("cannot write %s: %s", cfg.output, strerror(errno));
+        tmpfile_unregister(tmp);
         printf("episodes written to %s\n", cfg.output);
     }
     free(tmp);

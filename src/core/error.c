@@ -9,6 +9,34 @@
 
 const char *g_prog_name = "tau2_hpc";
 
+enum { MAX_TMPFILES = 8 };
+static char *g_tmpfiles[MAX_TMPFILES];
+
+void tmpfile_register(const char *path) {
+    for (int i = 0; i < MAX_TMPFILES; i++)
+        if (!g_tmpfiles[i]) {
+            g_tmpfiles[i] = xstrdup(path);
+            return;
+        }
+}
+
+void tmpfile_unregister(const char *path) {
+    for (int i = 0; i < MAX_TMPFILES; i++)
+        if (g_tmpfiles[i] && strcmp(g_tmpfiles[i], path) == 0) {
+            free(g_tmpfiles[i]);
+            g_tmpfiles[i] = NULL;
+        }
+}
+
+static void remove_tmpfiles(void) {
+    for (int i = 0; i < MAX_TMPFILES; i++)
+        if (g_tmpfiles[i]) {
+            unlink(g_tmpfiles[i]);
+            free(g_tmpfiles[i]);
+            g_tmpfiles[i] = NULL;
+        }
+}
+
 static void vreport(const char *fmt, va_list ap) {
     fprintf(stderr, "%s: error: ", g_prog_name);
     vfprintf(stderr, fmt, ap);
@@ -20,6 +48,7 @@ void die_input(const char *fmt, ...) {
     va_start(ap, fmt);
     vreport(fmt, ap);
     va_end(ap);
+    remove_tmpfiles();
     exit(EXIT_BAD_INPUT);
 }
 
@@ -28,6 +57,7 @@ void die_runtime(const char *fmt, ...) {
     va_start(ap, fmt);
     vreport(fmt, ap);
     va_end(ap);
+    remove_tmpfiles();
     exit(EXIT_RUNTIME);
 }
 

@@ -40,6 +40,12 @@ char *file_read_all(const char *path, size_t *len_out, char *err, size_t errlen)
  * fsync, then rename. Returns 0 on success, -1 with err filled. */
 int file_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
+/* A temporary output file (written, then renamed into place) that must
+ * not survive a die_input/die_runtime exit: register it while writing,
+ * unregister it after the rename. At most a few at a time. */
+void tmpfile_register(const char *path);
+void tmpfile_unregister(const char *path);
+
 /* The program name used as message prefix ("tau2_hpc"). */
 extern const char *g_prog_name;
 

@@ -243,7 +243,7 @@ static const cJSON *tel_target_line(const Env *env, const PyArg *cust, const PyA
                                     ToolCtx *ctx) {
     const cJSON *c = tel_get_arg(env, &K_CUSTOMER, cust, NULL, ctx);
     if (!c) return NULL;
-    if (!ids_contain(json_get(c, "line_ids"), line->key))
+    if (!ids_contain(field(c, CUSTOMER_LINE_IDS, "line_ids"), line->key))
         return tool_error(ctx, "Line %s not found for customer %s", line->text, cust->text);
     return tel_get_arg(env, &K_LINE, line, idx, ctx);
 }
@@ -255,15 +255,15 @@ static const cJSON *tel_customer_by_phone(const Env *env, const char *phone, boo
     *found = false;
     const cJSON *customers = tel_list(env, "customers");
     for (const cJSON *c = customers ? customers->child : NULL; c; c = c->next) {
-        if (str_eq(json_get_str(c, "phone_number"), phone)) {
+        if (str_eq(field_str(c, CUSTOMER_PHONE, "phone_number"), phone)) {
             *found = true;
             return c;
         }
-        const cJSON *ids = json_get(c, "line_ids");
+        const cJSON *ids = field(c, CUSTOMER_LINE_IDS, "line_ids");
         for (const cJSON *id = cJSON_IsArray(ids) ? ids->child : NULL; id; id = id->next) {
             const cJSON *line = tel_get_ref(env, &K_LINE, id, NULL, ctx);
             if (!line) return NULL;
-            if (str_eq(json_get_str(line, "phone_number"), phone)) {
+            if (str_eq(field_str(line, LINE_PHONE, "phone_number"), phone)) {
                 *found = true;
                 return c;
             }
@@ -277,12 +277,12 @@ static const cJSON *tel_customer_by_phone(const Env *env, const char *phone, boo
  * count, or -1 after an error (a dangling bill id). */
 static int tel_bills_awaiting(const Env *env, const cJSON *customer, int *out, int cap, ToolCtx *ctx) {
     int n = 0;
-    const cJSON *ids = json_get(customer, "bill_ids");
+    const cJSON *ids = field(customer, CUSTOMER_BILL_IDS, "bill_ids");
     for (const cJSON *id = cJSON_IsArray(ids) ? ids->child : NULL; id; id = id->next) {
         int idx;
         const cJSON *bill = tel_get_ref(env, &K_BILL, id, &idx, ctx);
         if (!bill) return -1;
-        if (str_eq(json_get_str(bill, "status"), "Awaiting Payment")) {
+        if (str_eq(field_str(bill, BILL_STATUS, "status"), "Awaiting Payment")) {
             if (n < cap) out[n] = idx;
             n++;
         }
@@ -390,7 +390,7 @@ static cJSON *tel_suspend_line(Env *env, const cJSON *args, ToolCtx *ctx) {
     int idx;
     cJSON *out = NULL;
     const cJSON *line = tel_target_line(env, &cust, &line_id, &idx, ctx);
-    if (line && !str_eq(json_get_str(line, "status"), "Active")) {
+    if (line && !str_eq(field_str(line, LINE_STATUS, "status"), "Active")) {
         tool_error(ctx, "Line must be active to suspend");
     } else if (line) {
         cJSON *m = tel_mut(env, "lines", idx);
@@ -411,7 +411,7 @@ static cJSON *tel_resume_line(Env *env, const cJSON *args, ToolCtx *ctx) {
     int idx;
     cJSON *out = NULL;
     const cJSON *line = tel_target_line(env, &cust, &line_id, &idx, ctx);
-    const char *status = line ? json_get_str(line, "status") : NULL;
+    const char *status = line ? field_str(line, LINE_STATUS, "status") : NULL;
     if (line && !str_eq(status, "Suspended") && !str_eq(status, "Pending Activation")) {
         tool_error(ctx, "Line must be suspended to resume");
     } else if (line) {
@@ -440,7 +440,7 @@ static cJSON *tel_get_bills_for_customer(Env *env, const cJSON *args, ToolCtx *c
     const cJSON *c = tel_get_arg(env, &K_CUSTOMER, &cust, NULL, ctx);
     pyarg_free(&cust);
     if (!c) return NULL;
-    const cJSON *ids = json_get(c, "bill_ids");
+    const cJSON *ids = field(c, CUSTOMER_BILL_IDS, "bill_ids");
     int n = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : 0;
     const cJSON **bills = xcalloc((size_t)n + 1, sizeof *bills);
     int nb = 0;
@@ -488,7 +488,7 @@ static cJSON *tel_send_payment_request(Env *env, const cJSON *args, ToolCtx *ctx
         tool_error(ctx, "A bill is already awaiting payment for this customer");
         goto done;
     }
-    if (!ids_contain(json_get(c, "bill_ids"), bill_id.key)) {
+    if (!ids_contain(field(c, CUSTOMER_BILL_IDS, "bill_ids"), bill_id.key)) {
         tool_error(ctx, "Bill %s not found for customer %s", bill_id.text, cust.text);
         goto done;
     }
@@ -616,12 +616,12 @@ static bool apply_one_time_charge(Env *env, const PyArg *cust, const cJSON *amou
     const cJSON *c = tel_get_arg(env, &K_CUSTOMER, cust, &cidx, ctx);
     if (!c) return false;
     int draft = -1;
-    const cJSON *ids = json_get(c, "bill_ids");
+    const cJSON *ids = field(c, CUSTOMER_BILL_IDS, "bill_ids");
     for (const cJSON *id = cJSON_IsArray(ids) ? ids->child : NULL; id && draft < 0; id = id->next) {
         int idx;
         const cJSON *bill = tel_get_ref(env, &K_BILL, id, &idx, ctx);
         if (!bill) return false;
-        if (str_eq(json_get_str(bill, "status"), "Draft")) draft = idx;
+        if (str_eq(field_str(bill, BILL_STATUS, "status"), "Draft")) draft = idx;
     }
     cJSON *bills = db_table_mut(env->db, "bills");
     if (draft < 0) {
@@ -772,7 +772,7 @@ static cJSON *tel_suspend_line_for_overdue_bill(Env *env, const cJSON *args, Too
     const cJSON *line = tel_get_arg(env, &K_LINE, &line_id, &lidx, ctx);
     const cJSON *plan, *amount, *c, *ids;
     if (!line) goto done;
-    if (!str_eq(json_get_str(line, "status"), "Active")) {
+    if (!str_eq(field_str(line, LINE_STATUS, "status"), "Active")) {
         tool_error(ctx, "Line must be active to suspend for unpaid bill");
         goto done;
     }
@@ -785,11 +785,11 @@ static cJSON *tel_suspend_line_for_overdue_bill(Env *env, const cJSON *args, Too
     }
     c = tel_get_arg(env, &K_CUSTOMER, &cust, &cidx, ctx);
     if (!c) goto done;
-    ids = json_get(c, "bill_ids");
+    ids = field(c, CUSTOMER_BILL_IDS, "bill_ids");
     for (const cJSON *id = cJSON_IsArray(ids) ? ids->child : NULL; id; id = id->next) {
         const cJSON *bill = tel_get_ref(env, &K_BILL, id, NULL, ctx);
         if (!bill) goto done;
-        if (str_eq(json_get_str(bill, "status"), "Overdue")) {
+        if (str_eq(field_str(bill, BILL_STATUS, "status"), "Overdue")) {
             tool_error(ctx, "Customer already has an overdue bill");
             goto done;
         }
@@ -845,7 +845,7 @@ static cJSON *tel_assert_line_status(Env *env, const cJSON *args, ToolCtx *ctx) 
     const cJSON *line = tel_target_line(env, &cust, &line_id, NULL, ctx);
     cJSON *out = NULL;
     if (line)
-        out = cJSON_CreateBool(str_eq(json_get_str(line, "status"), arg_str(args, "expected_status")));
+        out = cJSON_CreateBool(str_eq(field_str(line, LINE_STATUS, "status"), arg_str(args, "expected_status")));
     pyarg_free(&cust);
     pyarg_free(&line_id);
     return out;
@@ -860,13 +860,13 @@ static cJSON *tel_assert_overdue_bill_exists(Env *env, const cJSON *args, ToolCt
     const cJSON *c = tel_get_arg(env, &K_CUSTOMER, &cust, NULL, ctx);
     const cJSON *bill = NULL;
     if (!c) goto done;
-    if (!ids_contain(json_get(c, "bill_ids"), bill_id.key)) {
+    if (!ids_contain(field(c, CUSTOMER_BILL_IDS, "bill_ids"), bill_id.key)) {
         tool_error(ctx, "Overdue bill %s not found", bill_id.text);
         goto done;
     }
     bill = tel_get_arg(env, &K_BILL, &bill_id, NULL, ctx);
     if (!bill) goto done;
-    if (!str_eq(json_get_str(bill, "status"), "Overdue")) {
+    if (!str_eq(field_str(bill, BILL_STATUS, "status"), "Overdue")) {
         tool_error(ctx, "Overdue bill %s is not overdue", bill_id.text);
         goto done;
     }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Command-line contract of the environment subcommands: outputs, exit codes
+# and error messages. Usage: test_cli_env.sh path/to/tau2_hpc
+set -u
+BIN=$1
+SRC=${TAU2_SOURCE_DIR:?}
+export TAU2_DATA_DIR=${TAU2_DATA_DIR:?}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+
+check() { # name, condition result (0 ok)
+  if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi
+}
+expect_exit() { # name, wanted code, message substring, command...
+  local name=$1 want=$2 msg=$3; shift 3
+  "$@" >"$TMP/out" 2>"$TMP/err"; local got=$?
+  if [ "$got" -ne "$want" ]; then echo "FAIL: $name: exit $got, want $want"; cat "$TMP/err"; fail=$((fail + 1)); return; fi
+  if [ -n "$msg" ] && ! grep -qF -- "$msg" "$TMP/err"; then
+    echo "FAIL: $name: stderr lacks '$msg':"; cat "$TMP/err"; fail=$((fail + 1)); return
+  fi
+  pass=$((pass + 1))
+}
+
+# --help lists the subcommands; bad usage exits 2.
+expect_exit help 0 "" "$BIN" --help
+grep -q "oracle" "$TMP/out"; check "help lists oracle" $?
+expect_exit no-args 2 "usage" "$BIN"
+expect_exit unknown-subcommand 2 "unknown subcommand 'frobnicate'" "$BIN" frobnicate
+expect_exit unknown-option 2 "unknown option '--domian'" "$BIN" oracle --domian mock
+
+# tools: the schemas equal τ²-bench's (as JSON values).
+for spec in airline retail telecom mock telecom:user mock:user; do
+  d=${spec%%:*}; flag=; fix=tools_$d.json
+  [ "$spec" != "$d" ] && flag=--user && fix=tools_${d}_user.json
+  "$BIN" tools --domain "$d" $flag >"$TMP/tools.json"
+  python3 - "$TMP/tools.json" "$SRC/tests/fixtures/tau2/$fix" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+sys.exit(0 if a == b else 1)
+PY
+  check "tools $spec equals τ²-bench" $?
+done
+expect_exit tools-unknown-domain 2 "valid domains: airline, retail, telecom, mock" "$BIN" tools --domain bank
+expect_exit tools-no-user 2 "has no user tools" "$BIN" tools --domain airline --user
+
+# oracle: every mock task, reward lines and a total line.
+expect_exit oracle-mock 0 "" "$BIN" oracle --domain mock
+grep -q "^total: 10 tasks, reward 1.0 on 8" "$TMP/out"; check "oracle mock total" $?
+expect_exit oracle-bad-split 2 "unknown split 'dev' for domain airline (valid splits: train, test, base)" \
+  "$BIN" oracle --domain airline --split dev
+expect_exit oracle-one-task 0 "" "$BIN" oracle --domain airline --task 0
+grep -q "^airline 0: reward 1.0" "$TMP/out"; check "oracle one task" $?
+expect_exit oracle-missing-data 2 "no such directory" "$BIN" oracle --domain mock --data-dir "$TMP/nowhere"
+
+# replay: a trajectory from stdin, and malformed trajectories.
+cat >"$TMP/traj.json" <<'JSON'
+{"messages": [
+ {"role": "assistant", "content": "Hi! How can I help you today?"},
+ {"role": "user", "content": "Please create a task."},
+ {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "name": "create_task", "arguments": {"user_id": "user_1", "title": "Important Meeting"}, "requestor": "assistant"}]},
+ {"role": "tool", "id": "c1", "content": "{}", "requestor": "assistant", "error": false},
+ {"role": "assistant", "content": "Done."},
+ {"role": "user", "content": "###STOP###"}],
+ "termination_reason": "user_stop"}
+JSON
+"$BIN" replay --domain mock --task create_task_1 --trajectory - <"$TMP/traj.json" >"$TMP/reward.json"
+check "replay from stdin runs" $?
+python3 -c "import json,sys; r=json.load(open('$TMP/reward.json')); sys.exit(0 if r['reward']==1.0 and r['db_check']['db_match'] else 1)"
+check "replay scores the gold trajectory 1.0" $?
+sed 's/Important Meeting/Unimportant Meeting/' "$TMP/traj.json" >"$TMP/traj2.json"
+"$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/traj2.json" >"$TMP/reward2.json"
+python3 -c "import json,sys; r=json.load(open('$TMP/reward2.json')); sys.exit(0 if r['reward']==0.0 and not r['db_check']['db_match'] else 1)"
+check "replay: a changed argument fails DB" $?
+printf '{"messages": [{"role": "assistant", "content": 5}]}' >"$TMP/bad1.json"
+expect_exit replay-bad-content 2 "bad1.json: messages[0].content: expected a string or null" \
+  "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad1.json"
+printf '{"messages": [\n  {"role": "user",}\n]}' >"$TMP/bad2.json"
+expect_exit replay-bad-json 2 "bad2.json:2:19" "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad2.json"
+expect_exit replay-unknown-task 2 "no task 'nope' in domain mock" \
+  "$BIN" replay --domain mock --task nope --trajectory "$TMP/traj.json"
+
+# prepare: the recipe's files, rows with index and metadata.
+expect_exit prepare 0 "" "$BIN" prepare --output-dir "$TMP/prep" --multi-domain-train retail telecom
+for f in retail_train retail_test airline_train airline_test telecom_train telecom_test mock_base; do
+  [ -s "$TMP/prep/${f}_tasks.jsonl" ]; check "prepare wrote $f" $?
+done
+[ "$(wc -l <"$TMP/prep/multi_domain_train_tasks.jsonl")" -eq $((74 + 74)) ]; check "multi-domain rows" $?
+head -1 "$TMP/prep/telecom_test_tasks.jsonl" | grep -q '^{"index": 0, "metadata": {"domain": "telecom", "task_split": "test", "task_id": '
+check "prepare row format" $?
+expect_exit prepare-bad-domain 2 "unknown domain 'bank'" "$BIN" prepare --output-dir "$TMP/p2" --domains bank
+
+# config jobs: the default job, and config errors.
+cat >"$TMP/job.json" <<JSON
+{"job": "oracle", "domains": ["mock"], "output": "$TMP/run/eps.jsonl"}
+JSON
+expect_exit config-oracle 0 "" "$BIN" "$TMP/job.json"
+[ "$(wc -l <"$TMP/run/eps.jsonl")" -eq 10 ]; check "config job wrote 10 episodes" $?
+printf '{"job": "oracle", "domains": ["mock"], "max_step": 5}' >"$TMP/bad_cfg.json"
+expect_exit config-unknown-key 2 "unknown key 'max_step' (did you mean 'max_steps'?)" "$BIN" "$TMP/bad_cfg.json"
+printf '{"job": "oracle", "domains": ["mock", 3]}' >"$TMP/bad_cfg2.json"
+expect_exit config-bad-type 2 "field 'domains[1]': expected a string" "$BIN" "$TMP/bad_cfg2.json"
+printf '{"job": "oracle", "domains": ["mock"], "output": "%s/run2/eps.jsonl"}' "$TMP" >"$TMP/cfg3.json"
+"$BIN" "$TMP/cfg3.json" --data-dir "$TMP/nowhere" >/dev/null 2>&1
+[ ! -e "$TMP/run2/eps.jsonl" ] && [ ! -e "$TMP/run2/eps.jsonl.tmp" ]; check "a failed job leaves no output file" $?
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
