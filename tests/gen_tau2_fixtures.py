@@ -218,9 +218,6 @@ def evaluate_oracle(domain, task, calls):
     rec = {
         "task_id": task.id,
         "reward": ri.reward,
-        "reward_basis": (
-            [r.value for r in ri.reward_basis] if ri.reward_basis is not None else None
-        ),
         "reward_breakdown": (
             {k.value if hasattr(k, "value") else str(k): v
              for k, v in ri.reward_breakdown.items()}

@@ -7,13 +7,16 @@ Subcommands:
             decoder and added tokens.
   fixtures  write the small committed fixtures (tests/fixtures/tokenizer/*.jsonl)
             for the Qwen3 and the tiny tokenizer.
+  unicode-tables  print the \\p{L}, \\p{N}, \\s tables of src/text/tokenizer.c
+            as Hugging Face's regex engine has them (its Unicode version).
   corpus    write the large comparison corpus with expected ids to --out
             (every policy, task text, DB record and tool output of the
             tau2-bench domains, plus synthetic Unicode); --sweep adds every
             Unicode code point in several contexts.
 
-Output: JSON lines. {"op": "encode", "special": bool, "text": str, "ids": [...]}
-and {"op": "decode", "skip_special": bool, "ids": [...], "text": str}. A text
+Output: JSON lines. {"op": "encode", "special": bool, "text": str, "ids": [...]},
+{"op": "decode", "skip_special": bool, "ids": [...], "text": str} and
+{"op": "pretok", "text": str, "lens": [byte length of each pre-token]}. A text
 holding U+0000 is written as "text_hex" (UTF-8 bytes in hex) instead, because
 the C side reads strings with cJSON, which stops at NUL.
 
@@ -116,7 +119,7 @@ def domain_texts(max_records):
     return texts
 
 
-def synthetic_texts(seed=1234):
+def synthetic_texts(seed=1234, n_pool=600, n_random=300):
     """Unicode, emoji, CJK, digits, whitespace runs, code, special tokens."""
     t = [
         "", " ", "  ", "\n", "\n\n", "\r\n", " \n", "\t", "a", "A", "1", "'", "'s", "<",
@@ -164,10 +167,10 @@ def synthetic_texts(seed=1234):
         ["<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>", "<", "|", ">", "im", "_end",
          " ", "\n", "a", "'s", "1", "é", "e\u0301"],
     ]
-    for i in range(600):
+    for i in range(n_pool):
         pool = pools[i % len(pools)]
         t.append("".join(rnd.choice(pool) for _ in range(rnd.randint(1, 120))))
-    for i in range(300):
+    for i in range(n_random):
         # Random code points from the whole range (no surrogates).
         cps = []
         for _ in range(rnd.randint(1, 40)):
@@ -213,6 +216,21 @@ def encode_records(tok, texts, both_modes):
             rec["ids"] = e.ids
             recs.append(rec)
     tok.encode_special_tokens = False
+    return recs
+
+
+def pretok_records(tok, texts):
+    """Pre-token byte lengths (normalizer, then pre-tokenizer): catches a
+    regex difference even where the ids happen to agree."""
+    recs = []
+    for t in texts:
+        norm = tok.normalizer.normalize_str(t) if tok.normalizer else t
+        # ByteLevel spells each byte as one character.
+        lens = [len(piece) for piece, _ in tok.pre_tokenizer.pre_tokenize_str(norm)]
+        rec = {"op": "pretok"}
+        rec.update(text_field(t))
+        rec["lens"] = lens
+        recs.append(rec)
     return recs
 
 
@@ -292,18 +310,19 @@ def cmd_fixtures(args):
     import_tokenizers()
     from tokenizers import Tokenizer
     rnd = random.Random(7)
-    synth = synthetic_texts()
+    synth = synthetic_texts(n_pool=150, n_random=80)
     dom = domain_texts(max_records=40)
-    dom = [t for t in dom if len(t) < 6000]
+    dom = [t for t in dom if len(t) < 3000]
     rnd.shuffle(dom)
-    for name, path, n_dom in (("qwen3", qwen_path(), 260), ("tiny", TINY, 120)):
+    for name, path, n_dom in (("qwen3", qwen_path(), 100), ("tiny", TINY, 40)):
         tok = Tokenizer.from_file(path)
         texts = synth + dom[:n_dom]
         recs = encode_records(tok, texts, both_modes=False)
         # Both special-token modes on the texts that hold added tokens.
         specials = [t for t in synth if "<" in t]
         recs += encode_records(tok, specials, both_modes=True)[len(specials):]
-        recs += decode_records(tok, 300)
+        recs += decode_records(tok, 150)
+        recs += pretok_records(tok, synth)
         out = os.path.join(FIXDIR, f"{name}_cases.jsonl")
         write_jsonl(out, recs)
         print(f"wrote {out}: {len(recs)} records, {os.path.getsize(out)} bytes")
@@ -325,9 +344,42 @@ def cmd_corpus(args):
     if bad:
         print(f"note: HF decode(encode(x)) != NFC(x) for {bad} texts", file=sys.stderr)
     recs += decode_records(tok, 2000, seed=args.seed)
+    recs += pretok_records(tok, [t for t in texts if len(t) < 20000])
     write_jsonl(args.out, recs)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     print(f"wrote {args.out}: {len(recs)} records, {len(texts)} texts, {nbytes} text bytes")
+
+
+def cmd_unicode_tables(args):
+    """Print the C tables of tokenizer.c: the code points Hugging Face's
+    regex engine takes as \\p{L}, \\p{N} and \\s, found by asking its
+    pre-tokenizer how it splits c+c+"x" for every code point c:
+    letters give one piece, numbers three, whitespace 1+2, others 2+1."""
+    import_tokenizers()
+    from tokenizers import Tokenizer
+    pre = Tokenizer.from_file(qwen_path()).pre_tokenizer
+    kinds = {(3,): "L", (1, 1, 1): "N", (1, 2): "S", (2, 1): "O"}
+    ranges = {"L": [], "N": [], "S": []}
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        ch = chr(c)
+        sig = tuple(e - s for _, (s, e) in pre.pre_tokenize_str(ch + ch + "x"))
+        k = kinds[sig]
+        if ch in "\r\n":  # "\s*[\r\n]+" takes them like others here
+            k = "S"
+        if k in ranges:
+            rs = ranges[k]
+            if rs and rs[-1][1] == c - 1:
+                rs[-1][1] = c
+            else:
+                rs.append([c, c])
+    names = {"L": "uni_letter", "N": "uni_number", "S": "uni_space"}
+    for k, rs in ranges.items():
+        print(f"static const uint32_t {names[k]}[][2] = {{")
+        for i in range(0, len(rs), 6):
+            print("    " + " ".join(f"{{0x{a:X}, 0x{b:X}}}," for a, b in rs[i:i + 6]))
+        print("};")
 
 
 def main():
@@ -343,8 +395,10 @@ def main():
     p.add_argument("--sweep", type=int, default=0, help="add every N-th code point (0: none)")
     p.add_argument("--only-sweep", action="store_true", help="only the code point sweep")
     p.add_argument("--seed", type=int, default=99)
+    sub.add_parser("unicode-tables")
     args = ap.parse_args()
-    {"tiny": cmd_tiny, "fixtures": cmd_fixtures, "corpus": cmd_corpus}[args.cmd](args)
+    {"tiny": cmd_tiny, "fixtures": cmd_fixtures, "corpus": cmd_corpus,
+     "unicode-tables": cmd_unicode_tables}[args.cmd](args)
 
 
 if __name__ == "__main__":

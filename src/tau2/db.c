@@ -170,6 +170,16 @@ static cJSON *materialize(const TableState *s) {
     return out;
 }
 
+/* The table's current value without copying when it exists as one tree;
+ * a record-level overlay is materialized into *owned. */
+static const cJSON *current_value(const TableState *s, cJSON **owned) {
+    *owned = NULL;
+    if (s->whole) return s->whole;
+    if (s->base && (!s->base->keyed || s->over.n == 0)) return s->base->value;
+    *owned = materialize(s);
+    return *owned;
+}
+
 static void make_whole(TableState *s) {
     if (s->whole) return;
     cJSON *w = materialize(s);
@@ -340,10 +350,11 @@ static bool table_equal(const TableState *a, const TableState *b) {
         }
         return true;
     }
-    cJSON *x = materialize(a), *y = materialize(b);
+    cJSON *ox = NULL, *oy = NULL;
+    const cJSON *x = current_value(a, &ox), *y = current_value(b, &oy);
     bool eq = json_equal(x, y, true);
-    cJSON_Delete(x);
-    cJSON_Delete(y);
+    cJSON_Delete(ox);
+    cJSON_Delete(oy);
     return eq;
 }
 

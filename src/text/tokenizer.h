@@ -62,6 +62,10 @@ void tok_encode(Tokenizer *tok, const char *text, size_t len, int32_t **ids, siz
 /* Encode with TOK_ENCODE_* flags, appending to out. */
 void tok_encode_append(Tokenizer *tok, const char *text, size_t len, int flags, TokIds *out);
 void tok_ids_push(TokIds *out, int32_t id);
+/* The pre-tokens of text (normalized, then split by the regex; no added-token
+ * matching), each passed to fn in order. For tests and tools. */
+void tok_pretokenize(Tokenizer *tok, const char *text, size_t len,
+                     void (*fn)(const char *piece, size_t n, void *ctx), void *ctx);
 void tok_ids_free(TokIds *out);
 
 /* Decode ids to text: NUL-terminated valid UTF-8 the caller frees; *len_out

@@ -410,10 +410,11 @@ static void test_book_and_cancel(void **state) {
     char wrong[2048];
     snprintf(wrong, sizeof wrong, "%s", args);
     char *amt = strstr(wrong, "\"amount\": 100}");
-    memcpy(amt, "\"amount\": 101}", 14);
+    memcpy(amt, "\"amount\": 099}", 14); /* leading zero: not JSON */
+    amt[10] = ' ';                          /* " 99}": paid one less */
     char msg[256];
     snprintf(msg, sizeof msg, "Error: Payment amount does not add up, total price is %.0f, but paid %.0f", total,
-             total + 1);
+             total - 1);
     expect_error(env, "book_reservation", wrong, msg);
     cJSON *r = call_json(env, "book_reservation", args);
     assert_string_equal(json_get_str(r, "reservation_id"), "HATHAT");
@@ -482,7 +483,7 @@ static void test_book_validation(void **state) {
                  "Error: 2 validation errors for Passenger\nlast_name\n  Input should be a valid string "
                  "[type=string_type, input_value=3, input_type=int]\n    For further information visit "
                  "https://errors.pydantic.dev/2.13/v/string_type\ndob\n  Field required [type=missing, "
-                 "input_value={'first_name': 'aaaaaaaaa...aaaaaaaa', 'last_name': 3}, input_type=dict]\n    For "
+                 "input_value={'first_name': 'aaaaaaaaa...aaaaaa', 'last_name': 3}, input_type=dict]\n    For "
                  "further information visit https://errors.pydantic.dev/2.13/v/missing");
     expect_error(env, "book_reservation",
                  "{\"user_id\": \"nobody\", \"origin\": \"JFK\", \"destination\": \"SEA\", \"flight_type\": "
@@ -506,8 +507,8 @@ static void test_book_validation(void **state) {
 
 static void test_updates(void **state) {
     Env *env = env_new(g_dom);
-    /* 4WQ150: chen_jackson_3290, business, 3 passengers, nonfree 0. */
-    cJSON *u = call_json(env, "get_user_details", "{\"user_id\": \"chen_jackson_3290\"}");
+    /* CDXEBS: harper_garcia_8677, economy, 2 passengers, nonfree 0, four segments. */
+    cJSON *u = call_json(env, "get_user_details", "{\"user_id\": \"harper_garcia_8677\"}");
     const char *credit = NULL, *gift = NULL, *cert = NULL;
     for (const cJSON *pm = json_get(u, "payment_methods")->child; pm; pm = pm->next) {
         const char *src = json_get_str(pm, "source");
@@ -516,58 +517,68 @@ static void test_updates(void **state) {
         if (strcmp(src, "certificate") == 0 && !cert) cert = pm->string;
     }
     assert_non_null(credit);
+    assert_non_null(gift);
+    assert_non_null(cert);
     char args[1024];
     expect_error(env, "update_reservation_baggages",
-                 "{\"reservation_id\": \"4WQ150\", \"total_baggages\": 5, \"nonfree_baggages\": 1, "
+                 "{\"reservation_id\": \"CDXEBS\", \"total_baggages\": 5, \"nonfree_baggages\": 1, "
                  "\"payment_id\": \"nope\"}",
                  "Error: Payment method not found");
-    if (cert) {
-        snprintf(args, sizeof args,
-                 "{\"reservation_id\": \"4WQ150\", \"total_baggages\": 5, \"nonfree_baggages\": 1, "
-                 "\"payment_id\": \"%s\"}",
-                 cert);
-        expect_error(env, "update_reservation_baggages", args,
-                     "Error: Certificate cannot be used to update reservation");
-    }
     snprintf(args, sizeof args,
-             "{\"reservation_id\": \"4WQ150\", \"total_baggages\": 6, \"nonfree_baggages\": 2, \"payment_id\": "
+             "{\"reservation_id\": \"CDXEBS\", \"total_baggages\": 5, \"nonfree_baggages\": 1, "
+             "\"payment_id\": \"%s\"}",
+             cert);
+    expect_error(env, "update_reservation_baggages", args, "Error: Certificate cannot be used to update reservation");
+    snprintf(args, sizeof args,
+             "{\"reservation_id\": \"CDXEBS\", \"total_baggages\": 5, \"nonfree_baggages\": 1000, "
+             "\"payment_id\": \"%s\"}",
+             gift);
+    expect_error(env, "update_reservation_baggages", args, "Error: Gift card balance is not enough");
+    snprintf(args, sizeof args,
+             "{\"reservation_id\": \"CDXEBS\", \"total_baggages\": 6, \"nonfree_baggages\": 2, \"payment_id\": "
              "\"%s\"}",
              credit);
     cJSON *r = call_json(env, "update_reservation_baggages", args);
     const cJSON *hist = json_get(r, "payment_history");
-    assert_int_equal(cJSON_GetArraySize(hist), 2);
-    assert_true(json_get(cJSON_GetArrayItem(hist, 1), "amount")->valuedouble == 100);
+    int n_hist = cJSON_GetArraySize(hist);
+    assert_true(json_get(cJSON_GetArrayItem(hist, n_hist - 1), "amount")->valuedouble == 100);
     cJSON_Delete(r);
     /* Fewer bags cost nothing and add no payment. */
     snprintf(args, sizeof args,
-             "{\"reservation_id\": \"4WQ150\", \"total_baggages\": 1, \"nonfree_baggages\": 0, \"payment_id\": "
+             "{\"reservation_id\": \"CDXEBS\", \"total_baggages\": 1, \"nonfree_baggages\": 0, \"payment_id\": "
              "\"%s\"}",
              credit);
     r = call_json(env, "update_reservation_baggages", args);
-    assert_int_equal(cJSON_GetArraySize(json_get(r, "payment_history")), 2);
+    assert_int_equal(cJSON_GetArraySize(json_get(r, "payment_history")), n_hist);
     cJSON_Delete(r);
     /* Passengers: count must match. */
     expect_error(env, "update_reservation_passengers",
-                 "{\"reservation_id\": \"4WQ150\", \"passengers\": [{\"first_name\": \"A\", \"last_name\": \"B\", "
+                 "{\"reservation_id\": \"CDXEBS\", \"passengers\": [{\"first_name\": \"A\", \"last_name\": \"B\", "
                  "\"dob\": \"2000-01-01\"}]}",
                  "Error: Number of passengers does not match");
     /* Flights: an unknown cabin reaches available_seats[cabin] → KeyError. */
-    snprintf(args, sizeof args,
-             "{\"reservation_id\": \"4WQ150\", \"cabin\": \"first\", \"flights\": [{\"flight_number\": \"HAT170\", "
-             "\"date\": \"2024-05-22\"}], \"payment_id\": \"%s\"}",
-             credit);
+    const char *segs = "[{\"flight_number\": \"HAT114\", \"date\": \"2024-05-26\"}, {\"flight_number\": \"HAT032\", "
+                       "\"date\": \"2024-05-27\"}, {\"flight_number\": \"HAT144\", \"date\": \"2024-05-29\"}, "
+                       "{\"flight_number\": \"HAT066\", \"date\": \"2024-05-29\"}]";
+    snprintf(args, sizeof args, "{\"reservation_id\": \"CDXEBS\", \"cabin\": \"first\", \"flights\": %s, "
+             "\"payment_id\": \"%s\"}", segs, credit);
     expect_error(env, "update_reservation_flights", args, "Error: 'first'");
-    /* Same flights, same cabin: price difference 0, no payment, no seat change. */
-    double seats = seats_of(env, "HAT170", "2024-05-22", "business");
-    snprintf(args, sizeof args,
-             "{\"reservation_id\": \"4WQ150\", \"cabin\": \"business\", \"flights\": [{\"flight_number\": "
-             "\"HAT170\", \"date\": \"2024-05-22\"}, {\"flight_number\": \"HAT022\", \"date\": \"2024-05-26\"}], "
-             "\"payment_id\": \"%s\"}",
-             credit);
+    /* Same flights, same cabin: difference 0, no payment, no seat change. */
+    double seats = seats_of(env, "HAT114", "2024-05-26", "economy");
+    snprintf(args, sizeof args, "{\"reservation_id\": \"CDXEBS\", \"cabin\": \"economy\", \"flights\": %s, "
+             "\"payment_id\": \"%s\"}", segs, credit);
     r = call_json(env, "update_reservation_flights", args);
-    assert_int_equal(cJSON_GetArraySize(json_get(r, "payment_history")), 2);
+    assert_int_equal(cJSON_GetArraySize(json_get(r, "payment_history")), n_hist);
+    assert_string_equal(json_get_str(cJSON_GetArrayItem(json_get(r, "flights"), 0), "flight_number"), "HAT114");
     cJSON_Delete(r);
-    assert_true(seats_of(env, "HAT170", "2024-05-22", "business") == seats);
+    /* Another cabin reprices every segment but still moves no seats. */
+    snprintf(args, sizeof args, "{\"reservation_id\": \"CDXEBS\", \"cabin\": \"business\", \"flights\": %s, "
+             "\"payment_id\": \"%s\"}", segs, credit);
+    r = call_json(env, "update_reservation_flights", args);
+    assert_string_equal(json_get_str(r, "cabin"), "business");
+    assert_int_equal(cJSON_GetArraySize(json_get(r, "payment_history")), n_hist + 1);
+    cJSON_Delete(r);
+    assert_true(seats_of(env, "HAT114", "2024-05-26", "economy") == seats);
     cJSON_Delete(u);
     env_free(env);
 }

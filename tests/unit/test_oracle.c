@@ -20,17 +20,28 @@ static void check_domain(const char *name, const char *split) {
     char err[512];
     int n = taskset_split(ts, split, &tasks, err, sizeof err);
     assert_true(n > 0);
-    int wrong = 0, nl_skipped = 0, ref_below_one = 0;
+    int wrong = 0, db_wrong = 0, nl_skipped = 0, ref_below_one = 0;
     for (int i = 0; i < n; i++) {
         Episode *ep = test_run_oracle(d, tasks[i], EPISODE_DEFAULT_MAX_STEPS);
         Evaluation ev;
         evaluate_episode(d, tasks[i], ep->messages, ep->term, NULL, &ev);
         double want = 1.0;
+        const cJSON *want_db = NULL;
         for (const cJSON *r = ref ? ref->child : NULL; r; r = r->next) {
             if (strcmp(json_get_str(r, "task_id"), task_id(tasks[i])) == 0) {
                 want = json_get(r, "reward")->valuedouble;
+                want_db = json_get(r, "db_match");
                 break;
             }
+        }
+        /* τ²-bench's DB verdict too (it differs from the reward where the
+         * basis ignores DB: telecom's gold replay never syncs the phone). */
+        const cJSON *got_db = json_get(json_get(ev.info, "db_check"), "db_match");
+        if (cJSON_IsBool(want_db) && cJSON_IsBool(got_db) && cJSON_IsTrue(want_db) != cJSON_IsTrue(got_db)) {
+            if (db_wrong < 5)
+                fprintf(stderr, "%s %s: db_match %d, τ²-bench %d\n", name, task_id(tasks[i]), cJSON_IsTrue(got_db),
+                        cJSON_IsTrue(want_db));
+            db_wrong++;
         }
         if (want < 1.0) ref_below_one++;
         if (ev.nl_not_judged) nl_skipped++;
@@ -46,10 +57,11 @@ static void check_domain(const char *name, const char *split) {
         evaluation_free(&ev);
         episode_free(ep);
     }
-    fprintf(stderr, "%s/%s: %d tasks, %d differ from τ²-bench, %d where τ²-bench's gold scores < 1, NL_ASSERTION not "
+    fprintf(stderr, "%s/%s: %d tasks, %d rewards and %d DB verdicts differ from τ²-bench, %d where τ²-bench's gold scores < 1, NL_ASSERTION not "
                     "judged on %d\n",
-            name, split, n, wrong, ref_below_one, nl_skipped);
+            name, split, n, wrong, db_wrong, ref_below_one, nl_skipped);
     assert_int_equal(wrong, 0);
+    assert_int_equal(db_wrong, 0);
     free(tasks);
     cJSON_Delete(ref);
     taskset_free(ts);

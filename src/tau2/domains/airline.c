@@ -1029,7 +1029,11 @@ static cJSON *airline_update_reservation_passengers(Env *env, const cJSON *args,
  * evaluator with Python's int/float semantics. Integers are exact to 2^127;
  * beyond that they are carried as doubles (Python's are unbounded). */
 
-enum { CALC_MAX_DEPTH = 200, CALC_MAX_NEST = 200 };
+/* CPython's limits, as 3.11 reaches them from a shallow call stack: 200
+ * nested parentheses (tokenizer), about 2988 nested unary operators (the
+ * parser's stack, a MemoryError with an empty message) and about 2990
+ * nested operations (the compiler's recursion limit). */
+enum { CALC_MAX_NEST = 200, CALC_MAX_UNARY = 2987, CALC_MAX_TREE = 2991 };
 
 typedef enum { T_NUM, T_OP, T_ELLIPSIS, T_END } TokKind;
 typedef struct {
@@ -1044,8 +1048,9 @@ typedef enum { N_NUM, N_TUPLE, N_ELLIPSIS, N_NEG, N_POS, N_BIN, N_CALL } NodeKin
 typedef struct {
     NodeKind kind;
     char op[3];
-    int a, b; /* children; b = -1 when absent (call without argument) */
-    int tok;  /* the number token of N_NUM */
+    int a, b;  /* children; b = -1 when absent (call without argument) */
+    int tok;   /* the number token of N_NUM */
+    int depth; /* height of the subtree, bounding the evaluator's recursion */
 } CalcNode;
 
 typedef struct {
@@ -1163,6 +1168,9 @@ static int calc_node(Calc *c, NodeKind kind, const char *op, int a, int b, int t
     n->a = a;
     n->b = b;
     n->tok = tok;
+    n->depth = 1;
+    if (a >= 0 && c->nodes[a].depth + 1 > n->depth) n->depth = c->nodes[a].depth + 1;
+    if (b >= 0 && c->nodes[b].depth + 1 > n->depth) n->depth = c->nodes[b].depth + 1;
     return c->nnode++;
 }
 
@@ -1221,7 +1229,7 @@ static int calc_power(Calc *c, CalcSecond *sp) {
 }
 
 static int calc_factor(Calc *c, CalcSecond *sp) {
-    if (++c->depth > CALC_MAX_DEPTH * 4) {
+    if (++c->depth > CALC_MAX_UNARY) {
         c->too_deep = true;
         c->depth--;
         return -1;
@@ -1274,12 +1282,14 @@ static int calc_expr(Calc *c, CalcSecond *sp) {
     if (sp->raised) return -1;
     int a = calc_sum(c, sp);
     if (sp->raised || !sp->active || a < 0) return sp->raised ? -1 : a;
-    /* invalid_expression: a, then a complete b, with a's last token inside parentheses. */
+    /* invalid_expression: a, then a complete b, raised when a's last token
+     * is inside parentheses. b is parsed either way, and its lookahead
+     * reaching an unclosed end raises "was never closed" (see calc_parse). */
     int after_a = c->pos;
-    if (after_a > 0 && c->toks[after_a - 1].level > 0 && calc_starts_expr(calc_peek(c))) {
+    if (calc_starts_expr(calc_peek(c))) {
         CalcSecond plain = {false, false, false};
         int b = calc_sum(c, &plain);
-        if (b >= 0) {
+        if (b >= 0 && after_a > 0 && c->toks[after_a - 1].level > 0) {
             sp->raised = true;
             sp->comma = true;
             return -1;
@@ -1296,11 +1306,15 @@ static bool calc_parse(Calc *c, int final_level, int *root) {
     c->maxfetch = 0;
     int r = calc_expr(c, &first);
     if (r >= 0 && calc_peek(c)->kind == T_END) {
+        if (c->nodes[r].depth > CALC_MAX_TREE) {
+            snprintf(c->err, sizeof c->err, "maximum recursion depth exceeded during compilation");
+            return false;
+        }
         *root = r;
         return true;
     }
     if (c->too_deep) {
-        snprintf(c->err, sizeof c->err, "too many nested parentheses (<string>, line 1)");
+        c->err[0] = '\0'; /* MemoryError() */
         return false;
     }
     if (c->maxfetch == c->ntok - 1 && final_level > 0) {

@@ -9,6 +9,11 @@
  * Money is Python float arithmetic: doubles, and round(x, 2) done the way
  * CPython does it (correctly rounded decimal, ties to even). */
 #include <complex.h>
+/* glibc defines CMPLX only for compilers with __builtin_complex (gcc); clang
+ * 14 builds the fuzzers. Same meaning: real and imaginary parts as given. */
+#ifndef CMPLX
+#define CMPLX(x, y) __builtin_complex((double)(x), (double)(y))
+#endif
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -220,7 +225,7 @@ enum {
 typedef struct {
     int kind;
     int start, len;
-    int level;       /* paren depth; a ')' counts inside its group */
+    int level;       /* paren depth after the token, as CPython records it */
     const char *msg; /* T_ERR: the tokenizer's message */
 } CalcTok;
 
@@ -321,8 +326,8 @@ static CalcTok *calc_tokenize(const char *s, int *ntok) {
                 break;
             }
             i++;
-            calc_push_tok(&toks, &n, &cap, T_RPAR, st, 1, level, NULL);
             level--;
+            calc_push_tok(&toks, &n, &cap, T_RPAR, st, 1, level, NULL);
             continue;
         }
         int kind;
@@ -550,7 +555,8 @@ static void calc_invalid_expression(CalcParser *p, int pos) {
     int b = calc_sum(p, a_end, &b_end);
     p->diag = true;
     if (p->raised || b < 0) return;
-    if (p->toks[p->maxfetch].level > 0) calc_raise(p, "invalid syntax. Perhaps you forgot a comma?");
+    /* Only inside brackets: judged by the level where b ends. */
+    if (p->toks[b_end - 1].level > 0) calc_raise(p, "invalid syntax. Perhaps you forgot a comma?");
 }
 
 static int calc_expression(CalcParser *p, int pos, int *end) {
@@ -799,6 +805,10 @@ static bool calc_binary(int op, const CalcVal *a, const CalcVal *b, CalcVal *out
         if (op == N_MUL && (a->kind == V_TUPLE || b->kind == V_TUPLE)) {
             const CalcVal *other = a->kind == V_TUPLE ? b : a;
             if (other->kind == V_INT) {
+                if (other->big || other->i > INT64_MAX || other->i < INT64_MIN) {
+                    snprintf(err, errlen, "cannot fit 'int' into an index-sized integer");
+                    return false;
+                }
                 *out = (CalcVal){.kind = V_TUPLE};
                 return true;
             }
@@ -856,9 +866,23 @@ static bool calc_binary(int op, const CalcVal *a, const CalcVal *b, CalcVal *out
             } else if (small) {
                 *out = calc_float((double)((long double)a->i / (long double)b->i));
             } else {
-                double x, y;
-                if (!calc_to_double(a, &x, err, errlen) || !calc_to_double(b, &y, err, errlen)) return false;
-                *out = calc_float(x / y);
+                /* Beyond 127 bits only magnitudes are known: a finite int
+                 * over a huge one is 0.0, a huge one over a finite one too
+                 * large (Python divides the exact ints). */
+                double x = calc_int_approx(a), y = calc_int_approx(b);
+                if (isinf(x) && !isinf(y)) {
+                    snprintf(err, errlen, "integer division result too large for a float");
+                    return false;
+                }
+                if (isinf(x) || isinf(y)) {
+                    if (isinf(x)) {
+                        snprintf(err, errlen, "int too large to convert to float");
+                        return false;
+                    }
+                    *out = calc_float(copysign(0.0, x) * copysign(1.0, y));
+                } else {
+                    *out = calc_float(x / y);
+                }
             }
             return true;
         }

@@ -677,8 +677,6 @@ static cJSON *tel_refuel_data(Env *env, const cJSON *args, ToolCtx *ctx) {
     sbuf_puts(&b, "/GB");
     if (!apply_one_time_charge(env, &cust, charge, b.data, ctx)) goto done;
 
-    /* Re-read: the charge may have replaced the lines list's storage. */
-    refueled = json_get(tel_mut(env, "lines", idx), "data_refueling_gb");
     b.len = 0;
     sbuf_puts(&b, "Successfully added ");
     py_str(&b, gb);
