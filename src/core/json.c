@@ -82,6 +82,27 @@ static void put_utf8(SBuf *b, unsigned cp) {
     }
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1-4), or 0 if it is not
+ * one (overlong forms, surrogates and code points above U+10FFFF included). */
+static int utf8_seq_len(const unsigned char *p, size_t avail) {
+    unsigned c = p[0];
+    int n;
+    unsigned min;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) n = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF) n = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4) n = 4, min = 0x10000;
+    else return 0;
+    if ((size_t)n > avail) return 0;
+    unsigned cp = c & (0x7F >> n);
+    for (int i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}
+
 /* Parse a string starting at the opening quote into a new NUL-terminated buffer. */
 static char *read_string(Reader *r) {
     r->pos++; /* opening quote */
@@ -99,6 +120,15 @@ static char *read_string(Reader *r) {
             reader_fail(r, "control character in string (expected an escape such as \\n)");
             return NULL;
         }
+        if (c >= 0x80) {
+            int n = utf8_seq_len((const unsigned char *)r->s + r->pos, r->len - r->pos);
+            if (!n) {
+                reader_fail(r, "invalid UTF-8 in string");
+                return NULL;
+            }
+            r->pos += (size_t)n;
+            continue;
+        }
         r->pos++;
     }
     SBuf b;
@@ -114,6 +144,17 @@ static char *read_string(Reader *r) {
             reader_fail(r, "control character in string (expected an escape such as \\n)");
             sbuf_free(&b);
             return NULL;
+        }
+        if (c >= 0x80) {
+            int n = utf8_seq_len((const unsigned char *)r->s + r->pos, r->len - r->pos);
+            if (!n) {
+                reader_fail(r, "invalid UTF-8 in string");
+                sbuf_free(&b);
+                return NULL;
+            }
+            sbuf_put(&b, r->s + r->pos, (size_t)n);
+            r->pos += (size_t)n;
+            continue;
         }
         if (c != '\\') {
             sbuf_putc(&b, (char)c);
@@ -482,8 +523,10 @@ void json_format_number(char *buf, const cJSON *num) {
     double v = num->valuedouble;
     if (json_is_float(num)) {
         json_format_float(buf, v);
-    } else if (v == floor(v) && fabs(v) < 9.2e18) {
-        sprintf(buf, "%lld", (long long)v);
+    } else if (v == floor(v) && fabs(v) < 1e300) {
+        /* An int: all its digits (cJSON holds numbers as doubles, so ints
+         * beyond 2^53 print as the nearest double's digits). */
+        snprintf(buf, JSON_NUMBER_BUFSIZE, "%.0f", v);
     } else {
         /* An "int" that is not integral can only come from a bad producer;
          * print it as Python would print the float. */
@@ -561,7 +604,7 @@ static void dump_value(SBuf *out, const cJSON *v, int flags, int level) {
     bool indent = flags & JSON_DUMP_INDENT;
     const char *item_sep = (flags & JSON_DUMP_COMPACT) ? "," : (indent ? "," : ", ");
     const char *key_sep = (flags & JSON_DUMP_COMPACT) ? ":" : ": ";
-    char num[40];
+    char num[JSON_NUMBER_BUFSIZE];
     switch (v->type & 0xFF) {
     case cJSON_NULL: sbuf_puts(out, "null"); break;
     case cJSON_True: sbuf_puts(out, "true"); break;

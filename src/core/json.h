@@ -54,7 +54,8 @@ char *json_dumps(const cJSON *v, int flags);
 /* Python repr() of a float ("1.0", "0.1", "1e-05", "inf", "nan"); buf >= 32. */
 void json_format_float(char *buf, double v);
 /* Python str() of a value that is a number: int or float repr. */
-void json_format_number(char *buf, const cJSON *num);
+#define JSON_NUMBER_BUFSIZE 320
+void json_format_number(char *buf /* JSON_NUMBER_BUFSIZE */, const cJSON *num);
 
 /* ---- comparing and merging ---- */
 /* Structural equality, order-insensitive for objects, ordered for arrays.

@@ -61,9 +61,10 @@ static void test_float_repr(void **state) {
 static void test_errors_have_positions(void **state) {
     (void)state;
     char err[256];
-    const char *bad[] = {"{\"a\": 1,}", "[1, 2", "{\"a\" 1}", "\"abc", "01", "{\"a\": tru}", "[1] x", "\"\\q\""};
-    const char *where[] = {"t.json:1:9", "t.json:1:6", "t.json:1:6", "t.json:1:5",
-                           "t.json:1:2", "t.json:1:7", "t.json:1:5", "t.json:1:2"};
+    const char *bad[] = {"{\"a\": 1,}", "[1, 2", "{\"a\" 1}", "\"abc", "01", "{\"a\": tru}", "[1] x", "\"\\q\"",
+                         "\"x\xb6\"", "[\"\xed\xa0\x80\"]"};
+    const char *where[] = {"t.json:1:9", "t.json:1:6", "t.json:1:6", "t.json:1:5", "t.json:1:2",
+                           "t.json:1:7", "t.json:1:5", "t.json:1:2", "t.json:1:3", "t.json:1:3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cJSON *v = json_parse(bad[i], strlen(bad[i]), "t.json", err, sizeof err);
         assert_null(v);

@@ -96,7 +96,7 @@ static void py_number_repr(char *buf, const cJSON *num) {
 
 /* Python repr() of a JSON value (dict/list/str/int/float/bool/None). */
 static void py_repr(SBuf *b, const cJSON *v) {
-    char num[64];
+    char num[JSON_NUMBER_BUFSIZE];
     if (!v || cJSON_IsNull(v)) sbuf_puts(b, "None");
     else if (cJSON_IsTrue(v)) sbuf_puts(b, "True");
     else if (cJSON_IsFalse(v)) sbuf_puts(b, "False");
@@ -875,7 +875,7 @@ static cJSON *airline_send_certificate(Env *env, const cJSON *args, ToolCtx *ctx
         cJSON_AddItemToObject(cert, "amount", json_float(num_of(amount).v));
         cJSON *mmethods = json_get(db_get_mut(env->db, "users", user_id), "payment_methods");
         cJSON_AddItemToObject(mmethods, pid, cert);
-        char abuf[64], msg[512];
+        char abuf[JSON_NUMBER_BUFSIZE], msg[512];
         py_number_repr(abuf, amount);
         snprintf(msg, sizeof msg, "Certificate %s added to user %s with amount %s.", pid, user_id, abuf);
         return cJSON_CreateString(msg);

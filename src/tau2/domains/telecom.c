@@ -73,7 +73,7 @@ static bool py_truthy(const cJSON *v) {
 /* Append Python's str() of a JSON value: str as is, numbers as repr,
  * True/False/None; containers approximated by their JSON text. */
 static void py_str(SBuf *b, const cJSON *v) {
-    char num[40];
+    char num[JSON_NUMBER_BUFSIZE];
     if (!v || cJSON_IsNull(v)) {
         sbuf_puts(b, "None");
     } else if (cJSON_IsString(v)) {

@@ -93,7 +93,7 @@ static void set_str(cJSON *obj, const char *key, const char *v) {
 
 /* Python str() of a stored value, for f-strings. */
 static void py_str(SBuf *b, const cJSON *v) {
-    char num[64];
+    char num[JSON_NUMBER_BUFSIZE];
     if (!v || cJSON_IsNull(v)) sbuf_puts(b, "None");
     else if (cJSON_IsTrue(v)) sbuf_puts(b, "True");
     else if (cJSON_IsFalse(v)) sbuf_puts(b, "False");
@@ -992,7 +992,7 @@ static cJSON *tu_reboot_device(Env *env, const cJSON *args, ToolCtx *ctx) {
 /* amount_due as Python prints a float. */
 static void put_amount(SBuf *b, const cJSON *req) {
     const cJSON *amt = json_get(req, "amount_due");
-    char num[64];
+    char num[JSON_NUMBER_BUFSIZE];
     if (cJSON_IsNumber(amt)) {
         json_format_float(num, amt->valuedouble);
         sbuf_puts(b, num);
