@@ -19,6 +19,7 @@
  * validators below, including pydantic's truncated input_value repr. */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1180,11 +1181,47 @@ static int calc_node(Calc *c, NodeKind kind, const char *op, int a, int b, int t
 typedef struct {
     bool active;
     bool raised;
-    bool comma;
+    const char *msg; /* the message raised */
 } CalcSecond;
 
 static int calc_expr(Calc *c, CalcSecond *sp);
 
+static int calc_sum(Calc *c, CalcSecond *sp);
+static int calc_expr(Calc *c, CalcSecond *sp);
+
+/* After "(": a starred item ("*x" of a tuple, "**x" of a call). Nothing in
+ * this alphabet can complete one (that needs a comma), but the parser
+ * reads through it, and "(*x)" / "(**x)" have their own messages. */
+static int calc_starred(Calc *c, CalcSecond *sp) {
+    bool dbl = calc_is_op(c, "**");
+    c->pos++;
+    if (dbl) {
+        /* Only the second pass's invalid_group reads on after "(**"; the
+         * first pass looks at one more token. */
+        calc_peek(c);
+        if (!sp->active) return -1;
+        int saved_fetch = c->maxfetch;
+        int e = calc_expr(c, sp);
+        if (sp->raised) return -1;
+        if (e >= 0 && calc_is_op(c, ")")) {
+            sp->raised = true;
+            sp->msg = "cannot use double starred expression here";
+            return -1;
+        }
+        c->maxfetch = saved_fetch;
+        return -1;
+    }
+    int e = calc_expr(c, sp);
+    if (sp->raised) return -1;
+    if (e >= 0 && sp->active && calc_is_op(c, ")")) {
+        sp->raised = true;
+        sp->msg = "cannot use starred expression here";
+    }
+    return -1;
+}
+
+/* The parser is a PEG like CPython's: an operator whose operand fails is
+ * left unconsumed (the shorter parse wins), and the caller fails on it. */
 static int calc_atom(Calc *c, CalcSecond *sp) {
     const CalcTok *t = calc_peek(c);
     if (t->kind == T_NUM) return calc_node(c, N_NUM, NULL, -1, -1, c->pos++);
@@ -1192,6 +1229,7 @@ static int calc_atom(Calc *c, CalcSecond *sp) {
     if (t->kind == T_OP && strcmp(t->op, "(") == 0) {
         c->pos++;
         if (calc_is_op(c, ")")) return c->pos++, calc_node(c, N_TUPLE, NULL, -1, -1, -1);
+        if (calc_is_op(c, "*") || calc_is_op(c, "**")) return calc_starred(c, sp);
         int e = calc_expr(c, sp);
         if (e < 0 || !calc_is_op(c, ")")) return -1;
         c->pos++;
@@ -1202,12 +1240,36 @@ static int calc_atom(Calc *c, CalcSecond *sp) {
 
 static int calc_primary(Calc *c, CalcSecond *sp) {
     int a = calc_atom(c, sp);
+    if (a >= 0 && calc_is_op(c, ".")) {
+        /* An attribute trailer: the parser looks at the token after the dot for a name. */
+        c->pos++;
+        calc_peek(c);
+        c->pos--;
+        return a;
+    }
     while (a >= 0 && calc_is_op(c, "(")) {
+        int save = c->pos;
         c->pos++;
         int arg = -1;
-        if (!calc_is_op(c, ")")) {
+        bool ok = true;
+        if (calc_is_op(c, "*")) {
+            /* f(*x) is valid syntax; calling a number fails before the
+             * unpacking matters. */
+            c->pos++;
             arg = calc_expr(c, sp);
-            if (arg < 0 || !calc_is_op(c, ")")) return -1;
+            ok = arg >= 0 && calc_is_op(c, ")");
+        } else if (calc_is_op(c, "**")) {
+            c->pos++;
+            calc_peek(c);
+            ok = false;
+        } else if (!calc_is_op(c, ")")) {
+            arg = calc_expr(c, sp);
+            ok = arg >= 0 && calc_is_op(c, ")");
+        }
+        if (sp->raised) return -1;
+        if (!ok) {
+            c->pos = save;
+            break;
         }
         c->pos++;
         a = calc_node(c, N_CALL, NULL, a, arg, -1);
@@ -1220,10 +1282,11 @@ static int calc_factor(Calc *c, CalcSecond *sp);
 static int calc_power(Calc *c, CalcSecond *sp) {
     int a = calc_primary(c, sp);
     if (a >= 0 && calc_is_op(c, "**")) {
-        c->pos++;
+        int save = c->pos++;
         int b = calc_factor(c, sp);
-        if (b < 0) return -1;
-        a = calc_node(c, N_BIN, "**", a, b, -1);
+        if (sp->raised) return -1;
+        if (b < 0) c->pos = save;
+        else a = calc_node(c, N_BIN, "**", a, b, -1);
     }
     return a;
 }
@@ -1252,9 +1315,13 @@ static int calc_term(Calc *c, CalcSecond *sp) {
     while (a >= 0 && (calc_is_op(c, "*") || calc_is_op(c, "/") || calc_is_op(c, "//"))) {
         char op[3];
         snprintf(op, sizeof op, "%s", c->toks[c->pos].op);
-        c->pos++;
+        int save = c->pos++;
         int b = calc_factor(c, sp);
-        if (b < 0) return -1;
+        if (sp->raised) return -1;
+        if (b < 0) {
+            c->pos = save;
+            break;
+        }
         a = calc_node(c, N_BIN, op, a, b, -1);
     }
     return a;
@@ -1265,9 +1332,13 @@ static int calc_sum(Calc *c, CalcSecond *sp) {
     while (a >= 0 && (calc_is_op(c, "+") || calc_is_op(c, "-"))) {
         char op[3];
         snprintf(op, sizeof op, "%s", c->toks[c->pos].op);
-        c->pos++;
+        int save = c->pos++;
         int b = calc_term(c, sp);
-        if (b < 0) return -1;
+        if (sp->raised) return -1;
+        if (b < 0) {
+            c->pos = save;
+            break;
+        }
         a = calc_node(c, N_BIN, op, a, b, -1);
     }
     return a;
@@ -1287,11 +1358,11 @@ static int calc_expr(Calc *c, CalcSecond *sp) {
      * reaching an unclosed end raises "was never closed" (see calc_parse). */
     int after_a = c->pos;
     if (calc_starts_expr(calc_peek(c))) {
-        CalcSecond plain = {false, false, false};
+        CalcSecond plain = {false, false, NULL};
         int b = calc_sum(c, &plain);
         if (b >= 0 && after_a > 0 && c->toks[after_a - 1].level > 0) {
             sp->raised = true;
-            sp->comma = true;
+            sp->msg = "invalid syntax. Perhaps you forgot a comma?";
             return -1;
         }
         c->pos = after_a;
@@ -1301,7 +1372,7 @@ static int calc_expr(Calc *c, CalcSecond *sp) {
 
 /* Parse tokens into nodes; false with c->err set on a SyntaxError. */
 static bool calc_parse(Calc *c, int final_level, int *root) {
-    CalcSecond first = {false, false, false};
+    CalcSecond first = {false, false, NULL};
     c->pos = 0;
     c->maxfetch = 0;
     int r = calc_expr(c, &first);
@@ -1322,14 +1393,14 @@ static bool calc_parse(Calc *c, int final_level, int *root) {
         return false;
     }
     /* Second pass, looking for the comma case; its lookahead may reach the end. */
-    CalcSecond second = {true, false, false};
+    CalcSecond second = {true, false, NULL};
     c->pos = 0;
     c->nnode = 0;
     (void)calc_expr(c, &second);
     if (c->maxfetch == c->ntok - 1 && final_level > 0)
         snprintf(c->err, sizeof c->err, "'(' was never closed (<string>, line 1)");
-    else if (second.comma)
-        snprintf(c->err, sizeof c->err, "invalid syntax. Perhaps you forgot a comma? (<string>, line 1)");
+    else if (second.msg)
+        snprintf(c->err, sizeof c->err, "%s (<string>, line 1)", second.msg);
     else
         snprintf(c->err, sizeof c->err, "invalid syntax (<string>, line 1)");
     return false;
@@ -1340,8 +1411,9 @@ static bool calc_parse(Calc *c, int final_level, int *root) {
 typedef enum { V_INT, V_BIGINT, V_FLOAT, V_TUPLE, V_ELLIPSIS, V_COMPLEX } ValKind;
 typedef struct {
     ValKind kind;
-    __int128 i; /* V_INT */
-    double f;   /* V_FLOAT, and V_BIGINT's approximation */
+    __int128 i;    /* V_INT */
+    double f;      /* V_FLOAT */
+    long double l; /* V_BIGINT's approximation */
 } CalcVal;
 
 static const char *calc_type_name(const CalcVal *v) {
@@ -1362,31 +1434,33 @@ static bool calc_to_double(Calc *c, const CalcVal *v, double *out) {
     if (v->kind == V_INT) return *out = (double)v->i, true;
     if (v->kind == V_FLOAT) return *out = v->f, true;
     if (v->kind == V_BIGINT) {
-        if (!isfinite(v->f)) {
+        if (!isfinite(v->l) || fabsl(v->l) > DBL_MAX) {
             snprintf(c->err, sizeof c->err, "int too large to convert to float");
             return false;
         }
-        return *out = v->f, true;
+        return *out = (double)v->l, true;
     }
     return false;
 }
 
 static CalcVal calc_int(__int128 i) {
-    CalcVal v = {V_INT, i, 0};
+    CalcVal v = {V_INT, i, 0, 0};
     return v;
 }
 
-static CalcVal calc_bigint(double approx) {
-    CalcVal v = {V_BIGINT, 0, approx};
+static CalcVal calc_bigint(long double approx) {
+    CalcVal v = {V_BIGINT, 0, 0, approx};
     return v;
 }
 
 static CalcVal calc_float(double f) {
-    CalcVal v = {V_FLOAT, 0, f};
+    CalcVal v = {V_FLOAT, 0, f, 0};
     return v;
 }
 
-static double calc_approx(const CalcVal *v) { return v->kind == V_INT ? (double)v->i : v->f; }
+static long double calc_approx(const CalcVal *v) {
+    return v->kind == V_INT ? (long double)v->i : v->kind == V_BIGINT ? v->l : (long double)v->f;
+}
 
 /* Python's float floor division (floatobject.c). */
 static double py_float_floordiv(double vx, double wx) {
@@ -1473,7 +1547,7 @@ static bool calc_binop(Calc *c, const char *op, const CalcVal *a, const CalcVal 
                                       : __builtin_mul_overflow(a->i, b->i, &r);
             if (!ovf) return *out = calc_int(r), true;
         }
-        double x = calc_approx(a), y = calc_approx(b);
+        long double x = calc_approx(a), y = calc_approx(b);
         *out = calc_bigint(op[0] == '+' ? x + y : op[0] == '-' ? x - y : x * y);
         return true;
     }
@@ -1487,7 +1561,7 @@ static bool calc_binop(Calc *c, const char *op, const CalcVal *a, const CalcVal 
             if ((a->i % b->i != 0) && ((a->i < 0) != (b->i < 0))) q--;
             return *out = calc_int(q), true;
         }
-        *out = calc_bigint(floor(calc_approx(a) / calc_approx(b)));
+        *out = calc_bigint(floorl(calc_approx(a) / calc_approx(b)));
         return true;
     }
     if (ints && strcmp(op, "/") == 0) {
@@ -1499,7 +1573,7 @@ static bool calc_binop(Calc *c, const char *op, const CalcVal *a, const CalcVal 
             *out = calc_float((double)((long double)a->i / (long double)b->i));
             return true;
         }
-        double r = calc_approx(a) / calc_approx(b);
+        double r = (double)(calc_approx(a) / calc_approx(b));
         if (!isfinite(r)) {
             snprintf(c->err, sizeof c->err, "integer division result too large for a float");
             return false;
@@ -1508,11 +1582,11 @@ static bool calc_binop(Calc *c, const char *op, const CalcVal *a, const CalcVal 
         return true;
     }
     if (ints && strcmp(op, "**") == 0) {
-        double y = calc_approx(b);
+        long double y = calc_approx(b);
         if (y < 0) {
             double x;
             if (!calc_to_double(c, a, &x)) return false;
-            return calc_float_pow(c, x, y, out);
+            return calc_float_pow(c, x, (double)y, out);
         }
         if (a->kind == V_INT && b->kind == V_INT) {
             __int128 base = a->i, r = 1;
@@ -1524,7 +1598,7 @@ static bool calc_binop(Calc *c, const char *op, const CalcVal *a, const CalcVal 
                 if (!ovf) return *out = calc_int(r), true;
             }
         }
-        *out = calc_bigint(pow(calc_approx(a), y));
+        *out = calc_bigint(powl(calc_approx(a), y));
         return true;
     }
     /* Float arithmetic (an int operand converts first). */
@@ -1582,6 +1656,7 @@ static bool calc_eval(Calc *c, int node, CalcVal *out) {
         }
         if (n->kind == N_NEG) {
             if (a.kind == V_INT) a.i = -a.i;
+            else if (a.kind == V_BIGINT) a.l = -a.l;
             else a.f = -a.f;
         }
         *out = a;
