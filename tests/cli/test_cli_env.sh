@@ -104,5 +104,24 @@ printf '{"job": "oracle", "domains": ["mock"], "output": "%s/run2/eps.jsonl"}' "
 "$BIN" "$TMP/cfg3.json" --data-dir "$TMP/nowhere" >/dev/null 2>&1
 [ ! -e "$TMP/run2/eps.jsonl" ] && [ ! -e "$TMP/run2/eps.jsonl.tmp" ]; check "a failed job leaves no output file" $?
 
+# The 2025-06 release layout: no split_tasks.json (all tasks in "base"), no reward_basis.
+mkdir -p "$TMP/old/domains"
+cp -r "$TAU2_DATA_DIR/domains/mock" "$TMP/old/domains/mock"
+chmod -R u+w "$TMP/old"
+rm "$TMP/old/domains/mock/split_tasks.json"
+python3 - "$TMP/old/domains/mock/tasks.json" <<'PY'
+import json, sys
+tasks = json.load(open(sys.argv[1]))
+for t in tasks:
+    (t.get("evaluation_criteria") or {}).pop("reward_basis", None)
+json.dump(tasks, open(sys.argv[1], "w"))
+PY
+expect_exit old-release-oracle 0 "" "$BIN" oracle --domain mock --split base --data-dir "$TMP/old"
+grep -q "^total: 10 tasks" "$TMP/out"; check "old release: every task in split base" $?
+expect_exit old-release-bad-split 2 "valid splits: base" "$BIN" oracle --domain mock --split train --data-dir "$TMP/old"
+"$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/traj.json" --data-dir "$TMP/old" >"$TMP/r_old.json"
+python3 -c "import json,sys; r=json.load(open('$TMP/r_old.json')); sys.exit(0 if r['reward_basis']==['DB','COMMUNICATE'] else 1)"
+check "old release: reward_basis defaults to DB, COMMUNICATE" $?
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
