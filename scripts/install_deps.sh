@@ -9,7 +9,7 @@ PACKAGES=(
   libhdf5-openmpi-dev hdf5-tools
   libcjson-dev libcurl4-openssl-dev libopenblas-dev libxxhash-dev
   libpcre2-dev libutf8proc-dev
-  libcmocka-dev
+  libcmocka-dev libssl-dev
   clang libclang-rt-14-dev
 )
 

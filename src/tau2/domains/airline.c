@@ -18,7 +18,6 @@
  * checks and the ValidationError text are reproduced by the small
  * validators below, including pydantic's truncated input_value repr. */
 #include <ctype.h>
-#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -1026,9 +1025,9 @@ static cJSON *airline_update_reservation_passengers(Env *env, const cJSON *args,
  * language is: numbers, unary +/-, + - * / // **, parentheses, calls (a
  * number "called" raises TypeError), the empty tuple and `...`. This is a
  * small compiler for it: a tokenizer with CPython's tokenizer errors, a
- * parser that reports syntax errors as CPython 3.11-3.13 word them, and an
+ * parser that reports syntax errors as CPython 3.11 words them, and an
  * evaluator with Python's int/float semantics. Integers are exact to 2^127;
- * beyond that they are carried as doubles (Python's are unbounded). */
+ * beyond that they are carried as long doubles (Python's are unbounded). */
 
 /* CPython's limits, as 3.11 reaches them from a shallow call stack: 200
  * nested parentheses (tokenizer), about 2988 nested unary operators (the
@@ -1195,27 +1194,11 @@ static int calc_expr(Calc *c, CalcSecond *sp);
 static int calc_starred(Calc *c, CalcSecond *sp) {
     bool dbl = calc_is_op(c, "**");
     c->pos++;
-    if (dbl) {
-        /* Only the second pass's invalid_group reads on after "(**"; the
-         * first pass looks at one more token. */
-        calc_peek(c);
-        if (!sp->active) return -1;
-        int saved_fetch = c->maxfetch;
-        int e = calc_expr(c, sp);
-        if (sp->raised) return -1;
-        if (e >= 0 && calc_is_op(c, ")")) {
-            sp->raised = true;
-            sp->msg = "cannot use double starred expression here";
-            return -1;
-        }
-        c->maxfetch = saved_fetch;
-        return -1;
-    }
     int e = calc_expr(c, sp);
     if (sp->raised) return -1;
     if (e >= 0 && sp->active && calc_is_op(c, ")")) {
         sp->raised = true;
-        sp->msg = "cannot use starred expression here";
+        sp->msg = dbl ? "cannot use double starred expression here" : "cannot use starred expression here";
     }
     return -1;
 }
@@ -1260,7 +1243,7 @@ static int calc_primary(Calc *c, CalcSecond *sp) {
             ok = arg >= 0 && calc_is_op(c, ")");
         } else if (calc_is_op(c, "**")) {
             c->pos++;
-            calc_peek(c);
+            (void)calc_expr(c, sp);
             ok = false;
         } else if (!calc_is_op(c, ")")) {
             arg = calc_expr(c, sp);
@@ -1497,7 +1480,6 @@ static bool calc_float_pow(Calc *c, double x, double y, CalcVal *out) {
         out->kind = V_COMPLEX;
         return true;
     }
-    errno = 0;
     double r = pow(x, y);
     if (isinf(r) && isfinite(x) && isfinite(y)) {
         snprintf(c->err, sizeof c->err, "(34, 'Numerical result out of range')");
@@ -1510,9 +1492,13 @@ static bool calc_float_pow(Calc *c, double x, double y, CalcVal *out) {
 static bool calc_binop(Calc *c, const char *op, const CalcVal *a, const CalcVal *b, CalcVal *out) {
     /* Sequences and odd types first. */
     if (a->kind == V_TUPLE || b->kind == V_TUPLE || a->kind == V_ELLIPSIS || b->kind == V_ELLIPSIS) {
-        if (strcmp(op, "+") == 0 && a->kind == V_TUPLE && b->kind == V_TUPLE) {
-            out->kind = V_TUPLE;
-            return true;
+        if (strcmp(op, "+") == 0 && a->kind == V_TUPLE) {
+            if (b->kind == V_TUPLE) {
+                out->kind = V_TUPLE;
+                return true;
+            }
+            snprintf(c->err, sizeof c->err, "can only concatenate tuple (not \"%s\") to tuple", calc_type_name(b));
+            return false;
         }
         if (strcmp(op, "*") == 0 && (a->kind == V_TUPLE || b->kind == V_TUPLE)) {
             const CalcVal *n = a->kind == V_TUPLE ? b : a;
