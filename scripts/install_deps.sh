@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git python3
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libcjson-dev libcurl4-openssl-dev libopenblas-dev libxxhash-dev
