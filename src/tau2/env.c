@@ -269,33 +269,26 @@ static bool check_args(const ToolDef *t, const cJSON *schema, const cJSON *args,
             return false;
         }
     }
-    SBuf missing;
-    sbuf_init(&missing);
     int nmissing = 0;
-    int nreq = cJSON_GetArraySize(required);
-    for (const cJSON *r = required ? required->child : NULL; r; r = r->next) {
-        if (!cJSON_IsString(r) || json_get(args, r->valuestring)) continue;
-        nmissing++;
-        (void)nreq;
-        if (missing.len) sbuf_puts(&missing, "|");
-        sbuf_printf(&missing, "'%s'", r->valuestring);
-    }
+    for (const cJSON *r = required ? required->child : NULL; r; r = r->next)
+        if (cJSON_IsString(r) && !json_get(args, r->valuestring)) nmissing++;
     if (nmissing) {
-        /* Python: "missing 2 required positional arguments: 'a' and 'b'" */
+        /* Python: "missing 2 required positional arguments: 'a' and 'b'"
+         * (three or more: "'a', 'b', and 'c'"). */
         SBuf names;
         sbuf_init(&names);
         int k = 0;
-        for (char *tok = strtok(missing.data, "|"); tok; tok = strtok(NULL, "|"), k++) {
+        for (const cJSON *r = required->child; r; r = r->next) {
+            if (!cJSON_IsString(r) || json_get(args, r->valuestring)) continue;
             if (k > 0) sbuf_puts(&names, k == nmissing - 1 ? (nmissing > 2 ? ", and " : " and ") : ", ");
-            sbuf_puts(&names, tok);
+            sbuf_printf(&names, "'%s'", r->valuestring);
+            k++;
         }
         tool_error(ctx, "%s() missing %d required positional argument%s: %s", t->name, nmissing,
                    nmissing > 1 ? "s" : "", names.data);
         sbuf_free(&names);
-        sbuf_free(&missing);
         return false;
     }
-    sbuf_free(&missing);
     for (const cJSON *a = args->child; a; a = a->next) {
         const cJSON *prop = json_get(props, a->string);
         if (!value_fits(a, prop)) {

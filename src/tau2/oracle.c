@@ -55,16 +55,14 @@ static cJSON *gold_agent_next(Actor *self, const Episode *ep, Termination *fail)
 
 static cJSON *gold_user_next(Actor *self, const Episode *ep, Termination *fail) {
     Oracle *o = self->state;
-    int nmsg = cJSON_GetArraySize(ep->messages);
-    const cJSON *last = cJSON_GetArrayItem(ep->messages, nmsg - 1);
+    /* cJSON keeps an array's last item at child->prev. */
+    const cJSON *last = ep->messages->child ? ep->messages->child->prev : NULL;
     const char *last_role = json_get_str(last, "role");
     /* First turn: the reason for the call. */
-    bool spoke = false;
-    for (int i = ep->n_history; i < nmsg && !spoke; i++) {
-        const char *r = json_get_str(cJSON_GetArrayItem(ep->messages, i), "role");
-        spoke = r && strcmp(r, "user") == 0;
+    if (!o->user_spoke) {
+        o->user_spoke = true;
+        return message_text(task_reason_for_call(ep->task));
     }
-    if (!spoke) return message_text(task_reason_for_call(ep->task));
     if (o->agent_done) return message_text("Thank you. ###STOP###");
     /* After our own tool results: report back to the agent. */
     if (last_role && strcmp(last_role, "tool") == 0) return message_text("I did that.");

@@ -16,6 +16,7 @@ typedef struct {
     int cursor;           /* next gold action */
     int n_actions;
     bool agent_done;      /* the agent has said everything */
+    bool user_spoke;      /* the user has stated the reason for calling */
     Actor agent;
     Actor user;
 } Oracle;
