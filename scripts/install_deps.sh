@@ -10,7 +10,7 @@ PACKAGES=(
   libcjson-dev libcurl4-openssl-dev libopenblas-dev libxxhash-dev
   libpcre2-dev libutf8proc-dev
   libcmocka-dev libssl-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libomp-dev
 )
 
 missing=()

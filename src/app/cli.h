@@ -24,6 +24,8 @@ int cmd_tools(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_oracle(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_render(int argc, char **argv);
 int cmd_run_config(const char *path, int argc, char **argv);
 
 #endif

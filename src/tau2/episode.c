@@ -105,8 +105,12 @@ static void run_tool_calls(Episode *ep, const cJSON *msg, const char *requestor)
     const cJSON *calls = json_get(msg, "tool_calls");
     for (const cJSON *tc = calls->child; tc; tc = tc->next) {
         const char *name = json_get_str(tc, "name");
+        const char *parse_error = json_get_str(tc, "parse_error");
         ToolResult r;
-        if (!name) {
+        if (parse_error) { /* a call the model wrote but the parser could not use */
+            r.content = xstrdup(parse_error);
+            r.error = true;
+        } else if (!name) {
             r.content = xstrdup("Error: tool call without a name");
             r.error = true;
         } else {

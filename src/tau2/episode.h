@@ -69,7 +69,9 @@ void episode_free(Episode *ep);
 
 /* Hand in the next message of whoever's turn it is: a JSON object with
  * "content" (string or null) and/or "tool_calls" ([{"name", "arguments",
- * optional "id"}]). Takes ownership. Runs tool calls, counts steps, checks
+ * optional "id", optional "parse_error"}]). A call with "parse_error" (a
+ * malformed call from a model, see text/toolcall.h) is not run: its tool
+ * result is that message, as an error. Takes ownership. Runs tool calls, counts steps, checks
  * termination; afterwards episode->turn says who is next. */
 void episode_submit(Episode *ep, cJSON *msg);
 /* The actor whose turn it is failed (model error, user simulator or judge

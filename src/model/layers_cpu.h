@@ -1,0 +1,117 @@
+/* layers_cpu.h — the CPU layer functions of the Qwen3 engine.
+ *
+ * Each function is the CPU twin of one CUDA kernel (kernels/): plain float
+ * arrays, sizes as arguments, shapes written next to every tensor argument.
+ * Matrices are row-major; weights are [out, in] as Hugging Face stores them.
+ *
+ * Sizes are the local ones (n_heads, kv_heads, intermediate, vocab of this
+ * tensor-parallel rank), so sharding changes only the numbers passed in.
+ *
+ * Determinism: every output element is computed by one thread, in a fixed
+ * order, so results are bit-identical whatever the OpenMP thread count.
+ * Reductions over tokens (weight gradients) are parallel over the reduced
+ * tensor's columns, never over tokens. Matrix products go to cblas_sgemm,
+ * which splits work over output rows/columns only.
+ *
+ * Backward functions accumulate into weight gradients (+=) so several
+ * micro-batches can add up before an optimizer step; input gradients are
+ * overwritten unless the function says otherwise.
+ */
+#ifndef TAU2_MODEL_LAYERS_CPU_H
+#define TAU2_MODEL_LAYERS_CPU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- embedding ---- */
+
+/* out[t] = table[tokens[t]]. */
+void embedding_forward(float *out /* (T, C) */, const int32_t *tokens /* (T) */,
+                       const float *table /* (V, C) */, int T, int C);
+/* dtable[tokens[t]] += dout[t], tokens in order (parallel over columns). */
+void embedding_backward(float *dtable /* (V, C) */, const float *dout /* (T, C) */,
+                        const int32_t *tokens /* (T) */, int T, int C);
+
+/* ---- RMSNorm (fp32; also the per-head q/k norm with N = T*heads, C = head_dim) ---- */
+
+/* out = x / sqrt(mean(x^2) + eps) * w; rstd keeps 1/sqrt(mean(x^2) + eps). */
+void rmsnorm_forward(float *out /* (N, C) */, float *rstd /* (N) */, const float *x /* (N, C) */,
+                     const float *w /* (C) */, int N, int C, float eps);
+/* dx (+)= d/dx; dw += sum over rows of dout * x * rstd. accumulate_dx adds
+ * into dx (the residual stream) instead of overwriting it. */
+void rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const float *dout /* (N, C) */,
+                      const float *x /* (N, C) */, const float *w /* (C) */,
+                      const float *rstd /* (N) */, int N, int C, bool accumulate_dx);
+
+/* ---- linear layers (cblas_sgemm) ---- */
+
+/* out = inp @ w^T. */
+void matmul_forward(float *out /* (N, OC) */, const float *inp /* (N, IC) */,
+                    const float *w /* (OC, IC) */, int N, int IC, int OC);
+/* dinp (+)= dout @ w; dw += dout^T @ inp. */
+void matmul_backward(float *dinp /* (N, IC) */, float *dw /* (OC, IC) */,
+                     const float *dout /* (N, OC) */, const float *inp /* (N, IC) */,
+                     const float *w /* (OC, IC) */, int N, int IC, int OC, bool accumulate_dinp);
+
+/* ---- rotary position embedding (rotate-half, as Hugging Face) ---- */
+
+/* cos/sin tables for positions 0..P-1, computed as transformers does in fp32:
+ * inv_freq[i] = 1 / theta^(2i/D), angle = (float)pos * inv_freq[i]. */
+void rope_tables(float *cosb /* (P, D/2) */, float *sinb /* (P, D/2) */, int P, int D, double theta);
+/* In place on each head of each token: x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin
+ * where x1, x2 are the first and second halves of the head. */
+void rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */,
+                  const float *cosb, const float *sinb, int T, int NH, int D);
+/* The transpose (rotation by -angle), in place on the gradient. */
+void rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */,
+                   const float *cosb, const float *sinb, int T, int NH, int D);
+
+/* ---- causal grouped-query attention over packed sequences ---- */
+
+/* Sequence s spans tokens [seq_start[s], seq_start[s+1]); a token attends to
+ * itself and earlier tokens of its own sequence only. Query head h reads kv
+ * head h / (NH / NKV). Scale 1/sqrt(D). Online softmax per (token, head);
+ * lse keeps each row's log-sum-exp of scaled scores for the backward pass,
+ * so no T x T probability matrix is ever stored. D <= 512. */
+void attention_forward(float *out /* (T, NH, D) */, float *lse /* (T, NH) */,
+                       const float *q /* (T, NH, D) */, const float *k /* (T, NKV, D) */,
+                       const float *v /* (T, NKV, D) */, const int32_t *seq_of /* (T) */,
+                       const int32_t *seq_start /* (n_seqs + 1) */, int T, int NH, int NKV, int D);
+/* dq, dk, dv overwritten. delta (T, NH) is scratch. dq is parallel over
+ * (token, head), dk/dv over (token, kv head): no accumulation races. */
+void attention_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV, D) */,
+                        float *dv /* (T, NKV, D) */, float *delta /* (T, NH) */,
+                        const float *dout /* (T, NH, D) */, const float *out /* (T, NH, D) */,
+                        const float *lse /* (T, NH) */, const float *q, const float *k,
+                        const float *v, const int32_t *seq_of, const int32_t *seq_start,
+                        int T, int NH, int NKV, int D);
+
+/* ---- SwiGLU ---- */
+
+/* h = silu(gate) * up. */
+void swiglu_forward(float *h /* (N) */, const float *gate /* (N) */, const float *up /* (N) */, long N);
+void swiglu_backward(float *dgate /* (N) */, float *dup /* (N) */, const float *dh /* (N) */,
+                     const float *gate /* (N) */, const float *up /* (N) */, long N);
+
+/* ---- residual ---- */
+
+/* x += y. */
+void residual_add(float *x /* (N) */, const float *y /* (N) */, long N);
+
+/* ---- output head: per-token logprob and entropy from a chunk of logits ---- */
+
+/* For each row r of logits (R rows of the chunk): lse[r] = logsumexp(z),
+ * entropy[r] = lse - sum p z, logprob[r] = z[target] - lse (0 when target < 0).
+ * Sums in double. Vocab-parallel TP: max, sum-exp and sum p z all-reduce
+ * across ranks; the target's rank supplies z[target]. */
+void logprob_entropy_forward(float *logprob /* (R) */, float *entropy /* (R) */, float *lse /* (R) */,
+                             const float *logits /* (R, V) */, const int32_t *targets /* (R) */,
+                             int R, int V);
+/* Overwrite the chunk's logits with dloss/dlogits:
+ *   dz_j = dlogprob (1[j == target] - p_j) - dentropy p_j (z_j - (lse - entropy)). */
+void logprob_entropy_backward(float *logits /* (R, V), in: z, out: dz */,
+                              const float *dlogprob /* (R) */, const float *dentropy /* (R) */,
+                              const float *lse /* (R) */, const float *entropy /* (R) */,
+                              const int32_t *targets /* (R) */, int R, int V);
+
+#endif

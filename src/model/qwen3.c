@@ -1,0 +1,815 @@
+/* qwen3.c — Qwen3 config, parameters, forward, backward and AdamW on the CPU.
+ *
+ * The structure follows llm.c's train_gpt2.c: sizes of every parameter kind,
+ * one buffer they point into, an activation arena, and forward/backward as
+ * long linear sequences of layer calls (layers_cpu.h) that read top to bottom.
+ *
+ * Tensor parallelism (later): q/k/v/gate/up are column-parallel and o/down
+ * row-parallel, embedding and output head vocab-parallel; the comments
+ * "TP all-reduce" mark where the collectives go. Layer functions already take
+ * local sizes.
+ */
+#include "model/qwen3.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "model/layers_cpu.h"
+
+/* ================================================================ config */
+
+static int cfg_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int cfg_err(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A required positive Python int. */
+static int cfg_int(const cJSON *j, const char *path, const char *key, int *out, char *err, size_t errlen) {
+    const cJSON *v = json_get(j, key);
+    if (!v) return cfg_err(err, errlen, "%s: missing key \"%s\"", path, key);
+    if (!json_is_int(v) || v->valuedouble < 1 || v->valuedouble > 2147483647.0) {
+        return cfg_err(err, errlen, "%s: \"%s\" must be a positive integer", path, key);
+    }
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+/* A required positive number (int or float). */
+static int cfg_num(const cJSON *j, const char *path, const char *key, double *out, char *err, size_t errlen) {
+    const cJSON *v = json_get(j, key);
+    if (!v) return cfg_err(err, errlen, "%s: missing key \"%s\"", path, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || isinf(v->valuedouble)) {
+        return cfg_err(err, errlen, "%s: \"%s\" must be a positive number", path, key);
+    }
+    *out = v->valuedouble;
+    return 0;
+}
+
+/* An optional token id: int, null, or a list of ints (first taken). */
+static int cfg_token_id(const cJSON *j, const char *path, const char *key, int *out, char *err, size_t errlen) {
+    const cJSON *v = json_get(j, key);
+    *out = -1;
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+    if (!v || !json_is_int(v) || v->valuedouble < 0 || v->valuedouble > 2147483647.0) {
+        return cfg_err(err, errlen, "%s: \"%s\" must be a non-negative integer, a list of them, or null", path, key);
+    }
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+/* An optional boolean that must have the value `want` (features not supported). */
+static int cfg_bool_must(const cJSON *j, const char *path, const char *key, bool want, char *err, size_t errlen) {
+    const cJSON *v = json_get(j, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsBool(v)) return cfg_err(err, errlen, "%s: \"%s\" must be true or false", path, key);
+    if ((bool)cJSON_IsTrue(v) != want) {
+        return cfg_err(err, errlen, "%s: \"%s\": %s is not supported", path, key, want ? "false" : "true");
+    }
+    return 0;
+}
+
+int qwen3_config_from_json(const cJSON *j, const char *path, Qwen3Config *cfg, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    if (!cJSON_IsObject(j)) return cfg_err(err, errlen, "%s: expected a JSON object", path);
+
+    const cJSON *mt = json_get(j, "model_type");
+    if (!mt) return cfg_err(err, errlen, "%s: missing key \"model_type\"", path);
+    if (!cJSON_IsString(mt)) return cfg_err(err, errlen, "%s: \"model_type\" must be a string", path);
+    if (strcmp(mt->valuestring, "qwen3") != 0) {
+        return cfg_err(err, errlen, "%s: \"model_type\" is \"%s\"; only \"qwen3\" (dense) is supported", path,
+                       mt->valuestring);
+    }
+    if (cfg_int(j, path, "vocab_size", &cfg->vocab_size, err, errlen) ||
+        cfg_int(j, path, "hidden_size", &cfg->hidden_size, err, errlen) ||
+        cfg_int(j, path, "intermediate_size", &cfg->intermediate_size, err, errlen) ||
+        cfg_int(j, path, "num_hidden_layers", &cfg->num_layers, err, errlen) ||
+        cfg_int(j, path, "num_attention_heads", &cfg->num_heads, err, errlen) ||
+        cfg_int(j, path, "num_key_value_heads", &cfg->num_kv_heads, err, errlen) ||
+        cfg_int(j, path, "head_dim", &cfg->head_dim, err, errlen) ||
+        cfg_int(j, path, "max_position_embeddings", &cfg->max_position_embeddings, err, errlen)) {
+        return -1;
+    }
+    double eps = 0, theta = 0;
+    if (cfg_num(j, path, "rms_norm_eps", &eps, err, errlen) || cfg_num(j, path, "rope_theta", &theta, err, errlen)) {
+        return -1;
+    }
+    cfg->rms_norm_eps = (float)eps;
+    cfg->rope_theta = theta;
+
+    const cJSON *tie = json_get(j, "tie_word_embeddings");
+    if (tie && !cJSON_IsBool(tie)) return cfg_err(err, errlen, "%s: \"tie_word_embeddings\" must be true or false", path);
+    cfg->tie_word_embeddings = tie && cJSON_IsTrue(tie); /* transformers' Qwen3Config default: false */
+
+    /* transformers >= 4.56 writes "dtype"; older versions "torch_dtype". */
+    const cJSON *dt = json_get(j, "torch_dtype");
+    if (!dt) dt = json_get(j, "dtype");
+    if (dt && !cJSON_IsNull(dt)) {
+        if (!cJSON_IsString(dt) || strlen(dt->valuestring) >= sizeof cfg->torch_dtype) {
+            return cfg_err(err, errlen, "%s: \"torch_dtype\" must be a dtype name such as \"bfloat16\"", path);
+        }
+        strcpy(cfg->torch_dtype, dt->valuestring);
+    }
+    if (cfg_token_id(j, path, "bos_token_id", &cfg->bos_token_id, err, errlen) ||
+        cfg_token_id(j, path, "eos_token_id", &cfg->eos_token_id, err, errlen)) {
+        return -1;
+    }
+
+    /* Features of the Qwen3 config class this engine does not implement. */
+    const cJSON *rs = json_get(j, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        return cfg_err(err, errlen, "%s: \"rope_scaling\": only null is supported (no RoPE scaling)", path);
+    }
+    if (cfg_bool_must(j, path, "use_sliding_window", false, err, errlen) ||
+        cfg_bool_must(j, path, "attention_bias", false, err, errlen)) {
+        return -1;
+    }
+    const cJSON *act = json_get(j, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0)) {
+        return cfg_err(err, errlen, "%s: \"hidden_act\": only \"silu\" is supported", path);
+    }
+
+    if (cfg->num_heads % cfg->num_kv_heads != 0) {
+        return cfg_err(err, errlen, "%s: \"num_attention_heads\" (%d) must be a multiple of \"num_key_value_heads\" (%d)",
+                       path, cfg->num_heads, cfg->num_kv_heads);
+    }
+    if (cfg->head_dim % 2 != 0 || cfg->head_dim > 512) {
+        return cfg_err(err, errlen, "%s: \"head_dim\" (%d) must be even and at most 512", path, cfg->head_dim);
+    }
+    return 0;
+}
+
+int qwen3_config_load(const char *path, Qwen3Config *cfg, char *err, size_t errlen) {
+    cJSON *j = json_load_file(path, err, errlen);
+    if (!j) return -1;
+    int rc = qwen3_config_from_json(j, path, cfg, err, errlen);
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* The shortest decimal that reads back as the same float (1e-06, not
+ * 9.99999997e-07), so exported configs look like the originals. */
+static double float_shortest(float x) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
+        double d = strtod(buf, NULL);
+        if ((float)d == x) return d;
+    }
+    return (double)x;
+}
+
+cJSON *qwen3_config_to_json(const Qwen3Config *c) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON *arch = cJSON_CreateArray();
+    cJSON_AddItemToArray(arch, cJSON_CreateString("Qwen3ForCausalLM"));
+    cJSON_AddItemToObject(j, "architectures", arch);
+    cJSON_AddItemToObject(j, "attention_bias", cJSON_CreateFalse());
+    cJSON_AddItemToObject(j, "attention_dropout", json_float(0.0));
+    cJSON_AddItemToObject(j, "bos_token_id", c->bos_token_id >= 0 ? json_int(c->bos_token_id) : cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "eos_token_id", c->eos_token_id >= 0 ? json_int(c->eos_token_id) : cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "head_dim", json_int(c->head_dim));
+    cJSON_AddItemToObject(j, "hidden_act", cJSON_CreateString("silu"));
+    cJSON_AddItemToObject(j, "hidden_size", json_int(c->hidden_size));
+    cJSON_AddItemToObject(j, "initializer_range", json_float(0.02));
+    cJSON_AddItemToObject(j, "intermediate_size", json_int(c->intermediate_size));
+    cJSON_AddItemToObject(j, "max_position_embeddings", json_int(c->max_position_embeddings));
+    cJSON_AddItemToObject(j, "max_window_layers", json_int(c->num_layers));
+    cJSON_AddItemToObject(j, "model_type", cJSON_CreateString("qwen3"));
+    cJSON_AddItemToObject(j, "num_attention_heads", json_int(c->num_heads));
+    cJSON_AddItemToObject(j, "num_hidden_layers", json_int(c->num_layers));
+    cJSON_AddItemToObject(j, "num_key_value_heads", json_int(c->num_kv_heads));
+    cJSON_AddItemToObject(j, "rms_norm_eps", json_float(float_shortest(c->rms_norm_eps)));
+    cJSON_AddItemToObject(j, "rope_scaling", cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "rope_theta", json_float(c->rope_theta));
+    cJSON_AddItemToObject(j, "sliding_window", cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "tie_word_embeddings", cJSON_CreateBool(c->tie_word_embeddings));
+    cJSON_AddItemToObject(j, "torch_dtype", cJSON_CreateString(c->torch_dtype[0] ? c->torch_dtype : "float32"));
+    cJSON_AddItemToObject(j, "use_cache", cJSON_CreateTrue());
+    cJSON_AddItemToObject(j, "use_sliding_window", cJSON_CreateFalse());
+    cJSON_AddItemToObject(j, "vocab_size", json_int(c->vocab_size));
+    return j;
+}
+
+/* ================================================================ parameters */
+
+static void fill_in_parameter_sizes(size_t *s, const Qwen3Config *c) {
+    size_t V = c->vocab_size, C = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
+    size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
+    size_t D = c->head_dim;
+    s[0] = V * C;      /* embed */
+    s[1] = L * C;      /* ln1_w */
+    s[2] = L * QD * C; /* wq */
+    s[3] = L * KD * C; /* wk */
+    s[4] = L * KD * C; /* wv */
+    s[5] = L * D;      /* q_norm_w */
+    s[6] = L * D;      /* k_norm_w */
+    s[7] = L * C * QD; /* wo */
+    s[8] = L * C;      /* ln2_w */
+    s[9] = L * I * C;  /* wgate */
+    s[10] = L * I * C; /* wup */
+    s[11] = L * C * I; /* wdown */
+    s[12] = C;         /* norm_w */
+    s[13] = c->tie_word_embeddings ? 0 : V * C; /* lm_head */
+}
+
+/* Point the 14 fields of p into memory; lm_head aliases embed when tied. */
+static void point_parameters(Qwen3Params *p, float *memory, const size_t *sizes, bool tied) {
+    float **ptrs[QWEN3_NUM_PARAM_KINDS] = {&p->embed, &p->ln1_w,  &p->wq,    &p->wk,  &p->wv,
+                                           &p->q_norm_w, &p->k_norm_w, &p->wo, &p->ln2_w, &p->wgate,
+                                           &p->wup, &p->wdown, &p->norm_w, &p->lm_head};
+    float *it = memory;
+    for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) {
+        *ptrs[i] = it;
+        it += sizes[i];
+    }
+    if (tied) p->lm_head = p->embed;
+}
+
+static void add_tensor(Qwen3 *m, const float *base, const float *ptr, size_t rows, size_t cols, const char *fmt,
+                       int layer) {
+    Qwen3Tensor *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, fmt, layer);
+    t->offset = (size_t)(ptr - base);
+    t->numel = rows * (cols ? cols : 1);
+    t->ndim = cols ? 2 : 1;
+    t->shape[0] = (int64_t)rows;
+    t->shape[1] = (int64_t)cols;
+}
+
+/* The Hugging Face view of the buffer, in the order transformers saves it. */
+static void build_tensor_table(Qwen3 *m) {
+    const Qwen3Config *c = &m->config;
+    const Qwen3Params *p = &m->params;
+    const float *b = m->params_memory;
+    size_t C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+    size_t QD = (size_t)c->num_heads * D, KD = (size_t)c->num_kv_heads * D;
+    m->tensors = xcalloc((size_t)c->num_layers * 11 + 3, sizeof(Qwen3Tensor));
+    m->n_tensors = 0;
+    add_tensor(m, b, p->embed, c->vocab_size, C, "model.embed_tokens.weight", 0);
+    for (int l = 0; l < c->num_layers; l++) {
+        add_tensor(m, b, p->ln1_w + l * C, C, 0, "model.layers.%d.input_layernorm.weight", l);
+        add_tensor(m, b, p->wq + l * QD * C, QD, C, "model.layers.%d.self_attn.q_proj.weight", l);
+        add_tensor(m, b, p->wk + l * KD * C, KD, C, "model.layers.%d.self_attn.k_proj.weight", l);
+        add_tensor(m, b, p->wv + l * KD * C, KD, C, "model.layers.%d.self_attn.v_proj.weight", l);
+        add_tensor(m, b, p->q_norm_w + l * D, D, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+        add_tensor(m, b, p->k_norm_w + l * D, D, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+        add_tensor(m, b, p->wo + l * C * QD, C, QD, "model.layers.%d.self_attn.o_proj.weight", l);
+        add_tensor(m, b, p->ln2_w + l * C, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        add_tensor(m, b, p->wgate + l * I * C, I, C, "model.layers.%d.mlp.gate_proj.weight", l);
+        add_tensor(m, b, p->wup + l * I * C, I, C, "model.layers.%d.mlp.up_proj.weight", l);
+        add_tensor(m, b, p->wdown + l * C * I, C, I, "model.layers.%d.mlp.down_proj.weight", l);
+    }
+    add_tensor(m, b, p->norm_w, C, 0, "model.norm.weight", 0);
+    if (!c->tie_word_embeddings) add_tensor(m, b, p->lm_head, c->vocab_size, C, "lm_head.weight", 0);
+}
+
+Qwen3 *qwen3_new(const Qwen3Config *cfg) {
+    Qwen3 *m = xcalloc(1, sizeof *m);
+    m->config = *cfg;
+    fill_in_parameter_sizes(m->param_sizes, cfg);
+    m->num_parameters = 0;
+    for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) m->num_parameters += m->param_sizes[i];
+    m->vocab_chunk = QWEN3_VOCAB_CHUNK;
+    m->params_memory = xcalloc(m->num_parameters, sizeof(float));
+    point_parameters(&m->params, m->params_memory, m->param_sizes, cfg->tie_word_embeddings);
+    build_tensor_table(m);
+    return m;
+}
+
+static void acts_free(Qwen3Acts *a);
+
+void qwen3_free(Qwen3 *m) {
+    if (!m) return;
+    free(m->params_memory);
+    free(m->grads_memory);
+    free(m->m_memory);
+    free(m->v_memory);
+    free(m->tensors);
+    acts_free(m->acts);
+    free(m);
+}
+
+/* ================================================================ load / export */
+
+static void format_shape(char *buf, size_t n, const int64_t *shape, int ndim) {
+    size_t off = 0;
+    off += (size_t)snprintf(buf + off, n - off, "[");
+    for (int i = 0; i < ndim && off < n; i++) {
+        off += (size_t)snprintf(buf + off, n - off, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    }
+    if (off < n) snprintf(buf + off, n - off, "]");
+}
+
+int qwen3_load_weights(Qwen3 *m, const StDir *st, const char *dir_name, char *err, size_t errlen) {
+    char want[64], got[64];
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        format_shape(want, sizeof want, t->shape, t->ndim);
+        const StTensor *s = st_dir_find(st, t->name);
+        if (!s) return cfg_err(err, errlen, "%s: tensor %s is missing (expected shape %s)", dir_name, t->name, want);
+        bool same = s->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == t->shape[d];
+        if (!same) {
+            format_shape(got, sizeof got, s->shape, s->ndim);
+            return cfg_err(err, errlen, "%s: tensor %s: expected shape %s, found %s", dir_name, t->name, want, got);
+        }
+        char e2[256];
+        if (st_to_f32(s, m->params_memory + t->offset, e2, sizeof e2) != 0) {
+            return cfg_err(err, errlen, "%s: tensor %s: %s", dir_name, t->name, e2);
+        }
+    }
+    int n = st_dir_count(st);
+    for (int i = 0; i < n; i++) {
+        const char *name = st_dir_tensor_at(st, i)->name;
+        bool known = false;
+        for (int k = 0; k < m->n_tensors && !known; k++) known = strcmp(m->tensors[k].name, name) == 0;
+        if (!known) {
+            bool tied_head = m->config.tie_word_embeddings && strcmp(name, "lm_head.weight") == 0;
+            return cfg_err(err, errlen, "%s: unexpected tensor %s%s", dir_name, name,
+                           tied_head ? " (config.json has tie_word_embeddings true)" : "");
+        }
+    }
+    return 0;
+}
+
+Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen) {
+    size_t plen = strlen(dir) + 32;
+    char *path = xmalloc(plen);
+    snprintf(path, plen, "%s/config.json", dir);
+    Qwen3Config cfg;
+    int rc = qwen3_config_load(path, &cfg, err, errlen);
+    free(path);
+    if (rc != 0) return NULL;
+    StDir *st = st_open_dir(dir, err, errlen);
+    if (!st) return NULL;
+    Qwen3 *m = qwen3_new(&cfg);
+    if (qwen3_load_weights(m, st, dir, err, errlen) != 0) {
+        qwen3_free(m);
+        m = NULL;
+    }
+    st_close_dir(st);
+    return m;
+}
+
+int qwen3_export_dir(const Qwen3 *m, const char *dir, StDtype dtype, char *err, size_t errlen) {
+    if (dtype != ST_F32 && dtype != ST_BF16 && dtype != ST_F16) {
+        return cfg_err(err, errlen, "%s: export dtype must be F32, BF16 or F16", dir);
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        return cfg_err(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+    }
+    size_t plen = strlen(dir) + 32;
+    char *path = xmalloc(plen);
+
+    Qwen3Config c = m->config;
+    snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
+             dtype == ST_F32 ? "float32" : dtype == ST_BF16 ? "bfloat16" : "float16");
+    cJSON *j = qwen3_config_to_json(&c);
+    char *text = json_dumps(j, JSON_DUMP_INDENT);
+    cJSON_Delete(j);
+    snprintf(path, plen, "%s/config.json", dir);
+    int rc = file_write_atomic(path, text, strlen(text), err, errlen);
+    free(text);
+
+    if (rc == 0) {
+        StWriter *w = st_writer_new(dtype);
+        st_writer_metadata(w, "format", "pt");
+        for (int i = 0; i < m->n_tensors; i++) {
+            const Qwen3Tensor *t = &m->tensors[i];
+            st_writer_add(w, t->name, t->shape, t->ndim, m->params_memory + t->offset);
+        }
+        snprintf(path, plen, "%s/model.safetensors", dir);
+        rc = st_writer_save(w, path, err, errlen);
+        st_writer_free(w);
+    }
+    free(path);
+    return rc;
+}
+
+/* ================================================================ activations */
+
+/* One layer's saved activations (T rows each). */
+typedef struct {
+    float *ln1;     /* (T, C) */
+    float *rstd1;   /* (T) */
+    float *q;       /* (T, NH*D) before q_norm */
+    float *k;       /* (T, NKV*D) before k_norm */
+    float *v;       /* (T, NKV*D) */
+    float *q_rstd;  /* (T, NH) */
+    float *k_rstd;  /* (T, NKV) */
+    float *qr;      /* (T, NH*D) normed and rotated */
+    float *kr;      /* (T, NKV*D) normed and rotated */
+    float *att;     /* (T, NH*D) attention output */
+    float *att_lse; /* (T, NH) */
+    float *res2;    /* (T, C) residual after attention */
+    float *ln2;     /* (T, C) */
+    float *rstd2;   /* (T) */
+    float *gate;    /* (T, I) */
+    float *up;      /* (T, I) */
+    float *h;       /* (T, I) silu(gate) * up */
+} LayerActs;
+
+#define LAYER_ACT_FIELDS 17
+
+struct Qwen3Acts {
+    int T_cap;          /* tokens the arena holds */
+    bool recompute;     /* layout: one layer slot instead of L */
+    int chunk;          /* rows of the logits scratch */
+    float *memory;
+    int32_t *imemory;
+
+    int T, n_seqs;      /* the last forward's batch */
+    bool have_forward;
+    int32_t *tokens, *targets, *pos, *seq_of, *seq_start; /* (T), (T), (T), (T), (T + 1) */
+
+    LayerActs layers_base; /* slot 0; slot l is base + l * the field's size */
+    size_t layer_sizes[LAYER_ACT_FIELDS];
+    int n_slots;
+
+    float *res;     /* (L + 1, T, C) input of each layer; res[L] the last output */
+    float *xf;      /* (T, C) after the final norm */
+    float *rstdf;   /* (T) */
+    float *lm_lse;  /* (T) */
+    float *lm_ent;  /* (T) */
+    float *logits;  /* (chunk, V) */
+    float *rope_cos, *rope_sin; /* (T, D/2) */
+
+    /* backward scratch, one layer */
+    float *dres, *dln;          /* (T, C) */
+    float *dqr, *dq, *datt;     /* (T, NH*D) */
+    float *dkr, *dk, *dv;       /* (T, NKV*D) */
+    float *dgate, *dup, *dh;    /* (T, I) */
+    float *delta;               /* (T, NH) */
+};
+
+static void acts_free(Qwen3Acts *a) {
+    if (!a) return;
+    free(a->memory);
+    free(a->imemory);
+    free(a);
+}
+
+static float *carve(float **it, size_t n) {
+    float *p = *it;
+    *it += n;
+    return p;
+}
+
+/* The addresses of a LayerActs' fields, in declaration order. */
+static void layer_fields(LayerActs *a, float **f[LAYER_ACT_FIELDS]) {
+    float **list[LAYER_ACT_FIELDS] = {&a->ln1, &a->rstd1, &a->q,   &a->k,    &a->v,     &a->q_rstd,
+                                      &a->k_rstd, &a->qr, &a->kr, &a->att, &a->att_lse, &a->res2,
+                                      &a->ln2, &a->rstd2, &a->gate, &a->up,  &a->h};
+    memcpy(f, list, sizeof list);
+}
+
+static Qwen3Acts *acts_new(const Qwen3Config *c, int T, bool recompute, int chunk_rows) {
+    Qwen3Acts *a = xcalloc(1, sizeof *a);
+    a->T_cap = T;
+    a->recompute = recompute;
+    size_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
+    size_t NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim;
+    size_t QD = NH * D, KD = NKV * D, t = (size_t)T;
+    size_t ls[LAYER_ACT_FIELDS] = {t * C,  t,      t * QD, t * KD, t * KD, t * NH, t * NKV, t * QD, t * KD,
+                                   t * QD, t * NH, t * C,  t * C,  t,      t * I,  t * I,   t * I};
+    memcpy(a->layer_sizes, ls, sizeof ls);
+    a->n_slots = recompute ? 1 : (int)L;
+    size_t per_layer = 0;
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) per_layer += ls[i];
+    size_t chunk = (size_t)chunk_rows < t ? (size_t)chunk_rows : t;
+    a->chunk = (int)chunk;
+    size_t total = per_layer * a->n_slots + (L + 1) * t * C + t * C + t * 3 + chunk * V + t * D /* cos+sin */ +
+                   2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
+    a->memory = xmalloc(total * sizeof(float));
+    float *it = a->memory;
+    float **lf[LAYER_ACT_FIELDS];
+    layer_fields(&a->layers_base, lf);
+    /* Field-major: all slots of ln1, then all slots of rstd1, ... */
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *lf[i] = carve(&it, ls[i] * a->n_slots);
+    a->res = carve(&it, (L + 1) * t * C);
+    a->xf = carve(&it, t * C);
+    a->rstdf = carve(&it, t);
+    a->lm_lse = carve(&it, t);
+    a->lm_ent = carve(&it, t);
+    a->logits = carve(&it, chunk * V);
+    a->rope_cos = carve(&it, t * D / 2);
+    a->rope_sin = carve(&it, t * D / 2);
+    a->dres = carve(&it, t * C);
+    a->dln = carve(&it, t * C);
+    a->dqr = carve(&it, t * QD);
+    a->dq = carve(&it, t * QD);
+    a->datt = carve(&it, t * QD);
+    a->dkr = carve(&it, t * KD);
+    a->dk = carve(&it, t * KD);
+    a->dv = carve(&it, t * KD);
+    a->dgate = carve(&it, t * I);
+    a->dup = carve(&it, t * I);
+    a->dh = carve(&it, t * I);
+    a->delta = carve(&it, t * NH);
+    if ((size_t)(it - a->memory) != total) die_runtime("qwen3: activation arena size mismatch");
+
+    a->imemory = xmalloc((5 * t + 1) * sizeof(int32_t));
+    a->tokens = a->imemory;
+    a->targets = a->tokens + t;
+    a->pos = a->targets + t;
+    a->seq_of = a->pos + t;
+    a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
+    return a;
+}
+
+/* The activation slot of layer l (slot 0 for every layer when recomputing). */
+static LayerActs layer_acts(const Qwen3Acts *a, int l) {
+    int slot = a->recompute ? 0 : l;
+    LayerActs r = a->layers_base;
+    float **f[LAYER_ACT_FIELDS];
+    layer_fields(&r, f);
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *f[i] += a->layer_sizes[i] * slot;
+    return r;
+}
+
+/* ================================================================ forward */
+
+void qwen3_next_token_targets(const int32_t *tokens, const int32_t *seq_start, int n_seqs, int32_t *targets) {
+    for (int s = 0; s < n_seqs; s++) {
+        for (int t = seq_start[s]; t < seq_start[s + 1]; t++) {
+            targets[t] = t + 1 < seq_start[s + 1] ? tokens[t + 1] : -1;
+        }
+    }
+}
+
+int qwen3_check_batch(const Qwen3 *m, const Qwen3Batch *b, char *err, size_t errlen) {
+    int V = m->config.vocab_size;
+    if (b->T < 1 || b->n_seqs < 1 || b->n_seqs > b->T) {
+        return cfg_err(err, errlen, "batch: T = %d, n_seqs = %d (need 1 <= n_seqs <= T)", b->T, b->n_seqs);
+    }
+    if (b->seq_start[0] != 0 || b->seq_start[b->n_seqs] != b->T) {
+        return cfg_err(err, errlen, "batch: seq_start must run from 0 to T = %d", b->T);
+    }
+    for (int s = 0; s < b->n_seqs; s++) {
+        if (b->seq_start[s + 1] <= b->seq_start[s]) return cfg_err(err, errlen, "batch: sequence %d is empty", s);
+    }
+    for (int t = 0; t < b->T; t++) {
+        if (b->tokens[t] < 0 || b->tokens[t] >= V) {
+            return cfg_err(err, errlen, "batch: token %d at position %d is outside the vocabulary (%d)", b->tokens[t],
+                           t, V);
+        }
+        if (b->targets[t] < -1 || b->targets[t] >= V) {
+            return cfg_err(err, errlen, "batch: target %d at position %d is outside the vocabulary (%d)",
+                           b->targets[t], t, V);
+        }
+    }
+    return 0;
+}
+
+/* One transformer block: x_out = block(x_in), saving activations into a. */
+static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in /* (T, C) */,
+                          float *x_out /* (T, C) */) {
+    const Qwen3Config *c = &m->config;
+    const Qwen3Params *p = &m->params;
+    Qwen3Acts *A = m->acts;
+    int T = A->T, C = c->hidden_size, I = c->intermediate_size;
+    int NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim;
+    int QD = NH * D, KD = NKV * D;
+    float eps = c->rms_norm_eps;
+
+    /* attention */
+    rmsnorm_forward(a->ln1, a->rstd1, x_in, p->ln1_w + (size_t)l * C, T, C, eps);
+    matmul_forward(a->q, a->ln1, p->wq + (size_t)l * QD * C, T, C, QD);
+    matmul_forward(a->k, a->ln1, p->wk + (size_t)l * KD * C, T, C, KD);
+    matmul_forward(a->v, a->ln1, p->wv + (size_t)l * KD * C, T, C, KD);
+    rmsnorm_forward(a->qr, a->q_rstd, a->q, p->q_norm_w + (size_t)l * D, T * NH, D, eps);
+    rmsnorm_forward(a->kr, a->k_rstd, a->k, p->k_norm_w + (size_t)l * D, T * NKV, D, eps);
+    rope_forward(a->qr, A->pos, A->rope_cos, A->rope_sin, T, NH, D);
+    rope_forward(a->kr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D);
+    attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D);
+    matmul_forward(a->res2, a->att, p->wo + (size_t)l * C * QD, T, QD, C);
+    /* TP all-reduce: res2 holds this rank's partial o_proj output */
+    residual_add(a->res2, x_in, (long)T * C);
+
+    /* MLP */
+    rmsnorm_forward(a->ln2, a->rstd2, a->res2, p->ln2_w + (size_t)l * C, T, C, eps);
+    matmul_forward(a->gate, a->ln2, p->wgate + (size_t)l * I * C, T, C, I);
+    matmul_forward(a->up, a->ln2, p->wup + (size_t)l * I * C, T, C, I);
+    swiglu_forward(a->h, a->gate, a->up, (long)T * I);
+    matmul_forward(x_out, a->h, p->wdown + (size_t)l * C * I, T, I, C);
+    /* TP all-reduce: x_out holds this rank's partial down_proj output */
+    residual_add(x_out, a->res2, (long)T * C);
+}
+
+void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy) {
+    char err[256];
+    if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_forward: %s", err);
+    const Qwen3Config *c = &m->config;
+    const Qwen3Params *p = &m->params;
+    int T = b->T, C = c->hidden_size, V = c->vocab_size, L = c->num_layers, D = c->head_dim;
+
+    if (m->vocab_chunk < 1) die_runtime("qwen3_forward: vocab_chunk must be positive");
+    int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
+    if (!m->acts || m->acts->T_cap < T || m->acts->recompute != m->recompute || m->acts->chunk < chunk) {
+        acts_free(m->acts);
+        m->acts = acts_new(c, T, m->recompute, chunk);
+    }
+    Qwen3Acts *A = m->acts;
+    A->T = T;
+    A->n_seqs = b->n_seqs;
+    memcpy(A->tokens, b->tokens, (size_t)T * sizeof(int32_t));
+    memcpy(A->targets, b->targets, (size_t)T * sizeof(int32_t));
+    memcpy(A->seq_start, b->seq_start, (size_t)(b->n_seqs + 1) * sizeof(int32_t));
+    int max_len = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int s0 = b->seq_start[s], s1 = b->seq_start[s + 1];
+        if (s1 - s0 > max_len) max_len = s1 - s0;
+        for (int t = s0; t < s1; t++) {
+            A->pos[t] = t - s0;
+            A->seq_of[t] = s;
+        }
+    }
+    rope_tables(A->rope_cos, A->rope_sin, max_len, D, c->rope_theta);
+
+    /* TP: vocab-parallel embedding (rows of other shards are zero), all-reduce */
+    embedding_forward(A->res, A->tokens, p->embed, T, C);
+    for (int l = 0; l < L; l++) {
+        LayerActs a = layer_acts(A, l);
+        layer_forward(m, l, &a, A->res + (size_t)l * T * C, A->res + (size_t)(l + 1) * T * C);
+    }
+    rmsnorm_forward(A->xf, A->rstdf, A->res + (size_t)L * T * C, p->norm_w, T, C, c->rms_norm_eps);
+
+    /* Output head in chunks of tokens: logits never exist for the whole batch. */
+    for (int t0 = 0; t0 < T; t0 += chunk) {
+        int R = T - t0 < chunk ? T - t0 : chunk;
+        matmul_forward(A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V);
+        logprob_entropy_forward(logprob + t0, A->lm_ent + t0, A->lm_lse + t0, A->logits, A->targets + t0, R, V);
+    }
+    memcpy(entropy, A->lm_ent, (size_t)T * sizeof(float));
+    A->have_forward = true;
+}
+
+void qwen3_logits(Qwen3 *m, int t0, int n, float *out) {
+    Qwen3Acts *A = m->acts;
+    if (!A || !A->have_forward || t0 < 0 || n < 0 || t0 + n > A->T) die_runtime("qwen3_logits: rows out of range");
+    int C = m->config.hidden_size, V = m->config.vocab_size;
+    matmul_forward(out, A->xf + (size_t)t0 * C, m->params.lm_head, n, C, V);
+}
+
+/* ================================================================ backward */
+
+void qwen3_zero_grad(Qwen3 *m) {
+    if (m->grads_memory) memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
+}
+
+void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
+    Qwen3Acts *A = m->acts;
+    if (!A || !A->have_forward) die_runtime("qwen3_backward: no forward pass to differentiate");
+    if (!m->grads_memory) {
+        m->grads_memory = xcalloc(m->num_parameters, sizeof(float));
+        point_parameters(&m->grads, m->grads_memory, m->param_sizes, m->config.tie_word_embeddings);
+    }
+    const Qwen3Config *c = &m->config;
+    const Qwen3Params *p = &m->params;
+    const Qwen3Params *g = &m->grads;
+    int T = A->T, C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
+    int NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim;
+    int QD = NH * D, KD = NKV * D;
+
+    /* Output head, chunk by chunk: recompute logits, turn them into dlogits,
+     * then dxf = dlogits @ W and dW += dlogits^T @ xf. */
+    float *dxf = A->dln;
+    int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
+    if (chunk > A->chunk) die_runtime("qwen3_backward: vocab_chunk grew after the forward pass");
+    for (int t0 = 0; t0 < T; t0 += chunk) {
+        int R = T - t0 < chunk ? T - t0 : chunk;
+        matmul_forward(A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V);
+        logprob_entropy_backward(A->logits, dlogprob + t0, dentropy ? dentropy + t0 : NULL, A->lm_lse + t0,
+                                 A->lm_ent + t0, A->targets + t0, R, V);
+        matmul_backward(dxf + (size_t)t0 * C, g->lm_head, A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V,
+                        false);
+    }
+    /* TP all-reduce: dxf (vocab-parallel head) */
+    rmsnorm_backward(A->dres, g->norm_w, dxf, A->res + (size_t)L * T * C, p->norm_w, A->rstdf, T, C, false);
+
+    for (int l = L - 1; l >= 0; l--) {
+        LayerActs a = layer_acts(A, l);
+        const float *x_in = A->res + (size_t)l * T * C;
+        if (A->recompute) layer_forward(m, l, &a, x_in, A->res + (size_t)(l + 1) * T * C);
+
+        /* MLP: dres is the gradient of this layer's output */
+        matmul_backward(A->dh, g->wdown + (size_t)l * C * I, A->dres, a.h, p->wdown + (size_t)l * C * I, T, I, C,
+                        false);
+        swiglu_backward(A->dgate, A->dup, A->dh, a.gate, a.up, (long)T * I);
+        matmul_backward(A->dln, g->wgate + (size_t)l * I * C, A->dgate, a.ln2, p->wgate + (size_t)l * I * C, T, C, I,
+                        false);
+        matmul_backward(A->dln, g->wup + (size_t)l * I * C, A->dup, a.ln2, p->wup + (size_t)l * I * C, T, C, I, true);
+        /* TP all-reduce: dln (column-parallel gate/up) */
+        rmsnorm_backward(A->dres, g->ln2_w + (size_t)l * C, A->dln, a.res2, p->ln2_w + (size_t)l * C, a.rstd2, T, C,
+                         true);
+
+        /* attention: dres is now the gradient of res2 */
+        matmul_backward(A->datt, g->wo + (size_t)l * C * QD, A->dres, a.att, p->wo + (size_t)l * C * QD, T, QD, C,
+                        false);
+        attention_backward(A->dqr, A->dkr, A->dv, A->delta, A->datt, a.att, a.att_lse, a.qr, a.kr, a.v, A->seq_of,
+                           A->seq_start, T, NH, NKV, D);
+        rope_backward(A->dqr, A->pos, A->rope_cos, A->rope_sin, T, NH, D);
+        rope_backward(A->dkr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D);
+        rmsnorm_backward(A->dq, g->q_norm_w + (size_t)l * D, A->dqr, a.q, p->q_norm_w + (size_t)l * D, a.q_rstd,
+                         T * NH, D, false);
+        rmsnorm_backward(A->dk, g->k_norm_w + (size_t)l * D, A->dkr, a.k, p->k_norm_w + (size_t)l * D, a.k_rstd,
+                         T * NKV, D, false);
+        matmul_backward(A->dln, g->wq + (size_t)l * QD * C, A->dq, a.ln1, p->wq + (size_t)l * QD * C, T, C, QD,
+                        false);
+        matmul_backward(A->dln, g->wk + (size_t)l * KD * C, A->dk, a.ln1, p->wk + (size_t)l * KD * C, T, C, KD, true);
+        matmul_backward(A->dln, g->wv + (size_t)l * KD * C, A->dv, a.ln1, p->wv + (size_t)l * KD * C, T, C, KD, true);
+        /* TP all-reduce: dln (column-parallel q/k/v) */
+        rmsnorm_backward(A->dres, g->ln1_w + (size_t)l * C, A->dln, x_in, p->ln1_w + (size_t)l * C, a.rstd1, T, C,
+                         true);
+    }
+    embedding_backward(g->embed, A->dres, A->tokens, T, C);
+}
+
+/* ================================================================ optimizer */
+
+#define NORM_BLOCK 65536
+
+float qwen3_grad_norm(const Qwen3 *m) {
+    if (!m->grads_memory) return 0.0f;
+    size_t n = m->num_parameters;
+    long nb = (long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
+    double *part = xcalloc((size_t)nb, sizeof(double));
+    const float *gm = m->grads_memory;
+#pragma omp parallel for
+    for (long b = 0; b < nb; b++) {
+        size_t i0 = (size_t)b * NORM_BLOCK, i1 = i0 + NORM_BLOCK < n ? i0 + NORM_BLOCK : n;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)gm[i] * gm[i];
+        part[b] = s;
+    }
+    double total = 0.0;
+    for (long b = 0; b < nb; b++) total += part[b];
+    free(part);
+    /* TP/DP: the squared sums all-reduce before the sqrt */
+    return (float)sqrt(total);
+}
+
+float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
+    if (!m->grads_memory) die_runtime("qwen3_adamw_step: no gradients (run backward first)");
+    if (!m->m_memory) {
+        m->m_memory = xcalloc(m->num_parameters, sizeof(float));
+        m->v_memory = xcalloc(m->num_parameters, sizeof(float));
+    }
+    float norm = qwen3_grad_norm(m);
+    float gscale = 1.0f;
+    if (o->max_grad_norm > 0) {
+        double coef = (double)o->max_grad_norm / ((double)norm + 1e-6);
+        if (coef < 1.0) gscale = (float)coef;
+    }
+    m->adam_step++;
+    double bc1 = 1.0 - pow((double)o->beta1, m->adam_step);
+    double bc2 = 1.0 - pow((double)o->beta2, m->adam_step);
+    float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+    for (int ti = 0; ti < m->n_tensors; ti++) {
+        const Qwen3Tensor *t = &m->tensors[ti];
+        float wd = (t->ndim == 1 && !o->decay_1d) ? 0.0f : o->weight_decay;
+        float *p = m->params_memory + t->offset;
+        float *gr = m->grads_memory + t->offset;
+        float *mm = m->m_memory + t->offset;
+        float *vv = m->v_memory + t->offset;
+        long n = (long)t->numel;
+#pragma omp parallel for
+        for (long i = 0; i < n; i++) {
+            float gi = gr[i] * gscale;
+            gr[i] = gi;
+            float mi = b1 * mm[i] + (1.0f - b1) * gi;
+            float vi = b2 * vv[i] + (1.0f - b2) * gi * gi;
+            mm[i] = mi;
+            vv[i] = vi;
+            float mhat = (float)(mi / bc1);
+            float vhat = (float)(vi / bc2);
+            p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+        }
+    }
+    return norm;
+}
+
+/* ================================================================ losses */
+
+float qwen3_sft_loss(const float *logprob, const float *mask, int T, float *dlogprob) {
+    int n = 0;
+    for (int t = 0; t < T; t++) n += mask[t] != 0.0f;
+    double sum = 0.0;
+    for (int t = 0; t < T; t++) {
+        if (mask[t] != 0.0f) sum -= logprob[t];
+        if (dlogprob) dlogprob[t] = (n && mask[t] != 0.0f) ? -1.0f / (float)n : 0.0f;
+    }
+    return n ? (float)(sum / n) : 0.0f;
+}

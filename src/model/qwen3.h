@@ -1,0 +1,211 @@
+/* qwen3.h — the dense Qwen3 causal language model, CPU training path.
+ *
+ * The architecture is Hugging Face's Qwen3ForCausalLM: token embedding; per
+ * layer x += o(attn(rope(qnorm(q(rms(x)))), rope(knorm(k(rms(x)))), v(rms(x))))
+ * and x += down(silu(gate(rms(x))) * up(rms(x))); a final RMSNorm; lm_head
+ * (or the embedding, when tie_word_embeddings). No biases. Grouped-query
+ * attention, rotate-half RoPE, q/k RMSNorm per head before RoPE.
+ *
+ * Training works on a packed batch: several sequences laid end to end in
+ * one token array, positions restarting at 0 in each, no attention across
+ * sequence boundaries. The loss interface is generic so the rl layer builds
+ * GRPO and SFT losses on top:
+ *
+ *   qwen3_zero_grad(m);
+ *   for each micro-batch:
+ *       qwen3_forward(m, &batch, logprob, entropy);   per-token values [T]
+ *       <loss computes dlogprob[T], dentropy[T]; zeros where masked>
+ *       qwen3_backward(m, dlogprob, dentropy);        grads +=
+ *   qwen3_adamw_step(m, &opt, lr);
+ *
+ * Logits are never held for all tokens: the output head runs in chunks of
+ * vocab_chunk tokens (default QWEN3_VOCAB_CHUNK), in forward and again in
+ * backward.
+ *
+ * All state is fp32: weights (the master copy), gradients, AdamW moments,
+ * activations. Parameters live in one contiguous buffer, gradients and
+ * moments in buffers of the same layout, so the optimizer, checkpoints and
+ * weight broadcasts see flat arrays; Qwen3Tensor names each piece with its
+ * Hugging Face name.
+ *
+ * Threads: OpenMP inside the layer functions; results are bit-identical for
+ * any thread count (see layers_cpu.h).
+ */
+#ifndef TAU2_MODEL_QWEN3_H
+#define TAU2_MODEL_QWEN3_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "model/safetensors.h"
+
+/* Default tokens per chunk of the output head (chunk x vocab floats of scratch). */
+#define QWEN3_VOCAB_CHUNK 128
+
+/* ------------------------------------------------------------ config */
+
+typedef struct {
+    int vocab_size;              /* V */
+    int hidden_size;             /* C */
+    int intermediate_size;       /* I */
+    int num_layers;              /* L  (num_hidden_layers) */
+    int num_heads;               /* NH (num_attention_heads) */
+    int num_kv_heads;            /* NKV (num_key_value_heads); NH % NKV == 0 */
+    int head_dim;                /* D, independent of C / NH; even, <= 512 */
+    float rms_norm_eps;
+    double rope_theta;
+    bool tie_word_embeddings;
+    int max_position_embeddings;
+    char torch_dtype[16];        /* "bfloat16", "float32", ... ("" if absent) */
+    int bos_token_id;            /* -1 when null or absent */
+    int eos_token_id;            /* -1 when null or absent; first of a list */
+} Qwen3Config;
+
+/* Read config.json (a parsed object; path is used in messages). Validates
+ * types and values: a missing or mistyped key, model_type other than
+ * "qwen3", NH % NKV != 0, rope_scaling not null, sliding window, attention
+ * bias or an activation other than silu are errors naming path and key.
+ * Returns 0, or -1 with err filled. */
+int qwen3_config_from_json(const cJSON *j, const char *path, Qwen3Config *cfg, char *err, size_t errlen);
+int qwen3_config_load(const char *path, Qwen3Config *cfg, char *err, size_t errlen);
+/* A config.json object transformers loads as Qwen3ForCausalLM. */
+cJSON *qwen3_config_to_json(const Qwen3Config *cfg);
+
+/* ------------------------------------------------------------ parameters */
+
+/* Pointers into one contiguous buffer; shapes are [out, in], layers stacked. */
+typedef struct {
+    float *embed;    /* (V, C)          model.embed_tokens.weight */
+    float *ln1_w;    /* (L, C)          model.layers.N.input_layernorm.weight */
+    float *wq;       /* (L, NH*D, C)    .self_attn.q_proj.weight */
+    float *wk;       /* (L, NKV*D, C)   .self_attn.k_proj.weight */
+    float *wv;       /* (L, NKV*D, C)   .self_attn.v_proj.weight */
+    float *q_norm_w; /* (L, D)          .self_attn.q_norm.weight */
+    float *k_norm_w; /* (L, D)          .self_attn.k_norm.weight */
+    float *wo;       /* (L, C, NH*D)    .self_attn.o_proj.weight */
+    float *ln2_w;    /* (L, C)          .post_attention_layernorm.weight */
+    float *wgate;    /* (L, I, C)       .mlp.gate_proj.weight */
+    float *wup;      /* (L, I, C)       .mlp.up_proj.weight */
+    float *wdown;    /* (L, C, I)       .mlp.down_proj.weight */
+    float *norm_w;   /* (C)             model.norm.weight */
+    float *lm_head;  /* (V, C)          lm_head.weight; == embed when tied */
+} Qwen3Params;
+
+#define QWEN3_NUM_PARAM_KINDS 14
+
+/* One Hugging Face tensor: a slice [offset, offset + numel) of the buffer. */
+typedef struct {
+    char name[96];
+    size_t offset;
+    size_t numel;
+    int ndim;
+    int64_t shape[2];
+} Qwen3Tensor;
+
+/* ------------------------------------------------------------ batch */
+
+/* A packed batch. Sequence s is tokens [seq_start[s], seq_start[s+1]);
+ * seq_start[0] == 0, seq_start[n_seqs] == T, each sequence non-empty.
+ * targets[t] is the token whose logprob position t reports (usually the
+ * next token of the same sequence), or -1 for none (logprob 0). */
+typedef struct {
+    int T;
+    int n_seqs;
+    const int32_t *tokens;    /* (T) */
+    const int32_t *targets;   /* (T) */
+    const int32_t *seq_start; /* (n_seqs + 1) */
+} Qwen3Batch;
+
+/* targets[t] = tokens[t+1] inside a sequence, -1 at each sequence's end. */
+void qwen3_next_token_targets(const int32_t *tokens, const int32_t *seq_start, int n_seqs,
+                              int32_t *targets /* (T) */);
+
+/* ------------------------------------------------------------ optimizer */
+
+typedef struct {
+    float beta1, beta2, eps;
+    float weight_decay;  /* decoupled: p -= lr * wd * p */
+    float max_grad_norm; /* <= 0: no clipping */
+    bool decay_1d;       /* weight decay on norm weights too (PyTorch default) or not (Megatron) */
+} Qwen3AdamW;
+
+/* ------------------------------------------------------------ the model */
+
+typedef struct Qwen3Acts Qwen3Acts;
+
+typedef struct {
+    Qwen3Config config;
+
+    /* weights */
+    Qwen3Params params;
+    size_t param_sizes[QWEN3_NUM_PARAM_KINDS];
+    size_t num_parameters;
+    float *params_memory;
+    Qwen3Tensor *tensors; /* the Hugging Face view, in load/save order */
+    int n_tensors;
+
+    /* gradients (allocated on first backward) and AdamW state (first step) */
+    Qwen3Params grads;
+    float *grads_memory;
+    float *m_memory;
+    float *v_memory;
+    int adam_step;
+
+    /* activation recomputation: keep only each layer's input, recompute
+     * the layer in backward (bit-identical results, far less memory). */
+    bool recompute;
+    /* tokens per output-head chunk; may be changed between steps */
+    int vocab_chunk;
+
+    /* activations and scratch: one arena, resized when T grows */
+    Qwen3Acts *acts;
+} Qwen3;
+
+/* A model with zeroed weights. */
+Qwen3 *qwen3_new(const Qwen3Config *cfg);
+void qwen3_free(Qwen3 *m);
+
+/* Load a Hugging Face model directory (config.json and model.safetensors or
+ * a sharded index). Every expected tensor must be present with the right
+ * shape and no other tensor may be there. NULL with err filled. */
+Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen);
+/* Copy weights from an open safetensors directory (shapes and names
+ * checked as above); dir_name is used in messages. */
+int qwen3_load_weights(Qwen3 *m, const StDir *st, const char *dir_name, char *err, size_t errlen);
+/* Write config.json and model.safetensors (dtype ST_F32, ST_BF16 or ST_F16)
+ * into dir (created if missing). Returns 0, or -1 with err. */
+int qwen3_export_dir(const Qwen3 *m, const char *dir, StDtype dtype, char *err, size_t errlen);
+
+/* Check a batch against the model: sizes, token and target ids. */
+int qwen3_check_batch(const Qwen3 *m, const Qwen3Batch *b, char *err, size_t errlen);
+
+/* Forward over a packed batch: logprob[t] of targets[t] and the entropy of
+ * the predictive distribution at every position. Keeps the activations
+ * backward needs (copying the batch). The batch must pass
+ * qwen3_check_batch; a bad one is a bug (die_runtime). */
+void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);
+/* Logits of rows [t0, t0 + n) of the last forward (for tests and sampling). */
+void qwen3_logits(Qwen3 *m, int t0, int n, float *out /* (n, V) */);
+
+/* Gradients of the last forward's batch, added into m->grads. dlogprob and
+ * dentropy are dloss/dlogprob[T] and dloss/dentropy[T] (zeros where masked;
+ * dentropy may be NULL). */
+void qwen3_zero_grad(Qwen3 *m);
+void qwen3_backward(Qwen3 *m, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
+
+/* Global L2 norm of all gradients (double sum in fixed blocks). */
+float qwen3_grad_norm(const Qwen3 *m);
+/* Clip (scale by max_norm / (norm + 1e-6) when that is < 1, as PyTorch's
+ * clip_grad_norm_), then one AdamW step with bias correction:
+ *   p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p).
+ * Returns the gradient norm before clipping. */
+float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *opt, float lr);
+
+/* SFT loss: mean of -logprob over positions with mask != 0 (0 if none).
+ * Fills dlogprob (T) with its gradient (-1/n where masked in, else 0). */
+float qwen3_sft_loss(const float *logprob, const float *mask, int T, float *dlogprob);
+
+#endif

@@ -1,0 +1,594 @@
+/* test_qwen3.c — the CPU Qwen3 engine against an independent float64 PyTorch
+ * reference (tests/fixtures/qwen3, made by tests/gen_qwen3_fixtures.py), and
+ * its invariants: recomputation and thread count do not change a bit, chunking
+ * and micro-batching give the same numbers, config and tensor errors name
+ * what is wrong, export reloads exactly.
+ *
+ * Tolerances (max |c - ref| / max |ref| over each tensor, fp32 engine against
+ * the float64 reference rounded to fp32; measured errors are ~1e-7 to 2e-6):
+ *   logits, logprob, entropy, losses  1e-5
+ *   every parameter gradient          1e-5
+ *   grad norm                         1e-5
+ *   weights after 3 AdamW steps: the update w3 - w0 to within 5e-6 absolute
+ *   (lr 1e-3: 0.5% of one step's size; compared as updates because the
+ *   weights are O(1) and the updates O(lr)).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <omp.h>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "model/qwen3.h"
+#include "model/safetensors.h"
+
+#define FIX_DIR TAU2_SOURCE_DIR "/tests/fixtures/qwen3"
+
+static const char *k_fixtures[] = {"untied_gqa", "tied_mha", "tied_mqa"};
+
+/* ---- fixture loading ---- */
+
+typedef struct {
+    Qwen3 *model;
+    StFile *expected;
+    int T, n_seqs;
+    int32_t *tokens, *targets, *seq_start;
+    float *mask;
+} Fixture;
+
+static int32_t *json_ints(const cJSON *arr, int *n) {
+    *n = cJSON_GetArraySize(arr);
+    int32_t *out = xmalloc((size_t)(*n > 0 ? *n : 1) * sizeof(int32_t));
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) out[i++] = (int32_t)it->valuedouble;
+    return out;
+}
+
+static Fixture fixture_load(const char *name) {
+    Fixture f;
+    memset(&f, 0, sizeof f);
+    char dir[1024], path[1100], err[1024];
+    snprintf(dir, sizeof dir, "%s/%s", FIX_DIR, name);
+    f.model = qwen3_load_dir(dir, err, sizeof err);
+    if (!f.model) fail_msg("load %s: %s", dir, err);
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    f.expected = st_open(path, err, sizeof err);
+    if (!f.expected) fail_msg("%s", err);
+    snprintf(path, sizeof path, "%s/batch.json", dir);
+    cJSON *b = json_load_file(path, err, sizeof err);
+    if (!b) fail_msg("%s", err);
+    int n;
+    f.tokens = json_ints(json_get(b, "tokens"), &f.T);
+    f.targets = json_ints(json_get(b, "targets"), &n);
+    assert_int_equal(n, f.T);
+    f.seq_start = json_ints(json_get(b, "seq_start"), &n);
+    f.n_seqs = n - 1;
+    int32_t *mask = json_ints(json_get(b, "mask"), &n);
+    assert_int_equal(n, f.T);
+    f.mask = xmalloc((size_t)f.T * sizeof(float));
+    for (int t = 0; t < f.T; t++) f.mask[t] = (float)mask[t];
+    free(mask);
+    cJSON_Delete(b);
+    return f;
+}
+
+static void fixture_free(Fixture *f) {
+    qwen3_free(f->model);
+    st_close(f->expected);
+    free(f->tokens);
+    free(f->targets);
+    free(f->seq_start);
+    free(f->mask);
+}
+
+static Qwen3Batch fixture_batch(const Fixture *f) {
+    Qwen3Batch b = {f->T, f->n_seqs, f->tokens, f->targets, f->seq_start};
+    return b;
+}
+
+/* An expected tensor as fp32 (caller frees); checks the element count. */
+static float *expected(const Fixture *f, const char *name, size_t numel) {
+    const StTensor *t = st_find(f->expected, name);
+    if (!t) fail_msg("expected.safetensors lacks %s", name);
+    if ((size_t)t->numel != numel) fail_msg("%s: %lld elements, want %zu", name, (long long)t->numel, numel);
+    float *out = xmalloc(numel * sizeof(float));
+    char err[256];
+    if (st_to_f32(t, out, err, sizeof err) != 0) fail_msg("%s", err);
+    return out;
+}
+
+/* max |got - want| / max |want|, printed. */
+static double rel_err(const char *what, const float *got, const float *want, size_t n, bool print) {
+    double maxerr = 0, maxval = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        if (!(e <= maxerr)) maxerr = e; /* NaN propagates */
+        if (fabs(want[i]) > maxval) maxval = fabs(want[i]);
+    }
+    double rel = maxerr / (maxval > 1e-30 ? maxval : 1e-30);
+    if (print) printf("    %-28s max abs err %.3e  max |ref| %.3e  rel %.3e\n", what, maxerr, maxval, rel);
+    return rel;
+}
+
+/* The fixture's loss: SFT plus 0.1 * mean entropy over the mask. */
+static float fixture_loss_grads(const Fixture *f, const float *logprob, const float *entropy, float *dlogprob,
+                                float *dentropy, float *sft_out) {
+    float sft = qwen3_sft_loss(logprob, f->mask, f->T, dlogprob);
+    int n = 0;
+    double ent = 0;
+    for (int t = 0; t < f->T; t++) n += f->mask[t] != 0;
+    for (int t = 0; t < f->T; t++) {
+        dentropy[t] = f->mask[t] != 0 ? 0.1f / (float)n : 0.0f;
+        if (f->mask[t] != 0) ent += entropy[t];
+    }
+    if (sft_out) *sft_out = sft;
+    return (float)(sft + 0.1 * ent / n);
+}
+
+/* One forward + backward of the fixture batch (grads zeroed first). */
+static void run_step(Fixture *f, float *logprob, float *entropy, float *sft, float *loss) {
+    Qwen3Batch b = fixture_batch(f);
+    float *dlp = xmalloc((size_t)f->T * sizeof(float));
+    float *dent = xmalloc((size_t)f->T * sizeof(float));
+    qwen3_forward(f->model, &b, logprob, entropy);
+    float l = fixture_loss_grads(f, logprob, entropy, dlp, dent, sft);
+    if (loss) *loss = l;
+    qwen3_zero_grad(f->model);
+    qwen3_backward(f->model, dlp, dent);
+    free(dlp);
+    free(dent);
+}
+
+static const Qwen3AdamW k_adamw = {0.9f, 0.98f, 1e-8f, 0.1f, 1.0f, true};
+
+/* ---- against the reference ---- */
+
+static void check_fixture(const char *name) {
+    printf("  %s\n", name);
+    Fixture f = fixture_load(name);
+    Qwen3 *m = f.model;
+    int T = f.T, V = m->config.vocab_size;
+    float *lp = xmalloc((size_t)T * sizeof(float)), *ent = xmalloc((size_t)T * sizeof(float));
+    float sft, loss;
+    run_step(&f, lp, ent, &sft, &loss);
+
+    float *logits = xmalloc((size_t)T * V * sizeof(float));
+    qwen3_logits(m, 0, T, logits);
+    float *w = expected(&f, "logits", (size_t)T * V);
+    assert_true(rel_err("logits", logits, w, (size_t)T * V, true) < 1e-5);
+    free(w);
+    w = expected(&f, "logprob", (size_t)T);
+    assert_true(rel_err("logprob", lp, w, (size_t)T, true) < 1e-5);
+    free(w);
+    w = expected(&f, "entropy", (size_t)T);
+    assert_true(rel_err("entropy", ent, w, (size_t)T, true) < 1e-5);
+    free(w);
+    w = expected(&f, "loss_sft", 1);
+    assert_true(rel_err("loss_sft", &sft, w, 1, true) < 1e-5);
+    free(w);
+    w = expected(&f, "loss", 1);
+    assert_true(rel_err("loss", &loss, w, 1, true) < 1e-5);
+    free(w);
+
+    /* every parameter gradient */
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        char key[128];
+        snprintf(key, sizeof key, "grad.%s", t->name);
+        w = expected(&f, key, t->numel);
+        double r = rel_err(t->name, m->grads_memory + t->offset, w, t->numel, false);
+        if (!(r <= worst)) {
+            worst = r;
+            worst_name = t->name;
+        }
+        if (!(r < 1e-5)) rel_err(t->name, m->grads_memory + t->offset, w, t->numel, true);
+        assert_true(r < 1e-5);
+        free(w);
+    }
+    printf("    %-28s worst rel %.3e (%s)\n", "gradients", worst, worst_name);
+
+    /* three AdamW steps, each a fresh forward/backward */
+    float *w0 = xmalloc(m->num_parameters * sizeof(float));
+    memcpy(w0, m->params_memory, m->num_parameters * sizeof(float));
+    float norms[3];
+    for (int s = 0; s < 3; s++) {
+        if (s > 0) run_step(&f, lp, ent, NULL, NULL);
+        norms[s] = qwen3_adamw_step(m, &k_adamw, 1e-3f);
+    }
+    w = expected(&f, "grad_norm", 3);
+    assert_true(rel_err("grad_norm (3 steps)", norms, w, 3, true) < 1e-5);
+    free(w);
+    double worst_delta = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        char key[128];
+        snprintf(key, sizeof key, "step3.%s", t->name);
+        w = expected(&f, key, t->numel);
+        for (size_t k = 0; k < t->numel; k++) {
+            /* compare updates, not weights: w is O(1), the update O(lr) */
+            double dc = (double)m->params_memory[t->offset + k] - w0[t->offset + k];
+            double dr = (double)w[k] - w0[t->offset + k];
+            double e = fabs(dc - dr);
+            if (e > worst_delta) worst_delta = e;
+        }
+        free(w);
+    }
+    printf("    %-28s max abs err %.3e (lr 1e-3)\n", "AdamW update after 3 steps", worst_delta);
+    assert_true(worst_delta < 5e-6);
+
+    free(w0);
+    free(logits);
+    free(lp);
+    free(ent);
+    fixture_free(&f);
+}
+
+static void test_matches_reference(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof k_fixtures / sizeof *k_fixtures; i++) check_fixture(k_fixtures[i]);
+}
+
+/* ---- invariants ---- */
+
+typedef struct {
+    float *lp, *ent, *grads;
+} Snapshot;
+
+static Snapshot snapshot_step(Fixture *f) {
+    Snapshot s;
+    s.lp = xmalloc((size_t)f->T * sizeof(float));
+    s.ent = xmalloc((size_t)f->T * sizeof(float));
+    run_step(f, s.lp, s.ent, NULL, NULL);
+    s.grads = xmalloc(f->model->num_parameters * sizeof(float));
+    memcpy(s.grads, f->model->grads_memory, f->model->num_parameters * sizeof(float));
+    return s;
+}
+
+static void snapshot_free(Snapshot *s) {
+    free(s->lp);
+    free(s->ent);
+    free(s->grads);
+}
+
+static void assert_same_bits(const Snapshot *a, const Snapshot *b, int T, size_t np) {
+    assert_memory_equal(a->lp, b->lp, (size_t)T * sizeof(float));
+    assert_memory_equal(a->ent, b->ent, (size_t)T * sizeof(float));
+    assert_memory_equal(a->grads, b->grads, np * sizeof(float));
+}
+
+static void test_recompute_bit_identical(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof k_fixtures / sizeof *k_fixtures; i++) {
+        Fixture f = fixture_load(k_fixtures[i]);
+        f.model->recompute = false;
+        Snapshot a = snapshot_step(&f);
+        f.model->recompute = true;
+        Snapshot b = snapshot_step(&f);
+        assert_same_bits(&a, &b, f.T, f.model->num_parameters);
+        snapshot_free(&a);
+        snapshot_free(&b);
+        fixture_free(&f);
+    }
+}
+
+static void test_threads_bit_identical(void **state) {
+    (void)state;
+    int saved = omp_get_max_threads();
+    for (size_t i = 0; i < sizeof k_fixtures / sizeof *k_fixtures; i++) {
+        Fixture f = fixture_load(k_fixtures[i]);
+        omp_set_num_threads(1);
+        Snapshot a = snapshot_step(&f);
+        float n1 = qwen3_grad_norm(f.model);
+        omp_set_num_threads(2);
+        Snapshot b = snapshot_step(&f);
+        float n2 = qwen3_grad_norm(f.model);
+        omp_set_num_threads(3);
+        Snapshot c = snapshot_step(&f);
+        assert_same_bits(&a, &b, f.T, f.model->num_parameters);
+        assert_same_bits(&a, &c, f.T, f.model->num_parameters);
+        assert_memory_equal(&n1, &n2, sizeof n1);
+        snapshot_free(&a);
+        snapshot_free(&b);
+        snapshot_free(&c);
+        fixture_free(&f);
+    }
+    omp_set_num_threads(saved);
+}
+
+/* Output-head chunks of 5 tokens (several chunks, a short last one) give
+ * the same values as one chunk. */
+static void test_vocab_chunks(void **state) {
+    (void)state;
+    Fixture f = fixture_load("untied_gqa");
+    Snapshot a = snapshot_step(&f);
+    f.model->vocab_chunk = 5;
+    Snapshot b = snapshot_step(&f);
+    assert_true(rel_err("logprob chunk 5", b.lp, a.lp, (size_t)f.T, true) < 1e-6);
+    assert_true(rel_err("entropy chunk 5", b.ent, a.ent, (size_t)f.T, true) < 1e-6);
+    assert_true(rel_err("grads chunk 5", b.grads, a.grads, f.model->num_parameters, true) < 1e-5);
+    snapshot_free(&a);
+    snapshot_free(&b);
+    fixture_free(&f);
+}
+
+/* Two micro-batches (sequence 0, then the rest) accumulate to the gradient
+ * of the whole batch when each uses the whole batch's normalization. */
+static void test_grad_accumulation(void **state) {
+    (void)state;
+    Fixture f = fixture_load("untied_gqa");
+    Snapshot full = snapshot_step(&f);
+    Qwen3 *m = f.model;
+    int n = 0;
+    for (int t = 0; t < f.T; t++) n += f.mask[t] != 0;
+    float *dlp = xmalloc((size_t)f.T * sizeof(float)), *dent = xmalloc((size_t)f.T * sizeof(float));
+    float *lp = xmalloc((size_t)f.T * sizeof(float)), *ent = xmalloc((size_t)f.T * sizeof(float));
+    for (int t = 0; t < f.T; t++) {
+        dlp[t] = f.mask[t] != 0 ? -1.0f / n : 0.0f;
+        dent[t] = f.mask[t] != 0 ? 0.1f / n : 0.0f;
+    }
+    qwen3_zero_grad(m);
+    int cut = f.seq_start[1];
+    int32_t s1[2] = {0, cut};
+    Qwen3Batch b1 = {cut, 1, f.tokens, f.targets, s1};
+    qwen3_forward(m, &b1, lp, ent);
+    qwen3_backward(m, dlp, dent);
+    int32_t s2[8];
+    for (int s = 1; s <= f.n_seqs; s++) s2[s - 1] = f.seq_start[s] - cut;
+    Qwen3Batch b2 = {f.T - cut, f.n_seqs - 1, f.tokens + cut, f.targets + cut, s2};
+    qwen3_forward(m, &b2, lp + cut, ent + cut);
+    qwen3_backward(m, dlp + cut, dent + cut);
+    assert_true(rel_err("micro-batch logprob", lp, full.lp, (size_t)f.T, true) < 1e-6);
+    assert_true(rel_err("micro-batch grads", m->grads_memory, full.grads, m->num_parameters, true) < 1e-5);
+    free(dlp);
+    free(dent);
+    free(lp);
+    free(ent);
+    snapshot_free(&full);
+    fixture_free(&f);
+}
+
+/* ---- errors ---- */
+
+static const char *k_good_config =
+    "{\"model_type\": \"qwen3\", \"vocab_size\": 97, \"hidden_size\": 32, \"intermediate_size\": 48,"
+    " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 16,"
+    " \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false,"
+    " \"max_position_embeddings\": 128, \"torch_dtype\": \"bfloat16\", \"bos_token_id\": 1,"
+    " \"eos_token_id\": 2, \"rope_scaling\": null, \"use_sliding_window\": false}";
+
+/* The good config with one key replaced ("key": value) or deleted (value NULL). */
+static void expect_config_error(const char *key, const char *value, const char *want) {
+    char err[512];
+    cJSON *j = json_parse(k_good_config, strlen(k_good_config), "t", err, sizeof err);
+    assert_non_null(j);
+    if (value) {
+        cJSON *v = json_parse(value, strlen(value), "v", err, sizeof err);
+        assert_non_null(v);
+        json_set(j, key, v);
+    } else {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, key);
+    }
+    Qwen3Config c;
+    strcpy(err, "unset");
+    int rc = qwen3_config_from_json(j, "m/config.json", &c, err, sizeof err);
+    cJSON_Delete(j);
+    if (rc == 0) fail_msg("config with %s = %s was accepted", key, value ? value : "(missing)");
+    if (!strstr(err, "m/config.json") || !strstr(err, want)) {
+        fail_msg("error for %s = %s: \"%s\" lacks \"%s\"", key, value ? value : "(missing)", err, want);
+    }
+}
+
+static void test_config_errors(void **state) {
+    (void)state;
+    char err[512];
+    Qwen3Config c;
+    cJSON *j = json_parse(k_good_config, strlen(k_good_config), "t", err, sizeof err);
+    assert_int_equal(qwen3_config_from_json(j, "m/config.json", &c, err, sizeof err), 0);
+    cJSON_Delete(j);
+    assert_int_equal(c.head_dim, 16);
+    assert_int_equal(c.num_kv_heads, 2);
+    assert_int_equal(c.bos_token_id, 1);
+    assert_string_equal(c.torch_dtype, "bfloat16");
+
+    const char *keys[] = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                          "num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps",
+                          "rope_theta", "max_position_embeddings", "model_type"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        expect_config_error(keys[i], NULL, keys[i]);
+        expect_config_error(keys[i], "\"12\"", keys[i]);
+    }
+    expect_config_error("hidden_size", "32.0", "hidden_size");
+    expect_config_error("hidden_size", "0", "hidden_size");
+    expect_config_error("rope_theta", "-1", "rope_theta");
+    expect_config_error("model_type", "\"qwen3_moe\"", "model_type");
+    expect_config_error("num_key_value_heads", "3", "num_key_value_heads");
+    expect_config_error("head_dim", "15", "head_dim");
+    expect_config_error("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling");
+    expect_config_error("use_sliding_window", "true", "use_sliding_window");
+    expect_config_error("tie_word_embeddings", "1", "tie_word_embeddings");
+    expect_config_error("attention_bias", "true", "attention_bias");
+    expect_config_error("hidden_act", "\"gelu\"", "hidden_act");
+    expect_config_error("eos_token_id", "\"2\"", "eos_token_id");
+
+    /* a file that does not exist names the path */
+    assert_int_equal(qwen3_config_load("/nonexistent/config.json", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent/config.json"));
+}
+
+/* A temporary model directory. */
+static void tmp_dir(char *buf, size_t n) {
+    snprintf(buf, n, "/tmp/test_qwen3_XXXXXX");
+    if (!mkdtemp(buf)) fail_msg("mkdtemp failed");
+}
+
+static void rm_dir(const char *dir) {
+    char p[1100];
+    const char *files[] = {"config.json", "model.safetensors"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+/* Write the model's tensors to dir, with one changed: skip (`drop`), a
+ * different shape (`reshape`), or an extra tensor (`extra`). */
+static void write_variant(const Qwen3 *m, const char *dir, const char *drop, const char *reshape, const char *extra) {
+    char err[512], p[1100];
+    cJSON *j = qwen3_config_to_json(&m->config);
+    char *text = json_dumps(j, JSON_DUMP_INDENT);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    assert_int_equal(file_write_atomic(p, text, strlen(text), err, sizeof err), 0);
+    free(text);
+    cJSON_Delete(j);
+    StWriter *w = st_writer_new(ST_F32);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        if (drop && strcmp(t->name, drop) == 0) continue;
+        int64_t shape[2] = {t->shape[0], t->shape[1]};
+        if (reshape && strcmp(t->name, reshape) == 0 && t->ndim == 2) {
+            shape[0] = t->shape[1];
+            shape[1] = t->shape[0];
+        }
+        st_writer_add(w, t->name, shape, t->ndim, m->params_memory + t->offset);
+    }
+    if (extra) {
+        int64_t s1[1] = {4};
+        float z[4] = {0};
+        st_writer_add(w, extra, s1, 1, z);
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    if (st_writer_save(w, p, err, sizeof err) != 0) fail_msg("%s", err);
+    st_writer_free(w);
+}
+
+static void expect_load_error(const char *dir, const char *want1, const char *want2) {
+    char err[1024] = "unset";
+    Qwen3 *m = qwen3_load_dir(dir, err, sizeof err);
+    if (m) {
+        qwen3_free(m);
+        fail_msg("bad model directory was accepted (want error with \"%s\")", want1);
+    }
+    if (!strstr(err, want1) || (want2 && !strstr(err, want2))) {
+        fail_msg("error \"%s\" lacks \"%s\" / \"%s\"", err, want1, want2 ? want2 : "");
+    }
+    printf("    %s\n", err);
+}
+
+static void test_tensor_errors(void **state) {
+    (void)state;
+    Fixture f = fixture_load("untied_gqa");
+    char dir[64];
+    tmp_dir(dir, sizeof dir);
+
+    write_variant(f.model, dir, "model.layers.1.mlp.up_proj.weight", NULL, NULL);
+    expect_load_error(dir, "model.layers.1.mlp.up_proj.weight", "missing");
+
+    write_variant(f.model, dir, NULL, "model.layers.0.self_attn.q_proj.weight", NULL);
+    expect_load_error(dir, "model.layers.0.self_attn.q_proj.weight", "expected shape [64, 32], found [32, 64]");
+
+    write_variant(f.model, dir, NULL, NULL, "model.layers.0.self_attn.q_proj.bias");
+    expect_load_error(dir, "unexpected tensor model.layers.0.self_attn.q_proj.bias", NULL);
+
+    write_variant(f.model, dir, NULL, NULL, "model.layers.2.input_layernorm.weight");
+    expect_load_error(dir, "unexpected tensor model.layers.2.input_layernorm.weight", NULL);
+
+    rm_dir(dir);
+    fixture_free(&f);
+
+    /* tied: lm_head.weight must be absent */
+    f = fixture_load("tied_mha");
+    tmp_dir(dir, sizeof dir);
+    write_variant(f.model, dir, NULL, NULL, "lm_head.weight");
+    expect_load_error(dir, "unexpected tensor lm_head.weight", "tie_word_embeddings");
+    rm_dir(dir);
+    fixture_free(&f);
+}
+
+static void test_export_round_trip(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof k_fixtures / sizeof *k_fixtures; i++) {
+        Fixture f = fixture_load(k_fixtures[i]);
+        char dir[64], err[1024];
+        tmp_dir(dir, sizeof dir);
+        assert_int_equal(qwen3_export_dir(f.model, dir, ST_F32, err, sizeof err), 0);
+        Qwen3 *r = qwen3_load_dir(dir, err, sizeof err);
+        if (!r) fail_msg("reload: %s", err);
+        assert_int_equal(r->num_parameters, f.model->num_parameters);
+        assert_memory_equal(r->params_memory, f.model->params_memory, r->num_parameters * sizeof(float));
+        const Qwen3Config *a = &r->config, *b = &f.model->config;
+        assert_int_equal(a->vocab_size, b->vocab_size);
+        assert_int_equal(a->head_dim, b->head_dim);
+        assert_int_equal(a->num_kv_heads, b->num_kv_heads);
+        assert_int_equal(a->tie_word_embeddings, b->tie_word_embeddings);
+        assert_true(a->rms_norm_eps == b->rms_norm_eps);
+        assert_true(a->rope_theta == b->rope_theta);
+        assert_int_equal(a->eos_token_id, b->eos_token_id);
+        assert_string_equal(a->torch_dtype, "float32");
+        qwen3_free(r);
+
+        /* BF16: each weight rounded to nearest even */
+        assert_int_equal(qwen3_export_dir(f.model, dir, ST_BF16, err, sizeof err), 0);
+        r = qwen3_load_dir(dir, err, sizeof err);
+        if (!r) fail_msg("reload bf16: %s", err);
+        assert_string_equal(r->config.torch_dtype, "bfloat16");
+        for (size_t k = 0; k < r->num_parameters; k++) {
+            float want = st_bf16_to_f32(st_f32_to_bf16(f.model->params_memory[k]));
+            if (r->params_memory[k] != want) fail_msg("bf16 element %zu: %g != %g", k, r->params_memory[k], want);
+        }
+        qwen3_free(r);
+        rm_dir(dir);
+        fixture_free(&f);
+    }
+}
+
+static void test_bad_batch(void **state) {
+    (void)state;
+    Fixture f = fixture_load("tied_mha");
+    char err[256];
+    Qwen3Batch b = fixture_batch(&f);
+    assert_int_equal(qwen3_check_batch(f.model, &b, err, sizeof err), 0);
+    int32_t saved = f.tokens[3];
+    f.tokens[3] = f.model->config.vocab_size;
+    assert_int_equal(qwen3_check_batch(f.model, &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "position 3"));
+    f.tokens[3] = saved;
+    int32_t bad_starts[4] = {0, 9, 9, f.T};
+    b.seq_start = bad_starts;
+    assert_int_equal(qwen3_check_batch(f.model, &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "empty"));
+
+    /* next-token targets match the fixture's */
+    int32_t *tg = xmalloc((size_t)f.T * sizeof(int32_t));
+    qwen3_next_token_targets(f.tokens, f.seq_start, f.n_seqs, tg);
+    assert_memory_equal(tg, f.targets, (size_t)f.T * sizeof(int32_t));
+    free(tg);
+    fixture_free(&f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matches_reference),
+        cmocka_unit_test(test_recompute_bit_identical),
+        cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_vocab_chunks),
+        cmocka_unit_test(test_grad_accumulation),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_tensor_errors),
+        cmocka_unit_test(test_export_round_trip),
+        cmocka_unit_test(test_bad_batch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
