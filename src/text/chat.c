@@ -154,7 +154,10 @@ char *chat_render(const ChatTemplate *ct, const cJSON *messages, const cJSON *to
     if (kwargs)
         for (const cJSON *k = kwargs->child; k; k = k->next) cJSON_AddItemReferenceToObject(ctx, k->string, (cJSON *)k);
     cJSON_AddItemReferenceToObject(ctx, "messages", (cJSON *)messages);
-    if (tools && cJSON_GetArraySize(tools) > 0) cJSON_AddItemReferenceToObject(ctx, "tools", (cJSON *)tools);
+    /* as transformers: tools and documents are None when not given */
+    if (tools) cJSON_AddItemReferenceToObject(ctx, "tools", (cJSON *)tools);
+    else cJSON_AddNullToObject(ctx, "tools");
+    cJSON_AddNullToObject(ctx, "documents");
     cJSON_AddBoolToObject(ctx, "add_generation_prompt", add_generation_prompt);
     char *out = jinja_render(ct->tmpl, ctx, len_out, err, errlen);
     cJSON_Delete(ctx);
