@@ -180,8 +180,10 @@ static void test_limits(void **state) {
     assert_non_null(strstr(err, "deep:1:"));
 }
 
-/* A 50-message τ²-bench-like conversation with 15 tools through the Qwen3 template. */
-static void test_render_speed(void **state) {
+/* A 50-message τ²-bench-like conversation with 15 tools through the Qwen3
+ * template, rendered repeatedly from one parse: every render is the same.
+ * (The time per render is printed for information; tests never assert on it.) */
+static void test_render_repeated(void **state) {
     (void)state;
     Fixture fx = load_fixture();
     const cJSON *row = NULL;
@@ -201,17 +203,22 @@ static void test_render_speed(void **state) {
     assert_non_null(t);
     int reps = 50;
     size_t len = 0;
+    char *first = jinja_render(t, ctx, &len, err, sizeof err);
+    if (!first) fail_msg("%s", err);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     for (int i = 0; i < reps; i++) {
-        char *out = jinja_render(t, ctx, &len, err, sizeof err);
+        size_t n = 0;
+        char *out = jinja_render(t, ctx, &n, err, sizeof err);
         if (!out) fail_msg("%s", err);
+        assert_int_equal(n, len);
+        assert_memory_equal(out, first, len);
         free(out);
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     double us = ((double)(b.tv_sec - a.tv_sec) * 1e6 + (double)(b.tv_nsec - a.tv_nsec) / 1e3) / reps;
     printf("jinja render: 50 messages, 15 tools -> %zu bytes in %.1f us per render\n", len, us);
-    assert_true(us < 50000); /* generous: sanitizer builds are many times slower */
+    free(first);
     jinja_free(t);
     cJSON_Delete(ctx);
     free_fixture(&fx);
@@ -222,7 +229,7 @@ int main(void) {
         cmocka_unit_test(test_fixture_cases),
         cmocka_unit_test(test_error_positions),
         cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_render_speed),
+        cmocka_unit_test(test_render_repeated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
