@@ -1,0 +1,126 @@
+/* bench_train.c — Qwen3 training steps per second on the CPU backend.
+ *
+ * One step = forward over a packed batch, the SFT loss, backward, AdamW
+ * (as qwen3.h's loop). Random weights, a fixed batch of equal-length
+ * sequences. Prints tokens/s (median step time after one warm-up step) and
+ * peak memory (max RSS). bench_train_torch.py runs the same configs in
+ * PyTorch and prints the ratio; it parses the RESULT lines.
+ *
+ * usage: bench_train [--config tiny|100m] [--seqs N] [--seq-len N] [--steps N] [--recompute] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <omp.h>
+
+#include "model/qwen3.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The benchmark configs; bench_train_torch.py has the same table. */
+static int config_named(const char *name, Qwen3Config *c) {
+    memset(c, 0, sizeof *c);
+    c->rms_norm_eps = 1e-6f;
+    c->rope_theta = 1e6;
+    c->max_position_embeddings = 32768;
+    c->bos_token_id = c->eos_token_id = -1;
+    if (!strcmp(name, "tiny")) { /* a CI-sized model: ~1.2M parameters */
+        c->vocab_size = 4096, c->hidden_size = 128, c->intermediate_size = 384, c->num_layers = 4;
+        c->num_heads = 4, c->num_kv_heads = 2, c->head_dim = 32, c->tie_word_embeddings = true;
+        return 0;
+    }
+    if (!strcmp(name, "100m")) { /* ~100M parameters, Qwen3 proportions */
+        c->vocab_size = 32000, c->hidden_size = 768, c->intermediate_size = 2048, c->num_layers = 12;
+        c->num_heads = 12, c->num_kv_heads = 4, c->head_dim = 64, c->tie_word_embeddings = true;
+        return 0;
+    }
+    return -1;
+}
+
+/* Small uniform weights (norm weights 1) from a fixed LCG: the speed does not
+ * depend on the values. */
+static void init_weights(Qwen3 *m) {
+    uint64_t s = 42;
+    for (size_t i = 0; i < m->num_parameters; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        m->params_memory[i] = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.04f;
+    }
+    const Qwen3Config *c = &m->config;
+    for (size_t i = 0; i < (size_t)c->num_layers * c->hidden_size; i++) m->params.ln1_w[i] = m->params.ln2_w[i] = 1.0f;
+    for (size_t i = 0; i < (size_t)c->num_layers * c->head_dim; i++) m->params.q_norm_w[i] = m->params.k_norm_w[i] = 1.0f;
+    for (int i = 0; i < c->hidden_size; i++) m->params.norm_w[i] = 1.0f;
+}
+
+int main(int argc, char **argv) {
+    const char *name = "tiny";
+    int n_seqs = 4, seq_len = 256, steps = 5;
+    bool recompute = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--recompute")) recompute = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--config")) name = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) n_seqs = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--seq-len")) seq_len = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "bench_train: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    Qwen3Config cfg;
+    if (config_named(name, &cfg) != 0 || n_seqs < 1 || seq_len < 2 || steps < 1) {
+        fprintf(stderr, "bench_train: bad arguments (configs: tiny, 100m)\n");
+        return 2;
+    }
+    Qwen3 *m = qwen3_new(&cfg);
+    m->recompute = recompute;
+    init_weights(m);
+    int T = n_seqs * seq_len;
+    int32_t *tokens = malloc(T * sizeof *tokens), *targets = malloc(T * sizeof *targets);
+    int32_t *seq_start = malloc((n_seqs + 1) * sizeof *seq_start);
+    float *lp = malloc(T * sizeof *lp), *ent = malloc(T * sizeof *ent), *mask = malloc(T * sizeof *mask);
+    float *dlp = malloc(T * sizeof *dlp);
+    for (int t = 0; t < T; t++) {
+        tokens[t] = (int32_t)((t * 7919u + 13u) % (unsigned)cfg.vocab_size);
+        mask[t] = 1.0f;
+    }
+    for (int s = 0; s <= n_seqs; s++) seq_start[s] = s * seq_len;
+    qwen3_next_token_targets(tokens, seq_start, n_seqs, targets);
+    Qwen3Batch b = {T, n_seqs, tokens, targets, seq_start};
+    Qwen3AdamW opt = {0.9f, 0.98f, 1e-8f, 0.1f, 1.0f, true};
+
+    double *times = malloc((steps + 1) * sizeof *times);
+    float loss = 0;
+    for (int step = 0; step <= steps; step++) { /* step 0 warms up */
+        double t0 = now();
+        qwen3_zero_grad(m);
+        qwen3_forward(m, &b, lp, ent);
+        loss = qwen3_sft_loss(lp, mask, T, dlp);
+        qwen3_backward(m, dlp, NULL);
+        qwen3_adamw_step(m, &opt, 1e-4f);
+        times[step] = now() - t0;
+    }
+    qsort(times + 1, steps, sizeof *times, cmp_double);
+    double med = times[1 + steps / 2];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("config %s: %zu parameters, %d sequences x %d tokens, %d threads%s\n", name, m->num_parameters, n_seqs,
+           seq_len, omp_get_max_threads(), recompute ? ", recompute" : "");
+    printf("RESULT train %s %d %.4f %.1f %.1f %.4f\n", name, T, med, T / med, ru.ru_maxrss / 1024.0, loss);
+    printf("step %.3f s (median of %d), %.1f tokens/s, peak RSS %.1f MiB, last loss %.4f\n", med, steps, T / med,
+           ru.ru_maxrss / 1024.0, loss);
+    free(times);
+    free(tokens), free(targets), free(seq_start), free(lp), free(ent), free(mask), free(dlp);
+    qwen3_free(m);
+    return 0;
+}

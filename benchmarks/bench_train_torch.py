@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Anchor for bench_train.c: the same Qwen3 training step in PyTorch (CPU, float32),
+same config, batch, thread count, measured in the same run, and the ratio C / PyTorch.
+
+    /usr/bin/python3 benchmarks/bench_train_torch.py [--bench build/bench_train]
+        [--configs tiny,100m] [--threads N] [--seqs 4] [--seq-len 256] [--steps 5]
+
+The PyTorch model is a plain implementation of the architecture (as in
+tests/gen_qwen3_fixtures.py): Linear layers without bias, RMSNorm, q/k norm,
+rotate-half RoPE, GQA attention per packed sequence (block-diagonal causal),
+SwiGLU, tied head; loss = mean -logprob of the next token; AdamW (foreach) and
+clip_grad_norm_(1.0), as the C step. Timing: median step after one warm-up.
+Torch runs in this process; the C benchmark runs as a subprocess with
+OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to the same thread count.
+"""
+import argparse
+import glob
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGS = {  # as bench_train.c's config_named
+    "tiny": dict(V=4096, C=128, I=384, L=4, NH=4, NKV=2, D=32),
+    "100m": dict(V=32000, C=768, I=2048, L=12, NH=12, NKV=4, D=64),
+}
+
+
+class Qwen3(torch.nn.Module):
+    def __init__(self, c, eps=1e-6, theta=1e6):
+        super().__init__()
+        self.c, self.eps = c, eps
+        V, C, I, NH, NKV, D = c["V"], c["C"], c["I"], c["NH"], c["NKV"], c["D"]
+        self.embed = torch.nn.Parameter(torch.randn(V, C) * 0.02)
+        self.layers = torch.nn.ModuleList()
+        for _ in range(c["L"]):
+            l = torch.nn.Module()
+            l.ln1, l.ln2 = torch.nn.Parameter(torch.ones(C)), torch.nn.Parameter(torch.ones(C))
+            l.q, l.k, l.v = (torch.nn.Linear(C, n * D, bias=False) for n in (NH, NKV, NKV))
+            l.qn, l.kn = torch.nn.Parameter(torch.ones(D)), torch.nn.Parameter(torch.ones(D))
+            l.o = torch.nn.Linear(NH * D, C, bias=False)
+            l.gate, l.up = torch.nn.Linear(C, I, bias=False), torch.nn.Linear(C, I, bias=False)
+            l.down = torch.nn.Linear(I, C, bias=False)
+            self.layers.append(l)
+        self.norm = torch.nn.Parameter(torch.ones(C))
+        inv = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
+        f = torch.arange(32768).float()[:, None] * inv[None, :]
+        emb = torch.cat((f, f), dim=-1)
+        self.register_buffer("cos", emb.cos()), self.register_buffer("sin", emb.sin())
+
+    def rms(self, x, w):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
+
+    @staticmethod
+    def rot(x):
+        h = x.shape[-1] // 2
+        return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+    def forward(self, tokens, n_seqs, seq_len):
+        c = self.c
+        NH, NKV, D = c["NH"], c["NKV"], c["D"]
+        x = self.embed[tokens]
+        cos, sin = self.cos[:seq_len, None, :], self.sin[:seq_len, None, :]
+        mask = torch.ones(seq_len, seq_len, dtype=torch.bool).tril()
+        for l in self.layers:
+            h = self.rms(x, l.ln1)
+            T = h.shape[0]
+            q = self.rms(l.q(h).view(T, NH, D), l.qn).view(n_seqs, seq_len, NH, D)
+            k = self.rms(l.k(h).view(T, NKV, D), l.kn).view(n_seqs, seq_len, NKV, D)
+            v = l.v(h).view(n_seqs, seq_len, NKV, D)
+            q = q * cos + self.rot(q) * sin
+            k = k * cos + self.rot(k) * sin
+            k = k.repeat_interleave(NH // NKV, dim=2)
+            v = v.repeat_interleave(NH // NKV, dim=2)
+            sc = torch.einsum("sihd,sjhd->shij", q, k) / D ** 0.5
+            pr = torch.softmax(sc.masked_fill(~mask, float("-inf")), dim=-1)
+            att = torch.einsum("shij,sjhd->sihd", pr, v).reshape(T, NH * D)
+            x = x + l.o(att)
+            h = self.rms(x, l.ln2)
+            x = x + l.down(F.silu(l.gate(h)) * l.up(h))
+        return self.rms(x, self.norm) @ self.embed.T
+
+
+def bench_torch(name, seqs, seq_len, steps):
+    torch.manual_seed(0)
+    c = CONFIGS[name]
+    model = Qwen3(c)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.1, foreach=True)
+    T = seqs * seq_len
+    tokens = torch.tensor([(t * 7919 + 13) % c["V"] for t in range(T)])
+    tgt = tokens.view(seqs, seq_len)[:, 1:].reshape(-1)
+    keep = torch.ones(seqs, seq_len, dtype=torch.bool)
+    keep[:, -1] = False
+    keep = keep.view(-1)
+    times = []
+    for step in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        logits = model(tokens, seqs, seq_len)
+        loss = F.cross_entropy(logits[keep], tgt)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    med = sorted(times[1:])[len(times[1:]) // 2]
+    return T, med, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def find_bench():
+    for cand in sorted(glob.glob(os.path.join(ROOT, "build*", "bench_train"))):
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", default=find_bench())
+    ap.add_argument("--configs", default="tiny,100m")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seqs", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=5)
+    args = ap.parse_args()
+    if not args.bench:
+        sys.exit("bench_train_torch.py: no bench_train binary found; build it or pass --bench")
+    torch.set_num_threads(args.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.seqs} x {args.seq_len} tokens per step")
+    print(f"{'config':7} {'C tok/s':>9} {'torch tok/s':>12} {'C/torch':>8} {'C MiB':>8} {'torch MiB':>10}")
+    for name in args.configs.split(","):
+        out = subprocess.run([args.bench, "--config", name, "--seqs", str(args.seqs), "--seq-len", str(args.seq_len),
+                              "--steps", str(args.steps)], check=True, capture_output=True, text=True, env=env).stdout
+        res = [l.split() for l in out.splitlines() if l.startswith("RESULT train")][0]
+        c_tps, c_mib = float(res[5]), float(res[6])
+        T, med, t_mib = bench_torch(name, args.seqs, args.seq_len, args.steps)
+        print(f"{name:7} {c_tps:9.1f} {T / med:12.1f} {c_tps / (T / med):8.2f} {c_mib:8.1f} {t_mib:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
