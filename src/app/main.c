@@ -19,6 +19,9 @@ static void usage(FILE *f) {
             "  tokenize --tokenizer PATH [--decode]          stdin text -> JSON ids (or ids -> text)\n"
             "  render   --tokenizer PATH --conversation C    render a conversation with the chat template\n"
             "           [--tools T.json] [--generation-prompt] [--ids] [--template-kwargs JSON]\n"
+            "  score    --model DIR --input T.json|-         per-token logprobs of token sequences (JSON)\n"
+            "  generate --model DIR --prompt TEXT|--prompt-ids JSON [--tokenizer PATH] [--max-new-tokens N]\n"
+            "           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--n N] [--stop STR ...] [--ignore-eos]\n"
             "\n"
             "τ²-bench's data: --data-dir, the config's data_dir, TAU2_DATA_DIR, or ../shared/tau2-data.\n"
             "exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.\n");
@@ -44,10 +47,12 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "prepare")) return cmd_prepare(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "render")) return cmd_render(argc - 1, argv + 1);
+    if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     size_t n = strlen(cmd);
     if (n > 5 && !strcmp(cmd + n - 5, ".json")) return cmd_run_config(cmd, argc - 1, argv + 1);
     fprintf(stderr, "%s: error: unknown subcommand '%s' (expected a CONFIG.json or one of: tools, replay, oracle, "
-                    "prepare, tokenize, render; see tau2_hpc --help)\n",
+                    "prepare, tokenize, render, score, generate; see tau2_hpc --help)\n",
             g_prog_name, cmd);
     return EXIT_BAD_INPUT;
 }

@@ -1,0 +1,864 @@
+/* infer.c — paged KV cache, forward over appended tokens, and generation
+ * with continuous batching (see infer.h).
+ *
+ * A forward call lays the new tokens of all chunks out as rows: rows of
+ * short chunks first (they share the batch-invariant kernel), then each long
+ * chunk's rows (one sgemm per chunk). Every layer then runs over all rows:
+ * the per-row layer functions of layers_cpu.h (RMSNorm, RoPE at each row's
+ * own position, SwiGLU, residual), keys and values written into each row's
+ * cache slot, and attention of each row's query over its sequence's cache up
+ * to its own position.
+ */
+#include "model/infer.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/sbuf.h"
+#include "model/layers_cpu.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define INFER_HAVE_AVX2_KERNEL 1
+#endif
+
+#define ATT_MAX_D 512
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_err(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ================================================================ kernels */
+
+/* out[r][o] = inp[r] . w[o], each output one dot product in a fixed order
+ * (8 lanes over the row, lanes summed the same way, then the tail), whatever
+ * R, the tile an output falls in, or the thread count. Parallel over output
+ * columns; weights are read once per tile of rows. */
+static void linear_rows_generic(float *out /* (R, OC) */, const float *inp /* (R, IC) */,
+                                const float *w /* (OC, IC) */, int R, int IC, int OC) {
+    int IC8 = IC & ~7;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < OC; o++) {
+        const float *wr = w + (size_t)o * IC;
+        for (int r = 0; r < R; r++) {
+            const float *xr = inp + (size_t)r * IC;
+            float lane[8] = {0};
+            for (int c = 0; c < IC8; c += 8) {
+                for (int i = 0; i < 8; i++) lane[i] += wr[c + i] * xr[c + i];
+            }
+            float s = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+            for (int c = IC8; c < IC; c++) s += wr[c] * xr[c];
+            out[(size_t)r * OC + o] = s;
+        }
+    }
+}
+
+#ifdef INFER_HAVE_AVX2_KERNEL
+__attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* lanes i + (i+4) */
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                      /* (0+4)+(2+6), (1+5)+(3+7) */
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static inline float tail_dot(const float *a, const float *b, int c0, int n) {
+    float s = 0.0f;
+    for (int c = c0; c < n; c++) s += a[c] * b[c];
+    return s;
+}
+
+/* 2 weight rows x 4 input rows: 8 accumulators in registers. */
+__attribute__((target("avx2,fma"))) static inline void tile_2x4(float *out, const float *inp, const float *w, int r,
+                                                                int o0, int o1, int IC, int OC) {
+    int IC8 = IC & ~7;
+    const float *w0 = w + (size_t)o0 * IC, *w1 = w + (size_t)o1 * IC;
+    const float *x0 = inp + (size_t)r * IC, *x1 = x0 + IC, *x2 = x1 + IC, *x3 = x2 + IC;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+    __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    for (int c = 0; c < IC8; c += 8) {
+        __m256 v0 = _mm256_loadu_ps(w0 + c), v1 = _mm256_loadu_ps(w1 + c);
+        __m256 y = _mm256_loadu_ps(x0 + c);
+        a00 = _mm256_fmadd_ps(v0, y, a00);
+        a10 = _mm256_fmadd_ps(v1, y, a10);
+        y = _mm256_loadu_ps(x1 + c);
+        a01 = _mm256_fmadd_ps(v0, y, a01);
+        a11 = _mm256_fmadd_ps(v1, y, a11);
+        y = _mm256_loadu_ps(x2 + c);
+        a02 = _mm256_fmadd_ps(v0, y, a02);
+        a12 = _mm256_fmadd_ps(v1, y, a12);
+        y = _mm256_loadu_ps(x3 + c);
+        a03 = _mm256_fmadd_ps(v0, y, a03);
+        a13 = _mm256_fmadd_ps(v1, y, a13);
+    }
+    float *orow = out + (size_t)r * OC;
+    orow[o0] = hsum8(a00) + tail_dot(w0, x0, IC8, IC);
+    orow[OC + o0] = hsum8(a01) + tail_dot(w0, x1, IC8, IC);
+    orow[2 * (size_t)OC + o0] = hsum8(a02) + tail_dot(w0, x2, IC8, IC);
+    orow[3 * (size_t)OC + o0] = hsum8(a03) + tail_dot(w0, x3, IC8, IC);
+    orow[o1] = hsum8(a10) + tail_dot(w1, x0, IC8, IC);
+    orow[OC + o1] = hsum8(a11) + tail_dot(w1, x1, IC8, IC);
+    orow[2 * (size_t)OC + o1] = hsum8(a12) + tail_dot(w1, x2, IC8, IC);
+    orow[3 * (size_t)OC + o1] = hsum8(a13) + tail_dot(w1, x3, IC8, IC);
+}
+
+/* 2 weight rows x 1 input row: the same operations per output as tile_2x4. */
+__attribute__((target("avx2,fma"))) static inline void tile_2x1(float *out, const float *inp, const float *w, int r,
+                                                                int o0, int o1, int IC, int OC) {
+    int IC8 = IC & ~7;
+    const float *w0 = w + (size_t)o0 * IC, *w1 = w + (size_t)o1 * IC;
+    const float *x0 = inp + (size_t)r * IC;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int c = 0; c < IC8; c += 8) {
+        __m256 y = _mm256_loadu_ps(x0 + c);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c), y, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + c), y, a1);
+    }
+    out[(size_t)r * OC + o0] = hsum8(a0) + tail_dot(w0, x0, IC8, IC);
+    out[(size_t)r * OC + o1] = hsum8(a1) + tail_dot(w1, x0, IC8, IC);
+}
+
+/* Same contract as linear_rows_generic. Each thread takes groups of
+ * LINEAR_GROUP weight rows and walks the input rows in tiles of 4 under
+ * them, so a tile of inputs is loaded once per group (not once per pair of
+ * weight rows) and both stay in L1. Every output sees the same sequence of
+ * fused multiply-adds whatever its tile, so tiling does not change a bit. */
+#define LINEAR_GROUP 8
+__attribute__((target("avx2,fma"))) static void linear_rows_avx2(float *out, const float *inp, const float *w, int R,
+                                                                  int IC, int OC) {
+    int n_groups = (OC + LINEAR_GROUP - 1) / LINEAR_GROUP;
+#pragma omp parallel for schedule(static)
+    for (int gi = 0; gi < n_groups; gi++) {
+        int g0 = gi * LINEAR_GROUP, g1 = g0 + LINEAR_GROUP < OC ? g0 + LINEAR_GROUP : OC;
+        int r = 0;
+        for (; r + 4 <= R; r += 4) {
+            for (int o0 = g0; o0 < g1; o0 += 2) {
+                int o1 = o0 + 1 < g1 ? o0 + 1 : o0; /* odd group end: o0 computed twice */
+                tile_2x4(out, inp, w, r, o0, o1, IC, OC);
+            }
+        }
+        for (; r < R; r++) {
+            for (int o0 = g0; o0 < g1; o0 += 2) {
+                int o1 = o0 + 1 < g1 ? o0 + 1 : o0;
+                tile_2x1(out, inp, w, r, o0, o1, IC, OC);
+            }
+        }
+    }
+}
+#endif
+
+static void linear_rows(float *out /* (R, OC) */, const float *inp /* (R, IC) */, const float *w /* (OC, IC) */,
+                        int R, int IC, int OC) {
+    if (R <= 0) return;
+#ifdef INFER_HAVE_AVX2_KERNEL
+    static int have = -1; /* the CPU does not change while we run */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    if (have) {
+        linear_rows_avx2(out, inp, w, R, IC, OC);
+        return;
+    }
+#endif
+    linear_rows_generic(out, inp, w, R, IC, OC);
+}
+
+/* Attention of one query per (row, head) over the row's sequence cache,
+ * positions 0..pos[r]. The cache of block b, layer l: keys at
+ * kv + b * block_stride + k_off, (block_size, NKV, D); values at + v_off.
+ * Query head h reads kv head h / (NH / NKV); scale 1/sqrt(D). */
+static void attention_paged(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const float *kv,
+                            const int32_t *const *row_blocks /* (R) -> block table */,
+                            const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
+                            size_t block_stride, size_t k_off, size_t v_off) {
+    int rep = NH / NKV;
+    float scale = 1.0f / sqrtf((float)D);
+    long rows = (long)R * NH;
+#pragma omp parallel for schedule(dynamic, 4)
+    for (long rh = 0; rh < rows; rh++) {
+        int r = (int)(rh / NH), h = (int)(rh % NH), g = h / rep;
+        const float *qr = q + (size_t)rh * D;
+        float acc[ATT_MAX_D];
+        for (int d = 0; d < D; d++) acc[d] = 0.0f;
+        float m = -INFINITY, l = 0.0f;
+        int n = pos[r] + 1;
+        for (int j = 0; j < n; j++) {
+            const float *blk = kv + (size_t)row_blocks[r][j / block_size] * block_stride;
+            size_t slot = ((size_t)(j % block_size) * NKV + g) * D;
+            const float *kr = blk + k_off + slot;
+            const float *vr = blk + v_off + slot;
+            float sc = 0.0f;
+            for (int d = 0; d < D; d++) sc += qr[d] * kr[d];
+            sc *= scale;
+            if (sc > m) {
+                float corr = expf(m - sc);
+                l *= corr;
+                for (int d = 0; d < D; d++) acc[d] *= corr;
+                m = sc;
+            }
+            float p = expf(sc - m);
+            l += p;
+            for (int d = 0; d < D; d++) acc[d] += p * vr[d];
+        }
+        float inv = 1.0f / l;
+        float *o = out + (size_t)rh * D;
+        for (int d = 0; d < D; d++) o[d] = acc[d] * inv;
+    }
+}
+
+/* ================================================================ engine */
+
+typedef struct {
+    bool live;
+    int len;          /* tokens in the cache */
+    int32_t *blocks;  /* (n_blocks) block table */
+    int n_blocks, cap_blocks;
+} InferSeq;
+
+/* Per-call scratch, grown to the largest call. */
+typedef struct {
+    int cap_rows, cap_chunks;
+    float *x, *x2, *ln, *rstd, *q, *k, *v, *qn, *kn, *qrstd, *krstd, *att, *res2, *gate, *up, *h;
+    float *xl, *xf, *rstdf; /* (chunks, C), (chunks, C), (chunks) */
+    int32_t *tok, *pos, *row_seq, *row_of_chunk, *chunk_order, *last_row;
+    const int32_t **row_blocks;
+} InferScratch;
+
+struct InferEngine {
+    const Qwen3 *model;
+    int V, C, I, L, NH, NKV, D; /* local sizes */
+    float eps;
+    int block_size, n_blocks, max_seqs, max_len;
+    size_t block_stride; /* floats per block: L * 2 * block_size * NKV * D */
+    float *kv;           /* (n_blocks, L, 2, block_size, NKV, D) */
+    int32_t *refs;       /* (n_blocks) */
+    int32_t *free_list;  /* (n_blocks) stack of free block ids */
+    int n_free;
+    InferSeq *seqs;      /* (max_seqs) */
+    float *rope_cos, *rope_sin; /* (max_len, D/2) */
+    InferScratch s;
+};
+
+InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen) {
+    const Qwen3Config *c = &model->config;
+    int bs = opt->block_size > 0 ? opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
+    if (opt->kv_tokens <= 0) {
+        set_err(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
+                opt->kv_tokens);
+        return NULL;
+    }
+    if (c->head_dim > ATT_MAX_D) {
+        set_err(err, errlen, "inference: head_dim %d > %d is not supported", c->head_dim, ATT_MAX_D);
+        return NULL;
+    }
+    int max_len = opt->max_len > 0 ? opt->max_len : c->max_position_embeddings;
+    InferEngine *e = xcalloc(1, sizeof *e);
+    e->model = model;
+    e->V = c->vocab_size;
+    e->C = c->hidden_size;
+    e->I = c->intermediate_size;
+    e->L = c->num_layers;
+    e->NH = c->num_heads;
+    e->NKV = c->num_kv_heads;
+    e->D = c->head_dim;
+    e->eps = c->rms_norm_eps;
+    e->block_size = bs;
+    e->n_blocks = (int)(((long)opt->kv_tokens + bs - 1) / bs);
+    e->max_seqs = opt->max_seqs > 0 ? opt->max_seqs : 1024;
+    e->max_len = max_len;
+    e->block_stride = (size_t)e->L * 2 * bs * e->NKV * e->D;
+    e->kv = xmalloc((size_t)e->n_blocks * e->block_stride * sizeof(float));
+    e->refs = xcalloc((size_t)e->n_blocks, sizeof(int32_t));
+    e->free_list = xmalloc((size_t)e->n_blocks * sizeof(int32_t));
+    /* Pop order 0, 1, 2, ...: the stack holds the highest id at the bottom. */
+    for (int i = 0; i < e->n_blocks; i++) e->free_list[i] = e->n_blocks - 1 - i;
+    e->n_free = e->n_blocks;
+    e->seqs = xcalloc((size_t)e->max_seqs, sizeof(InferSeq));
+    e->rope_cos = xmalloc((size_t)max_len * (e->D / 2) * sizeof(float));
+    e->rope_sin = xmalloc((size_t)max_len * (e->D / 2) * sizeof(float));
+    rope_tables(e->rope_cos, e->rope_sin, max_len, e->D, c->rope_theta);
+    return e;
+}
+
+static void scratch_free(InferScratch *s) {
+    float *f[] = {s->x, s->x2, s->ln, s->rstd, s->q, s->k, s->v, s->qn, s->kn, s->qrstd, s->krstd,
+                  s->att, s->res2, s->gate, s->up, s->h, s->xl, s->xf, s->rstdf};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
+    free(s->tok);
+    free(s->pos);
+    free(s->row_seq);
+    free(s->row_of_chunk);
+    free(s->chunk_order);
+    free(s->last_row);
+    free(s->row_blocks);
+    memset(s, 0, sizeof *s);
+}
+
+void infer_free(InferEngine *e) {
+    if (!e) return;
+    for (int i = 0; i < e->max_seqs; i++) free(e->seqs[i].blocks);
+    free(e->seqs);
+    free(e->kv);
+    free(e->refs);
+    free(e->free_list);
+    free(e->rope_cos);
+    free(e->rope_sin);
+    scratch_free(&e->s);
+    free(e);
+}
+
+static void scratch_reserve(InferEngine *e, int rows, int chunks) {
+    InferScratch *s = &e->s;
+    if (s->cap_rows < rows || s->cap_chunks < chunks) {
+        int R = rows > s->cap_rows ? rows : s->cap_rows;
+        int N = chunks > s->cap_chunks ? chunks : s->cap_chunks;
+        scratch_free(s);
+        size_t r = (size_t)R, C = e->C, QD = (size_t)e->NH * e->D, KD = (size_t)e->NKV * e->D, I = e->I;
+        s->cap_rows = R;
+        s->cap_chunks = N;
+        s->x = xmalloc(r * C * sizeof(float));
+        s->x2 = xmalloc(r * C * sizeof(float));
+        s->ln = xmalloc(r * C * sizeof(float));
+        s->rstd = xmalloc(r * sizeof(float));
+        s->q = xmalloc(r * QD * sizeof(float));
+        s->k = xmalloc(r * KD * sizeof(float));
+        s->v = xmalloc(r * KD * sizeof(float));
+        s->qn = xmalloc(r * QD * sizeof(float));
+        s->kn = xmalloc(r * KD * sizeof(float));
+        s->qrstd = xmalloc(r * e->NH * sizeof(float));
+        s->krstd = xmalloc(r * e->NKV * sizeof(float));
+        s->att = xmalloc(r * QD * sizeof(float));
+        s->res2 = xmalloc(r * C * sizeof(float));
+        s->gate = xmalloc(r * I * sizeof(float));
+        s->up = xmalloc(r * I * sizeof(float));
+        s->h = xmalloc(r * I * sizeof(float));
+        s->xl = xmalloc((size_t)N * C * sizeof(float));
+        s->xf = xmalloc((size_t)N * C * sizeof(float));
+        s->rstdf = xmalloc((size_t)N * sizeof(float));
+        s->tok = xmalloc(r * sizeof(int32_t));
+        s->pos = xmalloc(r * sizeof(int32_t));
+        s->row_seq = xmalloc(r * sizeof(int32_t));
+        s->row_blocks = xmalloc(r * sizeof(*s->row_blocks));
+        s->row_of_chunk = xmalloc((size_t)N * sizeof(int32_t));
+        s->chunk_order = xmalloc((size_t)N * sizeof(int32_t));
+        s->last_row = xmalloc((size_t)N * sizeof(int32_t));
+    }
+}
+
+/* ---- sequences and blocks ---- */
+
+static int seq_slot(InferEngine *e, char *err, size_t errlen) {
+    for (int i = 0; i < e->max_seqs; i++) {
+        if (!e->seqs[i].live) return i;
+    }
+    return set_err(err, errlen, "inference: all %d sequence slots are in use (max_seqs)", e->max_seqs);
+}
+
+int infer_seq_new(InferEngine *e, char *err, size_t errlen) {
+    int id = seq_slot(e, err, errlen);
+    if (id < 0) return -1;
+    InferSeq *s = &e->seqs[id];
+    s->live = true;
+    s->len = 0;
+    s->n_blocks = 0;
+    return id;
+}
+
+static bool seq_ok(const InferEngine *e, int seq) {
+    return seq >= 0 && seq < e->max_seqs && e->seqs[seq].live;
+}
+
+static void seq_push_block(InferSeq *s, int32_t b) {
+    if (s->n_blocks == s->cap_blocks) {
+        s->cap_blocks = s->cap_blocks ? 2 * s->cap_blocks : 8;
+        s->blocks = xrealloc(s->blocks, (size_t)s->cap_blocks * sizeof(int32_t));
+    }
+    s->blocks[s->n_blocks++] = b;
+}
+
+int infer_seq_fork(InferEngine *e, int src, char *err, size_t errlen) {
+    if (!seq_ok(e, src)) return set_err(err, errlen, "inference: fork of unknown sequence %d", src);
+    int id = infer_seq_new(e, err, errlen);
+    if (id < 0) return -1;
+    InferSeq *s = &e->seqs[src], *d = &e->seqs[id];
+    for (int i = 0; i < s->n_blocks; i++) {
+        seq_push_block(d, s->blocks[i]);
+        e->refs[s->blocks[i]]++;
+    }
+    d->len = s->len;
+    return id;
+}
+
+static void block_release(InferEngine *e, int32_t b) {
+    if (--e->refs[b] == 0) e->free_list[e->n_free++] = b;
+}
+
+static int32_t block_take(InferEngine *e) {
+    int32_t b = e->free_list[--e->n_free];
+    e->refs[b] = 1;
+    return b;
+}
+
+void infer_seq_free(InferEngine *e, int seq) {
+    if (!seq_ok(e, seq)) return;
+    InferSeq *s = &e->seqs[seq];
+    for (int i = 0; i < s->n_blocks; i++) block_release(e, s->blocks[i]);
+    s->n_blocks = 0;
+    s->len = 0;
+    s->live = false;
+}
+
+int infer_seq_len(const InferEngine *e, int seq) {
+    return seq_ok(e, seq) ? e->seqs[seq].len : -1;
+}
+
+int infer_free_tokens(const InferEngine *e) {
+    return e->n_free * e->block_size;
+}
+
+int infer_used_blocks(const InferEngine *e) {
+    return e->n_blocks - e->n_free;
+}
+
+int infer_block_size(const InferEngine *e) {
+    return e->block_size;
+}
+
+/* Blocks seq needs to grow by n tokens: new blocks, plus a copy of its last
+ * block when that is partly filled and shared (copy-on-write). */
+static int blocks_needed(const InferEngine *e, const InferSeq *s, int n) {
+    int bs = e->block_size;
+    int need = (s->len + n + bs - 1) / bs - s->n_blocks;
+    if (s->len % bs != 0 && e->refs[s->blocks[s->n_blocks - 1]] > 1) need++;
+    return need;
+}
+
+/* Make room for n more tokens; blocks_needed() <= n_free was checked. */
+static void seq_reserve(InferEngine *e, InferSeq *s, int n) {
+    int bs = e->block_size;
+    if (s->len % bs != 0) {
+        int32_t last = s->blocks[s->n_blocks - 1];
+        if (e->refs[last] > 1) {
+            int32_t copy = block_take(e);
+            memcpy(e->kv + (size_t)copy * e->block_stride, e->kv + (size_t)last * e->block_stride,
+                   e->block_stride * sizeof(float));
+            block_release(e, last);
+            s->blocks[s->n_blocks - 1] = copy;
+        }
+    }
+    while (s->n_blocks * bs < s->len + n) seq_push_block(s, block_take(e));
+}
+
+/* ---- forward ---- */
+
+/* out = inp @ w^T over all rows: rows [0, n_small) in one batch-invariant
+ * call, then each long chunk's rows with sgemm. */
+static void linear(const InferEngine *e, float *out /* (R, OC) */, const float *inp /* (R, IC) */,
+                   const float *w /* (OC, IC) */, int IC, int OC, const InferChunk *chunks, int n_chunks,
+                   int n_small) {
+    const InferScratch *s = &e->s;
+    linear_rows(out, inp, w, n_small, IC, OC);
+    for (int i = 0; i < n_chunks; i++) {
+        const InferChunk *ch = &chunks[i];
+        if (ch->n < INFER_GEMM_MIN_ROWS) continue;
+        int r0 = s->row_of_chunk[i];
+        matmul_forward(out + (size_t)r0 * OC, inp + (size_t)r0 * IC, w, ch->n, IC, OC);
+    }
+}
+
+static int check_chunks(const InferEngine *e, const InferChunk *chunks, int n_chunks, char *err, size_t errlen) {
+    int need = 0;
+    for (int i = 0; i < n_chunks; i++) {
+        const InferChunk *ch = &chunks[i];
+        if (!seq_ok(e, ch->seq)) return set_err(err, errlen, "inference: chunk %d: unknown sequence %d", i, ch->seq);
+        if (ch->n < 1) return set_err(err, errlen, "inference: chunk %d: no tokens", i);
+        for (int j = 0; j < i; j++) {
+            if (chunks[j].seq == ch->seq) {
+                return set_err(err, errlen, "inference: sequence %d appears in chunks %d and %d", ch->seq, j, i);
+            }
+        }
+        for (int t = 0; t < ch->n; t++) {
+            if (ch->ids[t] < 0 || ch->ids[t] >= e->V) {
+                return set_err(err, errlen, "inference: sequence %d: token id %d is outside the vocabulary (%d)",
+                               ch->seq, ch->ids[t], e->V);
+            }
+        }
+        const InferSeq *s = &e->seqs[ch->seq];
+        if (s->len + ch->n > e->max_len) {
+            return set_err(err, errlen, "inference: sequence %d: %d + %d tokens exceed the context length %d",
+                           ch->seq, s->len, ch->n, e->max_len);
+        }
+        need += blocks_needed(e, s, ch->n);
+    }
+    if (need > e->n_free) {
+        return set_err(err, errlen,
+                       "inference: KV cache budget exceeded: this step needs %d more blocks of %d tokens, %d of %d "
+                       "are free (kv_tokens = %d)",
+                       need, e->block_size, e->n_free, e->n_blocks, e->n_blocks * e->block_size);
+    }
+    return 0;
+}
+
+/* Write rows' keys and values (after norm and RoPE) into their cache slots. */
+static void cache_write(InferEngine *e, int l, const float *kn /* (R, NKV*D) */, const float *v /* (R, NKV*D) */,
+                        int R) {
+    const InferScratch *s = &e->s;
+    size_t KD = (size_t)e->NKV * e->D, bs = e->block_size;
+    size_t k_off = (size_t)l * 2 * bs * KD, v_off = k_off + bs * KD;
+#pragma omp parallel for
+    for (int r = 0; r < R; r++) {
+        int p = s->pos[r];
+        float *blk = e->kv + (size_t)s->row_blocks[r][p / e->block_size] * e->block_stride;
+        size_t slot = (size_t)(p % e->block_size) * KD;
+        memcpy(blk + k_off + slot, kn + (size_t)r * KD, KD * sizeof(float));
+        memcpy(blk + v_off + slot, v + (size_t)r * KD, KD * sizeof(float));
+    }
+}
+
+int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
+    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
+    if (check_chunks(e, chunks, n_chunks, err, errlen) != 0) return -1;
+    const Qwen3Params *p = &e->model->params;
+    int C = e->C, I = e->I, L = e->L, NH = e->NH, NKV = e->NKV, D = e->D, V = e->V;
+    int QD = NH * D, KD = NKV * D;
+
+    /* Row layout: short chunks first, then long ones. */
+    int R = 0;
+    for (int i = 0; i < n_chunks; i++) R += chunks[i].n;
+    scratch_reserve(e, R, n_chunks);
+    InferScratch *s = &e->s;
+    int r = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n_chunks; i++) {
+            bool small = chunks[i].n < INFER_GEMM_MIN_ROWS;
+            if (small != (pass == 0)) continue;
+            s->row_of_chunk[i] = r;
+            r += chunks[i].n;
+        }
+    }
+    int n_small = 0;
+    for (int i = 0; i < n_chunks; i++) {
+        if (chunks[i].n < INFER_GEMM_MIN_ROWS) n_small += chunks[i].n;
+    }
+    for (int i = 0; i < n_chunks; i++) {
+        InferSeq *sq = &e->seqs[chunks[i].seq];
+        seq_reserve(e, sq, chunks[i].n);
+        int r0 = s->row_of_chunk[i];
+        for (int t = 0; t < chunks[i].n; t++) {
+            s->tok[r0 + t] = chunks[i].ids[t];
+            s->pos[r0 + t] = sq->len + t;
+            s->row_seq[r0 + t] = chunks[i].seq;
+            s->row_blocks[r0 + t] = sq->blocks;
+        }
+        s->last_row[i] = r0 + chunks[i].n - 1;
+    }
+
+    /* TP: vocab-parallel embedding, all-reduce */
+    embedding_forward(s->x, s->tok, p->embed, R, C);
+    size_t bs = e->block_size;
+    for (int l = 0; l < L; l++) {
+        /* attention */
+        rmsnorm_forward(s->ln, s->rstd, s->x, p->ln1_w + (size_t)l * C, R, C, e->eps);
+        linear(e, s->q, s->ln, p->wq + (size_t)l * QD * C, C, QD, chunks, n_chunks, n_small);
+        linear(e, s->k, s->ln, p->wk + (size_t)l * KD * C, C, KD, chunks, n_chunks, n_small);
+        linear(e, s->v, s->ln, p->wv + (size_t)l * KD * C, C, KD, chunks, n_chunks, n_small);
+        rmsnorm_forward(s->qn, s->qrstd, s->q, p->q_norm_w + (size_t)l * D, R * NH, D, e->eps);
+        rmsnorm_forward(s->kn, s->krstd, s->k, p->k_norm_w + (size_t)l * D, R * NKV, D, e->eps);
+        rope_forward(s->qn, s->pos, e->rope_cos, e->rope_sin, R, NH, D);
+        rope_forward(s->kn, s->pos, e->rope_cos, e->rope_sin, R, NKV, D);
+        cache_write(e, l, s->kn, s->v, R);
+        size_t k_off = (size_t)l * 2 * bs * KD, v_off = k_off + bs * KD;
+        attention_paged(s->att, s->qn, e->kv, s->row_blocks, s->pos, R, NH, NKV, D, e->block_size,
+                        e->block_stride, k_off, v_off);
+        linear(e, s->res2, s->att, p->wo + (size_t)l * C * QD, QD, C, chunks, n_chunks, n_small);
+        /* TP all-reduce: res2 holds this rank's partial o_proj output */
+        residual_add(s->res2, s->x, (long)R * C);
+
+        /* MLP */
+        rmsnorm_forward(s->ln, s->rstd, s->res2, p->ln2_w + (size_t)l * C, R, C, e->eps);
+        linear(e, s->gate, s->ln, p->wgate + (size_t)l * I * C, C, I, chunks, n_chunks, n_small);
+        linear(e, s->up, s->ln, p->wup + (size_t)l * I * C, C, I, chunks, n_chunks, n_small);
+        swiglu_forward(s->h, s->gate, s->up, (long)R * I);
+        linear(e, s->x, s->h, p->wdown + (size_t)l * C * I, I, C, chunks, n_chunks, n_small);
+        /* TP all-reduce: x holds this rank's partial down_proj output */
+        residual_add(s->x, s->res2, (long)R * C);
+    }
+
+    for (int i = 0; i < n_chunks; i++) e->seqs[chunks[i].seq].len += chunks[i].n;
+    if (!logits) return 0;
+
+    /* Output head on each chunk's last row only. */
+    for (int i = 0; i < n_chunks; i++) {
+        memcpy(s->xl + (size_t)i * C, s->x + (size_t)s->last_row[i] * C, (size_t)C * sizeof(float));
+    }
+    rmsnorm_forward(s->xf, s->rstdf, s->xl, p->norm_w, n_chunks, C, e->eps);
+    /* TP: vocab-parallel head; each rank holds its slice of the logits */
+    linear_rows(logits, s->xf, p->lm_head, n_chunks, C, V);
+    return 0;
+}
+
+/* ================================================================ generation */
+
+const char *infer_finish_name(InferFinish f) {
+    switch (f) {
+    case INFER_FINISH_STOP_ID: return "stop_id";
+    case INFER_FINISH_STOP_STRING: return "stop_string";
+    case INFER_FINISH_LENGTH: return "length";
+    default: return "running";
+    }
+}
+
+int infer_stop_string_match(const char *text, size_t len, size_t old_len, const char *const *stops, int n_stops) {
+    for (int i = 0; i < n_stops; i++) {
+        size_t sl = strlen(stops[i]);
+        if (sl == 0 || sl > len) continue;
+        /* a match must end after old_len: start at old_len - sl + 1 or later */
+        size_t from = old_len + 1 > sl ? old_len + 1 - sl : 0;
+        if (from + sl > len) continue;
+        if (memmem(text + from, len - from, stops[i], sl)) return i;
+    }
+    return -1;
+}
+
+typedef struct {
+    bool used;
+    int seq;
+    InferGenParams p;     /* stop lists point at the copies below */
+    int32_t *stop_ids;
+    char **stop_strings;
+    int32_t *pending;     /* tokens to feed on the next step */
+    int n_pending, cap_pending;
+    int32_t *ids;
+    float *logprobs;
+    int n, cap;
+    SBuf text;            /* bytes of the sampled ids (stop strings only) */
+    InferFinish finish;
+} GenReq;
+
+struct InferGen {
+    InferEngine *e;
+    const Tokenizer *tok;
+    GenReq *reqs;
+    int n_reqs, cap_reqs;
+    /* per-step scratch */
+    InferChunk *chunks;
+    int *chunk_req;
+    float *logits;
+    int cap_step;
+    SampleScratch *samp; /* one per thread */
+    int n_samp;
+};
+
+InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok) {
+    InferGen *g = xcalloc(1, sizeof *g);
+    g->e = e;
+    g->tok = tok;
+    return g;
+}
+
+static void req_clear(GenReq *q) {
+    free(q->stop_ids);
+    for (int i = 0; i < q->p.n_stop_strings; i++) free(q->stop_strings[i]);
+    free(q->stop_strings);
+    free(q->pending);
+    free(q->ids);
+    free(q->logprobs);
+    sbuf_free(&q->text);
+    memset(q, 0, sizeof *q);
+}
+
+void infer_gen_free(InferGen *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_reqs; i++) {
+        if (g->reqs[i].used) req_clear(&g->reqs[i]);
+    }
+    free(g->reqs);
+    free(g->chunks);
+    free(g->chunk_req);
+    free(g->logits);
+    for (int i = 0; i < g->n_samp; i++) sample_scratch_free(&g->samp[i]);
+    free(g->samp);
+    free(g);
+}
+
+static void req_set_pending(GenReq *q, const int32_t *ids, int n) {
+    if (q->cap_pending < n) {
+        q->cap_pending = n;
+        q->pending = xrealloc(q->pending, (size_t)n * sizeof(int32_t));
+    }
+    memcpy(q->pending, ids, (size_t)n * sizeof(int32_t));
+    q->n_pending = n;
+}
+
+int infer_gen_add(InferGen *g, int seq, const int32_t *pending, int n_pending, const InferGenParams *p, char *err,
+                  size_t errlen) {
+    if (!seq_ok(g->e, seq)) return set_err(err, errlen, "generate: unknown sequence %d", seq);
+    if (n_pending < 1) {
+        return set_err(err, errlen, "generate: sequence %d: at least one pending token is needed (the last "
+                                    "prompt token, or the last sampled one)", seq);
+    }
+    if (p->max_new_tokens < 1) {
+        return set_err(err, errlen, "generate: max_new_tokens: expected an integer >= 1, got %d", p->max_new_tokens);
+    }
+    char serr[256];
+    if (sample_check_params(&p->sample, serr, sizeof serr) != 0) return set_err(err, errlen, "generate: %s", serr);
+    if (p->n_stop_strings > 0 && !g->tok) {
+        return set_err(err, errlen, "generate: stop strings need a tokenizer to decode the sampled ids");
+    }
+    for (int i = 0; i < p->n_stop_strings; i++) {
+        if (!p->stop_strings[i] || !p->stop_strings[i][0]) {
+            return set_err(err, errlen, "generate: stop string %d is empty", i);
+        }
+    }
+    for (int i = 0; i < g->n_reqs; i++) {
+        if (g->reqs[i].used && g->reqs[i].seq == seq && g->reqs[i].finish == INFER_RUNNING) {
+            return set_err(err, errlen, "generate: sequence %d is already in running request %d", seq, i);
+        }
+    }
+    int id = -1;
+    for (int i = 0; i < g->n_reqs; i++) {
+        if (!g->reqs[i].used) {
+            id = i;
+            break;
+        }
+    }
+    if (id < 0) {
+        if (g->n_reqs == g->cap_reqs) {
+            g->cap_reqs = g->cap_reqs ? 2 * g->cap_reqs : 16;
+            g->reqs = xrealloc(g->reqs, (size_t)g->cap_reqs * sizeof(GenReq));
+        }
+        id = g->n_reqs++;
+    }
+    GenReq *q = &g->reqs[id];
+    memset(q, 0, sizeof *q);
+    q->used = true;
+    q->seq = seq;
+    q->p = *p;
+    if (p->n_stop_ids > 0) {
+        q->stop_ids = xmalloc((size_t)p->n_stop_ids * sizeof(int32_t));
+        memcpy(q->stop_ids, p->stop_ids, (size_t)p->n_stop_ids * sizeof(int32_t));
+    }
+    q->p.stop_ids = q->stop_ids;
+    if (p->n_stop_strings > 0) {
+        q->stop_strings = xmalloc((size_t)p->n_stop_strings * sizeof(char *));
+        for (int i = 0; i < p->n_stop_strings; i++) q->stop_strings[i] = xstrdup(p->stop_strings[i]);
+    }
+    q->p.stop_strings = (const char *const *)q->stop_strings;
+    req_set_pending(q, pending, n_pending);
+    sbuf_init(&q->text);
+    q->finish = INFER_RUNNING;
+    return id;
+}
+
+int infer_gen_running(const InferGen *g) {
+    int n = 0;
+    for (int i = 0; i < g->n_reqs; i++) n += g->reqs[i].used && g->reqs[i].finish == INFER_RUNNING;
+    return n;
+}
+
+/* Record a sampled token and decide whether the request is done. */
+static void req_accept(const InferGen *g, GenReq *q, int32_t tok, float lp) {
+    if (q->n == q->cap) {
+        q->cap = q->cap ? 2 * q->cap : 32;
+        q->ids = xrealloc(q->ids, (size_t)q->cap * sizeof(int32_t));
+        q->logprobs = xrealloc(q->logprobs, (size_t)q->cap * sizeof(float));
+    }
+    q->ids[q->n] = tok;
+    q->logprobs[q->n] = lp;
+    q->n++;
+    for (int i = 0; i < q->p.n_stop_ids; i++) {
+        if (q->stop_ids[i] == tok) {
+            q->finish = INFER_FINISH_STOP_ID;
+            return;
+        }
+    }
+    if (q->p.n_stop_strings > 0) {
+        size_t old = q->text.len, nb = 0;
+        const char *bytes = tok_token_bytes(g->tok, tok, &nb);
+        if (bytes && nb > 0) sbuf_put(&q->text, bytes, nb);
+        if (q->text.len > old &&
+            infer_stop_string_match(q->text.data, q->text.len, old, q->p.stop_strings, q->p.n_stop_strings) >= 0) {
+            q->finish = INFER_FINISH_STOP_STRING;
+            return;
+        }
+    }
+    /* The next step would feed tok at position len: it must fit the context. */
+    if (q->n >= q->p.max_new_tokens || infer_seq_len(g->e, q->seq) + 1 > g->e->max_len) {
+        q->finish = INFER_FINISH_LENGTH;
+        return;
+    }
+    req_set_pending(q, &tok, 1);
+}
+
+int infer_gen_step(InferGen *g, char *err, size_t errlen) {
+    int B = infer_gen_running(g);
+    if (B == 0) return 0;
+    int V = g->e->V;
+    if (g->cap_step < B) {
+        g->cap_step = B;
+        g->chunks = xrealloc(g->chunks, (size_t)B * sizeof(InferChunk));
+        g->chunk_req = xrealloc(g->chunk_req, (size_t)B * sizeof(int));
+        free(g->logits);
+        g->logits = xmalloc((size_t)B * V * sizeof(float));
+    }
+    int nt = omp_get_max_threads();
+    if (g->n_samp < nt) {
+        g->samp = xrealloc(g->samp, (size_t)nt * sizeof(SampleScratch));
+        memset(g->samp + g->n_samp, 0, (size_t)(nt - g->n_samp) * sizeof(SampleScratch));
+        g->n_samp = nt;
+    }
+    int b = 0;
+    for (int i = 0; i < g->n_reqs; i++) {
+        GenReq *q = &g->reqs[i];
+        if (!q->used || q->finish != INFER_RUNNING) continue;
+        g->chunks[b] = (InferChunk){.seq = q->seq, .ids = q->pending, .n = q->n_pending};
+        g->chunk_req[b] = i;
+        b++;
+    }
+    if (infer_forward(g->e, g->chunks, B, g->logits, err, errlen) != 0) return -1;
+
+    int32_t *toks = xmalloc((size_t)B * sizeof(int32_t));
+    float *lps = xmalloc((size_t)B * sizeof(float));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int j = 0; j < B; j++) {
+        const GenReq *q = &g->reqs[g->chunk_req[j]];
+        /* the token sampled now will sit at position len of its sequence */
+        uint64_t position = (uint64_t)infer_seq_len(g->e, q->seq);
+        double u = rng_uniform(q->p.seed, q->p.stream, position);
+        toks[j] = sample_token(g->logits + (size_t)j * V, V, &q->p.sample, u, &g->samp[omp_get_thread_num()],
+                               &lps[j]);
+    }
+    for (int j = 0; j < B; j++) req_accept(g, &g->reqs[g->chunk_req[j]], toks[j], lps[j]);
+    free(toks);
+    free(lps);
+    return infer_gen_running(g);
+}
+
+InferGenResult infer_gen_result(const InferGen *g, int req) {
+    InferGenResult r = {.seq = -1};
+    if (req < 0 || req >= g->n_reqs || !g->reqs[req].used) return r;
+    const GenReq *q = &g->reqs[req];
+    r.seq = q->seq;
+    r.ids = q->ids;
+    r.logprobs = q->logprobs;
+    r.n = q->n;
+    r.finish = q->finish;
+    return r;
+}
+
+void infer_gen_release(InferGen *g, int req) {
+    if (req < 0 || req >= g->n_reqs || !g->reqs[req].used) return;
+    req_clear(&g->reqs[req]);
+}

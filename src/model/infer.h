@@ -1,0 +1,162 @@
+/* infer.h — the Qwen3 inference engine on the CPU: paged KV cache, prefill,
+ * batched decode with continuous batching, prefix sharing, sampling.
+ *
+ * Two levels:
+ *
+ *   InferEngine  sequences and their KV cache. infer_forward() appends tokens
+ *                to several sequences in one pass (a long prompt is one chunk
+ *                of many tokens, a decode step one token per sequence; both
+ *                mix freely in one call) and returns the logits of each
+ *                chunk's last token. infer_seq_fork() shares a sequence's
+ *                cache with a new one (copy-on-write), so a GRPO group of n
+ *                samples prefills its prompt once. Appending to a live
+ *                sequence (an environment turn) computes only the new tokens.
+ *
+ *   InferGen     generation requests over the engine. Each request names a
+ *                sequence, tokens still to feed, sampling parameters and stop
+ *                conditions; infer_gen_step() runs one forward over every
+ *                active request and samples one token for each. Requests join
+ *                (infer_gen_add) and finish between steps: continuous
+ *                batching.
+ *
+ * KV cache: fixed-size blocks of block_size tokens from one pool sized by the
+ * token budget; each sequence holds a table of block indices; blocks carry a
+ * reference count, and a shared block is copied before it is written. A step
+ * that needs more blocks than are free fails with an error naming the budget
+ * and changes nothing.
+ *
+ * Numerics: fp32 throughout. Rows decoded alone or in small chunks go through
+ * a matrix-vector kernel whose every output is one dot product in a fixed
+ * order, so a sequence's logits do not depend on which other sequences share
+ * the step, nor on the OpenMP thread count; chunks of INFER_GEMM_MIN_ROWS or
+ * more tokens (prefill) use sgemm on the chunk alone. Attention reads the
+ * paged cache one query at a time (online softmax, as in training).
+ *
+ * Tensor parallelism (later): the engine keeps local head counts (nh, nkv)
+ * and every layer function takes them as arguments; projections shard as in
+ * qwen3.c.
+ */
+#ifndef TAU2_MODEL_INFER_H
+#define TAU2_MODEL_INFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/qwen3.h"
+#include "model/sample.h"
+#include "text/tokenizer.h"
+
+/* Chunks with at least this many tokens use sgemm; shorter ones the
+ * batch-invariant kernel. */
+#define INFER_GEMM_MIN_ROWS 8
+#define INFER_DEFAULT_BLOCK_SIZE 16
+
+typedef struct {
+    int kv_tokens;  /* KV cache budget in tokens (rounded up to whole blocks); > 0 */
+    int block_size; /* tokens per block; 0: INFER_DEFAULT_BLOCK_SIZE */
+    int max_seqs;   /* live sequences at most; 0: 1024 */
+    int max_len;    /* longest sequence; 0: the model's max_position_embeddings */
+} InferOptions;
+
+typedef struct InferEngine InferEngine;
+
+/* An engine over model's weights (borrowed: the model must outlive it and
+ * its weights may change between steps, e.g. after a weight broadcast). */
+InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen);
+void infer_free(InferEngine *e);
+
+/* ---- sequences ---- */
+
+/* A new empty sequence: its id (>= 0), or -1 with err when max_seqs are live. */
+int infer_seq_new(InferEngine *e, char *err, size_t errlen);
+/* A new sequence with src's tokens, sharing src's cache blocks. */
+int infer_seq_fork(InferEngine *e, int src, char *err, size_t errlen);
+/* Release a sequence and its references to cache blocks. */
+void infer_seq_free(InferEngine *e, int seq);
+/* Tokens in the sequence's cache. */
+int infer_seq_len(const InferEngine *e, int seq);
+/* Tokens that fit in the free blocks; blocks in use (shared ones once). */
+int infer_free_tokens(const InferEngine *e);
+int infer_used_blocks(const InferEngine *e);
+int infer_block_size(const InferEngine *e);
+
+/* ---- forward ---- */
+
+typedef struct {
+    int seq;            /* a live sequence, at most once per call */
+    const int32_t *ids; /* (n) tokens appended to it */
+    int n;              /* >= 1 */
+} InferChunk;
+
+/* Append each chunk's tokens to its sequence (keys and values into the
+ * cache) and write the logits after each chunk's last token into logits
+ * (n_chunks, V) in chunk order (logits may be NULL: cache only). Returns 0,
+ * or -1 with err (unknown sequence, bad token id, sequence longer than
+ * max_len, KV budget exceeded); on error nothing has changed. */
+int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen);
+
+/* ---- generation with continuous batching ---- */
+
+typedef enum {
+    INFER_RUNNING = 0,
+    INFER_FINISH_STOP_ID,     /* sampled one of stop_ids (included in ids) */
+    INFER_FINISH_STOP_STRING, /* the decoded text contains a stop string; the token completing it is included */
+    INFER_FINISH_LENGTH,      /* max_new_tokens sampled, or the sequence reached max_len */
+} InferFinish;
+
+/* "stop_id", "stop_string", "length" ("running" while running). */
+const char *infer_finish_name(InferFinish f);
+
+typedef struct {
+    SampleParams sample;
+    uint64_t seed;      /* draws are rng_uniform(seed, stream, position of the sampled token) */
+    uint64_t stream;    /* e.g. prompt index * n_samples + sample index */
+    int max_new_tokens; /* >= 1 */
+    const int32_t *stop_ids;          /* (n_stop_ids), copied */
+    int n_stop_ids;
+    const char *const *stop_strings;  /* (n_stop_strings), copied; needs a tokenizer */
+    int n_stop_strings;
+} InferGenParams;
+
+typedef struct InferGen InferGen;
+
+/* tok (borrowed, may be NULL) turns sampled ids into bytes for stop strings. */
+InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok);
+void infer_gen_free(InferGen *g);
+
+/* Start generating on sequence seq (owned by the caller; it must not be in
+ * another running request). pending (n_pending >= 1) are tokens not yet in
+ * the cache: the rest of a prompt, or after a finished request, its last
+ * sampled id followed by the next turn's tokens. The first step feeds them
+ * all; the first token is sampled from the logits after the last one.
+ * Returns the request id, or -1 with err. */
+int infer_gen_add(InferGen *g, int seq, const int32_t *pending, int n_pending, const InferGenParams *p, char *err,
+                  size_t errlen);
+
+/* One forward over every running request and one sampled token each.
+ * Returns the number still running, or -1 with err (KV budget exceeded:
+ * nothing changed; free or finish sequences and call again). */
+int infer_gen_step(InferGen *g, char *err, size_t errlen);
+int infer_gen_running(const InferGen *g);
+
+typedef struct {
+    int seq;
+    const int32_t *ids;     /* (n) sampled ids */
+    const float *logprobs;  /* (n) log_softmax at temperature 1 of each id */
+    int n;
+    InferFinish finish;
+} InferGenResult;
+
+/* A request's output so far (pointers valid until the next step or release).
+ * The last sampled id is not in the sequence's cache yet. */
+InferGenResult infer_gen_result(const InferGen *g, int req);
+/* Forget a finished (or abandoned) request; its sequence lives on. */
+void infer_gen_release(InferGen *g, int req);
+
+/* Stop-string test used by the generator: text[0, len) ends a generation
+ * when a stop string occurs in it ending after byte old_len (i.e. touching
+ * the bytes the newest token added). Returns the stop string's index or -1. */
+int infer_stop_string_match(const char *text, size_t len, size_t old_len, const char *const *stops, int n_stops);
+
+#endif
