@@ -22,11 +22,12 @@ fresh forward/backward of the same batch.
 RoPE tables are computed in float32 exactly as transformers does (inv_freq
 and angles in fp32, then cos/sin), everything else in float64.
 
-Run: /usr/bin/python3 tests/gen_qwen3_fixtures.py   (torch, numpy)
+Run: /usr/bin/python3 tests/gen_qwen3_fixtures.py [name ...]   (torch, numpy; names: only those configs)
 """
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -46,6 +47,13 @@ CONFIGS = [
     dict(name="tied_mqa", vocab_size=61, hidden_size=24, intermediate_size=32, num_hidden_layers=3,
          num_attention_heads=4, num_key_value_heads=1, head_dim=8, tie_word_embeddings=True,
          rope_theta=1000000.0, rms_norm_eps=1e-5, lengths=[19, 1, 11], seed=3),
+    # tensor parallelism (tests/mpi): heads, kv heads, MLP and vocab divide by 1, 2 and 4
+    dict(name="tp4_gqa", vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+         num_attention_heads=8, num_key_value_heads=4, head_dim=8, tie_word_embeddings=False,
+         rope_theta=10000.0, rms_norm_eps=1e-6, lengths=[11, 6, 15], seed=4),
+    dict(name="tp4_tied", vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+         num_attention_heads=4, num_key_value_heads=4, head_dim=8, tie_word_embeddings=True,
+         rope_theta=1000000.0, rms_norm_eps=1e-6, lengths=[9, 1, 14], seed=5),
 ]
 
 
@@ -282,9 +290,15 @@ def generate(c):
 
 
 def main():
+    # optional config names: regenerate only those (the others stay untouched)
+    names = sys.argv[1:]
+    unknown = [n for n in names if n not in [c["name"] for c in CONFIGS]]
+    if unknown:
+        sys.exit("unknown config(s): %s" % ", ".join(unknown))
     torch.set_default_dtype(torch.float64)
     for c in CONFIGS:
-        generate(c)
+        if not names or c["name"] in names:
+            generate(c)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,36 @@ void embedding_backward(float *dtable, const float *dout, const int32_t *tokens,
     }
 }
 
+void embedding_forward_shard(float *out, const int32_t *tokens, const float *table, int T, int C, int v0, int Vs) {
+#pragma omp parallel for
+    for (int t = 0; t < T; t++) {
+        int row = tokens[t] - v0;
+        float *o = out + (size_t)t * C;
+        if (row >= 0 && row < Vs) {
+            memcpy(o, table + (size_t)row * C, (size_t)C * sizeof(float));
+        } else {
+            memset(o, 0, (size_t)C * sizeof(float));
+        }
+    }
+}
+
+void embedding_backward_shard(float *dtable, const float *dout, const int32_t *tokens, int T, int C, int v0,
+                              int Vs) {
+    int nb = (C + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for
+    for (int b = 0; b < nb; b++) {
+        int c0 = b * COL_BLOCK;
+        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        for (int t = 0; t < T; t++) {
+            int row = tokens[t] - v0;
+            if (row < 0 || row >= Vs) continue;
+            float *r = dtable + (size_t)row * C;
+            const float *d = dout + (size_t)t * C;
+            for (int c = c0; c < c1; c++) r[c] += d[c];
+        }
+    }
+}
+
 /* ------------------------------------------------------------ RMSNorm */
 
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
@@ -312,8 +342,53 @@ void logprob_entropy_forward(float *logprob, float *entropy, float *lse, const f
     }
 }
 
+void vocab_row_max(float *mx, const float *logits, int R, int Vs) {
+#pragma omp parallel for
+    for (int r = 0; r < R; r++) {
+        const float *z = logits + (size_t)r * Vs;
+        float m = -INFINITY;
+        for (int j = 0; j < Vs; j++) m = z[j] > m ? z[j] : m;
+        mx[r] = m;
+    }
+}
+
+void logprob_entropy_partial(double *stats, const float *logits, const int32_t *targets, const float *mx, int R,
+                             int Vs, int v0) {
+#pragma omp parallel for
+    for (int r = 0; r < R; r++) {
+        const float *z = logits + (size_t)r * Vs;
+        float m = mx[r];
+        double sum = 0.0, sdz = 0.0;
+        for (int j = 0; j < Vs; j++) {
+            double e = exp((double)(z[j] - m));
+            sum += e;
+            sdz += e * (double)(m - z[j]);
+        }
+        int tl = targets[r] - v0;
+        stats[3 * r] = sum;
+        stats[3 * r + 1] = sdz;
+        stats[3 * r + 2] = targets[r] >= 0 && tl >= 0 && tl < Vs ? (double)(z[tl] - m) : 0.0;
+    }
+}
+
+void logprob_entropy_finish(float *logprob, float *entropy, float *lse, const double *stats, const float *mx,
+                            const int32_t *targets, int R) {
+    for (int r = 0; r < R; r++) {
+        double sum = stats[3 * r], sdz = stats[3 * r + 1];
+        double ls = log(sum);
+        lse[r] = (float)(mx[r] + ls);
+        entropy[r] = (float)(ls + sdz / sum);
+        logprob[r] = targets[r] >= 0 ? (float)(stats[3 * r + 2] - ls) : 0.0f;
+    }
+}
+
 void logprob_entropy_backward(float *logits, const float *dlogprob, const float *dentropy, const float *lse,
                               const float *entropy, const int32_t *targets, int R, int V) {
+    logprob_entropy_backward_shard(logits, dlogprob, dentropy, lse, entropy, targets, R, V, 0);
+}
+
+void logprob_entropy_backward_shard(float *logits, const float *dlogprob, const float *dentropy, const float *lse,
+                                    const float *entropy, const int32_t *targets, int R, int V, int v0) {
 #pragma omp parallel for
     for (int r = 0; r < R; r++) {
         float *z = logits + (size_t)r * V;
@@ -329,6 +404,7 @@ void logprob_entropy_backward(float *logits, const float *dlogprob, const float 
             float p = expf(lp);
             z[j] = -dlp * p - dent * p * (lp + ent);
         }
-        if (targets[r] >= 0) z[targets[r]] += dlp;
+        int tl = targets[r] - v0;
+        if (targets[r] >= 0 && tl >= 0 && tl < V) z[tl] += dlp;
     }
 }

@@ -32,6 +32,15 @@ void embedding_forward(float *out /* (T, C) */, const int32_t *tokens /* (T) */,
 void embedding_backward(float *dtable /* (V, C) */, const float *dout /* (T, C) */,
                         const int32_t *tokens /* (T) */, int T, int C);
 
+/* Vocab-parallel (TP): this rank holds rows [v0, v0 + Vs) of the table.
+ * out[t] = table[tokens[t] - v0] for tokens in the shard, zeros otherwise (the
+ * all-reduce over ranks then gives the full embedding). */
+void embedding_forward_shard(float *out /* (T, C) */, const int32_t *tokens /* (T) */,
+                             const float *table /* (Vs, C) */, int T, int C, int v0, int Vs);
+/* dtable[tokens[t] - v0] += dout[t] for tokens in the shard. */
+void embedding_backward_shard(float *dtable /* (Vs, C) */, const float *dout /* (T, C) */,
+                              const int32_t *tokens /* (T) */, int T, int C, int v0, int Vs);
+
 /* ---- RMSNorm (fp32; also the per-head q/k norm with N = T*heads, C = head_dim) ---- */
 
 /* out = x / sqrt(mean(x^2) + eps) * w; rstd keeps 1/sqrt(mean(x^2) + eps). */
@@ -107,11 +116,30 @@ void residual_add(float *x /* (N) */, const float *y /* (N) */, long N);
 void logprob_entropy_forward(float *logprob /* (R) */, float *entropy /* (R) */, float *lse /* (R) */,
                              const float *logits /* (R, V) */, const int32_t *targets /* (R) */,
                              int R, int V);
+/* Vocab-parallel forward in three steps around two all-reduces; logits is
+ * this rank's (R, Vs) slice, columns [v0, v0 + Vs) of the vocabulary:
+ *   vocab_row_max               mx[r] = max_j z   -> all-reduce max
+ *   logprob_entropy_partial     stats[r] = (sum e, sum e (mx - z), z[target] - mx
+ *                               or 0 when the target is elsewhere), e = exp(z - mx)
+ *                                                 -> all-reduce sum
+ *   logprob_entropy_finish      the same formulas as logprob_entropy_forward. */
+void vocab_row_max(float *mx /* (R) */, const float *logits /* (R, Vs) */, int R, int Vs);
+void logprob_entropy_partial(double *stats /* (R, 3) */, const float *logits /* (R, Vs) */,
+                             const int32_t *targets /* (R) */, const float *mx /* (R) */, int R, int Vs, int v0);
+void logprob_entropy_finish(float *logprob /* (R) */, float *entropy /* (R) */, float *lse /* (R) */,
+                            const double *stats /* (R, 3) */, const float *mx /* (R) */,
+                            const int32_t *targets /* (R) */, int R);
+
 /* Overwrite the chunk's logits with dloss/dlogits:
  *   dz_j = dlogprob (1[j == target] - p_j) - dentropy p_j (z_j - (lse - entropy)). */
 void logprob_entropy_backward(float *logits /* (R, V), in: z, out: dz */,
                               const float *dlogprob /* (R) */, const float *dentropy /* (R) */,
                               const float *lse /* (R) */, const float *entropy /* (R) */,
                               const int32_t *targets /* (R) */, int R, int V);
+/* The same on this rank's vocab slice [v0, v0 + Vs) (lse and entropy global). */
+void logprob_entropy_backward_shard(float *logits /* (R, Vs), in: z, out: dz */,
+                                    const float *dlogprob /* (R) */, const float *dentropy /* (R) */,
+                                    const float *lse /* (R) */, const float *entropy /* (R) */,
+                                    const int32_t *targets /* (R) */, int R, int Vs, int v0);
 
 #endif

@@ -4,10 +4,15 @@
  * one buffer they point into, an activation arena, and forward/backward as
  * long linear sequences of layer calls (layers_cpu.h) that read top to bottom.
  *
- * Tensor parallelism (later): q/k/v/gate/up are column-parallel and o/down
- * row-parallel, embedding and output head vocab-parallel; the comments
- * "TP all-reduce" mark where the collectives go. Layer functions already take
- * local sizes.
+ * Tensor parallelism (Megatron, see qwen3.h): q/k/v/gate/up are
+ * column-parallel and o/down row-parallel, embedding and output head
+ * vocab-parallel. Layer functions take local sizes; the comments "TP" mark the
+ * collectives, which are skipped entirely at TP = 1 (no copies, no calls).
+ * Forward: all-reduce after o_proj and down_proj (before the residual add)
+ * and after the embedding; the head all-reduces the row max and the softmax
+ * sums. Backward: all-reduce of the input gradient of every column-parallel
+ * block (q/k/v, gate/up, and the vocab-parallel head), and of the q/k-norm
+ * weight gradients (each rank saw only its heads).
  */
 #include "model/qwen3.h"
 
@@ -20,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "comm/comm.h"
 #include "core/json.h"
 #include "model/layers_cpu.h"
 
@@ -204,9 +210,10 @@ cJSON *qwen3_config_to_json(const Qwen3Config *c) {
 
 /* ================================================================ parameters */
 
-static void fill_in_parameter_sizes(size_t *s, const Qwen3Config *c) {
-    size_t V = c->vocab_size, C = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
-    size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
+/* Sizes of this rank's shard of each parameter kind. */
+static void fill_in_parameter_sizes(size_t *s, const Qwen3Config *c, const Qwen3Shard *sh) {
+    size_t V = sh->vocab_size, C = c->hidden_size, I = sh->intermediate_size, L = c->num_layers;
+    size_t QD = (size_t)sh->num_heads * c->head_dim, KD = (size_t)sh->num_kv_heads * c->head_dim;
     size_t D = c->head_dim;
     s[0] = V * C;      /* embed */
     s[1] = L * C;      /* ln1_w */
@@ -237,48 +244,88 @@ static void point_parameters(Qwen3Params *p, float *memory, const size_t *sizes,
     if (tied) p->lm_head = p->embed;
 }
 
-static void add_tensor(Qwen3 *m, const float *base, const float *ptr, size_t rows, size_t cols, const char *fmt,
-                       int layer) {
+/* One tensor of the table: local shape (rows, cols; cols 0 for 1-d) and how
+ * the full tensor is split over the tp ranks. */
+static void add_tensor(Qwen3 *m, const float *base, const float *ptr, size_t rows, size_t cols, Qwen3Split split,
+                       const char *fmt, int layer) {
     Qwen3Tensor *t = &m->tensors[m->n_tensors++];
+    int tp = m->shard.size;
     snprintf(t->name, sizeof t->name, fmt, layer);
     t->offset = (size_t)(ptr - base);
     t->numel = rows * (cols ? cols : 1);
     t->ndim = cols ? 2 : 1;
     t->shape[0] = (int64_t)rows;
     t->shape[1] = (int64_t)cols;
+    t->split = tp > 1 ? split : QWEN3_REPLICATED;
+    t->full_shape[0] = t->shape[0] * (t->split == QWEN3_SPLIT_ROWS ? tp : 1);
+    t->full_shape[1] = t->shape[1] * (t->split == QWEN3_SPLIT_COLS ? tp : 1);
 }
 
 /* The Hugging Face view of the buffer, in the order transformers saves it. */
 static void build_tensor_table(Qwen3 *m) {
     const Qwen3Config *c = &m->config;
+    const Qwen3Shard *sh = &m->shard;
     const Qwen3Params *p = &m->params;
     const float *b = m->params_memory;
-    size_t C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
-    size_t QD = (size_t)c->num_heads * D, KD = (size_t)c->num_kv_heads * D;
+    size_t C = c->hidden_size, I = sh->intermediate_size, D = c->head_dim, V = sh->vocab_size;
+    size_t QD = (size_t)sh->num_heads * D, KD = (size_t)sh->num_kv_heads * D;
+    const Qwen3Split REP = QWEN3_REPLICATED, ROWS = QWEN3_SPLIT_ROWS, COLS = QWEN3_SPLIT_COLS;
     m->tensors = xcalloc((size_t)c->num_layers * 11 + 3, sizeof(Qwen3Tensor));
     m->n_tensors = 0;
-    add_tensor(m, b, p->embed, c->vocab_size, C, "model.embed_tokens.weight", 0);
+    add_tensor(m, b, p->embed, V, C, ROWS, "model.embed_tokens.weight", 0);
     for (int l = 0; l < c->num_layers; l++) {
-        add_tensor(m, b, p->ln1_w + l * C, C, 0, "model.layers.%d.input_layernorm.weight", l);
-        add_tensor(m, b, p->wq + l * QD * C, QD, C, "model.layers.%d.self_attn.q_proj.weight", l);
-        add_tensor(m, b, p->wk + l * KD * C, KD, C, "model.layers.%d.self_attn.k_proj.weight", l);
-        add_tensor(m, b, p->wv + l * KD * C, KD, C, "model.layers.%d.self_attn.v_proj.weight", l);
-        add_tensor(m, b, p->q_norm_w + l * D, D, 0, "model.layers.%d.self_attn.q_norm.weight", l);
-        add_tensor(m, b, p->k_norm_w + l * D, D, 0, "model.layers.%d.self_attn.k_norm.weight", l);
-        add_tensor(m, b, p->wo + l * C * QD, C, QD, "model.layers.%d.self_attn.o_proj.weight", l);
-        add_tensor(m, b, p->ln2_w + l * C, C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        add_tensor(m, b, p->wgate + l * I * C, I, C, "model.layers.%d.mlp.gate_proj.weight", l);
-        add_tensor(m, b, p->wup + l * I * C, I, C, "model.layers.%d.mlp.up_proj.weight", l);
-        add_tensor(m, b, p->wdown + l * C * I, C, I, "model.layers.%d.mlp.down_proj.weight", l);
+        add_tensor(m, b, p->ln1_w + l * C, C, 0, REP, "model.layers.%d.input_layernorm.weight", l);
+        add_tensor(m, b, p->wq + l * QD * C, QD, C, ROWS, "model.layers.%d.self_attn.q_proj.weight", l);
+        add_tensor(m, b, p->wk + l * KD * C, KD, C, ROWS, "model.layers.%d.self_attn.k_proj.weight", l);
+        add_tensor(m, b, p->wv + l * KD * C, KD, C, ROWS, "model.layers.%d.self_attn.v_proj.weight", l);
+        add_tensor(m, b, p->q_norm_w + l * D, D, 0, REP, "model.layers.%d.self_attn.q_norm.weight", l);
+        add_tensor(m, b, p->k_norm_w + l * D, D, 0, REP, "model.layers.%d.self_attn.k_norm.weight", l);
+        add_tensor(m, b, p->wo + l * C * QD, C, QD, COLS, "model.layers.%d.self_attn.o_proj.weight", l);
+        add_tensor(m, b, p->ln2_w + l * C, C, 0, REP, "model.layers.%d.post_attention_layernorm.weight", l);
+        add_tensor(m, b, p->wgate + l * I * C, I, C, ROWS, "model.layers.%d.mlp.gate_proj.weight", l);
+        add_tensor(m, b, p->wup + l * I * C, I, C, ROWS, "model.layers.%d.mlp.up_proj.weight", l);
+        add_tensor(m, b, p->wdown + l * C * I, C, I, COLS, "model.layers.%d.mlp.down_proj.weight", l);
     }
-    add_tensor(m, b, p->norm_w, C, 0, "model.norm.weight", 0);
-    if (!c->tie_word_embeddings) add_tensor(m, b, p->lm_head, c->vocab_size, C, "lm_head.weight", 0);
+    add_tensor(m, b, p->norm_w, C, 0, REP, "model.norm.weight", 0);
+    if (!c->tie_word_embeddings) add_tensor(m, b, p->lm_head, V, C, ROWS, "lm_head.weight", 0);
 }
 
-Qwen3 *qwen3_new(const Qwen3Config *cfg) {
+int qwen3_tp_check(const Qwen3Config *cfg, int tp, char *err, size_t errlen) {
+    if (tp < 1) return cfg_err(err, errlen, "tensor parallel size %d must be positive", tp);
+    const struct {
+        const char *key;
+        int n;
+        const char *why;
+    } counts[] = {
+        {"num_key_value_heads", cfg->num_kv_heads, "each rank holds whole kv heads"},
+        {"num_attention_heads", cfg->num_heads, "each rank holds whole query heads"},
+        {"intermediate_size", cfg->intermediate_size, "each rank holds an equal slice of the MLP"},
+        {"vocab_size", cfg->vocab_size, "each rank holds an equal slice of the vocabulary; no padding"},
+    };
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        if (counts[i].n % tp != 0) {
+            return cfg_err(err, errlen, "tensor parallel size %d does not divide %s (%d): %s", tp, counts[i].key,
+                           counts[i].n, counts[i].why);
+        }
+    }
+    return 0;
+}
+
+/* A model of this rank's shard; tp was checked. */
+static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
     Qwen3 *m = xcalloc(1, sizeof *m);
     m->config = *cfg;
-    fill_in_parameter_sizes(m->param_sizes, cfg);
+    int size = tp ? tp->size : 1, rank = tp ? tp->rank : 0;
+    m->tp = size > 1 ? tp : NULL;
+    Qwen3Shard *sh = &m->shard;
+    sh->rank = rank;
+    sh->size = size;
+    sh->num_heads = cfg->num_heads / size;
+    sh->num_kv_heads = cfg->num_kv_heads / size;
+    sh->intermediate_size = cfg->intermediate_size / size;
+    sh->vocab_size = cfg->vocab_size / size;
+    sh->vocab_start = rank * sh->vocab_size;
+    fill_in_parameter_sizes(m->param_sizes, cfg, sh);
     m->num_parameters = 0;
     for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) m->num_parameters += m->param_sizes[i];
     m->vocab_chunk = QWEN3_VOCAB_CHUNK;
@@ -286,6 +333,13 @@ Qwen3 *qwen3_new(const Qwen3Config *cfg) {
     point_parameters(&m->params, m->params_memory, m->param_sizes, cfg->tie_word_embeddings);
     build_tensor_table(m);
     return m;
+}
+
+Qwen3 *qwen3_new(const Qwen3Config *cfg) { return model_new(cfg, NULL); }
+
+Qwen3 *qwen3_new_tp(const Qwen3Config *cfg, Comm *tp, char *err, size_t errlen) {
+    if (qwen3_tp_check(cfg, tp ? tp->size : 1, err, errlen) != 0) return NULL;
+    return model_new(cfg, tp);
 }
 
 static void acts_free(Qwen3Acts *a);
@@ -312,24 +366,60 @@ static void format_shape(char *buf, size_t n, const int64_t *shape, int ndim) {
     if (off < n) snprintf(buf + off, n - off, "]");
 }
 
+/* Copy this rank's slice of a full tensor (full_shape) into dst (shape). */
+static void take_slice(const Qwen3Tensor *t, int rank, const float *full, float *dst) {
+    if (t->split == QWEN3_SPLIT_ROWS) {
+        memcpy(dst, full + (size_t)rank * t->numel, t->numel * sizeof(float));
+    } else { /* QWEN3_SPLIT_COLS */
+        size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1], fcols = (size_t)t->full_shape[1];
+        for (size_t r = 0; r < rows; r++) {
+            memcpy(dst + r * cols, full + r * fcols + (size_t)rank * cols, cols * sizeof(float));
+        }
+    }
+}
+
+/* The inverse: put rank r's slice (src, shape) into the full tensor. */
+static void put_slice(const Qwen3Tensor *t, int rank, const float *src, float *full) {
+    if (t->split == QWEN3_SPLIT_ROWS) {
+        memcpy(full + (size_t)rank * t->numel, src, t->numel * sizeof(float));
+    } else if (t->split == QWEN3_SPLIT_COLS) {
+        size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1], fcols = (size_t)t->full_shape[1];
+        for (size_t r = 0; r < rows; r++) {
+            memcpy(full + r * fcols + (size_t)rank * cols, src + r * cols, cols * sizeof(float));
+        }
+    } else {
+        memcpy(full, src, t->numel * sizeof(float));
+    }
+}
+
 int qwen3_load_weights(Qwen3 *m, const StDir *st, const char *dir_name, char *err, size_t errlen) {
     char want[64], got[64];
+    float *full = NULL; /* TP: one full tensor at a time */
     for (int i = 0; i < m->n_tensors; i++) {
         const Qwen3Tensor *t = &m->tensors[i];
-        format_shape(want, sizeof want, t->shape, t->ndim);
+        format_shape(want, sizeof want, t->full_shape, t->ndim);
         const StTensor *s = st_dir_find(st, t->name);
         if (!s) return cfg_err(err, errlen, "%s: tensor %s is missing (expected shape %s)", dir_name, t->name, want);
         bool same = s->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == t->shape[d];
+        for (int d = 0; same && d < t->ndim; d++) same = s->shape[d] == t->full_shape[d];
         if (!same) {
+            free(full);
             format_shape(got, sizeof got, s->shape, s->ndim);
             return cfg_err(err, errlen, "%s: tensor %s: expected shape %s, found %s", dir_name, t->name, want, got);
         }
         char e2[256];
-        if (st_to_f32(s, m->params_memory + t->offset, e2, sizeof e2) != 0) {
+        float *dst = m->params_memory + t->offset;
+        if (t->split != QWEN3_REPLICATED) {
+            full = xrealloc(full, (size_t)s->numel * sizeof(float));
+            dst = full;
+        }
+        if (st_to_f32(s, dst, e2, sizeof e2) != 0) {
+            free(full);
             return cfg_err(err, errlen, "%s: tensor %s: %s", dir_name, t->name, e2);
         }
+        if (t->split != QWEN3_REPLICATED) take_slice(t, m->shard.rank, full, m->params_memory + t->offset);
     }
+    free(full);
     int n = st_dir_count(st);
     for (int i = 0; i < n; i++) {
         const char *name = st_dir_tensor_at(st, i)->name;
@@ -344,7 +434,9 @@ int qwen3_load_weights(Qwen3 *m, const StDir *st, const char *dir_name, char *er
     return 0;
 }
 
-Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen) {
+Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen) { return qwen3_load_dir_tp(dir, NULL, err, errlen); }
+
+Qwen3 *qwen3_load_dir_tp(const char *dir, Comm *tp, char *err, size_t errlen) {
     size_t plen = strlen(dir) + 32;
     char *path = xmalloc(plen);
     snprintf(path, plen, "%s/config.json", dir);
@@ -352,9 +444,14 @@ Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen) {
     int rc = qwen3_config_load(path, &cfg, err, errlen);
     free(path);
     if (rc != 0) return NULL;
+    char why[384];
+    if (qwen3_tp_check(&cfg, tp ? tp->size : 1, why, sizeof why) != 0) {
+        cfg_err(err, errlen, "%s/config.json: %s", dir, why); /* name the model that does not split */
+        return NULL;
+    }
     StDir *st = st_open_dir(dir, err, errlen);
     if (!st) return NULL;
-    Qwen3 *m = qwen3_new(&cfg);
+    Qwen3 *m = model_new(&cfg, tp);
     if (qwen3_load_weights(m, st, dir, err, errlen) != 0) {
         qwen3_free(m);
         m = NULL;
@@ -363,37 +460,87 @@ Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen) {
     return m;
 }
 
+void qwen3_gather_tensor(const Qwen3 *m, const float *memory, int ti, float *out, int root) {
+    const Qwen3Tensor *t = &m->tensors[ti];
+    const float *local = memory + t->offset;
+    if (!m->tp || t->split == QWEN3_REPLICATED) {
+        if (m->shard.rank == root) memcpy(out, local, t->numel * sizeof(float));
+        return;
+    }
+    int tp = m->shard.size;
+    bool is_root = m->shard.rank == root;
+    /* rank-major pieces: for a row split that is already the full tensor */
+    float *pieces = is_root && t->split == QWEN3_SPLIT_COLS ? xmalloc((size_t)tp * t->numel * sizeof(float)) : out;
+    comm_gather_f32(m->tp, local, pieces, t->numel, root);
+    if (is_root && pieces != out) {
+        for (int r = 0; r < tp; r++) put_slice(t, r, pieces + (size_t)r * t->numel, out);
+        free(pieces);
+    }
+}
+
+/* model.safetensors of the full model. At TP > 1 every rank takes part in the
+ * gathers and TP rank 0 writes; the others return 0 (see qwen3_export_dir). */
+static int write_tensors(const Qwen3 *m, const char *path, StDtype dtype, char *err, size_t errlen) {
+    bool root = m->shard.rank == 0;
+    StWriter *w = root ? st_writer_new(dtype) : NULL;
+    if (root) st_writer_metadata(w, "format", "pt");
+    float *full = NULL;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        const float *data = m->params_memory + t->offset;
+        if (m->tp) { /* TP: one gathered tensor at a time */
+            size_t n = (size_t)t->full_shape[0] * (size_t)(t->ndim == 2 ? t->full_shape[1] : 1);
+            if (root) full = xrealloc(full, n * sizeof(float));
+            qwen3_gather_tensor(m, m->params_memory, i, full, 0);
+            data = full;
+        }
+        if (root) st_writer_add(w, t->name, t->full_shape, t->ndim, data);
+    }
+    free(full);
+    int rc = 0;
+    if (root) {
+        rc = st_writer_save(w, path, err, errlen);
+        st_writer_free(w);
+    }
+    return rc;
+}
+
 int qwen3_export_dir(const Qwen3 *m, const char *dir, StDtype dtype, char *err, size_t errlen) {
     if (dtype != ST_F32 && dtype != ST_BF16 && dtype != ST_F16) {
         return cfg_err(err, errlen, "%s: export dtype must be F32, BF16 or F16", dir);
     }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        return cfg_err(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
-    }
+    bool root = m->shard.rank == 0;
+    int rc = 0;
+    char msg[512] = "";
     size_t plen = strlen(dir) + 32;
     char *path = xmalloc(plen);
-
-    Qwen3Config c = m->config;
-    snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
-             dtype == ST_F32 ? "float32" : dtype == ST_BF16 ? "bfloat16" : "float16");
-    cJSON *j = qwen3_config_to_json(&c);
-    char *text = json_dumps(j, JSON_DUMP_INDENT);
-    cJSON_Delete(j);
-    snprintf(path, plen, "%s/config.json", dir);
-    int rc = file_write_atomic(path, text, strlen(text), err, errlen);
-    free(text);
-
-    if (rc == 0) {
-        StWriter *w = st_writer_new(dtype);
-        st_writer_metadata(w, "format", "pt");
-        for (int i = 0; i < m->n_tensors; i++) {
-            const Qwen3Tensor *t = &m->tensors[i];
-            st_writer_add(w, t->name, t->shape, t->ndim, m->params_memory + t->offset);
+    if (root) {
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            rc = cfg_err(msg, sizeof msg, "%s: cannot create directory: %s", dir, strerror(errno));
+        } else {
+            Qwen3Config c = m->config;
+            snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
+                     dtype == ST_F32 ? "float32" : dtype == ST_BF16 ? "bfloat16" : "float16");
+            cJSON *j = qwen3_config_to_json(&c);
+            char *text = json_dumps(j, JSON_DUMP_INDENT);
+            cJSON_Delete(j);
+            snprintf(path, plen, "%s/config.json", dir);
+            rc = file_write_atomic(path, text, strlen(text), msg, sizeof msg);
+            free(text);
         }
-        snprintf(path, plen, "%s/model.safetensors", dir);
-        rc = st_writer_save(w, path, err, errlen);
-        st_writer_free(w);
     }
+    /* TP: every rank learns whether rank 0 can go on, since the tensor
+     * gathers below are collective. */
+    if (m->tp) comm_broadcast(m->tp, &rc, sizeof rc, 0);
+    if (rc == 0) {
+        snprintf(path, plen, "%s/model.safetensors", dir);
+        rc = write_tensors(m, path, dtype, msg, sizeof msg);
+    }
+    if (m->tp) {
+        comm_broadcast(m->tp, &rc, sizeof rc, 0);
+        comm_broadcast(m->tp, msg, sizeof msg, 0);
+    }
+    if (rc != 0) snprintf(err, errlen, "%s", msg);
     free(path);
     return rc;
 }
@@ -452,12 +599,20 @@ struct Qwen3Acts {
     float *dkr, *dk, *dv;       /* (T, NKV*D) */
     float *dgate, *dup, *dh;    /* (T, I) */
     float *delta;               /* (T, NH) */
+
+    /* TP only (NULL at TP = 1) */
+    float *lm_max;              /* (chunk) row max of the logits, all-reduced */
+    double *lm_stats;           /* (chunk, 3) softmax sums, all-reduced */
+    float *dnorm;               /* (2, D) this backward's q/k-norm weight gradients */
 };
 
 static void acts_free(Qwen3Acts *a) {
     if (!a) return;
     free(a->memory);
     free(a->imemory);
+    free(a->lm_max);
+    free(a->lm_stats);
+    free(a->dnorm);
     free(a);
 }
 
@@ -475,12 +630,13 @@ static void layer_fields(LayerActs *a, float **f[LAYER_ACT_FIELDS]) {
     memcpy(f, list, sizeof list);
 }
 
-static Qwen3Acts *acts_new(const Qwen3Config *c, int T, bool recompute, int chunk_rows) {
+/* Sizes are this rank's (sh): heads, MLP and vocab columns of its shard. */
+static Qwen3Acts *acts_new(const Qwen3Config *c, const Qwen3Shard *sh, int T, bool recompute, int chunk_rows) {
     Qwen3Acts *a = xcalloc(1, sizeof *a);
     a->T_cap = T;
     a->recompute = recompute;
-    size_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
-    size_t NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim;
+    size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
+    size_t NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim;
     size_t QD = NH * D, KD = NKV * D, t = (size_t)T;
     size_t ls[LAYER_ACT_FIELDS] = {t * C,  t,      t * QD, t * KD, t * KD, t * NH, t * NKV, t * QD, t * KD,
                                    t * QD, t * NH, t * C,  t * C,  t,      t * I,  t * I,   t * I};
@@ -526,6 +682,11 @@ static Qwen3Acts *acts_new(const Qwen3Config *c, int T, bool recompute, int chun
     a->pos = a->targets + t;
     a->seq_of = a->pos + t;
     a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
+    if (sh->size > 1) {
+        a->lm_max = xmalloc(chunk * sizeof(float));
+        a->lm_stats = xmalloc(chunk * 3 * sizeof(double));
+        a->dnorm = xmalloc(2 * D * sizeof(float));
+    }
     return a;
 }
 
@@ -579,8 +740,8 @@ static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in
     const Qwen3Config *c = &m->config;
     const Qwen3Params *p = &m->params;
     Qwen3Acts *A = m->acts;
-    int T = A->T, C = c->hidden_size, I = c->intermediate_size;
-    int NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim;
+    int T = A->T, C = c->hidden_size, I = m->shard.intermediate_size;
+    int NH = m->shard.num_heads, NKV = m->shard.num_kv_heads, D = c->head_dim;
     int QD = NH * D, KD = NKV * D;
     float eps = c->rms_norm_eps;
 
@@ -595,7 +756,8 @@ static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in
     rope_forward(a->kr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D);
     attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D);
     matmul_forward(a->res2, a->att, p->wo + (size_t)l * C * QD, T, QD, C);
-    /* TP all-reduce: res2 holds this rank's partial o_proj output */
+    /* TP: res2 holds this rank's partial o_proj output (its heads' share) */
+    if (m->tp) comm_allreduce_sum_f32(m->tp, a->res2, (size_t)T * C);
     residual_add(a->res2, x_in, (long)T * C);
 
     /* MLP */
@@ -604,7 +766,8 @@ static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in
     matmul_forward(a->up, a->ln2, p->wup + (size_t)l * I * C, T, C, I);
     swiglu_forward(a->h, a->gate, a->up, (long)T * I);
     matmul_forward(x_out, a->h, p->wdown + (size_t)l * C * I, T, I, C);
-    /* TP all-reduce: x_out holds this rank's partial down_proj output */
+    /* TP: x_out holds this rank's partial down_proj output */
+    if (m->tp) comm_allreduce_sum_f32(m->tp, x_out, (size_t)T * C);
     residual_add(x_out, a->res2, (long)T * C);
 }
 
@@ -613,13 +776,14 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_forward: %s", err);
     const Qwen3Config *c = &m->config;
     const Qwen3Params *p = &m->params;
-    int T = b->T, C = c->hidden_size, V = c->vocab_size, L = c->num_layers, D = c->head_dim;
+    int T = b->T, C = c->hidden_size, V = m->shard.vocab_size, L = c->num_layers, D = c->head_dim;
+    int v0 = m->shard.vocab_start;
 
     if (m->vocab_chunk < 1) die_runtime("qwen3_forward: vocab_chunk must be positive");
     int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
     if (!m->acts || m->acts->T_cap < T || m->acts->recompute != m->recompute || m->acts->chunk < chunk) {
         acts_free(m->acts);
-        m->acts = acts_new(c, T, m->recompute, chunk);
+        m->acts = acts_new(c, &m->shard, T, m->recompute, chunk);
     }
     Qwen3Acts *A = m->acts;
     A->T = T;
@@ -638,8 +802,12 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     }
     rope_tables(A->rope_cos, A->rope_sin, max_len, D, c->rope_theta);
 
-    /* TP: vocab-parallel embedding (rows of other shards are zero), all-reduce */
-    embedding_forward(A->res, A->tokens, p->embed, T, C);
+    if (m->tp) { /* vocab-parallel: each token's row comes from one rank, zeros elsewhere */
+        embedding_forward_shard(A->res, A->tokens, p->embed, T, C, v0, V);
+        comm_allreduce_sum_f32(m->tp, A->res, (size_t)T * C);
+    } else {
+        embedding_forward(A->res, A->tokens, p->embed, T, C);
+    }
     for (int l = 0; l < L; l++) {
         LayerActs a = layer_acts(A, l);
         layer_forward(m, l, &a, A->res + (size_t)l * T * C, A->res + (size_t)(l + 1) * T * C);
@@ -650,7 +818,17 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     for (int t0 = 0; t0 < T; t0 += chunk) {
         int R = T - t0 < chunk ? T - t0 : chunk;
         matmul_forward(A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V);
-        logprob_entropy_forward(logprob + t0, A->lm_ent + t0, A->lm_lse + t0, A->logits, A->targets + t0, R, V);
+        if (m->tp) { /* vocab-parallel softmax: reduce the row statistics, not the logits */
+            vocab_row_max(A->lm_max, A->logits, R, V);
+            comm_allreduce_max_f32(m->tp, A->lm_max, (size_t)R);
+            logprob_entropy_partial(A->lm_stats, A->logits, A->targets + t0, A->lm_max, R, V, v0);
+            comm_allreduce_sum_f64(m->tp, A->lm_stats, (size_t)R * 3);
+            logprob_entropy_finish(logprob + t0, A->lm_ent + t0, A->lm_lse + t0, A->lm_stats, A->lm_max,
+                                   A->targets + t0, R);
+        } else {
+            logprob_entropy_forward(logprob + t0, A->lm_ent + t0, A->lm_lse + t0, A->logits, A->targets + t0, R,
+                                    V);
+        }
     }
     memcpy(entropy, A->lm_ent, (size_t)T * sizeof(float));
     A->have_forward = true;
@@ -659,8 +837,24 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
 void qwen3_logits(Qwen3 *m, int t0, int n, float *out) {
     Qwen3Acts *A = m->acts;
     if (!A || !A->have_forward || t0 < 0 || n < 0 || t0 + n > A->T) die_runtime("qwen3_logits: rows out of range");
-    int C = m->config.hidden_size, V = m->config.vocab_size;
-    matmul_forward(out, A->xf + (size_t)t0 * C, m->params.lm_head, n, C, V);
+    int C = m->config.hidden_size, V = m->shard.vocab_size, tp = m->shard.size;
+    if (!m->tp) {
+        matmul_forward(out, A->xf + (size_t)t0 * C, m->params.lm_head, n, C, V);
+        return;
+    }
+    /* TP: this rank's columns, gathered rank-major, then interleaved per row */
+    size_t nl = (size_t)n * V;
+    float *local = xmalloc((nl ? nl : 1) * sizeof(float));
+    float *all = xmalloc((nl ? nl : 1) * tp * sizeof(float));
+    matmul_forward(local, A->xf + (size_t)t0 * C, m->params.lm_head, n, C, V);
+    comm_allgather_f32(m->tp, local, all, nl);
+    for (int r = 0; r < tp; r++) {
+        for (int i = 0; i < n; i++) {
+            memcpy(out + ((size_t)i * tp + r) * V, all + (size_t)r * nl + (size_t)i * V, (size_t)V * sizeof(float));
+        }
+    }
+    free(local);
+    free(all);
 }
 
 /* ================================================================ backward */
@@ -679,8 +873,9 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     const Qwen3Config *c = &m->config;
     const Qwen3Params *p = &m->params;
     const Qwen3Params *g = &m->grads;
-    int T = A->T, C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
-    int NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim;
+    const Qwen3Shard *sh = &m->shard;
+    int T = A->T, C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
+    int NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim, v0 = sh->vocab_start;
     int QD = NH * D, KD = NKV * D;
 
     /* Output head, chunk by chunk: recompute logits, turn them into dlogits,
@@ -691,12 +886,13 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     for (int t0 = 0; t0 < T; t0 += chunk) {
         int R = T - t0 < chunk ? T - t0 : chunk;
         matmul_forward(A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V);
-        logprob_entropy_backward(A->logits, dlogprob + t0, dentropy ? dentropy + t0 : NULL, A->lm_lse + t0,
-                                 A->lm_ent + t0, A->targets + t0, R, V);
+        logprob_entropy_backward_shard(A->logits, dlogprob + t0, dentropy ? dentropy + t0 : NULL, A->lm_lse + t0,
+                                       A->lm_ent + t0, A->targets + t0, R, V, v0);
         matmul_backward(dxf + (size_t)t0 * C, g->lm_head, A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V,
                         false);
     }
-    /* TP all-reduce: dxf (vocab-parallel head) */
+    /* TP: each rank's dxf covers its vocab columns only */
+    if (m->tp) comm_allreduce_sum_f32(m->tp, dxf, (size_t)T * C);
     rmsnorm_backward(A->dres, g->norm_w, dxf, A->res + (size_t)L * T * C, p->norm_w, A->rstdf, T, C, false);
 
     for (int l = L - 1; l >= 0; l--) {
@@ -711,7 +907,8 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
         matmul_backward(A->dln, g->wgate + (size_t)l * I * C, A->dgate, a.ln2, p->wgate + (size_t)l * I * C, T, C, I,
                         false);
         matmul_backward(A->dln, g->wup + (size_t)l * I * C, A->dup, a.ln2, p->wup + (size_t)l * I * C, T, C, I, true);
-        /* TP all-reduce: dln (column-parallel gate/up) */
+        /* TP: dln is this rank's share (column-parallel gate/up) */
+        if (m->tp) comm_allreduce_sum_f32(m->tp, A->dln, (size_t)T * C);
         rmsnorm_backward(A->dres, g->ln2_w + (size_t)l * C, A->dln, a.res2, p->ln2_w + (size_t)l * C, a.rstd2, T, C,
                          true);
 
@@ -722,26 +919,80 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
                            A->seq_start, T, NH, NKV, D);
         rope_backward(A->dqr, A->pos, A->rope_cos, A->rope_sin, T, NH, D);
         rope_backward(A->dkr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D);
-        rmsnorm_backward(A->dq, g->q_norm_w + (size_t)l * D, A->dqr, a.q, p->q_norm_w + (size_t)l * D, a.q_rstd,
-                         T * NH, D, false);
-        rmsnorm_backward(A->dk, g->k_norm_w + (size_t)l * D, A->dkr, a.k, p->k_norm_w + (size_t)l * D, a.k_rstd,
-                         T * NKV, D, false);
+        /* TP: each rank sees its heads only, so its q/k-norm weight gradient
+         * is partial; reduce this backward's part alone (the grads may
+         * already hold earlier micro-batches) and add it in. */
+        float *dqn = g->q_norm_w + (size_t)l * D, *dkn = g->k_norm_w + (size_t)l * D;
+        if (m->tp) {
+            memset(A->dnorm, 0, 2 * (size_t)D * sizeof(float));
+            dqn = A->dnorm;
+            dkn = A->dnorm + D;
+        }
+        rmsnorm_backward(A->dq, dqn, A->dqr, a.q, p->q_norm_w + (size_t)l * D, a.q_rstd, T * NH, D, false);
+        rmsnorm_backward(A->dk, dkn, A->dkr, a.k, p->k_norm_w + (size_t)l * D, a.k_rstd, T * NKV, D, false);
+        if (m->tp) {
+            comm_allreduce_sum_f32(m->tp, A->dnorm, 2 * (size_t)D);
+            residual_add(g->q_norm_w + (size_t)l * D, A->dnorm, D);
+            residual_add(g->k_norm_w + (size_t)l * D, A->dnorm + D, D);
+        }
         matmul_backward(A->dln, g->wq + (size_t)l * QD * C, A->dq, a.ln1, p->wq + (size_t)l * QD * C, T, C, QD,
                         false);
         matmul_backward(A->dln, g->wk + (size_t)l * KD * C, A->dk, a.ln1, p->wk + (size_t)l * KD * C, T, C, KD, true);
         matmul_backward(A->dln, g->wv + (size_t)l * KD * C, A->dv, a.ln1, p->wv + (size_t)l * KD * C, T, C, KD, true);
-        /* TP all-reduce: dln (column-parallel q/k/v) */
+        /* TP: dln is this rank's share (column-parallel q/k/v) */
+        if (m->tp) comm_allreduce_sum_f32(m->tp, A->dln, (size_t)T * C);
         rmsnorm_backward(A->dres, g->ln1_w + (size_t)l * C, A->dln, x_in, p->ln1_w + (size_t)l * C, a.rstd1, T, C,
                          true);
     }
-    embedding_backward(g->embed, A->dres, A->tokens, T, C);
+    /* dres is whole on every rank: each scatters into its own vocab rows */
+    if (m->tp) {
+        embedding_backward_shard(g->embed, A->dres, A->tokens, T, C, v0, sh->vocab_size);
+    } else {
+        embedding_backward(g->embed, A->dres, A->tokens, T, C);
+    }
 }
 
 /* ================================================================ optimizer */
 
 #define NORM_BLOCK 65536
 
+/* Sum of squares of gm[0, n) in fixed blocks (the order never depends on threads). */
+static double sum_squares(const float *gm, size_t n) {
+    long nb = (long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
+    if (nb == 0) return 0.0;
+    double *part = xcalloc((size_t)nb, sizeof(double));
+#pragma omp parallel for
+    for (long b = 0; b < nb; b++) {
+        size_t i0 = (size_t)b * NORM_BLOCK, i1 = i0 + NORM_BLOCK < n ? i0 + NORM_BLOCK : n;
+        double s = 0.0;
+        for (size_t i = i0; i < i1; i++) s += (double)gm[i] * gm[i];
+        part[b] = s;
+    }
+    double total = 0.0;
+    for (long b = 0; b < nb; b++) total += part[b];
+    free(part);
+    return total;
+}
+
+/* TP: the squares of this rank's shards, replicated tensors on rank 0 only
+ * (they are the same on every rank and must count once), summed over ranks. */
+static float grad_norm_tp(const Qwen3 *m) {
+    double total = 0.0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        if (t->split == QWEN3_REPLICATED && m->shard.rank != 0) continue;
+        total += sum_squares(m->grads_memory + t->offset, t->numel);
+    }
+    comm_allreduce_sum_f64(m->tp, &total, 1);
+    return (float)sqrt(total);
+}
+
 float qwen3_grad_norm(const Qwen3 *m) {
+    if (m->tp) {
+        /* collective: every rank must take part, with or without gradients */
+        if (!m->grads_memory) die_runtime("qwen3_grad_norm: no gradients (run backward first)");
+        return grad_norm_tp(m);
+    }
     if (!m->grads_memory) return 0.0f;
     size_t n = m->num_parameters;
     long nb = (long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
@@ -757,7 +1008,6 @@ float qwen3_grad_norm(const Qwen3 *m) {
     double total = 0.0;
     for (long b = 0; b < nb; b++) total += part[b];
     free(part);
-    /* TP/DP: the squared sums all-reduce before the sqrt */
     return (float)sqrt(total);
 }
 
@@ -797,6 +1047,13 @@ float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
             float vhat = (float)(vi / bc2);
             p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
         }
+    }
+    if (m->tp) { /* keep replicated weights bit-identical: rank 0's copy wins */
+        const Qwen3Params *p = &m->params;
+        float *rep[] = {p->ln1_w, p->q_norm_w, p->k_norm_w, p->ln2_w, p->norm_w};
+        const size_t *sz = m->param_sizes;
+        size_t n[] = {sz[1], sz[5], sz[6], sz[8], sz[12]};
+        for (int i = 0; i < 5; i++) comm_broadcast(m->tp, rep[i], n[i] * sizeof(float), 0);
     }
     return norm;
 }

@@ -30,6 +30,18 @@
  *
  * Threads: OpenMP inside the layer functions; results are bit-identical for
  * any thread count (see layers_cpu.h).
+ *
+ * Tensor parallelism (Megatron): with a TP comm of size tp > 1 each rank holds
+ * a shard: q/k/v/gate/up column-parallel (NH/tp query heads, NKV/tp kv heads,
+ * I/tp of the MLP), o/down row-parallel (all-reduce of the output), embedding
+ * and lm_head vocab-parallel (V/tp rows; the output head all-reduces the row
+ * max and the softmax sums, never the logits), norm weights replicated. tp
+ * must divide NH, NKV, I and V (qwen3_tp_check). config keeps the full model's
+ * sizes; shard has this rank's; the parameter buffer, Qwen3Tensor shapes and
+ * everything the optimizer sees are local. Forward, backward, grad norm and
+ * AdamW are collective over the TP comm: every rank calls them in the same
+ * order. logprob, entropy and the gradients of replicated weights come out
+ * the same on every rank.
  */
 #ifndef TAU2_MODEL_QWEN3_H
 #define TAU2_MODEL_QWEN3_H
@@ -96,14 +108,34 @@ typedef struct {
 
 #define QWEN3_NUM_PARAM_KINDS 14
 
-/* One Hugging Face tensor: a slice [offset, offset + numel) of the buffer. */
+/* How a tensor is divided over tensor-parallel ranks. */
+typedef enum {
+    QWEN3_REPLICATED, /* every rank holds all of it (norm weights) */
+    QWEN3_SPLIT_ROWS, /* rank r holds rows [r * rows, (r + 1) * rows): q/k/v/gate/up, embed, lm_head */
+    QWEN3_SPLIT_COLS, /* rank r holds columns [r * cols, (r + 1) * cols) of every row: o, down */
+} Qwen3Split;
+
+/* One Hugging Face tensor: a slice [offset, offset + numel) of the buffer.
+ * shape is this rank's part; full_shape the whole tensor's (equal at TP = 1). */
 typedef struct {
     char name[96];
     size_t offset;
     size_t numel;
     int ndim;
     int64_t shape[2];
+    int64_t full_shape[2];
+    Qwen3Split split;
 } Qwen3Tensor;
+
+/* This rank's part of the model; at TP = 1 the counts equal the config's. */
+typedef struct {
+    int rank, size;        /* position in the tensor-parallel group */
+    int num_heads;         /* NH / size: query heads rank * num_heads .. */
+    int num_kv_heads;      /* NKV / size */
+    int intermediate_size; /* I / size */
+    int vocab_size;        /* V / size rows of embed and lm_head */
+    int vocab_start;       /* rank * vocab_size */
+} Qwen3Shard;
 
 /* ------------------------------------------------------------ batch */
 
@@ -135,9 +167,14 @@ typedef struct {
 /* ------------------------------------------------------------ the model */
 
 typedef struct Qwen3Acts Qwen3Acts;
+struct Comm;
 
 typedef struct {
     Qwen3Config config;
+    /* tensor parallelism: the TP group (borrowed; NULL at TP = 1) and this
+     * rank's shard */
+    struct Comm *tp;
+    Qwen3Shard shard;
 
     /* weights */
     Qwen3Params params;
@@ -168,6 +205,23 @@ typedef struct {
 Qwen3 *qwen3_new(const Qwen3Config *cfg);
 void qwen3_free(Qwen3 *m);
 
+/* 0 when tp ranks can split the model (tp divides num_attention_heads,
+ * num_key_value_heads, intermediate_size and vocab_size), else -1 with err
+ * naming the first count that does not divide. */
+int qwen3_tp_check(const Qwen3Config *cfg, int tp, char *err, size_t errlen);
+/* This rank's shard of a model with zeroed weights. tp (borrowed, must
+ * outlive the model) may be NULL or of size 1: the same as qwen3_new. NULL
+ * with err when tp does not divide the model (qwen3_tp_check). */
+Qwen3 *qwen3_new_tp(const Qwen3Config *cfg, struct Comm *tp, char *err, size_t errlen);
+/* qwen3_load_dir for one rank of a TP group: every rank reads the full
+ * tensors and keeps its slice. Not collective; errors are the same on all
+ * ranks when they read the same directory. */
+Qwen3 *qwen3_load_dir_tp(const char *dir, struct Comm *tp, char *err, size_t errlen);
+/* Collective over the TP group: the full tensor ti (shape full_shape) of a
+ * buffer laid out like the parameters (params, grads, m or v memory) into out
+ * (full numel floats) on rank root; out is not touched on other ranks. */
+void qwen3_gather_tensor(const Qwen3 *m, const float *memory, int ti, float *out, int root);
+
 /* Load a Hugging Face model directory (config.json and model.safetensors or
  * a sharded index). Every expected tensor must be present with the right
  * shape and no other tensor may be there. NULL with err filled. */
@@ -176,7 +230,9 @@ Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen);
  * checked as above); dir_name is used in messages. */
 int qwen3_load_weights(Qwen3 *m, const StDir *st, const char *dir_name, char *err, size_t errlen);
 /* Write config.json and model.safetensors (dtype ST_F32, ST_BF16 or ST_F16)
- * into dir (created if missing). Returns 0, or -1 with err. */
+ * into dir (created if missing). Returns 0, or -1 with err. At TP > 1 it is
+ * collective: the shards are gathered and TP rank 0 writes full tensors; every
+ * rank returns rank 0's result and message. */
 int qwen3_export_dir(const Qwen3 *m, const char *dir, StDtype dtype, char *err, size_t errlen);
 
 /* Check a batch against the model: sizes, token and target ids. */
@@ -187,7 +243,8 @@ int qwen3_check_batch(const Qwen3 *m, const Qwen3Batch *b, char *err, size_t err
  * backward needs (copying the batch). The batch must pass
  * qwen3_check_batch; a bad one is a bug (die_runtime). */
 void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);
-/* Logits of rows [t0, t0 + n) of the last forward (for tests and sampling). */
+/* Logits of rows [t0, t0 + n) of the last forward (for tests and sampling).
+ * At TP > 1 collective: the vocab shards are gathered, every rank gets all V. */
 void qwen3_logits(Qwen3 *m, int t0, int n, float *out /* (n, V) */);
 
 /* Gradients of the last forward's batch, added into m->grads. dlogprob and
@@ -196,12 +253,16 @@ void qwen3_logits(Qwen3 *m, int t0, int n, float *out /* (n, V) */);
 void qwen3_zero_grad(Qwen3 *m);
 void qwen3_backward(Qwen3 *m, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
 
-/* Global L2 norm of all gradients (double sum in fixed blocks). */
+/* Global L2 norm of all gradients (double sum in fixed blocks). At TP > 1:
+ * squares summed over this rank's shards (replicated weights on TP rank 0
+ * only), all-reduced, then the sqrt: the full model's norm on every rank. */
 float qwen3_grad_norm(const Qwen3 *m);
 /* Clip (scale by max_norm / (norm + 1e-6) when that is < 1, as PyTorch's
  * clip_grad_norm_), then one AdamW step with bias correction:
  *   p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p).
- * Returns the gradient norm before clipping. */
+ * Returns the gradient norm before clipping. At TP > 1 each rank steps its
+ * shards, then the replicated weights are broadcast from TP rank 0 so they
+ * stay bit-identical on every rank. */
 float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *opt, float lr);
 
 /* SFT loss: mean of -logprob over positions with mask != 0 (0 if none).

@@ -1,0 +1,92 @@
+/* comm.h — the collectives interface: all-reduce, all-gather, reduce-scatter,
+ * gather, broadcast, barrier and communicator splits over a group of ranks.
+ *
+ * A Comm is a group of ranks (rank, size) plus a backend behind a table of
+ * functions, so the model's tensor-parallel code is written once and runs on
+ * MPI now (CPU, `mpirun -np 2` checks the same sharded math) and on NCCL later
+ * (GPU buffers) without change:
+ *
+ *   COMM_SELF  one rank, every collective is the identity; needs no MPI_Init,
+ *              so a TP = 1 run has no MPI dependency at run time
+ *   COMM_MPI   an MPI communicator (MPI must be initialized by the caller)
+ *   COMM_NCCL  reserved for the CUDA build
+ *
+ * Every collective is blocking and must be called by all ranks of the comm in
+ * the same order with the same counts (MPI's rule); buffers are host memory
+ * for SELF and MPI. Counts are elements, size_t; MPI calls are split into
+ * pieces of at most INT_MAX elements where the operation allows it.
+ *
+ * Determinism: MPI_Allreduce with MPI_SUM on floats adds in an order chosen by
+ * the library's algorithm, which depends on the rank count and message size.
+ * Runs with the same rank count and sizes pick the same algorithm, so results
+ * repeat bit for bit run to run; they differ in the last bits from a run with
+ * another rank count. Open MPI's algorithms give every rank the same bits;
+ * code that must keep replicated values identical (the model's norm weights)
+ * still broadcasts them from one rank rather than trusting that.
+ */
+#ifndef TAU2_COMM_COMM_H
+#define TAU2_COMM_COMM_H
+
+#include <stddef.h>
+
+typedef enum { COMM_SELF, COMM_MPI, COMM_NCCL } CommBackend;
+typedef enum { COMM_F32, COMM_F64, COMM_I32, COMM_I64 } CommDtype;
+typedef enum { COMM_SUM, COMM_MAX, COMM_MIN } CommOp;
+
+typedef struct Comm Comm;
+
+/* One backend. recv buffers of allgather/gather hold size * n elements, rank
+ * r's piece at r * n; reduce_scatter reads size * n and keeps piece `rank`. */
+typedef struct {
+    const char *name;
+    void (*allreduce)(Comm *c, void *buf, size_t n, CommDtype dt, CommOp op);
+    void (*allgather)(Comm *c, const void *send, void *recv, size_t n, CommDtype dt);
+    void (*reduce_scatter)(Comm *c, const void *send, void *recv, size_t n, CommDtype dt, CommOp op);
+    void (*gather)(Comm *c, const void *send, void *recv, size_t n, CommDtype dt, int root);
+    void (*broadcast)(Comm *c, void *buf, size_t bytes, int root);
+    void (*barrier)(Comm *c);
+    /* A new comm of the ranks with the same color, ordered by key then rank. */
+    Comm *(*split)(Comm *c, int color, int key);
+    void (*destroy)(Comm *c); /* backend state only; comm_free frees c */
+} CommOps;
+
+struct Comm {
+    int rank, size;
+    CommBackend backend;
+    const CommOps *ops;
+    void *impl; /* backend state: the MPI_Comm for MPI */
+};
+
+/* The one-rank comm (rank 0, size 1). Free it with comm_free like any other. */
+Comm *comm_self(void);
+/* A duplicate of MPI_COMM_WORLD. MPI must be initialized (die_runtime if not). */
+Comm *comm_mpi_world(void);
+/* Wrap a duplicate of an MPI communicator given as its Fortran handle
+ * (MPI_Comm_c2f), so this header does not need mpi.h. */
+Comm *comm_mpi_from_fortran(int fcomm);
+void comm_free(Comm *c);
+
+/* Ranks of the same color form a new comm, ordered by key (then old rank). */
+Comm *comm_split(Comm *c, int color, int key);
+
+/* The trainer grid: world ranks laid out as DP groups of tp consecutive ranks
+ * (a TP group shares a node). Rank r has tp rank r % tp and dp rank r / tp;
+ * *tp_comm holds the ranks of its TP group, *dp_comm the ranks with the same
+ * tp rank. Returns 0, or -1 with err when tp does not divide the size. */
+int comm_grid(Comm *world, int tp, Comm **tp_comm, Comm **dp_comm, char *err, size_t errlen);
+
+/* buf (n) = the elementwise sum / max over ranks, on every rank. */
+void comm_allreduce_sum_f32(Comm *c, float *buf, size_t n);
+void comm_allreduce_max_f32(Comm *c, float *buf, size_t n);
+void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
+/* recv (size * n) = every rank's send (n), rank-major, on every rank. */
+void comm_allgather_f32(Comm *c, const float *send, float *recv, size_t n);
+/* recv (n) = piece `rank` of the elementwise sum of every rank's send (size * n). */
+void comm_reduce_scatter_f32(Comm *c, const float *send, float *recv, size_t n);
+/* recv (size * n) on root = every rank's send (n), rank-major; recv unused elsewhere. */
+void comm_gather_f32(Comm *c, const float *send, float *recv, size_t n, int root);
+/* bytes of buf from root to every rank. */
+void comm_broadcast(Comm *c, void *buf, size_t bytes, int root);
+void comm_barrier(Comm *c);
+
+#endif
