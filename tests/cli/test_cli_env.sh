@@ -5,22 +5,7 @@ set -u
 BIN=$1
 SRC=${TAU2_SOURCE_DIR:?}
 export TAU2_DATA_DIR=${TAU2_DATA_DIR:?}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-
-check() { # name, condition result (0 ok)
-  if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi
-}
-expect_exit() { # name, wanted code, message substring, command...
-  local name=$1 want=$2 msg=$3; shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err"; local got=$?
-  if [ "$got" -ne "$want" ]; then echo "FAIL: $name: exit $got, want $want"; cat "$TMP/err"; fail=$((fail + 1)); return; fi
-  if [ -n "$msg" ] && ! grep -qF -- "$msg" "$TMP/err"; then
-    echo "FAIL: $name: stderr lacks '$msg':"; cat "$TMP/err"; fail=$((fail + 1)); return
-  fi
-  pass=$((pass + 1))
-}
+. "$(dirname "$0")/lib.sh"
 
 # --help lists the subcommands; bad usage exits 2.
 expect_exit help 0 "" "$BIN" --help
@@ -123,5 +108,4 @@ expect_exit old-release-bad-split 2 "valid splits: base" "$BIN" oracle --domain 
 python3 -c "import json,sys; r=json.load(open('$TMP/r_old.json')); sys.exit(0 if r['reward_basis']==['DB','COMMUNICATE'] else 1)"
 check "old release: reward_basis defaults to DB, COMMUNICATE" $?
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_cli_env

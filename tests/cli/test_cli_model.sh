@@ -8,22 +8,7 @@ set -u
 BIN=$1
 SRC=${TAU2_SOURCE_DIR:?}
 MODEL=$SRC/tests/fixtures/qwen3/untied_gqa
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-
-check() { # name, condition result (0 ok)
-  if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi
-}
-expect_exit() { # name, wanted code, message substring, command...
-  local name=$1 want=$2 msg=$3; shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err" </dev/null; local got=$?
-  if [ "$got" -ne "$want" ]; then echo "FAIL: $name: exit $got, want $want"; cat "$TMP/err"; fail=$((fail + 1)); return; fi
-  if [ -n "$msg" ] && ! grep -qF -- "$msg" "$TMP/err"; then
-    echo "FAIL: $name: stderr lacks '$msg':"; cat "$TMP/err"; fail=$((fail + 1)); return
-  fi
-  pass=$((pass + 1))
-}
+. "$(dirname "$0")/lib.sh"
 
 # score: the fixture batch's sequences; logprobs equal the PyTorch reference
 python3 - "$MODEL/batch.json" "$TMP/seqs.json" <<'PY'
@@ -86,5 +71,4 @@ mkdir -p "$TMP/broken" && cp "$MODEL/model.safetensors" "$TMP/broken/"
 sed 's/"num_key_value_heads": 2/"num_key_value_heads": 3/' "$MODEL/config.json" >"$TMP/broken/config.json"
 expect_exit score-bad-config 2 "config.json" "$BIN" score --model "$TMP/broken" --input "$TMP/seqs.json"
 
-echo "test_cli_model: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_cli_model

@@ -7,22 +7,7 @@ BIN=$1
 SRC=${TAU2_SOURCE_DIR:?}
 QWEN=${TAU2_DATA_DIR:?}/../qwen3-tokenizer
 FIX=$SRC/tests/fixtures/chat
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-
-check() { # name, condition result (0 ok)
-  if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi
-}
-expect_exit() { # name, wanted code, message substring, command...
-  local name=$1 want=$2 msg=$3; shift 3
-  "$@" >"$TMP/out" 2>"$TMP/err" </dev/null; local got=$?
-  if [ "$got" -ne "$want" ]; then echo "FAIL: $name: exit $got, want $want"; cat "$TMP/err"; fail=$((fail + 1)); return; fi
-  if [ -n "$msg" ] && ! grep -qF -- "$msg" "$TMP/err"; then
-    echo "FAIL: $name: stderr lacks '$msg':"; cat "$TMP/err"; fail=$((fail + 1)); return
-  fi
-  pass=$((pass + 1))
-}
+. "$(dirname "$0")/lib.sh"
 
 # render: byte-identical to transformers' apply_chat_template.
 "$BIN" render --tokenizer "$QWEN" --conversation "$FIX/conversation.json" --generation-prompt >"$TMP/r1"
@@ -80,5 +65,4 @@ echo '{"eos_token": "<|im_end|>"}' >"$TMP/broken/tokenizer_config.json"
 expect_exit render-no-template 2 "no 'chat_template' field" \
   "$BIN" render --tokenizer "$TMP/broken" --conversation "$FIX/conversation.json"
 
-echo "test_cli_text: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_cli_text

@@ -12,19 +12,10 @@
 
 #include <mpi.h>
 
+#include "mpi_check.h"
 #include "comm/comm.h"
 #include "core/error.h"
 
-static int g_fail = 0;
-static int g_rank = 0;
-
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s\n", g_rank, __FILE__, __LINE__, #cond); \
-            g_fail = 1;                                                               \
-        }                                                                             \
-    } while (0)
 
 /* Every collective on comm c, whose ranks are world ranks `members` (c's rank i is members[i]). */
 static void check_collectives(Comm *c, const int *members) {

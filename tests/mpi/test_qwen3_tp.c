@@ -21,96 +21,24 @@
 
 #include <mpi.h>
 
+#include "mpi_check.h"
 #include "comm/comm.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "model/qwen3.h"
 #include "model/safetensors.h"
+#include "../unit/qwen3_fixture.h"
 
 #define FIX_DIR TAU2_SOURCE_DIR "/tests/fixtures/qwen3"
 
-static int g_fail = 0;
-static int g_rank = 0;
-
-#define CHECK(cond)                                                                                   \
-    do {                                                                                              \
-        if (!(cond)) {                                                                                \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s\n", g_rank, __FILE__, __LINE__, #cond); \
-            g_fail = 1;                                                                               \
-        }                                                                                             \
-    } while (0)
 
 /* max |got - want| / max |want|; printed on rank 0 when label is set. */
 static double rel_err(const char *label, const float *got, const float *want, size_t n) {
-    double maxerr = 0, maxval = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - want[i]);
-        if (!(e <= maxerr)) maxerr = e;
-        if (fabs(want[i]) > maxval) maxval = fabs(want[i]);
-    }
-    double rel = maxerr / (maxval > 1e-30 ? maxval : 1e-30);
-    if (label && g_rank == 0) printf("    %-34s max abs err %.3e  rel %.3e\n", label, maxerr, rel);
-    return rel;
-}
-
-typedef struct {
-    StFile *expected;
-    int T, n_seqs;
-    int32_t *tokens, *targets, *seq_start;
-    float *mask;
-} Batch;
-
-static int32_t *json_ints(const cJSON *arr, int *n) {
-    *n = cJSON_GetArraySize(arr);
-    int32_t *out = xmalloc((size_t)(*n > 0 ? *n : 1) * sizeof(int32_t));
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr) out[i++] = (int32_t)it->valuedouble;
-    return out;
-}
-
-static Batch batch_load(const char *dir) {
-    Batch b;
-    memset(&b, 0, sizeof b);
-    char path[1100], err[1024];
-    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    b.expected = st_open(path, err, sizeof err);
-    if (!b.expected) die_runtime("%s", err);
-    snprintf(path, sizeof path, "%s/batch.json", dir);
-    cJSON *j = json_load_file(path, err, sizeof err);
-    if (!j) die_runtime("%s", err);
-    int n;
-    b.tokens = json_ints(json_get(j, "tokens"), &b.T);
-    b.targets = json_ints(json_get(j, "targets"), &n);
-    b.seq_start = json_ints(json_get(j, "seq_start"), &n);
-    b.n_seqs = n - 1;
-    int32_t *mask = json_ints(json_get(j, "mask"), &n);
-    b.mask = xmalloc((size_t)b.T * sizeof(float));
-    for (int t = 0; t < b.T; t++) b.mask[t] = (float)mask[t];
-    free(mask);
-    cJSON_Delete(j);
-    return b;
-}
-
-static void batch_free(Batch *b) {
-    st_close(b->expected);
-    free(b->tokens);
-    free(b->targets);
-    free(b->seq_start);
-    free(b->mask);
-}
-
-static float *expected(const Batch *b, const char *name, size_t numel) {
-    const StTensor *t = st_find(b->expected, name);
-    if (!t || (size_t)t->numel != numel) die_runtime("expected.safetensors: %s missing or wrong size", name);
-    float *out = xmalloc(numel * sizeof(float));
-    char err[256];
-    if (st_to_f32(t, out, err, sizeof err) != 0) die_runtime("%s", err);
-    return out;
+    return qfix_rel_err(g_rank == 0 ? label : NULL, got, want, n);
 }
 
 /* The fixture's loss (SFT + 0.1 mean masked entropy) and its gradients. */
-static float loss_grads(const Batch *b, const float *lp, const float *ent, float *dlp, float *dent, float *sft) {
+static float loss_grads(const Qwen3FixtureBatch *b, const float *lp, const float *ent, float *dlp, float *dent, float *sft) {
     *sft = qwen3_sft_loss(lp, b->mask, b->T, dlp);
     int n = 0;
     double e = 0;
@@ -127,7 +55,7 @@ typedef struct {
     float sft, loss;
 } StepOut;
 
-static StepOut step(Qwen3 *m, const Batch *b) {
+static StepOut step(Qwen3 *m, const Qwen3FixtureBatch *b) {
     StepOut o;
     o.lp = xmalloc((size_t)b->T * sizeof(float));
     o.ent = xmalloc((size_t)b->T * sizeof(float));
@@ -188,7 +116,7 @@ static void check_fixture(const char *name, Comm *world) {
     CHECK(tp->shard.size == world->size && tp->shard.rank == world->rank);
     CHECK((tp->tp != NULL) == (world->size > 1));
     CHECK(ref->shard.size == 1 && ref->tp == NULL);
-    Batch b = batch_load(dir);
+    Qwen3FixtureBatch b = qfix_batch_load(dir);
     int T = b.T, V = ref->config.vocab_size;
     tp->vocab_chunk = 7; /* several chunks, a short last one */
 
@@ -196,16 +124,16 @@ static void check_fixture(const char *name, Comm *world) {
     CHECK(rel_err("logprob vs TP=1", st.lp, sr.lp, (size_t)T) < 2e-6);
     CHECK(rel_err("entropy vs TP=1", st.ent, sr.ent, (size_t)T) < 2e-6);
     CHECK(rel_err("loss vs TP=1", &st.loss, &sr.loss, 1) < 2e-6);
-    float *w = expected(&b, "logprob", (size_t)T);
+    float *w = qfix_expected(&b, "logprob", (size_t)T);
     CHECK(rel_err("logprob vs PyTorch", st.lp, w, (size_t)T) < 1e-5);
     free(w);
-    w = expected(&b, "entropy", (size_t)T);
+    w = qfix_expected(&b, "entropy", (size_t)T);
     CHECK(rel_err("entropy vs PyTorch", st.ent, w, (size_t)T) < 1e-5);
     free(w);
-    w = expected(&b, "loss_sft", 1);
+    w = qfix_expected(&b, "loss_sft", 1);
     CHECK(rel_err("loss_sft vs PyTorch", &st.sft, w, 1) < 1e-5);
     free(w);
-    w = expected(&b, "loss", 1);
+    w = qfix_expected(&b, "loss", 1);
     CHECK(rel_err("loss vs PyTorch", &st.loss, w, 1) < 1e-5);
     free(w);
 
@@ -222,7 +150,7 @@ static void check_fixture(const char *name, Comm *world) {
     qwen3_logits(tp, 0, T, lt);
     qwen3_logits(ref, 0, T, lr);
     CHECK(rel_err("logits vs TP=1", lt, lr, (size_t)T * V) < 2e-6);
-    w = expected(&b, "logits", (size_t)T * V);
+    w = qfix_expected(&b, "logits", (size_t)T * V);
     CHECK(rel_err("logits vs PyTorch", lt, w, (size_t)T * V) < 1e-5);
     free(w);
     free(lt);
@@ -238,7 +166,7 @@ static void check_fixture(const char *name, Comm *world) {
             if (!(e <= worst_ref)) worst_ref = e;
             char key[128];
             snprintf(key, sizeof key, "grad.%s", t->name);
-            w = expected(&b, key, t->numel);
+            w = qfix_expected(&b, key, t->numel);
             double ep = rel_err(NULL, g + t->offset, w, t->numel);
             if (!(ep <= worst_pt)) worst_pt = ep;
             if (!(e < 1e-5) || !(ep < 1e-5)) printf("    %s: rel err %.3e vs TP=1, %.3e vs PyTorch\n", t->name, e, ep);
@@ -303,7 +231,7 @@ static void check_fixture(const char *name, Comm *world) {
         nr[s] = qwen3_adamw_step(ref, &k_adamw, 1e-3f);
     }
     CHECK(rel_err("grad norm (3 steps) vs TP=1", nt, nr, 3) < 2e-6);
-    w = expected(&b, "grad_norm", 3);
+    w = qfix_expected(&b, "grad_norm", 3);
     CHECK(rel_err("grad norm (3 steps) vs PyTorch", nt, w, 3) < 1e-5);
     free(w);
     check_replicated_in_sync(tp, world);
@@ -314,7 +242,7 @@ static void check_fixture(const char *name, Comm *world) {
             const Qwen3Tensor *t = &ref->tensors[i];
             char key[128];
             snprintf(key, sizeof key, "step3.%s", t->name);
-            w = expected(&b, key, t->numel);
+            w = qfix_expected(&b, key, t->numel);
             for (size_t k = 0; k < t->numel; k++) {
                 size_t o = t->offset + k;
                 double d = fabs((double)p[o] - ref->params_memory[o]);
@@ -363,7 +291,7 @@ static void check_fixture(const char *name, Comm *world) {
     free(w0);
     step_free(&st);
     step_free(&sr);
-    batch_free(&b);
+    qfix_batch_free(&b);
     qwen3_free(tp);
     qwen3_free(ref);
 }

@@ -29,6 +29,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "model/qwen3.h"
+#include "qwen3_fixture.h"
 #include "model/safetensors.h"
 
 #define FIX_DIR TAU2_SOURCE_DIR "/tests/fixtures/qwen3"
@@ -39,97 +40,45 @@ static const char *k_fixtures[] = {"untied_gqa", "tied_mha", "tied_mqa"};
 
 typedef struct {
     Qwen3 *model;
-    StFile *expected;
-    int T, n_seqs;
-    int32_t *tokens, *targets, *seq_start;
-    float *mask;
+    Qwen3FixtureBatch b;
 } Fixture;
-
-static int32_t *json_ints(const cJSON *arr, int *n) {
-    *n = cJSON_GetArraySize(arr);
-    int32_t *out = xmalloc((size_t)(*n > 0 ? *n : 1) * sizeof(int32_t));
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr) out[i++] = (int32_t)it->valuedouble;
-    return out;
-}
 
 static Fixture fixture_load(const char *name) {
     Fixture f;
-    memset(&f, 0, sizeof f);
-    char dir[1024], path[1100], err[1024];
+    char dir[1024], err[1024];
     snprintf(dir, sizeof dir, "%s/%s", FIX_DIR, name);
     f.model = qwen3_load_dir(dir, err, sizeof err);
     if (!f.model) fail_msg("load %s: %s", dir, err);
-    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-    f.expected = st_open(path, err, sizeof err);
-    if (!f.expected) fail_msg("%s", err);
-    snprintf(path, sizeof path, "%s/batch.json", dir);
-    cJSON *b = json_load_file(path, err, sizeof err);
-    if (!b) fail_msg("%s", err);
-    int n;
-    f.tokens = json_ints(json_get(b, "tokens"), &f.T);
-    f.targets = json_ints(json_get(b, "targets"), &n);
-    assert_int_equal(n, f.T);
-    f.seq_start = json_ints(json_get(b, "seq_start"), &n);
-    f.n_seqs = n - 1;
-    int32_t *mask = json_ints(json_get(b, "mask"), &n);
-    assert_int_equal(n, f.T);
-    f.mask = xmalloc((size_t)f.T * sizeof(float));
-    for (int t = 0; t < f.T; t++) f.mask[t] = (float)mask[t];
-    free(mask);
-    cJSON_Delete(b);
+    f.b = qfix_batch_load(dir);
     return f;
 }
 
 static void fixture_free(Fixture *f) {
     qwen3_free(f->model);
-    st_close(f->expected);
-    free(f->tokens);
-    free(f->targets);
-    free(f->seq_start);
-    free(f->mask);
+    qfix_batch_free(&f->b);
 }
 
 static Qwen3Batch fixture_batch(const Fixture *f) {
-    Qwen3Batch b = {f->T, f->n_seqs, f->tokens, f->targets, f->seq_start};
+    Qwen3Batch b = {f->b.T, f->b.n_seqs, f->b.tokens, f->b.targets, f->b.seq_start};
     return b;
 }
 
-/* An expected tensor as fp32 (caller frees); checks the element count. */
-static float *expected(const Fixture *f, const char *name, size_t numel) {
-    const StTensor *t = st_find(f->expected, name);
-    if (!t) fail_msg("expected.safetensors lacks %s", name);
-    if ((size_t)t->numel != numel) fail_msg("%s: %lld elements, want %zu", name, (long long)t->numel, numel);
-    float *out = xmalloc(numel * sizeof(float));
-    char err[256];
-    if (st_to_f32(t, out, err, sizeof err) != 0) fail_msg("%s", err);
-    return out;
-}
+static float *expected(const Fixture *f, const char *name, size_t numel) { return qfix_expected(&f->b, name, numel); }
 
-/* max |got - want| / max |want|, printed. */
 static double rel_err(const char *what, const float *got, const float *want, size_t n, bool print) {
-    double maxerr = 0, maxval = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - want[i]);
-        if (!(e <= maxerr)) maxerr = e; /* NaN propagates */
-        if (fabs(want[i]) > maxval) maxval = fabs(want[i]);
-    }
-    double rel = maxerr / (maxval > 1e-30 ? maxval : 1e-30);
-    if (print) printf("    %-28s max abs err %.3e  max |ref| %.3e  rel %.3e\n", what, maxerr, maxval, rel);
-    return rel;
+    return qfix_rel_err(print ? what : NULL, got, want, n);
 }
 
 /* The fixture's loss: SFT plus 0.1 * mean entropy over the mask. */
 static float fixture_loss_grads(const Fixture *f, const float *logprob, const float *entropy, float *dlogprob,
                                 float *dentropy, float *sft_out) {
-    float sft = qwen3_sft_loss(logprob, f->mask, f->T, dlogprob);
+    float sft = qwen3_sft_loss(logprob, f->b.mask, f->b.T, dlogprob);
     int n = 0;
     double ent = 0;
-    for (int t = 0; t < f->T; t++) n += f->mask[t] != 0;
-    for (int t = 0; t < f->T; t++) {
-        dentropy[t] = f->mask[t] != 0 ? 0.1f / (float)n : 0.0f;
-        if (f->mask[t] != 0) ent += entropy[t];
+    for (int t = 0; t < f->b.T; t++) n += f->b.mask[t] != 0;
+    for (int t = 0; t < f->b.T; t++) {
+        dentropy[t] = f->b.mask[t] != 0 ? 0.1f / (float)n : 0.0f;
+        if (f->b.mask[t] != 0) ent += entropy[t];
     }
     if (sft_out) *sft_out = sft;
     return (float)(sft + 0.1 * ent / n);
@@ -138,8 +87,8 @@ static float fixture_loss_grads(const Fixture *f, const float *logprob, const fl
 /* One forward + backward of the fixture batch (grads zeroed first). */
 static void run_step(Fixture *f, float *logprob, float *entropy, float *sft, float *loss) {
     Qwen3Batch b = fixture_batch(f);
-    float *dlp = xmalloc((size_t)f->T * sizeof(float));
-    float *dent = xmalloc((size_t)f->T * sizeof(float));
+    float *dlp = xmalloc((size_t)f->b.T * sizeof(float));
+    float *dent = xmalloc((size_t)f->b.T * sizeof(float));
     qwen3_forward(f->model, &b, logprob, entropy);
     float l = fixture_loss_grads(f, logprob, entropy, dlp, dent, sft);
     if (loss) *loss = l;
@@ -157,7 +106,7 @@ static void check_fixture(const char *name) {
     printf("  %s\n", name);
     Fixture f = fixture_load(name);
     Qwen3 *m = f.model;
-    int T = f.T, V = m->config.vocab_size;
+    int T = f.b.T, V = m->config.vocab_size;
     float *lp = xmalloc((size_t)T * sizeof(float)), *ent = xmalloc((size_t)T * sizeof(float));
     float sft, loss;
     run_step(&f, lp, ent, &sft, &loss);
@@ -248,8 +197,8 @@ typedef struct {
 
 static Snapshot snapshot_step(Fixture *f) {
     Snapshot s;
-    s.lp = xmalloc((size_t)f->T * sizeof(float));
-    s.ent = xmalloc((size_t)f->T * sizeof(float));
+    s.lp = xmalloc((size_t)f->b.T * sizeof(float));
+    s.ent = xmalloc((size_t)f->b.T * sizeof(float));
     run_step(f, s.lp, s.ent, NULL, NULL);
     s.grads = xmalloc(f->model->num_parameters * sizeof(float));
     memcpy(s.grads, f->model->grads_memory, f->model->num_parameters * sizeof(float));
@@ -276,7 +225,7 @@ static void test_recompute_bit_identical(void **state) {
         Snapshot a = snapshot_step(&f);
         f.model->recompute = true;
         Snapshot b = snapshot_step(&f);
-        assert_same_bits(&a, &b, f.T, f.model->num_parameters);
+        assert_same_bits(&a, &b, f.b.T, f.model->num_parameters);
         snapshot_free(&a);
         snapshot_free(&b);
         fixture_free(&f);
@@ -296,8 +245,8 @@ static void test_threads_bit_identical(void **state) {
         float n2 = qwen3_grad_norm(f.model);
         omp_set_num_threads(3);
         Snapshot c = snapshot_step(&f);
-        assert_same_bits(&a, &b, f.T, f.model->num_parameters);
-        assert_same_bits(&a, &c, f.T, f.model->num_parameters);
+        assert_same_bits(&a, &b, f.b.T, f.model->num_parameters);
+        assert_same_bits(&a, &c, f.b.T, f.model->num_parameters);
         assert_memory_equal(&n1, &n2, sizeof n1);
         snapshot_free(&a);
         snapshot_free(&b);
@@ -315,8 +264,8 @@ static void test_vocab_chunks(void **state) {
     Snapshot a = snapshot_step(&f);
     f.model->vocab_chunk = 5;
     Snapshot b = snapshot_step(&f);
-    assert_true(rel_err("logprob chunk 5", b.lp, a.lp, (size_t)f.T, true) < 1e-6);
-    assert_true(rel_err("entropy chunk 5", b.ent, a.ent, (size_t)f.T, true) < 1e-6);
+    assert_true(rel_err("logprob chunk 5", b.lp, a.lp, (size_t)f.b.T, true) < 1e-6);
+    assert_true(rel_err("entropy chunk 5", b.ent, a.ent, (size_t)f.b.T, true) < 1e-6);
     assert_true(rel_err("grads chunk 5", b.grads, a.grads, f.model->num_parameters, true) < 1e-5);
     snapshot_free(&a);
     snapshot_free(&b);
@@ -331,25 +280,25 @@ static void test_grad_accumulation(void **state) {
     Snapshot full = snapshot_step(&f);
     Qwen3 *m = f.model;
     int n = 0;
-    for (int t = 0; t < f.T; t++) n += f.mask[t] != 0;
-    float *dlp = xmalloc((size_t)f.T * sizeof(float)), *dent = xmalloc((size_t)f.T * sizeof(float));
-    float *lp = xmalloc((size_t)f.T * sizeof(float)), *ent = xmalloc((size_t)f.T * sizeof(float));
-    for (int t = 0; t < f.T; t++) {
-        dlp[t] = f.mask[t] != 0 ? -1.0f / n : 0.0f;
-        dent[t] = f.mask[t] != 0 ? 0.1f / n : 0.0f;
+    for (int t = 0; t < f.b.T; t++) n += f.b.mask[t] != 0;
+    float *dlp = xmalloc((size_t)f.b.T * sizeof(float)), *dent = xmalloc((size_t)f.b.T * sizeof(float));
+    float *lp = xmalloc((size_t)f.b.T * sizeof(float)), *ent = xmalloc((size_t)f.b.T * sizeof(float));
+    for (int t = 0; t < f.b.T; t++) {
+        dlp[t] = f.b.mask[t] != 0 ? -1.0f / n : 0.0f;
+        dent[t] = f.b.mask[t] != 0 ? 0.1f / n : 0.0f;
     }
     qwen3_zero_grad(m);
-    int cut = f.seq_start[1];
+    int cut = f.b.seq_start[1];
     int32_t s1[2] = {0, cut};
-    Qwen3Batch b1 = {cut, 1, f.tokens, f.targets, s1};
+    Qwen3Batch b1 = {cut, 1, f.b.tokens, f.b.targets, s1};
     qwen3_forward(m, &b1, lp, ent);
     qwen3_backward(m, dlp, dent);
     int32_t s2[8];
-    for (int s = 1; s <= f.n_seqs; s++) s2[s - 1] = f.seq_start[s] - cut;
-    Qwen3Batch b2 = {f.T - cut, f.n_seqs - 1, f.tokens + cut, f.targets + cut, s2};
+    for (int s = 1; s <= f.b.n_seqs; s++) s2[s - 1] = f.b.seq_start[s] - cut;
+    Qwen3Batch b2 = {f.b.T - cut, f.b.n_seqs - 1, f.b.tokens + cut, f.b.targets + cut, s2};
     qwen3_forward(m, &b2, lp + cut, ent + cut);
     qwen3_backward(m, dlp + cut, dent + cut);
-    assert_true(rel_err("micro-batch logprob", lp, full.lp, (size_t)f.T, true) < 1e-6);
+    assert_true(rel_err("micro-batch logprob", lp, full.lp, (size_t)f.b.T, true) < 1e-6);
     assert_true(rel_err("micro-batch grads", m->grads_memory, full.grads, m->num_parameters, true) < 1e-5);
     free(dlp);
     free(dent);
@@ -560,20 +509,20 @@ static void test_bad_batch(void **state) {
     char err[256];
     Qwen3Batch b = fixture_batch(&f);
     assert_int_equal(qwen3_check_batch(f.model, &b, err, sizeof err), 0);
-    int32_t saved = f.tokens[3];
-    f.tokens[3] = f.model->config.vocab_size;
+    int32_t saved = f.b.tokens[3];
+    f.b.tokens[3] = f.model->config.vocab_size;
     assert_int_equal(qwen3_check_batch(f.model, &b, err, sizeof err), -1);
     assert_non_null(strstr(err, "position 3"));
-    f.tokens[3] = saved;
-    int32_t bad_starts[4] = {0, 9, 9, f.T};
+    f.b.tokens[3] = saved;
+    int32_t bad_starts[4] = {0, 9, 9, f.b.T};
     b.seq_start = bad_starts;
     assert_int_equal(qwen3_check_batch(f.model, &b, err, sizeof err), -1);
     assert_non_null(strstr(err, "empty"));
 
     /* next-token targets match the fixture's */
-    int32_t *tg = xmalloc((size_t)f.T * sizeof(int32_t));
-    qwen3_next_token_targets(f.tokens, f.seq_start, f.n_seqs, tg);
-    assert_memory_equal(tg, f.targets, (size_t)f.T * sizeof(int32_t));
+    int32_t *tg = xmalloc((size_t)f.b.T * sizeof(int32_t));
+    qwen3_next_token_targets(f.b.tokens, f.b.seq_start, f.b.n_seqs, tg);
+    assert_memory_equal(tg, f.b.targets, (size_t)f.b.T * sizeof(int32_t));
     free(tg);
     fixture_free(&f);
 }
