@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/json.h"
+#include "core/sbuf.h"
 
 static bool is_dir(const char *p) {
     struct stat st;
@@ -65,4 +67,30 @@ void cli_check_options(const char *cmd, int argc, char **argv, const char *const
             exit(EXIT_BAD_INPUT);
         }
     }
+}
+
+char *cli_read_stdin(size_t *len) {
+    SBuf b;
+    sbuf_init(&b);
+    char buf[65536];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) sbuf_put(&b, buf, got);
+    if (!b.data) sbuf_put(&b, "", 0);
+    if (len) *len = b.len;
+    return sbuf_take(&b);
+}
+
+cJSON *cli_load_json(const char *path) {
+    char err[1024];
+    cJSON *v;
+    if (strcmp(path, "-") == 0) {
+        size_t len;
+        char *text = cli_read_stdin(&len);
+        v = json_parse(text, len, "<stdin>", err, sizeof err);
+        free(text);
+    } else {
+        v = json_load_file(path, err, sizeof err);
+    }
+    if (!v) die_input("%s", err);
+    return v;
 }

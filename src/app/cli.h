@@ -4,6 +4,9 @@
 #define TAU2_APP_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include <cJSON.h>
 
 /* Where τ²-bench's data is: the flag, then the config's data_dir, then
  * TAU2_DATA_DIR, then ../shared/tau2-data (from the working directory, then
@@ -17,6 +20,12 @@ const char *cli_opt(int argc, char **argv, const char *name);
 bool cli_flag(int argc, char **argv, const char *name);
 /* Every value after --name up to the next option (for nargs="+"). */
 int cli_opt_list(int argc, char **argv, const char *name, const char **out, int max);
+/* All of standard input, NUL-terminated; *len (if given) its length. */
+char *cli_read_stdin(size_t *len);
+/* A JSON document from a file, or from standard input when path is "-"
+ * (named "<stdin>" in messages). Exits 2 with the position on bad JSON. */
+cJSON *cli_load_json(const char *path);
+
 /* Exit 2 if argv has an option not in `known` (NULL-terminated list). */
 void cli_check_options(const char *cmd, int argc, char **argv, const char *const *known);
 

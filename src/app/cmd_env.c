@@ -60,23 +60,7 @@ int cmd_tools(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- replay */
 
-static cJSON *read_trajectory(const char *path) {
-    char err[1024];
-    cJSON *v;
-    if (strcmp(path, "-") == 0) {
-        SBuf b;
-        sbuf_init(&b);
-        char buf[65536];
-        size_t got;
-        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) sbuf_put(&b, buf, got);
-        v = json_parse(b.data ? b.data : "", b.len, "<stdin>", err, sizeof err);
-        sbuf_free(&b);
-    } else {
-        v = json_load_file(path, err, sizeof err);
-    }
-    if (!v) die_input("%s", err);
-    return v;
-}
+static cJSON *read_trajectory(const char *path) { return cli_load_json(path); }
 
 /* Termination of a trajectory that does not say: the stop tokens decide. */
 static Termination infer_termination(const cJSON *messages) {

@@ -62,21 +62,8 @@ int cmd_score(int argc, char **argv) {
     const char *model_dir = cli_opt(argc, argv, "--model");
     if (!model_dir) die_input("score: --model is required (a Hugging Face Qwen3 model directory)");
 
-    char err[1024];
-    cJSON *doc;
     const char *name = strcmp(input, "-") == 0 ? "<stdin>" : input;
-    if (strcmp(input, "-") == 0) {
-        SBuf b;
-        sbuf_init(&b);
-        char buf[65536];
-        size_t got;
-        while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) sbuf_put(&b, buf, got);
-        doc = json_parse(b.data ? b.data : "", b.len, name, err, sizeof err);
-        sbuf_free(&b);
-    } else {
-        doc = json_load_file(input, err, sizeof err);
-    }
-    if (!doc) die_input("%s", err);
+    cJSON *doc = cli_load_json(input);
     const cJSON *seqs = cJSON_IsArray(doc) ? doc : json_get(doc, "sequences");
     if (!cJSON_IsArray(seqs)) {
         die_input("%s: expected {\"sequences\": [[ids...], ...]} or a list of token-id lists", name);

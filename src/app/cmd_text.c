@@ -37,17 +37,6 @@ static Tokenizer *load_tokenizer_or_die(const char *path) {
     return tok;
 }
 
-static char *read_stdin(size_t *len) {
-    SBuf b;
-    sbuf_init(&b);
-    char buf[65536];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, stdin)) > 0) sbuf_put(&b, buf, got);
-    if (!b.data) sbuf_put(&b, "", 0);
-    *len = b.len;
-    return sbuf_take(&b);
-}
-
 static void print_ids(const int32_t *ids, size_t n) {
     SBuf out;
     sbuf_init(&out);
@@ -69,7 +58,7 @@ int cmd_tokenize(int argc, char **argv) {
     tokenizer_paths(path, tok_json, config_dir, sizeof tok_json);
     Tokenizer *tok = load_tokenizer_or_die(tok_json);
     size_t len;
-    char *in = read_stdin(&len);
+    char *in = cli_read_stdin(&len);
     if (cli_flag(argc, argv, "--decode")) {
         char err[512];
         cJSON *arr = json_parse(in, len, "<stdin>", err, sizeof err);
