@@ -54,6 +54,10 @@ CONFIGS = [
     dict(name="tp4_tied", vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
          num_attention_heads=4, num_key_value_heads=4, head_dim=8, tie_word_embeddings=True,
          rope_theta=1000000.0, rms_norm_eps=1e-6, lengths=[9, 1, 14], seed=5),
+    # sequences longer than the CPU attention's 64-token tiles (multi-tile forward and backward)
+    dict(name="long_tiles", vocab_size=53, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+         num_attention_heads=4, num_key_value_heads=2, head_dim=8, tie_word_embeddings=True,
+         rope_theta=10000.0, rms_norm_eps=1e-6, lengths=[128, 70, 100], seed=6),
 ]
 
 

@@ -2,6 +2,8 @@
 #include "model/layers_cpu.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -119,17 +121,48 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
 
 /* ------------------------------------------------------------ linear */
 
+/* Matrix products run as square output tiles spread over the OpenMP threads,
+ * each tile one single-threaded cblas_sgemm over the whole inner dimension.
+ * The tile size depends on the shape only (never the thread count), so
+ * neither do the results. OpenBLAS is kept at one thread: its own pool would
+ * otherwise spin (sched_yield) between calls against the OpenMP threads of the
+ * elementwise layers, and nest inside the attention tiles. */
+#define MM_TILE 256
+/* Smaller tiles for small products so that both threads (of 2-8) get work;
+ * the choice depends on the shape only. */
+#define MM_TILE_MIN 64
+#define MM_MIN_TILES 8
+
+static void blas_one_thread(void) {
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+}
+
+/* C (M, N) = op(A) op(B) + beta C, op(A) (M, K), op(B) (K, N), row-major. */
+static void gemm_tiled(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda, const float *B,
+                       int ldb, float beta, float *C, int ldc) {
+    blas_one_thread();
+    int tile = MM_TILE;
+    while (tile > MM_TILE_MIN && (long)((M + tile - 1) / tile) * ((N + tile - 1) / tile) < MM_MIN_TILES) tile /= 2;
+    int mt = (M + tile - 1) / tile, nt = (N + tile - 1) / tile;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long it = 0; it < (long)mt * nt; it++) {
+        int i0 = (int)(it / nt) * tile, j0 = (int)(it % nt) * tile;
+        int m = M - i0 < tile ? M - i0 : tile, n = N - j0 < tile ? N - j0 : tile;
+        const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
+        const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, K,
+                    1.0f, a, lda, b, ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
+    }
+}
+
 void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out, OC);
+    gemm_tiled(false, true, N, OC, IC, inp, IC, w, IC, 0.0f, out, OC);
 }
 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                      int N, int IC, int OC, bool accumulate_dinp) {
-    if (dinp) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
-                    accumulate_dinp ? 1.0f : 0.0f, dinp, IC);
-    }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
+    if (dinp) gemm_tiled(false, false, N, IC, OC, dout, OC, w, IC, accumulate_dinp ? 1.0f : 0.0f, dinp, IC);
+    gemm_tiled(true, false, OC, IC, N, dout, OC, inp, IC, 1.0f, dw, IC);
 }
 
 /* ------------------------------------------------------------ RoPE */
@@ -180,6 +213,57 @@ void rope_backward(float *dx, const int32_t *pos, const float *cosb, const float
     rope_rotate(dx, pos, cosb, sinb, T, NH, D, -1.0f);
 }
 
+/* ------------------------------------------------------------ exp */
+
+/* expf for arrays, written so the compiler vectorizes it (straight-line code;
+ * the range cases are picked with bit masks, not branches): x = n ln2 + r with
+ * |r| <= ln2/2 (Cody-Waite split of ln2), exp(r) from the Cephes degree-6
+ * polynomial, 2^n put into the exponent bits. Error <= 1 ulp for normal
+ * results (checked against exp() in double over [-87.3, 88.7]); results that
+ * would be subnormal (x < -87.34) flush to 0, x > 88.72 gives inf, NaN stays NaN. */
+#define EXP_LO (-87.33654f)
+#define EXP_HI 88.72283f
+
+typedef union {
+    float f;
+    int32_t i;
+} FloatBits;
+
+/* a where mask is all ones, b where it is 0. */
+static inline float select_f(int32_t mask, float a, float b) {
+    FloatBits fa = {.f = a}, fb = {.f = b}, r;
+    r.i = (fa.i & mask) | (fb.i & ~mask);
+    return r.f;
+}
+
+static inline float exp_one(float x) {
+    int32_t below = -(int32_t)(x < EXP_LO), above = -(int32_t)(x > EXP_HI), nan = -(int32_t)(x != x);
+    float xc = select_f(below, EXP_LO, select_f(above | nan, EXP_HI, x));
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    /* n in [-126, 128]; 2^128 is not a float, so that case takes 2^127 * 2 */
+    int32_t ni = (int32_t)n;
+    int32_t top = -(int32_t)(ni > 127);
+    FloatBits s = {.i = ((ni + 127 + top) << 23)};
+    y = y * s.f * select_f(top, 2.0f, 1.0f);
+    y = select_f(below, 0.0f, y);
+    y = select_f(above, INFINITY, y);
+    return select_f(nan, x, y);
+}
+
+/* y[i] = exp(x[i]) (in place allowed). */
+static void exp_array(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
+}
+
 /* ------------------------------------------------------------ attention */
 
 /* Dot product with 8 independent partial sums (vectorizes without
@@ -194,38 +278,127 @@ static inline float dot_f(const float *a, const float *b, int n) {
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
+
+/* Flash-attention tiles: ATT_BQ query rows against ATT_BK key rows at a time,
+ * scores from cblas_sgemm into per-thread scratch, so memory is O(tile), never
+ * O(T^2). Tiles start at the sequence start, so only diagonal tiles need the
+ * causal mask. The tile products run on the calling thread (OpenBLAS is kept
+ * at one thread, see gemm_tiled). */
+#define ATT_BQ 64
+#define ATT_BK 64
+
+/* One tile of work: a query (or key) tile [t0, t1) of sequence seq. */
+typedef struct {
+    int seq, t0, t1;
+} AttTile;
+
+/* The tiles of every sequence, the longest-running (last) tiles first so the
+ * dynamic schedule ends evenly. Caller frees. */
+static AttTile *att_tiles(const int32_t *seq_start, int n_seqs, int B, int *n_out) {
+    int n = 0;
+    for (int s = 0; s < n_seqs; s++) n += (seq_start[s + 1] - seq_start[s] + B - 1) / B;
+    AttTile *tiles = xmalloc((size_t)(n ? n : 1) * sizeof *tiles);
+    int i = n;
+    for (int s = 0; s < n_seqs; s++) {
+        for (int t0 = seq_start[s]; t0 < seq_start[s + 1]; t0 += B) {
+            int t1 = t0 + B < seq_start[s + 1] ? t0 + B : seq_start[s + 1];
+            tiles[--i] = (AttTile){s, t0, t1};
+        }
+    }
+    *n_out = n;
+    return tiles;
+}
+
+/* The number of sequences: seq_of is non-decreasing, so the last token's. */
+static int att_n_seqs(const int32_t *seq_of, int T) { return T > 0 ? seq_of[T - 1] + 1 : 0; }
+
+/* Scores of a (nq x nk) tile, scaled: S = scale Q K^T. */
+static void att_scores(float *S /* (nq, ATT_BK) */, const float *Q, int ldq, const float *K, int ldk, int nq, int nk,
+                       int D, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale, Q, ldq, K, ldk, 0.0f, S, ATT_BK);
+}
+
+/* Keys of row i (query t = q0 + i) that are visible in a tile starting at key
+ * k0 with nk keys: 0..count-1. */
+static inline int att_visible(int q0, int i, int k0, int nk) {
+    int c = q0 + i - k0 + 1;
+    return c < 0 ? 0 : (c > nk ? nk : c);
+}
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, int D) {
     if (D > ATT_MAX_D) die_runtime("attention_forward: head_dim %d > %d", D, ATT_MAX_D);
-    int rep = NH / NKV;
+    blas_one_thread();
+    int rep = NH / NKV, ldq = NH * D, ldk = NKV * D;
     float scale = 1.0f / sqrtf((float)D);
-    long rows = (long)T * NH;
-#pragma omp parallel for schedule(dynamic, 8)
-    for (long r = 0; r < rows; r++) {
-        int t = (int)(r / NH), h = (int)(r % NH), g = h / rep;
-        int start = seq_start[seq_of[t]];
-        const float *qr = q + (size_t)r * D;
-        float acc[ATT_MAX_D];
-        for (int d = 0; d < D; d++) acc[d] = 0.0f;
-        float m = -INFINITY, l = 0.0f;
-        for (int j = start; j <= t; j++) {
-            const float *kr = k + ((size_t)j * NKV + g) * D;
-            const float *vr = v + ((size_t)j * NKV + g) * D;
-            float sc = dot_f(qr, kr, D) * scale;
-            if (sc > m) {
-                float corr = expf(m - sc); /* 0 on the first key */
-                l *= corr;
-                for (int d = 0; d < D; d++) acc[d] *= corr;
-                m = sc;
+    int n_tiles;
+    AttTile *tiles = att_tiles(seq_start, att_n_seqs(seq_of, T), ATT_BQ, &n_tiles);
+    long items = (long)n_tiles * NH;
+#pragma omp parallel
+    {
+        float *S = xmalloc((size_t)ATT_BQ * ATT_BK * sizeof(float));
+        float *acc = xmalloc((size_t)ATT_BQ * D * sizeof(float));
+        float m[ATT_BQ], l[ATT_BQ];
+#pragma omp for schedule(dynamic, 1)
+        for (long it = 0; it < items; it++) {
+            const AttTile *tl = &tiles[it / NH];
+            int h = (int)(it % NH), g = h / rep;
+            int q0 = tl->t0, nq = tl->t1 - tl->t0, start = seq_start[tl->seq];
+            const float *Q = q + (size_t)q0 * ldq + (size_t)h * D;
+            memset(acc, 0, (size_t)nq * D * sizeof(float));
+            for (int i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0.0f;
+            for (int k0 = start; k0 < tl->t1; k0 += ATT_BK) {
+                int nk = tl->t1 - k0 < ATT_BK ? tl->t1 - k0 : ATT_BK;
+                const float *K = k + (size_t)k0 * ldk + (size_t)g * D;
+                const float *V = v + (size_t)k0 * ldk + (size_t)g * D;
+                att_scores(S, Q, ldq, K, ldk, nq, nk, D, scale);
+                /* online softmax: rescale what was summed so far to the new max */
+                for (int i = 0; i < nq; i++) {
+                    float *s = S + (size_t)i * ATT_BK;
+                    int vis = att_visible(q0, i, k0, nk);
+                    float mx = m[i];
+                    for (int j = 0; j < vis; j++) mx = s[j] > mx ? s[j] : mx;
+                    for (int j = 0; j < vis; j++) s[j] -= mx;
+                    exp_array(s, s, vis);
+                    for (int j = vis; j < nk; j++) s[j] = 0.0f;
+                    float sum = 0.0f;
+                    for (int j = 0; j < vis; j++) sum += s[j];
+                    if (mx != m[i]) {
+                        float corr = expf(m[i] - mx); /* 0 on the first keys */
+                        l[i] *= corr;
+                        for (int d = 0; d < D; d++) acc[(size_t)i * D + d] *= corr;
+                        m[i] = mx;
+                    }
+                    l[i] += sum;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, S, ATT_BK, V, ldk, 1.0f,
+                            acc, D);
             }
-            float p = expf(sc - m);
-            l += p;
-            for (int d = 0; d < D; d++) acc[d] += p * vr[d];
+            for (int i = 0; i < nq; i++) {
+                float *o = out + (size_t)(q0 + i) * ldq + (size_t)h * D;
+                float inv = 1.0f / l[i];
+                for (int d = 0; d < D; d++) o[d] = acc[(size_t)i * D + d] * inv;
+                lse[(size_t)(q0 + i) * NH + h] = m[i] + logf(l[i]);
+            }
         }
-        float *o = out + (size_t)r * D;
-        float inv = 1.0f / l;
-        for (int d = 0; d < D; d++) o[d] = acc[d] * inv;
-        lse[r] = m + logf(l);
+        free(S);
+        free(acc);
+    }
+    free(tiles);
+}
+
+/* The probabilities and score gradients of one tile, in place:
+ * P = exp(S - lse) (0 where masked), dS = P (dP - delta), S <- P, dP <- dS. */
+static void att_tile_grad(float *S /* (nq, ATT_BK) */, float *dP /* (nq, ATT_BK) */, const float *lse,
+                          const float *delta, int NH, int q0, int nq, int k0, int nk) {
+    for (int i = 0; i < nq; i++) {
+        float *s = S + (size_t)i * ATT_BK, *dp = dP + (size_t)i * ATT_BK;
+        int vis = att_visible(q0, i, k0, nk);
+        float li = lse[(size_t)i * NH], di = delta[(size_t)i * NH];
+        for (int j = 0; j < vis; j++) s[j] -= li;
+        exp_array(s, s, vis);
+        for (int j = vis; j < nk; j++) s[j] = 0.0f;
+        for (int j = 0; j < nk; j++) dp[j] = s[j] * (dp[j] - di);
     }
 }
 
@@ -233,63 +406,82 @@ void attention_backward(float *dq, float *dk, float *dv, float *delta, const flo
                         const float *lse, const float *q, const float *k, const float *v,
                         const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, int D) {
     if (D > ATT_MAX_D) die_runtime("attention_backward: head_dim %d > %d", D, ATT_MAX_D);
-    int rep = NH / NKV;
+    blas_one_thread();
+    int rep = NH / NKV, ldq = NH * D, ldk = NKV * D;
     float scale = 1.0f / sqrtf((float)D);
     long rows = (long)T * NH;
     /* delta_i = dout_i . out_i  (= sum_j p_ij dp_ij) */
 #pragma omp parallel for
     for (long r = 0; r < rows; r++) delta[r] = dot_f(dout + (size_t)r * D, out + (size_t)r * D, D);
 
-    /* dq_i = scale * sum_j p_ij (dout_i . v_j - delta_i) k_j */
-#pragma omp parallel for schedule(dynamic, 8)
-    for (long r = 0; r < rows; r++) {
-        int t = (int)(r / NH), h = (int)(r % NH), g = h / rep;
-        int start = seq_start[seq_of[t]];
-        const float *qr = q + (size_t)r * D;
-        const float *dor = dout + (size_t)r * D;
-        float acc[ATT_MAX_D];
-        for (int d = 0; d < D; d++) acc[d] = 0.0f;
-        for (int j = start; j <= t; j++) {
-            const float *kr = k + ((size_t)j * NKV + g) * D;
-            const float *vr = v + ((size_t)j * NKV + g) * D;
-            float p = expf(dot_f(qr, kr, D) * scale - lse[r]);
-            float ds = p * (dot_f(dor, vr, D) - delta[r]);
-            for (int d = 0; d < D; d++) acc[d] += ds * kr[d];
-        }
-        float *o = dq + (size_t)r * D;
-        for (int d = 0; d < D; d++) o[d] = acc[d] * scale;
-    }
+    int n_seqs = att_n_seqs(seq_of, T), n_tiles;
+    AttTile *tiles = att_tiles(seq_start, n_seqs, ATT_BQ, &n_tiles);
+#pragma omp parallel
+    {
+        float *S = xmalloc((size_t)ATT_BQ * ATT_BK * sizeof(float));
+        float *dP = xmalloc((size_t)ATT_BQ * ATT_BK * sizeof(float));
+        float *acc = xmalloc((size_t)ATT_BK * D * sizeof(float));
+        float *acc2 = xmalloc((size_t)ATT_BK * D * sizeof(float));
 
-    /* dk_j = scale * sum_{h in group, i >= j} ds_ij q_i;  dv_j = sum p_ij dout_i */
-    long krows = (long)T * NKV;
-#pragma omp parallel for schedule(dynamic, 8)
-    for (long r = 0; r < krows; r++) {
-        int j = (int)(r / NKV), g = (int)(r % NKV);
-        int end = seq_start[seq_of[j] + 1];
-        const float *kr = k + (size_t)r * D;
-        const float *vr = v + (size_t)r * D;
-        float ak[ATT_MAX_D], av[ATT_MAX_D];
-        for (int d = 0; d < D; d++) ak[d] = av[d] = 0.0f;
-        for (int h = g * rep; h < (g + 1) * rep; h++) {
-            for (int i = j; i < end; i++) {
-                size_t qi = (size_t)i * NH + h;
-                const float *qr = q + qi * D;
-                const float *dor = dout + qi * D;
-                float p = expf(dot_f(qr, kr, D) * scale - lse[qi]);
-                float ds = p * (dot_f(dor, vr, D) - delta[qi]);
+        /* dq_i = scale * sum_j dS_ij k_j, per (query tile, head) */
+#pragma omp for schedule(dynamic, 1)
+        for (long it = 0; it < (long)n_tiles * NH; it++) {
+            const AttTile *tl = &tiles[it / NH];
+            int h = (int)(it % NH), g = h / rep;
+            int q0 = tl->t0, nq = tl->t1 - tl->t0, start = seq_start[tl->seq];
+            size_t qoff = (size_t)q0 * ldq + (size_t)h * D;
+            for (int k0 = start; k0 < tl->t1; k0 += ATT_BK) {
+                int nk = tl->t1 - k0 < ATT_BK ? tl->t1 - k0 : ATT_BK;
+                const float *K = k + (size_t)k0 * ldk + (size_t)g * D;
+                const float *V = v + (size_t)k0 * ldk + (size_t)g * D;
+                att_scores(S, q + qoff, ldq, K, ldk, nq, nk, D, scale);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dout + qoff, ldq, V, ldk, 0.0f,
+                            dP, ATT_BK);
+                att_tile_grad(S, dP, lse + (size_t)q0 * NH + h, delta + (size_t)q0 * NH + h, NH, q0, nq, k0, nk);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, scale, dP, ATT_BK, K, ldk,
+                            k0 == start ? 0.0f : 1.0f, dq + qoff, ldq);
+            }
+        }
+
+        /* dk_j = scale * sum_{h in group, i >= j} dS_ij q_i, dv_j = sum P_ij dout_i,
+         * per (key tile, kv head); heads and query tiles in a fixed order */
+#pragma omp for schedule(dynamic, 1)
+        for (long it = 0; it < (long)n_tiles * NKV; it++) {
+            const AttTile *tl = &tiles[it / NKV];
+            int g = (int)(it % NKV);
+            int k0 = tl->t0, nk = tl->t1 - tl->t0, start = seq_start[tl->seq], end = seq_start[tl->seq + 1];
+            size_t koff = (size_t)k0 * ldk + (size_t)g * D;
+            memset(acc, 0, (size_t)nk * D * sizeof(float));
+            memset(acc2, 0, (size_t)nk * D * sizeof(float));
+            int qfirst = start + (k0 - start) / ATT_BQ * ATT_BQ;
+            for (int h = g * rep; h < (g + 1) * rep; h++) {
+                for (int q0 = qfirst; q0 < end; q0 += ATT_BQ) {
+                    int nq = end - q0 < ATT_BQ ? end - q0 : ATT_BQ;
+                    size_t qoff = (size_t)q0 * ldq + (size_t)h * D;
+                    att_scores(S, q + qoff, ldq, k + koff, ldk, nq, nk, D, scale);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, 1.0f, dout + qoff, ldq, v + koff,
+                                ldk, 0.0f, dP, ATT_BK);
+                    att_tile_grad(S, dP, lse + (size_t)q0 * NH + h, delta + (size_t)q0 * NH + h, NH, q0, nq, k0, nk);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, S, ATT_BK, dout + qoff, ldq,
+                                1.0f, acc2, D);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nq, 1.0f, dP, ATT_BK, q + qoff, ldq,
+                                1.0f, acc, D);
+                }
+            }
+            for (int j = 0; j < nk; j++) {
+                float *okr = dk + koff + (size_t)j * ldk, *ovr = dv + koff + (size_t)j * ldk;
                 for (int d = 0; d < D; d++) {
-                    av[d] += p * dor[d];
-                    ak[d] += ds * qr[d];
+                    okr[d] = acc[(size_t)j * D + d] * scale;
+                    ovr[d] = acc2[(size_t)j * D + d];
                 }
             }
         }
-        float *okr = dk + (size_t)r * D;
-        float *ovr = dv + (size_t)r * D;
-        for (int d = 0; d < D; d++) {
-            okr[d] = ak[d] * scale;
-            ovr[d] = av[d];
-        }
+        free(S);
+        free(dP);
+        free(acc);
+        free(acc2);
     }
+    free(tiles);
 }
 
 /* ------------------------------------------------------------ SwiGLU */
@@ -298,7 +490,7 @@ void swiglu_forward(float *h, const float *gate, const float *up, long N) {
 #pragma omp parallel for
     for (long i = 0; i < N; i++) {
         float g = gate[i];
-        float s = 1.0f / (1.0f + expf(-g));
+        float s = 1.0f / (1.0f + exp_one(-g));
         h[i] = g * s * up[i];
     }
 }
@@ -307,7 +499,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
 #pragma omp parallel for
     for (long i = 0; i < N; i++) {
         float g = gate[i];
-        float s = 1.0f / (1.0f + expf(-g));
+        float s = 1.0f / (1.0f + exp_one(-g));
         float silu = g * s;
         dup[i] = dh[i] * silu;
         dgate[i] = dh[i] * up[i] * s * (1.0f + g * (1.0f - s));
@@ -321,6 +513,32 @@ void residual_add(float *x, const float *y, long N) {
 
 /* ------------------------------------------------------------ output head */
 
+/* sum = sum_j e_j, sdz = sum_j e_j (m - z_j) with e_j = exp(z_j - m): the
+ * exponentials in float, vectorized a block at a time, the sums in double over
+ * 4 interleaved partial sums (a fixed order, so still deterministic). */
+#define SOFTMAX_BLOCK 256
+static void softmax_sums(double *sum, double *sdz, const float *z /* (V) */, float m, int V) {
+    float e[SOFTMAX_BLOCK], dz[SOFTMAX_BLOCK];
+    double s[4] = {0, 0, 0, 0}, sd[4] = {0, 0, 0, 0};
+    for (int j0 = 0; j0 < V; j0 += SOFTMAX_BLOCK) {
+        int n = V - j0 < SOFTMAX_BLOCK ? V - j0 : SOFTMAX_BLOCK;
+        for (int j = 0; j < n; j++) {
+            e[j] = z[j0 + j] - m;
+            dz[j] = -e[j];
+        }
+        exp_array(e, e, n);
+        for (; n % 4; n++) e[n] = dz[n] = 0.0f; /* pad the last block to a multiple of 4 */
+        for (int j = 0; j < n; j += 4) {
+            for (int k = 0; k < 4; k++) {
+                s[k] += (double)e[j + k];
+                sd[k] += (double)e[j + k] * (double)dz[j + k];
+            }
+        }
+    }
+    *sum = (s[0] + s[1]) + (s[2] + s[3]);
+    *sdz = (sd[0] + sd[1]) + (sd[2] + sd[3]);
+}
+
 void logprob_entropy_forward(float *logprob, float *entropy, float *lse, const float *logits,
                              const int32_t *targets, int R, int V) {
 #pragma omp parallel for
@@ -328,12 +546,8 @@ void logprob_entropy_forward(float *logprob, float *entropy, float *lse, const f
         const float *z = logits + (size_t)r * V;
         float m = -INFINITY;
         for (int j = 0; j < V; j++) m = z[j] > m ? z[j] : m;
-        double sum = 0.0, sdz = 0.0;
-        for (int j = 0; j < V; j++) {
-            double e = exp((double)(z[j] - m));
-            sum += e;
-            sdz += e * (double)(m - z[j]);
-        }
+        double sum, sdz;
+        softmax_sums(&sum, &sdz, z, m, V);
         double ls = log(sum);
         /* entropy = sum p (lse - z) = log(sum) + sum e (m - z) / sum: no cancellation */
         lse[r] = (float)(m + ls);
@@ -358,12 +572,8 @@ void logprob_entropy_partial(double *stats, const float *logits, const int32_t *
     for (int r = 0; r < R; r++) {
         const float *z = logits + (size_t)r * Vs;
         float m = mx[r];
-        double sum = 0.0, sdz = 0.0;
-        for (int j = 0; j < Vs; j++) {
-            double e = exp((double)(z[j] - m));
-            sum += e;
-            sdz += e * (double)(m - z[j]);
-        }
+        double sum, sdz;
+        softmax_sums(&sum, &sdz, z, m, Vs);
         int tl = targets[r] - v0;
         stats[3 * r] = sum;
         stats[3 * r + 1] = sdz;
@@ -401,7 +611,7 @@ void logprob_entropy_backward_shard(float *logits, const float *dlogprob, const 
         float l = lse[r], ent = entropy[r];
         for (int j = 0; j < V; j++) {
             float lp = z[j] - l; /* log p_j */
-            float p = expf(lp);
+            float p = exp_one(lp);
             z[j] = -dlp * p - dent * p * (lp + ent);
         }
         int tl = targets[r] - v0;

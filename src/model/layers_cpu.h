@@ -10,8 +10,10 @@
  * Determinism: every output element is computed by one thread, in a fixed
  * order, so results are bit-identical whatever the OpenMP thread count.
  * Reductions over tokens (weight gradients) are parallel over the reduced
- * tensor's columns, never over tokens. Matrix products go to cblas_sgemm,
- * which splits work over output rows/columns only.
+ * tensor's columns, never over tokens. Matrix products are cut into output
+ * tiles whose sizes depend on the shapes only; each tile is one cblas_sgemm
+ * on one thread (these functions keep OpenBLAS itself at one thread: its own
+ * pool would spin against the OpenMP threads).
  *
  * Backward functions accumulate into weight gradients (+=) so several
  * micro-batches can add up before an optimizer step; input gradients are
@@ -79,15 +81,20 @@ void rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */,
 
 /* Sequence s spans tokens [seq_start[s], seq_start[s+1]); a token attends to
  * itself and earlier tokens of its own sequence only. Query head h reads kv
- * head h / (NH / NKV). Scale 1/sqrt(D). Online softmax per (token, head);
- * lse keeps each row's log-sum-exp of scaled scores for the backward pass,
- * so no T x T probability matrix is ever stored. D <= 512. */
+ * head h / (NH / NKV). Scale 1/sqrt(D). Flash-attention tiles: 64 query rows
+ * of one head against 64 keys at a time (cblas_sgemm), online softmax across
+ * key tiles; lse keeps each row's log-sum-exp of scaled scores for the
+ * backward pass. Memory is O(tile) per thread, never T x T. Tokens of a
+ * sequence are contiguous and sequences in order (seq_of non-decreasing).
+ * D <= 512. */
 void attention_forward(float *out /* (T, NH, D) */, float *lse /* (T, NH) */,
                        const float *q /* (T, NH, D) */, const float *k /* (T, NKV, D) */,
                        const float *v /* (T, NKV, D) */, const int32_t *seq_of /* (T) */,
                        const int32_t *seq_start /* (n_seqs + 1) */, int T, int NH, int NKV, int D);
-/* dq, dk, dv overwritten. delta (T, NH) is scratch. dq is parallel over
- * (token, head), dk/dv over (token, kv head): no accumulation races. */
+/* dq, dk, dv overwritten. delta (T, NH) is scratch. P is recomputed from lse
+ * tile by tile, dS = P (dP - rowsum(dout * out)). dq is parallel over (query
+ * tile, head), dk/dv over (key tile, kv head) summing its heads and query
+ * tiles in a fixed order: no accumulation races, no thread-count dependence. */
 void attention_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV, D) */,
                         float *dv /* (T, NKV, D) */, float *delta /* (T, NH) */,
                         const float *dout /* (T, NH, D) */, const float *out /* (T, NH, D) */,

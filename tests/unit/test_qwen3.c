@@ -34,7 +34,7 @@
 
 #define FIX_DIR TAU2_SOURCE_DIR "/tests/fixtures/qwen3"
 
-static const char *k_fixtures[] = {"untied_gqa", "tied_mha", "tied_mqa"};
+static const char *k_fixtures[] = {"untied_gqa", "tied_mha", "tied_mqa", "long_tiles"};
 
 /* ---- fixture loading ---- */
 
