@@ -9,7 +9,7 @@
 #include "core/json.h"
 #include "core/sbuf.h"
 
-static bool is_dir(const char *p) {
+bool cli_is_dir(const char *p) {
     struct stat st;
     return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
@@ -19,9 +19,9 @@ const char *cli_data_dir(const char *flag_value, const char *config_value) {
     if (config_value) return config_value;
     const char *env = getenv("TAU2_DATA_DIR");
     if (env && env[0]) return env;
-    if (is_dir("../shared/tau2-data")) return "../shared/tau2-data";
+    if (cli_is_dir("../shared/tau2-data")) return "../shared/tau2-data";
 #ifdef TAU2_SOURCE_DIR
-    if (is_dir(TAU2_SOURCE_DIR "/../shared/tau2-data")) return TAU2_SOURCE_DIR "/../shared/tau2-data";
+    if (cli_is_dir(TAU2_SOURCE_DIR "/../shared/tau2-data")) return TAU2_SOURCE_DIR "/../shared/tau2-data";
 #endif
     return "../shared/tau2-data";
 }

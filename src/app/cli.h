@@ -20,6 +20,8 @@ const char *cli_opt(int argc, char **argv, const char *name);
 bool cli_flag(int argc, char **argv, const char *name);
 /* Every value after --name up to the next option (for nargs="+"). */
 int cli_opt_list(int argc, char **argv, const char *name, const char **out, int max);
+/* True when path names a directory. */
+bool cli_is_dir(const char *path);
 /* All of standard input, NUL-terminated; *len (if given) its length. */
 char *cli_read_stdin(size_t *len);
 /* A JSON document from a file, or from standard input when path is "-"

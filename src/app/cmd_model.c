@@ -26,11 +26,6 @@ static Qwen3 *load_model_or_die(const char *cmd, const char *dir) {
     return m;
 }
 
-static bool is_dir(const char *p) {
-    struct stat st;
-    return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static bool is_file(const char *p) {
     struct stat st;
     return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
@@ -207,7 +202,7 @@ int cmd_generate(int argc, char **argv) {
     /* The tokenizer: --tokenizer (a file or a directory), else the model's own. */
     char tok_file[2048] = "";
     if (tok_path) {
-        snprintf(tok_file, sizeof tok_file, is_dir(tok_path) ? "%s/tokenizer.json" : "%s", tok_path);
+        snprintf(tok_file, sizeof tok_file, cli_is_dir(tok_path) ? "%s/tokenizer.json" : "%s", tok_path);
     } else {
         snprintf(tok_file, sizeof tok_file, "%s/tokenizer.json", model_dir);
         if (!is_file(tok_file)) tok_file[0] = 0;

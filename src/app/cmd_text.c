@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "app/cli.h"
 #include "core/error.h"
@@ -11,15 +10,10 @@
 #include "text/chat.h"
 #include "text/tokenizer.h"
 
-static bool is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* --tokenizer names a model directory or its tokenizer.json; the
  * tokenizer_config.json (chat template) is looked for beside it. */
 static void tokenizer_paths(const char *arg, char *tok_json, char *config_dir, size_t n) {
-    if (is_dir(arg)) {
+    if (cli_is_dir(arg)) {
         snprintf(tok_json, n, "%s/tokenizer.json", arg);
         snprintf(config_dir, n, "%s", arg);
         return;

@@ -1,6 +1,7 @@
 /* layers_cpu.c — CPU layer functions of the Qwen3 engine (see layers_cpu.h). */
 #include "model/layers_cpu.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,27 +18,6 @@
 #define ATT_MAX_D 512
 
 /* ------------------------------------------------------------ embedding */
-
-void embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C) {
-#pragma omp parallel for
-    for (int t = 0; t < T; t++) {
-        memcpy(out + (size_t)t * C, table + (size_t)tokens[t] * C, (size_t)C * sizeof(float));
-    }
-}
-
-void embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int T, int C) {
-    int nb = (C + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for
-    for (int b = 0; b < nb; b++) {
-        int c0 = b * COL_BLOCK;
-        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        for (int t = 0; t < T; t++) {
-            float *row = dtable + (size_t)tokens[t] * C;
-            const float *d = dout + (size_t)t * C;
-            for (int c = c0; c < c1; c++) row[c] += d[c];
-        }
-    }
-}
 
 void embedding_forward_shard(float *out, const int32_t *tokens, const float *table, int T, int C, int v0, int Vs) {
 #pragma omp parallel for
@@ -67,6 +47,15 @@ void embedding_backward_shard(float *dtable, const float *dout, const int32_t *t
             for (int c = c0; c < c1; c++) r[c] += d[c];
         }
     }
+}
+
+/* The whole table is the shard [0, all ids). */
+void embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C) {
+    embedding_forward_shard(out, tokens, table, T, C, 0, INT_MAX);
+}
+
+void embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int T, int C) {
+    embedding_backward_shard(dtable, dout, tokens, T, C, 0, INT_MAX);
 }
 
 /* ------------------------------------------------------------ RMSNorm */

@@ -802,12 +802,10 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     }
     rope_tables(A->rope_cos, A->rope_sin, max_len, D, c->rope_theta);
 
-    if (m->tp) { /* vocab-parallel: each token's row comes from one rank, zeros elsewhere */
-        embedding_forward_shard(A->res, A->tokens, p->embed, T, C, v0, V);
-        comm_allreduce_sum_f32(m->tp, A->res, (size_t)T * C);
-    } else {
-        embedding_forward(A->res, A->tokens, p->embed, T, C);
-    }
+    /* vocab-parallel: each token's row comes from one rank, zeros elsewhere
+     * (at TP = 1 the shard is the whole table) */
+    embedding_forward_shard(A->res, A->tokens, p->embed, T, C, v0, V);
+    if (m->tp) comm_allreduce_sum_f32(m->tp, A->res, (size_t)T * C);
     for (int l = 0; l < L; l++) {
         LayerActs a = layer_acts(A, l);
         layer_forward(m, l, &a, A->res + (size_t)l * T * C, A->res + (size_t)(l + 1) * T * C);
@@ -945,11 +943,7 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
                          true);
     }
     /* dres is whole on every rank: each scatters into its own vocab rows */
-    if (m->tp) {
-        embedding_backward_shard(g->embed, A->dres, A->tokens, T, C, v0, sh->vocab_size);
-    } else {
-        embedding_backward(g->embed, A->dres, A->tokens, T, C);
-    }
+    embedding_backward_shard(g->embed, A->dres, A->tokens, T, C, v0, sh->vocab_size);
 }
 
 /* ================================================================ optimizer */
@@ -994,21 +988,7 @@ float qwen3_grad_norm(const Qwen3 *m) {
         return grad_norm_tp(m);
     }
     if (!m->grads_memory) return 0.0f;
-    size_t n = m->num_parameters;
-    long nb = (long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
-    double *part = xcalloc((size_t)nb, sizeof(double));
-    const float *gm = m->grads_memory;
-#pragma omp parallel for
-    for (long b = 0; b < nb; b++) {
-        size_t i0 = (size_t)b * NORM_BLOCK, i1 = i0 + NORM_BLOCK < n ? i0 + NORM_BLOCK : n;
-        double s = 0.0;
-        for (size_t i = i0; i < i1; i++) s += (double)gm[i] * gm[i];
-        part[b] = s;
-    }
-    double total = 0.0;
-    for (long b = 0; b < nb; b++) total += part[b];
-    free(part);
-    return (float)sqrt(total);
+    return (float)sqrt(sum_squares(m->grads_memory, m->num_parameters));
 }
 
 float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {

@@ -15,13 +15,9 @@
 
 static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-/* Find needle in [s, s+n); NULL if absent. memmem is a GNU extension. */
+/* Find needle in [s, s+n); NULL if absent. */
 static const char *find_bytes(const char *s, size_t n, const char *needle) {
-    size_t m = strlen(needle);
-    if (m > n) return NULL;
-    for (size_t i = 0; i + m <= n; i++)
-        if (s[i] == needle[0] && !memcmp(s + i, needle, m)) return s + i;
-    return NULL;
+    return memmem(s, n, needle, strlen(needle));
 }
 
 static void trim(const char **s, size_t *n) {
