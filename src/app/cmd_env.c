@@ -6,12 +6,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app/cli.h"
 #include "app/config.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/sbuf.h"
+#include "rl/sft_data.h"
 #include "tau2/episode.h"
 #include "tau2/evaluate.h"
 #include "tau2/oracle.h"
@@ -149,9 +151,11 @@ typedef struct {
     double sum;
 } OracleTotals;
 
-/* Run the oracle on one domain's tasks; print a line per task. */
-static void oracle_domain(const char *data_dir, const char *domain, const char *split, const char *only_task,
-                          const EpisodeOptions *eo, FILE *jsonl, OracleTotals *tot) {
+/* Run the oracle on one domain's tasks; print a line per task. Episodes
+ * go to jsonl (if given), and those with reward 1.0 as teacher traces
+ * (rl/sft_data.h) to sft (if given); *n_sft counts the traces. */
+static void oracle_domain_traces(const char *data_dir, const char *domain, const char *split, const char *only_task,
+                                 const EpisodeOptions *eo, FILE *jsonl, FILE *sft, int *n_sft, OracleTotals *tot) {
     Domain *d = load_domain_or_die(data_dir, domain);
     TaskSet *ts = load_tasks_or_die(d);
     const cJSON **tasks = NULL;
@@ -192,6 +196,14 @@ static void oracle_domain(const char *data_dir, const char *domain, const char *
             free(line);
             cJSON_Delete(row);
         }
+        if (sft && ev.reward == 1.0) {
+            cJSON *row = sft_trace_from_episode(d, tasks[i], ep->messages, split, ev.reward);
+            char *line = json_dumps(row, JSON_DUMP_UTF8);
+            if (fprintf(sft, "%s\n", line) < 0) die_runtime("oracle: cannot write teacher traces: %s", strerror(errno));
+            free(line);
+            cJSON_Delete(row);
+            (*n_sft)++;
+        }
         tot->n++;
         tot->sum += ev.reward;
         if (ev.reward == 1.0) tot->full++;
@@ -205,14 +217,40 @@ static void oracle_domain(const char *data_dir, const char *domain, const char *
     domain_free(d);
 }
 
+static void oracle_domain(const char *data_dir, const char *domain, const char *split, const char *only_task,
+                          const EpisodeOptions *eo, FILE *jsonl, OracleTotals *tot) {
+    oracle_domain_traces(data_dir, domain, split, only_task, eo, jsonl, NULL, NULL, tot);
+}
+
 static void print_totals(const OracleTotals *t) {
     printf("total: %d tasks, reward 1.0 on %d (%.1f%%), mean reward %.4f; NL_ASSERTION not judged on %d\n", t->n,
            t->full, t->n ? 100.0 * t->full / t->n : 0.0, t->n ? t->sum / t->n : 0.0, t->nl_skipped);
 }
 
+/* Teacher traces go to "<path>.tmp.<pid>" first, renamed into place when
+ * every episode has run: a failed run leaves no file (a die removes the
+ * registered temporary) and never a partial one. */
+static FILE *sft_open(const char *path, char **tmp) {
+    size_t n = strlen(path) + 32;
+    *tmp = xmalloc(n);
+    snprintf(*tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(*tmp, "w");
+    if (!f) die_input("oracle: --sft-out: cannot write %s (through %s): %s", path, *tmp, strerror(errno));
+    tmpfile_register(*tmp);
+    return f;
+}
+
+static void sft_close(FILE *f, char *tmp, const char *path) {
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) die_runtime("oracle: cannot write %s: %s", tmp, strerror(errno));
+    if (fclose(f) != 0) die_runtime("oracle: cannot write %s: %s", tmp, strerror(errno));
+    if (rename(tmp, path) != 0) die_runtime("oracle: cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    tmpfile_unregister(tmp);
+    free(tmp);
+}
+
 int cmd_oracle(int argc, char **argv) {
     static const char *const known[] = {"--domain", "--split", "--task", "--data-dir", "--max-steps", "--max-errors",
-                                        NULL};
+                                        "--sft-out", NULL};
     cli_check_options("oracle", argc, argv, known);
     const char *domain = cli_opt(argc, argv, "--domain");
     if (!domain) die_input("oracle: --domain is required (one of: %s)", domain_spec_names());
@@ -221,10 +259,18 @@ int cmd_oracle(int argc, char **argv) {
     const char *ms = cli_opt(argc, argv, "--max-steps"), *me = cli_opt(argc, argv, "--max-errors");
     if (ms && (eo.max_steps = atoi(ms)) <= 0) die_input("oracle: --max-steps: expected a positive integer, got '%s'", ms);
     if (me && (eo.max_errors = atoi(me)) <= 0) die_input("oracle: --max-errors: expected a positive integer, got '%s'", me);
+    const char *sft_path = cli_opt(argc, argv, "--sft-out");
+    char *sft_tmp = NULL;
+    FILE *sft = sft_path ? sft_open(sft_path, &sft_tmp) : NULL;
+    int n_sft = 0;
     OracleTotals tot = {0};
-    oracle_domain(cli_data_dir(cli_opt(argc, argv, "--data-dir"), NULL), domain, split ? split : "base",
-                  cli_opt(argc, argv, "--task"), &eo, NULL, &tot);
+    oracle_domain_traces(cli_data_dir(cli_opt(argc, argv, "--data-dir"), NULL), domain, split ? split : "base",
+                         cli_opt(argc, argv, "--task"), &eo, NULL, sft, &n_sft, &tot);
     print_totals(&tot);
+    if (sft) {
+        sft_close(sft, sft_tmp, sft_path);
+        printf("%d teacher traces (reward 1.0) written to %s\n", n_sft, sft_path);
+    }
     return EXIT_OK;
 }
 
@@ -339,7 +385,7 @@ int cmd_prepare(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- config job */
 
-int cmd_run_config(const char *path, int argc, char **argv) {
+int cmd_run_oracle_config(const char *path, int argc, char **argv) {
     static const char *const known[] = {"--data-dir", NULL};
     cli_check_options("run", argc, argv, known);
     OracleJobConfig cfg;

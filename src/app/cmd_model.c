@@ -1,6 +1,7 @@
 /* cmd_model.c — the model subcommands: score (per-token logprobs of given
  * token sequences) and generate (sample continuations of a prompt). */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/sbuf.h"
+#include "io/checkpoint.h"
 #include "model/infer.h"
 #include "model/qwen3.h"
 #include "model/sample.h"
@@ -304,5 +306,59 @@ int cmd_generate(int argc, char **argv) {
     infer_free(e);
     tok_free(tok);
     qwen3_free(m);
+    return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- export */
+
+/* The checkpoint a path names: a .h5 file, a checkpoint directory (its
+ * latest marker) or a run directory (its ckpt/latest). */
+static void resolve_checkpoint(const char *path, char *out, size_t outlen) {
+    char err[2048], sub[2048];
+    if (!cli_is_dir(path)) {
+        snprintf(out, outlen, "%s", path);
+        return;
+    }
+    if (ckpt_latest(path, out, outlen, err, sizeof err) == 0) return;
+    snprintf(sub, sizeof sub, "%s/ckpt", path);
+    if (ckpt_latest(sub, out, outlen, err, sizeof err) == 0) return;
+    die_input("export: --checkpoint %s: no checkpoint there (expected a step_NNNNNN.h5 file, a ckpt directory with a "
+              "'latest' marker, or a run directory)", path);
+}
+
+int cmd_export(int argc, char **argv) {
+    static const char *const known[] = {"--checkpoint", "--output", "--dtype", NULL};
+    cli_check_options("export", argc, argv, known);
+    const char *ck = cli_opt(argc, argv, "--checkpoint"), *outdir = cli_opt(argc, argv, "--output");
+    if (!ck || !outdir) die_input("export: usage: tau2_hpc export --checkpoint CKPT --output DIR [--dtype F32|BF16|F16]");
+    const char *dt = cli_opt(argc, argv, "--dtype");
+    int dtype = st_dtype_parse(dt ? dt : "BF16");
+    if (dtype != ST_F32 && dtype != ST_BF16 && dtype != ST_F16)
+        die_input("export: --dtype: expected F32, BF16 or F16, got '%s'", dt);
+    char path[2048], err[2048];
+    resolve_checkpoint(ck, path, sizeof path);
+    char *config = ckpt_read_config(path, err, sizeof err);
+    if (!config) die_input("export: %s", err);
+    cJSON *cj = json_parse(config, strlen(config), path, err, sizeof err);
+    const cJSON *mc = cj ? json_get(cj, "model_config") : NULL;
+    if (!mc) die_input("export: %s: the config attribute has no model_config (not a tau2_hpc training checkpoint)", path);
+    Qwen3Config cfg;
+    if (qwen3_config_from_json(mc, path, &cfg, err, sizeof err) != 0) die_input("export: %s", err);
+    Qwen3 *m = qwen3_new(&cfg);
+    CkptTensor *t = xcalloc((size_t)m->n_tensors, sizeof *t);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *q = &m->tensors[i];
+        t[i] = (CkptTensor){.name = q->name, .ndim = q->ndim, .data = m->params_memory + q->offset};
+        for (int d = 0; d < q->ndim; d++) t[i].shape[d] = q->shape[d];
+    }
+    CkptState st;
+    if (ckpt_load(path, &st, t, NULL, NULL, m->n_tensors, err, sizeof err) != 0) die_input("export: %s", err);
+    if (qwen3_export_dir(m, outdir, (StDtype)dtype, err, sizeof err) != 0) die_runtime("export: %s", err);
+    printf("exported %s (step %" PRId64 ") to %s as %s\n", path, st.step, outdir, st_dtype_name((StDtype)dtype));
+    ckpt_state_free(&st);
+    free(t);
+    qwen3_free(m);
+    cJSON_Delete(cj);
+    free(config);
     return EXIT_OK;
 }

@@ -1,7 +1,13 @@
 #include "app/config.h"
 
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <xxhash.h>
 
 #include "core/error.h"
 #include "core/json.h"
@@ -95,4 +101,361 @@ void config_free_oracle(OracleJobConfig *cfg) {
     free(cfg->domains);
     free(cfg->split);
     free(cfg->output);
+}
+
+/* ---------------------------------------------------------------- training jobs */
+
+typedef enum { F_STR, F_INT, F_SEED, F_NUM, F_BOOL } FieldType;
+
+/* What a number must satisfy. */
+typedef enum {
+    R_ANY,
+    R_POS,    /* > 0 (for integers: >= 1) */
+    R_NONNEG, /* >= 0 */
+    R_PROB,   /* (0, 1] */
+    R_FRAC,   /* [0, 1) */
+} Range;
+
+/* One key of a job config: where it goes in JobConfig, what it accepts and
+ * what it is when absent. Defaults that depend on other keys (tokenizer,
+ * output_dir, sft_global_batch_size, sft_lr) and required keys are handled
+ * after the table, in config_load_job. */
+typedef struct {
+    const char *key;
+    FieldType type;
+    size_t off;                 /* of the value in JobConfig */
+    Range range;                /* numbers */
+    double dflt;                /* numbers and booleans */
+    const char *dflt_str;       /* strings (NULL: none) */
+    const char *const *choices; /* strings: the allowed values, NULL-terminated; NULL: any string */
+    bool nullable;              /* strings: JSON null means none */
+} JobField;
+
+static const char *const JOB_NAMES[] = {"sft", "grpo", NULL};
+static const char *const USER_NAMES[] = {"gold", "policy", NULL};
+static const char *const FILTER_NAMES[] = {"reward_nonzero_std", NULL};
+static const char *const LR_DECAY_NAMES[] = {"constant", "linear", "cosine", NULL};
+static const char *const KL_LOSS_NAMES[] = {"k1", "k2", "k3", "low_var_kl", NULL};
+
+#define OFF(field) offsetof(JobConfig, field)
+
+/* In the order of rl/job_config.h; doc/config.md describes each key. */
+static const JobField JOB_FIELDS[] = {
+    {.key = "job", .type = F_STR, .off = OFF(job), .choices = JOB_NAMES},
+    {.key = "data_dir", .type = F_STR, .off = OFF(data_dir), .nullable = true},
+    {.key = "output_dir", .type = F_STR, .off = OFF(output_dir)},
+    {.key = "seed", .type = F_SEED, .off = OFF(seed), .range = R_NONNEG, .dflt = 1234},
+
+    {.key = "model", .type = F_STR, .off = OFF(model)},
+    {.key = "tokenizer", .type = F_STR, .off = OFF(tokenizer)},
+
+    {.key = "tensor_parallel", .type = F_INT, .off = OFF(tensor_parallel), .range = R_POS, .dflt = 1},
+    {.key = "data_parallel", .type = F_INT, .off = OFF(data_parallel), .range = R_NONNEG, .dflt = 0},
+    {.key = "rollout_groups", .type = F_INT, .off = OFF(rollout_groups), .range = R_NONNEG, .dflt = 0},
+    {.key = "rollout_tensor_parallel", .type = F_INT, .off = OFF(rollout_tensor_parallel), .range = R_POS, .dflt = 1},
+    {.key = "user_sim_ranks", .type = F_INT, .off = OFF(user_sim_ranks), .range = R_NONNEG, .dflt = 0},
+    {.key = "colocate", .type = F_BOOL, .off = OFF(colocate), .dflt = 1},
+
+    {.key = "prompt_data", .type = F_STR, .off = OFF(prompt_data)},
+    {.key = "default_domain", .type = F_STR, .off = OFF(default_domain), .nullable = true},
+    {.key = "default_task_split", .type = F_STR, .off = OFF(default_task_split), .dflt_str = "base"},
+    {.key = "rollout_shuffle", .type = F_BOOL, .off = OFF(rollout_shuffle), .dflt = 1},
+    {.key = "balance_data", .type = F_BOOL, .off = OFF(balance_data), .dflt = 0},
+
+    {.key = "num_rollout", .type = F_INT, .off = OFF(num_rollout), .range = R_POS, .dflt = 0},
+    {.key = "rollout_batch_size", .type = F_INT, .off = OFF(rollout_batch_size), .range = R_POS, .dflt = 0},
+    {.key = "n_samples_per_prompt", .type = F_INT, .off = OFF(n_samples_per_prompt), .range = R_POS, .dflt = 8},
+    {.key = "rollout_max_response_len", .type = F_INT, .off = OFF(rollout_max_response_len), .range = R_POS,
+     .dflt = 8192},
+    {.key = "rollout_max_turn_len", .type = F_INT, .off = OFF(rollout_max_turn_len), .range = R_POS, .dflt = 1024},
+    {.key = "rollout_temperature", .type = F_NUM, .off = OFF(rollout_temperature), .range = R_NONNEG, .dflt = 1.0},
+    {.key = "rollout_top_p", .type = F_NUM, .off = OFF(rollout_top_p), .range = R_PROB, .dflt = 1.0},
+    {.key = "rollout_top_k", .type = F_INT, .off = OFF(rollout_top_k), .range = R_NONNEG, .dflt = 0},
+    {.key = "max_steps", .type = F_INT, .off = OFF(max_steps), .range = R_POS, .dflt = 200},
+    {.key = "max_errors", .type = F_INT, .off = OFF(max_errors), .range = R_POS, .dflt = 10},
+    {.key = "user", .type = F_STR, .off = OFF(user), .dflt_str = "gold", .choices = USER_NAMES},
+    {.key = "dynamic_sampling_filter", .type = F_STR, .off = OFF(dynamic_sampling_filter), .choices = FILTER_NAMES,
+     .nullable = true},
+    {.key = "max_sampling_rounds", .type = F_INT, .off = OFF(max_sampling_rounds), .range = R_NONNEG, .dflt = 4},
+    {.key = "max_staleness", .type = F_INT, .off = OFF(max_staleness), .range = R_NONNEG, .dflt = 0},
+    {.key = "kv_cache_tokens", .type = F_INT, .off = OFF(kv_cache_tokens), .range = R_NONNEG, .dflt = 0},
+
+    {.key = "partial_alpha", .type = F_NUM, .off = OFF(partial_alpha), .range = R_NONNEG, .dflt = 0.25},
+    {.key = "w_action", .type = F_NUM, .off = OFF(w_action), .range = R_NONNEG, .dflt = 0.5},
+    {.key = "w_comm", .type = F_NUM, .off = OFF(w_comm), .range = R_NONNEG, .dflt = 0.15},
+    {.key = "w_env", .type = F_NUM, .off = OFF(w_env), .range = R_NONNEG, .dflt = 0.35},
+    {.key = "telecom_w_action", .type = F_NUM, .off = OFF(telecom_w_action), .range = R_NONNEG, .dflt = 0.35},
+    {.key = "telecom_w_comm", .type = F_NUM, .off = OFF(telecom_w_comm), .range = R_NONNEG, .dflt = 0.35},
+    {.key = "telecom_w_env", .type = F_NUM, .off = OFF(telecom_w_env), .range = R_NONNEG, .dflt = 0.30},
+    {.key = "telecom_alpha_scale", .type = F_NUM, .off = OFF(telecom_alpha_scale), .range = R_NONNEG, .dflt = 1.6},
+
+    {.key = "global_batch_size", .type = F_INT, .off = OFF(global_batch_size), .range = R_POS, .dflt = 0},
+    {.key = "max_tokens_per_gpu", .type = F_INT, .off = OFF(max_tokens_per_gpu), .range = R_POS, .dflt = 16384},
+    {.key = "lr", .type = F_NUM, .off = OFF(lr), .range = R_POS, .dflt = 1e-6},
+    {.key = "min_lr", .type = F_NUM, .off = OFF(min_lr), .range = R_NONNEG, .dflt = 0},
+    {.key = "lr_decay_style", .type = F_STR, .off = OFF(lr_decay_style), .dflt_str = "constant",
+     .choices = LR_DECAY_NAMES},
+    {.key = "lr_warmup_fraction", .type = F_NUM, .off = OFF(lr_warmup_fraction), .range = R_FRAC, .dflt = 0},
+    {.key = "weight_decay", .type = F_NUM, .off = OFF(weight_decay), .range = R_NONNEG, .dflt = 0.1},
+    {.key = "adam_beta1", .type = F_NUM, .off = OFF(adam_beta1), .range = R_FRAC, .dflt = 0.9},
+    {.key = "adam_beta2", .type = F_NUM, .off = OFF(adam_beta2), .range = R_FRAC, .dflt = 0.98},
+    {.key = "adam_eps", .type = F_NUM, .off = OFF(adam_eps), .range = R_POS, .dflt = 1e-8},
+    {.key = "clip_grad", .type = F_NUM, .off = OFF(clip_grad), .range = R_NONNEG, .dflt = 1.0},
+    {.key = "eps_clip", .type = F_NUM, .off = OFF(eps_clip), .range = R_NONNEG, .dflt = 0.2},
+    {.key = "eps_clip_high", .type = F_NUM, .off = OFF(eps_clip_high), .range = R_NONNEG, .dflt = 0.28},
+    {.key = "kl_coef", .type = F_NUM, .off = OFF(kl_coef), .range = R_NONNEG, .dflt = 0},
+    {.key = "kl_loss_type", .type = F_STR, .off = OFF(kl_loss_type), .dflt_str = "low_var_kl",
+     .choices = KL_LOSS_NAMES},
+    {.key = "entropy_coef", .type = F_NUM, .off = OFF(entropy_coef), .range = R_NONNEG, .dflt = 0},
+    {.key = "calculate_per_token_loss", .type = F_BOOL, .off = OFF(calculate_per_token_loss), .dflt = 0},
+    {.key = "recompute_activations", .type = F_BOOL, .off = OFF(recompute_activations), .dflt = 0},
+
+    {.key = "sft_data", .type = F_STR, .off = OFF(sft_data), .nullable = true},
+    {.key = "sft_num_epoch", .type = F_INT, .off = OFF(sft_num_epoch), .range = R_POS, .dflt = 1},
+    {.key = "sft_global_batch_size", .type = F_INT, .off = OFF(sft_global_batch_size), .range = R_POS, .dflt = 0},
+    {.key = "sft_lr", .type = F_NUM, .off = OFF(sft_lr), .range = R_POS, .dflt = 0},
+
+    {.key = "save_interval", .type = F_INT, .off = OFF(save_interval), .range = R_NONNEG, .dflt = 0},
+    {.key = "keep_checkpoints", .type = F_INT, .off = OFF(keep_checkpoints), .range = R_POS, .dflt = 3},
+    {.key = "save_rollouts", .type = F_BOOL, .off = OFF(save_rollouts), .dflt = 1},
+};
+
+#undef OFF
+
+enum { N_JOB_FIELDS = (int)(sizeof JOB_FIELDS / sizeof JOB_FIELDS[0]) };
+
+/* Report a field's value (or its absence) against what was expected, and
+ * exit 2. Long values are cut: the message is for a person. */
+static noreturn void field_error(const char *path, const char *key, const char *expected, const cJSON *got) {
+    char *shown = got ? json_dumps(got, JSON_DUMP_COMPACT) : xstrdup("nothing");
+    if (strlen(shown) > 80) strcpy(shown + 72, " ...");
+    die_input("%s: field '%s': expected %s, got %s", path, key, expected, shown);
+}
+
+/* What a field accepts, in words, for messages. */
+static void field_expected(const JobField *f, char *buf, size_t n) {
+    switch (f->type) {
+    case F_STR:
+        if (f->choices) {
+            size_t used = (size_t)snprintf(buf, n, "one of");
+            for (const char *const *c = f->choices; *c && used < n; c++)
+                used += (size_t)snprintf(buf + used, n - used, "%s \"%s\"", c == f->choices ? "" : ",", *c);
+            if (f->nullable && used < n) snprintf(buf + used, n - used, " or null");
+        } else {
+            snprintf(buf, n, f->nullable ? "a string or null" : "a string");
+        }
+        return;
+    case F_BOOL: snprintf(buf, n, "true or false"); return;
+    case F_SEED: snprintf(buf, n, "a non-negative integer (at most 2^53)"); return;
+    case F_INT:
+        snprintf(buf, n, f->range == R_POS ? "a positive integer" : "a non-negative integer");
+        return;
+    case F_NUM:
+        switch (f->range) {
+        case R_POS: snprintf(buf, n, "a number > 0"); return;
+        case R_NONNEG: snprintf(buf, n, "a number >= 0"); return;
+        case R_PROB: snprintf(buf, n, "a number in (0, 1]"); return;
+        case R_FRAC: snprintf(buf, n, "a number in [0, 1)"); return;
+        case R_ANY: snprintf(buf, n, "a number"); return;
+        }
+    }
+}
+
+static bool in_range(Range r, double v) {
+    switch (r) {
+    case R_ANY: return true;
+    case R_POS: return v > 0;
+    case R_NONNEG: return v >= 0;
+    case R_PROB: return v > 0 && v <= 1;
+    case R_FRAC: return v >= 0 && v < 1;
+    }
+    return false;
+}
+
+/* Set one field from its JSON value v (NULL: absent, take the default). */
+static void job_field_set(JobConfig *cfg, const JobField *f, const cJSON *v, const char *path) {
+    char *base = (char *)cfg + f->off;
+    char expected[160];
+    field_expected(f, expected, sizeof expected);
+    switch (f->type) {
+    case F_STR: {
+        char **dst = (char **)base;
+        if (!v) {
+            *dst = f->dflt_str ? xstrdup(f->dflt_str) : NULL;
+            return;
+        }
+        if (cJSON_IsNull(v) && f->nullable) return;
+        if (!cJSON_IsString(v)) field_error(path, f->key, expected, v);
+        if (f->choices) {
+            const char *const *c = f->choices;
+            while (*c && strcmp(*c, v->valuestring) != 0) c++;
+            if (!*c) field_error(path, f->key, expected, v);
+        }
+        *dst = xstrdup(v->valuestring);
+        return;
+    }
+    case F_BOOL:
+        if (!v) {
+            *(bool *)base = f->dflt != 0;
+            return;
+        }
+        if (!cJSON_IsBool(v)) field_error(path, f->key, expected, v);
+        *(bool *)base = cJSON_IsTrue(v);
+        return;
+    case F_INT:
+        if (!v) {
+            *(int *)base = (int)f->dflt;
+            return;
+        }
+        if (!json_is_int(v) || !in_range(f->range, v->valuedouble)) field_error(path, f->key, expected, v);
+        if (v->valuedouble > INT_MAX) {
+            char big[200];
+            snprintf(big, sizeof big, "%s (at most %d)", expected, INT_MAX);
+            field_error(path, f->key, big, v);
+        }
+        *(int *)base = (int)v->valuedouble;
+        return;
+    case F_SEED:
+        if (!v) {
+            *(uint64_t *)base = (uint64_t)f->dflt;
+            return;
+        }
+        /* Integers beyond 2^53 do not survive the trip through a double. */
+        if (!json_is_int(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740992.0)
+            field_error(path, f->key, expected, v);
+        *(uint64_t *)base = (uint64_t)v->valuedouble;
+        return;
+    case F_NUM:
+        if (!v) {
+            *(double *)base = f->dflt;
+            return;
+        }
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || !in_range(f->range, v->valuedouble))
+            field_error(path, f->key, expected, v);
+        *(double *)base = v->valuedouble;
+        return;
+    }
+}
+
+static const JobField *job_field_find(const char *key) {
+    for (int i = 0; i < N_JOB_FIELDS; i++)
+        if (strcmp(JOB_FIELDS[i].key, key) == 0) return &JOB_FIELDS[i];
+    return NULL;
+}
+
+/* Exit 2 naming `key` when the job needs it and the config lacks it. */
+static void require_key(const cJSON *root, const char *key, const char *job, const char *path) {
+    if (json_get(root, key)) return;
+    char expected[200];
+    field_expected(job_field_find(key), expected, sizeof expected);
+    size_t used = strlen(expected);
+    snprintf(expected + used, sizeof expected - used, " (required for job \"%s\")", job);
+    field_error(path, key, expected, NULL);
+}
+
+/* "runs/<file name without .json>" */
+static char *default_output_dir(const char *path) {
+    const char *name = strrchr(path, '/');
+    name = name ? name + 1 : path;
+    size_t len = strlen(name);
+    if (len > 5 && strcmp(name + len - 5, ".json") == 0) len -= 5;
+    size_t n = len + sizeof "runs/";
+    char *dir = xmalloc(n);
+    snprintf(dir, n, "runs/%.*s", (int)len, name);
+    return dir;
+}
+
+void config_load_job(const char *path, JobConfig *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    char err[1024];
+    cJSON *root = json_load_file(path, err, sizeof err);
+    if (!root) die_input("%s", err);
+    if (!cJSON_IsObject(root)) die_input("%s: expected a JSON object at the top level", path);
+
+    /* The job first: an oracle config handed here should say so, not list
+     * its keys as unknown. */
+    const JobField *job_field = job_field_find("job");
+    char expected[200];
+    field_expected(job_field, expected, sizeof expected);
+    const cJSON *job = json_get(root, "job");
+    if (!cJSON_IsString(job) || (strcmp(job->valuestring, "sft") != 0 && strcmp(job->valuestring, "grpo") != 0))
+        field_error(path, "job", expected, job);
+
+    const char *known[N_JOB_FIELDS + 1];
+    for (int i = 0; i < N_JOB_FIELDS; i++) known[i] = JOB_FIELDS[i].key;
+    known[N_JOB_FIELDS] = NULL;
+    config_check_keys(root, known, path);
+
+    cfg->path = xstrdup(path);
+    for (int i = 0; i < N_JOB_FIELDS; i++)
+        job_field_set(cfg, &JOB_FIELDS[i], json_get(root, JOB_FIELDS[i].key), path);
+    bool grpo = strcmp(cfg->job, "grpo") == 0;
+
+    /* What each job cannot run without. */
+    require_key(root, "model", cfg->job, path);
+    if (grpo) {
+        require_key(root, "prompt_data", cfg->job, path);
+        require_key(root, "num_rollout", cfg->job, path);
+        require_key(root, "rollout_batch_size", cfg->job, path);
+        require_key(root, "global_batch_size", cfg->job, path);
+    } else {
+        require_key(root, "sft_data", cfg->job, path);
+        if (!cfg->sft_data)
+            field_error(path, "sft_data", "a string (required for job \"sft\")", json_get(root, "sft_data"));
+        if (!json_get(root, "global_batch_size") && !json_get(root, "sft_global_batch_size"))
+            field_error(path, "global_batch_size",
+                        "a positive integer (job \"sft\" needs global_batch_size or sft_global_batch_size)", NULL);
+    }
+
+    /* Defaults that are other keys' values. */
+    if (!cfg->tokenizer) cfg->tokenizer = xstrdup(cfg->model);
+    if (!cfg->output_dir) cfg->output_dir = default_output_dir(path);
+    if (!json_get(root, "global_batch_size")) cfg->global_batch_size = cfg->sft_global_batch_size;
+    if (!json_get(root, "sft_global_batch_size")) cfg->sft_global_batch_size = cfg->global_batch_size;
+    if (!json_get(root, "sft_lr")) cfg->sft_lr = cfg->lr;
+
+    /* Values that must agree with each other. */
+    if (cfg->default_domain && !domain_spec_find(cfg->default_domain)) {
+        char names[200];
+        snprintf(names, sizeof names, "a domain name (%s) or null", domain_spec_names());
+        field_error(path, "default_domain", names, json_get(root, "default_domain"));
+    }
+    if (cfg->sft_data && strcmp(cfg->sft_data, "oracle") == 0 && !cfg->prompt_data)
+        field_error(path, "prompt_data", "a string (sft_data \"oracle\" replays prompt_data's tasks)", NULL);
+    if (grpo) {
+        /* slime asserts this: a rollout's episodes are cut into whole
+         * optimizer steps (steps per rollout = episodes / global batch). */
+        long long episodes = (long long)cfg->rollout_batch_size * cfg->n_samples_per_prompt;
+        if (episodes % cfg->global_batch_size != 0) {
+            snprintf(expected, sizeof expected,
+                     "a divisor of rollout_batch_size * n_samples_per_prompt = %d * %d = %lld (episodes per rollout)",
+                     cfg->rollout_batch_size, cfg->n_samples_per_prompt, episodes);
+            field_error(path, "global_batch_size", expected, json_get(root, "global_batch_size"));
+        }
+        if (cfg->dynamic_sampling_filter && cfg->n_samples_per_prompt < 2)
+            field_error(path, "dynamic_sampling_filter",
+                        "null when n_samples_per_prompt is 1 (a group of one has no reward spread: every group would "
+                        "be dropped)",
+                        json_get(root, "dynamic_sampling_filter"));
+    }
+    if (cfg->colocate && cfg->max_staleness > 0)
+        field_error(path, "max_staleness",
+                    "0 when colocate is true (asynchronous rollouts need ranks of their own: set colocate to false)",
+                    json_get(root, "max_staleness"));
+    if (cfg->min_lr > cfg->lr) {
+        snprintf(expected, sizeof expected, "a number <= lr (%g)", cfg->lr);
+        field_error(path, "min_lr", expected, json_get(root, "min_lr"));
+    }
+    if (cfg->sft_data && cfg->min_lr > cfg->sft_lr) {
+        snprintf(expected, sizeof expected, "a number >= min_lr (%g)", cfg->min_lr);
+        field_error(path, "sft_lr", expected, json_get(root, "sft_lr"));
+    }
+
+    /* The config as read, and its digest: checkpoints and rollout buffers
+     * carry them so a resumed run can tell whether its config changed. */
+    cfg->json = json_dumps(root, JSON_DUMP_COMPACT);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)XXH64(cfg->json, strlen(cfg->json), 0));
+    cfg->hash = xstrdup(hex);
+    cJSON_Delete(root);
 }

@@ -6,6 +6,8 @@
 
 #include <cJSON.h>
 
+#include "rl/job_config.h"
+
 /* Exit 2 when obj has a key not in `known` (NULL-terminated), suggesting
  * the nearest known key. `where` names the object ("inputs/x.json"). */
 void config_check_keys(const cJSON *obj, const char *const *known, const char *where);
@@ -24,5 +26,13 @@ typedef struct {
  * reported as not available in this build). */
 void config_load_oracle(const char *path, OracleJobConfig *cfg);
 void config_free_oracle(OracleJobConfig *cfg);
+
+/* Load a config whose job is "sft" or "grpo" into cfg (which the caller
+ * frees with job_config_free). Checks every key, type and range, fills the
+ * defaults written in rl/job_config.h, requires what the job needs and checks
+ * that the batch sizes fit together; any error exits 2 with a message naming
+ * the file and the field. doc/config.md lists the keys. Checks that need the
+ * world size (the rank layout) are left to the job. */
+void config_load_job(const char *path, JobConfig *cfg);
 
 #endif

@@ -7,7 +7,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tau2_hpc CONFIG.json [--data-dir DIR]     run the job the config describes\n"
+            "usage: tau2_hpc CONFIG.json [--data-dir DIR] [--output-dir DIR]   run the job the config describes\n"
             "       tau2_hpc SUBCOMMAND [options]\n"
             "\n"
             "subcommands:\n"
@@ -22,6 +22,8 @@ static void usage(FILE *f) {
             "  score    --model DIR --input T.json|-         per-token logprobs of token sequences (JSON)\n"
             "  generate --model DIR --prompt TEXT|--prompt-ids JSON [--tokenizer PATH] [--max-new-tokens N]\n"
             "           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--n N] [--stop STR ...] [--ignore-eos]\n"
+            "  export   --checkpoint CKPT|DIR --output DIR     a training checkpoint as a Hugging Face model directory\n"
+            "           [--dtype F32|BF16|F16]\n"
             "\n"
             "τ²-bench's data: --data-dir, the config's data_dir, TAU2_DATA_DIR, or ../shared/tau2-data.\n"
             "exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.\n");
@@ -49,10 +51,11 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "render")) return cmd_render(argc - 1, argv + 1);
     if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     size_t n = strlen(cmd);
     if (n > 5 && !strcmp(cmd + n - 5, ".json")) return cmd_run_config(cmd, argc - 1, argv + 1);
     fprintf(stderr, "%s: error: unknown subcommand '%s' (expected a CONFIG.json or one of: tools, replay, oracle, "
-                    "prepare, tokenize, render, score, generate; see tau2_hpc --help)\n",
+                    "prepare, tokenize, render, score, generate, export; see tau2_hpc --help)\n",
             g_prog_name, cmd);
     return EXIT_BAD_INPUT;
 }

@@ -2,6 +2,8 @@
  * the rank layout, and the one-rank SELF backend. */
 #include "comm/comm.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +126,42 @@ void comm_reduce_scatter_f32(Comm *c, const float *send, float *recv, size_t n) 
 void comm_gather_f32(Comm *c, const float *send, float *recv, size_t n, int root) {
     check_root(c, root, "comm_gather_f32");
     if (n) c->ops->gather(c, send, recv, n, COMM_F32, root);
+}
+
+void comm_gatherv_bytes(Comm *c, const void *send, size_t n, int root, char **out, size_t *counts) {
+    check_root(c, root, "comm_gatherv_bytes");
+    *out = NULL;
+    /* Sizes first; then every piece padded to the largest, as whole 32-bit
+     * words (the backends' gather takes one count for all ranks). */
+    int64_t mine = (int64_t)n;
+    int64_t *sizes = xmalloc((size_t)c->size * sizeof *sizes);
+    if (c->size > 1) c->ops->allgather(c, &mine, sizes, 1, COMM_I64);
+    else sizes[0] = mine;
+    int64_t max = 0;
+    for (int r = 0; r < c->size; r++) max = sizes[r] > max ? sizes[r] : max;
+    size_t words = (size_t)(max + 3) / 4;
+    char *padded = xcalloc(words ? words : 1, 4);
+    if (n) memcpy(padded, send, n);
+    bool is_root = c->rank == root;
+    char *all = is_root ? xmalloc((size_t)c->size * (words ? words : 1) * 4) : NULL;
+    if (words) {
+        if (c->size > 1) c->ops->gather(c, padded, all, words, COMM_I32, root);
+        else memcpy(all, padded, words * 4);
+    }
+    if (is_root) {
+        size_t total = 0;
+        for (int r = 0; r < c->size; r++) total += (size_t)sizes[r];
+        char *res = xmalloc(total ? total : 1), *p = res;
+        for (int r = 0; r < c->size; r++) {
+            memcpy(p, all + (size_t)r * words * 4, (size_t)sizes[r]);
+            p += sizes[r];
+            counts[r] = (size_t)sizes[r];
+        }
+        *out = res;
+    }
+    free(all);
+    free(padded);
+    free(sizes);
 }
 
 void comm_broadcast(Comm *c, void *buf, size_t bytes, int root) {

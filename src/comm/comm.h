@@ -65,6 +65,10 @@ Comm *comm_mpi_world(void);
  * (MPI_Comm_c2f), so this header does not need mpi.h. */
 Comm *comm_mpi_from_fortran(int fcomm);
 void comm_free(Comm *c);
+/* End the whole job now with exit code `code`: MPI_Abort over the world for
+ * an MPI comm of several ranks (no rank is left waiting in a collective),
+ * else exit. */
+_Noreturn void comm_abort(Comm *c, int code);
 
 /* Ranks of the same color form a new comm, ordered by key (then old rank). */
 Comm *comm_split(Comm *c, int color, int key);
@@ -85,6 +89,10 @@ void comm_allgather_f32(Comm *c, const float *send, float *recv, size_t n);
 void comm_reduce_scatter_f32(Comm *c, const float *send, float *recv, size_t n);
 /* recv (size * n) on root = every rank's send (n), rank-major; recv unused elsewhere. */
 void comm_gather_f32(Comm *c, const float *send, float *recv, size_t n, int root);
+/* Pieces of different sizes: every rank's send (n bytes) to root. On root
+ * *out is a new buffer (free()) holding the pieces rank after rank and
+ * counts (size entries) their sizes; elsewhere *out is NULL. */
+void comm_gatherv_bytes(Comm *c, const void *send, size_t n, int root, char **out, size_t *counts);
 /* bytes of buf from root to every rank. */
 void comm_broadcast(Comm *c, void *buf, size_t bytes, int root);
 void comm_barrier(Comm *c);

@@ -135,3 +135,11 @@ Comm *comm_mpi_from_fortran(int fcomm) {
     MPI_Comm_dup(MPI_Comm_f2c((MPI_Fint)fcomm), &dup);
     return mpi_wrap(dup);
 }
+
+void comm_abort(Comm *c, int code) {
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    if (c && c->backend == COMM_MPI && c->size > 1 && init && !fin) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}

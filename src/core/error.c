@@ -43,13 +43,26 @@ static void vreport(const char *fmt, va_list ap) {
     fputc('\n', stderr);
 }
 
-void die_input(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vreport(fmt, ap);
-    va_end(ap);
+static void (*g_exit_hook)(int code);
+static int g_quiet_input;
+
+void error_set_exit_hook(void (*hook)(int code)) { g_exit_hook = hook; }
+void error_set_quiet_input(int quiet) { g_quiet_input = quiet; }
+
+static noreturn void finish(int code) {
     remove_tmpfiles();
-    exit(EXIT_BAD_INPUT);
+    if (g_exit_hook) g_exit_hook(code);
+    exit(code);
+}
+
+void die_input(const char *fmt, ...) {
+    if (!g_quiet_input) {
+        va_list ap;
+        va_start(ap, fmt);
+        vreport(fmt, ap);
+        va_end(ap);
+    }
+    finish(EXIT_BAD_INPUT);
 }
 
 void die_runtime(const char *fmt, ...) {
@@ -57,8 +70,7 @@ void die_runtime(const char *fmt, ...) {
     va_start(ap, fmt);
     vreport(fmt, ap);
     va_end(ap);
-    remove_tmpfiles();
-    exit(EXIT_RUNTIME);
+    finish(EXIT_RUNTIME);
 }
 
 static noreturn void die_oom(size_t n, const char *file, int line) {

@@ -19,6 +19,14 @@ noreturn void die_input(const char *fmt, ...) __attribute__((format(printf, 1, 2
 /* Print "tau2_hpc: error: <msg>" to stderr and exit with EXIT_RUNTIME. */
 noreturn void die_runtime(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A multi-rank job installs a hook that die_input/die_runtime call after
+ * the message and before exit(code), so that one rank's fatal error ends
+ * every rank (MPI_Abort) instead of leaving them waiting in a collective. */
+void error_set_exit_hook(void (*hook)(int code));
+/* Ranks other than 0 of a job stay silent on die_input: an input error is
+ * found by every rank alike, and rank 0 reports it once. */
+void error_set_quiet_input(int quiet);
+
 /* Allocation wrappers: never return NULL; on failure report file:line and exit 1. */
 void *xmalloc_at(size_t n, const char *file, int line);
 void *xcalloc_at(size_t count, size_t size, const char *file, int line);

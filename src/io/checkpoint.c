@@ -368,3 +368,22 @@ int ckpt_load(const char *path, CkptState *st, CkptTensor *model, CkptTensor *m,
     if (rc != 0) ckpt_state_free(st);
     return rc;
 }
+
+char *ckpt_read_config(const char *path, char *err, size_t errlen) {
+    if (access(path, R_OK) != 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    H5uQuiet q;
+    h5u_quiet_begin(&q);
+    char *config = NULL;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        snprintf(err, errlen, "%s: not an HDF5 file", path);
+    } else {
+        config = h5u_attr_read_str(f, path, "/", "config", err, errlen);
+        H5Fclose(f);
+    }
+    h5u_quiet_end(&q);
+    return config;
+}

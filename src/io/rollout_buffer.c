@@ -9,6 +9,7 @@
 #include <hdf5.h>
 
 #include "core/error.h"
+#include "core/sbuf.h"
 #include "io/h5util.h"
 
 RolloutBuffer *rollout_buffer_new(int64_t step, int64_t policy_version, const char *config_hash) {
@@ -91,6 +92,85 @@ void rollout_buffer_add(RolloutBuffer *rb, const RolloutEpisode *ep) {
     rb->termination[i] = xstrdup(ep->termination ? ep->termination : "");
     rb->task_ref[i] = xstrdup(ep->task_ref ? ep->task_ref : "");
     rb->reward_info[i] = xstrdup(ep->reward_info ? ep->reward_info : "");
+}
+
+/* ---- packing: per episode n_tokens, the three token arrays, the scalars,
+ * then the three strings each as length + bytes. */
+
+static void put(SBuf *b, const void *p, size_t n) { sbuf_put(b, (const char *)p, n); }
+
+static void put_str(SBuf *b, const char *s) {
+    int64_t n = (int64_t)strlen(s);
+    put(b, &n, sizeof n);
+    put(b, s, (size_t)n);
+}
+
+char *rollout_buffer_pack(const RolloutBuffer *rb, int from, int to, size_t *len) {
+    SBuf b;
+    sbuf_init(&b);
+    for (int i = from; i < to; i++) {
+        RolloutEpisode e = rollout_buffer_episode(rb, i);
+        size_t k = (size_t)e.n_tokens;
+        put(&b, &e.n_tokens, sizeof e.n_tokens);
+        put(&b, e.tokens, k * sizeof *e.tokens);
+        put(&b, e.loss_mask, k * sizeof *e.loss_mask);
+        put(&b, e.logprobs, k * sizeof *e.logprobs);
+        double r[3] = {e.reward_raw, e.reward_partial, e.reward_shaped};
+        int32_t g[2] = {e.group_id, e.turns};
+        put(&b, r, sizeof r);
+        put(&b, g, sizeof g);
+        put_str(&b, e.termination);
+        put_str(&b, e.task_ref);
+        put_str(&b, e.reward_info);
+    }
+    *len = b.len;
+    if (!b.data) return xcalloc(1, 1);
+    return sbuf_take(&b);
+}
+
+/* Bytes at *p of length n, advancing; a short buffer is a bug. */
+static const char *take(const char **p, const char *end, size_t n) {
+    if ((size_t)(end - *p) < n) die_runtime("rollout_buffer_unpack: truncated episode bytes");
+    const char *q = *p;
+    *p += n;
+    return q;
+}
+
+static char *take_str(const char **p, const char *end) {
+    int64_t n;
+    memcpy(&n, take(p, end, sizeof n), sizeof n);
+    const char *s = take(p, end, (size_t)n);
+    char *out = xmalloc((size_t)n + 1);
+    memcpy(out, s, (size_t)n);
+    out[n] = '\0';
+    return out;
+}
+
+void rollout_buffer_unpack(RolloutBuffer *rb, const char *bytes, size_t len) {
+    const char *p = bytes, *end = bytes + len;
+    while (p < end) {
+        RolloutEpisode e = {0};
+        memcpy(&e.n_tokens, take(&p, end, sizeof e.n_tokens), sizeof e.n_tokens);
+        size_t k = (size_t)e.n_tokens;
+        /* the arrays may be unaligned in the byte stream: copy them out */
+        int32_t *tokens = xmalloc(k * sizeof *tokens + 1);
+        uint8_t *mask = xmalloc(k + 1);
+        float *lp = xmalloc(k * sizeof *lp + 1);
+        memcpy(tokens, take(&p, end, k * sizeof *tokens), k * sizeof *tokens);
+        memcpy(mask, take(&p, end, k), k);
+        memcpy(lp, take(&p, end, k * sizeof *lp), k * sizeof *lp);
+        double r[3];
+        int32_t g[2];
+        memcpy(r, take(&p, end, sizeof r), sizeof r);
+        memcpy(g, take(&p, end, sizeof g), sizeof g);
+        char *term = take_str(&p, end), *ref = take_str(&p, end), *info = take_str(&p, end);
+        e.tokens = tokens, e.loss_mask = mask, e.logprobs = lp;
+        e.reward_raw = r[0], e.reward_partial = r[1], e.reward_shaped = r[2];
+        e.group_id = g[0], e.turns = g[1];
+        e.termination = term, e.task_ref = ref, e.reward_info = info;
+        rollout_buffer_add(rb, &e);
+        free(tokens), free(mask), free(lp), free(term), free(ref), free(info);
+    }
 }
 
 RolloutEpisode rollout_buffer_episode(const RolloutBuffer *rb, int i) {

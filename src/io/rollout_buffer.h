@@ -76,6 +76,12 @@ void rollout_buffer_add(RolloutBuffer *rb, const RolloutEpisode *ep);
 /* A view of episode i (valid until the buffer changes). */
 RolloutEpisode rollout_buffer_episode(const RolloutBuffer *rb, int i);
 
+/* Episodes as bytes, for sending between ranks: pack appends episodes
+ * [from, to) of rb to a new buffer (free(); *len its size); unpack appends
+ * the episodes of such bytes to rb. Both ends are the same program, so the
+ * encoding is the machine's own (no byte swapping). */
+char *rollout_buffer_pack(const RolloutBuffer *rb, int from, int to, size_t *len);
+void rollout_buffer_unpack(RolloutBuffer *rb, const char *bytes, size_t len);
 /* Write atomically to path. 0, or -1 with err (no file is left behind). */
 int rollout_buffer_write(const RolloutBuffer *rb, const char *path, char *err, size_t errlen);
 /* Read and validate. NULL with err naming the file and dataset: a missing

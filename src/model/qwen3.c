@@ -460,6 +460,12 @@ Qwen3 *qwen3_load_dir_tp(const char *dir, Comm *tp, char *err, size_t errlen) {
     return m;
 }
 
+void qwen3_set_tensor(const Qwen3 *m, float *memory, int ti, const float *full) {
+    const Qwen3Tensor *t = &m->tensors[ti];
+    if (!m->tp || t->split == QWEN3_REPLICATED) memcpy(memory + t->offset, full, t->numel * sizeof(float));
+    else take_slice(t, m->shard.rank, full, memory + t->offset);
+}
+
 void qwen3_gather_tensor(const Qwen3 *m, const float *memory, int ti, float *out, int root) {
     const Qwen3Tensor *t = &m->tensors[ti];
     const float *local = memory + t->offset;
@@ -858,7 +864,13 @@ void qwen3_logits(Qwen3 *m, int t0, int n, float *out) {
 /* ================================================================ backward */
 
 void qwen3_zero_grad(Qwen3 *m) {
-    if (m->grads_memory) memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
+    /* Allocated here too: a data-parallel rank without sequences in an
+     * update still all-reduces (zero) gradients and steps. */
+    if (!m->grads_memory) {
+        m->grads_memory = xcalloc(m->num_parameters, sizeof(float));
+        point_parameters(&m->grads, m->grads_memory, m->param_sizes, m->config.tie_word_embeddings);
+    }
+    memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
 }
 
 void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {

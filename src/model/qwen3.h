@@ -222,6 +222,10 @@ Qwen3 *qwen3_load_dir_tp(const char *dir, struct Comm *tp, char *err, size_t err
  * (full numel floats) on rank root; out is not touched on other ranks. */
 void qwen3_gather_tensor(const Qwen3 *m, const float *memory, int ti, float *out, int root);
 
+/* Not collective: copy this rank's slice of the full tensor ti (full_shape
+ * floats) into a buffer laid out like the parameters (the inverse of
+ * qwen3_gather_tensor, for loading full-size checkpoints into a shard). */
+void qwen3_set_tensor(const Qwen3 *m, float *memory, int ti, const float *full);
 /* Load a Hugging Face model directory (config.json and model.safetensors or
  * a sharded index). Every expected tensor must be present with the right
  * shape and no other tensor may be there. NULL with err filled. */
@@ -250,7 +254,7 @@ void qwen3_logits(Qwen3 *m, int t0, int n, float *out /* (n, V) */);
 /* Gradients of the last forward's batch, added into m->grads. dlogprob and
  * dentropy are dloss/dlogprob[T] and dloss/dentropy[T] (zeros where masked;
  * dentropy may be NULL). */
-void qwen3_zero_grad(Qwen3 *m);
+void qwen3_zero_grad(Qwen3 *m); /* allocates the gradients the first time */
 void qwen3_backward(Qwen3 *m, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
 
 /* Global L2 norm of all gradients (double sum in fixed blocks). At TP > 1:

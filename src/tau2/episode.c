@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "core/sbuf.h"
 
 const char *termination_name(Termination t) {
     switch (t) {
@@ -22,6 +23,7 @@ const char *termination_name(Termination t) {
     case TERM_USER_ERROR: return "user_error";
     case TERM_INFRASTRUCTURE_ERROR: return "infrastructure_error";
     case TERM_CONTEXT_WINDOW_EXCEEDED: return "context_window_exceeded";
+    case TERM_TRUNCATED: return "truncated";
     default: return "none";
     }
 }
@@ -183,6 +185,17 @@ static void resume_history(Episode *ep, const cJSON *history) {
         const char *req = json_get_str(last, "requestor");
         ep->turn = (req && !strcmp(req, "user")) ? TURN_USER : TURN_AGENT;
     }
+}
+
+char *episode_agent_system_prompt(const Domain *d) {
+    static const char instructions[] =
+        "You are a customer service agent. Help the user as the policy below allows.\n"
+        "Each turn, either write one message to the user or make tool calls, not both.\n"
+        "Follow the policy exactly, and write tool arguments as valid JSON.";
+    SBuf b;
+    sbuf_init(&b);
+    sbuf_printf(&b, "<instructions>\n%s\n</instructions>\n<policy>\n%s\n</policy>", instructions, d->policy);
+    return sbuf_take(&b);
 }
 
 Episode *episode_new(const Domain *d, const cJSON *task, const EpisodeOptions *opt, char *err, size_t errlen) {

@@ -27,6 +27,7 @@ typedef enum {
     TERM_USER_ERROR,
     TERM_INFRASTRUCTURE_ERROR,
     TERM_CONTEXT_WINDOW_EXCEEDED,
+    TERM_TRUNCATED, /* tau2_hpc: the episode ran out of its token budget (rollout_max_response_len) */
 } Termination;
 
 /* τ²-bench's TerminationReason value ("user_stop", ...). */
@@ -66,6 +67,12 @@ typedef struct {
  * NULL with err set when the task's initial state cannot be applied. */
 Episode *episode_new(const Domain *d, const cJSON *task, const EpisodeOptions *opt, char *err, size_t errlen);
 void episode_free(Episode *ep);
+
+/* The system prompt a model agent works under: an <instructions> section
+ * (how to act: one message or tool calls per turn, follow the policy) and
+ * the domain's policy in a <policy> section, the framing τ²-bench's LLM
+ * agent uses. A new string (free()). */
+char *episode_agent_system_prompt(const Domain *d);
 
 /* Hand in the next message of whoever's turn it is: a JSON object with
  * "content" (string or null) and/or "tool_calls" ([{"name", "arguments",

@@ -66,16 +66,22 @@ static cJSON *gold_user_next(Actor *self, const Episode *ep, Termination *fail) 
     if (o->agent_done) return message_text("Thank you. ###STOP###");
     /* After our own tool results: report back to the agent. */
     if (last_role && strcmp(last_role, "tool") == 0) return message_text("I did that.");
-    if (o->cursor < o->n_actions && is_user_action(action_at(o, o->cursor))) {
-        cJSON *m = NULL;
-        while (o->cursor < o->n_actions && is_user_action(action_at(o, o->cursor))) {
-            const cJSON *a = action_at(o, o->cursor++);
-            if (!m) m = message_tool_call(json_get_str(a, "name"), copy_args(a));
-            else message_add_tool_call(m, json_get_str(a, "name"), copy_args(a));
-        }
-        return m;
+    /* The agent wrote to us: perform the next run of gold user actions, if
+     * any remain (the gold agent asks exactly then); otherwise the agent has
+     * had its say and the call ends. The second rule lets this user talk to
+     * any agent, a policy model included. */
+    int i = o->user_cursor;
+    while (i < o->n_actions && !is_user_action(action_at(o, i))) i++;
+    if (i == o->n_actions) return message_text("Thank you. ###STOP###");
+    cJSON *m = NULL;
+    for (; i < o->n_actions && is_user_action(action_at(o, i)); i++) {
+        const cJSON *a = action_at(o, i);
+        if (!m) m = message_tool_call(json_get_str(a, "name"), copy_args(a));
+        else message_add_tool_call(m, json_get_str(a, "name"), copy_args(a));
     }
-    return message_text("Okay.");
+    o->user_cursor = i;
+    if (o->cursor < i) o->cursor = i; /* the gold agent waits on these actions at its cursor */
+    return m;
 }
 
 void oracle_init(Oracle *o, const cJSON *task) {

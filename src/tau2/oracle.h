@@ -5,7 +5,11 @@
  * the user to perform the gold user actions when their turn comes
  * (telecom's phone actions), and finally states every communicate_info
  * string. The gold user opens with the scenario's reason for call, performs
- * the requested user actions, and stops once the agent has finished. */
+ * the requested user actions, and stops once the agent has finished.
+ *
+ * The gold user also plays opposite a model agent: whenever the agent writes
+ * to it, it performs the next run of the task's user actions (telecom's
+ * phone), and when none remain it ends the call. */
 #ifndef TAU2_ORACLE_H
 #define TAU2_ORACLE_H
 
@@ -13,7 +17,8 @@
 
 typedef struct {
     const cJSON *actions; /* the task's gold actions (array or NULL) */
-    int cursor;           /* next gold action */
+    int cursor;           /* next gold action of the gold agent */
+    int user_cursor;      /* gold actions before it the user has performed or passed */
     int n_actions;
     bool agent_done;      /* the agent has said everything */
     bool user_spoke;      /* the user has stated the reason for calling */

@@ -1,0 +1,985 @@
+/* job.c — see job.h. The job reads top to bottom: job_run sets up the
+ * layout, the model copies and the data, then runs the SFT phase and the
+ * GRPO phase; everything else is a step of those. */
+#include "rl/job.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm/layout.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "core/sbuf.h"
+#include "io/checkpoint.h"
+#include "io/metrics.h"
+#include "io/rollout_buffer.h"
+#include "model/qwen3.h"
+#include "rl/grpo.h"
+#include "rl/prompts.h"
+#include "rl/rollout.h"
+#include "rl/schedule.h"
+#include "rl/sft_data.h"
+#include "rl/train.h"
+#include "tau2/oracle.h"
+
+/* Weights travel from trainer to rollout engines in buckets of this many
+ * floats (64 MiB), not tensor by tensor. */
+#define WEIGHT_BUCKET_FLOATS ((size_t)16 << 20)
+
+/* What the rollout side reports for one step (a fixed array of doubles, so
+ * it can ride on the "buffer ready" broadcast). Per-domain entries are in
+ * the order of DOMAINS. */
+static const char *const DOMAINS[] = {"airline", "retail", "telecom", "mock"};
+#define N_DOMAINS 4
+enum {
+    RS_STEP, RS_CURSOR, RS_EPISODES, RS_GROUPS, RS_KEPT_GROUPS, RS_ROUNDS, RS_RAW, RS_SHAPED, RS_PARTIAL,
+    RS_TRUNCATED, RS_TOKENS, RS_SAMPLED, RS_TURNS, RS_PARSE_ERRORS, RS_DRIFT_CHECKED, RS_DRIFT, RS_TIME,
+    RS_VERSION, RS_DOMAIN_N, RS_DOMAIN_PASS = RS_DOMAIN_N + N_DOMAINS, RS_COUNT = RS_DOMAIN_PASS + N_DOMAINS
+};
+
+typedef struct {
+    const JobConfig *cfg;
+    const char *data_dir;
+    RankLayout lay;
+    LayoutComms comms;
+    bool root; /* world rank 0: trainer rank 0, prints, writes */
+    Qwen3Config mcfg;
+    cJSON *model_config_json;
+    Tokenizer *tok;
+    ChatTemplate *ct;
+    Qwen3 *policy;       /* this trainer rank's shard (trainers) */
+    Qwen3 *ref;          /* frozen reference, when kl_coef > 0 */
+    Qwen3 *engine_model; /* full weights for the rollout engine (rollout ranks); may be policy */
+    PromptSet *prompts;
+    SftSet *sft;
+    MetricsLog *metrics;
+    char run_dir[1024], ckpt_dir[1040], rollout_dir[1040];
+    /* progress */
+    int64_t step;        /* job steps done: SFT updates, then GRPO rollouts */
+    int64_t data_cursor; /* next position in the prompt stream */
+    int64_t opt_steps;   /* optimizer updates done (the LR schedule's clock) */
+    int n_sft_steps;
+    int64_t total_updates; /* of the whole run, for the LR schedule */
+    LrSchedule sft_sched, grpo_sched;
+    TrainOptions train;
+    RolloutOptions rollout;
+    double t_start;
+} Job;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void mkdir_p(const char *path) {
+    char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        mkdir(p, 0777);
+        *s = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) die_input("cannot create directory %s: %s", p, strerror(errno));
+    free(p);
+}
+
+/* dir + "/" + name (name may be NULL) into out; paths too long for out
+ * are an input error. */
+static void path_join(char *out, size_t outlen, const char *dir, const char *name) {
+    size_t a = strlen(dir), b = name ? strlen(name) + 1 : 0;
+    if (a + b + 1 > outlen) die_input("path too long: %s%s%s", dir, name ? "/" : "", name ? name : "");
+    memcpy(out, dir, a);
+    if (name) {
+        out[a] = '/';
+        memcpy(out + a + 1, name, b - 1);
+    }
+    out[a + b] = '\0';
+}
+
+/* ================================================================ setup */
+
+static void setup_layout(Job *j, Comm *world) {
+    const JobConfig *c = j->cfg;
+    char err[2048];
+    LayoutRequest req = {.tensor_parallel = c->tensor_parallel, .data_parallel = c->data_parallel,
+                         .rollout_groups = c->rollout_groups, .rollout_tensor_parallel = c->rollout_tensor_parallel,
+                         .user_sim_ranks = c->user_sim_ranks, .colocate = c->colocate};
+    if (layout_plan(&req, world->size, world->rank, j->mcfg.num_heads, j->mcfg.num_kv_heads,
+                    j->mcfg.intermediate_size, j->mcfg.vocab_size, &j->lay, err, sizeof err) != 0)
+        die_input("%s: rank layout: %s", c->path, err);
+    if (!c->colocate && c->max_staleness > 0 && j->lay.n_rollout_groups == 0)
+        die_input("%s: field 'max_staleness': asynchronous mode needs separate rollout ranks", c->path);
+    layout_create_comms(&j->lay, world, &j->comms);
+    if (j->root) {
+        char text[4096];
+        layout_describe(&j->lay, text, sizeof text);
+        printf("%s", text);
+        fflush(stdout);
+    }
+}
+
+static void setup_models(Job *j) {
+    const JobConfig *c = j->cfg;
+    char err[2048];
+    if (j->lay.is_trainer) {
+        j->policy = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);
+        if (!j->policy) die_input("%s: field 'model': %s", c->path, err);
+        j->policy->recompute = c->recompute_activations;
+        if (c->kl_coef != 0.0) {
+            j->ref = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);
+            if (!j->ref) die_input("%s: field 'model': %s", c->path, err);
+        }
+    }
+    if (j->lay.is_rollout) {
+        if (j->lay.is_trainer && j->lay.tp == 1) {
+            j->engine_model = j->policy; /* colocated, unsharded: the engine reads the trainer's weights */
+        } else {
+            j->engine_model = qwen3_load_dir(c->model, err, sizeof err);
+            if (!j->engine_model) die_input("%s: field 'model': %s", c->path, err);
+        }
+    }
+    const char *tok_path = c->tokenizer ? c->tokenizer : c->model;
+    char file[2048];
+    struct stat sb;
+    if (stat(tok_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(file, sizeof file, "%s/tokenizer.json", tok_path);
+        tok_path = file;
+    }
+    j->tok = tok_load(tok_path, err, sizeof err);
+    if (!j->tok) die_input("%s: field 'tokenizer': %s", c->path, err);
+    j->ct = chat_load(c->model, err, sizeof err);
+    if (!j->ct) die_input("%s: field 'model': %s", c->path, err);
+    if (tok_vocab_size(j->tok) > j->mcfg.vocab_size)
+        die_input("%s: the tokenizer has %d ids but the model's vocab_size is %d", c->path, tok_vocab_size(j->tok),
+                  j->mcfg.vocab_size);
+}
+
+/* Oracle episodes of every distinct task of the prompt set, as traces. */
+static void sft_from_oracle(Job *j) {
+    const JobConfig *c = j->cfg;
+    j->sft = sft_new(j->ct, j->tok, NULL);
+    PromptSet *ps = j->prompts;
+    char err[1024];
+    for (int i = 0; i < ps->n_rows; i++) {
+        const PromptRow *r = &ps->rows[i];
+        bool seen = false;
+        for (int k = 0; k < i && !seen; k++) seen = ps->rows[k].task == r->task;
+        if (seen) continue;
+        const Domain *d = ps->domains[r->domain];
+        EpisodeOptions eo = {c->max_steps, c->max_errors};
+        Episode *ep = episode_new(d, r->task, &eo, err, sizeof err);
+        if (!ep) die_runtime("sft_data oracle: task %s: %s", task_id(r->task), err);
+        Oracle o;
+        oracle_init(&o, r->task);
+        episode_run(ep, &o.agent, &o.user);
+        EvalOptions opt;
+        eval_options_default(d->spec->name, &opt);
+        Evaluation ev;
+        evaluate_episode(d, r->task, ep->messages, ep->term, &opt, &ev);
+        if (ev.reward == 1.0) {
+            cJSON *row = sft_trace_from_episode(d, r->task, ep->messages, r->task_split, ev.reward);
+            if (sft_add_row(j->sft, row, "oracle", err, sizeof err) != 0) die_runtime("sft_data oracle: %s", err);
+            cJSON_Delete(row);
+        }
+        evaluation_free(&ev);
+        episode_free(ep);
+    }
+    if (j->sft->n == 0) die_input("%s: field 'sft_data': no oracle episode of prompt_data's tasks scores 1.0", c->path);
+}
+
+static void setup_data(Job *j) {
+    const JobConfig *c = j->cfg;
+    char err[2048];
+    if (c->prompt_data) {
+        j->prompts = prompts_load(c->prompt_data, j->data_dir, c->default_domain, c->default_task_split, c->seed,
+                                  c->rollout_shuffle, c->balance_data, err, sizeof err);
+        if (!j->prompts) die_input("%s: field 'prompt_data': %s", c->path, err);
+    }
+    if (c->sft_data && j->lay.is_trainer) {
+        if (strcmp(c->sft_data, "oracle") == 0) {
+            if (!j->prompts) die_input("%s: field 'sft_data': \"oracle\" needs prompt_data (its tasks)", c->path);
+            sft_from_oracle(j);
+        } else {
+            j->sft = sft_load(c->sft_data, j->ct, j->tok, err, sizeof err);
+            if (!j->sft) die_input("%s: field 'sft_data': %s", c->path, err);
+        }
+    }
+    /* Every rank needs the SFT step count (the GRPO phase starts after it):
+     * trainer rank 0 tells the others. */
+    int64_t n_sft_steps = 0;
+    if (j->sft) {
+        int64_t convs = (int64_t)j->sft->n * c->sft_num_epoch;
+        n_sft_steps = (convs + c->sft_global_batch_size - 1) / c->sft_global_batch_size;
+    }
+    comm_broadcast(j->comms.world, &n_sft_steps, sizeof n_sft_steps, 0);
+    j->n_sft_steps = (int)n_sft_steps;
+}
+
+static void setup_schedules(Job *j) {
+    const JobConfig *c = j->cfg;
+    char err[512];
+    LrDecayStyle style;
+    if (lr_decay_style_parse(c->lr_decay_style, &style) != 0)
+        die_input("%s: field 'lr_decay_style': unknown style '%s'", c->path, c->lr_decay_style);
+    int64_t per_rollout = 0;
+    if (strcmp(c->job, "grpo") == 0)
+        per_rollout = ((int64_t)c->rollout_batch_size * c->n_samples_per_prompt) / c->global_batch_size;
+    int64_t grpo_updates = per_rollout * c->num_rollout;
+    if (j->n_sft_steps > 0 &&
+        lr_schedule_init(&j->sft_sched, style, c->sft_lr, c->min_lr, 0.0, c->lr_warmup_fraction, 0, j->n_sft_steps,
+                         err, sizeof err) != 0)
+        die_input("%s: SFT learning-rate schedule: %s", c->path, err);
+    if (grpo_updates > 0 &&
+        lr_schedule_init(&j->grpo_sched, style, c->lr, c->min_lr, 0.0, c->lr_warmup_fraction, 0, grpo_updates, err,
+                         sizeof err) != 0)
+        die_input("%s: learning-rate schedule: %s", c->path, err);
+    j->total_updates = j->n_sft_steps + grpo_updates;
+
+    TrainOptions *t = &j->train;
+    grpo_loss_config_default(&t->loss);
+    t->loss.eps_low = c->eps_clip;
+    t->loss.eps_high = c->eps_clip_high;
+    t->loss.kl_coef = c->kl_coef;
+    if (grpo_kl_type_parse(c->kl_loss_type, &t->loss.kl_type) != 0)
+        die_input("%s: field 'kl_loss_type': unknown type '%s'", c->path, c->kl_loss_type);
+    t->loss.entropy_coef = c->entropy_coef;
+    t->loss.per_token = c->calculate_per_token_loss;
+    t->adam = (Qwen3AdamW){.beta1 = (float)c->adam_beta1, .beta2 = (float)c->adam_beta2, .eps = (float)c->adam_eps,
+                           .weight_decay = (float)c->weight_decay, .max_grad_norm = (float)c->clip_grad,
+                           .decay_1d = false};
+    t->max_tokens_per_gpu = c->max_tokens_per_gpu;
+
+    RolloutOptions *r = &j->rollout;
+    r->sample = (SampleParams){.temperature = (float)c->rollout_temperature, .top_p = (float)c->rollout_top_p,
+                               .top_k = c->rollout_top_k};
+    r->seed = c->seed;
+    r->n_samples = c->n_samples_per_prompt;
+    r->max_response_len = c->rollout_max_response_len;
+    r->max_turn_len = c->rollout_max_turn_len;
+    r->episode = (EpisodeOptions){c->max_steps, c->max_errors};
+    r->weights = (PartialCreditWeights){c->w_action, c->w_comm, c->w_env, c->partial_alpha};
+    r->telecom_weights = (PartialCreditWeights){c->telecom_w_action, c->telecom_w_comm, c->telecom_w_env,
+                                                c->partial_alpha * c->telecom_alpha_scale};
+    r->kv_cache_tokens = c->kv_cache_tokens;
+}
+
+/* ================================================================ checkpoints */
+
+/* The full tensors of buffer `memory` (params, m or v) gathered on trainer
+ * rank 0 (collective over the TP group of DP rank 0). Returns a new array
+ * of full-size buffers on trainer rank 0, NULL elsewhere. */
+static float **gather_full(Job *j, const float *memory) {
+    Qwen3 *m = j->policy;
+    bool root = j->lay.trainer_rank == 0;
+    float **out = root ? xcalloc((size_t)m->n_tensors, sizeof *out) : NULL;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        size_t full = (size_t)t->full_shape[0] * (size_t)(t->ndim > 1 ? t->full_shape[1] : 1);
+        if (root) out[i] = xmalloc(full * sizeof(float));
+        qwen3_gather_tensor(m, memory, i, root ? out[i] : NULL, 0);
+    }
+    return out;
+}
+
+static void free_full(float **bufs, int n) {
+    if (!bufs) return;
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+}
+
+static void describe_tensors(const Qwen3 *m, float **data, CkptTensor *out) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        out[i] = (CkptTensor){.name = t->name, .ndim = t->ndim, .data = data ? data[i] : NULL};
+        for (int d = 0; d < t->ndim; d++) out[i].shape[d] = t->full_shape[d];
+    }
+}
+
+/* Consumed prompts: the rows of the current epoch before the cursor. */
+static int64_t *consumed_rows(Job *j, int64_t *n_out) {
+    *n_out = 0;
+    if (!j->prompts) return NULL;
+    int64_t n = j->prompts->n_rows, epoch_start = j->data_cursor / n * n;
+    int64_t k = j->data_cursor - epoch_start;
+    int64_t *rows = xmalloc((size_t)(k > 0 ? k : 1) * sizeof *rows);
+    for (int64_t p = epoch_start; p < j->data_cursor; p++) rows[p - epoch_start] = prompts_at(j->prompts, p)->row_index;
+    *n_out = k;
+    return rows;
+}
+
+static char *checkpoint_config_json(Job *j) {
+    cJSON *o = cJSON_CreateObject();
+    char err[256];
+    cJSON *job = json_parse(j->cfg->json, strlen(j->cfg->json), "config", err, sizeof err);
+    cJSON_AddItemToObject(o, "job", job ? job : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "model_config", cJSON_Duplicate(j->model_config_json, 1));
+    char *s = json_dumps(o, 0);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Collective over the trainer ranks (the TP group of DP rank 0 gathers). */
+static void save_checkpoint(Job *j) {
+    if (!j->lay.is_trainer || j->lay.dp_rank != 0) return;
+    Qwen3 *m = j->policy;
+    bool have_moments = m->m_memory != NULL;
+    float **w = gather_full(j, m->params_memory);
+    float **mm = have_moments ? gather_full(j, m->m_memory) : NULL;
+    float **vv = have_moments ? gather_full(j, m->v_memory) : NULL;
+    if (j->lay.trainer_rank == 0) {
+        int n = m->n_tensors;
+        CkptTensor *tw = xcalloc((size_t)n, sizeof *tw), *tm = xcalloc((size_t)n, sizeof *tm),
+                   *tv = xcalloc((size_t)n, sizeof *tv);
+        describe_tensors(m, w, tw);
+        describe_tensors(m, mm, tm);
+        describe_tensors(m, vv, tv);
+        uint64_t rng[1] = {j->cfg->seed};
+        int64_t n_consumed;
+        int64_t *consumed = consumed_rows(j, &n_consumed);
+        char *config = checkpoint_config_json(j);
+        CkptState st = {.step = j->step, .adam_step = m->adam_step, .data_cursor = j->data_cursor, .rng = rng,
+                        .n_rng = 1, .consumed_prompts = consumed, .n_consumed = n_consumed, .config_json = config};
+        char err[1024];
+        if (ckpt_save(j->ckpt_dir, &st, tw, have_moments ? tm : NULL, have_moments ? tv : NULL, n,
+                      j->cfg->keep_checkpoints, err, sizeof err) != 0)
+            die_runtime("checkpoint: %s", err);
+        free(config);
+        free(consumed);
+        free(tw), free(tm), free(tv);
+    }
+    free_full(w, m->n_tensors);
+    free_full(mm, m->n_tensors);
+    free_full(vv, m->n_tensors);
+}
+
+/* Resume from ckpt/latest when there is one. Every trainer rank loads it and
+ * keeps its shard. Returns true when resumed. The step and cursor reach the
+ * other ranks from world rank 0. */
+static bool load_checkpoint(Job *j) {
+    char path[2048], err[2048];
+    int64_t state[4] = {-1, 0, 0, 0}; /* step, cursor, adam_step, opt_steps */
+    if (j->lay.is_trainer && ckpt_latest(j->ckpt_dir, path, sizeof path, err, sizeof err) == 0) {
+        Qwen3 *m = j->policy;
+        int n = m->n_tensors;
+        float **w = xcalloc((size_t)n, sizeof *w), **mm = xcalloc((size_t)n, sizeof *mm),
+              **vv = xcalloc((size_t)n, sizeof *vv);
+        for (int i = 0; i < n; i++) {
+            const Qwen3Tensor *t = &m->tensors[i];
+            size_t full = (size_t)t->full_shape[0] * (size_t)(t->ndim > 1 ? t->full_shape[1] : 1);
+            w[i] = xmalloc(full * sizeof(float));
+            mm[i] = xmalloc(full * sizeof(float));
+            vv[i] = xmalloc(full * sizeof(float));
+        }
+        CkptTensor *tw = xcalloc((size_t)n, sizeof *tw), *tm = xcalloc((size_t)n, sizeof *tm),
+                   *tv = xcalloc((size_t)n, sizeof *tv);
+        describe_tensors(m, w, tw);
+        describe_tensors(m, mm, tm);
+        describe_tensors(m, vv, tv);
+        CkptState st;
+        if (ckpt_load(path, &st, tw, tm, tv, n, err, sizeof err) != 0) die_runtime("resume: %s", err);
+        /* the moments exist from the first update on: allocate them */
+        if (!m->m_memory) {
+            m->m_memory = xcalloc(m->num_parameters, sizeof(float));
+            m->v_memory = xcalloc(m->num_parameters, sizeof(float));
+        }
+        for (int i = 0; i < n; i++) {
+            qwen3_set_tensor(m, m->params_memory, i, w[i]);
+            qwen3_set_tensor(m, m->m_memory, i, mm[i]);
+            qwen3_set_tensor(m, m->v_memory, i, vv[i]);
+        }
+        m->adam_step = (int)st.adam_step;
+        state[0] = st.step, state[1] = st.data_cursor, state[2] = st.adam_step, state[3] = st.adam_step;
+        ckpt_state_free(&st);
+        free(tw), free(tm), free(tv);
+        free_full(w, n), free_full(mm, n), free_full(vv, n);
+    }
+    comm_broadcast(j->comms.world, state, sizeof state, 0);
+    if (state[0] < 0) return false;
+    j->step = state[0];
+    j->data_cursor = state[1];
+    j->opt_steps = state[3];
+    if (j->policy) j->policy->adam_step = (int)state[2];
+    return true;
+}
+
+/* On resume, drop metrics lines of steps after the checkpoint (the killed
+ * run's last steps are run again). */
+static void trim_metrics(Job *j, const char *path) {
+    size_t len;
+    char *text = file_read_all(path, &len, NULL, 0);
+    if (!text) return;
+    SBuf out;
+    sbuf_init(&out);
+    for (char *p = text, *nl; p < text + len; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + len - p));
+        if (!nl) break; /* a partial last line is dropped too */
+        cJSON *o = cJSON_ParseWithLength(p, (size_t)(nl - p));
+        const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
+        if (o && cJSON_IsNumber(s) && s->valuedouble <= (double)j->step) sbuf_put(&out, p, (size_t)(nl - p + 1));
+        cJSON_Delete(o);
+    }
+    char err[1024];
+    if (file_write_atomic(path, out.data ? out.data : "", out.len, err, sizeof err) != 0) die_runtime("%s", err);
+    sbuf_free(&out);
+    free(text);
+}
+
+/* ================================================================ weights to the engines */
+
+/* The policy's full weights into the engine model (a TP = 1 layout). */
+static void gather_into(Job *j, Qwen3 *full, int root) {
+    Qwen3 *m = j->policy;
+    for (int i = 0; i < m->n_tensors; i++)
+        qwen3_gather_tensor(m, m->params_memory, i,
+                            m->shard.rank == root ? full->params_memory + full->tensors[i].offset : NULL, root);
+}
+
+/* Colocated: after an update, every rank's engine gets the new weights.
+ * Unsharded, the engine reads the policy itself; sharded, the TP group
+ * gathers on its rank 0 and broadcasts the flat buffer. */
+static void colocated_sync(Job *j) {
+    if (j->engine_model == j->policy) return;
+    gather_into(j, j->engine_model, 0);
+    Qwen3 *e = j->engine_model;
+    for (size_t off = 0; off < e->num_parameters; off += WEIGHT_BUCKET_FLOATS) {
+        size_t n = e->num_parameters - off < WEIGHT_BUCKET_FLOATS ? e->num_parameters - off : WEIGHT_BUCKET_FLOATS;
+        comm_broadcast(j->comms.tp, e->params_memory + off, n * sizeof(float), 0);
+    }
+}
+
+/* Separate mode: trainer rank 0 sends the full weights to every rollout
+ * rank over the sync comm, in flattened buckets. Trainer ranks of DP rank 0
+ * join the gather first. */
+static float *g_send_buffer; /* trainer rank 0's full-weight staging buffer */
+
+static void broadcast_weights(Job *j) {
+    Qwen3 *flat_model = NULL;
+    size_t n_params = 0;
+    float *buf = NULL;
+    if (j->lay.is_trainer) {
+        if (j->lay.dp_rank != 0) return;
+        Qwen3 *m = j->policy;
+        if (j->lay.tp == 1) {
+            buf = m->params_memory;
+            n_params = m->num_parameters;
+        } else {
+            if (!flat_model) flat_model = qwen3_new(&j->mcfg);
+            gather_into(j, flat_model, 0);
+            if (j->lay.trainer_rank != 0) {
+                qwen3_free(flat_model);
+                return;
+            }
+            n_params = flat_model->num_parameters;
+            free(g_send_buffer);
+            g_send_buffer = xmalloc(n_params * sizeof(float));
+            memcpy(g_send_buffer, flat_model->params_memory, n_params * sizeof(float));
+            buf = g_send_buffer;
+            qwen3_free(flat_model);
+        }
+        if (j->lay.trainer_rank != 0) return;
+    } else {
+        buf = j->engine_model->params_memory;
+        n_params = j->engine_model->num_parameters;
+    }
+    for (size_t off = 0; off < n_params; off += WEIGHT_BUCKET_FLOATS) {
+        size_t n = n_params - off < WEIGHT_BUCKET_FLOATS ? n_params - off : WEIGHT_BUCKET_FLOATS;
+        comm_broadcast(j->comms.sync, buf + off, n * sizeof(float), 0);
+    }
+}
+
+/* ================================================================ SFT phase */
+
+static void sft_epoch_order(Job *j, int64_t epoch, int *order) {
+    int n = j->sft->n;
+    for (int i = 0; i < n; i++) order[i] = i;
+    uint64_t s = rng_derive(rng_derive(j->cfg->seed, 0x5f7), (uint64_t)epoch);
+    for (int i = n - 1; i > 0; i--) {
+        int k = (int)(rng_uniform(s, 0, (uint64_t)i) * (double)(i + 1));
+        int t = order[i];
+        order[i] = order[k];
+        order[k] = t;
+    }
+}
+
+static void write_metrics(Job *j, cJSON *row) {
+    if (j->metrics) {
+        char err[1024];
+        if (metrics_write(j->metrics, row, err, sizeof err) != 0) die_runtime("%s", err);
+    }
+    cJSON_Delete(row);
+}
+
+static void maybe_checkpoint(Job *j, bool last) {
+    int every = j->cfg->save_interval;
+    if (last || (every > 0 && j->step % every == 0)) save_checkpoint(j);
+}
+
+static void run_sft_phase(Job *j) {
+    const JobConfig *c = j->cfg;
+    if (j->step >= j->n_sft_steps || !j->lay.is_trainer) return;
+    int n = j->sft->n, B = c->sft_global_batch_size;
+    int64_t total = (int64_t)n * c->sft_num_epoch;
+    int *order = xmalloc((size_t)n * sizeof(int));
+    int64_t order_epoch = -1;
+    TrainSeq *seqs = xmalloc((size_t)B * sizeof *seqs);
+    for (; j->step < j->n_sft_steps; ) {
+        double t0 = now_s();
+        int k = 0;
+        for (int64_t p = j->step * B; p < total && k < B; p++, k++) {
+            int64_t epoch = p / n;
+            if (epoch != order_epoch) sft_epoch_order(j, epoch, order), order_epoch = epoch;
+            const SftConversation *cv = &j->sft->conv[order[p % n]];
+            seqs[k] = (TrainSeq){.ids = cv->ids, .mask = cv->mask, .n = (int64_t)cv->n};
+        }
+        float lr = (float)lr_schedule_at(&j->sft_sched, j->step);
+        TrainReport rep;
+        train_sft_update(j->policy, j->comms.dp, seqs, k, &j->train, lr, &rep);
+        j->opt_steps++;
+        j->step++;
+        double dt = now_s() - t0;
+        if (j->root) {
+            printf("step %" PRId64 "/%d [sft] loss %.4f entropy %.3f grad_norm %.3f lr %.3g | %d conversations, "
+                   "%" PRId64 " tokens, %.2f s, %.0f tok/s\n",
+                   j->step, j->n_sft_steps, rep.loss, rep.entropy, rep.grad_norm, lr, k, rep.tokens, dt,
+                   dt > 0 ? rep.tokens / dt : 0.0);
+            fflush(stdout);
+            cJSON *row = cJSON_CreateObject();
+            cJSON_AddNumberToObject(row, "step", (double)j->step);
+            cJSON_AddStringToObject(row, "phase", "sft");
+            cJSON_AddNumberToObject(row, "train/loss", rep.loss);
+            cJSON_AddNumberToObject(row, "train/entropy", rep.entropy);
+            cJSON_AddNumberToObject(row, "train/grad_norm", rep.grad_norm);
+            cJSON_AddNumberToObject(row, "train/lr", lr);
+            cJSON_AddNumberToObject(row, "train/tokens", (double)rep.tokens);
+            cJSON_AddNumberToObject(row, "train/trained_tokens", (double)rep.trained_tokens);
+            cJSON_AddNumberToObject(row, "perf/train_time", dt);
+            cJSON_AddNumberToObject(row, "perf/tokens_per_s", dt > 0 ? rep.tokens / dt : 0.0);
+            write_metrics(j, row);
+        }
+        maybe_checkpoint(j, j->step == j->n_sft_steps);
+    }
+    free(seqs);
+    free(order);
+}
+
+/* ================================================================ GRPO: rollout side */
+
+static int domain_slot(const char *name) {
+    for (int i = 0; i < N_DOMAINS; i++)
+        if (strcmp(DOMAINS[i], name) == 0) return i;
+    return -1;
+}
+
+/* One step's rollout, collective over the rollout ranks. The rollout root
+ * (rollout rank 0) writes rollouts/step_NNNNNN.h5 with the kept groups and
+ * fills summary (RS_*); the cursor advances on every rollout rank. */
+static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *summary) {
+    const JobConfig *c = j->cfg;
+    Comm *rc = j->comms.rollout;
+    bool root = rc->rank == 0;
+    double t0 = now_s();
+    int n_engines = rc->size, engine = rc->rank;
+    RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct};
+    RolloutBuffer *kept = root ? rollout_buffer_new(j->step + 1, version, c->hash) : NULL;
+    memset(summary, 0, RS_COUNT * sizeof(double));
+    int need = c->rollout_batch_size, round = 0, next_group = 0;
+    bool filter = c->dynamic_sampling_filter != NULL;
+    while (need > 0 && round <= (filter ? c->max_sampling_rounds : 0)) {
+        int n_take = need;
+        /* this engine's prompts of the round: j % n_engines == engine */
+        int mine = 0;
+        RolloutPrompt *ps = xcalloc((size_t)n_take, sizeof *ps);
+        for (int k = engine; k < n_take; k += n_engines) {
+            const PromptRow *row = prompts_at(j->prompts, j->data_cursor + k);
+            ps[mine++] = (RolloutPrompt){.domain = j->prompts->domains[row->domain], .task = row->task,
+                                         .task_split = row->task_split, .index = j->data_cursor + k,
+                                         .group_id = next_group + k};
+        }
+        RolloutBuffer *part = rollout_buffer_new(0, version, c->hash);
+        RolloutStats st = {0};
+        char err[2048];
+        if (rollout_run(&pol, ps, mine, &j->rollout, part, &st, err, sizeof err) != 0) die_runtime("rollout: %s", err);
+        free(ps);
+        /* everything to the root */
+        size_t len;
+        char *bytes = rollout_buffer_pack(part, 0, part->n_episodes, &len);
+        char *all = NULL;
+        size_t *counts = xcalloc((size_t)rc->size, sizeof *counts);
+        comm_gatherv_bytes(rc, bytes, len, 0, &all, counts);
+        free(bytes);
+        double sv[6] = {(double)st.agent_turns, (double)st.parse_errors, (double)st.drift_checked,
+                        (double)st.drift_tokens, (double)st.sampled, (double)st.tokens};
+        comm_allreduce_sum_f64(rc, sv, 6);
+        rollout_buffer_free(part);
+        int kept_now = 0;
+        if (root) {
+            summary[RS_TURNS] += sv[0], summary[RS_PARSE_ERRORS] += sv[1], summary[RS_DRIFT_CHECKED] += sv[2];
+            summary[RS_DRIFT] += sv[3], summary[RS_SAMPLED] += sv[4], summary[RS_TOKENS] += sv[5];
+            /* engine pieces, in prompt order: prompt k is piece k % n_engines */
+            RolloutBuffer *merged = rollout_buffer_new(0, version, c->hash);
+            RolloutBuffer **pieces = xcalloc((size_t)n_engines, sizeof *pieces);
+            size_t off = 0;
+            for (int r = 0; r < n_engines; r++) {
+                pieces[r] = rollout_buffer_new(0, version, c->hash);
+                rollout_buffer_unpack(pieces[r], all + off, counts[r]);
+                off += counts[r];
+            }
+            int ns = c->n_samples_per_prompt;
+            for (int k = 0; k < n_take; k++) {
+                RolloutBuffer *p = pieces[k % n_engines];
+                int first = (k / n_engines) * ns;
+                for (int s = 0; s < ns; s++) {
+                    RolloutEpisode e = rollout_buffer_episode(p, first + s);
+                    rollout_buffer_add(merged, &e);
+                }
+            }
+            for (int r = 0; r < n_engines; r++) rollout_buffer_free(pieces[r]);
+            free(pieces);
+            /* statistics over every episode rolled, then the filter */
+            for (int k = 0; k < n_take; k++) {
+                double raw[1024];
+                for (int s = 0; s < ns && s < 1024; s++) {
+                    int i = k * ns + s;
+                    raw[s] = merged->reward_raw[i];
+                    summary[RS_EPISODES]++;
+                    summary[RS_RAW] += merged->reward_raw[i];
+                    summary[RS_SHAPED] += merged->reward_shaped[i];
+                    summary[RS_PARTIAL] += merged->reward_partial[i];
+                    summary[RS_TRUNCATED] += strcmp(merged->termination[i], "truncated") == 0;
+                    cJSON *ref = cJSON_Parse(merged->task_ref[i]);
+                    int d = domain_slot(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ref, "domain")));
+                    cJSON_Delete(ref);
+                    if (d >= 0) summary[RS_DOMAIN_N + d]++, summary[RS_DOMAIN_PASS + d] += merged->reward_raw[i];
+                }
+                summary[RS_GROUPS]++;
+                bool keep = !filter || grpo_group_keep(raw, ns < 1024 ? ns : 1024);
+                if (keep && kept_now < need) {
+                    for (int s = 0; s < ns; s++) {
+                        RolloutEpisode e = rollout_buffer_episode(merged, k * ns + s);
+                        e.group_id = (int32_t)summary[RS_KEPT_GROUPS];
+                        rollout_buffer_add(kept, &e);
+                    }
+                    summary[RS_KEPT_GROUPS]++;
+                    kept_now++;
+                }
+            }
+            rollout_buffer_free(merged);
+        }
+        free(all);
+        free(counts);
+        int64_t v = kept_now;
+        comm_broadcast(rc, &v, sizeof v, 0);
+        need -= (int)v;
+        j->data_cursor += n_take;
+        next_group += n_take;
+        round++;
+    }
+    if (root) {
+        char path[2048], err[2048];
+        snprintf(path, sizeof path, "%s/step_%06" PRId64 ".h5", j->rollout_dir, grpo_step);
+        if (rollout_buffer_write(kept, path, err, sizeof err) != 0) die_runtime("rollout buffer: %s", err);
+        rollout_buffer_free(kept);
+        summary[RS_STEP] = (double)grpo_step;
+        summary[RS_CURSOR] = (double)j->data_cursor;
+        summary[RS_ROUNDS] = round;
+        summary[RS_TIME] = now_s() - t0;
+        summary[RS_VERSION] = (double)version;
+    }
+}
+
+/* ================================================================ GRPO: trainer side */
+
+typedef struct {
+    TrainReport rep;
+    int updates;
+    double lr_last;
+    double time;
+} GrpoTrainResult;
+
+/* Train on step grpo_step's buffer (every trainer rank reads the file). */
+static void train_step(Job *j, int64_t grpo_step, GrpoTrainResult *res) {
+    const JobConfig *c = j->cfg;
+    double t0 = now_s();
+    char path[2048], err[2048];
+    snprintf(path, sizeof path, "%s/step_%06" PRId64 ".h5", j->rollout_dir, grpo_step);
+    RolloutBuffer *rb = rollout_buffer_read(path, err, sizeof err);
+    if (!rb) die_runtime("%s", err);
+    int n = rb->n_episodes;
+    /* advantages within groups, from the shaped rewards */
+    int32_t *group_start = xmalloc((size_t)(n + 1) * sizeof(int32_t));
+    int n_groups = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || rb->group_id[i] != rb->group_id[i - 1]) group_start[n_groups++] = i;
+    group_start[n_groups] = n;
+    double *adv = xmalloc((size_t)(n ? n : 1) * sizeof(double));
+    grpo_group_advantages(rb->reward_shaped, group_start, n_groups, true, adv);
+    TrainSeq *seqs = xmalloc((size_t)(n ? n : 1) * sizeof *seqs);
+    for (int i = 0; i < n; i++) {
+        RolloutEpisode e = rollout_buffer_episode(rb, i);
+        seqs[i] = (TrainSeq){.ids = e.tokens, .mask = e.loss_mask, .old_logprob = e.logprobs, .n = e.n_tokens,
+                             .advantage = adv[i]};
+    }
+    memset(res, 0, sizeof *res);
+    int G = c->global_batch_size;
+    for (int b = 0; b < n; b += G) {
+        int k = n - b < G ? n - b : G;
+        float lr = (float)lr_schedule_at(&j->grpo_sched, j->opt_steps - j->n_sft_steps);
+        TrainReport rep;
+        train_grpo_update(j->policy, j->ref, j->comms.dp, seqs + b, k, &j->train, lr, &rep);
+        j->opt_steps++;
+        res->updates++;
+        res->lr_last = lr;
+        /* sums over updates; divided below */
+        res->rep.loss += rep.loss, res->rep.grpo.pg_loss += rep.grpo.pg_loss;
+        res->rep.grpo.pg_clipfrac += rep.grpo.pg_clipfrac, res->rep.grpo.ppo_kl += rep.grpo.ppo_kl;
+        res->rep.grpo.kl_loss += rep.grpo.kl_loss, res->rep.entropy += rep.entropy;
+        res->rep.grpo.logprob_abs_diff += rep.grpo.logprob_abs_diff;
+        res->rep.grad_norm += rep.grad_norm, res->rep.tokens += rep.tokens;
+        res->rep.trained_tokens += rep.trained_tokens;
+    }
+    if (res->updates > 1) {
+        double u = res->updates;
+        res->rep.loss /= u, res->rep.grpo.pg_loss /= u, res->rep.grpo.pg_clipfrac /= u, res->rep.grpo.ppo_kl /= u;
+        res->rep.grpo.kl_loss /= u, res->rep.entropy /= u, res->rep.grpo.logprob_abs_diff /= u;
+        res->rep.grad_norm /= u;
+    }
+    free(seqs), free(adv), free(group_start);
+    rollout_buffer_free(rb);
+    if (!c->save_rollouts && j->lay.trainer_rank == 0) unlink(path);
+    res->time = now_s() - t0;
+}
+
+static void report_grpo_step(Job *j, const double *s, const GrpoTrainResult *tr, double wait, int64_t staleness) {
+    const JobConfig *c = j->cfg;
+    double eps = s[RS_EPISODES] > 0 ? s[RS_EPISODES] : 1;
+    int64_t gstep = (int64_t)s[RS_STEP];
+    printf("step %" PRId64 "/%d [grpo %" PRId64 "/%d] reward %.3f shaped %.3f | groups kept %d/%d | loss %.4f "
+           "clipfrac %.3f kl %.4f entropy %.3f grad_norm %.3f lr %.3g | rollout %.1f s train %.1f s wait %.1f s\n",
+           j->step, j->n_sft_steps + c->num_rollout, gstep + 1, c->num_rollout, s[RS_RAW] / eps, s[RS_SHAPED] / eps,
+           (int)s[RS_KEPT_GROUPS], (int)s[RS_GROUPS], tr->rep.loss, tr->rep.grpo.pg_clipfrac, tr->rep.grpo.ppo_kl,
+           tr->rep.entropy, tr->rep.grad_norm, tr->lr_last, s[RS_TIME], tr->time, wait);
+    fflush(stdout);
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddNumberToObject(row, "step", (double)j->step);
+    cJSON_AddStringToObject(row, "phase", "grpo");
+    cJSON_AddNumberToObject(row, "rollout/step", (double)gstep);
+    cJSON_AddNumberToObject(row, "rollout/raw_reward", s[RS_RAW] / eps);
+    cJSON_AddNumberToObject(row, "rollout/shaped_reward", s[RS_SHAPED] / eps);
+    cJSON_AddNumberToObject(row, "rollout/partial_credit", s[RS_PARTIAL] / eps);
+    for (int d = 0; d < N_DOMAINS; d++) {
+        if (s[RS_DOMAIN_N + d] == 0) continue;
+        char key[64];
+        snprintf(key, sizeof key, "rollout/pass_rate/%s", DOMAINS[d]);
+        cJSON_AddNumberToObject(row, key, s[RS_DOMAIN_PASS + d] / s[RS_DOMAIN_N + d]);
+    }
+    cJSON_AddNumberToObject(row, "rollout/episodes", s[RS_EPISODES]);
+    cJSON_AddNumberToObject(row, "rollout/groups", s[RS_GROUPS]);
+    cJSON_AddNumberToObject(row, "rollout/kept_groups", s[RS_KEPT_GROUPS]);
+    cJSON_AddNumberToObject(row, "rollout/filtered_groups", s[RS_GROUPS] - s[RS_KEPT_GROUPS]);
+    cJSON_AddNumberToObject(row, "rollout/sampling_rounds", s[RS_ROUNDS]);
+    cJSON_AddNumberToObject(row, "rollout/truncated", s[RS_TRUNCATED]);
+    cJSON_AddNumberToObject(row, "rollout/tokens", s[RS_TOKENS]);
+    cJSON_AddNumberToObject(row, "rollout/sampled_tokens", s[RS_SAMPLED]);
+    cJSON_AddNumberToObject(row, "rollout/agent_turns", s[RS_TURNS]);
+    cJSON_AddNumberToObject(row, "rollout/tool_parse_errors", s[RS_PARSE_ERRORS]);
+    cJSON_AddNumberToObject(row, "rollout/drift_tokens", s[RS_DRIFT]);
+    cJSON_AddNumberToObject(row, "rollout/policy_version", s[RS_VERSION]);
+    cJSON_AddNumberToObject(row, "rollout/staleness", (double)staleness);
+    cJSON_AddNumberToObject(row, "train/loss", tr->rep.loss);
+    cJSON_AddNumberToObject(row, "train/pg_loss", tr->rep.grpo.pg_loss);
+    cJSON_AddNumberToObject(row, "train/pg_clipfrac", tr->rep.grpo.pg_clipfrac);
+    cJSON_AddNumberToObject(row, "train/ppo_kl", tr->rep.grpo.ppo_kl);
+    cJSON_AddNumberToObject(row, "train/kl_loss", tr->rep.grpo.kl_loss);
+    cJSON_AddNumberToObject(row, "train/entropy", tr->rep.entropy);
+    cJSON_AddNumberToObject(row, "train/logprob_abs_diff", tr->rep.grpo.logprob_abs_diff);
+    cJSON_AddNumberToObject(row, "train/grad_norm", tr->rep.grad_norm);
+    cJSON_AddNumberToObject(row, "train/lr", tr->lr_last);
+    cJSON_AddNumberToObject(row, "train/updates", tr->updates);
+    cJSON_AddNumberToObject(row, "train/tokens", (double)tr->rep.tokens);
+    cJSON_AddNumberToObject(row, "perf/rollout_time", s[RS_TIME]);
+    cJSON_AddNumberToObject(row, "perf/train_time", tr->time);
+    cJSON_AddNumberToObject(row, "perf/trainer_wait_time", wait);
+    cJSON_AddNumberToObject(row, "perf/rollout_tokens_per_s", s[RS_TIME] > 0 ? s[RS_TOKENS] / s[RS_TIME] : 0.0);
+    cJSON_AddNumberToObject(row, "perf/train_tokens_per_s", tr->time > 0 ? tr->rep.tokens / tr->time : 0.0);
+    cJSON_AddNumberToObject(row, "perf/elapsed", now_s() - j->t_start);
+    write_metrics(j, row);
+}
+
+/* ================================================================ GRPO phase */
+
+/* Train the oldest rolled-out step not yet trained and report it. */
+static void train_and_report(Job *j, int64_t gstep, const double *summary, double wait, int64_t staleness) {
+    GrpoTrainResult tr;
+    j->data_cursor = (int64_t)summary[RS_CURSOR]; /* the cursor after this step's rollout, for its checkpoint */
+    train_step(j, gstep, &tr);
+    j->step = j->n_sft_steps + gstep + 1;
+    if (j->root) report_grpo_step(j, summary, &tr, wait, staleness);
+}
+
+/* Colocated (synchronous): every rank rolls out, then trains. */
+static void run_grpo_colocated(Job *j) {
+    const JobConfig *c = j->cfg;
+    colocated_sync(j);
+    for (int64_t g = j->step - j->n_sft_steps; g < c->num_rollout; g++) {
+        double summary[RS_COUNT];
+        rollout_step(j, g, j->step, summary);
+        comm_broadcast(j->comms.world, summary, sizeof summary, 0);
+        train_and_report(j, g, summary, 0.0, 0);
+        colocated_sync(j);
+        maybe_checkpoint(j, g + 1 == c->num_rollout);
+    }
+}
+
+/* Separate ranks. The sync comm carries two kinds of collective, in an
+ * order both sides derive from the step numbers:
+ *   W(v)  weights of version v (after v job steps), from trainer rank 0
+ *   R(t)  "step t's buffer is written" with its summary, from the first
+ *         rollout rank (sync rank 1)
+ * for t = t0 .. T-1:  [W(t - s) if t - s > t0]  R(t)
+ * where s = max_staleness: the rollout of step t runs on weights at most s
+ * versions old, and trainer rank 0 trains step t - 1 while step t rolls
+ * out. Other trainer ranks follow trainer rank 0 over the trainer comm. */
+static void run_grpo_separate(Job *j) {
+    const JobConfig *c = j->cfg;
+    int64_t t0 = j->step - j->n_sft_steps, T = c->num_rollout, s = c->max_staleness;
+    Comm *sync = j->comms.sync;
+    bool leader = j->lay.is_trainer && j->lay.trainer_rank == 0;
+    /* Initial weights (SFT-trained or resumed) to the engines. */
+    if (j->lay.is_trainer || j->lay.is_rollout) broadcast_weights(j);
+    if (j->lay.is_rollout) {
+        for (int64_t t = t0; t < T; t++) {
+            int64_t v = t - s > t0 ? t - s : t0; /* the weight version (in GRPO steps) this rollout uses */
+            if (t - s > t0) broadcast_weights(j);
+            double summary[RS_COUNT];
+            rollout_step(j, t, j->n_sft_steps + v, summary);
+            comm_broadcast(sync, summary, sizeof summary, 1);
+        }
+        return;
+    }
+    if (!j->lay.is_trainer) return;
+    /* Trainers: summaries of rolled-out steps wait here until trained. */
+    double (*ready)[RS_COUNT] = xcalloc((size_t)(T > 0 ? T : 1), sizeof *ready);
+    double *waits = xcalloc((size_t)(T > 0 ? T : 1), sizeof *waits);
+    int64_t trained = t0, announced = t0;
+    for (int64_t t = t0; t < T; t++) {
+        if (t - s > t0) {
+            /* W(t - s): train every announced step up to t - s - 1 first */
+            int64_t want = t - s;
+            while (trained < want) {
+                train_and_report(j, trained, ready[trained], waits[trained], trained - (int64_t)ready[trained][RS_VERSION] + j->n_sft_steps);
+                maybe_checkpoint(j, false);
+                trained++;
+            }
+            broadcast_weights(j);
+        }
+        /* R(t) */
+        double w0 = now_s();
+        double summary[RS_COUNT];
+        if (leader) comm_broadcast(sync, summary, sizeof summary, 1);
+        comm_broadcast(j->comms.trainer, summary, sizeof summary, 0);
+        memcpy(ready[t], summary, sizeof summary);
+        waits[t] = now_s() - w0;
+        announced = t + 1;
+    }
+    while (trained < announced) {
+        train_and_report(j, trained, ready[trained], waits[trained], trained - (int64_t)ready[trained][RS_VERSION] + j->n_sft_steps);
+        trained++;
+        maybe_checkpoint(j, trained == T);
+    }
+    free(ready);
+    free(waits);
+}
+
+/* ================================================================ the job */
+
+static Comm *g_world_for_hook;
+static void abort_all(int code) {
+    /* Input errors are found by every rank alike: give rank 0 a moment to
+     * print before the abort ends it. */
+    if (code == EXIT_BAD_INPUT && g_world_for_hook->rank != 0) sleep(2);
+    comm_abort(g_world_for_hook, code);
+}
+
+int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
+    Job job = {.cfg = cfg, .data_dir = data_dir, .root = world->rank == 0};
+    Job *j = &job;
+    j->t_start = now_s();
+    if (world->size > 1) {
+        g_world_for_hook = world;
+        error_set_exit_hook(abort_all);
+        error_set_quiet_input(world->rank != 0);
+    }
+    /* The model's shape decides which layouts fit. */
+    char err[2048], path[2048];
+    snprintf(path, sizeof path, "%s/config.json", cfg->model);
+    if (qwen3_config_load(path, &j->mcfg, err, sizeof err) != 0) die_input("%s: field 'model': %s", cfg->path, err);
+    j->model_config_json = qwen3_config_to_json(&j->mcfg);
+    setup_layout(j, world);
+
+    if (strlen(cfg->output_dir) >= sizeof j->run_dir - 16)
+        die_input("%s: field 'output_dir': longer than %zu characters", cfg->path, sizeof j->run_dir - 16);
+    path_join(j->run_dir, sizeof j->run_dir, cfg->output_dir, NULL);
+    path_join(j->ckpt_dir, sizeof j->ckpt_dir, j->run_dir, "ckpt");
+    path_join(j->rollout_dir, sizeof j->rollout_dir, j->run_dir, "rollouts");
+    if (j->root) {
+        mkdir_p(j->ckpt_dir);
+        mkdir_p(j->rollout_dir);
+    }
+    comm_barrier(world);
+
+    setup_models(j);
+    setup_data(j);
+    setup_schedules(j);
+    bool resumed = load_checkpoint(j);
+
+    if (j->root) {
+        char mpath[1100];
+        path_join(mpath, sizeof mpath, j->run_dir, "metrics.jsonl");
+        if (resumed) trim_metrics(j, mpath);
+        j->metrics = metrics_open(mpath, !resumed, err, sizeof err);
+        if (!j->metrics) die_runtime("%s", err);
+        int total = j->n_sft_steps + (strcmp(cfg->job, "grpo") == 0 ? cfg->num_rollout : 0);
+        if (resumed) printf("resumed from %s/latest at step %" PRId64 " of %d\n", j->ckpt_dir, j->step, total);
+        printf("run directory %s: %d SFT steps%s, %d GRPO steps\n", j->run_dir, j->n_sft_steps,
+               j->sft ? "" : " (no sft_data)", strcmp(cfg->job, "grpo") == 0 ? cfg->num_rollout : 0);
+        fflush(stdout);
+    }
+
+    run_sft_phase(j);
+    comm_barrier(world);
+    if (strcmp(cfg->job, "grpo") == 0) {
+        if (j->lay.colocate) run_grpo_colocated(j);
+        else run_grpo_separate(j);
+    }
+    comm_barrier(world);
+    if (j->root) {
+        printf("done: %" PRId64 " steps in %.1f s; checkpoints in %s\n", j->step, now_s() - j->t_start, j->ckpt_dir);
+        fflush(stdout);
+    }
+
+    metrics_close(j->metrics);
+    free(g_send_buffer);
+    g_send_buffer = NULL;
+    if (j->engine_model && j->engine_model != j->policy) qwen3_free(j->engine_model);
+    qwen3_free(j->policy);
+    qwen3_free(j->ref);
+    sft_free(j->sft);
+    prompts_free(j->prompts);
+    chat_free(j->ct);
+    tok_free(j->tok);
+    cJSON_Delete(j->model_config_json);
+    layout_free_comms(&j->comms);
+    error_set_exit_hook(NULL);
+    error_set_quiet_input(0);
+    return 0;
+}

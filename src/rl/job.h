@@ -1,0 +1,38 @@
+/* job.h — the training job: `tau2_hpc CONFIG.json` for a config whose job is
+ * "sft" or "grpo" (DESIGN.md §1).
+ *
+ * One MPI program. The world is split by the rank layout (comm/layout.h)
+ * into trainer ranks and rollout engines (or both on the same ranks, when
+ * colocated). The job runs, in order:
+ *
+ *   SFT warm-up   when sft_data is set: updates on teacher traces (a file,
+ *                 or "oracle": gold episodes of the prompt set's tasks)
+ *   GRPO          num_rollout steps, each: rollout of rollout_batch_size
+ *                 groups (dynamic sampling refills filtered groups) → the
+ *                 step's buffer rollouts/step_NNNNNN.h5 → advantages → one
+ *                 or more updates → new weights to the rollout engines
+ *
+ * Job steps are counted across both phases (SFT updates first, then GRPO
+ * rollouts), and a checkpoint records the step, so rerunning the same
+ * command after any kill resumes where the last checkpoint left off and
+ * gives the same run (sync mode, CPU: bit-identical).
+ *
+ * Synchronous and asynchronous mode: with separate rollout ranks the
+ * rollout of step t may use weights up to max_staleness versions old, so
+ * rollouts of step t+1 run while the trainer works on step t. The weight
+ * broadcasts and "buffer ready" notices between trainer rank 0 and the
+ * rollout ranks happen in one fixed order, which both sides derive from
+ * the step numbers (see job.c, sync_events).
+ */
+#ifndef TAU2_RL_JOB_H
+#define TAU2_RL_JOB_H
+
+#include "comm/comm.h"
+#include "rl/job_config.h"
+
+/* Run the job on world (every rank calls it). data_dir is τ²-bench's data.
+ * Input errors (a layout that does not fit, a bad prompt file) exit 2 with
+ * the message printed once; runtime failures exit 1. Returns 0. */
+int job_run(const JobConfig *cfg, const char *data_dir, Comm *world);
+
+#endif

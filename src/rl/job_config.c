@@ -1,0 +1,20 @@
+/* job_config.c — the owned parts of a JobConfig. Parsing lives in the app
+ * layer (app/config.c); this layer only reads the struct. */
+#include "rl/job_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void job_config_free(JobConfig *cfg) {
+    if (!cfg) return;
+    char **owned[] = {
+        &cfg->path,           &cfg->json,      &cfg->hash,         &cfg->job,
+        &cfg->data_dir,       &cfg->output_dir, &cfg->model,       &cfg->tokenizer,
+        &cfg->prompt_data,    &cfg->default_domain, &cfg->default_task_split, &cfg->user,
+        &cfg->dynamic_sampling_filter, &cfg->lr_decay_style, &cfg->kl_loss_type, &cfg->sft_data,
+    };
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
+        free(*owned[i]);
+        *owned[i] = NULL;
+    }
+}

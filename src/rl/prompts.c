@@ -1,0 +1,182 @@
+/* prompts.c — see prompts.h. */
+#include "rl/prompts.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/rng.h"
+
+static int find_domain(PromptSet *ps, const char *name, const char *data_dir, char *err, size_t errlen) {
+    for (int i = 0; i < ps->n_domains; i++)
+        if (strcmp(ps->domains[i]->spec->name, name) == 0) return i;
+    Domain *d = domain_load(data_dir, name, err, errlen);
+    if (!d) return -1;
+    TaskSet *ts = taskset_load(d, err, errlen);
+    if (!ts) {
+        domain_free(d);
+        return -1;
+    }
+    ps->domains = xrealloc(ps->domains, (size_t)(ps->n_domains + 1) * sizeof *ps->domains);
+    ps->tasksets = xrealloc(ps->tasksets, (size_t)(ps->n_domains + 1) * sizeof *ps->tasksets);
+    ps->domains[ps->n_domains] = d;
+    ps->tasksets[ps->n_domains] = ts;
+    return ps->n_domains++;
+}
+
+static bool split_has(const TaskSet *ts, const char *split, const char *id) {
+    const cJSON *ids = json_get(ts->splits, split);
+    for (const cJSON *x = ids ? ids->child : NULL; x; x = x->next)
+        if (cJSON_IsString(x) && strcmp(x->valuestring, id) == 0) return true;
+    return false;
+}
+
+static int row_error(char *err, size_t errlen, const char *path, int line, const char *fmt, const char *a,
+                     const char *b) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, fmt, a, b);
+    snprintf(err, errlen, "%s:%d: %s", path, line, msg);
+    return -1;
+}
+
+/* Resolve one row. */
+static int add_row(PromptSet *ps, const cJSON *row, const char *path, int line, const char *data_dir,
+                   const char *default_domain, const char *default_split, char *err, size_t errlen) {
+    if (!cJSON_IsObject(row)) return row_error(err, errlen, path, line, "expected a JSON object%s%s", "", "");
+    const cJSON *md = json_get(row, "metadata");
+    if (md && !cJSON_IsObject(md)) return row_error(err, errlen, path, line, "metadata: expected an object%s%s", "", "");
+    const char *dom = json_get_str(md, "domain");
+    if (!dom) dom = default_domain;
+    if (!dom)
+        return row_error(err, errlen, path, line,
+                         "metadata.domain: missing, and the config sets no default_domain%s%s", "", "");
+    if (!domain_spec_find(dom))
+        return row_error(err, errlen, path, line, "metadata.domain: unknown domain '%s' (valid domains: %s)", dom,
+                         domain_spec_names());
+    const char *split = json_get_str(md, "task_split");
+    if (!split) split = default_split;
+    const char *tid = json_get_str(md, "task_id");
+    if (!tid) return row_error(err, errlen, path, line, "metadata.task_id: expected a string%s%s", "", "");
+    char derr[1024];
+    int di = find_domain(ps, dom, data_dir, derr, sizeof derr);
+    if (di < 0) return row_error(err, errlen, path, line, "metadata.domain '%s': %s", dom, derr);
+    const TaskSet *ts = ps->tasksets[di];
+    const cJSON *task = taskset_find(ts, tid);
+    if (!task) return row_error(err, errlen, path, line, "metadata.task_id: no task '%s' in domain %s", tid, dom);
+    if (!json_get(ts->splits, split)) {
+        char *names = taskset_split_names(ts);
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s (valid splits: %s)", split, names);
+        free(names);
+        return row_error(err, errlen, path, line, "metadata.task_split: unknown split %s%s", msg, "");
+    }
+    if (!split_has(ts, split, tid))
+        return row_error(err, errlen, path, line, "metadata.task_id: task '%s' is not in split '%s'", tid, split);
+    const cJSON *idx = json_get(row, "index");
+    ps->rows = xrealloc(ps->rows, (size_t)(ps->n_rows + 1) * sizeof *ps->rows);
+    PromptRow *r = &ps->rows[ps->n_rows];
+    r->domain = di;
+    r->task = task;
+    r->task_split = xstrdup(split);
+    r->row_index = json_is_int(idx) ? (int64_t)idx->valuedouble : ps->n_rows;
+    ps->n_rows++;
+    return 0;
+}
+
+PromptSet *prompts_load(const char *path, const char *data_dir, const char *default_domain,
+                        const char *default_split, uint64_t seed, bool shuffle, bool balance, char *err,
+                        size_t errlen) {
+    size_t len;
+    char *text = file_read_all(path, &len, err, errlen);
+    if (!text) return NULL;
+    PromptSet *ps = xcalloc(1, sizeof *ps);
+    ps->seed = seed, ps->shuffle = shuffle, ps->balance = balance, ps->cached_epoch = -1;
+    int line = 0;
+    for (char *p = text, *nl; p < text + len; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(text + len - p));
+        if (!nl) nl = text + len;
+        line++;
+        size_t n = (size_t)(nl - p);
+        size_t k = 0;
+        while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
+        if (k == n) continue;
+        char where[512], jerr[512];
+        snprintf(where, sizeof where, "%s:%d", path, line);
+        cJSON *row = json_parse(p, n, where, jerr, sizeof jerr);
+        int rc = row ? add_row(ps, row, path, line, data_dir, default_domain, default_split, err, errlen) : -1;
+        if (!row) snprintf(err, errlen, "%s", jerr);
+        cJSON_Delete(row);
+        if (rc != 0) {
+            free(text);
+            prompts_free(ps);
+            return NULL;
+        }
+    }
+    free(text);
+    if (ps->n_rows == 0) {
+        snprintf(err, errlen, "%s: no prompt rows (expected JSONL rows {\"index\", \"metadata\": {\"domain\", "
+                              "\"task_split\", \"task_id\"}}, as tau2_hpc prepare writes)", path);
+        prompts_free(ps);
+        return NULL;
+    }
+    ps->order = xmalloc((size_t)ps->n_rows * sizeof(int));
+    return ps;
+}
+
+void prompts_free(PromptSet *ps) {
+    if (!ps) return;
+    for (int i = 0; i < ps->n_rows; i++) free(ps->rows[i].task_split);
+    free(ps->rows);
+    for (int i = 0; i < ps->n_domains; i++) {
+        taskset_free(ps->tasksets[i]);
+        domain_free(ps->domains[i]);
+    }
+    free(ps->tasksets);
+    free(ps->domains);
+    free(ps->order);
+    free(ps);
+}
+
+/* Rows of one epoch: shuffled, then domains interleaved. */
+static void build_order(PromptSet *ps, int64_t epoch) {
+    int n = ps->n_rows;
+    for (int i = 0; i < n; i++) ps->order[i] = i;
+    if (ps->shuffle) {
+        uint64_t s = rng_derive(ps->seed, (uint64_t)epoch);
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int)(rng_uniform(s, 0, (uint64_t)i) * (double)(i + 1));
+            int t = ps->order[i];
+            ps->order[i] = ps->order[j];
+            ps->order[j] = t;
+        }
+    }
+    if (ps->balance && ps->n_domains > 1) {
+        int *out = xmalloc((size_t)n * sizeof(int));
+        int *next = xcalloc((size_t)ps->n_domains, sizeof(int)); /* scan position per domain */
+        int k = 0;
+        while (k < n) {
+            for (int d = 0; d < ps->n_domains && k < n; d++) {
+                while (next[d] < n && ps->rows[ps->order[next[d]]].domain != d) next[d]++;
+                if (next[d] < n) out[k++] = ps->order[next[d]++];
+            }
+        }
+        memcpy(ps->order, out, (size_t)n * sizeof(int));
+        free(out);
+        free(next);
+    }
+    ps->cached_epoch = epoch;
+}
+
+const PromptRow *prompts_at(PromptSet *ps, int64_t pos) {
+    int64_t epoch = pos / ps->n_rows;
+    if (epoch != ps->cached_epoch) build_order(ps, epoch);
+    return &ps->rows[ps->order[pos % ps->n_rows]];
+}
+
+const Domain *prompts_domain(const PromptSet *ps, const char *name) {
+    for (int i = 0; i < ps->n_domains; i++)
+        if (strcmp(ps->domains[i]->spec->name, name) == 0) return ps->domains[i];
+    return NULL;
+}

@@ -1,0 +1,97 @@
+/* rollout.h — τ²-bench episodes with the policy model as the agent, many in
+ * flight on one inference engine.
+ *
+ * For each prompt (a task) the rollout runs n_samples episodes: one GRPO
+ * group. Every episode owns its environment and its token-in/token-out
+ * trajectory (text/trajectory.h). Whenever an episode waits for the agent, a
+ * generation request for it joins the engine's continuous batch; when the
+ * request finishes, its sampled ids are decoded, parsed into a τ²-bench
+ * message (text/toolcall.h) and submitted to the episode, which runs the tool
+ * calls; then the user answers (the scripted gold user of tau2/oracle.h) and
+ * the episode's new turns are appended to its trajectory as a template delta
+ * (mask 0), and the episode queues for the agent again. Other episodes decode
+ * meanwhile.
+ *
+ * The episodes of a group share their prompt: the gold user opens the same
+ * way every time, so the prompt is prefilled once and the group's sequences
+ * fork its cache (copy-on-write).
+ *
+ * Each episode has a token budget: max_response_len tokens after its prompt
+ * (sampled and environment tokens alike, as slime counts a multi-turn
+ * response). An episode that runs out ends with the status "truncated"
+ * (reward 0); an agent turn is also cut at max_turn_len tokens.
+ *
+ * Determinism: the sampler's draw for token k of sample s of prompt p is
+ * rng_uniform(seed, p.stream_base + s, k), and the engine's logits do not
+ * depend on which other sequences share a step (model/infer.h). So an
+ * episode's tokens depend only on the weights, the task and its stream, not
+ * on how prompts are spread over rollout ranks.
+ */
+#ifndef TAU2_RL_ROLLOUT_H
+#define TAU2_RL_ROLLOUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "io/rollout_buffer.h"
+#include "model/infer.h"
+#include "model/qwen3.h"
+#include "tau2/episode.h"
+#include "tau2/evaluate.h"
+#include "text/chat.h"
+#include "text/tokenizer.h"
+
+/* One prompt: a task of a loaded domain. */
+typedef struct {
+    const Domain *domain;
+    const cJSON *task;
+    const char *task_split;
+    int64_t index;       /* position in the run's prompt stream (seeds, consumed set) */
+    int32_t group_id;    /* written to the buffer for each of its episodes */
+} RolloutPrompt;
+
+typedef struct {
+    SampleParams sample;
+    uint64_t seed;
+    int n_samples;        /* episodes per prompt */
+    int max_response_len; /* tokens after the prompt */
+    int max_turn_len;     /* new tokens per agent turn */
+    EpisodeOptions episode;
+    PartialCreditWeights weights;         /* reward shaping, every domain but telecom */
+    PartialCreditWeights telecom_weights; /* telecom's */
+    int kv_cache_tokens;  /* engine budget; 0: enough for every episode of the call at full length */
+    int max_inflight;     /* episodes decoding at once at most (0: no limit) */
+} RolloutOptions;
+
+/* The policy as the rollout sees it (borrowed). model is a full (TP = 1)
+ * copy of the weights. */
+typedef struct {
+    const Qwen3 *model;
+    Tokenizer *tok;
+    const ChatTemplate *ct;
+} RolloutPolicy;
+
+typedef struct {
+    int episodes;
+    int64_t tokens;        /* all tokens of all trajectories */
+    int64_t sampled;       /* agent (mask 1) tokens */
+    int64_t prompt_tokens; /* prompt tokens prefilled (once per group) */
+    int agent_turns;
+    int truncated;         /* episodes that ran out of budget */
+    int parse_errors;      /* tool calls the parser rejected */
+    double reward_sum, shaped_sum;
+    long drift_checked, drift_tokens; /* episodes checked and their total drift (0 when token-exact) */
+} RolloutStats;
+
+/* Run n_samples episodes for each of the prompts and append them to rb,
+ * prompt after prompt, samples in order. Each episode's task_ref JSON is
+ * {"domain", "task_split", "task_id", "index", "sample"}; reward_info is the
+ * evaluation's RewardInfo with the partial credit. stats (may be NULL) are
+ * added to. Returns 0, or -1 with err (engine out of KV budget, a task
+ * whose initial state fails, a template that fails to render). */
+int rollout_run(const RolloutPolicy *pol, const RolloutPrompt *prompts, int n_prompts, const RolloutOptions *opt,
+                RolloutBuffer *rb, RolloutStats *stats, char *err, size_t errlen);
+
+#endif

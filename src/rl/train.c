@@ -1,0 +1,223 @@
+/* train.c — see train.h. */
+#include "rl/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* A micro-batch: sequences packed end to end, positions shifted so that
+ * position t carries token t+1's mask and rollout logprob. */
+typedef struct {
+    int T, n_seqs, cap_T, cap_seqs;
+    int32_t *tokens, *targets, *seq_start; /* (T), (T), (n_seqs + 1) */
+    float *mask, *old_logprob, *logprob, *entropy, *ref_logprob, *dlogprob, *dentropy; /* (T) */
+    double *advantage;                     /* (n_seqs) */
+} Micro;
+
+static void micro_reserve(Micro *mb, int T, int n_seqs) {
+    if (T > mb->cap_T) {
+        mb->cap_T = T;
+        mb->tokens = xrealloc(mb->tokens, (size_t)T * sizeof(int32_t));
+        mb->targets = xrealloc(mb->targets, (size_t)T * sizeof(int32_t));
+        float **f[] = {&mb->mask, &mb->old_logprob, &mb->logprob, &mb->entropy, &mb->ref_logprob, &mb->dlogprob,
+                       &mb->dentropy};
+        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) *f[i] = xrealloc(*f[i], (size_t)T * sizeof(float));
+    }
+    if (n_seqs > mb->cap_seqs) {
+        mb->cap_seqs = n_seqs;
+        mb->seq_start = xrealloc(mb->seq_start, (size_t)(n_seqs + 1) * sizeof(int32_t));
+        mb->advantage = xrealloc(mb->advantage, (size_t)n_seqs * sizeof(double));
+    }
+}
+
+static void micro_free(Micro *mb) {
+    free(mb->tokens), free(mb->targets), free(mb->seq_start), free(mb->mask), free(mb->old_logprob);
+    free(mb->logprob), free(mb->entropy), free(mb->ref_logprob), free(mb->dlogprob), free(mb->dentropy);
+    free(mb->advantage);
+}
+
+/* Pack seqs[idx[0..k)] into mb. */
+static void micro_pack(Micro *mb, const TrainSeq *seqs, const int *idx, int k) {
+    int T = 0;
+    for (int i = 0; i < k; i++) T += (int)seqs[idx[i]].n;
+    micro_reserve(mb, T, k);
+    mb->T = T, mb->n_seqs = k;
+    int t = 0;
+    mb->seq_start[0] = 0;
+    for (int i = 0; i < k; i++) {
+        const TrainSeq *s = &seqs[idx[i]];
+        memcpy(mb->tokens + t, s->ids, (size_t)s->n * sizeof(int32_t));
+        for (int64_t j = 0; j < s->n; j++) {
+            bool last = j + 1 == s->n;
+            mb->mask[t + j] = last ? 0.0f : (float)(s->mask[j + 1] != 0);
+            mb->old_logprob[t + j] = last || !s->old_logprob ? 0.0f : s->old_logprob[j + 1];
+        }
+        mb->advantage[i] = s->advantage;
+        t += (int)s->n;
+        mb->seq_start[i + 1] = t;
+    }
+    qwen3_next_token_targets(mb->tokens, mb->seq_start, k, mb->targets);
+}
+
+/* This rank's sequences of the update, split into micro-batches of at most
+ * max_tokens tokens (greedy, in order). Calls fn on each. */
+typedef void (*MicroFn)(Micro *mb, void *ctx);
+
+static int for_each_micro(const TrainSeq *seqs, int n, int dp_rank, int dp_size, int max_tokens, Micro *mb,
+                          MicroFn fn, void *ctx) {
+    int *idx = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    int k = 0, count = 0;
+    int64_t tokens = 0;
+    for (int i = dp_rank; i < n; i += dp_size) {
+        if (k > 0 && tokens + seqs[i].n > max_tokens) {
+            micro_pack(mb, seqs, idx, k);
+            fn(mb, ctx);
+            count++;
+            k = 0, tokens = 0;
+        }
+        idx[k++] = i;
+        tokens += seqs[i].n;
+    }
+    if (k > 0) {
+        micro_pack(mb, seqs, idx, k);
+        fn(mb, ctx);
+        count++;
+    }
+    free(idx);
+    return count;
+}
+
+static Qwen3Batch micro_batch(const Micro *mb) {
+    return (Qwen3Batch){.T = mb->T, .n_seqs = mb->n_seqs, .tokens = mb->tokens, .targets = mb->targets,
+                        .seq_start = mb->seq_start};
+}
+
+static double sum_masked(const float *x, const float *mask, int T) {
+    double s = 0;
+    for (int t = 0; t < T; t++)
+        if (mask[t] != 0.0f) s += x[t];
+    return s;
+}
+
+/* ---------------------------------------------------------------- GRPO */
+
+typedef struct {
+    Qwen3 *m, *ref;
+    const TrainOptions *o;
+    double count; /* the update's N */
+    GrpoMetrics sum;
+    double entropy_sum;
+    int64_t tokens, trained;
+} GrpoCtx;
+
+static void grpo_micro(Micro *mb, void *vctx) {
+    GrpoCtx *c = vctx;
+    Qwen3Batch b = micro_batch(mb);
+    bool kl = c->o->loss.kl_coef != 0.0;
+    if (kl) qwen3_forward(c->ref, &b, mb->ref_logprob, mb->entropy);
+    qwen3_forward(c->m, &b, mb->logprob, mb->entropy);
+    GrpoBatch gb = {.T = mb->T, .n_seqs = mb->n_seqs, .seq_start = mb->seq_start, .logprob = mb->logprob,
+                    .old_logprob = mb->old_logprob, .ref_logprob = kl ? mb->ref_logprob : NULL,
+                    .entropy = mb->entropy, .mask = mb->mask, .advantage = mb->advantage};
+    GrpoMetrics gm;
+    grpo_loss(&c->o->loss, &gb, c->count, mb->dlogprob, c->o->loss.entropy_coef != 0.0 ? mb->dentropy : NULL, &gm);
+    qwen3_backward(c->m, mb->dlogprob, c->o->loss.entropy_coef != 0.0 ? mb->dentropy : NULL);
+    c->sum.loss += gm.loss, c->sum.pg_loss += gm.pg_loss, c->sum.pg_clipfrac += gm.pg_clipfrac;
+    c->sum.ppo_kl += gm.ppo_kl, c->sum.kl_loss += gm.kl_loss, c->sum.entropy += gm.entropy;
+    c->sum.logprob_abs_diff += gm.logprob_abs_diff, c->sum.n_tokens += gm.n_tokens;
+    c->entropy_sum += sum_masked(mb->entropy, mb->mask, mb->T);
+    c->tokens += mb->T;
+    c->trained += gm.n_tokens;
+}
+
+/* The update's N (grpo.h) from the sequences alone: every rank knows them. */
+static double grpo_update_count(const GrpoLossConfig *cfg, const TrainSeq *seqs, int n) {
+    if (!cfg->per_token) return n;
+    double N = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t k = 0;
+        for (int64_t j = 1; j < seqs[i].n; j++) k += seqs[i].mask[j] != 0;
+        N += k > 0 ? (double)k : 1.0;
+    }
+    return N;
+}
+
+static void dp_sum(Comm *dp, double *v, size_t n) {
+    if (dp && dp->size > 1) comm_allreduce_sum_f64(dp, v, n);
+}
+
+static void dp_grads(Qwen3 *m, Comm *dp) {
+    if (dp && dp->size > 1) comm_allreduce_sum_f32(dp, m->grads_memory, m->num_parameters);
+}
+
+void train_grpo_update(Qwen3 *m, Qwen3 *ref, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
+                       TrainReport *out) {
+    if (o->loss.kl_coef != 0.0 && !ref) die_runtime("train_grpo_update: kl_coef %g needs a reference model", o->loss.kl_coef);
+    int dp_rank = dp ? dp->rank : 0, dp_size = dp ? dp->size : 1;
+    GrpoCtx c = {.m = m, .ref = ref, .o = o, .count = grpo_update_count(&o->loss, seqs, n)};
+    Micro mb = {0};
+    qwen3_zero_grad(m);
+    int k = for_each_micro(seqs, n, dp_rank, dp_size, o->max_tokens_per_gpu, &mb, grpo_micro, &c);
+    micro_free(&mb);
+    dp_grads(m, dp);
+    double v[10] = {c.sum.loss, c.sum.pg_loss, c.sum.pg_clipfrac, c.sum.ppo_kl, c.sum.kl_loss, c.sum.entropy,
+                    c.sum.logprob_abs_diff, (double)c.sum.n_tokens, c.entropy_sum, (double)c.tokens};
+    dp_sum(dp, v, 10);
+    memset(out, 0, sizeof *out);
+    out->loss = v[0];
+    out->grpo = (GrpoMetrics){.loss = v[0], .pg_loss = v[1], .pg_clipfrac = v[2], .ppo_kl = v[3], .kl_loss = v[4],
+                              .entropy = v[5], .logprob_abs_diff = v[6], .n_tokens = (int64_t)v[7]};
+    out->trained_tokens = (int64_t)v[7];
+    out->entropy = v[7] > 0 ? v[8] / v[7] : 0.0;
+    out->tokens = (int64_t)v[9];
+    out->micro_batches = k;
+    out->grad_norm = qwen3_adamw_step(m, &o->adam, lr);
+}
+
+/* ---------------------------------------------------------------- SFT */
+
+typedef struct {
+    Qwen3 *m;
+    double n_trained; /* masked tokens of the whole update */
+    double nll_sum, entropy_sum;
+    int64_t tokens, trained;
+} SftCtx;
+
+static void sft_micro(Micro *mb, void *vctx) {
+    SftCtx *c = vctx;
+    Qwen3Batch b = micro_batch(mb);
+    qwen3_forward(c->m, &b, mb->logprob, mb->entropy);
+    float g = c->n_trained > 0 ? (float)(-1.0 / c->n_trained) : 0.0f;
+    for (int t = 0; t < mb->T; t++) {
+        bool on = mb->mask[t] != 0.0f;
+        mb->dlogprob[t] = on ? g : 0.0f;
+        if (on) c->nll_sum -= mb->logprob[t], c->trained++;
+    }
+    c->entropy_sum += sum_masked(mb->entropy, mb->mask, mb->T);
+    c->tokens += mb->T;
+    qwen3_backward(c->m, mb->dlogprob, NULL);
+}
+
+void train_sft_update(Qwen3 *m, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
+                      TrainReport *out) {
+    int dp_rank = dp ? dp->rank : 0, dp_size = dp ? dp->size : 1;
+    SftCtx c = {.m = m};
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 1; j < seqs[i].n; j++) c.n_trained += seqs[i].mask[j] != 0;
+    Micro mb = {0};
+    qwen3_zero_grad(m);
+    int k = for_each_micro(seqs, n, dp_rank, dp_size, o->max_tokens_per_gpu, &mb, sft_micro, &c);
+    micro_free(&mb);
+    dp_grads(m, dp);
+    double v[4] = {c.nll_sum, c.entropy_sum, (double)c.tokens, (double)c.trained};
+    dp_sum(dp, v, 4);
+    memset(out, 0, sizeof *out);
+    out->loss = v[3] > 0 ? v[0] / v[3] : 0.0;
+    out->entropy = v[3] > 0 ? v[1] / v[3] : 0.0;
+    out->tokens = (int64_t)v[2];
+    out->trained_tokens = (int64_t)v[3];
+    out->micro_batches = k;
+    out->grad_norm = qwen3_adamw_step(m, &o->adam, lr);
+}

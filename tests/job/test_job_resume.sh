@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A rank killed with SIGKILL mid-run: rerunning the same command resumes
+# from the last checkpoint, no checkpoint is corrupt, no temporary file is
+# left, and the final weights are bit-identical to an uninterrupted run
+# (CPU, synchronous, 2 ranks; SFT then GRPO, a checkpoint every step).
+set -u
+BIN=$1
+cd "$TAU2_SOURCE_DIR"
+source tests/cli/lib.sh
+source tests/job/lib.sh
+mock_tasks "$TMP/mock.jsonl"
+
+tiny_config "$TMP/cfg.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 num_rollout=3 save_interval=1 keep_checkpoints=20
+mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/a" >"$TMP/log.a" 2>&1
+check "uninterrupted run exits 0" $?
+
+# The second run: kill one rank once a checkpoint past the SFT phase exists.
+mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b1" 2>&1 &
+launcher=$!
+killed=0
+for _ in $(seq 1 1200); do
+  if [ -f "$TMP/b/ckpt/latest" ] && grep -q "step_00000[5-9]" "$TMP/b/ckpt/latest" 2>/dev/null; then
+    pid=$(pgrep -f -n "tau2_hpc $TMP/cfg.json --output-dir $TMP/b" | head -1)
+    if [ -n "$pid" ]; then kill -9 "$pid"; killed=1; fi
+    break
+  fi
+  sleep 0.1
+done
+wait $launcher
+b1=$?
+check "a rank was killed mid-run" $((1 - killed))
+check "the killed run failed" $((b1 == 0))
+mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b2" 2>&1
+check "rerunning the same command exits 0" $?
+grep -q "resumed from" "$TMP/log.b2"
+check "the rerun resumed from a checkpoint" $?
+left=$(find "$TMP/b" -name "*.tmp*" | wc -l)
+check "no temporary file left ($left)" "$left"
+for f in "$TMP"/b/ckpt/step_*.h5; do
+  "$BIN" export --checkpoint "$f" --output "$TMP/x" --dtype F32 >/dev/null 2>"$TMP/err"
+  check "checkpoint $(basename "$f") loads" $?
+done
+"$BIN" export --checkpoint "$TMP/a" --output "$TMP/ea" --dtype F32 >/dev/null && \
+  "$BIN" export --checkpoint "$TMP/b" --output "$TMP/eb" --dtype F32 >/dev/null
+check "both runs export" $?
+cmp -s "$TMP/ea/model.safetensors" "$TMP/eb/model.safetensors"
+check "final weights bit-identical to the uninterrupted run" $?
+finish test_job_resume
