@@ -13,7 +13,7 @@ else
 fi
 cmake --build "$dir" -j"$(nproc)"
 # The long job tests (label "long") train for minutes; under the sanitizers
-# they would take an hour, and the short job test covers the same code there.
+# they would take an hour.
 exclude=()
 [ "${TAU2_SANITIZE:-0}" = "1" ] && exclude=(-LE long)
 ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" "${exclude[@]}"
