@@ -173,11 +173,8 @@ static void oracle_domain_traces(const char *data_dir, const char *domain, const
     EvalOptions opt;
     eval_options_default(domain, &opt);
     for (int i = 0; i < n; i++) {
-        Episode *ep = episode_new(d, tasks[i], eo, err, sizeof err);
+        Episode *ep = oracle_play(d, tasks[i], eo, err, sizeof err);
         if (!ep) die_runtime("oracle: task %s: %s", task_id(tasks[i]), err);
-        Oracle o;
-        oracle_init(&o, tasks[i]);
-        episode_run(ep, &o.agent, &o.user);
         Evaluation ev;
         evaluate_episode(d, tasks[i], ep->messages, ep->term, &opt, &ev);
         printf("%s %s: reward %.1f (%s, %d steps)%s\n", domain, task_id(tasks[i]), ev.reward,
@@ -277,15 +274,8 @@ int cmd_oracle(int argc, char **argv) {
 /* ---------------------------------------------------------------- prepare */
 
 static void mkdir_p(const char *path) {
-    char *p = xstrdup(path);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        mkdir(p, 0777);
-        *s = '/';
-    }
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) die_input("prepare: cannot create %s: %s", p, strerror(errno));
-    free(p);
+    char err[1024];
+    if (dir_create_all(path, err, sizeof err) != 0) die_input("prepare: %s", err);
 }
 
 /* Append one split's rows to buf; returns the number of rows. */

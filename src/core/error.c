@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *g_prog_name = "tau2_hpc";
@@ -160,4 +161,21 @@ int file_write_atomic(const char *path, const void *data, size_t len, char *err,
     }
     free(tmp);
     return 0;
+}
+
+int dir_create_all(const char *path, char *err, size_t errlen) {
+    char *p = xstrdup(path);
+    int rc = 0;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        mkdir(p, 0777); /* a failure here shows up at the last mkdir */
+        *s = '/';
+    }
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create directory %s: %s", p, strerror(errno));
+        rc = -1;
+    }
+    free(p);
+    return rc;
 }

@@ -48,6 +48,10 @@ char *file_read_all(const char *path, size_t *len_out, char *err, size_t errlen)
  * fsync, then rename. Returns 0 on success, -1 with err filled. */
 int file_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
+/* Create a directory and its missing parents (mkdir -p). 0, or -1 with err
+ * naming the path that could not be made. */
+int dir_create_all(const char *path, char *err, size_t errlen);
+
 /* A temporary output file (written, then renamed into place) that must
  * not survive a die_input/die_runtime exit: register it while writing,
  * unregister it after the rename. At most a few at a time. */

@@ -82,15 +82,8 @@ static double now_s(void) {
 }
 
 static void mkdir_p(const char *path) {
-    char *p = xstrdup(path);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        mkdir(p, 0777);
-        *s = '/';
-    }
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) die_input("cannot create directory %s: %s", p, strerror(errno));
-    free(p);
+    char err[1024];
+    if (dir_create_all(path, err, sizeof err) != 0) die_input("%s", err);
 }
 
 /* dir + "/" + name (name may be NULL) into out; paths too long for out
@@ -177,11 +170,8 @@ static void sft_from_oracle(Job *j) {
         if (seen) continue;
         const Domain *d = ps->domains[r->domain];
         EpisodeOptions eo = {c->max_steps, c->max_errors};
-        Episode *ep = episode_new(d, r->task, &eo, err, sizeof err);
+        Episode *ep = oracle_play(d, r->task, &eo, err, sizeof err);
         if (!ep) die_runtime("sft_data oracle: task %s: %s", task_id(r->task), err);
-        Oracle o;
-        oracle_init(&o, r->task);
-        episode_run(ep, &o.agent, &o.user);
         EvalOptions opt;
         eval_options_default(d->spec->name, &opt);
         Evaluation ev;
@@ -458,43 +448,32 @@ static void colocated_sync(Job *j) {
 }
 
 /* Separate mode: trainer rank 0 sends the full weights to every rollout
- * rank over the sync comm, in flattened buckets. Trainer ranks of DP rank 0
- * join the gather first. */
-static float *g_send_buffer; /* trainer rank 0's full-weight staging buffer */
-
+ * rank over the sync comm, in flattened buckets. At TP > 1 the trainer
+ * ranks of DP rank 0 first gather the shards into a full copy on trainer
+ * rank 0. Collective over those trainer ranks and the sync comm. */
 static void broadcast_weights(Job *j) {
-    Qwen3 *flat_model = NULL;
-    size_t n_params = 0;
-    float *buf = NULL;
+    Qwen3 *full = NULL;
+    const float *buf;
+    size_t n_params;
     if (j->lay.is_trainer) {
         if (j->lay.dp_rank != 0) return;
-        Qwen3 *m = j->policy;
-        if (j->lay.tp == 1) {
-            buf = m->params_memory;
-            n_params = m->num_parameters;
-        } else {
-            if (!flat_model) flat_model = qwen3_new(&j->mcfg);
-            gather_into(j, flat_model, 0);
-            if (j->lay.trainer_rank != 0) {
-                qwen3_free(flat_model);
-                return;
-            }
-            n_params = flat_model->num_parameters;
-            free(g_send_buffer);
-            g_send_buffer = xmalloc(n_params * sizeof(float));
-            memcpy(g_send_buffer, flat_model->params_memory, n_params * sizeof(float));
-            buf = g_send_buffer;
-            qwen3_free(flat_model);
+        if (j->lay.tp > 1) {
+            full = j->lay.trainer_rank == 0 ? qwen3_new(&j->mcfg) : NULL;
+            gather_into(j, full, 0);
         }
         if (j->lay.trainer_rank != 0) return;
+        const Qwen3 *src = full ? full : j->policy;
+        buf = src->params_memory;
+        n_params = src->num_parameters;
     } else {
         buf = j->engine_model->params_memory;
         n_params = j->engine_model->num_parameters;
     }
     for (size_t off = 0; off < n_params; off += WEIGHT_BUCKET_FLOATS) {
         size_t n = n_params - off < WEIGHT_BUCKET_FLOATS ? n_params - off : WEIGHT_BUCKET_FLOATS;
-        comm_broadcast(j->comms.sync, buf + off, n * sizeof(float), 0);
+        comm_broadcast(j->comms.sync, (float *)buf + off, n * sizeof(float), 0);
     }
+    qwen3_free(full);
 }
 
 /* ================================================================ SFT phase */
@@ -646,9 +625,9 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
             for (int r = 0; r < n_engines; r++) rollout_buffer_free(pieces[r]);
             free(pieces);
             /* statistics over every episode rolled, then the filter */
+            double *raw = xmalloc((size_t)ns * sizeof *raw);
             for (int k = 0; k < n_take; k++) {
-                double raw[1024];
-                for (int s = 0; s < ns && s < 1024; s++) {
+                for (int s = 0; s < ns; s++) {
                     int i = k * ns + s;
                     raw[s] = merged->reward_raw[i];
                     summary[RS_EPISODES]++;
@@ -662,7 +641,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
                     if (d >= 0) summary[RS_DOMAIN_N + d]++, summary[RS_DOMAIN_PASS + d] += merged->reward_raw[i];
                 }
                 summary[RS_GROUPS]++;
-                bool keep = !filter || grpo_group_keep(raw, ns < 1024 ? ns : 1024);
+                bool keep = !filter || grpo_group_keep(raw, ns);
                 if (keep && kept_now < need) {
                     for (int s = 0; s < ns; s++) {
                         RolloutEpisode e = rollout_buffer_episode(merged, k * ns + s);
@@ -673,6 +652,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
                     kept_now++;
                 }
             }
+            free(raw);
             rollout_buffer_free(merged);
         }
         free(all);
@@ -968,8 +948,6 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     }
 
     metrics_close(j->metrics);
-    free(g_send_buffer);
-    g_send_buffer = NULL;
     if (j->engine_model && j->engine_model != j->policy) qwen3_free(j->engine_model);
     qwen3_free(j->policy);
     qwen3_free(j->ref);

@@ -94,3 +94,12 @@ void oracle_init(Oracle *o, const cJSON *task) {
     o->user.next = gold_user_next;
     o->user.state = o;
 }
+
+Episode *oracle_play(const Domain *d, const cJSON *task, const EpisodeOptions *opt, char *err, size_t errlen) {
+    Episode *ep = episode_new(d, task, opt, err, errlen);
+    if (!ep) return NULL;
+    Oracle o;
+    oracle_init(&o, task);
+    episode_run(ep, &o.agent, &o.user);
+    return ep;
+}

@@ -27,5 +27,8 @@ typedef struct {
 } Oracle;
 
 void oracle_init(Oracle *o, const cJSON *task);
+/* One gold episode of a task, played to the end by the gold agent and
+ * user. NULL with err when the task's initial state cannot be applied. */
+Episode *oracle_play(const Domain *d, const cJSON *task, const EpisodeOptions *opt, char *err, size_t errlen);
 
 #endif
