@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     }
     for (int s = 0; s <= n_seqs; s++) seq_start[s] = s * seq_len;
     qwen3_next_token_targets(tokens, seq_start, n_seqs, targets);
-    Qwen3Batch b = {T, n_seqs, tokens, targets, seq_start};
+    Qwen3Batch b = {T, n_seqs, tokens, targets, seq_start, NULL};
     Qwen3AdamW opt = {0.9f, 0.98f, 1e-8f, 0.1f, 1.0f, true};
 
     double *times = malloc((steps + 1) * sizeof *times);

@@ -8,7 +8,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libcjson-dev libcurl4-openssl-dev libopenblas-dev libxxhash-dev
-  libpcre2-dev libutf8proc-dev
+  libpcre2-dev libutf8proc-dev libmicrohttpd-dev
   libcmocka-dev libssl-dev
   clang libclang-rt-14-dev libomp-dev
 )

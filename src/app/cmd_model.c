@@ -93,7 +93,7 @@ int cmd_score(int argc, char **argv) {
     }
     qwen3_next_token_targets(tokens, seq_start, n_seqs, targets);
     float *logprob = xmalloc((size_t)T * sizeof(float)), *entropy = xmalloc((size_t)T * sizeof(float));
-    Qwen3Batch batch = {T, n_seqs, tokens, targets, seq_start};
+    Qwen3Batch batch = {T, n_seqs, tokens, targets, seq_start, NULL};
     qwen3_forward(m, &batch, logprob, entropy);
 
     /* logprobs[s][i] is token i's logprob given tokens before it: the

@@ -132,7 +132,7 @@ typedef struct {
 } JobField;
 
 static const char *const JOB_NAMES[] = {"sft", "grpo", NULL};
-static const char *const USER_NAMES[] = {"gold", "policy", NULL};
+static const char *const USER_NAMES[] = {"gold", "policy", "api", NULL};
 static const char *const FILTER_NAMES[] = {"reward_nonzero_std", NULL};
 static const char *const LR_DECAY_NAMES[] = {"constant", "linear", "cosine", NULL};
 static const char *const KL_LOSS_NAMES[] = {"k1", "k2", "k3", "low_var_kl", NULL};
@@ -174,6 +174,18 @@ static const JobField JOB_FIELDS[] = {
     {.key = "max_steps", .type = F_INT, .off = OFF(max_steps), .range = R_POS, .dflt = 200},
     {.key = "max_errors", .type = F_INT, .off = OFF(max_errors), .range = R_POS, .dflt = 10},
     {.key = "user", .type = F_STR, .off = OFF(user), .dflt_str = "gold", .choices = USER_NAMES},
+    {.key = "user_model", .type = F_STR, .off = OFF(user_model), .nullable = true},
+    {.key = "user_base_url", .type = F_STR, .off = OFF(user_base_url), .nullable = true},
+    {.key = "user_api_key_var", .type = F_STR, .off = OFF(user_api_key_var), .nullable = true},
+    {.key = "user_temperature", .type = F_NUM, .off = OFF(user_temperature), .range = R_NONNEG, .dflt = 0.0},
+    {.key = "user_max_tokens", .type = F_INT, .off = OFF(user_max_tokens), .range = R_NONNEG, .dflt = 0},
+    {.key = "user_timeout_s", .type = F_NUM, .off = OFF(user_timeout_s), .range = R_POS, .dflt = 120},
+    {.key = "user_max_retries", .type = F_INT, .off = OFF(user_max_retries), .range = R_NONNEG, .dflt = 5},
+    {.key = "user_max_concurrency", .type = F_INT, .off = OFF(user_max_concurrency), .range = R_POS, .dflt = 16},
+    {.key = "user_requests_per_minute", .type = F_NUM, .off = OFF(user_requests_per_minute), .range = R_NONNEG,
+     .dflt = 0},
+    {.key = "nl_judge", .type = F_BOOL, .off = OFF(nl_judge), .dflt = 1},
+    {.key = "llm_cache_dir", .type = F_STR, .off = OFF(llm_cache_dir), .nullable = true},
     {.key = "dynamic_sampling_filter", .type = F_STR, .off = OFF(dynamic_sampling_filter), .choices = FILTER_NAMES,
      .nullable = true},
     {.key = "max_sampling_rounds", .type = F_INT, .off = OFF(max_sampling_rounds), .range = R_NONNEG, .dflt = 4},
@@ -437,6 +449,13 @@ void config_load_job(const char *path, JobConfig *cfg) {
                         "null when n_samples_per_prompt is 1 (a group of one has no reward spread: every group would "
                         "be dropped)",
                         json_get(root, "dynamic_sampling_filter"));
+    }
+    if (strcmp(cfg->user, "api") == 0) {
+        if (!cfg->user_model)
+            field_error(path, "user_model", "a model name (required when user is \"api\")", json_get(root, "user_model"));
+        if (!cfg->user_base_url || (strncmp(cfg->user_base_url, "http://", 7) && strncmp(cfg->user_base_url, "https://", 8)))
+            field_error(path, "user_base_url", "an http:// or https:// URL (required when user is \"api\")",
+                        json_get(root, "user_base_url"));
     }
     if (cfg->colocate && cfg->max_staleness > 0)
         field_error(path, "max_staleness",

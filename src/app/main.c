@@ -1,5 +1,6 @@
 /* main.c — the tau2_hpc program: a job config, or a subcommand. */
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
 
 #include "app/cli.h"
@@ -24,12 +25,17 @@ static void usage(FILE *f) {
             "           [--temperature T] [--top-p P] [--top-k K] [--seed S] [--n N] [--stop STR ...] [--ignore-eos]\n"
             "  export   --checkpoint CKPT|DIR --output DIR     a training checkpoint as a Hugging Face model directory\n"
             "           [--dtype F32|BF16|F16]\n"
+            "  serve    --model DIR [--port P] [--host H]      an OpenAI-compatible chat server over the model\n"
+            "           [--max-batch N] [--kv-tokens N] [--served-model-name NAME]\n"
             "\n"
             "τ²-bench's data: --data-dir, the config's data_dir, TAU2_DATA_DIR, or ../shared/tau2-data.\n"
             "exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.\n");
 }
 
 int main(int argc, char **argv) {
+    /* A peer that closes its connection (an HTTP client or server) must be
+     * an error return from write, not the end of the process. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_BAD_INPUT;
@@ -52,6 +58,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     size_t n = strlen(cmd);
     if (n > 5 && !strcmp(cmd + n - 5, ".json")) return cmd_run_config(cmd, argc - 1, argv + 1);
     fprintf(stderr, "%s: error: unknown subcommand '%s' (expected a CONFIG.json or one of: tools, replay, oracle, "

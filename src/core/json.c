@@ -541,7 +541,7 @@ static void dump_string(SBuf *out, const char *s, bool ascii) {
     while (*p) {
         unsigned char c = *p;
         const unsigned char *run = p;
-        while (*p && *p >= 0x20 && *p != '"' && *p != '\\' && (*p < 0x80 || !ascii)) p++;
+        while (*p && *p >= 0x20 && *p != '"' && *p != '\\' && ((*p < 0x7f) || !ascii)) p++;
         if (p > run) {
             sbuf_put(out, (const char *)run, (size_t)(p - run));
             continue;
@@ -554,7 +554,7 @@ static void dump_string(SBuf *out, const char *s, bool ascii) {
         else if (c == '\t') sbuf_puts(out, "\\t"), p++;
         else if (c == '\b') sbuf_puts(out, "\\b"), p++;
         else if (c == '\f') sbuf_puts(out, "\\f"), p++;
-        else if (c < 0x20) {
+        else if (c < 0x20 || (c == 0x7f && ascii)) { /* Python's ascii mode escapes DEL too */
             char t[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
             sbuf_puts(out, t);
             p++;

@@ -598,6 +598,12 @@ struct Qwen3Acts {
     float *lm_ent;  /* (T) */
     float *logits;  /* (chunk, V) */
     float *rope_cos, *rope_sin; /* (T, D/2) */
+    /* the output head works on the rows it needs, gathered chunk by chunk */
+    int n_head;                 /* rows in head_rows */
+    int32_t *head_rows;         /* (T) */
+    int32_t *head_targets;      /* (chunk) */
+    float *head_x, *head_dx;    /* (chunk, C) */
+    float *head_lp, *head_ent, *head_lse, *head_dlp, *head_dent; /* (chunk) */
 
     /* backward scratch, one layer */
     float *dres, *dln;          /* (T, C) */
@@ -653,7 +659,7 @@ static Qwen3Acts *acts_new(const Qwen3Config *c, const Qwen3Shard *sh, int T, bo
     size_t chunk = (size_t)chunk_rows < t ? (size_t)chunk_rows : t;
     a->chunk = (int)chunk;
     size_t total = per_layer * a->n_slots + (L + 1) * t * C + t * C + t * 3 + chunk * V + t * D /* cos+sin */ +
-                   2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
+                   2 * chunk * C + 5 * chunk + 2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
     a->memory = xmalloc(total * sizeof(float));
     float *it = a->memory;
     float **lf[LAYER_ACT_FIELDS];
@@ -668,6 +674,13 @@ static Qwen3Acts *acts_new(const Qwen3Config *c, const Qwen3Shard *sh, int T, bo
     a->logits = carve(&it, chunk * V);
     a->rope_cos = carve(&it, t * D / 2);
     a->rope_sin = carve(&it, t * D / 2);
+    a->head_x = carve(&it, chunk * C);
+    a->head_dx = carve(&it, chunk * C);
+    a->head_lp = carve(&it, chunk);
+    a->head_ent = carve(&it, chunk);
+    a->head_lse = carve(&it, chunk);
+    a->head_dlp = carve(&it, chunk);
+    a->head_dent = carve(&it, chunk);
     a->dres = carve(&it, t * C);
     a->dln = carve(&it, t * C);
     a->dqr = carve(&it, t * QD);
@@ -682,12 +695,14 @@ static Qwen3Acts *acts_new(const Qwen3Config *c, const Qwen3Shard *sh, int T, bo
     a->delta = carve(&it, t * NH);
     if ((size_t)(it - a->memory) != total) die_runtime("qwen3: activation arena size mismatch");
 
-    a->imemory = xmalloc((5 * t + 1) * sizeof(int32_t));
+    a->imemory = xmalloc((6 * t + 1 + chunk) * sizeof(int32_t));
     a->tokens = a->imemory;
     a->targets = a->tokens + t;
     a->pos = a->targets + t;
     a->seq_of = a->pos + t;
     a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
+    a->head_rows = a->seq_start + t + 1;
+    a->head_targets = a->head_rows + t;
     if (sh->size > 1) {
         a->lm_max = xmalloc(chunk * sizeof(float));
         a->lm_stats = xmalloc(chunk * 3 * sizeof(double));
@@ -818,20 +833,36 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     }
     rmsnorm_forward(A->xf, A->rstdf, A->res + (size_t)L * T * C, p->norm_w, T, C, c->rms_norm_eps);
 
-    /* Output head in chunks of tokens: logits never exist for the whole batch. */
-    for (int t0 = 0; t0 < T; t0 += chunk) {
-        int R = T - t0 < chunk ? T - t0 : chunk;
-        matmul_forward(A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V);
+    /* Output head over the rows that need it, in chunks: logits never exist
+     * for the whole batch. */
+    A->n_head = 0;
+    for (int t = 0; t < T; t++)
+        if (!b->head_mask || b->head_mask[t]) A->head_rows[A->n_head++] = t;
+    memset(logprob, 0, (size_t)T * sizeof(float));
+    memset(A->lm_ent, 0, (size_t)T * sizeof(float));
+    memset(A->lm_lse, 0, (size_t)T * sizeof(float));
+    for (int i0 = 0; i0 < A->n_head; i0 += chunk) {
+        int R = A->n_head - i0 < chunk ? A->n_head - i0 : chunk;
+        const int32_t *rows = A->head_rows + i0;
+        for (int r = 0; r < R; r++) {
+            memcpy(A->head_x + (size_t)r * C, A->xf + (size_t)rows[r] * C, (size_t)C * sizeof(float));
+            A->head_targets[r] = A->targets[rows[r]];
+        }
+        matmul_forward(A->logits, A->head_x, p->lm_head, R, C, V);
         if (m->tp) { /* vocab-parallel softmax: reduce the row statistics, not the logits */
             vocab_row_max(A->lm_max, A->logits, R, V);
             comm_allreduce_max_f32(m->tp, A->lm_max, (size_t)R);
-            logprob_entropy_partial(A->lm_stats, A->logits, A->targets + t0, A->lm_max, R, V, v0);
+            logprob_entropy_partial(A->lm_stats, A->logits, A->head_targets, A->lm_max, R, V, v0);
             comm_allreduce_sum_f64(m->tp, A->lm_stats, (size_t)R * 3);
-            logprob_entropy_finish(logprob + t0, A->lm_ent + t0, A->lm_lse + t0, A->lm_stats, A->lm_max,
-                                   A->targets + t0, R);
+            logprob_entropy_finish(A->head_lp, A->head_ent, A->head_lse, A->lm_stats, A->lm_max, A->head_targets,
+                                   R);
         } else {
-            logprob_entropy_forward(logprob + t0, A->lm_ent + t0, A->lm_lse + t0, A->logits, A->targets + t0, R,
-                                    V);
+            logprob_entropy_forward(A->head_lp, A->head_ent, A->head_lse, A->logits, A->head_targets, R, V);
+        }
+        for (int r = 0; r < R; r++) {
+            logprob[rows[r]] = A->head_lp[r];
+            A->lm_ent[rows[r]] = A->head_ent[r];
+            A->lm_lse[rows[r]] = A->head_lse[r];
         }
     }
     memcpy(entropy, A->lm_ent, (size_t)T * sizeof(float));
@@ -893,13 +924,25 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     float *dxf = A->dln;
     int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
     if (chunk > A->chunk) die_runtime("qwen3_backward: vocab_chunk grew after the forward pass");
-    for (int t0 = 0; t0 < T; t0 += chunk) {
-        int R = T - t0 < chunk ? T - t0 : chunk;
-        matmul_forward(A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V);
-        logprob_entropy_backward_shard(A->logits, dlogprob + t0, dentropy ? dentropy + t0 : NULL, A->lm_lse + t0,
-                                       A->lm_ent + t0, A->targets + t0, R, V, v0);
-        matmul_backward(dxf + (size_t)t0 * C, g->lm_head, A->logits, A->xf + (size_t)t0 * C, p->lm_head, R, C, V,
-                        false);
+    if (A->n_head < T) memset(dxf, 0, (size_t)T * C * sizeof(float)); /* rows without the head */
+    for (int i0 = 0; i0 < A->n_head; i0 += chunk) {
+        int R = A->n_head - i0 < chunk ? A->n_head - i0 : chunk;
+        const int32_t *rows = A->head_rows + i0;
+        for (int r = 0; r < R; r++) {
+            int t = rows[r];
+            memcpy(A->head_x + (size_t)r * C, A->xf + (size_t)t * C, (size_t)C * sizeof(float));
+            A->head_targets[r] = A->targets[t];
+            A->head_lse[r] = A->lm_lse[t];
+            A->head_ent[r] = A->lm_ent[t];
+            A->head_dlp[r] = dlogprob[t];
+            A->head_dent[r] = dentropy ? dentropy[t] : 0.0f;
+        }
+        matmul_forward(A->logits, A->head_x, p->lm_head, R, C, V);
+        logprob_entropy_backward_shard(A->logits, A->head_dlp, dentropy ? A->head_dent : NULL, A->head_lse,
+                                       A->head_ent, A->head_targets, R, V, v0);
+        matmul_backward(A->head_dx, g->lm_head, A->logits, A->head_x, p->lm_head, R, C, V, false);
+        for (int r = 0; r < R; r++)
+            memcpy(dxf + (size_t)rows[r] * C, A->head_dx + (size_t)r * C, (size_t)C * sizeof(float));
     }
     /* TP: each rank's dxf covers its vocab columns only */
     if (m->tp) comm_allreduce_sum_f32(m->tp, dxf, (size_t)T * C);

@@ -149,6 +149,12 @@ typedef struct {
     const int32_t *tokens;    /* (T) */
     const int32_t *targets;   /* (T) */
     const int32_t *seq_start; /* (n_seqs + 1) */
+    /* (T) or NULL: when given, only rows with head_mask[t] != 0 get the
+     * output head; the others report logprob 0 and entropy 0 and take no
+     * gradient from it. Training sets it to the loss mask: a GRPO prompt of
+     * thousands of tokens then skips its (prompt length x vocabulary)
+     * logits, forward and backward. */
+    const uint8_t *head_mask;
 } Qwen3Batch;
 
 /* targets[t] = tokens[t+1] inside a sequence, -1 at each sequence's end. */

@@ -19,9 +19,11 @@
 #include "core/json.h"
 #include "core/rng.h"
 #include "core/sbuf.h"
+#include "core/stop_signal.h"
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "io/rollout_buffer.h"
+#include "llm/llm_client.h"
 #include "model/qwen3.h"
 #include "rl/grpo.h"
 #include "rl/prompts.h"
@@ -43,7 +45,7 @@ static const char *const DOMAINS[] = {"airline", "retail", "telecom", "mock"};
 enum {
     RS_STEP, RS_CURSOR, RS_EPISODES, RS_GROUPS, RS_KEPT_GROUPS, RS_ROUNDS, RS_RAW, RS_SHAPED, RS_PARTIAL,
     RS_TRUNCATED, RS_TOKENS, RS_SAMPLED, RS_TURNS, RS_PARSE_ERRORS, RS_DRIFT_CHECKED, RS_DRIFT, RS_TIME,
-    RS_VERSION, RS_DOMAIN_N, RS_DOMAIN_PASS = RS_DOMAIN_N + N_DOMAINS, RS_COUNT = RS_DOMAIN_PASS + N_DOMAINS
+    RS_VERSION, RS_INFRA, RS_USER_TURNS, RS_DOMAIN_N, RS_DOMAIN_PASS = RS_DOMAIN_N + N_DOMAINS, RS_COUNT = RS_DOMAIN_PASS + N_DOMAINS
 };
 
 typedef struct {
@@ -72,7 +74,11 @@ typedef struct {
     LrSchedule sft_sched, grpo_sched;
     TrainOptions train;
     RolloutOptions rollout;
+    RolloutUser user;    /* who plays the customer (rollout ranks) */
+    LlmClient *client;   /* the api user's client (rollout ranks), or NULL */
     double t_start;
+    int64_t saved_step; /* the step of the last checkpoint written, or -1 */
+    int stopped_by;     /* the signal that stopped the job early, or 0 */
 } Job;
 
 static double now_s(void) {
@@ -263,6 +269,35 @@ static void setup_schedules(Job *j) {
     r->kv_cache_tokens = c->kv_cache_tokens;
 }
 
+/* The user of the rollouts; for "api", one client per rollout rank (its
+ * requests stay in flight while the rank's engine decodes). */
+static void setup_user(Job *j) {
+    const JobConfig *c = j->cfg;
+    RolloutUser *u = &j->user;
+    if (rollout_user_kind_parse(c->user, &u->kind) != 0) die_input("%s: field 'user': unknown user '%s'", c->path, c->user);
+    u->data_dir = j->data_dir;
+    u->sample = (SampleParams){.temperature = (float)c->user_temperature, .top_p = 1.0f, .top_k = 0};
+    u->temperature = c->user_temperature;
+    u->max_tokens = c->user_max_tokens;
+    u->judge = c->nl_judge;
+    if (u->kind != ROLLOUT_USER_API || !j->lay.is_rollout) return;
+    LlmEndpointConfig ep;
+    llm_endpoint_defaults(&ep);
+    ep.base_url = c->user_base_url;
+    ep.model = c->user_model;
+    ep.api_key_var = c->user_api_key_var;
+    ep.timeout_s = c->user_timeout_s;
+    ep.max_retries = c->user_max_retries;
+    ep.max_concurrency = c->user_max_concurrency;
+    ep.requests_per_minute = c->user_requests_per_minute;
+    LlmClientOptions lo = {.cache_dir = c->llm_cache_dir, .seed = c->seed};
+    char err[1024];
+    j->client = llm_client_new(&ep, 1, &lo, err, sizeof err);
+    if (!j->client) die_input("%s: the api user: %s", c->path, err);
+    u->client = j->client;
+    u->endpoint = 0;
+}
+
 /* ================================================================ checkpoints */
 
 /* The full tensors of buffer `memory` (params, m or v) gathered on trainer
@@ -320,7 +355,9 @@ static char *checkpoint_config_json(Job *j) {
 
 /* Collective over the trainer ranks (the TP group of DP rank 0 gathers). */
 static void save_checkpoint(Job *j) {
-    if (!j->lay.is_trainer || j->lay.dp_rank != 0) return;
+    if (!j->lay.is_trainer) return;
+    j->saved_step = j->step;
+    if (j->lay.dp_rank != 0) return;
     Qwen3 *m = j->policy;
     bool have_moments = m->m_memory != NULL;
     float **w = gather_full(j, m->params_memory);
@@ -396,6 +433,7 @@ static bool load_checkpoint(Job *j) {
     comm_broadcast(j->comms.world, state, sizeof state, 0);
     if (state[0] < 0) return false;
     j->step = state[0];
+    j->saved_step = state[0];
     j->data_cursor = state[1];
     j->opt_steps = state[3];
     if (j->policy) j->policy->adam_step = (int)state[2];
@@ -503,6 +541,23 @@ static void maybe_checkpoint(Job *j, bool last) {
     if (last || (every > 0 && j->step % every == 0)) save_checkpoint(j);
 }
 
+/* ---- clean stop on SIGUSR1/SIGTERM (core/stop_signal.h) ----
+ * A signal reaches some ranks or all of them, at any moment. Ranks agree on
+ * it at step boundaries, with a max over a comm every rank of it reaches at
+ * the same point; then the trainers write a checkpoint of the finished step
+ * (unless that step has one) and every rank leaves its loop. */
+static int stop_agree_value(Comm *c, int mine) {
+    float f = (float)mine;
+    if (c && c->size > 1) comm_allreduce_max_f32(c, &f, 1);
+    return (int)f;
+}
+
+static int stop_agree(Comm *c, int mine) { return stop_agree_value(c, mine ? mine : stop_signal_pending()); }
+
+static void stop_checkpoint(Job *j) {
+    if (j->saved_step != j->step) save_checkpoint(j);
+}
+
 static void run_sft_phase(Job *j) {
     const JobConfig *c = j->cfg;
     if (j->step >= j->n_sft_steps || !j->lay.is_trainer) return;
@@ -546,6 +601,10 @@ static void run_sft_phase(Job *j) {
             write_metrics(j, row);
         }
         maybe_checkpoint(j, j->step == j->n_sft_steps);
+        if ((j->stopped_by = stop_agree(j->comms.trainer, 0)) != 0) {
+            stop_checkpoint(j);
+            break;
+        }
     }
     free(seqs);
     free(order);
@@ -587,7 +646,8 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
         RolloutBuffer *part = rollout_buffer_new(0, version, c->hash);
         RolloutStats st = {0};
         char err[2048];
-        if (rollout_run(&pol, ps, mine, &j->rollout, part, &st, err, sizeof err) != 0) die_runtime("rollout: %s", err);
+        if (rollout_run(&pol, &j->user, ps, mine, &j->rollout, part, &st, err, sizeof err) != 0)
+            die_runtime("rollout: %s", err);
         free(ps);
         /* everything to the root */
         size_t len;
@@ -596,14 +656,15 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
         size_t *counts = xcalloc((size_t)rc->size, sizeof *counts);
         comm_gatherv_bytes(rc, bytes, len, 0, &all, counts);
         free(bytes);
-        double sv[6] = {(double)st.agent_turns, (double)st.parse_errors, (double)st.drift_checked,
-                        (double)st.drift_tokens, (double)st.sampled, (double)st.tokens};
-        comm_allreduce_sum_f64(rc, sv, 6);
+        double sv[7] = {(double)st.agent_turns, (double)st.parse_errors, (double)st.drift_checked,
+                        (double)st.drift_tokens, (double)st.sampled, (double)st.tokens, (double)st.user_turns};
+        comm_allreduce_sum_f64(rc, sv, 7);
         rollout_buffer_free(part);
         int kept_now = 0;
         if (root) {
             summary[RS_TURNS] += sv[0], summary[RS_PARSE_ERRORS] += sv[1], summary[RS_DRIFT_CHECKED] += sv[2];
             summary[RS_DRIFT] += sv[3], summary[RS_SAMPLED] += sv[4], summary[RS_TOKENS] += sv[5];
+            summary[RS_USER_TURNS] += sv[6];
             /* engine pieces, in prompt order: prompt k is piece k % n_engines */
             RolloutBuffer *merged = rollout_buffer_new(0, version, c->hash);
             RolloutBuffer **pieces = xcalloc((size_t)n_engines, sizeof *pieces);
@@ -624,12 +685,19 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
             }
             for (int r = 0; r < n_engines; r++) rollout_buffer_free(pieces[r]);
             free(pieces);
-            /* statistics over every episode rolled, then the filter */
+            /* statistics over every episode rolled, then the filter; an
+             * infrastructure error (the user simulator failed) is neither a
+             * reward nor a sample: counted, and left out of its group */
             double *raw = xmalloc((size_t)ns * sizeof *raw);
             for (int k = 0; k < n_take; k++) {
+                int n_ok = 0;
                 for (int s = 0; s < ns; s++) {
                     int i = k * ns + s;
-                    raw[s] = merged->reward_raw[i];
+                    if (strcmp(merged->termination[i], "infrastructure_error") == 0) {
+                        summary[RS_INFRA]++;
+                        continue;
+                    }
+                    raw[n_ok++] = merged->reward_raw[i];
                     summary[RS_EPISODES]++;
                     summary[RS_RAW] += merged->reward_raw[i];
                     summary[RS_SHAPED] += merged->reward_shaped[i];
@@ -641,9 +709,10 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
                     if (d >= 0) summary[RS_DOMAIN_N + d]++, summary[RS_DOMAIN_PASS + d] += merged->reward_raw[i];
                 }
                 summary[RS_GROUPS]++;
-                bool keep = !filter || grpo_group_keep(raw, ns);
+                bool keep = n_ok > 0 && (!filter || grpo_group_keep(raw, n_ok));
                 if (keep && kept_now < need) {
                     for (int s = 0; s < ns; s++) {
+                        if (strcmp(merged->termination[k * ns + s], "infrastructure_error") == 0) continue;
                         RolloutEpisode e = rollout_buffer_episode(merged, k * ns + s);
                         e.group_id = (int32_t)summary[RS_KEPT_GROUPS];
                         rollout_buffer_add(kept, &e);
@@ -772,6 +841,8 @@ static void report_grpo_step(Job *j, const double *s, const GrpoTrainResult *tr,
     cJSON_AddNumberToObject(row, "rollout/sampled_tokens", s[RS_SAMPLED]);
     cJSON_AddNumberToObject(row, "rollout/agent_turns", s[RS_TURNS]);
     cJSON_AddNumberToObject(row, "rollout/tool_parse_errors", s[RS_PARSE_ERRORS]);
+    cJSON_AddNumberToObject(row, "rollout/user_turns", s[RS_USER_TURNS]);
+    cJSON_AddNumberToObject(row, "rollout/infrastructure_errors", s[RS_INFRA]);
     cJSON_AddNumberToObject(row, "rollout/drift_tokens", s[RS_DRIFT]);
     cJSON_AddNumberToObject(row, "rollout/policy_version", s[RS_VERSION]);
     cJSON_AddNumberToObject(row, "rollout/staleness", (double)staleness);
@@ -817,6 +888,10 @@ static void run_grpo_colocated(Job *j) {
         train_and_report(j, g, summary, 0.0, 0);
         colocated_sync(j);
         maybe_checkpoint(j, g + 1 == c->num_rollout);
+        if ((j->stopped_by = stop_agree(j->comms.world, 0)) != 0) {
+            stop_checkpoint(j);
+            break;
+        }
     }
 }
 
@@ -839,7 +914,10 @@ static void run_grpo_separate(Job *j) {
     if (j->lay.is_rollout) {
         for (int64_t t = t0; t < T; t++) {
             int64_t v = t - s > t0 ? t - s : t0; /* the weight version (in GRPO steps) this rollout uses */
-            if (t - s > t0) broadcast_weights(j);
+            if (t - s > t0) {
+                if ((j->stopped_by = stop_agree(sync, 0)) != 0) return;
+                broadcast_weights(j);
+            }
             double summary[RS_COUNT];
             rollout_step(j, t, j->n_sft_steps + v, summary);
             comm_broadcast(sync, summary, sizeof summary, 1);
@@ -860,6 +938,15 @@ static void run_grpo_separate(Job *j) {
                 maybe_checkpoint(j, false);
                 trained++;
             }
+            /* the stop check rides on the W point, which both sides reach */
+            int stop = stop_agree(j->comms.trainer, 0);
+            if (leader) stop = stop_agree(sync, stop);
+            float f = (float)stop;
+            comm_broadcast(j->comms.trainer, &f, sizeof f, 0);
+            if ((j->stopped_by = (int)f) != 0) {
+                stop_checkpoint(j);
+                break;
+            }
             broadcast_weights(j);
         }
         /* R(t) */
@@ -871,7 +958,7 @@ static void run_grpo_separate(Job *j) {
         waits[t] = now_s() - w0;
         announced = t + 1;
     }
-    while (trained < announced) {
+    while (!j->stopped_by && trained < announced) {
         train_and_report(j, trained, ready[trained], waits[trained], trained - (int64_t)ready[trained][RS_VERSION] + j->n_sft_steps);
         trained++;
         maybe_checkpoint(j, trained == T);
@@ -891,8 +978,9 @@ static void abort_all(int code) {
 }
 
 int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
-    Job job = {.cfg = cfg, .data_dir = data_dir, .root = world->rank == 0};
+    Job job = {.cfg = cfg, .data_dir = data_dir, .root = world->rank == 0, .saved_step = -1};
     Job *j = &job;
+    stop_signal_install();
     j->t_start = now_s();
     if (world->size > 1) {
         g_world_for_hook = world;
@@ -920,6 +1008,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     setup_models(j);
     setup_data(j);
     setup_schedules(j);
+    setup_user(j);
     bool resumed = load_checkpoint(j);
 
     if (j->root) {
@@ -936,18 +1025,27 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     }
 
     run_sft_phase(j);
-    comm_barrier(world);
-    if (strcmp(cfg->job, "grpo") == 0) {
+    /* a stop during SFT reaches the ranks that do not train here */
+    j->stopped_by = stop_agree(world, j->stopped_by);
+    if (j->stopped_by) stop_checkpoint(j);
+    if (strcmp(cfg->job, "grpo") == 0 && !j->stopped_by) {
         if (j->lay.colocate) run_grpo_colocated(j);
         else run_grpo_separate(j);
     }
-    comm_barrier(world);
+    /* a stop seen by the trainers of separate mode reaches every rank */
+    j->stopped_by = stop_agree_value(world, j->stopped_by);
     if (j->root) {
-        printf("done: %" PRId64 " steps in %.1f s; checkpoints in %s\n", j->step, now_s() - j->t_start, j->ckpt_dir);
+        if (j->stopped_by)
+            printf("stopped by signal %d at step %" PRId64 "; checkpoint written to %s (rerun the same command to "
+                   "resume)\n", j->stopped_by, j->saved_step, j->ckpt_dir);
+        else
+            printf("done: %" PRId64 " steps in %.1f s; checkpoints in %s\n", j->step, now_s() - j->t_start,
+                   j->ckpt_dir);
         fflush(stdout);
     }
 
     metrics_close(j->metrics);
+    llm_client_free(j->client);
     if (j->engine_model && j->engine_model != j->policy) qwen3_free(j->engine_model);
     qwen3_free(j->policy);
     qwen3_free(j->ref);
@@ -959,5 +1057,6 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     layout_free_comms(&j->comms);
     error_set_exit_hook(NULL);
     error_set_quiet_input(0);
+    stop_signal_reset();
     return 0;
 }

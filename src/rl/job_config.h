@@ -54,7 +54,19 @@ typedef struct {
     int rollout_top_k;            /* (0 = off) */
     int max_steps;                /* τ²-bench orchestrator steps per episode (200; the recipe's max_steps) */
     int max_errors;               /* tool errors before too_many_errors (10) */
-    char *user;                   /* "gold" (scripted from the task) or "policy" ("gold") */
+    char *user;                   /* "gold", "policy" or "api" ("gold") */
+    /* the api user (llm/llm_client.h, llm/user_sim.h); the recipe's per-dataset names */
+    char *user_model;             /* model name sent to the endpoint (required for "api") */
+    char *user_base_url;          /* e.g. http://host:port/v1 (required for "api") */
+    char *user_api_key_var;       /* environment variable holding the key, or NULL for none */
+    double user_temperature;      /* (0.0, τ²-bench's) */
+    int user_max_tokens;          /* per user turn (0: the endpoint's default; policy user: rollout_max_turn_len) */
+    double user_timeout_s;        /* per request (120) */
+    int user_max_retries;         /* (5) */
+    int user_max_concurrency;     /* requests in flight per endpoint (16) */
+    double user_requests_per_minute; /* (0: no limit) */
+    bool nl_judge;                /* api user: judge NL assertions through the same endpoint (true) */
+    char *llm_cache_dir;          /* response cache directory, or NULL for none */
     char *dynamic_sampling_filter;/* NULL or "reward_nonzero_std" */
     int max_sampling_rounds;      /* rounds of extra prompts to refill filtered groups (4) */
     int max_staleness;            /* 0: synchronous; k: rollouts may use weights k steps old (0) */

@@ -7,6 +7,8 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "llm/judge.h"
+#include "llm/user_sim.h"
 #include "tau2/oracle.h"
 #include "tau2/task.h"
 #include "text/toolcall.h"
@@ -15,42 +17,56 @@
 /* One episode in flight. */
 typedef struct {
     const RolloutPrompt *prompt;
+    int group;   /* index of its prompt in the call */
     int sample;
     Episode *ep;
     Oracle user; /* the gold user (its agent half is unused) */
     Trajectory tr;
+    bool begun;  /* the trajectory has its prompt (the agent's first turn was reached) */
     int n_seen;  /* τ²-bench messages already in the trajectory */
     int seq;     /* engine sequence, -1 when released */
     int req;     /* running generation request, -1 when none */
+    /* the policy or api user */
+    char *user_system;  /* its system prompt */
+    cJSON *user_tools;  /* its tool schemas (OpenAI form), or NULL */
+    int user_seq;       /* policy user: the engine sequence of its turn, -1 */
+    int user_req;       /* policy user: its generation request, -1 */
+    bool user_waiting;  /* api user: a request in flight */
+    int user_turn;      /* user turns so far (seeds) */
     bool done;
     bool truncated;
 } Slot;
 
+/* A group's shared prompt: prefilled once, forked by every episode whose
+ * prompt it is. */
+typedef struct {
+    int base_seq;    /* -1: none yet (or freed) */
+    int32_t *ids;    /* (n) the prefilled tokens */
+    int n;
+    int live;        /* episodes not done */
+} Group;
+
 typedef struct {
     const RolloutPolicy *pol;
+    const RolloutUser *user;
     const RolloutOptions *opt;
     InferEngine *eng;
     InferGen *gen;
     int32_t stop_ids[2];
     int n_stop_ids;
+    Group *groups;
     RolloutStats *st;
 } Run;
 
-static const PartialCreditWeights *weights_for(const RolloutOptions *o, const Domain *d) {
-    return strcmp(d->spec->name, "telecom") == 0 ? &o->telecom_weights : &o->weights;
+int rollout_user_kind_parse(const char *name, RolloutUserKind *out) {
+    static const char *const names[] = {"gold", "policy", "api"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, names[i]) == 0) return *out = (RolloutUserKind)i, 0;
+    return -1;
 }
 
-/* Let the gold user speak until it is the agent's turn or the episode ends. */
-static void run_user_turns(Slot *s) {
-    while (s->ep->turn == TURN_USER) {
-        Termination fail = TERM_USER_ERROR;
-        cJSON *msg = s->user.user.next(&s->user.user, s->ep, &fail);
-        if (!msg) {
-            episode_abort(s->ep, fail);
-            return;
-        }
-        episode_submit(s->ep, msg);
-    }
+static const PartialCreditWeights *weights_for(const RolloutOptions *o, const Domain *d) {
+    return strcmp(d->spec->name, "telecom") == 0 ? &o->telecom_weights : &o->weights;
 }
 
 /* Tokens of the episode beyond its prompt. */
@@ -78,25 +94,169 @@ static int queue_agent_turn(Run *r, Slot *s, char *err, size_t errlen) {
     return s->req < 0 ? -1 : 0;
 }
 
+/* The trajectory's prompt: the agent's system prompt and the turns so far. */
+static int begin_trajectory(Run *r, Slot *s, char *err, size_t errlen) {
+    const Domain *d = s->prompt->domain;
+    char *system = episode_agent_system_prompt(d);
+    cJSON *first = chat_messages_from_tau2(s->ep->messages, system);
+    free(system);
+    s->n_seen = cJSON_GetArraySize(s->ep->messages);
+    int rc = traj_begin(&s->tr, r->pol->ct, r->pol->tok, first, d->agent_schemas, NULL, err, errlen);
+    cJSON_Delete(first);
+    s->begun = rc == 0;
+    return rc;
+}
+
+/* The slot's engine sequence: a fork of its group's prefilled prompt when
+ * the prompts agree, else a sequence of its own. The first episode of a
+ * group to get here prefills the group's prompt (all but its last token,
+ * which starts the first agent turn). */
+static int acquire_sequence(Run *r, Slot *s, char *err, size_t errlen) {
+    Group *g = &r->groups[s->group];
+    int n_pre = (int)s->tr.n_prompt - 1;
+    if (g->base_seq < 0 && !g->ids && n_pre > 0) {
+        if ((g->base_seq = infer_seq_new(r->eng, err, errlen)) < 0) return -1;
+        InferChunk c = {g->base_seq, s->tr.ids, n_pre};
+        if (infer_forward(r->eng, &c, 1, NULL, err, errlen) != 0) return -1;
+        g->ids = xmalloc((size_t)n_pre * sizeof(int32_t));
+        memcpy(g->ids, s->tr.ids, (size_t)n_pre * sizeof(int32_t));
+        g->n = n_pre;
+        r->st->prompt_tokens += n_pre;
+    }
+    if (g->base_seq >= 0 && n_pre == g->n && memcmp(s->tr.ids, g->ids, (size_t)n_pre * sizeof(int32_t)) == 0)
+        s->seq = infer_seq_fork(r->eng, g->base_seq, err, errlen);
+    else
+        s->seq = infer_seq_new(r->eng, err, errlen);
+    return s->seq < 0 ? -1 : 0;
+}
+
 /* The episode is over: close the trajectory with its last turns. */
 static int finish_slot(Run *r, Slot *s, char *err, size_t errlen) {
+    if (!s->begun && begin_trajectory(r, s, err, errlen) != 0) return -1;
     cJSON *rest = chat_messages_from_tau2_range(s->ep->messages, s->n_seen);
     s->n_seen = cJSON_GetArraySize(s->ep->messages);
     if (traj_finish(&s->tr, rest, err, errlen) != 0) return -1;
     if (s->seq >= 0) infer_seq_free(r->eng, s->seq);
     s->seq = -1;
     s->done = true;
+    r->st->infra_errors += s->ep->term == TERM_INFRASTRUCTURE_ERROR;
+    Group *g = &r->groups[s->group];
+    if (--g->live == 0 && g->base_seq >= 0) {
+        infer_seq_free(r->eng, g->base_seq);
+        g->base_seq = -1;
+    }
     return 0;
 }
 
-/* After the agent's turn (or at the start): let the user and the tools
- * answer, then queue the agent again or finish. */
+/* ---- the policy or api user ---- */
+
+/* Ask the user for its next turn: an api request or a generation request
+ * on the engine. */
+static int request_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
+    const RolloutUser *u = r->user;
+    cJSON *msgs = user_sim_request_messages(s->user_system, s->ep->messages);
+    uint64_t stream = ((uint64_t)1 << 62) + ((uint64_t)s->prompt->index * (uint64_t)r->opt->n_samples +
+                                             (uint64_t)s->sample) * 4096 + (uint64_t)s->user_turn;
+    s->user_turn++;
+    if (u->kind == ROLLOUT_USER_API) {
+        cJSON *body = cJSON_CreateObject();
+        cJSON_AddItemToObject(body, "messages", msgs);
+        if (s->user_tools) {
+            cJSON_AddItemToObject(body, "tools", cJSON_Duplicate(s->user_tools, 1));
+            cJSON_AddStringToObject(body, "tool_choice", "auto");
+        }
+        cJSON_AddItemToObject(body, "temperature", json_float(u->temperature));
+        cJSON_AddItemToObject(body, "seed", json_int((double)(r->opt->seed % 1000000007ULL + stream % 1000003ULL)));
+        if (u->max_tokens > 0) cJSON_AddItemToObject(body, "max_tokens", json_int(u->max_tokens));
+        llm_client_submit(u->client, u->endpoint, body, s);
+        cJSON_Delete(body);
+        s->user_waiting = true;
+        return 0;
+    }
+    /* policy: the conversation as the user sees it, in the policy's template */
+    size_t len;
+    char *text = chat_render(r->pol->ct, msgs, s->user_tools, true, NULL, &len, err, errlen);
+    cJSON_Delete(msgs);
+    if (!text) return -1;
+    int32_t *ids;
+    size_t n;
+    tok_encode(r->pol->tok, text, len, &ids, &n);
+    free(text);
+    int rc = -1;
+    if ((s->user_seq = infer_seq_new(r->eng, err, errlen)) >= 0) {
+        InferGenParams gp = {.sample = u->sample, .seed = r->opt->seed, .stream = stream,
+                             .max_new_tokens = u->max_tokens > 0 ? u->max_tokens : r->opt->max_turn_len,
+                             .stop_ids = r->stop_ids, .n_stop_ids = r->n_stop_ids};
+        s->user_req = infer_gen_add(r->gen, s->user_seq, ids, (int)n, &gp, err, errlen);
+        rc = s->user_req < 0 ? -1 : 0;
+    }
+    free(ids);
+    return rc;
+}
+
+static int advance(Run *r, Slot *s, char *err, size_t errlen);
+
+/* The user's answer (a τ²-bench user message, taken), or NULL when the user
+ * failed: then the episode ends as infrastructure_error. */
+static int take_user_turn(Run *r, Slot *s, cJSON *msg, char *err, size_t errlen) {
+    if (!msg) {
+        episode_abort(s->ep, TERM_INFRASTRUCTURE_ERROR);
+    } else {
+        r->st->user_turns++;
+        episode_submit(s->ep, msg);
+    }
+    return advance(r, s, err, errlen);
+}
+
+/* A policy-user generation request finished. */
+static int take_policy_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
+    InferGenResult res = infer_gen_result(r->gen, s->user_req);
+    size_t n_text = (size_t)res.n;
+    if (res.finish == INFER_FINISH_STOP_ID) n_text--;
+    size_t len;
+    char *text = tok_decode(r->pol->tok, res.ids, n_text, 0, &len);
+    /* the user's tool calls are checked against the user's own tools */
+    cJSON *msg = toolcall_parse(text, len, s->prompt->domain->user_schemas);
+    free(text);
+    infer_gen_release(r->gen, s->user_req);
+    infer_seq_free(r->eng, s->user_seq);
+    s->user_req = s->user_seq = -1;
+    return take_user_turn(r, s, msg, err, errlen);
+}
+
+/* An api reply arrived. */
+static int take_api_user_turn(Run *r, Slot *s, LlmResult *res, char *err, size_t errlen) {
+    s->user_waiting = false;
+    cJSON *msg = NULL;
+    if (res->ok) {
+        char perr[256];
+        msg = user_sim_parse_response(res->message, perr, sizeof perr);
+    }
+    return take_user_turn(r, s, msg, err, errlen);
+}
+
+/* After any turn (or at the start): let the user and the tools answer,
+ * then queue the agent again or finish. Returns with the slot waiting (for
+ * the agent or an asynchronous user) or done. */
 static int advance(Run *r, Slot *s, char *err, size_t errlen) {
-    run_user_turns(s);
+    while (s->ep->turn == TURN_USER) {
+        if (r->user && r->user->kind != ROLLOUT_USER_GOLD) return request_user_turn(r, s, err, errlen);
+        Termination fail = TERM_USER_ERROR;
+        cJSON *msg = s->user.user.next(&s->user.user, s->ep, &fail);
+        if (!msg) {
+            episode_abort(s->ep, fail);
+            break;
+        }
+        episode_submit(s->ep, msg);
+    }
     if (s->ep->turn == TURN_DONE) return finish_slot(r, s, err, errlen);
-    cJSON *fresh = chat_messages_from_tau2_range(s->ep->messages, s->n_seen);
-    s->n_seen = cJSON_GetArraySize(s->ep->messages);
-    if (traj_add_env_turns(&s->tr, fresh, err, errlen) != 0) return -1;
+    if (!s->begun) {
+        if (begin_trajectory(r, s, err, errlen) != 0 || acquire_sequence(r, s, err, errlen) != 0) return -1;
+    } else {
+        cJSON *fresh = chat_messages_from_tau2_range(s->ep->messages, s->n_seen);
+        s->n_seen = cJSON_GetArraySize(s->ep->messages);
+        if (traj_add_env_turns(&s->tr, fresh, err, errlen) != 0) return -1;
+    }
     if (queue_agent_turn(r, s, err, errlen) != 0) return -1;
     if (s->ep->turn == TURN_DONE) return finish_slot(r, s, err, errlen); /* truncated */
     return 0;
@@ -123,56 +283,63 @@ static int take_agent_turn(Run *r, Slot *s, char *err, size_t errlen) {
     return advance(r, s, err, errlen);
 }
 
-/* Start a group: its episodes up to the first agent turn, the shared
- * prompt prefilled once, one forked sequence per sample. */
-static int start_group(Run *r, const RolloutPrompt *p, Slot *slots, char *err, size_t errlen) {
+/* Start a group: its episodes, each up to its first agent turn or its
+ * first asynchronous user turn. */
+static int start_group(Run *r, int gi, const RolloutPrompt *p, Slot *slots, char *err, size_t errlen) {
     const Domain *d = p->domain;
-    char *system = episode_agent_system_prompt(d);
-    int rc = -1;
+    bool llm_user = r->user && r->user->kind != ROLLOUT_USER_GOLD;
+    r->groups[gi] = (Group){.base_seq = -1, .live = r->opt->n_samples};
     for (int k = 0; k < r->opt->n_samples; k++) {
         Slot *s = &slots[k];
         memset(s, 0, sizeof *s);
-        s->prompt = p, s->sample = k, s->seq = -1, s->req = -1;
+        s->prompt = p, s->group = gi, s->sample = k, s->seq = s->req = s->user_seq = s->user_req = -1;
         s->ep = episode_new(d, p->task, &r->opt->episode, err, errlen);
-        if (!s->ep) goto out;
+        if (!s->ep) return -1;
         oracle_init(&s->user, p->task);
-        run_user_turns(s);
-        cJSON *first = chat_messages_from_tau2(s->ep->messages, system);
-        s->n_seen = cJSON_GetArraySize(s->ep->messages);
-        int trc = traj_begin(&s->tr, r->pol->ct, r->pol->tok, first, d->agent_schemas, NULL, err, errlen);
-        cJSON_Delete(first);
-        if (trc != 0) goto out;
-    }
-    /* Every sample's prompt is the same (the gold user opens the same way):
-     * prefill all but its last token once, fork the cache. */
-    Slot *s0 = &slots[0];
-    int n_pre = (int)s0->tr.n_prompt - 1;
-    if ((s0->seq = infer_seq_new(r->eng, err, errlen)) < 0) goto out;
-    if (n_pre > 0) {
-        InferChunk c = {s0->seq, s0->tr.ids, n_pre};
-        if (infer_forward(r->eng, &c, 1, NULL, err, errlen) != 0) goto out;
-        r->st->prompt_tokens += n_pre;
-    }
-    for (int k = 1; k < r->opt->n_samples; k++) {
-        Slot *s = &slots[k];
-        if (s->tr.n_prompt != s0->tr.n_prompt || memcmp(s->tr.ids, s0->tr.ids, s0->tr.n_prompt * sizeof(int32_t))) {
-            /* Not the same prompt after all: its own sequence. */
-            if ((s->seq = infer_seq_new(r->eng, err, errlen)) < 0) goto out;
-        } else if ((s->seq = infer_seq_fork(r->eng, s0->seq, err, errlen)) < 0) {
-            goto out;
+        if (llm_user) {
+            s->user_tools = user_sim_tools(d, p->task);
+            s->user_system = user_sim_system_prompt(r->user->data_dir, p->task, s->user_tools != NULL, err, errlen);
+            if (!s->user_system) return -1;
         }
     }
-    for (int k = 0; k < r->opt->n_samples; k++) {
-        Slot *s = &slots[k];
-        if (s->ep->turn == TURN_DONE) {
-            if (finish_slot(r, s, err, errlen) != 0) goto out;
-        } else if (queue_agent_turn(r, s, err, errlen) != 0) {
-            goto out;
-        }
+    for (int k = 0; k < r->opt->n_samples; k++)
+        if (advance(r, &slots[k], err, errlen) != 0) return -1;
+    return 0;
+}
+
+/* The NL-assertion judge through the api user's client: τ²-bench's judge
+ * prompt at temperature 0, blocking (other requests stay in flight). */
+static int judge_with_client(void *ctx, const cJSON *task, const cJSON *messages, cJSON **checks, char *err,
+                             size_t errlen) {
+    const RolloutUser *u = ctx;
+    const cJSON *assertions = judge_task_assertions(task);
+    if (!assertions) {
+        *checks = cJSON_CreateArray();
+        return 0;
     }
-    rc = 0;
-out:
-    free(system);
+    int n = cJSON_GetArraySize(assertions);
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddItemToObject(body, "messages", judge_request_messages(messages, assertions));
+    cJSON_AddItemToObject(body, "temperature", json_float(0.0));
+    LlmResult res;
+    int rc = llm_client_complete(u->client, u->endpoint, body, &res);
+    cJSON_Delete(body);
+    if (rc == 0) {
+        const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(res.message, "content"));
+        JudgeVerdict *v = xcalloc((size_t)n, sizeof *v);
+        int k = content ? judge_parse_response(content, n, v, err, errlen) : -1;
+        if (!content) snprintf(err, errlen, "judge: the reply has no content");
+        if (k >= 0) {
+            *checks = judge_checks_json(v, k);
+            judge_verdicts_free(v, k);
+        } else {
+            rc = -1;
+        }
+        free(v);
+    } else {
+        snprintf(err, errlen, "judge: %s", res.error ? res.error : "the request failed");
+    }
+    llm_result_free(&res);
     return rc;
 }
 
@@ -182,8 +349,17 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
     EvalOptions eo;
     eval_options_default(p->domain->spec->name, &eo);
     eo.weights = *weights_for(r->opt, p->domain);
+    if (r->user && r->user->kind == ROLLOUT_USER_API && r->user->judge) {
+        eo.judge = judge_with_client;
+        eo.judge_ctx = (void *)r->user;
+    }
     Evaluation ev;
     evaluate_episode(p->domain, p->task, s->ep->messages, s->ep->term, &eo, &ev);
+    /* a judge that failed after its retries: not the policy's failure */
+    if (ev.infrastructure_error && s->ep->term != TERM_INFRASTRUCTURE_ERROR) {
+        s->ep->term = TERM_INFRASTRUCTURE_ERROR;
+        r->st->infra_errors++;
+    }
     if (check_drift) {
         char err[256];
         long drift = traj_drift(&s->tr, NULL, err, sizeof err);
@@ -230,39 +406,52 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
 static void slot_free(Run *r, Slot *s) {
     if (s->req >= 0) infer_gen_release(r->gen, s->req);
     if (s->seq >= 0) infer_seq_free(r->eng, s->seq);
-    if (s->ep) {
-        traj_free(&s->tr);
-        episode_free(s->ep);
-    }
+    if (s->user_req >= 0) infer_gen_release(r->gen, s->user_req);
+    if (s->user_seq >= 0) infer_seq_free(r->eng, s->user_seq);
+    free(s->user_system);
+    cJSON_Delete(s->user_tools);
+    if (s->ep) episode_free(s->ep);
+    traj_free(&s->tr);
     memset(s, 0, sizeof *s);
+    s->seq = s->req = s->user_seq = s->user_req = -1;
 }
 
 /* KV tokens that cover every episode of the call at full length (prompts
  * counted once per group; an estimate, the engine checks exactly). */
-static int default_kv_budget(const RolloutOptions *o, int n_prompts) {
+static int default_kv_budget(const RolloutOptions *o, const RolloutUser *u, int n_prompts) {
     int64_t per_group = 8192 + (int64_t)o->n_samples * o->max_response_len;
+    /* the policy user's turns: the guidelines, the scenario, the conversation */
+    if (u && u->kind == ROLLOUT_USER_POLICY) per_group += (int64_t)o->n_samples * (4096 + o->max_response_len);
     int64_t want = per_group * n_prompts;
     if (want > (int64_t)1 << 30) want = (int64_t)1 << 30;
     return (int)want;
 }
 
-int rollout_run(const RolloutPolicy *pol, const RolloutPrompt *prompts, int n_prompts, const RolloutOptions *opt,
-                RolloutBuffer *rb, RolloutStats *stats, char *err, size_t errlen) {
+int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const RolloutPrompt *prompts, int n_prompts,
+                const RolloutOptions *opt, RolloutBuffer *rb, RolloutStats *stats, char *err, size_t errlen) {
     if (n_prompts == 0) return 0;
+    if (user && user->kind == ROLLOUT_USER_API && !user->client) die_runtime("rollout: api user without a client");
     RolloutStats local = {0};
-    Run r = {.pol = pol, .opt = opt, .st = stats ? stats : &local};
-    InferOptions io = {.kv_tokens = opt->kv_cache_tokens > 0 ? opt->kv_cache_tokens : default_kv_budget(opt, n_prompts),
-                       .max_seqs = n_prompts * opt->n_samples + 1};
+    Run r = {.pol = pol, .user = user, .opt = opt, .st = stats ? stats : &local};
+    int n = n_prompts * opt->n_samples;
+    /* sequences: each episode's, each group's prompt, each policy-user turn */
+    InferOptions io = {.kv_tokens = opt->kv_cache_tokens > 0 ? opt->kv_cache_tokens
+                                                             : default_kv_budget(opt, user, n_prompts),
+                       .max_seqs = 2 * n + n_prompts + 1};
     r.eng = infer_new(pol->model, &io, err, errlen);
     if (!r.eng) return -1;
     r.gen = infer_gen_new(r.eng, pol->tok);
     r.stop_ids[r.n_stop_ids++] = tok_id_of(pol->tok, chat_eos_token(pol->ct));
     int32_t eot = tok_id_of(pol->tok, "<|endoftext|>");
     if (eot >= 0 && eot != r.stop_ids[0]) r.stop_ids[r.n_stop_ids++] = eot;
+    r.groups = xcalloc((size_t)n_prompts, sizeof *r.groups);
+    for (int g = 0; g < n_prompts; g++) r.groups[g].base_seq = -1;
 
-    int n = n_prompts * opt->n_samples;
     Slot *slots = xcalloc((size_t)n, sizeof *slots);
-    for (int i = 0; i < n; i++) slots[i].seq = slots[i].req = -1;
+    for (int i = 0; i < n; i++) slots[i].seq = slots[i].req = slots[i].user_seq = slots[i].user_req = -1;
+    bool api = user && user->kind == ROLLOUT_USER_API;
+    enum { POLL_MAX = 64 };
+    LlmResult results[POLL_MAX];
     int rc = -1;
     int next_group = 0, emitted = 0;
     while (emitted < n) {
@@ -271,35 +460,62 @@ int rollout_run(const RolloutPolicy *pol, const RolloutPrompt *prompts, int n_pr
             int live = 0;
             for (int i = emitted; i < next_group * opt->n_samples; i++) live += !slots[i].done;
             if (opt->max_inflight > 0 && live + opt->n_samples > opt->max_inflight && live > 0) break;
-            if (start_group(&r, &prompts[next_group], &slots[next_group * opt->n_samples], err, errlen) != 0)
+            if (start_group(&r, next_group, &prompts[next_group], &slots[next_group * opt->n_samples], err,
+                            errlen) != 0)
                 goto out;
             next_group++;
         }
-        /* One decode step over every running request. */
+        int started = next_group * opt->n_samples;
+        /* One decode step over every running request: agents and policy users. */
         if (infer_gen_running(r.gen) > 0) {
             if (infer_gen_step(r.gen, err, errlen) < 0) goto out;
-            for (int i = emitted; i < next_group * opt->n_samples; i++) {
+            for (int i = emitted; i < started; i++) {
                 Slot *s = &slots[i];
-                if (s->done || s->req < 0) continue;
-                if (infer_gen_result(r.gen, s->req).finish == INFER_RUNNING) continue;
-                if (take_agent_turn(&r, s, err, errlen) != 0) goto out;
+                if (s->done) continue;
+                if (s->req >= 0 && infer_gen_result(r.gen, s->req).finish != INFER_RUNNING) {
+                    if (take_agent_turn(&r, s, err, errlen) != 0) goto out;
+                } else if (s->user_req >= 0 && infer_gen_result(r.gen, s->user_req).finish != INFER_RUNNING) {
+                    if (take_policy_user_turn(&r, s, err, errlen) != 0) goto out;
+                }
+            }
+        }
+        /* Replies of the api user: wait for one only when the engine is idle. */
+        if (api && llm_client_pending(user->client) > 0) {
+            double wait = infer_gen_running(r.gen) > 0 ? 0.0 : 0.05;
+            int k = llm_client_poll(user->client, wait, results, POLL_MAX);
+            for (int i = 0; i < k; i++) {
+                Slot *s = results[i].tag;
+                int trc = take_api_user_turn(&r, s, &results[i], err, errlen);
+                llm_result_free(&results[i]);
+                if (trc != 0) {
+                    for (int j = i + 1; j < k; j++) llm_result_free(&results[j]);
+                    goto out;
+                }
             }
         }
         /* Emit finished episodes in order (the buffer keeps prompt order). */
-        while (emitted < next_group * opt->n_samples && slots[emitted].done) {
+        while (emitted < started && slots[emitted].done) {
             emit_episode(&r, &slots[emitted], rb, slots[emitted].sample == 0);
             slot_free(&r, &slots[emitted]);
             emitted++;
         }
-        if (infer_gen_running(r.gen) == 0 && emitted < next_group * opt->n_samples && next_group == n_prompts) {
+        if (infer_gen_running(r.gen) == 0 && !(api && llm_client_pending(user->client) > 0) && emitted < started &&
+            next_group == n_prompts) {
             /* Nothing running yet episodes unfinished: a bug, not a user error. */
-            die_runtime("rollout: %d episodes neither running nor finished", next_group * opt->n_samples - emitted);
+            die_runtime("rollout: %d episodes neither running nor finished", started - emitted);
         }
     }
     rc = 0;
 out:
     for (int i = emitted; i < n; i++) slot_free(&r, &slots[i]);
     free(slots);
+    /* on an error, api replies still in flight: drained and dropped */
+    while (api && llm_client_pending(user->client) > 0) {
+        int k = llm_client_poll(user->client, 0.05, results, POLL_MAX);
+        for (int i = 0; i < k; i++) llm_result_free(&results[i]);
+    }
+    for (int g = 0; g < n_prompts; g++) free(r.groups[g].ids);
+    free(r.groups);
     infer_gen_free(r.gen);
     infer_free(r.eng);
     return rc;

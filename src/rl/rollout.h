@@ -7,14 +7,25 @@
  * generation request for it joins the engine's continuous batch; when the
  * request finishes, its sampled ids are decoded, parsed into a τ²-bench
  * message (text/toolcall.h) and submitted to the episode, which runs the tool
- * calls; then the user answers (the scripted gold user of tau2/oracle.h) and
- * the episode's new turns are appended to its trajectory as a template delta
- * (mask 0), and the episode queues for the agent again. Other episodes decode
- * meanwhile.
+ * calls; then the user answers and the episode's new turns are appended to
+ * its trajectory as a template delta (mask 0), and the episode queues for
+ * the agent again. Other episodes decode meanwhile.
  *
- * The episodes of a group share their prompt: the gold user opens the same
- * way every time, so the prompt is prefilled once and the group's sequences
- * fork its cache (copy-on-write).
+ * The user (RolloutUser) is one of
+ *   gold    the task's scripted user (tau2/oracle.h), answered at once;
+ *   policy  the policy model itself, prompted as τ²-bench's user simulator
+ *           (llm/user_sim.h); its turns are generation requests on the same
+ *           engine, batched with the agents' and not trained on;
+ *   api     an OpenAI-compatible endpoint through llm/llm_client.h; requests
+ *           are in flight while the engine decodes other episodes. A request
+ *           that still fails after the client's retries, or a reply that
+ *           cannot be read, ends the episode as infrastructure_error: the
+ *           job drops such episodes from training and rewards and counts
+ *           them.
+ *
+ * The episodes of a group share their prompt when their first user turns
+ * agree (always with the gold user): the first episode to reach the agent
+ * prefills the prompt once, the others fork its cache (copy-on-write).
  *
  * Each episode has a token budget: max_response_len tokens after its prompt
  * (sampled and environment tokens alike, as slime counts a multi-turn
@@ -36,6 +47,7 @@
 #include <cJSON.h>
 
 #include "io/rollout_buffer.h"
+#include "llm/llm_client.h"
 #include "model/infer.h"
 #include "model/qwen3.h"
 #include "tau2/episode.h"
@@ -65,6 +77,23 @@ typedef struct {
     int max_inflight;     /* episodes decoding at once at most (0: no limit) */
 } RolloutOptions;
 
+typedef enum { ROLLOUT_USER_GOLD, ROLLOUT_USER_POLICY, ROLLOUT_USER_API } RolloutUserKind;
+
+/* Who plays the customer (borrowed pointers). */
+typedef struct {
+    RolloutUserKind kind;
+    const char *data_dir;     /* policy, api: the τ²-bench data directory (user-simulator guidelines) */
+    LlmClient *client;        /* api */
+    int endpoint;             /* api: the client's endpoint */
+    SampleParams sample;      /* policy: the user's sampling (τ²-bench: temperature 0) */
+    double temperature;       /* api: sent with each request */
+    int max_tokens;           /* tokens of one user turn (policy; api when > 0) */
+    bool judge;               /* api: NL assertions judged through the same endpoint (llm/judge.h) */
+} RolloutUser;
+
+/* "gold", "policy", "api" -> *out; -1 for another name. */
+int rollout_user_kind_parse(const char *name, RolloutUserKind *out);
+
 /* The policy as the rollout sees it (borrowed). model is a full (TP = 1)
  * copy of the weights. */
 typedef struct {
@@ -81,6 +110,8 @@ typedef struct {
     int agent_turns;
     int truncated;         /* episodes that ran out of budget */
     int parse_errors;      /* tool calls the parser rejected */
+    int user_turns;        /* answers of the policy or api user */
+    int infra_errors;      /* episodes ended as infrastructure_error */
     double reward_sum, shaped_sum;
     long drift_checked, drift_tokens; /* episodes checked and their total drift (0 when token-exact) */
 } RolloutStats;
@@ -91,7 +122,8 @@ typedef struct {
  * evaluation's RewardInfo with the partial credit. stats (may be NULL) are
  * added to. Returns 0, or -1 with err (engine out of KV budget, a task
  * whose initial state fails, a template that fails to render). */
-int rollout_run(const RolloutPolicy *pol, const RolloutPrompt *prompts, int n_prompts, const RolloutOptions *opt,
-                RolloutBuffer *rb, RolloutStats *stats, char *err, size_t errlen);
+int rollout_run(const RolloutPolicy *pol, const RolloutUser *user /* NULL: gold */, const RolloutPrompt *prompts,
+                int n_prompts, const RolloutOptions *opt, RolloutBuffer *rb, RolloutStats *stats, char *err,
+                size_t errlen);
 
 #endif

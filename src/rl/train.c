@@ -13,6 +13,7 @@ typedef struct {
     int T, n_seqs, cap_T, cap_seqs;
     int32_t *tokens, *targets, *seq_start; /* (T), (T), (n_seqs + 1) */
     float *mask, *old_logprob, *logprob, *entropy, *ref_logprob, *dlogprob, *dentropy; /* (T) */
+    uint8_t *head_mask;                    /* (T) mask != 0: the rows that need the output head */
     double *advantage;                     /* (n_seqs) */
 } Micro;
 
@@ -24,6 +25,7 @@ static void micro_reserve(Micro *mb, int T, int n_seqs) {
         float **f[] = {&mb->mask, &mb->old_logprob, &mb->logprob, &mb->entropy, &mb->ref_logprob, &mb->dlogprob,
                        &mb->dentropy};
         for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) *f[i] = xrealloc(*f[i], (size_t)T * sizeof(float));
+        mb->head_mask = xrealloc(mb->head_mask, (size_t)T);
     }
     if (n_seqs > mb->cap_seqs) {
         mb->cap_seqs = n_seqs;
@@ -35,7 +37,7 @@ static void micro_reserve(Micro *mb, int T, int n_seqs) {
 static void micro_free(Micro *mb) {
     free(mb->tokens), free(mb->targets), free(mb->seq_start), free(mb->mask), free(mb->old_logprob);
     free(mb->logprob), free(mb->entropy), free(mb->ref_logprob), free(mb->dlogprob), free(mb->dentropy);
-    free(mb->advantage);
+    free(mb->advantage), free(mb->head_mask);
 }
 
 /* Pack seqs[idx[0..k)] into mb. */
@@ -52,6 +54,7 @@ static void micro_pack(Micro *mb, const TrainSeq *seqs, const int *idx, int k) {
         for (int64_t j = 0; j < s->n; j++) {
             bool last = j + 1 == s->n;
             mb->mask[t + j] = last ? 0.0f : (float)(s->mask[j + 1] != 0);
+            mb->head_mask[t + j] = mb->mask[t + j] != 0.0f;
             mb->old_logprob[t + j] = last || !s->old_logprob ? 0.0f : s->old_logprob[j + 1];
         }
         mb->advantage[i] = s->advantage;
@@ -91,7 +94,7 @@ static int for_each_micro(const TrainSeq *seqs, int n, int dp_rank, int dp_size,
 
 static Qwen3Batch micro_batch(const Micro *mb) {
     return (Qwen3Batch){.T = mb->T, .n_seqs = mb->n_seqs, .tokens = mb->tokens, .targets = mb->targets,
-                        .seq_start = mb->seq_start};
+                        .seq_start = mb->seq_start, .head_mask = mb->head_mask};
 }
 
 static double sum_masked(const float *x, const float *mask, int T) {

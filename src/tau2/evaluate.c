@@ -273,7 +273,10 @@ int evaluate_episode(const Domain *d, const cJSON *task, const cJSON *messages, 
     cJSON *nl_checks = NULL;
     double nl_reward = 1.0;
     bool needs_nl = (basis & BASIS_NL_ASSERTION) != 0;
-    if (needs_nl && opt->judge) {
+    bool stopped = term == TERM_USER_STOP || term == TERM_AGENT_STOP;
+    /* τ²-bench judges only episodes that ended with a stop: the others
+     * score 0 whatever the judge says, so no request is spent on them. */
+    if (needs_nl && opt->judge && stopped) {
         char err[256];
         if (opt->judge(opt->judge_ctx, task, messages, &nl_checks, err, sizeof err) != 0) {
             out->infrastructure_error = true;
@@ -281,7 +284,7 @@ int evaluate_episode(const Domain *d, const cJSON *task, const cJSON *messages, 
             for (const cJSON *c = nl_checks ? nl_checks->child : NULL; c; c = c->next)
                 if (!cJSON_IsTrue(json_get(c, "met"))) nl_reward = 0.0;
         }
-    } else if (needs_nl) {
+    } else if (needs_nl && !opt->judge) {
         out->nl_not_judged = true;
     }
 

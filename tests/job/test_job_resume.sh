@@ -3,6 +3,9 @@
 # from the last checkpoint, no checkpoint is corrupt, no temporary file is
 # left, and the final weights are bit-identical to an uninterrupted run
 # (CPU, synchronous, 2 ranks; SFT then GRPO, a checkpoint every step).
+# Then a clean stop: SIGUSR1 to one rank (as Slurm's --signal sends ahead of
+# the time limit) ends the job after its current step with a checkpoint and
+# exit 0, and the rerun ends with the same weights.
 set -u
 BIN=$1
 cd "$TAU2_SOURCE_DIR"
@@ -45,4 +48,33 @@ done
 check "both runs export" $?
 cmp -s "$TMP/ea/model.safetensors" "$TMP/eb/model.safetensors"
 check "final weights bit-identical to the uninterrupted run" $?
+
+# SIGUSR1 to one rank during the GRPO phase.
+tiny_config "$TMP/cfg_c.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 num_rollout=3 save_interval=0
+mpirun_np 2 "$BIN" "$TMP/cfg_c.json" --output-dir "$TMP/c" >"$TMP/log.c1" 2>&1 &
+launcher=$!
+signalled=0
+for _ in $(seq 1 1200); do
+  if grep -q "^step [45]/" "$TMP/log.c1" 2>/dev/null; then
+    pid=$(pgrep -f -n "tau2_hpc $TMP/cfg_c.json --output-dir $TMP/c" | head -1)
+    if [ -n "$pid" ]; then kill -USR1 "$pid"; signalled=1; fi
+    break
+  fi
+  sleep 0.1
+done
+wait $launcher
+c1=$?
+check "a rank got SIGUSR1 mid-run" $((1 - signalled))
+check "the signalled run exits 0" $c1
+grep -q "stopped by signal 10 at step" "$TMP/log.c1"
+check "the signalled run says it stopped and checkpointed" $?
+ls "$TMP"/c/ckpt/step_*.h5 >/dev/null 2>&1
+check "the signalled run left a checkpoint (save_interval 0)" $?
+mpirun_np 2 "$BIN" "$TMP/cfg_c.json" --output-dir "$TMP/c" >"$TMP/log.c2" 2>&1
+check "rerunning after the stop exits 0" $?
+grep -q "resumed from" "$TMP/log.c2"
+check "the rerun after the stop resumed" $?
+"$BIN" export --checkpoint "$TMP/c" --output "$TMP/ec" --dtype F32 >/dev/null
+cmp -s "$TMP/ea/model.safetensors" "$TMP/ec/model.safetensors"
+check "final weights after a clean stop bit-identical to the uninterrupted run" $?
 finish test_job_resume

@@ -60,7 +60,7 @@ static StepOut step(Qwen3 *m, const Qwen3FixtureBatch *b) {
     o.lp = xmalloc((size_t)b->T * sizeof(float));
     o.ent = xmalloc((size_t)b->T * sizeof(float));
     float *dlp = xmalloc((size_t)b->T * sizeof(float)), *dent = xmalloc((size_t)b->T * sizeof(float));
-    Qwen3Batch qb = {b->T, b->n_seqs, b->tokens, b->targets, b->seq_start};
+    Qwen3Batch qb = {b->T, b->n_seqs, b->tokens, b->targets, b->seq_start, NULL};
     qwen3_forward(m, &qb, o.lp, o.ent);
     o.loss = loss_grads(b, o.lp, o.ent, dlp, dent, &o.sft);
     qwen3_zero_grad(m);
@@ -203,11 +203,11 @@ static void check_fixture(const char *name, Comm *world) {
         qwen3_zero_grad(tp);
         int cut = b.seq_start[1];
         int32_t s1[2] = {0, cut}, s2[8];
-        Qwen3Batch b1 = {cut, 1, b.tokens, b.targets, s1};
+        Qwen3Batch b1 = {cut, 1, b.tokens, b.targets, s1, NULL};
         qwen3_forward(tp, &b1, lp, ent);
         qwen3_backward(tp, dlp, dent);
         for (int s = 1; s <= b.n_seqs; s++) s2[s - 1] = b.seq_start[s] - cut;
-        Qwen3Batch b2 = {T - cut, b.n_seqs - 1, b.tokens + cut, b.targets + cut, s2};
+        Qwen3Batch b2 = {T - cut, b.n_seqs - 1, b.tokens + cut, b.targets + cut, s2, NULL};
         qwen3_forward(tp, &b2, lp + cut, ent + cut);
         qwen3_backward(tp, dlp + cut, dent + cut);
         CHECK(rel_err("micro-batch logprob", lp, st.lp, (size_t)T) < 1e-6);

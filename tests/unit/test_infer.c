@@ -245,7 +245,7 @@ static void continuous_batch_vs_forward(const char *name, const BatchPlan *plan,
     fill_tokens(tokens, T, V, 11);
     qwen3_next_token_targets(tokens, seq_start, NSEQ, targets);
     float *ref_lp = xmalloc((size_t)T * sizeof(float)), *ent = xmalloc((size_t)T * sizeof(float));
-    Qwen3Batch b = {T, NSEQ, tokens, targets, seq_start};
+    Qwen3Batch b = {T, NSEQ, tokens, targets, seq_start, NULL};
     qwen3_forward(m, &b, ref_lp, ent);
     float *ref_logits = xmalloc((size_t)T * V * sizeof(float));
     qwen3_logits(m, 0, T, ref_logits);
@@ -518,7 +518,7 @@ static void test_seeded_sampling_invariance(void **state) {
     memcpy(toks + 12, alone1.ids, (size_t)(alone1.n - 1) * sizeof(int32_t));
     for (int t = 0; t < T; t++) targets[t] = t >= 11 ? alone1.ids[t - 11] : toks[t + 1];
     float lp[64], ent[64];
-    Qwen3Batch b = {T, 1, toks, targets, ss};
+    Qwen3Batch b = {T, 1, toks, targets, ss, NULL};
     qwen3_forward(m, &b, lp, ent);
     double d = max_abs_diff(lp + 11, alone1.lps, (size_t)alone1.n);
     printf("    sampled logprobs vs training forward: max |d| %.2e\n", d);

@@ -59,7 +59,7 @@ static void fixture_free(Fixture *f) {
 }
 
 static Qwen3Batch fixture_batch(const Fixture *f) {
-    Qwen3Batch b = {f->b.T, f->b.n_seqs, f->b.tokens, f->b.targets, f->b.seq_start};
+    Qwen3Batch b = {f->b.T, f->b.n_seqs, f->b.tokens, f->b.targets, f->b.seq_start, NULL};
     return b;
 }
 
@@ -290,16 +290,60 @@ static void test_grad_accumulation(void **state) {
     qwen3_zero_grad(m);
     int cut = f.b.seq_start[1];
     int32_t s1[2] = {0, cut};
-    Qwen3Batch b1 = {cut, 1, f.b.tokens, f.b.targets, s1};
+    Qwen3Batch b1 = {cut, 1, f.b.tokens, f.b.targets, s1, NULL};
     qwen3_forward(m, &b1, lp, ent);
     qwen3_backward(m, dlp, dent);
     int32_t s2[8];
     for (int s = 1; s <= f.b.n_seqs; s++) s2[s - 1] = f.b.seq_start[s] - cut;
-    Qwen3Batch b2 = {f.b.T - cut, f.b.n_seqs - 1, f.b.tokens + cut, f.b.targets + cut, s2};
+    Qwen3Batch b2 = {f.b.T - cut, f.b.n_seqs - 1, f.b.tokens + cut, f.b.targets + cut, s2, NULL};
     qwen3_forward(m, &b2, lp + cut, ent + cut);
     qwen3_backward(m, dlp + cut, dent + cut);
     assert_true(rel_err("micro-batch logprob", lp, full.lp, (size_t)f.b.T, true) < 1e-6);
     assert_true(rel_err("micro-batch grads", m->grads_memory, full.grads, m->num_parameters, true) < 1e-5);
+    free(dlp);
+    free(dent);
+    free(lp);
+    free(ent);
+    snapshot_free(&full);
+    fixture_free(&f);
+}
+
+/* A head mask equal to the loss mask: the masked rows' logprob and
+ * entropy are the same bits as without it, the other rows report 0, and
+ * the gradients equal those of the full head (whose unmasked rows carry no
+ * loss). */
+static void test_head_mask(void **state) {
+    (void)state;
+    Fixture f = fixture_load("tied_mha");
+    Snapshot full = snapshot_step(&f);
+    Qwen3 *m = f.model;
+    int T = f.b.T;
+    uint8_t *hm = xmalloc((size_t)T);
+    int n = 0, skipped = 0;
+    for (int t = 0; t < T; t++) {
+        hm[t] = f.b.mask[t] != 0;
+        n += hm[t];
+        skipped += !hm[t];
+    }
+    assert_true(skipped > 0);
+    float *dlp = xmalloc((size_t)T * sizeof(float)), *dent = xmalloc((size_t)T * sizeof(float));
+    float *lp = xmalloc((size_t)T * sizeof(float)), *ent = xmalloc((size_t)T * sizeof(float));
+    Qwen3Batch b = fixture_batch(&f);
+    b.head_mask = hm;
+    qwen3_forward(m, &b, lp, ent);
+    for (int t = 0; t < T; t++) {
+        if (hm[t]) {
+            assert_memory_equal(&lp[t], &full.lp[t], sizeof(float));
+            assert_memory_equal(&ent[t], &full.ent[t], sizeof(float));
+        } else {
+            assert_true(lp[t] == 0.0f && ent[t] == 0.0f);
+        }
+    }
+    fixture_loss_grads(&f, lp, ent, dlp, dent, NULL);
+    qwen3_zero_grad(m);
+    qwen3_backward(m, dlp, dent);
+    assert_true(rel_err("head-mask grads", m->grads_memory, full.grads, m->num_parameters, true) < 1e-5);
+    free(hm);
     free(dlp);
     free(dent);
     free(lp);
@@ -534,6 +578,7 @@ int main(void) {
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_vocab_chunks),
         cmocka_unit_test(test_grad_accumulation),
+        cmocka_unit_test(test_head_mask),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_tensor_errors),
         cmocka_unit_test(test_export_round_trip),

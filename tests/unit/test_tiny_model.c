@@ -200,7 +200,7 @@ static void test_model_scores(void **state) {
     int32_t *targets = xmalloc((size_t)T * sizeof(int32_t));
     qwen3_next_token_targets(ids.ids, seq_start, 1, targets);
     float *logprob = xmalloc((size_t)T * sizeof(float)), *entropy = xmalloc((size_t)T * sizeof(float));
-    Qwen3Batch b = {T, 1, ids.ids, targets, seq_start};
+    Qwen3Batch b = {T, 1, ids.ids, targets, seq_start, NULL};
     qwen3_forward(m, &b, logprob, entropy);
 
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(rec, "logprob")->child;
