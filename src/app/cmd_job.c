@@ -12,6 +12,7 @@
 #include "app/config.h"
 #include "comm/comm.h"
 #include "core/error.h"
+#include "core/stop_signal.h"
 #include "core/json.h"
 #include "rl/job.h"
 
@@ -43,6 +44,9 @@ int cmd_run_config(const char *path, int argc, char **argv) {
     cJSON_Delete(root);
     if (oracle) return cmd_run_oracle_config(path, argc, argv);
 
+    /* From the start: a scheduler's warning that arrives while the ranks
+     * start up must not kill them (the job checks it at its first step). */
+    stop_signal_install();
     static const char *const known[] = {"--data-dir", "--output-dir", NULL};
     cli_check_options("run", argc, argv, known);
     /* Every rank reads the config; only rank 0 reports its errors. */
