@@ -792,6 +792,15 @@ static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in
     residual_add(x_out, a->res2, (long)T * C);
 }
 
+/* The final-norm rows of one output-head chunk: xf itself when the rows
+ * are consecutive (no head mask), else gathered into head_x. */
+static const float *head_gather(Qwen3Acts *A, const int32_t *rows, int R, int C) {
+    if (rows[R - 1] - rows[0] == R - 1) return A->xf + (size_t)rows[0] * C;
+    for (int r = 0; r < R; r++)
+        memcpy(A->head_x + (size_t)r * C, A->xf + (size_t)rows[r] * C, (size_t)C * sizeof(float));
+    return A->head_x;
+}
+
 void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy) {
     char err[256];
     if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_forward: %s", err);
@@ -844,11 +853,9 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     for (int i0 = 0; i0 < A->n_head; i0 += chunk) {
         int R = A->n_head - i0 < chunk ? A->n_head - i0 : chunk;
         const int32_t *rows = A->head_rows + i0;
-        for (int r = 0; r < R; r++) {
-            memcpy(A->head_x + (size_t)r * C, A->xf + (size_t)rows[r] * C, (size_t)C * sizeof(float));
-            A->head_targets[r] = A->targets[rows[r]];
-        }
-        matmul_forward(A->logits, A->head_x, p->lm_head, R, C, V);
+        const float *x = head_gather(A, rows, R, C);
+        for (int r = 0; r < R; r++) A->head_targets[r] = A->targets[rows[r]];
+        matmul_forward(A->logits, x, p->lm_head, R, C, V);
         if (m->tp) { /* vocab-parallel softmax: reduce the row statistics, not the logits */
             vocab_row_max(A->lm_max, A->logits, R, V);
             comm_allreduce_max_f32(m->tp, A->lm_max, (size_t)R);
@@ -928,19 +935,19 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     for (int i0 = 0; i0 < A->n_head; i0 += chunk) {
         int R = A->n_head - i0 < chunk ? A->n_head - i0 : chunk;
         const int32_t *rows = A->head_rows + i0;
+        const float *x = head_gather(A, rows, R, C);
         for (int r = 0; r < R; r++) {
             int t = rows[r];
-            memcpy(A->head_x + (size_t)r * C, A->xf + (size_t)t * C, (size_t)C * sizeof(float));
             A->head_targets[r] = A->targets[t];
             A->head_lse[r] = A->lm_lse[t];
             A->head_ent[r] = A->lm_ent[t];
             A->head_dlp[r] = dlogprob[t];
             A->head_dent[r] = dentropy ? dentropy[t] : 0.0f;
         }
-        matmul_forward(A->logits, A->head_x, p->lm_head, R, C, V);
+        matmul_forward(A->logits, x, p->lm_head, R, C, V);
         logprob_entropy_backward_shard(A->logits, A->head_dlp, dentropy ? A->head_dent : NULL, A->head_lse,
                                        A->head_ent, A->head_targets, R, V, v0);
-        matmul_backward(A->head_dx, g->lm_head, A->logits, A->head_x, p->lm_head, R, C, V, false);
+        matmul_backward(A->head_dx, g->lm_head, A->logits, x, p->lm_head, R, C, V, false);
         for (int r = 0; r < R; r++)
             memcpy(dxf + (size_t)rows[r] * C, A->head_dx + (size_t)r * C, (size_t)C * sizeof(float));
     }

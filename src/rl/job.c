@@ -689,11 +689,14 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
              * infrastructure error (the user simulator failed) is neither a
              * reward nor a sample: counted, and left out of its group */
             double *raw = xmalloc((size_t)ns * sizeof *raw);
+            bool *infra = xmalloc((size_t)(n_take * ns > 0 ? n_take * ns : 1) * sizeof *infra);
+            for (int i = 0; i < n_take * ns; i++)
+                infra[i] = strcmp(merged->termination[i], termination_name(TERM_INFRASTRUCTURE_ERROR)) == 0;
             for (int k = 0; k < n_take; k++) {
                 int n_ok = 0;
                 for (int s = 0; s < ns; s++) {
                     int i = k * ns + s;
-                    if (strcmp(merged->termination[i], "infrastructure_error") == 0) {
+                    if (infra[i]) {
                         summary[RS_INFRA]++;
                         continue;
                     }
@@ -712,7 +715,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
                 bool keep = n_ok > 0 && (!filter || grpo_group_keep(raw, n_ok));
                 if (keep && kept_now < need) {
                     for (int s = 0; s < ns; s++) {
-                        if (strcmp(merged->termination[k * ns + s], "infrastructure_error") == 0) continue;
+                        if (infra[k * ns + s]) continue;
                         RolloutEpisode e = rollout_buffer_episode(merged, k * ns + s);
                         e.group_id = (int32_t)summary[RS_KEPT_GROUPS];
                         rollout_buffer_add(kept, &e);
@@ -722,6 +725,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
                 }
             }
             free(raw);
+            free(infra);
             rollout_buffer_free(merged);
         }
         free(all);

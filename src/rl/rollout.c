@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "core/rng.h"
 #include "llm/judge.h"
 #include "llm/user_sim.h"
 #include "tau2/oracle.h"
@@ -166,7 +167,8 @@ static int request_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
             cJSON_AddStringToObject(body, "tool_choice", "auto");
         }
         cJSON_AddItemToObject(body, "temperature", json_float(u->temperature));
-        cJSON_AddItemToObject(body, "seed", json_int((double)(r->opt->seed % 1000000007ULL + stream % 1000003ULL)));
+        /* OpenAI seeds are 32-bit integers: a hash of the run's seed and the turn's stream */
+        cJSON_AddItemToObject(body, "seed", json_int((double)(int64_t)(rng_uniform(r->opt->seed, stream, 0) * 2147483647.0)));
         if (u->max_tokens > 0) cJSON_AddItemToObject(body, "max_tokens", json_int(u->max_tokens));
         llm_client_submit(u->client, u->endpoint, body, s);
         cJSON_Delete(body);
@@ -196,6 +198,18 @@ static int request_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
 
 static int advance(Run *r, Slot *s, char *err, size_t errlen);
 
+/* A finished generation as a τ²-bench message: its text (the end-of-turn
+ * token is not text) parsed for tool calls against tools. */
+static cJSON *generated_message(Run *r, const InferGenResult *res, const cJSON *tools) {
+    size_t n_text = (size_t)res->n;
+    if (res->finish == INFER_FINISH_STOP_ID) n_text--;
+    size_t len;
+    char *text = tok_decode(r->pol->tok, res->ids, n_text, 0, &len);
+    cJSON *msg = toolcall_parse(text, len, tools);
+    free(text);
+    return msg;
+}
+
 /* The user's answer (a τ²-bench user message, taken), or NULL when the user
  * failed: then the episode ends as infrastructure_error. */
 static int take_user_turn(Run *r, Slot *s, cJSON *msg, char *err, size_t errlen) {
@@ -211,13 +225,8 @@ static int take_user_turn(Run *r, Slot *s, cJSON *msg, char *err, size_t errlen)
 /* A policy-user generation request finished. */
 static int take_policy_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
     InferGenResult res = infer_gen_result(r->gen, s->user_req);
-    size_t n_text = (size_t)res.n;
-    if (res.finish == INFER_FINISH_STOP_ID) n_text--;
-    size_t len;
-    char *text = tok_decode(r->pol->tok, res.ids, n_text, 0, &len);
     /* the user's tool calls are checked against the user's own tools */
-    cJSON *msg = toolcall_parse(text, len, s->prompt->domain->user_schemas);
-    free(text);
+    cJSON *msg = generated_message(r, &res, s->prompt->domain->user_schemas);
     infer_gen_release(r->gen, s->user_req);
     infer_seq_free(r->eng, s->user_seq);
     s->user_req = s->user_seq = -1;
@@ -265,12 +274,7 @@ static int advance(Run *r, Slot *s, char *err, size_t errlen) {
 /* A generation request finished: the agent's message goes to the episode. */
 static int take_agent_turn(Run *r, Slot *s, char *err, size_t errlen) {
     InferGenResult res = infer_gen_result(r->gen, s->req);
-    size_t n_text = (size_t)res.n;
-    if (res.finish == INFER_FINISH_STOP_ID) n_text--; /* the end-of-turn token is not text */
-    size_t len;
-    char *text = tok_decode(r->pol->tok, res.ids, n_text, 0, &len);
-    cJSON *msg = toolcall_parse(text, len, s->prompt->domain->agent_schemas);
-    free(text);
+    cJSON *msg = generated_message(r, &res, s->prompt->domain->agent_schemas);
     r->st->parse_errors += toolcall_count_errors(msg);
     r->st->agent_turns++;
     episode_submit(s->ep, msg);
