@@ -11,6 +11,7 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev libmicrohttpd-dev
   libcmocka-dev libssl-dev
   clang libclang-rt-14-dev libomp-dev
+  chromium python3-protobuf
 )
 
 missing=()

@@ -41,6 +41,7 @@ int cmd_score(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_run_config(const char *path, int argc, char **argv);
 int cmd_run_oracle_config(const char *path, int argc, char **argv);
 

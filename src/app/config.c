@@ -1,8 +1,10 @@
 #include "app/config.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +133,7 @@ typedef struct {
     bool nullable;              /* strings: JSON null means none */
 } JobField;
 
-static const char *const JOB_NAMES[] = {"sft", "grpo", NULL};
+static const char *const JOB_NAMES[] = {"sft", "grpo", "eval", NULL};
 static const char *const USER_NAMES[] = {"gold", "policy", "api", NULL};
 static const char *const FILTER_NAMES[] = {"reward_nonzero_std", NULL};
 static const char *const LR_DECAY_NAMES[] = {"constant", "linear", "cosine", NULL};
@@ -230,6 +232,9 @@ static const JobField JOB_FIELDS[] = {
     {.key = "save_interval", .type = F_INT, .off = OFF(save_interval), .range = R_NONNEG, .dflt = 0},
     {.key = "keep_checkpoints", .type = F_INT, .off = OFF(keep_checkpoints), .range = R_POS, .dflt = 3},
     {.key = "save_rollouts", .type = F_BOOL, .off = OFF(save_rollouts), .dflt = 1},
+
+    {.key = "checkpoint", .type = F_STR, .off = OFF(checkpoint), .nullable = true},
+    {.key = "eval_interval", .type = F_INT, .off = OFF(eval_interval), .range = R_NONNEG, .dflt = 0},
 };
 
 #undef OFF
@@ -377,6 +382,183 @@ static char *default_output_dir(const char *path) {
     return dir;
 }
 
+/* ---------------------------------------------------------------- the "eval" object */
+
+/* A number at obj[key] in [lo, hi] (hi < lo: no upper bound) into *out, or
+ * leave *out when absent; `where` names the object in messages. */
+static void eval_number(const cJSON *obj, const char *key, const char *where, const char *path, double lo, double hi,
+                        bool integer, bool lo_open, double *out) {
+    const cJSON *v = json_get(obj, key);
+    if (!v) return;
+    bool ok = cJSON_IsNumber(v) && isfinite(v->valuedouble) && (lo_open ? v->valuedouble > lo : v->valuedouble >= lo) &&
+              (hi < lo || v->valuedouble <= hi) && (!integer || (json_is_int(v) && v->valuedouble <= INT_MAX));
+    if (ok) {
+        *out = v->valuedouble;
+        return;
+    }
+    char field[256], expected[128];
+    snprintf(field, sizeof field, "%s.%s", where, key);
+    if (integer) snprintf(expected, sizeof expected, lo_open ? "an integer > %g" : "an integer >= %g", lo);
+    else if (hi >= lo) snprintf(expected, sizeof expected, "a number in %s%g, %g]", lo_open ? "(" : "[", lo, hi);
+    else snprintf(expected, sizeof expected, lo_open ? "a number > %g" : "a number >= %g", lo);
+    field_error(path, field, expected, v);
+}
+
+/* A string at obj[key] (NULL when absent or null); other types exit 2. */
+static char *eval_string(const cJSON *obj, const char *key, const char *where, const char *path) {
+    const cJSON *v = json_get(obj, key);
+    if (!v || cJSON_IsNull(v)) return NULL;
+    if (!cJSON_IsString(v)) {
+        char field[256];
+        snprintf(field, sizeof field, "%s.%s", where, key);
+        field_error(path, field, "a string", v);
+    }
+    return xstrdup(v->valuestring);
+}
+
+/* The sampling keys of "defaults" and of each dataset. */
+static const char *const EVAL_SAMPLING_KEYS[] = {"temperature", "top_p", "top_k", "max_response_len",
+                                                 "n_samples_per_eval_prompt", NULL};
+
+static void eval_sampling(const cJSON *obj, const char *where, const char *path, EvalDataset *d) {
+    double t = d->temperature, p = d->top_p, k = d->top_k, len = d->max_response_len, n = d->n_samples;
+    eval_number(obj, "temperature", where, path, 0, -1, false, false, &t);
+    eval_number(obj, "top_p", where, path, 0, 1, false, true, &p);
+    eval_number(obj, "top_k", where, path, 0, -1, true, false, &k);
+    eval_number(obj, "max_response_len", where, path, 0, -1, true, true, &len);
+    eval_number(obj, "n_samples_per_eval_prompt", where, path, 0, -1, true, true, &n);
+    d->temperature = t, d->top_p = p, d->top_k = (int)k, d->max_response_len = (int)len, d->n_samples = (int)n;
+}
+
+/* "file.jsonl@[lo:hi]" -> path and slice (Python's: either bound may be
+ * empty or negative). A path without "@[" is the whole file. */
+static void eval_parse_path(const char *text, const char *where, const char *path, EvalDataset *d) {
+    const char *at = strstr(text, "@[");
+    size_t n = strlen(text);
+    if (!at) {
+        d->path = xstrdup(text);
+        return;
+    }
+    char field[256];
+    snprintf(field, sizeof field, "%s.path", where);
+    const char *expected = "\"FILE.jsonl\" or \"FILE.jsonl@[START:END]\" (integers, either may be empty or negative)";
+    cJSON *shown = cJSON_CreateString(text);
+    if (at == text || text[n - 1] != ']') field_error(path, field, expected, shown);
+    const char *p = at + 2, *colon = strchr(p, ':');
+    if (!colon || colon > text + n - 1) field_error(path, field, expected, shown);
+    int64_t bound[2] = {0, INT64_MAX};
+    const char *part[2][2] = {{p, colon}, {colon + 1, text + n - 1}};
+    for (int b = 0; b < 2; b++) {
+        const char *s = part[b][0], *e = part[b][1];
+        if (s == e) continue;
+        char *end;
+        char buf[32];
+        if ((size_t)(e - s) >= sizeof buf) field_error(path, field, expected, shown);
+        memcpy(buf, s, (size_t)(e - s));
+        buf[e - s] = '\0';
+        long long v = strtoll(buf, &end, 10);
+        if (*end != '\0' || end == buf) field_error(path, field, expected, shown);
+        bound[b] = v;
+    }
+    cJSON_Delete(shown);
+    d->path = xstrndup(text, (size_t)(at - text));
+    d->sliced = true;
+    d->slice_lo = bound[0];
+    d->slice_hi = bound[1];
+}
+
+static bool eval_name_ok(const char *s) {
+    if (!*s) return false;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.')) return false;
+    return true;
+}
+
+/* The "eval" object: {"defaults": {...}, "datasets": [{...}, ...]}, the
+ * recipe's eval config. NULL (absent) leaves no datasets. */
+static void config_load_eval(JobConfig *cfg, const cJSON *ev, const char *path) {
+    if (!ev) return;
+    if (!cJSON_IsObject(ev)) field_error(path, "eval", "an object {\"defaults\": {...}, \"datasets\": [...]}", ev);
+    static const char *const eval_keys[] = {"defaults", "datasets", "round_episodes", NULL};
+    char where[300];
+    snprintf(where, sizeof where, "%s: field 'eval'", path);
+    config_check_keys(ev, eval_keys, where);
+    EvalDataset base = {.temperature = cfg->rollout_temperature, .top_p = cfg->rollout_top_p,
+                        .top_k = cfg->rollout_top_k, .max_response_len = cfg->rollout_max_response_len,
+                        .n_samples = 1};
+    double round = 32;
+    eval_number(ev, "round_episodes", "eval", path, 0, -1, true, true, &round);
+    cfg->eval_round_episodes = (int)round;
+    const cJSON *defaults = json_get(ev, "defaults");
+    if (defaults) {
+        if (!cJSON_IsObject(defaults)) field_error(path, "eval.defaults", "an object", defaults);
+        snprintf(where, sizeof where, "%s: field 'eval.defaults'", path);
+        config_check_keys(defaults, EVAL_SAMPLING_KEYS, where);
+        eval_sampling(defaults, "eval.defaults", path, &base);
+    }
+    const cJSON *list = json_get(ev, "datasets");
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0)
+        field_error(path, "eval.datasets", "a non-empty array of datasets {\"name\", \"path\", ...}", list);
+    int n = cJSON_GetArraySize(list);
+    cfg->eval_datasets = xcalloc((size_t)n, sizeof *cfg->eval_datasets);
+    static const char *const ds_keys[] = {"name", "path", "metadata_overrides", "temperature", "top_p", "top_k",
+                                          "max_response_len", "n_samples_per_eval_prompt", NULL};
+    static const char *const md_keys[] = {"domain", "task_split", "user_model", "user_base_url", "user_api_key_var",
+                                          "max_turns", NULL};
+    int i = 0;
+    for (const cJSON *x = list->child; x; x = x->next, i++) {
+        char field[64];
+        snprintf(field, sizeof field, "eval.datasets[%d]", i);
+        if (!cJSON_IsObject(x)) field_error(path, field, "an object {\"name\", \"path\", ...}", x);
+        snprintf(where, sizeof where, "%s: field '%s'", path, field);
+        config_check_keys(x, ds_keys, where);
+        EvalDataset *d = &cfg->eval_datasets[i];
+        *d = base;
+        cfg->n_eval_datasets = i + 1; /* owned from here on */
+        d->name = eval_string(x, "name", field, path);
+        char sub[128];
+        snprintf(sub, sizeof sub, "%s.name", field);
+        if (!d->name || !eval_name_ok(d->name))
+            field_error(path, sub, "a name of letters, digits, '_', '-' and '.' (it names files and metrics)",
+                        json_get(x, "name"));
+        for (int k = 0; k < i; k++)
+            if (strcmp(cfg->eval_datasets[k].name, d->name) == 0)
+                field_error(path, sub, "a name no other dataset has", json_get(x, "name"));
+        char *p = eval_string(x, "path", field, path);
+        snprintf(sub, sizeof sub, "%s.path", field);
+        if (!p) field_error(path, sub, "a JSONL file, optionally with a row slice (\"file.jsonl@[0:10]\")", NULL);
+        eval_parse_path(p, field, path, d);
+        free(p);
+        eval_sampling(x, field, path, d);
+        const cJSON *md = json_get(x, "metadata_overrides");
+        if (md) {
+            snprintf(sub, sizeof sub, "%s.metadata_overrides", field);
+            if (!cJSON_IsObject(md)) field_error(path, sub, "an object", md);
+            snprintf(where, sizeof where, "%s: field '%s'", path, sub);
+            config_check_keys(md, md_keys, where);
+            d->domain = eval_string(md, "domain", sub, path);
+            d->task_split = eval_string(md, "task_split", sub, path);
+            d->user_model = eval_string(md, "user_model", sub, path);
+            d->user_base_url = eval_string(md, "user_base_url", sub, path);
+            d->user_api_key_var = eval_string(md, "user_api_key_var", sub, path);
+            double mt = 0;
+            eval_number(md, "max_turns", sub, path, 0, -1, true, true, &mt);
+            d->max_turns = (int)mt;
+            char f2[200];
+            if (d->domain && !domain_spec_find(d->domain)) {
+                char names[200];
+                snprintf(names, sizeof names, "a domain name (%s)", domain_spec_names());
+                snprintf(f2, sizeof f2, "%s.domain", sub);
+                field_error(path, f2, names, json_get(md, "domain"));
+            }
+            if (d->user_base_url && strncmp(d->user_base_url, "http://", 7) && strncmp(d->user_base_url, "https://", 8)) {
+                snprintf(f2, sizeof f2, "%s.user_base_url", sub);
+                field_error(path, f2, "an http:// or https:// URL", json_get(md, "user_base_url"));
+            }
+        }
+    }
+}
+
 void config_load_job(const char *path, JobConfig *cfg) {
     memset(cfg, 0, sizeof *cfg);
     char err[1024];
@@ -390,22 +572,29 @@ void config_load_job(const char *path, JobConfig *cfg) {
     char expected[200];
     field_expected(job_field, expected, sizeof expected);
     const cJSON *job = json_get(root, "job");
-    if (!cJSON_IsString(job) || (strcmp(job->valuestring, "sft") != 0 && strcmp(job->valuestring, "grpo") != 0))
+    if (!cJSON_IsString(job) || (strcmp(job->valuestring, "sft") != 0 && strcmp(job->valuestring, "grpo") != 0 &&
+                                 strcmp(job->valuestring, "eval") != 0))
         field_error(path, "job", expected, job);
 
-    const char *known[N_JOB_FIELDS + 1];
+    const char *known[N_JOB_FIELDS + 2];
     for (int i = 0; i < N_JOB_FIELDS; i++) known[i] = JOB_FIELDS[i].key;
-    known[N_JOB_FIELDS] = NULL;
+    known[N_JOB_FIELDS] = "eval";
+    known[N_JOB_FIELDS + 1] = NULL;
     config_check_keys(root, known, path);
 
     cfg->path = xstrdup(path);
     for (int i = 0; i < N_JOB_FIELDS; i++)
         job_field_set(cfg, &JOB_FIELDS[i], json_get(root, JOB_FIELDS[i].key), path);
-    bool grpo = strcmp(cfg->job, "grpo") == 0;
+    bool grpo = strcmp(cfg->job, "grpo") == 0, eval = strcmp(cfg->job, "eval") == 0;
 
     /* What each job cannot run without. */
     require_key(root, "model", cfg->job, path);
-    if (grpo) {
+    config_load_eval(cfg, json_get(root, "eval"), path);
+    if (eval) {
+        if (cfg->n_eval_datasets == 0)
+            field_error(path, "eval", "an object with \"datasets\": [...] (required for job \"eval\")",
+                        json_get(root, "eval"));
+    } else if (grpo) {
         require_key(root, "prompt_data", cfg->job, path);
         require_key(root, "num_rollout", cfg->job, path);
         require_key(root, "rollout_batch_size", cfg->job, path);
@@ -422,6 +611,16 @@ void config_load_job(const char *path, JobConfig *cfg) {
     /* Defaults that are other keys' values. */
     if (!cfg->tokenizer) cfg->tokenizer = xstrdup(cfg->model);
     if (!cfg->output_dir) cfg->output_dir = default_output_dir(path);
+    if (cfg->eval_interval > 0 && cfg->n_eval_datasets == 0)
+        field_error(path, "eval", "an object with \"datasets\": [...] (eval_interval is set)", json_get(root, "eval"));
+    if (cfg->eval_interval > 0 && !cfg->colocate)
+        field_error(path, "eval_interval",
+                    "0 when colocate is false (periodic evaluation runs on colocated ranks; evaluate the checkpoints "
+                    "of a separate-mode run with an eval job)",
+                    json_get(root, "eval_interval"));
+    if (cfg->checkpoint && !eval)
+        field_error(path, "checkpoint", "null (only an eval job loads a checkpoint; training resumes from its "
+                    "output_dir)", json_get(root, "checkpoint"));
     if (!json_get(root, "global_batch_size")) cfg->global_batch_size = cfg->sft_global_batch_size;
     if (!json_get(root, "sft_global_batch_size")) cfg->sft_global_batch_size = cfg->global_batch_size;
     if (!json_get(root, "sft_lr")) cfg->sft_lr = cfg->lr;
@@ -450,10 +649,17 @@ void config_load_job(const char *path, JobConfig *cfg) {
                         "be dropped)",
                         json_get(root, "dynamic_sampling_filter"));
     }
+    /* an eval job's datasets may each name their own user endpoint */
+    bool every_user_model = eval, every_base_url = eval;
+    for (int i = 0; i < cfg->n_eval_datasets; i++) {
+        every_user_model = every_user_model && cfg->eval_datasets[i].user_model;
+        every_base_url = every_base_url && cfg->eval_datasets[i].user_base_url;
+    }
     if (strcmp(cfg->user, "api") == 0) {
-        if (!cfg->user_model)
+        if (!cfg->user_model && !every_user_model)
             field_error(path, "user_model", "a model name (required when user is \"api\")", json_get(root, "user_model"));
-        if (!cfg->user_base_url || (strncmp(cfg->user_base_url, "http://", 7) && strncmp(cfg->user_base_url, "https://", 8)))
+        if (cfg->user_base_url ? (strncmp(cfg->user_base_url, "http://", 7) && strncmp(cfg->user_base_url, "https://", 8))
+                               : !every_base_url)
             field_error(path, "user_base_url", "an http:// or https:// URL (required when user is \"api\")",
                         json_get(root, "user_base_url"));
     }

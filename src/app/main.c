@@ -27,6 +27,8 @@ static void usage(FILE *f) {
             "           [--dtype F32|BF16|F16]\n"
             "  serve    --model DIR [--port P] [--host H]      an OpenAI-compatible chat server over the model\n"
             "           [--max-batch N] [--kv-tokens N] [--served-model-name NAME]\n"
+            "  report   RUN_DIR [--output FILE]              a self-contained HTML report of a run (curves, evals,\n"
+            "           [--max-trajectories N]               trajectories); default RUN_DIR/report.html\n"
             "\n"
             "τ²-bench's data: --data-dir, the config's data_dir, TAU2_DATA_DIR, or ../shared/tau2-data.\n"
             "exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.\n");
@@ -59,10 +61,11 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     size_t n = strlen(cmd);
     if (n > 5 && !strcmp(cmd + n - 5, ".json")) return cmd_run_config(cmd, argc - 1, argv + 1);
     fprintf(stderr, "%s: error: unknown subcommand '%s' (expected a CONFIG.json or one of: tools, replay, oracle, "
-                    "prepare, tokenize, render, score, generate, export; see tau2_hpc --help)\n",
+                    "prepare, tokenize, render, score, generate, export, serve, report; see tau2_hpc --help)\n",
             g_prog_name, cmd);
     return EXIT_BAD_INPUT;
 }

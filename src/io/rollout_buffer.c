@@ -42,6 +42,7 @@ void rollout_buffer_free(RolloutBuffer *rb) {
     free_strings(rb->termination, rb->n_episodes);
     free_strings(rb->task_ref, rb->n_episodes);
     free_strings(rb->reward_info, rb->n_episodes);
+    free_strings(rb->messages, rb->n_episodes);
     free(rb);
 }
 
@@ -58,6 +59,7 @@ static void reserve_episodes(RolloutBuffer *rb, int cap) {
     rb->termination = xrealloc(rb->termination, n * sizeof *rb->termination);
     rb->task_ref = xrealloc(rb->task_ref, n * sizeof *rb->task_ref);
     rb->reward_info = xrealloc(rb->reward_info, n * sizeof *rb->reward_info);
+    rb->messages = xrealloc(rb->messages, n * sizeof *rb->messages);
 }
 
 static void reserve_tokens(RolloutBuffer *rb, int64_t cap) {
@@ -92,10 +94,11 @@ void rollout_buffer_add(RolloutBuffer *rb, const RolloutEpisode *ep) {
     rb->termination[i] = xstrdup(ep->termination ? ep->termination : "");
     rb->task_ref[i] = xstrdup(ep->task_ref ? ep->task_ref : "");
     rb->reward_info[i] = xstrdup(ep->reward_info ? ep->reward_info : "");
+    rb->messages[i] = xstrdup(ep->messages ? ep->messages : "");
 }
 
 /* ---- packing: per episode n_tokens, the three token arrays, the scalars,
- * then the three strings each as length + bytes. */
+ * then the four strings each as length + bytes. */
 
 static void put(SBuf *b, const void *p, size_t n) { sbuf_put(b, (const char *)p, n); }
 
@@ -122,6 +125,7 @@ char *rollout_buffer_pack(const RolloutBuffer *rb, int from, int to, size_t *len
         put_str(&b, e.termination);
         put_str(&b, e.task_ref);
         put_str(&b, e.reward_info);
+        put_str(&b, e.messages);
     }
     *len = b.len;
     if (!b.data) return xcalloc(1, 1);
@@ -164,12 +168,13 @@ void rollout_buffer_unpack(RolloutBuffer *rb, const char *bytes, size_t len) {
         memcpy(r, take(&p, end, sizeof r), sizeof r);
         memcpy(g, take(&p, end, sizeof g), sizeof g);
         char *term = take_str(&p, end), *ref = take_str(&p, end), *info = take_str(&p, end);
+        char *msgs = take_str(&p, end);
         e.tokens = tokens, e.loss_mask = mask, e.logprobs = lp;
         e.reward_raw = r[0], e.reward_partial = r[1], e.reward_shaped = r[2];
         e.group_id = g[0], e.turns = g[1];
-        e.termination = term, e.task_ref = ref, e.reward_info = info;
+        e.termination = term, e.task_ref = ref, e.reward_info = info, e.messages = msgs;
         rollout_buffer_add(rb, &e);
-        free(tokens), free(mask), free(lp), free(term), free(ref), free(info);
+        free(tokens), free(mask), free(lp), free(term), free(ref), free(info), free(msgs);
     }
 }
 
@@ -188,6 +193,7 @@ RolloutEpisode rollout_buffer_episode(const RolloutBuffer *rb, int i) {
         .termination = rb->termination[i],
         .task_ref = rb->task_ref[i],
         .reward_info = rb->reward_info[i],
+        .messages = rb->messages[i],
     };
     return ep;
 }
@@ -216,6 +222,11 @@ static int write_contents(hid_t f, const RolloutBuffer *rb, const char *path, ch
         h5u_write_strings(f, path, "termination", n, (const char *const *)rb->termination, false, err, errlen) ||
         h5u_write_strings(f, path, "task_ref", n, (const char *const *)rb->task_ref, true, err, errlen) ||
         h5u_write_strings(f, path, "reward_info", n, (const char *const *)rb->reward_info, true, err, errlen))
+        return -1;
+    /* the conversations only when kept (evaluation keeps them; training does not) */
+    bool any = false;
+    for (int64_t i = 0; i < n && !any; i++) any = rb->messages[i][0] != '\0';
+    if (any && h5u_write_strings(f, path, "messages", n, (const char *const *)rb->messages, true, err, errlen))
         return -1;
     return 0;
 }
@@ -353,6 +364,14 @@ static int read_contents(hid_t f, const char *path, RolloutBuffer *rb, char *err
     char **term = read_strings(f, path, "termination", n, err, errlen);
     char **ref = term ? read_strings(f, path, "task_ref", n, err, errlen) : NULL;
     char **info = ref ? read_strings(f, path, "reward_info", n, err, errlen) : NULL;
+    char **msgs = NULL;
+    if (info && H5Lexists(f, "messages", H5P_DEFAULT) > 0) {
+        msgs = read_strings(f, path, "messages", n, err, errlen);
+        if (!msgs) free_strings(info, n), info = NULL;
+    } else if (info) {
+        msgs = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *msgs);
+        for (int64_t i = 0; i < n; i++) msgs[i] = xstrdup("");
+    }
     if (!info) {
         free_strings(term, n);
         free_strings(ref, n);
@@ -361,6 +380,8 @@ static int read_contents(hid_t f, const char *path, RolloutBuffer *rb, char *err
     free(rb->termination);
     free(rb->task_ref);
     free(rb->reward_info);
+    free(rb->messages);
+    rb->messages = msgs;
     rb->termination = term;
     rb->task_ref = ref;
     rb->reward_info = info;

@@ -16,6 +16,8 @@
  *   /termination     string  [n]      "user_stop", "agent_stop", "max_steps", ...
  *   /task_ref        string  [n]      JSON: {"domain", "task_split", "task_id", ...}
  *   /reward_info     string  [n]      JSON: reward breakdown
+ *   /messages        string  [n]      JSON: the τ²-bench messages (optional: only
+ *                                     when the rollout kept them, as evaluation does)
  *   attributes on /: format_version (1), step, policy_version (int64),
  *                    config_hash (string)
  *
@@ -48,6 +50,7 @@ typedef struct {
     const char *termination;
     const char *task_ref;    /* JSON text */
     const char *reward_info; /* JSON text */
+    const char *messages;    /* JSON text of the conversation, or NULL/"" when not kept */
 } RolloutEpisode;
 
 /* All episodes of a step; owns every array. */
@@ -65,6 +68,7 @@ typedef struct {
     double *reward_raw, *reward_partial, *reward_shaped; /* (n_episodes) */
     int32_t *group_id, *turns;                           /* (n_episodes) */
     char **termination, **task_ref, **reward_info;       /* (n_episodes) */
+    char **messages;                                     /* (n_episodes) "" when not kept */
 } RolloutBuffer;
 
 /* An empty buffer; config_hash is copied. */

@@ -23,8 +23,10 @@
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "io/rollout_buffer.h"
+#include "io/tb_events.h"
 #include "llm/llm_client.h"
 #include "model/qwen3.h"
+#include "rl/eval.h"
 #include "rl/grpo.h"
 #include "rl/prompts.h"
 #include "rl/rollout.h"
@@ -64,6 +66,7 @@ typedef struct {
     PromptSet *prompts;
     SftSet *sft;
     MetricsLog *metrics;
+    TbWriter *tb;        /* the same scalars as TensorBoard events (run_dir/tb), rank 0 */
     char run_dir[1024], ckpt_dir[1040], rollout_dir[1040];
     /* progress */
     int64_t step;        /* job steps done: SFT updates, then GRPO rollouts */
@@ -76,6 +79,7 @@ typedef struct {
     RolloutOptions rollout;
     RolloutUser user;    /* who plays the customer (rollout ranks) */
     LlmClient *client;   /* the api user's client (rollout ranks), or NULL */
+    EvalSet *eval;       /* periodic evaluation's datasets (eval_interval > 0), or NULL */
     double t_start;
     int64_t saved_step; /* the step of the last checkpoint written, or -1 */
     int stopped_by;     /* the signal that stopped the job early, or 0 */
@@ -147,20 +151,8 @@ static void setup_models(Job *j) {
             if (!j->engine_model) die_input("%s: field 'model': %s", c->path, err);
         }
     }
-    const char *tok_path = c->tokenizer ? c->tokenizer : c->model;
-    char file[2048];
-    struct stat sb;
-    if (stat(tok_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        snprintf(file, sizeof file, "%s/tokenizer.json", tok_path);
-        tok_path = file;
-    }
-    j->tok = tok_load(tok_path, err, sizeof err);
-    if (!j->tok) die_input("%s: field 'tokenizer': %s", c->path, err);
-    j->ct = chat_load(c->model, err, sizeof err);
-    if (!j->ct) die_input("%s: field 'model': %s", c->path, err);
-    if (tok_vocab_size(j->tok) > j->mcfg.vocab_size)
-        die_input("%s: the tokenizer has %d ids but the model's vocab_size is %d", c->path, tok_vocab_size(j->tok),
-                  j->mcfg.vocab_size);
+    if (rollout_load_text(c->model, c->tokenizer, j->mcfg.vocab_size, &j->tok, &j->ct, err, sizeof err) != 0)
+        die_input("%s: %s", c->path, err);
 }
 
 /* Oracle episodes of every distinct task of the prompt set, as traces. */
@@ -453,7 +445,10 @@ static void trim_metrics(Job *j, const char *path) {
         if (!nl) break; /* a partial last line is dropped too */
         cJSON *o = cJSON_ParseWithLength(p, (size_t)(nl - p));
         const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
-        if (o && cJSON_IsNumber(s) && s->valuedouble <= (double)j->step) sbuf_put(&out, p, (size_t)(nl - p + 1));
+        /* an evaluation of the checkpoint's step runs again (its finished tasks are on disk) */
+        bool eval_row = o && json_get_str(o, "phase") && strcmp(json_get_str(o, "phase"), "eval") == 0;
+        if (o && cJSON_IsNumber(s) && (s->valuedouble < (double)j->step || (s->valuedouble == (double)j->step && !eval_row)))
+            sbuf_put(&out, p, (size_t)(nl - p + 1));
         cJSON_Delete(o);
     }
     char err[1024];
@@ -529,10 +524,9 @@ static void sft_epoch_order(Job *j, int64_t epoch, int *order) {
 }
 
 static void write_metrics(Job *j, cJSON *row) {
-    if (j->metrics) {
-        char err[1024];
-        if (metrics_write(j->metrics, row, err, sizeof err) != 0) die_runtime("%s", err);
-    }
+    char err[1024];
+    if (j->metrics && metrics_write(j->metrics, row, err, sizeof err) != 0) die_runtime("%s", err);
+    if (j->tb && tb_write_row(j->tb, row, (double)time(NULL), err, sizeof err) != 0) die_runtime("%s", err);
     cJSON_Delete(row);
 }
 
@@ -881,11 +875,32 @@ static void train_and_report(Job *j, int64_t gstep, const double *summary, doubl
     if (j->root) report_grpo_step(j, summary, &tr, wait, staleness);
 }
 
+/* The periodic evaluation before GRPO step g (g = num_rollout: after the
+ * last), every eval_interval steps and after the last; collective over the
+ * rollout ranks (colocated: every rank). Returns a stop signal or 0. */
+static int maybe_evaluate(Job *j, int64_t g) {
+    const JobConfig *c = j->cfg;
+    if (!j->eval || (g % c->eval_interval != 0 && g != c->num_rollout)) return 0;
+    char tag[64];
+    snprintf(tag, sizeof tag, "step_%06" PRId64, j->step);
+    RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct};
+    EvalRunInfo info = {.run_dir = j->run_dir, .tag = tag, .step = j->step, .checkpoint = tag};
+    cJSON *row = NULL;
+    int stop = eval_run(j->eval, &pol, j->comms.rollout, &info, &row);
+    if (row) write_metrics(j, row);
+    return stop;
+}
+
 /* Colocated (synchronous): every rank rolls out, then trains. */
 static void run_grpo_colocated(Job *j) {
     const JobConfig *c = j->cfg;
     colocated_sync(j);
-    for (int64_t g = j->step - j->n_sft_steps; g < c->num_rollout; g++) {
+    int64_t g = j->step - j->n_sft_steps;
+    for (; g < c->num_rollout; g++) {
+        if ((j->stopped_by = maybe_evaluate(j, g)) != 0) {
+            stop_checkpoint(j);
+            return;
+        }
         double summary[RS_COUNT];
         rollout_step(j, g, j->step, summary);
         comm_broadcast(j->comms.world, summary, sizeof summary, 0);
@@ -894,9 +909,10 @@ static void run_grpo_colocated(Job *j) {
         maybe_checkpoint(j, g + 1 == c->num_rollout);
         if ((j->stopped_by = stop_agree(j->comms.world, 0)) != 0) {
             stop_checkpoint(j);
-            break;
+            return;
         }
     }
+    if ((j->stopped_by = maybe_evaluate(j, g)) != 0) stop_checkpoint(j);
 }
 
 /* Separate ranks. The sync comm carries two kinds of collective, in an
@@ -991,6 +1007,13 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         error_set_exit_hook(abort_all);
         error_set_quiet_input(world->rank != 0);
     }
+    if (strcmp(cfg->job, "eval") == 0) {
+        eval_job_run(cfg, data_dir, world);
+        error_set_exit_hook(NULL);
+        error_set_quiet_input(0);
+        stop_signal_reset();
+        return 0;
+    }
     /* The model's shape decides which layouts fit. */
     char err[2048], path[2048];
     snprintf(path, sizeof path, "%s/config.json", cfg->model);
@@ -1013,6 +1036,12 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     setup_data(j);
     setup_schedules(j);
     setup_user(j);
+    if (cfg->eval_interval > 0 && j->lay.is_rollout) {
+        char cache[1100];
+        path_join(cache, sizeof cache, j->run_dir, "llm_cache");
+        j->eval = eval_set_load(cfg, data_dir, &j->rollout, &j->user, true,
+                                cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
+    }
     bool resumed = load_checkpoint(j);
 
     if (j->root) {
@@ -1021,6 +1050,10 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         if (resumed) trim_metrics(j, mpath);
         j->metrics = metrics_open(mpath, !resumed, err, sizeof err);
         if (!j->metrics) die_runtime("%s", err);
+        /* a new events file per start: TensorBoard reads them all, the later value winning for a step */
+        path_join(mpath, sizeof mpath, j->run_dir, "tb");
+        j->tb = tb_open(mpath, err, sizeof err);
+        if (!j->tb) die_runtime("%s", err);
         int total = j->n_sft_steps + (strcmp(cfg->job, "grpo") == 0 ? cfg->num_rollout : 0);
         if (resumed) printf("resumed from %s/latest at step %" PRId64 " of %d\n", j->ckpt_dir, j->step, total);
         printf("run directory %s: %d SFT steps%s, %d GRPO steps\n", j->run_dir, j->n_sft_steps,
@@ -1032,6 +1065,10 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     /* a stop during SFT reaches the ranks that do not train here */
     j->stopped_by = stop_agree(world, j->stopped_by);
     if (j->stopped_by) stop_checkpoint(j);
+    if (strcmp(cfg->job, "sft") == 0 && !j->stopped_by && j->eval) {
+        colocated_sync(j);
+        if ((j->stopped_by = maybe_evaluate(j, cfg->num_rollout)) != 0) stop_checkpoint(j);
+    }
     if (strcmp(cfg->job, "grpo") == 0 && !j->stopped_by) {
         if (j->lay.colocate) run_grpo_colocated(j);
         else run_grpo_separate(j);
@@ -1049,7 +1086,9 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     }
 
     metrics_close(j->metrics);
+    tb_close(j->tb);
     llm_client_free(j->client);
+    eval_set_free(j->eval);
     if (j->engine_model && j->engine_model != j->policy) qwen3_free(j->engine_model);
     qwen3_free(j->policy);
     qwen3_free(j->ref);

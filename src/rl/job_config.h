@@ -13,13 +13,29 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* One evaluation dataset (the "eval" object's "datasets"; doc/eval.md).
+ * Sampling values are resolved: the dataset's own, else the eval defaults,
+ * else the rollout's. */
+typedef struct {
+    char *name;             /* [A-Za-z0-9_.-]+, unique: file names and metric keys */
+    char *path;             /* the JSONL file, without its slice */
+    bool sliced;            /* "file.jsonl@[lo:hi]" */
+    int64_t slice_lo, slice_hi; /* Python slice bounds; INT64_MAX for an open end */
+    /* metadata_overrides: beat every row's metadata (NULL: the row's) */
+    char *domain, *task_split;
+    char *user_model, *user_base_url, *user_api_key_var; /* NULL: the job's */
+    int max_turns;          /* τ²-bench steps per episode (0: the job's max_steps) */
+    double temperature, top_p;
+    int top_k, max_response_len, n_samples;
+} EvalDataset;
+
 typedef struct {
     char *path; /* the config file (for messages) */
     char *json; /* the config as read, compact JSON (stored in checkpoints) */
     char *hash; /* hex digest of json (rollout buffers carry it) */
 
     /* ---- job ---- */
-    char *job;        /* "sft" or "grpo" (a grpo job with sft_data runs the SFT warm-up first) */
+    char *job;        /* "sft", "grpo" (a grpo job with sft_data runs the SFT warm-up first) or "eval" */
     char *data_dir;   /* τ²-bench data (NULL: --data-dir / TAU2_DATA_DIR / fallback) */
     char *output_dir; /* run directory: ckpt/, rollouts/, metrics.jsonl ("runs/<config name>") */
     uint64_t seed;    /* one seed for sampling, shuffling, dropout-free init (1234) */
@@ -105,6 +121,13 @@ typedef struct {
     int save_interval;     /* optimizer steps between checkpoints (0: only at the end) */
     int keep_checkpoints;  /* newest checkpoints kept (3) */
     bool save_rollouts;    /* keep rollouts/step_NNNNNN.h5 after training on it (true) */
+
+    /* ---- evaluation (job "eval", or eval_interval in a grpo job; doc/eval.md) ---- */
+    char *checkpoint;      /* eval job: a checkpoint file, or a ckpt directory (its latest); NULL: model's weights */
+    int eval_interval;     /* GRPO steps between evaluations, also before the first and after the last (0: none) */
+    EvalDataset *eval_datasets;
+    int n_eval_datasets;
+    int eval_round_episodes; /* episodes per engine per round: what a kill can lose at most (32) */
 } JobConfig;
 
 void job_config_free(JobConfig *cfg);

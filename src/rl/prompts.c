@@ -1,6 +1,7 @@
 /* prompts.c — see prompts.h. */
 #include "rl/prompts.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,20 +44,23 @@ static int row_error(char *err, size_t errlen, const char *path, int line, const
 
 /* Resolve one row. */
 static int add_row(PromptSet *ps, const cJSON *row, const char *path, int line, const char *data_dir,
-                   const char *default_domain, const char *default_split, char *err, size_t errlen) {
+                   const PromptLoadOptions *o, char *err, size_t errlen) {
     if (!cJSON_IsObject(row)) return row_error(err, errlen, path, line, "expected a JSON object%s%s", "", "");
     const cJSON *md = json_get(row, "metadata");
     if (md && !cJSON_IsObject(md)) return row_error(err, errlen, path, line, "metadata: expected an object%s%s", "", "");
-    const char *dom = json_get_str(md, "domain");
-    if (!dom) dom = default_domain;
+    const char *dom = o->domain ? o->domain : json_get_str(md, "domain");
+    if (!dom) dom = o->default_domain;
     if (!dom)
-        return row_error(err, errlen, path, line,
-                         "metadata.domain: missing, and the config sets no default_domain%s%s", "", "");
+        return row_error(err, errlen, path, line, "metadata.domain: missing, %s%s",
+                         o->missing_hint ? o->missing_hint : "and the config sets no default_domain", "");
     if (!domain_spec_find(dom))
         return row_error(err, errlen, path, line, "metadata.domain: unknown domain '%s' (valid domains: %s)", dom,
                          domain_spec_names());
-    const char *split = json_get_str(md, "task_split");
-    if (!split) split = default_split;
+    const char *split = o->task_split ? o->task_split : json_get_str(md, "task_split");
+    if (!split) split = o->default_split;
+    if (!split)
+        return row_error(err, errlen, path, line, "metadata.task_split: missing, %s%s",
+                         o->missing_hint ? o->missing_hint : "and the config sets no default_task_split", "");
     const char *tid = json_get_str(md, "task_id");
     if (!tid) return row_error(err, errlen, path, line, "metadata.task_id: expected a string%s%s", "", "");
     char derr[1024];
@@ -88,11 +92,28 @@ static int add_row(PromptSet *ps, const cJSON *row, const char *path, int line, 
 PromptSet *prompts_load(const char *path, const char *data_dir, const char *default_domain,
                         const char *default_split, uint64_t seed, bool shuffle, bool balance, char *err,
                         size_t errlen) {
+    PromptLoadOptions o = {.default_domain = default_domain, .default_split = default_split};
+    return prompts_load_opts(path, data_dir, &o, seed, shuffle, balance, err, errlen);
+}
+
+/* Python's slice bounds over n rows. */
+static int64_t slice_bound(int64_t b, int64_t n) {
+    if (b < 0) b += n;
+    if (b < 0) b = 0;
+    if (b > n) b = n;
+    return b;
+}
+
+PromptSet *prompts_load_opts(const char *path, const char *data_dir, const PromptLoadOptions *o, uint64_t seed,
+                             bool shuffle, bool balance, char *err, size_t errlen) {
     size_t len;
     char *text = file_read_all(path, &len, err, errlen);
     if (!text) return NULL;
-    PromptSet *ps = xcalloc(1, sizeof *ps);
-    ps->seed = seed, ps->shuffle = shuffle, ps->balance = balance, ps->cached_epoch = -1;
+    /* the non-blank lines first: a slice counts rows, and may count from the end */
+    int n_lines = 0, cap = 0;
+    char **starts = NULL;
+    size_t *lens = NULL;
+    int *lines = NULL;
     int line = 0;
     for (char *p = text, *nl; p < text + len; p = nl + 1) {
         nl = memchr(p, '\n', (size_t)(text + len - p));
@@ -102,22 +123,40 @@ PromptSet *prompts_load(const char *path, const char *data_dir, const char *defa
         size_t k = 0;
         while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r')) k++;
         if (k == n) continue;
+        if (n_lines == cap) {
+            cap = cap ? 2 * cap : 64;
+            starts = xrealloc(starts, (size_t)cap * sizeof *starts);
+            lens = xrealloc(lens, (size_t)cap * sizeof *lens);
+            lines = xrealloc(lines, (size_t)cap * sizeof *lines);
+        }
+        starts[n_lines] = p, lens[n_lines] = n, lines[n_lines] = line;
+        n_lines++;
+    }
+    int64_t lo = 0, hi = n_lines;
+    if (o->sliced) lo = slice_bound(o->slice_lo, n_lines), hi = slice_bound(o->slice_hi, n_lines);
+    PromptSet *ps = xcalloc(1, sizeof *ps);
+    ps->seed = seed, ps->shuffle = shuffle, ps->balance = balance, ps->cached_epoch = -1;
+    int rc = 0;
+    for (int64_t i = lo; i < hi && rc == 0; i++) {
         char where[512], jerr[512];
-        snprintf(where, sizeof where, "%s:%d", path, line);
-        cJSON *row = json_parse(p, n, where, jerr, sizeof jerr);
-        int rc = row ? add_row(ps, row, path, line, data_dir, default_domain, default_split, err, errlen) : -1;
+        snprintf(where, sizeof where, "%s:%d", path, lines[i]);
+        cJSON *row = json_parse(starts[i], lens[i], where, jerr, sizeof jerr);
+        rc = row ? add_row(ps, row, path, lines[i], data_dir, o, err, errlen) : -1;
         if (!row) snprintf(err, errlen, "%s", jerr);
         cJSON_Delete(row);
-        if (rc != 0) {
-            free(text);
-            prompts_free(ps);
-            return NULL;
-        }
     }
-    free(text);
+    free(starts), free(lens), free(lines), free(text);
+    if (rc != 0) {
+        prompts_free(ps);
+        return NULL;
+    }
     if (ps->n_rows == 0) {
-        snprintf(err, errlen, "%s: no prompt rows (expected JSONL rows {\"index\", \"metadata\": {\"domain\", "
-                              "\"task_split\", \"task_id\"}}, as tau2_hpc prepare writes)", path);
+        if (o->sliced)
+            snprintf(err, errlen, "%s: the slice [%" PRId64 ":%" PRId64 "] selects no rows (the file has %d)", path,
+                     o->slice_lo, o->slice_hi, n_lines);
+        else
+            snprintf(err, errlen, "%s: no prompt rows (expected JSONL rows {\"index\", \"metadata\": {\"domain\", "
+                                  "\"task_split\", \"task_id\"}}, as tau2_hpc prepare writes)", path);
         prompts_free(ps);
         return NULL;
     }

@@ -45,11 +45,27 @@ typedef struct {
     int *order; /* (n_rows) */
 } PromptSet;
 
+/* How rows are resolved. A row's metadata beats the defaults; the
+ * overrides (an eval dataset's metadata_overrides) beat the row. A slice
+ * keeps rows [lo, hi) of the file's rows in Python's slice semantics (a
+ * negative bound counts from the end, bounds are clamped); rows outside
+ * it are neither parsed nor resolved. `what` names the missing-field
+ * remedy in errors ("the config sets no default_domain"). */
+typedef struct {
+    const char *default_domain, *default_split;
+    const char *domain, *task_split; /* overrides, or NULL */
+    bool sliced;
+    int64_t slice_lo, slice_hi;      /* when sliced; INT64_MAX for an open end */
+    const char *missing_hint;        /* NULL: "and the config sets no default_domain" */
+} PromptLoadOptions;
+
 /* Load path. Domains come from data_dir. NULL with err naming the file,
  * line and field. */
 PromptSet *prompts_load(const char *path, const char *data_dir, const char *default_domain,
                         const char *default_split, uint64_t seed, bool shuffle, bool balance, char *err,
                         size_t errlen);
+PromptSet *prompts_load_opts(const char *path, const char *data_dir, const PromptLoadOptions *o, uint64_t seed,
+                             bool shuffle, bool balance, char *err, size_t errlen);
 void prompts_free(PromptSet *ps);
 
 /* The row at stream position pos. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/json.h"
@@ -378,6 +379,7 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
     cJSON_AddItemToObject(ref, "sample", json_int(s->sample));
     char *ref_json = json_dumps(ref, JSON_DUMP_UTF8);
     char *info_json = json_dumps(ev.info, JSON_DUMP_UTF8);
+    char *msgs_json = r->opt->keep_messages ? json_dumps(s->ep->messages, JSON_DUMP_UTF8) : NULL;
     uint8_t *mask = s->tr.mask;
     RolloutEpisode e = {
         .n_tokens = (int64_t)s->tr.n,
@@ -392,6 +394,7 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
         .termination = termination_name(s->ep->term),
         .task_ref = ref_json,
         .reward_info = info_json,
+        .messages = msgs_json,
     };
     rollout_buffer_add(rb, &e);
     RolloutStats *st = r->st;
@@ -403,6 +406,7 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
     st->shaped_sum += ev.shaped;
     free(ref_json);
     free(info_json);
+    free(msgs_json);
     cJSON_Delete(ref);
     evaluation_free(&ev);
 }
@@ -523,4 +527,34 @@ out:
     infer_gen_free(r.gen);
     infer_free(r.eng);
     return rc;
+}
+
+int rollout_load_text(const char *model, const char *tokenizer, int vocab_size, Tokenizer **tok, ChatTemplate **ct,
+                      char *err, size_t errlen) {
+    const char *tok_path = tokenizer ? tokenizer : model;
+    char file[2048], e[1800];
+    struct stat sb;
+    if (stat(tok_path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(file, sizeof file, "%s/tokenizer.json", tok_path);
+        tok_path = file;
+    }
+    *tok = tok_load(tok_path, e, sizeof e);
+    if (!*tok) {
+        snprintf(err, errlen, "field 'tokenizer': %s", e);
+        return -1;
+    }
+    *ct = chat_load(model, e, sizeof e);
+    if (!*ct) {
+        snprintf(err, errlen, "field 'model': %s", e);
+        tok_free(*tok), *tok = NULL;
+        return -1;
+    }
+    if (tok_vocab_size(*tok) > vocab_size) {
+        snprintf(err, errlen, "the tokenizer has %d ids but the model's vocab_size is %d", tok_vocab_size(*tok),
+                 vocab_size);
+        chat_free(*ct), *ct = NULL;
+        tok_free(*tok), *tok = NULL;
+        return -1;
+    }
+    return 0;
 }

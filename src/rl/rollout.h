@@ -75,6 +75,7 @@ typedef struct {
     PartialCreditWeights telecom_weights; /* telecom's */
     int kv_cache_tokens;  /* engine budget; 0: enough for every episode of the call at full length */
     int max_inflight;     /* episodes decoding at once at most (0: no limit) */
+    bool keep_messages;   /* store each episode's τ²-bench messages (JSON) in the buffer (evaluation) */
 } RolloutOptions;
 
 typedef enum { ROLLOUT_USER_GOLD, ROLLOUT_USER_POLICY, ROLLOUT_USER_API } RolloutUserKind;
@@ -115,6 +116,14 @@ typedef struct {
     double reward_sum, shaped_sum;
     long drift_checked, drift_tokens; /* episodes checked and their total drift (0 when token-exact) */
 } RolloutStats;
+
+/* The policy's text side: the tokenizer (`tokenizer` is a tokenizer.json
+ * or a directory holding one; NULL: the model directory's) and the chat
+ * template of model directory `model`, checked against the model's
+ * vocab_size. -1 with err starting with the config field at fault
+ * ("field 'tokenizer': ..."). */
+int rollout_load_text(const char *model, const char *tokenizer, int vocab_size, Tokenizer **tok, ChatTemplate **ct,
+                      char *err, size_t errlen);
 
 /* Run n_samples episodes for each of the prompts and append them to rb,
  * prompt after prompt, samples in order. Each episode's task_ref JSON is

@@ -98,7 +98,9 @@ static RolloutBuffer *make_buffer(void) {
         snprintf(info, sizeof info, "{\"reward\": %d.0, \"note\": \"caf\xc3\xa9 \xe2\x82\xac %d\"}", e % 2, e);
         RolloutEpisode ep = {n,          tok, mask, lp, (double)(e % 2), 0.1 * e + 1e-17, e % 2 + 0.25 * 0.1 * e,
                              e / 2,      3 + e,
-                             e == 2 ? "max_steps" : "user_stop", ref, info};
+                             e == 2 ? "max_steps" : "user_stop", ref, info,
+                             /* a kept conversation on odd episodes only: the optional /messages dataset */
+                             e % 2 ? "[{\"role\": \"assistant\", \"content\": \"caf\xc3\xa9\"}]" : NULL};
         rollout_buffer_add(rb, &ep);
         free(tok);
         free(mask);
@@ -127,6 +129,7 @@ static void assert_buffers_equal(const RolloutBuffer *a, const RolloutBuffer *b)
         assert_string_equal(x.termination, y.termination);
         assert_string_equal(x.task_ref, y.task_ref);
         assert_string_equal(x.reward_info, y.reward_info);
+        assert_string_equal(x.messages, y.messages);
     }
 }
 
@@ -479,7 +482,7 @@ static void test_failed_write_keeps_old(void **state) {
     uint8_t *mask = xcalloc(200000, 1);
     float *lp = xcalloc(200000, sizeof *lp);
     for (int i = 0; i < 200000; i++) lp[i] = sinf((float)i); /* does not compress below the limit */
-    RolloutEpisode ep = {200000, tok, mask, lp, 1, 0, 1, 0, 1, "user_stop", "{}", "{}"};
+    RolloutEpisode ep = {200000, tok, mask, lp, 1, 0, 1, 0, 1, "user_stop", "{}", "{}", NULL};
     rollout_buffer_add(rb, &ep);
     setrlimit(RLIMIT_FSIZE, &lim);
     char err2[512];

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The eval job (doc/eval.md): several datasets (row slices, metadata
+# overrides, per-dataset sampling) on the mock domain and two real ones;
+# results.json, trajectories.jsonl and the metrics row; the same results on
+# 1 and 2 ranks; a run killed with SIGKILL mid-evaluation resumes and ends
+# with the results of an uninterrupted one; datasets that cannot resolve
+# are rejected at start naming the dataset. Then periodic evaluation in a
+# GRPO run (eval_interval).
+set -u
+BIN=$1
+cd "$TAU2_SOURCE_DIR"
+source tests/cli/lib.sh
+source tests/job/lib.sh
+
+# eval_config OUT [KEY=JSON...]: the test's eval job.
+eval_config() {
+  local out=$1; shift
+  python3 - "$TAU2_SOURCE_DIR" "$out" "$TMP" "$@" <<'PY'
+import json, sys
+src, out, tmp = sys.argv[1:4]
+cfg = {
+  "job": "eval", "model": f"{src}/inputs/tiny_model", "seed": 7, "max_steps": 16,
+  "rollout_max_turn_len": 96,
+  "eval": {
+    "round_episodes": 2,
+    "defaults": {"temperature": 0.8, "max_response_len": 400, "n_samples_per_eval_prompt": 2},
+    "datasets": [
+      {"name": "mock", "path": f"{src}/inputs/tiny_tasks.jsonl@[0:2]"},
+      {"name": "mock_t1", "path": f"{src}/inputs/tiny_tasks.jsonl@[-2:-1]", "temperature": 1.0,
+       "n_samples_per_eval_prompt": 1},
+      {"name": "airline", "path": f"{tmp}/ids.jsonl@[1:]",
+       "metadata_overrides": {"domain": "airline", "task_split": "test", "max_turns": 8}}]}}
+for kv in sys.argv[4:]:
+    k, v = kv.split("=", 1)
+    cfg[k] = json.loads(v)
+json.dump(cfg, open(out, "w"), indent=1)
+PY
+}
+printf '{"index": 0, "metadata": {"task_id": "2"}}\n{"index": 1, "metadata": {"task_id": "6"}}\n{"index": 2, "metadata": {"task_id": "8"}}\n' >"$TMP/ids.jsonl"
+eval_config "$TMP/eval.json"
+
+"$BIN" "$TMP/eval.json" --output-dir "$TMP/a" >"$TMP/log.a" 2>&1
+check "eval job on 1 rank exits 0" $?
+python3 - "$TMP/a/eval/model" "$TMP/a/metrics.jsonl" <<'PY' >"$TMP/check.a" 2>&1
+import json, sys
+from math import comb
+d, metrics = sys.argv[1:3]
+want = {"mock": (2, 2, "mock", "base"), "mock_t1": (1, 1, "mock", "base"), "airline": (2, 2, "airline", "test")}
+row = [json.loads(l) for l in open(metrics)][-1]
+assert row["phase"] == "eval" and row["step"] == 0, row
+for name, (tasks, n, dom, split) in want.items():
+    r = json.load(open(f"{d}/{name}/results.json"))
+    assert r["total_tasks"] == tasks and r["n_samples"] == n, (name, r["total_tasks"], r["n_samples"])
+    assert r["domain"] == dom and r["task_split"] == split, (name, r["domain"], r["task_split"])
+    assert len(r["results"]) == tasks * n
+    # slices: mock is rows 0-1, mock_t1 the second-to-last row, airline rows 1-2 of ids.jsonl
+    ids = sorted({x["task_id"] for x in r["results"]})
+    exp = {"mock": ["create_task_1", "update_task_1"], "mock_t1": ["impossible_task_1"], "airline": ["6", "8"]}[name]
+    assert ids == exp, (name, ids)
+    for k in ["checkpoint", "total_episodes", "successes", "pass_at_1", "avg_reward", "avg_steps",
+              "avg_partial_score", "truncated_ratio", "termination_counts", "pass_at_k", "pass_hat_k"]:
+        assert k in r, (name, k)
+    # pass@k and pass^k from the per-episode successes, by the formulas
+    per = {}
+    for x in r["results"]:
+        for k in ["task_id", "task_index", "reward", "success", "steps", "status", "error", "partial_score", "reward_info"]:
+            assert k in x, (name, k)
+        per.setdefault(x["task_id"], []).append(x["success"])
+    for k in r["pass_at_k"]:
+        kk = int(k)
+        at = sum(1 - comb(len(v) - sum(v), kk) / comb(len(v), kk) for v in per.values()) / len(per)
+        hat = sum(comb(sum(v), kk) / comb(len(v), kk) for v in per.values()) / len(per)
+        assert abs(r["pass_at_k"][k] - at) < 1e-12 and abs(r["pass_hat_k"][k] - hat) < 1e-12, (name, k)
+        assert abs(row[f"eval/{name}-pass@{k}"] - at) < 1e-12 and abs(row[f"eval/{name}-pass^{k}"] - hat) < 1e-12
+    assert abs(row[f"eval/{name}"] - r["avg_reward"]) < 1e-12
+    traj = [json.loads(l) for l in open(f"{d}/{name}/trajectories.jsonl")]
+    assert len(traj) == len(r["results"]) and all(t["messages"] for t in traj), name
+    assert traj[0]["messages"][0]["role"] == "assistant", traj[0]["messages"][0]
+print("ok")
+PY
+check "results.json, trajectories and metrics hold ($(tail -1 "$TMP/check.a"))" $?
+
+# 2 ranks: the same results (an episode depends on its seed stream, not on its engine).
+mpirun_np 2 "$BIN" "$TMP/eval.json" --output-dir "$TMP/b" >"$TMP/log.b" 2>&1
+check "eval job on 2 ranks exits 0" $?
+same_results() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+for name in ["mock", "mock_t1", "airline"]:
+    a = json.load(open(f"{sys.argv[1]}/{name}/results.json"))
+    b = json.load(open(f"{sys.argv[2]}/{name}/results.json"))
+    assert a == b, name
+    ta = open(f"{sys.argv[1]}/{name}/trajectories.jsonl").read()
+    tb = open(f"{sys.argv[2]}/{name}/trajectories.jsonl").read()
+    assert ta == tb, name
+PY
+}
+same_results "$TMP/a/eval/model" "$TMP/b/eval/model"
+check "2 ranks give the results of 1" $?
+
+# SIGKILL one rank after the first round is saved; the rerun resumes.
+mpirun_np 2 "$BIN" "$TMP/eval.json" --output-dir "$TMP/c" >"$TMP/log.c1" 2>&1 &
+launcher=$!
+killed=0
+for _ in $(seq 1 3000); do
+  if [ -f "$TMP/c/eval/model/episodes.jsonl" ] && [ "$(wc -l <"$TMP/c/eval/model/episodes.jsonl")" -ge 2 ]; then
+    pid=$(pgrep -f -n "tau2_hpc $TMP/eval.json --output-dir $TMP/c" | head -1)
+    if [ -n "$pid" ]; then kill -9 "$pid"; killed=1; fi
+    break
+  fi
+  sleep 0.05
+done
+wait $launcher
+check "a rank was killed mid-evaluation" $((1 - killed))
+if [ -f "$TMP/c/eval/model/mock/results.json" ]; then resumed_early=1; else resumed_early=0; fi
+check "the killed evaluation wrote no results" $resumed_early
+mpirun_np 2 "$BIN" "$TMP/eval.json" --output-dir "$TMP/c" >"$TMP/log.c2" 2>&1
+check "rerunning exits 0" $?
+grep -q "resuming, [1-9][0-9]* of 5 tasks done" "$TMP/log.c2"
+check "the rerun resumed ($(grep -o 'resuming.*' "$TMP/log.c2"))" $?
+same_results "$TMP/a/eval/model" "$TMP/c/eval/model"
+check "resumed results equal the uninterrupted run's" $?
+lines=$(wc -l <"$TMP/c/eval/model/episodes.jsonl")
+check "episodes.jsonl holds each task once ($lines lines)" $((lines != 5))
+
+# Datasets that cannot resolve, bad slices: exit 2 at start, naming the dataset.
+printf '{"index": 0, "metadata": {"task_id": "2"}}\n' >"$TMP/nodomain.jsonl"
+eval_config "$TMP/bad1.json" eval="{\"datasets\": [{\"name\": \"multi_domain\", \"path\": \"$TMP/nodomain.jsonl\"}]}"
+expect_exit "a dataset without a domain is named" 2 "eval dataset 'multi_domain': $TMP/nodomain.jsonl:1: metadata.domain: missing" \
+  "$BIN" "$TMP/bad1.json" --output-dir "$TMP/x"
+eval_config "$TMP/bad2.json" eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl@[0:x]\"}]}"
+expect_exit "a malformed slice" 2 "field 'eval.datasets[0].path': expected" "$BIN" "$TMP/bad2.json" --output-dir "$TMP/x"
+eval_config "$TMP/bad3.json" eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\", \"task_splt\": \"test\"}}]}"
+expect_exit "an unknown override key, the nearest suggested" 2 "task_split" "$BIN" "$TMP/bad3.json" --output-dir "$TMP/x"
+eval_config "$TMP/bad4.json" eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\"}}]}"
+expect_exit "a dataset without a task split is named" 2 "eval dataset 'a'" "$BIN" "$TMP/bad4.json" --output-dir "$TMP/x"
+test ! -e "$TMP/x/eval"
+check "a rejected config writes nothing" $?
+
+# Periodic evaluation in a GRPO run: before the first step, every
+# eval_interval steps and after the last, into the training metrics.
+mock_tasks "$TMP/mock.jsonl"
+tiny_config "$TMP/grpo.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=2 n_samples_per_prompt=2 global_batch_size=4 num_rollout=3 eval_interval=2 rollout_max_response_len=400 rollout_max_turn_len=96 max_steps=16 \
+  eval="{\"round_episodes\": 4, \"defaults\": {\"n_samples_per_eval_prompt\": 2}, \"datasets\": [{\"name\": \"mock2\", \"path\": \"$TMP/mock.jsonl@[0:2]\"}]}"
+"$BIN" "$TMP/grpo.json" --output-dir "$TMP/g" >"$TMP/log.g" 2>&1
+check "GRPO run with eval_interval exits 0" $?
+steps=$(python3 -c "
+import json
+print(' '.join(str(r['step']) for r in map(json.loads, open('$TMP/g/metrics.jsonl')) if r.get('phase') == 'eval'))")
+check "evaluations at steps 0, 2, 3 ($steps)" $([ "$steps" = "0 2 3" ]; echo $?)
+test -f "$TMP/g/eval/step_000003/mock2/results.json"
+check "the last evaluation's results exist" $?
+
+# The run's TensorBoard events, read by an independent protobuf decoder.
+PY3=/usr/bin/python3; [ -x "$PY3" ] || PY3=python3
+for f in "$TMP"/g/tb/events.out.tfevents.*; do $PY3 tests/read_tb_events.py "$f"; done >"$TMP/tb.jsonl"
+check "the TensorBoard events decode" $?
+python3 - "$TMP/tb.jsonl" "$TMP/g/metrics.jsonl" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+got = {(e["step"], e["tag"]): e["value"] for e in ev if "tag" in e}
+rows = [json.loads(l) for l in open(sys.argv[2])]
+n = 0
+for r in rows:
+    for k, v in r.items():
+        if k == "step" or not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        assert abs(got[(r["step"], k)] - v) <= 1e-6 * max(1.0, abs(v)), (r["step"], k)
+        n += 1
+assert ("eval/mock2-pass@1" in {t for _, t in got}) and n > 50, n
+PY
+check "every numeric metric is a TensorBoard scalar at its step" $?
+
+# The report of the real run: evaluations and trajectories in the page.
+"$BIN" report "$TMP/g" >"$TMP/out" 2>&1
+check "report of the GRPO run exits 0" $?
+grep -q "step_000003" "$TMP/g/report.html" && grep -q "mock2" "$TMP/g/report.html"
+check "the report holds the evaluations" $?
+"$BIN" report "$TMP/a" --output "$TMP/a.html" >"$TMP/out" 2>&1
+check "report of the eval job's run exits 0" $?
+grep -q "airline" "$TMP/a.html"
+check "the eval report holds its datasets" $?
+
+finish test_job_eval
