@@ -311,21 +311,6 @@ int cmd_generate(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- export */
 
-/* The checkpoint a path names: a .h5 file, a checkpoint directory (its
- * latest marker) or a run directory (its ckpt/latest). */
-static void resolve_checkpoint(const char *path, char *out, size_t outlen) {
-    char err[2048], sub[2048];
-    if (!cli_is_dir(path)) {
-        snprintf(out, outlen, "%s", path);
-        return;
-    }
-    if (ckpt_latest(path, out, outlen, err, sizeof err) == 0) return;
-    snprintf(sub, sizeof sub, "%s/ckpt", path);
-    if (ckpt_latest(sub, out, outlen, err, sizeof err) == 0) return;
-    die_input("export: --checkpoint %s: no checkpoint there (expected a step_NNNNNN.h5 file, a ckpt directory with a "
-              "'latest' marker, or a run directory)", path);
-}
-
 int cmd_export(int argc, char **argv) {
     static const char *const known[] = {"--checkpoint", "--output", "--dtype", NULL};
     cli_check_options("export", argc, argv, known);
@@ -336,7 +321,8 @@ int cmd_export(int argc, char **argv) {
     if (dtype != ST_F32 && dtype != ST_BF16 && dtype != ST_F16)
         die_input("export: --dtype: expected F32, BF16 or F16, got '%s'", dt);
     char path[2048], err[2048];
-    resolve_checkpoint(ck, path, sizeof path);
+    char rerr[2100];
+    if (ckpt_resolve(ck, path, sizeof path, rerr, sizeof rerr) != 0) die_input("export: --checkpoint %s", rerr);
     char *config = ckpt_read_config(path, err, sizeof err);
     if (!config) die_input("export: %s", err);
     cJSON *cj = json_parse(config, strlen(config), path, err, sizeof err);

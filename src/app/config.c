@@ -134,7 +134,7 @@ typedef struct {
 } JobField;
 
 static const char *const JOB_NAMES[] = {"sft", "grpo", "eval", NULL};
-static const char *const USER_NAMES[] = {"gold", "policy", "api", NULL};
+static const char *const USER_NAMES[] = {"gold", "policy", "api", "local", NULL};
 static const char *const FILTER_NAMES[] = {"reward_nonzero_std", NULL};
 static const char *const LR_DECAY_NAMES[] = {"constant", "linear", "cosine", NULL};
 static const char *const KL_LOSS_NAMES[] = {"k1", "k2", "k3", "low_var_kl", NULL};
@@ -663,6 +663,10 @@ void config_load_job(const char *path, JobConfig *cfg) {
             field_error(path, "user_base_url", "an http:// or https:// URL (required when user is \"api\")",
                         json_get(root, "user_base_url"));
     }
+    if (strcmp(cfg->user, "local") == 0 && cfg->user_sim_ranks < 1)
+        field_error(path, "user_sim_ranks",
+                    "a positive integer when user is \"local\" (the ranks that serve the user-simulator model)",
+                    json_get(root, "user_sim_ranks"));
     if (cfg->colocate && cfg->max_staleness > 0)
         field_error(path, "max_staleness",
                     "0 when colocate is true (asynchronous rollouts need ranks of their own: set colocate to false)",

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -386,4 +387,19 @@ char *ckpt_read_config(const char *path, char *err, size_t errlen) {
     }
     h5u_quiet_end(&q);
     return config;
+}
+
+int ckpt_resolve(const char *path, char *out, size_t outlen, char *err, size_t errlen) {
+    struct stat sb;
+    char e[2048], sub[2048];
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(out, outlen, "%s", path);
+        return 0;
+    }
+    if (ckpt_latest(path, out, outlen, e, sizeof e) == 0) return 0;
+    snprintf(sub, sizeof sub, "%s/ckpt", path);
+    if (ckpt_latest(sub, out, outlen, e, sizeof e) == 0) return 0;
+    snprintf(err, errlen, "%s: no checkpoint there (expected a step_NNNNNN.h5 file, a ckpt directory with a '%s' "
+             "marker, or a run directory)", path, CKPT_LATEST);
+    return -1;
 }

@@ -85,6 +85,12 @@ int ckpt_latest(const char *dir, char *out, size_t outlen, char *err, size_t err
 int ckpt_load(const char *path, CkptState *st, CkptTensor *model, CkptTensor *m, CkptTensor *v, int n,
               char *err, size_t errlen);
 
+/* The checkpoint file a path names: the path itself when it is not a
+ * directory, else the directory's latest checkpoint, else that of its
+ * ckpt/ subdirectory (a run directory). -1 with err when a directory holds
+ * none. */
+int ckpt_resolve(const char *path, char *out, size_t outlen, char *err, size_t errlen);
+
 /* The config attribute of a checkpoint alone (a new string), so a reader
  * can size the tensors before ckpt_load. NULL with err. */
 char *ckpt_read_config(const char *path, char *err, size_t errlen);

@@ -6,7 +6,12 @@
  * pass starts what may start, oldest first so retries keep their place,
  * lets curl move bytes, and settles finished transfers: a success or a
  * final failure becomes a result on the done queue, a transient failure
- * goes back to waiting with a not-before time. */
+ * goes back to waiting with a not-before time.
+ *
+ * An MPI endpoint runs the same list: an attempt is an MPI_Isend of the
+ * body to the server rank, and it finishes when the reply with the tag
+ * the server will use for it (llm/openai_req.h) has arrived; its status
+ * line then goes through the same judgement as an HTTP status. */
 #include "llm/llm_client.h"
 
 #include <math.h>
@@ -23,6 +28,7 @@
 #include "core/rng.h"
 #include "core/sbuf.h"
 #include "llm/llm_cache.h"
+#include "llm/openai_req.h"
 
 /* A response bigger than this is not a chat completion; the transfer is
  * aborted (and retried, like any damaged response). */
@@ -38,7 +44,11 @@ typedef struct Request {
     int attempts;
     double submitted_at;
     double not_before;    /* earliest start of the next attempt */
-    CURL *easy;           /* non-NULL while running */
+    CURL *easy;           /* non-NULL while running (HTTP) */
+    bool mpi_running;     /* an MPI attempt is out */
+    bool mpi_sent;        /* ... and its send has completed */
+    MPI_Request send_req;
+    int reply_tag;
     SBuf resp;            /* response body of the running attempt */
     char curl_err[CURL_ERROR_SIZE];
     char *last_error;     /* why the last attempt failed */
@@ -57,6 +67,11 @@ typedef struct {
     bool verify_tls;
     struct curl_slist *headers;
     int running;
+    bool mpi;          /* an MPI endpoint: no URL, headers or key */
+    MPI_Comm comm;
+    int server_rank;
+    uint64_t sent;     /* request messages sent to the server rank: the k of the next */
+    bool shut;         /* the shutdown has been sent */
     double tokens;    /* rate-limit bucket */
     double tokens_at; /* when tokens was last brought up to date */
     LlmEndpointStats stats;
@@ -71,6 +86,7 @@ struct LlmClient {
     long next_id;
     Request *head, *tail; /* unfinished requests, id order */
     int n_active;
+    int mpi_running;  /* MPI attempts out, over all endpoints */
     LlmResult *done; /* finished, not yet returned (FIFO) */
     int n_done, cap_done;
 };
@@ -260,13 +276,15 @@ static void endpoint_free(Endpoint *e) {
 
 LlmClient *llm_client_new(const LlmEndpointConfig *endpoints, int n_endpoints, const LlmClientOptions *opt, char *err,
                           size_t errlen) {
-    if (n_endpoints < 1) {
+    /* No endpoints at all is fine only for a client whose endpoints are
+     * all added later (llm_client_add_mpi_endpoint). */
+    if (n_endpoints < 0 || (n_endpoints == 0 && endpoints)) {
         snprintf(err, errlen, "LLM client: no endpoints configured");
         return NULL;
     }
     pthread_once(&g_curl_once, curl_init_once);
     LlmClient *c = xcalloc(1, sizeof *c);
-    c->eps = xcalloc((size_t)n_endpoints, sizeof *c->eps);
+    c->eps = n_endpoints ? xcalloc((size_t)n_endpoints, sizeof *c->eps) : NULL;
     for (int i = 0; i < n_endpoints; i++) {
         if (endpoint_init(&c->eps[i], &endpoints[i], i, err, errlen) != 0) {
             c->n_eps = i;
@@ -288,8 +306,85 @@ LlmClient *llm_client_new(const LlmEndpointConfig *endpoints, int n_endpoints, c
     return c;
 }
 
+static double pump(LlmClient *c);
+
+int llm_client_add_mpi_endpoint(LlmClient *c, MPI_Comm comm, int server_rank, const char *model,
+                                int max_concurrency) {
+    int size = 0, me = 0;
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &me);
+    if (server_rank < 0 || server_rank >= size || server_rank == me)
+        die_runtime("llm_client_add_mpi_endpoint: server rank %d on a communicator of %d ranks (this is rank %d)",
+                    server_rank, size, me);
+    if (!model || !model[0]) die_runtime("llm_client_add_mpi_endpoint: the model name is empty");
+    if (max_concurrency <= 0) max_concurrency = 16;
+    if (max_concurrency > OPENAI_MPI_REPLY_TAGS) max_concurrency = OPENAI_MPI_REPLY_TAGS;
+    for (int i = 0; i < c->n_eps; i++) {
+        /* The server numbers the messages of a rank, so one rank may talk
+         * to one server rank through one endpoint only. */
+        if (c->eps[i].mpi && c->eps[i].comm == comm && c->eps[i].server_rank == server_rank)
+            die_runtime("llm_client_add_mpi_endpoint: endpoint %d already reaches rank %d", i, server_rank);
+    }
+    c->eps = xrealloc(c->eps, (size_t)(c->n_eps + 1) * sizeof *c->eps);
+    int index = c->n_eps++;
+    Endpoint *e = &c->eps[index];
+    memset(e, 0, sizeof *e);
+    SBuf b;
+    sbuf_init(&b);
+    /* The endpoint's identity for the response cache: the server rank and
+     * the model it serves. */
+    sbuf_printf(&b, "mpi://rank%d", server_rank);
+    e->base_url = sbuf_take(&b);
+    sbuf_printf(&b, "endpoint %d (MPI rank %d)", index, server_rank);
+    e->label = sbuf_take(&b);
+    e->model = xstrdup(model);
+    /* No timeout: the server is a rank of this job, and a hung rank hangs
+     * the job like a hung collective would. Refusals (a full queue: 503)
+     * are retried with the usual backoff. */
+    LlmEndpointConfig d;
+    llm_endpoint_defaults(&d);
+    e->timeout_s = d.timeout_s;
+    e->connect_timeout_s = d.connect_timeout_s;
+    e->backoff_base_s = d.backoff_base_s;
+    e->backoff_max_s = d.backoff_max_s;
+    e->retry_after_max_s = d.retry_after_max_s;
+    e->max_retries = d.max_retries;
+    e->max_concurrency = max_concurrency;
+    e->mpi = true;
+    e->comm = comm;
+    e->server_rank = server_rank;
+    e->tokens_at = now_s();
+    return index;
+}
+
+void llm_client_mpi_shutdown(LlmClient *c, int endpoint) {
+    if (endpoint < 0 || endpoint >= c->n_eps || !c->eps[endpoint].mpi)
+        die_runtime("llm_client_mpi_shutdown: endpoint %d is not an MPI endpoint", endpoint);
+    Endpoint *e = &c->eps[endpoint];
+    if (e->shut) return;
+    /* Let this endpoint's requests finish first (their results wait for a
+     * later poll): the server then owes this rank nothing. */
+    for (;;) {
+        pump(c);
+        bool busy = false;
+        for (Request *q = c->head; q && !busy; q = q->next) busy = q->ep == endpoint;
+        if (!busy) break;
+        curl_multi_poll(c->multi, NULL, 0, 1, NULL);
+    }
+    MPI_Send(NULL, 0, MPI_CHAR, e->server_rank, OPENAI_MPI_TAG_REQUEST, e->comm);
+    e->sent++;
+    e->shut = true;
+}
+
 static void request_free(Request *q) {
     if (q->easy) curl_easy_cleanup(q->easy);
+    if (q->mpi_running && !q->mpi_sent) {
+        /* The body must outlive its send; the server always receives, so
+         * this returns (unless MPI is gone, when nothing is pending). */
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Wait(&q->send_req, MPI_STATUS_IGNORE);
+    }
     sbuf_free(&q->resp);
     free(q->body);
     free(q->canonical);
@@ -337,6 +432,7 @@ long llm_client_submit(LlmClient *c, int endpoint, const cJSON *body, void *tag)
     if (endpoint < 0 || endpoint >= c->n_eps) die_runtime("llm_client_submit: endpoint %d out of range", endpoint);
     if (!cJSON_IsObject(body)) die_runtime("llm_client_submit: the request body is not a JSON object");
     Endpoint *e = &c->eps[endpoint];
+    if (e->shut) die_runtime("llm_client_submit: %s has been shut down", e->label);
     long id = c->next_id++;
     double t = now_s();
     e->stats.submitted++;
@@ -419,6 +515,40 @@ static double rate_next(const Endpoint *e, double t) {
     return t + (1.0 - e->tokens) * 60.0 / e->rpm;
 }
 
+/* An attempt's bookkeeping, HTTP or MPI. */
+static void attempt_started(Endpoint *e, Request *q) {
+    q->attempts++;
+    e->running++;
+    e->stats.requests++;
+    if (q->attempts > 1) e->stats.retries++;
+    if (e->rpm > 0) e->tokens -= 1.0;
+}
+
+/* The reply tag of the next message to e's server, if no attempt out on e
+ * is waiting on the same tag (else -1: wait for that one). */
+static int mpi_next_tag(const LlmClient *c, const Endpoint *e) {
+    int tag = openai_mpi_reply_tag(e->sent);
+    for (const Request *q = c->head; q; q = q->next) {
+        if (q->mpi_running && &c->eps[q->ep] == e && q->reply_tag == tag) return -1;
+    }
+    return tag;
+}
+
+static void start_attempt_mpi(LlmClient *c, Request *q, int tag) {
+    Endpoint *e = &c->eps[q->ep];
+    size_t len = strlen(q->body);
+    if (len > (size_t)INT32_MAX) die_runtime("%s: a request body of %zu bytes is too large", e->label, len);
+    sbuf_free(&q->resp);
+    sbuf_init(&q->resp);
+    MPI_Isend(q->body, (int)len, MPI_CHAR, e->server_rank, OPENAI_MPI_TAG_REQUEST, e->comm, &q->send_req);
+    e->sent++;
+    q->reply_tag = tag;
+    q->mpi_running = true;
+    q->mpi_sent = false;
+    c->mpi_running++;
+    attempt_started(e, q);
+}
+
 static void start_attempt(LlmClient *c, Request *q) {
     Endpoint *e = &c->eps[q->ep];
     CURL *h = curl_easy_init();
@@ -446,11 +576,7 @@ static void start_attempt(LlmClient *c, Request *q) {
     curl_easy_setopt(h, CURLOPT_PRIVATE, q);
     if (curl_multi_add_handle(c->multi, h) != CURLM_OK) die_runtime("curl_multi_add_handle failed");
     q->easy = h;
-    q->attempts++;
-    e->running++;
-    e->stats.requests++;
-    if (q->attempts > 1) e->stats.retries++;
-    if (e->rpm > 0) e->tokens -= 1.0;
+    attempt_started(e, q);
 }
 
 /* Start every waiting request that may start now; return the earliest
@@ -459,18 +585,21 @@ static void start_attempt(LlmClient *c, Request *q) {
 static double start_ready(LlmClient *c, double t) {
     double next = INFINITY;
     for (Request *q = c->head; q; q = q->next) {
-        if (q->easy) continue;
+        if (q->easy || q->mpi_running) continue;
         Endpoint *e = &c->eps[q->ep];
         if (q->not_before > t) {
             next = fmin(next, q->not_before);
             continue;
         }
         if (e->running >= e->max_concurrency) continue; /* a finishing transfer wakes the poll */
+        int tag = e->mpi ? mpi_next_tag(c, e) : 0;
+        if (tag < 0) continue; /* a finishing attempt frees it */
         if (!rate_ok(e, t)) {
             next = fmin(next, rate_next(e, t));
             continue;
         }
-        start_attempt(c, q);
+        if (e->mpi) start_attempt_mpi(c, q, tag);
+        else start_attempt(c, q);
     }
     return next;
 }
@@ -515,6 +644,8 @@ static bool curl_error_is_permanent(CURLcode rc) {
     }
 }
 
+static Outcome judge_response(LlmClient *c, Request *q, long status, LlmResult *r);
+
 /* Judge a finished attempt. On OUTCOME_OK r holds the completion; else
  * q->last_error says what happened. *retry_after is the server's
  * Retry-After in seconds (0 when absent). */
@@ -524,27 +655,39 @@ static Outcome judge_attempt(LlmClient *c, Request *q, CURLcode rc, LlmResult *r
     curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_off_t ra = 0;
     if (curl_easy_getinfo(q->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0) *retry_after = (double)ra;
+    if (rc == CURLE_OK) return judge_response(c, q, status, r);
+    q->last_status = (int)status;
+    SBuf why;
+    sbuf_init(&why);
+    sbuf_printf(&why, "%s", rc == CURLE_WRITE_ERROR ? "response too large" : curl_easy_strerror(rc));
+    if (q->curl_err[0] && rc != CURLE_WRITE_ERROR) sbuf_printf(&why, " (%s)", q->curl_err);
+    free(q->last_error);
+    q->last_error = redact(e, sbuf_take(&why));
+    return curl_error_is_permanent(rc) ? OUTCOME_FAIL : OUTCOME_RETRY;
+}
+
+/* Judge a response that came with a status (q->resp holds its body), the
+ * same for HTTP and MPI endpoints. */
+static Outcome judge_response(LlmClient *c, Request *q, long status, LlmResult *r) {
+    Endpoint *e = &c->eps[q->ep];
+    const char *what = e->mpi ? "status" : "HTTP";
     q->last_status = (int)status;
     SBuf why;
     sbuf_init(&why);
     Outcome out;
-    if (rc != CURLE_OK) {
-        sbuf_printf(&why, "%s", rc == CURLE_WRITE_ERROR ? "response too large" : curl_easy_strerror(rc));
-        if (q->curl_err[0] && rc != CURLE_WRITE_ERROR) sbuf_printf(&why, " (%s)", q->curl_err);
-        out = curl_error_is_permanent(rc) ? OUTCOME_FAIL : OUTCOME_RETRY;
-    } else if (status >= 200 && status < 300) {
+    if (status >= 200 && status < 300) {
         cJSON *j = cJSON_ParseWithLength(q->resp.data ? q->resp.data : "", q->resp.len);
         const char *bad = NULL;
         if (!j) bad = "response is not valid JSON";
         else if (extract_completion(j, r, &bad) == 0) out = OUTCOME_OK;
         cJSON_Delete(j);
         if (bad) {
-            sbuf_printf(&why, "HTTP %ld: %s", status, bad);
+            sbuf_printf(&why, "%s %ld: %s", what, status, bad);
             out = OUTCOME_RETRY;
         }
     } else {
         if (status == 429) e->stats.http_429++;
-        sbuf_printf(&why, "HTTP %ld", status);
+        sbuf_printf(&why, "%s %ld", what, status);
         describe_error_body(&why, &q->resp);
         out = (status == 408 || status == 429 || status >= 500) ? OUTCOME_RETRY : OUTCOME_FAIL;
     }
@@ -588,6 +731,24 @@ static void finish_request(LlmClient *c, Request *q, LlmResult *r, bool ok, doub
     request_free(q);
 }
 
+/* After an attempt: finish the request, or schedule its retry. */
+static void settle(LlmClient *c, Request *q, Outcome out, LlmResult *r, double retry_after) {
+    Endpoint *e = &c->eps[q->ep];
+    e->running--;
+    double t = now_s();
+    if (out == OUTCOME_OK) {
+        finish_request(c, q, r, true, t);
+    } else if (out == OUTCOME_RETRY && q->attempts <= e->max_retries) {
+        /* Full jitter: uniform over [0, capped exponential). */
+        double cap = fmin(e->backoff_max_s, e->backoff_base_s * ldexp(1.0, q->attempts - 1));
+        double delay = cap * rng_uniform(c->seed, (uint64_t)q->id, (uint64_t)q->attempts);
+        if (retry_after > 0) delay = fmax(delay, fmin(retry_after, e->retry_after_max_s));
+        q->not_before = t + delay;
+    } else {
+        finish_request(c, q, r, false, t);
+    }
+}
+
 /* Settle every transfer curl reports finished. */
 static void harvest(LlmClient *c) {
     CURLMsg *msg;
@@ -597,26 +758,59 @@ static void harvest(LlmClient *c) {
         Request *q = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&q);
         CURLcode rc = msg->data.result; /* read before the handle goes away */
-        Endpoint *e = &c->eps[q->ep];
         LlmResult r = {0};
         double retry_after = 0;
         Outcome out = judge_attempt(c, q, rc, &r, &retry_after);
         curl_multi_remove_handle(c->multi, q->easy);
         curl_easy_cleanup(q->easy);
         q->easy = NULL;
-        e->running--;
-        double t = now_s();
-        if (out == OUTCOME_OK) {
-            finish_request(c, q, &r, true, t);
-        } else if (out == OUTCOME_RETRY && q->attempts <= e->max_retries) {
-            /* Full jitter: uniform over [0, capped exponential). */
-            double cap = fmin(e->backoff_max_s, e->backoff_base_s * ldexp(1.0, q->attempts - 1));
-            double delay = cap * rng_uniform(c->seed, (uint64_t)q->id, (uint64_t)q->attempts);
-            if (retry_after > 0) delay = fmax(delay, fmin(retry_after, e->retry_after_max_s));
-            q->not_before = t + delay;
-        } else {
-            finish_request(c, q, &r, false, t);
+        settle(c, q, out, &r, retry_after);
+    }
+}
+
+/* Settle every MPI attempt whose reply has arrived. */
+static void harvest_mpi(LlmClient *c) {
+    if (c->mpi_running == 0) return;
+    for (Request *q = c->head, *next; q; q = next) {
+        next = q->next; /* settle may free q */
+        if (!q->mpi_running) continue;
+        Endpoint *e = &c->eps[q->ep];
+        if (!q->mpi_sent) {
+            int sent = 0;
+            MPI_Test(&q->send_req, &sent, MPI_STATUS_IGNORE);
+            q->mpi_sent = sent != 0;
         }
+        int flag = 0;
+        MPI_Message m;
+        MPI_Status st;
+        MPI_Improbe(e->server_rank, q->reply_tag, e->comm, &flag, &m, &st);
+        if (!flag) continue;
+        int n = 0;
+        MPI_Get_count(&st, MPI_CHAR, &n);
+        char *msg = xmalloc((size_t)n + 1);
+        MPI_Mrecv(msg, n, MPI_CHAR, &m, MPI_STATUS_IGNORE);
+        msg[n] = '\0';
+        /* A reply means the server has the request: the send is done. */
+        if (!q->mpi_sent) MPI_Wait(&q->send_req, MPI_STATUS_IGNORE);
+        q->mpi_running = false;
+        q->mpi_sent = false;
+        c->mpi_running--;
+        int status = 0;
+        const char *json = NULL;
+        size_t json_len = 0;
+        LlmResult r = {0};
+        Outcome out;
+        if (openai_mpi_reply_unpack(msg, (size_t)n, &status, &json, &json_len) != 0) {
+            q->last_status = 0;
+            free(q->last_error);
+            q->last_error = xstrdup("the reply has no status line");
+            out = OUTCOME_RETRY;
+        } else {
+            sbuf_put(&q->resp, json, json_len);
+            out = judge_response(c, q, status, &r);
+        }
+        free(msg);
+        settle(c, q, out, &r, 0);
     }
 }
 
@@ -627,6 +821,7 @@ static double pump(LlmClient *c) {
     int running;
     curl_multi_perform(c->multi, &running);
     harvest(c);
+    harvest_mpi(c);
     /* Settled retries with no delay, and freed slots, can start at once. */
     return fmin(next, start_ready(c, now_s()));
 }
@@ -649,6 +844,8 @@ static void progress(LlmClient *c, double deadline, long id) {
         /* Wake for the deadline or a held-back start, and at least once a
          * second to re-check the clock. */
         double wait = fmin(fmin(deadline, next) - t, 1.0);
+        /* MPI replies wake nothing curl watches: look again every ms. */
+        if (c->mpi_running > 0) wait = fmin(wait, 0.001);
         int ms = (int)ceil(fmax(0.0, wait) * 1000);
         curl_multi_poll(c->multi, NULL, 0, ms, NULL);
     }

@@ -24,6 +24,13 @@
  * With a cache directory, successful responses are stored one file per
  * request (llm_cache.h) and an identical later request is answered from
  * the file without touching the network. See doc/llm_client.md.
+ *
+ * MPI endpoints (the `local` user simulator, llm/mpi_server.h) carry the
+ * same request bodies to a rank of the job that serves the model, and the
+ * same response JSON back; submit, poll, complete, retries (the server's
+ * statuses are judged like HTTP ones), concurrency limits, statistics and
+ * the cache work on them unchanged. Only the thread that initialized MPI
+ * may use a client with MPI endpoints (MPI_THREAD_FUNNELED).
  */
 #ifndef TAU2_LLM_CLIENT_H
 #define TAU2_LLM_CLIENT_H
@@ -33,6 +40,7 @@
 #include <stdint.h>
 
 #include <cJSON.h>
+#include <mpi.h>
 
 typedef struct {
     const char *base_url;    /* e.g. "https://api.openai.com/v1"; requests go to base_url + "/chat/completions" */
@@ -91,12 +99,33 @@ void llm_result_free(LlmResult *r);
 
 typedef struct LlmClient LlmClient;
 
-/* A client over n_endpoints endpoints (configs and strings are copied).
- * Returns NULL with err filled when a config is invalid or an endpoint's
- * API key variable is unset or empty (the message names the variable). */
+/* A client over n_endpoints HTTP endpoints (configs and strings are
+ * copied); endpoints NULL with n_endpoints 0 for a client whose endpoints
+ * are all added with llm_client_add_mpi_endpoint. Returns NULL with err
+ * filled when a config is invalid or an endpoint's API key variable is
+ * unset or empty (the message names the variable). */
 LlmClient *llm_client_new(const LlmEndpointConfig *endpoints, int n_endpoints, const LlmClientOptions *opt, char *err,
                           size_t errlen);
-/* Abandon unfinished requests and free everything. */
+/* Add an endpoint served by rank server_rank of comm (llm/mpi_server.h),
+ * for the served model name `model`; max_concurrency <= 0: 16. Returns its
+ * index (the next one after the HTTP endpoints and earlier MPI ones). The
+ * server numbers the messages each rank sends it, so a rank reaches a
+ * server rank through one endpoint of one client only (a second endpoint
+ * to the same rank and comm is a bug: die_runtime). An attempt has no
+ * timeout: the server is a rank of this job. Its cache identity is
+ * "mpi://rank<server_rank>" and the model. */
+int llm_client_add_mpi_endpoint(LlmClient *c, MPI_Comm comm, int server_rank, const char *model,
+                                int max_concurrency);
+
+/* Tell the endpoint's server rank that this client is done: progress until
+ * every request to that endpoint has finished (their results wait for the
+ * next poll), then send the shutdown message. Every client of a server must
+ * call it once, before llm_client_free, or the server never returns.
+ * Submitting to the endpoint afterwards is a bug. */
+void llm_client_mpi_shutdown(LlmClient *c, int endpoint);
+
+/* Abandon unfinished requests and free everything (before MPI_Finalize
+ * when the client has MPI endpoints). */
 void llm_client_free(LlmClient *c);
 
 int llm_client_endpoint_count(const LlmClient *c);

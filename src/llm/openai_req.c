@@ -567,3 +567,33 @@ char *openai_models_json(const char *model, int64_t created) {
     cJSON_Delete(root);
     return s;
 }
+
+/* ---------------------------------------------------------------- MPI framing */
+
+int openai_mpi_reply_tag(uint64_t k) {
+    return OPENAI_MPI_TAG_REPLY_BASE + (int)(k % OPENAI_MPI_REPLY_TAGS);
+}
+
+char *openai_mpi_reply_pack(int status, const char *json, size_t *len) {
+    if (status < 100 || status > 599) die_runtime("openai_mpi_reply_pack: status %d is not an HTTP status", status);
+    size_t n = strlen(json);
+    char *msg = xmalloc(n + 5);
+    snprintf(msg, 5, "%03d\n", status);
+    memcpy(msg + 4, json, n + 1);
+    *len = n + 4;
+    return msg;
+}
+
+int openai_mpi_reply_unpack(const char *msg, size_t len, int *status, const char **json, size_t *json_len) {
+    if (!msg || len < 4 || msg[3] != '\n') return -1;
+    int v = 0;
+    for (int i = 0; i < 3; i++) {
+        if (msg[i] < '0' || msg[i] > '9') return -1;
+        v = 10 * v + (msg[i] - '0');
+    }
+    if (v < 100) return -1;
+    *status = v;
+    *json = msg + 4;
+    *json_len = len - 4;
+    return 0;
+}

@@ -108,4 +108,31 @@ char *openai_chat_response_json(const OpenAIChatResult *r);
 /* GET /v1/models: {"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}. */
 char *openai_models_json(const char *model, int64_t created);
 
+/* ---- the same requests over MPI (the local backend, llm/mpi_server.h) ----
+ *
+ * A client rank sends each request body, byte for byte what it would POST,
+ * with tag OPENAI_MPI_TAG_REQUEST to the server rank. An empty message with
+ * the same tag says the client is done; sharing the tag keeps it behind the
+ * client's last request (MPI does not let a message overtake an earlier one
+ * from the same rank that matches the same receive).
+ *
+ * The server numbers the request messages it gets from each rank 0, 1, ...
+ * and answers the k-th with tag openai_mpi_reply_tag(k). Messages between
+ * two ranks stay in order, so the client knows k without it being sent.
+ * A client must not have two requests in flight whose k share a tag.
+ *
+ * A reply is the HTTP status as three ASCII digits and a newline, then the
+ * response JSON (a chat.completion or an OpenAI error object): the status
+ * that HTTP carries in its status line. */
+#define OPENAI_MPI_TAG_REQUEST 7100
+#define OPENAI_MPI_TAG_REPLY_BASE 7200
+#define OPENAI_MPI_REPLY_TAGS 8192 /* 7200 + 8192 stays below 32767, the least MPI_TAG_UB MPI allows */
+
+int openai_mpi_reply_tag(uint64_t k);
+/* The reply message for status (100..599) and json; *len gets its length. */
+char *openai_mpi_reply_pack(int status, const char *json, size_t *len);
+/* Split a reply message. Returns 0 with *status and the JSON (pointing into
+ * msg), or -1 when msg does not start with a status line. */
+int openai_mpi_reply_unpack(const char *msg, size_t len, int *status, const char **json, size_t *json_len);
+
 #endif

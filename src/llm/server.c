@@ -40,24 +40,28 @@
 
 typedef enum { REQ_QUEUED, REQ_RUNNING, REQ_DONE } ReqState;
 
-/* One chat request on its way through the engine. The handler thread owns
- * it; the engine thread writes its output fields under Server.mu. */
-typedef struct Req {
+/* One chat request on its way through the engine. Its front end (an HTTP
+ * handler thread, or the MPI loop) owns it from server_chat_submit to
+ * server_chat_finish; the engine writes its output fields under Server.mu. */
+typedef struct ServerChat {
     /* input, fixed before it is queued */
+    OpenAIChatRequest q;  /* the parsed body; the stop strings point into it */
+    bool parsed;
+    uint64_t counter;     /* the server's request number: default seed, ids */
     int32_t *ids;
     int n_ids;
-    InferGenParams p;     /* stop strings point into the handler's parsed request */
+    InferGenParams p;
     int reserve_blocks;   /* KV blocks held from admission to the end */
     /* engine state */
     ReqState state;
     int seq, gen_id;
-    struct Req *next;     /* queue link */
+    struct ServerChat *next; /* queue link */
     /* output */
     int32_t *out_ids;
     int n_out;
     InferFinish finish;
-    int error_status;     /* 0: ok */
-    char error_msg[256];
+    bool failed;
+    OpenAIError error;    /* when failed */
     double t_enqueue, t_admit, t_done;
 } Req;
 
@@ -67,9 +71,13 @@ struct Server {
     int port;
     int64_t created;
 
-    Qwen3 *model;
+    const Qwen3 *model;
     Tokenizer *tok;
-    ChatTemplate *ct;
+    const ChatTemplate *ct;
+    /* what this server loaded itself (NULL when the caller lent them) */
+    Qwen3 *own_model;
+    Tokenizer *own_tok;
+    ChatTemplate *own_ct;
     InferEngine *eng;
     InferGen *gen;
     int32_t stop_ids[4];
@@ -116,10 +124,13 @@ static int set_err(char *err, size_t errlen, const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- engine thread */
 
-/* Hand a request back to its handler. Called with mu held. */
+/* Hand a request back to its front end (status 0: it succeeded). Called
+ * with mu held. */
 static void req_finish(Server *s, Req *r, int status, const char *msg) {
-    r->error_status = status;
-    if (msg) snprintf(r->error_msg, sizeof r->error_msg, "%.*s", (int)sizeof r->error_msg - 1, msg);
+    if (status) {
+        r->failed = true;
+        openai_error_set(&r->error, status, NULL, status == 503 ? "shutting_down" : NULL, "%s", msg ? msg : "");
+    }
     r->state = REQ_DONE;
     r->t_done = now_s();
     pthread_cond_broadcast(&s->done_cv);
@@ -209,35 +220,50 @@ static void fail_all(Server *s, int status, const char *msg) {
     s->n_queued = 0;
 }
 
+/* One turn of the engine loop: admit what fits, step every running request
+ * once, hand back the ones that finished. The engine thread (HTTP) and
+ * single-threaded front ends (server_engine_pass) both run exactly this.
+ * Called with mu held; releases it around the step so that handlers can
+ * queue meanwhile. Returns false when nothing was running. */
+static bool engine_turn(Server *s) {
+    char err[1024];
+    admit(s);
+    if (s->n_running == 0) return false;
+    int batch = s->n_running;
+    pthread_mutex_unlock(&s->mu);
+    int rc = infer_gen_step(s->gen, err, sizeof err);
+    pthread_mutex_lock(&s->mu);
+    s->stats.engine_steps++;
+    s->stats.batched_tokens += (uint64_t)batch;
+    if (batch > s->stats.max_running) s->stats.max_running = batch;
+    if (rc < 0) {
+        /* Reservations make this a bug; answer rather than hang. */
+        fprintf(stderr, "%s: serve: engine step failed: %s\n", g_prog_name, err);
+        fail_all(s, 500, err);
+        return true;
+    }
+    collect(s);
+    return true;
+}
+
 static void *engine_main(void *arg) {
     Server *s = arg;
-    char err[1024];
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        admit(s);
-        if (s->n_running == 0) {
-            pthread_cond_wait(&s->engine_cv, &s->mu);
-            continue;
-        }
-        int batch = s->n_running;
-        /* Only this thread touches the engine; handlers may queue meanwhile. */
-        pthread_mutex_unlock(&s->mu);
-        int rc = infer_gen_step(s->gen, err, sizeof err);
-        pthread_mutex_lock(&s->mu);
-        s->stats.engine_steps++;
-        s->stats.batched_tokens += (uint64_t)batch;
-        if (batch > s->stats.max_running) s->stats.max_running = batch;
-        if (rc < 0) {
-            /* Reservations make this a bug; answer rather than hang. */
-            fprintf(stderr, "%s: serve: engine step failed: %s\n", g_prog_name, err);
-            fail_all(s, 500, err);
-            continue;
-        }
-        collect(s);
+        if (!engine_turn(s)) pthread_cond_wait(&s->engine_cv, &s->mu);
     }
     fail_all(s, 503, "the server is shutting down");
     pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+int server_engine_pass(Server *s) {
+    if (s->engine_started) die_runtime("server_engine_pass: this server has its own engine thread");
+    pthread_mutex_lock(&s->mu);
+    engine_turn(s);
+    int left = s->n_running + s->n_queued;
+    pthread_mutex_unlock(&s->mu);
+    return left;
 }
 
 /* ---------------------------------------------------------------- chat requests */
@@ -250,15 +276,6 @@ static size_t stop_cut(const char *text, size_t len, char *const *stops, int n_s
         if (hit && (size_t)(hit - text) < cut) cut = (size_t)(hit - text);
     }
     return cut;
-}
-
-typedef struct {
-    int status;
-    char *body; /* JSON */
-} Reply;
-
-static Reply reply_error(const OpenAIError *e) {
-    return (Reply){e->status, openai_error_json(e)};
 }
 
 /* Render and tokenize the conversation; fill r's prompt. */
@@ -318,8 +335,8 @@ static int plan_generation(Server *s, const OpenAIChatRequest *q, Req *r, uint64
     return 0;
 }
 
-/* Queue r and wait until the engine is done with it. */
-static int run_request(Server *s, Req *r, OpenAIError *oe) {
+/* Queue r for the engine. */
+static int enqueue(Server *s, Req *r, OpenAIError *oe) {
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
@@ -337,43 +354,62 @@ static int run_request(Server *s, Req *r, OpenAIError *oe) {
     s->q_tail = r;
     s->n_queued++;
     pthread_cond_signal(&s->engine_cv);
-    while (r->state != REQ_DONE) pthread_cond_wait(&s->done_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
-    if (r->error_status) {
-        return openai_error_set(oe, r->error_status, NULL, r->error_status == 503 ? "shutting_down" : NULL, "%s",
-                                r->error_msg);
-    }
     return 0;
 }
 
-static Reply handle_chat(Server *s, const char *body, size_t len) {
-    OpenAIChatRequest q;
-    OpenAIError oe;
-    if (openai_chat_request_parse(body, len, &q, &oe) != 0) return reply_error(&oe);
-
-    pthread_mutex_lock(&s->mu);
-    uint64_t counter = ++s->counter;
-    pthread_mutex_unlock(&s->mu);
-
-    Req r;
-    memset(&r, 0, sizeof r);
-    Reply out = {0, NULL};
-    if (build_prompt(s, &q, &r, &oe) != 0 || plan_generation(s, &q, &r, counter, &oe) != 0 ||
-        run_request(s, &r, &oe) != 0) {
-        out = reply_error(&oe);
-        goto done;
+ServerChat *server_chat_submit(Server *s, const char *body, size_t len) {
+    Req *r = xcalloc(1, sizeof *r);
+    if (len > s->opt.max_body_bytes) {
+        openai_error_set(&r->error, 413, NULL, "body_too_large",
+                         "the request body has %zu bytes; this server accepts at most %zu", len, s->opt.max_body_bytes);
+        r->failed = true;
+        r->state = REQ_DONE;
+        return r;
     }
+    if (openai_chat_request_parse(body, len, &r->q, &r->error) != 0) {
+        r->failed = true;
+        r->state = REQ_DONE;
+        return r;
+    }
+    r->parsed = true;
+    pthread_mutex_lock(&s->mu);
+    r->counter = ++s->counter;
+    pthread_mutex_unlock(&s->mu);
+    if (build_prompt(s, &r->q, r, &r->error) != 0 || plan_generation(s, &r->q, r, r->counter, &r->error) != 0 ||
+        enqueue(s, r, &r->error) != 0) {
+        r->failed = true;
+        r->state = REQ_DONE;
+    }
+    return r;
+}
 
+bool server_chat_done(Server *s, const ServerChat *r) {
+    pthread_mutex_lock(&s->mu);
+    bool done = r->state == REQ_DONE;
+    pthread_mutex_unlock(&s->mu);
+    return done;
+}
+
+/* Wait for the engine thread to finish r. */
+static void chat_wait(Server *s, Req *r) {
+    pthread_mutex_lock(&s->mu);
+    while (r->state != REQ_DONE) pthread_cond_wait(&s->done_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The chat.completion of a request the engine finished. */
+static char *completion_json(Server *s, Req *r) {
     /* The end-of-turn token is not content; special tokens are skipped as
      * vLLM skips them by default. */
-    int n = r.n_out;
-    if (r.finish == INFER_FINISH_STOP_ID && n > 0) n--;
+    int n = r->n_out;
+    if (r->finish == INFER_FINISH_STOP_ID && n > 0) n--;
     size_t tlen = 0;
-    char *text = tok_decode(s->tok, r.out_ids, (size_t)n, TOK_DECODE_SKIP_SPECIAL, &tlen);
-    if (r.finish == INFER_FINISH_STOP_STRING) tlen = stop_cut(text, tlen, q.stop, q.n_stop);
+    char *text = tok_decode(s->tok, r->out_ids, (size_t)n, TOK_DECODE_SKIP_SPECIAL, &tlen);
+    if (r->finish == INFER_FINISH_STOP_STRING) tlen = stop_cut(text, tlen, r->q.stop, r->q.n_stop);
 
     uint32_t w[4];
-    rng_draw(s->base_seed, 0x636d706cULL /* "cmpl" */, counter, w);
+    rng_draw(s->base_seed, 0x636d706cULL /* "cmpl" */, r->counter, w);
     char id[64];
     snprintf(id, sizeof id, "chatcmpl-%08x%08x%08x", w[0], w[1], w[2]);
     OpenAIChatResult res = {
@@ -382,23 +418,41 @@ static Reply handle_chat(Server *s, const char *body, size_t len) {
         .created = (int64_t)time(NULL),
         .text = text,
         .text_len = tlen,
-        .parse_tool_calls = q.parse_tool_calls && q.tools != NULL,
-        .id_seed = rng_derive(s->base_seed, counter),
-        .finish = r.finish == INFER_FINISH_LENGTH ? "length" : "stop",
-        .prompt_tokens = r.n_ids,
-        .completion_tokens = r.n_out,
+        .parse_tool_calls = r->q.parse_tool_calls && r->q.tools != NULL,
+        .id_seed = rng_derive(s->base_seed, r->counter),
+        .finish = r->finish == INFER_FINISH_LENGTH ? "length" : "stop",
+        .prompt_tokens = r->n_ids,
+        .completion_tokens = r->n_out,
     };
-    out = (Reply){200, openai_chat_response_json(&res)};
+    char *json = openai_chat_response_json(&res);
     free(text);
+    return json;
+}
+
+char *server_chat_finish(Server *s, ServerChat *r, int *status) {
+    if (r->state != REQ_DONE) die_runtime("server_chat_finish: the request is still in the engine");
+    char *json;
+    if (r->failed) {
+        *status = r->error.status;
+        json = openai_error_json(&r->error);
+    } else {
+        *status = 200;
+        json = completion_json(s, r);
+    }
     pthread_mutex_lock(&s->mu);
-    s->stats.prompt_tokens += (uint64_t)r.n_ids;
-    s->stats.completion_tokens += (uint64_t)r.n_out;
+    if (*status == 200) {
+        s->stats.requests++;
+        s->stats.prompt_tokens += (uint64_t)r->n_ids;
+        s->stats.completion_tokens += (uint64_t)r->n_out;
+    } else {
+        s->stats.rejected++;
+    }
     pthread_mutex_unlock(&s->mu);
-done:
-    free(r.ids);
-    free(r.out_ids);
-    openai_chat_request_free(&q);
-    return out;
+    free(r->ids);
+    free(r->out_ids);
+    if (r->parsed) openai_chat_request_free(&r->q);
+    free(r);
+    return json;
 }
 
 /* ---------------------------------------------------------------- HTTP */
@@ -531,12 +585,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return send_error(s, c, 413, "body_too_large", NULL, "the request body exceeds %zu bytes",
                           s->opt.max_body_bytes);
     }
-    Reply r = handle_chat(s, ctx->body.data ? ctx->body.data : "", ctx->body.len);
-    pthread_mutex_lock(&s->mu);
-    if (r.status == 200) s->stats.requests++;
-    else s->stats.rejected++;
-    pthread_mutex_unlock(&s->mu);
-    return send_json(c, r.status, r.body, NULL);
+    ServerChat *chat = server_chat_submit(s, ctx->body.data ? ctx->body.data : "", ctx->body.len);
+    chat_wait(s, chat);
+    int status;
+    char *json = server_chat_finish(s, chat, &status);
+    return send_json(c, status, json, NULL);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -571,15 +624,24 @@ static void add_stop_id(Server *s, int32_t id) {
     s->stop_ids[s->n_stop_ids++] = id;
 }
 
-static int load_model(Server *s, char *err, size_t errlen) {
+/* The model, tokenizer and chat template: the caller's (borrowed) or
+ * loaded from the model directory; then the engine over them. */
+static int load_model(Server *s, const Qwen3 *model, Tokenizer *tok, const ChatTemplate *ct, char *err,
+                      size_t errlen) {
     char path[4096], e[2048];
-    s->model = qwen3_load_dir(s->model_dir, e, sizeof e);
-    if (!s->model) return set_err(err, errlen, "%s", e);
-    snprintf(path, sizeof path, "%s/tokenizer.json", s->model_dir);
-    s->tok = tok_load(path, e, sizeof e);
-    if (!s->tok) return set_err(err, errlen, "%s", e);
-    s->ct = chat_load(s->model_dir, e, sizeof e);
-    if (!s->ct) return set_err(err, errlen, "%s", e);
+    if (model) {
+        s->model = model;
+        s->tok = tok;
+        s->ct = ct;
+    } else {
+        s->model = s->own_model = qwen3_load_dir(s->model_dir, e, sizeof e);
+        if (!s->model) return set_err(err, errlen, "%s", e);
+        snprintf(path, sizeof path, "%s/tokenizer.json", s->model_dir);
+        s->tok = s->own_tok = tok_load(path, e, sizeof e);
+        if (!s->tok) return set_err(err, errlen, "%s", e);
+        s->ct = s->own_ct = chat_load(s->model_dir, e, sizeof e);
+        if (!s->ct) return set_err(err, errlen, "%s", e);
+    }
     s->vocab = s->model->config.vocab_size;
     s->max_len = s->model->config.max_position_embeddings;
     /* Stop on the model's eos, the template's end of turn, and Qwen's two ends. */
@@ -636,9 +698,15 @@ static int start_http(Server *s, char *err, size_t errlen) {
     return 0;
 }
 
-Server *server_start(const ServerOptions *opt, char *err, size_t errlen) {
-    if (!opt || !opt->model_dir) {
+/* A server with its model and engine, no engine thread and no HTTP yet. */
+static Server *server_create(const ServerOptions *opt, const Qwen3 *model, Tokenizer *tok, const ChatTemplate *ct,
+                             char *err, size_t errlen) {
+    if (!opt || (!opt->model_dir && !model)) {
         set_err(err, errlen, "serve: a model directory is required");
+        return NULL;
+    }
+    if (model && (!tok || !ct)) {
+        set_err(err, errlen, "serve: a lent model needs its tokenizer and chat template too");
         return NULL;
     }
     if (opt->port < 0 || opt->port > 65535 || opt->max_batch < 0 || opt->kv_tokens < 0 || opt->max_queue < 0 ||
@@ -648,9 +716,11 @@ Server *server_start(const ServerOptions *opt, char *err, size_t errlen) {
     }
     Server *s = xcalloc(1, sizeof *s);
     s->opt = *opt;
-    s->model_dir = xstrdup(opt->model_dir);
+    s->model_dir = opt->model_dir ? xstrdup(opt->model_dir) : NULL;
     s->host = xstrdup(opt->host ? opt->host : DEFAULT_HOST);
-    s->name = opt->served_model_name ? xstrdup(opt->served_model_name) : base_name(opt->model_dir);
+    s->name = opt->served_model_name ? xstrdup(opt->served_model_name)
+              : opt->model_dir       ? base_name(opt->model_dir)
+                                     : xstrdup("local");
     s->opt.model_dir = s->model_dir;
     s->opt.host = s->host;
     s->opt.served_model_name = s->name;
@@ -672,10 +742,21 @@ Server *server_start(const ServerOptions *opt, char *err, size_t errlen) {
     s->lat_queue = xcalloc(SERVER_LATENCY_RING, sizeof(double));
     s->lat_engine = xcalloc(SERVER_LATENCY_RING, sizeof(double));
 
-    if (load_model(s, err, errlen) != 0) {
+    if (load_model(s, model, tok, ct, err, errlen) != 0) {
         server_stop(s);
         return NULL;
     }
+    return s;
+}
+
+Server *server_open(const ServerOptions *opt, const Qwen3 *model, Tokenizer *tok, const ChatTemplate *ct, char *err,
+                    size_t errlen) {
+    return server_create(opt, model, tok, ct, err, errlen);
+}
+
+Server *server_start(const ServerOptions *opt, char *err, size_t errlen) {
+    Server *s = server_create(opt, NULL, NULL, NULL, err, errlen);
+    if (!s) return NULL;
     if (pthread_create(&s->engine_thread, NULL, engine_main, s) != 0) {
         set_err(err, errlen, "serve: cannot start the engine thread");
         server_stop(s);
@@ -703,6 +784,7 @@ void server_stop(Server *s) {
     pthread_cond_broadcast(&s->engine_cv);
     pthread_mutex_unlock(&s->mu);
     if (s->engine_started) pthread_join(s->engine_thread, NULL);
+    else if (s->n_running + s->n_queued > 0) die_runtime("server_stop: requests are still in the engine");
     if (s->mhd) {
         /* Let the handlers just woken send their 503s before the daemon
          * closes the connections under them. */
@@ -718,9 +800,9 @@ void server_stop(Server *s) {
     }
     infer_gen_free(s->gen);
     infer_free(s->eng);
-    chat_free(s->ct);
-    tok_free(s->tok);
-    qwen3_free(s->model);
+    chat_free(s->own_ct);
+    tok_free(s->own_tok);
+    qwen3_free(s->own_model);
     pthread_mutex_destroy(&s->text_mu);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->engine_cv);

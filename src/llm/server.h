@@ -24,12 +24,25 @@
  * the engine's logits do not depend on which requests share a step, so a
  * request with a seed gives the same completion whatever else is running.
  * Without a seed the server picks one per request.
+ *
+ * Front ends. The HTTP daemon is one front end over the engine; the MPI
+ * server (llm/mpi_server.h) is another. Both go through the same calls:
+ * server_chat_submit parses, renders and queues a request body,
+ * server_chat_finish turns the finished request into the reply JSON, and
+ * the same engine turn (admission, one step, collection) runs on the
+ * engine thread for HTTP and from server_engine_pass for a front end that
+ * drives the engine from its own, single thread.
  */
 #ifndef TAU2_LLM_SERVER_H
 #define TAU2_LLM_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "model/qwen3.h"
+#include "text/chat.h"
+#include "text/tokenizer.h"
 
 typedef struct {
     const char *model_dir;         /* Hugging Face Qwen3 directory (config.json, model.safetensors,
@@ -54,6 +67,33 @@ Server *server_start(const ServerOptions *opt, char *err, size_t errlen);
 /* Stop accepting connections, answer requests still queued or running with
  * 503, join every thread and free everything. NULL is fine. */
 void server_stop(Server *s);
+
+/* The engine without HTTP and without an engine thread, for a front end
+ * that runs it from one thread (llm/mpi_server.h). With model NULL the
+ * model, tokenizer and chat template are loaded from opt->model_dir; else
+ * all three are the caller's, borrowed until server_stop (model_dir may
+ * then be NULL; it only names the model). Network options are ignored.
+ * Free with server_stop after every request is finished. */
+Server *server_open(const ServerOptions *opt, const Qwen3 *model, Tokenizer *tok, const ChatTemplate *ct, char *err,
+                    size_t errlen);
+
+/* One chat request in the engine, owned by its front end. */
+typedef struct ServerChat ServerChat;
+
+/* Parse, render and tokenize a request body and queue it. Never NULL: a
+ * request that cannot run (bad body, prompt too long, queue full) comes
+ * back already done, carrying its OpenAI error. */
+ServerChat *server_chat_submit(Server *s, const char *body, size_t len);
+bool server_chat_done(Server *s, const ServerChat *chat);
+/* The reply to a done request: the response JSON (a new string; a
+ * chat.completion, or an OpenAI error object) and its HTTP status in
+ * *status. Frees chat. */
+char *server_chat_finish(Server *s, ServerChat *chat, int *status);
+
+/* For servers from server_open: one engine turn (admit what fits, step
+ * every running request once, mark the finished ones done). Returns the
+ * requests still queued or running. */
+int server_engine_pass(Server *s);
 
 int server_port(const Server *s);
 const char *server_host(const Server *s);

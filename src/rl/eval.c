@@ -19,6 +19,7 @@
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "io/tb_events.h"
+#include "llm/mpi_server.h"
 #include "rl/passk.h"
 
 static double now_s(void) {
@@ -75,7 +76,7 @@ EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const Rollout
         if (d->max_turns > 0) r->opt.episode.max_steps = d->max_turns;
         r->opt.keep_messages = true;
         r->user = *user;
-        if (user->kind == ROLLOUT_USER_API) {
+        if (user->kind == ROLLOUT_USER_API && strcmp(cfg->user, "local") != 0) {
             LlmEndpointConfig ep;
             llm_endpoint_defaults(&ep);
             ep.base_url = d->user_base_url ? d->user_base_url : cfg->user_base_url;
@@ -506,24 +507,6 @@ int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *
 
 /* ================================================================ the eval job */
 
-/* The checkpoint file cfg names: a file, a ckpt directory (its latest) or a
- * run directory (its ckpt/latest). */
-static void resolve_checkpoint(const JobConfig *cfg, char *out, size_t outlen) {
-    struct stat sb;
-    char err[2048], sub[2100];
-    if (stat(cfg->checkpoint, &sb) != 0)
-        die_input("%s: field 'checkpoint': %s: no such file or directory", cfg->path, cfg->checkpoint);
-    if (!S_ISDIR(sb.st_mode)) {
-        snprintf(out, outlen, "%s", cfg->checkpoint);
-        return;
-    }
-    if (ckpt_latest(cfg->checkpoint, out, outlen, err, sizeof err) == 0) return;
-    snprintf(sub, sizeof sub, "%s/ckpt", cfg->checkpoint);
-    if (ckpt_latest(sub, out, outlen, err, sizeof err) == 0) return;
-    die_input("%s: field 'checkpoint': %s holds no checkpoint (expected a .h5 file, a ckpt directory with a '%s' "
-              "marker, or a run directory)", cfg->path, cfg->checkpoint, CKPT_LATEST);
-}
-
 /* The checkpoint's weights into m (a full model); returns its step. */
 static int64_t load_weights(const JobConfig *cfg, Qwen3 *m, const char *path) {
     int n = m->n_tensors;
@@ -551,13 +534,35 @@ static int64_t load_weights(const JobConfig *cfg, Qwen3 *m, const char *path) {
 int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     bool root = world->rank == 0;
     char err[2048];
+    /* a "local" user: the last user_sim_ranks ranks serve the user model over
+     * MPI; engine e asks server e mod n; the engines evaluate on their own comm */
+    bool local = strcmp(cfg->user, "local") == 0;
+    int n_us = local ? cfg->user_sim_ranks : 0, n_eng = world->size - n_us;
+    if (n_eng < 1)
+        die_input("%s: field 'user_sim_ranks': %d of %d ranks serve the user, none is left to evaluate (run with at "
+                  "least %d ranks)", cfg->path, n_us, world->size, n_us + 1);
+    bool serving = world->rank >= n_eng;
+    Comm *engines = comm_split(world, serving, world->rank);
+    if (serving) {
+        int us = world->rank - n_eng;
+        ServerOptions so = {.model_dir = cfg->user_model ? cfg->user_model : cfg->model,
+                            .served_model_name = "user", .kv_tokens = cfg->kv_cache_tokens};
+        if (server_mpi_run(&so, MPI_COMM_WORLD, n_eng / n_us + (us < n_eng % n_us), err, sizeof err) != 0)
+            die_input("%s: the local user (user_model): %s", cfg->path, err);
+        comm_free(engines);
+        return 0;
+    }
     Qwen3 *model = qwen3_load_dir(cfg->model, err, sizeof err);
     if (!model) die_input("%s: field 'model': %s", cfg->path, err);
     char ckpt[2048] = "";
     char tag[64] = "model";
     int64_t step = 0;
     if (cfg->checkpoint) {
-        resolve_checkpoint(cfg, ckpt, sizeof ckpt);
+        struct stat sb;
+        if (stat(cfg->checkpoint, &sb) != 0)
+            die_input("%s: field 'checkpoint': %s: no such file or directory", cfg->path, cfg->checkpoint);
+        if (ckpt_resolve(cfg->checkpoint, ckpt, sizeof ckpt, err, sizeof err) != 0)
+            die_input("%s: field 'checkpoint': %s", cfg->path, err);
         step = load_weights(cfg, model, ckpt);
         snprintf(tag, sizeof tag, "step_%06" PRId64, step);
     }
@@ -579,8 +584,17 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
                         .judge = cfg->nl_judge};
     if (rollout_user_kind_parse(cfg->user, &user.kind) != 0)
         die_input("%s: field 'user': unknown user '%s'", cfg->path, cfg->user);
+    LlmClient *local_client = NULL;
     char cache[2100];
     snprintf(cache, sizeof cache, "%s/llm_cache", cfg->output_dir);
+    if (local) {
+        LlmClientOptions lo = {.cache_dir = cfg->llm_cache_dir ? cfg->llm_cache_dir : cache, .seed = cfg->seed};
+        local_client = llm_client_new(NULL, 0, &lo, err, sizeof err);
+        if (!local_client) die_input("%s: the local user: %s", cfg->path, err);
+        user.client = local_client;
+        user.endpoint = llm_client_add_mpi_endpoint(local_client, MPI_COMM_WORLD, n_eng + world->rank % n_us, "user",
+                                                    cfg->user_max_concurrency);
+    }
     EvalSet *es = eval_set_load(cfg, data_dir, &base, &user, true, cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
 
     MetricsLog *metrics = NULL;
@@ -597,15 +611,16 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         int tasks = 0;
         for (int i = 0; i < es->n_sets; i++) tasks += es->sets[i].rows->n_rows;
         printf("eval of %s%s%s on %d datasets (%d tasks) with %d engines; results in %s/eval/%s\n", cfg->model,
-               cfg->checkpoint ? " + " : "", ckpt, es->n_sets, tasks, world->size, cfg->output_dir, tag);
+               cfg->checkpoint ? " + " : "", ckpt, es->n_sets, tasks, engines->size, cfg->output_dir, tag);
         fflush(stdout);
     }
-    comm_barrier(world);
+    comm_barrier(engines);
     RolloutPolicy pol = {.model = model, .tok = tok, .ct = ct};
     EvalRunInfo info = {.run_dir = cfg->output_dir, .tag = tag, .step = step,
                         .checkpoint = cfg->checkpoint ? ckpt : cfg->model};
     cJSON *row = NULL;
-    int stopped = eval_run(es, &pol, world, &info, &row);
+    int stopped = eval_run(es, &pol, engines, &info, &row);
+    if (local_client) llm_client_mpi_shutdown(local_client, user.endpoint);
     if (root) {
         if (row && metrics_write(metrics, row, err, sizeof err) != 0) die_runtime("%s", err);
         if (row && tb_write_row(tb, row, (double)time(NULL), err, sizeof err) != 0) die_runtime("%s", err);
@@ -620,6 +635,8 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     metrics_close(metrics);
     tb_close(tb);
     eval_set_free(es);
+    llm_client_free(local_client);
+    comm_free(engines);
     chat_free(ct);
     tok_free(tok);
     qwen3_free(model);

@@ -52,7 +52,9 @@ typedef struct {
  * nor the overrides give, an unknown task). base is the rollout options of
  * the job (reward weights, turn length, KV budget) and user the job's user;
  * an api user gets a client on engine ranks (engine true), with the
- * response cache in cache_dir (NULL: none). */
+ * response cache in cache_dir (NULL: none), and one endpoint per distinct
+ * dataset override. A "local" user (the user-simulator ranks over MPI)
+ * keeps the client and endpoint user already has. */
 EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const RolloutOptions *base,
                        const RolloutUser *user, bool engine, const char *cache_dir);
 void eval_set_free(EvalSet *es);

@@ -25,6 +25,7 @@
 #include "io/rollout_buffer.h"
 #include "io/tb_events.h"
 #include "llm/llm_client.h"
+#include "llm/mpi_server.h"
 #include "model/qwen3.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
@@ -38,6 +39,9 @@
 /* Weights travel from trainer to rollout engines in buckets of this many
  * floats (64 MiB), not tensor by tensor. */
 #define WEIGHT_BUCKET_FLOATS ((size_t)16 << 20)
+
+/* The name the user-simulator ranks serve their model under ("local" user). */
+#define LOCAL_USER_MODEL_NAME "user"
 
 /* What the rollout side reports for one step (a fixed array of doubles, so
  * it can ride on the "buffer ready" broadcast). Per-domain entries are in
@@ -55,6 +59,7 @@ typedef struct {
     const char *data_dir;
     RankLayout lay;
     LayoutComms comms;
+    Comm *work;          /* every rank but the user-simulator ranks (which serve, outside the job's collectives) */
     bool root; /* world rank 0: trainer rank 0, prints, writes */
     Qwen3Config mcfg;
     cJSON *model_config_json;
@@ -209,7 +214,7 @@ static void setup_data(Job *j) {
         int64_t convs = (int64_t)j->sft->n * c->sft_num_epoch;
         n_sft_steps = (convs + c->sft_global_batch_size - 1) / c->sft_global_batch_size;
     }
-    comm_broadcast(j->comms.world, &n_sft_steps, sizeof n_sft_steps, 0);
+    comm_broadcast(j->work, &n_sft_steps, sizeof n_sft_steps, 0);
     j->n_sft_steps = (int)n_sft_steps;
 }
 
@@ -273,6 +278,18 @@ static void setup_user(Job *j) {
     u->max_tokens = c->user_max_tokens;
     u->judge = c->nl_judge;
     if (u->kind != ROLLOUT_USER_API || !j->lay.is_rollout) return;
+    if (strcmp(c->user, "local") == 0) {
+        /* rollout rank r asks user-simulator rank r mod n (the last n world ranks) over MPI */
+        LlmClientOptions lo = {.cache_dir = c->llm_cache_dir, .seed = c->seed};
+        char err[1024];
+        j->client = llm_client_new(NULL, 0, &lo, err, sizeof err);
+        if (!j->client) die_input("%s: the local user: %s", c->path, err);
+        int server = j->lay.world_size - j->lay.n_user_sim + j->lay.rollout_rank % j->lay.n_user_sim;
+        u->client = j->client;
+        u->endpoint = llm_client_add_mpi_endpoint(j->client, MPI_COMM_WORLD, server, LOCAL_USER_MODEL_NAME,
+                                                  c->user_max_concurrency);
+        return;
+    }
     LlmEndpointConfig ep;
     llm_endpoint_defaults(&ep);
     ep.base_url = c->user_base_url;
@@ -288,6 +305,21 @@ static void setup_user(Job *j) {
     if (!j->client) die_input("%s: the api user: %s", c->path, err);
     u->client = j->client;
     u->endpoint = 0;
+}
+
+/* A user-simulator rank: serve the user model (user_model, else the
+ * initial policy) to its rollout ranks until each has shut down. */
+static void serve_user_sim(Job *j) {
+    const JobConfig *c = j->cfg;
+    int us = j->lay.world_rank - (j->lay.world_size - j->lay.n_user_sim), n_us = j->lay.n_user_sim;
+    int n_roll = j->lay.colocate ? j->lay.n_trainer : j->lay.n_rollout_groups * j->lay.rollout_tp;
+    int n_clients = strcmp(c->user, "local") == 0 ? n_roll / n_us + (us < n_roll % n_us) : 0;
+    ServerOptions so = {.model_dir = c->user_model ? c->user_model : c->model,
+                        .served_model_name = LOCAL_USER_MODEL_NAME,
+                        .kv_tokens = c->kv_cache_tokens};
+    char err[2048];
+    if (server_mpi_run(&so, MPI_COMM_WORLD, n_clients, err, sizeof err) != 0)
+        die_input("%s: the local user (user_model): %s", c->path, err);
 }
 
 /* ================================================================ checkpoints */
@@ -422,7 +454,7 @@ static bool load_checkpoint(Job *j) {
         free(tw), free(tm), free(tv);
         free_full(w, n), free_full(mm, n), free_full(vv, n);
     }
-    comm_broadcast(j->comms.world, state, sizeof state, 0);
+    comm_broadcast(j->work, state, sizeof state, 0);
     if (state[0] < 0) return false;
     j->step = state[0];
     j->saved_step = state[0];
@@ -903,11 +935,11 @@ static void run_grpo_colocated(Job *j) {
         }
         double summary[RS_COUNT];
         rollout_step(j, g, j->step, summary);
-        comm_broadcast(j->comms.world, summary, sizeof summary, 0);
+        comm_broadcast(j->work, summary, sizeof summary, 0);
         train_and_report(j, g, summary, 0.0, 0);
         colocated_sync(j);
         maybe_checkpoint(j, g + 1 == c->num_rollout);
-        if ((j->stopped_by = stop_agree(j->comms.world, 0)) != 0) {
+        if ((j->stopped_by = stop_agree(j->work, 0)) != 0) {
             stop_checkpoint(j);
             return;
         }
@@ -1031,6 +1063,11 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         mkdir_p(j->rollout_dir);
     }
     comm_barrier(world);
+    j->work = comm_split(world, j->lay.is_user_sim, world->rank);
+    if (j->lay.is_user_sim) {
+        serve_user_sim(j);
+        goto done;
+    }
 
     setup_models(j);
     setup_data(j);
@@ -1063,7 +1100,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
 
     run_sft_phase(j);
     /* a stop during SFT reaches the ranks that do not train here */
-    j->stopped_by = stop_agree(world, j->stopped_by);
+    j->stopped_by = stop_agree(j->work, j->stopped_by);
     if (j->stopped_by) stop_checkpoint(j);
     if (strcmp(cfg->job, "sft") == 0 && !j->stopped_by && j->eval) {
         colocated_sync(j);
@@ -1074,7 +1111,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         else run_grpo_separate(j);
     }
     /* a stop seen by the trainers of separate mode reaches every rank */
-    j->stopped_by = stop_agree_value(world, j->stopped_by);
+    j->stopped_by = stop_agree_value(j->work, j->stopped_by);
     if (j->root) {
         if (j->stopped_by)
             printf("stopped by signal %d at step %" PRId64 "; checkpoint written to %s (rerun the same command to "
@@ -1085,6 +1122,9 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         fflush(stdout);
     }
 
+    /* the local user's server rank waits for this before it ends */
+    if (j->client && strcmp(cfg->user, "local") == 0) llm_client_mpi_shutdown(j->client, j->user.endpoint);
+done:
     metrics_close(j->metrics);
     tb_close(j->tb);
     llm_client_free(j->client);
@@ -1098,6 +1138,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     tok_free(j->tok);
     cJSON_Delete(j->model_config_json);
     layout_free_comms(&j->comms);
+    comm_free(j->work);
     error_set_exit_hook(NULL);
     error_set_quiet_input(0);
     stop_signal_reset();

@@ -64,6 +64,8 @@ int rollout_user_kind_parse(const char *name, RolloutUserKind *out) {
     static const char *const names[] = {"gold", "policy", "api"};
     for (int i = 0; i < 3; i++)
         if (strcmp(name, names[i]) == 0) return *out = (RolloutUserKind)i, 0;
+    /* the user-simulator ranks' server, reached through the same client over MPI */
+    if (strcmp(name, "local") == 0) return *out = ROLLOUT_USER_API, 0;
     return -1;
 }
 

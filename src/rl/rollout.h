@@ -16,7 +16,8 @@
  *   policy  the policy model itself, prompted as τ²-bench's user simulator
  *           (llm/user_sim.h); its turns are generation requests on the same
  *           engine, batched with the agents' and not trained on;
- *   api     an OpenAI-compatible endpoint through llm/llm_client.h; requests
+ *   api     an OpenAI-compatible endpoint through llm/llm_client.h (or, as
+ *           "local", the job's user-simulator ranks over MPI); requests
  *           are in flight while the engine decodes other episodes. A request
  *           that still fails after the client's retries, or a reply that
  *           cannot be read, ends the episode as infrastructure_error: the
@@ -92,7 +93,8 @@ typedef struct {
     bool judge;               /* api: NL assertions judged through the same endpoint (llm/judge.h) */
 } RolloutUser;
 
-/* "gold", "policy", "api" -> *out; -1 for another name. */
+/* "gold", "policy", "api" -> *out ("local" is api: an MPI endpoint of
+ * the same client); -1 for another name. */
 int rollout_user_kind_parse(const char *name, RolloutUserKind *out);
 
 /* The policy as the rollout sees it (borrowed). model is a full (TP = 1)
