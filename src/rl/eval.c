@@ -315,6 +315,10 @@ static void write_dataset(const EvalDatasetRun *r, cJSON **lines, const EvalRunI
     cJSON_AddNumberToObject(row, key, st.infra);
     snprintf(key, sizeof key, "eval/%s/episodes", name);
     cJSON_AddNumberToObject(row, key, st.episodes);
+    for (const cJSON *x = st.terminations->child; x; x = x->next) {
+        snprintf(key, sizeof key, "eval/%s/termination/%s", name, x->string);
+        cJSON_AddNumberToObject(row, key, x->valuedouble);
+    }
 
     printf("eval %s %-20s tasks %4d  episodes %5d  reward %.3f  pass@1 %.3f", info->tag, name, n_rows, st.episodes,
            ratio(st.reward, st.episodes), ratio(st.successes, st.episodes));
