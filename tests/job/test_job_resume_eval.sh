@@ -2,7 +2,9 @@
 # The eval job of test_job_eval.sh on 1 and 2 ranks: the same results (an
 # episode depends on its seed stream, not on its engine); and a 2-rank run
 # killed with SIGKILL mid-evaluation: the rerun resumes from the finished
-# tasks and ends with the results of the uninterrupted run.
+# tasks and ends with the results of the uninterrupted run. Then periodic
+# evaluation in a GRPO run (eval_interval): its metrics rows, TensorBoard
+# events and report.
 set -u
 BIN=$1
 cd "$TAU2_SOURCE_DIR"
@@ -82,5 +84,45 @@ same_results "$TMP/a/eval/model" "$TMP/c/eval/model"
 check "resumed results equal the uninterrupted run's" $?
 lines=$(wc -l <"$TMP/c/eval/model/episodes.jsonl")
 check "episodes.jsonl holds each task once ($lines lines)" $((lines != 5))
+
+# Periodic evaluation in a GRPO run: before the first step, every
+# eval_interval steps and after the last, into the training metrics.
+mock_tasks "$TMP/mock.jsonl"
+tiny_config "$TMP/grpo.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=2 n_samples_per_prompt=2 global_batch_size=4 num_rollout=3 eval_interval=2 rollout_max_response_len=400 rollout_max_turn_len=96 max_steps=16 \
+  eval="{\"round_episodes\": 4, \"defaults\": {\"n_samples_per_eval_prompt\": 2}, \"datasets\": [{\"name\": \"mock2\", \"path\": \"$TMP/mock.jsonl@[0:2]\"}]}"
+"$BIN" "$TMP/grpo.json" --output-dir "$TMP/g" >"$TMP/log.g" 2>&1
+check "GRPO run with eval_interval exits 0" $?
+steps=$(python3 -c "
+import json
+print(' '.join(str(r['step']) for r in map(json.loads, open('$TMP/g/metrics.jsonl')) if r.get('phase') == 'eval'))")
+check "evaluations at steps 0, 2, 3 ($steps)" $([ "$steps" = "0 2 3" ]; echo $?)
+test -f "$TMP/g/eval/step_000003/mock2/results.json"
+check "the last evaluation's results exist" $?
+
+# The run's TensorBoard events, read by an independent protobuf decoder.
+PY3=/usr/bin/python3; [ -x "$PY3" ] || PY3=python3
+for f in "$TMP"/g/tb/events.out.tfevents.*; do $PY3 tests/read_tb_events.py "$f"; done >"$TMP/tb.jsonl"
+check "the TensorBoard events decode" $?
+python3 - "$TMP/tb.jsonl" "$TMP/g/metrics.jsonl" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+got = {(e["step"], e["tag"]): e["value"] for e in ev if "tag" in e}
+rows = [json.loads(l) for l in open(sys.argv[2])]
+n = 0
+for r in rows:
+    for k, v in r.items():
+        if k == "step" or not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        assert abs(got[(r["step"], k)] - v) <= 1e-6 * max(1.0, abs(v)), (r["step"], k)
+        n += 1
+assert ("eval/mock2-pass@1" in {t for _, t in got}) and n > 50, n
+PY
+check "every numeric metric is a TensorBoard scalar at its step" $?
+
+# The report of the real run: evaluations and trajectories in the page.
+"$BIN" report "$TMP/g" >"$TMP/out" 2>&1
+check "report of the GRPO run exits 0" $?
+grep -q "step_000003" "$TMP/g/report.html" && grep -q "mock2" "$TMP/g/report.html"
+check "the report holds the evaluations" $?
 
 finish test_job_resume_eval
