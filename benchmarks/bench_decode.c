@@ -22,6 +22,8 @@
 #include "model/qwen3.h"
 #include "model/sample.h"
 
+#include "bench_util.h"
+
 typedef struct {
     const char *name;
     int V, C, I, L, NH, NKV, D;
@@ -35,12 +37,6 @@ static const BenchConfig k_configs[] = {
     {"tiny", 1024, 128, 384, 4, 4, 2, 32, false},
     {"100m", 151936, 512, 1536, 8, 8, 4, 64, true},
 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static Qwen3 *random_model(const BenchConfig *b) {
     Qwen3Config c = {.vocab_size = b->V, .hidden_size = b->C, .intermediate_size = b->I, .num_layers = b->L,

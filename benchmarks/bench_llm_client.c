@@ -45,25 +45,7 @@
 #include "llm/llm_client.h"
 #include "llm/server.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of n sorted values. */
-static double percentile(const double *sorted, int n, double p) {
-    if (n == 0) return 0;
-    int k = (int)(p / 100.0 * n + 0.999999) - 1;
-    if (k < 0) k = 0;
-    if (k >= n) k = n - 1;
-    return sorted[k];
-}
+#include "bench_util.h"
 
 /* ================================================================ stub server */
 
@@ -156,11 +138,6 @@ typedef struct {
     SBuf out;
     double t0;
 } Flight;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx) {
-    sbuf_put(ctx, data, size * nmemb);
-    return size * nmemb;
-}
 
 static RunResult run_raw(const char *url, int n, int conc, int seed_i, int max_tokens, const char *model) {
     char **bodies = xcalloc((size_t)n, sizeof(char *));

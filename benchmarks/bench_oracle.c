@@ -16,11 +16,7 @@
 #include "tau2/oracle.h"
 #include "tau2/task.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench_util.h"
 
 static double cpu_now(void) {
     struct timespec ts;

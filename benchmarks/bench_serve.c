@@ -25,25 +25,7 @@
 #include "core/sbuf.h"
 #include "llm/server.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of n sorted values. */
-static double percentile(const double *sorted, int n, double p) {
-    if (n == 0) return 0;
-    int k = (int)(p / 100.0 * n + 0.999999) - 1;
-    if (k < 0) k = 0;
-    if (k >= n) k = n - 1;
-    return sorted[k];
-}
+#include "bench_util.h"
 
 typedef struct {
     CURL *easy;
@@ -52,11 +34,6 @@ typedef struct {
     SBuf out;
     double t0;
 } Flight;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx) {
-    sbuf_put(ctx, data, size * nmemb);
-    return size * nmemb;
-}
 
 static void flight_start(CURLM *multi, Flight *f, const char *url, int i, int max_tokens) {
     char body[512];

@@ -17,16 +17,7 @@
 
 #include "model/qwen3.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_util.h"
 
 /* The benchmark configs; bench_train_torch.py has the same table. */
 static int config_named(const char *name, Qwen3Config *c) {

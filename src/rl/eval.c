@@ -19,7 +19,7 @@
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "io/tb_events.h"
-#include "llm/mpi_server.h"
+#include "rl/job.h"
 #include "rl/passk.h"
 
 static double now_s(void) {
@@ -548,11 +548,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     bool serving = world->rank >= n_eng;
     Comm *engines = comm_split(world, serving, world->rank);
     if (serving) {
-        int us = world->rank - n_eng;
-        ServerOptions so = {.model_dir = cfg->user_model ? cfg->user_model : cfg->model,
-                            .served_model_name = "user", .kv_tokens = cfg->kv_cache_tokens};
-        if (server_mpi_run(&so, MPI_COMM_WORLD, n_eng / n_us + (us < n_eng % n_us), err, sizeof err) != 0)
-            die_input("%s: the local user (user_model): %s", cfg->path, err);
+        local_user_serve(cfg, world->size, world->rank, n_eng);
         comm_free(engines);
         return 0;
     }
@@ -575,29 +571,18 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     if (rollout_load_text(cfg->model, cfg->tokenizer, model->config.vocab_size, &tok, &ct, err, sizeof err) != 0)
         die_input("%s: %s", cfg->path, err);
 
-    RolloutOptions base = {.max_turn_len = cfg->rollout_max_turn_len,
-                           .episode = {cfg->max_steps, cfg->max_errors},
-                           .weights = {cfg->w_action, cfg->w_comm, cfg->w_env, cfg->partial_alpha},
-                           .telecom_weights = {cfg->telecom_w_action, cfg->telecom_w_comm, cfg->telecom_w_env,
-                                               cfg->partial_alpha * cfg->telecom_alpha_scale},
-                           .kv_cache_tokens = cfg->kv_cache_tokens};
-    RolloutUser user = {.data_dir = data_dir,
-                        .sample = {.temperature = (float)cfg->user_temperature, .top_p = 1.0f, .top_k = 0},
-                        .temperature = cfg->user_temperature,
-                        .max_tokens = cfg->user_max_tokens,
-                        .judge = cfg->nl_judge};
-    if (rollout_user_kind_parse(cfg->user, &user.kind) != 0)
-        die_input("%s: field 'user': unknown user '%s'", cfg->path, cfg->user);
+    /* the datasets set sampling, seeds and budgets; the rest is the job's */
+    RolloutOptions base;
+    job_rollout_options(cfg, &base);
+    RolloutUser user;
+    job_rollout_user(cfg, data_dir, &user);
     LlmClient *local_client = NULL;
     char cache[2100];
     snprintf(cache, sizeof cache, "%s/llm_cache", cfg->output_dir);
     if (local) {
-        LlmClientOptions lo = {.cache_dir = cfg->llm_cache_dir ? cfg->llm_cache_dir : cache, .seed = cfg->seed};
-        local_client = llm_client_new(NULL, 0, &lo, err, sizeof err);
-        if (!local_client) die_input("%s: the local user: %s", cfg->path, err);
+        local_client = local_user_client(cfg, world->size, world->rank,
+                                         cfg->llm_cache_dir ? cfg->llm_cache_dir : cache, &user.endpoint);
         user.client = local_client;
-        user.endpoint = llm_client_add_mpi_endpoint(local_client, MPI_COMM_WORLD, n_eng + world->rank % n_us, "user",
-                                                    cfg->user_max_concurrency);
     }
     EvalSet *es = eval_set_load(cfg, data_dir, &base, &user, true, cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
 

@@ -252,7 +252,11 @@ static void setup_schedules(Job *j) {
                            .decay_1d = false};
     t->max_tokens_per_gpu = c->max_tokens_per_gpu;
 
-    RolloutOptions *r = &j->rollout;
+    job_rollout_options(c, &j->rollout);
+}
+
+void job_rollout_options(const JobConfig *c, RolloutOptions *r) {
+    memset(r, 0, sizeof *r);
     r->sample = (SampleParams){.temperature = (float)c->rollout_temperature, .top_p = (float)c->rollout_top_p,
                                .top_k = c->rollout_top_k};
     r->seed = c->seed;
@@ -266,28 +270,47 @@ static void setup_schedules(Job *j) {
     r->kv_cache_tokens = c->kv_cache_tokens;
 }
 
+void job_rollout_user(const JobConfig *c, const char *data_dir, RolloutUser *u) {
+    memset(u, 0, sizeof *u);
+    if (rollout_user_kind_parse(c->user, &u->kind) != 0) die_input("%s: field 'user': unknown user '%s'", c->path, c->user);
+    u->data_dir = data_dir;
+    u->sample = (SampleParams){.temperature = (float)c->user_temperature, .top_p = 1.0f, .top_k = 0};
+    u->temperature = c->user_temperature;
+    u->max_tokens = c->user_max_tokens;
+    u->judge = c->nl_judge;
+}
+
+void local_user_serve(const JobConfig *c, int world_size, int world_rank, int n_engines) {
+    int n_us = c->user_sim_ranks, us = world_rank - (world_size - n_us);
+    ServerOptions so = {.model_dir = c->user_model ? c->user_model : c->model,
+                        .served_model_name = LOCAL_USER_MODEL_NAME,
+                        .kv_tokens = c->kv_cache_tokens};
+    char err[2048];
+    if (server_mpi_run(&so, MPI_COMM_WORLD, n_engines / n_us + (us < n_engines % n_us), err, sizeof err) != 0)
+        die_input("%s: the local user (user_model): %s", c->path, err);
+}
+
+LlmClient *local_user_client(const JobConfig *c, int world_size, int engine, const char *cache_dir, int *endpoint) {
+    LlmClientOptions lo = {.cache_dir = cache_dir, .seed = c->seed};
+    char err[1024];
+    LlmClient *client = llm_client_new(NULL, 0, &lo, err, sizeof err);
+    if (!client) die_input("%s: the local user: %s", c->path, err);
+    int n_us = c->user_sim_ranks;
+    *endpoint = llm_client_add_mpi_endpoint(client, MPI_COMM_WORLD, world_size - n_us + engine % n_us,
+                                            LOCAL_USER_MODEL_NAME, c->user_max_concurrency);
+    return client;
+}
+
 /* The user of the rollouts; for "api", one client per rollout rank (its
  * requests stay in flight while the rank's engine decodes). */
 static void setup_user(Job *j) {
     const JobConfig *c = j->cfg;
     RolloutUser *u = &j->user;
-    if (rollout_user_kind_parse(c->user, &u->kind) != 0) die_input("%s: field 'user': unknown user '%s'", c->path, c->user);
-    u->data_dir = j->data_dir;
-    u->sample = (SampleParams){.temperature = (float)c->user_temperature, .top_p = 1.0f, .top_k = 0};
-    u->temperature = c->user_temperature;
-    u->max_tokens = c->user_max_tokens;
-    u->judge = c->nl_judge;
+    job_rollout_user(c, j->data_dir, u);
     if (u->kind != ROLLOUT_USER_API || !j->lay.is_rollout) return;
     if (strcmp(c->user, "local") == 0) {
-        /* rollout rank r asks user-simulator rank r mod n (the last n world ranks) over MPI */
-        LlmClientOptions lo = {.cache_dir = c->llm_cache_dir, .seed = c->seed};
-        char err[1024];
-        j->client = llm_client_new(NULL, 0, &lo, err, sizeof err);
-        if (!j->client) die_input("%s: the local user: %s", c->path, err);
-        int server = j->lay.world_size - j->lay.n_user_sim + j->lay.rollout_rank % j->lay.n_user_sim;
+        j->client = local_user_client(c, j->lay.world_size, j->lay.rollout_rank, c->llm_cache_dir, &u->endpoint);
         u->client = j->client;
-        u->endpoint = llm_client_add_mpi_endpoint(j->client, MPI_COMM_WORLD, server, LOCAL_USER_MODEL_NAME,
-                                                  c->user_max_concurrency);
         return;
     }
     LlmEndpointConfig ep;
@@ -307,19 +330,11 @@ static void setup_user(Job *j) {
     u->endpoint = 0;
 }
 
-/* A user-simulator rank: serve the user model (user_model, else the
- * initial policy) to its rollout ranks until each has shut down. */
+/* A user-simulator rank: serve the user model to the rollout ranks until
+ * each has shut down (with another user than "local": to none). */
 static void serve_user_sim(Job *j) {
-    const JobConfig *c = j->cfg;
-    int us = j->lay.world_rank - (j->lay.world_size - j->lay.n_user_sim), n_us = j->lay.n_user_sim;
     int n_roll = j->lay.colocate ? j->lay.n_trainer : j->lay.n_rollout_groups * j->lay.rollout_tp;
-    int n_clients = strcmp(c->user, "local") == 0 ? n_roll / n_us + (us < n_roll % n_us) : 0;
-    ServerOptions so = {.model_dir = c->user_model ? c->user_model : c->model,
-                        .served_model_name = LOCAL_USER_MODEL_NAME,
-                        .kv_tokens = c->kv_cache_tokens};
-    char err[2048];
-    if (server_mpi_run(&so, MPI_COMM_WORLD, n_clients, err, sizeof err) != 0)
-        die_input("%s: the local user (user_model): %s", c->path, err);
+    local_user_serve(j->cfg, j->lay.world_size, j->lay.world_rank, strcmp(j->cfg->user, "local") == 0 ? n_roll : 0);
 }
 
 /* ================================================================ checkpoints */

@@ -28,11 +28,32 @@
 #define TAU2_RL_JOB_H
 
 #include "comm/comm.h"
+#include "llm/llm_client.h"
 #include "rl/job_config.h"
+#include "rl/rollout.h"
 
 /* Run the job on world (every rank calls it). data_dir is τ²-bench's data.
  * Input errors (a layout that does not fit, a bad prompt file) exit 2 with
  * the message printed once; runtime failures exit 1. Returns 0. */
 int job_run(const JobConfig *cfg, const char *data_dir, Comm *world);
+
+/* ---- shared with the eval job (rl/eval.h) ---- */
+
+/* The rollout options cfg gives (sampling, budgets, reward weights, KV
+ * budget). */
+void job_rollout_options(const JobConfig *cfg, RolloutOptions *out);
+/* The user cfg names, without its client (exit 2 on an unknown name). */
+void job_rollout_user(const JobConfig *cfg, const char *data_dir, RolloutUser *out);
+
+/* The "local" user: the last n = user_sim_ranks world ranks serve the user
+ * model (user_model, else model) over MPI, and engine e of the n_engines
+ * engines asks server e mod n.
+ *
+ * local_user_serve, on a server rank: serve its engines until each has shut
+ * down (exit 2 when the model does not load). local_user_client, on engine
+ * e: a client with the MPI endpoint of its server in *endpoint; the engine
+ * calls llm_client_mpi_shutdown(client, *endpoint) when it is done. */
+void local_user_serve(const JobConfig *cfg, int world_size, int world_rank, int n_engines);
+LlmClient *local_user_client(const JobConfig *cfg, int world_size, int engine, const char *cache_dir, int *endpoint);
 
 #endif

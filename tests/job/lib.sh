@@ -45,3 +45,35 @@ rows = [r for r in rows if r.get("phase") == sys.argv[2]]
 print(repr(rows[int(sys.argv[4])][sys.argv[3]]))
 PY
 }
+
+# eval_config OUT small|full [KEY=JSON...]: the eval job of the eval tests
+# (tests/job/test_job_eval.sh, test_job_resume_eval.sh): three datasets with
+# row slices, per-dataset sampling and metadata overrides (airline test rows
+# written to $TMP/ids.jsonl, task ids only). "small" has fewer rows and a
+# shorter budget: it runs under the sanitizers.
+eval_config() {
+  local out=$1 size=$2; shift 2
+  printf '{"index": 0, "metadata": {"task_id": "2"}}\n{"index": 1, "metadata": {"task_id": "6"}}\n{"index": 2, "metadata": {"task_id": "8"}}\n' >"$TMP/ids.jsonl"
+  python3 - "$TAU2_SOURCE_DIR" "$out" "$TMP" "$size" "$@" <<'PY'
+import json, sys
+src, out, tmp, size = sys.argv[1:5]
+small = size == "small"
+cfg = {
+  "job": "eval", "model": f"{src}/inputs/tiny_model", "seed": 7, "max_steps": 10 if small else 16,
+  "rollout_max_turn_len": 96,
+  "eval": {
+    "round_episodes": 2,
+    "defaults": {"temperature": 0.8, "max_response_len": 240 if small else 400, "n_samples_per_eval_prompt": 4},
+    "datasets": [
+      {"name": "mock", "path": f"{src}/inputs/tiny_tasks.jsonl@[0:{1 if small else 2}]"},
+      {"name": "mock_t1", "path": f"{src}/inputs/tiny_tasks.jsonl@[-2:-1]", "temperature": 1.0,
+       "n_samples_per_eval_prompt": 1},
+      {"name": "airline", "path": f"{tmp}/ids.jsonl@[1:{-1 if small else ''}]",
+       "n_samples_per_eval_prompt": 2,
+       "metadata_overrides": {"domain": "airline", "task_split": "test", "max_turns": 8}}]}}
+for kv in sys.argv[5:]:
+    k, v = kv.split("=", 1)
+    cfg[k] = json.loads(v)
+json.dump(cfg, open(out, "w"), indent=1)
+PY
+}

@@ -12,33 +12,7 @@ cd "$TAU2_SOURCE_DIR"
 source tests/cli/lib.sh
 source tests/job/lib.sh
 
-# eval_config OUT [KEY=JSON...]: the test's eval job.
-eval_config() {
-  local out=$1; shift
-  python3 - "$TAU2_SOURCE_DIR" "$out" "$TMP" "$@" <<'PY'
-import json, sys
-src, out, tmp = sys.argv[1:4]
-cfg = {
-  "job": "eval", "model": f"{src}/inputs/tiny_model", "seed": 7, "max_steps": 10,
-  "rollout_max_turn_len": 96,
-  "eval": {
-    "round_episodes": 2,
-    "defaults": {"temperature": 0.8, "max_response_len": 240, "n_samples_per_eval_prompt": 4},
-    "datasets": [
-      {"name": "mock", "path": f"{src}/inputs/tiny_tasks.jsonl@[0:1]"},
-      {"name": "mock_t1", "path": f"{src}/inputs/tiny_tasks.jsonl@[-2:-1]", "temperature": 1.0,
-       "n_samples_per_eval_prompt": 1},
-      {"name": "airline", "path": f"{tmp}/ids.jsonl@[1:-1]",
-       "n_samples_per_eval_prompt": 2,
-       "metadata_overrides": {"domain": "airline", "task_split": "test", "max_turns": 8}}]}}
-for kv in sys.argv[4:]:
-    k, v = kv.split("=", 1)
-    cfg[k] = json.loads(v)
-json.dump(cfg, open(out, "w"), indent=1)
-PY
-}
-printf '{"index": 0, "metadata": {"task_id": "2"}}\n{"index": 1, "metadata": {"task_id": "6"}}\n{"index": 2, "metadata": {"task_id": "8"}}\n' >"$TMP/ids.jsonl"
-eval_config "$TMP/eval.json"
+eval_config "$TMP/eval.json" small
 
 "$BIN" "$TMP/eval.json" --output-dir "$TMP/a" >"$TMP/log.a" 2>&1
 check "eval job on 1 rank exits 0" $?
@@ -85,14 +59,14 @@ check "results.json, trajectories and metrics hold ($(tail -1 "$TMP/check.a"))" 
 
 # Datasets that cannot resolve, bad slices: exit 2 at start, naming the dataset.
 printf '{"index": 0, "metadata": {"task_id": "2"}}\n' >"$TMP/nodomain.jsonl"
-eval_config "$TMP/bad1.json" eval="{\"datasets\": [{\"name\": \"multi_domain\", \"path\": \"$TMP/nodomain.jsonl\"}]}"
+eval_config "$TMP/bad1.json" small eval="{\"datasets\": [{\"name\": \"multi_domain\", \"path\": \"$TMP/nodomain.jsonl\"}]}"
 expect_exit "a dataset without a domain is named" 2 "eval dataset 'multi_domain': $TMP/nodomain.jsonl:1: metadata.domain: missing" \
   "$BIN" "$TMP/bad1.json" --output-dir "$TMP/x"
-eval_config "$TMP/bad2.json" eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl@[0:x]\"}]}"
+eval_config "$TMP/bad2.json" small eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl@[0:x]\"}]}"
 expect_exit "a malformed slice" 2 "field 'eval.datasets[0].path': expected" "$BIN" "$TMP/bad2.json" --output-dir "$TMP/x"
-eval_config "$TMP/bad3.json" eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\", \"task_splt\": \"test\"}}]}"
+eval_config "$TMP/bad3.json" small eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\", \"task_splt\": \"test\"}}]}"
 expect_exit "an unknown override key, the nearest suggested" 2 "task_split" "$BIN" "$TMP/bad3.json" --output-dir "$TMP/x"
-eval_config "$TMP/bad4.json" eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\"}}]}"
+eval_config "$TMP/bad4.json" small eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\"}}]}"
 expect_exit "a dataset without a task split is named" 2 "eval dataset 'a'" "$BIN" "$TMP/bad4.json" --output-dir "$TMP/x"
 test ! -e "$TMP/x/eval"
 check "a rejected config writes nothing" $?

@@ -11,33 +11,7 @@ cd "$TAU2_SOURCE_DIR"
 source tests/cli/lib.sh
 source tests/job/lib.sh
 
-# eval_config OUT [KEY=JSON...]: the test's eval job.
-eval_config() {
-  local out=$1; shift
-  python3 - "$TAU2_SOURCE_DIR" "$out" "$TMP" "$@" <<'PY'
-import json, sys
-src, out, tmp = sys.argv[1:4]
-cfg = {
-  "job": "eval", "model": f"{src}/inputs/tiny_model", "seed": 7, "max_steps": 16,
-  "rollout_max_turn_len": 96,
-  "eval": {
-    "round_episodes": 2,
-    "defaults": {"temperature": 0.8, "max_response_len": 400, "n_samples_per_eval_prompt": 4},
-    "datasets": [
-      {"name": "mock", "path": f"{src}/inputs/tiny_tasks.jsonl@[0:2]"},
-      {"name": "mock_t1", "path": f"{src}/inputs/tiny_tasks.jsonl@[-2:-1]", "temperature": 1.0,
-       "n_samples_per_eval_prompt": 1},
-      {"name": "airline", "path": f"{tmp}/ids.jsonl@[1:]",
-       "n_samples_per_eval_prompt": 2,
-       "metadata_overrides": {"domain": "airline", "task_split": "test", "max_turns": 8}}]}}
-for kv in sys.argv[4:]:
-    k, v = kv.split("=", 1)
-    cfg[k] = json.loads(v)
-json.dump(cfg, open(out, "w"), indent=1)
-PY
-}
-printf '{"index": 0, "metadata": {"task_id": "2"}}\n{"index": 1, "metadata": {"task_id": "6"}}\n{"index": 2, "metadata": {"task_id": "8"}}\n' >"$TMP/ids.jsonl"
-eval_config "$TMP/eval.json"
+eval_config "$TMP/eval.json" full
 
 "$BIN" "$TMP/eval.json" --output-dir "$TMP/a" >"$TMP/log.a" 2>&1
 check "eval job on 1 rank exits 0" $?
