@@ -99,4 +99,17 @@ check "report of the GRPO run exits 0" $?
 grep -q "step_000003" "$TMP/g/report.html" && grep -q "mock2" "$TMP/g/report.html"
 check "the report holds the evaluations" $?
 
+# The eval job on the run's checkpoint (a run directory: its ckpt/latest).
+eval_config "$TMP/ckpt_eval.json" small checkpoint=\"$TMP/g\"
+"$BIN" "$TMP/ckpt_eval.json" --output-dir "$TMP/ce" >"$TMP/log.ce" 2>&1
+check "eval job on a checkpoint exits 0" $?
+python3 - "$TMP/ce/eval/step_000003/mock/results.json" "$TMP/g/ckpt/step_000003.h5" "$TMP/ce/metrics.jsonl" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["step"] == 3 and r["checkpoint"] == sys.argv[2], (r["step"], r["checkpoint"])
+row = [json.loads(l) for l in open(sys.argv[3])][-1]
+assert row["step"] == 3 and row["eval/tag"] == "step_000003", row
+PY
+check "its results name the checkpoint and its step" $?
+
 finish test_job_resume_eval
