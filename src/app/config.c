@@ -107,7 +107,9 @@ void config_free_oracle(OracleJobConfig *cfg) {
 
 /* ---------------------------------------------------------------- training jobs */
 
-typedef enum { F_STR, F_INT, F_SEED, F_NUM, F_BOOL } FieldType;
+/* F_MODELS: a string or a non-empty list of strings (user_model's
+ * rotation), stored NULL-terminated. */
+typedef enum { F_STR, F_INT, F_SEED, F_NUM, F_BOOL, F_MODELS } FieldType;
 
 /* What a number must satisfy. */
 typedef enum {
@@ -176,7 +178,7 @@ static const JobField JOB_FIELDS[] = {
     {.key = "max_steps", .type = F_INT, .off = OFF(max_steps), .range = R_POS, .dflt = 200},
     {.key = "max_errors", .type = F_INT, .off = OFF(max_errors), .range = R_POS, .dflt = 10},
     {.key = "user", .type = F_STR, .off = OFF(user), .dflt_str = "gold", .choices = USER_NAMES},
-    {.key = "user_model", .type = F_STR, .off = OFF(user_model), .nullable = true},
+    {.key = "user_model", .type = F_MODELS, .off = OFF(user_models), .nullable = true},
     {.key = "user_base_url", .type = F_STR, .off = OFF(user_base_url), .nullable = true},
     {.key = "user_api_key_var", .type = F_STR, .off = OFF(user_api_key_var), .nullable = true},
     {.key = "user_temperature", .type = F_NUM, .off = OFF(user_temperature), .range = R_NONNEG, .dflt = 0.0},
@@ -263,6 +265,7 @@ static void field_expected(const JobField *f, char *buf, size_t n) {
         }
         return;
     case F_BOOL: snprintf(buf, n, "true or false"); return;
+    case F_MODELS: snprintf(buf, n, "a model name, a non-empty list of model names, or null"); return;
     case F_SEED: snprintf(buf, n, "a non-negative integer (at most 2^53)"); return;
     case F_INT:
         snprintf(buf, n, f->range == R_POS ? "a positive integer" : "a non-negative integer");
@@ -309,6 +312,12 @@ static void job_field_set(JobConfig *cfg, const JobField *f, const cJSON *v, con
             if (!*c) field_error(path, f->key, expected, v);
         }
         *dst = xstrdup(v->valuestring);
+        return;
+    }
+    case F_MODELS: {
+        char ***dst = (char ***)base;
+        if (!v || cJSON_IsNull(v)) return;
+        if (!(*dst = user_models_from_json(v))) field_error(path, f->key, expected, v);
         return;
     }
     case F_BOOL:
@@ -536,15 +545,19 @@ static void config_load_eval(JobConfig *cfg, const cJSON *ev, const char *path) 
             if (!cJSON_IsObject(md)) field_error(path, sub, "an object", md);
             snprintf(where, sizeof where, "%s: field '%s'", path, sub);
             config_check_keys(md, md_keys, where);
+            char f2[200];
             d->domain = eval_string(md, "domain", sub, path);
             d->task_split = eval_string(md, "task_split", sub, path);
-            d->user_model = eval_string(md, "user_model", sub, path);
+            const cJSON *um = json_get(md, "user_model");
+            if (um && !cJSON_IsNull(um) && !(d->user_models = user_models_from_json(um))) {
+                snprintf(f2, sizeof f2, "%s.user_model", sub);
+                field_error(path, f2, "a model name or a non-empty list of model names", um);
+            }
             d->user_base_url = eval_string(md, "user_base_url", sub, path);
             d->user_api_key_var = eval_string(md, "user_api_key_var", sub, path);
             double mt = 0;
             eval_number(md, "max_turns", sub, path, 0, -1, true, true, &mt);
             d->max_turns = (int)mt;
-            char f2[200];
             if (d->domain && !domain_spec_find(d->domain)) {
                 char names[200];
                 snprintf(names, sizeof names, "a domain name (%s)", domain_spec_names());
@@ -649,20 +662,17 @@ void config_load_job(const char *path, JobConfig *cfg) {
                         "be dropped)",
                         json_get(root, "dynamic_sampling_filter"));
     }
-    /* an eval job's datasets may each name their own user endpoint */
-    bool every_user_model = eval, every_base_url = eval;
-    for (int i = 0; i < cfg->n_eval_datasets; i++) {
-        every_user_model = every_user_model && cfg->eval_datasets[i].user_model;
-        every_base_url = every_base_url && cfg->eval_datasets[i].user_base_url;
-    }
-    if (strcmp(cfg->user, "api") == 0) {
-        if (!cfg->user_model && !every_user_model)
-            field_error(path, "user_model", "a model name (required when user is \"api\")", json_get(root, "user_model"));
-        if (cfg->user_base_url ? (strncmp(cfg->user_base_url, "http://", 7) && strncmp(cfg->user_base_url, "https://", 8))
-                               : !every_base_url)
-            field_error(path, "user_base_url", "an http:// or https:// URL (required when user is \"api\")",
-                        json_get(root, "user_base_url"));
-    }
+    /* The api user's model and endpoint may come from the config, an eval
+     * dataset's metadata_overrides or each prompt row (their metadata):
+     * a row without any is an error when the prompts load (rl/user_routes.h). */
+    if (strcmp(cfg->user, "api") == 0 && cfg->user_base_url && strncmp(cfg->user_base_url, "http://", 7) &&
+        strncmp(cfg->user_base_url, "https://", 8))
+        field_error(path, "user_base_url", "an http:// or https:// URL", json_get(root, "user_base_url"));
+    if (strcmp(cfg->user, "local") == 0 && user_models_count(cfg->user_models) > 1)
+        field_error(path, "user_model",
+                    "one model directory when user is \"local\" (the user-simulator ranks serve one model; a "
+                    "rotation of models needs user \"api\")",
+                    json_get(root, "user_model"));
     if (strcmp(cfg->user, "local") == 0 && cfg->user_sim_ranks < 1)
         field_error(path, "user_sim_ranks",
                     "a positive integer when user is \"local\" (the ranks that serve the user-simulator model)",

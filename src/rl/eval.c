@@ -30,18 +30,6 @@ static double now_s(void) {
 
 /* ================================================================ datasets */
 
-/* The endpoint of (base_url, model, key var) in the list, added if new. */
-static int endpoint_index(LlmEndpointConfig *eps, int *n, const LlmEndpointConfig *want) {
-    for (int i = 0; i < *n; i++) {
-        bool same_key = (!eps[i].api_key_var && !want->api_key_var) ||
-                        (eps[i].api_key_var && want->api_key_var && strcmp(eps[i].api_key_var, want->api_key_var) == 0);
-        if (strcmp(eps[i].base_url, want->base_url) == 0 && strcmp(eps[i].model, want->model) == 0 && same_key)
-            return i;
-    }
-    eps[*n] = *want;
-    return (*n)++;
-}
-
 EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const RolloutOptions *base,
                        const RolloutUser *user, bool engine, const char *cache_dir) {
     EvalSet *es = xcalloc(1, sizeof *es);
@@ -50,8 +38,6 @@ EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const Rollout
      * the decode, few enough that a kill loses little */
     es->round_episodes = cfg->eval_round_episodes > 0 ? cfg->eval_round_episodes : 32;
     es->sets = xcalloc((size_t)(es->n_sets > 0 ? es->n_sets : 1), sizeof *es->sets);
-    LlmEndpointConfig *eps = xcalloc((size_t)(es->n_sets > 0 ? es->n_sets : 1), sizeof *eps);
-    int n_eps = 0;
     for (int i = 0; i < es->n_sets; i++) {
         const EvalDataset *d = &cfg->eval_datasets[i];
         EvalDatasetRun *r = &es->sets[i];
@@ -76,35 +62,26 @@ EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const Rollout
         if (d->max_turns > 0) r->opt.episode.max_steps = d->max_turns;
         r->opt.keep_messages = true;
         r->user = *user;
-        if (user->kind == ROLLOUT_USER_API && strcmp(cfg->user, "local") != 0) {
-            LlmEndpointConfig ep;
-            llm_endpoint_defaults(&ep);
-            ep.base_url = d->user_base_url ? d->user_base_url : cfg->user_base_url;
-            ep.model = d->user_model ? d->user_model : cfg->user_model;
-            ep.api_key_var = d->user_api_key_var ? d->user_api_key_var : cfg->user_api_key_var;
-            ep.timeout_s = cfg->user_timeout_s;
-            ep.max_retries = cfg->user_max_retries;
-            ep.max_concurrency = cfg->user_max_concurrency;
-            ep.requests_per_minute = cfg->user_requests_per_minute;
-            r->user.endpoint = endpoint_index(eps, &n_eps, &ep);
-        }
+        char where[2200];
+        snprintf(where, sizeof where, "%s: eval dataset '%s'", cfg->path, d->name);
+        user_routes_build(&r->routes, &es->eps, cfg, d, r->rows, where);
     }
-    if (n_eps > 0 && engine) {
-        LlmClientOptions lo = {.cache_dir = cache_dir, .seed = cfg->seed};
-        char err[1024];
-        es->client = llm_client_new(eps, n_eps, &lo, err, sizeof err);
-        if (!es->client) die_input("%s: the eval user: %s", cfg->path, err);
-        for (int i = 0; i < es->n_sets; i++) es->sets[i].user.client = es->client;
+    if (es->eps.n_eps > 0 && engine) {
+        es->client = user_endpoints_client(&es->eps, cfg, cache_dir);
+        for (int i = 0; i < es->n_sets; i++) es->sets[i].user.client = es->client, es->sets[i].user.endpoint = 0;
     }
-    free(eps);
     return es;
 }
 
 void eval_set_free(EvalSet *es) {
     if (!es) return;
-    for (int i = 0; i < es->n_sets; i++) prompts_free(es->sets[i].rows);
+    for (int i = 0; i < es->n_sets; i++) {
+        user_routes_free(&es->sets[i].routes);
+        prompts_free(es->sets[i].rows);
+    }
     free(es->sets);
     llm_client_free(es->client);
+    user_endpoints_free(&es->eps);
     free(es);
 }
 
@@ -137,6 +114,11 @@ static cJSON *unit_line(const EvalDatasetRun *r, int row, const RolloutBuffer *r
         bool infra = strcmp(e.termination, termination_name(TERM_INFRASTRUCTURE_ERROR)) == 0;
         cJSON *msgs = parse_or_null(e.messages);
         cJSON_AddItemToObject(ep, "sample", json_int(s));
+        /* the model that played the customer (api and local users) */
+        cJSON *ref = parse_or_null(e.task_ref);
+        const char *user_model = json_get_str(ref, "user_model");
+        if (user_model) cJSON_AddStringToObject(ep, "user_model", user_model);
+        cJSON_Delete(ref);
         cJSON_AddItemToObject(ep, "reward", json_float(e.reward_raw));
         cJSON_AddBoolToObject(ep, "success", !infra && e.reward_raw > 1.0 - 1e-6);
         cJSON_AddItemToObject(ep, "steps", json_int(cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0));
@@ -270,6 +252,7 @@ static void write_dataset(const EvalDatasetRun *r, cJSON **lines, const EvalRunI
                                                "partial_score", "reward_info"};
             for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
                 cJSON_AddItemToObject(o, keys[k], cJSON_Duplicate(json_get(ep, keys[k]), 1));
+            if (json_get_str(ep, "user_model")) cJSON_AddStringToObject(o, "user_model", json_get_str(ep, "user_model"));
             /* the trajectory line: the same fields and the conversation */
             cJSON *t = cJSON_Duplicate(o, 1);
             cJSON_AddItemToObject(t, "messages", cJSON_Duplicate(json_get(ep, "messages"), 1));
@@ -434,6 +417,7 @@ int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *
                 const PromptRow *pr = &es->sets[set].rows->rows[row];
                 ps[n++] = (RolloutPrompt){.domain = es->sets[set].rows->domains[pr->domain], .task = pr->task,
                                           .task_split = pr->task_split, .index = row, .group_id = base + k};
+                user_routes_apply(&es->sets[set].routes, row, &ps[n - 1]);
                 k += engines;
             }
             if (rollout_run(pol, &es->sets[set].user, ps, n, &es->sets[set].opt, mine, NULL, err, sizeof err) != 0)

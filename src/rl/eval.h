@@ -32,18 +32,21 @@
 #include "rl/job_config.h"
 #include "rl/prompts.h"
 #include "rl/rollout.h"
+#include "rl/user_routes.h"
 
 typedef struct {
     const EvalDataset *ds; /* borrowed from the config */
     PromptSet *rows;       /* its rows, resolved (row order; the slice applied) */
     RolloutUser user;      /* who plays the customer for this dataset */
+    UserRoutes routes;     /* api user: the models of each row (row, then overrides, then config) */
     RolloutOptions opt;    /* sampling, budget, seed of this dataset */
 } EvalDatasetRun;
 
 typedef struct {
     EvalDatasetRun *sets;
     int n_sets;
-    LlmClient *client; /* api users: one endpoint per distinct (base_url, model, key var); engines only */
+    UserEndpoints eps; /* api users: one per distinct (base_url, model, key var) over every dataset's rows */
+    LlmClient *client; /* with those endpoints; engines only */
     int round_episodes; /* per engine per round */
 } EvalSet;
 
@@ -53,8 +56,9 @@ typedef struct {
  * the job (reward weights, turn length, KV budget) and user the job's user;
  * an api user gets a client on engine ranks (engine true), with the
  * response cache in cache_dir (NULL: none), and one endpoint per distinct
- * dataset override. A "local" user (the user-simulator ranks over MPI)
- * keeps the client and endpoint user already has. */
+ * model of the rows (a row's metadata, else the dataset's overrides, else
+ * the config: rl/user_routes.h). A "local" user (the user-simulator ranks
+ * over MPI) keeps the client and endpoint user already has. */
 EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const RolloutOptions *base,
                        const RolloutUser *user, bool engine, const char *cache_dir);
 void eval_set_free(EvalSet *es);

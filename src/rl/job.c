@@ -34,6 +34,7 @@
 #include "rl/schedule.h"
 #include "rl/sft_data.h"
 #include "rl/train.h"
+#include "rl/user_routes.h"
 #include "tau2/oracle.h"
 
 /* Weights travel from trainer to rollout engines in buckets of this many
@@ -84,6 +85,8 @@ typedef struct {
     RolloutOptions rollout;
     RolloutUser user;    /* who plays the customer (rollout ranks) */
     LlmClient *client;   /* the api user's client (rollout ranks), or NULL */
+    UserEndpoints user_eps; /* the api user's endpoints: one per distinct (base_url, model, key var) */
+    UserRoutes routes;   /* the api user's models of each prompt row */
     EvalSet *eval;       /* periodic evaluation's datasets (eval_interval > 0), or NULL */
     double t_start;
     int64_t saved_step; /* the step of the last checkpoint written, or -1 */
@@ -278,11 +281,14 @@ void job_rollout_user(const JobConfig *c, const char *data_dir, RolloutUser *u) 
     u->temperature = c->user_temperature;
     u->max_tokens = c->user_max_tokens;
     u->judge = c->nl_judge;
+    /* the local user's one model (recorded with each episode); an api
+     * user's models come with each prompt (rl/user_routes.h) */
+    if (strcmp(c->user, "local") == 0) u->model = c->user_models ? c->user_models[0] : c->model;
 }
 
 void local_user_serve(const JobConfig *c, int world_size, int world_rank, int n_engines) {
     int n_us = c->user_sim_ranks, us = world_rank - (world_size - n_us);
-    ServerOptions so = {.model_dir = c->user_model ? c->user_model : c->model,
+    ServerOptions so = {.model_dir = c->user_models ? c->user_models[0] : c->model,
                         .served_model_name = LOCAL_USER_MODEL_NAME,
                         .kv_tokens = c->kv_cache_tokens};
     char err[2048];
@@ -302,30 +308,25 @@ LlmClient *local_user_client(const JobConfig *c, int world_size, int engine, con
 }
 
 /* The user of the rollouts; for "api", one client per rollout rank (its
- * requests stay in flight while the rank's engine decodes). */
+ * requests stay in flight while the rank's engine decodes) with an
+ * endpoint per distinct model of the prompt rows. */
 static void setup_user(Job *j) {
     const JobConfig *c = j->cfg;
     RolloutUser *u = &j->user;
     job_rollout_user(c, j->data_dir, u);
+    /* every rank checks the rows: an input error must reach rank 0 */
+    if (j->prompts) {
+        char where[1100];
+        snprintf(where, sizeof where, "%s: field 'prompt_data'", c->path);
+        user_routes_build(&j->routes, &j->user_eps, c, NULL, j->prompts, where);
+    }
     if (u->kind != ROLLOUT_USER_API || !j->lay.is_rollout) return;
     if (strcmp(c->user, "local") == 0) {
         j->client = local_user_client(c, j->lay.world_size, j->lay.rollout_rank, c->llm_cache_dir, &u->endpoint);
         u->client = j->client;
         return;
     }
-    LlmEndpointConfig ep;
-    llm_endpoint_defaults(&ep);
-    ep.base_url = c->user_base_url;
-    ep.model = c->user_model;
-    ep.api_key_var = c->user_api_key_var;
-    ep.timeout_s = c->user_timeout_s;
-    ep.max_retries = c->user_max_retries;
-    ep.max_concurrency = c->user_max_concurrency;
-    ep.requests_per_minute = c->user_requests_per_minute;
-    LlmClientOptions lo = {.cache_dir = c->llm_cache_dir, .seed = c->seed};
-    char err[1024];
-    j->client = llm_client_new(&ep, 1, &lo, err, sizeof err);
-    if (!j->client) die_input("%s: the api user: %s", c->path, err);
+    j->client = user_endpoints_client(&j->user_eps, c, c->llm_cache_dir);
     u->client = j->client;
     u->endpoint = 0;
 }
@@ -683,6 +684,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
             ps[mine++] = (RolloutPrompt){.domain = j->prompts->domains[row->domain], .task = row->task,
                                          .task_split = row->task_split, .index = j->data_cursor + k,
                                          .group_id = next_group + k};
+            user_routes_apply(&j->routes, (int)(row - j->prompts->rows), &ps[mine - 1]);
         }
         RolloutBuffer *part = rollout_buffer_new(0, version, c->hash);
         RolloutStats st = {0};
@@ -1143,6 +1145,8 @@ done:
     metrics_close(j->metrics);
     tb_close(j->tb);
     llm_client_free(j->client);
+    user_routes_free(&j->routes);
+    user_endpoints_free(&j->user_eps);
     eval_set_free(j->eval);
     if (j->engine_model && j->engine_model != j->policy) qwen3_free(j->engine_model);
     qwen3_free(j->policy);

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 /* One evaluation dataset (the "eval" object's "datasets"; doc/eval.md).
  * Sampling values are resolved: the dataset's own, else the eval defaults,
  * else the rollout's. */
@@ -23,7 +25,8 @@ typedef struct {
     int64_t slice_lo, slice_hi; /* Python slice bounds; INT64_MAX for an open end */
     /* metadata_overrides: beat every row's metadata (NULL: the row's) */
     char *domain, *task_split;
-    char *user_model, *user_base_url, *user_api_key_var; /* NULL: the job's */
+    char **user_models;     /* user_model: one name or a rotation (NULL-terminated); NULL: the job's */
+    char *user_base_url, *user_api_key_var; /* NULL: the job's */
     int max_turns;          /* τ²-bench steps per episode (0: the job's max_steps) */
     double temperature, top_p;
     int top_k, max_response_len, n_samples;
@@ -72,7 +75,9 @@ typedef struct {
     int max_errors;               /* tool errors before too_many_errors (10) */
     char *user;                   /* "gold", "policy" or "api" ("gold") */
     /* the api user (llm/llm_client.h, llm/user_sim.h); the recipe's per-dataset names */
-    char *user_model;             /* model name sent to the endpoint (required for "api") */
+    char **user_models;           /* user_model: the model name sent to the endpoint, or a list that sample s of
+                                   * a group takes s % n of (NULL-terminated; NULL: none). "local": one
+                                   * directory, the model the user-simulator ranks serve */
     char *user_base_url;          /* e.g. http://host:port/v1 (required for "api") */
     char *user_api_key_var;       /* environment variable holding the key, or NULL for none */
     double user_temperature;      /* (0.0, τ²-bench's) */
@@ -131,5 +136,13 @@ typedef struct {
 } JobConfig;
 
 void job_config_free(JobConfig *cfg);
+
+/* A user_model value (config, dataset override or prompt row): a string, or
+ * a non-empty array of strings, as a new NULL-terminated array of new
+ * strings; NULL when v is neither. */
+char **user_models_from_json(const cJSON *v);
+int user_models_count(char *const *models);
+char **user_models_dup(char *const *models);
+void user_models_free(char **models);
 
 #endif

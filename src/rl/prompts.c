@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/rng.h"
+#include "rl/job_config.h"
 
 static int find_domain(PromptSet *ps, const char *name, const char *data_dir, char *err, size_t errlen) {
     for (int i = 0; i < ps->n_domains; i++)
@@ -79,12 +80,34 @@ static int add_row(PromptSet *ps, const cJSON *row, const char *path, int line, 
     if (!split_has(ts, split, tid))
         return row_error(err, errlen, path, line, "metadata.task_id: task '%s' is not in split '%s'", tid, split);
     const cJSON *idx = json_get(row, "index");
+    /* the api user's per-row fields: their types here, their meaning in rl/user_routes.h */
+    const cJSON *um = json_get(md, "user_model"), *url = json_get(md, "user_base_url"),
+                *key = json_get(md, "user_api_key_var");
+    char **models = NULL;
+    if (um && !cJSON_IsNull(um) && !(models = user_models_from_json(um)))
+        return row_error(err, errlen, path, line, "metadata.user_model: expected a model name or a non-empty list of "
+                         "model names%s%s", "", "");
+    if (url && !cJSON_IsNull(url) &&
+        (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) && strncmp(url->valuestring, "https://", 8)))) {
+        user_models_free(models);
+        return row_error(err, errlen, path, line, "metadata.user_base_url: expected an http:// or https:// URL%s%s",
+                         "", "");
+    }
+    if (key && !cJSON_IsNull(key) && (!cJSON_IsString(key) || !*key->valuestring)) {
+        user_models_free(models);
+        return row_error(err, errlen, path, line,
+                         "metadata.user_api_key_var: expected the name of an environment variable%s%s", "", "");
+    }
     ps->rows = xrealloc(ps->rows, (size_t)(ps->n_rows + 1) * sizeof *ps->rows);
     PromptRow *r = &ps->rows[ps->n_rows];
     r->domain = di;
     r->task = task;
     r->task_split = xstrdup(split);
     r->row_index = json_is_int(idx) ? (int64_t)idx->valuedouble : ps->n_rows;
+    r->line = line;
+    r->user_models = models;
+    r->user_base_url = cJSON_IsString(url) ? xstrdup(url->valuestring) : NULL;
+    r->user_api_key_var = cJSON_IsString(key) ? xstrdup(key->valuestring) : NULL;
     ps->n_rows++;
     return 0;
 }
@@ -136,6 +159,7 @@ PromptSet *prompts_load_opts(const char *path, const char *data_dir, const Promp
     if (o->sliced) lo = slice_bound(o->slice_lo, n_lines), hi = slice_bound(o->slice_hi, n_lines);
     PromptSet *ps = xcalloc(1, sizeof *ps);
     ps->seed = seed, ps->shuffle = shuffle, ps->balance = balance, ps->cached_epoch = -1;
+    ps->path = xstrdup(path);
     int rc = 0;
     for (int64_t i = lo; i < hi && rc == 0; i++) {
         char where[512], jerr[512];
@@ -166,7 +190,13 @@ PromptSet *prompts_load_opts(const char *path, const char *data_dir, const Promp
 
 void prompts_free(PromptSet *ps) {
     if (!ps) return;
-    for (int i = 0; i < ps->n_rows; i++) free(ps->rows[i].task_split);
+    for (int i = 0; i < ps->n_rows; i++) {
+        free(ps->rows[i].task_split);
+        user_models_free(ps->rows[i].user_models);
+        free(ps->rows[i].user_base_url);
+        free(ps->rows[i].user_api_key_var);
+    }
+    free(ps->path);
     free(ps->rows);
     for (int i = 0; i < ps->n_domains; i++) {
         taskset_free(ps->tasksets[i]);

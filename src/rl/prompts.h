@@ -2,7 +2,10 @@
  * JSONL file (tau2_hpc prepare) resolved to τ²-bench tasks, visited epoch
  * after epoch in a seeded order.
  *
- * A row is {"index": i, "metadata": {"domain", "task_split", "task_id"}};
+ * A row is {"index": i, "metadata": {"domain", "task_split", "task_id"}},
+ * the metadata optionally with the api user's user_model (a name or a list),
+ * user_base_url and user_api_key_var (type-checked here, resolved against
+ * the config by rl/user_routes.h);
  * a row's own metadata beats the config's defaults (default_domain,
  * default_task_split), and a row whose domain, split or task cannot be
  * resolved is an error at load time, naming the file and line.
@@ -30,9 +33,16 @@ typedef struct {
     const cJSON *task;
     char *task_split;
     int64_t row_index; /* the row's "index" */
+    int line;          /* in the file (messages) */
+    /* the row's own user fields (the slime τ² recipe's per-row metadata), or
+     * NULL: user_model (one name or a rotation, NULL-terminated),
+     * user_base_url, user_api_key_var; rl/user_routes.h resolves them */
+    char **user_models;
+    char *user_base_url, *user_api_key_var;
 } PromptRow;
 
 typedef struct {
+    char *path;         /* the file (messages) */
     Domain **domains;   /* loaded once, in order of first appearance */
     TaskSet **tasksets;
     int n_domains;

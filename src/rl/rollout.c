@@ -34,6 +34,8 @@ typedef struct {
     int user_seq;       /* policy user: the engine sequence of its turn, -1 */
     int user_req;       /* policy user: its generation request, -1 */
     bool user_waiting;  /* api user: a request in flight */
+    int user_endpoint;  /* api user: the client endpoint of this sample's model */
+    const char *user_model; /* api user: that model's name (recorded), or NULL */
     int user_turn;      /* user turns so far (seeds) */
     bool done;
     bool truncated;
@@ -173,7 +175,7 @@ static int request_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
         /* OpenAI seeds are 32-bit integers: a hash of the run's seed and the turn's stream */
         cJSON_AddItemToObject(body, "seed", json_int((double)(int64_t)(rng_uniform(r->opt->seed, stream, 0) * 2147483647.0)));
         if (u->max_tokens > 0) cJSON_AddItemToObject(body, "max_tokens", json_int(u->max_tokens));
-        llm_client_submit(u->client, u->endpoint, body, s);
+        llm_client_submit(u->client, s->user_endpoint, body, s);
         cJSON_Delete(body);
         s->user_waiting = true;
         return 0;
@@ -303,6 +305,13 @@ static int start_group(Run *r, int gi, const RolloutPrompt *p, Slot *slots, char
         s->ep = episode_new(d, p->task, &r->opt->episode, err, errlen);
         if (!s->ep) return -1;
         oracle_init(&s->user, p->task);
+        /* model rotation: sample k of the group talks to model k % n */
+        s->user_endpoint = r->user ? r->user->endpoint : -1;
+        s->user_model = r->user ? r->user->model : NULL;
+        if (p->n_user_models > 0) {
+            s->user_endpoint = p->user_models[k % p->n_user_models].endpoint;
+            s->user_model = p->user_models[k % p->n_user_models].model;
+        }
         if (llm_user) {
             s->user_tools = user_sim_tools(d, p->task);
             s->user_system = user_sim_system_prompt(r->user->data_dir, p->task, s->user_tools != NULL, err, errlen);
@@ -314,11 +323,17 @@ static int start_group(Run *r, int gi, const RolloutPrompt *p, Slot *slots, char
     return 0;
 }
 
+/* Where the judge is asked: the api user's client and an endpoint. */
+typedef struct {
+    LlmClient *client;
+    int endpoint;
+} JudgeTarget;
+
 /* The NL-assertion judge through the api user's client: τ²-bench's judge
  * prompt at temperature 0, blocking (other requests stay in flight). */
 static int judge_with_client(void *ctx, const cJSON *task, const cJSON *messages, cJSON **checks, char *err,
                              size_t errlen) {
-    const RolloutUser *u = ctx;
+    const JudgeTarget *u = ctx;
     const cJSON *assertions = judge_task_assertions(task);
     if (!assertions) {
         *checks = cJSON_CreateArray();
@@ -356,9 +371,13 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
     EvalOptions eo;
     eval_options_default(p->domain->spec->name, &eo);
     eo.weights = *weights_for(r->opt, p->domain);
+    /* one judge for the whole group (its first model), so that a rotation
+     * of user models does not grade the samples of a group differently */
+    JudgeTarget jt = {r->user ? r->user->client : NULL,
+                      p->n_user_models > 0 ? p->user_models[0].endpoint : (r->user ? r->user->endpoint : -1)};
     if (r->user && r->user->kind == ROLLOUT_USER_API && r->user->judge) {
         eo.judge = judge_with_client;
-        eo.judge_ctx = (void *)r->user;
+        eo.judge_ctx = &jt;
     }
     Evaluation ev;
     evaluate_episode(p->domain, p->task, s->ep->messages, s->ep->term, &eo, &ev);
@@ -379,6 +398,8 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
     cJSON_AddStringToObject(ref, "task_id", task_id(p->task));
     cJSON_AddItemToObject(ref, "index", json_int((double)p->index));
     cJSON_AddItemToObject(ref, "sample", json_int(s->sample));
+    if (r->user && r->user->kind == ROLLOUT_USER_API && s->user_model)
+        cJSON_AddStringToObject(ref, "user_model", s->user_model);
     char *ref_json = json_dumps(ref, JSON_DUMP_UTF8);
     char *info_json = json_dumps(ev.info, JSON_DUMP_UTF8);
     char *msgs_json = r->opt->keep_messages ? json_dumps(s->ep->messages, JSON_DUMP_UTF8) : NULL;

@@ -56,6 +56,13 @@
 #include "text/chat.h"
 #include "text/tokenizer.h"
 
+/* One model of the api user: the client endpoint that serves it and its
+ * name (recorded with each episode; borrowed). */
+typedef struct {
+    int endpoint;
+    const char *model;
+} RolloutUserModel;
+
 /* One prompt: a task of a loaded domain. */
 typedef struct {
     const Domain *domain;
@@ -63,6 +70,12 @@ typedef struct {
     const char *task_split;
     int64_t index;       /* position in the run's prompt stream (seeds, consumed set) */
     int32_t group_id;    /* written to the buffer for each of its episodes */
+    /* api user: the prompt's own models (rl/user_routes.h): sample s of the
+     * group talks to user_models[s % n_user_models], and the group's NL
+     * assertions are judged by user_models[0]; NULL (0): the RolloutUser's
+     * endpoint and model */
+    const RolloutUserModel *user_models;
+    int n_user_models;
 } RolloutPrompt;
 
 typedef struct {
@@ -86,7 +99,8 @@ typedef struct {
     RolloutUserKind kind;
     const char *data_dir;     /* policy, api: the τ²-bench data directory (user-simulator guidelines) */
     LlmClient *client;        /* api */
-    int endpoint;             /* api: the client's endpoint */
+    int endpoint;             /* api: the client's endpoint for prompts that name none */
+    const char *model;        /* api: that endpoint's model (recorded as each episode's "user_model"), or NULL */
     SampleParams sample;      /* policy: the user's sampling (τ²-bench: temperature 0) */
     double temperature;       /* api: sent with each request */
     int max_tokens;           /* tokens of one user turn (policy; api when > 0) */
@@ -129,7 +143,8 @@ int rollout_load_text(const char *model, const char *tokenizer, int vocab_size, 
 
 /* Run n_samples episodes for each of the prompts and append them to rb,
  * prompt after prompt, samples in order. Each episode's task_ref JSON is
- * {"domain", "task_split", "task_id", "index", "sample"}; reward_info is the
+ * {"domain", "task_split", "task_id", "index", "sample"} and, with an api
+ * user, "user_model" (the model that played the customer); reward_info is the
  * evaluation's RewardInfo with the partial credit. stats (may be NULL) are
  * added to. Returns 0, or -1 with err (engine out of KV budget, a task
  * whose initial state fails, a template that fails to render). */

@@ -45,6 +45,7 @@ struct FaultServer {
     int count[FAULT_KIND_COUNT];
     int inflight, max_inflight;
     long next_response_id;
+    int judge_requests;
 };
 
 /* One connection's request while its body arrives. */
@@ -157,15 +158,81 @@ static char *error_json(const char *type, const char *message) {
     return s;
 }
 
-/* A good chat completion for req, deterministic in its content. */
-static char *completion_json(const cJSON *req, long id, uint64_t hash, int attempt) {
+/* ---- the script: τ²-bench's user simulator and NL-assertion judge ---- */
+
+/* A sentence of τ²-bench's judge system prompt (llm/judge.c). */
+#define JUDGE_PROMPT_MARK "Your job is to evaluate whether the agent satisfies each of the expected outcomes"
+
+static bool is_judge_request(const cJSON *req) {
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(req, "messages"), 0);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(first, "role");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(first, "content");
+    return cJSON_IsString(role) && strcmp(role->valuestring, "system") == 0 && cJSON_IsString(content) &&
+           strstr(content->valuestring, JUDGE_PROMPT_MARK) != NULL;
+}
+
+/* The expected outcomes of a judge request: the Python list literal after
+ * "expectedOutcomes:" in its user message, as an array of strings (escaped
+ * quotes and backslashes undone, other escapes kept as written). */
+static cJSON *judge_outcomes(const char *text) {
+    cJSON *out = cJSON_CreateArray();
+    const char *p = strstr(text, "expectedOutcomes:");
+    if (!p || !(p = strchr(p, '['))) return out;
+    p++;
+    for (;;) {
+        while (*p == ' ' || *p == ',') p++;
+        if (*p != '\'' && *p != '"') break;
+        char q = *p++;
+        SBuf b;
+        sbuf_init(&b);
+        sbuf_puts(&b, "");
+        while (*p && *p != q) {
+            if (*p == '\\' && (p[1] == '\'' || p[1] == '"' || p[1] == '\\')) p++;
+            else if (*p == '\\' && p[1]) sbuf_putc(&b, *p++);
+            sbuf_putc(&b, *p++);
+        }
+        if (*p) p++;
+        cJSON_AddItemToArray(out, cJSON_CreateString(b.data));
+        sbuf_free(&b);
+    }
+    return out;
+}
+
+/* The scripted answer's text: a verdict for a judge request, else the
+ * user simulator's last line. */
+static void scripted_content(SBuf *content, const cJSON *req, bool judge_met) {
+    if (!is_judge_request(req)) {
+        sbuf_puts(content, "Thank you, that is all I needed. ###STOP###");
+        return;
+    }
+    cJSON *outcomes = judge_outcomes(last_user_text(req));
+    cJSON *verdict = cJSON_CreateObject();
+    cJSON *results = cJSON_AddArrayToObject(verdict, "results");
+    const cJSON *o;
+    cJSON_ArrayForEach(o, outcomes) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "expectedOutcome", o->valuestring);
+        cJSON_AddStringToObject(r, "reasoning", judge_met ? "scripted: met" : "scripted: not met");
+        cJSON_AddBoolToObject(r, "metExpectation", judge_met);
+        cJSON_AddItemToArray(results, r);
+    }
+    char *text = cJSON_PrintUnformatted(verdict);
+    sbuf_puts(content, text);
+    free(text);
+    cJSON_Delete(verdict);
+    cJSON_Delete(outcomes);
+}
+
+/* A good chat completion for req, deterministic in its content; scripted:
+ * NULL or the script's verdict for judge requests (&true, &false). */
+static char *completion_json(const cJSON *req, long id, uint64_t hash, int attempt, const bool *script_met) {
     const char *text = last_user_text(req);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
     const cJSON *tool0 = cJSON_GetArrayItem(tools, 0);
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tool0, "function");
     const cJSON *tool_name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-    bool call = strstr(text, "[tool]") && cJSON_IsString(tool_name);
+    bool call = !script_met && strstr(text, "[tool]") && cJSON_IsString(tool_name);
 
     cJSON *o = cJSON_CreateObject();
     char buf[64];
@@ -198,7 +265,8 @@ static char *completion_json(const cJSON *req, long id, uint64_t hash, int attem
         cJSON_AddItemToArray(calls, tc);
         cJSON_AddStringToObject(choice, "finish_reason", "tool_calls");
     } else {
-        sbuf_printf(&content, "echo: %s", text);
+        if (script_met) scripted_content(&content, req, *script_met);
+        else sbuf_printf(&content, "echo: %s", text);
         cJSON_AddStringToObject(msg, "content", content.data);
         cJSON_AddStringToObject(choice, "finish_reason", "stop");
     }
@@ -289,6 +357,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     s->rec[ri].kind = kind;
     s->count[kind]++;
     long id = s->next_response_id++;
+    bool scripted = s->spec.scripted, met = s->spec.judge_met;
+    if (scripted && req && is_judge_request(req) && (kind == FAULT_OK || kind == FAULT_SLOW)) s->judge_requests++;
     if (++s->inflight > s->max_inflight) s->max_inflight = s->inflight;
     wait_locked(s, s->spec.delay_s);
     if (kind == FAULT_SLOW) wait_locked(s, s->spec.slow_s);
@@ -336,7 +406,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         break;
     }
     default: /* FAULT_OK, FAULT_SLOW */
-        out = completion_json(req, id, hash, attempt);
+        out = completion_json(req, id, hash, attempt, scripted ? &met : NULL);
         rc = send_json(conn, 200, out, 0);
         break;
     }
@@ -429,6 +499,19 @@ int fault_server_count(FaultServer *s, FaultKind k) {
     return n;
 }
 
+void fault_server_set_judge(FaultServer *s, bool met) {
+    pthread_mutex_lock(&s->mu);
+    s->spec.judge_met = met;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int fault_server_judge_count(FaultServer *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->judge_requests;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 int fault_server_max_inflight(FaultServer *s) {
     pthread_mutex_lock(&s->mu);
     int n = s->max_inflight;
@@ -439,6 +522,7 @@ int fault_server_max_inflight(FaultServer *s) {
 #ifdef FAULT_SERVER_MAIN
 /* fault_server [--port N] [--mix ok=8,drop=1,429=1,...] [--seed S]
  *              [--max-faults N] [--retry-after S] [--slow S] [--delay S]
+ *              [--script met|unmet]  (scripted mode, the judge's verdict)
  * Serves until SIGINT or SIGTERM; prints "fault_server: listening on
  * 127.0.0.1:<port>" once ready, and a count per kind when it stops. */
 #include <signal.h>
@@ -478,6 +562,14 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--retry-after") == 0) spec.retry_after_s = atoi(v);
         else if (strcmp(a, "--slow") == 0) spec.slow_s = atof(v);
         else if (strcmp(a, "--delay") == 0) spec.delay_s = atof(v);
+        else if (strcmp(a, "--script") == 0) {
+            if (strcmp(v, "met") && strcmp(v, "unmet")) {
+                fprintf(stderr, "fault_server: --script: expected met or unmet, got \"%s\"\n", v);
+                return 2;
+            }
+            spec.scripted = true;
+            spec.judge_met = strcmp(v, "met") == 0;
+        }
         else {
             fprintf(stderr, "fault_server: unknown option %s\n", a);
             return 2;

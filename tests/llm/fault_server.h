@@ -18,6 +18,14 @@
  * headers and body are recorded, and the largest number of requests being
  * handled at once is tracked.
  *
+ * Scripted mode (FaultSpec.scripted) plays both models of a τ²-bench
+ * episode instead of echoing: a request whose system message is τ²-bench's
+ * NL-assertion judge prompt gets a verdict {"results": [...]} with one
+ * result per expected outcome of the request, each met or not as
+ * judge_met says (fault_server_set_judge changes it between runs); any
+ * other request is a user simulator's turn and gets a line that ends the
+ * conversation ("... ###STOP###").
+ *
  * Other paths: GET .../models lists one model, GET /health answers ok.
  */
 #ifndef TAU2_TESTS_FAULT_SERVER_H
@@ -52,6 +60,8 @@ typedef struct {
     int retry_after_s;   /* Retry-After of a 429 (0: header left out) */
     double slow_s;       /* how long FAULT_SLOW waits */
     double delay_s;      /* every answer waits this long first (to make requests overlap) */
+    bool scripted;       /* good answers follow the script above */
+    bool judge_met;      /* scripted: the judge's verdict on every assertion */
 } FaultSpec;
 
 typedef struct FaultServer FaultServer;
@@ -72,5 +82,9 @@ bool fault_server_request(FaultServer *s, int i, char **headers, char **body, Fa
 int fault_server_count(FaultServer *s, FaultKind k);
 /* The most chat-completion requests being handled at the same time. */
 int fault_server_max_inflight(FaultServer *s);
+/* Scripted mode: the verdict later judge requests get. */
+void fault_server_set_judge(FaultServer *s, bool met);
+/* Scripted mode: judge requests answered so far. */
+int fault_server_judge_count(FaultServer *s);
 
 #endif
