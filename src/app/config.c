@@ -631,6 +631,10 @@ void config_load_job(const char *path, JobConfig *cfg) {
                     "0 when colocate is false (periodic evaluation runs on colocated ranks; evaluate the checkpoints "
                     "of a separate-mode run with an eval job)",
                     json_get(root, "eval_interval"));
+    if (eval && cfg->rollout_tensor_parallel > 1)
+        field_error(path, "rollout_tensor_parallel",
+                    "1 (an eval job runs one engine per rank; engines of several ranks run in grpo and sft jobs)",
+                    json_get(root, "rollout_tensor_parallel"));
     if (cfg->checkpoint && !eval)
         field_error(path, "checkpoint", "null (only an eval job loads a checkpoint; training resumes from its "
                     "output_dir)", json_get(root, "checkpoint"));

@@ -64,17 +64,17 @@ typedef struct {
  * and equal slices of the MLP and vocabulary (qwen3_tp_check's rule). The
  * message names the count, its divisors, and the TP values that fit all
  * counts and the ranks there are. */
-static int check_model(int tp, const ModelCount *counts, int n_counts, int max_tp, char *err, size_t errlen) {
+static int check_model(const char *field, int tp, const ModelCount *counts, int n_counts, int max_tp, char *err,
+                       size_t errlen) {
     int common = 0;
     for (int i = 0; i < n_counts; i++) {
         if (counts[i].n > 0) common = gcd(common, counts[i].n);
     }
     for (int i = 0; i < n_counts; i++) {
         if (counts[i].n <= 0 || counts[i].n % tp == 0) continue;
-        snprintf(err, errlen, "tensor_parallel %d does not divide %s %d (divisors: ", tp, counts[i].key,
-                 counts[i].n);
+        snprintf(err, errlen, "%s %d does not divide %s %d (divisors: ", field, tp, counts[i].key, counts[i].n);
         cat_divisors(err, errlen, counts[i].n, counts[i].n);
-        cat(err, errlen, "); tensor_parallel values that fit this model on %d %s: ", max_tp,
+        cat(err, errlen, "); %s values that fit this model on %d %s: ", field, max_tp,
             plural(max_tp, "rank", "ranks"));
         cat_divisors(err, errlen, common, max_tp);
         return -1;
@@ -112,22 +112,37 @@ static int plan_colocated(const LayoutRequest *req, int world_size, RankLayout *
                  (long long)req->data_parallel * tp + us);
         return -1;
     }
-    if (req->rollout_groups != 0 && req->rollout_groups != avail) {
+    /* An engine is either one rank with the full weights (gathered over the
+     * TP group after each update) or the TP group itself, reading the
+     * trainer's shards in place. */
+    int rtp = req->rollout_tensor_parallel;
+    if (rtp != 1 && rtp != tp) {
+        snprintf(err, errlen,
+                 "rollout_tensor_parallel %d does not fit colocated tensor_parallel %d: a colocated engine is one "
+                 "rank (1) or the trainer's tp group (%d)",
+                 rtp, tp, tp);
+        return -1;
+    }
+    if (req->rollout_groups != 0 && req->rollout_groups != avail / rtp && rtp == 1) {
         snprintf(err, errlen,
                  "rollout_groups %d does not fit: colocated, every one of the %d trainer %s runs its own "
                  "rollout engine; set rollout_groups %d (or 0)",
                  req->rollout_groups, avail, plural(avail, "rank", "ranks"), avail);
         return -1;
     }
+    if (req->rollout_groups != 0 && req->rollout_groups != avail / rtp) {
+        snprintf(err, errlen,
+                 "rollout_groups %d does not fit: colocated, the %d trainer %s run %d rollout %s of %d %s; set "
+                 "rollout_groups %d (or 0)",
+                 req->rollout_groups, avail, plural(avail, "rank", "ranks"), avail / rtp,
+                 plural(avail / rtp, "engine", "engines"), rtp, plural(rtp, "rank", "ranks"), avail / rtp);
+        return -1;
+    }
     l->tp = tp;
     l->dp = dp;
     l->n_trainer = avail;
-    /* The inference engine is not sharded yet: a colocated TP group
-     * all-gathers its weights after each update and every one of its ranks
-     * runs an engine with the full model, so each trainer rank is a rollout
-     * group of one. */
-    l->rollout_tp = 1;
-    l->n_rollout_groups = avail;
+    l->rollout_tp = rtp;
+    l->n_rollout_groups = avail / rtp;
     return 0;
 }
 
@@ -165,8 +180,10 @@ static void suggest_separate(char *err, size_t errlen, int world_size, int tp, i
         found = 1;
         break;
     }
-    if (!found && separate_fits(avail, tp, rtp, 1, &g)) {
-        cat(err, errlen, "; %d ranks fit data_parallel 1 with %d rollout %s of %d %s", world_size, g,
+    /* else the smallest trainer that leaves whole rollout groups */
+    for (int dp = 1; !found && (long long)dp * tp < avail; dp++) {
+        if (!separate_fits(avail, tp, rtp, dp, &g)) continue;
+        cat(err, errlen, "; %d ranks fit data_parallel %d with %d rollout %s of %d %s", world_size, dp, g,
             plural(g, "group", "groups"), rtp, plural(rtp, "rank", "ranks"));
         found = 1;
     }
@@ -266,8 +283,8 @@ static void place_rank(RankLayout *l) {
         if (l->is_trainer) {
             l->is_rollout = true;
             l->rollout_rank = r;
-            l->rollout_group = r;
-            l->rollout_group_rank = 0;
+            l->rollout_group = r / l->rollout_tp;
+            l->rollout_group_rank = r % l->rollout_tp;
         }
     } else {
         int q = r - l->n_trainer;
@@ -323,11 +340,6 @@ int layout_plan(const LayoutRequest *req, int world_size, int world_rank, int nu
         snprintf(err, errlen, "rollout_tensor_parallel %d must be at least 1", req->rollout_tensor_parallel);
         return -1;
     }
-    if (req->rollout_tensor_parallel > 1) {
-        snprintf(err, errlen, "rollout_tensor_parallel %d: the CPU inference engine runs unsharded; use 1",
-                 req->rollout_tensor_parallel);
-        return -1;
-    }
     if (req->user_sim_ranks < 0) {
         snprintf(err, errlen, "user_sim_ranks %d must be at least 0", req->user_sim_ranks);
         return -1;
@@ -340,7 +352,10 @@ int layout_plan(const LayoutRequest *req, int world_size, int world_rank, int nu
     };
     int max_tp = world_size - req->user_sim_ranks;
     if (max_tp < 1) max_tp = 1;
-    if (check_model(req->tensor_parallel, counts, 4, max_tp, err, errlen) != 0) return -1;
+    if (check_model("tensor_parallel", req->tensor_parallel, counts, 4, max_tp, err, errlen) != 0) return -1;
+    /* an engine shards the model as training does */
+    if (check_model("rollout_tensor_parallel", req->rollout_tensor_parallel, counts, 4, max_tp, err, errlen) != 0)
+        return -1;
 
     l.n_user_sim = req->user_sim_ranks;
     int rc = req->colocate ? plan_colocated(req, world_size, &l, err, errlen)
@@ -382,7 +397,14 @@ void layout_create_comms(const RankLayout *l, Comm *world, LayoutComms *out) {
          * engine's collectives never match the trainer's. */
         if (l->colocate) out->rollout = comm_split(out->trainer, 0, l->trainer_rank);
     }
-    if (out->rollout) out->rollout_group = comm_split(out->rollout, l->rollout_group, l->rollout_group_rank);
+    if (out->rollout) {
+        out->rollout_group = comm_split(out->rollout, l->rollout_group, l->rollout_group_rank);
+        /* the engines' leaders, which run the episodes */
+        bool lead = l->rollout_group_rank == 0;
+        Comm *s = comm_split(out->rollout, lead ? 0 : 1, l->rollout_group);
+        if (lead) out->rollout_leaders = s;
+        else comm_free(s);
+    }
 
     /* The weight broadcast: trainer rank 0 (world rank 0, so rank 0 of sync)
      * and every rollout rank. Collective over world; the other ranks free
@@ -401,6 +423,7 @@ void layout_free_comms(LayoutComms *c) {
     comm_free(c->dp);
     comm_free(c->rollout);
     comm_free(c->rollout_group);
+    comm_free(c->rollout_leaders);
     comm_free(c->sync);
     comm_free(c->user_sim);
     memset(c, 0, sizeof *c);
@@ -440,9 +463,14 @@ void layout_describe(const RankLayout *l, char *out, size_t outlen) {
     if (l->colocate) {
         cat(out, outlen, "  rollout      ");
         cat_ranks(out, outlen, 0, l->n_trainer);
-        cat(out, outlen, ": %d %s of 1 rank with the full weights%s\n", l->n_rollout_groups,
-            plural(l->n_rollout_groups, "engine", "engines"),
-            l->tp > 1 ? " (all-gathered over each tp group)" : "");
+        if (l->rollout_tp > 1) {
+            cat(out, outlen, ": %d %s, each a tp group on the trainer's shards\n", l->n_rollout_groups,
+                plural(l->n_rollout_groups, "engine", "engines"));
+        } else {
+            cat(out, outlen, ": %d %s of 1 rank with the full weights%s\n", l->n_rollout_groups,
+                plural(l->n_rollout_groups, "engine", "engines"),
+                l->tp > 1 ? " (all-gathered over each tp group)" : "");
+        }
     } else {
         int n = l->n_rollout_groups * l->rollout_tp;
         cat(out, outlen, "  rollout      ");

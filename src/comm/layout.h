@@ -30,7 +30,7 @@ typedef struct {
     int tensor_parallel;         /* trainer TP (>= 1) */
     int data_parallel;           /* trainer DP, 0 = derive from the world size */
     int rollout_groups;          /* 0 = derive */
-    int rollout_tensor_parallel; /* ranks per rollout engine (>= 1; only 1 for now) */
+    int rollout_tensor_parallel; /* ranks per rollout engine (>= 1; colocated: 1 or tensor_parallel) */
     int user_sim_ranks;          /* >= 0 */
     bool colocate;
 } LayoutRequest;
@@ -51,14 +51,17 @@ typedef struct {
 /* Plan the layout of world_size ranks as seen from world_rank (pure: no MPI).
  *
  * num_heads, num_kv_heads, intermediate_size and vocab_size are the policy
- * model's counts; the trainer's tensor_parallel must divide each of them (the
- * same rule as qwen3_tp_check, repeated here because comm sits below model).
+ * model's counts; tensor_parallel and rollout_tensor_parallel must each divide
+ * all of them (the same rule as qwen3_tp_check, repeated here because comm
+ * sits below model).
  * A count <= 0 is not checked, for planning before a model is known.
  *
  * Derived counts:
- *   colocated  dp = (world_size - user_sim_ranks) / tp; every trainer rank
- *              is its own rollout group (rollout_tp 1, n_rollout_groups =
- *              n_trainer); a given data_parallel or rollout_groups must match
+ *   colocated  dp = (world_size - user_sim_ranks) / tp; rollout_tp 1: every
+ *              trainer rank is its own rollout group (n_rollout_groups =
+ *              n_trainer, full weights); rollout_tp = tp: each trainer TP
+ *              group is one engine on its shards (n_rollout_groups = dp);
+ *              a given data_parallel or rollout_groups must match
  *   separate   data_parallel 0: the ranks left after the rollout groups;
  *              rollout_groups 0: the ranks left after the trainer;
  *              both 0: data_parallel 1 and every other rank rolls out
@@ -78,6 +81,7 @@ typedef struct {
     Comm *tp, *dp;       /* this trainer's TP group and DP group (comm_grid) */
     Comm *rollout;       /* all rollout ranks, rank = rollout_rank */
     Comm *rollout_group; /* this rank's rollout engine group, rank = rollout_group_rank */
+    Comm *rollout_leaders; /* rank 0 of every rollout group (the engines' leaders), rank = rollout_group */
     Comm *sync;          /* separate mode: trainer rank 0 (its rank 0) + every rollout rank; the weight broadcast */
     Comm *user_sim;      /* the user-sim ranks */
 } LayoutComms;

@@ -19,6 +19,7 @@
 
 #include <omp.h>
 
+#include "comm/comm.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/sbuf.h"
@@ -232,13 +233,19 @@ typedef struct {
     int cap_rows, cap_chunks;
     float *x, *x2, *ln, *rstd, *q, *k, *v, *qn, *kn, *qrstd, *krstd, *att, *res2, *gate, *up, *h;
     float *xl, *xf, *rstdf; /* (chunks, C), (chunks, C), (chunks) */
+    float *lg, *lg_all;     /* TP: (chunks, Vs) this rank's logits; (tp, chunks, Vs) gathered */
     int32_t *tok, *pos, *row_seq, *row_of_chunk, *chunk_order, *last_row;
     const int32_t **row_blocks;
 } InferScratch;
 
 struct InferEngine {
     const Qwen3 *model;
-    int V, C, I, L, NH, NKV, D; /* local sizes */
+    int V, C, I, L, NH, NKV, D; /* V the full vocabulary; I, NH, NKV this rank's shard */
+    int Vs, v0;                 /* this rank's rows of embed and lm_head: [v0, v0 + Vs) */
+    Comm *group;                /* the TP group (borrowed), NULL at one rank */
+    bool lead;                  /* rank 0 of a group: sends every state change to the followers */
+    int32_t *op_buf;            /* leader: a forward's chunks packed for the followers */
+    size_t op_cap;
     float eps;
     int block_size, n_blocks, max_seqs, max_len;
     size_t block_stride; /* floats per block: L * 2 * block_size * NKV * D */
@@ -251,28 +258,58 @@ struct InferEngine {
     InferScratch s;
 };
 
-InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen) {
+/* ---- lockstep over a TP group ----
+ *
+ * The leader (group rank 0) runs the engine as at one rank. Every call that
+ * changes the engine's state is first sent to the followers as an operation
+ * (a header of OP_INTS ints, for a forward then the packed chunks), and
+ * they replay it on their shards: sequence and block bookkeeping is the
+ * same arithmetic on every rank, so sequence ids and block tables agree,
+ * and each forward's collectives meet. A call the leader refuses (unknown
+ * sequence, KV budget exceeded) is refused before anything is sent. */
+
+enum { OP_NEW = 1, OP_SEQ_NEW, OP_SEQ_FORK, OP_SEQ_FREE, OP_FORWARD, OP_FREE, OP_END };
+#define OP_INTS 5
+
+static void op_send(Comm *g, int op, int a, int b, int c, int d) {
+    int32_t m[OP_INTS] = {op, a, b, c, d};
+    comm_broadcast(g, m, sizeof m, 0);
+}
+
+static const char *op_name(int op) {
+    static const char *const names[] = {"?", "new", "seq_new", "seq_fork", "seq_free", "forward", "free", "end"};
+    return op >= OP_NEW && op <= OP_END ? names[op] : "unknown";
+}
+
+/* The model's shard must be this rank's part of a group of the comm's size. */
+static int check_shard(const Qwen3 *model, const Comm *group, char *err, size_t errlen) {
+    int size = group ? group->size : 1, rank = group ? group->rank : 0;
+    if (model->shard.size != size || model->shard.rank != rank) {
+        return set_err(err, errlen,
+                       "inference: the model is shard %d of %d but the engine runs on rank %d of a group of %d "
+                       "(load it with qwen3_load_dir_tp over the engine's group)",
+                       model->shard.rank, model->shard.size, rank, size);
+    }
+    return 0;
+}
+
+static InferEngine *engine_create(const Qwen3 *model, const InferOptions *opt, Comm *group, bool lead) {
     const Qwen3Config *c = &model->config;
     int bs = opt->block_size > 0 ? opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
-    if (opt->kv_tokens <= 0) {
-        set_err(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
-                opt->kv_tokens);
-        return NULL;
-    }
-    if (c->head_dim > ATT_MAX_D) {
-        set_err(err, errlen, "inference: head_dim %d > %d is not supported", c->head_dim, ATT_MAX_D);
-        return NULL;
-    }
     int max_len = opt->max_len > 0 ? opt->max_len : c->max_position_embeddings;
     InferEngine *e = xcalloc(1, sizeof *e);
     e->model = model;
     e->V = c->vocab_size;
     e->C = c->hidden_size;
-    e->I = c->intermediate_size;
+    e->I = model->shard.intermediate_size;
     e->L = c->num_layers;
-    e->NH = c->num_heads;
-    e->NKV = c->num_kv_heads;
+    e->NH = model->shard.num_heads;
+    e->NKV = model->shard.num_kv_heads;
     e->D = c->head_dim;
+    e->Vs = model->shard.vocab_size;
+    e->v0 = model->shard.vocab_start;
+    e->group = group;
+    e->lead = lead;
     e->eps = c->rms_norm_eps;
     e->block_size = bs;
     e->n_blocks = (int)(((long)opt->kv_tokens + bs - 1) / bs);
@@ -292,9 +329,32 @@ InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, s
     return e;
 }
 
+InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen) {
+    const Qwen3Config *c = &model->config;
+    Comm *group = opt->group && opt->group->size > 1 ? opt->group : NULL;
+    if (opt->kv_tokens <= 0) {
+        set_err(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
+                opt->kv_tokens);
+        return NULL;
+    }
+    if (c->head_dim > ATT_MAX_D) {
+        set_err(err, errlen, "inference: head_dim %d > %d is not supported", c->head_dim, ATT_MAX_D);
+        return NULL;
+    }
+    if (check_shard(model, group, err, errlen) != 0) return NULL;
+    if (group && group->rank != 0) {
+        set_err(err, errlen, "inference: rank %d of the engine's group: only rank 0 creates the engine, the others "
+                             "run infer_follow", group->rank);
+        return NULL;
+    }
+    InferEngine *e = engine_create(model, opt, group, group != NULL);
+    if (e->lead) op_send(group, OP_NEW, opt->kv_tokens, e->block_size, e->max_seqs, e->max_len);
+    return e;
+}
+
 static void scratch_free(InferScratch *s) {
     float *f[] = {s->x, s->x2, s->ln, s->rstd, s->q, s->k, s->v, s->qn, s->kn, s->qrstd, s->krstd,
-                  s->att, s->res2, s->gate, s->up, s->h, s->xl, s->xf, s->rstdf};
+                  s->att, s->res2, s->gate, s->up, s->h, s->xl, s->xf, s->rstdf, s->lg, s->lg_all};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
     free(s->tok);
     free(s->pos);
@@ -306,8 +366,9 @@ static void scratch_free(InferScratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-void infer_free(InferEngine *e) {
+static void engine_destroy(InferEngine *e) {
     if (!e) return;
+    free(e->op_buf);
     for (int i = 0; i < e->max_seqs; i++) free(e->seqs[i].blocks);
     free(e->seqs);
     free(e->kv);
@@ -317,6 +378,12 @@ void infer_free(InferEngine *e) {
     free(e->rope_sin);
     scratch_free(&e->s);
     free(e);
+}
+
+void infer_free(InferEngine *e) {
+    if (!e) return;
+    if (e->lead) op_send(e->group, OP_FREE, 0, 0, 0, 0);
+    engine_destroy(e);
 }
 
 static void scratch_reserve(InferEngine *e, int rows, int chunks) {
@@ -347,6 +414,10 @@ static void scratch_reserve(InferEngine *e, int rows, int chunks) {
         s->xl = xmalloc((size_t)N * C * sizeof(float));
         s->xf = xmalloc((size_t)N * C * sizeof(float));
         s->rstdf = xmalloc((size_t)N * sizeof(float));
+        if (e->group) {
+            s->lg = xmalloc((size_t)N * e->Vs * sizeof(float));
+            s->lg_all = xmalloc((size_t)N * e->V * sizeof(float));
+        }
         s->tok = xmalloc(r * sizeof(int32_t));
         s->pos = xmalloc(r * sizeof(int32_t));
         s->row_seq = xmalloc(r * sizeof(int32_t));
@@ -366,13 +437,19 @@ static int seq_slot(InferEngine *e, char *err, size_t errlen) {
     return set_err(err, errlen, "inference: all %d sequence slots are in use (max_seqs)", e->max_seqs);
 }
 
-int infer_seq_new(InferEngine *e, char *err, size_t errlen) {
+static int seq_new_local(InferEngine *e, char *err, size_t errlen) {
     int id = seq_slot(e, err, errlen);
     if (id < 0) return -1;
     InferSeq *s = &e->seqs[id];
     s->live = true;
     s->len = 0;
     s->n_blocks = 0;
+    return id;
+}
+
+int infer_seq_new(InferEngine *e, char *err, size_t errlen) {
+    int id = seq_new_local(e, err, errlen);
+    if (id >= 0 && e->lead) op_send(e->group, OP_SEQ_NEW, id, 0, 0, 0);
     return id;
 }
 
@@ -388,9 +465,9 @@ static void seq_push_block(InferSeq *s, int32_t b) {
     s->blocks[s->n_blocks++] = b;
 }
 
-int infer_seq_fork(InferEngine *e, int src, char *err, size_t errlen) {
+static int seq_fork_local(InferEngine *e, int src, char *err, size_t errlen) {
     if (!seq_ok(e, src)) return set_err(err, errlen, "inference: fork of unknown sequence %d", src);
-    int id = infer_seq_new(e, err, errlen);
+    int id = seq_new_local(e, err, errlen);
     if (id < 0) return -1;
     InferSeq *s = &e->seqs[src], *d = &e->seqs[id];
     for (int i = 0; i < s->n_blocks; i++) {
@@ -398,6 +475,12 @@ int infer_seq_fork(InferEngine *e, int src, char *err, size_t errlen) {
         e->refs[s->blocks[i]]++;
     }
     d->len = s->len;
+    return id;
+}
+
+int infer_seq_fork(InferEngine *e, int src, char *err, size_t errlen) {
+    int id = seq_fork_local(e, src, err, errlen);
+    if (id >= 0 && e->lead) op_send(e->group, OP_SEQ_FORK, src, id, 0, 0);
     return id;
 }
 
@@ -411,13 +494,19 @@ static int32_t block_take(InferEngine *e) {
     return b;
 }
 
-void infer_seq_free(InferEngine *e, int seq) {
+static void seq_free_local(InferEngine *e, int seq) {
     if (!seq_ok(e, seq)) return;
     InferSeq *s = &e->seqs[seq];
     for (int i = 0; i < s->n_blocks; i++) block_release(e, s->blocks[i]);
     s->n_blocks = 0;
     s->len = 0;
     s->live = false;
+}
+
+void infer_seq_free(InferEngine *e, int seq) {
+    if (!seq_ok(e, seq)) return;
+    if (e->lead) op_send(e->group, OP_SEQ_FREE, seq, 0, 0, 0);
+    seq_free_local(e, seq);
 }
 
 int infer_seq_len(const InferEngine *e, int seq) {
@@ -527,9 +616,12 @@ static void cache_write(InferEngine *e, int l, const float *kn /* (R, NKV*D) */,
     }
 }
 
-int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
-    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
-    if (check_chunks(e, chunks, n_chunks, err, errlen) != 0) return -1;
+/* The forward on this rank's shard (chunks checked), collective over the
+ * group. With want_logits the logits after each chunk's last token go into
+ * logits (n_chunks, V) at one rank or on the leader; a follower passes
+ * NULL but still takes part in the gather. */
+static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks, bool want_logits,
+                          float *logits) {
     const Qwen3Params *p = &e->model->params;
     int C = e->C, I = e->I, L = e->L, NH = e->NH, NKV = e->NKV, D = e->D, V = e->V;
     int QD = NH * D, KD = NKV * D;
@@ -565,8 +657,14 @@ int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float 
         s->last_row[i] = r0 + chunks[i].n - 1;
     }
 
-    /* TP: vocab-parallel embedding, all-reduce */
-    embedding_forward(s->x, s->tok, p->embed, R, C);
+    /* TP: vocab-parallel embedding (one rank holds each row, the others add
+     * zeros, so the sum is exact) */
+    if (e->group) {
+        embedding_forward_shard(s->x, s->tok, p->embed, R, C, e->v0, e->Vs);
+        comm_allreduce_sum_f32(e->group, s->x, (size_t)R * C);
+    } else {
+        embedding_forward(s->x, s->tok, p->embed, R, C);
+    }
     size_t bs = e->block_size;
     for (int l = 0; l < L; l++) {
         /* attention */
@@ -583,7 +681,8 @@ int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float 
         attention_paged(s->att, s->qn, e->kv, s->row_blocks, s->pos, R, NH, NKV, D, e->block_size,
                         e->block_stride, k_off, v_off);
         linear(e, s->res2, s->att, p->wo + (size_t)l * C * QD, QD, C, chunks, n_chunks, n_small);
-        /* TP all-reduce: res2 holds this rank's partial o_proj output */
+        /* TP: res2 holds this rank's heads' part of the o_proj output */
+        if (e->group) comm_allreduce_sum_f32(e->group, s->res2, (size_t)R * C);
         residual_add(s->res2, s->x, (long)R * C);
 
         /* MLP */
@@ -592,21 +691,131 @@ int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float 
         linear(e, s->up, s->ln, p->wup + (size_t)l * I * C, C, I, chunks, n_chunks, n_small);
         swiglu_forward(s->h, s->gate, s->up, (long)R * I);
         linear(e, s->x, s->h, p->wdown + (size_t)l * C * I, I, C, chunks, n_chunks, n_small);
-        /* TP all-reduce: x holds this rank's partial down_proj output */
+        /* TP: x holds this rank's slice of the MLP's part of the output */
+        if (e->group) comm_allreduce_sum_f32(e->group, s->x, (size_t)R * C);
         residual_add(s->x, s->res2, (long)R * C);
     }
 
     for (int i = 0; i < n_chunks; i++) e->seqs[chunks[i].seq].len += chunks[i].n;
-    if (!logits) return 0;
+    if (!want_logits) return;
 
     /* Output head on each chunk's last row only. */
     for (int i = 0; i < n_chunks; i++) {
         memcpy(s->xl + (size_t)i * C, s->x + (size_t)s->last_row[i] * C, (size_t)C * sizeof(float));
     }
     rmsnorm_forward(s->xf, s->rstdf, s->xl, p->norm_w, n_chunks, C, e->eps);
-    /* TP: vocab-parallel head; each rank holds its slice of the logits */
-    linear_rows(logits, s->xf, p->lm_head, n_chunks, C, V);
+    if (!e->group) {
+        linear_rows(logits, s->xf, p->lm_head, n_chunks, C, V);
+        return;
+    }
+    /* TP: each rank's vocabulary rows, gathered on the leader (which alone
+     * samples) rank-major, then laid out row by row */
+    int Vs = e->Vs, tp = e->group->size;
+    linear_rows(s->lg, s->xf, p->lm_head, n_chunks, C, Vs);
+    comm_gather_f32(e->group, s->lg, s->lg_all, (size_t)n_chunks * Vs, 0);
+    if (!logits) return;
+    for (int r = 0; r < tp; r++) {
+        for (int i = 0; i < n_chunks; i++) {
+            memcpy(logits + (size_t)i * V + (size_t)r * Vs, s->lg_all + ((size_t)r * n_chunks + i) * Vs,
+                   (size_t)Vs * sizeof(float));
+        }
+    }
+}
+
+/* Leader: the forward's chunks to the followers, as (seq, n) pairs then
+ * every chunk's ids. */
+static void send_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, bool want_logits) {
+    size_t total = 0;
+    for (int i = 0; i < n_chunks; i++) total += (size_t)chunks[i].n;
+    size_t n = 2 * (size_t)n_chunks + total;
+    if (e->op_cap < n) {
+        e->op_cap = n;
+        e->op_buf = xrealloc(e->op_buf, n * sizeof(int32_t));
+    }
+    int32_t *w = e->op_buf, *ids = w + 2 * (size_t)n_chunks;
+    for (int i = 0; i < n_chunks; i++) {
+        w[2 * i] = chunks[i].seq;
+        w[2 * i + 1] = chunks[i].n;
+        memcpy(ids, chunks[i].ids, (size_t)chunks[i].n * sizeof(int32_t));
+        ids += chunks[i].n;
+    }
+    op_send(e->group, OP_FORWARD, n_chunks, (int)total, want_logits, 0);
+    comm_broadcast(e->group, e->op_buf, n * sizeof(int32_t), 0);
+}
+
+int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
+    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
+    if (check_chunks(e, chunks, n_chunks, err, errlen) != 0) return -1;
+    if (e->lead) send_forward(e, chunks, n_chunks, logits != NULL);
+    forward_local(e, chunks, n_chunks, logits != NULL, logits);
     return 0;
+}
+
+/* A follower's replay of one forward. */
+static void follow_forward(InferEngine *e, int n_chunks, int total, bool want_logits) {
+    size_t n = 2 * (size_t)n_chunks + (size_t)total;
+    int32_t *buf = xmalloc(n * sizeof(int32_t));
+    comm_broadcast(e->group, buf, n * sizeof(int32_t), 0);
+    InferChunk *chunks = xmalloc((size_t)n_chunks * sizeof *chunks);
+    const int32_t *ids = buf + 2 * (size_t)n_chunks;
+    for (int i = 0; i < n_chunks; i++) {
+        chunks[i] = (InferChunk){.seq = buf[2 * i], .ids = ids, .n = buf[2 * i + 1]};
+        ids += chunks[i].n;
+    }
+    char err[512];
+    if (check_chunks(e, chunks, n_chunks, err, sizeof err) != 0)
+        die_runtime("inference follower (group rank %d): the leader's forward does not fit this replica: %s",
+                    e->group->rank, err);
+    forward_local(e, chunks, n_chunks, want_logits, NULL);
+    free(chunks);
+    free(buf);
+}
+
+int infer_follow(const Qwen3 *model, struct Comm *group, char *err, size_t errlen) {
+    if (!group || group->size < 2 || group->rank == 0) {
+        return set_err(err, errlen, "inference: infer_follow runs on ranks 1.. of a group of several ranks");
+    }
+    if (check_shard(model, group, err, errlen) != 0) return -1;
+    InferEngine *e = NULL;
+    for (;;) {
+        int32_t m[OP_INTS];
+        comm_broadcast(group, m, sizeof m, 0);
+        int op = m[0];
+        if (op == OP_END) break;
+        if ((op == OP_NEW) == (e != NULL)) {
+            die_runtime("inference follower (group rank %d): operation '%s' %s an engine", group->rank, op_name(op),
+                        e ? "while running" : "without");
+        }
+        char why[512];
+        switch (op) {
+        case OP_NEW: {
+            InferOptions o = {.kv_tokens = m[1], .block_size = m[2], .max_seqs = m[3], .max_len = m[4]};
+            e = engine_create(model, &o, group, false);
+            break;
+        }
+        case OP_SEQ_NEW:
+            if (seq_new_local(e, why, sizeof why) != m[1])
+                die_runtime("inference follower (group rank %d): new sequence is not %d", group->rank, m[1]);
+            break;
+        case OP_SEQ_FORK:
+            if (seq_fork_local(e, m[1], why, sizeof why) != m[2])
+                die_runtime("inference follower (group rank %d): fork of %d is not %d", group->rank, m[1], m[2]);
+            break;
+        case OP_SEQ_FREE: seq_free_local(e, m[1]); break;
+        case OP_FORWARD: follow_forward(e, m[1], m[2], m[3] != 0); break;
+        case OP_FREE:
+            engine_destroy(e);
+            e = NULL;
+            break;
+        default: die_runtime("inference follower (group rank %d): unknown operation %d", group->rank, op);
+        }
+    }
+    if (e) die_runtime("inference follower (group rank %d): the leader ended with an engine running", group->rank);
+    return 0;
+}
+
+void infer_follow_end(struct Comm *group) {
+    if (group && group->size > 1 && group->rank == 0) op_send(group, OP_END, 0, 0, 0, 0);
 }
 
 /* ================================================================ generation */

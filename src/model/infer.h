@@ -32,9 +32,25 @@
  * more tokens (prefill) use sgemm on the chunk alone. Attention reads the
  * paged cache one query at a time (online softmax, as in training).
  *
- * Tensor parallelism (later): the engine keeps local head counts (nh, nkv)
- * and every layer function takes them as arguments; projections shard as in
- * qwen3.c.
+ * Tensor parallelism: an engine may span a TP group (InferOptions.group).
+ * Each rank holds its shard of the model (qwen3_load_dir_tp over the group:
+ * q/k/v and gate/up rows, o and down columns, vocab rows of embed and
+ * lm_head, as in training) and the KV cache of its kv heads. A forward
+ * all-reduces the embedding, the o_proj output and the down_proj output, and
+ * gathers the vocab slices of the logits on group rank 0, the leader.
+ *
+ * Lockstep: only the leader calls the functions below; every call that
+ * changes the engine (infer_new, sequences, infer_forward, infer_free, and
+ * so every generation step) is broadcast to the other ranks first, and they
+ * replay it inside infer_follow. Sampling happens on the leader alone, so
+ * the followers never need the logits. The leader ends the followers'
+ * infer_follow with infer_follow_end once it creates no more engines. At one
+ * rank (group NULL or of size 1) none of this runs.
+ *
+ * Numerics at TP > 1: the all-reduced partial sums of o_proj and down_proj
+ * add in another order than one dot product, so logits differ from TP = 1
+ * in the last bits (relative 1e-6 on the tiny model); everything else is
+ * the same arithmetic per head, row and vocabulary entry.
  */
 #ifndef TAU2_MODEL_INFER_H
 #define TAU2_MODEL_INFER_H
@@ -57,6 +73,10 @@ typedef struct {
     int block_size; /* tokens per block; 0: INFER_DEFAULT_BLOCK_SIZE */
     int max_seqs;   /* live sequences at most; 0: 1024 */
     int max_len;    /* longest sequence; 0: the model's max_position_embeddings */
+    /* the engine's TP group (borrowed; NULL or size 1: this rank alone). The
+     * model must be this rank's shard of a group of that size; only group
+     * rank 0 calls infer_new, the other ranks run infer_follow. */
+    struct Comm *group;
 } InferOptions;
 
 typedef struct InferEngine InferEngine;
@@ -65,6 +85,17 @@ typedef struct InferEngine InferEngine;
  * its weights may change between steps, e.g. after a weight broadcast). */
 InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen);
 void infer_free(InferEngine *e);
+
+/* A follower of a TP group (group rank >= 1): replay the leader's engines
+ * on this rank's shard (model) until the leader calls infer_follow_end;
+ * engines come and go meanwhile (infer_new ... infer_free on the leader).
+ * Returns 0, or -1 with err when called on rank 0 or at one rank, or with a
+ * model that is not this rank's shard. A replica that cannot follow (a bug)
+ * is die_runtime. */
+int infer_follow(const Qwen3 *model, struct Comm *group, char *err, size_t errlen);
+/* On the leader (group rank 0; nothing elsewhere or at one rank): end the
+ * followers' infer_follow. No engine of the group may be alive. */
+void infer_follow_end(struct Comm *group);
 
 /* ---- sequences ---- */
 

@@ -26,6 +26,7 @@
 #include "io/tb_events.h"
 #include "llm/llm_client.h"
 #include "llm/mpi_server.h"
+#include "model/infer.h"
 #include "model/qwen3.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
@@ -68,7 +69,8 @@ typedef struct {
     ChatTemplate *ct;
     Qwen3 *policy;       /* this trainer rank's shard (trainers) */
     Qwen3 *ref;          /* frozen reference, when kl_coef > 0 */
-    Qwen3 *engine_model; /* full weights for the rollout engine (rollout ranks); may be policy */
+    Qwen3 *engine_model; /* the rollout engine's weights (rollout ranks): full, or this rank's shard of a
+                          * rollout group of several ranks; may be policy */
     PromptSet *prompts;
     SftSet *sft;
     MetricsLog *metrics;
@@ -152,8 +154,12 @@ static void setup_models(Job *j) {
         }
     }
     if (j->lay.is_rollout) {
-        if (j->lay.is_trainer && j->lay.tp == 1) {
-            j->engine_model = j->policy; /* colocated, unsharded: the engine reads the trainer's weights */
+        if (j->lay.is_trainer && j->lay.rollout_tp == j->lay.tp) {
+            /* colocated, unsharded or one engine per TP group: the engine reads the trainer's weights */
+            j->engine_model = j->policy;
+        } else if (j->lay.rollout_tp > 1) {
+            j->engine_model = qwen3_load_dir_tp(c->model, j->comms.rollout_group, err, sizeof err);
+            if (!j->engine_model) die_input("%s: field 'model': %s", c->path, err);
         } else {
             j->engine_model = qwen3_load_dir(c->model, err, sizeof err);
             if (!j->engine_model) die_input("%s: field 'model': %s", c->path, err);
@@ -534,7 +540,7 @@ static void colocated_sync(Job *j) {
  * rank 0. Collective over those trainer ranks and the sync comm. */
 static void broadcast_weights(Job *j) {
     Qwen3 *full = NULL;
-    const float *buf;
+    float *buf;
     size_t n_params;
     if (j->lay.is_trainer) {
         if (j->lay.dp_rank != 0) return;
@@ -547,14 +553,39 @@ static void broadcast_weights(Job *j) {
         buf = src->params_memory;
         n_params = src->num_parameters;
     } else {
-        buf = j->engine_model->params_memory;
-        n_params = j->engine_model->num_parameters;
+        /* a sharded engine receives the full buffer, then takes its slices */
+        if (j->lay.rollout_tp > 1) full = qwen3_new(&j->mcfg);
+        const Qwen3 *dst = full ? full : j->engine_model;
+        buf = dst->params_memory;
+        n_params = dst->num_parameters;
     }
     for (size_t off = 0; off < n_params; off += WEIGHT_BUCKET_FLOATS) {
         size_t n = n_params - off < WEIGHT_BUCKET_FLOATS ? n_params - off : WEIGHT_BUCKET_FLOATS;
-        comm_broadcast(j->comms.sync, (float *)buf + off, n * sizeof(float), 0);
+        comm_broadcast(j->comms.sync, buf + off, n * sizeof(float), 0);
+    }
+    if (full && j->lay.is_rollout) {
+        Qwen3 *e = j->engine_model;
+        for (int i = 0; i < e->n_tensors; i++)
+            qwen3_set_tensor(e, e->params_memory, i, full->params_memory + full->tensors[i].offset);
     }
     qwen3_free(full);
+}
+
+/* ================================================================ engine groups */
+
+/* The rollout engine's TP group, NULL when engines are one rank. */
+static Comm *engine_group(const Job *j) {
+    return j->lay.is_rollout && j->lay.rollout_tp > 1 ? j->comms.rollout_group : NULL;
+}
+
+/* A rollout rank other than its group's rank 0: it runs no episodes, it
+ * replays the leader's engine. */
+static bool engine_follower(const Job *j) { return j->lay.is_rollout && j->lay.rollout_group_rank > 0; }
+
+/* Follower: replay the leader's engines until it ends this phase. */
+static void follow_engine(Job *j) {
+    char err[512];
+    if (infer_follow(j->engine_model, j->comms.rollout_group, err, sizeof err) != 0) die_runtime("rollout: %s", err);
 }
 
 /* ================================================================ SFT phase */
@@ -665,13 +696,17 @@ static int domain_slot(const char *name) {
  * fills summary (RS_*); the cursor advances on every rollout rank. */
 static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *summary) {
     const JobConfig *c = j->cfg;
-    Comm *rc = j->comms.rollout;
+    memset(summary, 0, RS_COUNT * sizeof(double));
+    if (engine_follower(j)) { /* the prompts, buffers and summary are the leaders' */
+        follow_engine(j);
+        return;
+    }
+    Comm *rc = j->comms.rollout_leaders;
     bool root = rc->rank == 0;
     double t0 = now_s();
     int n_engines = rc->size, engine = rc->rank;
-    RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct};
+    RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j)};
     RolloutBuffer *kept = root ? rollout_buffer_new(j->step + 1, version, c->hash) : NULL;
-    memset(summary, 0, RS_COUNT * sizeof(double));
     int need = c->rollout_batch_size, round = 0, next_group = 0;
     bool filter = c->dynamic_sampling_filter != NULL;
     while (need > 0 && round <= (filter ? c->max_sampling_rounds : 0)) {
@@ -780,6 +815,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
         next_group += n_take;
         round++;
     }
+    infer_follow_end(engine_group(j));
     if (root) {
         char path[2048], err[2048];
         snprintf(path, sizeof path, "%s/step_%06" PRId64 ".h5", j->rollout_dir, grpo_step);
@@ -932,11 +968,19 @@ static int maybe_evaluate(Job *j, int64_t g) {
     if (!j->eval || (g % c->eval_interval != 0 && g != c->num_rollout)) return 0;
     char tag[64];
     snprintf(tag, sizeof tag, "step_%06" PRId64, j->step);
-    RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct};
-    EvalRunInfo info = {.run_dir = j->run_dir, .tag = tag, .step = j->step, .checkpoint = tag};
-    cJSON *row = NULL;
-    int stop = eval_run(j->eval, &pol, j->comms.rollout, &info, &row);
-    if (row) write_metrics(j, row);
+    int stop = 0;
+    if (engine_follower(j)) {
+        follow_engine(j);
+    } else {
+        RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j)};
+        EvalRunInfo info = {.run_dir = j->run_dir, .tag = tag, .step = j->step, .checkpoint = tag};
+        cJSON *row = NULL;
+        stop = eval_run(j->eval, &pol, j->comms.rollout_leaders, &info, &row);
+        infer_follow_end(engine_group(j));
+        if (row) write_metrics(j, row);
+    }
+    /* the leaders agreed on a stop; their followers learn it */
+    if (engine_group(j)) comm_broadcast(j->comms.rollout_group, &stop, sizeof stop, 0);
     return stop;
 }
 

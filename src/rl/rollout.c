@@ -468,7 +468,8 @@ int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const Rollout
     /* sequences: each episode's, each group's prompt, each policy-user turn */
     InferOptions io = {.kv_tokens = opt->kv_cache_tokens > 0 ? opt->kv_cache_tokens
                                                              : default_kv_budget(opt, user, n_prompts),
-                       .max_seqs = 2 * n + n_prompts + 1};
+                       .max_seqs = 2 * n + n_prompts + 1,
+                       .group = pol->group};
     r.eng = infer_new(pol->model, &io, err, errlen);
     if (!r.eng) return -1;
     r.gen = infer_gen_new(r.eng, pol->tok);

@@ -111,12 +111,16 @@ typedef struct {
  * the same client); -1 for another name. */
 int rollout_user_kind_parse(const char *name, RolloutUserKind *out);
 
-/* The policy as the rollout sees it (borrowed). model is a full (TP = 1)
- * copy of the weights. */
+/* The policy as the rollout sees it (borrowed). At one rank model is a full
+ * (TP = 1) copy of the weights. With an engine group of several ranks
+ * (group), model is this rank's shard, rollout_run runs on group rank 0
+ * and the other ranks replay its engine in infer_follow (model/infer.h)
+ * until rank 0 calls infer_follow_end. */
 typedef struct {
     const Qwen3 *model;
     Tokenizer *tok;
     const ChatTemplate *ct;
+    struct Comm *group; /* the engine's TP group, or NULL: this rank alone */
 } RolloutPolicy;
 
 typedef struct {

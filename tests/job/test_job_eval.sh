@@ -68,6 +68,8 @@ eval_config "$TMP/bad3.json" small eval="{\"datasets\": [{\"name\": \"a\", \"pat
 expect_exit "an unknown override key, the nearest suggested" 2 "task_split" "$BIN" "$TMP/bad3.json" --output-dir "$TMP/x"
 eval_config "$TMP/bad4.json" small eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\"}}]}"
 expect_exit "a dataset without a task split is named" 2 "eval dataset 'a'" "$BIN" "$TMP/bad4.json" --output-dir "$TMP/x"
+eval_config "$TMP/bad5.json" small rollout_tensor_parallel=2
+expect_exit "engines of several ranks are refused" 2 "field 'rollout_tensor_parallel'" "$BIN" "$TMP/bad5.json" --output-dir "$TMP/x"
 test ! -e "$TMP/x/eval"
 check "a rejected config writes nothing" $?
 

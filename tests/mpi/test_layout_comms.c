@@ -24,9 +24,10 @@
 #define INTER 9728
 #define VOCAB 151936
 
-typedef enum { C_TRAINER, C_TP, C_DP, C_ROLLOUT, C_ROLLOUT_GROUP, C_SYNC, C_USER_SIM, C_COUNT } Which;
+typedef enum { C_TRAINER, C_TP, C_DP, C_ROLLOUT, C_ROLLOUT_GROUP, C_LEADERS, C_SYNC, C_USER_SIM, C_COUNT } Which;
 
-static const char *k_names[C_COUNT] = {"trainer", "tp", "dp", "rollout", "rollout_group", "sync", "user_sim"};
+static const char *k_names[C_COUNT] = {"trainer", "tp", "dp", "rollout", "rollout_group", "rollout_leaders",
+                                       "sync", "user_sim"};
 
 static Comm *comm_of(const LayoutComms *c, Which w) {
     switch (w) {
@@ -35,6 +36,7 @@ static Comm *comm_of(const LayoutComms *c, Which w) {
     case C_DP: return c->dp;
     case C_ROLLOUT: return c->rollout;
     case C_ROLLOUT_GROUP: return c->rollout_group;
+    case C_LEADERS: return c->rollout_leaders;
     case C_SYNC: return c->sync;
     case C_USER_SIM: return c->user_sim;
     default: return NULL;
@@ -51,6 +53,8 @@ static bool same_comm(const RankLayout *l, const RankLayout *lk, Which w) {
     case C_DP: return l->is_trainer && lk->is_trainer && l->tp_rank == lk->tp_rank;
     case C_ROLLOUT: return l->is_rollout && lk->is_rollout;
     case C_ROLLOUT_GROUP: return l->is_rollout && lk->is_rollout && l->rollout_group == lk->rollout_group;
+    case C_LEADERS:
+        return l->is_rollout && lk->is_rollout && l->rollout_group_rank == 0 && lk->rollout_group_rank == 0;
     case C_SYNC: return in_sync(l) && in_sync(lk);
     case C_USER_SIM: return l->is_user_sim && lk->is_user_sim;
     default: return false;
@@ -76,6 +80,9 @@ static void expect_place(const RankLayout *l, Which w, int *size, int *rank) {
         break;
     case C_ROLLOUT_GROUP:
         if (l->is_rollout) *size = l->rollout_tp, *rank = l->rollout_group_rank;
+        break;
+    case C_LEADERS:
+        if (l->is_rollout && l->rollout_group_rank == 0) *size = l->n_rollout_groups, *rank = l->rollout_group;
         break;
     case C_SYNC:
         /* trainer rank 0 is rank 0, rollout rank r is rank r + 1 */
@@ -160,6 +167,11 @@ int main(int argc, char **argv) {
         LayoutRequest r = {tp, 0, 0, 1, 0, true};
         check_layout(world, r);
         layouts++;
+        if (tp > 1) { /* one engine per trainer TP group */
+            LayoutRequest e = {tp, 0, 0, tp, 0, true};
+            check_layout(world, e);
+            layouts++;
+        }
         if (ws > 1 && (ws - 1) % tp == 0) {
             LayoutRequest u = {tp, 0, 0, 1, 1, true};
             check_layout(world, u);
@@ -174,6 +186,12 @@ int main(int argc, char **argv) {
                 LayoutRequest r = {tp, dp, 0, 1, us, false};
                 check_layout(world, r);
                 layouts++;
+                /* engines of 2 ranks where the ranks left divide by 2 */
+                if ((ws - us - dp * tp) % 2 == 0) {
+                    LayoutRequest e = {tp, dp, 0, 2, us, false};
+                    check_layout(world, e);
+                    layouts++;
+                }
             }
         }
     }

@@ -142,6 +142,18 @@ static void test_colocated(void **state) {
     check_all_ranks(req(1, 0, 0, 1, 0, true), 8);
     check_all_ranks(req(2, 0, 0, 1, 0, true), 8);
     check_all_ranks(req(8, 0, 0, 1, 0, true), 8);
+
+    /* rollout_tp = tp: each trainer TP group is one engine on its shards */
+    l = plan_ok(req(2, 0, 4, 2, 0, true), 8, 5);
+    assert_int_equal(l.dp, 4);
+    assert_int_equal(l.rollout_tp, 2);
+    assert_int_equal(l.n_rollout_groups, 4);
+    assert_int_equal(l.rollout_rank, 5);
+    assert_int_equal(l.rollout_group, l.dp_rank);
+    assert_int_equal(l.rollout_group_rank, l.tp_rank);
+    check_all_ranks(req(2, 0, 0, 2, 0, true), 8);
+    check_all_ranks(req(8, 0, 0, 8, 0, true), 8);
+    check_all_ranks(req(2, 0, 0, 2, 0, true), 2);
 }
 
 static void test_separate(void **state) {
@@ -191,6 +203,20 @@ static void test_separate(void **state) {
     check_all_ranks(req(1, 0, 0, 1, 0, false), 2);
     check_all_ranks(req(2, 1, 0, 1, 0, false), 4);
     check_all_ranks(req(1, 3, 1, 1, 0, false), 4);
+
+    /* engines of 2 ranks: 8 = dp 1 x tp 2 + 3 groups of 2 */
+    for (int rank = 0; rank < 8; rank++) {
+        l = plan_ok(req(2, 1, 0, 2, 0, false), 8, rank);
+        assert_int_equal(l.n_rollout_groups, 3);
+        assert_int_equal(l.rollout_tp, 2);
+        if (rank >= 2) {
+            assert_int_equal(l.rollout_group, (rank - 2) / 2);
+            assert_int_equal(l.rollout_group_rank, rank % 2);
+        }
+    }
+    check_all_ranks(req(2, 1, 0, 2, 0, false), 8);
+    check_all_ranks(req(1, 0, 2, 2, 0, false), 6);
+    check_all_ranks(req(1, 1, 1, 2, 1, false), 4);
 }
 
 static void test_user_sim(void **state) {
@@ -247,10 +273,22 @@ static void test_errors(void **state) {
     expect_err(req(1, 0, -2, 1, 0, false), 4,
                "rollout_groups -2 must be at least 0 (0 = derive from the world size)");
     expect_err(req(1, 0, 0, 0, 0, false), 4, "rollout_tensor_parallel 0 must be at least 1");
-    expect_err(req(1, 0, 0, 2, 0, false), 4,
-               "rollout_tensor_parallel 2: the CPU inference engine runs unsharded; use 1");
+    /* an engine shards the model as training does; colocated it is one rank or the tp group */
+    expect_err(req(1, 0, 0, 3, 0, false), 4,
+               "rollout_tensor_parallel 3 does not divide num_key_value_heads 8 (divisors: 1, 2, 4, 8); "
+               "rollout_tensor_parallel values that fit this model on 4 ranks: 1, 2, 4");
     expect_err(req(1, 0, 0, 2, 0, true), 4,
-               "rollout_tensor_parallel 2: the CPU inference engine runs unsharded; use 1");
+               "rollout_tensor_parallel 2 does not fit colocated tensor_parallel 1: a colocated engine is one "
+               "rank (1) or the trainer's tp group (1)");
+    expect_err(req(4, 0, 0, 2, 0, true), 8,
+               "rollout_tensor_parallel 2 does not fit colocated tensor_parallel 4: a colocated engine is one "
+               "rank (1) or the trainer's tp group (4)");
+    expect_err(req(2, 0, 8, 2, 0, true), 8,
+               "rollout_groups 8 does not fit: colocated, the 8 trainer ranks run 4 rollout engines of 2 ranks; "
+               "set rollout_groups 4 (or 0)");
+    expect_err(req(2, 1, 0, 4, 0, false), 8,
+               "rollout_tensor_parallel 4 does not divide the 6 ranks left for rollout (world size 8 - 2 trainer "
+               "ranks - user_sim_ranks 0); 8 ranks fit data_parallel 2 with 1 rollout group of 4 ranks");
     expect_err(req(1, 0, 0, 1, -1, false), 4, "user_sim_ranks -1 must be at least 0");
 
     RankLayout l;
@@ -384,6 +422,18 @@ static void test_describe(void **state) {
                            "  rollout      rank 0: 1 engine of 1 rank with the full weights\n"
                            "  user sim     none\n");
 
+    l = plan_ok(req(2, 0, 0, 2, 0, true), 4, 0);
+    layout_describe(&l, d, sizeof d);
+    assert_string_equal(d, "rank layout: 4 ranks, colocated (every trainer rank also runs a rollout engine; the "
+                           "phases alternate)\n"
+                           "  trainer      ranks 0-3: data_parallel 2 x tensor_parallel 2\n"
+                           "    tp groups: [0-1] [2-3]\n"
+                           "  rollout      ranks 0-3: 2 engines, each a tp group on the trainer's shards\n"
+                           "  user sim     none\n");
+    l = plan_ok(req(1, 1, 0, 2, 0, false), 5, 0);
+    layout_describe(&l, d, sizeof d);
+    assert_non_null(strstr(d, "  rollout      ranks 1-4: 2 groups of 2 ranks\n    groups: [1-2] [3-4]\n"));
+
     /* long lists stop; short buffers truncate */
     l = plan_ok(req(2, 0, 0, 1, 0, false), 40, 0);
     layout_describe(&l, d, sizeof d);
@@ -411,6 +461,8 @@ static void test_self_comms(void **state) {
         comm_allreduce_sum_f32(all[i], v, 2);
         assert_true(v[0] == 1.5f && v[1] == -2.0f);
     }
+    assert_non_null(c.rollout_leaders);
+    assert_int_equal(c.rollout_leaders->size, 1);
     assert_null(c.sync);
     assert_null(c.user_sim);
     layout_free_comms(&c);
