@@ -261,7 +261,7 @@ static void check_group(RolloutBuffer *rb, bool judged, bool met) {
 
 /* The model named in request i's body. */
 static char *request_model(FaultServer *s, int i, bool *judge) {
-    char *body;
+    char *body = NULL;
     assert_true(fault_server_request(s, i, NULL, &body, NULL));
     cJSON *req = parse(body);
     *judge = is_judge_request(req);
