@@ -486,6 +486,30 @@ static bool load_checkpoint(Job *j) {
     return true;
 }
 
+/* The KL term's reference is the policy GRPO starts from: the SFT
+ * warm-up's result when this job warms up (what slime's --ref-load of the
+ * SFT checkpoint gives), else `model`, loaded at setup. The warm-up's result
+ * is exported to ckpt/reference when GRPO starts, so a run resumed in its
+ * GRPO phase finds the same reference; a run stopped before that export
+ * resumes at or before the SFT's last step and exports it then. Trainer
+ * ranks only. */
+static void setup_reference(Job *j) {
+    if (!j->ref || j->n_sft_steps == 0 || !j->lay.is_trainer) return;
+    char dir[1100], err[2048];
+    path_join(dir, sizeof dir, j->ckpt_dir, "reference");
+    if (j->step == j->n_sft_steps) {
+        memcpy(j->ref->params_memory, j->policy->params_memory, j->policy->num_parameters * sizeof(float));
+        /* every DP rank holds the same weights: the TP group of DP rank 0 writes them */
+        if (j->lay.dp_rank == 0 && qwen3_export_dir(j->policy, dir, ST_F32, err, sizeof err) != 0)
+            die_runtime("the KL reference: %s", err);
+        return;
+    }
+    Qwen3 *ref = qwen3_load_dir_tp(dir, j->comms.tp, err, sizeof err);
+    if (!ref) die_runtime("resume: the KL reference (the SFT warm-up's result): %s", err);
+    qwen3_free(j->ref);
+    j->ref = ref;
+}
+
 /* On resume, drop metrics lines of steps after the checkpoint (the killed
  * run's last steps are run again). */
 static void trim_metrics(Job *j, const char *path) {
@@ -1160,14 +1184,17 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     }
 
     run_sft_phase(j);
-    /* a stop during SFT reaches the ranks that do not train here */
+    /* a stop during SFT reaches the ranks that do not train here, and so
+     * does the step (rollout-only ranks of separate mode skip the SFT) */
     j->stopped_by = stop_agree(j->work, j->stopped_by);
+    comm_broadcast(j->work, &j->step, sizeof j->step, 0);
     if (j->stopped_by) stop_checkpoint(j);
     if (strcmp(cfg->job, "sft") == 0 && !j->stopped_by && j->eval) {
         colocated_sync(j);
         if ((j->stopped_by = maybe_evaluate(j, cfg->num_rollout)) != 0) stop_checkpoint(j);
     }
     if (strcmp(cfg->job, "grpo") == 0 && !j->stopped_by) {
+        setup_reference(j);
         if (j->lay.colocate) run_grpo_colocated(j);
         else run_grpo_separate(j);
     }

@@ -28,6 +28,35 @@ sys.exit(0 if ok else 1)
 PY
   check "staleness within max_staleness $s" $?
 done
+# Separate mode after an SFT warm-up: the rollout ranks start GRPO at the
+# trainers' step, and the KL reference is the warm-up's result, exported to
+# ckpt/reference and read back by a run resumed in its GRPO phase.
+tiny_config "$TMP/sft.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=2 num_rollout=2 \
+  rollout_max_response_len=512 rollout_max_turn_len=64 colocate=false data_parallel=1 rollout_groups=2 save_interval=1 kl_coef=0.1
+mpirun_np 3 "$BIN" "$TMP/sft.json" --output-dir "$TMP/rs" >"$TMP/logs" 2>&1
+rc=$?
+check "separate mode after SFT exits 0" $rc
+[ $rc -eq 0 ] || tail -20 "$TMP/logs"
+python3 - "$TMP/rs/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+sft = [r["step"] for r in rows if r["phase"] == "sft"]
+grpo = [r["step"] for r in rows if r["phase"] == "grpo"]
+print("sft steps", sft, "grpo steps", grpo)
+sys.exit(0 if len(sft) == 8 and grpo == [9, 10] else 1)
+PY
+check "GRPO steps follow the SFT steps" $?
+[ -f "$TMP/rs/ckpt/reference/model.safetensors" ] && [ -f "$TMP/rs/ckpt/reference/config.json" ]
+check "the KL reference is exported when GRPO starts" $?
+tiny_config "$TMP/sft3.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=2 num_rollout=3 \
+  rollout_max_response_len=512 rollout_max_turn_len=64 colocate=false data_parallel=1 rollout_groups=2 save_interval=1 kl_coef=0.1
+mpirun_np 3 "$BIN" "$TMP/sft3.json" --output-dir "$TMP/rs" >"$TMP/logs3" 2>&1
+rc=$?
+check "a longer run resumes in the GRPO phase with the exported reference" $rc
+[ $rc -eq 0 ] || tail -20 "$TMP/logs3"
+grep -q "resumed from .* at step 10 of 11" "$TMP/logs3"
+check "it resumed at step 10" $?
+
 tiny_config "$TMP/bad.json" colocate=false data_parallel=2 rollout_groups=2
 expect_exit "a layout that does not fit is refused" 2 "does not fit" mpirun_np 3 "$BIN" "$TMP/bad.json" --output-dir "$TMP/bad"
 finish test_job_async
