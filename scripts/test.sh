@@ -13,7 +13,8 @@ else
 fi
 cmake --build "$dir" -j"$(nproc)"
 # The long job tests (label "long") train for minutes; under the sanitizers
-# they would take an hour.
+# they would add about 20 minutes. The small multi-rank job tests run there
+# (doc/testing.md).
 exclude=()
 [ "${TAU2_SANITIZE:-0}" = "1" ] && exclude=(-LE long)
 ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" "${exclude[@]}"

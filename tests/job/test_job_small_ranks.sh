@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Multi-rank jobs small enough for the sanitizer run (scripts/test.sh with
+# TAU2_SANITIZE=1 leaves out the long job tests): what they check at scale,
+# here on 2 ranks with a few short steps.
+#  1. Colocated, DP 2: one SFT step, then two GRPO steps, a checkpoint after
+#     every step. It exits 0; the metrics log has one row per step with
+#     finite losses and every episode of every step; each checkpoint loads.
+#  2. The same run stopped by SIGUSR1 to one rank as soon as it is set up
+#     exits 0 after its first step or two with a checkpoint; rerunning the
+#     command resumes from it, leaves no temporary file, and ends with the
+#     weights of the uninterrupted run.
+#  3. Separate, 1 trainer rank + 1 rollout rank, max_staleness 1: two GRPO
+#     steps, each rollout at most one weight version old.
+set -u
+BIN=$1
+cd "$TAU2_SOURCE_DIR"
+source tests/cli/lib.sh
+source tests/job/lib.sh
+mock_tasks "$TMP/mock.jsonl"
+
+# rows_sane RUN_DIR N_SFT N_GRPO EPISODES: one row per step, in order, with
+# finite training numbers; every GRPO step trained on all its episodes.
+rows_sane() {
+  python3 - "$1/metrics.jsonl" "$2" "$3" "$4" <<'PY'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+n_sft, n_grpo, episodes = map(int, sys.argv[2:5])
+phases = [r["phase"] for r in rows]
+assert phases == ["sft"] * n_sft + ["grpo"] * n_grpo, phases
+assert [r["step"] for r in rows] == list(range(1, len(rows) + 1)), [r["step"] for r in rows]
+for r in rows:
+    for k in ("train/loss", "train/entropy", "train/grad_norm"):
+        assert math.isfinite(r[k]), (r["step"], k, r[k])
+    assert r["train/tokens"] > 0, r
+    if r["phase"] == "grpo":
+        assert r["rollout/episodes"] == episodes and r["rollout/infrastructure_errors"] == 0, r
+        assert r["rollout/tokens"] == r["train/tokens"] and r["rollout/sampled_tokens"] > 0, r
+assert n_sft == 0 or rows[0]["train/loss"] > 0
+PY
+}
+
+tiny_config "$TMP/cfg.json" prompt_data=\"$TMP/mock.jsonl\" sft_num_epoch=1 sft_global_batch_size=4 \
+  rollout_batch_size=2 n_samples_per_prompt=2 global_batch_size=4 num_rollout=2 rollout_max_response_len=192 \
+  rollout_max_turn_len=48 save_interval=1 keep_checkpoints=5
+
+# 1. the uninterrupted run
+mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/a" >"$TMP/log.a" 2>&1
+rc=$?
+check "colocated SFT + GRPO on 2 ranks exits 0" $rc
+[ $rc -eq 0 ] || tail -30 "$TMP/log.a"
+rows_sane "$TMP/a" 1 2 4
+check "its metrics: one sane row per step" $?
+n=$(ls "$TMP"/a/ckpt/step_*.h5 2>/dev/null | wc -l)
+check "a checkpoint per step ($n)" $((n != 3))
+for f in "$TMP"/a/ckpt/step_*.h5; do
+  "$BIN" export --checkpoint "$f" --output "$TMP/x" --dtype F32 >/dev/null 2>"$TMP/err"
+  check "checkpoint $(basename "$f") loads" $?
+done
+
+# 2. stopped by SIGUSR1 once the job is set up (the handler is in place from
+# the start), then resumed
+mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b1" 2>&1 &
+launcher=$!
+signalled=0
+for _ in $(seq 1 3000); do
+  if grep -q "^run directory" "$TMP/log.b1" 2>/dev/null; then
+    pid=$(pgrep -f -n "tau2_hpc $TMP/cfg.json --output-dir $TMP/b")
+    if [ -n "$pid" ]; then kill -USR1 "$pid"; signalled=1; fi
+    break
+  fi
+  kill -0 $launcher 2>/dev/null || break
+  sleep 0.05
+done
+wait $launcher
+b1=$?
+check "a rank got SIGUSR1 during the run" $((1 - signalled))
+check "the signalled run exits 0" $b1
+grep -q "stopped by signal 10 at step [12];" "$TMP/log.b1"
+check "the signalled run stopped before its end with a checkpoint" $?
+[ $b1 -eq 0 ] || tail -30 "$TMP/log.b1"
+mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b2" 2>&1
+rc=$?
+check "rerunning the stopped run exits 0" $rc
+[ $rc -eq 0 ] || tail -30 "$TMP/log.b2"
+grep -q "resumed from" "$TMP/log.b2"
+check "the rerun resumed from the checkpoint" $?
+rows_sane "$TMP/b" 1 2 4
+check "the resumed run's metrics: one sane row per step" $?
+left=$(find "$TMP/b" -name "*.tmp*" | wc -l)
+check "no temporary file left ($left)" "$left"
+"$BIN" export --checkpoint "$TMP/a" --output "$TMP/ea" --dtype F32 >/dev/null && \
+  "$BIN" export --checkpoint "$TMP/b" --output "$TMP/eb" --dtype F32 >/dev/null
+check "both runs export" $?
+cmp -s "$TMP/ea/model.safetensors" "$TMP/eb/model.safetensors"
+check "final weights after stop and resume bit-identical to the uninterrupted run" $?
+
+# 3. separate trainer and rollout ranks, asynchronous
+tiny_config "$TMP/sep.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=2 n_samples_per_prompt=2 \
+  global_batch_size=4 num_rollout=2 rollout_max_response_len=192 rollout_max_turn_len=48 \
+  colocate=false data_parallel=1 rollout_groups=1 max_staleness=1 save_interval=0
+mpirun_np 2 "$BIN" "$TMP/sep.json" --output-dir "$TMP/s" >"$TMP/log.s" 2>&1
+rc=$?
+check "separate mode (1 trainer + 1 rollout rank) exits 0" $rc
+[ $rc -eq 0 ] || tail -30 "$TMP/log.s"
+rows_sane "$TMP/s" 0 2 4
+check "its metrics: one sane row per step" $?
+python3 - "$TMP/s/metrics.jsonl" <<'PY'
+import json, sys
+st = [json.loads(l)["rollout/staleness"] for l in open(sys.argv[1]) if l.strip()]
+sys.exit(0 if st and all(0 <= x <= 1 for x in st) else 1)
+PY
+check "every rollout at most one weight version old" $?
+"$BIN" export --checkpoint "$TMP/s" --output "$TMP/es" --dtype F32 >/dev/null
+check "the separate run's final checkpoint exports" $?
+finish test_job_small_ranks
