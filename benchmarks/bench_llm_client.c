@@ -174,17 +174,14 @@ static RunResult run_raw(const char *url, int n, int conc, int seed_i, int max_t
         }
         int running;
         curl_multi_perform(multi, &running);
-        CURLMsg *msg;
-        int left, finished = 0;
-        while ((msg = curl_multi_info_read(multi, &left))) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            Flight *f;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
-            long status = 0;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+        int finished = 0;
+        Flight *f;
+        CURLcode result;
+        long status;
+        while ((f = bench_next_done(multi, &result, &status))) {
             r.lat[done++] = now() - f->t0;
             finished++;
-            if (msg->data.result != CURLE_OK || status != 200) {
+            if (result != CURLE_OK || status != 200) {
                 r.failed++;
             } else {
                 /* parse the answer, as any caller would */

@@ -117,19 +117,15 @@ int main(int argc, char **argv) {
         while (started < n_req && started - done < conc) flight_start(multi, xcalloc(1, sizeof(Flight)), url, started++, max_tokens);
         int running;
         curl_multi_perform(multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(multi, &left))) {
-            if (msg->msg != CURLMSG_DONE) continue;
-            Flight *f;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&f);
-            long status = 0;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+        Flight *f;
+        CURLcode result;
+        long status;
+        while ((f = bench_next_done(multi, &result, &status))) {
             lat[done] = now() - f->t0;
-            if (msg->data.result != CURLE_OK || status != 200) {
+            if (result != CURLE_OK || status != 200) {
                 if (failed++ < 3) {
                     fprintf(stderr, "bench_serve: request failed: %s, HTTP %ld: %.200s\n",
-                            curl_easy_strerror(msg->data.result), status, f->out.data ? f->out.data : "");
+                            curl_easy_strerror(result), status, f->out.data ? f->out.data : "");
                 }
             } else {
                 char perr[256];

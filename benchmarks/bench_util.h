@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <curl/curl.h>
+
 #include "core/sbuf.h"
 
 /* Seconds on the monotonic clock. */
@@ -34,6 +36,24 @@ static inline double percentile(const double *sorted, int n, double p) {
 static inline size_t on_body(char *data, size_t size, size_t nmemb, void *ctx) {
     sbuf_put(ctx, data, size * nmemb);
     return size * nmemb;
+}
+
+/* The next finished transfer of multi: the private pointer of its easy
+ * handle (CURLOPT_PRIVATE), with its result and HTTP status; NULL when no
+ * transfer has finished since the last call. */
+static inline void *bench_next_done(CURLM *multi, CURLcode *result, long *status) {
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        void *priv = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&priv);
+        *status = 0;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, status);
+        *result = msg->data.result;
+        return priv;
+    }
+    return NULL;
 }
 
 #endif

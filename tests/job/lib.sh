@@ -77,3 +77,33 @@ for kv in sys.argv[5:]:
 json.dump(cfg, open(out, "w"), indent=1)
 PY
 }
+
+# signal_rank_when SIGNAL LAUNCHER_PID RANK_PATTERN CONDITION...: poll the
+# CONDITION command every 0.05 s (2.5 minutes at most, or until the launcher
+# ends); once it holds, send SIGNAL to the newest process whose command line
+# matches RANK_PATTERN (one rank of the job). Prints 1 when a rank got it,
+# else 0.
+signal_rank_when() {
+  local sig=$1 launcher=$2 pattern=$3 _ pid
+  shift 3
+  for _ in $(seq 1 3000); do
+    if "$@"; then
+      pid=$(pgrep -f -n "$pattern" | head -1)
+      if [ -n "$pid" ]; then kill "-$sig" "$pid" && echo 1 && return; fi
+      break
+    fi
+    kill -0 "$launcher" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo 0
+}
+
+# checkpoints_load BIN RUN_DIR: one check per checkpoint of the run, that
+# it loads (exports).
+checkpoints_load() {
+  local f
+  for f in "$2"/ckpt/step_*.h5; do
+    "$1" export --checkpoint "$f" --output "$TMP/x" --dtype F32 >/dev/null 2>"$TMP/err"
+    check "checkpoint $(basename "$f") loads" $?
+  done
+}

@@ -31,8 +31,11 @@ done
 # Separate mode after an SFT warm-up: the rollout ranks start GRPO at the
 # trainers' step, and the KL reference is the warm-up's result, exported to
 # ckpt/reference and read back by a run resumed in its GRPO phase.
-tiny_config "$TMP/sft.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=2 num_rollout=2 \
-  rollout_max_response_len=512 rollout_max_turn_len=64 colocate=false data_parallel=1 rollout_groups=2 save_interval=1 kl_coef=0.1
+sft_config() { # OUT NUM_ROLLOUT
+  tiny_config "$1" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=2 num_rollout=$2 \
+    rollout_max_response_len=512 rollout_max_turn_len=64 colocate=false data_parallel=1 rollout_groups=2 save_interval=1 kl_coef=0.1
+}
+sft_config "$TMP/sft.json" 2
 mpirun_np 3 "$BIN" "$TMP/sft.json" --output-dir "$TMP/rs" >"$TMP/logs" 2>&1
 rc=$?
 check "separate mode after SFT exits 0" $rc
@@ -48,8 +51,7 @@ PY
 check "GRPO steps follow the SFT steps" $?
 [ -f "$TMP/rs/ckpt/reference/model.safetensors" ] && [ -f "$TMP/rs/ckpt/reference/config.json" ]
 check "the KL reference is exported when GRPO starts" $?
-tiny_config "$TMP/sft3.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=2 num_rollout=3 \
-  rollout_max_response_len=512 rollout_max_turn_len=64 colocate=false data_parallel=1 rollout_groups=2 save_interval=1 kl_coef=0.1
+sft_config "$TMP/sft3.json" 3
 mpirun_np 3 "$BIN" "$TMP/sft3.json" --output-dir "$TMP/rs" >"$TMP/logs3" 2>&1
 rc=$?
 check "a longer run resumes in the GRPO phase with the exported reference" $rc

@@ -20,15 +20,8 @@ check "uninterrupted run exits 0" $?
 # The second run: kill one rank once a checkpoint past the SFT phase exists.
 mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b1" 2>&1 &
 launcher=$!
-killed=0
-for _ in $(seq 1 1200); do
-  if [ -f "$TMP/b/ckpt/latest" ] && grep -q "step_00000[5-9]" "$TMP/b/ckpt/latest" 2>/dev/null; then
-    pid=$(pgrep -f -n "tau2_hpc $TMP/cfg.json --output-dir $TMP/b" | head -1)
-    if [ -n "$pid" ]; then kill -9 "$pid"; killed=1; fi
-    break
-  fi
-  sleep 0.1
-done
+killed=$(signal_rank_when KILL $launcher "tau2_hpc $TMP/cfg.json --output-dir $TMP/b" \
+  grep -qs "step_00000[5-9]" "$TMP/b/ckpt/latest")
 wait $launcher
 b1=$?
 check "a rank was killed mid-run" $((1 - killed))
@@ -39,10 +32,7 @@ grep -q "resumed from" "$TMP/log.b2"
 check "the rerun resumed from a checkpoint" $?
 left=$(find "$TMP/b" -name "*.tmp*" | wc -l)
 check "no temporary file left ($left)" "$left"
-for f in "$TMP"/b/ckpt/step_*.h5; do
-  "$BIN" export --checkpoint "$f" --output "$TMP/x" --dtype F32 >/dev/null 2>"$TMP/err"
-  check "checkpoint $(basename "$f") loads" $?
-done
+checkpoints_load "$BIN" "$TMP/b"
 "$BIN" export --checkpoint "$TMP/a" --output "$TMP/ea" --dtype F32 >/dev/null && \
   "$BIN" export --checkpoint "$TMP/b" --output "$TMP/eb" --dtype F32 >/dev/null
 check "both runs export" $?
@@ -53,15 +43,8 @@ check "final weights bit-identical to the uninterrupted run" $?
 tiny_config "$TMP/cfg_c.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 num_rollout=3 save_interval=0
 mpirun_np 2 "$BIN" "$TMP/cfg_c.json" --output-dir "$TMP/c" >"$TMP/log.c1" 2>&1 &
 launcher=$!
-signalled=0
-for _ in $(seq 1 1200); do
-  if grep -q "^step [45]/" "$TMP/log.c1" 2>/dev/null; then
-    pid=$(pgrep -f -n "tau2_hpc $TMP/cfg_c.json --output-dir $TMP/c" | head -1)
-    if [ -n "$pid" ]; then kill -USR1 "$pid"; signalled=1; fi
-    break
-  fi
-  sleep 0.1
-done
+signalled=$(signal_rank_when USR1 $launcher "tau2_hpc $TMP/cfg_c.json --output-dir $TMP/c" \
+  grep -qs "^step [45]/" "$TMP/log.c1")
 wait $launcher
 c1=$?
 check "a rank got SIGUSR1 mid-run" $((1 - signalled))

@@ -37,15 +37,8 @@ check "2 ranks give the results of 1" $?
 # SIGKILL one rank after the first round is saved; the rerun resumes.
 mpirun_np 2 "$BIN" "$TMP/eval.json" --output-dir "$TMP/c" >"$TMP/log.c1" 2>&1 &
 launcher=$!
-killed=0
-for _ in $(seq 1 3000); do
-  if [ -f "$TMP/c/eval/model/episodes.jsonl" ] && [ "$(wc -l <"$TMP/c/eval/model/episodes.jsonl")" -ge 2 ]; then
-    pid=$(pgrep -f -n "tau2_hpc $TMP/eval.json --output-dir $TMP/c" | head -1)
-    if [ -n "$pid" ]; then kill -9 "$pid"; killed=1; fi
-    break
-  fi
-  sleep 0.05
-done
+two_done() { [ -f "$TMP/c/eval/model/episodes.jsonl" ] && [ "$(wc -l <"$TMP/c/eval/model/episodes.jsonl")" -ge 2 ]; }
+killed=$(signal_rank_when KILL $launcher "tau2_hpc $TMP/eval.json --output-dir $TMP/c" two_done)
 wait $launcher
 check "a rank was killed mid-evaluation" $((1 - killed))
 if [ -f "$TMP/c/eval/model/mock/results.json" ]; then resumed_early=1; else resumed_early=0; fi

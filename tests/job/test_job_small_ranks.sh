@@ -52,25 +52,14 @@ rows_sane "$TMP/a" 1 2 4
 check "its metrics: one sane row per step" $?
 n=$(ls "$TMP"/a/ckpt/step_*.h5 2>/dev/null | wc -l)
 check "a checkpoint per step ($n)" $((n != 3))
-for f in "$TMP"/a/ckpt/step_*.h5; do
-  "$BIN" export --checkpoint "$f" --output "$TMP/x" --dtype F32 >/dev/null 2>"$TMP/err"
-  check "checkpoint $(basename "$f") loads" $?
-done
+checkpoints_load "$BIN" "$TMP/a"
 
 # 2. stopped by SIGUSR1 once the job is set up (the handler is in place from
 # the start), then resumed
 mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b1" 2>&1 &
 launcher=$!
-signalled=0
-for _ in $(seq 1 3000); do
-  if grep -q "^run directory" "$TMP/log.b1" 2>/dev/null; then
-    pid=$(pgrep -f -n "tau2_hpc $TMP/cfg.json --output-dir $TMP/b")
-    if [ -n "$pid" ]; then kill -USR1 "$pid"; signalled=1; fi
-    break
-  fi
-  kill -0 $launcher 2>/dev/null || break
-  sleep 0.05
-done
+signalled=$(signal_rank_when USR1 $launcher "tau2_hpc $TMP/cfg.json --output-dir $TMP/b" \
+  grep -qs "^run directory" "$TMP/log.b1")
 wait $launcher
 b1=$?
 check "a rank got SIGUSR1 during the run" $((1 - signalled))
