@@ -9,7 +9,8 @@
  *   COMM_SELF  one rank, every collective is the identity; needs no MPI_Init,
  *              so a TP = 1 run has no MPI dependency at run time
  *   COMM_MPI   an MPI communicator (MPI must be initialized by the caller)
- *   COMM_NCCL  reserved for the CUDA build
+ *   COMM_NCCL  NCCL over GPUs (CUDA build, comm_nccl.c): buffers in device
+ *              memory go through NCCL, host buffers through its MPI twin
  *
  * Every collective is blocking and must be called by all ranks of the comm in
  * the same order with the same counts (MPI's rule); buffers are host memory
@@ -65,6 +66,15 @@ Comm *comm_mpi_world(void);
  * (MPI_Comm_c2f), so this header does not need mpi.h. */
 Comm *comm_mpi_from_fortran(int fcomm);
 void comm_free(Comm *c);
+#ifdef TAU2_HAVE_CUDA
+/* A NCCL comm of the ranks of an MPI comm (collective over it; the MPI comm
+ * is borrowed, a duplicate is kept). Each rank must have selected its GPU
+ * (cudaSetDevice) first, one GPU per rank. Split and free like any comm. */
+Comm *comm_nccl_from_mpi(Comm *mpi_comm);
+/* The cudaStream_t the comm's collectives run on (synchronized before each
+ * collective returns). */
+void *comm_nccl_stream(const Comm *c);
+#endif
 /* End the whole job now with exit code `code`: MPI_Abort over the world for
  * an MPI comm of several ranks (no rank is left waiting in a collective),
  * else exit. */

@@ -1,0 +1,43 @@
+/* check.cu — checked CUDA/cuBLAS calls and device setup. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kernels.h"
+
+extern "C" void cuda_check_at(cudaError_t rc, const char *what, const char *file, int line) {
+    if (rc == cudaSuccess) return;
+    fprintf(stderr, "%s:%d: CUDA error %s (%s) in %s\n", file, line, cudaGetErrorName(rc), cudaGetErrorString(rc),
+            what);
+    exit(1);
+}
+
+extern "C" void cublas_check_at(int status, const char *what, const char *file, int line) {
+    if (status == CUBLAS_STATUS_SUCCESS) return;
+    fprintf(stderr, "%s:%d: cuBLAS error %s (%s) in %s\n", file, line,
+            cublasGetStatusName((cublasStatus_t)status), cublasGetStatusString((cublasStatus_t)status), what);
+    exit(1);
+}
+
+extern "C" int cuda_device_count(void) {
+    int n = 0;
+    /* No driver or no GPU is a normal answer here, not an error. */
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError(); /* clear the sticky error for later calls */
+        return 0;
+    }
+    return n;
+}
+
+extern "C" void cuda_device_init(int dev) {
+    cuda_check(cudaSetDevice(dev));
+    /* The default pool would hand freed scratch back to the driver at every
+     * synchronization; keeping it makes cudaMallocAsync a pointer bump. */
+    cudaMemPool_t pool;
+    cuda_check(cudaDeviceGetDefaultMemPool(&pool, dev));
+    uint64_t keep = UINT64_MAX;
+    cuda_check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+}

@@ -1,0 +1,176 @@
+/* decode.cu — attention of one new token per sequence over its paged KV
+ * cache (the decode step of the inference engine), flash-decoding style.
+ *
+ * Decode reads every cached key and value once per step and does little
+ * arithmetic with them: it is bound by memory bandwidth. So:
+ *   - a block serves one kv head of one row and all the query heads that
+ *     share it (GQA), so each key/value row is read from memory once;
+ *   - long contexts are split into pieces of DEC_SPLIT keys over separate
+ *     blocks (a batch of 1 with 8 kv heads would otherwise fill 8 SMs), each
+ *     writing a partial (max, sum, unnormalized output); a second kernel
+ *     merges the pieces of each (row, head) in order;
+ *   - keys and values are staged through shared memory in tiles of 32 rows,
+ *     each row (D contiguous floats) read by consecutive threads: coalesced.
+ */
+#include "common.cuh"
+
+#define DEC_TILE 32          /* keys per shared-memory tile */
+#define DEC_SPLIT 256        /* keys per block (one piece of the context) */
+#define DEC_THREADS 128
+#define DEC_MAX_REP 16       /* query heads per kv head */
+#define DEC_ACC 16           /* accumulators per thread: rep * D <= DEC_THREADS * DEC_ACC */
+
+/* Grid (n_splits, NKV, R). Partial results per (row, head, split):
+ * pm, pl (max and sum of exp(score - max)) and pacc (D, unnormalized). */
+__global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
+    float *pm, float *pl, float *pacc, const float *q, const float *kv, const int32_t *block_tables, int max_blocks,
+    const int32_t *pos, int NH, int NKV, int D, int block_size, size_t block_stride, size_t k_off, size_t v_off,
+    int n_splits, float scale) {
+    extern __shared__ float smem[];
+    int rep = NH / NKV;
+    float *Qs = smem;                        /* (rep, D) */
+    float *Ks = Qs + rep * D;                /* (DEC_TILE, D + 1) */
+    float *Vs = Ks + DEC_TILE * (D + 1);     /* (DEC_TILE, D) */
+    float *Ps = Vs + DEC_TILE * D;           /* (rep, DEC_TILE) scores, then probabilities */
+    float *Ms = Ps + rep * DEC_TILE;         /* (rep) running max */
+    float *Ls = Ms + rep;                    /* (rep) running sum */
+    float *Cs = Ls + rep;                    /* (rep) rescale factor of this tile */
+    int split = blockIdx.x, g = blockIdx.y, r = blockIdx.z;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nwarps = DEC_THREADS / WARP;
+    int n = pos[r] + 1;
+    int j0 = split * DEC_SPLIT, j1 = min(j0 + DEC_SPLIT, n);
+    const int32_t *table = block_tables + (size_t)r * max_blocks;
+
+    for (int i = threadIdx.x; i < rep * D; i += DEC_THREADS)
+        Qs[i] = q[((size_t)r * NH + g * rep) * D + i]; /* heads g*rep .. are contiguous */
+    if (threadIdx.x < rep) {
+        Ms[threadIdx.x] = -INFINITY;
+        Ls[threadIdx.x] = 0.0f;
+    }
+    /* thread t accumulates the (head, column) pairs t, t + 128, ... */
+    float acc[DEC_ACC];
+#pragma unroll
+    for (int c = 0; c < DEC_ACC; c++) acc[c] = 0.0f;
+
+    for (int t0 = j0; t0 < j1; t0 += DEC_TILE) {
+        int nt = min(DEC_TILE, j1 - t0);
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < nt * D; idx += DEC_THREADS) {
+            int i = idx / D, d = idx % D, j = t0 + i;
+            const float *blk = kv + (size_t)table[j / block_size] * block_stride;
+            size_t slot = ((size_t)(j % block_size) * NKV + g) * D + d;
+            Ks[i * (D + 1) + d] = blk[k_off + slot];
+            Vs[i * D + d] = blk[v_off + slot];
+        }
+        __syncthreads();
+        /* scores: one thread per (head, key); the key row is read with an odd
+         * stride (conflict-free), the query row is a broadcast */
+        for (int idx = threadIdx.x; idx < rep * DEC_TILE; idx += DEC_THREADS) {
+            int h = idx / DEC_TILE, i = idx % DEC_TILE;
+            float s = -INFINITY;
+            if (i < nt) {
+                const float *qh = Qs + h * D, *ki = Ks + i * (D + 1);
+                float a = 0.0f;
+                for (int d = 0; d < D; d++) a += qh[d] * ki[d];
+                s = a * scale;
+            }
+            Ps[idx] = s;
+        }
+        __syncthreads();
+        /* online softmax: one warp per head, lane i holds key i */
+        for (int h = warp; h < rep; h += nwarps) {
+            float s = Ps[h * DEC_TILE + lane];
+            float mold = Ms[h];
+            float mx = fmaxf(mold, warp_max(s)); /* the tile has >= 1 key: finite */
+            float p = lane < nt ? expf(s - mx) : 0.0f;
+            float sum = warp_sum(p);
+            Ps[h * DEC_TILE + lane] = p;
+            if (lane == 0) {
+                float corr = expf(mold - mx); /* 0 on the first tile */
+                Cs[h] = corr;
+                Ls[h] = Ls[h] * corr + sum;
+                Ms[h] = mx;
+            }
+        }
+        __syncthreads();
+        /* acc(h, d) = acc * corr + sum_i p(h, i) V(i, d): consecutive threads,
+         * consecutive d, so V rows are read conflict-free */
+#pragma unroll
+        for (int c = 0; c < DEC_ACC; c++) {
+            int idx = threadIdx.x + c * DEC_THREADS;
+            if (idx < rep * D) {
+                int h = idx / D, d = idx % D;
+                float a = acc[c] * Cs[h];
+                const float *ph = Ps + h * DEC_TILE;
+                for (int i = 0; i < nt; i++) a += ph[i] * Vs[i * D + d];
+                acc[c] = a;
+            }
+        }
+    }
+    __syncthreads();
+    size_t base = ((size_t)r * NH + g * rep) * n_splits + split; /* (row, head, split) of head g*rep */
+#pragma unroll
+    for (int c = 0; c < DEC_ACC; c++) {
+        int idx = threadIdx.x + c * DEC_THREADS;
+        if (idx < rep * D) {
+            int h = idx / D, d = idx % D;
+            pacc[(base + (size_t)h * n_splits) * D + d] = acc[c];
+        }
+    }
+    if (threadIdx.x < rep) {
+        /* an empty piece (past this row's length) reports nothing */
+        bool empty = j0 >= j1;
+        pm[base + (size_t)threadIdx.x * n_splits] = empty ? -INFINITY : Ms[threadIdx.x];
+        pl[base + (size_t)threadIdx.x * n_splits] = empty ? 0.0f : Ls[threadIdx.x];
+    }
+}
+
+/* Grid (NH, R), threads across D: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s. */
+__global__ static void decode_merge_kernel(float *out, const float *pm, const float *pl, const float *pacc, int NH,
+                                           int D, int n_splits) {
+    int h = blockIdx.x, r = blockIdx.y;
+    size_t base = ((size_t)r * NH + h) * n_splits;
+    float M = -INFINITY;
+    for (int s = 0; s < n_splits; s++) M = fmaxf(M, pm[base + s]);
+    float L = 0.0f;
+    for (int s = 0; s < n_splits; s++) L += pm[base + s] == -INFINITY ? 0.0f : pl[base + s] * expf(pm[base + s] - M);
+    float inv = 1.0f / L;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < n_splits; s++)
+            if (pm[base + s] != -INFINITY) a += pacc[(base + s) * D + d] * expf(pm[base + s] - M);
+        out[((size_t)r * NH + h) * D + d] = a * inv;
+    }
+}
+
+extern "C" void cuda_decode_attention(float *out, const float *q, const float *kv, const int32_t *block_tables,
+                                      int max_blocks, const int32_t *pos, int R, int NH, int NKV, int D,
+                                      int block_size, size_t block_stride, size_t k_off, size_t v_off, int max_len,
+                                      cudaStream_t stream) {
+    if (R <= 0) return;
+    int rep = NKV > 0 ? NH / NKV : 0;
+    if (NKV < 1 || NH % NKV != 0 || rep > DEC_MAX_REP || rep * D > DEC_THREADS * DEC_ACC || max_len < 1) {
+        fprintf(stderr, "cuda_decode_attention: unsupported shape (NH %d, NKV %d, D %d, max_len %d)\n", NH, NKV, D,
+                max_len);
+        exit(1);
+    }
+    int n_splits = (max_len + DEC_SPLIT - 1) / DEC_SPLIT;
+    size_t parts = (size_t)R * NH * n_splits;
+    float *pm, *pl, *pacc;
+    cuda_check(cudaMallocAsync((void **)&pm, parts * sizeof(float), stream));
+    cuda_check(cudaMallocAsync((void **)&pl, parts * sizeof(float), stream));
+    cuda_check(cudaMallocAsync((void **)&pacc, parts * D * sizeof(float), stream));
+    size_t smem = ((size_t)rep * D + DEC_TILE * (D + 1) + DEC_TILE * D + rep * DEC_TILE + 3 * rep) * sizeof(float);
+    if (smem > 48 * 1024)
+        cuda_check(cudaFuncSetAttribute(decode_partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid(n_splits, NKV, R);
+    decode_partial_kernel<<<grid, DEC_THREADS, smem, stream>>>(pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH,
+                                                               NKV, D, block_size, block_stride, k_off, v_off,
+                                                               n_splits, 1.0f / sqrtf((float)D));
+    cuda_check_launch();
+    decode_merge_kernel<<<dim3(NH, R), D < 128 ? 64 : 128, 0, stream>>>(out, pm, pl, pacc, NH, D, n_splits);
+    cuda_check_launch();
+    cuda_check(cudaFreeAsync(pm, stream));
+    cuda_check(cudaFreeAsync(pl, stream));
+    cuda_check(cudaFreeAsync(pacc, stream));
+}

@@ -1,0 +1,202 @@
+/* kernels.h — the CUDA kernels of the GPU backend, callable from C.
+ *
+ * Each function launches one kernel family on `stream` and returns at once
+ * (asynchronous, stream-ordered), unless it says otherwise. Every one has a
+ * CPU twin in src/model/layers_cpu.h (or the function named next to it) with
+ * the same argument order and shapes; pointers here are device pointers.
+ * Matrices are row-major; weights are [out, in] as Hugging Face stores them.
+ * Sizes are the local ones of a tensor-parallel rank, as on the CPU.
+ *
+ * Numerics: activations, gradients, master weights and optimizer moments are
+ * fp32; matrix products take bf16 (or fp32) inputs and accumulate in fp32.
+ * Reductions run in a fixed order (no atomics) except embedding_backward,
+ * which adds rows of repeated tokens with atomicAdd (see there), so results
+ * repeat bit for bit run to run on the same GPU and launch shapes.
+ *
+ * Scratch: a few wrappers need temporary device memory; they take it from
+ * the device's stream-ordered memory pool (cudaMallocAsync), which
+ * cuda_device_init keeps from returning memory to the driver between steps.
+ *
+ * bf16 values are passed as uint16_t (the bit pattern of __nv_bfloat16), so
+ * this header is plain C.
+ */
+#ifndef TAU2_KERNELS_H
+#define TAU2_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- checked calls ----
+ * A failed CUDA or cuBLAS call is not a state the program can recover from:
+ * print file:line, the call's text and the library's error string, exit(1). */
+void cuda_check_at(cudaError_t rc, const char *what, const char *file, int line);
+void cublas_check_at(int status, const char *what, const char *file, int line);
+#define cuda_check(call) cuda_check_at((call), #call, __FILE__, __LINE__)
+#define cublas_check(call) cublas_check_at((int)(call), #call, __FILE__, __LINE__)
+
+/* Number of CUDA devices; 0 (not an error) when there is no driver or GPU. */
+int cuda_device_count(void);
+/* Select device `dev` for this thread and keep the stream-ordered pool's
+ * memory cached across synchronizations (scratch of the wrappers). */
+void cuda_device_init(int dev);
+
+/* ---- dtype conversions ---- */
+
+/* out = bf16(x), round to nearest even. */
+void cuda_f32_to_bf16(uint16_t *out /* (N) */, const float *x /* (N) */, long N, cudaStream_t stream);
+void cuda_bf16_to_f32(float *out /* (N) */, const uint16_t *x /* (N) */, long N, cudaStream_t stream);
+
+/* ---- embedding (twin: embedding_forward/backward[_shard]) ---- */
+
+void cuda_embedding_forward(float *out /* (T, C) */, const int32_t *tokens /* (T) */,
+                            const float *table /* (V, C) */, int T, int C, cudaStream_t stream);
+/* dtable[tokens[t]] += dout[t]. A token repeated in the batch adds its rows
+ * with atomicAdd: the order of those additions varies between runs (the
+ * last bits of that row's gradient may too); rows of tokens seen once are
+ * exact and repeatable. */
+void cuda_embedding_backward(float *dtable /* (V, C) */, const float *dout /* (T, C) */,
+                             const int32_t *tokens /* (T) */, int T, int C, cudaStream_t stream);
+/* Vocab-parallel: rows [v0, v0 + Vs) of the table on this rank. */
+void cuda_embedding_forward_shard(float *out /* (T, C) */, const int32_t *tokens /* (T) */,
+                                  const float *table /* (Vs, C) */, int T, int C, int v0, int Vs,
+                                  cudaStream_t stream);
+void cuda_embedding_backward_shard(float *dtable /* (Vs, C) */, const float *dout /* (T, C) */,
+                                   const int32_t *tokens /* (T) */, int T, int C, int v0, int Vs,
+                                   cudaStream_t stream);
+
+/* ---- RMSNorm (twin: rmsnorm_forward/backward; q/k norm with N = T*heads, C = head_dim) ---- */
+
+void cuda_rmsnorm_forward(float *out /* (N, C) */, float *rstd /* (N) */, const float *x /* (N, C) */,
+                          const float *w /* (C) */, int N, int C, float eps, cudaStream_t stream);
+/* dx (+)= d/dx (accumulate_dx adds into dx); dw += sum over rows of dout * x * rstd. */
+void cuda_rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const float *dout /* (N, C) */,
+                           const float *x /* (N, C) */, const float *w /* (C) */, const float *rstd /* (N) */,
+                           int N, int C, bool accumulate_dx, cudaStream_t stream);
+
+/* ---- matrix products (cuBLAS, twin: matmul_forward/backward) ---- */
+
+typedef enum { CUDA_F32 = 0, CUDA_BF16 = 1 } CudaDtype;
+typedef struct CudaBlas CudaBlas;
+
+/* One cuBLAS handle (and its workspace) per thread that launches products. */
+CudaBlas *cuda_blas_new(void);
+void cuda_blas_free(CudaBlas *b);
+
+/* out = inp @ w^T. inp and w are both of dtype `dt` (bf16: fp32 accumulate;
+ * f32: full fp32, no TF32), out is fp32. */
+void cuda_matmul_forward(CudaBlas *b, float *out /* (N, OC) */, const void *inp /* (N, IC) */,
+                         const void *w /* (OC, IC) */, CudaDtype dt, int N, int IC, int OC, cudaStream_t stream);
+/* dinp (+)= dout @ w (skipped when dinp is NULL); dw += dout^T @ inp.
+ * dout, inp and w of dtype dt; dinp and dw fp32. */
+void cuda_matmul_backward(CudaBlas *b, float *dinp /* (N, IC) */, float *dw /* (OC, IC) */,
+                          const void *dout /* (N, OC) */, const void *inp /* (N, IC) */, const void *w /* (OC, IC) */,
+                          CudaDtype dt, int N, int IC, int OC, bool accumulate_dinp, cudaStream_t stream);
+
+/* ---- rotary position embedding (twin: rope_forward/backward; tables from rope_tables) ---- */
+
+void cuda_rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */, const float *cosb /* (P, D/2) */,
+                       const float *sinb /* (P, D/2) */, int T, int NH, int D, cudaStream_t stream);
+void cuda_rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */, const float *cosb,
+                        const float *sinb, int T, int NH, int D, cudaStream_t stream);
+
+/* ---- causal GQA attention over packed sequences (twin: attention_forward/backward) ---- */
+
+/* Largest head_dim the attention kernels take. */
+#define CUDA_ATT_MAX_D 256
+
+/* Sequence s spans tokens [seq_start[s], seq_start[s+1]); seq_of[t] is t's
+ * sequence (non-decreasing). Flash-style: tiles of 32 queries x 32 keys in
+ * shared memory, online softmax, lse (T, NH) saved for backward. D <= 256,
+ * NH % NKV == 0. */
+void cuda_attention_forward(float *out /* (T, NH, D) */, float *lse /* (T, NH) */, const float *q /* (T, NH, D) */,
+                            const float *k /* (T, NKV, D) */, const float *v /* (T, NKV, D) */,
+                            const int32_t *seq_of /* (T) */, const int32_t *seq_start /* (n_seqs + 1) */, int T,
+                            int NH, int NKV, int D, cudaStream_t stream);
+/* dq, dk, dv overwritten; delta (T, NH) scratch. P recomputed from lse. */
+void cuda_attention_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV, D) */, float *dv /* (T, NKV, D) */,
+                             float *delta /* (T, NH) */, const float *dout /* (T, NH, D) */,
+                             const float *out /* (T, NH, D) */, const float *lse /* (T, NH) */, const float *q,
+                             const float *k, const float *v, const int32_t *seq_of, const int32_t *seq_start, int T,
+                             int NH, int NKV, int D, cudaStream_t stream);
+
+/* ---- KV-cache decode attention (twin: attention_paged in src/model/infer.c) ---- */
+
+/* One query token per row r (R rows, each of its own sequence) against the
+ * keys and values at positions 0..pos[r] of that sequence's paged cache.
+ * The cache is infer.c's layout: block b of layer l holds keys at
+ * kv + b * block_stride + k_off, (block_size, NKV, D), values at + v_off.
+ * block_tables (R, max_blocks): row r's block ids, position j in block
+ * block_tables[r * max_blocks + j / block_size]. max_len >= every pos[r] + 1
+ * (a host-side bound that sizes the split of long contexts over blocks).
+ * Query head h reads kv head h / (NH / NKV); scale 1/sqrt(D). */
+void cuda_decode_attention(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const float *kv,
+                           const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
+                           const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
+                           size_t block_stride, size_t k_off, size_t v_off, int max_len, cudaStream_t stream);
+
+/* ---- SwiGLU and residual (twin: swiglu_forward/backward, residual_add) ---- */
+
+void cuda_swiglu_forward(float *h /* (N) */, const float *gate /* (N) */, const float *up /* (N) */, long N,
+                         cudaStream_t stream);
+void cuda_swiglu_backward(float *dgate /* (N) */, float *dup /* (N) */, const float *dh /* (N) */,
+                          const float *gate /* (N) */, const float *up /* (N) */, long N, cudaStream_t stream);
+/* x += y. */
+void cuda_residual_add(float *x /* (N) */, const float *y /* (N) */, long N, cudaStream_t stream);
+
+/* ---- output head over a chunk of logits (twin: logprob_entropy_*, vocab_row_max) ---- */
+
+/* lse, entropy, logprob of each row (0 when target < 0); sums in double. */
+void cuda_logprob_entropy_forward(float *logprob /* (R) */, float *entropy /* (R) */, float *lse /* (R) */,
+                                  const float *logits /* (R, V) */, const int32_t *targets /* (R) */, int R, int V,
+                                  cudaStream_t stream);
+/* Vocab-parallel: max -> all-reduce max -> partial -> all-reduce sum -> finish. */
+void cuda_vocab_row_max(float *mx /* (R) */, const float *logits /* (R, Vs) */, int R, int Vs, cudaStream_t stream);
+void cuda_logprob_entropy_partial(double *stats /* (R, 3) */, const float *logits /* (R, Vs) */,
+                                  const int32_t *targets /* (R) */, const float *mx /* (R) */, int R, int Vs, int v0,
+                                  cudaStream_t stream);
+void cuda_logprob_entropy_finish(float *logprob /* (R) */, float *entropy /* (R) */, float *lse /* (R) */,
+                                 const double *stats /* (R, 3) */, const float *mx /* (R) */,
+                                 const int32_t *targets /* (R) */, int R, cudaStream_t stream);
+/* logits (R, V) in: z, out: dloss/dz. dentropy may be NULL. */
+void cuda_logprob_entropy_backward(float *logits /* (R, V) */, const float *dlogprob /* (R) */,
+                                   const float *dentropy /* (R) */, const float *lse /* (R) */,
+                                   const float *entropy /* (R) */, const int32_t *targets /* (R) */, int R, int V,
+                                   cudaStream_t stream);
+void cuda_logprob_entropy_backward_shard(float *logits /* (R, Vs) */, const float *dlogprob /* (R) */,
+                                         const float *dentropy /* (R) */, const float *lse /* (R) */,
+                                         const float *entropy /* (R) */, const int32_t *targets /* (R) */, int R,
+                                         int Vs, int v0, cudaStream_t stream);
+
+/* ---- optimizer (twin: qwen3_grad_norm, qwen3_adamw_step in src/model/qwen3.c) ---- */
+
+/* *sumsq (one device double) (+)= sum of g^2 over n elements, in fixed
+ * blocks and a fixed tree order. Call once per tensor with accumulate after
+ * the first; all-reduce *sumsq over TP ranks before cuda_clip_scale. */
+void cuda_sum_squares(double *sumsq /* (1) */, const float *g /* (n) */, size_t n, bool accumulate,
+                      cudaStream_t stream);
+/* From *sumsq: *norm = sqrt(sumsq) (fp32) and *gscale = max_norm / (norm +
+ * 1e-6) when that is < 1, else 1 (always 1 when max_norm <= 0), as
+ * qwen3_adamw_step clips. All device scalars: no host round trip. */
+void cuda_clip_scale(float *norm /* (1) */, float *gscale /* (1) */, const double *sumsq /* (1) */,
+                     float max_norm, cudaStream_t stream);
+/* One AdamW step on one tensor, qwen3_adamw_step's formula:
+ *   g *= gscale (written back); m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+ *   p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)
+ * with bc1 = 1 - b1^step, bc2 = 1 - b2^step computed by the caller in double.
+ * gscale is a device scalar (NULL: 1). */
+void cuda_adamw_update(float *p /* (n) */, float *g /* (n) */, float *m /* (n) */, float *v /* (n) */, size_t n,
+                       const float *gscale /* (1) or NULL */, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, double bc1, double bc2, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

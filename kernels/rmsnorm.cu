@@ -1,0 +1,89 @@
+/* rmsnorm.cu — RMSNorm forward and backward (also the per-head q/k norm:
+ * N = tokens * heads rows of C = head_dim). */
+#include "common.cuh"
+
+/* Rows per block of the row kernels: one warp per row. */
+#define NORM_WARPS 8
+/* Rows summed by one block of the weight-gradient reduction. */
+#define DW_ROWS 64
+
+/* One warp per row: lanes stride over the row (coalesced), the sum of
+ * squares is a warp butterfly in double (the CPU twin sums in double). */
+__global__ static void rmsnorm_forward_kernel(float *out, float *rstd, const float *x, const float *w, int N, int C,
+                                              float eps) {
+    int n = blockIdx.x * NORM_WARPS + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (n >= N) return;
+    const float *xr = x + (size_t)n * C;
+    float *o = out + (size_t)n * C;
+    double ss = 0.0;
+    for (int c = lane; c < C; c += WARP) ss += (double)xr[c] * xr[c];
+    ss = warp_sum_d(ss);
+    float r = (float)(1.0 / sqrt(ss / C + (double)eps));
+    for (int c = lane; c < C; c += WARP) o[c] = xr[c] * r * w[c];
+    if (lane == 0) rstd[n] = r;
+}
+
+/* dx = r (dy w) - x r^3 / C * sum(dy w x), one warp per row. */
+__global__ static void rmsnorm_backward_dx_kernel(float *dx, const float *dout, const float *x, const float *w,
+                                                  const float *rstd, int N, int C, bool accumulate) {
+    int n = blockIdx.x * NORM_WARPS + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (n >= N) return;
+    const float *dy = dout + (size_t)n * C, *xr = x + (size_t)n * C;
+    float *d = dx + (size_t)n * C;
+    float r = rstd[n];
+    double dot = 0.0;
+    for (int c = lane; c < C; c += WARP) dot += (double)dy[c] * w[c] * xr[c];
+    dot = warp_sum_d(dot);
+    float k = (float)(dot * r * r * r / C);
+    for (int c = lane; c < C; c += WARP) {
+        float g = r * dy[c] * w[c] - xr[c] * k;
+        d[c] = accumulate ? d[c] + g : g;
+    }
+}
+
+/* dw stage 1: block (column block, row chunk) sums DW_ROWS rows of
+ * dout * x * rstd per column; threads run across columns, so each row is
+ * read coalesced. Partial sums go to part (chunks, C). */
+__global__ static void rmsnorm_dw_partial_kernel(double *part, const float *dout, const float *x, const float *rstd,
+                                                 int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    int n0 = blockIdx.y * DW_ROWS, n1 = n0 + DW_ROWS < N ? n0 + DW_ROWS : N;
+    double acc = 0.0;
+    for (int n = n0; n < n1; n++) acc += (double)(dout[(size_t)n * C + c] * x[(size_t)n * C + c] * rstd[n]);
+    part[(size_t)blockIdx.y * C + c] = acc;
+}
+
+/* dw stage 2: the chunks of each column in order: the same sum every run. */
+__global__ static void rmsnorm_dw_finish_kernel(float *dw, const double *part, int chunks, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double acc = 0.0;
+    for (int b = 0; b < chunks; b++) acc += part[(size_t)b * C + c];
+    dw[c] += (float)acc;
+}
+
+extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps,
+                                     cudaStream_t stream) {
+    if (N <= 0) return;
+    rmsnorm_forward_kernel<<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(out, rstd, x, w, N, C,
+                                                                                                  eps);
+    cuda_check_launch();
+}
+
+extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                      const float *rstd, int N, int C, bool accumulate_dx, cudaStream_t stream) {
+    if (N <= 0) return;
+    rmsnorm_backward_dx_kernel<<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(
+        dx, dout, x, w, rstd, N, C, accumulate_dx);
+    cuda_check_launch();
+    int chunks = (N + DW_ROWS - 1) / DW_ROWS;
+    double *part;
+    cuda_check(cudaMallocAsync((void **)&part, (size_t)chunks * C * sizeof(double), stream));
+    dim3 grid((C + 127) / 128, chunks);
+    rmsnorm_dw_partial_kernel<<<grid, 128, 0, stream>>>(part, dout, x, rstd, N, C);
+    cuda_check_launch();
+    rmsnorm_dw_finish_kernel<<<(C + 127) / 128, 128, 0, stream>>>(dw, part, chunks, C);
+    cuda_check_launch();
+    cuda_check(cudaFreeAsync(part, stream));
+}

@@ -1,0 +1,527 @@
+/* test_cuda_kernels.c — every CUDA kernel against its CPU twin on random
+ * inputs, tiny and mid-size shapes with non-multiple tails (T = 67 tokens in
+ * 3 packed sequences, 4 heads over 2 kv heads, D = 64 and 128, C = 256,
+ * V = 5003).
+ *
+ * Errors are relative to the reference tensor's largest magnitude:
+ *   err = max_i |gpu_i - cpu_i| / max_i |cpu_i|
+ * Tolerances (the reasons next to each check):
+ *   exact    bf16 conversions, embedding lookup, residual add of one term
+ *   1e-5     fp32 elementwise and row kernels (SwiGLU, RoPE, RMSNorm, decode,
+ *            AdamW, output head): the same formulas, expf vs the CPU's
+ *            polynomial exp and another summation order (a few ulp)
+ *   1e-4     fp32 attention and fp32 matrix products: long dot products and
+ *            online-softmax rescaling summed in another order
+ *   1e-2     bf16 matrix products against the fp32 CPU product (8 bits of
+ *            mantissa in the inputs)
+ *
+ * Without a CUDA device it prints "no CUDA device: skipped" and exits 77,
+ * which ctest reports as skipped.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels.h"
+#include "model/layers_cpu.h"
+#include "model/qwen3.h"
+
+static int g_failures;
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+
+/* ------------------------------------------------------------ helpers */
+
+static uint32_t rnd_u32(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 16);
+}
+
+/* uniform in [-a, a) */
+static float rnd_f(float a) { return a * (2.0f * (float)(rnd_u32() & 0xffffff) / 16777216.0f - 1.0f); }
+
+static float *rand_f32(size_t n, float a) {
+    float *x = xmalloc(n * sizeof(float) + 1);
+    for (size_t i = 0; i < n; i++) x[i] = rnd_f(a);
+    return x;
+}
+
+static void *dev_alloc(size_t bytes) {
+    void *p = NULL;
+    cuda_check(cudaMalloc(&p, bytes ? bytes : 1));
+    return p;
+}
+
+static void *dev_upload(const void *host, size_t bytes) {
+    void *p = dev_alloc(bytes);
+    if (bytes) cuda_check(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+    return p;
+}
+
+/* A new host copy of a device buffer (synchronizes with the device). */
+static void *dev_download(const void *dev, size_t bytes) {
+    void *h = xmalloc(bytes ? bytes : 1);
+    cuda_check(cudaDeviceSynchronize());
+    if (bytes) cuda_check(cudaMemcpy(h, dev, bytes, cudaMemcpyDeviceToHost));
+    return h;
+}
+
+static void dev_free(void *p) { cuda_check(cudaFree(p)); }
+
+/* Compare gpu (device, n floats) with cpu (host); report and count failures. */
+static void check_f32(const char *what, const float *gpu_dev, const float *cpu, size_t n, double tol) {
+    float *g = dev_download(gpu_dev, n * sizeof(float));
+    double maxref = 0.0, maxdiff = 0.0;
+    size_t worst = 0;
+    bool finite = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(g[i])) finite = false;
+        double d = fabs((double)g[i] - (double)cpu[i]);
+        if (fabs(cpu[i]) > maxref) maxref = fabs(cpu[i]);
+        if (d > maxdiff || d != d) maxdiff = d, worst = i;
+    }
+    double err = maxref > 0 ? maxdiff / maxref : maxdiff;
+    bool ok = finite && err <= tol;
+    printf("%-4s %-44s n=%-8zu err %.3e (tol %.0e)", ok ? "ok" : "FAIL", what, n, err, tol);
+    if (!ok) printf("  worst [%zu] gpu %.9g cpu %.9g", worst, n ? g[worst] : 0.0f, n ? cpu[worst] : 0.0f);
+    printf("\n");
+    if (!ok) g_failures++;
+    free(g);
+}
+
+/* Packed sequences of the given lengths: seq_of (T) and seq_start (n+1). */
+static int pack(const int *lens, int n, int32_t **seq_of, int32_t **seq_start, int32_t **pos) {
+    int T = 0;
+    for (int s = 0; s < n; s++) T += lens[s];
+    *seq_of = xmalloc((size_t)T * sizeof(int32_t));
+    *pos = xmalloc((size_t)T * sizeof(int32_t));
+    *seq_start = xmalloc((size_t)(n + 1) * sizeof(int32_t));
+    int t = 0;
+    for (int s = 0; s < n; s++) {
+        (*seq_start)[s] = t;
+        for (int i = 0; i < lens[s]; i++, t++) (*seq_of)[t] = s, (*pos)[t] = i;
+    }
+    (*seq_start)[n] = T;
+    return T;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static float bf16_round_cpu(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u += 0x7fff + ((u >> 16) & 1); /* round to nearest even (finite inputs) */
+    u &= 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static void test_convert(void) {
+    long n = 100003;
+    float *x = rand_f32((size_t)n, 10.0f), *ref = xmalloc((size_t)n * sizeof(float));
+    for (long i = 0; i < n; i++) ref[i] = bf16_round_cpu(x[i]);
+    float *dx = dev_upload(x, (size_t)n * 4), *dy = dev_alloc((size_t)n * 4);
+    uint16_t *db = dev_alloc((size_t)n * 2);
+    cuda_f32_to_bf16(db, dx, n, 0);
+    cuda_bf16_to_f32(dy, db, n, 0);
+    check_f32("f32 -> bf16 -> f32 (round to nearest even)", dy, ref, (size_t)n, 0.0);
+    dev_free(dx), dev_free(dy), dev_free(db);
+    free(x), free(ref);
+}
+
+static void test_embedding(void) {
+    int T = 67, C = 256, V = 5003, v0 = 2000, Vs = 1500;
+    int32_t tokens[67];
+    for (int t = 0; t < T; t++) tokens[t] = (int32_t)(rnd_u32() % (uint32_t)V);
+    tokens[5] = tokens[9] = tokens[40] = 2100; /* a repeated token inside the shard */
+    float *table = rand_f32((size_t)V * C, 1.0f), *dout = rand_f32((size_t)T * C, 1.0f);
+    float *out = xmalloc((size_t)T * C * 4), *dtab = rand_f32((size_t)V * C, 0.1f);
+    int32_t *dtok = dev_upload(tokens, sizeof tokens);
+    float *dtable = dev_upload(table, (size_t)V * C * 4), *ddout = dev_upload(dout, (size_t)T * C * 4);
+    float *dout_g = dev_alloc((size_t)T * C * 4), *ddtab = dev_upload(dtab, (size_t)V * C * 4);
+
+    embedding_forward(out, tokens, table, T, C);
+    cuda_embedding_forward(dout_g, dtok, dtable, T, C, 0);
+    check_f32("embedding_forward", dout_g, out, (size_t)T * C, 0.0);
+    embedding_backward(dtab, dout, tokens, T, C);
+    cuda_embedding_backward(ddtab, ddout, dtok, T, C, 0);
+    check_f32("embedding_backward (+=, repeated token)", ddtab, dtab, (size_t)V * C, 1e-6);
+
+    embedding_forward_shard(out, tokens, table, T, C, v0, Vs);
+    cuda_embedding_forward_shard(dout_g, dtok, dtable, T, C, v0, Vs, 0);
+    check_f32("embedding_forward_shard", dout_g, out, (size_t)T * C, 0.0);
+    embedding_backward_shard(dtab, dout, tokens, T, C, v0, Vs);
+    cuda_embedding_backward_shard(ddtab, ddout, dtok, T, C, v0, Vs, 0);
+    check_f32("embedding_backward_shard", ddtab, dtab, (size_t)Vs * C, 1e-6);
+
+    dev_free(dtok), dev_free(dtable), dev_free(ddout), dev_free(dout_g), dev_free(ddtab);
+    free(table), free(dout), free(out), free(dtab);
+}
+
+static void test_rmsnorm_shape(const char *name, int N, int C, bool accumulate) {
+    float eps = 1e-6f;
+    float *x = rand_f32((size_t)N * C, 2.0f), *w = rand_f32((size_t)C, 1.5f), *dy = rand_f32((size_t)N * C, 1.0f);
+    float *out = xmalloc((size_t)N * C * 4), *rstd = xmalloc((size_t)N * 4);
+    float *dx = rand_f32((size_t)N * C, 1.0f), *dw = rand_f32((size_t)C, 1.0f);
+    float *gx = dev_upload(x, (size_t)N * C * 4), *gw = dev_upload(w, (size_t)C * 4);
+    float *gdy = dev_upload(dy, (size_t)N * C * 4), *gout = dev_alloc((size_t)N * C * 4);
+    float *grstd = dev_alloc((size_t)N * 4), *gdx = dev_upload(dx, (size_t)N * C * 4);
+    float *gdw = dev_upload(dw, (size_t)C * 4);
+    char what[96];
+
+    rmsnorm_forward(out, rstd, x, w, N, C, eps);
+    cuda_rmsnorm_forward(gout, grstd, gx, gw, N, C, eps, 0);
+    snprintf(what, sizeof what, "rmsnorm_forward %s out", name);
+    check_f32(what, gout, out, (size_t)N * C, 1e-5);
+    snprintf(what, sizeof what, "rmsnorm_forward %s rstd", name);
+    check_f32(what, grstd, rstd, (size_t)N, 1e-5);
+    rmsnorm_backward(dx, dw, dy, x, w, rstd, N, C, accumulate);
+    cuda_rmsnorm_backward(gdx, gdw, gdy, gx, gw, grstd, N, C, accumulate, 0);
+    snprintf(what, sizeof what, "rmsnorm_backward %s dx%s", name, accumulate ? " (+=)" : "");
+    check_f32(what, gdx, dx, (size_t)N * C, 1e-5);
+    snprintf(what, sizeof what, "rmsnorm_backward %s dw (+=)", name);
+    check_f32(what, gdw, dw, (size_t)C, 1e-5);
+
+    dev_free(gx), dev_free(gw), dev_free(gdy), dev_free(gout), dev_free(grstd), dev_free(gdx), dev_free(gdw);
+    free(x), free(w), free(dy), free(out), free(rstd), free(dx), free(dw);
+}
+
+static void test_matmul_shape(CudaBlas *blas, int N, int IC, int OC, CudaDtype dt, double tol) {
+    float *inp = rand_f32((size_t)N * IC, 1.0f), *w = rand_f32((size_t)OC * IC, 0.1f);
+    float *dout = rand_f32((size_t)N * OC, 1.0f), *out = xmalloc((size_t)N * OC * 4);
+    float *dinp = rand_f32((size_t)N * IC, 1.0f), *dw = rand_f32((size_t)OC * IC, 1.0f);
+    float *gin = dev_upload(inp, (size_t)N * IC * 4), *gw = dev_upload(w, (size_t)OC * IC * 4);
+    float *gdo = dev_upload(dout, (size_t)N * OC * 4), *gout = dev_alloc((size_t)N * OC * 4);
+    float *gdinp = dev_upload(dinp, (size_t)N * IC * 4), *gdw = dev_upload(dw, (size_t)OC * IC * 4);
+    const void *a = gin, *b = gw, *c = gdo;
+    uint16_t *bin = NULL, *bw = NULL, *bdo = NULL;
+    if (dt == CUDA_BF16) {
+        bin = dev_alloc((size_t)N * IC * 2), bw = dev_alloc((size_t)OC * IC * 2), bdo = dev_alloc((size_t)N * OC * 2);
+        cuda_f32_to_bf16(bin, gin, (long)N * IC, 0);
+        cuda_f32_to_bf16(bw, gw, (long)OC * IC, 0);
+        cuda_f32_to_bf16(bdo, gdo, (long)N * OC, 0);
+        a = bin, b = bw, c = bdo;
+    }
+    char what[96];
+    const char *tn = dt == CUDA_BF16 ? "bf16" : "f32";
+
+    matmul_forward(out, inp, w, N, IC, OC);
+    cuda_matmul_forward(blas, gout, a, b, dt, N, IC, OC, 0);
+    snprintf(what, sizeof what, "matmul_forward %s %dx%dx%d", tn, N, IC, OC);
+    check_f32(what, gout, out, (size_t)N * OC, tol);
+    matmul_backward(dinp, dw, dout, inp, w, N, IC, OC, true);
+    cuda_matmul_backward(blas, gdinp, gdw, c, a, b, dt, N, IC, OC, true, 0);
+    snprintf(what, sizeof what, "matmul_backward %s dinp (+=)", tn);
+    check_f32(what, gdinp, dinp, (size_t)N * IC, tol);
+    snprintf(what, sizeof what, "matmul_backward %s dw (+=)", tn);
+    check_f32(what, gdw, dw, (size_t)OC * IC, tol);
+
+    dev_free(gin), dev_free(gw), dev_free(gdo), dev_free(gout), dev_free(gdinp), dev_free(gdw);
+    if (bin) dev_free(bin), dev_free(bw), dev_free(bdo);
+    free(inp), free(w), free(dout), free(out), free(dinp), free(dw);
+}
+
+static void test_rope(void) {
+    int lens[3] = {40, 1, 26}, NH = 4, D = 64, P = 64;
+    int32_t *seq_of, *seq_start, *pos;
+    int T = pack(lens, 3, &seq_of, &seq_start, &pos);
+    float *cosb = xmalloc((size_t)P * D / 2 * 4), *sinb = xmalloc((size_t)P * D / 2 * 4);
+    rope_tables(cosb, sinb, P, D, 1e6);
+    float *x = rand_f32((size_t)T * NH * D, 1.0f);
+    float *gx = dev_upload(x, (size_t)T * NH * D * 4), *gc = dev_upload(cosb, (size_t)P * D / 2 * 4);
+    float *gs = dev_upload(sinb, (size_t)P * D / 2 * 4);
+    int32_t *gpos = dev_upload(pos, (size_t)T * 4);
+    rope_forward(x, pos, cosb, sinb, T, NH, D);
+    cuda_rope_forward(gx, gpos, gc, gs, T, NH, D, 0);
+    check_f32("rope_forward", gx, x, (size_t)T * NH * D, 1e-6);
+    rope_backward(x, pos, cosb, sinb, T, NH, D);
+    cuda_rope_backward(gx, gpos, gc, gs, T, NH, D, 0);
+    check_f32("rope_backward", gx, x, (size_t)T * NH * D, 1e-6);
+    dev_free(gx), dev_free(gc), dev_free(gs), dev_free(gpos);
+    free(cosb), free(sinb), free(x), free(seq_of), free(seq_start), free(pos);
+}
+
+static void test_attention_shape(const char *name, const int *lens, int n_seqs, int NH, int NKV, int D) {
+    int32_t *seq_of, *seq_start, *pos;
+    int T = pack(lens, n_seqs, &seq_of, &seq_start, &pos);
+    size_t nq = (size_t)T * NH * D, nk = (size_t)T * NKV * D;
+    float *q = rand_f32(nq, 1.5f), *k = rand_f32(nk, 1.5f), *v = rand_f32(nk, 1.0f), *dout = rand_f32(nq, 1.0f);
+    float *out = xmalloc(nq * 4), *lse = xmalloc((size_t)T * NH * 4), *delta = xmalloc((size_t)T * NH * 4);
+    float *dq = xmalloc(nq * 4), *dk = xmalloc(nk * 4), *dv = xmalloc(nk * 4);
+    float *gq = dev_upload(q, nq * 4), *gk = dev_upload(k, nk * 4), *gv = dev_upload(v, nk * 4);
+    float *gdo = dev_upload(dout, nq * 4), *gout = dev_alloc(nq * 4), *glse = dev_alloc((size_t)T * NH * 4);
+    float *gdelta = dev_alloc((size_t)T * NH * 4), *gdq = dev_alloc(nq * 4), *gdk = dev_alloc(nk * 4);
+    float *gdv = dev_alloc(nk * 4);
+    int32_t *gso = dev_upload(seq_of, (size_t)T * 4), *gss = dev_upload(seq_start, (size_t)(n_seqs + 1) * 4);
+    char what[96];
+
+    attention_forward(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D);
+    cuda_attention_forward(gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, 0);
+    snprintf(what, sizeof what, "attention_forward %s out", name);
+    check_f32(what, gout, out, nq, 1e-4);
+    snprintf(what, sizeof what, "attention_forward %s lse", name);
+    check_f32(what, glse, lse, (size_t)T * NH, 1e-5);
+    attention_backward(dq, dk, dv, delta, dout, out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D);
+    cuda_attention_backward(gdq, gdk, gdv, gdelta, gdo, gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, 0);
+    snprintf(what, sizeof what, "attention_backward %s dq", name);
+    check_f32(what, gdq, dq, nq, 1e-4);
+    snprintf(what, sizeof what, "attention_backward %s dk", name);
+    check_f32(what, gdk, dk, nk, 1e-4);
+    snprintf(what, sizeof what, "attention_backward %s dv", name);
+    check_f32(what, gdv, dv, nk, 1e-4);
+
+    dev_free(gq), dev_free(gk), dev_free(gv), dev_free(gdo), dev_free(gout), dev_free(glse), dev_free(gdelta);
+    dev_free(gdq), dev_free(gdk), dev_free(gdv), dev_free(gso), dev_free(gss);
+    free(q), free(k), free(v), free(dout), free(out), free(lse), free(delta), free(dq), free(dk), free(dv);
+    free(seq_of), free(seq_start), free(pos);
+}
+
+/* The CPU reference of the decode kernel: infer.c's attention_paged (static
+ * there), the same loop over one query per (row, head). */
+static void decode_cpu(float *out, const float *q, const float *kv, const int32_t *tables, int max_blocks,
+                       const int32_t *pos, int R, int NH, int NKV, int D, int bs, size_t stride, size_t k_off,
+                       size_t v_off) {
+    int rep = NH / NKV;
+    float scale = 1.0f / sqrtf((float)D);
+    for (int r = 0; r < R; r++) {
+        for (int h = 0; h < NH; h++) {
+            int g = h / rep;
+            const float *qr = q + ((size_t)r * NH + h) * D;
+            double acc[256] = {0}, m = -INFINITY, l = 0.0;
+            for (int j = 0; j <= pos[r]; j++) {
+                const float *blk = kv + (size_t)tables[r * max_blocks + j / bs] * stride;
+                size_t slot = ((size_t)(j % bs) * NKV + g) * D;
+                double sc = 0.0;
+                for (int d = 0; d < D; d++) sc += (double)qr[d] * blk[k_off + slot + d];
+                sc *= scale;
+                if (sc > m) {
+                    double corr = exp(m - sc);
+                    l *= corr;
+                    for (int d = 0; d < D; d++) acc[d] *= corr;
+                    m = sc;
+                }
+                double p = exp(sc - m);
+                l += p;
+                for (int d = 0; d < D; d++) acc[d] += p * blk[v_off + slot + d];
+            }
+            for (int d = 0; d < D; d++) out[((size_t)r * NH + h) * D + d] = (float)(acc[d] / l);
+        }
+    }
+}
+
+static void test_decode(int NH, int NKV, int D) {
+    int R = 6, bs = 16, L = 2, layer = 1;
+    int32_t pos[6] = {0, 16, 299, 600, 63, 255}; /* lengths 1, 17, 300, 601, 64, 256 */
+    int max_len = 0, max_blocks = 0, n_blocks = 0;
+    for (int r = 0; r < R; r++) {
+        int nb = (pos[r] + bs) / bs;
+        max_len = pos[r] + 1 > max_len ? pos[r] + 1 : max_len;
+        max_blocks = nb > max_blocks ? nb : max_blocks;
+        n_blocks += nb;
+    }
+    /* every row's blocks, shuffled over the pool */
+    int32_t *perm = xmalloc((size_t)n_blocks * 4);
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = (int)(rnd_u32() % (uint32_t)(i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    int32_t *tables = xcalloc((size_t)R * max_blocks, 4);
+    for (int r = 0, next = 0; r < R; r++)
+        for (int b = 0; b < (pos[r] + bs) / bs; b++) tables[r * max_blocks + b] = perm[next++];
+    size_t KD = (size_t)NKV * D, stride = (size_t)L * 2 * bs * KD;
+    size_t k_off = (size_t)layer * 2 * bs * KD, v_off = k_off + bs * KD;
+    float *kv = rand_f32((size_t)n_blocks * stride, 2.0f), *q = rand_f32((size_t)R * NH * D, 2.0f);
+    float *out = xmalloc((size_t)R * NH * D * 4);
+    decode_cpu(out, q, kv, tables, max_blocks, pos, R, NH, NKV, D, bs, stride, k_off, v_off);
+    float *gkv = dev_upload(kv, (size_t)n_blocks * stride * 4), *gq = dev_upload(q, (size_t)R * NH * D * 4);
+    float *gout = dev_alloc((size_t)R * NH * D * 4);
+    int32_t *gt = dev_upload(tables, (size_t)R * max_blocks * 4), *gpos = dev_upload(pos, sizeof pos);
+    cuda_decode_attention(gout, gq, gkv, gt, max_blocks, gpos, R, NH, NKV, D, bs, stride, k_off, v_off, max_len, 0);
+    char what[96];
+    snprintf(what, sizeof what, "decode_attention NH %d NKV %d D %d", NH, NKV, D);
+    check_f32(what, gout, out, (size_t)R * NH * D, 1e-5);
+    dev_free(gkv), dev_free(gq), dev_free(gout), dev_free(gt), dev_free(gpos);
+    free(perm), free(tables), free(kv), free(q), free(out);
+}
+
+static void test_swiglu_residual(void) {
+    long N = 67L * 384 + 5;
+    float *gate = rand_f32((size_t)N, 6.0f), *up = rand_f32((size_t)N, 2.0f), *dh = rand_f32((size_t)N, 1.0f);
+    float *h = xmalloc((size_t)N * 4), *dg = xmalloc((size_t)N * 4), *du = xmalloc((size_t)N * 4);
+    float *gg = dev_upload(gate, (size_t)N * 4), *gu = dev_upload(up, (size_t)N * 4), *gdh = dev_upload(dh, (size_t)N * 4);
+    float *gh = dev_alloc((size_t)N * 4), *gdg = dev_alloc((size_t)N * 4), *gdu = dev_alloc((size_t)N * 4);
+    swiglu_forward(h, gate, up, N);
+    cuda_swiglu_forward(gh, gg, gu, N, 0);
+    check_f32("swiglu_forward", gh, h, (size_t)N, 1e-5);
+    swiglu_backward(dg, du, dh, gate, up, N);
+    cuda_swiglu_backward(gdg, gdu, gdh, gg, gu, N, 0);
+    check_f32("swiglu_backward dgate", gdg, dg, (size_t)N, 1e-5);
+    check_f32("swiglu_backward dup", gdu, du, (size_t)N, 1e-5);
+    residual_add(gate, up, N);
+    cuda_residual_add(gg, gu, N, 0);
+    check_f32("residual_add", gg, gate, (size_t)N, 0.0);
+    dev_free(gg), dev_free(gu), dev_free(gdh), dev_free(gh), dev_free(gdg), dev_free(gdu);
+    free(gate), free(up), free(dh), free(h), free(dg), free(du);
+}
+
+static void test_output_head(void) {
+    int R = 67, V = 5003, split = 2500; /* two vocab shards: [0, 2500), [2500, 5003) */
+    float *z = rand_f32((size_t)R * V, 8.0f);
+    int32_t targets[67];
+    float dlp[67], dent[67];
+    for (int r = 0; r < R; r++) {
+        targets[r] = r % 11 == 3 ? -1 : (int32_t)(rnd_u32() % (uint32_t)V);
+        dlp[r] = rnd_f(1.0f);
+        dent[r] = rnd_f(0.5f);
+    }
+    dlp[7] = dent[7] = 0.0f; /* a masked row */
+    float lp[67], ent[67], lse[67];
+    logprob_entropy_forward(lp, ent, lse, z, targets, R, V);
+    float *gz = dev_upload(z, (size_t)R * V * 4), *glp = dev_alloc(R * 4), *gent = dev_alloc(R * 4);
+    float *glse = dev_alloc(R * 4);
+    int32_t *gt = dev_upload(targets, sizeof targets);
+    cuda_logprob_entropy_forward(glp, gent, glse, gz, gt, R, V, 0);
+    check_f32("logprob_entropy_forward logprob", glp, lp, (size_t)R, 1e-5);
+    check_f32("logprob_entropy_forward entropy", gent, ent, (size_t)R, 1e-5);
+    check_f32("logprob_entropy_forward lse", glse, lse, (size_t)R, 1e-5);
+
+    /* vocab-parallel: each shard's slice is a (R, Vs) matrix of its own */
+    int v0s[2] = {0, split}, vss[2] = {split, V - split};
+    float *mx[2];
+    double *st[2];
+    float mxall[67];
+    for (int r = 0; r < R; r++) mxall[r] = -INFINITY;
+    float *gsl[2], *gmx = dev_alloc(R * 4);
+    double *gst = dev_alloc((size_t)R * 3 * 8);
+    for (int s = 0; s < 2; s++) {
+        float *sl = xmalloc((size_t)R * vss[s] * 4);
+        for (int r = 0; r < R; r++) memcpy(sl + (size_t)r * vss[s], z + (size_t)r * V + v0s[s], (size_t)vss[s] * 4);
+        gsl[s] = dev_upload(sl, (size_t)R * vss[s] * 4);
+        free(sl);
+        cuda_vocab_row_max(gmx, gsl[s], R, vss[s], 0);
+        mx[s] = dev_download(gmx, R * 4);
+        for (int r = 0; r < R; r++) mxall[r] = mx[s][r] > mxall[r] ? mx[s][r] : mxall[r]; /* the all-reduce max */
+    }
+    cuda_check(cudaMemcpy(gmx, mxall, R * 4, cudaMemcpyHostToDevice));
+    double stall[67 * 3] = {0};
+    for (int s = 0; s < 2; s++) {
+        cuda_logprob_entropy_partial(gst, gsl[s], gt, gmx, R, vss[s], v0s[s], 0);
+        st[s] = dev_download(gst, (size_t)R * 3 * 8);
+        for (int i = 0; i < R * 3; i++) stall[i] += st[s][i]; /* the all-reduce sum */
+    }
+    cuda_check(cudaMemcpy(gst, stall, (size_t)R * 3 * 8, cudaMemcpyHostToDevice));
+    cuda_logprob_entropy_finish(glp, gent, glse, gst, gmx, gt, R, 0);
+    check_f32("logprob_entropy partial/finish (2 shards) logprob", glp, lp, (size_t)R, 1e-5);
+    check_f32("logprob_entropy partial/finish (2 shards) entropy", gent, ent, (size_t)R, 1e-5);
+    check_f32("logprob_entropy partial/finish (2 shards) lse", glse, lse, (size_t)R, 1e-5);
+
+    /* backward, whole vocabulary and per shard, from the CPU's lse/entropy */
+    float *gdlp = dev_upload(dlp, sizeof dlp), *gdent = dev_upload(dent, sizeof dent);
+    cuda_check(cudaMemcpy(glse, lse, R * 4, cudaMemcpyHostToDevice));
+    cuda_check(cudaMemcpy(gent, ent, R * 4, cudaMemcpyHostToDevice));
+    float *zs = xmalloc((size_t)R * vss[1] * 4);
+    for (int r = 0; r < R; r++) memcpy(zs + (size_t)r * vss[1], z + (size_t)r * V + split, (size_t)vss[1] * 4);
+    logprob_entropy_backward_shard(zs, dlp, dent, lse, ent, targets, R, vss[1], split);
+    cuda_logprob_entropy_backward_shard(gsl[1], gdlp, gdent, glse, gent, gt, R, vss[1], split, 0);
+    check_f32("logprob_entropy_backward_shard", gsl[1], zs, (size_t)R * vss[1], 1e-5);
+    logprob_entropy_backward(z, dlp, dent, lse, ent, targets, R, V);
+    cuda_logprob_entropy_backward(gz, gdlp, gdent, glse, gent, gt, R, V, 0);
+    check_f32("logprob_entropy_backward", gz, z, (size_t)R * V, 1e-5);
+
+    for (int s = 0; s < 2; s++) dev_free(gsl[s]), free(mx[s]), free(st[s]);
+    dev_free(gz), dev_free(glp), dev_free(gent), dev_free(glse), dev_free(gt), dev_free(gmx), dev_free(gst);
+    dev_free(gdlp), dev_free(gdent);
+    free(z), free(zs);
+}
+
+/* The optimizer against qwen3_adamw_step itself on a small model: the GPU
+ * steps each tensor with the same weight-decay rule (none on 1-D tensors
+ * unless decay_1d), after a device-side grad norm and clip factor. */
+static void test_adamw(void) {
+    Qwen3Config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.vocab_size = 503, cfg.hidden_size = 64, cfg.intermediate_size = 160, cfg.num_layers = 2;
+    cfg.num_heads = 4, cfg.num_kv_heads = 2, cfg.head_dim = 16, cfg.rms_norm_eps = 1e-6f, cfg.rope_theta = 1e6;
+    cfg.tie_word_embeddings = true, cfg.max_position_embeddings = 128, cfg.bos_token_id = cfg.eos_token_id = -1;
+    Qwen3 *m = qwen3_new(&cfg);
+    size_t n = m->num_parameters;
+    for (size_t i = 0; i < n; i++) m->params_memory[i] = rnd_f(0.5f);
+    qwen3_zero_grad(m);
+    Qwen3AdamW opt = {.beta1 = 0.9f, .beta2 = 0.98f, .eps = 1e-8f, .weight_decay = 0.1f, .max_grad_norm = 1.0f,
+                      .decay_1d = false};
+    float *gp = dev_upload(m->params_memory, n * 4), *gg = dev_alloc(n * 4);
+    float *gm = dev_alloc(n * 4), *gv = dev_alloc(n * 4), *gnorm = dev_alloc(4), *gscale = dev_alloc(4);
+    double *gss = dev_alloc(8);
+    cuda_check(cudaMemset(gm, 0, n * 4));
+    cuda_check(cudaMemset(gv, 0, n * 4));
+    float lr = 1e-3f, norms[2];
+    for (int step = 1; step <= 2; step++) {
+        /* step 1 is clipped (large gradients), step 2 is not */
+        float a = step == 1 ? 0.2f : 1e-4f;
+        for (size_t i = 0; i < n; i++) m->grads_memory[i] = rnd_f(a);
+        cuda_check(cudaMemcpy(gg, m->grads_memory, n * 4, cudaMemcpyHostToDevice));
+        norms[step - 1] = qwen3_adamw_step(m, &opt, lr);
+        for (int ti = 0; ti < m->n_tensors; ti++)
+            cuda_sum_squares(gss, gg + m->tensors[ti].offset, m->tensors[ti].numel, ti > 0, 0);
+        cuda_clip_scale(gnorm, gscale, gss, opt.max_grad_norm, 0);
+        double bc1 = 1.0 - pow((double)opt.beta1, step), bc2 = 1.0 - pow((double)opt.beta2, step);
+        for (int ti = 0; ti < m->n_tensors; ti++) {
+            const Qwen3Tensor *t = &m->tensors[ti];
+            float wd = (t->ndim == 1 && !opt.decay_1d) ? 0.0f : opt.weight_decay;
+            cuda_adamw_update(gp + t->offset, gg + t->offset, gm + t->offset, gv + t->offset, t->numel, gscale, lr,
+                              opt.beta1, opt.beta2, opt.eps, wd, bc1, bc2, 0);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "grad norm, step %d", step);
+        check_f32(what, gnorm, &norms[step - 1], 1, 1e-6);
+    }
+    check_f32("adamw params after 2 steps", gp, m->params_memory, n, 1e-6);
+    check_f32("adamw m", gm, m->m_memory, n, 1e-6);
+    check_f32("adamw v", gv, m->v_memory, n, 1e-6);
+    dev_free(gp), dev_free(gg), dev_free(gm), dev_free(gv), dev_free(gnorm), dev_free(gscale), dev_free(gss);
+    qwen3_free(m);
+}
+
+int main(void) {
+    if (cuda_device_count() == 0) {
+        printf("no CUDA device: skipped\n");
+        return 77;
+    }
+    cuda_device_init(0);
+    struct cudaDeviceProp prop;
+    cuda_check(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+
+    test_convert();
+    test_embedding();
+    test_rmsnorm_shape("N 67 C 256", 67, 256, true);
+    test_rmsnorm_shape("q-norm N 268 C 64", 67 * 4, 64, false);
+    test_rmsnorm_shape("N 1000 C 2560", 1000, 2560, true);
+    CudaBlas *blas = cuda_blas_new();
+    test_matmul_shape(blas, 67, 256, 384, CUDA_F32, 1e-4);
+    test_matmul_shape(blas, 67, 256, 5003, CUDA_F32, 1e-4);
+    test_matmul_shape(blas, 67, 256, 384, CUDA_BF16, 1e-2);
+    test_matmul_shape(blas, 300, 1024, 768, CUDA_BF16, 1e-2);
+    cuda_blas_free(blas);
+    test_rope();
+    int tiny[3] = {40, 1, 26}, mid[4] = {150, 33, 100, 17};
+    test_attention_shape("T 67 NH 4 NKV 2 D 64", tiny, 3, 4, 2, 64);
+    test_attention_shape("T 300 NH 4 NKV 2 D 128", mid, 4, 4, 2, 128);
+    test_attention_shape("T 67 NH 2 NKV 2 D 32", tiny, 3, 2, 2, 32);
+    test_attention_shape("T 67 NH 4 NKV 1 D 256", tiny, 3, 4, 1, 256);
+    test_decode(4, 2, 64);
+    test_decode(8, 2, 128);
+    test_swiglu_residual();
+    test_output_head();
+    test_adamw();
+
+    printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
+    return g_failures ? 1 : 0;
+}
