@@ -5,6 +5,7 @@
 
 #include "app/cli.h"
 #include "core/error.h"
+#include "model/blas_core.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -35,6 +36,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Before anything else: this may execute the program again (blas_core.h). */
+    blas_select_core(argv);
     /* A peer that closes its connection (an HTTP client or server) must be
      * an error return from write, not the end of the process. */
     signal(SIGPIPE, SIG_IGN);

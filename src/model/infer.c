@@ -31,6 +31,27 @@
 #endif
 
 #define ATT_MAX_D 512
+/* Keys per step of the decode attention's online softmax. */
+#define ATT_KEY_TILE 64
+/* A new sequence's first chunk of at least this many tokens (a prompt) runs
+ * the training kernel's flash attention (sgemm tiles) within itself: a
+ * prompt of T tokens costs T^2/2 dot products either way, and the tiles do
+ * them several times faster than one query at a time. */
+#define ATT_FLASH_MIN_ROWS 64
+
+/* a . b over n floats as eight interleaved partial sums added in a fixed
+ * order: the compiler can keep the eight in one vector register without
+ * reordering any float addition, so the result is the same whatever the
+ * vector width (plain C, no -ffast-math). */
+static inline float dot_lanes(const float *a, const float *b, int n) {
+    float part[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int u = 0; u < 8; u++) part[u] += a[i + u] * b[i + u];
+    }
+    for (; i < n; i++) part[i % 8] += a[i] * b[i];
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
 
 static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int set_err(char *err, size_t errlen, const char *fmt, ...) {
@@ -182,36 +203,50 @@ static void linear_rows(float *out /* (R, OC) */, const float *inp /* (R, IC) */
  * Query head h reads kv head h / (NH / NKV); scale 1/sqrt(D). */
 static void attention_paged(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const float *kv,
                             const int32_t *const *row_blocks /* (R) -> block table */,
-                            const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
-                            size_t block_stride, size_t k_off, size_t v_off) {
+                            const int32_t *pos /* (R) */, const uint8_t *skip /* (R) */, int R, int NH,
+                            int NKV, int D, int block_size, size_t block_stride, size_t k_off, size_t v_off) {
     int rep = NH / NKV;
     float scale = 1.0f / sqrtf((float)D);
     long rows = (long)R * NH;
+    size_t key_stride = (size_t)NKV * D; /* from one cached token to the next in a block */
 #pragma omp parallel for schedule(dynamic, 4)
     for (long rh = 0; rh < rows; rh++) {
         int r = (int)(rh / NH), h = (int)(rh % NH), g = h / rep;
+        if (skip[r]) continue;
         const float *qr = q + (size_t)rh * D;
-        float acc[ATT_MAX_D];
+        float acc[ATT_MAX_D], sc[ATT_KEY_TILE];
         for (int d = 0; d < D; d++) acc[d] = 0.0f;
         float m = -INFINITY, l = 0.0f;
         int n = pos[r] + 1;
-        for (int j = 0; j < n; j++) {
-            const float *blk = kv + (size_t)row_blocks[r][j / block_size] * block_stride;
-            size_t slot = ((size_t)(j % block_size) * NKV + g) * D;
-            const float *kr = blk + k_off + slot;
-            const float *vr = blk + v_off + slot;
-            float sc = 0.0f;
-            for (int d = 0; d < D; d++) sc += qr[d] * kr[d];
-            sc *= scale;
-            if (sc > m) {
-                float corr = expf(m - sc);
+        /* Keys a tile at a time (never across a cache block): the tile's
+         * scores and their max first, then one rescale of the running sum
+         * per tile rather than per key, then the weighted values. */
+        for (int j0 = 0, nt = 0; j0 < n; j0 += nt) {
+            int in_block = j0 % block_size;
+            nt = n - j0;
+            if (nt > ATT_KEY_TILE) nt = ATT_KEY_TILE;
+            if (nt > block_size - in_block) nt = block_size - in_block;
+            const float *blk = kv + (size_t)row_blocks[r][j0 / block_size] * block_stride;
+            const float *kt = blk + k_off + ((size_t)in_block * NKV + g) * D;
+            const float *vt = blk + v_off + ((size_t)in_block * NKV + g) * D;
+            float tile_max = -INFINITY;
+            for (int i = 0; i < nt; i++) {
+                float s = dot_lanes(qr, kt + (size_t)i * key_stride, D) * scale;
+                sc[i] = s;
+                if (s > tile_max) tile_max = s;
+            }
+            if (tile_max > m) {
+                float corr = expf(m - tile_max); /* 0 for the first tile */
                 l *= corr;
                 for (int d = 0; d < D; d++) acc[d] *= corr;
-                m = sc;
+                m = tile_max;
             }
-            float p = expf(sc - m);
-            l += p;
-            for (int d = 0; d < D; d++) acc[d] += p * vr[d];
+            for (int i = 0; i < nt; i++) {
+                float p = expf(sc[i] - m);
+                const float *vr = vt + (size_t)i * key_stride;
+                l += p;
+                for (int d = 0; d < D; d++) acc[d] += p * vr[d];
+            }
         }
         float inv = 1.0f / l;
         float *o = out + (size_t)rh * D;
@@ -236,6 +271,11 @@ typedef struct {
     float *lg, *lg_all;     /* TP: (chunks, Vs) this rank's logits; (tp, chunks, Vs) gathered */
     int32_t *tok, *pos, *row_seq, *row_of_chunk, *chunk_order, *last_row;
     const int32_t **row_blocks;
+    /* A whole prompt in one chunk (a new sequence) attends within itself: the
+     * training kernel's flash tiles instead of one query at a time. */
+    uint8_t *row_flash;     /* (rows) 1: the row's attention is the chunk's flash pass */
+    float *lse;             /* (rows, NH) the flash pass's log-sum-exp, unused after */
+    int32_t *seq_zero;      /* (rows) zeros: the chunk is one sequence */
 } InferScratch;
 
 struct InferEngine {
@@ -363,6 +403,9 @@ static void scratch_free(InferScratch *s) {
     free(s->chunk_order);
     free(s->last_row);
     free(s->row_blocks);
+    free(s->row_flash);
+    free(s->lse);
+    free(s->seq_zero);
     memset(s, 0, sizeof *s);
 }
 
@@ -422,6 +465,9 @@ static void scratch_reserve(InferEngine *e, int rows, int chunks) {
         s->pos = xmalloc(r * sizeof(int32_t));
         s->row_seq = xmalloc(r * sizeof(int32_t));
         s->row_blocks = xmalloc(r * sizeof(*s->row_blocks));
+        s->row_flash = xmalloc(r);
+        s->lse = xmalloc(r * e->NH * sizeof(float));
+        s->seq_zero = xcalloc(r, sizeof(int32_t));
         s->row_of_chunk = xmalloc((size_t)N * sizeof(int32_t));
         s->chunk_order = xmalloc((size_t)N * sizeof(int32_t));
         s->last_row = xmalloc((size_t)N * sizeof(int32_t));
@@ -646,6 +692,7 @@ static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks
     }
     for (int i = 0; i < n_chunks; i++) {
         InferSeq *sq = &e->seqs[chunks[i].seq];
+        uint8_t flash = sq->len == 0 && chunks[i].n >= ATT_FLASH_MIN_ROWS;
         seq_reserve(e, sq, chunks[i].n);
         int r0 = s->row_of_chunk[i];
         for (int t = 0; t < chunks[i].n; t++) {
@@ -653,6 +700,7 @@ static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks
             s->pos[r0 + t] = sq->len + t;
             s->row_seq[r0 + t] = chunks[i].seq;
             s->row_blocks[r0 + t] = sq->blocks;
+            s->row_flash[r0 + t] = flash;
         }
         s->last_row[i] = r0 + chunks[i].n - 1;
     }
@@ -678,8 +726,16 @@ static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks
         rope_forward(s->kn, s->pos, e->rope_cos, e->rope_sin, R, NKV, D);
         cache_write(e, l, s->kn, s->v, R);
         size_t k_off = (size_t)l * 2 * bs * KD, v_off = k_off + bs * KD;
-        attention_paged(s->att, s->qn, e->kv, s->row_blocks, s->pos, R, NH, NKV, D, e->block_size,
-                        e->block_stride, k_off, v_off);
+        attention_paged(s->att, s->qn, e->kv, s->row_blocks, s->pos, s->row_flash, R, NH, NKV, D,
+                        e->block_size, e->block_stride, k_off, v_off);
+        for (int i = 0; i < n_chunks; i++) {
+            int r0 = s->row_of_chunk[i], n = chunks[i].n;
+            if (!s->row_flash[r0]) continue;
+            int32_t seq_start[2] = {0, n};
+            attention_forward(s->att + (size_t)r0 * QD, s->lse + (size_t)r0 * NH, s->qn + (size_t)r0 * QD,
+                              s->kn + (size_t)r0 * KD, s->v + (size_t)r0 * KD, s->seq_zero, seq_start, n, NH,
+                              NKV, D);
+        }
         linear(e, s->res2, s->att, p->wo + (size_t)l * C * QD, QD, C, chunks, n_chunks, n_small);
         /* TP: res2 holds this rank's heads' part of the o_proj output */
         if (e->group) comm_allreduce_sum_f32(e->group, s->res2, (size_t)R * C);

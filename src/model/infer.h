@@ -30,7 +30,9 @@
  * order, so a sequence's logits do not depend on which other sequences share
  * the step, nor on the OpenMP thread count; chunks of INFER_GEMM_MIN_ROWS or
  * more tokens (prefill) use sgemm on the chunk alone. Attention reads the
- * paged cache one query at a time (online softmax, as in training).
+ * paged cache one query at a time (online softmax over tiles of 64 keys);
+ * a new sequence's first chunk of 64 or more tokens (a prompt) attends
+ * within itself through the training kernel's flash tiles instead.
  *
  * Tensor parallelism: an engine may span a TP group (InferOptions.group).
  * Each rank holds its shard of the model (qwen3_load_dir_tp over the group:
