@@ -57,6 +57,30 @@ __device__ __forceinline__ void att_load_tile(float *dst, int ld, const float *s
     }
 }
 
+/* acc[r] += sum over the tile's rows j of w[r][j] * tile row j, for the
+ * warp's ATT_RPW rows: lane j holds w[r][j] (one key per lane) and passes it
+ * to every lane by shuffle; lane owns columns lane, lane + 32, ... (the
+ * forward's P V, the backward's dS K). */
+template <int DPL>
+__device__ __forceinline__ void att_accumulate_tile(float (&acc)[ATT_RPW][DPL], const float (&w)[ATT_RPW],
+                                                    const float *tile, int ld, int D, int lane) {
+    for (int j = 0; j < ATT_B; j++) {
+        const float *row = tile + j * ld;
+        float td[DPL];
+#pragma unroll
+        for (int c = 0; c < DPL; c++) {
+            int d = lane + c * WARP;
+            td[c] = d < D ? row[d] : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            float wj = __shfl_sync(FULL_MASK, w[r], j);
+#pragma unroll
+            for (int c = 0; c < DPL; c++) acc[r][c] += wj * td[c];
+        }
+    }
+}
+
 /* ------------------------------------------------------------ forward */
 
 template <int DPL>
@@ -130,21 +154,7 @@ __global__ __launch_bounds__(ATT_THREADS) static void attention_forward_kernel(
 #pragma unroll
             for (int c = 0; c < DPL; c++) acc[r][c] *= corr;
         }
-        for (int j = 0; j < ATT_B; j++) {
-            const float *vr = Vs + j * D;
-            float vd[DPL];
-#pragma unroll
-            for (int c = 0; c < DPL; c++) {
-                int d = lane + c * WARP;
-                vd[c] = d < D ? vr[d] : 0.0f;
-            }
-#pragma unroll
-            for (int r = 0; r < ATT_RPW; r++) {
-                float pj = __shfl_sync(FULL_MASK, p[r], j);
-#pragma unroll
-                for (int c = 0; c < DPL; c++) acc[r][c] += pj * vd[c];
-            }
-        }
+        att_accumulate_tile<DPL>(acc, p, Vs, D, D, lane);
     }
 
 #pragma unroll
@@ -252,21 +262,7 @@ __global__ __launch_bounds__(ATT_THREADS) static void attention_dq_kernel(
             float p = vis ? expf(s[r] * scale - lr[r]) : 0.0f;
             ds[r] = p * (dp[r] - dr[r]);
         }
-        for (int j = 0; j < ATT_B; j++) {
-            const float *kj = Ks + j * (D + 1);
-            float kd[DPL];
-#pragma unroll
-            for (int c = 0; c < DPL; c++) {
-                int d = lane + c * WARP;
-                kd[c] = d < D ? kj[d] : 0.0f;
-            }
-#pragma unroll
-            for (int r = 0; r < ATT_RPW; r++) {
-                float dsj = __shfl_sync(FULL_MASK, ds[r], j);
-#pragma unroll
-                for (int c = 0; c < DPL; c++) acc[r][c] += dsj * kd[c];
-            }
-        }
+        att_accumulate_tile<DPL>(acc, ds, Ks, D + 1, D, lane);
     }
 
 #pragma unroll
