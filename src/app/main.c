@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     if (!strcmp(cmd, "--version")) {
-        printf("tau2_hpc 0.1.0\n");
+        printf("tau2_hpc 0.1.0 (matrix kernels: OpenBLAS %s)\n", blas_core_name());
         return EXIT_OK;
     }
     if (!strcmp(cmd, "tools")) return cmd_tools(argc - 1, argv + 1);
