@@ -81,6 +81,44 @@ __device__ __forceinline__ void att_accumulate_tile(float (&acc)[ATT_RPW][DPL], 
     }
 }
 
+/* s[r] = a_r . x and dp[r] = b_r . y for the warp's ATT_RPW rows a_r, b_r
+ * (read by every lane at the same address: stride ld, float4 loads) against
+ * this lane's rows x, y (stride D + 1): the backward's two dot products per
+ * score, Q K and dO V, sharing their loop. The dq kernel passes Q and dO as
+ * the warp's rows and this lane's key; the dk/dv kernel the other way round
+ * (a product's factors commute, so the order of additions is the same). */
+__device__ __forceinline__ void att_dot_pairs(float (&s)[ATT_RPW], float (&dp)[ATT_RPW], const float *a,
+                                              const float *b, int ld, const float *x, const float *y, int D) {
+#pragma unroll
+    for (int r = 0; r < ATT_RPW; r++) s[r] = dp[r] = 0.0f;
+    int d = 0;
+    for (; d + 4 <= D; d += 4) {
+        float x0 = x[d], x1 = x[d + 1], x2 = x[d + 2], x3 = x[d + 3];
+        float y0 = y[d], y1 = y[d + 1], y2 = y[d + 2], y3 = y[d + 3];
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            float4 av = *(const float4 *)(a + r * ld + d);
+            float4 bv = *(const float4 *)(b + r * ld + d);
+            s[r] += av.x * x0;
+            s[r] += av.y * x1;
+            s[r] += av.z * x2;
+            s[r] += av.w * x3;
+            dp[r] += bv.x * y0;
+            dp[r] += bv.y * y1;
+            dp[r] += bv.z * y2;
+            dp[r] += bv.w * y3;
+        }
+    }
+    for (; d < D; d++) {
+        float xd = x[d], yd = y[d];
+#pragma unroll
+        for (int r = 0; r < ATT_RPW; r++) {
+            s[r] += a[r * ld + d] * xd;
+            dp[r] += b[r * ld + d] * yd;
+        }
+    }
+}
+
 /* ------------------------------------------------------------ forward */
 
 template <int DPL>
@@ -225,36 +263,8 @@ __global__ __launch_bounds__(ATT_THREADS) static void attention_dq_kernel(
 
         int tk = k0 + lane;
         float s[ATT_RPW], dp[ATT_RPW];
-#pragma unroll
-        for (int r = 0; r < ATT_RPW; r++) s[r] = dp[r] = 0.0f;
-        const float *kr = Ks + lane * (D + 1), *vr = Vs + lane * (D + 1);
-        const float *qw = Qs + warp * ATT_RPW * DB, *ow = dOs + warp * ATT_RPW * DB;
-        int d = 0;
-        for (; d + 4 <= D; d += 4) {
-            float kx = kr[d], ky = kr[d + 1], kz = kr[d + 2], kw = kr[d + 3];
-            float vx = vr[d], vy = vr[d + 1], vz = vr[d + 2], vw = vr[d + 3];
-#pragma unroll
-            for (int r = 0; r < ATT_RPW; r++) {
-                float4 qv = *(const float4 *)(qw + r * DB + d);
-                float4 ov = *(const float4 *)(ow + r * DB + d);
-                s[r] += qv.x * kx;
-                s[r] += qv.y * ky;
-                s[r] += qv.z * kz;
-                s[r] += qv.w * kw;
-                dp[r] += ov.x * vx;
-                dp[r] += ov.y * vy;
-                dp[r] += ov.z * vz;
-                dp[r] += ov.w * vw;
-            }
-        }
-        for (; d < D; d++) {
-            float kd = kr[d], vd = vr[d];
-#pragma unroll
-            for (int r = 0; r < ATT_RPW; r++) {
-                s[r] += qw[r * DB + d] * kd;
-                dp[r] += ow[r * DB + d] * vd;
-            }
-        }
+        att_dot_pairs(s, dp, Qs + warp * ATT_RPW * DB, dOs + warp * ATT_RPW * DB, DB, Ks + lane * (D + 1),
+                      Vs + lane * (D + 1), D);
         float ds[ATT_RPW];
 #pragma unroll
         for (int r = 0; r < ATT_RPW; r++) {
@@ -327,36 +337,8 @@ __global__ __launch_bounds__(ATT_THREADS) static void attention_dkv_kernel(
             int tq = q0 + lane, st = Ss[lane];
             float li = Ls[lane], di = Ds[lane];
             float s[ATT_RPW], dp[ATT_RPW];
-#pragma unroll
-            for (int r = 0; r < ATT_RPW; r++) s[r] = dp[r] = 0.0f;
-            const float *qi = Qs + lane * (D + 1), *oi = dOs + lane * (D + 1);
-            const float *kw = Ks + warp * ATT_RPW * DB, *vw = Vs + warp * ATT_RPW * DB;
-            int d = 0;
-            for (; d + 4 <= D; d += 4) {
-                float q0v = qi[d], q1v = qi[d + 1], q2v = qi[d + 2], q3v = qi[d + 3];
-                float o0 = oi[d], o1 = oi[d + 1], o2 = oi[d + 2], o3 = oi[d + 3];
-#pragma unroll
-                for (int r = 0; r < ATT_RPW; r++) {
-                    float4 kv4 = *(const float4 *)(kw + r * DB + d);
-                    float4 vv4 = *(const float4 *)(vw + r * DB + d);
-                    s[r] += q0v * kv4.x;
-                    s[r] += q1v * kv4.y;
-                    s[r] += q2v * kv4.z;
-                    s[r] += q3v * kv4.w;
-                    dp[r] += o0 * vv4.x;
-                    dp[r] += o1 * vv4.y;
-                    dp[r] += o2 * vv4.z;
-                    dp[r] += o3 * vv4.w;
-                }
-            }
-            for (; d < D; d++) {
-                float qd = qi[d], od = oi[d];
-#pragma unroll
-                for (int r = 0; r < ATT_RPW; r++) {
-                    s[r] += qd * kw[r * DB + d];
-                    dp[r] += od * vw[r * DB + d];
-                }
-            }
+            att_dot_pairs(s, dp, Ks + warp * ATT_RPW * DB, Vs + warp * ATT_RPW * DB, DB, Qs + lane * (D + 1),
+                          dOs + lane * (D + 1), D);
             float p[ATT_RPW], ds[ATT_RPW];
 #pragma unroll
             for (int r = 0; r < ATT_RPW; r++) {
