@@ -115,3 +115,27 @@ checkpoints_load() {
     check "checkpoint $(basename "$f") loads" $?
   done
 }
+
+# job_ok NAME LOG NP ARGS...: run a job (mpirun_np NP ARGS..., its output in
+# LOG) and check that it exits 0; on failure show the end of its log.
+# Returns the job's exit code.
+job_ok() {
+  local name=$1 log=$2 np=$3 rc
+  shift 3
+  mpirun_np "$np" "$@" >"$log" 2>&1
+  rc=$?
+  check "$name" $rc
+  [ $rc -eq 0 ] || tail -30 "$log"
+  return $rc
+}
+
+# same_weights BIN NAME RUN_A RUN_B: export both runs' latest checkpoints
+# (check "both runs export") and check NAME: their weights are bit-identical.
+same_weights() {
+  local bin=$1 name=$2 a=$3 b=$4
+  "$bin" export --checkpoint "$a" --output "$TMP/weights.a" --dtype F32 >/dev/null &&
+    "$bin" export --checkpoint "$b" --output "$TMP/weights.b" --dtype F32 >/dev/null
+  check "both runs export" $?
+  cmp -s "$TMP/weights.a/model.safetensors" "$TMP/weights.b/model.safetensors"
+  check "$name" $?
+}

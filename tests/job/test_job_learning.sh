@@ -14,10 +14,7 @@ cd "$TAU2_SOURCE_DIR"
 source tests/cli/lib.sh
 source tests/job/lib.sh
 
-mpirun_np 8 "$BIN" inputs/tiny.json --output-dir "$TMP/run" >"$TMP/log" 2>&1
-rc=$?
-check "tiny run exits 0" $rc
-[ $rc -eq 0 ] || tail -30 "$TMP/log"
+job_ok "tiny run exits 0" "$TMP/log" 8 "$BIN" inputs/tiny.json --output-dir "$TMP/run"
 python3 - "$TMP/run/metrics.jsonl" inputs/tiny_tasks.jsonl <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

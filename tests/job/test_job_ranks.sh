@@ -42,10 +42,7 @@ for kind in sft grpo; do
       sep_rtp2) n=3; with_keys "$TMP/$kind.json" "$cfg" colocate=false rollout_tensor_parallel=2 ;;
       *) n=$np; cfg="$TMP/$kind.json" ;;
     esac
-    mpirun_np "$n" "$BIN" "$cfg" --output-dir "$TMP/$kind.$np" >"$TMP/log.$kind.$np" 2>&1
-    rc=$?
-    check "$kind on $np ranks exits 0" $rc
-    [ $rc -eq 0 ] || tail -20 "$TMP/log.$kind.$np"
+    job_ok "$kind on $np ranks exits 0" "$TMP/log.$kind.$np" "$n" "$BIN" "$cfg" --output-dir "$TMP/$kind.$np"
   done
   keys=train/loss
   [ $kind = grpo ] && keys="train/entropy rollout/tokens rollout/sampled_tokens"

@@ -17,10 +17,7 @@ mock_tasks "$TMP/mock.jsonl"
 tiny_config "$TMP/grpo.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=1 \
   n_samples_per_prompt=2 global_batch_size=2 num_rollout=1 rollout_max_response_len=192 rollout_max_turn_len=48 \
   user=\"local\" user_sim_ranks=1 user_max_tokens=24 user_temperature=0.7
-mpirun_np 2 "$BIN" "$TMP/grpo.json" --output-dir "$TMP/g" >"$TMP/log.g" 2>&1
-rc=$?
-check "GRPO with the local user (2 ranks: 1 trains, 1 serves) exits 0" $rc
-[ $rc -eq 0 ] || tail -20 "$TMP/log.g"
+job_ok "GRPO with the local user (2 ranks: 1 trains, 1 serves) exits 0" "$TMP/log.g" 2 "$BIN" "$TMP/grpo.json" --output-dir "$TMP/g"
 turns=$(metric "$TMP/g" grpo rollout/user_turns 0 2>/dev/null)
 episodes=$(metric "$TMP/g" grpo rollout/episodes 0 2>/dev/null)
 python3 -c "import sys; sys.exit(0 if float('${turns:-0}') > 0 and float('${episodes:-0}') == 2 else 1)"
@@ -35,10 +32,7 @@ json.dump({"job": "eval", "model": f"{src}/inputs/tiny_model", "seed": 3, "max_s
            "eval": {"defaults": {"max_response_len": 192, "n_samples_per_eval_prompt": 2},
                     "datasets": [{"name": "mock", "path": f"{mock}@[0:2]"}]}}, open(out, "w"))
 PY
-mpirun_np 3 "$BIN" "$TMP/eval.json" --output-dir "$TMP/e3" >"$TMP/log.e3" 2>&1
-rc=$?
-check "eval job with the local user on 3 ranks exits 0" $rc
-[ $rc -eq 0 ] || tail -20 "$TMP/log.e3"
+job_ok "eval job with the local user on 3 ranks exits 0" "$TMP/log.e3" 3 "$BIN" "$TMP/eval.json" --output-dir "$TMP/e3"
 mpirun_np 2 "$BIN" "$TMP/eval.json" --output-dir "$TMP/e2" >"$TMP/log.e2" 2>&1
 check "eval job with the local user on 2 ranks exits 0" $?
 python3 - "$TMP/e3/eval/model/mock" "$TMP/e2/eval/model/mock" <<'PY'

@@ -33,11 +33,7 @@ check "the rerun resumed from a checkpoint" $?
 left=$(find "$TMP/b" -name "*.tmp*" | wc -l)
 check "no temporary file left ($left)" "$left"
 checkpoints_load "$BIN" "$TMP/b"
-"$BIN" export --checkpoint "$TMP/a" --output "$TMP/ea" --dtype F32 >/dev/null && \
-  "$BIN" export --checkpoint "$TMP/b" --output "$TMP/eb" --dtype F32 >/dev/null
-check "both runs export" $?
-cmp -s "$TMP/ea/model.safetensors" "$TMP/eb/model.safetensors"
-check "final weights bit-identical to the uninterrupted run" $?
+same_weights "$BIN" "final weights bit-identical to the uninterrupted run" "$TMP/a" "$TMP/b"
 
 # SIGUSR1 to one rank during the GRPO phase.
 tiny_config "$TMP/cfg_c.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 num_rollout=3 save_interval=0
@@ -57,7 +53,5 @@ mpirun_np 2 "$BIN" "$TMP/cfg_c.json" --output-dir "$TMP/c" >"$TMP/log.c2" 2>&1
 check "rerunning after the stop exits 0" $?
 grep -q "resumed from" "$TMP/log.c2"
 check "the rerun after the stop resumed" $?
-"$BIN" export --checkpoint "$TMP/c" --output "$TMP/ec" --dtype F32 >/dev/null
-cmp -s "$TMP/ea/model.safetensors" "$TMP/ec/model.safetensors"
-check "final weights after a clean stop bit-identical to the uninterrupted run" $?
+same_weights "$BIN" "final weights after a clean stop bit-identical to the uninterrupted run" "$TMP/a" "$TMP/c"
 finish test_job_resume

@@ -44,10 +44,7 @@ tiny_config "$TMP/cfg.json" prompt_data=\"$TMP/mock.jsonl\" sft_num_epoch=1 sft_
   rollout_max_turn_len=48 save_interval=1 keep_checkpoints=5
 
 # 1. the uninterrupted run
-mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/a" >"$TMP/log.a" 2>&1
-rc=$?
-check "colocated SFT + GRPO on 2 ranks exits 0" $rc
-[ $rc -eq 0 ] || tail -30 "$TMP/log.a"
+job_ok "colocated SFT + GRPO on 2 ranks exits 0" "$TMP/log.a" 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/a"
 rows_sane "$TMP/a" 1 2 4
 check "its metrics: one sane row per step" $?
 n=$(ls "$TMP"/a/ckpt/step_*.h5 2>/dev/null | wc -l)
@@ -67,30 +64,20 @@ check "the signalled run exits 0" $b1
 grep -q "stopped by signal 10 at step [12];" "$TMP/log.b1"
 check "the signalled run stopped before its end with a checkpoint" $?
 [ $b1 -eq 0 ] || tail -30 "$TMP/log.b1"
-mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b2" 2>&1
-rc=$?
-check "rerunning the stopped run exits 0" $rc
-[ $rc -eq 0 ] || tail -30 "$TMP/log.b2"
+job_ok "rerunning the stopped run exits 0" "$TMP/log.b2" 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b"
 grep -q "resumed from" "$TMP/log.b2"
 check "the rerun resumed from the checkpoint" $?
 rows_sane "$TMP/b" 1 2 4
 check "the resumed run's metrics: one sane row per step" $?
 left=$(find "$TMP/b" -name "*.tmp*" | wc -l)
 check "no temporary file left ($left)" "$left"
-"$BIN" export --checkpoint "$TMP/a" --output "$TMP/ea" --dtype F32 >/dev/null && \
-  "$BIN" export --checkpoint "$TMP/b" --output "$TMP/eb" --dtype F32 >/dev/null
-check "both runs export" $?
-cmp -s "$TMP/ea/model.safetensors" "$TMP/eb/model.safetensors"
-check "final weights after stop and resume bit-identical to the uninterrupted run" $?
+same_weights "$BIN" "final weights after stop and resume bit-identical to the uninterrupted run" "$TMP/a" "$TMP/b"
 
 # 3. separate trainer and rollout ranks, asynchronous
 tiny_config "$TMP/sep.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=2 n_samples_per_prompt=2 \
   global_batch_size=4 num_rollout=2 rollout_max_response_len=192 rollout_max_turn_len=48 \
   colocate=false data_parallel=1 rollout_groups=1 max_staleness=1 save_interval=0
-mpirun_np 2 "$BIN" "$TMP/sep.json" --output-dir "$TMP/s" >"$TMP/log.s" 2>&1
-rc=$?
-check "separate mode (1 trainer + 1 rollout rank) exits 0" $rc
-[ $rc -eq 0 ] || tail -30 "$TMP/log.s"
+job_ok "separate mode (1 trainer + 1 rollout rank) exits 0" "$TMP/log.s" 2 "$BIN" "$TMP/sep.json" --output-dir "$TMP/s"
 rows_sane "$TMP/s" 0 2 4
 check "its metrics: one sane row per step" $?
 python3 - "$TMP/s/metrics.jsonl" <<'PY'

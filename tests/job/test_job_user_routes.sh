@@ -40,10 +40,7 @@ EOF
 tiny_config "$TMP/grpo.json" prompt_data=\"$TMP/rows.jsonl\" sft_data=null rollout_batch_size=3 \
   n_samples_per_prompt=2 global_batch_size=6 num_rollout=1 rollout_max_response_len=64 rollout_max_turn_len=16 \
   user=\"api\" user_model='["cfg-a", "cfg-b"]' user_base_url=\"$URL\" user_timeout_s=10
-"$BIN" "$TMP/grpo.json" --output-dir "$TMP/g" >"$TMP/log.g" 2>&1
-rc=$?
-check "GRPO with per-row user models exits 0" $rc
-[ $rc -eq 0 ] || tail -20 "$TMP/log.g"
+job_ok "GRPO with per-row user models exits 0" "$TMP/log.g" 1 "$BIN" "$TMP/grpo.json" --output-dir "$TMP/g"
 h5dump -d /task_ref "$TMP"/g/rollouts/step_*.h5 >"$TMP/refs.txt" 2>&1
 python3 - "$TMP/refs.txt" <<'PY'
 import json, re, sys
@@ -69,10 +66,7 @@ json.dump({"job": "eval", "model": f"{src}/inputs/tiny_model", "seed": 3, "max_s
                                   "metadata_overrides": {"user_model": ["ds-a", "ds-b"]}}]}},
           open(out, "w"), indent=1)
 PY
-"$BIN" "$TMP/eval.json" --output-dir "$TMP/e" >"$TMP/log.e" 2>&1
-rc=$?
-check "eval with per-row user models exits 0" $rc
-[ $rc -eq 0 ] || tail -20 "$TMP/log.e"
+job_ok "eval with per-row user models exits 0" "$TMP/log.e" 1 "$BIN" "$TMP/eval.json" --output-dir "$TMP/e"
 python3 - "$TMP/e/eval/model/rows" <<'PY'
 import json, sys
 d = sys.argv[1]
