@@ -3,7 +3,8 @@
  * One step = forward over a packed batch, the SFT loss, backward, AdamW
  * (as qwen3.h's loop). Random weights, a fixed batch of equal-length
  * sequences. Prints tokens/s (median step time after one warm-up step) and
- * peak memory (max RSS). bench_train_torch.py runs the same configs in
+ * peak memory (max RSS), and each phase's median time (zero_grad, forward
+ * with the loss, backward, AdamW). bench_train_torch.py runs the same configs in
  * PyTorch and prints the ratio; it parses the RESULT lines.
  *
  * usage: bench_train [--config tiny|100m] [--seqs N] [--seq-len N] [--steps N] [--recompute] */
@@ -90,19 +91,36 @@ int main(int argc, char **argv) {
     Qwen3Batch b = {T, n_seqs, tokens, targets, seq_start, NULL};
     Qwen3AdamW opt = {0.9f, 0.98f, 1e-8f, 0.1f, 1.0f, true};
 
-    double *times = malloc((steps + 1) * sizeof *times);
+    /* times[phase][step]: the whole step, then zero_grad, forward (with the
+     * loss), backward, optimizer; each phase's median is printed too */
+    enum { PH_STEP, PH_ZERO, PH_FORWARD, PH_BACKWARD, PH_ADAMW, N_PH };
+    static const char *phase_name[N_PH] = {"step", "zero_grad", "forward", "backward", "adamw"};
+    double *times[N_PH];
+    for (int ph = 0; ph < N_PH; ph++) times[ph] = malloc((steps + 1) * sizeof(double));
     float loss = 0;
     for (int step = 0; step <= steps; step++) { /* step 0 warms up */
         double t0 = now();
         qwen3_zero_grad(m);
+        double t1 = now();
         qwen3_forward(m, &b, lp, ent);
         loss = qwen3_sft_loss(lp, mask, T, dlp);
+        double t2 = now();
         qwen3_backward(m, dlp, NULL);
+        double t3 = now();
         qwen3_adamw_step(m, &opt, 1e-4f);
-        times[step] = now() - t0;
+        double t4 = now();
+        times[PH_STEP][step] = t4 - t0;
+        times[PH_ZERO][step] = t1 - t0;
+        times[PH_FORWARD][step] = t2 - t1;
+        times[PH_BACKWARD][step] = t3 - t2;
+        times[PH_ADAMW][step] = t4 - t3;
     }
-    qsort(times + 1, steps, sizeof *times, cmp_double);
-    double med = times[1 + steps / 2];
+    double median[N_PH];
+    for (int ph = 0; ph < N_PH; ph++) {
+        qsort(times[ph] + 1, steps, sizeof(double), cmp_double);
+        median[ph] = times[ph][1 + steps / 2];
+    }
+    double med = median[PH_STEP];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("config %s: %zu parameters, %d sequences x %d tokens, %d threads%s\n", name, m->num_parameters, n_seqs,
@@ -110,7 +128,10 @@ int main(int argc, char **argv) {
     printf("RESULT train %s %d %.4f %.1f %.1f %.4f\n", name, T, med, T / med, ru.ru_maxrss / 1024.0, loss);
     printf("step %.3f s (median of %d), %.1f tokens/s, peak RSS %.1f MiB, last loss %.4f\n", med, steps, T / med,
            ru.ru_maxrss / 1024.0, loss);
-    free(times);
+    printf("phases (median ms):");
+    for (int ph = PH_ZERO; ph < N_PH; ph++) printf(" %s %.1f", phase_name[ph], 1e3 * median[ph]);
+    printf("\n");
+    for (int ph = 0; ph < N_PH; ph++) free(times[ph]);
     free(tokens), free(targets), free(seq_start), free(lp), free(ent), free(mask), free(dlp);
     qwen3_free(m);
     return 0;

@@ -38,19 +38,18 @@ __global__ static void clip_scale_kernel(float *norm, float *gscale, const doubl
     *gscale = sc;
 }
 
-__global__ static void adamw_kernel(float *p, float *g, float *m, float *v, size_t n, const float *gscale, float lr,
-                                    float b1, float b2, float eps, float wd, double bc1, double bc2) {
+/* qwen3_adamw_step's per-element formula (PyTorch's order of operations);
+ * the host rounds the scalars once, as the CPU twin does. */
+__global__ static void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, const float *gscale,
+                                    float b1, float b2, float eps, float decay, float step_size, float bc2_sqrt) {
     float sc = gscale ? *gscale : 1.0f;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float gi = g[i] * sc;
-        g[i] = gi;
         float mi = b1 * m[i] + (1.0f - b1) * gi;
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        float mhat = (float)(mi / bc1);
-        float vhat = (float)(vi / bc2);
-        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+        p[i] = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
 }
 
@@ -75,11 +74,13 @@ extern "C" void cuda_clip_scale(float *norm, float *gscale, const double *sumsq,
     cuda_check_launch();
 }
 
-extern "C" void cuda_adamw_update(float *p, float *g, float *m, float *v, size_t n, const float *gscale, float lr,
+extern "C" void cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const float *gscale, float lr,
                                   float beta1, float beta2, float eps, float weight_decay, double bc1, double bc2,
                                   cudaStream_t stream) {
     if (n == 0) return;
-    adamw_kernel<<<grid_for((long)n, 256), 256, 0, stream>>>(p, g, m, v, n, gscale, lr, beta1, beta2, eps,
-                                                             weight_decay, bc1, bc2);
+    float decay = (float)(1.0 - (double)lr * weight_decay);
+    float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    adamw_kernel<<<grid_for((long)n, 256), 256, 0, stream>>>(p, g, m, v, n, gscale, beta1, beta2, eps, decay,
+                                                             step_size, bc2_sqrt);
     cuda_check_launch();
 }

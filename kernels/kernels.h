@@ -187,11 +187,12 @@ void cuda_sum_squares(double *sumsq /* (1) */, const float *g /* (n) */, size_t 
 void cuda_clip_scale(float *norm /* (1) */, float *gscale /* (1) */, const double *sumsq /* (1) */,
                      float max_norm, cudaStream_t stream);
 /* One AdamW step on one tensor, qwen3_adamw_step's formula:
- *   g *= gscale (written back); m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
- *   p -= lr (m/bc1 / (sqrt(v/bc2) + eps) + wd p)
- * with bc1 = 1 - b1^step, bc2 = 1 - b2^step computed by the caller in double.
+ *   g' = gscale g; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+ *   p = p (1 - lr wd) - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+ * with bc1 = 1 - b1^step, bc2 = 1 - b2^step computed by the caller in double
+ * (the scalars rounded once to float, as the CPU twin). g is not changed.
  * gscale is a device scalar (NULL: 1). */
-void cuda_adamw_update(float *p /* (n) */, float *g /* (n) */, float *m /* (n) */, float *v /* (n) */, size_t n,
+void cuda_adamw_update(float *p /* (n) */, const float *g /* (n) */, float *m /* (n) */, float *v /* (n) */, size_t n,
                        const float *gscale /* (1) or NULL */, float lr, float beta1, float beta2, float eps,
                        float weight_decay, double bc1, double bc2, cudaStream_t stream);
 

@@ -10,6 +10,7 @@
 #include <cblas.h>
 
 #include "core/error.h"
+#include "model/vector_clones.h"
 
 /* Column block for reductions over rows: one thread owns a block of columns
  * and walks the rows in order, so the sum order never depends on threads. */
@@ -248,8 +249,7 @@ static inline float exp_one(float x) {
     return select_f(nan, x, y);
 }
 
-/* y[i] = exp(x[i]) (in place allowed). */
-static void exp_array(float *y, const float *x, int n) {
+VECTOR_CLONES void exp_array(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
 }
 

@@ -77,6 +77,13 @@ void rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */,
 void rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */,
                    const float *cosb, const float *sinb, int T, int NH, int D);
 
+/* ---- exp ---- */
+
+/* y[i] = exp(x[i]) (in place allowed), vectorized; within 1 ulp of expf for
+ * normal results, results below FLT_MIN flush to 0. Attention, the output
+ * head and the sampler all use it. */
+void exp_array(float *y /* (n) */, const float *x /* (n) */, int n);
+
 /* ---- causal grouped-query attention over packed sequences ---- */
 
 /* Sequence s spans tokens [seq_start[s], seq_start[s+1]); a token attends to

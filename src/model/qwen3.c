@@ -1068,26 +1068,30 @@ float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
     m->adam_step++;
     double bc1 = 1.0 - pow((double)o->beta1, m->adam_step);
     double bc2 = 1.0 - pow((double)o->beta2, m->adam_step);
+    /* PyTorch's AdamW in its order of operations, with its scalars computed
+     * in double and rounded once: p *= 1 - lr wd; then
+     * p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps). One pass that reads
+     * p, g, m, v and writes p, m, v; the gradients are left as they are
+     * (zero_grad clears them). kernels/adamw.cu does the same per element. */
     float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+    float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const Qwen3Tensor *t = &m->tensors[ti];
         float wd = (t->ndim == 1 && !o->decay_1d) ? 0.0f : o->weight_decay;
+        float decay = (float)(1.0 - (double)lr * wd);
         float *p = m->params_memory + t->offset;
-        float *gr = m->grads_memory + t->offset;
+        const float *gr = m->grads_memory + t->offset;
         float *mm = m->m_memory + t->offset;
         float *vv = m->v_memory + t->offset;
         long n = (long)t->numel;
-#pragma omp parallel for
+#pragma omp parallel for schedule(static)
         for (long i = 0; i < n; i++) {
             float gi = gr[i] * gscale;
-            gr[i] = gi;
             float mi = b1 * mm[i] + (1.0f - b1) * gi;
             float vi = b2 * vv[i] + (1.0f - b2) * gi * gi;
             mm[i] = mi;
             vv[i] = vi;
-            float mhat = (float)(mi / bc1);
-            float vhat = (float)(vi / bc2);
-            p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
+            p[i] = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
         }
     }
     if (m->tp) { /* keep replicated weights bit-identical: rank 0's copy wins */

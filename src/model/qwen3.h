@@ -268,9 +268,10 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob /* (T) */, const float *dent
  * only), all-reduced, then the sqrt: the full model's norm on every rank. */
 float qwen3_grad_norm(const Qwen3 *m);
 /* Clip (scale by max_norm / (norm + 1e-6) when that is < 1, as PyTorch's
- * clip_grad_norm_), then one AdamW step with bias correction:
- *   p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p).
- * Returns the gradient norm before clipping. At TP > 1 each rank steps its
+ * clip_grad_norm_), then one AdamW step with bias correction, as PyTorch
+ * orders it (bc1 = 1 - beta1^t, bc2 = 1 - beta2^t):
+ *   p = p (1 - lr wd) - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
+ * The gradients are read, not changed. Returns the norm before clipping. At TP > 1 each rank steps its
  * shards, then the replicated weights are broadcast from TP rank 0 so they
  * stay bit-identical on every rank. */
 float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *opt, float lr);

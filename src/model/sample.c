@@ -1,11 +1,22 @@
-/* sample.c — temperature / top-k / top-p sampling (see sample.h). */
+/* sample.c — temperature / top-k / top-p sampling (see sample.h).
+ *
+ * A draw is a few passes over the vocabulary (151,936 logits for Qwen3),
+ * each written to vectorize: the max, exp, and sums in fixed lanes and
+ * blocks, so a result never depends on the vector width. */
 #include "model/sample.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
+#include "model/layers_cpu.h"
+#include "model/vector_clones.h"
+
+/* Weights are exponentiated and summed in blocks of this many tokens; the
+ * CDF walk skips whole blocks by their sums. */
+#define SAMPLE_BLOCK 1024
 
 void sample_scratch_free(SampleScratch *s) {
     free(s->w);
@@ -31,12 +42,116 @@ int sample_check_params(const SampleParams *p, char *err, size_t errlen) {
     return 0;
 }
 
+/* max of z[0, V): 16 lanes (max is exact in any order). */
+VECTOR_CLONES static float max_of(const float *z, int V) {
+    float lane[16];
+    for (int u = 0; u < 16; u++) lane[u] = -INFINITY;
+    int j = 0;
+    for (; j + 16 <= V; j += 16) {
+        for (int u = 0; u < 16; u++) lane[u] = z[j + u] > lane[u] ? z[j + u] : lane[u];
+    }
+    for (; j < V; j++) lane[0] = z[j] > lane[0] ? z[j] : lane[0];
+    float m = lane[0];
+    for (int u = 1; u < 16; u++) m = lane[u] > m ? lane[u] : m;
+    return m;
+}
+
+/* Sum of e[0, n) in double: 8 lanes, added in a fixed tree. */
+VECTOR_CLONES static double block_sum(const float *e, int n) {
+    double lane[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int u = 0; u < 8; u++) lane[u] += e[i + u];
+    }
+    for (; i < n; i++) lane[i & 7] += e[i];
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+/* w[j] = exp((z[j] - m) inv_t) (into w when not NULL) and their sum: the
+ * block sums added in block order. Every caller sums the same way, so the
+ * temperature-1 total of a draw and of sample_logprob are the same bits. */
+static double sum_exp(float *w, const float *z, int V, float m, float inv_t) {
+    float tmp[SAMPLE_BLOCK];
+    double total = 0.0;
+    for (int j0 = 0; j0 < V; j0 += SAMPLE_BLOCK) {
+        int n = V - j0 < SAMPLE_BLOCK ? V - j0 : SAMPLE_BLOCK;
+        float *e = w ? w + j0 : tmp;
+        for (int i = 0; i < n; i++) e[i] = (z[j0 + i] - m) * inv_t;
+        exp_array(e, e, n);
+        total += block_sum(e, n);
+    }
+    return total;
+}
+
 float sample_logprob(const float *z, int V, int32_t token) {
-    float m = -INFINITY;
-    for (int j = 0; j < V; j++) m = z[j] > m ? z[j] : m;
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += expf(z[j] - m);
-    return (float)((double)(z[token] - m) - log(sum));
+    float m = max_of(z, V);
+    return (float)((double)(z[token] - m) - log(sum_exp(NULL, z, V, m, 1.0f)));
+}
+
+/* The token where the running sum of w over block [j0, j0 + n) first
+ * exceeds t; the block's last positive weight if rounding leaves t unreached. */
+static int32_t pick_in_block(const float *w, int j0, int n, double t) {
+    int32_t tok = -1;
+    double cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (w[j0 + i] <= 0.0f) continue;
+        tok = j0 + i;
+        cum += w[j0 + i];
+        if (cum > t) break;
+    }
+    return tok;
+}
+
+/* Invert the CDF of w (id order) at target in [0, total): whole blocks are
+ * skipped by their sums (block_sum, as sum_exp added them), then one block
+ * is walked token by token. */
+static int32_t invert_cdf(const float *w, int V, double target) {
+    double cum = 0.0;
+    int last_j0 = -1, last_n = 0;
+    for (int j0 = 0; j0 < V; j0 += SAMPLE_BLOCK) {
+        int n = V - j0 < SAMPLE_BLOCK ? V - j0 : SAMPLE_BLOCK;
+        double s = block_sum(w + j0, n);
+        if (!(s > 0.0)) continue;
+        if (cum + s > target) return pick_in_block(w, j0, n, target - cum);
+        cum += s;
+        last_j0 = j0, last_n = n;
+    }
+    /* rounding left target unreached: the last positive weight */
+    return last_j0 < 0 ? 0 : pick_in_block(w, last_j0, last_n, INFINITY);
+}
+
+/* A lower bound on the weights top-p can keep. Weights are binned by their
+ * top float bits (monotone in the value for positive floats); walking the
+ * bins from the heaviest, the first bin whose mass so far exceeds limit
+ * holds the last kept rank, so no lighter bin is kept. One more non-empty
+ * bin is let through as a margin for the different order of the sums. The
+ * candidates to sort are then the heavy few, not most of the vocabulary. */
+#define TOPP_BIN_SHIFT 19 /* 8 exponent + 4 mantissa bits: 2048 bins for w <= 1 */
+#define TOPP_BINS 2048
+static float top_p_floor(const float *w, int V, double limit) {
+    double *mass = calloc(TOPP_BINS, sizeof(double));
+    if (!mass) die_runtime("sample: out of memory");
+    for (int j = 0; j < V; j++) {
+        if (!(w[j] > 0.0f)) continue;
+        uint32_t bits;
+        memcpy(&bits, &w[j], sizeof bits);
+        uint32_t b = bits >> TOPP_BIN_SHIFT;
+        mass[b < TOPP_BINS ? b : TOPP_BINS - 1] += w[j];
+    }
+    double above = 0.0;
+    int b = TOPP_BINS - 1;
+    for (; b >= 0; b--) {
+        above += mass[b];
+        if (above > limit) break;
+    }
+    for (b--; b >= 0 && mass[b] == 0.0; b--) {
+    }
+    free(mass);
+    if (b < 0) return 0.0f;
+    uint32_t edge = (uint32_t)b << TOPP_BIN_SHIFT;
+    float f;
+    memcpy(&f, &edge, sizeof f);
+    return f;
 }
 
 static int32_t argmax(const float *z, int V) {
@@ -95,8 +210,7 @@ static void scratch_reserve(SampleScratch *s, int n) {
 
 int32_t sample_token(const float *z, int V, const SampleParams *p, double u, SampleScratch *s, float *logprob) {
     int32_t tok;
-    float m = -INFINITY;
-    for (int j = 0; j < V; j++) m = z[j] > m ? z[j] : m;
+    float m = max_of(z, V);
     /* log of sum exp(z - m) at temperature 1, for the returned logprob; the
      * sampling pass below computes it for free when temperature is 1. */
     double lse1 = -1.0;
@@ -106,34 +220,24 @@ int32_t sample_token(const float *z, int V, const SampleParams *p, double u, Sam
         /* One pass: unnormalized probabilities w (kept in scratch) and their sum. */
         scratch_reserve(s, V);
         float *w = s->w + (s->cap - V); /* the tail; candidates use the head */
-        float inv_t = 1.0f / p->temperature;
-        double total = 0.0;
-        for (int j = 0; j < V; j++) total += w[j] = expf((z[j] - m) * inv_t);
+        double total = sum_exp(w, z, V, m, 1.0f / p->temperature);
         if (p->temperature == 1.0f) lse1 = log(total);
         int top_k = p->top_k > 0 && p->top_k < V ? p->top_k : 0;
         if (top_k == 0 && p->top_p >= 1.0f) {
             /* Plain temperature sampling: invert the CDF in id order. */
-            double target = u * total, cum = 0.0;
-            tok = -1;
-            for (int j = 0; j < V; j++) {
-                if (w[j] <= 0.0f) continue;
-                tok = j; /* the last positive one if rounding leaves target unreached */
-                cum += w[j];
-                if (cum > target) break;
-            }
+            tok = invert_cdf(w, V, u * total);
         } else {
-            /* Candidates: with top_p < 1, a kept token x has at least 1 - top_p
-             * of the mass at or below its rank, spread over at most V tokens,
-             * so p_x >= (1 - top_p) / V; tokens below that (less a margin for
-             * rounding) can never be kept. Candidates are written to the head
-             * of the scratch; reading w[j] at the tail stays ahead of them. */
-            double floor_w = p->top_p < 1.0f ? (1.0 - p->top_p) / V * total * 0.999 : 0.0;
+            /* Candidates: the tokens top_p can keep (top_p_floor), at most
+             * top_k of them (a heap of the best). Candidates are written to
+             * the head of the scratch; reading w[j] at the tail stays ahead. */
+            double limit = (double)p->top_p * total;
+            float floor_w = p->top_p < 1.0f ? top_p_floor(w, V, limit) : 0.0f;
             float *cw = s->w;
             int32_t *cid = s->id;
             int n = 0;
             for (int j = 0; j < V; j++) {
                 float wj = w[j];
-                if ((double)wj < floor_w || wj <= 0.0f) continue;
+                if (wj < floor_w || wj <= 0.0f) continue;
                 if (top_k == 0 || n < top_k) {
                     cw[n] = wj;
                     cid[n] = j;
@@ -149,7 +253,7 @@ int32_t sample_token(const float *z, int V, const SampleParams *p, double u, Sam
             }
             sort_by_rank(cw, cid, n);
             /* Keep rank r while r < top_k and the mass ranked above it is <= top_p. */
-            double limit = (double)p->top_p * total, above = 0.0;
+            double above = 0.0;
             int keep = 0;
             while (keep < n && (keep == 0 || above <= limit)) {
                 above += cw[keep];
@@ -169,11 +273,7 @@ int32_t sample_token(const float *z, int V, const SampleParams *p, double u, Sam
         }
     }
     if (logprob) {
-        if (lse1 < 0.0) {
-            double sum = 0.0;
-            for (int j = 0; j < V; j++) sum += expf(z[j] - m);
-            lse1 = log(sum);
-        }
+        if (lse1 < 0.0) lse1 = log(sum_exp(NULL, z, V, m, 1.0f));
         *logprob = (float)((double)(z[tok] - m) - lse1);
     }
     return tok;
