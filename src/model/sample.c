@@ -129,8 +129,7 @@ static int32_t invert_cdf(const float *w, int V, double target) {
 #define TOPP_BIN_SHIFT 19 /* 8 exponent + 4 mantissa bits: 2048 bins for w <= 1 */
 #define TOPP_BINS 2048
 static float top_p_floor(const float *w, int V, double limit) {
-    double *mass = calloc(TOPP_BINS, sizeof(double));
-    if (!mass) die_runtime("sample: out of memory");
+    double mass[TOPP_BINS] = {0}; /* 16 KiB */
     for (int j = 0; j < V; j++) {
         if (!(w[j] > 0.0f)) continue;
         uint32_t bits;
@@ -146,7 +145,6 @@ static float top_p_floor(const float *w, int V, double limit) {
     }
     for (b--; b >= 0 && mass[b] == 0.0; b--) {
     }
-    free(mass);
     if (b < 0) return 0.0f;
     uint32_t edge = (uint32_t)b << TOPP_BIN_SHIFT;
     float f;
