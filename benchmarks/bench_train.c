@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <omp.h>
@@ -121,13 +120,12 @@ int main(int argc, char **argv) {
         median[ph] = times[ph][1 + steps / 2];
     }
     double med = median[PH_STEP];
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    double peak_mib = peak_rss_mib();
     printf("config %s: %zu parameters, %d sequences x %d tokens, %d threads%s\n", name, m->num_parameters, n_seqs,
            seq_len, omp_get_max_threads(), recompute ? ", recompute" : "");
-    printf("RESULT train %s %d %.4f %.1f %.1f %.4f\n", name, T, med, T / med, ru.ru_maxrss / 1024.0, loss);
+    printf("RESULT train %s %d %.4f %.1f %.1f %.4f\n", name, T, med, T / med, peak_mib, loss);
     printf("step %.3f s (median of %d), %.1f tokens/s, peak RSS %.1f MiB, last loss %.4f\n", med, steps, T / med,
-           ru.ru_maxrss / 1024.0, loss);
+           peak_mib, loss);
     printf("phases (median ms):");
     for (int ph = PH_ZERO; ph < N_PH; ph++) printf(" %s %.1f", phase_name[ph], 1e3 * median[ph]);
     printf("\n");

@@ -3,20 +3,24 @@
 same config, batch, thread count, measured in the same run, and the ratio C / PyTorch.
 
     /usr/bin/python3 benchmarks/bench_train_torch.py [--bench build/bench_train]
-        [--configs tiny,100m] [--threads N] [--seqs 4] [--seq-len 256] [--steps 5]
+        [--configs tiny,100m] [--threads N] [--seqs 4] [--seq-len 256] [--steps 5] [--rounds 1]
 
 The PyTorch model is a plain implementation of the architecture (as in
 tests/gen_qwen3_fixtures.py): Linear layers without bias, RMSNorm, q/k norm,
 rotate-half RoPE, GQA attention per packed sequence (block-diagonal causal),
 SwiGLU, tied head; loss = mean -logprob of the next token; AdamW (foreach) and
-clip_grad_norm_(1.0), as the C step. Timing: median step after one warm-up.
-Torch runs in this process; the C benchmark runs as a subprocess with
-OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to the same thread count.
+clip_grad_norm_(1.0), as the C step. Timing: median step after one warm-up;
+with --rounds N the two engines take turns N times and the table shows the
+medians over the rounds, then each round's ratio.
+Each config's torch step and C benchmark run in processes of their own, with
+OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to the same thread count; peak
+memory is each process's VmHWM.
 """
 import argparse
 import glob
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -109,7 +113,25 @@ def bench_torch(name, seqs, seq_len, steps):
         opt.step()
         times.append(time.perf_counter() - t0)
     med = sorted(times[1:])[len(times[1:]) // 2]
-    return T, med, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return T, med, peak_rss_mib()
+
+
+def peak_rss_mib():
+    """VmHWM of this process (ru_maxrss would include the parent's peak from before the exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_torch_fresh(args, name, env):
+    """bench_torch in a process of its own, so that each config's peak memory is its own."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch-only", name, "--threads", str(args.threads),
+           "--seqs", str(args.seqs), "--seq-len", str(args.seq_len), "--steps", str(args.steps)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    res = [l.split() for l in out.splitlines() if l.startswith("TORCH ")][0]
+    return int(res[1]), float(res[2]), float(res[3])
 
 
 def find_bench():
@@ -127,7 +149,15 @@ def main():
     ap.add_argument("--seqs", type=int, default=4)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="C then PyTorch this many times per config; medians over the rounds")
+    ap.add_argument("--torch-only", metavar="CONFIG", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.torch_only:
+        torch.set_num_threads(args.threads)
+        T, med, mib = bench_torch(args.torch_only, args.seqs, args.seq_len, args.steps)
+        print(f"TORCH {T} {med} {mib}")
+        return
     if not args.bench:
         sys.exit("bench_train_torch.py: no bench_train binary found; build it or pass --bench")
     torch.set_num_threads(args.threads)
@@ -135,13 +165,22 @@ def main():
     print(f"torch {torch.__version__}, {args.threads} threads, {args.seqs} x {args.seq_len} tokens per step")
     print(f"{'config':7} {'C tok/s':>9} {'torch tok/s':>12} {'C/torch':>8} {'C MiB':>8} {'torch MiB':>10}")
     for name in args.configs.split(","):
-        out = subprocess.run([args.bench, "--config", name, "--seqs", str(args.seqs), "--seq-len", str(args.seq_len),
-                              "--steps", str(args.steps)], check=True, capture_output=True, text=True, env=env).stdout
-        res = [l.split() for l in out.splitlines() if l.startswith("RESULT train")][0]
-        c_tps, c_mib = float(res[5]), float(res[6])
-        T, med, t_mib = bench_torch(name, args.seqs, args.seq_len, args.steps)
-        print(f"{name:7} {c_tps:9.1f} {T / med:12.1f} {c_tps / (T / med):8.2f} {c_mib:8.1f} {t_mib:10.1f}")
-
+        c_tps, t_tps, ratios = [], [], []
+        for _ in range(args.rounds):  # alternate the engines, so a slow spell of the machine hits both
+            out = subprocess.run([args.bench, "--config", name, "--seqs", str(args.seqs), "--seq-len",
+                                  str(args.seq_len), "--steps", str(args.steps)],
+                                 check=True, capture_output=True, text=True, env=env).stdout
+            res = [l.split() for l in out.splitlines() if l.startswith("RESULT train")][0]
+            c_tps.append(float(res[5]))
+            c_mib = float(res[6])
+            T, med, t_mib = bench_torch_fresh(args, name, env)
+            t_tps.append(T / med)
+            ratios.append(c_tps[-1] / t_tps[-1])
+        c_med, t_med = statistics.median(c_tps), statistics.median(t_tps)
+        line = f"{name:7} {c_med:9.1f} {t_med:12.1f} {c_med / t_med:8.2f} {c_mib:8.1f} {t_mib:10.1f}"
+        if args.rounds > 1:
+            line += "   rounds: " + " ".join(f"{r:.2f}" for r in ratios)
+        print(line)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,10 @@
 #define TAU2_BENCH_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -15,6 +19,25 @@ static inline double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* This process's peak resident memory in MiB: VmHWM, the high-water mark of
+ * its own address space. (getrusage's ru_maxrss also counts the parent's
+ * peak from before the exec, so a benchmark started from a Python script
+ * that had grown to 3 GiB would report 3 GiB.) */
+static inline double peak_rss_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kib = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    if (kib < 0) { /* no procfs */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        kib = ru.ru_maxrss;
+    }
+    return kib / 1024.0;
 }
 
 /* qsort comparison of doubles, ascending. */

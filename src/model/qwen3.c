@@ -328,11 +328,18 @@ static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
     fill_in_parameter_sizes(m->param_sizes, cfg, sh);
     m->num_parameters = 0;
     for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) m->num_parameters += m->param_sizes[i];
-    m->vocab_chunk = QWEN3_VOCAB_CHUNK;
+    m->vocab_chunk = qwen3_default_vocab_chunk(sh->vocab_size);
     m->params_memory = xcalloc(m->num_parameters, sizeof(float));
     point_parameters(&m->params, m->params_memory, m->param_sizes, cfg->tie_word_embeddings);
     build_tensor_table(m);
     return m;
+}
+
+int qwen3_default_vocab_chunk(int vocab_shard) {
+    if (vocab_shard < 1) return QWEN3_VOCAB_CHUNK;
+    long rows = QWEN3_LOGITS_BYTES / ((long)vocab_shard * (long)sizeof(float));
+    rows -= rows % QWEN3_VOCAB_CHUNK;
+    return rows > QWEN3_VOCAB_CHUNK ? (int)rows : QWEN3_VOCAB_CHUNK;
 }
 
 Qwen3 *qwen3_new(const Qwen3Config *cfg) { return model_new(cfg, NULL); }
@@ -597,6 +604,9 @@ struct Qwen3Acts {
     float *lm_lse;  /* (T) */
     float *lm_ent;  /* (T) */
     float *logits;  /* (chunk, V) */
+    /* the forward's logits are still in `logits`: the head ran as one chunk
+     * over all of head_rows, and no backward has turned them into dlogits */
+    bool logits_kept;
     float *rope_cos, *rope_sin; /* (T, D/2) */
     /* the output head works on the rows it needs, gathered chunk by chunk */
     int n_head;                 /* rows in head_rows */
@@ -873,6 +883,7 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
         }
     }
     memcpy(entropy, A->lm_ent, (size_t)T * sizeof(float));
+    A->logits_kept = A->n_head > 0 && A->n_head <= chunk;
     A->have_forward = true;
 }
 
@@ -926,8 +937,9 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     int NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim, v0 = sh->vocab_start;
     int QD = NH * D, KD = NKV * D;
 
-    /* Output head, chunk by chunk: recompute logits, turn them into dlogits,
-     * then dxf = dlogits @ W and dW += dlogits^T @ xf. */
+    /* Output head, chunk by chunk: recompute logits (unless the forward's
+     * single chunk is still there), turn them into dlogits, then
+     * dxf = dlogits @ W and dW += dlogits^T @ xf. */
     float *dxf = A->dln;
     int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
     if (chunk > A->chunk) die_runtime("qwen3_backward: vocab_chunk grew after the forward pass");
@@ -944,7 +956,9 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
             A->head_dlp[r] = dlogprob[t];
             A->head_dent[r] = dentropy ? dentropy[t] : 0.0f;
         }
-        matmul_forward(A->logits, x, p->lm_head, R, C, V);
+        /* one chunk: the forward's logits are the ones this would compute */
+        if (!(A->logits_kept && i0 == 0 && R == A->n_head)) matmul_forward(A->logits, x, p->lm_head, R, C, V);
+        A->logits_kept = false;
         logprob_entropy_backward_shard(A->logits, A->head_dlp, dentropy ? A->head_dent : NULL, A->head_lse,
                                        A->head_ent, A->head_targets, R, V, v0);
         matmul_backward(A->head_dx, g->lm_head, A->logits, x, p->lm_head, R, C, V, false);

@@ -19,8 +19,9 @@
  *   qwen3_adamw_step(m, &opt, lr);
  *
  * Logits are never held for all tokens: the output head runs in chunks of
- * vocab_chunk tokens (default QWEN3_VOCAB_CHUNK), in forward and again in
- * backward.
+ * vocab_chunk tokens (default: qwen3_default_vocab_chunk), in forward and
+ * again in backward; when all the tokens fit in one chunk the backward uses
+ * the forward's logits instead of computing them again.
  *
  * All state is fp32: weights (the master copy), gradients, AdamW moments,
  * activations. Parameters live in one contiguous buffer, gradients and
@@ -54,8 +55,14 @@
 
 #include "model/safetensors.h"
 
-/* Default tokens per chunk of the output head (chunk x vocab floats of scratch). */
+/* Tokens per chunk of the output head by default: as many multiples of
+ * QWEN3_VOCAB_CHUNK as keep the logits scratch (chunk x vocab shard floats)
+ * within QWEN3_LOGITS_BYTES, and at least QWEN3_VOCAB_CHUNK. Each chunk
+ * reads the head's weights and adds into its whole gradient again, so a
+ * small vocabulary (where 128 rows are only a few MiB) goes faster with
+ * more rows per chunk; Qwen3's 151,936 columns stay at 128 rows (78 MiB). */
 #define QWEN3_VOCAB_CHUNK 128
+#define QWEN3_LOGITS_BYTES (64L << 20)
 
 /* ------------------------------------------------------------ config */
 
@@ -200,7 +207,8 @@ typedef struct {
     /* activation recomputation: keep only each layer's input, recompute
      * the layer in backward (bit-identical results, far less memory). */
     bool recompute;
-    /* tokens per output-head chunk; may be changed between steps */
+    /* tokens per output-head chunk (qwen3_default_vocab_chunk); may be
+     * changed between steps */
     int vocab_chunk;
 
     /* activations and scratch: one arena, resized when T grows */
@@ -209,6 +217,8 @@ typedef struct {
 
 /* A model with zeroed weights. */
 Qwen3 *qwen3_new(const Qwen3Config *cfg);
+/* The default vocab_chunk for a vocabulary shard of vocab_shard columns. */
+int qwen3_default_vocab_chunk(int vocab_shard);
 void qwen3_free(Qwen3 *m);
 
 /* 0 when tp ranks can split the model (tp divides num_attention_heads,

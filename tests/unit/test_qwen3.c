@@ -272,6 +272,30 @@ static void test_vocab_chunks(void **state) {
     fixture_free(&f);
 }
 
+/* The backward reuses the forward's logits when the head ran as one chunk
+ * and turns them into dlogits; a second backward after the same forward
+ * must compute them again, so it adds the same gradient once more. */
+static void test_backward_twice(void **state) {
+    (void)state;
+    Fixture f = fixture_load("untied_gqa");
+    Qwen3 *m = f.model;
+    int T = f.b.T;
+    Qwen3Batch b = fixture_batch(&f);
+    float *lp = xmalloc((size_t)T * sizeof(float)), *ent = xmalloc((size_t)T * sizeof(float));
+    float *dlp = xmalloc((size_t)T * sizeof(float)), *dent = xmalloc((size_t)T * sizeof(float));
+    float *once = xmalloc(m->num_parameters * sizeof(float)), *twice = xmalloc(m->num_parameters * sizeof(float));
+    qwen3_forward(m, &b, lp, ent);
+    fixture_loss_grads(&f, lp, ent, dlp, dent, NULL);
+    qwen3_zero_grad(m);
+    qwen3_backward(m, dlp, dent);
+    for (size_t i = 0; i < m->num_parameters; i++) once[i] = 2.0f * m->grads_memory[i];
+    qwen3_backward(m, dlp, dent);
+    memcpy(twice, m->grads_memory, m->num_parameters * sizeof(float));
+    assert_true(rel_err("grads after two backward passes", twice, once, m->num_parameters, true) < 1e-6);
+    free(lp), free(ent), free(dlp), free(dent), free(once), free(twice);
+    fixture_free(&f);
+}
+
 /* Two micro-batches (sequence 0, then the rest) accumulate to the gradient
  * of the whole batch when each uses the whole batch's normalization. */
 static void test_grad_accumulation(void **state) {
@@ -577,6 +601,7 @@ int main(void) {
         cmocka_unit_test(test_recompute_bit_identical),
         cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_vocab_chunks),
+        cmocka_unit_test(test_backward_twice),
         cmocka_unit_test(test_grad_accumulation),
         cmocka_unit_test(test_head_mask),
         cmocka_unit_test(test_config_errors),
