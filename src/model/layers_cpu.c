@@ -253,6 +253,20 @@ VECTOR_CLONES void exp_array(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
 }
 
+/* 16 lanes, then the lanes: max is exact, so the order changes no bit. */
+VECTOR_CLONES float max_array(const float *x, int n) {
+    float lane[16];
+    for (int u = 0; u < 16; u++) lane[u] = -INFINITY;
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        for (int u = 0; u < 16; u++) lane[u] = x[j + u] > lane[u] ? x[j + u] : lane[u];
+    }
+    for (; j < n; j++) lane[0] = x[j] > lane[0] ? x[j] : lane[0];
+    float m = lane[0];
+    for (int u = 1; u < 16; u++) m = lane[u] > m ? lane[u] : m;
+    return m;
+}
+
 /* ------------------------------------------------------------ attention */
 
 /* Dot product with 8 independent partial sums (vectorizes without
@@ -533,8 +547,7 @@ void logprob_entropy_forward(float *logprob, float *entropy, float *lse, const f
 #pragma omp parallel for
     for (int r = 0; r < R; r++) {
         const float *z = logits + (size_t)r * V;
-        float m = -INFINITY;
-        for (int j = 0; j < V; j++) m = z[j] > m ? z[j] : m;
+        float m = max_array(z, V);
         double sum, sdz;
         softmax_sums(&sum, &sdz, z, m, V);
         double ls = log(sum);
@@ -548,10 +561,7 @@ void logprob_entropy_forward(float *logprob, float *entropy, float *lse, const f
 void vocab_row_max(float *mx, const float *logits, int R, int Vs) {
 #pragma omp parallel for
     for (int r = 0; r < R; r++) {
-        const float *z = logits + (size_t)r * Vs;
-        float m = -INFINITY;
-        for (int j = 0; j < Vs; j++) m = z[j] > m ? z[j] : m;
-        mx[r] = m;
+        mx[r] = max_array(logits + (size_t)r * Vs, Vs);
     }
 }
 

@@ -77,12 +77,14 @@ void rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */,
 void rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */,
                    const float *cosb, const float *sinb, int T, int NH, int D);
 
-/* ---- exp ---- */
+/* ---- exp and max over arrays ---- */
 
 /* y[i] = exp(x[i]) (in place allowed), vectorized; within 1 ulp of expf for
  * normal results, results below FLT_MIN flush to 0. Attention, the output
  * head and the sampler all use it. */
 void exp_array(float *y /* (n) */, const float *x /* (n) */, int n);
+/* max of x[0, n) (-inf when n is 0; NaNs are passed over), vectorized. */
+float max_array(const float *x /* (n) */, int n);
 
 /* ---- causal grouped-query attention over packed sequences ---- */
 

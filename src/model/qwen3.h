@@ -281,9 +281,9 @@ float qwen3_grad_norm(const Qwen3 *m);
  * clip_grad_norm_), then one AdamW step with bias correction, as PyTorch
  * orders it (bc1 = 1 - beta1^t, bc2 = 1 - beta2^t):
  *   p = p (1 - lr wd) - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
- * The gradients are read, not changed. Returns the norm before clipping. At TP > 1 each rank steps its
- * shards, then the replicated weights are broadcast from TP rank 0 so they
- * stay bit-identical on every rank. */
+ * The gradients are read, not changed. Returns the norm before clipping.
+ * At TP > 1 each rank steps its shards, then the replicated weights are
+ * broadcast from TP rank 0 so they stay bit-identical on every rank. */
 float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *opt, float lr);
 
 /* SFT loss: mean of -logprob over positions with mask != 0 (0 if none).

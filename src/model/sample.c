@@ -42,20 +42,6 @@ int sample_check_params(const SampleParams *p, char *err, size_t errlen) {
     return 0;
 }
 
-/* max of z[0, V): 16 lanes (max is exact in any order). */
-VECTOR_CLONES static float max_of(const float *z, int V) {
-    float lane[16];
-    for (int u = 0; u < 16; u++) lane[u] = -INFINITY;
-    int j = 0;
-    for (; j + 16 <= V; j += 16) {
-        for (int u = 0; u < 16; u++) lane[u] = z[j + u] > lane[u] ? z[j + u] : lane[u];
-    }
-    for (; j < V; j++) lane[0] = z[j] > lane[0] ? z[j] : lane[0];
-    float m = lane[0];
-    for (int u = 1; u < 16; u++) m = lane[u] > m ? lane[u] : m;
-    return m;
-}
-
 /* Sum of e[0, n) in double: 8 lanes, added in a fixed tree. */
 VECTOR_CLONES static double block_sum(const float *e, int n) {
     double lane[8] = {0};
@@ -84,7 +70,7 @@ static double sum_exp(float *w, const float *z, int V, float m, float inv_t) {
 }
 
 float sample_logprob(const float *z, int V, int32_t token) {
-    float m = max_of(z, V);
+    float m = max_array(z, V);
     return (float)((double)(z[token] - m) - log(sum_exp(NULL, z, V, m, 1.0f)));
 }
 
@@ -208,7 +194,7 @@ static void scratch_reserve(SampleScratch *s, int n) {
 
 int32_t sample_token(const float *z, int V, const SampleParams *p, double u, SampleScratch *s, float *logprob) {
     int32_t tok;
-    float m = max_of(z, V);
+    float m = max_array(z, V);
     /* log of sum exp(z - m) at temperature 1, for the returned logprob; the
      * sampling pass below computes it for free when temperature is 1. */
     double lse1 = -1.0;
