@@ -61,15 +61,56 @@ void embedding_backward(float *dtable, const float *dout, const int32_t *tokens,
 
 /* ------------------------------------------------------------ RMSNorm */
 
+/* The row sums run in 16 fixed lanes (sum_squares_array, rms_dot), the
+ * products in double are exact, so the bits do not depend on the vector
+ * width or the threads. */
+
+/* sum_c dy_c w_c x_c in double */
+VECTOR_CLONES static double rms_dot(const float *dy, const float *w, const float *x, int C) {
+    double lane[16] = {0};
+    int c = 0;
+    for (; c + 16 <= C; c += 16) {
+        for (int u = 0; u < 16; u++) lane[u] += (double)dy[c + u] * w[c + u] * x[c + u];
+    }
+    for (; c < C; c++) lane[c & 15] += (double)dy[c] * w[c] * x[c];
+    for (int h = 8; h > 0; h /= 2) {
+        for (int u = 0; u < h; u++) lane[u] += lane[u + h];
+    }
+    return lane[0];
+}
+
+VECTOR_CLONES static void rmsnorm_scale_row(float *o, const float *x, const float *w, float r, int C) {
+    for (int c = 0; c < C; c++) o[c] = x[c] * r * w[c];
+}
+
+/* d = r dy w - x k, or d += that */
+VECTOR_CLONES static void rmsnorm_dx_row(float *d, const float *dy, const float *x, const float *w, float r,
+                                         float k, int C, bool accumulate) {
+    if (accumulate) {
+        for (int c = 0; c < C; c++) d[c] += r * dy[c] * w[c] - x[c] * k;
+    } else {
+        for (int c = 0; c < C; c++) d[c] = r * dy[c] * w[c] - x[c] * k;
+    }
+}
+
+/* acc[c - c0] += dy_c x_c r over rows n, in row order */
+VECTOR_CLONES static void rmsnorm_dw_cols(double *acc, const float *dout, const float *x, const float *rstd,
+                                          int N, int C, int c0, int c1) {
+    for (int n = 0; n < N; n++) {
+        const float *dy = dout + (size_t)n * C;
+        const float *xr = x + (size_t)n * C;
+        float r = rstd[n];
+        for (int c = c0; c < c1; c++) acc[c - c0] += (double)(dy[c] * xr[c] * r);
+    }
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
 #pragma omp parallel for
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        double ss = 0.0;
-        for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+        double ss = sum_squares_array(xr, (size_t)C);
         float r = (float)(1.0 / sqrt(ss / C + (double)eps));
-        for (int c = 0; c < C; c++) o[c] = xr[c] * r * w[c];
+        rmsnorm_scale_row(out + (size_t)n * C, xr, w, r, C);
         rstd[n] = r;
     }
 }
@@ -81,16 +122,10 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
     for (int n = 0; n < N; n++) {
         const float *dy = dout + (size_t)n * C;
         const float *xr = x + (size_t)n * C;
-        float *d = dx + (size_t)n * C;
         float r = rstd[n];
-        double dot = 0.0;
-        for (int c = 0; c < C; c++) dot += (double)dy[c] * w[c] * xr[c];
+        double dot = rms_dot(dy, w, xr, C);
         float k = (float)(dot * r * r * r / C);
-        if (accumulate_dx) {
-            for (int c = 0; c < C; c++) d[c] += r * dy[c] * w[c] - xr[c] * k;
-        } else {
-            for (int c = 0; c < C; c++) d[c] = r * dy[c] * w[c] - xr[c] * k;
-        }
+        rmsnorm_dx_row(dx + (size_t)n * C, dy, xr, w, r, k, C, accumulate_dx);
     }
     /* dw: parallel over column blocks, rows in order. */
     int nb = (C + COL_BLOCK - 1) / COL_BLOCK;
@@ -99,45 +134,69 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
         int c0 = b * COL_BLOCK;
         int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
         double acc[COL_BLOCK] = {0};
-        for (int n = 0; n < N; n++) {
-            const float *dy = dout + (size_t)n * C;
-            const float *xr = x + (size_t)n * C;
-            float r = rstd[n];
-            for (int c = c0; c < c1; c++) acc[c - c0] += (double)(dy[c] * xr[c] * r);
-        }
+        rmsnorm_dw_cols(acc, dout, x, rstd, N, C, c0, c1);
         for (int c = c0; c < c1; c++) dw[c] += (float)acc[c - c0];
     }
 }
 
 /* ------------------------------------------------------------ linear */
 
-/* Matrix products run as square output tiles spread over the OpenMP threads,
- * each tile one single-threaded cblas_sgemm over the whole inner dimension.
- * The tile size depends on the shape only (never the thread count), so
- * neither do the results. OpenBLAS is kept at one thread: its own pool would
- * otherwise spin (sched_yield) between calls against the OpenMP threads of the
- * elementwise layers, and nest inside the attention tiles. */
-#define MM_TILE 256
-/* Smaller tiles for small products so that both threads (of 2-8) get work;
- * the choice depends on the shape only. */
-#define MM_TILE_MIN 64
-#define MM_MIN_TILES 8
+/* Matrix products run as output tiles spread over the OpenMP threads, each
+ * tile one single-threaded cblas_sgemm over the whole inner dimension.
+ * OpenBLAS is kept at one thread: its own pool would otherwise spin
+ * (sched_yield) between calls against the OpenMP threads of the elementwise
+ * layers, and nest inside the attention tiles; and its threaded split moves
+ * with the thread count, which changes the bits.
+ *
+ * Every tile packs its own slices of both operands, so large tiles pack
+ * less (256-square tiles spent a quarter as long packing as multiplying): a
+ * side up to MM_WHOLE stays whole, a longer one is cut into pieces of about
+ * MM_PIECE, and then the longer tile side is cut further until there are
+ * MM_MIN_TILES tiles (work for up to four threads) or the tiles reach
+ * MM_MIN_SIDE. Sides are rounded up to MM_ALIGN, the kernel's width. The
+ * tiles depend on the shape only (never the thread count), so the results
+ * do not depend on the threads either. */
+#define MM_WHOLE 1024
+#define MM_PIECE 512
+#define MM_MIN_TILES 4
+#define MM_MIN_SIDE 64
+#define MM_ALIGN 16
 
 static void blas_one_thread(void) {
     if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 }
 
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* Tile sides (*tm, *tn) for an (M, N) output, M, N > 0. */
+static void gemm_tile_shape(int M, int N, int *tm, int *tn) {
+    int cm = M > MM_WHOLE ? ceil_div(M, MM_PIECE) : 1;
+    int cn = N > MM_WHOLE ? ceil_div(N, MM_PIECE) : 1;
+    for (;;) {
+        int sm = ceil_div(M, cm), sn = ceil_div(N, cn);
+        if ((long)cm * cn >= MM_MIN_TILES || (sm <= MM_MIN_SIDE && sn <= MM_MIN_SIDE)) break;
+        if (sm >= sn) {
+            cm++;
+        } else {
+            cn++;
+        }
+    }
+    *tm = ceil_div(ceil_div(M, cm), MM_ALIGN) * MM_ALIGN;
+    *tn = ceil_div(ceil_div(N, cn), MM_ALIGN) * MM_ALIGN;
+}
+
 /* C (M, N) = op(A) op(B) + beta C, op(A) (M, K), op(B) (K, N), row-major. */
 static void gemm_tiled(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda, const float *B,
                        int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
     blas_one_thread();
-    int tile = MM_TILE;
-    while (tile > MM_TILE_MIN && (long)((M + tile - 1) / tile) * ((N + tile - 1) / tile) < MM_MIN_TILES) tile /= 2;
-    int mt = (M + tile - 1) / tile, nt = (N + tile - 1) / tile;
+    int tm, tn;
+    gemm_tile_shape(M, N, &tm, &tn);
+    int mt = ceil_div(M, tm), nt = ceil_div(N, tn);
 #pragma omp parallel for schedule(dynamic, 1)
     for (long it = 0; it < (long)mt * nt; it++) {
-        int i0 = (int)(it / nt) * tile, j0 = (int)(it % nt) * tile;
-        int m = M - i0 < tile ? M - i0 : tile, n = N - j0 < tile ? N - j0 : tile;
+        int i0 = (int)(it / nt) * tm, j0 = (int)(it % nt) * tn;
+        int m = M - i0 < tm ? M - i0 : tm, n = N - j0 < tn ? N - j0 : tn;
         const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
         const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, K,
@@ -489,23 +548,43 @@ void attention_backward(float *dq, float *dk, float *dv, float *delta, const flo
 
 /* ------------------------------------------------------------ SwiGLU */
 
-void swiglu_forward(float *h, const float *gate, const float *up, long N) {
-#pragma omp parallel for
-    for (long i = 0; i < N; i++) {
+/* The elementwise passes run in blocks, each block one vector-clone call
+ * (exp_one inlined at the machine's width; the same operations, so the same
+ * bits at any width and any thread count). */
+#define ELEM_BLOCK 4096
+
+VECTOR_CLONES static void swiglu_forward_block(float *h, const float *gate, const float *up, long n) {
+    for (long i = 0; i < n; i++) {
         float g = gate[i];
         float s = 1.0f / (1.0f + exp_one(-g));
         h[i] = g * s * up[i];
     }
 }
 
-void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, long N) {
-#pragma omp parallel for
-    for (long i = 0; i < N; i++) {
+VECTOR_CLONES static void swiglu_backward_block(float *dgate, float *dup, const float *dh, const float *gate,
+                                                const float *up, long n) {
+    for (long i = 0; i < n; i++) {
         float g = gate[i];
         float s = 1.0f / (1.0f + exp_one(-g));
         float silu = g * s;
         dup[i] = dh[i] * silu;
         dgate[i] = dh[i] * up[i] * s * (1.0f + g * (1.0f - s));
+    }
+}
+
+void swiglu_forward(float *h, const float *gate, const float *up, long N) {
+#pragma omp parallel for
+    for (long i0 = 0; i0 < N; i0 += ELEM_BLOCK) {
+        long n = N - i0 < ELEM_BLOCK ? N - i0 : ELEM_BLOCK;
+        swiglu_forward_block(h + i0, gate + i0, up + i0, n);
+    }
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, long N) {
+#pragma omp parallel for
+    for (long i0 = 0; i0 < N; i0 += ELEM_BLOCK) {
+        long n = N - i0 < ELEM_BLOCK ? N - i0 : ELEM_BLOCK;
+        swiglu_backward_block(dgate + i0, dup + i0, dh + i0, gate + i0, up + i0, n);
     }
 }
 
@@ -520,16 +599,16 @@ void residual_add(float *x, const float *y, long N) {
  * exponentials in float, vectorized a block at a time, the sums in double over
  * 4 interleaved partial sums (a fixed order, so still deterministic). */
 #define SOFTMAX_BLOCK 256
-static void softmax_sums(double *sum, double *sdz, const float *z /* (V) */, float m, int V) {
+VECTOR_CLONES static void softmax_sums(double *sum, double *sdz, const float *z /* (V) */, float m, int V) {
     float e[SOFTMAX_BLOCK], dz[SOFTMAX_BLOCK];
     double s[4] = {0, 0, 0, 0}, sd[4] = {0, 0, 0, 0};
     for (int j0 = 0; j0 < V; j0 += SOFTMAX_BLOCK) {
         int n = V - j0 < SOFTMAX_BLOCK ? V - j0 : SOFTMAX_BLOCK;
         for (int j = 0; j < n; j++) {
-            e[j] = z[j0 + j] - m;
-            dz[j] = -e[j];
+            float d = z[j0 + j] - m;
+            dz[j] = -d;
+            e[j] = exp_one(d);
         }
-        exp_array(e, e, n);
         for (; n % 4; n++) e[n] = dz[n] = 0.0f; /* pad the last block to a multiple of 4 */
         for (int j = 0; j < n; j += 4) {
             for (int k = 0; k < 4; k++) {
@@ -591,6 +670,16 @@ void logprob_entropy_finish(float *logprob, float *entropy, float *lse, const do
     }
 }
 
+/* dz_j over one row, before the target's + dlogprob. */
+VECTOR_CLONES static void head_grad_row(float *z /* (V), in: z, out: dz */, int V, float lse, float entropy,
+                                        float dlp, float dent) {
+    for (int j = 0; j < V; j++) {
+        float lp = z[j] - lse; /* log p_j */
+        float p = exp_one(lp);
+        z[j] = -dlp * p - dent * p * (lp + entropy);
+    }
+}
+
 void logprob_entropy_backward(float *logits, const float *dlogprob, const float *dentropy, const float *lse,
                               const float *entropy, const int32_t *targets, int R, int V) {
     logprob_entropy_backward_shard(logits, dlogprob, dentropy, lse, entropy, targets, R, V, 0);
@@ -607,13 +696,36 @@ void logprob_entropy_backward_shard(float *logits, const float *dlogprob, const 
             memset(z, 0, (size_t)V * sizeof(float));
             continue;
         }
-        float l = lse[r], ent = entropy[r];
-        for (int j = 0; j < V; j++) {
-            float lp = z[j] - l; /* log p_j */
-            float p = exp_one(lp);
-            z[j] = -dlp * p - dent * p * (lp + ent);
-        }
+        head_grad_row(z, V, lse[r], entropy[r], dlp, dent);
         int tl = targets[r] - v0;
         if (targets[r] >= 0 && tl >= 0 && tl < V) z[tl] += dlp;
+    }
+}
+
+/* ------------------------------------------------------------ optimizer */
+
+VECTOR_CLONES double sum_squares_array(const float *x, size_t n) {
+    double lane[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int u = 0; u < 16; u++) lane[u] += (double)x[i + u] * x[i + u];
+    }
+    for (; i < n; i++) lane[i & 15] += (double)x[i] * x[i];
+    for (int w = 8; w > 0; w /= 2) {
+        for (int u = 0; u < w; u++) lane[u] += lane[u + w];
+    }
+    return lane[0];
+}
+
+VECTOR_CLONES void adamw_update_array(float *p, const float *g, float *m, float *v, size_t n, float gscale,
+                                      float b1, float b2, float eps, float decay, float step_size,
+                                      float bc2_sqrt) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * gscale;
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
 }

@@ -23,6 +23,7 @@
 #define TAU2_MODEL_LAYERS_CPU_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* ---- embedding ---- */
@@ -157,5 +158,17 @@ void logprob_entropy_backward_shard(float *logits /* (R, Vs), in: z, out: dz */,
                                     const float *dlogprob /* (R) */, const float *dentropy /* (R) */,
                                     const float *lse /* (R) */, const float *entropy /* (R) */,
                                     const int32_t *targets /* (R) */, int R, int Vs, int v0);
+
+/* ---- optimizer (the CPU twin of kernels/adamw.cu) ---- */
+
+/* sum of x[i]^2 in double; x*x is exact in double, and the sum runs in 16
+ * fixed lanes, so every vector width gives the same bits. */
+double sum_squares_array(const float *x /* (n) */, size_t n);
+/* AdamW on n elements (PyTorch's order of operations; the caller rounds the
+ * scalars once): g' = g gscale, m = b1 m + (1 - b1) g', v = b2 v + (1 - b2) g'^2,
+ * p = p decay - step_size m / (sqrt(v) / bc2_sqrt + eps). */
+void adamw_update_array(float *p /* (n) */, const float *g /* (n) */, float *m /* (n) */, float *v /* (n) */,
+                        size_t n, float gscale, float b1, float b2, float eps, float decay, float step_size,
+                        float bc2_sqrt);
 
 #endif

@@ -912,6 +912,8 @@ void qwen3_logits(Qwen3 *m, int t0, int n, float *out) {
 
 /* ================================================================ backward */
 
+#define ZERO_BLOCK (1 << 20)
+
 void qwen3_zero_grad(Qwen3 *m) {
     /* Allocated here too: a data-parallel rank without sequences in an
      * update still all-reduces (zero) gradients and steps. */
@@ -919,7 +921,14 @@ void qwen3_zero_grad(Qwen3 *m) {
         m->grads_memory = xcalloc(m->num_parameters, sizeof(float));
         point_parameters(&m->grads, m->grads_memory, m->param_sizes, m->config.tie_word_embeddings);
     }
-    memset(m->grads_memory, 0, m->num_parameters * sizeof(float));
+    /* both cores' store bandwidth: one thread alone reaches about half */
+    size_t n = m->num_parameters;
+    long nb = (long)((n + ZERO_BLOCK - 1) / ZERO_BLOCK);
+#pragma omp parallel for schedule(static)
+    for (long b = 0; b < nb; b++) {
+        size_t i0 = (size_t)b * ZERO_BLOCK, len = n - i0 < ZERO_BLOCK ? n - i0 : ZERO_BLOCK;
+        memset(m->grads_memory + i0, 0, len * sizeof(float));
+    }
 }
 
 void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
@@ -1034,9 +1043,7 @@ static double sum_squares(const float *gm, size_t n) {
 #pragma omp parallel for
     for (long b = 0; b < nb; b++) {
         size_t i0 = (size_t)b * NORM_BLOCK, i1 = i0 + NORM_BLOCK < n ? i0 + NORM_BLOCK : n;
-        double s = 0.0;
-        for (size_t i = i0; i < i1; i++) s += (double)gm[i] * gm[i];
-        part[b] = s;
+        part[b] = sum_squares_array(gm + i0, i1 - i0);
     }
     double total = 0.0;
     for (long b = 0; b < nb; b++) total += part[b];
@@ -1085,8 +1092,9 @@ float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
     /* PyTorch's AdamW in its order of operations, with its scalars computed
      * in double and rounded once: p *= 1 - lr wd; then
      * p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps). One pass that reads
-     * p, g, m, v and writes p, m, v; the gradients are left as they are
-     * (zero_grad clears them). kernels/adamw.cu does the same per element. */
+     * p, g, m, v and writes p, m, v (adamw_update_array, the CPU twin of
+     * kernels/adamw.cu); the gradients are left as they are (zero_grad
+     * clears them). */
     float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
     float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
     for (int ti = 0; ti < m->n_tensors; ti++) {
@@ -1097,15 +1105,13 @@ float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
         const float *gr = m->grads_memory + t->offset;
         float *mm = m->m_memory + t->offset;
         float *vv = m->v_memory + t->offset;
-        long n = (long)t->numel;
+        size_t n = t->numel;
+        long nb = (long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++) {
-            float gi = gr[i] * gscale;
-            float mi = b1 * mm[i] + (1.0f - b1) * gi;
-            float vi = b2 * vv[i] + (1.0f - b2) * gi * gi;
-            mm[i] = mi;
-            vv[i] = vi;
-            p[i] = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+        for (long b = 0; b < nb; b++) {
+            size_t i0 = (size_t)b * NORM_BLOCK, len = n - i0 < NORM_BLOCK ? n - i0 : NORM_BLOCK;
+            adamw_update_array(p + i0, gr + i0, mm + i0, vv + i0, len, gscale, b1, b2, eps, decay, step_size,
+                               bc2_sqrt);
         }
     }
     if (m->tp) { /* keep replicated weights bit-identical: rank 0's copy wins */

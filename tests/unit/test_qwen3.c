@@ -28,6 +28,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "model/layers_cpu.h"
 #include "model/qwen3.h"
 #include "qwen3_fixture.h"
 #include "model/safetensors.h"
@@ -571,6 +572,42 @@ static void test_export_round_trip(void **state) {
     }
 }
 
+/* The optimizer's array passes: sum_squares_array against exact integer sums
+ * (every length around the 16 lanes, and a long one), and adamw_update_array
+ * against the per-element formula written out here. */
+static void test_optimizer_arrays(void **state) {
+    (void)state;
+    size_t big = 100003;
+    float *x = xmalloc(big * sizeof(float));
+    for (size_t i = 0; i < big; i++) x[i] = (float)((int)(i % 7) - 3);
+    for (size_t n = 0; n <= 41; n++) {
+        size_t len = n <= 40 ? n : big; /* 0..40, then the long one */
+        long long want = 0;
+        for (size_t i = 0; i < len; i++) want += (long long)(x[i] * x[i]);
+        assert_true(sum_squares_array(x, len) == (double)want);
+    }
+    enum { N = 37 };
+    float p[N], g[N], m[N], v[N], p2[N], m2[N], v2[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = p2[i] = 0.1f * (float)(i - 18);
+        g[i] = 0.01f * (float)((i * 7) % 13 - 6);
+        m[i] = m2[i] = 0.001f * (float)(i % 5);
+        v[i] = v2[i] = 0.0001f * (float)(i % 3);
+    }
+    float gscale = 0.5f, b1 = 0.9f, b2 = 0.98f, eps = 1e-8f, decay = 0.99999f, step = 1e-3f, bc2s = 0.3f;
+    adamw_update_array(p, g, m, v, N, gscale, b1, b2, eps, decay, step, bc2s);
+    for (int i = 0; i < N; i++) {
+        float gi = g[i] * gscale;
+        float mi = b1 * m2[i] + (1.0f - b1) * gi;
+        float vi = b2 * v2[i] + (1.0f - b2) * gi * gi;
+        float pi = p2[i] * decay - step * (mi / (sqrtf(vi) / bc2s + eps));
+        assert_memory_equal(&m[i], &mi, sizeof mi);
+        assert_memory_equal(&v[i], &vi, sizeof vi);
+        assert_memory_equal(&p[i], &pi, sizeof pi);
+    }
+    free(x);
+}
+
 static void test_bad_batch(void **state) {
     (void)state;
     Fixture f = fixture_load("tied_mha");
@@ -608,6 +645,7 @@ int main(void) {
         cmocka_unit_test(test_tensor_errors),
         cmocka_unit_test(test_export_round_trip),
         cmocka_unit_test(test_bad_batch),
+        cmocka_unit_test(test_optimizer_arrays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
