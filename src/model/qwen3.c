@@ -921,7 +921,7 @@ void qwen3_zero_grad(Qwen3 *m) {
         m->grads_memory = xcalloc(m->num_parameters, sizeof(float));
         point_parameters(&m->grads, m->grads_memory, m->param_sizes, m->config.tie_word_embeddings);
     }
-    /* both cores' store bandwidth: one thread alone reaches about half */
+    /* cleared by all the threads: one thread alone gets about half the store bandwidth */
     size_t n = m->num_parameters;
     long nb = (long)((n + ZERO_BLOCK - 1) / ZERO_BLOCK);
 #pragma omp parallel for schedule(static)
