@@ -65,6 +65,14 @@ void embedding_backward(float *dtable, const float *dout, const int32_t *tokens,
  * products in double are exact, so the bits do not depend on the vector
  * width or the threads. */
 
+/* The 16 lanes added in a fixed tree: u + (u+8), then + 4, + 2, + 1. */
+static inline double lanes16_total(double lane[16]) {
+    for (int h = 8; h > 0; h /= 2) {
+        for (int u = 0; u < h; u++) lane[u] += lane[u + h];
+    }
+    return lane[0];
+}
+
 /* sum_c dy_c w_c x_c in double */
 VECTOR_CLONES static double rms_dot(const float *dy, const float *w, const float *x, int C) {
     double lane[16] = {0};
@@ -73,10 +81,7 @@ VECTOR_CLONES static double rms_dot(const float *dy, const float *w, const float
         for (int u = 0; u < 16; u++) lane[u] += (double)dy[c + u] * w[c + u] * x[c + u];
     }
     for (; c < C; c++) lane[c & 15] += (double)dy[c] * w[c] * x[c];
-    for (int h = 8; h > 0; h /= 2) {
-        for (int u = 0; u < h; u++) lane[u] += lane[u + h];
-    }
-    return lane[0];
+    return lanes16_total(lane);
 }
 
 VECTOR_CLONES static void rmsnorm_scale_row(float *o, const float *x, const float *w, float r, int C) {
@@ -711,10 +716,7 @@ VECTOR_CLONES double sum_squares_array(const float *x, size_t n) {
         for (int u = 0; u < 16; u++) lane[u] += (double)x[i + u] * x[i + u];
     }
     for (; i < n; i++) lane[i & 15] += (double)x[i] * x[i];
-    for (int w = 8; w > 0; w /= 2) {
-        for (int u = 0; u < w; u++) lane[u] += lane[u + w];
-    }
-    return lane[0];
+    return lanes16_total(lane);
 }
 
 VECTOR_CLONES void adamw_update_array(float *p, const float *g, float *m, float *v, size_t n, float gscale,

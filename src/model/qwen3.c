@@ -912,7 +912,9 @@ void qwen3_logits(Qwen3 *m, int t0, int n, float *out) {
 
 /* ================================================================ backward */
 
-#define ZERO_BLOCK (1 << 20)
+/* Elements per block of the passes over all parameters (zero_grad, the
+ * gradient norm, AdamW): fixed, so sums never depend on the threads. */
+#define PARAM_BLOCK 65536
 
 void qwen3_zero_grad(Qwen3 *m) {
     /* Allocated here too: a data-parallel rank without sequences in an
@@ -923,10 +925,10 @@ void qwen3_zero_grad(Qwen3 *m) {
     }
     /* cleared by all the threads: one thread alone gets about half the store bandwidth */
     size_t n = m->num_parameters;
-    long nb = (long)((n + ZERO_BLOCK - 1) / ZERO_BLOCK);
+    long nb = (long)((n + PARAM_BLOCK - 1) / PARAM_BLOCK);
 #pragma omp parallel for schedule(static)
     for (long b = 0; b < nb; b++) {
-        size_t i0 = (size_t)b * ZERO_BLOCK, len = n - i0 < ZERO_BLOCK ? n - i0 : ZERO_BLOCK;
+        size_t i0 = (size_t)b * PARAM_BLOCK, len = n - i0 < PARAM_BLOCK ? n - i0 : PARAM_BLOCK;
         memset(m->grads_memory + i0, 0, len * sizeof(float));
     }
 }
@@ -1033,16 +1035,14 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
 
 /* ================================================================ optimizer */
 
-#define NORM_BLOCK 65536
-
 /* Sum of squares of gm[0, n) in fixed blocks (the order never depends on threads). */
 static double sum_squares(const float *gm, size_t n) {
-    long nb = (long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
+    long nb = (long)((n + PARAM_BLOCK - 1) / PARAM_BLOCK);
     if (nb == 0) return 0.0;
     double *part = xcalloc((size_t)nb, sizeof(double));
 #pragma omp parallel for
     for (long b = 0; b < nb; b++) {
-        size_t i0 = (size_t)b * NORM_BLOCK, i1 = i0 + NORM_BLOCK < n ? i0 + NORM_BLOCK : n;
+        size_t i0 = (size_t)b * PARAM_BLOCK, i1 = i0 + PARAM_BLOCK < n ? i0 + PARAM_BLOCK : n;
         part[b] = sum_squares_array(gm + i0, i1 - i0);
     }
     double total = 0.0;
@@ -1106,10 +1106,10 @@ float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
         float *mm = m->m_memory + t->offset;
         float *vv = m->v_memory + t->offset;
         size_t n = t->numel;
-        long nb = (long)((n + NORM_BLOCK - 1) / NORM_BLOCK);
+        long nb = (long)((n + PARAM_BLOCK - 1) / PARAM_BLOCK);
 #pragma omp parallel for schedule(static)
         for (long b = 0; b < nb; b++) {
-            size_t i0 = (size_t)b * NORM_BLOCK, len = n - i0 < NORM_BLOCK ? n - i0 : NORM_BLOCK;
+            size_t i0 = (size_t)b * PARAM_BLOCK, len = n - i0 < PARAM_BLOCK ? n - i0 : PARAM_BLOCK;
             adamw_update_array(p + i0, gr + i0, mm + i0, vv + i0, len, gscale, b1, b2, eps, decay, step_size,
                                bc2_sqrt);
         }
