@@ -583,10 +583,8 @@ static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks
         linear(e, s->q, s->ln, p->wq + (size_t)l * QD * C, C, QD, chunks, n_chunks, n_small);
         linear(e, s->k, s->ln, p->wk + (size_t)l * KD * C, C, KD, chunks, n_chunks, n_small);
         linear(e, s->v, s->ln, p->wv + (size_t)l * KD * C, C, KD, chunks, n_chunks, n_small);
-        rmsnorm_forward(s->qn, s->qrstd, s->q, p->q_norm_w + (size_t)l * D, R * NH, D, e->eps);
-        rmsnorm_forward(s->kn, s->krstd, s->k, p->k_norm_w + (size_t)l * D, R * NKV, D, e->eps);
-        rope_forward(s->qn, s->pos, e->rope_cos, e->rope_sin, R, NH, D);
-        rope_forward(s->kn, s->pos, e->rope_cos, e->rope_sin, R, NKV, D);
+        qk_norm_rope_forward(s->qn, s->qrstd, s->q, p->q_norm_w + (size_t)l * D, NH, s->kn, s->krstd, s->k,
+                             p->k_norm_w + (size_t)l * D, NKV, s->pos, e->rope_cos, e->rope_sin, R, D, e->eps);
         cache_write(e, l, s->kn, s->v, R);
         size_t k_off = (size_t)l * 2 * bs * KD, v_off = k_off + bs * KD;
         attention_paged(s->att, s->qn, e->kv, s->row_blocks, s->pos, s->row_flash, R, NH, NKV, D,
@@ -602,10 +600,9 @@ static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks
         linear(e, s->res2, s->att, p->wo + (size_t)l * C * QD, QD, C, chunks, n_chunks, n_small);
         /* TP: res2 holds this rank's heads' part of the o_proj output */
         if (e->group) comm_allreduce_sum_f32(e->group, s->res2, (size_t)R * C);
-        residual_add(s->res2, s->x, (long)R * C);
 
-        /* MLP */
-        rmsnorm_forward(s->ln, s->rstd, s->res2, p->ln2_w + (size_t)l * C, R, C, e->eps);
+        /* MLP (its norm in one pass with the residual add) */
+        residual_rmsnorm_forward(s->res2, s->x, s->ln, s->rstd, p->ln2_w + (size_t)l * C, R, C, e->eps);
         linear(e, s->gate, s->ln, p->wgate + (size_t)l * I * C, C, I, chunks, n_chunks, n_small);
         linear(e, s->up, s->ln, p->wup + (size_t)l * I * C, C, I, chunks, n_chunks, n_small);
         swiglu_forward(s->h, s->gate, s->up, (long)R * I);

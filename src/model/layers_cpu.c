@@ -109,21 +109,52 @@ VECTOR_CLONES static void rmsnorm_dw_cols(double *acc, const float *dout, const 
     }
 }
 
+/* Rows per dynamic chunk of the RMSNorm passes: about 16K elements, so
+ * short rows (q/k norm, 64 wide) are not handed out one by one. */
+static int rms_chunk_rows(int C) { return 16384 / (C > 0 ? C : 1) + 1; }
+
+/* One row: out = x r w, *rstd = r = 1 / sqrt(mean(x^2) + eps). */
+static void rmsnorm_row(float *out, float *rstd, const float *x, const float *w, int C, float eps) {
+    double ss = sum_squares_array(x, (size_t)C);
+    float r = (float)(1.0 / sqrt(ss / C + (double)eps));
+    rmsnorm_scale_row(out, x, w, r, C);
+    *rstd = r;
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, rms_chunk_rows(C))
+    for (int n = 0; n < N; n++) rmsnorm_row(out + (size_t)n * C, rstd + n, x + (size_t)n * C, w, C, eps);
+}
+
+void residual_rmsnorm_forward(float *x, const float *y, float *out, float *rstd, const float *w, int N, int C,
+                              float eps) {
+#pragma omp parallel for schedule(dynamic, rms_chunk_rows(C))
     for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        double ss = sum_squares_array(xr, (size_t)C);
-        float r = (float)(1.0 / sqrt(ss / C + (double)eps));
-        rmsnorm_scale_row(out + (size_t)n * C, xr, w, r, C);
-        rstd[n] = r;
+        float *xr = x + (size_t)n * C;
+        const float *yr = y + (size_t)n * C;
+        for (int c = 0; c < C; c++) xr[c] += yr[c];
+        rmsnorm_row(out + (size_t)n * C, rstd + n, xr, w, C, eps);
     }
 }
 
-void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
-                      const float *rstd, int N, int C, bool accumulate_dx) {
+/* The two passes of rmsnorm_backward as work-sharing loops for the caller's
+ * parallel region. They are independent (dx never aliases dout) and end
+ * without a barrier, so a thread done with its share of one goes on to the
+ * next. */
+static void rmsnorm_backward_loops(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                   const float *rstd, int N, int C, bool accumulate_dx) {
+    int nb = (C + COL_BLOCK - 1) / COL_BLOCK;
+    /* dw: over column blocks, rows in order */
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int b = 0; b < nb; b++) {
+        int c0 = b * COL_BLOCK;
+        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        double acc[COL_BLOCK] = {0};
+        rmsnorm_dw_cols(acc, dout, x, rstd, N, C, c0, c1);
+        for (int c = c0; c < c1; c++) dw[c] += (float)acc[c - c0];
+    }
     /* dx = r (dy w) - x r^3 / C * sum(dy w x) */
-#pragma omp parallel for
+#pragma omp for schedule(dynamic, rms_chunk_rows(C)) nowait
     for (int n = 0; n < N; n++) {
         const float *dy = dout + (size_t)n * C;
         const float *xr = x + (size_t)n * C;
@@ -132,16 +163,12 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
         float k = (float)(dot * r * r * r / C);
         rmsnorm_dx_row(dx + (size_t)n * C, dy, xr, w, r, k, C, accumulate_dx);
     }
-    /* dw: parallel over column blocks, rows in order. */
-    int nb = (C + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for
-    for (int b = 0; b < nb; b++) {
-        int c0 = b * COL_BLOCK;
-        int c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-        double acc[COL_BLOCK] = {0};
-        rmsnorm_dw_cols(acc, dout, x, rstd, N, C, c0, c1);
-        for (int c = c0; c < c1; c++) dw[c] += (float)acc[c - c0];
-    }
+}
+
+void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                      const float *rstd, int N, int C, bool accumulate_dx) {
+#pragma omp parallel
+    rmsnorm_backward_loops(dx, dw, dout, x, w, rstd, N, C, accumulate_dx);
 }
 
 /* ------------------------------------------------------------ linear */
@@ -190,33 +217,111 @@ static void gemm_tile_shape(int M, int N, int *tm, int *tn) {
     *tn = ceil_div(ceil_div(N, cn), MM_ALIGN) * MM_ALIGN;
 }
 
-/* C (M, N) = op(A) op(B) + beta C, op(A) (M, K), op(B) (K, N), row-major. */
-static void gemm_tiled(bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda, const float *B,
-                       int ldb, float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
+/* One term of a chain: op(A) (M, K) times op(B) (K, N), row-major, added to
+ * beta times the output. */
+typedef struct {
+    bool trans_a, trans_b;
+    int K;
+    const float *A;
+    int lda;
+    const float *B;
+    int ldb;
+    float beta;
+} GemmTerm;
+
+/* An output C (M, N) and the terms that go into it, in order. Each tile of C
+ * runs its terms in that order, with the same cblas_sgemm calls as one
+ * product after another over the whole output, so a chain gives the bits of
+ * its products run one by one. */
+typedef struct {
+    int M, N;
+    float *C;
+    int ldc;
+    const GemmTerm *terms;
+    int n_terms;
+} GemmChain;
+
+#define GEMM_MAX_CHAINS 8
+
+/* Runs the chains (independent outputs) as one parallel region: the tiles
+ * of all of them share the threads, so small products fill the threads
+ * together and the threads meet once per group, not once per product. */
+static void gemm_chains(const GemmChain *ch, int n_chains) {
+    if (n_chains > GEMM_MAX_CHAINS) die_runtime("gemm_chains: more than %d outputs", GEMM_MAX_CHAINS);
     blas_one_thread();
-    int tm, tn;
-    gemm_tile_shape(M, N, &tm, &tn);
-    int mt = ceil_div(M, tm), nt = ceil_div(N, tn);
+    int tm[GEMM_MAX_CHAINS], tn[GEMM_MAX_CHAINS], nt[GEMM_MAX_CHAINS];
+    long first[GEMM_MAX_CHAINS + 1]; /* chain c has the tiles first[c] .. first[c + 1] - 1 */
+    first[0] = 0;
+    for (int c = 0; c < n_chains; c++) {
+        long tiles = 0;
+        if (ch[c].M > 0 && ch[c].N > 0) {
+            gemm_tile_shape(ch[c].M, ch[c].N, &tm[c], &tn[c]);
+            nt[c] = ceil_div(ch[c].N, tn[c]);
+            tiles = (long)ceil_div(ch[c].M, tm[c]) * nt[c];
+        }
+        first[c + 1] = first[c] + tiles;
+    }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (long it = 0; it < (long)mt * nt; it++) {
-        int i0 = (int)(it / nt) * tm, j0 = (int)(it % nt) * tn;
-        int m = M - i0 < tm ? M - i0 : tm, n = N - j0 < tn ? N - j0 : tn;
-        const float *a = trans_a ? A + i0 : A + (size_t)i0 * lda;
-        const float *b = trans_b ? B + (size_t)j0 * ldb : B + j0;
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, K,
-                    1.0f, a, lda, b, ldb, beta, C + (size_t)i0 * ldc + j0, ldc);
+    for (long it = 0; it < first[n_chains]; it++) {
+        int c = 0;
+        while (it >= first[c + 1]) c++;
+        const GemmChain *g = &ch[c];
+        long k = it - first[c];
+        int i0 = (int)(k / nt[c]) * tm[c], j0 = (int)(k % nt[c]) * tn[c];
+        int m = g->M - i0 < tm[c] ? g->M - i0 : tm[c], n = g->N - j0 < tn[c] ? g->N - j0 : tn[c];
+        float *out = g->C + (size_t)i0 * g->ldc + j0;
+        for (int s = 0; s < g->n_terms; s++) {
+            const GemmTerm *t = &g->terms[s];
+            const float *a = t->trans_a ? t->A + i0 : t->A + (size_t)i0 * t->lda;
+            const float *b = t->trans_b ? t->B + (size_t)j0 * t->ldb : t->B + j0;
+            cblas_sgemm(CblasRowMajor, t->trans_a ? CblasTrans : CblasNoTrans, t->trans_b ? CblasTrans : CblasNoTrans,
+                        m, n, t->K, 1.0f, a, t->lda, b, t->ldb, t->beta, out, g->ldc);
+        }
     }
 }
 
 void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC) {
-    gemm_tiled(false, true, N, OC, IC, inp, IC, w, IC, 0.0f, out, OC);
+    matmul_forward_multi(1, &out, inp, &w, &OC, N, IC);
 }
 
-void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                     int N, int IC, int OC, bool accumulate_dinp) {
-    if (dinp) gemm_tiled(false, false, N, IC, OC, dout, OC, w, IC, accumulate_dinp ? 1.0f : 0.0f, dinp, IC);
-    gemm_tiled(true, false, OC, IC, N, dout, OC, inp, IC, 1.0f, dw, IC);
+void matmul_forward_multi(int n, float *const *outs, const float *inp, const float *const *ws, const int *OCs, int N,
+                          int IC) {
+    if (n < 1 || n > GEMM_MAX_CHAINS) die_runtime("matmul_forward_multi: %d products (1 to %d)", n, GEMM_MAX_CHAINS);
+    GemmTerm term[GEMM_MAX_CHAINS];
+    GemmChain chain[GEMM_MAX_CHAINS];
+    for (int i = 0; i < n; i++) {
+        term[i] = (GemmTerm){false, true, IC, inp, IC, ws[i], IC, 0.0f};
+        chain[i] = (GemmChain){N, OCs[i], outs[i], OCs[i], &term[i], 1};
+    }
+    gemm_chains(chain, n);
+}
+
+void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N, int IC,
+                     int OC, bool accumulate_dinp) {
+    matmul_backward_multi(1, dinp, &dw, &dout, inp, &w, &OC, N, IC, accumulate_dinp);
+}
+
+void matmul_backward_multi(int n, float *dinp, float *const *dws, const float *const *douts, const float *inp,
+                           const float *const *ws, const int *OCs, int N, int IC, bool accumulate_dinp) {
+    if (n < 1 || n + 1 > GEMM_MAX_CHAINS) {
+        die_runtime("matmul_backward_multi: %d products (1 to %d)", n, GEMM_MAX_CHAINS - 1);
+    }
+    GemmTerm dinp_terms[GEMM_MAX_CHAINS], dw_terms[GEMM_MAX_CHAINS];
+    GemmChain chain[GEMM_MAX_CHAINS];
+    int n_chains = 0;
+    /* dinp first: its tiles run every product's term, the longest tasks */
+    if (dinp) {
+        for (int i = 0; i < n; i++) {
+            float beta = (i > 0 || accumulate_dinp) ? 1.0f : 0.0f;
+            dinp_terms[i] = (GemmTerm){false, false, OCs[i], douts[i], OCs[i], ws[i], IC, beta};
+        }
+        chain[n_chains++] = (GemmChain){N, IC, dinp, IC, dinp_terms, n};
+    }
+    for (int i = 0; i < n; i++) {
+        dw_terms[i] = (GemmTerm){true, false, N, douts[i], OCs[i], inp, IC, 1.0f};
+        chain[n_chains++] = (GemmChain){OCs[i], IC, dws[i], IC, &dw_terms[i], 1};
+    }
+    gemm_chains(chain, n_chains);
 }
 
 /* ------------------------------------------------------------ RoPE */
@@ -240,22 +345,25 @@ void rope_tables(float *cosb, float *sinb, int P, int D, double theta) {
     }
 }
 
+/* One head (D) rotated in place by one position's angles (cs, sn: D/2);
+ * sign -1 rotates back. */
+static void rope_rotate_head(float *v, const float *cs, const float *sn, int D, float sign) {
+    int half = D / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[i], s = sign * sn[i];
+        float x1 = v[i], x2 = v[i + half];
+        v[i] = x1 * c - x2 * s;
+        v[i + half] = x2 * c + x1 * s;
+    }
+}
+
 static void rope_rotate(float *x, const int32_t *pos, const float *cosb, const float *sinb, int T, int NH,
                         int D, float sign) {
     int half = D / 2;
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 16)
     for (int t = 0; t < T; t++) {
-        const float *cs = cosb + (size_t)pos[t] * half;
-        const float *sn = sinb + (size_t)pos[t] * half;
-        for (int h = 0; h < NH; h++) {
-            float *v = x + ((size_t)t * NH + h) * D;
-            for (int i = 0; i < half; i++) {
-                float c = cs[i], s = sign * sn[i];
-                float x1 = v[i], x2 = v[i + half];
-                v[i] = x1 * c - x2 * s;
-                v[i + half] = x2 * c + x1 * s;
-            }
-        }
+        const float *cs = cosb + (size_t)pos[t] * half, *sn = sinb + (size_t)pos[t] * half;
+        for (int h = 0; h < NH; h++) rope_rotate_head(x + ((size_t)t * NH + h) * D, cs, sn, D, sign);
     }
 }
 
@@ -265,6 +373,44 @@ void rope_forward(float *x, const int32_t *pos, const float *cosb, const float *
 
 void rope_backward(float *dx, const int32_t *pos, const float *cosb, const float *sinb, int T, int NH, int D) {
     rope_rotate(dx, pos, cosb, sinb, T, NH, D, -1.0f);
+}
+
+void qk_norm_rope_forward(float *qr, float *q_rstd, const float *q, const float *q_w, int NH, float *kr,
+                          float *k_rstd, const float *k, const float *k_w, int NKV, const int32_t *pos,
+                          const float *cosb, const float *sinb, int T, int D, float eps) {
+    int half = D / 2;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int t = 0; t < T; t++) {
+        const float *cs = cosb + (size_t)pos[t] * half, *sn = sinb + (size_t)pos[t] * half;
+        for (int h = 0; h < NH; h++) {
+            size_t row = (size_t)t * NH + h;
+            rmsnorm_row(qr + row * D, q_rstd + row, q + row * D, q_w, D, eps);
+            rope_rotate_head(qr + row * D, cs, sn, D, 1.0f);
+        }
+        for (int h = 0; h < NKV; h++) {
+            size_t row = (size_t)t * NKV + h;
+            rmsnorm_row(kr + row * D, k_rstd + row, k + row * D, k_w, D, eps);
+            rope_rotate_head(kr + row * D, cs, sn, D, 1.0f);
+        }
+    }
+}
+
+void qk_norm_rope_backward(float *dq, float *dq_w, float *dqr, const float *q, const float *q_w,
+                           const float *q_rstd, int NH, float *dk, float *dk_w, float *dkr, const float *k,
+                           const float *k_w, const float *k_rstd, int NKV, const int32_t *pos, const float *cosb,
+                           const float *sinb, int T, int D) {
+    int half = D / 2;
+#pragma omp parallel
+    {
+#pragma omp for schedule(dynamic, 16)
+        for (int t = 0; t < T; t++) { /* ends with a barrier: the norms read every rotated row */
+            const float *cs = cosb + (size_t)pos[t] * half, *sn = sinb + (size_t)pos[t] * half;
+            for (int h = 0; h < NH; h++) rope_rotate_head(dqr + ((size_t)t * NH + h) * D, cs, sn, D, -1.0f);
+            for (int h = 0; h < NKV; h++) rope_rotate_head(dkr + ((size_t)t * NKV + h) * D, cs, sn, D, -1.0f);
+        }
+        rmsnorm_backward_loops(dq, dq_w, dqr, q, q_w, q_rstd, T * NH, D, false);
+        rmsnorm_backward_loops(dk, dk_w, dkr, k, k_w, k_rstd, T * NKV, D, false);
+    }
 }
 
 /* ------------------------------------------------------------ exp */
@@ -478,7 +624,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *delta, const flo
     float scale = 1.0f / sqrtf((float)D);
     long rows = (long)T * NH;
     /* delta_i = dout_i . out_i  (= sum_j p_ij dp_ij) */
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 256)
     for (long r = 0; r < rows; r++) delta[r] = dot_f(dout + (size_t)r * D, out + (size_t)r * D, D);
 
     int n_seqs = att_n_seqs(seq_of, T), n_tiles;
@@ -578,7 +724,7 @@ VECTOR_CLONES static void swiglu_backward_block(float *dgate, float *dup, const 
 }
 
 void swiglu_forward(float *h, const float *gate, const float *up, long N) {
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 4)
     for (long i0 = 0; i0 < N; i0 += ELEM_BLOCK) {
         long n = N - i0 < ELEM_BLOCK ? N - i0 : ELEM_BLOCK;
         swiglu_forward_block(h + i0, gate + i0, up + i0, n);
@@ -586,7 +732,7 @@ void swiglu_forward(float *h, const float *gate, const float *up, long N) {
 }
 
 void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, long N) {
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 4)
     for (long i0 = 0; i0 < N; i0 += ELEM_BLOCK) {
         long n = N - i0 < ELEM_BLOCK ? N - i0 : ELEM_BLOCK;
         swiglu_backward_block(dgate + i0, dup + i0, dh + i0, gate + i0, up + i0, n);
@@ -594,8 +740,11 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
 }
 
 void residual_add(float *x, const float *y, long N) {
-#pragma omp parallel for
-    for (long i = 0; i < N; i++) x[i] += y[i];
+#pragma omp parallel for schedule(dynamic, 4)
+    for (long i0 = 0; i0 < N; i0 += ELEM_BLOCK) {
+        long i1 = N - i0 < ELEM_BLOCK ? N : i0 + ELEM_BLOCK;
+        for (long i = i0; i < i1; i++) x[i] += y[i];
+    }
 }
 
 /* ------------------------------------------------------------ output head */
@@ -628,7 +777,7 @@ VECTOR_CLONES static void softmax_sums(double *sum, double *sdz, const float *z 
 
 void logprob_entropy_forward(float *logprob, float *entropy, float *lse, const float *logits,
                              const int32_t *targets, int R, int V) {
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 1)
     for (int r = 0; r < R; r++) {
         const float *z = logits + (size_t)r * V;
         float m = max_array(z, V);
@@ -643,7 +792,7 @@ void logprob_entropy_forward(float *logprob, float *entropy, float *lse, const f
 }
 
 void vocab_row_max(float *mx, const float *logits, int R, int Vs) {
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 1)
     for (int r = 0; r < R; r++) {
         mx[r] = max_array(logits + (size_t)r * Vs, Vs);
     }
@@ -651,7 +800,7 @@ void vocab_row_max(float *mx, const float *logits, int R, int Vs) {
 
 void logprob_entropy_partial(double *stats, const float *logits, const int32_t *targets, const float *mx, int R,
                              int Vs, int v0) {
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 1)
     for (int r = 0; r < R; r++) {
         const float *z = logits + (size_t)r * Vs;
         float m = mx[r];
@@ -692,7 +841,7 @@ void logprob_entropy_backward(float *logits, const float *dlogprob, const float 
 
 void logprob_entropy_backward_shard(float *logits, const float *dlogprob, const float *dentropy, const float *lse,
                                     const float *entropy, const int32_t *targets, int R, int V, int v0) {
-#pragma omp parallel for
+#pragma omp parallel for schedule(dynamic, 1)
     for (int r = 0; r < R; r++) {
         float *z = logits + (size_t)r * V;
         float dlp = targets[r] >= 0 ? dlogprob[r] : 0.0f;

@@ -49,8 +49,13 @@ void embedding_backward_shard(float *dtable /* (Vs, C) */, const float *dout /* 
 /* out = x / sqrt(mean(x^2) + eps) * w; rstd keeps 1/sqrt(mean(x^2) + eps). */
 void rmsnorm_forward(float *out /* (N, C) */, float *rstd /* (N) */, const float *x /* (N, C) */,
                      const float *w /* (C) */, int N, int C, float eps);
+/* x += y (the residual stream), then out = RMSNorm(x) as rmsnorm_forward, row
+ * by row in one pass. */
+void residual_rmsnorm_forward(float *x /* (N, C) */, const float *y /* (N, C) */, float *out /* (N, C) */,
+                              float *rstd /* (N) */, const float *w /* (C) */, int N, int C, float eps);
 /* dx (+)= d/dx; dw += sum over rows of dout * x * rstd. accumulate_dx adds
- * into dx (the residual stream) instead of overwriting it. */
+ * into dx (the residual stream) instead of overwriting it. dx must not
+ * alias dout. */
 void rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const float *dout /* (N, C) */,
                       const float *x /* (N, C) */, const float *w /* (C) */,
                       const float *rstd /* (N) */, int N, int C, bool accumulate_dx);
@@ -60,10 +65,24 @@ void rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const float *
 /* out = inp @ w^T. */
 void matmul_forward(float *out /* (N, OC) */, const float *inp /* (N, IC) */,
                     const float *w /* (OC, IC) */, int N, int IC, int OC);
-/* dinp (+)= dout @ w; dw += dout^T @ inp. */
+/* dinp (+)= dout @ w (dinp may be NULL); dw += dout^T @ inp. */
 void matmul_backward(float *dinp /* (N, IC) */, float *dw /* (OC, IC) */,
                      const float *dout /* (N, OC) */, const float *inp /* (N, IC) */,
                      const float *w /* (OC, IC) */, int N, int IC, int OC, bool accumulate_dinp);
+
+/* Several linear layers on one input (q/k/v, gate/up), as one group of
+ * tiles over the threads; the same bits as one call per layer.
+ * outs[i] = inp @ ws[i]^T, i < n <= 8. */
+void matmul_forward_multi(int n, float *const *outs /* n x (N, OCs[i]) */, const float *inp /* (N, IC) */,
+                          const float *const *ws /* n x (OCs[i], IC) */, const int *OCs, int N, int IC);
+/* Their backward: dinp (+)= sum_i douts[i] @ ws[i], added in the order
+ * i = 0, 1, ... (as matmul_backward per layer, the first with
+ * accumulate_dinp, the rest accumulating); dws[i] += douts[i]^T @ inp;
+ * i < n <= 7. */
+void matmul_backward_multi(int n, float *dinp /* (N, IC) */, float *const *dws /* n x (OCs[i], IC) */,
+                           const float *const *douts /* n x (N, OCs[i]) */, const float *inp /* (N, IC) */,
+                           const float *const *ws /* n x (OCs[i], IC) */, const int *OCs, int N, int IC,
+                           bool accumulate_dinp);
 
 /* ---- rotary position embedding (rotate-half, as Hugging Face) ---- */
 
@@ -77,6 +96,25 @@ void rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */,
 /* The transpose (rotation by -angle), in place on the gradient. */
 void rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */,
                    const float *cosb, const float *sinb, int T, int NH, int D);
+
+/* The attention's q/k path in one pass over the tokens: per-head RMSNorm
+ * (weights q_w, k_w) then RoPE, for q and k; the same bits as
+ * rmsnorm_forward then rope_forward on each. */
+void qk_norm_rope_forward(float *qr /* (T, NH, D) */, float *q_rstd /* (T, NH) */, const float *q /* (T, NH, D) */,
+                          const float *q_w /* (D) */, int NH, float *kr /* (T, NKV, D) */,
+                          float *k_rstd /* (T, NKV) */, const float *k /* (T, NKV, D) */, const float *k_w /* (D) */,
+                          int NKV, const int32_t *pos /* (T) */, const float *cosb, const float *sinb, int T, int D,
+                          float eps);
+/* The backward of qk_norm_rope_forward: dqr and dkr (the gradients of its
+ * outputs) are rotated back in place, then dq = the RMSNorm's input
+ * gradient (overwritten), dq_w += its weight gradient; the same for k. The
+ * same bits as rope_backward then rmsnorm_backward on each. */
+void qk_norm_rope_backward(float *dq /* (T, NH, D) */, float *dq_w /* (D) */, float *dqr /* (T, NH, D) */,
+                           const float *q /* (T, NH, D) */, const float *q_w /* (D) */,
+                           const float *q_rstd /* (T, NH) */, int NH, float *dk /* (T, NKV, D) */,
+                           float *dk_w /* (D) */, float *dkr /* (T, NKV, D) */, const float *k /* (T, NKV, D) */,
+                           const float *k_w /* (D) */, const float *k_rstd /* (T, NKV) */, int NKV,
+                           const int32_t *pos /* (T) */, const float *cosb, const float *sinb, int T, int D);
 
 /* ---- exp and max over arrays ---- */
 

@@ -604,9 +604,10 @@ struct Qwen3Acts {
     float *lm_lse;  /* (T) */
     float *lm_ent;  /* (T) */
     float *logits;  /* (chunk, V) */
-    /* the forward's logits are still in `logits`: the head ran as one chunk
-     * over all of head_rows, and no backward has turned them into dlogits */
+    /* the forward's last chunk of logits (chunks of logits_chunk rows) is
+     * still in `logits`: no backward has turned it into dlogits */
     bool logits_kept;
+    int logits_chunk;
     float *rope_cos, *rope_sin; /* (T, D/2) */
     /* the output head works on the rows it needs, gathered chunk by chunk */
     int n_head;                 /* rows in head_rows */
@@ -778,23 +779,23 @@ static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in
 
     /* attention */
     rmsnorm_forward(a->ln1, a->rstd1, x_in, p->ln1_w + (size_t)l * C, T, C, eps);
-    matmul_forward(a->q, a->ln1, p->wq + (size_t)l * QD * C, T, C, QD);
-    matmul_forward(a->k, a->ln1, p->wk + (size_t)l * KD * C, T, C, KD);
-    matmul_forward(a->v, a->ln1, p->wv + (size_t)l * KD * C, T, C, KD);
-    rmsnorm_forward(a->qr, a->q_rstd, a->q, p->q_norm_w + (size_t)l * D, T * NH, D, eps);
-    rmsnorm_forward(a->kr, a->k_rstd, a->k, p->k_norm_w + (size_t)l * D, T * NKV, D, eps);
-    rope_forward(a->qr, A->pos, A->rope_cos, A->rope_sin, T, NH, D);
-    rope_forward(a->kr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D);
+    float *qkv[3] = {a->q, a->k, a->v};
+    const float *w_qkv[3] = {p->wq + (size_t)l * QD * C, p->wk + (size_t)l * KD * C, p->wv + (size_t)l * KD * C};
+    int oc_qkv[3] = {QD, KD, KD};
+    matmul_forward_multi(3, qkv, a->ln1, w_qkv, oc_qkv, T, C);
+    qk_norm_rope_forward(a->qr, a->q_rstd, a->q, p->q_norm_w + (size_t)l * D, NH, a->kr, a->k_rstd, a->k,
+                         p->k_norm_w + (size_t)l * D, NKV, A->pos, A->rope_cos, A->rope_sin, T, D, eps);
     attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D);
     matmul_forward(a->res2, a->att, p->wo + (size_t)l * C * QD, T, QD, C);
     /* TP: res2 holds this rank's partial o_proj output (its heads' share) */
     if (m->tp) comm_allreduce_sum_f32(m->tp, a->res2, (size_t)T * C);
-    residual_add(a->res2, x_in, (long)T * C);
 
-    /* MLP */
-    rmsnorm_forward(a->ln2, a->rstd2, a->res2, p->ln2_w + (size_t)l * C, T, C, eps);
-    matmul_forward(a->gate, a->ln2, p->wgate + (size_t)l * I * C, T, C, I);
-    matmul_forward(a->up, a->ln2, p->wup + (size_t)l * I * C, T, C, I);
+    /* MLP (its norm in one pass with the residual add) */
+    residual_rmsnorm_forward(a->res2, x_in, a->ln2, a->rstd2, p->ln2_w + (size_t)l * C, T, C, eps);
+    float *gate_up[2] = {a->gate, a->up};
+    const float *w_gate_up[2] = {p->wgate + (size_t)l * I * C, p->wup + (size_t)l * I * C};
+    int oc_gate_up[2] = {I, I};
+    matmul_forward_multi(2, gate_up, a->ln2, w_gate_up, oc_gate_up, T, C);
     swiglu_forward(a->h, a->gate, a->up, (long)T * I);
     matmul_forward(x_out, a->h, p->wdown + (size_t)l * C * I, T, I, C);
     /* TP: x_out holds this rank's partial down_proj output */
@@ -883,7 +884,8 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
         }
     }
     memcpy(entropy, A->lm_ent, (size_t)T * sizeof(float));
-    A->logits_kept = A->n_head > 0 && A->n_head <= chunk;
+    A->logits_kept = A->n_head > 0; /* the last chunk's */
+    A->logits_chunk = chunk;
     A->have_forward = true;
 }
 
@@ -948,14 +950,16 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     int NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim, v0 = sh->vocab_start;
     int QD = NH * D, KD = NKV * D;
 
-    /* Output head, chunk by chunk: recompute logits (unless the forward's
-     * single chunk is still there), turn them into dlogits, then
-     * dxf = dlogits @ W and dW += dlogits^T @ xf. */
+    /* Output head, chunk by chunk from the last: recompute logits (except
+     * for the last chunk, whose logits the forward left in the buffer), turn
+     * them into dlogits, then dxf = dlogits @ W and dW += dlogits^T @ xf. */
     float *dxf = A->dln;
     int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
     if (chunk > A->chunk) die_runtime("qwen3_backward: vocab_chunk grew after the forward pass");
     if (A->n_head < T) memset(dxf, 0, (size_t)T * C * sizeof(float)); /* rows without the head */
-    for (int i0 = 0; i0 < A->n_head; i0 += chunk) {
+    int n_chunks = (A->n_head + chunk - 1) / chunk;
+    for (int ci = n_chunks - 1; ci >= 0; ci--) {
+        int i0 = ci * chunk;
         int R = A->n_head - i0 < chunk ? A->n_head - i0 : chunk;
         const int32_t *rows = A->head_rows + i0;
         const float *x = head_gather(A, rows, R, C);
@@ -967,8 +971,8 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
             A->head_dlp[r] = dlogprob[t];
             A->head_dent[r] = dentropy ? dentropy[t] : 0.0f;
         }
-        /* one chunk: the forward's logits are the ones this would compute */
-        if (!(A->logits_kept && i0 == 0 && R == A->n_head)) matmul_forward(A->logits, x, p->lm_head, R, C, V);
+        bool kept = A->logits_kept && ci == n_chunks - 1 && chunk == A->logits_chunk;
+        if (!kept) matmul_forward(A->logits, x, p->lm_head, R, C, V);
         A->logits_kept = false;
         logprob_entropy_backward_shard(A->logits, A->head_dlp, dentropy ? A->head_dent : NULL, A->head_lse,
                                        A->head_ent, A->head_targets, R, V, v0);
@@ -989,9 +993,11 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
         matmul_backward(A->dh, g->wdown + (size_t)l * C * I, A->dres, a.h, p->wdown + (size_t)l * C * I, T, I, C,
                         false);
         swiglu_backward(A->dgate, A->dup, A->dh, a.gate, a.up, (long)T * I);
-        matmul_backward(A->dln, g->wgate + (size_t)l * I * C, A->dgate, a.ln2, p->wgate + (size_t)l * I * C, T, C, I,
-                        false);
-        matmul_backward(A->dln, g->wup + (size_t)l * I * C, A->dup, a.ln2, p->wup + (size_t)l * I * C, T, C, I, true);
+        float *dw_gate_up[2] = {g->wgate + (size_t)l * I * C, g->wup + (size_t)l * I * C};
+        const float *d_gate_up[2] = {A->dgate, A->dup};
+        const float *w_gate_up[2] = {p->wgate + (size_t)l * I * C, p->wup + (size_t)l * I * C};
+        int oc_gate_up[2] = {I, I};
+        matmul_backward_multi(2, A->dln, dw_gate_up, d_gate_up, a.ln2, w_gate_up, oc_gate_up, T, C, false);
         /* TP: dln is this rank's share (column-parallel gate/up) */
         if (m->tp) comm_allreduce_sum_f32(m->tp, A->dln, (size_t)T * C);
         rmsnorm_backward(A->dres, g->ln2_w + (size_t)l * C, A->dln, a.res2, p->ln2_w + (size_t)l * C, a.rstd2, T, C,
@@ -1002,8 +1008,6 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
                         false);
         attention_backward(A->dqr, A->dkr, A->dv, A->delta, A->datt, a.att, a.att_lse, a.qr, a.kr, a.v, A->seq_of,
                            A->seq_start, T, NH, NKV, D);
-        rope_backward(A->dqr, A->pos, A->rope_cos, A->rope_sin, T, NH, D);
-        rope_backward(A->dkr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D);
         /* TP: each rank sees its heads only, so its q/k-norm weight gradient
          * is partial; reduce this backward's part alone (the grads may
          * already hold earlier micro-batches) and add it in. */
@@ -1013,17 +1017,19 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
             dqn = A->dnorm;
             dkn = A->dnorm + D;
         }
-        rmsnorm_backward(A->dq, dqn, A->dqr, a.q, p->q_norm_w + (size_t)l * D, a.q_rstd, T * NH, D, false);
-        rmsnorm_backward(A->dk, dkn, A->dkr, a.k, p->k_norm_w + (size_t)l * D, a.k_rstd, T * NKV, D, false);
+        qk_norm_rope_backward(A->dq, dqn, A->dqr, a.q, p->q_norm_w + (size_t)l * D, a.q_rstd, NH, A->dk, dkn, A->dkr,
+                              a.k, p->k_norm_w + (size_t)l * D, a.k_rstd, NKV, A->pos, A->rope_cos, A->rope_sin, T,
+                              D);
         if (m->tp) {
             comm_allreduce_sum_f32(m->tp, A->dnorm, 2 * (size_t)D);
             residual_add(g->q_norm_w + (size_t)l * D, A->dnorm, D);
             residual_add(g->k_norm_w + (size_t)l * D, A->dnorm + D, D);
         }
-        matmul_backward(A->dln, g->wq + (size_t)l * QD * C, A->dq, a.ln1, p->wq + (size_t)l * QD * C, T, C, QD,
-                        false);
-        matmul_backward(A->dln, g->wk + (size_t)l * KD * C, A->dk, a.ln1, p->wk + (size_t)l * KD * C, T, C, KD, true);
-        matmul_backward(A->dln, g->wv + (size_t)l * KD * C, A->dv, a.ln1, p->wv + (size_t)l * KD * C, T, C, KD, true);
+        float *dw_qkv[3] = {g->wq + (size_t)l * QD * C, g->wk + (size_t)l * KD * C, g->wv + (size_t)l * KD * C};
+        const float *d_qkv[3] = {A->dq, A->dk, A->dv};
+        const float *w_qkv[3] = {p->wq + (size_t)l * QD * C, p->wk + (size_t)l * KD * C, p->wv + (size_t)l * KD * C};
+        int oc_qkv[3] = {QD, KD, KD};
+        matmul_backward_multi(3, A->dln, dw_qkv, d_qkv, a.ln1, w_qkv, oc_qkv, T, C, false);
         /* TP: dln is this rank's share (column-parallel q/k/v) */
         if (m->tp) comm_allreduce_sum_f32(m->tp, A->dln, (size_t)T * C);
         rmsnorm_backward(A->dres, g->ln1_w + (size_t)l * C, A->dln, x_in, p->ln1_w + (size_t)l * C, a.rstd1, T, C,
@@ -1097,6 +1103,9 @@ float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
      * clears them). */
     float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
     float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    /* one parallel region for every tensor (no meeting of the threads per
+     * tensor: the small norm weights would leave one thread waiting) */
+#pragma omp parallel
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const Qwen3Tensor *t = &m->tensors[ti];
         float wd = (t->ndim == 1 && !o->decay_1d) ? 0.0f : o->weight_decay;
@@ -1107,7 +1116,7 @@ float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *o, float lr) {
         float *vv = m->v_memory + t->offset;
         size_t n = t->numel;
         long nb = (long)((n + PARAM_BLOCK - 1) / PARAM_BLOCK);
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(dynamic, 1) nowait
         for (long b = 0; b < nb; b++) {
             size_t i0 = (size_t)b * PARAM_BLOCK, len = n - i0 < PARAM_BLOCK ? n - i0 : PARAM_BLOCK;
             adamw_update_array(p + i0, gr + i0, mm + i0, vv + i0, len, gscale, b1, b2, eps, decay, step_size,

@@ -273,9 +273,10 @@ static void test_vocab_chunks(void **state) {
     fixture_free(&f);
 }
 
-/* The backward reuses the forward's logits when the head ran as one chunk
- * and turns them into dlogits; a second backward after the same forward
- * must compute them again, so it adds the same gradient once more. */
+/* The backward reuses the forward's logits of the head's last chunk (here
+ * the only one) and turns them into dlogits; a second backward after the
+ * same forward must compute them again, so it adds the same gradient once
+ * more. */
 static void test_backward_twice(void **state) {
     (void)state;
     Fixture f = fixture_load("untied_gqa");
@@ -608,6 +609,123 @@ static void test_optimizer_arrays(void **state) {
     free(x);
 }
 
+/* Values in [-1, 1) from a fixed LCG. */
+static float *random_floats(size_t n, uint32_t seed) {
+    float *x = xmalloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
+    }
+    return x;
+}
+
+static float *copy_floats(const float *x, size_t n) {
+    float *y = xmalloc((n ? n : 1) * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+/* The grouped and fused layers give the bits of the layers they stand for,
+ * run one by one: matmul_*_multi against one matmul_* per layer (odd shapes,
+ * several tiles), qk_norm_rope_* against rmsnorm + rope on q and k, and
+ * residual_rmsnorm_forward against residual_add + rmsnorm_forward; at 1 and
+ * 3 threads. */
+static void test_fused_layers_bit_identical(void **state) {
+    (void)state;
+    int saved_threads = omp_get_max_threads();
+    enum { N = 301, IC = 200, NP = 3 };
+    int OCs[NP] = {1100, 96, 40};
+    for (int threads = 1; threads <= 3; threads += 2) {
+        omp_set_num_threads(threads);
+        /* linear layers on one input */
+        float *inp = random_floats((size_t)N * IC, 1);
+        float *w[NP], *out[NP], *want[NP], *dout[NP], *dw[NP], *dw_want[NP];
+        for (int i = 0; i < NP; i++) {
+            w[i] = random_floats((size_t)OCs[i] * IC, 10 + i);
+            out[i] = random_floats((size_t)N * OCs[i], 20 + i);
+            want[i] = random_floats((size_t)N * OCs[i], 30 + i);
+            dout[i] = random_floats((size_t)N * OCs[i], 40 + i);
+            dw[i] = random_floats((size_t)OCs[i] * IC, 50 + i);
+            dw_want[i] = copy_floats(dw[i], (size_t)OCs[i] * IC);
+            matmul_forward(want[i], inp, w[i], N, IC, OCs[i]);
+        }
+        matmul_forward_multi(NP, out, inp, (const float *const *)w, OCs, N, IC);
+        for (int i = 0; i < NP; i++) assert_memory_equal(out[i], want[i], (size_t)N * OCs[i] * sizeof(float));
+        for (int accumulate = 0; accumulate <= 1; accumulate++) {
+            float *dinp = random_floats((size_t)N * IC, 60), *dinp_want = copy_floats(dinp, (size_t)N * IC);
+            for (int i = 0; i < NP; i++) {
+                matmul_backward(dinp_want, dw_want[i], dout[i], inp, w[i], N, IC, OCs[i], accumulate || i > 0);
+            }
+            matmul_backward_multi(NP, dinp, dw, (const float *const *)dout, inp, (const float *const *)w, OCs, N, IC,
+                                  accumulate);
+            assert_memory_equal(dinp, dinp_want, (size_t)N * IC * sizeof(float));
+            for (int i = 0; i < NP; i++) assert_memory_equal(dw[i], dw_want[i], (size_t)OCs[i] * IC * sizeof(float));
+            free(dinp), free(dinp_want);
+        }
+        for (int i = 0; i < NP; i++) free(w[i]), free(out[i]), free(want[i]), free(dout[i]), free(dw[i]), free(dw_want[i]);
+        free(inp);
+
+        /* q/k norm + RoPE, forward and backward */
+        enum { T = 37, NH = 4, NKV = 2, D = 16 };
+        size_t nq = (size_t)T * NH * D, nk = (size_t)T * NKV * D;
+        float cosb[T * D / 2], sinb[T * D / 2];
+        rope_tables(cosb, sinb, T, D, 10000.0);
+        int32_t pos[T];
+        for (int t = 0; t < T; t++) pos[t] = (t * 5) % T;
+        float *q = random_floats(nq, 70), *k = random_floats(nk, 71), *qw = random_floats(D, 72),
+              *kw = random_floats(D, 73);
+        float *qr = xmalloc(nq * sizeof(float)), *kr = xmalloc(nk * sizeof(float));
+        float *qr_want = xmalloc(nq * sizeof(float)), *kr_want = xmalloc(nk * sizeof(float));
+        float q_rstd[T * NH], k_rstd[T * NKV], q_rstd_want[T * NH], k_rstd_want[T * NKV];
+        qk_norm_rope_forward(qr, q_rstd, q, qw, NH, kr, k_rstd, k, kw, NKV, pos, cosb, sinb, T, D, 1e-6f);
+        rmsnorm_forward(qr_want, q_rstd_want, q, qw, T * NH, D, 1e-6f);
+        rmsnorm_forward(kr_want, k_rstd_want, k, kw, T * NKV, D, 1e-6f);
+        rope_forward(qr_want, pos, cosb, sinb, T, NH, D);
+        rope_forward(kr_want, pos, cosb, sinb, T, NKV, D);
+        assert_memory_equal(qr, qr_want, nq * sizeof(float));
+        assert_memory_equal(kr, kr_want, nk * sizeof(float));
+        assert_memory_equal(q_rstd, q_rstd_want, sizeof q_rstd);
+        assert_memory_equal(k_rstd, k_rstd_want, sizeof k_rstd);
+
+        float *dqr = random_floats(nq, 80), *dkr = random_floats(nk, 81);
+        float *dqr_want = copy_floats(dqr, nq), *dkr_want = copy_floats(dkr, nk);
+        float *dq = xmalloc(nq * sizeof(float)), *dk = xmalloc(nk * sizeof(float));
+        float *dq_want = xmalloc(nq * sizeof(float)), *dk_want = xmalloc(nk * sizeof(float));
+        float *dqw = random_floats(D, 82), *dkw = random_floats(D, 83);
+        float *dqw_want = copy_floats(dqw, D), *dkw_want = copy_floats(dkw, D);
+        qk_norm_rope_backward(dq, dqw, dqr, q, qw, q_rstd, NH, dk, dkw, dkr, k, kw, k_rstd, NKV, pos, cosb, sinb, T,
+                              D);
+        rope_backward(dqr_want, pos, cosb, sinb, T, NH, D);
+        rope_backward(dkr_want, pos, cosb, sinb, T, NKV, D);
+        rmsnorm_backward(dq_want, dqw_want, dqr_want, q, qw, q_rstd, T * NH, D, false);
+        rmsnorm_backward(dk_want, dkw_want, dkr_want, k, kw, k_rstd, T * NKV, D, false);
+        assert_memory_equal(dqr, dqr_want, nq * sizeof(float));
+        assert_memory_equal(dkr, dkr_want, nk * sizeof(float));
+        assert_memory_equal(dq, dq_want, nq * sizeof(float));
+        assert_memory_equal(dk, dk_want, nk * sizeof(float));
+        assert_memory_equal(dqw, dqw_want, D * sizeof(float));
+        assert_memory_equal(dkw, dkw_want, D * sizeof(float));
+        free(q), free(k), free(qw), free(kw), free(qr), free(kr), free(qr_want), free(kr_want);
+        free(dqr), free(dkr), free(dqr_want), free(dkr_want), free(dq), free(dk), free(dq_want), free(dk_want);
+        free(dqw), free(dkw), free(dqw_want), free(dkw_want);
+
+        /* residual add + RMSNorm */
+        enum { R = 53, C = 72 };
+        float *x = random_floats((size_t)R * C, 90), *y = random_floats((size_t)R * C, 91);
+        float *nw = random_floats(C, 92), *x_want = copy_floats(x, (size_t)R * C);
+        float *o = xmalloc((size_t)R * C * sizeof(float)), *o_want = xmalloc((size_t)R * C * sizeof(float));
+        float rstd[R], rstd_want[R];
+        residual_rmsnorm_forward(x, y, o, rstd, nw, R, C, 1e-6f);
+        residual_add(x_want, y, (long)R * C);
+        rmsnorm_forward(o_want, rstd_want, x_want, nw, R, C, 1e-6f);
+        assert_memory_equal(x, x_want, (size_t)R * C * sizeof(float));
+        assert_memory_equal(o, o_want, (size_t)R * C * sizeof(float));
+        assert_memory_equal(rstd, rstd_want, sizeof rstd);
+        free(x), free(y), free(nw), free(x_want), free(o), free(o_want);
+    }
+    omp_set_num_threads(saved_threads);
+}
+
 static void test_bad_batch(void **state) {
     (void)state;
     Fixture f = fixture_load("tied_mha");
@@ -646,6 +764,7 @@ int main(void) {
         cmocka_unit_test(test_export_round_trip),
         cmocka_unit_test(test_bad_batch),
         cmocka_unit_test(test_optimizer_arrays),
+        cmocka_unit_test(test_fused_layers_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
