@@ -357,10 +357,12 @@ static void rope_rotate_head(float *v, const float *cs, const float *sn, int D, 
     }
 }
 
-static void rope_rotate(float *x, const int32_t *pos, const float *cosb, const float *sinb, int T, int NH,
-                        int D, float sign) {
+/* Every head of every token rotated, as a work-sharing loop for the
+ * caller's parallel region (no barrier at its end). */
+static void rope_rotate_loop(float *x, const int32_t *pos, const float *cosb, const float *sinb, int T, int NH,
+                             int D, float sign) {
     int half = D / 2;
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp for schedule(dynamic, 16) nowait
     for (int t = 0; t < T; t++) {
         const float *cs = cosb + (size_t)pos[t] * half, *sn = sinb + (size_t)pos[t] * half;
         for (int h = 0; h < NH; h++) rope_rotate_head(x + ((size_t)t * NH + h) * D, cs, sn, D, sign);
@@ -368,11 +370,22 @@ static void rope_rotate(float *x, const int32_t *pos, const float *cosb, const f
 }
 
 void rope_forward(float *x, const int32_t *pos, const float *cosb, const float *sinb, int T, int NH, int D) {
-    rope_rotate(x, pos, cosb, sinb, T, NH, D, 1.0f);
+#pragma omp parallel
+    rope_rotate_loop(x, pos, cosb, sinb, T, NH, D, 1.0f);
 }
 
 void rope_backward(float *dx, const int32_t *pos, const float *cosb, const float *sinb, int T, int NH, int D) {
-    rope_rotate(dx, pos, cosb, sinb, T, NH, D, -1.0f);
+#pragma omp parallel
+    rope_rotate_loop(dx, pos, cosb, sinb, T, NH, D, -1.0f);
+}
+
+/* The NH heads of one token: RMSNorm (rstd per head), then RoPE. */
+static void norm_rope_heads(float *out /* (NH, D) */, float *rstd /* (NH) */, const float *x /* (NH, D) */,
+                            const float *w /* (D) */, const float *cs, const float *sn, int NH, int D, float eps) {
+    for (int h = 0; h < NH; h++) {
+        rmsnorm_row(out + (size_t)h * D, rstd + h, x + (size_t)h * D, w, D, eps);
+        rope_rotate_head(out + (size_t)h * D, cs, sn, D, 1.0f);
+    }
 }
 
 void qk_norm_rope_forward(float *qr, float *q_rstd, const float *q, const float *q_w, int NH, float *kr,
@@ -382,16 +395,9 @@ void qk_norm_rope_forward(float *qr, float *q_rstd, const float *q, const float 
 #pragma omp parallel for schedule(dynamic, 16)
     for (int t = 0; t < T; t++) {
         const float *cs = cosb + (size_t)pos[t] * half, *sn = sinb + (size_t)pos[t] * half;
-        for (int h = 0; h < NH; h++) {
-            size_t row = (size_t)t * NH + h;
-            rmsnorm_row(qr + row * D, q_rstd + row, q + row * D, q_w, D, eps);
-            rope_rotate_head(qr + row * D, cs, sn, D, 1.0f);
-        }
-        for (int h = 0; h < NKV; h++) {
-            size_t row = (size_t)t * NKV + h;
-            rmsnorm_row(kr + row * D, k_rstd + row, k + row * D, k_w, D, eps);
-            rope_rotate_head(kr + row * D, cs, sn, D, 1.0f);
-        }
+        size_t qi = (size_t)t * NH, ki = (size_t)t * NKV; /* the token's first head row */
+        norm_rope_heads(qr + qi * D, q_rstd + qi, q + qi * D, q_w, cs, sn, NH, D, eps);
+        norm_rope_heads(kr + ki * D, k_rstd + ki, k + ki * D, k_w, cs, sn, NKV, D, eps);
     }
 }
 
@@ -399,15 +405,11 @@ void qk_norm_rope_backward(float *dq, float *dq_w, float *dqr, const float *q, c
                            const float *q_rstd, int NH, float *dk, float *dk_w, float *dkr, const float *k,
                            const float *k_w, const float *k_rstd, int NKV, const int32_t *pos, const float *cosb,
                            const float *sinb, int T, int D) {
-    int half = D / 2;
 #pragma omp parallel
     {
-#pragma omp for schedule(dynamic, 16)
-        for (int t = 0; t < T; t++) { /* ends with a barrier: the norms read every rotated row */
-            const float *cs = cosb + (size_t)pos[t] * half, *sn = sinb + (size_t)pos[t] * half;
-            for (int h = 0; h < NH; h++) rope_rotate_head(dqr + ((size_t)t * NH + h) * D, cs, sn, D, -1.0f);
-            for (int h = 0; h < NKV; h++) rope_rotate_head(dkr + ((size_t)t * NKV + h) * D, cs, sn, D, -1.0f);
-        }
+        rope_rotate_loop(dqr, pos, cosb, sinb, T, NH, D, -1.0f);
+        rope_rotate_loop(dkr, pos, cosb, sinb, T, NKV, D, -1.0f);
+#pragma omp barrier /* the norms read every rotated row */
         rmsnorm_backward_loops(dq, dq_w, dqr, q, q_w, q_rstd, T * NH, D, false);
         rmsnorm_backward_loops(dk, dk_w, dkr, k, k_w, k_rstd, T * NKV, D, false);
     }
