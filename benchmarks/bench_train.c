@@ -129,6 +129,10 @@ int main(int argc, char **argv) {
     printf("phases (median ms):");
     for (int ph = PH_ZERO; ph < N_PH; ph++) printf(" %s %.1f", phase_name[ph], 1e3 * median[ph]);
     printf("\n");
+    /* the first step also maps the gradient, activation and moment memory */
+    printf("first step %.3f s:", times[PH_STEP][0]);
+    for (int ph = PH_ZERO; ph < N_PH; ph++) printf(" %s %.1f", phase_name[ph], 1e3 * times[ph][0]);
+    printf("\n");
     for (int ph = 0; ph < N_PH; ph++) free(times[ph]);
     free(tokens), free(targets), free(seq_start), free(lp), free(ent), free(mask), free(dlp);
     qwen3_free(m);

@@ -285,6 +285,9 @@ float qwen3_grad_norm(const Qwen3 *m);
  * At TP > 1 each rank steps its shards, then the replicated weights are
  * broadcast from TP rank 0 so they stay bit-identical on every rank. */
 float qwen3_adamw_step(Qwen3 *m, const Qwen3AdamW *opt, float lr);
+/* Allocates AdamW's moments m and v (zero) if they are not there yet; the
+ * first qwen3_adamw_step does it too (a resumed run fills them first). */
+void qwen3_alloc_moments(Qwen3 *m);
 
 /* SFT loss: mean of -logprob over positions with mask != 0 (0 if none).
  * Fills dlogprob (T) with its gradient (-1/n where masked in, else 0). */

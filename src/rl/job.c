@@ -461,10 +461,7 @@ static bool load_checkpoint(Job *j) {
         CkptState st;
         if (ckpt_load(path, &st, tw, tm, tv, n, err, sizeof err) != 0) die_runtime("resume: %s", err);
         /* the moments exist from the first update on: allocate them */
-        if (!m->m_memory) {
-            m->m_memory = xcalloc(m->num_parameters, sizeof(float));
-            m->v_memory = xcalloc(m->num_parameters, sizeof(float));
-        }
+        qwen3_alloc_moments(m);
         for (int i = 0; i < n; i++) {
             qwen3_set_tensor(m, m->params_memory, i, w[i]);
             qwen3_set_tensor(m, m->m_memory, i, mm[i]);
