@@ -1,0 +1,172 @@
+/* bench_train_gpu.c — Qwen3 training steps on one GPU (qwen3_gpu.c): tokens/s
+ * and model FLOPs utilization (MFU) against the GPU's dense bf16 peak.
+ *
+ * One step = zero_grad, forward over a packed batch, the SFT loss, backward,
+ * AdamW, as bench_train.c on the CPU. Random weights. The "4b" config is
+ * Qwen3-4B's shape (hidden 2560, MLP 9728, 32/8 heads of 128, vocabulary
+ * 151936, tied); --layers cuts its 36 layers so that the activations of every
+ * layer fit on one GPU without recomputation (MFU is per layer, and the
+ * head's share grows as layers are cut, so fewer layers is the harder case).
+ *
+ * Model FLOPs per token (PaLM's count): 6 x (the products' weights, head
+ * included) + 6 x L x NH x D x seq_len for causal attention (half of the
+ * 12 L NH D seq of full attention).
+ *
+ * usage: bench_train_gpu [--config 4b|100m] [--layers N] [--seqs N] [--seq-len N] [--steps N]
+ *                        [--math bf16|f32] [--peak-tflops X]
+ * The peak defaults from the device name (H100/H200 989, A100 312 dense bf16
+ * TFLOP/s); --peak-tflops overrides it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TAU2_HAVE_CUDA
+
+int main(void) {
+    fprintf(stderr, "bench_train_gpu: this build has no CUDA backend (configure with -DTAU2_CUDA=ON)\n");
+    return 2;
+}
+
+#else
+
+#include <cuda_runtime_api.h>
+
+#include "kernels.h"
+#include "model/qwen3.h"
+#include "model/qwen3_gpu.h"
+
+#include "bench_util.h"
+
+static int config_named(const char *name, Qwen3Config *c) {
+    memset(c, 0, sizeof *c);
+    c->rms_norm_eps = 1e-6f;
+    c->rope_theta = 1e6;
+    c->max_position_embeddings = 40960;
+    c->bos_token_id = c->eos_token_id = -1;
+    c->tie_word_embeddings = true;
+    if (!strcmp(name, "4b")) {
+        c->vocab_size = 151936, c->hidden_size = 2560, c->intermediate_size = 9728, c->num_layers = 36;
+        c->num_heads = 32, c->num_kv_heads = 8, c->head_dim = 128;
+        return 0;
+    }
+    if (!strcmp(name, "100m")) { /* bench_train.c's */
+        c->vocab_size = 32000, c->hidden_size = 768, c->intermediate_size = 2048, c->num_layers = 12;
+        c->num_heads = 12, c->num_kv_heads = 4, c->head_dim = 64;
+        return 0;
+    }
+    return -1;
+}
+
+static void init_weights(Qwen3 *m) {
+    uint64_t s = 42;
+    for (size_t i = 0; i < m->num_parameters; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        m->params_memory[i] = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.04f;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        if (t->ndim == 1)
+            for (size_t j = 0; j < t->numel; j++) m->params_memory[t->offset + j] = 1.0f;
+    }
+}
+
+/* Dense bf16 tensor-core peak of the device, TFLOP/s (0 when unknown). */
+static double peak_from_name(const char *name) {
+    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800") || strstr(name, "GH200")) return 989.0;
+    if (strstr(name, "A100") || strstr(name, "A800")) return 312.0;
+    return 0.0;
+}
+
+int main(int argc, char **argv) {
+    const char *name = "4b", *math_name = "bf16";
+    int layers = 8, n_seqs = 1, seq_len = 4096, steps = 5;
+    double peak = 0.0;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && !strcmp(argv[i], "--config")) name = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--layers")) layers = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) n_seqs = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--seq-len")) seq_len = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--math")) math_name = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--peak-tflops")) peak = atof(argv[++i]);
+        else {
+            fprintf(stderr, "bench_train_gpu: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    Qwen3Config cfg;
+    bool f32 = !strcmp(math_name, "f32");
+    if (config_named(name, &cfg) != 0 || layers < 1 || n_seqs < 1 || seq_len < 2 || steps < 1 ||
+        (!f32 && strcmp(math_name, "bf16"))) {
+        fprintf(stderr, "bench_train_gpu: bad arguments (configs: 4b, 100m; math: bf16, f32)\n");
+        return 2;
+    }
+    if (cuda_device_count() == 0) {
+        printf("bench_train_gpu: no CUDA device\n");
+        return 77;
+    }
+    if (!strcmp(name, "4b")) cfg.num_layers = layers;
+    struct cudaDeviceProp prop;
+    cuda_check(cudaGetDeviceProperties(&prop, 0));
+    if (peak <= 0) peak = peak_from_name(prop.name);
+
+    Qwen3 *m = qwen3_new(&cfg);
+    init_weights(m);
+    Qwen3Gpu *g = qwen3_gpu_new(m, 0, f32 ? QWEN3_GPU_F32 : QWEN3_GPU_BF16);
+    int T = n_seqs * seq_len;
+    int32_t *tokens = malloc(T * sizeof *tokens), *targets = malloc(T * sizeof *targets);
+    int32_t *seq_start = malloc((n_seqs + 1) * sizeof *seq_start);
+    float *lp = malloc(T * sizeof *lp), *ent = malloc(T * sizeof *ent), *mask = malloc(T * sizeof *mask);
+    float *dlp = malloc(T * sizeof *dlp);
+    for (int t = 0; t < T; t++) {
+        tokens[t] = (int32_t)((t * 7919u + 13u) % (unsigned)cfg.vocab_size);
+        mask[t] = 1.0f;
+    }
+    for (int s = 0; s <= n_seqs; s++) seq_start[s] = s * seq_len;
+    qwen3_next_token_targets(tokens, seq_start, n_seqs, targets);
+    Qwen3Batch b = {T, n_seqs, tokens, targets, seq_start, NULL};
+    Qwen3AdamW opt = {0.9f, 0.98f, 1e-8f, 0.1f, 1.0f, true};
+
+    double *times = malloc((steps + 1) * sizeof(double)), fwd = 0, bwd = 0, opt_t = 0;
+    float loss = 0;
+    for (int step = 0; step <= steps; step++) { /* step 0 warms up */
+        double t0 = now();
+        qwen3_gpu_zero_grad(g);
+        qwen3_gpu_forward(g, &b, lp, ent); /* returns after the last head chunk's values are back */
+        loss = qwen3_sft_loss(lp, mask, T, dlp);
+        double t1 = now();
+        qwen3_gpu_backward(g, dlp, NULL);
+        cuda_check(cudaDeviceSynchronize());
+        double t2 = now();
+        qwen3_gpu_adamw_step(g, &opt, 1e-5f); /* returns after the norm is read back */
+        double t3 = now();
+        times[step] = t3 - t0;
+        if (step > 0) fwd += t1 - t0, bwd += t2 - t1, opt_t += t3 - t2;
+    }
+    qsort(times + 1, steps, sizeof(double), cmp_double);
+    double med = times[1 + steps / 2];
+
+    const Qwen3Config *c = &cfg;
+    double C = c->hidden_size, I = c->intermediate_size, QD = (double)c->num_heads * c->head_dim;
+    double KD = (double)c->num_kv_heads * c->head_dim;
+    double matmul_params = c->num_layers * (C * (QD + 2 * KD) + QD * C + 3 * C * I) + (double)c->vocab_size * C;
+    double flops_token = 6.0 * matmul_params + 6.0 * c->num_layers * QD * seq_len;
+    double tflops = flops_token * T / med / 1e12;
+    size_t free_b = 0, total_b = 0;
+    cuda_check(cudaMemGetInfo(&free_b, &total_b));
+
+    printf("config %s (%d layers), %d sequences x %d tokens, %s products, %s\n", name, c->num_layers, n_seqs, seq_len,
+           math_name, prop.name);
+    printf("RESULT train_gpu %s %d %d %.4f %.1f %.1f %.4f\n", name, c->num_layers, T, med, T / med, tflops, loss);
+    printf("step %.3f s (median of %d), %.0f tokens/s, %.1f TFLOP/s", med, steps, T / med, tflops);
+    if (peak > 0 && !f32) printf(", MFU %.1f%% of %.0f", 100.0 * tflops / peak, peak);
+    printf("\nphases (mean ms): forward %.1f backward %.1f adamw %.1f; device memory used %.1f GiB of %.1f\n",
+           1e3 * fwd / steps, 1e3 * bwd / steps, 1e3 * opt_t / steps, (double)(total_b - free_b) / (1 << 30),
+           (double)total_b / (1 << 30));
+    free(times), free(tokens), free(targets), free(seq_start), free(lp), free(ent), free(mask), free(dlp);
+    qwen3_gpu_free(g);
+    qwen3_free(m);
+    return 0;
+}
+
+#endif /* TAU2_HAVE_CUDA */

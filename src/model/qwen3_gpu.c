@@ -1,0 +1,607 @@
+/* qwen3_gpu.c — the Qwen3 training step on one GPU (see qwen3_gpu.h).
+ *
+ * The same steps as qwen3.c, top to bottom, with each CPU layer function
+ * replaced by its kernel twin of kernels/kernels.h: the CPU engine's fused
+ * passes (q/k norm + RoPE, residual + norm, grouped products) are written
+ * here as the kernels they stand for, in the order the CPU runs them.
+ * Everything is queued on one stream; the host waits only where it reads a
+ * result (the output head's per-row values, the gradient norm) or hands
+ * memory back.
+ *
+ * bf16 math: the fp32 master weights have a bf16 copy, refreshed after every
+ * upload and AdamW step, and each product's activation operands are
+ * converted into one of two bf16 scratch buffers right before the product
+ * (stream order makes the reuse safe). */
+#ifdef TAU2_HAVE_CUDA
+
+#include "model/qwen3_gpu.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "core/error.h"
+#include "kernels.h"
+#include "model/layers_cpu.h"
+
+/* One layer's saved activations on the device (T rows each), as qwen3.c's LayerActs. */
+typedef struct {
+    float *ln1, *rstd1;         /* (T, C), (T) */
+    float *q, *k, *v;           /* (T, QD), (T, KD), (T, KD) before the q/k norms */
+    float *q_rstd, *k_rstd;     /* (T, NH), (T, NKV) */
+    float *qr, *kr;             /* normed and rotated */
+    float *att, *att_lse;       /* (T, QD), (T, NH) */
+    float *res2, *ln2, *rstd2;  /* (T, C), (T, C), (T) */
+    float *gate, *up, *h;       /* (T, I) */
+} GpuLayer;
+
+/* Device activations and scratch for batches of up to T_cap tokens. */
+typedef struct {
+    int T_cap, chunk_cap;
+    float *fmem;
+    int32_t *imem;
+    uint16_t *bmem; /* bf16 operands; NULL in fp32 math */
+    GpuLayer *layers; /* (L), host array of device pointers */
+    float *res;       /* (L + 1, T, C) */
+    float *xf, *rstdf;
+    float *logits;    /* (chunk, V) */
+    float *rope_cos, *rope_sin; /* (T, D/2) */
+    float *head_x, *head_dx;    /* (chunk, C) */
+    float *head_stats;          /* (3, chunk): logprob, entropy, lse, read back together */
+    float *head_in;             /* (4, chunk): dlogprob, dentropy, lse, entropy, sent together */
+    float *dres, *dln, *dqr, *dq, *datt, *dkr, *dk, *dv, *dgate, *dup, *dh, *delta;
+    int32_t *tokens, *pos, *seq_of, *seq_start, *head_targets;
+    uint16_t *bf_a, *bf_b;
+    size_t bf_a_n, bf_b_n;
+} GpuActs;
+
+struct Qwen3Gpu {
+    const Qwen3 *host; /* borrowed: config, tensor table, vocab_chunk */
+    Qwen3GpuMath math;
+    CudaDtype dt;
+    cudaStream_t stream;
+    CudaBlas *blas;
+
+    float *params, *grads, *m, *v; /* (num_parameters) each; m and v from the first step */
+    uint16_t *params_bf16;         /* bf16 copy of params (bf16 math) */
+    Qwen3Params p, g;              /* device pointers, the host model's layout */
+    int adam_step;
+    double *sumsq;                 /* device scalars of the optimizer step */
+    float *norm, *gscale;
+
+    GpuActs *acts;
+    /* the last forward's batch, host side */
+    bool have_forward;
+    int T, n_seqs, n_head, chunk;
+    bool logits_kept; /* the forward's last chunk of logits is still in acts->logits */
+    int32_t *h_targets, *h_head_rows, *h_pos, *h_seq_of, *h_chunk_targets; /* (T_cap), ..., (chunk_cap) */
+    float *h_lse, *h_ent, *h_rope;  /* (T_cap), (T_cap), (2, T_cap, D/2) */
+    float *h_chunk;                 /* (4, chunk_cap) staging of per-row head values */
+};
+
+/* ------------------------------------------------------------ memory */
+
+static void *dev_alloc(size_t bytes) {
+    void *p = NULL;
+    cuda_check(cudaMalloc(&p, bytes ? bytes : 1));
+    return p;
+}
+
+static void dev_free(void *p) {
+    if (p) cuda_check(cudaFree(p));
+}
+
+/* Host -> device, queued; the host buffer may be reused at once (a pageable
+ * source is staged before the call returns). */
+static void upload(Qwen3Gpu *g, void *dst, const void *src, size_t bytes) {
+    if (bytes) cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream));
+}
+
+/* Device -> host; waits for the stream. */
+static void download(const Qwen3Gpu *g, void *dst, const void *src, size_t bytes) {
+    if (bytes) cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g->stream));
+    cuda_check(cudaStreamSynchronize(g->stream));
+}
+
+/* The device twin of a host parameter pointer: the same offset in base. */
+static float *twin(float *base, const Qwen3 *m, const float *host_field) {
+    return base + (host_field - m->params_memory);
+}
+
+static void point_params(Qwen3Params *d, float *base, const Qwen3 *m) {
+    const Qwen3Params *h = &m->params;
+    d->embed = twin(base, m, h->embed);
+    d->ln1_w = twin(base, m, h->ln1_w);
+    d->wq = twin(base, m, h->wq);
+    d->wk = twin(base, m, h->wk);
+    d->wv = twin(base, m, h->wv);
+    d->q_norm_w = twin(base, m, h->q_norm_w);
+    d->k_norm_w = twin(base, m, h->k_norm_w);
+    d->wo = twin(base, m, h->wo);
+    d->ln2_w = twin(base, m, h->ln2_w);
+    d->wgate = twin(base, m, h->wgate);
+    d->wup = twin(base, m, h->wup);
+    d->wdown = twin(base, m, h->wdown);
+    d->norm_w = twin(base, m, h->norm_w);
+    d->lm_head = twin(base, m, h->lm_head); /* == embed when tied */
+}
+
+/* A weight as the products take it: the fp32 master, or its bf16 copy. */
+static const void *weight(const Qwen3Gpu *g, const float *w) {
+    if (g->math == QWEN3_GPU_F32) return w;
+    return g->params_bf16 + (w - g->params);
+}
+
+/* An activation (n floats) as the products take it: itself, or converted
+ * into the bf16 scratch buf (capacity cap). */
+static const void *operand(Qwen3Gpu *g, uint16_t *buf, size_t cap, const float *x, size_t n) {
+    if (g->math == QWEN3_GPU_F32) return x;
+    if (n > cap) die_runtime("qwen3_gpu: bf16 operand of %zu values > scratch of %zu", n, cap);
+    cuda_f32_to_bf16(buf, x, (long)n, g->stream);
+    return buf;
+}
+
+static const void *op_a(Qwen3Gpu *g, const float *x, size_t n) { return operand(g, g->acts->bf_a, g->acts->bf_a_n, x, n); }
+static const void *op_b(Qwen3Gpu *g, const float *x, size_t n) { return operand(g, g->acts->bf_b, g->acts->bf_b_n, x, n); }
+
+static void refresh_bf16(Qwen3Gpu *g) {
+    if (g->math == QWEN3_GPU_BF16) cuda_f32_to_bf16(g->params_bf16, g->params, (long)g->host->num_parameters, g->stream);
+}
+
+/* ------------------------------------------------------------ activations */
+
+static void acts_free(Qwen3Gpu *g) {
+    GpuActs *a = g->acts;
+    if (!a) return;
+    cuda_check(cudaStreamSynchronize(g->stream));
+    dev_free(a->fmem);
+    dev_free(a->imem);
+    dev_free(a->bmem);
+    free(a->layers);
+    free(a);
+    g->acts = NULL;
+    free(g->h_targets), free(g->h_head_rows), free(g->h_pos), free(g->h_seq_of), free(g->h_chunk_targets);
+    free(g->h_lse), free(g->h_ent), free(g->h_rope), free(g->h_chunk);
+}
+
+static float *carve(float **it, size_t n) {
+    float *p = *it;
+    *it += n;
+    return p;
+}
+
+static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Device arenas for T tokens and head chunks of `chunk` rows, with their
+ * host staging arrays. */
+static void acts_new(Qwen3Gpu *g, int T, int chunk) {
+    const Qwen3Config *c = &g->host->config;
+    const Qwen3Shard *sh = &g->host->shard;
+    size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
+    size_t NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim;
+    size_t QD = NH * D, KD = NKV * D, t = (size_t)T, ch = (size_t)chunk;
+    GpuActs *a = xcalloc(1, sizeof *a);
+    a->T_cap = T;
+    a->chunk_cap = chunk;
+    size_t per_layer = t * (C + 1 + QD + 2 * KD + NH + NKV + QD + KD + QD + NH + 2 * C + 1 + 3 * I);
+    size_t total = L * per_layer + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C + 3 * ch + 4 * ch +
+                   2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
+    a->fmem = dev_alloc(total * sizeof(float));
+    float *it = a->fmem;
+    a->layers = xcalloc(L, sizeof *a->layers);
+    for (size_t l = 0; l < L; l++) {
+        GpuLayer *y = &a->layers[l];
+        y->ln1 = carve(&it, t * C);
+        y->rstd1 = carve(&it, t);
+        y->q = carve(&it, t * QD);
+        y->k = carve(&it, t * KD);
+        y->v = carve(&it, t * KD);
+        y->q_rstd = carve(&it, t * NH);
+        y->k_rstd = carve(&it, t * NKV);
+        y->qr = carve(&it, t * QD);
+        y->kr = carve(&it, t * KD);
+        y->att = carve(&it, t * QD);
+        y->att_lse = carve(&it, t * NH);
+        y->res2 = carve(&it, t * C);
+        y->ln2 = carve(&it, t * C);
+        y->rstd2 = carve(&it, t);
+        y->gate = carve(&it, t * I);
+        y->up = carve(&it, t * I);
+        y->h = carve(&it, t * I);
+    }
+    a->res = carve(&it, (L + 1) * t * C);
+    a->xf = carve(&it, t * C);
+    a->rstdf = carve(&it, t);
+    a->logits = carve(&it, ch * V);
+    a->rope_cos = carve(&it, t * D / 2);
+    a->rope_sin = carve(&it, t * D / 2);
+    a->head_x = carve(&it, ch * C);
+    a->head_dx = carve(&it, ch * C);
+    a->head_stats = carve(&it, 3 * ch);
+    a->head_in = carve(&it, 4 * ch);
+    a->dres = carve(&it, t * C);
+    a->dln = carve(&it, t * C);
+    a->dqr = carve(&it, t * QD);
+    a->dq = carve(&it, t * QD);
+    a->datt = carve(&it, t * QD);
+    a->dkr = carve(&it, t * KD);
+    a->dk = carve(&it, t * KD);
+    a->dv = carve(&it, t * KD);
+    a->dgate = carve(&it, t * I);
+    a->dup = carve(&it, t * I);
+    a->dh = carve(&it, t * I);
+    a->delta = carve(&it, t * NH);
+    if ((size_t)(it - a->fmem) != total) die_runtime("qwen3_gpu: activation arena size mismatch");
+
+    a->imem = dev_alloc((4 * t + 1 + ch) * sizeof(int32_t));
+    a->tokens = a->imem;
+    a->pos = a->tokens + t;
+    a->seq_of = a->pos + t;
+    a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
+    a->head_targets = a->seq_start + t + 1;
+
+    if (g->math == QWEN3_GPU_BF16) {
+        /* bf_a: the dout of a product (dlogits, or a (T, width) gradient);
+         * bf_b: its activation input */
+        a->bf_a_n = max_z(ch * V, t * max_z(max_z(C, QD), I));
+        a->bf_b_n = t * max_z(max_z(C, QD), I);
+        a->bmem = dev_alloc((a->bf_a_n + a->bf_b_n) * sizeof(uint16_t));
+        a->bf_a = a->bmem;
+        a->bf_b = a->bmem + a->bf_a_n;
+    }
+    g->acts = a;
+    g->h_targets = xmalloc(t * sizeof(int32_t));
+    g->h_head_rows = xmalloc(t * sizeof(int32_t));
+    g->h_pos = xmalloc(t * sizeof(int32_t));
+    g->h_seq_of = xmalloc(t * sizeof(int32_t));
+    g->h_chunk_targets = xmalloc(ch * sizeof(int32_t));
+    g->h_lse = xmalloc(t * sizeof(float));
+    g->h_ent = xmalloc(t * sizeof(float));
+    g->h_rope = xmalloc(t * D * sizeof(float));
+    g->h_chunk = xmalloc(4 * ch * sizeof(float));
+}
+
+/* ------------------------------------------------------------ engine */
+
+Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
+    if (m->tp) die_runtime("qwen3_gpu_new: tensor parallelism on the GPU is not built yet (TP must be 1)");
+    if (m->config.head_dim > CUDA_ATT_MAX_D) {
+        die_runtime("qwen3_gpu_new: head_dim %d > %d, the attention kernels' limit", m->config.head_dim,
+                    CUDA_ATT_MAX_D);
+    }
+    int n_dev = cuda_device_count();
+    if (device < 0 || device >= n_dev) {
+        die_runtime("qwen3_gpu_new: CUDA device %d requested, %d present", device, n_dev);
+    }
+    cuda_device_init(device);
+    Qwen3Gpu *g = xcalloc(1, sizeof *g);
+    g->host = m;
+    g->math = math;
+    g->dt = math == QWEN3_GPU_F32 ? CUDA_F32 : CUDA_BF16;
+    cuda_check(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
+    g->blas = cuda_blas_new();
+    size_t n = m->num_parameters;
+    g->params = dev_alloc(n * sizeof(float));
+    g->grads = dev_alloc(n * sizeof(float));
+    cuda_check(cudaMemsetAsync(g->grads, 0, n * sizeof(float), g->stream));
+    if (math == QWEN3_GPU_BF16) g->params_bf16 = dev_alloc(n * sizeof(uint16_t));
+    point_params(&g->p, g->params, m);
+    point_params(&g->g, g->grads, m);
+    g->sumsq = dev_alloc(sizeof(double));
+    g->norm = dev_alloc(sizeof(float));
+    g->gscale = dev_alloc(sizeof(float));
+    qwen3_gpu_upload_params(g, m->params_memory);
+    return g;
+}
+
+void qwen3_gpu_free(Qwen3Gpu *g) {
+    if (!g) return;
+    acts_free(g);
+    cuda_check(cudaStreamSynchronize(g->stream));
+    dev_free(g->params);
+    dev_free(g->grads);
+    dev_free(g->m);
+    dev_free(g->v);
+    dev_free(g->params_bf16);
+    dev_free(g->sumsq);
+    dev_free(g->norm);
+    dev_free(g->gscale);
+    cuda_blas_free(g->blas);
+    cuda_check(cudaStreamDestroy(g->stream));
+    free(g);
+}
+
+void qwen3_gpu_upload_params(Qwen3Gpu *g, const float *params) {
+    upload(g, g->params, params, g->host->num_parameters * sizeof(float));
+    refresh_bf16(g);
+    cuda_check(cudaStreamSynchronize(g->stream));
+}
+
+void qwen3_gpu_download_params(const Qwen3Gpu *g, float *params) {
+    download(g, params, g->params, g->host->num_parameters * sizeof(float));
+}
+
+void qwen3_gpu_download_grads(const Qwen3Gpu *g, float *grads) {
+    download(g, grads, g->grads, g->host->num_parameters * sizeof(float));
+}
+
+/* ------------------------------------------------------------ forward */
+
+/* rows[0..R) of src (row length C) into rows 0..R of dst (gather), or rows
+ * 0..R of src into rows[0..R) of dst (scatter): one copy per run of
+ * consecutive rows (a head mask is a few spans of assistant tokens). */
+static void copy_rows(Qwen3Gpu *g, float *dst, const float *src, const int32_t *rows, int R, int C, bool scatter) {
+    size_t row = (size_t)C * sizeof(float);
+    for (int r0 = 0; r0 < R;) {
+        int r1 = r0 + 1;
+        while (r1 < R && rows[r1] == rows[r1 - 1] + 1) r1++;
+        float *d = scatter ? dst + (size_t)rows[r0] * C : dst + (size_t)r0 * C;
+        const float *s = scatter ? src + (size_t)r0 * C : src + (size_t)rows[r0] * C;
+        cuda_check(cudaMemcpyAsync(d, s, (size_t)(r1 - r0) * row, cudaMemcpyDeviceToDevice, g->stream));
+        r0 = r1;
+    }
+}
+
+/* The final-norm rows of one head chunk: xf itself when they are
+ * consecutive, else gathered into head_x. */
+static const float *head_gather(Qwen3Gpu *g, const int32_t *rows, int R, int C) {
+    GpuActs *A = g->acts;
+    if (rows[R - 1] - rows[0] == R - 1) return A->xf + (size_t)rows[0] * C;
+    copy_rows(g, A->head_x, A->xf, rows, R, C, false);
+    return A->head_x;
+}
+
+/* One transformer block: x_out = block(x_in), saving activations into a. */
+static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_in /* (T, C) */,
+                          float *x_out /* (T, C) */) {
+    const Qwen3Config *c = &g->host->config;
+    const Qwen3Params *p = &g->p;
+    GpuActs *A = g->acts;
+    cudaStream_t s = g->stream;
+    int T = g->T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_heads, NKV = c->num_kv_heads;
+    int D = c->head_dim, QD = NH * D, KD = NKV * D;
+    float eps = c->rms_norm_eps;
+
+    /* attention */
+    cuda_rmsnorm_forward(a->ln1, a->rstd1, x_in, p->ln1_w + (size_t)l * C, T, C, eps, s);
+    const void *ln1 = op_b(g, a->ln1, (size_t)T * C);
+    cuda_matmul_forward(g->blas, a->q, ln1, weight(g, p->wq + (size_t)l * QD * C), g->dt, T, C, QD, s);
+    cuda_matmul_forward(g->blas, a->k, ln1, weight(g, p->wk + (size_t)l * KD * C), g->dt, T, C, KD, s);
+    cuda_matmul_forward(g->blas, a->v, ln1, weight(g, p->wv + (size_t)l * KD * C), g->dt, T, C, KD, s);
+    /* per-head q/k RMSNorm (rows of D), then RoPE: qk_norm_rope_forward */
+    cuda_rmsnorm_forward(a->qr, a->q_rstd, a->q, p->q_norm_w + (size_t)l * D, T * NH, D, eps, s);
+    cuda_rmsnorm_forward(a->kr, a->k_rstd, a->k, p->k_norm_w + (size_t)l * D, T * NKV, D, eps, s);
+    cuda_rope_forward(a->qr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
+    cuda_rope_forward(a->kr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);
+    cuda_attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D, s);
+    cuda_matmul_forward(g->blas, a->res2, op_b(g, a->att, (size_t)T * QD), weight(g, p->wo + (size_t)l * C * QD),
+                        g->dt, T, QD, C, s);
+
+    /* MLP: residual, then its norm (residual_rmsnorm_forward) */
+    cuda_residual_add(a->res2, x_in, (long)T * C, s);
+    cuda_rmsnorm_forward(a->ln2, a->rstd2, a->res2, p->ln2_w + (size_t)l * C, T, C, eps, s);
+    const void *ln2 = op_b(g, a->ln2, (size_t)T * C);
+    cuda_matmul_forward(g->blas, a->gate, ln2, weight(g, p->wgate + (size_t)l * I * C), g->dt, T, C, I, s);
+    cuda_matmul_forward(g->blas, a->up, ln2, weight(g, p->wup + (size_t)l * I * C), g->dt, T, C, I, s);
+    cuda_swiglu_forward(a->h, a->gate, a->up, (long)T * I, s);
+    cuda_matmul_forward(g->blas, x_out, op_b(g, a->h, (size_t)T * I), weight(g, p->wdown + (size_t)l * C * I), g->dt,
+                        T, I, C, s);
+    cuda_residual_add(x_out, a->res2, (long)T * C, s);
+}
+
+void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *entropy) {
+    const Qwen3 *m = g->host;
+    char err[256];
+    if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_gpu_forward: %s", err);
+    const Qwen3Config *c = &m->config;
+    const Qwen3Params *p = &g->p;
+    int T = b->T, C = c->hidden_size, V = c->vocab_size, L = c->num_layers, D = c->head_dim;
+    if (m->vocab_chunk < 1) die_runtime("qwen3_gpu_forward: vocab_chunk must be positive");
+    int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
+    if (!g->acts || g->acts->T_cap < T || g->acts->chunk_cap < chunk) {
+        acts_free(g);
+        acts_new(g, T, chunk);
+    }
+    GpuActs *A = g->acts;
+    cudaStream_t s = g->stream;
+    g->T = T;
+    g->n_seqs = b->n_seqs;
+    g->chunk = chunk;
+
+    /* positions, sequence ids and RoPE tables on the host, then sent */
+    int max_len = 0;
+    for (int q = 0; q < b->n_seqs; q++) {
+        int s0 = b->seq_start[q], s1 = b->seq_start[q + 1];
+        if (s1 - s0 > max_len) max_len = s1 - s0;
+        for (int t = s0; t < s1; t++) {
+            g->h_pos[t] = t - s0;
+            g->h_seq_of[t] = q;
+        }
+    }
+    float *cosb = g->h_rope, *sinb = g->h_rope + (size_t)max_len * D / 2;
+    rope_tables(cosb, sinb, max_len, D, c->rope_theta);
+    memcpy(g->h_targets, b->targets, (size_t)T * sizeof(int32_t));
+    upload(g, A->tokens, b->tokens, (size_t)T * sizeof(int32_t));
+    upload(g, A->pos, g->h_pos, (size_t)T * sizeof(int32_t));
+    upload(g, A->seq_of, g->h_seq_of, (size_t)T * sizeof(int32_t));
+    upload(g, A->seq_start, b->seq_start, (size_t)(b->n_seqs + 1) * sizeof(int32_t));
+    upload(g, A->rope_cos, cosb, (size_t)max_len * D / 2 * sizeof(float));
+    upload(g, A->rope_sin, sinb, (size_t)max_len * D / 2 * sizeof(float));
+
+    cuda_embedding_forward(A->res, A->tokens, p->embed, T, C, s);
+    for (int l = 0; l < L; l++) layer_forward(g, l, &A->layers[l], A->res + (size_t)l * T * C,
+                                              A->res + (size_t)(l + 1) * T * C);
+    cuda_rmsnorm_forward(A->xf, A->rstdf, A->res + (size_t)L * T * C, p->norm_w, T, C, c->rms_norm_eps, s);
+
+    /* output head over the rows that need it, in chunks (qwen3_forward) */
+    g->n_head = 0;
+    for (int t = 0; t < T; t++)
+        if (!b->head_mask || b->head_mask[t]) g->h_head_rows[g->n_head++] = t;
+    memset(logprob, 0, (size_t)T * sizeof(float));
+    memset(g->h_ent, 0, (size_t)T * sizeof(float));
+    memset(g->h_lse, 0, (size_t)T * sizeof(float));
+    for (int i0 = 0; i0 < g->n_head; i0 += chunk) {
+        int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
+        const int32_t *rows = g->h_head_rows + i0;
+        const float *x = head_gather(g, rows, R, C);
+        for (int r = 0; r < R; r++) g->h_chunk_targets[r] = b->targets[rows[r]];
+        upload(g, A->head_targets, g->h_chunk_targets, (size_t)R * sizeof(int32_t));
+        cuda_matmul_forward(g->blas, A->logits, op_b(g, x, (size_t)R * C), weight(g, p->lm_head), g->dt, R, C, V, s);
+        float *lp = A->head_stats, *ent = lp + R, *lse = ent + R;
+        cuda_logprob_entropy_forward(lp, ent, lse, A->logits, A->head_targets, R, V, s);
+        download(g, g->h_chunk, A->head_stats, 3 * (size_t)R * sizeof(float));
+        for (int r = 0; r < R; r++) {
+            logprob[rows[r]] = g->h_chunk[r];
+            g->h_ent[rows[r]] = g->h_chunk[R + r];
+            g->h_lse[rows[r]] = g->h_chunk[2 * R + r];
+        }
+    }
+    memcpy(entropy, g->h_ent, (size_t)T * sizeof(float));
+    g->logits_kept = g->n_head > 0;
+    g->have_forward = true;
+}
+
+/* ------------------------------------------------------------ backward */
+
+void qwen3_gpu_zero_grad(Qwen3Gpu *g) {
+    cuda_check(cudaMemsetAsync(g->grads, 0, g->host->num_parameters * sizeof(float), g->stream));
+}
+
+/* The head's backward, chunk by chunk from the last (qwen3_backward):
+ * dlogits from the logits (recomputed except for the forward's last chunk),
+ * then dxf rows = dlogits @ W and dW += dlogits^T @ x. */
+static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlogprob, const float *dentropy) {
+    const Qwen3Config *c = &g->host->config;
+    GpuActs *A = g->acts;
+    cudaStream_t s = g->stream;
+    int T = g->T, C = c->hidden_size, V = c->vocab_size, chunk = g->chunk;
+    if (g->n_head < T) cuda_check(cudaMemsetAsync(dxf, 0, (size_t)T * C * sizeof(float), s)); /* rows without the head */
+    int n_chunks = (g->n_head + chunk - 1) / chunk;
+    for (int ci = n_chunks - 1; ci >= 0; ci--) {
+        int i0 = ci * chunk;
+        int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
+        const int32_t *rows = g->h_head_rows + i0;
+        const float *x = head_gather(g, rows, R, C);
+        /* per-row values: dlogprob, dentropy, lse, entropy; and the targets */
+        float *h = g->h_chunk;
+        for (int r = 0; r < R; r++) {
+            int t = rows[r];
+            g->h_chunk_targets[r] = g->h_targets[t];
+            h[r] = dlogprob[t];
+            h[R + r] = dentropy ? dentropy[t] : 0.0f;
+            h[2 * R + r] = g->h_lse[t];
+            h[3 * R + r] = g->h_ent[t];
+        }
+        upload(g, A->head_targets, g->h_chunk_targets, (size_t)R * sizeof(int32_t));
+        upload(g, A->head_in, h, 4 * (size_t)R * sizeof(float));
+        const float *dlp = A->head_in, *dent = dlp + R, *lse = dent + R, *ent = lse + R;
+        bool kept = g->logits_kept && ci == n_chunks - 1;
+        if (!kept) {
+            cuda_matmul_forward(g->blas, A->logits, op_b(g, x, (size_t)R * C), weight(g, g->p.lm_head), g->dt, R, C, V,
+                                s);
+        }
+        g->logits_kept = false;
+        cuda_logprob_entropy_backward(A->logits, dlp, dentropy ? dent : NULL, lse, ent, A->head_targets, R, V, s);
+        cuda_matmul_backward(g->blas, A->head_dx, g->g.lm_head, op_a(g, A->logits, (size_t)R * V),
+                             op_b(g, x, (size_t)R * C), weight(g, g->p.lm_head), g->dt, R, C, V, false, s);
+        copy_rows(g, dxf, A->head_dx, rows, R, C, true);
+        /* the host staging is rewritten by the next chunk: let this one's uploads land */
+        cuda_check(cudaStreamSynchronize(s));
+    }
+}
+
+void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentropy) {
+    if (!g->have_forward) die_runtime("qwen3_gpu_backward: no forward pass to differentiate");
+    const Qwen3Config *c = &g->host->config;
+    const Qwen3Params *p = &g->p, *gr = &g->g;
+    GpuActs *A = g->acts;
+    cudaStream_t s = g->stream;
+    int T = g->T, C = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
+    int NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim, QD = NH * D, KD = NKV * D;
+    CudaDtype dt = g->dt;
+
+    float *dxf = A->dln;
+    head_backward(g, dxf, dlogprob, dentropy);
+    cuda_rmsnorm_backward(A->dres, gr->norm_w, dxf, A->res + (size_t)L * T * C, p->norm_w, A->rstdf, T, C, false, s);
+
+    for (int l = L - 1; l >= 0; l--) {
+        const GpuLayer *a = &A->layers[l];
+        const float *x_in = A->res + (size_t)l * T * C;
+
+        /* MLP: dres is the gradient of this layer's output */
+        cuda_matmul_backward(g->blas, A->dh, gr->wdown + (size_t)l * C * I, op_a(g, A->dres, (size_t)T * C),
+                             op_b(g, a->h, (size_t)T * I), weight(g, p->wdown + (size_t)l * C * I), dt, T, I, C, false,
+                             s);
+        cuda_swiglu_backward(A->dgate, A->dup, A->dh, a->gate, a->up, (long)T * I, s);
+        const void *ln2 = op_b(g, a->ln2, (size_t)T * C);
+        cuda_matmul_backward(g->blas, A->dln, gr->wgate + (size_t)l * I * C, op_a(g, A->dgate, (size_t)T * I), ln2,
+                             weight(g, p->wgate + (size_t)l * I * C), dt, T, C, I, false, s);
+        cuda_matmul_backward(g->blas, A->dln, gr->wup + (size_t)l * I * C, op_a(g, A->dup, (size_t)T * I), ln2,
+                             weight(g, p->wup + (size_t)l * I * C), dt, T, C, I, true, s);
+        cuda_rmsnorm_backward(A->dres, gr->ln2_w + (size_t)l * C, A->dln, a->res2, p->ln2_w + (size_t)l * C, a->rstd2,
+                              T, C, true, s);
+
+        /* attention: dres is now the gradient of res2 */
+        cuda_matmul_backward(g->blas, A->datt, gr->wo + (size_t)l * C * QD, op_a(g, A->dres, (size_t)T * C),
+                             op_b(g, a->att, (size_t)T * QD), weight(g, p->wo + (size_t)l * C * QD), dt, T, QD, C,
+                             false, s);
+        cuda_attention_backward(A->dqr, A->dkr, A->dv, A->delta, A->datt, a->att, a->att_lse, a->qr, a->kr, a->v,
+                                A->seq_of, A->seq_start, T, NH, NKV, D, s);
+        /* RoPE back, then the q/k norms (qk_norm_rope_backward) */
+        cuda_rope_backward(A->dqr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
+        cuda_rope_backward(A->dkr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);
+        cuda_rmsnorm_backward(A->dq, gr->q_norm_w + (size_t)l * D, A->dqr, a->q, p->q_norm_w + (size_t)l * D, a->q_rstd,
+                              T * NH, D, false, s);
+        cuda_rmsnorm_backward(A->dk, gr->k_norm_w + (size_t)l * D, A->dkr, a->k, p->k_norm_w + (size_t)l * D, a->k_rstd,
+                              T * NKV, D, false, s);
+        const void *ln1 = op_b(g, a->ln1, (size_t)T * C);
+        cuda_matmul_backward(g->blas, A->dln, gr->wq + (size_t)l * QD * C, op_a(g, A->dq, (size_t)T * QD), ln1,
+                             weight(g, p->wq + (size_t)l * QD * C), dt, T, C, QD, false, s);
+        cuda_matmul_backward(g->blas, A->dln, gr->wk + (size_t)l * KD * C, op_a(g, A->dk, (size_t)T * KD), ln1,
+                             weight(g, p->wk + (size_t)l * KD * C), dt, T, C, KD, true, s);
+        cuda_matmul_backward(g->blas, A->dln, gr->wv + (size_t)l * KD * C, op_a(g, A->dv, (size_t)T * KD), ln1,
+                             weight(g, p->wv + (size_t)l * KD * C), dt, T, C, KD, true, s);
+        cuda_rmsnorm_backward(A->dres, gr->ln1_w + (size_t)l * C, A->dln, x_in, p->ln1_w + (size_t)l * C, a->rstd1, T,
+                              C, true, s);
+    }
+    cuda_embedding_backward(gr->embed, A->dres, A->tokens, T, C, s);
+}
+
+/* ------------------------------------------------------------ optimizer */
+
+float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
+    const Qwen3 *m = g->host;
+    cudaStream_t s = g->stream;
+    size_t n = m->num_parameters;
+    if (!g->m) {
+        g->m = dev_alloc(n * sizeof(float));
+        g->v = dev_alloc(n * sizeof(float));
+        cuda_check(cudaMemsetAsync(g->m, 0, n * sizeof(float), s));
+        cuda_check(cudaMemsetAsync(g->v, 0, n * sizeof(float), s));
+    }
+    /* the norm and the clip factor stay on the device: no round trip before the update */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        cuda_sum_squares(g->sumsq, g->grads + t->offset, t->numel, i > 0, s);
+    }
+    cuda_clip_scale(g->norm, g->gscale, g->sumsq, o->max_grad_norm, s);
+    g->adam_step++;
+    double bc1 = 1.0 - pow((double)o->beta1, g->adam_step);
+    double bc2 = 1.0 - pow((double)o->beta2, g->adam_step);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const Qwen3Tensor *t = &m->tensors[i];
+        float wd = (t->ndim == 1 && !o->decay_1d) ? 0.0f : o->weight_decay;
+        cuda_adamw_update(g->params + t->offset, g->grads + t->offset, g->m + t->offset, g->v + t->offset, t->numel,
+                          g->gscale, lr, o->beta1, o->beta2, o->eps, wd, bc1, bc2, s);
+    }
+    refresh_bf16(g);
+    float norm = 0.0f;
+    download(g, &norm, g->norm, sizeof norm);
+    return norm;
+}
+
+#endif /* TAU2_HAVE_CUDA */

@@ -1,0 +1,53 @@
+/* qwen3_gpu.h — the Qwen3 training step on one GPU: the twin of qwen3.c's
+ * forward, backward, zero_grad and AdamW, built on the kernels of
+ * kernels/kernels.h and cuBLAS.
+ *
+ * The engine keeps its own device copy of a host model's weights (fp32
+ * master weights), gradients, AdamW moments and activations. Its layer
+ * order, chunked output head, head mask and formulas are qwen3.c's, so a
+ * step on the GPU gives the CPU step's results within the tolerances of
+ * doc/cuda.md. Matrix products take bf16 inputs with fp32 accumulation
+ * (QWEN3_GPU_BF16, the production setting) or stay fp32 (QWEN3_GPU_F32, the
+ * parity reference); everything else is fp32.
+ *
+ * Scope of this part: one GPU, tensor parallel size 1, activations kept
+ * for every layer (no recomputation). Only defined in the CUDA build
+ * (TAU2_HAVE_CUDA); every call needs a CUDA device.
+ */
+#ifndef TAU2_MODEL_QWEN3_GPU_H
+#define TAU2_MODEL_QWEN3_GPU_H
+
+#include <stddef.h>
+
+#include "model/qwen3.h"
+
+typedef enum {
+    QWEN3_GPU_BF16 = 0, /* products in bf16 (fp32 accumulate) */
+    QWEN3_GPU_F32 = 1,  /* products in fp32 (no TF32) */
+} Qwen3GpuMath;
+
+typedef struct Qwen3Gpu Qwen3Gpu;
+
+/* An engine on CUDA device `device` for host model m's shapes, with m's
+ * weights uploaded. m is borrowed for its config and tensor table and must
+ * outlive the engine; its weights are not changed (see
+ * qwen3_gpu_download_params). Dies with a clear message when m is tensor
+ * parallel or the device cannot be used. */
+Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math);
+void qwen3_gpu_free(Qwen3Gpu *g);
+
+/* Weights host -> device (after a load or a broadcast), device -> host (for
+ * a checkpoint, an export or the rollout engine). Both synchronize. */
+void qwen3_gpu_upload_params(Qwen3Gpu *g, const float *params /* (num_parameters) */);
+void qwen3_gpu_download_params(const Qwen3Gpu *g, float *params /* (num_parameters) */);
+/* Gradients device -> host, in the host model's layout (synchronizes). */
+void qwen3_gpu_download_grads(const Qwen3Gpu *g, float *grads /* (num_parameters) */);
+
+/* As qwen3_forward / qwen3_zero_grad / qwen3_backward / qwen3_adamw_step:
+ * the batch, logprob, entropy, dlogprob and dentropy are host arrays. */
+void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);
+void qwen3_gpu_zero_grad(Qwen3Gpu *g);
+void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
+float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *opt, float lr);
+
+#endif
