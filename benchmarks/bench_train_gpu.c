@@ -12,7 +12,7 @@
  * included) + 6 x L x NH x D x seq_len for causal attention (half of the
  * 12 L NH D seq of full attention).
  *
- * usage: bench_train_gpu [--config 4b|100m] [--layers N] [--seqs N] [--seq-len N] [--steps N]
+ * usage: bench_train_gpu [--config 4b|100m|tiny] [--layers N] [--seqs N] [--seq-len N] [--steps N]
  *                        [--math bf16|f32] [--peak-tflops X]
  * The peak defaults from the device name (H100/H200 989, A100 312 dense bf16
  * TFLOP/s); --peak-tflops overrides it. */
@@ -35,40 +35,8 @@ int main(void) {
 #include "model/qwen3.h"
 #include "model/qwen3_gpu.h"
 
+#include "bench_train_common.h"
 #include "bench_util.h"
-
-static int config_named(const char *name, Qwen3Config *c) {
-    memset(c, 0, sizeof *c);
-    c->rms_norm_eps = 1e-6f;
-    c->rope_theta = 1e6;
-    c->max_position_embeddings = 40960;
-    c->bos_token_id = c->eos_token_id = -1;
-    c->tie_word_embeddings = true;
-    if (!strcmp(name, "4b")) {
-        c->vocab_size = 151936, c->hidden_size = 2560, c->intermediate_size = 9728, c->num_layers = 36;
-        c->num_heads = 32, c->num_kv_heads = 8, c->head_dim = 128;
-        return 0;
-    }
-    if (!strcmp(name, "100m")) { /* bench_train.c's */
-        c->vocab_size = 32000, c->hidden_size = 768, c->intermediate_size = 2048, c->num_layers = 12;
-        c->num_heads = 12, c->num_kv_heads = 4, c->head_dim = 64;
-        return 0;
-    }
-    return -1;
-}
-
-static void init_weights(Qwen3 *m) {
-    uint64_t s = 42;
-    for (size_t i = 0; i < m->num_parameters; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        m->params_memory[i] = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.04f;
-    }
-    for (int i = 0; i < m->n_tensors; i++) {
-        const Qwen3Tensor *t = &m->tensors[i];
-        if (t->ndim == 1)
-            for (size_t j = 0; j < t->numel; j++) m->params_memory[t->offset + j] = 1.0f;
-    }
-}
 
 /* Dense bf16 tensor-core peak of the device, TFLOP/s (0 when unknown). */
 static double peak_from_name(const char *name) {
@@ -96,9 +64,9 @@ int main(int argc, char **argv) {
     }
     Qwen3Config cfg;
     bool f32 = !strcmp(math_name, "f32");
-    if (config_named(name, &cfg) != 0 || layers < 1 || n_seqs < 1 || seq_len < 2 || steps < 1 ||
+    if (bench_config_named(name, &cfg) != 0 || layers < 1 || n_seqs < 1 || seq_len < 2 || steps < 1 ||
         (!f32 && strcmp(math_name, "bf16"))) {
-        fprintf(stderr, "bench_train_gpu: bad arguments (configs: 4b, 100m; math: bf16, f32)\n");
+        fprintf(stderr, "bench_train_gpu: bad arguments (configs: 4b, 100m, tiny; math: bf16, f32)\n");
         return 2;
     }
     if (cuda_device_count() == 0) {
@@ -111,20 +79,11 @@ int main(int argc, char **argv) {
     if (peak <= 0) peak = peak_from_name(prop.name);
 
     Qwen3 *m = qwen3_new(&cfg);
-    init_weights(m);
+    bench_init_weights(m);
     Qwen3Gpu *g = qwen3_gpu_new(m, 0, f32 ? QWEN3_GPU_F32 : QWEN3_GPU_BF16);
-    int T = n_seqs * seq_len;
-    int32_t *tokens = malloc(T * sizeof *tokens), *targets = malloc(T * sizeof *targets);
-    int32_t *seq_start = malloc((n_seqs + 1) * sizeof *seq_start);
-    float *lp = malloc(T * sizeof *lp), *ent = malloc(T * sizeof *ent), *mask = malloc(T * sizeof *mask);
-    float *dlp = malloc(T * sizeof *dlp);
-    for (int t = 0; t < T; t++) {
-        tokens[t] = (int32_t)((t * 7919u + 13u) % (unsigned)cfg.vocab_size);
-        mask[t] = 1.0f;
-    }
-    for (int s = 0; s <= n_seqs; s++) seq_start[s] = s * seq_len;
-    qwen3_next_token_targets(tokens, seq_start, n_seqs, targets);
-    Qwen3Batch b = {T, n_seqs, tokens, targets, seq_start, NULL};
+    BenchBatch bb = bench_batch_new(n_seqs, seq_len, cfg.vocab_size);
+    int T = bb.T;
+    float *lp = bb.logprob, *ent = bb.entropy, *mask = bb.mask, *dlp = bb.dlogprob;
     Qwen3AdamW opt = {0.9f, 0.98f, 1e-8f, 0.1f, 1.0f, true};
 
     double *times = malloc((steps + 1) * sizeof(double)), fwd = 0, bwd = 0, opt_t = 0;
@@ -132,7 +91,7 @@ int main(int argc, char **argv) {
     for (int step = 0; step <= steps; step++) { /* step 0 warms up */
         double t0 = now();
         qwen3_gpu_zero_grad(g);
-        qwen3_gpu_forward(g, &b, lp, ent); /* returns after the last head chunk's values are back */
+        qwen3_gpu_forward(g, &bb.batch, lp, ent); /* returns after the last head chunk's values are back */
         loss = qwen3_sft_loss(lp, mask, T, dlp);
         double t1 = now();
         qwen3_gpu_backward(g, dlp, NULL);
@@ -163,7 +122,8 @@ int main(int argc, char **argv) {
     printf("\nphases (mean ms): forward %.1f backward %.1f adamw %.1f; device memory used %.1f GiB of %.1f\n",
            1e3 * fwd / steps, 1e3 * bwd / steps, 1e3 * opt_t / steps, (double)(total_b - free_b) / (1 << 30),
            (double)total_b / (1 << 30));
-    free(times), free(tokens), free(targets), free(seq_start), free(lp), free(ent), free(mask), free(dlp);
+    free(times);
+    bench_batch_free(&bb);
     qwen3_gpu_free(g);
     qwen3_free(m);
     return 0;

@@ -30,20 +30,11 @@
 #include "model/layers_cpu.h"
 #include "model/qwen3.h"
 
+#include "cuda_test_rng.h"
+
 static int g_failures;
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
 /* ------------------------------------------------------------ helpers */
-
-static uint32_t rnd_u32(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-
-/* uniform in [-a, a) */
-static float rnd_f(float a) { return a * (2.0f * (float)(rnd_u32() & 0xffffff) / 16777216.0f - 1.0f); }
 
 static float *rand_f32(size_t n, float a) {
     float *x = xmalloc(n * sizeof(float) + 1);

@@ -32,18 +32,9 @@
 #include "model/qwen3.h"
 #include "model/qwen3_gpu.h"
 
+#include "cuda_test_rng.h"
+
 static int g_failures;
-static uint64_t g_rng = 0x2545f4914f6cdd1dull;
-
-static uint32_t rnd_u32(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-
-/* uniform in [-a, a) */
-static float rnd_f(float a) { return a * (2.0f * (float)(rnd_u32() & 0xffffff) / 16777216.0f - 1.0f); }
 
 /* err of gpu against cpu (both host, n values), reported and counted. */
 static void check(const char *model, const char *what, const float *gpu, const float *cpu, size_t n, double tol) {
