@@ -742,6 +742,26 @@ void qwen3_next_token_targets(const int32_t *tokens, const int32_t *seq_start, i
     }
 }
 
+int qwen3_batch_positions(const Qwen3Batch *b, int32_t *pos, int32_t *seq_of) {
+    int max_len = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int s0 = b->seq_start[s], s1 = b->seq_start[s + 1];
+        if (s1 - s0 > max_len) max_len = s1 - s0;
+        for (int t = s0; t < s1; t++) {
+            pos[t] = t - s0;
+            seq_of[t] = s;
+        }
+    }
+    return max_len;
+}
+
+int qwen3_head_rows(const Qwen3Batch *b, int32_t *rows) {
+    int n = 0;
+    for (int t = 0; t < b->T; t++)
+        if (!b->head_mask || b->head_mask[t]) rows[n++] = t;
+    return n;
+}
+
 int qwen3_check_batch(const Qwen3 *m, const Qwen3Batch *b, char *err, size_t errlen) {
     int V = m->config.vocab_size;
     if (b->T < 1 || b->n_seqs < 1 || b->n_seqs > b->T) {
@@ -832,15 +852,7 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     memcpy(A->tokens, b->tokens, (size_t)T * sizeof(int32_t));
     memcpy(A->targets, b->targets, (size_t)T * sizeof(int32_t));
     memcpy(A->seq_start, b->seq_start, (size_t)(b->n_seqs + 1) * sizeof(int32_t));
-    int max_len = 0;
-    for (int s = 0; s < b->n_seqs; s++) {
-        int s0 = b->seq_start[s], s1 = b->seq_start[s + 1];
-        if (s1 - s0 > max_len) max_len = s1 - s0;
-        for (int t = s0; t < s1; t++) {
-            A->pos[t] = t - s0;
-            A->seq_of[t] = s;
-        }
-    }
+    int max_len = qwen3_batch_positions(b, A->pos, A->seq_of);
     rope_tables(A->rope_cos, A->rope_sin, max_len, D, c->rope_theta);
 
     /* vocab-parallel: each token's row comes from one rank, zeros elsewhere
@@ -855,9 +867,7 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
 
     /* Output head over the rows that need it, in chunks: logits never exist
      * for the whole batch. */
-    A->n_head = 0;
-    for (int t = 0; t < T; t++)
-        if (!b->head_mask || b->head_mask[t]) A->head_rows[A->n_head++] = t;
+    A->n_head = qwen3_head_rows(b, A->head_rows);
     memset(logprob, 0, (size_t)T * sizeof(float));
     memset(A->lm_ent, 0, (size_t)T * sizeof(float));
     memset(A->lm_lse, 0, (size_t)T * sizeof(float));

@@ -167,6 +167,12 @@ typedef struct {
 /* targets[t] = tokens[t+1] inside a sequence, -1 at each sequence's end. */
 void qwen3_next_token_targets(const int32_t *tokens, const int32_t *seq_start, int n_seqs,
                               int32_t *targets /* (T) */);
+/* Each token's position in its sequence and its sequence's index; returns
+ * the longest sequence's length. */
+int qwen3_batch_positions(const Qwen3Batch *b, int32_t *pos /* (T) */, int32_t *seq_of /* (T) */);
+/* The rows that get the output head (every row, or those with head_mask
+ * != 0), in order; returns how many. */
+int qwen3_head_rows(const Qwen3Batch *b, int32_t *rows /* (T) */);
 
 /* ------------------------------------------------------------ optimizer */
 

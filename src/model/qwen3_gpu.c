@@ -5,8 +5,8 @@
  * passes (q/k norm + RoPE, residual + norm, grouped products) are written
  * here as the kernels they stand for, in the order the CPU runs them.
  * Everything is queued on one stream; the host waits only where it reads a
- * result (the output head's per-row values, the gradient norm) or hands
- * memory back.
+ * result (the output head's per-row values once per forward, the gradient
+ * norm once per step) or hands memory back.
  *
  * bf16 math: the fp32 master weights have a bf16 copy, refreshed after every
  * upload and AdamW step, and each product's activation operands are
@@ -51,8 +51,11 @@ typedef struct {
     float *logits;    /* (chunk, V) */
     float *rope_cos, *rope_sin; /* (T, D/2) */
     float *head_x, *head_dx;    /* (chunk, C) */
-    float *head_stats;          /* (3, chunk): logprob, entropy, lse, read back together */
-    float *head_in;             /* (4, chunk): dlogprob, dentropy, lse, entropy, sent together */
+    /* per head row, in head-row order (T rows at most): [0, T) logprob
+     * (forward) then dlogprob (backward), [T, 2T) dentropy, [2T, 3T) lse,
+     * [3T, 4T) entropy; read back once per forward, dlogprob and dentropy
+     * sent once per backward */
+    float *head_vals; /* (4, T) */
     float *dres, *dln, *dqr, *dq, *datt, *dkr, *dk, *dv, *dgate, *dup, *dh, *delta;
     int32_t *tokens, *pos, *seq_of, *seq_start, *head_targets;
     uint16_t *bf_a, *bf_b;
@@ -78,9 +81,9 @@ struct Qwen3Gpu {
     bool have_forward;
     int T, n_seqs, n_head, chunk;
     bool logits_kept; /* the forward's last chunk of logits is still in acts->logits */
-    int32_t *h_targets, *h_head_rows, *h_pos, *h_seq_of, *h_chunk_targets; /* (T_cap), ..., (chunk_cap) */
-    float *h_lse, *h_ent, *h_rope;  /* (T_cap), (T_cap), (2, T_cap, D/2) */
-    float *h_chunk;                 /* (4, chunk_cap) staging of per-row head values */
+    int32_t *h_head_rows, *h_pos, *h_seq_of, *h_head_targets; /* (T_cap) each */
+    float *h_rope;                  /* (2, T_cap, D/2) */
+    float *h_head;                  /* (4, T_cap): head_vals' host side */
 };
 
 /* ------------------------------------------------------------ memory */
@@ -164,8 +167,8 @@ static void acts_free(Qwen3Gpu *g) {
     free(a->layers);
     free(a);
     g->acts = NULL;
-    free(g->h_targets), free(g->h_head_rows), free(g->h_pos), free(g->h_seq_of), free(g->h_chunk_targets);
-    free(g->h_lse), free(g->h_ent), free(g->h_rope), free(g->h_chunk);
+    free(g->h_head_rows), free(g->h_pos), free(g->h_seq_of), free(g->h_head_targets);
+    free(g->h_rope), free(g->h_head);
 }
 
 static float *carve(float **it, size_t n) {
@@ -188,7 +191,7 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk) {
     a->T_cap = T;
     a->chunk_cap = chunk;
     size_t per_layer = t * (C + 1 + QD + 2 * KD + NH + NKV + QD + KD + QD + NH + 2 * C + 1 + 3 * I);
-    size_t total = L * per_layer + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C + 3 * ch + 4 * ch +
+    size_t total = L * per_layer + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C + 4 * t +
                    2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
     a->fmem = dev_alloc(total * sizeof(float));
     float *it = a->fmem;
@@ -221,8 +224,7 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk) {
     a->rope_sin = carve(&it, t * D / 2);
     a->head_x = carve(&it, ch * C);
     a->head_dx = carve(&it, ch * C);
-    a->head_stats = carve(&it, 3 * ch);
-    a->head_in = carve(&it, 4 * ch);
+    a->head_vals = carve(&it, 4 * t);
     a->dres = carve(&it, t * C);
     a->dln = carve(&it, t * C);
     a->dqr = carve(&it, t * QD);
@@ -237,12 +239,12 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk) {
     a->delta = carve(&it, t * NH);
     if ((size_t)(it - a->fmem) != total) die_runtime("qwen3_gpu: activation arena size mismatch");
 
-    a->imem = dev_alloc((4 * t + 1 + ch) * sizeof(int32_t));
+    a->imem = dev_alloc((5 * t + 1) * sizeof(int32_t));
     a->tokens = a->imem;
     a->pos = a->tokens + t;
     a->seq_of = a->pos + t;
     a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
-    a->head_targets = a->seq_start + t + 1;
+    a->head_targets = a->seq_start + t + 1; /* (T) */
 
     if (g->math == QWEN3_GPU_BF16) {
         /* bf_a: the dout of a product (dlogits, or a (T, width) gradient);
@@ -254,15 +256,12 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk) {
         a->bf_b = a->bmem + a->bf_a_n;
     }
     g->acts = a;
-    g->h_targets = xmalloc(t * sizeof(int32_t));
     g->h_head_rows = xmalloc(t * sizeof(int32_t));
     g->h_pos = xmalloc(t * sizeof(int32_t));
     g->h_seq_of = xmalloc(t * sizeof(int32_t));
-    g->h_chunk_targets = xmalloc(ch * sizeof(int32_t));
-    g->h_lse = xmalloc(t * sizeof(float));
-    g->h_ent = xmalloc(t * sizeof(float));
+    g->h_head_targets = xmalloc(t * sizeof(int32_t));
     g->h_rope = xmalloc(t * D * sizeof(float));
-    g->h_chunk = xmalloc(4 * ch * sizeof(float));
+    g->h_head = xmalloc(4 * t * sizeof(float));
 }
 
 /* ------------------------------------------------------------ engine */
@@ -412,19 +411,14 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
     g->n_seqs = b->n_seqs;
     g->chunk = chunk;
 
-    /* positions, sequence ids and RoPE tables on the host, then sent */
-    int max_len = 0;
-    for (int q = 0; q < b->n_seqs; q++) {
-        int s0 = b->seq_start[q], s1 = b->seq_start[q + 1];
-        if (s1 - s0 > max_len) max_len = s1 - s0;
-        for (int t = s0; t < s1; t++) {
-            g->h_pos[t] = t - s0;
-            g->h_seq_of[t] = q;
-        }
-    }
+    /* positions, sequence ids, RoPE tables and the head rows' targets on
+     * the host, then sent */
+    int max_len = qwen3_batch_positions(b, g->h_pos, g->h_seq_of);
     float *cosb = g->h_rope, *sinb = g->h_rope + (size_t)max_len * D / 2;
     rope_tables(cosb, sinb, max_len, D, c->rope_theta);
-    memcpy(g->h_targets, b->targets, (size_t)T * sizeof(int32_t));
+    g->n_head = qwen3_head_rows(b, g->h_head_rows);
+    for (int r = 0; r < g->n_head; r++) g->h_head_targets[r] = b->targets[g->h_head_rows[r]];
+    upload(g, A->head_targets, g->h_head_targets, (size_t)g->n_head * sizeof(int32_t));
     upload(g, A->tokens, b->tokens, (size_t)T * sizeof(int32_t));
     upload(g, A->pos, g->h_pos, (size_t)T * sizeof(int32_t));
     upload(g, A->seq_of, g->h_seq_of, (size_t)T * sizeof(int32_t));
@@ -437,30 +431,23 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
                                               A->res + (size_t)(l + 1) * T * C);
     cuda_rmsnorm_forward(A->xf, A->rstdf, A->res + (size_t)L * T * C, p->norm_w, T, C, c->rms_norm_eps, s);
 
-    /* output head over the rows that need it, in chunks (qwen3_forward) */
-    g->n_head = 0;
-    for (int t = 0; t < T; t++)
-        if (!b->head_mask || b->head_mask[t]) g->h_head_rows[g->n_head++] = t;
-    memset(logprob, 0, (size_t)T * sizeof(float));
-    memset(g->h_ent, 0, (size_t)T * sizeof(float));
-    memset(g->h_lse, 0, (size_t)T * sizeof(float));
+    /* output head over the rows that need it, in chunks (qwen3_forward);
+     * each chunk's per-row values land at its rows' offset in head_vals */
+    float *lp = A->head_vals, *lse = lp + 2 * T, *ent = lp + 3 * T;
     for (int i0 = 0; i0 < g->n_head; i0 += chunk) {
         int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
-        const int32_t *rows = g->h_head_rows + i0;
-        const float *x = head_gather(g, rows, R, C);
-        for (int r = 0; r < R; r++) g->h_chunk_targets[r] = b->targets[rows[r]];
-        upload(g, A->head_targets, g->h_chunk_targets, (size_t)R * sizeof(int32_t));
+        const float *x = head_gather(g, g->h_head_rows + i0, R, C);
         cuda_matmul_forward(g->blas, A->logits, op_b(g, x, (size_t)R * C), weight(g, p->lm_head), g->dt, R, C, V, s);
-        float *lp = A->head_stats, *ent = lp + R, *lse = ent + R;
-        cuda_logprob_entropy_forward(lp, ent, lse, A->logits, A->head_targets, R, V, s);
-        download(g, g->h_chunk, A->head_stats, 3 * (size_t)R * sizeof(float));
-        for (int r = 0; r < R; r++) {
-            logprob[rows[r]] = g->h_chunk[r];
-            g->h_ent[rows[r]] = g->h_chunk[R + r];
-            g->h_lse[rows[r]] = g->h_chunk[2 * R + r];
-        }
+        cuda_logprob_entropy_forward(lp + i0, ent + i0, lse + i0, A->logits, A->head_targets + i0, R, V, s);
     }
-    memcpy(entropy, g->h_ent, (size_t)T * sizeof(float));
+    download(g, g->h_head, A->head_vals, 4 * (size_t)T * sizeof(float));
+    const float *h_lp = g->h_head, *h_ent = g->h_head + 3 * T;
+    memset(logprob, 0, (size_t)T * sizeof(float));
+    memset(entropy, 0, (size_t)T * sizeof(float));
+    for (int r = 0; r < g->n_head; r++) {
+        logprob[g->h_head_rows[r]] = h_lp[r];
+        entropy[g->h_head_rows[r]] = h_ent[r];
+    }
     g->logits_kept = g->n_head > 0;
     g->have_forward = true;
 }
@@ -480,37 +467,31 @@ static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlo
     cudaStream_t s = g->stream;
     int T = g->T, C = c->hidden_size, V = c->vocab_size, chunk = g->chunk;
     if (g->n_head < T) cuda_check(cudaMemsetAsync(dxf, 0, (size_t)T * C * sizeof(float), s)); /* rows without the head */
+    /* per head row: dlogprob and dentropy, sent once, beside the forward's
+     * lse and entropy still on the device */
+    float *h = g->h_head;
+    for (int r = 0; r < g->n_head; r++) {
+        int t = g->h_head_rows[r];
+        h[r] = dlogprob[t];
+        h[T + r] = dentropy ? dentropy[t] : 0.0f;
+    }
+    upload(g, A->head_vals, h, 2 * (size_t)T * sizeof(float));
+    const float *dlp = A->head_vals, *dent = dlp + T, *lse = dlp + 2 * T, *ent = dlp + 3 * T;
     int n_chunks = (g->n_head + chunk - 1) / chunk;
     for (int ci = n_chunks - 1; ci >= 0; ci--) {
         int i0 = ci * chunk;
         int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
         const int32_t *rows = g->h_head_rows + i0;
-        const float *x = head_gather(g, rows, R, C);
-        /* per-row values: dlogprob, dentropy, lse, entropy; and the targets */
-        float *h = g->h_chunk;
-        for (int r = 0; r < R; r++) {
-            int t = rows[r];
-            g->h_chunk_targets[r] = g->h_targets[t];
-            h[r] = dlogprob[t];
-            h[R + r] = dentropy ? dentropy[t] : 0.0f;
-            h[2 * R + r] = g->h_lse[t];
-            h[3 * R + r] = g->h_ent[t];
-        }
-        upload(g, A->head_targets, g->h_chunk_targets, (size_t)R * sizeof(int32_t));
-        upload(g, A->head_in, h, 4 * (size_t)R * sizeof(float));
-        const float *dlp = A->head_in, *dent = dlp + R, *lse = dent + R, *ent = lse + R;
-        bool kept = g->logits_kept && ci == n_chunks - 1;
-        if (!kept) {
-            cuda_matmul_forward(g->blas, A->logits, op_b(g, x, (size_t)R * C), weight(g, g->p.lm_head), g->dt, R, C, V,
-                                s);
+        const void *x = op_b(g, head_gather(g, rows, R, C), (size_t)R * C);
+        if (!(g->logits_kept && ci == n_chunks - 1)) {
+            cuda_matmul_forward(g->blas, A->logits, x, weight(g, g->p.lm_head), g->dt, R, C, V, s);
         }
         g->logits_kept = false;
-        cuda_logprob_entropy_backward(A->logits, dlp, dentropy ? dent : NULL, lse, ent, A->head_targets, R, V, s);
-        cuda_matmul_backward(g->blas, A->head_dx, g->g.lm_head, op_a(g, A->logits, (size_t)R * V),
-                             op_b(g, x, (size_t)R * C), weight(g, g->p.lm_head), g->dt, R, C, V, false, s);
+        cuda_logprob_entropy_backward(A->logits, dlp + i0, dentropy ? dent + i0 : NULL, lse + i0, ent + i0,
+                                      A->head_targets + i0, R, V, s);
+        cuda_matmul_backward(g->blas, A->head_dx, g->g.lm_head, op_a(g, A->logits, (size_t)R * V), x,
+                             weight(g, g->p.lm_head), g->dt, R, C, V, false, s);
         copy_rows(g, dxf, A->head_dx, rows, R, C, true);
-        /* the host staging is rewritten by the next chunk: let this one's uploads land */
-        cuda_check(cudaStreamSynchronize(s));
     }
 }
 
