@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Batched decode and prefill throughput: tau2_hpc's engine against PyTorch.
 
 Runs benchmarks/bench_decode (the C engine) and the same configurations in
@@ -10,6 +10,9 @@ on their values). Prints both and the ratio C / PyTorch.
 
   python3 benchmarks/bench_decode_torch.py [--bin build/bench_decode] [--config tiny|100m|all]
                                            [--threads N]
+
+The anchor is PyTorch from PyPI (pip install torch, in a virtual environment:
+see benchmarks/README.md); run the script with that environment's python.
 
 Both processes see the same environment: set OPENBLAS_CORETYPE (e.g.
 SkylakeX) when OpenBLAS does not recognize the CPU and falls back to its
@@ -164,7 +167,8 @@ def main():
 
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    print("\n%-6s %-12s %12s %12s %8s" % ("config", "measure", "C tok/s", "torch tok/s", "C/torch"))
+    print("\ntorch %s, %d threads" % (torch.__version__, args.threads))
+    print("%-6s %-12s %12s %12s %8s" % ("config", "measure", "C tok/s", "torch tok/s", "C/torch"))
     with torch.inference_mode():
         for name in (["tiny", "100m"] if args.config == "all" else [args.config]):
             m = Model(CONFIGS[name], gen)

@@ -12,7 +12,7 @@
 #include "model/qwen3.h"
 
 /* 0 and *c filled for a known name, else -1. */
-static int bench_config_named(const char *name, Qwen3Config *c) {
+static inline int bench_config_named(const char *name, Qwen3Config *c) {
     memset(c, 0, sizeof *c);
     c->rms_norm_eps = 1e-6f;
     c->rope_theta = 1e6;
@@ -39,7 +39,7 @@ static int bench_config_named(const char *name, Qwen3Config *c) {
 
 /* Small uniform weights (norm weights 1) from a fixed LCG: the speed does not
  * depend on the values. */
-static void bench_init_weights(Qwen3 *m) {
+static inline void bench_init_weights(Qwen3 *m) {
     uint64_t s = 42;
     for (size_t i = 0; i < m->num_parameters; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -61,7 +61,7 @@ typedef struct {
     Qwen3Batch batch;
 } BenchBatch;
 
-static BenchBatch bench_batch_new(int n_seqs, int seq_len, int vocab_size) {
+static inline BenchBatch bench_batch_new(int n_seqs, int seq_len, int vocab_size) {
     BenchBatch b;
     int T = b.T = n_seqs * seq_len;
     b.tokens = malloc(T * sizeof *b.tokens);
@@ -81,7 +81,7 @@ static BenchBatch bench_batch_new(int n_seqs, int seq_len, int vocab_size) {
     return b;
 }
 
-static void bench_batch_free(BenchBatch *b) {
+static inline void bench_batch_free(BenchBatch *b) {
     free(b->tokens), free(b->targets), free(b->seq_start);
     free(b->logprob), free(b->entropy), free(b->mask), free(b->dlogprob);
 }

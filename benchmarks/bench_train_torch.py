@@ -2,8 +2,9 @@
 """Anchor for bench_train.c: the same Qwen3 training step in PyTorch (CPU, float32),
 same config, batch, thread count, measured in the same run, and the ratio C / PyTorch.
 
-    /usr/bin/python3 benchmarks/bench_train_torch.py [--bench build/bench_train]
+    python3 benchmarks/bench_train_torch.py [--bench build/bench_train]
         [--configs tiny,100m] [--threads N] [--seqs 4] [--seq-len 256] [--steps 5] [--rounds 1]
+        [--products]
 
 The PyTorch model is a plain implementation of the architecture (as in
 tests/gen_qwen3_fixtures.py): Linear layers without bias, RMSNorm, q/k norm,
@@ -15,6 +16,14 @@ medians over the rounds, then each round's ratio.
 Each config's torch step and C benchmark run in processes of their own, with
 OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to the same thread count; peak
 memory is each process's VmHWM.
+
+With --products, the same comparison for the step's matrix products alone
+(bench_products against torch.mm / addmm_ on the same shapes, in the same
+order): how much of each engine's step is its BLAS, and so what ratio the
+rest of the step can give at most.
+
+The anchor is PyTorch from PyPI (pip install torch, in a virtual environment:
+see benchmarks/README.md); any recent version runs this script.
 """
 import argparse
 import glob
@@ -116,6 +125,71 @@ def bench_torch(name, seqs, seq_len, steps):
     return T, med, peak_rss_mib()
 
 
+def bench_torch_products(name, seqs, seq_len, reps):
+    """The products of one step (as bench_products.c): forward and backward seconds, medians of reps."""
+    torch.manual_seed(0)
+    c = CONFIGS[name]
+    V, C, I, L, QD, KD = c["V"], c["C"], c["I"], c["L"], c["NH"] * c["D"], c["NKV"] * c["D"]
+    T = seqs * seq_len
+    rnd = lambda *shape: torch.rand(*shape) - 0.5
+    shapes = dict(q=(QD, C), k=(KD, C), v=(KD, C), o=(C, QD), g=(I, C), u=(I, C), d=(C, I))
+    W = [{n: rnd(*s) for n, s in shapes.items()} for _ in range(L)]
+    G = [{n: torch.zeros(*s) for n, s in shapes.items()} for _ in range(L)]
+    X = [dict(ln1=rnd(T, C), att=rnd(T, QD), ln2=rnd(T, C), h=rnd(T, I)) for _ in range(L)]
+    head, dhead, xf, logits = rnd(V, C), torch.zeros(V, C), rnd(T, C), torch.empty(T, V)
+    q, k, v, o = torch.empty(T, QD), torch.empty(T, KD), torch.empty(T, KD), torch.empty(T, C)
+    g, u, down = torch.empty(T, I), torch.empty(T, I), torch.empty(T, C)
+    dres, dq, dk, dv, dg, du = rnd(T, C), rnd(T, QD), rnd(T, KD), rnd(T, KD), rnd(T, I), rnd(T, I)
+    dxf, dln, datt, dh = torch.empty(T, C), torch.empty(T, C), torch.empty(T, QD), torch.empty(T, I)
+    fwd, bwd = [], []
+    for rep in range(reps + 1):
+        t0 = time.perf_counter()
+        for w, x in zip(W, X):
+            torch.mm(x["ln1"], w["q"].t(), out=q), torch.mm(x["ln1"], w["k"].t(), out=k)
+            torch.mm(x["ln1"], w["v"].t(), out=v), torch.mm(x["att"], w["o"].t(), out=o)
+            torch.mm(x["ln2"], w["g"].t(), out=g), torch.mm(x["ln2"], w["u"].t(), out=u)
+            torch.mm(x["h"], w["d"].t(), out=down)
+        torch.mm(xf, head.t(), out=logits)
+        t1 = time.perf_counter()
+        torch.mm(logits, head, out=dxf), dhead.addmm_(logits.t(), xf)
+        for w, gw, x in zip(reversed(W), reversed(G), reversed(X)):
+            torch.mm(dres, w["d"], out=dh), gw["d"].addmm_(dres.t(), x["h"])
+            torch.mm(dg, w["g"], out=dln), dln.addmm_(du, w["u"])
+            gw["g"].addmm_(dg.t(), x["ln2"]), gw["u"].addmm_(du.t(), x["ln2"])
+            torch.mm(dres, w["o"], out=datt), gw["o"].addmm_(dres.t(), x["att"])
+            torch.mm(dq, w["q"], out=dln), dln.addmm_(dk, w["k"]), dln.addmm_(dv, w["v"])
+            gw["q"].addmm_(dq.t(), x["ln1"]), gw["k"].addmm_(dk.t(), x["ln1"]), gw["v"].addmm_(dv.t(), x["ln1"])
+        t2 = time.perf_counter()
+        if rep > 0:
+            fwd.append(t1 - t0), bwd.append(t2 - t1)
+    return statistics.median(fwd), statistics.median(bwd)
+
+
+def products_table(args, env):
+    """--products: C's products against PyTorch's, per config, rounds alternating."""
+    bench = os.path.join(os.path.dirname(args.bench), "bench_products")
+    if not os.access(bench, os.X_OK):
+        sys.exit(f"bench_train_torch.py: {bench} not found; build it (cmake --build build --target bench_products)")
+    print(f"{'config':7} {'C ms':>8} {'torch ms':>9} {'C/torch speed':>14}")
+    for name in args.configs.split(","):
+        c_ms, t_ms = [], []
+        for _ in range(args.rounds):
+            out = subprocess.run([bench, "--config", name, "--seqs", str(args.seqs), "--seq-len", str(args.seq_len)],
+                                 check=True, capture_output=True, text=True, env=env).stdout
+            res = [l.split() for l in out.splitlines() if l.startswith("RESULT products")][0]
+            c_ms.append(1e3 * (float(res[4]) + float(res[5])))
+            cmd = [sys.executable, os.path.abspath(__file__), "--torch-products-only", name, "--threads",
+                   str(args.threads), "--seqs", str(args.seqs), "--seq-len", str(args.seq_len)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+            res = [l.split() for l in out.splitlines() if l.startswith("TORCH_PRODUCTS ")][0]
+            t_ms.append(1e3 * (float(res[1]) + float(res[2])))
+        c_med, t_med = statistics.median(c_ms), statistics.median(t_ms)
+        line = f"{name:7} {c_med:8.1f} {t_med:9.1f} {t_med / c_med:14.2f}"
+        if args.rounds > 1:
+            line += "   rounds: " + " ".join(f"{t / c:.2f}" for c, t in zip(c_ms, t_ms))
+        print(line)
+
+
 def peak_rss_mib():
     """VmHWM of this process (ru_maxrss would include the parent's peak from before the exec)."""
     with open("/proc/self/status") as f:
@@ -151,8 +225,16 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=1,
                     help="C then PyTorch this many times per config; medians over the rounds")
+    ap.add_argument("--products", action="store_true",
+                    help="compare the step's matrix products alone (bench_products)")
     ap.add_argument("--torch-only", metavar="CONFIG", help=argparse.SUPPRESS)
+    ap.add_argument("--torch-products-only", metavar="CONFIG", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.torch_products_only:
+        torch.set_num_threads(args.threads)
+        fwd, bwd = bench_torch_products(args.torch_products_only, args.seqs, args.seq_len, args.steps)
+        print(f"TORCH_PRODUCTS {fwd} {bwd}")
+        return
     if args.torch_only:
         torch.set_num_threads(args.threads)
         T, med, mib = bench_torch(args.torch_only, args.seqs, args.seq_len, args.steps)
@@ -163,6 +245,9 @@ def main():
     torch.set_num_threads(args.threads)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     print(f"torch {torch.__version__}, {args.threads} threads, {args.seqs} x {args.seq_len} tokens per step")
+    if args.products:
+        products_table(args, env)
+        return
     print(f"{'config':7} {'C tok/s':>9} {'torch tok/s':>12} {'C/torch':>8} {'C MiB':>8} {'torch MiB':>10}")
     for name in args.configs.split(","):
         c_tps, t_tps, ratios = [], [], []
