@@ -28,14 +28,10 @@
 #include "bench_train_common.h"
 #include "bench_util.h"
 
-/* n floats in [-0.5, 0.5) from a fixed LCG (owned by the caller). */
+/* n floats in [-0.5, 0.5) (owned by the caller). */
 static float *random_floats(size_t n, uint64_t seed) {
     float *p = xmalloc((n ? n : 1) * sizeof(float));
-    uint64_t s = seed;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        p[i] = (float)(s >> 40) / (float)(1 << 24) - 0.5f;
-    }
+    bench_fill_uniform(p, n, seed, 1.0f);
     return p;
 }
 

@@ -37,14 +37,19 @@ static inline int bench_config_named(const char *name, Qwen3Config *c) {
     return -1;
 }
 
-/* Small uniform weights (norm weights 1) from a fixed LCG: the speed does not
- * depend on the values. */
-static inline void bench_init_weights(Qwen3 *m) {
-    uint64_t s = 42;
-    for (size_t i = 0; i < m->num_parameters; i++) {
+/* p[0, n) uniform in [-scale/2, scale/2) from a fixed LCG started at seed. */
+static inline void bench_fill_uniform(float *p, size_t n, uint64_t seed, float scale) {
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        m->params_memory[i] = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.04f;
+        p[i] = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * scale;
     }
+}
+
+/* Small uniform weights (norm weights 1): the speed does not depend on the
+ * values. */
+static inline void bench_init_weights(Qwen3 *m) {
+    bench_fill_uniform(m->params_memory, m->num_parameters, 42, 0.04f);
     for (int i = 0; i < m->n_tensors; i++) {
         const Qwen3Tensor *t = &m->tensors[i];
         if (t->ndim == 1)

@@ -174,15 +174,12 @@ def products_table(args, env):
     for name in args.configs.split(","):
         c_ms, t_ms = [], []
         for _ in range(args.rounds):
-            out = subprocess.run([bench, "--config", name, "--seqs", str(args.seqs), "--seq-len", str(args.seq_len)],
-                                 check=True, capture_output=True, text=True, env=env).stdout
+            out = subprocess.run([bench, "--config", name, "--seqs", str(args.seqs), "--seq-len", str(args.seq_len),
+                                  "--reps", str(args.steps)], check=True, capture_output=True, text=True, env=env).stdout
             res = [l.split() for l in out.splitlines() if l.startswith("RESULT products")][0]
             c_ms.append(1e3 * (float(res[4]) + float(res[5])))
-            cmd = [sys.executable, os.path.abspath(__file__), "--torch-products-only", name, "--threads",
-                   str(args.threads), "--seqs", str(args.seqs), "--seq-len", str(args.seq_len)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-            res = [l.split() for l in out.splitlines() if l.startswith("TORCH_PRODUCTS ")][0]
-            t_ms.append(1e3 * (float(res[1]) + float(res[2])))
+            fwd, bwd = torch_fresh(args, "--torch-products-only", name, env, "TORCH_PRODUCTS")
+            t_ms.append(1e3 * (float(fwd) + float(bwd)))
         c_med, t_med = statistics.median(c_ms), statistics.median(t_ms)
         line = f"{name:7} {c_med:8.1f} {t_med:9.1f} {t_med / c_med:14.2f}"
         if args.rounds > 1:
@@ -199,13 +196,19 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_torch_fresh(args, name, env):
-    """bench_torch in a process of its own, so that each config's peak memory is its own."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--torch-only", name, "--threads", str(args.threads),
+def torch_fresh(args, mode, name, env, tag):
+    """This script's PyTorch side (mode --torch-only or --torch-products-only) in a process of its own,
+    so that each config's peak memory is its own: the fields of its line starting with tag."""
+    cmd = [sys.executable, os.path.abspath(__file__), mode, name, "--threads", str(args.threads),
            "--seqs", str(args.seqs), "--seq-len", str(args.seq_len), "--steps", str(args.steps)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    res = [l.split() for l in out.splitlines() if l.startswith("TORCH ")][0]
-    return int(res[1]), float(res[2]), float(res[3])
+    return [l.split() for l in out.splitlines() if l.startswith(tag + " ")][0][1:]
+
+
+def bench_torch_fresh(args, name, env):
+    """bench_torch in a process of its own: tokens, median step seconds, peak MiB."""
+    res = torch_fresh(args, "--torch-only", name, env, "TORCH")
+    return int(res[0]), float(res[1]), float(res[2])
 
 
 def find_bench():
