@@ -140,6 +140,7 @@ static const char *const USER_NAMES[] = {"gold", "policy", "api", "local", NULL}
 static const char *const FILTER_NAMES[] = {"reward_nonzero_std", NULL};
 static const char *const LR_DECAY_NAMES[] = {"constant", "linear", "cosine", NULL};
 static const char *const KL_LOSS_NAMES[] = {"k1", "k2", "k3", "low_var_kl", NULL};
+static const char *const TRAIN_DEVICE_NAMES[] = {"cpu", "cuda", "cpu_mirror", NULL};
 
 #define OFF(field) offsetof(JobConfig, field)
 
@@ -225,6 +226,7 @@ static const JobField JOB_FIELDS[] = {
     {.key = "entropy_coef", .type = F_NUM, .off = OFF(entropy_coef), .range = R_NONNEG, .dflt = 0},
     {.key = "calculate_per_token_loss", .type = F_BOOL, .off = OFF(calculate_per_token_loss), .dflt = 0},
     {.key = "recompute_activations", .type = F_BOOL, .off = OFF(recompute_activations), .dflt = 0},
+    {.key = "train_device", .type = F_STR, .off = OFF(train_device), .dflt_str = "cpu", .choices = TRAIN_DEVICE_NAMES},
 
     {.key = "sft_data", .type = F_STR, .off = OFF(sft_data), .nullable = true},
     {.key = "sft_num_epoch", .type = F_INT, .off = OFF(sft_num_epoch), .range = R_POS, .dflt = 1},

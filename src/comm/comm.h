@@ -107,4 +107,8 @@ void comm_gatherv_bytes(Comm *c, const void *send, size_t n, int root, char **ou
 void comm_broadcast(Comm *c, void *buf, size_t bytes, int root);
 void comm_barrier(Comm *c);
 
+/* This rank's index among the ranks of c on the same node (same host
+ * name), in rank order: which of the node's GPUs a rank takes. Collective. */
+int comm_node_rank(Comm *c);
+
 #endif

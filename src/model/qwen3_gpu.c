@@ -285,11 +285,8 @@ Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
     g->blas = cuda_blas_new();
     size_t n = m->num_parameters;
     g->params = dev_alloc(n * sizeof(float));
-    g->grads = dev_alloc(n * sizeof(float));
-    cuda_check(cudaMemsetAsync(g->grads, 0, n * sizeof(float), g->stream));
     if (math == QWEN3_GPU_BF16) g->params_bf16 = dev_alloc(n * sizeof(uint16_t));
     point_params(&g->p, g->params, m);
-    point_params(&g->g, g->grads, m);
     g->sumsq = dev_alloc(sizeof(double));
     g->norm = dev_alloc(sizeof(float));
     g->gscale = dev_alloc(sizeof(float));
@@ -324,8 +321,53 @@ void qwen3_gpu_download_params(const Qwen3Gpu *g, float *params) {
     download(g, params, g->params, g->host->num_parameters * sizeof(float));
 }
 
-void qwen3_gpu_download_grads(const Qwen3Gpu *g, float *grads) {
+/* The gradients' memory, allocated zeroed on first use: an engine that only
+ * runs forward passes (the KL reference) never holds it. */
+static void grads_ensure(Qwen3Gpu *g) {
+    if (g->grads) return;
+    size_t bytes = g->host->num_parameters * sizeof(float);
+    g->grads = dev_alloc(bytes);
+    cuda_check(cudaMemsetAsync(g->grads, 0, bytes, g->stream));
+    point_params(&g->g, g->grads, g->host);
+}
+
+void qwen3_gpu_download_grads(Qwen3Gpu *g, float *grads) {
+    grads_ensure(g);
     download(g, grads, g->grads, g->host->num_parameters * sizeof(float));
+}
+
+void qwen3_gpu_upload_grads(Qwen3Gpu *g, const float *grads) {
+    grads_ensure(g);
+    upload(g, g->grads, grads, g->host->num_parameters * sizeof(float));
+    cuda_check(cudaStreamSynchronize(g->stream));
+}
+
+/* AdamW's moments, allocated zeroed on first use. */
+static void moments_ensure(Qwen3Gpu *g) {
+    if (g->m) return;
+    size_t bytes = g->host->num_parameters * sizeof(float);
+    g->m = dev_alloc(bytes);
+    g->v = dev_alloc(bytes);
+    cuda_check(cudaMemsetAsync(g->m, 0, bytes, g->stream));
+    cuda_check(cudaMemsetAsync(g->v, 0, bytes, g->stream));
+}
+
+bool qwen3_gpu_download_moments(const Qwen3Gpu *g, float *m, float *v, int *adam_step) {
+    *adam_step = g->adam_step;
+    if (!g->m) return false;
+    size_t bytes = g->host->num_parameters * sizeof(float);
+    download(g, m, g->m, bytes);
+    download(g, v, g->v, bytes);
+    return true;
+}
+
+void qwen3_gpu_upload_moments(Qwen3Gpu *g, const float *m, const float *v, int adam_step) {
+    moments_ensure(g);
+    size_t bytes = g->host->num_parameters * sizeof(float);
+    upload(g, g->m, m, bytes);
+    upload(g, g->v, v, bytes);
+    g->adam_step = adam_step;
+    cuda_check(cudaStreamSynchronize(g->stream));
 }
 
 /* ------------------------------------------------------------ forward */
@@ -455,6 +497,10 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
 /* ------------------------------------------------------------ backward */
 
 void qwen3_gpu_zero_grad(Qwen3Gpu *g) {
+    if (!g->grads) {
+        grads_ensure(g); /* allocated zeroed */
+        return;
+    }
     cuda_check(cudaMemsetAsync(g->grads, 0, g->host->num_parameters * sizeof(float), g->stream));
 }
 
@@ -497,6 +543,7 @@ static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlo
 
 void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentropy) {
     if (!g->have_forward) die_runtime("qwen3_gpu_backward: no forward pass to differentiate");
+    grads_ensure(g);
     const Qwen3Config *c = &g->host->config;
     const Qwen3Params *p = &g->p, *gr = &g->g;
     GpuActs *A = g->acts;
@@ -557,13 +604,8 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
 float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
     const Qwen3 *m = g->host;
     cudaStream_t s = g->stream;
-    size_t n = m->num_parameters;
-    if (!g->m) {
-        g->m = dev_alloc(n * sizeof(float));
-        g->v = dev_alloc(n * sizeof(float));
-        cuda_check(cudaMemsetAsync(g->m, 0, n * sizeof(float), s));
-        cuda_check(cudaMemsetAsync(g->v, 0, n * sizeof(float), s));
-    }
+    grads_ensure(g);
+    moments_ensure(g);
     /* the norm and the clip factor stay on the device: no round trip before the update */
     for (int i = 0; i < m->n_tensors; i++) {
         const Qwen3Tensor *t = &m->tensors[i];

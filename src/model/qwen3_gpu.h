@@ -17,6 +17,7 @@
 #ifndef TAU2_MODEL_QWEN3_GPU_H
 #define TAU2_MODEL_QWEN3_GPU_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "model/qwen3.h"
@@ -40,8 +41,19 @@ void qwen3_gpu_free(Qwen3Gpu *g);
  * a checkpoint, an export or the rollout engine). Both synchronize. */
 void qwen3_gpu_upload_params(Qwen3Gpu *g, const float *params /* (num_parameters) */);
 void qwen3_gpu_download_params(const Qwen3Gpu *g, float *params /* (num_parameters) */);
-/* Gradients device -> host, in the host model's layout (synchronizes). */
-void qwen3_gpu_download_grads(const Qwen3Gpu *g, float *grads /* (num_parameters) */);
+/* Gradients device -> host and host -> device, in the host model's layout
+ * (both synchronize): the data-parallel sum runs on the host copy. The
+ * device's gradients exist from the first zero_grad, backward or upload on;
+ * an engine that only runs forward passes never allocates them. */
+void qwen3_gpu_download_grads(Qwen3Gpu *g, float *grads /* (num_parameters) */);
+void qwen3_gpu_upload_grads(Qwen3Gpu *g, const float *grads /* (num_parameters) */);
+/* AdamW's state: the moments m and v and the count of steps taken, for a
+ * checkpoint (download; false, with only *adam_step set, when no step has
+ * run and the moments do not exist yet) and a resume (upload). */
+bool qwen3_gpu_download_moments(const Qwen3Gpu *g, float *m /* (num_parameters) */, float *v /* (num_parameters) */,
+                                int *adam_step);
+void qwen3_gpu_upload_moments(Qwen3Gpu *g, const float *m /* (num_parameters) */, const float *v /* (num_parameters) */,
+                              int adam_step);
 
 /* As qwen3_forward / qwen3_zero_grad / qwen3_backward / qwen3_adamw_step:
  * the batch, logprob, entropy, dlogprob and dentropy are host arrays. */

@@ -28,6 +28,7 @@
 #include "llm/mpi_server.h"
 #include "model/infer.h"
 #include "model/qwen3.h"
+#include "model/train_device.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
 #include "rl/prompts.h"
@@ -69,6 +70,10 @@ typedef struct {
     ChatTemplate *ct;
     Qwen3 *policy;       /* this trainer rank's shard (trainers) */
     Qwen3 *ref;          /* frozen reference, when kl_coef > 0 */
+    TrainDevice *policy_dev; /* where the policy's updates run (trainers, from the resume on) */
+    TrainDevice *ref_dev;    /* where the reference's forward passes run (trainers, GRPO with kl_coef > 0) */
+    TrainDeviceKind train_device;
+    int node_rank;       /* this rank's index on its node: its GPU for train_device "cuda" */
     Qwen3 *engine_model; /* the rollout engine's weights (rollout ranks): full, or this rank's shard of a
                           * rollout group of several ranks; may be policy */
     PromptSet *prompts;
@@ -144,6 +149,13 @@ static void setup_layout(Job *j, Comm *world) {
 static void setup_models(Job *j) {
     const JobConfig *c = j->cfg;
     char err[2048];
+    if (train_device_kind_parse(c->train_device, &j->train_device) != 0)
+        die_input("%s: field 'train_device': unknown device '%s'", c->path, c->train_device);
+    /* collective over the job's ranks, so every rank asks */
+    j->node_rank = j->train_device == TRAIN_DEVICE_CUDA ? comm_node_rank(j->work) : 0;
+    if (j->lay.is_trainer &&
+        train_device_check(j->train_device, c->tensor_parallel, c->recompute_activations, err, sizeof err) != 0)
+        die_input("%s: field 'train_device': %s", c->path, err);
     if (j->lay.is_trainer) {
         j->policy = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);
         if (!j->policy) die_input("%s: field 'model': %s", c->path, err);
@@ -405,6 +417,7 @@ static void save_checkpoint(Job *j) {
     j->saved_step = j->step;
     if (j->lay.dp_rank != 0) return;
     Qwen3 *m = j->policy;
+    train_device_pull_moments(j->policy_dev);
     bool have_moments = m->m_memory != NULL;
     float **w = gather_full(j, m->params_memory);
     float **mm = have_moments ? gather_full(j, m->m_memory) : NULL;
@@ -671,7 +684,7 @@ static void run_sft_phase(Job *j) {
         }
         float lr = (float)lr_schedule_at(&j->sft_sched, j->step);
         TrainReport rep;
-        train_sft_update(j->policy, j->comms.dp, seqs, k, &j->train, lr, &rep);
+        train_sft_update(j->policy_dev, j->comms.dp, seqs, k, &j->train, lr, &rep);
         j->opt_steps++;
         j->step++;
         double dt = now_s() - t0;
@@ -888,7 +901,7 @@ static void train_step(Job *j, int64_t grpo_step, GrpoTrainResult *res) {
         int k = n - b < G ? n - b : G;
         float lr = (float)lr_schedule_at(&j->grpo_sched, j->opt_steps - j->n_sft_steps);
         TrainReport rep;
-        train_grpo_update(j->policy, j->ref, j->comms.dp, seqs + b, k, &j->train, lr, &rep);
+        train_grpo_update(j->policy_dev, j->ref_dev, j->comms.dp, seqs + b, k, &j->train, lr, &rep);
         j->opt_steps++;
         res->updates++;
         res->lr_last = lr;
@@ -1162,6 +1175,8 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
                                 cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
     }
     bool resumed = load_checkpoint(j);
+    /* the device starts from the host's weights and optimizer state, resumed or not */
+    if (j->lay.is_trainer) j->policy_dev = train_device_new(j->policy, j->train_device, j->node_rank);
 
     if (j->root) {
         char mpath[1100];
@@ -1192,6 +1207,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     }
     if (strcmp(cfg->job, "grpo") == 0 && !j->stopped_by) {
         setup_reference(j);
+        if (j->ref) j->ref_dev = train_device_new(j->ref, j->train_device, j->node_rank);
         if (j->lay.colocate) run_grpo_colocated(j);
         else run_grpo_separate(j);
     }
@@ -1216,6 +1232,8 @@ done:
     user_routes_free(&j->routes);
     user_endpoints_free(&j->user_eps);
     eval_set_free(j->eval);
+    train_device_free(j->policy_dev);
+    train_device_free(j->ref_dev);
     if (j->engine_model && j->engine_model != j->policy) qwen3_free(j->engine_model);
     qwen3_free(j->policy);
     qwen3_free(j->ref);

@@ -107,7 +107,7 @@ static double sum_masked(const float *x, const float *mask, int T) {
 /* ---------------------------------------------------------------- GRPO */
 
 typedef struct {
-    Qwen3 *m, *ref;
+    TrainDevice *m, *ref;
     const TrainOptions *o;
     double count; /* the update's N */
     GrpoMetrics sum;
@@ -119,14 +119,14 @@ static void grpo_micro(Micro *mb, void *vctx) {
     GrpoCtx *c = vctx;
     Qwen3Batch b = micro_batch(mb);
     bool kl = c->o->loss.kl_coef != 0.0;
-    if (kl) qwen3_forward(c->ref, &b, mb->ref_logprob, mb->entropy);
-    qwen3_forward(c->m, &b, mb->logprob, mb->entropy);
+    if (kl) train_device_forward(c->ref, &b, mb->ref_logprob, mb->entropy);
+    train_device_forward(c->m, &b, mb->logprob, mb->entropy);
     GrpoBatch gb = {.T = mb->T, .n_seqs = mb->n_seqs, .seq_start = mb->seq_start, .logprob = mb->logprob,
                     .old_logprob = mb->old_logprob, .ref_logprob = kl ? mb->ref_logprob : NULL,
                     .entropy = mb->entropy, .mask = mb->mask, .advantage = mb->advantage};
     GrpoMetrics gm;
     grpo_loss(&c->o->loss, &gb, c->count, mb->dlogprob, c->o->loss.entropy_coef != 0.0 ? mb->dentropy : NULL, &gm);
-    qwen3_backward(c->m, mb->dlogprob, c->o->loss.entropy_coef != 0.0 ? mb->dentropy : NULL);
+    train_device_backward(c->m, mb->dlogprob, c->o->loss.entropy_coef != 0.0 ? mb->dentropy : NULL);
     c->sum.loss += gm.loss, c->sum.pg_loss += gm.pg_loss, c->sum.pg_clipfrac += gm.pg_clipfrac;
     c->sum.ppo_kl += gm.ppo_kl, c->sum.kl_loss += gm.kl_loss, c->sum.entropy += gm.entropy;
     c->sum.logprob_abs_diff += gm.logprob_abs_diff, c->sum.n_tokens += gm.n_tokens;
@@ -151,17 +151,22 @@ static void dp_sum(Comm *dp, double *v, size_t n) {
     if (dp && dp->size > 1) comm_allreduce_sum_f64(dp, v, n);
 }
 
-static void dp_grads(Qwen3 *m, Comm *dp) {
-    if (dp && dp->size > 1) comm_allreduce_sum_f32(dp, m->grads_memory, m->num_parameters);
+/* The gradients summed over the DP ranks (on the host: a device's go there
+ * and back). */
+static void dp_grads(TrainDevice *m, Comm *dp) {
+    if (!dp || dp->size < 2) return;
+    float *g = train_device_host_grads(m);
+    comm_allreduce_sum_f32(dp, g, train_device_host(m)->num_parameters);
+    train_device_put_grads(m);
 }
 
-void train_grpo_update(Qwen3 *m, Qwen3 *ref, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
+void train_grpo_update(TrainDevice *m, TrainDevice *ref, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
                        TrainReport *out) {
     if (o->loss.kl_coef != 0.0 && !ref) die_runtime("train_grpo_update: kl_coef %g needs a reference model", o->loss.kl_coef);
     int dp_rank = dp ? dp->rank : 0, dp_size = dp ? dp->size : 1;
     GrpoCtx c = {.m = m, .ref = ref, .o = o, .count = grpo_update_count(&o->loss, seqs, n)};
     Micro mb = {0};
-    qwen3_zero_grad(m);
+    train_device_zero_grad(m);
     int k = for_each_micro(seqs, n, dp_rank, dp_size, o->max_tokens_per_gpu, &mb, grpo_micro, &c);
     micro_free(&mb);
     dp_grads(m, dp);
@@ -176,13 +181,13 @@ void train_grpo_update(Qwen3 *m, Qwen3 *ref, Comm *dp, const TrainSeq *seqs, int
     out->entropy = v[7] > 0 ? v[8] / v[7] : 0.0;
     out->tokens = (int64_t)v[9];
     out->micro_batches = k;
-    out->grad_norm = qwen3_adamw_step(m, &o->adam, lr);
+    out->grad_norm = train_device_adamw_step(m, &o->adam, lr);
 }
 
 /* ---------------------------------------------------------------- SFT */
 
 typedef struct {
-    Qwen3 *m;
+    TrainDevice *m;
     double n_trained; /* masked tokens of the whole update */
     double nll_sum, entropy_sum;
     int64_t tokens, trained;
@@ -191,7 +196,7 @@ typedef struct {
 static void sft_micro(Micro *mb, void *vctx) {
     SftCtx *c = vctx;
     Qwen3Batch b = micro_batch(mb);
-    qwen3_forward(c->m, &b, mb->logprob, mb->entropy);
+    train_device_forward(c->m, &b, mb->logprob, mb->entropy);
     float g = c->n_trained > 0 ? (float)(-1.0 / c->n_trained) : 0.0f;
     for (int t = 0; t < mb->T; t++) {
         bool on = mb->mask[t] != 0.0f;
@@ -200,17 +205,17 @@ static void sft_micro(Micro *mb, void *vctx) {
     }
     c->entropy_sum += sum_masked(mb->entropy, mb->mask, mb->T);
     c->tokens += mb->T;
-    qwen3_backward(c->m, mb->dlogprob, NULL);
+    train_device_backward(c->m, mb->dlogprob, NULL);
 }
 
-void train_sft_update(Qwen3 *m, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
+void train_sft_update(TrainDevice *m, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
                       TrainReport *out) {
     int dp_rank = dp ? dp->rank : 0, dp_size = dp ? dp->size : 1;
     SftCtx c = {.m = m};
     for (int i = 0; i < n; i++)
         for (int64_t j = 1; j < seqs[i].n; j++) c.n_trained += seqs[i].mask[j] != 0;
     Micro mb = {0};
-    qwen3_zero_grad(m);
+    train_device_zero_grad(m);
     int k = for_each_micro(seqs, n, dp_rank, dp_size, o->max_tokens_per_gpu, &mb, sft_micro, &c);
     micro_free(&mb);
     dp_grads(m, dp);
@@ -222,5 +227,5 @@ void train_sft_update(Qwen3 *m, Comm *dp, const TrainSeq *seqs, int n, const Tra
     out->tokens = (int64_t)v[2];
     out->trained_tokens = (int64_t)v[3];
     out->micro_batches = k;
-    out->grad_norm = qwen3_adamw_step(m, &o->adam, lr);
+    out->grad_norm = train_device_adamw_step(m, &o->adam, lr);
 }

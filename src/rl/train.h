@@ -21,6 +21,7 @@
 
 #include "comm/comm.h"
 #include "model/qwen3.h"
+#include "model/train_device.h"
 #include "rl/grpo.h"
 
 /* One sequence (borrowed arrays). */
@@ -50,13 +51,14 @@ typedef struct {
 } TrainReport;
 
 /* A GRPO update over seqs[0, n) (the whole update, identical on every
- * rank). ref (may be NULL when loss.kl_coef == 0) is the frozen reference
- * policy with the same sharding. lr is this update's learning rate. */
-void train_grpo_update(Qwen3 *m, Qwen3 *ref, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
+ * rank), run on the policy's train device m. ref (may be NULL when
+ * loss.kl_coef == 0) is the frozen reference policy's device, with the same
+ * sharding. lr is this update's learning rate. */
+void train_grpo_update(TrainDevice *m, TrainDevice *ref, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
                        TrainReport *out);
 
 /* An SFT update: mean −logprob over every masked token of seqs[0, n). */
-void train_sft_update(Qwen3 *m, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
+void train_sft_update(TrainDevice *m, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
                       TrainReport *out);
 
 #endif

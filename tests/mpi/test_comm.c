@@ -146,6 +146,16 @@ int main(int argc, char **argv) {
     Comm *a, *b;
     CHECK(comm_grid(world, 0, &a, &b, err, sizeof err) == -1 && a == NULL && b == NULL);
 
+    /* node ranks: every rank of this test runs on one machine, so each is
+     * its own world rank; in the odd/even split, the index in that comm */
+    CHECK(comm_node_rank(world) == wr);
+    Comm *parity = comm_split(world, wr % 2, wr);
+    CHECK(comm_node_rank(parity) == parity->rank);
+    comm_free(parity);
+    Comm *one = comm_self();
+    CHECK(comm_node_rank(one) == 0);
+    comm_free(one);
+
     /* large counts go through (piecewise where the backend splits) */
     size_t big = 1u << 20;
     float *v = xmalloc(big * sizeof(float));

@@ -1,0 +1,272 @@
+/* train_device.c — see train_device.h. */
+#include "model/train_device.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm.h"
+#include "core/error.h"
+#ifdef TAU2_HAVE_CUDA
+#include "kernels.h"
+#include "model/qwen3_gpu.h"
+#endif
+
+struct TrainDevice {
+    TrainDeviceKind kind;
+    Qwen3 *host;   /* borrowed: the model of record */
+    Qwen3 *mirror; /* CPU_MIRROR: the stand-in device model (owned) */
+#ifdef TAU2_HAVE_CUDA
+    Qwen3Gpu *gpu; /* CUDA (owned) */
+#endif
+};
+
+static const char *const KIND_NAMES[] = {"cpu", "cuda", "cpu_mirror"};
+
+int train_device_kind_parse(const char *name, TrainDeviceKind *out) {
+    for (int k = 0; k < (int)(sizeof KIND_NAMES / sizeof KIND_NAMES[0]); k++) {
+        if (strcmp(name, KIND_NAMES[k]) == 0) {
+            *out = (TrainDeviceKind)k;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *train_device_kind_name(TrainDeviceKind kind) {
+    return (unsigned)kind < sizeof KIND_NAMES / sizeof KIND_NAMES[0] ? KIND_NAMES[kind] : "?";
+}
+
+int train_device_check(TrainDeviceKind kind, int tp, bool recompute, char *err, size_t errlen) {
+    if (kind != TRAIN_DEVICE_CUDA) return 0;
+#ifndef TAU2_HAVE_CUDA
+    (void)tp, (void)recompute;
+    snprintf(err, errlen, "this build has no CUDA backend (configure with -DTAU2_CUDA=ON on a machine with nvcc)");
+    return -1;
+#else
+    if (tp > 1) {
+        snprintf(err, errlen, "tensor_parallel %d: the GPU training step runs at tensor_parallel 1 only so far", tp);
+        return -1;
+    }
+    if (recompute) {
+        snprintf(err, errlen, "recompute_activations: the GPU training step keeps every layer's activations "
+                              "(set it to false)");
+        return -1;
+    }
+    if (cuda_device_count() < 1) {
+        snprintf(err, errlen, "no CUDA device is visible to this process");
+        return -1;
+    }
+    return 0;
+#endif
+}
+
+TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
+    char err[512];
+    if (train_device_check(kind, m->shard.size, m->recompute, err, sizeof err) != 0)
+        die_runtime("train_device_new: %s", err);
+    (void)node_rank; /* the CUDA kind's only */
+    TrainDevice *d = xcalloc(1, sizeof *d);
+    d->kind = kind;
+    d->host = m;
+    switch (kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        d->mirror = qwen3_new_tp(&m->config, m->tp, err, sizeof err);
+        if (!d->mirror) die_runtime("train_device_new: %s", err);
+        train_device_push(d);
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        d->gpu = qwen3_gpu_new(m, node_rank % cuda_device_count(), QWEN3_GPU_BF16);
+        if (m->m_memory) train_device_push(d); /* the moments too */
+#endif
+        break;
+    }
+    return d;
+}
+
+void train_device_free(TrainDevice *d) {
+    if (!d) return;
+    qwen3_free(d->mirror);
+#ifdef TAU2_HAVE_CUDA
+    qwen3_gpu_free(d->gpu);
+#endif
+    free(d);
+}
+
+TrainDeviceKind train_device_kind(const TrainDevice *d) { return d->kind; }
+
+Qwen3 *train_device_host(const TrainDevice *d) { return d->host; }
+
+/* The mirror runs with the host's current settings (the job may change them between steps). */
+static Qwen3 *mirror_of(TrainDevice *d) {
+    d->mirror->recompute = d->host->recompute;
+    d->mirror->vocab_chunk = d->host->vocab_chunk;
+    return d->mirror;
+}
+
+static void copy_floats(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
+
+void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob, float *entropy) {
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        qwen3_forward(d->host, b, logprob, entropy);
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        qwen3_forward(mirror_of(d), b, logprob, entropy);
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_forward(d->gpu, b, logprob, entropy);
+#endif
+        break;
+    }
+}
+
+void train_device_zero_grad(TrainDevice *d) {
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        qwen3_zero_grad(d->host);
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        qwen3_zero_grad(d->mirror);
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_zero_grad(d->gpu);
+#endif
+        break;
+    }
+}
+
+void train_device_backward(TrainDevice *d, const float *dlogprob, const float *dentropy) {
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        qwen3_backward(d->host, dlogprob, dentropy);
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        qwen3_backward(mirror_of(d), dlogprob, dentropy);
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_backward(d->gpu, dlogprob, dentropy);
+#endif
+        break;
+    }
+}
+
+/* The host's gradient memory, allocated on first use. */
+static float *host_grad_memory(Qwen3 *m) {
+    if (!m->grads_memory) qwen3_zero_grad(m);
+    return m->grads_memory;
+}
+
+float *train_device_host_grads(TrainDevice *d) {
+    float *g = host_grad_memory(d->host);
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        copy_floats(g, host_grad_memory(d->mirror), d->host->num_parameters);
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_download_grads(d->gpu, g);
+#endif
+        break;
+    }
+    return g;
+}
+
+void train_device_put_grads(TrainDevice *d) {
+    const float *g = host_grad_memory(d->host);
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        copy_floats(host_grad_memory(d->mirror), g, d->host->num_parameters);
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_upload_grads(d->gpu, g);
+#endif
+        break;
+    }
+}
+
+float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr) {
+    Qwen3 *h = d->host;
+    float norm = 0.0f;
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        norm = qwen3_adamw_step(h, opt, lr);
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        norm = qwen3_adamw_step(d->mirror, opt, lr);
+        copy_floats(h->params_memory, d->mirror->params_memory, h->num_parameters);
+        h->adam_step = d->mirror->adam_step;
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        norm = qwen3_gpu_adamw_step(d->gpu, opt, lr);
+        qwen3_gpu_download_params(d->gpu, h->params_memory);
+        h->adam_step++;
+#endif
+        break;
+    }
+    return norm;
+}
+
+void train_device_push(TrainDevice *d) {
+    Qwen3 *h = d->host;
+    size_t n = h->num_parameters;
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        copy_floats(d->mirror->params_memory, h->params_memory, n);
+        if (h->m_memory) {
+            qwen3_alloc_moments(d->mirror);
+            copy_floats(d->mirror->m_memory, h->m_memory, n);
+            copy_floats(d->mirror->v_memory, h->v_memory, n);
+        }
+        d->mirror->adam_step = h->adam_step;
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_upload_params(d->gpu, h->params_memory);
+        if (h->m_memory) qwen3_gpu_upload_moments(d->gpu, h->m_memory, h->v_memory, h->adam_step);
+#endif
+        break;
+    }
+}
+
+void train_device_pull_moments(TrainDevice *d) {
+    Qwen3 *h = d->host;
+    size_t n = h->num_parameters;
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        if (!d->mirror->m_memory) break;
+        qwen3_alloc_moments(h);
+        copy_floats(h->m_memory, d->mirror->m_memory, n);
+        copy_floats(h->v_memory, d->mirror->v_memory, n);
+        h->adam_step = d->mirror->adam_step;
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+    {
+        /* the device has moments once it stepped or was sent the host's */
+        if (h->adam_step == 0 && !h->m_memory) break;
+        qwen3_alloc_moments(h);
+        int step = 0;
+        qwen3_gpu_download_moments(d->gpu, h->m_memory, h->v_memory, &step);
+        h->adam_step = step;
+    }
+#endif
+        break;
+    }
+}

@@ -1,0 +1,90 @@
+/* train_device.h — where a model's training step runs: on the host model
+ * itself, or on a device with memory of its own.
+ *
+ * The host model (Qwen3) stays the model of record: its weights are what
+ * rollouts read, broadcasts send and checkpoints and exports write. A
+ * TrainDevice runs forward, backward and AdamW for it:
+ *
+ *   TRAIN_DEVICE_CPU         the host model itself: no copies (the CPU path)
+ *   TRAIN_DEVICE_CUDA        one GPU (qwen3_gpu.h, bf16 products): weights,
+ *                            gradients and AdamW moments live on the GPU
+ *   TRAIN_DEVICE_CPU_MIRROR  the CPU step on a second host model that stands
+ *                            in for the GPU: weights, gradients and moments
+ *                            of its own, synchronized exactly where the GPU's
+ *                            are. Bit-identical to TRAIN_DEVICE_CPU when every
+ *                            synchronization is in place, so a CPU machine
+ *                            tests the job's GPU bookkeeping.
+ *
+ * Synchronization, all of it here:
+ *   - train_device_adamw_step leaves the host weights and adam_step equal
+ *     to the device's (one download per update);
+ *   - train_device_push sends the host weights, and the moments and
+ *     adam_step when the host has moments, to the device: after a resume,
+ *     or whenever the host weights were changed behind the device's back;
+ *   - train_device_pull_moments brings the moments and adam_step to the
+ *     host (before a checkpoint);
+ *   - gradients reach the host only for the data-parallel sum:
+ *     train_device_host_grads, then train_device_put_grads.
+ *
+ * Every call is collective over the model's TP group, as qwen3.h's.
+ */
+#ifndef TAU2_MODEL_TRAIN_DEVICE_H
+#define TAU2_MODEL_TRAIN_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model/qwen3.h"
+
+typedef enum {
+    TRAIN_DEVICE_CPU = 0,
+    TRAIN_DEVICE_CUDA = 1,
+    TRAIN_DEVICE_CPU_MIRROR = 2,
+} TrainDeviceKind;
+
+typedef struct TrainDevice TrainDevice;
+
+/* The kind a config names ("cpu", "cuda", "cpu_mirror"); -1 when unknown. */
+int train_device_kind_parse(const char *name, TrainDeviceKind *out);
+const char *train_device_kind_name(TrainDeviceKind kind);
+
+/* 0 when this build and machine can run kind for a model of TP size tp
+ * with the given activation recomputation, else -1 with err saying why
+ * (no CUDA in this build, no GPU visible, TP or recomputation not built for
+ * the GPU yet). */
+int train_device_check(TrainDeviceKind kind, int tp, bool recompute, char *err, size_t errlen);
+
+/* A device for host model m (borrowed; it must outlive the device), with
+ * m's weights, and its moments when it has them, on it. node_rank: this
+ * rank's index on its node (comm_node_rank); the CUDA kind takes GPU
+ * node_rank modulo the GPUs the process sees. Dies when train_device_check
+ * fails. */
+TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank);
+void train_device_free(TrainDevice *d);
+TrainDeviceKind train_device_kind(const TrainDevice *d);
+/* The host model of record (borrowed). */
+Qwen3 *train_device_host(const TrainDevice *d);
+
+/* As qwen3_forward, qwen3_zero_grad, qwen3_backward (host arrays). */
+void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);
+void train_device_zero_grad(TrainDevice *d);
+void train_device_backward(TrainDevice *d, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
+
+/* The device's gradients in the host model's gradient memory (allocated
+ * if needed), returned; train_device_put_grads sends that memory back
+ * after the caller changed it (the data-parallel sum). */
+float *train_device_host_grads(TrainDevice *d);
+void train_device_put_grads(TrainDevice *d);
+
+/* As qwen3_adamw_step, on the device; then the host weights and adam_step
+ * are the device's. Returns the gradient norm before clipping. */
+float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr);
+
+/* Host -> device: weights, and the moments and adam_step when the host
+ * has moments. */
+void train_device_push(TrainDevice *d);
+/* Device -> host: the moments (allocated on the host if needed) and
+ * adam_step, when the device has taken a step. */
+void train_device_pull_moments(TrainDevice *d);
+
+#endif
