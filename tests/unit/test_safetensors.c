@@ -248,7 +248,7 @@ static void test_edge_cases(void **state) {
     char err[512];
     unsigned char *buf;
     float vals[3] = {1.5f, -2.25f, 1e-40f};
-    unsigned char data[13];
+    unsigned char data[13] = {0}; /* data[0]: the 1-byte gap */
     memcpy(data + 1, vals, 12);
 
     /* An unaligned data pointer (odd header length and a 1-byte gap), a gap,
