@@ -219,20 +219,25 @@ float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr) {
     return norm;
 }
 
+/* AdamW's moments (when src has them) and step count, from one CPU model
+ * to another of the same layout. */
+static void copy_optimizer_state(Qwen3 *dst, const Qwen3 *src) {
+    if (src->m_memory) {
+        qwen3_alloc_moments(dst);
+        copy_floats(dst->m_memory, src->m_memory, src->num_parameters);
+        copy_floats(dst->v_memory, src->v_memory, src->num_parameters);
+    }
+    dst->adam_step = src->adam_step;
+}
+
 void train_device_push(TrainDevice *d) {
     Qwen3 *h = d->host;
-    size_t n = h->num_parameters;
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
         break;
     case TRAIN_DEVICE_CPU_MIRROR:
-        copy_floats(d->mirror->params_memory, h->params_memory, n);
-        if (h->m_memory) {
-            qwen3_alloc_moments(d->mirror);
-            copy_floats(d->mirror->m_memory, h->m_memory, n);
-            copy_floats(d->mirror->v_memory, h->v_memory, n);
-        }
-        d->mirror->adam_step = h->adam_step;
+        copy_floats(d->mirror->params_memory, h->params_memory, h->num_parameters);
+        copy_optimizer_state(d->mirror, h);
         break;
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
@@ -245,16 +250,11 @@ void train_device_push(TrainDevice *d) {
 
 void train_device_pull_moments(TrainDevice *d) {
     Qwen3 *h = d->host;
-    size_t n = h->num_parameters;
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
         break;
     case TRAIN_DEVICE_CPU_MIRROR:
-        if (!d->mirror->m_memory) break;
-        qwen3_alloc_moments(h);
-        copy_floats(h->m_memory, d->mirror->m_memory, n);
-        copy_floats(h->v_memory, d->mirror->v_memory, n);
-        h->adam_step = d->mirror->adam_step;
+        copy_optimizer_state(h, d->mirror);
         break;
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA

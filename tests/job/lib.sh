@@ -139,3 +139,26 @@ same_weights() {
   cmp -s "$TMP/weights.a/model.safetensors" "$TMP/weights.b/model.safetensors"
   check "$name" $?
 }
+
+# stop_and_resume LABEL NP BIN CONFIG RUN_DIR WHEN STOPPED: run the job
+# (logs in RUN_DIR.log1, RUN_DIR.log2), send SIGUSR1 to one rank once the
+# first log has a line matching WHEN (grep), and check that the run got it,
+# exits 0 and printed a line matching STOPPED (its "stopped by signal ...
+# at step N;"); then rerun the same command and check that it exits 0 and
+# resumed. Each check's name starts with LABEL.
+stop_and_resume() {
+  local label=$1 np=$2 bin=$3 cfg=$4 dir=$5 when=$6 stopped=$7 launcher signalled rc
+  mpirun_np "$np" "$bin" "$cfg" --output-dir "$dir" >"$dir.log1" 2>&1 &
+  launcher=$!
+  signalled=$(signal_rank_when USR1 $launcher "tau2_hpc $cfg --output-dir $dir" grep -qs "$when" "$dir.log1")
+  wait $launcher
+  rc=$?
+  check "${label}a rank got SIGUSR1 during the run" $((1 - signalled))
+  check "${label}the signalled run exits 0" $rc
+  grep -q "$stopped" "$dir.log1"
+  check "${label}the signalled run stopped before its end with a checkpoint" $?
+  [ $rc -eq 0 ] || tail -30 "$dir.log1"
+  job_ok "${label}rerunning the stopped run exits 0" "$dir.log2" "$np" "$bin" "$cfg" --output-dir "$dir"
+  grep -q "resumed from" "$dir.log2"
+  check "${label}the rerun resumed from the checkpoint" $?
+}

@@ -37,21 +37,7 @@ same_weights "$BIN" "final weights bit-identical to the uninterrupted run" "$TMP
 
 # SIGUSR1 to one rank during the GRPO phase.
 tiny_config "$TMP/cfg_c.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 num_rollout=3 save_interval=0
-mpirun_np 2 "$BIN" "$TMP/cfg_c.json" --output-dir "$TMP/c" >"$TMP/log.c1" 2>&1 &
-launcher=$!
-signalled=$(signal_rank_when USR1 $launcher "tau2_hpc $TMP/cfg_c.json --output-dir $TMP/c" \
-  grep -qs "^step [45]/" "$TMP/log.c1")
-wait $launcher
-c1=$?
-check "a rank got SIGUSR1 mid-run" $((1 - signalled))
-check "the signalled run exits 0" $c1
-grep -q "stopped by signal 10 at step" "$TMP/log.c1"
-check "the signalled run says it stopped and checkpointed" $?
-ls "$TMP"/c/ckpt/step_*.h5 >/dev/null 2>&1
-check "the signalled run left a checkpoint (save_interval 0)" $?
-mpirun_np 2 "$BIN" "$TMP/cfg_c.json" --output-dir "$TMP/c" >"$TMP/log.c2" 2>&1
-check "rerunning after the stop exits 0" $?
-grep -q "resumed from" "$TMP/log.c2"
-check "the rerun after the stop resumed" $?
+# save_interval 0: the checkpoint the rerun resumes from is the stop's own
+stop_and_resume "" 2 "$BIN" "$TMP/cfg_c.json" "$TMP/c" "^step [45]/" "stopped by signal 10 at step"
 same_weights "$BIN" "final weights after a clean stop bit-identical to the uninterrupted run" "$TMP/a" "$TMP/c"
 finish test_job_resume

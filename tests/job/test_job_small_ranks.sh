@@ -53,20 +53,7 @@ checkpoints_load "$BIN" "$TMP/a"
 
 # 2. stopped by SIGUSR1 once the job is set up (the handler is in place from
 # the start), then resumed
-mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b1" 2>&1 &
-launcher=$!
-signalled=$(signal_rank_when USR1 $launcher "tau2_hpc $TMP/cfg.json --output-dir $TMP/b" \
-  grep -qs "^run directory" "$TMP/log.b1")
-wait $launcher
-b1=$?
-check "a rank got SIGUSR1 during the run" $((1 - signalled))
-check "the signalled run exits 0" $b1
-grep -q "stopped by signal 10 at step [12];" "$TMP/log.b1"
-check "the signalled run stopped before its end with a checkpoint" $?
-[ $b1 -eq 0 ] || tail -30 "$TMP/log.b1"
-job_ok "rerunning the stopped run exits 0" "$TMP/log.b2" 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b"
-grep -q "resumed from" "$TMP/log.b2"
-check "the rerun resumed from the checkpoint" $?
+stop_and_resume "" 2 "$BIN" "$TMP/cfg.json" "$TMP/b" "^run directory" "stopped by signal 10 at step [12];"
 rows_sane "$TMP/b" 1 2 4
 check "the resumed run's metrics: one sane row per step" $?
 left=$(find "$TMP/b" -name "*.tmp*" | wc -l)

@@ -47,20 +47,8 @@ check "cpu_mirror: every step's metrics equal cpu's" $?
 same_weights "$BIN" "cpu_mirror: final weights bit-identical to cpu's" "$TMP/a" "$TMP/m"
 
 # 2. the mirror run stopped once set up, then resumed
-mpirun_np 2 "$BIN" "$TMP/mirror.json" --output-dir "$TMP/b" >"$TMP/log.b1" 2>&1 &
-launcher=$!
-signalled=$(signal_rank_when USR1 $launcher "tau2_hpc $TMP/mirror.json --output-dir $TMP/b" \
-  grep -qs "^run directory" "$TMP/log.b1")
-wait $launcher
-b1=$?
-check "cpu_mirror: a rank got SIGUSR1 during the run" $((1 - signalled))
-check "cpu_mirror: the signalled run exits 0" $b1
-grep -q "stopped by signal 10 at step [12];" "$TMP/log.b1"
-check "cpu_mirror: the signalled run stopped before its end with a checkpoint" $?
-[ $b1 -eq 0 ] || tail -30 "$TMP/log.b1"
-job_ok "cpu_mirror: rerunning the stopped run exits 0" "$TMP/log.b2" 2 "$BIN" "$TMP/mirror.json" --output-dir "$TMP/b"
-grep -q "resumed from" "$TMP/log.b2"
-check "cpu_mirror: the rerun resumed from the checkpoint" $?
+stop_and_resume "cpu_mirror: " 2 "$BIN" "$TMP/mirror.json" "$TMP/b" "^run directory" \
+  "stopped by signal 10 at step [12];"
 same_weights "$BIN" "cpu_mirror: final weights after stop and resume bit-identical to cpu's" "$TMP/a" "$TMP/b"
 
 # 3. devices that cannot run here

@@ -53,15 +53,5 @@ check "cuda: first SFT loss within 1e-2 of the CPU's, and the loss falls as on t
 "$BIN" export --checkpoint "$TMP/g" --output "$TMP/eg" --dtype F32 >/dev/null
 check "cuda: the final checkpoint exports" $?
 
-"$BIN" "$TMP/gpu.json" --output-dir "$TMP/b" >"$TMP/log.b1" 2>&1 &
-launcher=$!
-signalled=$(signal_rank_when USR1 $launcher "tau2_hpc $TMP/gpu.json --output-dir $TMP/b" \
-  grep -qs "^step [3-6]/" "$TMP/log.b1")
-wait $launcher
-check "cuda: the run got SIGUSR1 mid-run" $((1 - signalled))
-grep -q "stopped by signal 10 at step" "$TMP/log.b1"
-check "cuda: the signalled run stopped with a checkpoint" $?
-job_ok "cuda: rerunning the stopped run exits 0" "$TMP/log.b2" 1 "$BIN" "$TMP/gpu.json" --output-dir "$TMP/b"
-grep -q "resumed from" "$TMP/log.b2"
-check "cuda: the rerun resumed" $?
+stop_and_resume "cuda: " 1 "$BIN" "$TMP/gpu.json" "$TMP/b" "^step [3-6]/" "stopped by signal 10 at step"
 finish test_job_train_gpu
