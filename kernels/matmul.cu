@@ -22,7 +22,18 @@
 struct CudaBlas {
     cublasHandle_t handle;
     void *workspace;
+    cudaStream_t stream; /* the handle's stream */
 };
+
+/* Puts the handle on stream when it is on another. cublasSetStream also
+ * resets the handle to cuBLAS's default workspace pool, so the workspace
+ * is set again after it. */
+static void blas_use_stream(CudaBlas *b, cudaStream_t stream) {
+    if (stream == b->stream) return;
+    cublas_check(cublasSetStream(b->handle, stream));
+    cublas_check(cublasSetWorkspace(b->handle, b->workspace, BLAS_WORKSPACE));
+    b->stream = stream;
+}
 
 extern "C" CudaBlas *cuda_blas_new(void) {
     CudaBlas *b = (CudaBlas *)calloc(1, sizeof *b);
@@ -52,7 +63,7 @@ static cudaDataType_t blas_type(CudaDtype dt) { return dt == CUDA_BF16 ? CUDA_R_
 static void gemm(CudaBlas *b, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A, int lda,
                  const void *B, int ldb, float beta, float *C, int ldc, CudaDtype dt, cudaStream_t stream) {
     const float alpha = 1.0f;
-    cublas_check(cublasSetStream(b->handle, stream));
+    blas_use_stream(b, stream);
     cublas_check(cublasGemmEx(b->handle, ta, tb, m, n, k, &alpha, A, blas_type(dt), lda, B, blas_type(dt), ldb, &beta,
                               C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }

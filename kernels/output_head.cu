@@ -83,19 +83,20 @@ __global__ static void logprob_entropy_finish_kernel(float *logprob, float *entr
     logprob[r] = targets[r] >= 0 ? (float)(stats[3 * r + 2] - ls) : 0.0f;
 }
 
-/* Grid (column blocks, R): elementwise over the row,
+/* Grid (R, column blocks), rows on x (a chunk may have more rows than y's
+ * limit of 65535): elementwise over the row,
  *   dz_j = -dlogprob p_j - dentropy p_j (log p_j + entropy) (+ dlogprob at the target). */
 __global__ static void logprob_entropy_backward_kernel(float *logits, const float *dlogprob, const float *dentropy,
                                                        const float *lse, const float *entropy,
                                                        const int32_t *targets, int V, int v0) {
-    int r = blockIdx.y;
+    int r = blockIdx.x;
     float *z = logits + (size_t)r * V;
     float dlp = targets[r] >= 0 ? dlogprob[r] : 0.0f;
     float dent = dentropy ? dentropy[r] : 0.0f;
     float l = lse[r], ent = entropy[r];
     int tl = targets[r] >= 0 ? targets[r] - v0 : -1;
     bool none = dlp == 0.0f && dent == 0.0f; /* masked row: no gradient at all */
-    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < V; j += gridDim.x * blockDim.x) {
+    for (int j = blockIdx.y * blockDim.x + threadIdx.x; j < V; j += gridDim.y * blockDim.x) {
         if (none) {
             z[j] = 0.0f;
             continue;
@@ -140,7 +141,7 @@ extern "C" void cuda_logprob_entropy_backward_shard(float *logits, const float *
                                                     int R, int Vs, int v0, cudaStream_t stream) {
     if (R <= 0 || Vs <= 0) return;
     int cols = (Vs + 255) / 256;
-    dim3 grid(cols < 64 ? cols : 64, R);
+    dim3 grid(R, cols < 64 ? cols : 64);
     logprob_entropy_backward_kernel<<<grid, 256, 0, stream>>>(logits, dlogprob, dentropy, lse, entropy, targets, Vs,
                                                               v0);
     cuda_check_launch();

@@ -41,17 +41,19 @@ __global__ static void rmsnorm_backward_dx_kernel(float *dx, const float *dout, 
     }
 }
 
-/* dw stage 1: block (column block, row chunk) sums DW_ROWS rows of
+/* dw stage 1: block (row chunk, column block) sums DW_ROWS rows of
  * dout * x * rstd per column; threads run across columns, so each row is
- * read coalesced. Partial sums go to part (chunks, C). */
+ * read coalesced. Partial sums go to part (chunks, C). The row chunks are
+ * the grid's x (up to 2^31 - 1 blocks): the q/k norms' N = T * heads
+ * passes y's limit of 65535 chunks at a few million rows. */
 __global__ static void rmsnorm_dw_partial_kernel(double *part, const float *dout, const float *x, const float *rstd,
                                                  int N, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    int n0 = blockIdx.y * DW_ROWS, n1 = n0 + DW_ROWS < N ? n0 + DW_ROWS : N;
+    int n0 = blockIdx.x * DW_ROWS, n1 = n0 + DW_ROWS < N ? n0 + DW_ROWS : N;
     double acc = 0.0;
     for (int n = n0; n < n1; n++) acc += (double)(dout[(size_t)n * C + c] * x[(size_t)n * C + c] * rstd[n]);
-    part[(size_t)blockIdx.y * C + c] = acc;
+    part[(size_t)blockIdx.x * C + c] = acc;
 }
 
 /* dw stage 2: the chunks of each column in order: the same sum every run. */
@@ -80,7 +82,7 @@ extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, c
     int chunks = (N + DW_ROWS - 1) / DW_ROWS;
     double *part;
     cuda_check(cudaMallocAsync((void **)&part, (size_t)chunks * C * sizeof(double), stream));
-    dim3 grid((C + 127) / 128, chunks);
+    dim3 grid(chunks, (C + 127) / 128);
     rmsnorm_dw_partial_kernel<<<grid, 128, 0, stream>>>(part, dout, x, rstd, N, C);
     cuda_check_launch();
     rmsnorm_dw_finish_kernel<<<(C + 127) / 128, 128, 0, stream>>>(dw, part, chunks, C);

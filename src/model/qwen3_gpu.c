@@ -98,8 +98,10 @@ static void dev_free(void *p) {
     if (p) cuda_check(cudaFree(p));
 }
 
-/* Host -> device, queued; the host buffer may be reused at once (a pageable
- * source is staged before the call returns). */
+/* Host -> device, queued. CUDA stages a pageable source before the copy
+ * runs, but promises no more than stream order: every caller has the stream
+ * synchronized (an explicit sync, or the download that ends each forward)
+ * before it writes the host buffer again. */
 static void upload(Qwen3Gpu *g, void *dst, const void *src, size_t bytes) {
     if (bytes) cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream));
 }
@@ -604,7 +606,7 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
 float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
     const Qwen3 *m = g->host;
     cudaStream_t s = g->stream;
-    grads_ensure(g);
+    if (!g->grads) die_runtime("qwen3_gpu_adamw_step: no gradients (zero_grad and backward come first)");
     moments_ensure(g);
     /* the norm and the clip factor stay on the device: no round trip before the update */
     for (int i = 0; i < m->n_tensors; i++) {

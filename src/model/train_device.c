@@ -61,6 +61,40 @@ int train_device_check(TrainDeviceKind kind, int tp, bool recompute, char *err, 
 #endif
 }
 
+static void copy_floats(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
+
+/* AdamW's moments (when src has them) and step count, from one CPU model
+ * to another of the same layout. */
+static void copy_optimizer_state(Qwen3 *dst, const Qwen3 *src) {
+    if (src->m_memory) {
+        qwen3_alloc_moments(dst);
+        copy_floats(dst->m_memory, src->m_memory, src->num_parameters);
+        copy_floats(dst->v_memory, src->v_memory, src->num_parameters);
+    }
+    dst->adam_step = src->adam_step;
+}
+
+/* Host -> device: the weights, and the moments and adam_step when the host
+ * has moments. At creation only: later the device's moments are newer than
+ * the host's. */
+static void send_host_state(TrainDevice *d) {
+    Qwen3 *h = d->host;
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR:
+        copy_floats(d->mirror->params_memory, h->params_memory, h->num_parameters);
+        copy_optimizer_state(d->mirror, h);
+        break;
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_upload_params(d->gpu, h->params_memory);
+        if (h->m_memory) qwen3_gpu_upload_moments(d->gpu, h->m_memory, h->v_memory, h->adam_step);
+#endif
+        break;
+    }
+}
+
 TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
     char err[512];
     if (train_device_check(kind, m->shard.size, m->recompute, err, sizeof err) != 0)
@@ -75,12 +109,12 @@ TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
     case TRAIN_DEVICE_CPU_MIRROR:
         d->mirror = qwen3_new_tp(&m->config, m->tp, err, sizeof err);
         if (!d->mirror) die_runtime("train_device_new: %s", err);
-        train_device_push(d);
+        send_host_state(d);
         break;
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
         d->gpu = qwen3_gpu_new(m, node_rank % cuda_device_count(), QWEN3_GPU_BF16);
-        if (m->m_memory) train_device_push(d); /* the moments too */
+        if (m->m_memory) send_host_state(d); /* the moments too */
 #endif
         break;
     }
@@ -106,8 +140,6 @@ static Qwen3 *mirror_of(TrainDevice *d) {
     d->mirror->vocab_chunk = d->host->vocab_chunk;
     return d->mirror;
 }
-
-static void copy_floats(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
 
 void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob, float *entropy) {
     switch (d->kind) {
@@ -219,34 +251,7 @@ float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr) {
     return norm;
 }
 
-/* AdamW's moments (when src has them) and step count, from one CPU model
- * to another of the same layout. */
-static void copy_optimizer_state(Qwen3 *dst, const Qwen3 *src) {
-    if (src->m_memory) {
-        qwen3_alloc_moments(dst);
-        copy_floats(dst->m_memory, src->m_memory, src->num_parameters);
-        copy_floats(dst->v_memory, src->v_memory, src->num_parameters);
-    }
-    dst->adam_step = src->adam_step;
-}
 
-void train_device_push(TrainDevice *d) {
-    Qwen3 *h = d->host;
-    switch (d->kind) {
-    case TRAIN_DEVICE_CPU:
-        break;
-    case TRAIN_DEVICE_CPU_MIRROR:
-        copy_floats(d->mirror->params_memory, h->params_memory, h->num_parameters);
-        copy_optimizer_state(d->mirror, h);
-        break;
-    case TRAIN_DEVICE_CUDA:
-#ifdef TAU2_HAVE_CUDA
-        qwen3_gpu_upload_params(d->gpu, h->params_memory);
-        if (h->m_memory) qwen3_gpu_upload_moments(d->gpu, h->m_memory, h->v_memory, h->adam_step);
-#endif
-        break;
-    }
-}
 
 void train_device_pull_moments(TrainDevice *d) {
     Qwen3 *h = d->host;

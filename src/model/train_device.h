@@ -18,9 +18,10 @@
  * Synchronization, all of it here:
  *   - train_device_adamw_step leaves the host weights and adam_step equal
  *     to the device's (one download per update);
- *   - train_device_push sends the host weights, and the moments and
- *     adam_step when the host has moments, to the device: after a resume,
- *     or whenever the host weights were changed behind the device's back;
+ *   - train_device_new sends the host weights, and the moments and
+ *     adam_step when the host has moments (a resume), to the device; from
+ *     then on the device owns them, and the host's copy of the moments is
+ *     only what the last pull brought back;
  *   - train_device_pull_moments brings the moments and adam_step to the
  *     host (before a checkpoint);
  *   - gradients reach the host only for the data-parallel sum:
@@ -80,9 +81,6 @@ void train_device_put_grads(TrainDevice *d);
  * are the device's. Returns the gradient norm before clipping. */
 float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr);
 
-/* Host -> device: weights, and the moments and adam_step when the host
- * has moments. */
-void train_device_push(TrainDevice *d);
 /* Device -> host: the moments (allocated on the host if needed) and
  * adam_step, when the device has taken a step. */
 void train_device_pull_moments(TrainDevice *d);

@@ -2,7 +2,11 @@
  * engine (qwen3.c) on small models with random weights: logprobs and
  * entropies of a packed batch with a head mask and several head chunks, every
  * parameter's gradient (with an entropy term in the loss), and the weights
- * after two AdamW steps with clipping.
+ * after two AdamW steps with clipping; then a step of two micro-batches (a
+ * smaller batch first, in the arena sized for the larger, without the
+ * entropy term), AdamW's moments and step count brought back, and a fresh
+ * engine resumed from the CPU's weights and moments taking a fourth step
+ * with gradients sent to the host and back (what train_device.c does).
  *
  * Two models: tied embeddings with a vocabulary that is not a multiple of
  * anything (1003), and an untied head; both with 4 query heads over 2 kv
@@ -139,6 +143,22 @@ static float gpu_step(Qwen3Gpu *g, Batch *b, const Qwen3AdamW *opt, float *lp, f
     return qwen3_gpu_adamw_step(g, opt, 1e-3f);
 }
 
+/* Forward, loss and backward of one micro-batch, adding into the gradients;
+ * with_dent: the entropy bonus too. */
+static void cpu_micro(Qwen3 *m, Batch *b, bool with_dent, float *lp, float *ent) {
+    Qwen3Batch qb = {b->T, b->n_seqs, b->tokens, b->targets, b->seq_start, b->head_mask};
+    qwen3_forward(m, &qb, lp, ent);
+    qwen3_sft_loss(lp, b->mask, b->T, b->dlogprob);
+    qwen3_backward(m, b->dlogprob, with_dent ? b->dentropy : NULL);
+}
+
+static void gpu_micro(Qwen3Gpu *g, Batch *b, bool with_dent, float *lp, float *ent) {
+    Qwen3Batch qb = {b->T, b->n_seqs, b->tokens, b->targets, b->seq_start, b->head_mask};
+    qwen3_gpu_forward(g, &qb, lp, ent);
+    qwen3_sft_loss(lp, b->mask, b->T, b->dlogprob);
+    qwen3_gpu_backward(g, b->dlogprob, with_dent ? b->dentropy : NULL);
+}
+
 static void test_model(const char *name, const Qwen3Config *cfg, Qwen3GpuMath math) {
     bool f32 = math == QWEN3_GPU_F32;
     double tol_out = f32 ? 1e-4 : 1e-2, tol_grad = f32 ? 1e-3 : 3e-2, tol_w = f32 ? 1e-4 : 1e-3;
@@ -173,6 +193,53 @@ static void test_model(const char *name, const Qwen3Config *cfg, Qwen3GpuMath ma
     qwen3_gpu_download_params(gpu, w_g);
     check_tensors(cpu, model, "weights after 2 steps", w_g, cpu->params_memory, tol_w);
 
+    /* Step 3: two micro-batches before one update, a smaller batch first
+     * (the arena is reused at fewer tokens) without the entropy term. */
+    int lens_small[2] = {9, 12};
+    Batch bs = batch_new(lens_small, 2, cfg->vocab_size);
+    qwen3_zero_grad(cpu);
+    cpu_micro(cpu, &bs, false, lp_c, ent_c);
+    qwen3_gpu_zero_grad(gpu);
+    gpu_micro(gpu, &bs, false, lp_g, ent_g);
+    check(model, "logprob of a smaller second batch", lp_g, lp_c, (size_t)bs.T, tol_out);
+    cpu_micro(cpu, &b, true, lp_c, ent_c);
+    gpu_micro(gpu, &b, true, lp_g, ent_g);
+    qwen3_gpu_download_grads(gpu, gr_g);
+    check_tensors(cpu, model, "grad of two micro-batches", gr_g, cpu->grads_memory, tol_grad);
+    qwen3_adamw_step(cpu, &opt, 1e-3f);
+    qwen3_gpu_adamw_step(gpu, &opt, 1e-3f);
+    qwen3_gpu_download_params(gpu, w_g);
+    check_tensors(cpu, model, "weights after 3 steps", w_g, cpu->params_memory, tol_w);
+
+    /* AdamW's state comes back, and a fresh engine resumes from the CPU's
+     * (weights, moments, step count) with gradients that went to the host
+     * and back (the data-parallel sum's round trip). */
+    float *m_g = xmalloc(n * sizeof(float)), *v_g = xmalloc(n * sizeof(float));
+    int step_g = -1;
+    bool have = qwen3_gpu_download_moments(gpu, m_g, v_g, &step_g);
+    float fstep_g = (float)step_g, fstep_c = (float)cpu->adam_step;
+    check(model, "adam step count", &fstep_g, &fstep_c, 1, 0.0);
+    if (!have) printf("FAIL %-12s no moments after 3 steps\n", model), g_failures++;
+    check_tensors(cpu, model, "AdamW m after 3 steps", m_g, cpu->m_memory, tol_grad);
+    check_tensors(cpu, model, "AdamW v after 3 steps", v_g, cpu->v_memory, tol_grad);
+    Qwen3Gpu *fresh = qwen3_gpu_new(host, 0, math);
+    qwen3_gpu_upload_params(fresh, cpu->params_memory);
+    qwen3_gpu_upload_moments(fresh, cpu->m_memory, cpu->v_memory, cpu->adam_step);
+    qwen3_zero_grad(cpu);
+    cpu_micro(cpu, &b, true, lp_c, ent_c);
+    qwen3_adamw_step(cpu, &opt, 1e-3f);
+    qwen3_gpu_zero_grad(fresh);
+    gpu_micro(fresh, &b, true, lp_g, ent_g);
+    qwen3_gpu_download_grads(fresh, gr_g);
+    qwen3_gpu_zero_grad(fresh); /* only the round trip can bring them back */
+    qwen3_gpu_upload_grads(fresh, gr_g);
+    qwen3_gpu_adamw_step(fresh, &opt, 1e-3f);
+    qwen3_gpu_download_params(fresh, w_g);
+    check_tensors(cpu, model, "weights after a resumed 4th step", w_g, cpu->params_memory, tol_w);
+    qwen3_gpu_free(fresh);
+
+    free(m_g), free(v_g);
+    batch_free(&bs);
     free(w_g);
     free(lp_c), free(ent_c), free(lp_g), free(ent_g), free(gr_c), free(gr_g);
     batch_free(&b);
