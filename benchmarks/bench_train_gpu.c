@@ -6,14 +6,16 @@
  * Qwen3-4B's shape (hidden 2560, MLP 9728, 32/8 heads of 128, vocabulary
  * 151936, tied); --layers cuts its 36 layers so that the activations of every
  * layer fit on one GPU without recomputation (MFU is per layer, and the
- * head's share grows as layers are cut, so fewer layers is the harder case).
+ * head's share grows as layers are cut, so fewer layers is the harder case);
+ * --recompute keeps one layer's activations and runs each layer again in
+ * backward, so all 36 fit (MFU counts the model's FLOPs, not the repeats).
  *
  * Model FLOPs per token (PaLM's count): 6 x (the products' weights, head
  * included) + 6 x L x NH x D x seq_len for causal attention (half of the
  * 12 L NH D seq of full attention).
  *
  * usage: bench_train_gpu [--config 4b|100m|tiny] [--layers N] [--seqs N] [--seq-len N] [--steps N]
- *                        [--math bf16|f32] [--peak-tflops X]
+ *                        [--math bf16|f32] [--recompute] [--peak-tflops X]
  * The peak defaults from the device name (H100/H200 989, A100 312 dense bf16
  * TFLOP/s); --peak-tflops overrides it. */
 #include <stdio.h>
@@ -49,8 +51,10 @@ int main(int argc, char **argv) {
     const char *name = "4b", *math_name = "bf16";
     int layers = 8, n_seqs = 1, seq_len = 4096, steps = 5;
     double peak = 0.0;
+    bool recompute = false;
     for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--config")) name = argv[++i];
+        if (!strcmp(argv[i], "--recompute")) recompute = true;
+        else if (i + 1 < argc && !strcmp(argv[i], "--config")) name = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--layers")) layers = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) n_seqs = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seq-len")) seq_len = atoi(argv[++i]);
@@ -79,6 +83,7 @@ int main(int argc, char **argv) {
     if (peak <= 0) peak = peak_from_name(prop.name);
 
     Qwen3 *m = qwen3_new(&cfg);
+    m->recompute = recompute;
     bench_init_weights(m);
     Qwen3Gpu *g = qwen3_gpu_new(m, 0, f32 ? QWEN3_GPU_F32 : QWEN3_GPU_BF16);
     BenchBatch bb = bench_batch_new(n_seqs, seq_len, cfg.vocab_size);
@@ -114,8 +119,8 @@ int main(int argc, char **argv) {
     size_t free_b = 0, total_b = 0;
     cuda_check(cudaMemGetInfo(&free_b, &total_b));
 
-    printf("config %s (%d layers), %d sequences x %d tokens, %s products, %s\n", name, c->num_layers, n_seqs, seq_len,
-           math_name, prop.name);
+    printf("config %s (%d layers), %d sequences x %d tokens, %s products%s, %s\n", name, c->num_layers, n_seqs,
+           seq_len, math_name, recompute ? ", recompute" : "", prop.name);
     printf("RESULT train_gpu %s %d %d %.4f %.1f %.1f %.4f\n", name, c->num_layers, T, med, T / med, tflops, loss);
     printf("step %.3f s (median of %d), %.0f tokens/s, %.1f TFLOP/s", med, steps, T / med, tflops);
     if (peak > 0 && !f32) printf(", MFU %.1f%% of %.0f", 100.0 * tflops / peak, peak);

@@ -42,10 +42,11 @@ typedef struct {
 /* Device activations and scratch for batches of up to T_cap tokens. */
 typedef struct {
     int T_cap, chunk_cap;
+    bool recompute; /* one slot of layer activations, shared by every layer */
     float *fmem;
     int32_t *imem;
     uint16_t *bmem; /* bf16 operands; NULL in fp32 math */
-    GpuLayer *layers; /* (L), host array of device pointers */
+    GpuLayer *layers; /* (L), host array of device pointers; all alike when recomputing */
     float *res;       /* (L + 1, T, C) */
     float *xf, *rstdf;
     float *logits;    /* (chunk, V) */
@@ -182,8 +183,9 @@ static float *carve(float **it, size_t n) {
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
 /* Device arenas for T tokens and head chunks of `chunk` rows, with their
- * host staging arrays. */
-static void acts_new(Qwen3Gpu *g, int T, int chunk) {
+ * host staging arrays. recompute: one slot of layer activations for all
+ * the layers (qwen3.c's activation recomputation). */
+static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     const Qwen3Config *c = &g->host->config;
     const Qwen3Shard *sh = &g->host->shard;
     size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
@@ -192,13 +194,15 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk) {
     GpuActs *a = xcalloc(1, sizeof *a);
     a->T_cap = T;
     a->chunk_cap = chunk;
+    a->recompute = recompute;
+    size_t slots = recompute ? 1 : L;
     size_t per_layer = t * (C + 1 + QD + 2 * KD + NH + NKV + QD + KD + QD + NH + 2 * C + 1 + 3 * I);
-    size_t total = L * per_layer + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C + 4 * t +
+    size_t total = slots * per_layer + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C + 4 * t +
                    2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
     a->fmem = dev_alloc(total * sizeof(float));
     float *it = a->fmem;
     a->layers = xcalloc(L, sizeof *a->layers);
-    for (size_t l = 0; l < L; l++) {
+    for (size_t l = 0; l < slots; l++) {
         GpuLayer *y = &a->layers[l];
         y->ln1 = carve(&it, t * C);
         y->rstd1 = carve(&it, t);
@@ -218,6 +222,7 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk) {
         y->up = carve(&it, t * I);
         y->h = carve(&it, t * I);
     }
+    for (size_t l = slots; l < L; l++) a->layers[l] = a->layers[0];
     a->res = carve(&it, (L + 1) * t * C);
     a->xf = carve(&it, t * C);
     a->rstdf = carve(&it, t);
@@ -445,9 +450,9 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
     int T = b->T, C = c->hidden_size, V = c->vocab_size, L = c->num_layers, D = c->head_dim;
     if (m->vocab_chunk < 1) die_runtime("qwen3_gpu_forward: vocab_chunk must be positive");
     int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
-    if (!g->acts || g->acts->T_cap < T || g->acts->chunk_cap < chunk) {
+    if (!g->acts || g->acts->T_cap < T || g->acts->chunk_cap < chunk || g->acts->recompute != m->recompute) {
         acts_free(g);
-        acts_new(g, T, chunk);
+        acts_new(g, T, chunk, m->recompute);
     }
     GpuActs *A = g->acts;
     cudaStream_t s = g->stream;
@@ -561,6 +566,8 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
     for (int l = L - 1; l >= 0; l--) {
         const GpuLayer *a = &A->layers[l];
         const float *x_in = A->res + (size_t)l * T * C;
+        /* recomputing: this layer's activations again, into the one slot */
+        if (A->recompute) layer_forward(g, l, a, x_in, A->res + (size_t)(l + 1) * T * C);
 
         /* MLP: dres is the gradient of this layer's output */
         cuda_matmul_backward(g->blas, A->dh, gr->wdown + (size_t)l * C * I, op_a(g, A->dres, (size_t)T * C),

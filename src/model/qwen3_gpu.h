@@ -10,8 +10,10 @@
  * (QWEN3_GPU_BF16, the production setting) or stay fp32 (QWEN3_GPU_F32, the
  * parity reference); everything else is fp32.
  *
- * Scope of this part: one GPU, tensor parallel size 1, activations kept
- * for every layer (no recomputation). Only defined in the CUDA build
+ * Scope of this part: one GPU, tensor parallel size 1. Activations are
+ * kept for every layer, or, when the host model's `recompute` is set at the
+ * forward pass, only each layer's input: backward runs the layer again into
+ * one shared slot, as qwen3.c does. Only defined in the CUDA build
  * (TAU2_HAVE_CUDA); every call needs a CUDA device.
  */
 #ifndef TAU2_MODEL_QWEN3_GPU_H

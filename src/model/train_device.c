@@ -37,20 +37,15 @@ const char *train_device_kind_name(TrainDeviceKind kind) {
     return (unsigned)kind < sizeof KIND_NAMES / sizeof KIND_NAMES[0] ? KIND_NAMES[kind] : "?";
 }
 
-int train_device_check(TrainDeviceKind kind, int tp, bool recompute, char *err, size_t errlen) {
+int train_device_check(TrainDeviceKind kind, int tp, char *err, size_t errlen) {
     if (kind != TRAIN_DEVICE_CUDA) return 0;
 #ifndef TAU2_HAVE_CUDA
-    (void)tp, (void)recompute;
+    (void)tp;
     snprintf(err, errlen, "this build has no CUDA backend (configure with -DTAU2_CUDA=ON on a machine with nvcc)");
     return -1;
 #else
     if (tp > 1) {
         snprintf(err, errlen, "tensor_parallel %d: the GPU training step runs at tensor_parallel 1 only so far", tp);
-        return -1;
-    }
-    if (recompute) {
-        snprintf(err, errlen, "recompute_activations: the GPU training step keeps every layer's activations "
-                              "(set it to false)");
         return -1;
     }
     if (cuda_device_count() < 1) {
@@ -97,7 +92,7 @@ static void send_host_state(TrainDevice *d) {
 
 TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
     char err[512];
-    if (train_device_check(kind, m->shard.size, m->recompute, err, sizeof err) != 0)
+    if (train_device_check(kind, m->shard.size, err, sizeof err) != 0)
         die_runtime("train_device_new: %s", err);
     (void)node_rank; /* the CUDA kind's only */
     TrainDevice *d = xcalloc(1, sizeof *d);

@@ -49,11 +49,10 @@ typedef struct TrainDevice TrainDevice;
 int train_device_kind_parse(const char *name, TrainDeviceKind *out);
 const char *train_device_kind_name(TrainDeviceKind kind);
 
-/* 0 when this build and machine can run kind for a model of TP size tp
- * with the given activation recomputation, else -1 with err saying why
- * (no CUDA in this build, no GPU visible, TP or recomputation not built for
- * the GPU yet). */
-int train_device_check(TrainDeviceKind kind, int tp, bool recompute, char *err, size_t errlen);
+/* 0 when this build and machine can run kind for a model of TP size tp,
+ * else -1 with err saying why (no CUDA in this build, no GPU visible, TP
+ * not built for the GPU yet). */
+int train_device_check(TrainDeviceKind kind, int tp, char *err, size_t errlen);
 
 /* A device for host model m (borrowed; it must outlive the device), with
  * m's weights, and its moments when it has them, on it. node_rank: this

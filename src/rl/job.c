@@ -154,7 +154,7 @@ static void setup_models(Job *j) {
     /* collective over the job's ranks, so every rank asks */
     j->node_rank = j->train_device == TRAIN_DEVICE_CUDA ? comm_node_rank(j->work) : 0;
     if (j->lay.is_trainer &&
-        train_device_check(j->train_device, c->tensor_parallel, c->recompute_activations, err, sizeof err) != 0)
+        train_device_check(j->train_device, c->tensor_parallel, err, sizeof err) != 0)
         die_input("%s: field 'train_device': %s", c->path, err);
     if (j->lay.is_trainer) {
         j->policy = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);

@@ -7,6 +7,8 @@
  * entropy term), AdamW's moments and step count brought back, and a fresh
  * engine resumed from the CPU's weights and moments taking a fourth step
  * with gradients sent to the host and back (what train_device.c does).
+ * Each in fp32 and bf16 math; two of them again with activation
+ * recomputation on the GPU.
  *
  * Two models: tied embeddings with a vocabulary that is not a multiple of
  * anything (1003), and an untied head; both with 4 query heads over 2 kv
@@ -159,16 +161,20 @@ static void gpu_micro(Qwen3Gpu *g, Batch *b, bool with_dent, float *lp, float *e
     qwen3_gpu_backward(g, b->dlogprob, with_dent ? b->dentropy : NULL);
 }
 
-static void test_model(const char *name, const Qwen3Config *cfg, Qwen3GpuMath math) {
+/* recompute: the GPU engine keeps one layer's activations and runs each
+ * layer again in backward (the CPU reference keeps them all: the CPU's
+ * recomputation is bit-identical, test_qwen3 checks that). */
+static void test_model(const char *name, const Qwen3Config *cfg, Qwen3GpuMath math, bool recompute) {
     bool f32 = math == QWEN3_GPU_F32;
     double tol_out = f32 ? 1e-4 : 1e-2, tol_grad = f32 ? 1e-3 : 3e-2, tol_w = f32 ? 1e-4 : 1e-3;
-    char model[32];
-    snprintf(model, sizeof model, "%s/%s", name, f32 ? "f32" : "bf16");
+    char model[40];
+    snprintf(model, sizeof model, "%s/%s%s", name, f32 ? "f32" : "bf16", recompute ? "/rc" : "");
 
     uint64_t seed = g_rng;
     Qwen3 *cpu = random_model(cfg);
     g_rng = seed;
     Qwen3 *host = random_model(cfg); /* the GPU engine's host model: the same weights */
+    host->recompute = recompute;
     Qwen3Gpu *gpu = qwen3_gpu_new(host, 0, math);
 
     int lens[3] = {23, 17, 30};
@@ -271,10 +277,12 @@ int main(void) {
     untied.num_layers = 3;
     untied.head_dim = 32;
 
-    test_model("tied", &tied, QWEN3_GPU_F32);
-    test_model("untied", &untied, QWEN3_GPU_F32);
-    test_model("tied", &tied, QWEN3_GPU_BF16);
-    test_model("untied", &untied, QWEN3_GPU_BF16);
+    test_model("tied", &tied, QWEN3_GPU_F32, false);
+    test_model("untied", &untied, QWEN3_GPU_F32, false);
+    test_model("tied", &tied, QWEN3_GPU_BF16, false);
+    test_model("untied", &untied, QWEN3_GPU_BF16, false);
+    test_model("untied", &untied, QWEN3_GPU_F32, true);
+    test_model("tied", &tied, QWEN3_GPU_BF16, true);
 
     printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
     return g_failures ? 1 : 0;
