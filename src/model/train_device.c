@@ -33,10 +33,6 @@ int train_device_kind_parse(const char *name, TrainDeviceKind *out) {
     return -1;
 }
 
-const char *train_device_kind_name(TrainDeviceKind kind) {
-    return (unsigned)kind < sizeof KIND_NAMES / sizeof KIND_NAMES[0] ? KIND_NAMES[kind] : "?";
-}
-
 int train_device_check(TrainDeviceKind kind, int tp, char *err, size_t errlen) {
     if (kind != TRAIN_DEVICE_CUDA) return 0;
 #ifndef TAU2_HAVE_CUDA
@@ -124,8 +120,6 @@ void train_device_free(TrainDevice *d) {
 #endif
     free(d);
 }
-
-TrainDeviceKind train_device_kind(const TrainDevice *d) { return d->kind; }
 
 Qwen3 *train_device_host(const TrainDevice *d) { return d->host; }
 

@@ -47,7 +47,6 @@ typedef struct TrainDevice TrainDevice;
 
 /* The kind a config names ("cpu", "cuda", "cpu_mirror"); -1 when unknown. */
 int train_device_kind_parse(const char *name, TrainDeviceKind *out);
-const char *train_device_kind_name(TrainDeviceKind kind);
 
 /* 0 when this build and machine can run kind for a model of TP size tp,
  * else -1 with err saying why (no CUDA in this build, no GPU visible, TP
@@ -61,7 +60,6 @@ int train_device_check(TrainDeviceKind kind, int tp, char *err, size_t errlen);
  * fails. */
 TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank);
 void train_device_free(TrainDevice *d);
-TrainDeviceKind train_device_kind(const TrainDevice *d);
 /* The host model of record (borrowed). */
 Qwen3 *train_device_host(const TrainDevice *d);
 
