@@ -160,8 +160,8 @@ static void dp_grads(TrainDevice *m, Comm *dp) {
     train_device_put_grads(m);
 }
 
-void train_grpo_update(TrainDevice *m, TrainDevice *ref, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
-                       TrainReport *out) {
+void train_grpo_update(TrainDevice *m, TrainDevice *ref, Comm *dp, const TrainSeq *seqs, int n,
+                       const TrainOptions *o, float lr, TrainReport *out) {
     if (o->loss.kl_coef != 0.0 && !ref) die_runtime("train_grpo_update: kl_coef %g needs a reference model", o->loss.kl_coef);
     int dp_rank = dp ? dp->rank : 0, dp_size = dp ? dp->size : 1;
     GrpoCtx c = {.m = m, .ref = ref, .o = o, .count = grpo_update_count(&o->loss, seqs, n)};

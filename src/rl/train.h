@@ -54,8 +54,8 @@ typedef struct {
  * rank), run on the policy's train device m. ref (may be NULL when
  * loss.kl_coef == 0) is the frozen reference policy's device, with the same
  * sharding. lr is this update's learning rate. */
-void train_grpo_update(TrainDevice *m, TrainDevice *ref, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
-                       TrainReport *out);
+void train_grpo_update(TrainDevice *m, TrainDevice *ref, Comm *dp, const TrainSeq *seqs, int n,
+                       const TrainOptions *o, float lr, TrainReport *out);
 
 /* An SFT update: mean −logprob over every masked token of seqs[0, n). */
 void train_sft_update(TrainDevice *m, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,
