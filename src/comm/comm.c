@@ -181,20 +181,11 @@ int comm_node_rank(Comm *c) {
     if (c->size == 1) return 0;
     char name[NODE_NAME_BYTES] = {0};
     if (gethostname(name, sizeof name - 1) != 0) die_runtime("comm_node_rank: gethostname failed");
-    char *all = NULL;
-    size_t *counts = xmalloc((size_t)c->size * sizeof *counts);
-    comm_gatherv_bytes(c, name, sizeof name, 0, &all, counts);
-    int32_t *node_rank = xcalloc((size_t)c->size, sizeof *node_rank);
-    if (c->rank == 0) {
-        for (int r = 0; r < c->size; r++)
-            for (int q = 0; q < r; q++)
-                if (memcmp(all + (size_t)q * NODE_NAME_BYTES, all + (size_t)r * NODE_NAME_BYTES, NODE_NAME_BYTES) == 0)
-                    node_rank[r]++;
-    }
-    comm_broadcast(c, node_rank, (size_t)c->size * sizeof *node_rank, 0);
-    int mine = node_rank[c->rank];
-    free(node_rank);
-    free(counts);
+    char *all = xmalloc((size_t)c->size * NODE_NAME_BYTES);
+    c->ops->allgather(c, name, all, NODE_NAME_BYTES / 4, COMM_I32);
+    int mine = 0; /* the lower ranks with this rank's host name */
+    for (int q = 0; q < c->rank; q++)
+        if (memcmp(all + (size_t)q * NODE_NAME_BYTES, name, NODE_NAME_BYTES) == 0) mine++;
     free(all);
     return mine;
 }

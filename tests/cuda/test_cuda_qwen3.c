@@ -124,27 +124,6 @@ static Qwen3 *random_model(const Qwen3Config *cfg) {
     return m;
 }
 
-/* One training step on the CPU engine; fills logprob, entropy; returns the grad norm. */
-static float cpu_step(Qwen3 *m, Batch *b, const Qwen3AdamW *opt, float *lp, float *ent, float *grads_out) {
-    Qwen3Batch qb = {b->T, b->n_seqs, b->tokens, b->targets, b->seq_start, b->head_mask};
-    qwen3_zero_grad(m);
-    qwen3_forward(m, &qb, lp, ent);
-    qwen3_sft_loss(lp, b->mask, b->T, b->dlogprob);
-    qwen3_backward(m, b->dlogprob, b->dentropy);
-    if (grads_out) memcpy(grads_out, m->grads_memory, m->num_parameters * sizeof(float));
-    return qwen3_adamw_step(m, opt, 1e-3f);
-}
-
-static float gpu_step(Qwen3Gpu *g, Batch *b, const Qwen3AdamW *opt, float *lp, float *ent, float *grads_out) {
-    Qwen3Batch qb = {b->T, b->n_seqs, b->tokens, b->targets, b->seq_start, b->head_mask};
-    qwen3_gpu_zero_grad(g);
-    qwen3_gpu_forward(g, &qb, lp, ent);
-    qwen3_sft_loss(lp, b->mask, b->T, b->dlogprob);
-    qwen3_gpu_backward(g, b->dlogprob, b->dentropy);
-    if (grads_out) qwen3_gpu_download_grads(g, grads_out);
-    return qwen3_gpu_adamw_step(g, opt, 1e-3f);
-}
-
 /* Forward, loss and backward of one micro-batch, adding into the gradients;
  * with_dent: the entropy bonus too. */
 static void cpu_micro(Qwen3 *m, Batch *b, bool with_dent, float *lp, float *ent) {
@@ -159,6 +138,22 @@ static void gpu_micro(Qwen3Gpu *g, Batch *b, bool with_dent, float *lp, float *e
     qwen3_gpu_forward(g, &qb, lp, ent);
     qwen3_sft_loss(lp, b->mask, b->T, b->dlogprob);
     qwen3_gpu_backward(g, b->dlogprob, with_dent ? b->dentropy : NULL);
+}
+
+/* One training step (one micro-batch with the entropy bonus) on the CPU
+ * engine; fills logprob, entropy; returns the grad norm. */
+static float cpu_step(Qwen3 *m, Batch *b, const Qwen3AdamW *opt, float *lp, float *ent, float *grads_out) {
+    qwen3_zero_grad(m);
+    cpu_micro(m, b, true, lp, ent);
+    if (grads_out) memcpy(grads_out, m->grads_memory, m->num_parameters * sizeof(float));
+    return qwen3_adamw_step(m, opt, 1e-3f);
+}
+
+static float gpu_step(Qwen3Gpu *g, Batch *b, const Qwen3AdamW *opt, float *lp, float *ent, float *grads_out) {
+    qwen3_gpu_zero_grad(g);
+    gpu_micro(g, b, true, lp, ent);
+    if (grads_out) qwen3_gpu_download_grads(g, grads_out);
+    return qwen3_gpu_adamw_step(g, opt, 1e-3f);
 }
 
 /* recompute: the GPU engine keeps one layer's activations and runs each
