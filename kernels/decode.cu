@@ -12,6 +12,8 @@
  *   - keys and values are staged through shared memory in tiles of 32 rows,
  *     each row (D contiguous floats) read by consecutive threads: coalesced.
  */
+#include <cuda_bf16.h>
+
 #include "common.cuh"
 
 #define DEC_TILE 32          /* keys per shared-memory tile */
@@ -20,10 +22,16 @@
 #define DEC_MAX_REP 16       /* query heads per kv head */
 #define DEC_ACC 16           /* accumulators per thread: rep * D <= DEC_THREADS * DEC_ACC */
 
+/* A cached value as fp32: the cache holds fp32 (the CPU engine's layout)
+ * or bf16 (the GPU engine's). */
+__device__ __forceinline__ float kv_load(const float *p) { return *p; }
+__device__ __forceinline__ float kv_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+
 /* Grid (n_splits, NKV, R). Partial results per (row, head, split):
  * pm, pl (max and sum of exp(score - max)) and pacc (D, unnormalized). */
+template <typename KV>
 __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
-    float *pm, float *pl, float *pacc, const float *q, const float *kv, const int32_t *block_tables, int max_blocks,
+    float *pm, float *pl, float *pacc, const float *q, const KV *kv, const int32_t *block_tables, int max_blocks,
     const int32_t *pos, int NH, int NKV, int D, int block_size, size_t block_stride, size_t k_off, size_t v_off,
     int n_splits, float scale) {
     extern __shared__ float smem[];
@@ -57,10 +65,10 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
         __syncthreads();
         for (int idx = threadIdx.x; idx < nt * D; idx += DEC_THREADS) {
             int i = idx / D, d = idx % D, j = t0 + i;
-            const float *blk = kv + (size_t)table[j / block_size] * block_stride;
+            const KV *blk = kv + (size_t)table[j / block_size] * block_stride;
             size_t slot = ((size_t)(j % block_size) * NKV + g) * D + d;
-            Ks[i * (D + 1) + d] = blk[k_off + slot];
-            Vs[i * D + d] = blk[v_off + slot];
+            Ks[i * (D + 1) + d] = kv_load(blk + k_off + slot);
+            Vs[i * D + d] = kv_load(blk + v_off + slot);
         }
         __syncthreads();
         /* scores: one thread per (head, key); the key row is read with an odd
@@ -143,10 +151,10 @@ __global__ static void decode_merge_kernel(float *out, const float *pm, const fl
     }
 }
 
-extern "C" void cuda_decode_attention(float *out, const float *q, const float *kv, const int32_t *block_tables,
-                                      int max_blocks, const int32_t *pos, int R, int NH, int NKV, int D,
-                                      int block_size, size_t block_stride, size_t k_off, size_t v_off, int max_len,
-                                      cudaStream_t stream) {
+template <typename KV>
+static void decode_attention(float *out, const float *q, const KV *kv, const int32_t *block_tables, int max_blocks,
+                             const int32_t *pos, int R, int NH, int NKV, int D, int block_size, size_t block_stride,
+                             size_t k_off, size_t v_off, int max_len, cudaStream_t stream) {
     if (R <= 0) return;
     int rep = NKV > 0 ? NH / NKV : 0;
     if (NKV < 1 || NH % NKV != 0 || rep > DEC_MAX_REP || rep * D > DEC_THREADS * DEC_ACC || max_len < 1) {
@@ -162,15 +170,58 @@ extern "C" void cuda_decode_attention(float *out, const float *q, const float *k
     cuda_check(cudaMallocAsync((void **)&pacc, parts * D * sizeof(float), stream));
     size_t smem = ((size_t)rep * D + DEC_TILE * (D + 1) + DEC_TILE * D + rep * DEC_TILE + 3 * rep) * sizeof(float);
     if (smem > 48 * 1024)
-        cuda_check(cudaFuncSetAttribute(decode_partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        cuda_check(cudaFuncSetAttribute(decode_partial_kernel<KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
     dim3 grid(n_splits, NKV, R);
-    decode_partial_kernel<<<grid, DEC_THREADS, smem, stream>>>(pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH,
-                                                               NKV, D, block_size, block_stride, k_off, v_off,
-                                                               n_splits, 1.0f / sqrtf((float)D));
+    decode_partial_kernel<KV><<<grid, DEC_THREADS, smem, stream>>>(pm, pl, pacc, q, kv, block_tables, max_blocks, pos,
+                                                                   NH, NKV, D, block_size, block_stride, k_off, v_off,
+                                                                   n_splits, 1.0f / sqrtf((float)D));
     cuda_check_launch();
     decode_merge_kernel<<<dim3(NH, R), D < 128 ? 64 : 128, 0, stream>>>(out, pm, pl, pacc, NH, D, n_splits);
     cuda_check_launch();
     cuda_check(cudaFreeAsync(pm, stream));
     cuda_check(cudaFreeAsync(pl, stream));
     cuda_check(cudaFreeAsync(pacc, stream));
+}
+
+extern "C" void cuda_decode_attention(float *out, const float *q, const float *kv, const int32_t *block_tables,
+                                      int max_blocks, const int32_t *pos, int R, int NH, int NKV, int D,
+                                      int block_size, size_t block_stride, size_t k_off, size_t v_off, int max_len,
+                                      cudaStream_t stream) {
+    decode_attention(out, q, kv, block_tables, max_blocks, pos, R, NH, NKV, D, block_size, block_stride, k_off, v_off,
+                     max_len, stream);
+}
+
+extern "C" void cuda_decode_attention_bf16(float *out, const float *q, const uint16_t *kv,
+                                           const int32_t *block_tables, int max_blocks, const int32_t *pos, int R,
+                                           int NH, int NKV, int D, int block_size, size_t block_stride, size_t k_off,
+                                           size_t v_off, int max_len, cudaStream_t stream) {
+    decode_attention(out, q, (const __nv_bfloat16 *)kv, block_tables, max_blocks, pos, R, NH, NKV, D, block_size,
+                     block_stride, k_off, v_off, max_len, stream);
+}
+
+/* Grid-stride over (R, NKV, D): each row's key and value element to its slot. */
+__global__ static void kv_write_kernel(__nv_bfloat16 *kv, const float *k, const float *v, const int32_t *block_tables,
+                                       int max_blocks, const int32_t *pos, int R, int NKV, int D, int block_size,
+                                       size_t block_stride, size_t k_off, size_t v_off) {
+    long n = (long)R * NKV * D;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        int r = (int)(i / ((long)NKV * D));
+        long hd = i % ((long)NKV * D); /* kv head and column within the row */
+        int p = pos[r];
+        __nv_bfloat16 *blk = kv + (size_t)block_tables[(size_t)r * max_blocks + p / block_size] * block_stride;
+        size_t slot = (size_t)(p % block_size) * NKV * D + hd;
+        blk[k_off + slot] = __float2bfloat16_rn(k[i]);
+        blk[v_off + slot] = __float2bfloat16_rn(v[i]);
+    }
+}
+
+extern "C" void cuda_kv_cache_write_bf16(uint16_t *kv, const float *k, const float *v, const int32_t *block_tables,
+                                         int max_blocks, const int32_t *pos, int R, int NKV, int D, int block_size,
+                                         size_t block_stride, size_t k_off, size_t v_off, cudaStream_t stream) {
+    long n = (long)R * NKV * D;
+    if (n <= 0) return;
+    kv_write_kernel<<<grid_for(n, 256), 256, 0, stream>>>((__nv_bfloat16 *)kv, k, v, block_tables, max_blocks, pos, R,
+                                                          NKV, D, block_size, block_stride, k_off, v_off);
+    cuda_check_launch();
 }

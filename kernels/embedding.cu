@@ -2,6 +2,8 @@
  * table or this rank's vocab shard [v0, v0 + Vs). */
 #include <limits.h>
 
+#include <cuda_bf16.h>
+
 #include "common.cuh"
 
 /* One block per token, threads across the row: reads and writes of a row
@@ -15,6 +17,14 @@ __global__ static void embedding_forward_kernel(float *out, const int32_t *token
     float *o = out + (size_t)t * C;
     const float *src = table + (size_t)(in ? row : 0) * C;
     for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = in ? src[c] : 0.0f;
+}
+
+__global__ static void embedding_forward_bf16_kernel(float *out, const int32_t *tokens, const __nv_bfloat16 *table,
+                                                     int C) {
+    int t = blockIdx.x;
+    float *o = out + (size_t)t * C;
+    const __nv_bfloat16 *src = table + (size_t)tokens[t] * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = __bfloat162float(src[c]);
 }
 
 /* One block per token. A deterministic scatter would need the tokens sorted
@@ -49,6 +59,14 @@ extern "C" void cuda_embedding_backward_shard(float *dtable, const float *dout, 
 extern "C" void cuda_embedding_forward(float *out, const int32_t *tokens, const float *table, int T, int C,
                                        cudaStream_t stream) {
     cuda_embedding_forward_shard(out, tokens, table, T, C, 0, INT_MAX, stream);
+}
+
+extern "C" void cuda_embedding_forward_bf16(float *out, const int32_t *tokens, const uint16_t *table, int T, int C,
+                                            cudaStream_t stream) {
+    if (T <= 0) return;
+    embedding_forward_bf16_kernel<<<T, row_threads(C), 0, stream>>>(out, tokens, (const __nv_bfloat16 *)table,
+                                                                   C);
+    cuda_check_launch();
 }
 
 extern "C" void cuda_embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int T, int C,

@@ -57,6 +57,9 @@ void cuda_bf16_to_f32(float *out /* (N) */, const uint16_t *x /* (N) */, long N,
 
 void cuda_embedding_forward(float *out /* (T, C) */, const int32_t *tokens /* (T) */,
                             const float *table /* (V, C) */, int T, int C, cudaStream_t stream);
+/* The lookup from a bf16 table (the inference engine's weights), rows out in fp32. */
+void cuda_embedding_forward_bf16(float *out /* (T, C) */, const int32_t *tokens /* (T) */,
+                                 const uint16_t *table /* (V, C) */, int T, int C, cudaStream_t stream);
 /* dtable[tokens[t]] += dout[t]. A token repeated in the batch adds its rows
  * with atomicAdd: the order of those additions varies between runs (the
  * last bits of that row's gradient may too); rows of tokens seen once are
@@ -140,6 +143,41 @@ void cuda_decode_attention(float *out /* (R, NH, D) */, const float *q /* (R, NH
                            const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
                            const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
                            size_t block_stride, size_t k_off, size_t v_off, int max_len, cudaStream_t stream);
+
+/* The same attention over a bf16 cache (the production layout: half the
+ * bytes per step), scores and sums in fp32. */
+void cuda_decode_attention_bf16(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const uint16_t *kv,
+                                const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
+                                const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
+                                size_t block_stride, size_t k_off, size_t v_off, int max_len, cudaStream_t stream);
+/* Write row r's key and value (fp32, converted to bf16) into its cache slot:
+ * position pos[r] of the sequence whose block table is row r's (the layout
+ * of cuda_decode_attention, elements of kv counted in bf16 values). */
+void cuda_kv_cache_write_bf16(uint16_t *kv, const float *k /* (R, NKV, D) */, const float *v /* (R, NKV, D) */,
+                              const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
+                              const int32_t *pos /* (R) */, int R, int NKV, int D, int block_size,
+                              size_t block_stride, size_t k_off, size_t v_off, cudaStream_t stream);
+
+/* ---- sampling (twin: sample_token in src/model/sample.c) ---- */
+
+/* A row's sampling parameters, the fields of SampleParams (sample.h). */
+typedef struct {
+    float temperature; /* >= 0; 0: greedy */
+    float top_p;       /* (0, 1]; 1: off */
+    int top_k;         /* >= 0; 0: off */
+} CudaSampleParams;
+
+/* One token per row of logits, sample_token's rules: temperature 0 is the
+ * argmax (lower id on ties); otherwise w = exp((z - max) / temperature), the
+ * kept set is the tokens ranked (larger w first, lower id on ties) below
+ * top_k whose mass ranked above them is <= top_p * sum(w), and the draw
+ * inverts the kept tokens' cumulative distribution at u[r] * their mass:
+ * in id order when nothing is truncated, in rank order otherwise.
+ * logprobs[r] = log_softmax(logits[r])[ids[r]] at temperature 1. All
+ * arguments are device pointers; the host reads only ids and logprobs. */
+void cuda_sample(int32_t *ids /* (R) */, float *logprobs /* (R) */, const float *logits /* (R, V) */,
+                 const CudaSampleParams *params /* (R) */, const double *u /* (R) */, int R, int V,
+                 cudaStream_t stream);
 
 /* ---- SwiGLU and residual (twin: swiglu_forward/backward, residual_add) ---- */
 

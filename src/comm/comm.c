@@ -170,6 +170,15 @@ void comm_broadcast(Comm *c, void *buf, size_t bytes, int root) {
     if (c->size > 1 && bytes) c->ops->broadcast(c, buf, bytes, root);
 }
 
+void comm_broadcast_buckets(Comm *c, void *buf, size_t bytes, size_t bucket_bytes, int root) {
+    check_root(c, root, "comm_broadcast_buckets");
+    if (bucket_bytes == 0) die_runtime("comm_broadcast_buckets: bucket size must be positive");
+    for (size_t off = 0; off < bytes; off += bucket_bytes) {
+        size_t n = bytes - off < bucket_bytes ? bytes - off : bucket_bytes;
+        comm_broadcast(c, (char *)buf + off, n, root);
+    }
+}
+
 void comm_barrier(Comm *c) {
     if (c->size > 1) c->ops->barrier(c);
 }

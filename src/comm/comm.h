@@ -105,6 +105,11 @@ void comm_gather_f32(Comm *c, const float *send, float *recv, size_t n, int root
 void comm_gatherv_bytes(Comm *c, const void *send, size_t n, int root, char **out, size_t *counts);
 /* bytes of buf from root to every rank. */
 void comm_broadcast(Comm *c, void *buf, size_t bytes, int root);
+/* The same in flattened buckets of at most bucket_bytes (> 0), one
+ * broadcast each, in order: a large buffer (a model's weights) never needs
+ * a staging copy or a message of more than a bucket, and the backend can
+ * pipeline one bucket's transfer behind the next. */
+void comm_broadcast_buckets(Comm *c, void *buf, size_t bytes, size_t bucket_bytes, int root);
 void comm_barrier(Comm *c);
 
 /* This rank's index among the ranks of c on the same node (same host

@@ -23,17 +23,13 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/sbuf.h"
+#include "model/kv_blocks.h"
 #include "model/layers_cpu.h"
 #include "model/linear_rows.h"
 
 #define ATT_MAX_D 512
 /* Keys per step of the decode attention's online softmax. */
 #define ATT_KEY_TILE 64
-/* A new sequence's first chunk of at least this many tokens (a prompt) runs
- * the training kernel's flash attention (sgemm tiles) within itself: a
- * prompt of T tokens costs T^2/2 dot products either way, and the tiles do
- * them several times faster than one query at a time. */
-#define ATT_FLASH_MIN_ROWS 64
 
 /* a . b over n floats as eight interleaved partial sums added in a fixed
  * order: the compiler can keep the eight in one vector register without
@@ -119,13 +115,6 @@ static void attention_paged(float *out /* (R, NH, D) */, const float *q /* (R, N
 
 /* ================================================================ engine */
 
-typedef struct {
-    bool live;
-    int len;          /* tokens in the cache */
-    int32_t *blocks;  /* (n_blocks) block table */
-    int n_blocks, cap_blocks;
-} InferSeq;
-
 /* Per-call scratch, grown to the largest call. */
 typedef struct {
     int cap_rows, cap_chunks;
@@ -150,13 +139,10 @@ struct InferEngine {
     int32_t *op_buf;            /* leader: a forward's chunks packed for the followers */
     size_t op_cap;
     float eps;
-    int block_size, n_blocks, max_seqs, max_len;
+    int block_size, max_len;
     size_t block_stride; /* floats per block: L * 2 * block_size * NKV * D */
-    float *kv;           /* (n_blocks, L, 2, block_size, NKV, D) */
-    int32_t *refs;       /* (n_blocks) */
-    int32_t *free_list;  /* (n_blocks) stack of free block ids */
-    int n_free;
-    InferSeq *seqs;      /* (max_seqs) */
+    float *kv;           /* (kb.n_blocks, L, 2, block_size, NKV, D) */
+    KvBlocks kb;         /* sequences and their block tables */
     float *rope_cos, *rope_sin; /* (max_len, D/2) */
     InferScratch s;
 };
@@ -215,17 +201,11 @@ static InferEngine *engine_create(const Qwen3 *model, const InferOptions *opt, C
     e->lead = lead;
     e->eps = c->rms_norm_eps;
     e->block_size = bs;
-    e->n_blocks = (int)(((long)opt->kv_tokens + bs - 1) / bs);
-    e->max_seqs = opt->max_seqs > 0 ? opt->max_seqs : 1024;
     e->max_len = max_len;
     e->block_stride = (size_t)e->L * 2 * bs * e->NKV * e->D;
-    e->kv = xmalloc((size_t)e->n_blocks * e->block_stride * sizeof(float));
-    e->refs = xcalloc((size_t)e->n_blocks, sizeof(int32_t));
-    e->free_list = xmalloc((size_t)e->n_blocks * sizeof(int32_t));
-    /* Pop order 0, 1, 2, ...: the stack holds the highest id at the bottom. */
-    for (int i = 0; i < e->n_blocks; i++) e->free_list[i] = e->n_blocks - 1 - i;
-    e->n_free = e->n_blocks;
-    e->seqs = xcalloc((size_t)e->max_seqs, sizeof(InferSeq));
+    int n_blocks = (int)(((long)opt->kv_tokens + bs - 1) / bs);
+    kv_blocks_init(&e->kb, n_blocks, bs, opt->max_seqs > 0 ? opt->max_seqs : 1024);
+    e->kv = xmalloc((size_t)n_blocks * e->block_stride * sizeof(float));
     e->rope_cos = xmalloc((size_t)max_len * (e->D / 2) * sizeof(float));
     e->rope_sin = xmalloc((size_t)max_len * (e->D / 2) * sizeof(float));
     rope_tables(e->rope_cos, e->rope_sin, max_len, e->D, c->rope_theta);
@@ -251,7 +231,7 @@ InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, s
         return NULL;
     }
     InferEngine *e = engine_create(model, opt, group, group != NULL);
-    if (e->lead) op_send(group, OP_NEW, opt->kv_tokens, e->block_size, e->max_seqs, e->max_len);
+    if (e->lead) op_send(group, OP_NEW, opt->kv_tokens, e->block_size, e->kb.max_seqs, e->max_len);
     return e;
 }
 
@@ -275,11 +255,8 @@ static void scratch_free(InferScratch *s) {
 static void engine_destroy(InferEngine *e) {
     if (!e) return;
     free(e->op_buf);
-    for (int i = 0; i < e->max_seqs; i++) free(e->seqs[i].blocks);
-    free(e->seqs);
+    kv_blocks_free(&e->kb);
     free(e->kv);
-    free(e->refs);
-    free(e->free_list);
     free(e->rope_cos);
     free(e->rope_sin);
     scratch_free(&e->s);
@@ -337,126 +314,50 @@ static void scratch_reserve(InferEngine *e, int rows, int chunks) {
     }
 }
 
-/* ---- sequences and blocks ---- */
-
-static int seq_slot(InferEngine *e, char *err, size_t errlen) {
-    for (int i = 0; i < e->max_seqs; i++) {
-        if (!e->seqs[i].live) return i;
-    }
-    return set_err(err, errlen, "inference: all %d sequence slots are in use (max_seqs)", e->max_seqs);
-}
-
-static int seq_new_local(InferEngine *e, char *err, size_t errlen) {
-    int id = seq_slot(e, err, errlen);
-    if (id < 0) return -1;
-    InferSeq *s = &e->seqs[id];
-    s->live = true;
-    s->len = 0;
-    s->n_blocks = 0;
-    return id;
-}
+/* ---- sequences (kv_blocks.c), sent to the followers ---- */
 
 int infer_seq_new(InferEngine *e, char *err, size_t errlen) {
-    int id = seq_new_local(e, err, errlen);
+    int id = kv_seq_new(&e->kb, err, errlen);
     if (id >= 0 && e->lead) op_send(e->group, OP_SEQ_NEW, id, 0, 0, 0);
     return id;
 }
 
-static bool seq_ok(const InferEngine *e, int seq) {
-    return seq >= 0 && seq < e->max_seqs && e->seqs[seq].live;
-}
-
-static void seq_push_block(InferSeq *s, int32_t b) {
-    if (s->n_blocks == s->cap_blocks) {
-        s->cap_blocks = s->cap_blocks ? 2 * s->cap_blocks : 8;
-        s->blocks = xrealloc(s->blocks, (size_t)s->cap_blocks * sizeof(int32_t));
-    }
-    s->blocks[s->n_blocks++] = b;
-}
-
-static int seq_fork_local(InferEngine *e, int src, char *err, size_t errlen) {
-    if (!seq_ok(e, src)) return set_err(err, errlen, "inference: fork of unknown sequence %d", src);
-    int id = seq_new_local(e, err, errlen);
-    if (id < 0) return -1;
-    InferSeq *s = &e->seqs[src], *d = &e->seqs[id];
-    for (int i = 0; i < s->n_blocks; i++) {
-        seq_push_block(d, s->blocks[i]);
-        e->refs[s->blocks[i]]++;
-    }
-    d->len = s->len;
-    return id;
-}
-
 int infer_seq_fork(InferEngine *e, int src, char *err, size_t errlen) {
-    int id = seq_fork_local(e, src, err, errlen);
+    int id = kv_seq_fork(&e->kb, src, err, errlen);
     if (id >= 0 && e->lead) op_send(e->group, OP_SEQ_FORK, src, id, 0, 0);
     return id;
 }
 
-static void block_release(InferEngine *e, int32_t b) {
-    if (--e->refs[b] == 0) e->free_list[e->n_free++] = b;
-}
-
-static int32_t block_take(InferEngine *e) {
-    int32_t b = e->free_list[--e->n_free];
-    e->refs[b] = 1;
-    return b;
-}
-
-static void seq_free_local(InferEngine *e, int seq) {
-    if (!seq_ok(e, seq)) return;
-    InferSeq *s = &e->seqs[seq];
-    for (int i = 0; i < s->n_blocks; i++) block_release(e, s->blocks[i]);
-    s->n_blocks = 0;
-    s->len = 0;
-    s->live = false;
-}
-
 void infer_seq_free(InferEngine *e, int seq) {
-    if (!seq_ok(e, seq)) return;
+    if (!kv_seq_ok(&e->kb, seq)) return;
     if (e->lead) op_send(e->group, OP_SEQ_FREE, seq, 0, 0, 0);
-    seq_free_local(e, seq);
+    kv_seq_free(&e->kb, seq);
 }
 
 int infer_seq_len(const InferEngine *e, int seq) {
-    return seq_ok(e, seq) ? e->seqs[seq].len : -1;
+    return kv_seq_ok(&e->kb, seq) ? e->kb.seqs[seq].len : -1;
 }
 
 int infer_free_tokens(const InferEngine *e) {
-    return e->n_free * e->block_size;
+    return e->kb.n_free * e->block_size;
 }
 
 int infer_used_blocks(const InferEngine *e) {
-    return e->n_blocks - e->n_free;
+    return e->kb.n_blocks - e->kb.n_free;
 }
 
 int infer_block_size(const InferEngine *e) {
     return e->block_size;
 }
 
-/* Blocks seq needs to grow by n tokens: new blocks, plus a copy of its last
- * block when that is partly filled and shared (copy-on-write). */
-static int blocks_needed(const InferEngine *e, const InferSeq *s, int n) {
-    int bs = e->block_size;
-    int need = (s->len + n + bs - 1) / bs - s->n_blocks;
-    if (s->len % bs != 0 && e->refs[s->blocks[s->n_blocks - 1]] > 1) need++;
-    return need;
-}
-
-/* Make room for n more tokens; blocks_needed() <= n_free was checked. */
-static void seq_reserve(InferEngine *e, InferSeq *s, int n) {
-    int bs = e->block_size;
-    if (s->len % bs != 0) {
-        int32_t last = s->blocks[s->n_blocks - 1];
-        if (e->refs[last] > 1) {
-            int32_t copy = block_take(e);
-            memcpy(e->kv + (size_t)copy * e->block_stride, e->kv + (size_t)last * e->block_stride,
-                   e->block_stride * sizeof(float));
-            block_release(e, last);
-            s->blocks[s->n_blocks - 1] = copy;
-        }
+/* Make room for n more tokens of seq, copying a shared last block. */
+static void seq_reserve(InferEngine *e, int seq, int n) {
+    int32_t from, to;
+    kv_seq_reserve(&e->kb, seq, n, &from, &to);
+    if (from >= 0) {
+        memcpy(e->kv + (size_t)to * e->block_stride, e->kv + (size_t)from * e->block_stride,
+               e->block_stride * sizeof(float));
     }
-    while (s->n_blocks * bs < s->len + n) seq_push_block(s, block_take(e));
 }
 
 /* ---- forward ---- */
@@ -477,36 +378,7 @@ static void linear(const InferEngine *e, float *out /* (R, OC) */, const float *
 }
 
 static int check_chunks(const InferEngine *e, const InferChunk *chunks, int n_chunks, char *err, size_t errlen) {
-    int need = 0;
-    for (int i = 0; i < n_chunks; i++) {
-        const InferChunk *ch = &chunks[i];
-        if (!seq_ok(e, ch->seq)) return set_err(err, errlen, "inference: chunk %d: unknown sequence %d", i, ch->seq);
-        if (ch->n < 1) return set_err(err, errlen, "inference: chunk %d: no tokens", i);
-        for (int j = 0; j < i; j++) {
-            if (chunks[j].seq == ch->seq) {
-                return set_err(err, errlen, "inference: sequence %d appears in chunks %d and %d", ch->seq, j, i);
-            }
-        }
-        for (int t = 0; t < ch->n; t++) {
-            if (ch->ids[t] < 0 || ch->ids[t] >= e->V) {
-                return set_err(err, errlen, "inference: sequence %d: token id %d is outside the vocabulary (%d)",
-                               ch->seq, ch->ids[t], e->V);
-            }
-        }
-        const InferSeq *s = &e->seqs[ch->seq];
-        if (s->len + ch->n > e->max_len) {
-            return set_err(err, errlen, "inference: sequence %d: %d + %d tokens exceed the context length %d",
-                           ch->seq, s->len, ch->n, e->max_len);
-        }
-        need += blocks_needed(e, s, ch->n);
-    }
-    if (need > e->n_free) {
-        return set_err(err, errlen,
-                       "inference: KV cache budget exceeded: this step needs %d more blocks of %d tokens, %d of %d "
-                       "are free (kv_tokens = %d)",
-                       need, e->block_size, e->n_free, e->n_blocks, e->n_blocks * e->block_size);
-    }
-    return 0;
+    return kv_check_chunks(&e->kb, chunks, n_chunks, e->V, e->max_len, err, errlen);
 }
 
 /* Write rows' keys and values (after norm and RoPE) into their cache slots. */
@@ -554,9 +426,9 @@ static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks
         if (chunks[i].n < INFER_GEMM_MIN_ROWS) n_small += chunks[i].n;
     }
     for (int i = 0; i < n_chunks; i++) {
-        InferSeq *sq = &e->seqs[chunks[i].seq];
-        uint8_t flash = sq->len == 0 && chunks[i].n >= ATT_FLASH_MIN_ROWS;
-        seq_reserve(e, sq, chunks[i].n);
+        KvSeq *sq = &e->kb.seqs[chunks[i].seq];
+        uint8_t flash = sq->len == 0 && chunks[i].n >= INFER_FLASH_MIN_ROWS;
+        seq_reserve(e, chunks[i].seq, chunks[i].n);
         int r0 = s->row_of_chunk[i];
         for (int t = 0; t < chunks[i].n; t++) {
             s->tok[r0 + t] = chunks[i].ids[t];
@@ -612,7 +484,7 @@ static void forward_local(InferEngine *e, const InferChunk *chunks, int n_chunks
         residual_add(s->x, s->res2, (long)R * C);
     }
 
-    for (int i = 0; i < n_chunks; i++) e->seqs[chunks[i].seq].len += chunks[i].n;
+    for (int i = 0; i < n_chunks; i++) e->kb.seqs[chunks[i].seq].len += chunks[i].n;
     if (!want_logits) return;
 
     /* Output head on each chunk's last row only. */
@@ -710,14 +582,14 @@ int infer_follow(const Qwen3 *model, struct Comm *group, char *err, size_t errle
             break;
         }
         case OP_SEQ_NEW:
-            if (seq_new_local(e, why, sizeof why) != m[1])
+            if (kv_seq_new(&e->kb, why, sizeof why) != m[1])
                 die_runtime("inference follower (group rank %d): new sequence is not %d", group->rank, m[1]);
             break;
         case OP_SEQ_FORK:
-            if (seq_fork_local(e, m[1], why, sizeof why) != m[2])
+            if (kv_seq_fork(&e->kb, m[1], why, sizeof why) != m[2])
                 die_runtime("inference follower (group rank %d): fork of %d is not %d", group->rank, m[1], m[2]);
             break;
-        case OP_SEQ_FREE: seq_free_local(e, m[1]); break;
+        case OP_SEQ_FREE: kv_seq_free(&e->kb, m[1]); break;
         case OP_FORWARD: follow_forward(e, m[1], m[2], m[3] != 0); break;
         case OP_FREE:
             engine_destroy(e);
@@ -829,7 +701,7 @@ static void req_set_pending(GenReq *q, const int32_t *ids, int n) {
 
 int infer_gen_add(InferGen *g, int seq, const int32_t *pending, int n_pending, const InferGenParams *p, char *err,
                   size_t errlen) {
-    if (!seq_ok(g->e, seq)) return set_err(err, errlen, "generate: unknown sequence %d", seq);
+    if (!kv_seq_ok(&g->e->kb, seq)) return set_err(err, errlen, "generate: unknown sequence %d", seq);
     if (n_pending < 1) {
         return set_err(err, errlen, "generate: sequence %d: at least one pending token is needed (the last "
                                     "prompt token, or the last sampled one)", seq);

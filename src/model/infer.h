@@ -69,6 +69,11 @@
  * batch-invariant kernel. */
 #define INFER_GEMM_MIN_ROWS 8
 #define INFER_DEFAULT_BLOCK_SIZE 16
+/* A new sequence's first chunk of at least this many tokens (a prompt)
+ * attends within itself through the training kernel's flash tiles: a prompt
+ * of T tokens costs T^2/2 dot products either way, and the tiles do them
+ * several times faster than one query at a time. */
+#define INFER_FLASH_MIN_ROWS 64
 
 typedef struct {
     int kv_tokens;  /* KV cache budget in tokens (rounded up to whole blocks); > 0 */

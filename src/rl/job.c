@@ -39,9 +39,10 @@
 #include "rl/user_routes.h"
 #include "tau2/oracle.h"
 
-/* Weights travel from trainer to rollout engines in buckets of this many
- * floats (64 MiB), not tensor by tensor. */
-#define WEIGHT_BUCKET_FLOATS ((size_t)16 << 20)
+/* Weights travel from trainer to rollout engines as one flat buffer in
+ * buckets of this many bytes, not tensor by tensor (bench_broadcast
+ * measures the choice). */
+#define WEIGHT_BUCKET_BYTES ((size_t)64 << 20)
 
 /* The name the user-simulator ranks serve their model under ("local" user). */
 #define LOCAL_USER_MODEL_NAME "user"
@@ -562,10 +563,7 @@ static void colocated_sync(Job *j) {
     if (j->engine_model == j->policy) return;
     gather_into(j, j->engine_model, 0);
     Qwen3 *e = j->engine_model;
-    for (size_t off = 0; off < e->num_parameters; off += WEIGHT_BUCKET_FLOATS) {
-        size_t n = e->num_parameters - off < WEIGHT_BUCKET_FLOATS ? e->num_parameters - off : WEIGHT_BUCKET_FLOATS;
-        comm_broadcast(j->comms.tp, e->params_memory + off, n * sizeof(float), 0);
-    }
+    comm_broadcast_buckets(j->comms.tp, e->params_memory, e->num_parameters * sizeof(float), WEIGHT_BUCKET_BYTES, 0);
 }
 
 /* Separate mode: trainer rank 0 sends the full weights to every rollout
@@ -593,10 +591,7 @@ static void broadcast_weights(Job *j) {
         buf = dst->params_memory;
         n_params = dst->num_parameters;
     }
-    for (size_t off = 0; off < n_params; off += WEIGHT_BUCKET_FLOATS) {
-        size_t n = n_params - off < WEIGHT_BUCKET_FLOATS ? n_params - off : WEIGHT_BUCKET_FLOATS;
-        comm_broadcast(j->comms.sync, buf + off, n * sizeof(float), 0);
-    }
+    comm_broadcast_buckets(j->comms.sync, buf, n_params * sizeof(float), WEIGHT_BUCKET_BYTES, 0);
     if (full && j->lay.is_rollout) {
         Qwen3 *e = j->engine_model;
         for (int i = 0; i < e->n_tensors; i++)

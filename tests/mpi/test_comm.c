@@ -6,6 +6,7 @@
  * expected results do not depend on the reduction order.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,14 @@ static void check_collectives(Comm *c, const int *members) {
     char want[32];
     snprintf(want, sizeof want, "from world rank %d", members[root]);
     CHECK(strcmp(msg, want) == 0);
+
+    /* the same in buckets: 1000 bytes in buckets of 64, the last one short */
+    unsigned char big[1000];
+    for (int i = 0; i < 1000; i++) big[i] = (unsigned char)(r == root ? i * 7 + 3 : 0);
+    comm_broadcast_buckets(c, big, sizeof big, 64, root);
+    bool same = true;
+    for (int i = 0; i < 1000; i++) same = same && big[i] == (unsigned char)(i * 7 + 3);
+    CHECK(same);
 
     comm_barrier(c);
     free(a);

@@ -97,6 +97,12 @@ static void check_device(Comm *c, const int *members) {
     comm_broadcast(c, d, n * sizeof(float), root);
     to_host(got, d, n);
     for (size_t i = 0; i < n; i++) CHECK(got[i] == val(members[root], i));
+    /* in buckets of 3 floats (the last one short when n % 3), from rank 0 */
+    for (size_t i = 0; i < n; i++) h[i] = val(members[r], i);
+    cuda_check(cudaMemcpy(d, h, n * sizeof(float), cudaMemcpyHostToDevice));
+    comm_broadcast_buckets(c, d, n * sizeof(float), 3 * sizeof(float), 0);
+    to_host(got, d, n);
+    for (size_t i = 0; i < n; i++) CHECK(got[i] == val(members[0], i));
     comm_barrier(c);
 
     /* host buffers go through the MPI twin */

@@ -1,0 +1,552 @@
+/* infer_gpu.c — the inference engine on one GPU (see infer_gpu.h).
+ *
+ * A forward reads top to bottom as infer.c's: lay the chunks' new tokens out
+ * as rows, send the host's part of the step in one copy (tokens, positions,
+ * block tables, the rows that feed the head), then per layer RMSNorm, the
+ * q/k/v products, q/k norm + RoPE at each row's position, keys and values
+ * into the bf16 cache, attention, o_proj, residual + norm, SwiGLU MLP,
+ * residual; then the head on each chunk's last row. Everything is queued
+ * on one stream; the host waits only for what it reads back.
+ *
+ * Rows: chunks that extend a sequence come first and attend through the
+ * paged decode kernel; then each prompt (a new sequence's first chunk of
+ * INFER_FLASH_MIN_ROWS or more) attends within itself through the flash
+ * kernel on its fp32 keys and values, while its bf16 copy goes to the cache
+ * for the steps after. */
+#ifdef TAU2_HAVE_CUDA
+
+#include "model/infer_gpu.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "comm/comm.h"
+#include "core/error.h"
+#include "kernels.h"
+#include "model/kv_blocks.h"
+#include "model/layers_cpu.h"
+
+/* The decode kernel's limits (decode.cu): query heads per kv head, and
+ * query heads times head_dim per kv head. */
+#define GPU_DECODE_MAX_REP 16
+#define GPU_DECODE_MAX_REP_D 2048
+
+/* Weights are converted to bf16 through a device staging buffer of this
+ * many floats (256 MiB). */
+#define LOAD_STAGE_FLOATS ((size_t)64 << 20)
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_err(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Device scratch of one forward, grown to the largest call. */
+typedef struct {
+    int cap_rows, cap_chunks;
+    size_t cap_table; /* ints of the rows' block tables */
+    float *fmem;
+    float *x, *res2, *ln, *rstd;       /* (R, C), (R, C), (R, C), (R) */
+    float *q, *qn, *att, *lse;         /* (R, QD) x 3, (R, NH) */
+    float *k, *kn, *v;                 /* (R, KD) */
+    float *qrstd, *krstd;              /* (R, NH), (R, NKV) */
+    float *gate, *up, *h;              /* (R, I) */
+    float *xl, *xf, *rstdf, *logits;   /* (N, C), (N, C), (N), (N, V) */
+    float *logprobs;                   /* (N) */
+    uint16_t *bf;                      /* (R, max(C, QD, I)) or (N, C): a product's bf16 input */
+    size_t bf_n;
+    /* one host -> device copy per forward: [tok R][pos R][last_row N][seq_start 2N][tables] */
+    int32_t *imem, *h_imem;            /* device, pinned host */
+    int32_t *tok, *pos, *last_row, *seq_start, *tables;
+    int32_t *seq_zero;                 /* (R) zeros: a prompt is one sequence */
+    int32_t *ids, *h_ids;              /* (N) sampled ids, device and pinned host */
+    float *h_logprobs;                 /* (N) pinned host */
+    CudaSampleParams *sp, *h_sp;       /* (N) */
+    double *u, *h_u;                   /* (N) */
+} GpuInferScratch;
+
+struct InferGpu {
+    const Qwen3 *model; /* borrowed: config and tensor table */
+    int V, C, I, L, NH, NKV, D;
+    float eps;
+    int block_size, max_len;
+    cudaStream_t stream;
+    CudaBlas *blas;
+    uint16_t *w;            /* (num_parameters) bf16 weights, the host model's layout */
+    float *norms;           /* fp32 ln1 (L, C), ln2 (L, C), q_norm (L, D), k_norm (L, D), norm (C) */
+    float *ln1_w, *ln2_w, *q_norm_w, *k_norm_w, *norm_w;
+    size_t block_stride;    /* bf16 values per block: L * 2 * block_size * NKV * D */
+    uint16_t *kv;           /* (kb.n_blocks, L, 2, block_size, NKV, D) */
+    KvBlocks kb;
+    float *rope_cos, *rope_sin; /* (max_len, D/2) */
+    size_t fixed_bytes;     /* weights, norms, cache, rope tables */
+    GpuInferScratch s;
+};
+
+/* ------------------------------------------------------------ memory */
+
+static void *dev_alloc(size_t bytes) {
+    void *p = NULL;
+    cuda_check(cudaMalloc(&p, bytes ? bytes : 1));
+    return p;
+}
+
+static void dev_free(void *p) {
+    if (p) cuda_check(cudaFree(p));
+}
+
+static void *pinned_alloc(size_t bytes) {
+    void *p = NULL;
+    cuda_check(cudaMallocHost(&p, bytes ? bytes : 1));
+    return p;
+}
+
+static void pinned_free(void *p) {
+    if (p) cuda_check(cudaFreeHost(p));
+}
+
+static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The bf16 twin of a host weight: the same offset in e->w. */
+static const uint16_t *weight(const InferGpu *e, const float *host_w) {
+    return e->w + (host_w - e->model->params_memory);
+}
+
+static void scratch_free(InferGpu *e) {
+    GpuInferScratch *s = &e->s;
+    cuda_check(cudaStreamSynchronize(e->stream));
+    dev_free(s->fmem);
+    dev_free(s->bf);
+    dev_free(s->imem);
+    dev_free(s->seq_zero);
+    dev_free(s->ids);
+    dev_free(s->sp);
+    dev_free(s->u);
+    pinned_free(s->h_imem);
+    pinned_free(s->h_ids);
+    pinned_free(s->h_logprobs);
+    pinned_free(s->h_sp);
+    pinned_free(s->h_u);
+    memset(s, 0, sizeof *s);
+}
+
+static float *carve(float **it, size_t n) {
+    float *p = *it;
+    *it += n;
+    return p;
+}
+
+/* Scratch for R rows, N chunks and table_ints ints of block tables. */
+static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
+    GpuInferScratch *s = &e->s;
+    if (s->cap_rows >= R && s->cap_chunks >= N && s->cap_table >= table_ints) return;
+    int rows = R > s->cap_rows ? R : s->cap_rows;
+    int chunks = N > s->cap_chunks ? N : s->cap_chunks;
+    size_t tab = max_z(table_ints, s->cap_table);
+    scratch_free(e);
+    size_t r = (size_t)rows, n = (size_t)chunks, C = e->C, I = e->I, V = e->V;
+    size_t QD = (size_t)e->NH * e->D, KD = (size_t)e->NKV * e->D;
+    s->cap_rows = rows;
+    s->cap_chunks = chunks;
+    s->cap_table = tab;
+    size_t total = r * (3 * C + 1) + r * (3 * QD + e->NH) + r * 3 * KD + r * (e->NH + e->NKV) + r * 3 * I +
+                   n * (2 * C + 1 + V + 1);
+    s->fmem = dev_alloc(total * sizeof(float));
+    float *it = s->fmem;
+    s->x = carve(&it, r * C);
+    s->res2 = carve(&it, r * C);
+    s->ln = carve(&it, r * C);
+    s->rstd = carve(&it, r);
+    s->q = carve(&it, r * QD);
+    s->qn = carve(&it, r * QD);
+    s->att = carve(&it, r * QD);
+    s->lse = carve(&it, r * e->NH);
+    s->k = carve(&it, r * KD);
+    s->kn = carve(&it, r * KD);
+    s->v = carve(&it, r * KD);
+    s->qrstd = carve(&it, r * e->NH);
+    s->krstd = carve(&it, r * e->NKV);
+    s->gate = carve(&it, r * I);
+    s->up = carve(&it, r * I);
+    s->h = carve(&it, r * I);
+    s->xl = carve(&it, n * C);
+    s->xf = carve(&it, n * C);
+    s->rstdf = carve(&it, n);
+    s->logits = carve(&it, n * V);
+    s->logprobs = carve(&it, n);
+    if ((size_t)(it - s->fmem) != total) die_runtime("infer_gpu: scratch arena size mismatch");
+    s->bf_n = r * max_z(max_z(C, QD), I);
+    s->bf = dev_alloc(s->bf_n * sizeof(uint16_t));
+    size_t ints = 2 * r + 3 * n + tab;
+    s->imem = dev_alloc(ints * sizeof(int32_t));
+    s->h_imem = pinned_alloc(ints * sizeof(int32_t));
+    s->tok = s->imem;
+    s->pos = s->tok + r;
+    s->last_row = s->pos + r;
+    s->seq_start = s->last_row + n;
+    s->tables = s->seq_start + 2 * n;
+    s->seq_zero = dev_alloc(r * sizeof(int32_t));
+    cuda_check(cudaMemsetAsync(s->seq_zero, 0, r * sizeof(int32_t), e->stream));
+    s->ids = dev_alloc(n * sizeof(int32_t));
+    s->h_ids = pinned_alloc(n * sizeof(int32_t));
+    s->h_logprobs = pinned_alloc(n * sizeof(float));
+    s->sp = dev_alloc(n * sizeof(CudaSampleParams));
+    s->h_sp = pinned_alloc(n * sizeof(CudaSampleParams));
+    s->u = dev_alloc(n * sizeof(double));
+    s->h_u = pinned_alloc(n * sizeof(double));
+}
+
+/* An activation as a product's bf16 input (n values into the scratch). */
+static const uint16_t *to_bf16(InferGpu *e, const float *x, size_t n) {
+    if (n > e->s.bf_n) die_runtime("infer_gpu: bf16 operand of %zu values > scratch of %zu", n, e->s.bf_n);
+    cuda_f32_to_bf16(e->s.bf, x, (long)n, e->stream);
+    return e->s.bf;
+}
+
+/* ------------------------------------------------------------ engine */
+
+static int check_shapes(const Qwen3 *m, const InferOptions *opt, char *err, size_t errlen) {
+    const Qwen3Config *c = &m->config;
+    if (opt->kv_tokens <= 0) {
+        return set_err(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
+                       opt->kv_tokens);
+    }
+    if (m->tp || (opt->group && opt->group->size > 1)) {
+        return set_err(err, errlen, "inference on the GPU: tensor parallelism is not built yet (TP must be 1)");
+    }
+    int rep = c->num_heads / c->num_kv_heads;
+    if (c->head_dim > CUDA_ATT_MAX_D || rep > GPU_DECODE_MAX_REP || rep * c->head_dim > GPU_DECODE_MAX_REP_D) {
+        return set_err(err, errlen,
+                       "inference on the GPU: head_dim %d with %d query heads per kv head is outside the kernels' "
+                       "limits (head_dim <= %d, heads per kv head <= %d, their product <= %d)",
+                       c->head_dim, rep, CUDA_ATT_MAX_D, GPU_DECODE_MAX_REP, GPU_DECODE_MAX_REP_D);
+    }
+    return 0;
+}
+
+InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device, char *err, size_t errlen) {
+    if (check_shapes(model, opt, err, errlen) != 0) return NULL;
+    int n_dev = cuda_device_count();
+    if (device < 0 || device >= n_dev) {
+        set_err(err, errlen, "inference on the GPU: CUDA device %d requested, %d present", device, n_dev);
+        return NULL;
+    }
+    cuda_device_init(device);
+    const Qwen3Config *c = &model->config;
+    InferGpu *e = xcalloc(1, sizeof *e);
+    e->model = model;
+    e->V = c->vocab_size;
+    e->C = c->hidden_size;
+    e->I = c->intermediate_size;
+    e->L = c->num_layers;
+    e->NH = c->num_heads;
+    e->NKV = c->num_kv_heads;
+    e->D = c->head_dim;
+    e->eps = c->rms_norm_eps;
+    e->block_size = opt->block_size > 0 ? opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
+    e->max_len = opt->max_len > 0 ? opt->max_len : c->max_position_embeddings;
+    cuda_check(cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking));
+    e->blas = cuda_blas_new();
+
+    size_t L = e->L, C = e->C, D = e->D;
+    e->w = dev_alloc(model->num_parameters * sizeof(uint16_t));
+    size_t n_norms = 2 * L * C + 2 * L * D + C;
+    e->norms = dev_alloc(n_norms * sizeof(float));
+    e->ln1_w = e->norms;
+    e->ln2_w = e->ln1_w + L * C;
+    e->q_norm_w = e->ln2_w + L * C;
+    e->k_norm_w = e->q_norm_w + L * D;
+    e->norm_w = e->k_norm_w + L * D;
+
+    int n_blocks = (int)(((long)opt->kv_tokens + e->block_size - 1) / e->block_size);
+    kv_blocks_init(&e->kb, n_blocks, e->block_size, opt->max_seqs > 0 ? opt->max_seqs : 1024);
+    e->block_stride = L * 2 * (size_t)e->block_size * e->NKV * D;
+    size_t kv_bytes = (size_t)n_blocks * e->block_stride * sizeof(uint16_t);
+    e->kv = dev_alloc(kv_bytes);
+
+    size_t half = D / 2, rope_n = (size_t)e->max_len * half;
+    float *h_rope = xmalloc(2 * rope_n * sizeof(float));
+    rope_tables(h_rope, h_rope + rope_n, e->max_len, e->D, c->rope_theta);
+    e->rope_cos = dev_alloc(2 * rope_n * sizeof(float));
+    e->rope_sin = e->rope_cos + rope_n;
+    cuda_check(cudaMemcpy(e->rope_cos, h_rope, 2 * rope_n * sizeof(float), cudaMemcpyHostToDevice));
+    free(h_rope);
+
+    e->fixed_bytes = model->num_parameters * sizeof(uint16_t) + n_norms * sizeof(float) + kv_bytes +
+                     2 * rope_n * sizeof(float);
+    infer_gpu_load_weights(e, model->params_memory);
+    return e;
+}
+
+void infer_gpu_free(InferGpu *e) {
+    if (!e) return;
+    scratch_free(e);
+    dev_free(e->w);
+    dev_free(e->norms);
+    dev_free(e->kv);
+    dev_free(e->rope_cos);
+    kv_blocks_free(&e->kb);
+    cuda_blas_free(e->blas);
+    cuda_check(cudaStreamDestroy(e->stream));
+    free(e);
+}
+
+/* One fp32 tensor host -> device (norms), queued. */
+static void upload_f32(InferGpu *e, float *dst, const float *src, size_t n) {
+    cuda_check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, e->stream));
+}
+
+void infer_gpu_load_weights(InferGpu *e, const float *params) {
+    size_t n = e->model->num_parameters;
+    size_t stage_n = n < LOAD_STAGE_FLOATS ? n : LOAD_STAGE_FLOATS;
+    float *stage = dev_alloc(stage_n * sizeof(float));
+    /* Stream order makes reusing the staging buffer safe: each piece's
+     * conversion runs before the next piece's copy overwrites it. */
+    for (size_t off = 0; off < n; off += stage_n) {
+        size_t m = n - off < stage_n ? n - off : stage_n;
+        cuda_check(cudaMemcpyAsync(stage, params + off, m * sizeof(float), cudaMemcpyHostToDevice, e->stream));
+        cuda_f32_to_bf16(e->w + off, stage, (long)m, e->stream);
+    }
+    const Qwen3Params *p = &e->model->params;
+    const float *base = e->model->params_memory;
+    size_t L = e->L, C = e->C, D = e->D;
+    /* the norms from params, at the host model's offsets */
+    upload_f32(e, e->ln1_w, params + (p->ln1_w - base), L * C);
+    upload_f32(e, e->ln2_w, params + (p->ln2_w - base), L * C);
+    upload_f32(e, e->q_norm_w, params + (p->q_norm_w - base), L * D);
+    upload_f32(e, e->k_norm_w, params + (p->k_norm_w - base), L * D);
+    upload_f32(e, e->norm_w, params + (p->norm_w - base), C);
+    cuda_check(cudaStreamSynchronize(e->stream));
+    dev_free(stage);
+}
+
+/* ------------------------------------------------------------ sequences */
+
+int infer_gpu_seq_new(InferGpu *e, char *err, size_t errlen) { return kv_seq_new(&e->kb, err, errlen); }
+
+int infer_gpu_seq_fork(InferGpu *e, int src, char *err, size_t errlen) {
+    return kv_seq_fork(&e->kb, src, err, errlen);
+}
+
+void infer_gpu_seq_free(InferGpu *e, int seq) { kv_seq_free(&e->kb, seq); }
+
+int infer_gpu_seq_len(const InferGpu *e, int seq) {
+    return kv_seq_ok(&e->kb, seq) ? e->kb.seqs[seq].len : -1;
+}
+
+int infer_gpu_free_tokens(const InferGpu *e) { return e->kb.n_free * e->block_size; }
+
+size_t infer_gpu_device_bytes(const InferGpu *e) {
+    const GpuInferScratch *s = &e->s;
+    size_t QD = (size_t)e->NH * e->D, KD = (size_t)e->NKV * e->D, r = s->cap_rows, n = s->cap_chunks;
+    size_t scratch = (r * (3 * e->C + 1 + 3 * QD + e->NH + 3 * KD + e->NH + e->NKV + 3 * (size_t)e->I) +
+                      n * (2 * (size_t)e->C + 2 + e->V)) * sizeof(float) +
+                     s->bf_n * sizeof(uint16_t) + (3 * r + 4 * n + s->cap_table) * sizeof(int32_t) +
+                     n * (sizeof(CudaSampleParams) + sizeof(double));
+    return e->fixed_bytes + scratch;
+}
+
+/* ------------------------------------------------------------ forward */
+
+/* A step's layout on the host: rows of extending chunks (paged attention)
+ * first, prompts (flash attention) after. */
+typedef struct {
+    const InferChunk *chunks; /* (N) */
+    int R, R_paged, N;
+    int n_tab;   /* width of a row's block table: the most blocks a sequence holds after the step */
+    int max_ctx; /* the longest context a paged row attends to */
+    bool head_is_rows; /* every chunk is one paged row, in chunk order: the head reads x directly */
+    int32_t *row_of_chunk; /* (N) host */
+    bool *flash;           /* (N) host */
+} StepLayout;
+
+static void step_layout(InferGpu *e, const InferChunk *chunks, int n_chunks, StepLayout *st) {
+    KvBlocks *kb = &e->kb;
+    st->chunks = chunks;
+    st->N = n_chunks;
+    st->R = st->R_paged = 0;
+    st->max_ctx = 1;
+    st->n_tab = 1;
+    for (int i = 0; i < n_chunks; i++) {
+        const KvSeq *sq = &kb->seqs[chunks[i].seq];
+        st->flash[i] = sq->len == 0 && chunks[i].n >= INFER_FLASH_MIN_ROWS;
+        st->R += chunks[i].n;
+        if (!st->flash[i]) st->R_paged += chunks[i].n;
+        int blocks = (sq->len + chunks[i].n + e->block_size - 1) / e->block_size;
+        if (blocks > st->n_tab) st->n_tab = blocks;
+        if (!st->flash[i] && sq->len + chunks[i].n > st->max_ctx) st->max_ctx = sq->len + chunks[i].n;
+    }
+    int r = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n_chunks; i++) {
+            if (st->flash[i] != (pass == 1)) continue;
+            st->row_of_chunk[i] = r;
+            r += chunks[i].n;
+        }
+    }
+    st->head_is_rows = st->R == n_chunks && st->R_paged == n_chunks;
+    for (int i = 0; st->head_is_rows && i < n_chunks; i++) st->head_is_rows = st->row_of_chunk[i] == i;
+}
+
+/* Reserve each chunk's blocks and write the step's ints into the pinned
+ * staging, then send them in one copy. */
+static void step_upload(InferGpu *e, const StepLayout *st) {
+    const InferChunk *chunks = st->chunks;
+    GpuInferScratch *s = &e->s;
+    size_t r = (size_t)s->cap_rows, n = (size_t)s->cap_chunks;
+    int32_t *h_tok = s->h_imem, *h_pos = h_tok + r, *h_last = h_pos + r, *h_start = h_last + n;
+    int32_t *h_tab = h_start + 2 * n;
+    for (int i = 0; i < st->N; i++) {
+        const InferChunk *ch = &chunks[i];
+        int32_t from, to;
+        kv_seq_reserve(&e->kb, ch->seq, ch->n, &from, &to);
+        if (from >= 0) {
+            cuda_check(cudaMemcpyAsync(e->kv + (size_t)to * e->block_stride, e->kv + (size_t)from * e->block_stride,
+                                       e->block_stride * sizeof(uint16_t), cudaMemcpyDeviceToDevice, e->stream));
+        }
+        const KvSeq *sq = &e->kb.seqs[ch->seq];
+        int r0 = st->row_of_chunk[i];
+        for (int t = 0; t < ch->n; t++) {
+            h_tok[r0 + t] = ch->ids[t];
+            h_pos[r0 + t] = sq->len + t;
+            int32_t *row_tab = h_tab + (size_t)(r0 + t) * st->n_tab;
+            memcpy(row_tab, sq->blocks, (size_t)sq->n_blocks * sizeof(int32_t));
+            for (int b = sq->n_blocks; b < st->n_tab; b++) row_tab[b] = 0; /* never read */
+        }
+        h_last[i] = r0 + ch->n - 1;
+        h_start[2 * i] = 0;
+        h_start[2 * i + 1] = ch->n;
+    }
+    /* the filled part of the staging: everything before the tables, then R rows of tables */
+    size_t head_ints = 2 * r + 3 * n, tab_ints = (size_t)st->R * st->n_tab;
+    cuda_check(cudaMemcpyAsync(s->imem, s->h_imem, (head_ints + tab_ints) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               e->stream));
+}
+
+/* One transformer block over the step's rows, x updated in place. */
+static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
+    const Qwen3Params *p = &e->model->params;
+    GpuInferScratch *s = &e->s;
+    cudaStream_t q = e->stream;
+    int R = st->R, C = e->C, I = e->I, NH = e->NH, NKV = e->NKV, D = e->D, QD = NH * D, KD = NKV * D;
+    size_t bs = e->block_size, k_off = (size_t)l * 2 * bs * KD, v_off = k_off + bs * KD;
+
+    /* attention */
+    cuda_rmsnorm_forward(s->ln, s->rstd, s->x, e->ln1_w + (size_t)l * C, R, C, e->eps, q);
+    const uint16_t *ln = to_bf16(e, s->ln, (size_t)R * C);
+    cuda_matmul_forward(e->blas, s->q, ln, weight(e, p->wq + (size_t)l * QD * C), CUDA_BF16, R, C, QD, q);
+    cuda_matmul_forward(e->blas, s->k, ln, weight(e, p->wk + (size_t)l * KD * C), CUDA_BF16, R, C, KD, q);
+    cuda_matmul_forward(e->blas, s->v, ln, weight(e, p->wv + (size_t)l * KD * C), CUDA_BF16, R, C, KD, q);
+    cuda_rmsnorm_forward(s->qn, s->qrstd, s->q, e->q_norm_w + (size_t)l * D, R * NH, D, e->eps, q);
+    cuda_rmsnorm_forward(s->kn, s->krstd, s->k, e->k_norm_w + (size_t)l * D, R * NKV, D, e->eps, q);
+    cuda_rope_forward(s->qn, s->pos, e->rope_cos, e->rope_sin, R, NH, D, q);
+    cuda_rope_forward(s->kn, s->pos, e->rope_cos, e->rope_sin, R, NKV, D, q);
+    cuda_kv_cache_write_bf16(e->kv, s->kn, s->v, s->tables, st->n_tab, s->pos, R, NKV, D, e->block_size,
+                             e->block_stride, k_off, v_off, q);
+    cuda_decode_attention_bf16(s->att, s->qn, e->kv, s->tables, st->n_tab, s->pos, st->R_paged, NH, NKV, D,
+                               e->block_size, e->block_stride, k_off, v_off, st->max_ctx, q);
+    for (int i = 0; i < st->N; i++) {
+        if (!st->flash[i]) continue;
+        size_t r0 = (size_t)st->row_of_chunk[i];
+        int n = st->chunks[i].n;
+        cuda_attention_forward(s->att + r0 * QD, s->lse + r0 * NH, s->qn + r0 * QD, s->kn + r0 * KD, s->v + r0 * KD,
+                               s->seq_zero, s->seq_start + 2 * i, n, NH, NKV, D, q);
+    }
+    cuda_matmul_forward(e->blas, s->res2, to_bf16(e, s->att, (size_t)R * QD), weight(e, p->wo + (size_t)l * C * QD),
+                        CUDA_BF16, R, QD, C, q);
+
+    /* MLP: residual, its norm, SwiGLU, residual */
+    cuda_residual_add(s->res2, s->x, (long)R * C, q);
+    cuda_rmsnorm_forward(s->ln, s->rstd, s->res2, e->ln2_w + (size_t)l * C, R, C, e->eps, q);
+    ln = to_bf16(e, s->ln, (size_t)R * C);
+    cuda_matmul_forward(e->blas, s->gate, ln, weight(e, p->wgate + (size_t)l * I * C), CUDA_BF16, R, C, I, q);
+    cuda_matmul_forward(e->blas, s->up, ln, weight(e, p->wup + (size_t)l * I * C), CUDA_BF16, R, C, I, q);
+    cuda_swiglu_forward(s->h, s->gate, s->up, (long)R * I, q);
+    cuda_matmul_forward(e->blas, s->x, to_bf16(e, s->h, (size_t)R * I), weight(e, p->wdown + (size_t)l * C * I),
+                        CUDA_BF16, R, I, C, q);
+    cuda_residual_add(s->x, s->res2, (long)R * C, q);
+}
+
+/* The whole forward of checked chunks; the logits after each chunk's last
+ * token are left in s->logits (N, V). */
+static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) {
+    GpuInferScratch *s = &e->s;
+    cudaStream_t q = e->stream;
+    StepLayout st;
+    st.row_of_chunk = xmalloc((size_t)n_chunks * sizeof(int32_t));
+    st.flash = xmalloc((size_t)n_chunks * sizeof(bool));
+    step_layout(e, chunks, n_chunks, &st);
+    /* reserve before filling the staging: a bigger scratch is a new staging */
+    scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
+    /* the staging is pinned memory the previous step's copy may still read */
+    cuda_check(cudaStreamSynchronize(q));
+    step_upload(e, &st);
+
+    cuda_embedding_forward_bf16(s->x, s->tok, weight(e, e->model->params.embed), st.R, e->C, q);
+    for (int l = 0; l < e->L; l++) layer_forward(e, l, &st);
+    for (int i = 0; i < n_chunks; i++) e->kb.seqs[chunks[i].seq].len += chunks[i].n;
+
+    /* the head on each chunk's last row: gathered with the embedding lookup
+     * (a row gather: x is the "table", last_row the "tokens") */
+    const float *xl = s->x;
+    if (!st.head_is_rows) {
+        cuda_embedding_forward(s->xl, s->last_row, s->x, n_chunks, e->C, q);
+        xl = s->xl;
+    }
+    cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
+    cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C),
+                        weight(e, e->model->params.lm_head), CUDA_BF16, n_chunks, e->C, e->V, q);
+    free(st.row_of_chunk);
+    free(st.flash);
+}
+
+int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
+    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
+    if (kv_check_chunks(&e->kb, chunks, n_chunks, e->V, e->max_len, err, errlen) != 0) return -1;
+    forward_device(e, chunks, n_chunks);
+    if (logits) {
+        cuda_check(cudaMemcpyAsync(logits, e->s.logits, (size_t)n_chunks * e->V * sizeof(float),
+                                   cudaMemcpyDeviceToHost, e->stream));
+    }
+    cuda_check(cudaStreamSynchronize(e->stream));
+    return 0;
+}
+
+int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                             const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
+    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
+    for (int i = 0; i < n_chunks; i++) {
+        char why[256];
+        if (sample_check_params(&params[i], why, sizeof why) != 0)
+            return set_err(err, errlen, "inference: chunk %d: %s", i, why);
+        if (!(u[i] >= 0.0 && u[i] < 1.0))
+            return set_err(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
+    }
+    if (kv_check_chunks(&e->kb, chunks, n_chunks, e->V, e->max_len, err, errlen) != 0) return -1;
+    forward_device(e, chunks, n_chunks);
+    GpuInferScratch *s = &e->s;
+    cudaStream_t q = e->stream;
+    for (int i = 0; i < n_chunks; i++) {
+        s->h_sp[i] = (CudaSampleParams){params[i].temperature, params[i].top_p, params[i].top_k};
+        s->h_u[i] = u[i];
+    }
+    cuda_check(cudaMemcpyAsync(s->sp, s->h_sp, (size_t)n_chunks * sizeof(CudaSampleParams), cudaMemcpyHostToDevice, q));
+    cuda_check(cudaMemcpyAsync(s->u, s->h_u, (size_t)n_chunks * sizeof(double), cudaMemcpyHostToDevice, q));
+    cuda_sample(s->ids, s->logprobs, s->logits, s->sp, s->u, n_chunks, e->V, q);
+    cuda_check(cudaMemcpyAsync(s->h_ids, s->ids, (size_t)n_chunks * sizeof(int32_t), cudaMemcpyDeviceToHost, q));
+    cuda_check(cudaMemcpyAsync(s->h_logprobs, s->logprobs, (size_t)n_chunks * sizeof(float), cudaMemcpyDeviceToHost, q));
+    cuda_check(cudaStreamSynchronize(q));
+    memcpy(ids, s->h_ids, (size_t)n_chunks * sizeof(int32_t));
+    memcpy(logprobs, s->h_logprobs, (size_t)n_chunks * sizeof(float));
+    return 0;
+}
+
+#endif

@@ -1,0 +1,74 @@
+/* infer_gpu.h — the Qwen3 inference engine on one GPU: bf16 weights, a
+ * paged bf16 KV cache, forward over appended tokens (prefill and batched
+ * decode mixed in one call), and sampling on the GPU.
+ *
+ * The twin of infer.c's InferEngine at one rank, with the same sequences,
+ * chunks, copy-on-write forks and error messages (the bookkeeping is
+ * kv_blocks.c, shared by both). What differs:
+ *
+ *   - weights are a bf16 copy on the device (the norms stay fp32), products
+ *     through cuBLAS in bf16 with fp32 accumulation; activations fp32;
+ *   - the KV cache is bf16, (n_blocks, L, 2, block_size, NKV, D);
+ *   - infer_gpu_forward_sample samples on the GPU (kernels' cuda_sample,
+ *     sample.h's rules): per step the host sends the new tokens, block
+ *     tables, sampling parameters and draws, and reads back one id and one
+ *     logprob per chunk; logits never leave the device.
+ *
+ * Rows of a forward: chunks that extend a sequence (decode steps, later
+ * turns) attend through the paged decode kernel, one query per row; a new
+ * sequence's first chunk (a prompt) through the training flash kernel
+ * within itself, as on the CPU. Results match the CPU engine within bf16
+ * tolerances (doc/cuda.md), not bit for bit.
+ *
+ * Scope: one GPU, tensor parallel size 1. Only defined in the CUDA build
+ * (TAU2_HAVE_CUDA); every call needs a CUDA device.
+ */
+#ifndef TAU2_MODEL_INFER_GPU_H
+#define TAU2_MODEL_INFER_GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/infer.h"
+#include "model/qwen3.h"
+#include "model/sample.h"
+
+typedef struct InferGpu InferGpu;
+
+/* An engine on CUDA device `device` for model's shapes, with model's weights
+ * uploaded (model is borrowed for its config and tensor table only; see
+ * infer_gpu_load_weights). opt as for infer_new (group must be NULL).
+ * NULL with err when the model is tensor parallel, a shape is outside the
+ * kernels' limits, or the device cannot be used; the device memory for
+ * weights and cache is taken here (cudaMalloc failure is fatal). */
+InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device, char *err, size_t errlen);
+void infer_gpu_free(InferGpu *e);
+
+/* New weights in the model's layout (host fp32, num_parameters), e.g. after
+ * a trainer step or a weight broadcast: converted to bf16 on the device.
+ * Synchronizes. The KV cache is kept (the caller frees stale sequences). */
+void infer_gpu_load_weights(InferGpu *e, const float *params /* (num_parameters) */);
+
+/* Sequences, as infer.h's. */
+int infer_gpu_seq_new(InferGpu *e, char *err, size_t errlen);
+int infer_gpu_seq_fork(InferGpu *e, int src, char *err, size_t errlen);
+void infer_gpu_seq_free(InferGpu *e, int seq);
+int infer_gpu_seq_len(const InferGpu *e, int seq);
+int infer_gpu_free_tokens(const InferGpu *e);
+/* Bytes of device memory the engine holds (weights, cache, scratch). */
+size_t infer_gpu_device_bytes(const InferGpu *e);
+
+/* As infer_forward: append each chunk's tokens and, when logits is not NULL,
+ * copy the logits after each chunk's last token to the host (n_chunks, V).
+ * 0, or -1 with err (nothing changed). */
+int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen);
+
+/* The forward, then one token per chunk sampled on the GPU from the logits
+ * after its last token: params[i] (checked as sample_check_params) and the
+ * draw u[i] in [0, 1) (rng_uniform, as infer.c's generator). ids[i] and
+ * logprobs[i] (log_softmax at temperature 1) come back to the host.
+ * 0, or -1 with err (nothing changed). */
+int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                             const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen);
+
+#endif
