@@ -14,6 +14,9 @@
 #include "core/sbuf.h"
 #include "io/checkpoint.h"
 #include "model/infer.h"
+#ifdef TAU2_HAVE_CUDA
+#include "model/infer_gpu.h"
+#endif
 #include "model/qwen3.h"
 #include "model/sample.h"
 #include "text/tokenizer.h"
@@ -162,8 +165,14 @@ static cJSON *sample_json(const InferGenResult *r, const Tokenizer *tok) {
 int cmd_generate(int argc, char **argv) {
     static const char *const known[] = {"--model", "--prompt", "--prompt-ids", "--tokenizer", "--max-new-tokens",
                                         "--temperature", "--top-p", "--top-k", "--seed", "--n", "--stop",
-                                        "--ignore-eos", NULL};
+                                        "--ignore-eos", "--device", NULL};
     cli_check_options("generate", argc, argv, known);
+    const char *device = cli_opt(argc, argv, "--device");
+    bool on_gpu = device && !strcmp(device, "cuda");
+    if (device && !on_gpu && strcmp(device, "cpu")) die_input("generate: --device: expected cpu or cuda, got '%s'", device);
+#ifndef TAU2_HAVE_CUDA
+    if (on_gpu) die_input("generate: --device cuda: this build has no CUDA backend (configure with -DTAU2_CUDA=ON)");
+#endif
     const char *model_dir = cli_opt(argc, argv, "--model");
     const char *prompt = cli_opt(argc, argv, "--prompt");
     const char *prompt_ids = cli_opt(argc, argv, "--prompt-ids");
@@ -267,26 +276,40 @@ int cmd_generate(int argc, char **argv) {
     long kv = (long)n_ids + (long)n_samples * (own + 2L * bs) + bs;
     if (kv > (1L << 30)) die_input("generate: --n %d x --max-new-tokens %d is too large", n_samples, p.max_new_tokens);
     InferOptions opt = {.kv_tokens = (int)kv, .block_size = bs, .max_seqs = n_samples + 1};
-    InferEngine *e = infer_new(m, &opt, err, sizeof err);
-    if (!e) die_input("generate: %s", err);
-    InferGen *g = infer_gen_new(e, tok);
+    /* The engine: the CPU's, or the GPU's (device 0) with --device cuda. */
+    InferEngine *e = NULL;
+    InferBackend eng;
+#ifdef TAU2_HAVE_CUDA
+    InferGpu *eg = NULL;
+    if (on_gpu) {
+        eg = infer_gpu_new(m, &opt, 0, err, sizeof err);
+        if (!eg) die_input("generate: --device cuda: %s", err);
+        eng = infer_gpu_backend(eg);
+    } else
+#endif
+    {
+        e = infer_new(m, &opt, err, sizeof err);
+        if (!e) die_input("generate: %s", err);
+        eng = infer_backend(e);
+    }
+    InferGen *g = infer_gen_new_backend(&eng, tok);
 
     /* Prefill the prompt but its last token once; fork it for each sample. */
-    int parent = infer_seq_new(e, err, sizeof err);
+    int parent = eng.seq_new(eng.engine, err, sizeof err);
     if (parent < 0) die_runtime("generate: %s", err);
     if (n_ids > 1) {
         InferChunk ch = {parent, ids, n_ids - 1};
-        if (infer_forward(e, &ch, 1, NULL, err, sizeof err) != 0) die_runtime("generate: %s", err);
+        if (eng.forward(eng.engine, &ch, 1, NULL, err, sizeof err) != 0) die_runtime("generate: %s", err);
     }
     int *req = xmalloc((size_t)n_samples * sizeof(int));
     for (int i = 0; i < n_samples; i++) {
-        int s = infer_seq_fork(e, parent, err, sizeof err);
+        int s = eng.seq_fork(eng.engine, parent, err, sizeof err);
         if (s < 0) die_runtime("generate: %s", err);
         p.stream = (uint64_t)i;
         req[i] = infer_gen_add(g, s, ids + n_ids - 1, 1, &p, err, sizeof err);
         if (req[i] < 0) die_input("generate: %s", err);
     }
-    infer_seq_free(e, parent);
+    eng.seq_free(eng.engine, parent);
     while (infer_gen_running(g) > 0) {
         if (infer_gen_step(g, err, sizeof err) < 0) die_runtime("generate: %s", err);
     }
@@ -304,6 +327,9 @@ int cmd_generate(int argc, char **argv) {
     free(ids);
     infer_gen_free(g);
     infer_free(e);
+#ifdef TAU2_HAVE_CUDA
+    infer_gpu_free(eg);
+#endif
     tok_free(tok);
     qwen3_free(m);
     return EXIT_OK;

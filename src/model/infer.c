@@ -145,6 +145,11 @@ struct InferEngine {
     KvBlocks kb;         /* sequences and their block tables */
     float *rope_cos, *rope_sin; /* (max_len, D/2) */
     InferScratch s;
+    /* infer_forward_sample: the step's logits and one sampler scratch per thread */
+    float *sample_logits;
+    int cap_sample_rows;
+    SampleScratch *samp;
+    int n_samp;
 };
 
 /* ---- lockstep over a TP group ----
@@ -260,6 +265,9 @@ static void engine_destroy(InferEngine *e) {
     free(e->rope_cos);
     free(e->rope_sin);
     scratch_free(&e->s);
+    free(e->sample_logits);
+    for (int i = 0; i < e->n_samp; i++) sample_scratch_free(&e->samp[i]);
+    free(e->samp);
     free(e);
 }
 
@@ -539,6 +547,63 @@ int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float 
     return 0;
 }
 
+int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                         const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
+    for (int i = 0; i < n_chunks; i++) {
+        char why[256];
+        if (sample_check_params(&params[i], why, sizeof why) != 0)
+            return set_err(err, errlen, "inference: chunk %d: %s", i, why);
+        if (!(u[i] >= 0.0 && u[i] < 1.0))
+            return set_err(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
+    }
+    if (e->cap_sample_rows < n_chunks) {
+        free(e->sample_logits);
+        e->sample_logits = xmalloc((size_t)n_chunks * e->V * sizeof(float));
+        e->cap_sample_rows = n_chunks;
+    }
+    if (infer_forward(e, chunks, n_chunks, e->sample_logits, err, errlen) != 0) return -1;
+    int nt = omp_get_max_threads();
+    if (e->n_samp < nt) {
+        e->samp = xrealloc(e->samp, (size_t)nt * sizeof(SampleScratch));
+        memset(e->samp + e->n_samp, 0, (size_t)(nt - e->n_samp) * sizeof(SampleScratch));
+        e->n_samp = nt;
+    }
+    int V = e->V;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int j = 0; j < n_chunks; j++) {
+        ids[j] = sample_token(e->sample_logits + (size_t)j * V, V, &params[j], u[j], &e->samp[omp_get_thread_num()],
+                              &logprobs[j]);
+    }
+    return 0;
+}
+
+/* The generator's view of the CPU engine. */
+static int cpu_seq_len(const void *engine, int seq) { return infer_seq_len(engine, seq); }
+static int cpu_seq_new(void *engine, char *err, size_t errlen) { return infer_seq_new(engine, err, errlen); }
+static int cpu_seq_fork(void *engine, int src, char *err, size_t errlen) {
+    return infer_seq_fork(engine, src, err, errlen);
+}
+static void cpu_seq_free(void *engine, int seq) { infer_seq_free(engine, seq); }
+static int cpu_forward(void *engine, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
+    return infer_forward(engine, chunks, n_chunks, logits, err, errlen);
+}
+
+static int cpu_forward_sample(void *engine, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                              const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
+    return infer_forward_sample(engine, chunks, n_chunks, params, u, ids, logprobs, err, errlen);
+}
+
+InferBackend infer_backend(InferEngine *e) {
+    return (InferBackend){.engine = e,
+                          .max_len = e->max_len,
+                          .seq_new = cpu_seq_new,
+                          .seq_fork = cpu_seq_fork,
+                          .seq_free = cpu_seq_free,
+                          .seq_len = cpu_seq_len,
+                          .forward = cpu_forward,
+                          .forward_sample = cpu_forward_sample};
+}
+
 /* A follower's replay of one forward. */
 static void follow_forward(InferEngine *e, int n_chunks, int total, bool want_logits) {
     size_t n = 2 * (size_t)n_chunks + (size_t)total;
@@ -645,24 +710,30 @@ typedef struct {
 } GenReq;
 
 struct InferGen {
-    InferEngine *e;
+    InferBackend b;
     const Tokenizer *tok;
     GenReq *reqs;
     int n_reqs, cap_reqs;
     /* per-step scratch */
     InferChunk *chunks;
     int *chunk_req;
-    float *logits;
+    SampleParams *params;
+    double *u;
+    int32_t *toks;
+    float *lps;
     int cap_step;
-    SampleScratch *samp; /* one per thread */
-    int n_samp;
 };
 
-InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok) {
+InferGen *infer_gen_new_backend(const InferBackend *b, const Tokenizer *tok) {
     InferGen *g = xcalloc(1, sizeof *g);
-    g->e = e;
+    g->b = *b;
     g->tok = tok;
     return g;
+}
+
+InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok) {
+    InferBackend b = infer_backend(e);
+    return infer_gen_new_backend(&b, tok);
 }
 
 static void req_clear(GenReq *q) {
@@ -684,9 +755,10 @@ void infer_gen_free(InferGen *g) {
     free(g->reqs);
     free(g->chunks);
     free(g->chunk_req);
-    free(g->logits);
-    for (int i = 0; i < g->n_samp; i++) sample_scratch_free(&g->samp[i]);
-    free(g->samp);
+    free(g->params);
+    free(g->u);
+    free(g->toks);
+    free(g->lps);
     free(g);
 }
 
@@ -701,7 +773,7 @@ static void req_set_pending(GenReq *q, const int32_t *ids, int n) {
 
 int infer_gen_add(InferGen *g, int seq, const int32_t *pending, int n_pending, const InferGenParams *p, char *err,
                   size_t errlen) {
-    if (!kv_seq_ok(&g->e->kb, seq)) return set_err(err, errlen, "generate: unknown sequence %d", seq);
+    if (g->b.seq_len(g->b.engine, seq) < 0) return set_err(err, errlen, "generate: unknown sequence %d", seq);
     if (n_pending < 1) {
         return set_err(err, errlen, "generate: sequence %d: at least one pending token is needed (the last "
                                     "prompt token, or the last sampled one)", seq);
@@ -792,7 +864,7 @@ static void req_accept(const InferGen *g, GenReq *q, int32_t tok, float lp) {
         }
     }
     /* The next step would feed tok at position len: it must fit the context. */
-    if (q->n >= q->p.max_new_tokens || infer_seq_len(g->e, q->seq) + 1 > g->e->max_len) {
+    if (q->n >= q->p.max_new_tokens || g->b.seq_len(g->b.engine, q->seq) + 1 > g->b.max_len) {
         q->finish = INFER_FINISH_LENGTH;
         return;
     }
@@ -802,19 +874,14 @@ static void req_accept(const InferGen *g, GenReq *q, int32_t tok, float lp) {
 int infer_gen_step(InferGen *g, char *err, size_t errlen) {
     int B = infer_gen_running(g);
     if (B == 0) return 0;
-    int V = g->e->V;
     if (g->cap_step < B) {
         g->cap_step = B;
         g->chunks = xrealloc(g->chunks, (size_t)B * sizeof(InferChunk));
         g->chunk_req = xrealloc(g->chunk_req, (size_t)B * sizeof(int));
-        free(g->logits);
-        g->logits = xmalloc((size_t)B * V * sizeof(float));
-    }
-    int nt = omp_get_max_threads();
-    if (g->n_samp < nt) {
-        g->samp = xrealloc(g->samp, (size_t)nt * sizeof(SampleScratch));
-        memset(g->samp + g->n_samp, 0, (size_t)(nt - g->n_samp) * sizeof(SampleScratch));
-        g->n_samp = nt;
+        g->params = xrealloc(g->params, (size_t)B * sizeof(SampleParams));
+        g->u = xrealloc(g->u, (size_t)B * sizeof(double));
+        g->toks = xrealloc(g->toks, (size_t)B * sizeof(int32_t));
+        g->lps = xrealloc(g->lps, (size_t)B * sizeof(float));
     }
     int b = 0;
     for (int i = 0; i < g->n_reqs; i++) {
@@ -822,24 +889,15 @@ int infer_gen_step(InferGen *g, char *err, size_t errlen) {
         if (!q->used || q->finish != INFER_RUNNING) continue;
         g->chunks[b] = (InferChunk){.seq = q->seq, .ids = q->pending, .n = q->n_pending};
         g->chunk_req[b] = i;
+        g->params[b] = q->p.sample;
+        /* the token sampled now will sit at position len of its sequence
+         * once the pending tokens are in the cache */
+        uint64_t position = (uint64_t)g->b.seq_len(g->b.engine, q->seq) + (uint64_t)q->n_pending;
+        g->u[b] = rng_uniform(q->p.seed, q->p.stream, position);
         b++;
     }
-    if (infer_forward(g->e, g->chunks, B, g->logits, err, errlen) != 0) return -1;
-
-    int32_t *toks = xmalloc((size_t)B * sizeof(int32_t));
-    float *lps = xmalloc((size_t)B * sizeof(float));
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int j = 0; j < B; j++) {
-        const GenReq *q = &g->reqs[g->chunk_req[j]];
-        /* the token sampled now will sit at position len of its sequence */
-        uint64_t position = (uint64_t)infer_seq_len(g->e, q->seq);
-        double u = rng_uniform(q->p.seed, q->p.stream, position);
-        toks[j] = sample_token(g->logits + (size_t)j * V, V, &q->p.sample, u, &g->samp[omp_get_thread_num()],
-                               &lps[j]);
-    }
-    for (int j = 0; j < B; j++) req_accept(g, &g->reqs[g->chunk_req[j]], toks[j], lps[j]);
-    free(toks);
-    free(lps);
+    if (g->b.forward_sample(g->b.engine, g->chunks, B, g->params, g->u, g->toks, g->lps, err, errlen) != 0) return -1;
+    for (int j = 0; j < B; j++) req_accept(g, &g->reqs[g->chunk_req[j]], g->toks[j], g->lps[j]);
     return infer_gen_running(g);
 }
 

@@ -134,6 +134,33 @@ typedef struct {
  * max_len, KV budget exceeded); on error nothing has changed. */
 int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen);
 
+/* The forward, then one token per chunk from the logits after its last
+ * token: sample_token with params[i] and the draw u[i] in [0, 1); ids[i]
+ * and logprobs[i] (log_softmax at temperature 1). 0, or -1 with err (a bad
+ * parameter or draw, or infer_forward's errors; nothing changed). The GPU
+ * engine's twin is infer_gpu_forward_sample. */
+int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                         const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen);
+
+/* An engine's calls behind one interface, so that the generator and its
+ * callers drive the CPU engine (infer_backend) or the GPU engine
+ * (infer_gpu_backend in infer_gpu.h) alike. The engine is borrowed. */
+typedef struct {
+    void *engine;
+    int max_len; /* the longest sequence */
+    /* as infer_seq_new, infer_seq_fork, infer_seq_free, infer_seq_len (-1: unknown sequence) */
+    int (*seq_new)(void *engine, char *err, size_t errlen);
+    int (*seq_fork)(void *engine, int src, char *err, size_t errlen);
+    void (*seq_free)(void *engine, int seq);
+    int (*seq_len)(const void *engine, int seq);
+    /* as infer_forward and infer_forward_sample */
+    int (*forward)(void *engine, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen);
+    int (*forward_sample)(void *engine, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                          const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen);
+} InferBackend;
+
+InferBackend infer_backend(InferEngine *e);
+
 /* ---- generation with continuous batching ---- */
 
 typedef enum {
@@ -161,6 +188,8 @@ typedef struct InferGen InferGen;
 
 /* tok (borrowed, may be NULL) turns sampled ids into bytes for stop strings. */
 InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok);
+/* The same over any engine (b is copied). */
+InferGen *infer_gen_new_backend(const InferBackend *b, const Tokenizer *tok);
 void infer_gen_free(InferGen *g);
 
 /* Start generating on sequence seq (owned by the caller; it must not be in

@@ -549,4 +549,31 @@ int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks
     return 0;
 }
 
+/* The generator's view of the GPU engine (infer_gen_new_backend). */
+static int gpu_seq_len(const void *engine, int seq) { return infer_gpu_seq_len(engine, seq); }
+static int gpu_seq_new(void *engine, char *err, size_t errlen) { return infer_gpu_seq_new(engine, err, errlen); }
+static int gpu_seq_fork(void *engine, int src, char *err, size_t errlen) {
+    return infer_gpu_seq_fork(engine, src, err, errlen);
+}
+static void gpu_seq_free(void *engine, int seq) { infer_gpu_seq_free(engine, seq); }
+static int gpu_forward(void *engine, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
+    return infer_gpu_forward(engine, chunks, n_chunks, logits, err, errlen);
+}
+
+static int gpu_forward_sample(void *engine, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                              const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
+    return infer_gpu_forward_sample(engine, chunks, n_chunks, params, u, ids, logprobs, err, errlen);
+}
+
+InferBackend infer_gpu_backend(InferGpu *e) {
+    return (InferBackend){.engine = e,
+                          .max_len = e->max_len,
+                          .seq_new = gpu_seq_new,
+                          .seq_fork = gpu_seq_fork,
+                          .seq_free = gpu_seq_free,
+                          .seq_len = gpu_seq_len,
+                          .forward = gpu_forward,
+                          .forward_sample = gpu_forward_sample};
+}
+
 #endif

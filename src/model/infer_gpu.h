@@ -71,4 +71,8 @@ int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float
 int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
                              const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen);
 
+/* The engine for infer_gen_new_backend: continuous batching with stop ids
+ * and strings on the GPU engine, the draws as on the CPU. */
+InferBackend infer_gpu_backend(InferGpu *e);
+
 #endif

@@ -715,6 +715,56 @@ static void test_kv_budget(void **state) {
     qwen3_free(m);
 }
 
+/* infer_forward_sample is infer_forward then sample_token on each chunk's
+ * logits, bit for bit; bad parameters and draws are refused by name with
+ * nothing changed. */
+static void test_forward_sample_equals_forward_then_sample(void **state) {
+    (void)state;
+    Qwen3 *m = load_model("untied_gqa");
+    int V = m->config.vocab_size;
+    int32_t toks[24];
+    fill_tokens(toks, 24, V, 9);
+    char err[512];
+    InferEngine *a = engine(m, 256, 16), *b = engine(m, 256, 16);
+    int sa[3], sb[3];
+    for (int i = 0; i < 3; i++) sa[i] = new_seq(a), sb[i] = new_seq(b);
+    SampleParams sp[3] = {{0.0f, 1.0f, 0}, {1.0f, 1.0f, 0}, {0.8f, 0.9f, 5}};
+    double u[3] = {0.1, 0.5, 0.93};
+    for (int step = 0; step < 3; step++) {
+        /* a prompt chunk, a short chunk, one token */
+        InferChunk ca[3] = {{sa[0], toks + step, 6}, {sa[1], toks + 8, 2}, {sa[2], toks + 12 + step, 1}};
+        InferChunk cb[3] = {{sb[0], toks + step, 6}, {sb[1], toks + 8, 2}, {sb[2], toks + 12 + step, 1}};
+        float logits[3 * 512];
+        assert_true(V <= 512);
+        forward_or_fail(a, ca, 3, logits);
+        int32_t ids[3];
+        float lps[3];
+        assert_int_equal(infer_forward_sample(b, cb, 3, sp, u, ids, lps, err, sizeof err), 0);
+        for (int i = 0; i < 3; i++) {
+            SampleScratch scratch = {0};
+            float lp;
+            int32_t want = sample_token(logits + (size_t)i * V, V, &sp[i], u[i], &scratch, &lp);
+            sample_scratch_free(&scratch);
+            assert_int_equal(ids[i], want);
+            assert_memory_equal(&lps[i], &lp, sizeof lp);
+        }
+    }
+    int len = infer_seq_len(b, sb[2]);
+    SampleParams bad = {1.0f, 0.0f, 0};
+    int32_t id;
+    float lp;
+    assert_int_equal(infer_forward_sample(b, &(InferChunk){sb[2], toks, 1}, 1, &bad, u, &id, &lp, err, sizeof err), -1);
+    assert_non_null(strstr(err, "top_p"));
+    double u_bad = 1.0;
+    assert_int_equal(infer_forward_sample(b, &(InferChunk){sb[2], toks, 1}, 1, sp, &u_bad, &id, &lp, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "the draw u"));
+    assert_int_equal(infer_seq_len(b, sb[2]), len);
+    infer_free(a);
+    infer_free(b);
+    qwen3_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_philox_known_answers),
@@ -727,6 +777,7 @@ int main(void) {
         cmocka_unit_test(test_grpo_group_prefills_once),
         cmocka_unit_test(test_stop_conditions),
         cmocka_unit_test(test_kv_budget),
+        cmocka_unit_test(test_forward_sample_equals_forward_then_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
