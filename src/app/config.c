@@ -141,6 +141,7 @@ static const char *const FILTER_NAMES[] = {"reward_nonzero_std", NULL};
 static const char *const LR_DECAY_NAMES[] = {"constant", "linear", "cosine", NULL};
 static const char *const KL_LOSS_NAMES[] = {"k1", "k2", "k3", "low_var_kl", NULL};
 static const char *const TRAIN_DEVICE_NAMES[] = {"cpu", "cuda", "cpu_mirror", NULL};
+static const char *const ROLLOUT_DEVICE_NAMES[] = {"cpu", "cuda", NULL};
 
 #define OFF(field) offsetof(JobConfig, field)
 
@@ -227,6 +228,8 @@ static const JobField JOB_FIELDS[] = {
     {.key = "calculate_per_token_loss", .type = F_BOOL, .off = OFF(calculate_per_token_loss), .dflt = 0},
     {.key = "recompute_activations", .type = F_BOOL, .off = OFF(recompute_activations), .dflt = 0},
     {.key = "train_device", .type = F_STR, .off = OFF(train_device), .dflt_str = "cpu", .choices = TRAIN_DEVICE_NAMES},
+    {.key = "rollout_device", .type = F_STR, .off = OFF(rollout_device), .dflt_str = "cpu",
+     .choices = ROLLOUT_DEVICE_NAMES},
 
     {.key = "sft_data", .type = F_STR, .off = OFF(sft_data), .nullable = true},
     {.key = "sft_num_epoch", .type = F_INT, .off = OFF(sft_num_epoch), .range = R_POS, .dflt = 1},

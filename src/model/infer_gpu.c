@@ -13,9 +13,19 @@
  * INFER_FLASH_MIN_ROWS or more) attends within itself through the flash
  * kernel on its fp32 keys and values, while its bf16 copy goes to the cache
  * for the steps after. */
-#ifdef TAU2_HAVE_CUDA
-
 #include "model/infer_gpu.h"
+
+#include <stdio.h>
+
+#ifndef TAU2_HAVE_CUDA
+
+int infer_gpu_check(int tp, char *err, size_t errlen) {
+    (void)tp;
+    snprintf(err, errlen, "this build has no CUDA backend (configure with -DTAU2_CUDA=ON on a machine with nvcc)");
+    return -1;
+}
+
+#else
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -213,6 +223,18 @@ static const uint16_t *to_bf16(InferGpu *e, const float *x, size_t n) {
 
 /* ------------------------------------------------------------ engine */
 
+int infer_gpu_check(int tp, char *err, size_t errlen) {
+    if (tp > 1) {
+        snprintf(err, errlen, "tensor parallel size %d: the GPU inference engine runs at 1 only so far", tp);
+        return -1;
+    }
+    if (cuda_device_count() < 1) {
+        snprintf(err, errlen, "no CUDA device is visible to this process");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_shapes(const Qwen3 *m, const InferOptions *opt, char *err, size_t errlen) {
     const Qwen3Config *c = &m->config;
     if (opt->kv_tokens <= 0) {
@@ -235,11 +257,11 @@ static int check_shapes(const Qwen3 *m, const InferOptions *opt, char *err, size
 InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device, char *err, size_t errlen) {
     if (check_shapes(model, opt, err, errlen) != 0) return NULL;
     int n_dev = cuda_device_count();
-    if (device < 0 || device >= n_dev) {
+    if (device < 0 || n_dev < 1) {
         set_err(err, errlen, "inference on the GPU: CUDA device %d requested, %d present", device, n_dev);
         return NULL;
     }
-    cuda_device_init(device);
+    cuda_device_init(device % n_dev);
     const Qwen3Config *c = &model->config;
     InferGpu *e = xcalloc(1, sizeof *e);
     e->model = model;

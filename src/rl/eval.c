@@ -19,6 +19,7 @@
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "io/tb_events.h"
+#include "model/infer_gpu.h"
 #include "rl/job.h"
 #include "rl/passk.h"
 
@@ -536,6 +537,12 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         comm_free(engines);
         return 0;
     }
+    /* rollout_device "cuda": each engine rank on a GPU (its index among the
+     * node's engine ranks); collective over the engines */
+    bool on_gpu = strcmp(cfg->rollout_device, "cuda") == 0;
+    int node_rank = on_gpu ? comm_node_rank(engines) : 0;
+    if (on_gpu && infer_gpu_check(1, err, sizeof err) != 0)
+        die_input("%s: field 'rollout_device': %s", cfg->path, err);
     Qwen3 *model = qwen3_load_dir(cfg->model, err, sizeof err);
     if (!model) die_input("%s: field 'model': %s", cfg->path, err);
     char ckpt[2048] = "";
@@ -588,7 +595,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         fflush(stdout);
     }
     comm_barrier(engines);
-    RolloutPolicy pol = {.model = model, .tok = tok, .ct = ct};
+    RolloutPolicy pol = {.model = model, .tok = tok, .ct = ct, .on_gpu = on_gpu, .gpu_device = node_rank};
     EvalRunInfo info = {.run_dir = cfg->output_dir, .tag = tag, .step = step,
                         .checkpoint = cfg->checkpoint ? ckpt : cfg->model};
     cJSON *row = NULL;

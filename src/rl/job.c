@@ -28,6 +28,7 @@
 #include "llm/mpi_server.h"
 #include "model/infer.h"
 #include "model/qwen3.h"
+#include "model/infer_gpu.h"
 #include "model/train_device.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
@@ -74,7 +75,8 @@ typedef struct {
     TrainDevice *policy_dev; /* where the policy's updates run (trainers, from the resume on) */
     TrainDevice *ref_dev;    /* where the reference's forward passes run (trainers, GRPO with kl_coef > 0) */
     TrainDeviceKind train_device;
-    int node_rank;       /* this rank's index on its node: its GPU for train_device "cuda" */
+    int node_rank;       /* this rank's index on its node: its GPU for train_device / rollout_device "cuda" */
+    bool rollout_on_gpu; /* rollout_device "cuda": episodes on the GPU engine */
     Qwen3 *engine_model; /* the rollout engine's weights (rollout ranks): full, or this rank's shard of a
                           * rollout group of several ranks; may be policy */
     PromptSet *prompts;
@@ -152,11 +154,15 @@ static void setup_models(Job *j) {
     char err[2048];
     if (train_device_kind_parse(c->train_device, &j->train_device) != 0)
         die_input("%s: field 'train_device': unknown device '%s'", c->path, c->train_device);
+    j->rollout_on_gpu = strcmp(c->rollout_device, "cuda") == 0;
     /* collective over the job's ranks, so every rank asks */
-    j->node_rank = j->train_device == TRAIN_DEVICE_CUDA ? comm_node_rank(j->work) : 0;
+    j->node_rank = j->train_device == TRAIN_DEVICE_CUDA || j->rollout_on_gpu ? comm_node_rank(j->work) : 0;
     if (j->lay.is_trainer &&
         train_device_check(j->train_device, c->tensor_parallel, err, sizeof err) != 0)
         die_input("%s: field 'train_device': %s", c->path, err);
+    if (j->rollout_on_gpu && j->lay.is_rollout &&
+        infer_gpu_check(c->rollout_tensor_parallel, err, sizeof err) != 0)
+        die_input("%s: field 'rollout_device': %s", c->path, err);
     if (j->lay.is_trainer) {
         j->policy = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);
         if (!j->policy) die_input("%s: field 'model': %s", c->path, err);
@@ -734,7 +740,8 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
     bool root = rc->rank == 0;
     double t0 = now_s();
     int n_engines = rc->size, engine = rc->rank;
-    RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j)};
+    RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j),
+                         .on_gpu = j->rollout_on_gpu, .gpu_device = j->node_rank};
     RolloutBuffer *kept = root ? rollout_buffer_new(j->step + 1, version, c->hash) : NULL;
     int need = c->rollout_batch_size, round = 0, next_group = 0;
     bool filter = c->dynamic_sampling_filter != NULL;
@@ -1001,7 +1008,8 @@ static int maybe_evaluate(Job *j, int64_t g) {
     if (engine_follower(j)) {
         follow_engine(j);
     } else {
-        RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j)};
+        RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j),
+                             .on_gpu = j->rollout_on_gpu, .gpu_device = j->node_rank};
         EvalRunInfo info = {.run_dir = j->run_dir, .tag = tag, .step = j->step, .checkpoint = tag};
         cJSON *row = NULL;
         stop = eval_run(j->eval, &pol, j->comms.rollout_leaders, &info, &row);

@@ -15,7 +15,7 @@ void job_config_free(JobConfig *cfg) {
         &cfg->prompt_data,    &cfg->default_domain, &cfg->default_task_split, &cfg->user,
         &cfg->dynamic_sampling_filter, &cfg->lr_decay_style, &cfg->kl_loss_type, &cfg->sft_data,
         &cfg->user_base_url, &cfg->user_api_key_var, &cfg->llm_cache_dir,
-        &cfg->checkpoint,     &cfg->train_device,
+        &cfg->checkpoint,     &cfg->train_device, &cfg->rollout_device,
     };
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) {
         free(*owned[i]);

@@ -116,6 +116,7 @@ typedef struct {
     bool calculate_per_token_loss; /* (false: per-trajectory mean) */
     bool recompute_activations;    /* (false) */
     char *train_device;            /* where the training step runs: "cpu", "cuda", "cpu_mirror" ("cpu") */
+    char *rollout_device;          /* where the inference engines run: "cpu", "cuda" ("cpu") */
 
     /* ---- SFT (job "sft", or the warm-up of a grpo job) ---- */
     char *sft_data;            /* teacher traces JSONL, or "oracle": oracle episodes of prompt_data's tasks */

@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "llm/judge.h"
 #include "llm/user_sim.h"
+#include "model/infer_gpu.h"
 #include "tau2/oracle.h"
 #include "tau2/task.h"
 #include "text/toolcall.h"
@@ -54,7 +55,9 @@ typedef struct {
     const RolloutPolicy *pol;
     const RolloutUser *user;
     const RolloutOptions *opt;
-    InferEngine *eng;
+    InferEngine *cpu;  /* the engine: the CPU's, */
+    InferGpu *gpu;     /* or the GPU's (CUDA build) */
+    InferBackend eng;  /* whichever it is */
     InferGen *gen;
     int32_t stop_ids[2];
     int n_stop_ids;
@@ -87,7 +90,7 @@ static int queue_agent_turn(Run *r, Slot *s, char *err, size_t errlen) {
         episode_abort(s->ep, TERM_TRUNCATED);
         return 0;
     }
-    int cached = infer_seq_len(r->eng, s->seq);
+    int cached = r->eng.seq_len(r->eng.engine, s->seq);
     InferGenParams gp = {
         .sample = r->opt->sample,
         .seed = r->opt->seed,
@@ -121,18 +124,18 @@ static int acquire_sequence(Run *r, Slot *s, char *err, size_t errlen) {
     Group *g = &r->groups[s->group];
     int n_pre = (int)s->tr.n_prompt - 1;
     if (g->base_seq < 0 && !g->ids && n_pre > 0) {
-        if ((g->base_seq = infer_seq_new(r->eng, err, errlen)) < 0) return -1;
+        if ((g->base_seq = r->eng.seq_new(r->eng.engine, err, errlen)) < 0) return -1;
         InferChunk c = {g->base_seq, s->tr.ids, n_pre};
-        if (infer_forward(r->eng, &c, 1, NULL, err, errlen) != 0) return -1;
+        if (r->eng.forward(r->eng.engine, &c, 1, NULL, err, errlen) != 0) return -1;
         g->ids = xmalloc((size_t)n_pre * sizeof(int32_t));
         memcpy(g->ids, s->tr.ids, (size_t)n_pre * sizeof(int32_t));
         g->n = n_pre;
         r->st->prompt_tokens += n_pre;
     }
     if (g->base_seq >= 0 && n_pre == g->n && memcmp(s->tr.ids, g->ids, (size_t)n_pre * sizeof(int32_t)) == 0)
-        s->seq = infer_seq_fork(r->eng, g->base_seq, err, errlen);
+        s->seq = r->eng.seq_fork(r->eng.engine, g->base_seq, err, errlen);
     else
-        s->seq = infer_seq_new(r->eng, err, errlen);
+        s->seq = r->eng.seq_new(r->eng.engine, err, errlen);
     return s->seq < 0 ? -1 : 0;
 }
 
@@ -142,13 +145,13 @@ static int finish_slot(Run *r, Slot *s, char *err, size_t errlen) {
     cJSON *rest = chat_messages_from_tau2_range(s->ep->messages, s->n_seen);
     s->n_seen = cJSON_GetArraySize(s->ep->messages);
     if (traj_finish(&s->tr, rest, err, errlen) != 0) return -1;
-    if (s->seq >= 0) infer_seq_free(r->eng, s->seq);
+    if (s->seq >= 0) r->eng.seq_free(r->eng.engine, s->seq);
     s->seq = -1;
     s->done = true;
     r->st->infra_errors += s->ep->term == TERM_INFRASTRUCTURE_ERROR;
     Group *g = &r->groups[s->group];
     if (--g->live == 0 && g->base_seq >= 0) {
-        infer_seq_free(r->eng, g->base_seq);
+        r->eng.seq_free(r->eng.engine, g->base_seq);
         g->base_seq = -1;
     }
     return 0;
@@ -190,7 +193,7 @@ static int request_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
     tok_encode(r->pol->tok, text, len, &ids, &n);
     free(text);
     int rc = -1;
-    if ((s->user_seq = infer_seq_new(r->eng, err, errlen)) >= 0) {
+    if ((s->user_seq = r->eng.seq_new(r->eng.engine, err, errlen)) >= 0) {
         InferGenParams gp = {.sample = u->sample, .seed = r->opt->seed, .stream = stream,
                              .max_new_tokens = u->max_tokens > 0 ? u->max_tokens : r->opt->max_turn_len,
                              .stop_ids = r->stop_ids, .n_stop_ids = r->n_stop_ids};
@@ -233,7 +236,7 @@ static int take_policy_user_turn(Run *r, Slot *s, char *err, size_t errlen) {
     /* the user's tool calls are checked against the user's own tools */
     cJSON *msg = generated_message(r, &res, s->prompt->domain->user_schemas);
     infer_gen_release(r->gen, s->user_req);
-    infer_seq_free(r->eng, s->user_seq);
+    r->eng.seq_free(r->eng.engine, s->user_seq);
     s->user_req = s->user_seq = -1;
     return take_user_turn(r, s, msg, err, errlen);
 }
@@ -436,9 +439,9 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
 
 static void slot_free(Run *r, Slot *s) {
     if (s->req >= 0) infer_gen_release(r->gen, s->req);
-    if (s->seq >= 0) infer_seq_free(r->eng, s->seq);
+    if (s->seq >= 0) r->eng.seq_free(r->eng.engine, s->seq);
     if (s->user_req >= 0) infer_gen_release(r->gen, s->user_req);
-    if (s->user_seq >= 0) infer_seq_free(r->eng, s->user_seq);
+    if (s->user_seq >= 0) r->eng.seq_free(r->eng.engine, s->user_seq);
     free(s->user_system);
     cJSON_Delete(s->user_tools);
     if (s->ep) episode_free(s->ep);
@@ -458,6 +461,29 @@ static int default_kv_budget(const RolloutOptions *o, const RolloutUser *u, int 
     return (int)want;
 }
 
+/* The call's engine over the policy's weights: the CPU engine, or with
+ * pol->on_gpu the GPU engine on pol->gpu_device (the weights uploaded now,
+ * so each call sees the latest update). */
+static int rollout_engine_new(Run *r, const InferOptions *io, char *err, size_t errlen) {
+    const RolloutPolicy *pol = r->pol;
+    if (pol->on_gpu) {
+#ifdef TAU2_HAVE_CUDA
+        InferGpu *g = infer_gpu_new(pol->model, io, pol->gpu_device, err, errlen);
+        if (!g) return -1;
+        r->gpu = g;
+        r->eng = infer_gpu_backend(g);
+        return 0;
+#else
+        snprintf(err, errlen, "rollout on the GPU: this build has no CUDA backend");
+        return -1;
+#endif
+    }
+    r->cpu = infer_new(pol->model, io, err, errlen);
+    if (!r->cpu) return -1;
+    r->eng = infer_backend(r->cpu);
+    return 0;
+}
+
 int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const RolloutPrompt *prompts, int n_prompts,
                 const RolloutOptions *opt, RolloutBuffer *rb, RolloutStats *stats, char *err, size_t errlen) {
     if (n_prompts == 0) return 0;
@@ -470,9 +496,8 @@ int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const Rollout
                                                              : default_kv_budget(opt, user, n_prompts),
                        .max_seqs = 2 * n + n_prompts + 1,
                        .group = pol->group};
-    r.eng = infer_new(pol->model, &io, err, errlen);
-    if (!r.eng) return -1;
-    r.gen = infer_gen_new(r.eng, pol->tok);
+    if (rollout_engine_new(&r, &io, err, errlen) != 0) return -1;
+    r.gen = infer_gen_new_backend(&r.eng, pol->tok);
     r.stop_ids[r.n_stop_ids++] = tok_id_of(pol->tok, chat_eos_token(pol->ct));
     int32_t eot = tok_id_of(pol->tok, "<|endoftext|>");
     if (eot >= 0 && eot != r.stop_ids[0]) r.stop_ids[r.n_stop_ids++] = eot;
@@ -549,7 +574,10 @@ out:
     for (int g = 0; g < n_prompts; g++) free(r.groups[g].ids);
     free(r.groups);
     infer_gen_free(r.gen);
-    infer_free(r.eng);
+    infer_free(r.cpu);
+#ifdef TAU2_HAVE_CUDA
+    infer_gpu_free(r.gpu);
+#endif
     return rc;
 }
 

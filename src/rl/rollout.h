@@ -121,6 +121,8 @@ typedef struct {
     Tokenizer *tok;
     const ChatTemplate *ct;
     struct Comm *group; /* the engine's TP group, or NULL: this rank alone */
+    bool on_gpu;        /* rollouts on the GPU engine (model/infer_gpu.h; CUDA build, no group) */
+    int gpu_device;     /* its CUDA device */
 } RolloutPolicy;
 
 typedef struct {

@@ -64,4 +64,16 @@ grep -q "field 'train_device': .*\(no CUDA backend\|tensor_parallel 2\)" "$TMP/e
 check "the message says why" $?
 [ -e "$TMP/cuda/ckpt/latest" ]
 check "nothing was trained" $((1 - $?))
+tiny_config "$TMP/rbad.json" "${common[@]}" rollout_device=\"tpu\"
+"$BIN" "$TMP/rbad.json" --output-dir "$TMP/rbad" >"$TMP/out" 2>"$TMP/err"
+check "an unknown rollout_device exits 2" $(($? != 2))
+grep -q "field 'rollout_device'" "$TMP/err"
+check "the message names the field" $?
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  tiny_config "$TMP/rcuda.json" "${common[@]}" rollout_device=\"cuda\"
+  "$BIN" "$TMP/rcuda.json" --output-dir "$TMP/rcuda" >"$TMP/out" 2>"$TMP/err"
+  check "rollout_device cuda without a GPU (or without CUDA) exits 2" $(($? != 2))
+  grep -q "field 'rollout_device': .*\(no CUDA backend\|no CUDA device\)" "$TMP/err"
+  check "the message says why" $?
+fi
 finish test_job_train_device

@@ -10,6 +10,9 @@
 #     half the first on both).
 #  3. Stopped by SIGUSR1 and rerun, it resumes from the GPU's checkpoint
 #     (moments brought to the host, sent back on resume) and finishes.
+#  4. The whole run on one GPU: rollout_device "cuda" too (episodes on the
+#     GPU inference engine, sampling on the GPU) exits 0 with finite numbers
+#     and the same phases as the CPU run.
 set -u
 BIN=$1
 cd "$TAU2_SOURCE_DIR"
@@ -22,6 +25,7 @@ common=(prompt_data=\"$TMP/mock.jsonl\" sft_num_epoch=4 sft_global_batch_size=2 
   kl_coef=0.1 save_interval=1 keep_checkpoints=5)
 tiny_config "$TMP/gpu.json" "${common[@]}" train_device=\"cuda\"
 tiny_config "$TMP/cpu.json" "${common[@]}" train_device=\"cpu\"
+tiny_config "$TMP/all.json" "${common[@]}" train_device=\"cuda\" rollout_device=\"cuda\"
 
 "$BIN" "$TMP/gpu.json" --output-dir "$TMP/g" >"$TMP/log.g" 2>&1
 rc=$?
@@ -54,4 +58,20 @@ check "cuda: first SFT loss within 1e-2 of the CPU's, and the loss falls as on t
 check "cuda: the final checkpoint exports" $?
 
 stop_and_resume "cuda: " 1 "$BIN" "$TMP/gpu.json" "$TMP/b" "^step [3-6]/" "stopped by signal 10 at step"
+
+job_ok "cuda + rollout_device cuda: the whole run on one GPU exits 0" "$TMP/log.a" 1 "$BIN" "$TMP/all.json" \
+  --output-dir "$TMP/all"
+python3 - "$TMP/all/metrics.jsonl" "$TMP/c/metrics.jsonl" <<'PY'
+import json, math, sys
+def rows(p):
+    return [json.loads(l) for l in open(p) if l.strip()]
+a, c = rows(sys.argv[1]), rows(sys.argv[2])
+assert [r["phase"] for r in a] == [r["phase"] for r in c], ([r["phase"] for r in a], [r["phase"] for r in c])
+for r in a:
+    for k in ("train/loss", "train/entropy", "train/grad_norm"):
+        assert math.isfinite(r[k]), (r["step"], k, r[k])
+grpo = [r for r in a if r["phase"] == "grpo"]
+assert grpo and all(math.isfinite(r["rollout/raw_reward"]) for r in grpo), grpo
+PY
+check "cuda + rollout_device cuda: every step's numbers finite, the phases of the CPU run" $?
 finish test_job_train_gpu
