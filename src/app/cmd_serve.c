@@ -37,7 +37,8 @@ static long parse_int_or_die(const char *opt, const char *v, long lo, long hi) {
 
 int cmd_serve(int argc, char **argv) {
     static const char *const known[] = {"--model", "--host", "--port", "--max-batch", "--kv-tokens",
-                                        "--served-model-name", "--max-queue", "--default-max-tokens", NULL};
+                                        "--served-model-name", "--max-queue", "--default-max-tokens", "--device",
+                                        NULL};
     cli_check_options("serve", argc, argv, known);
     for (int i = 1; i < argc; i++) {
         if (strncmp(argv[i], "--", 2) != 0 && (i == 1 || strncmp(argv[i - 1], "--", 2) != 0)) {
@@ -62,6 +63,10 @@ int cmd_serve(int argc, char **argv) {
     if ((v = cli_opt(argc, argv, "--max-queue"))) opt.max_queue = (int)parse_int_or_die("--max-queue", v, 1, 1 << 20);
     if ((v = cli_opt(argc, argv, "--default-max-tokens"))) {
         opt.default_max_tokens = (int)parse_int_or_die("--default-max-tokens", v, 1, 1 << 30);
+    }
+    if ((v = cli_opt(argc, argv, "--device"))) {
+        if (strcmp(v, "cpu") && strcmp(v, "cuda")) die_input("serve: --device: expected cpu or cuda, got '%s'", v);
+        opt.on_gpu = strcmp(v, "cuda") == 0;
     }
 
     /* Threads started before us (OpenBLAS's pool) may take the signal, so a

@@ -21,6 +21,7 @@
 #include "core/sbuf.h"
 #include "llm/openai_req.h"
 #include "model/infer.h"
+#include "model/infer_gpu.h"
 #include "model/qwen3.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
@@ -78,7 +79,9 @@ struct Server {
     Qwen3 *own_model;
     Tokenizer *own_tok;
     ChatTemplate *own_ct;
-    InferEngine *eng;
+    InferEngine *cpu_eng; /* the engine: the CPU's, */
+    InferGpu *gpu_eng;    /* or the GPU's */
+    InferBackend eng;     /* whichever it is */
     InferGen *gen;
     int32_t stop_ids[4];
     int n_stop_ids;
@@ -139,7 +142,7 @@ static void req_finish(Server *s, Req *r, int status, const char *msg) {
 /* Release a running request's generator slot, sequence and reservation. */
 static void req_release(Server *s, Req *r) {
     infer_gen_release(s->gen, r->gen_id);
-    infer_seq_free(s->eng, r->seq);
+    s->eng.seq_free(s->eng.engine, r->seq);
     s->reserved_blocks -= r->reserve_blocks;
 }
 
@@ -160,14 +163,14 @@ static void admit(Server *s) {
         s->n_queued--;
         r->next = NULL;
         r->t_admit = now_s();
-        r->seq = infer_seq_new(s->eng, err, sizeof err);
+        r->seq = s->eng.seq_new(s->eng.engine, err, sizeof err);
         if (r->seq < 0) {
             req_finish(s, r, 500, err);
             continue;
         }
         r->gen_id = infer_gen_add(s->gen, r->seq, r->ids, r->n_ids, &r->p, err, sizeof err);
         if (r->gen_id < 0) {
-            infer_seq_free(s->eng, r->seq);
+            s->eng.seq_free(s->eng.engine, r->seq);
             req_finish(s, r, 500, err);
             continue;
         }
@@ -653,11 +656,22 @@ static int load_model(Server *s, const Qwen3 *model, Tokenizer *tok, const ChatT
 
     InferOptions io = {.kv_tokens = s->opt.kv_tokens, .block_size = INFER_DEFAULT_BLOCK_SIZE,
                        .max_seqs = s->opt.max_batch + 1, .max_len = 0};
-    s->eng = infer_new(s->model, &io, e, sizeof e);
-    if (!s->eng) return set_err(err, errlen, "%s", e);
-    s->gen = infer_gen_new(s->eng, s->tok);
-    s->block_size = infer_block_size(s->eng);
-    s->total_blocks = infer_free_tokens(s->eng) / s->block_size;
+    if (s->opt.on_gpu) {
+#ifdef TAU2_HAVE_CUDA
+        s->gpu_eng = infer_gpu_new(s->model, &io, 0, e, sizeof e);
+        if (!s->gpu_eng) return set_err(err, errlen, "--device cuda: %s", e);
+        s->eng = infer_gpu_backend(s->gpu_eng);
+#else
+        return set_err(err, errlen, "--device cuda: this build has no CUDA backend (configure with -DTAU2_CUDA=ON)");
+#endif
+    } else {
+        s->cpu_eng = infer_new(s->model, &io, e, sizeof e);
+        if (!s->cpu_eng) return set_err(err, errlen, "%s", e);
+        s->eng = infer_backend(s->cpu_eng);
+    }
+    s->gen = infer_gen_new_backend(&s->eng, s->tok);
+    s->block_size = s->eng.block_size;
+    s->total_blocks = s->eng.free_tokens(s->eng.engine) / s->block_size;
     return 0;
 }
 
@@ -799,7 +813,10 @@ void server_stop(Server *s) {
         MHD_stop_daemon(s->mhd);
     }
     infer_gen_free(s->gen);
-    infer_free(s->eng);
+    infer_free(s->cpu_eng);
+#ifdef TAU2_HAVE_CUDA
+    infer_gpu_free(s->gpu_eng);
+#endif
     chat_free(s->own_ct);
     tok_free(s->own_tok);
     qwen3_free(s->own_model);

@@ -56,6 +56,7 @@ typedef struct {
     int default_max_tokens;        /* when a request gives none; 0: 2048 */
     size_t max_body_bytes;         /* request bodies above it get 413; 0: 8 MiB */
     int max_connections;           /* concurrent connections; 0: 512 */
+    bool on_gpu;                   /* the GPU inference engine (model/infer_gpu.h, CUDA build) on device 0 */
 } ServerOptions;
 
 typedef struct Server Server;

@@ -579,6 +579,7 @@ int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks,
 
 /* The generator's view of the CPU engine. */
 static int cpu_seq_len(const void *engine, int seq) { return infer_seq_len(engine, seq); }
+static int cpu_free_tokens(const void *engine) { return infer_free_tokens(engine); }
 static int cpu_seq_new(void *engine, char *err, size_t errlen) { return infer_seq_new(engine, err, errlen); }
 static int cpu_seq_fork(void *engine, int src, char *err, size_t errlen) {
     return infer_seq_fork(engine, src, err, errlen);
@@ -596,10 +597,12 @@ static int cpu_forward_sample(void *engine, const InferChunk *chunks, int n_chun
 InferBackend infer_backend(InferEngine *e) {
     return (InferBackend){.engine = e,
                           .max_len = e->max_len,
+                          .block_size = e->block_size,
                           .seq_new = cpu_seq_new,
                           .seq_fork = cpu_seq_fork,
                           .seq_free = cpu_seq_free,
                           .seq_len = cpu_seq_len,
+                          .free_tokens = cpu_free_tokens,
                           .forward = cpu_forward,
                           .forward_sample = cpu_forward_sample};
 }

@@ -147,12 +147,15 @@ int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks,
  * (infer_gpu_backend in infer_gpu.h) alike. The engine is borrowed. */
 typedef struct {
     void *engine;
-    int max_len; /* the longest sequence */
+    int max_len;    /* the longest sequence */
+    int block_size; /* tokens per cache block */
     /* as infer_seq_new, infer_seq_fork, infer_seq_free, infer_seq_len (-1: unknown sequence) */
     int (*seq_new)(void *engine, char *err, size_t errlen);
     int (*seq_fork)(void *engine, int src, char *err, size_t errlen);
     void (*seq_free)(void *engine, int seq);
     int (*seq_len)(const void *engine, int seq);
+    /* as infer_free_tokens */
+    int (*free_tokens)(const void *engine);
     /* as infer_forward and infer_forward_sample */
     int (*forward)(void *engine, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen);
     int (*forward_sample)(void *engine, const InferChunk *chunks, int n_chunks, const SampleParams *params,

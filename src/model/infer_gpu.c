@@ -85,6 +85,8 @@ typedef struct {
 
 struct InferGpu {
     const Qwen3 *model; /* borrowed: config and tensor table */
+    int device;         /* selected again by every call that launches work: the
+                         * caller may be another thread (the server's engine thread) */
     int V, C, I, L, NH, NKV, D;
     float eps;
     int block_size, max_len;
@@ -265,6 +267,7 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     const Qwen3Config *c = &model->config;
     InferGpu *e = xcalloc(1, sizeof *e);
     e->model = model;
+    e->device = device % n_dev;
     e->V = c->vocab_size;
     e->C = c->hidden_size;
     e->I = c->intermediate_size;
@@ -310,6 +313,7 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
 
 void infer_gpu_free(InferGpu *e) {
     if (!e) return;
+    cuda_check(cudaSetDevice(e->device));
     scratch_free(e);
     dev_free(e->w);
     dev_free(e->norms);
@@ -327,6 +331,7 @@ static void upload_f32(InferGpu *e, float *dst, const float *src, size_t n) {
 }
 
 void infer_gpu_load_weights(InferGpu *e, const float *params) {
+    cuda_check(cudaSetDevice(e->device));
     size_t n = e->model->num_parameters;
     size_t stage_n = n < LOAD_STAGE_FLOATS ? n : LOAD_STAGE_FLOATS;
     float *stage = dev_alloc(stage_n * sizeof(float));
@@ -500,6 +505,7 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
 /* The whole forward of checked chunks; the logits after each chunk's last
  * token are left in s->logits (N, V). */
 static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) {
+    cuda_check(cudaSetDevice(e->device));
     GpuInferScratch *s = &e->s;
     cudaStream_t q = e->stream;
     StepLayout st;
@@ -573,6 +579,7 @@ int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks
 
 /* The generator's view of the GPU engine (infer_gen_new_backend). */
 static int gpu_seq_len(const void *engine, int seq) { return infer_gpu_seq_len(engine, seq); }
+static int gpu_free_tokens(const void *engine) { return infer_gpu_free_tokens(engine); }
 static int gpu_seq_new(void *engine, char *err, size_t errlen) { return infer_gpu_seq_new(engine, err, errlen); }
 static int gpu_seq_fork(void *engine, int src, char *err, size_t errlen) {
     return infer_gpu_seq_fork(engine, src, err, errlen);
@@ -590,10 +597,12 @@ static int gpu_forward_sample(void *engine, const InferChunk *chunks, int n_chun
 InferBackend infer_gpu_backend(InferGpu *e) {
     return (InferBackend){.engine = e,
                           .max_len = e->max_len,
+                          .block_size = e->block_size,
                           .seq_new = gpu_seq_new,
                           .seq_fork = gpu_seq_fork,
                           .seq_free = gpu_seq_free,
                           .seq_len = gpu_seq_len,
+                          .free_tokens = gpu_free_tokens,
                           .forward = gpu_forward,
                           .forward_sample = gpu_forward_sample};
 }

@@ -68,6 +68,7 @@ echo '{"sequences": [[1, 500]]}' >"$TMP/bad.json"
 expect_exit score-bad-id 2 "bad.json: sequences[0][1]: expected a token id" "$BIN" score --model "$MODEL" --input "$TMP/bad.json"
 expect_exit generate-bad-temp 2 "temperature" "$BIN" generate --model "$MODEL" --prompt-ids '[1]' --temperature -1
 expect_exit generate-bad-device 2 "--device: expected cpu or cuda" "$BIN" generate --model "$MODEL" --prompt-ids '[1]' --device tpu
+expect_exit serve-bad-device 2 "--device: expected cpu or cuda" "$BIN" serve --model "$MODEL" --device tpu
 # without a GPU (or a CUDA build) --device cuda is refused with the reason
 if ! nvidia-smi -L >/dev/null 2>&1; then
     expect_exit generate-no-gpu 2 "--device cuda" "$BIN" generate --model "$MODEL" --prompt-ids '[1]' --device cuda
