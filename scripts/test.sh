@@ -9,7 +9,9 @@ if [ "${TAU2_SANITIZE:-0}" = "1" ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 else
   dir=build
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # with nvcc present, the CUDA tests also run against the CPU emulation of
+  # tests/cuda_emu (a machine without a GPU skips the real ones)
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAU2_CUDA_EMU=AUTO >/dev/null
 fi
 cmake --build "$dir" -j"$(nproc)"
 # The long job tests (label "long") train for minutes; under the sanitizers

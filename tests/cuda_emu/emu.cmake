@@ -1,0 +1,100 @@
+# tests/cuda_emu/emu.cmake — the CPU emulation of the CUDA backend
+# (README.md here), included by the top-level CMakeLists.txt when
+# TAU2_CUDA_EMU is ON. It builds:
+#   tau2_cuda_emu  kernels/*.cu rewritten by transform.py and compiled as
+#                  C++ with emu_device.h force-included, plus the emulated
+#                  CUDA runtime, cuBLAS GEMM and NCCL stubs;
+#   emu_test_cuda_*  tests/cuda/test_*.c, unchanged, linked with the tau2
+#                  archive (built with TAU2_HAVE_CUDA=1) and tau2_cuda_emu
+#                  instead of tau2_cuda, cudart and cuBLAS;
+# and registers the latter as ctest tests labelled cuda_emu.
+if(NOT TAU2_HAVE_CUDA)
+  message(FATAL_ERROR "TAU2_CUDA_EMU needs the CUDA headers and nvcc (the CUDA backend, TAU2_CUDA not OFF)")
+endif()
+if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
+  message(FATAL_ERROR "TAU2_CUDA_EMU: the emulator's fibers are written for x86-64")
+endif()
+enable_language(CXX)
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+
+set(TAU2_EMU_DIR ${PROJECT_SOURCE_DIR}/tests/cuda_emu)
+set(TAU2_EMU_GEN ${CMAKE_BINARY_DIR}/cuda_emu_gen)
+file(MAKE_DIRECTORY ${TAU2_EMU_GEN})
+file(GLOB TAU2_EMU_KERNELS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/*.cu)
+file(GLOB TAU2_EMU_KERNEL_HEADERS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/*.cuh ${PROJECT_SOURCE_DIR}/kernels/*.h)
+set(TAU2_EMU_GENERATED)
+foreach(cu ${TAU2_EMU_KERNELS} ${TAU2_EMU_DIR}/selftest.cu)
+  get_filename_component(base ${cu} NAME_WE)
+  set(out ${TAU2_EMU_GEN}/${base}.emu.cpp)
+  add_custom_command(OUTPUT ${out}
+    COMMAND ${Python3_EXECUTABLE} ${TAU2_EMU_DIR}/transform.py ${cu} ${out}
+    DEPENDS ${cu} ${TAU2_EMU_DIR}/transform.py
+    COMMENT "cuda_emu: rewriting ${base}.cu for the emulator"
+    VERBATIM)
+  list(APPEND TAU2_EMU_GENERATED ${out})
+endforeach()
+set_source_files_properties(${TAU2_EMU_GENERATED} ${TAU2_EMU_GEN}/selftest.emu.cpp PROPERTIES
+  COMPILE_OPTIONS "-include;${TAU2_EMU_DIR}/emu_device.h;-Wno-unused-function;-Wno-unused-variable"
+  OBJECT_DEPENDS "${TAU2_EMU_DIR}/emu_device.h;${TAU2_EMU_KERNEL_HEADERS}")
+
+list(FILTER TAU2_EMU_GENERATED EXCLUDE REGEX "/selftest\\.emu\\.cpp$")
+add_library(tau2_cuda_emu STATIC ${TAU2_EMU_GENERATED}
+  ${TAU2_EMU_DIR}/emu_runtime.cpp ${TAU2_EMU_DIR}/emu_cublas.cpp)
+set_target_properties(tau2_cuda_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
+# The kernels' float code must stay IEEE as on the GPU's _rn paths: no
+# fast-math, no contraction into FMA.
+target_compile_options(tau2_cuda_emu PRIVATE -ffp-contract=off -fno-fast-math)
+# TAU2_CUDA_EMU_ASAN: the kernels and the emulated runtime under
+# AddressSanitizer, so a kernel's out-of-bounds access to a device buffer,
+# to dynamic or static shared memory, or to a thread's local array is
+# reported (device buffers are allocated to the byte). The tau2 archive is
+# not instrumented (configure with TAU2_SANITIZE for that too).
+option(TAU2_CUDA_EMU_ASAN "Build the CUDA emulation's kernels under AddressSanitizer" OFF)
+set(TAU2_EMU_ENV "")
+if(TAU2_CUDA_EMU_ASAN)
+  target_compile_options(tau2_cuda_emu PRIVATE -fsanitize=address -fno-omit-frame-pointer)
+  target_link_options(tau2_cuda_emu INTERFACE -fsanitize=address)
+  # leaks of MPI and OpenMP at exit are not the kernels' business
+  set(TAU2_EMU_ENV "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1")
+endif()
+target_include_directories(tau2_cuda_emu PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/kernels
+  ${CUDAToolkit_INCLUDE_DIRS} ${NCCL_INCLUDE_DIR})
+
+# The tau2 archive (its objects already built with TAU2_HAVE_CUDA=1) with
+# tau2's own dependencies, minus tau2_cuda and the CUDA libraries.
+get_target_property(TAU2_EMU_DEPS tau2 LINK_LIBRARIES)
+list(REMOVE_ITEM TAU2_EMU_DEPS tau2_cuda)
+add_library(tau2_emu INTERFACE)
+target_link_libraries(tau2_emu INTERFACE $<TARGET_FILE:tau2> tau2_cuda_emu ${TAU2_EMU_DEPS})
+target_include_directories(tau2_emu INTERFACE $<TARGET_PROPERTY:tau2,INTERFACE_INCLUDE_DIRECTORIES>)
+target_compile_definitions(tau2_emu INTERFACE $<TARGET_PROPERTY:tau2,INTERFACE_COMPILE_DEFINITIONS>)
+
+file(GLOB TAU2_EMU_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/cuda/test_*.c)
+foreach(src ${TAU2_EMU_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(emu_${name} ${src})
+  add_dependencies(emu_${name} tau2)
+  target_link_libraries(emu_${name} PRIVATE tau2_emu PkgConfig::CMOCKA OpenSSL::Crypto)
+  target_compile_definitions(emu_${name} PRIVATE
+    TAU2_TEST_DATA_DIR="${TAU2_TEST_DATA_DIR}"
+    TAU2_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  # Twice: threads in forward and in reverse order between barriers (a
+  # missing __syncthreads fails in at least one of them, README.md).
+  foreach(order forward reverse)
+    set(tname emu_${name})
+    if(order STREQUAL "reverse")
+      set(tname emu_${name}_reverse)
+    endif()
+    add_test(NAME ${tname} COMMAND emu_${name})
+    set_tests_properties(${tname} PROPERTIES SKIP_RETURN_CODE 77 LABELS cuda_emu TIMEOUT 1800 ENVIRONMENT
+      "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};OMP_WAIT_POLICY=passive;TAU2_CUDA_EMU_ORDER=${order};${TAU2_EMU_ENV}")
+  endforeach()
+endforeach()
+
+# The emulator's own checks (barriers, shuffles, bf16, launch errors, the
+# exited-thread barrier report).
+add_executable(emu_selftest ${TAU2_EMU_GEN}/selftest.emu.cpp)
+set_target_properties(emu_selftest PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
+target_link_libraries(emu_selftest PRIVATE tau2_cuda_emu)
+add_test(NAME emu_selftest COMMAND emu_selftest)
+set_tests_properties(emu_selftest PROPERTIES LABELS cuda_emu ENVIRONMENT "${TAU2_EMU_ENV}")

@@ -1,0 +1,199 @@
+/* emu_device.h — force-included (-include) into every kernels/*.cu compiled
+ * as C++ by the CUDA emulation (tests/cuda_emu/README.md).
+ *
+ * It takes the real CUDA headers in host mode for the types (dim3, float4,
+ * cudaError_t, __nv_bfloat16, cuBLAS) and then defines the device side:
+ * the execution-space keywords, the built-in index variables, barriers,
+ * warp shuffles, atomics and the float intrinsics the kernels use. Kernels
+ * run as cooperative fibers (emu_runtime.cpp): a thread runs until it
+ * reaches __syncthreads or a warp collective, where it yields. */
+#ifndef TAU2_CUDA_EMU_DEVICE_H
+#define TAU2_CUDA_EMU_DEVICE_H
+
+#ifndef __cplusplus
+#error "emu_device.h is for the kernels compiled as C++"
+#endif
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __forceinline__
+#undef __noinline__
+#undef __launch_bounds__
+#undef __shared__
+#undef __constant__
+#undef __restrict__
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+/* Static shared memory: a function-local static. Blocks run one after
+ * another, so one copy serves every block (not zeroed, as on a GPU). */
+#define __shared__ static
+#define __constant__ static
+
+/* ---- the runtime side (emu_runtime.cpp) ---- */
+extern "C" {
+extern uint3 threadIdx;
+extern uint3 blockIdx;
+extern dim3 blockDim;
+extern dim3 gridDim;
+void emu_syncthreads(void);
+/* Deposits this lane's 64 bits for a warp collective over mask; returns the
+ * 32 lanes' deposits once every lane of mask (that exists) has arrived. */
+const uint64_t *emu_warp_exchange(uint64_t mine, unsigned mask);
+void *emu_dynamic_smem(void);
+void emu_launch_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
+                       cudaStream_t stream, void (*body)(void *), void *ctx);
+}
+static const int warpSize = 32;
+
+static inline void __syncthreads(void) { emu_syncthreads(); }
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)emu_warp_exchange(0, mask); }
+static inline void __threadfence(void) {}
+static inline void __threadfence_block(void) {}
+
+/* ---- warp collectives ---- */
+template <class T> static inline uint64_t emu_bits(T v) {
+    static_assert(sizeof(T) <= 8, "shuffle of a type over 8 bytes");
+    uint64_t b = 0;
+    memcpy(&b, &v, sizeof v);
+    return b;
+}
+template <class T> static inline T emu_from_bits(uint64_t b) {
+    T v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+static inline int emu_lane(void) { return (int)((threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32); }
+
+template <class T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+    const uint64_t *all = emu_warp_exchange(emu_bits(v), mask);
+    int lane = emu_lane(), base = lane & ~(width - 1);
+    return emu_from_bits<T>(all[base + (src & (width - 1))]);
+}
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int o, int width = 32) {
+    const uint64_t *all = emu_warp_exchange(emu_bits(v), mask);
+    int lane = emu_lane(), s = lane ^ o;
+    if ((s & ~(width - 1)) != (lane & ~(width - 1))) s = lane;
+    return emu_from_bits<T>(all[s]);
+}
+template <class T> static inline T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) {
+    const uint64_t *all = emu_warp_exchange(emu_bits(v), mask);
+    int lane = emu_lane(), s = lane - (int)d;
+    if (s < (lane & ~(width - 1))) s = lane;
+    return emu_from_bits<T>(all[s]);
+}
+template <class T> static inline T __shfl_down_sync(unsigned mask, T v, unsigned d, int width = 32) {
+    const uint64_t *all = emu_warp_exchange(emu_bits(v), mask);
+    int lane = emu_lane(), s = lane + (int)d;
+    if (s >= (lane & ~(width - 1)) + width) s = lane;
+    return emu_from_bits<T>(all[s]);
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred) {
+    const uint64_t *all = emu_warp_exchange(pred ? 1u : 0u, mask);
+    unsigned r = 0;
+    for (int i = 0; i < 32; i++)
+        if (((mask >> i) & 1u) && all[i]) r |= 1u << i;
+    return r;
+}
+static inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == (mask & __ballot_sync(mask, 1)); }
+static inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+
+/* ---- atomics: fibers never preempt each other, so plain read-modify-write ---- */
+template <class T, class U> static inline T atomicAdd(T *p, U v) { T old = *p; *p = (T)(old + (T)v); return old; }
+template <class T, class U> static inline T atomicSub(T *p, U v) { T old = *p; *p = (T)(old - (T)v); return old; }
+template <class T, class U> static inline T atomicMax(T *p, U v) { T old = *p; if ((T)v > old) *p = (T)v; return old; }
+template <class T, class U> static inline T atomicMin(T *p, U v) { T old = *p; if ((T)v < old) *p = (T)v; return old; }
+template <class T, class U> static inline T atomicExch(T *p, U v) { T old = *p; *p = (T)v; return old; }
+template <class T, class U> static inline T atomicOr(T *p, U v) { T old = *p; *p = old | (T)v; return old; }
+template <class T, class U> static inline T atomicAnd(T *p, U v) { T old = *p; *p = old & (T)v; return old; }
+template <class T, class U, class V> static inline T atomicCAS(T *p, U cmp, V v) {
+    T old = *p;
+    if (old == (T)cmp) *p = (T)v;
+    return old;
+}
+
+/* ---- integer min/max of device code ---- */
+template <class A, class B>
+static inline typename std::enable_if<std::is_arithmetic<A>::value && std::is_arithmetic<B>::value,
+                                      typename std::common_type<A, B>::type>::type
+min(A a, B b) { typedef typename std::common_type<A, B>::type C; return (C)a < (C)b ? (C)a : (C)b; }
+template <class A, class B>
+static inline typename std::enable_if<std::is_arithmetic<A>::value && std::is_arithmetic<B>::value,
+                                      typename std::common_type<A, B>::type>::type
+max(A a, B b) { typedef typename std::common_type<A, B>::type C; return (C)a > (C)b ? (C)a : (C)b; }
+
+/* ---- float intrinsics (no contraction: the kernels' _rn calls exist to forbid it) ---- */
+static inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
+static inline float __fsub_rn(float a, float b) { volatile float r = a - b; return r; }
+static inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+static inline float __fdiv_rn(float a, float b) { volatile float r = a / b; return r; }
+static inline double __dadd_rn(double a, double b) { volatile double r = a + b; return r; }
+static inline double __dmul_rn(double a, double b) { volatile double r = a * b; return r; }
+/* glibc's math.h declares its own __expf & co.: macros keep the kernels off them. */
+#define __expf(x) expf(x)
+#define __logf(x) logf(x)
+#define __sinf(x) sinf(x)
+#define __cosf(x) cosf(x)
+#define __powf(x, y) powf(x, y)
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __frcp_rn(float x) { return 1.0f / x; }
+static inline float __fsqrt_rn(float x) { return sqrtf(x); }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+static inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
+static inline long long __double_as_longlong(double d) { long long i; memcpy(&i, &d, 8); return i; }
+static inline double __longlong_as_double(long long i) { double d; memcpy(&d, &i, 8); return d; }
+static inline unsigned long long __double2ull_rn(double d) { return (unsigned long long)nearbyint(d); }
+static inline long long __double2ll_rn(double d) { return (long long)nearbyint(d); }
+static inline int __float2int_rn(float f) { return (int)nearbyintf(f); }
+static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+
+/* The runtime's C++ overload for a kernel (the host-mode header has only the C one). */
+template <class T> static inline cudaError_t cudaFuncSetAttribute(T *entry, enum cudaFuncAttribute attr, int value) {
+    return ::cudaFuncSetAttribute((const void *)entry, attr, value);
+}
+
+/* ---- kernel launch: `k<<<g, b, s, st>>>(a...)` becomes emu_launch("k", g, b, s, st, k, a...) ---- */
+template <class... P> struct EmuLaunchCtx {
+    void (*fn)(P...);
+    std::tuple<typename std::decay<P>::type...> args;
+};
+template <class Ctx, size_t... I> static inline void emu_call(Ctx *c, std::index_sequence<I...>) {
+    c->fn(std::get<I>(c->args)...);
+}
+template <class... P> static void emu_body(void *p) {
+    EmuLaunchCtx<P...> *c = (EmuLaunchCtx<P...> *)p;
+    emu_call(c, std::index_sequence_for<P...>{});
+}
+template <class... P, class... A>
+static inline void emu_launch(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                              void (*fn)(P...), A &&...a) {
+    static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
+    EmuLaunchCtx<P...> c{fn, std::tuple<typename std::decay<P>::type...>((typename std::decay<P>::type)(a)...)};
+    emu_launch_kernel(name, (const void *)fn, grid, block, smem, stream, emu_body<P...>, &c);
+}
+
+#endif

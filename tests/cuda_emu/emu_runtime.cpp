@@ -1,0 +1,744 @@
+/* emu_runtime.cpp — the CUDA runtime over host memory, and the kernel
+ * launcher: each block's threads are cooperative fibers run round-robin
+ * (tests/cuda_emu/README.md). Single host thread: launches from two host
+ * threads at once abort. */
+#include <assert.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+extern "C" {
+uint3 threadIdx;
+uint3 blockIdx;
+dim3 blockDim;
+dim3 gridDim;
+}
+
+/* ------------------------------------------------------------ errors */
+
+static thread_local cudaError_t g_last_error = cudaSuccess;
+
+static cudaError_t fail(cudaError_t e, const char *fmt, ...) {
+    if (getenv("TAU2_CUDA_EMU_QUIET") == NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "cuda-emu: ");
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "\n");
+        va_end(ap);
+    }
+    g_last_error = e;
+    return e;
+}
+
+/* A bug the emulator caught that CUDA would leave undefined (a barrier some
+ * threads never reach, a warp collective missing lanes): report, then abort
+ * unless TAU2_CUDA_EMU_CONTINUE is set. */
+static void emu_bug(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cuda-emu: KERNEL BUG: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    if (!getenv("TAU2_CUDA_EMU_CONTINUE")) abort();
+    g_last_error = cudaErrorLaunchFailure;
+}
+
+/* ------------------------------------------------------------ memory registry */
+
+struct Alloc {
+    size_t size;
+    bool device; /* false: cudaMallocHost */
+};
+static std::mutex g_mem_mu;
+static std::map<uintptr_t, Alloc> g_allocs;
+static size_t g_device_bytes;
+static const size_t EMU_DEVICE_MEMORY = (size_t)80 << 30;
+
+/* The allocation holding [p, p + n), or NULL. */
+static const std::pair<const uintptr_t, Alloc> *find_alloc(const void *p, size_t n = 1) {
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    uintptr_t a = (uintptr_t)p;
+    auto it = g_allocs.upper_bound(a);
+    if (it == g_allocs.begin()) return NULL;
+    --it;
+    if (a >= it->first && a + (n ? n : 1) <= it->first + (it->second.size ? it->second.size : 1)) return &*it;
+    return NULL;
+}
+static bool is_device(const void *p, size_t n = 1) {
+    const auto *a = find_alloc(p, n);
+    return a && a->second.device;
+}
+/* Inside some device allocation but running past its end. */
+static bool overruns_device(const void *p, size_t n) {
+    const auto *a = find_alloc(p, 1);
+    return a && a->second.device && !is_device(p, n);
+}
+
+/* Exactly the bytes asked for (256-aligned like cudaMalloc): under
+ * AddressSanitizer (TAU2_CUDA_EMU_ASAN) a kernel reading or writing past the
+ * end of a buffer hits the redzone. */
+static void *emu_alloc(size_t size, bool device) {
+    void *p = NULL;
+    if (posix_memalign(&p, 256, size ? size : 1)) return NULL;
+    /* Fresh device memory holds garbage on a GPU: NaN bytes make reads of
+     * unwritten memory visible. */
+    memset(p, 0xff, size ? size : 1);
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    g_allocs[(uintptr_t)p] = Alloc{size, device};
+    if (device) g_device_bytes += size;
+    return p;
+}
+static cudaError_t emu_free(void *p, bool device, const char *what) {
+    if (!p) return cudaSuccess;
+    {
+        std::lock_guard<std::mutex> g(g_mem_mu);
+        auto it = g_allocs.find((uintptr_t)p);
+        if (it == g_allocs.end() || it->second.device != device) goto bad;
+        if (device) g_device_bytes -= it->second.size;
+        g_allocs.erase(it);
+    }
+    free(p);
+    return cudaSuccess;
+bad:
+    return fail(cudaErrorInvalidValue, "%s(%p): not a pointer from the matching allocator", what, p);
+}
+
+extern "C" {
+
+cudaError_t cudaMalloc(void **p, size_t size) {
+    if (!p) return fail(cudaErrorInvalidValue, "cudaMalloc: NULL out pointer");
+    *p = emu_alloc(size, true);
+    return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): out of memory", size);
+}
+cudaError_t cudaFree(void *p) { return emu_free(p, true, "cudaFree"); }
+cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s) { (void)s; return cudaMalloc(p, size); }
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void)s; return emu_free(p, true, "cudaFreeAsync"); }
+cudaError_t cudaMallocHost(void **p, size_t size) {
+    if (!p) return fail(cudaErrorInvalidValue, "cudaMallocHost: NULL out pointer");
+    *p = emu_alloc(size, false);
+    return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaMallocHost(%zu): out of memory", size);
+}
+cudaError_t cudaHostAlloc(void **p, size_t size, unsigned flags) { (void)flags; return cudaMallocHost(p, size); }
+cudaError_t cudaFreeHost(void *p) { return emu_free(p, false, "cudaFreeHost"); }
+
+static const char *kind_name(cudaMemcpyKind k) {
+    switch (k) {
+    case cudaMemcpyHostToHost: return "HostToHost";
+    case cudaMemcpyHostToDevice: return "HostToDevice";
+    case cudaMemcpyDeviceToHost: return "DeviceToHost";
+    case cudaMemcpyDeviceToDevice: return "DeviceToDevice";
+    default: return "Default";
+    }
+}
+
+/* Checks that each side of a copy is (or is not) device memory as its kind
+ * says, and that the device side lies inside one allocation. */
+static cudaError_t check_side(const void *p, size_t n, bool want_device, const char *side, const char *what,
+                              cudaMemcpyKind kind) {
+    if (n == 0) return cudaSuccess;
+    if (want_device) {
+        if (!is_device(p, n))
+            return fail(cudaErrorInvalidValue, "%s %s: %s %p (+%zu bytes) is %s", what, kind_name(kind), side, p, n,
+                        overruns_device(p, n) ? "past the end of its device allocation" : "not device memory");
+    } else if (find_alloc(p, 1) && find_alloc(p, 1)->second.device) {
+        return fail(cudaErrorInvalidValue, "%s %s: %s %p is device memory", what, kind_name(kind), side, p);
+    }
+    return cudaSuccess;
+}
+
+static cudaError_t emu_memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind, const char *what) {
+    if (n == 0) return cudaSuccess;
+    if (!dst || !src) return fail(cudaErrorInvalidValue, "%s: NULL pointer", what);
+    cudaError_t e = cudaSuccess;
+    switch (kind) {
+    case cudaMemcpyHostToDevice:
+        if ((e = check_side(dst, n, true, "dst", what, kind)) || (e = check_side(src, n, false, "src", what, kind)))
+            return e;
+        break;
+    case cudaMemcpyDeviceToHost:
+        if ((e = check_side(src, n, true, "src", what, kind)) || (e = check_side(dst, n, false, "dst", what, kind)))
+            return e;
+        break;
+    case cudaMemcpyDeviceToDevice:
+        if ((e = check_side(src, n, true, "src", what, kind)) || (e = check_side(dst, n, true, "dst", what, kind)))
+            return e;
+        break;
+    case cudaMemcpyHostToHost:
+        break;
+    default: /* cudaMemcpyDefault: either side, as long as a device side fits */
+        if (overruns_device(src, n) || overruns_device(dst, n))
+            return fail(cudaErrorInvalidValue, "%s Default: a device side runs past its allocation", what);
+        break;
+    }
+    memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    return emu_memcpy(dst, src, n, kind, "cudaMemcpy");
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
+    (void)s;
+    return emu_memcpy(dst, src, n, kind, "cudaMemcpyAsync");
+}
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                         cudaMemcpyKind kind) {
+    for (size_t r = 0; r < height; r++) {
+        cudaError_t e = emu_memcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind, "cudaMemcpy2D");
+        if (e) return e;
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t s) {
+    (void)s;
+    return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
+}
+cudaError_t cudaMemset(void *p, int v, size_t n) {
+    if (n == 0) return cudaSuccess;
+    if (!is_device(p, n))
+        return fail(cudaErrorInvalidValue, "cudaMemset(%p, %zu bytes): %s", p, n,
+                    overruns_device(p, n) ? "past the end of its device allocation" : "not device memory");
+    memset(p, v, n);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) { (void)s; return cudaMemset(p, v, n); }
+
+cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void *p) {
+    if (!a) return fail(cudaErrorInvalidValue, "cudaPointerGetAttributes: NULL");
+    memset(a, 0, sizeof *a);
+    const auto *al = find_alloc(p, 1);
+    if (al && al->second.device) {
+        a->type = cudaMemoryTypeDevice;
+        a->device = 0;
+        a->devicePointer = (void *)p;
+    } else if (al) {
+        a->type = cudaMemoryTypeHost;
+        a->hostPointer = (void *)p;
+        a->devicePointer = (void *)p;
+    } else {
+        a->type = cudaMemoryTypeUnregistered;
+        a->device = -2;
+        a->hostPointer = (void *)p;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    if (total) *total = EMU_DEVICE_MEMORY;
+    if (free_b) *free_b = EMU_DEVICE_MEMORY > g_device_bytes ? EMU_DEVICE_MEMORY - g_device_bytes : 0;
+    return cudaSuccess;
+}
+
+/* ------------------------------------------------------------ device, streams, events */
+
+static int g_device = 0;
+
+cudaError_t cudaGetDeviceCount(int *n) {
+    if (n) *n = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) {
+    if (d != 0) return fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): the emulator has one device", d);
+    g_device = d;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int *d) {
+    if (d) *d = g_device;
+    return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
+    if (d != 0 || !p) return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties(%d)", d);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "CPU emulation (tau2 cuda_emu)");
+    p->totalGlobalMem = EMU_DEVICE_MEMORY;
+    p->sharedMemPerBlock = 48 << 10;
+    p->sharedMemPerBlockOptin = 227 << 10;
+    p->sharedMemPerMultiprocessor = 228 << 10;
+    p->regsPerBlock = 65536;
+    p->warpSize = 32;
+    p->maxThreadsPerBlock = 1024;
+    p->maxThreadsDim[0] = 1024, p->maxThreadsDim[1] = 1024, p->maxThreadsDim[2] = 64;
+    p->maxGridSize[0] = 0x7fffffff, p->maxGridSize[1] = 65535, p->maxGridSize[2] = 65535;
+    p->major = 9;
+    p->minor = 0;
+    p->multiProcessorCount = 132;
+    p->maxThreadsPerMultiProcessor = 2048;
+    p->totalConstMem = 65536;
+    p->l2CacheSize = 50 << 20;
+    p->unifiedAddressing = 1;
+    p->concurrentKernels = 1;
+    p->asyncEngineCount = 2;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int d) {
+    (void)d;
+    if (!v) return cudaErrorInvalidValue;
+    switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = 227 << 10; break;
+    case cudaDevAttrMultiProcessorCount: *v = 132; break;
+    case cudaDevAttrMaxThreadsPerBlock: *v = 1024; break;
+    case cudaDevAttrWarpSize: *v = 32; break;
+    case cudaDevAttrComputeCapabilityMajor: *v = 9; break;
+    case cudaDevAttrComputeCapabilityMinor: *v = 0; break;
+    default: *v = 0; break;
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = g_last_error;
+    g_last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return g_last_error; }
+
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    default: return "cudaErrorUnknown(emu)";
+    }
+}
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorLaunchFailure: return "unspecified launch failure (emulator-detected kernel bug)";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    default: return "error (cuda emulator)";
+    }
+}
+
+struct EmuStream {
+    unsigned flags;
+};
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
+    if (!s) return cudaErrorInvalidValue;
+    *s = (cudaStream_t)(new EmuStream{0});
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    if (!s) return cudaErrorInvalidValue;
+    *s = (cudaStream_t)(new EmuStream{flags});
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned flags, int prio) {
+    (void)prio;
+    return cudaStreamCreateWithFlags(s, flags);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (!s) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy(NULL)");
+    delete (EmuStream *)s;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
+cudaError_t cudaStreamQuery(cudaStream_t s) { (void)s; return cudaSuccess; }
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
+    (void)s, (void)e, (void)flags;
+    return cudaSuccess;
+}
+
+struct EmuEvent {
+    double t;
+};
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    if (!e) return cudaErrorInvalidValue;
+    *e = (cudaEvent_t)(new EmuEvent{0});
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) { (void)flags; return cudaEventCreate(e); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { delete (EmuEvent *)e; return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    (void)s;
+    if (!e) return cudaErrorInvalidResourceHandle;
+    ((EmuEvent *)e)->t = now_ms();
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void)e; return cudaSuccess; }
+cudaError_t cudaEventQuery(cudaEvent_t e) { (void)e; return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+    if (!ms || !a || !b) return cudaErrorInvalidValue;
+    *ms = (float)(((EmuEvent *)b)->t - ((EmuEvent *)a)->t);
+    return cudaSuccess;
+}
+
+static int g_pool_dummy;
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int d) {
+    if (d != 0 || !pool) return fail(cudaErrorInvalidDevice, "cudaDeviceGetDefaultMemPool(%d)", d);
+    *pool = (cudaMemPool_t)&g_pool_dummy;
+    return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void *v) {
+    (void)attr;
+    if (!pool || !v) return fail(cudaErrorInvalidValue, "cudaMemPoolSetAttribute: NULL");
+    return cudaSuccess;
+}
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t keep) { (void)pool, (void)keep; return cudaSuccess; }
+
+/* Max dynamic shared memory set per kernel (cudaFuncSetAttribute). */
+static std::map<const void *, int> g_func_smem;
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
+    if (!func) return fail(cudaErrorInvalidDeviceFunction, "cudaFuncSetAttribute(NULL)");
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+        if (value < 0 || value > (227 << 10))
+            return fail(cudaErrorInvalidValue, "cudaFuncSetAttribute: %d bytes of dynamic shared memory (max %d)",
+                        value, 227 << 10);
+        g_func_smem[func] = value;
+    }
+    return cudaSuccess;
+}
+
+} /* extern "C" */
+
+/* ------------------------------------------------------------ fibers */
+
+/* x86-64 System V: a switch saves the callee-saved registers and the
+ * floating-point control words on the old stack and restores them from the
+ * new one. */
+#if defined(__x86_64__)
+extern "C" void emu_ctx_switch(void **save_sp, void *load_sp);
+extern "C" void emu_fiber_trampoline(void);
+asm(".text\n"
+    ".globl emu_ctx_switch\n"
+    ".type emu_ctx_switch,@function\n"
+    "emu_ctx_switch:\n"
+    "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+    "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+    "  ret\n"
+    ".size emu_ctx_switch, .-emu_ctx_switch\n"
+    ".globl emu_fiber_trampoline\n"
+    ".type emu_fiber_trampoline,@function\n"
+    "emu_fiber_trampoline:\n"
+    "  movq %r12, %rdi\n"
+    "  callq *%r13\n"
+    "  ud2\n"
+    ".size emu_fiber_trampoline, .-emu_fiber_trampoline\n");
+#else
+#error "cuda_emu fibers: x86-64 only"
+#endif
+
+enum ThreadState : uint8_t { T_READY, T_BARRIER, T_WARP, T_DONE };
+
+struct Fiber {
+    void *sp;
+    ThreadState state;
+    unsigned mask; /* the warp collective's mask while T_WARP */
+    uint64_t deposit;
+    void *fake; /* AddressSanitizer's fake stack while switched out */
+};
+
+static const size_t STACK_SIZE = 64 << 10, GUARD = 4096;
+static const int MAX_THREADS = 1024;
+
+static struct Sched {
+    char *stacks = NULL; /* MAX_THREADS x (GUARD + STACK_SIZE) */
+    Fiber fib[MAX_THREADS];
+    void *sched_sp;
+    int cur;
+    int n;
+    uint3 bdim;
+    uint64_t snapshot[MAX_THREADS / 32][32];
+    void (*body)(void *);
+    void *ctx;
+    const char *name;
+    char *smem;
+    size_t smem_size;
+    std::atomic<bool> busy{false};
+} S;
+
+/* AddressSanitizer is told of every stack switch (TAU2_CUDA_EMU_ASAN). */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define ASAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define ASAN_FINISH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define ASAN_START(save, bottom, size) ((void)0)
+#define ASAN_FINISH(save, bottom, size) ((void)0)
+#endif
+static const void *g_sched_bottom;
+static size_t g_sched_size;
+static void *g_sched_fake;
+
+static void fiber_main(void *arg) {
+    (void)arg;
+    ASAN_FINISH(NULL, &g_sched_bottom, &g_sched_size);
+    S.body(S.ctx);
+    S.fib[S.cur].state = T_DONE;
+    ASAN_START(NULL, g_sched_bottom, g_sched_size);
+    emu_ctx_switch(&S.fib[S.cur].sp, S.sched_sp);
+    abort(); /* never resumed */
+}
+
+static void fiber_init(int t) {
+    char *top = S.stacks + (size_t)t * (GUARD + STACK_SIZE) + GUARD + STACK_SIZE;
+    uint64_t *sp = (uint64_t *)((uintptr_t)top & ~(uintptr_t)15);
+    /* after `ret` into the trampoline rsp is 16-aligned, as its call needs */
+    *--sp = (uint64_t)emu_fiber_trampoline;  /* return address */
+    *--sp = 0;                                /* rbp */
+    *--sp = 0;                                /* rbx */
+    *--sp = 0;                                /* r12: argument */
+    *--sp = (uint64_t)fiber_main;             /* r13: entry */
+    *--sp = 0;                                /* r14 */
+    *--sp = 0;                                /* r15 */
+    uint32_t csr[2];
+    asm volatile("stmxcsr %0" : "=m"(csr[0]));
+    asm volatile("fnstcw %0" : "=m"(csr[1]));
+    *--sp = (uint64_t)csr[0] | ((uint64_t)(csr[1] & 0xffff) << 32);
+    S.fib[t].sp = sp;
+    S.fib[t].state = T_READY;
+}
+
+static void ensure_stacks(void) {
+    if (S.stacks) return;
+    size_t per = GUARD + STACK_SIZE, total = per * MAX_THREADS;
+    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+        perror("cuda-emu: mmap of the fiber stacks");
+        abort();
+    }
+    S.stacks = (char *)m;
+    for (int t = 0; t < MAX_THREADS; t++) mprotect(S.stacks + (size_t)t * per, GUARD, PROT_NONE);
+}
+
+static inline void set_thread_idx(int t) {
+    threadIdx.x = t % S.bdim.x;
+    threadIdx.y = (t / S.bdim.x) % S.bdim.y;
+    threadIdx.z = t / (S.bdim.x * S.bdim.y);
+}
+
+static inline void yield_to_sched(void) {
+    int me = S.cur;
+    ASAN_START(&S.fib[me].fake, g_sched_bottom, g_sched_size);
+    emu_ctx_switch(&S.fib[me].sp, S.sched_sp);
+    ASAN_FINISH(S.fib[me].fake, &g_sched_bottom, &g_sched_size);
+}
+
+static inline void run_thread(int t) {
+    S.cur = t;
+    set_thread_idx(t);
+    ASAN_START(&g_sched_fake, S.stacks + (size_t)t * (GUARD + STACK_SIZE) + GUARD, STACK_SIZE);
+    emu_ctx_switch(&S.sched_sp, S.fib[t].sp);
+    ASAN_FINISH(g_sched_fake, NULL, NULL);
+}
+
+extern "C" void emu_syncthreads(void) {
+    S.fib[S.cur].state = T_BARRIER;
+    yield_to_sched();
+}
+
+extern "C" const uint64_t *emu_warp_exchange(uint64_t mine, unsigned mask) {
+    Fiber &f = S.fib[S.cur];
+    f.state = T_WARP;
+    f.mask = mask;
+    f.deposit = mine;
+    yield_to_sched();
+    return S.snapshot[S.cur / 32];
+}
+
+extern "C" void *emu_dynamic_smem(void) { return S.smem; }
+
+static std::string block_name(void) {
+    char b[160];
+    snprintf(b, sizeof b, "%s block (%u,%u,%u) of grid (%u,%u,%u), %u threads", S.name, blockIdx.x, blockIdx.y,
+             blockIdx.z, gridDim.x, gridDim.y, gridDim.z, S.n);
+    return b;
+}
+
+/* The order threads run in between two synchronization points
+ * (TAU2_CUDA_EMU_ORDER): forward (thread 0 first), reverse, or random (a
+ * new permutation at every pass, from TAU2_CUDA_EMU_SEED). Code that is
+ * correct on a GPU gives the same results in every order; a missing
+ * __syncthreads / __syncwarp shows up as a difference between orders. */
+enum Order { ORDER_FORWARD, ORDER_REVERSE, ORDER_RANDOM };
+static Order g_order = [] {
+    const char *o = getenv("TAU2_CUDA_EMU_ORDER");
+    if (!o || !*o || !strcmp(o, "forward")) return ORDER_FORWARD;
+    if (!strcmp(o, "reverse")) return ORDER_REVERSE;
+    if (!strcmp(o, "random")) return ORDER_RANDOM;
+    fprintf(stderr, "cuda-emu: TAU2_CUDA_EMU_ORDER=%s: not forward, reverse or random\n", o);
+    abort();
+}();
+static uint64_t g_rng = [] {
+    const char *s = getenv("TAU2_CUDA_EMU_SEED");
+    return s ? strtoull(s, NULL, 0) * 0x9E3779B97F4A7C15ull + 1 : 0x2545F4914F6CDD1Dull;
+}();
+static uint32_t rng_next(void) {
+    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 32);
+}
+/* order[0..n) := the visiting order of 0..n-1 for one pass. */
+static void make_order(int *order, int n) {
+    for (int i = 0; i < n; i++) order[i] = g_order == ORDER_REVERSE ? n - 1 - i : i;
+    if (g_order == ORDER_RANDOM)
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int)(rng_next() % (uint32_t)(i + 1)), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+}
+
+/* Runs one warp's lanes until each is at a barrier or done (releasing warp
+ * collectives as they fill). */
+static void run_warp(int w) {
+    int lo = w * 32, hi = lo + 32 < S.n ? lo + 32 : S.n;
+    unsigned exist = hi - lo == 32 ? 0xffffffffu : ((1u << (hi - lo)) - 1u);
+    int order[32];
+    for (;;) {
+        make_order(order, hi - lo);
+        for (int i = 0; i < hi - lo; i++) {
+            int t = lo + order[i];
+            if (S.fib[t].state == T_READY) run_thread(t);
+        }
+        /* every lane is now at a barrier, at a collective or done */
+        unsigned at_warp = 0, done = 0, barrier = 0, need = 0;
+        for (int t = lo; t < hi; t++) {
+            unsigned bit = 1u << (t - lo);
+            switch (S.fib[t].state) {
+            case T_WARP: at_warp |= bit; need |= S.fib[t].mask; break;
+            case T_DONE: done |= bit; break;
+            case T_BARRIER: barrier |= bit; break;
+            default: break;
+            }
+        }
+        if (!at_warp) return;
+        need &= exist;
+        if ((need & at_warp) != need) {
+            unsigned missing = need & ~at_warp;
+            emu_bug("%s: warp %d: a warp collective (mask %08x) is missing lanes %08x (%s)", block_name().c_str(), w,
+                    need, missing,
+                    (missing & done) ? "they exited" : (missing & barrier) ? "they wait at __syncthreads" : "?");
+            need = at_warp; /* continue: release the lanes that came */
+        }
+        for (int t = lo; t < hi; t++) {
+            if (S.fib[t].state == T_WARP && ((need >> (t - lo)) & 1u)) {
+                S.snapshot[w][t - lo] = S.fib[t].deposit;
+                S.fib[t].state = T_READY;
+            } else {
+                S.snapshot[w][t - lo] = 0; /* absent or idle lane: undefined on a GPU */
+            }
+        }
+    }
+}
+
+static void run_block(void) {
+    int nw = (S.n + 31) / 32;
+    for (int t = 0; t < S.n; t++) fiber_init(t);
+    if (S.smem_size) memset(S.smem, 0xff, S.smem_size); /* NaN: stale reads show */
+    int worder[MAX_THREADS / 32];
+    for (;;) {
+        make_order(worder, nw);
+        for (int w = 0; w < nw; w++) run_warp(worder[w]);
+        int at_barrier = 0, done = 0;
+        for (int t = 0; t < S.n; t++) {
+            if (S.fib[t].state == T_BARRIER) at_barrier++;
+            else if (S.fib[t].state == T_DONE) done++;
+        }
+        if (done == S.n) return;
+        if (done) {
+            int first_done = -1;
+            for (int t = 0; t < S.n && first_done < 0; t++)
+                if (S.fib[t].state == T_DONE) first_done = t;
+            emu_bug("%s: %d thread(s) wait at __syncthreads while %d exited (first exited: thread %d)",
+                    block_name().c_str(), at_barrier, done, first_done);
+        }
+        for (int t = 0; t < S.n; t++)
+            if (S.fib[t].state == T_BARRIER) S.fib[t].state = T_READY;
+    }
+}
+
+static bool g_trace = getenv("TAU2_CUDA_EMU_TRACE") != NULL;
+
+extern "C" void emu_launch_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
+                                  cudaStream_t stream, void (*body)(void *), void *ctx) {
+    (void)stream;
+    unsigned long n = (unsigned long)block.x * block.y * block.z;
+    if (n == 0 || n > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64) {
+        fail(cudaErrorInvalidConfiguration, "launch of %s: block (%u,%u,%u) is not 1..1024 threads", name, block.x,
+             block.y, block.z);
+        return;
+    }
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
+        fail(cudaErrorInvalidConfiguration, "launch of %s: grid (%u,%u,%u) out of range", name, grid.x, grid.y,
+             grid.z);
+        return;
+    }
+    size_t limit = 48 << 10;
+    auto it = g_func_smem.find(func);
+    if (it != g_func_smem.end() && (size_t)it->second > limit) limit = it->second;
+    if (smem > limit) {
+        fail(cudaErrorInvalidValue,
+             "launch of %s: %zu bytes of dynamic shared memory over the limit %zu (cudaFuncSetAttribute)", name, smem,
+             limit);
+        return;
+    }
+    if (S.busy.exchange(true)) {
+        fprintf(stderr, "cuda-emu: concurrent kernel launches from two host threads (%s)\n", name);
+        abort();
+    }
+    if (g_trace) fprintf(stderr, "cuda-emu: %s <<<(%u,%u,%u), (%u,%u,%u), %zu>>>\n", name, grid.x, grid.y, grid.z,
+                         block.x, block.y, block.z, smem);
+    ensure_stacks();
+    S.n = (int)n;
+    S.bdim = uint3{block.x, block.y, block.z};
+    S.body = body;
+    S.ctx = ctx;
+    S.name = name;
+    S.smem_size = smem;
+    S.smem = NULL;
+    if (smem && posix_memalign((void **)&S.smem, 256, smem)) {
+        fprintf(stderr, "cuda-emu: out of memory for %zu bytes of shared memory\n", smem);
+        abort();
+    }
+    blockDim = block;
+    gridDim = grid;
+    /* blocks one after another, in the same order mode as the threads */
+    size_t nblocks = (size_t)grid.x * grid.y * grid.z;
+    std::vector<int> border;
+    if (g_order == ORDER_RANDOM && nblocks < ((size_t)1 << 31)) {
+        border.resize(nblocks);
+        make_order(border.data(), (int)nblocks);
+    }
+    for (size_t i = 0; i < nblocks; i++) {
+        size_t b = g_order == ORDER_REVERSE ? nblocks - 1 - i : border.empty() ? i : (size_t)border[i];
+        blockIdx = uint3{(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / grid.x / grid.y)};
+        run_block();
+    }
+    free(S.smem);
+    S.smem = NULL;
+    S.busy.store(false);
+}

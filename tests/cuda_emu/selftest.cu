@@ -1,0 +1,146 @@
+/* selftest.cu — checks of the emulator itself (tests/cuda_emu/README.md):
+ * barriers, shuffles, dynamic shared memory, bf16 rounding, launch errors,
+ * and the detection of a barrier that exited threads never reach. Built
+ * like the kernels (transform.py + emu_device.h), run as emu_selftest. */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int g_fail;
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__), printf(__VA_ARGS__); \
+            printf("\n");                                                     \
+            g_fail++;                                                         \
+        }                                                                     \
+    } while (0)
+
+/* block sum through shared memory with a tree of barriers */
+__global__ void block_sum_kernel(const int *x, int *out) {
+    __shared__ int sh[256];
+    sh[threadIdx.x] = x[blockIdx.x * blockDim.x + threadIdx.x];
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = sh[0];
+}
+
+__global__ void shuffle_kernel(int *out) {
+    int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    int *o = out + (size_t)w * 32 * 4;
+    o[lane] = __shfl_xor_sync(0xffffffffu, lane * 10, 5);
+    o[32 + lane] = __shfl_up_sync(0xffffffffu, lane * 10, 3);
+    o[64 + lane] = __shfl_down_sync(0xffffffffu, lane * 10, 3);
+    o[96 + lane] = __shfl_sync(0xffffffffu, lane * 10 + w, 7);
+}
+
+__global__ void dyn_smem_kernel(float *out) {
+    extern __shared__ float buf[];
+    buf[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = buf[blockDim.x - 1 - threadIdx.x];
+}
+
+__global__ void early_exit_kernel(int *out) {
+    if (threadIdx.x == 5) return; /* undefined behaviour: the barrier below */
+    __syncthreads();
+    out[threadIdx.x] = 1;
+}
+
+__global__ void bf16_kernel(const float *x, __nv_bfloat16 *y, float *back, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        y[i] = __float2bfloat16_rn(x[i]);
+        back[i] = __bfloat162float(y[i]);
+    }
+}
+
+int main(void) {
+    int n_dev = 0;
+    CHECK(cudaGetDeviceCount(&n_dev) == cudaSuccess && n_dev == 1, "device count %d", n_dev);
+
+    /* block sums, 4 blocks of 256 */
+    int hx[1024], hs[4];
+    for (int i = 0; i < 1024; i++) hx[i] = i;
+    int *dx, *ds;
+    cudaMalloc((void **)&dx, sizeof hx);
+    cudaMalloc((void **)&ds, sizeof hs);
+    cudaMemcpy(dx, hx, sizeof hx, cudaMemcpyHostToDevice);
+    block_sum_kernel<<<4, 256>>>(dx, ds);
+    CHECK(cudaGetLastError() == cudaSuccess, "block_sum launch");
+    cudaMemcpy(hs, ds, sizeof hs, cudaMemcpyDeviceToHost);
+    for (int b = 0; b < 4; b++) {
+        int want = 0;
+        for (int i = 0; i < 256; i++) want += b * 256 + i;
+        CHECK(hs[b] == want, "block %d sum %d want %d", b, hs[b], want);
+    }
+
+    /* shuffles, 2 warps */
+    int *dsh, hsh[2 * 128];
+    cudaMalloc((void **)&dsh, sizeof hsh);
+    shuffle_kernel<<<1, 64>>>(dsh);
+    cudaMemcpy(hsh, dsh, sizeof hsh, cudaMemcpyDeviceToHost);
+    for (int w = 0; w < 2; w++)
+        for (int l = 0; l < 32; l++) {
+            const int *o = hsh + w * 128;
+            CHECK(o[l] == (l ^ 5) * 10, "xor lane %d: %d", l, o[l]);
+            CHECK(o[32 + l] == (l >= 3 ? l - 3 : l) * 10, "up lane %d: %d", l, o[32 + l]);
+            CHECK(o[64 + l] == (l + 3 < 32 ? l + 3 : l) * 10, "down lane %d: %d", l, o[64 + l]);
+            CHECK(o[96 + l] == 70 + w, "idx lane %d: %d", l, o[96 + l]);
+        }
+
+    /* dynamic shared memory, and its limit without cudaFuncSetAttribute */
+    float *dout, hout[3 * 128];
+    cudaMalloc((void **)&dout, sizeof hout);
+    dyn_smem_kernel<<<3, 128, 128 * sizeof(float)>>>(dout);
+    CHECK(cudaGetLastError() == cudaSuccess, "dyn_smem launch");
+    cudaMemcpy(hout, dout, sizeof hout, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 3 * 128; i++) CHECK(hout[i] == (float)(127 - i % 128), "dyn smem [%d] %g", i, hout[i]);
+    setenv("TAU2_CUDA_EMU_QUIET", "1", 1);
+    dyn_smem_kernel<<<1, 128, 64 << 10>>>(dout);
+    CHECK(cudaGetLastError() == cudaErrorInvalidValue, "64 KiB of dynamic smem without the attribute must fail");
+    CHECK(cudaFuncSetAttribute(dyn_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 << 10) == cudaSuccess,
+          "set attribute");
+    dyn_smem_kernel<<<1, 128, 64 << 10>>>(dout);
+    CHECK(cudaGetLastError() == cudaSuccess, "64 KiB with the attribute");
+    dyn_smem_kernel<<<1, 1025>>>(dout);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "1025 threads must fail");
+
+    /* copies are checked against the allocation registry */
+    CHECK(cudaMemcpy(hx, dx, sizeof hx, cudaMemcpyHostToDevice) == cudaErrorInvalidValue, "H2D with swapped sides");
+    CHECK(cudaMemcpy(hx, dx, sizeof hx + 4, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue, "D2H past the end");
+    CHECK(cudaMemset(hx, 0, 4) == cudaErrorInvalidValue, "memset of host memory");
+    (void)cudaGetLastError();
+    unsetenv("TAU2_CUDA_EMU_QUIET");
+
+    /* bf16: round to nearest even */
+    float hb[6] = {1.0f, 1.00390625f /* halfway, even: down */, 1.01171875f /* halfway, odd: up */, -3.14159f,
+                   3.0e38f, 1e-40f};
+    float want[6] = {1.0f, 1.0f, 1.015625f, -3.140625f, 2.9979e38f, 0};
+    float *dbf, *dback, hback[6];
+    __nv_bfloat16 *dy;
+    cudaMalloc((void **)&dbf, sizeof hb);
+    cudaMalloc((void **)&dback, sizeof hback);
+    cudaMalloc((void **)&dy, 6 * sizeof(__nv_bfloat16));
+    cudaMemcpy(dbf, hb, sizeof hb, cudaMemcpyHostToDevice);
+    bf16_kernel<<<1, 32>>>(dbf, dy, dback, 6);
+    cudaMemcpy(hback, dback, sizeof hback, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 4; i++) CHECK(hback[i] == want[i], "bf16 [%d] %.9g -> %.9g want %.9g", i, hb[i], hback[i], want[i]);
+    CHECK(fabsf(hback[4] - want[4]) < 1e36f, "bf16 large %.9g", hback[4]);
+
+    /* a barrier that an exited thread never reaches: reported as a launch failure */
+    setenv("TAU2_CUDA_EMU_CONTINUE", "1", 1);
+    int *dee;
+    cudaMalloc((void **)&dee, 64 * sizeof(int));
+    printf("(an expected KERNEL BUG report follows)\n");
+    fflush(stdout);
+    early_exit_kernel<<<1, 64>>>(dee);
+    CHECK(cudaGetLastError() == cudaErrorLaunchFailure, "exited thread before a barrier must be reported");
+
+    printf(g_fail ? "FAILED: %d failure(s)\n" : "passed\n", g_fail);
+    return g_fail ? 1 : 0;
+}
