@@ -179,3 +179,11 @@ int dir_create_all(const char *path, char *err, size_t errlen) {
     free(p);
     return rc;
 }
+
+int err_set(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}

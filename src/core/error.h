@@ -14,6 +14,10 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_BAD_INPUT = 2 };
 
+/* Format a message into err (errlen bytes, truncated) and return -1: the
+ * one line of a function that fails with "-1 and a message in err". */
+int err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Print "tau2_hpc: error: <msg>" to stderr and exit with EXIT_BAD_INPUT. */
 noreturn void die_input(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "tau2_hpc: error: <msg>" to stderr and exit with EXIT_RUNTIME. */

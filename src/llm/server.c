@@ -116,15 +116,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---------------------------------------------------------------- engine thread */
 
 /* Hand a request back to its front end (status 0: it succeeded). Called
@@ -638,12 +629,12 @@ static int load_model(Server *s, const Qwen3 *model, Tokenizer *tok, const ChatT
         s->ct = ct;
     } else {
         s->model = s->own_model = qwen3_load_dir(s->model_dir, e, sizeof e);
-        if (!s->model) return set_err(err, errlen, "%s", e);
+        if (!s->model) return err_set(err, errlen, "%s", e);
         snprintf(path, sizeof path, "%s/tokenizer.json", s->model_dir);
         s->tok = s->own_tok = tok_load(path, e, sizeof e);
-        if (!s->tok) return set_err(err, errlen, "%s", e);
+        if (!s->tok) return err_set(err, errlen, "%s", e);
         s->ct = s->own_ct = chat_load(s->model_dir, e, sizeof e);
-        if (!s->ct) return set_err(err, errlen, "%s", e);
+        if (!s->ct) return err_set(err, errlen, "%s", e);
     }
     s->vocab = s->model->config.vocab_size;
     s->max_len = s->model->config.max_position_embeddings;
@@ -659,14 +650,14 @@ static int load_model(Server *s, const Qwen3 *model, Tokenizer *tok, const ChatT
     if (s->opt.on_gpu) {
 #ifdef TAU2_HAVE_CUDA
         s->gpu_eng = infer_gpu_new(s->model, &io, 0, e, sizeof e);
-        if (!s->gpu_eng) return set_err(err, errlen, "--device cuda: %s", e);
+        if (!s->gpu_eng) return err_set(err, errlen, "--device cuda: %s", e);
         s->eng = infer_gpu_backend(s->gpu_eng);
 #else
-        return set_err(err, errlen, "--device cuda: this build has no CUDA backend (configure with -DTAU2_CUDA=ON)");
+        return err_set(err, errlen, "--device cuda: this build has no CUDA backend (configure with -DTAU2_CUDA=ON)");
 #endif
     } else {
         s->cpu_eng = infer_new(s->model, &io, e, sizeof e);
-        if (!s->cpu_eng) return set_err(err, errlen, "%s", e);
+        if (!s->cpu_eng) return err_set(err, errlen, "%s", e);
         s->eng = infer_backend(s->cpu_eng);
     }
     s->gen = infer_gen_new_backend(&s->eng, s->tok);
@@ -694,7 +685,7 @@ static int start_http(Server *s, char *err, size_t errlen) {
         addr = (struct sockaddr *)&a6;
         flags |= MHD_USE_IPv6;
     } else {
-        return set_err(err, errlen, "serve: --host: expected an IPv4 or IPv6 address (or localhost), got '%s'",
+        return err_set(err, errlen, "serve: --host: expected an IPv4 or IPv6 address (or localhost), got '%s'",
                        s->host);
     }
     s->mhd = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, &on_request, s,
@@ -704,7 +695,7 @@ static int start_http(Server *s, char *err, size_t errlen) {
                               MHD_OPTION_NOTIFY_COMPLETED, &on_completed, s,
                               MHD_OPTION_END);
     if (!s->mhd) {
-        return set_err(err, errlen, "serve: cannot listen on %s port %d (address in use, or not this machine's)",
+        return err_set(err, errlen, "serve: cannot listen on %s port %d (address in use, or not this machine's)",
                        s->host, s->opt.port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -716,16 +707,16 @@ static int start_http(Server *s, char *err, size_t errlen) {
 static Server *server_create(const ServerOptions *opt, const Qwen3 *model, Tokenizer *tok, const ChatTemplate *ct,
                              char *err, size_t errlen) {
     if (!opt || (!opt->model_dir && !model)) {
-        set_err(err, errlen, "serve: a model directory is required");
+        err_set(err, errlen, "serve: a model directory is required");
         return NULL;
     }
     if (model && (!tok || !ct)) {
-        set_err(err, errlen, "serve: a lent model needs its tokenizer and chat template too");
+        err_set(err, errlen, "serve: a lent model needs its tokenizer and chat template too");
         return NULL;
     }
     if (opt->port < 0 || opt->port > 65535 || opt->max_batch < 0 || opt->kv_tokens < 0 || opt->max_queue < 0 ||
         opt->default_max_tokens < 0 || opt->max_connections < 0) {
-        set_err(err, errlen, "serve: options: port must be in [0, 65535] and the sizes >= 0 (0: default)");
+        err_set(err, errlen, "serve: options: port must be in [0, 65535] and the sizes >= 0 (0: default)");
         return NULL;
     }
     Server *s = xcalloc(1, sizeof *s);
@@ -772,7 +763,7 @@ Server *server_start(const ServerOptions *opt, char *err, size_t errlen) {
     Server *s = server_create(opt, NULL, NULL, NULL, err, errlen);
     if (!s) return NULL;
     if (pthread_create(&s->engine_thread, NULL, engine_main, s) != 0) {
-        set_err(err, errlen, "serve: cannot start the engine thread");
+        err_set(err, errlen, "serve: cannot start the engine thread");
         server_stop(s);
         return NULL;
     }

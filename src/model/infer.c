@@ -12,7 +12,6 @@
 #include "model/infer.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,15 +42,6 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
     }
     for (; i < n; i++) part[i % 8] += a[i] * b[i];
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-}
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
 }
 
 /* ================================================================ kernels */
@@ -179,7 +169,7 @@ static const char *op_name(int op) {
 static int check_shard(const Qwen3 *model, const Comm *group, char *err, size_t errlen) {
     int size = group ? group->size : 1, rank = group ? group->rank : 0;
     if (model->shard.size != size || model->shard.rank != rank) {
-        return set_err(err, errlen,
+        return err_set(err, errlen,
                        "inference: the model is shard %d of %d but the engine runs on rank %d of a group of %d "
                        "(load it with qwen3_load_dir_tp over the engine's group)",
                        model->shard.rank, model->shard.size, rank, size);
@@ -221,17 +211,17 @@ InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, s
     const Qwen3Config *c = &model->config;
     Comm *group = opt->group && opt->group->size > 1 ? opt->group : NULL;
     if (opt->kv_tokens <= 0) {
-        set_err(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
+        err_set(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
                 opt->kv_tokens);
         return NULL;
     }
     if (c->head_dim > ATT_MAX_D) {
-        set_err(err, errlen, "inference: head_dim %d > %d is not supported", c->head_dim, ATT_MAX_D);
+        err_set(err, errlen, "inference: head_dim %d > %d is not supported", c->head_dim, ATT_MAX_D);
         return NULL;
     }
     if (check_shard(model, group, err, errlen) != 0) return NULL;
     if (group && group->rank != 0) {
-        set_err(err, errlen, "inference: rank %d of the engine's group: only rank 0 creates the engine, the others "
+        err_set(err, errlen, "inference: rank %d of the engine's group: only rank 0 creates the engine, the others "
                              "run infer_follow", group->rank);
         return NULL;
     }
@@ -540,7 +530,7 @@ static void send_forward(InferEngine *e, const InferChunk *chunks, int n_chunks,
 }
 
 int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
-    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
+    if (n_chunks < 1) return err_set(err, errlen, "inference: forward with no chunks");
     if (check_chunks(e, chunks, n_chunks, err, errlen) != 0) return -1;
     if (e->lead) send_forward(e, chunks, n_chunks, logits != NULL);
     forward_local(e, chunks, n_chunks, logits != NULL, logits);
@@ -552,9 +542,9 @@ int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks,
     for (int i = 0; i < n_chunks; i++) {
         char why[256];
         if (sample_check_params(&params[i], why, sizeof why) != 0)
-            return set_err(err, errlen, "inference: chunk %d: %s", i, why);
+            return err_set(err, errlen, "inference: chunk %d: %s", i, why);
         if (!(u[i] >= 0.0 && u[i] < 1.0))
-            return set_err(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
+            return err_set(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
     }
     if (e->cap_sample_rows < n_chunks) {
         free(e->sample_logits);
@@ -629,7 +619,7 @@ static void follow_forward(InferEngine *e, int n_chunks, int total, bool want_lo
 
 int infer_follow(const Qwen3 *model, struct Comm *group, char *err, size_t errlen) {
     if (!group || group->size < 2 || group->rank == 0) {
-        return set_err(err, errlen, "inference: infer_follow runs on ranks 1.. of a group of several ranks");
+        return err_set(err, errlen, "inference: infer_follow runs on ranks 1.. of a group of several ranks");
     }
     if (check_shard(model, group, err, errlen) != 0) return -1;
     InferEngine *e = NULL;
@@ -776,27 +766,27 @@ static void req_set_pending(GenReq *q, const int32_t *ids, int n) {
 
 int infer_gen_add(InferGen *g, int seq, const int32_t *pending, int n_pending, const InferGenParams *p, char *err,
                   size_t errlen) {
-    if (g->b.seq_len(g->b.engine, seq) < 0) return set_err(err, errlen, "generate: unknown sequence %d", seq);
+    if (g->b.seq_len(g->b.engine, seq) < 0) return err_set(err, errlen, "generate: unknown sequence %d", seq);
     if (n_pending < 1) {
-        return set_err(err, errlen, "generate: sequence %d: at least one pending token is needed (the last "
+        return err_set(err, errlen, "generate: sequence %d: at least one pending token is needed (the last "
                                     "prompt token, or the last sampled one)", seq);
     }
     if (p->max_new_tokens < 1) {
-        return set_err(err, errlen, "generate: max_new_tokens: expected an integer >= 1, got %d", p->max_new_tokens);
+        return err_set(err, errlen, "generate: max_new_tokens: expected an integer >= 1, got %d", p->max_new_tokens);
     }
     char serr[256];
-    if (sample_check_params(&p->sample, serr, sizeof serr) != 0) return set_err(err, errlen, "generate: %s", serr);
+    if (sample_check_params(&p->sample, serr, sizeof serr) != 0) return err_set(err, errlen, "generate: %s", serr);
     if (p->n_stop_strings > 0 && !g->tok) {
-        return set_err(err, errlen, "generate: stop strings need a tokenizer to decode the sampled ids");
+        return err_set(err, errlen, "generate: stop strings need a tokenizer to decode the sampled ids");
     }
     for (int i = 0; i < p->n_stop_strings; i++) {
         if (!p->stop_strings[i] || !p->stop_strings[i][0]) {
-            return set_err(err, errlen, "generate: stop string %d is empty", i);
+            return err_set(err, errlen, "generate: stop string %d is empty", i);
         }
     }
     for (int i = 0; i < g->n_reqs; i++) {
         if (g->reqs[i].used && g->reqs[i].seq == seq && g->reqs[i].finish == INFER_RUNNING) {
-            return set_err(err, errlen, "generate: sequence %d is already in running request %d", seq, i);
+            return err_set(err, errlen, "generate: sequence %d is already in running request %d", seq, i);
         }
     }
     int id = -1;

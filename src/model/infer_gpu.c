@@ -27,7 +27,6 @@ int infer_gpu_check(int tp, char *err, size_t errlen) {
 
 #else
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,15 +48,6 @@ int infer_gpu_check(int tp, char *err, size_t errlen) {
 /* Weights are converted to bf16 through a device staging buffer of this
  * many floats (256 MiB). */
 #define LOAD_STAGE_FLOATS ((size_t)64 << 20)
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* Device scratch of one forward, grown to the largest call. */
 typedef struct {
@@ -240,15 +230,15 @@ int infer_gpu_check(int tp, char *err, size_t errlen) {
 static int check_shapes(const Qwen3 *m, const InferOptions *opt, char *err, size_t errlen) {
     const Qwen3Config *c = &m->config;
     if (opt->kv_tokens <= 0) {
-        return set_err(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
+        return err_set(err, errlen, "inference: kv_tokens must be positive (the KV cache budget in tokens), got %d",
                        opt->kv_tokens);
     }
     if (m->tp || (opt->group && opt->group->size > 1)) {
-        return set_err(err, errlen, "inference on the GPU: tensor parallelism is not built yet (TP must be 1)");
+        return err_set(err, errlen, "inference on the GPU: tensor parallelism is not built yet (TP must be 1)");
     }
     int rep = c->num_heads / c->num_kv_heads;
     if (c->head_dim > CUDA_ATT_MAX_D || rep > GPU_DECODE_MAX_REP || rep * c->head_dim > GPU_DECODE_MAX_REP_D) {
-        return set_err(err, errlen,
+        return err_set(err, errlen,
                        "inference on the GPU: head_dim %d with %d query heads per kv head is outside the kernels' "
                        "limits (head_dim <= %d, heads per kv head <= %d, their product <= %d)",
                        c->head_dim, rep, CUDA_ATT_MAX_D, GPU_DECODE_MAX_REP, GPU_DECODE_MAX_REP_D);
@@ -260,7 +250,7 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     if (check_shapes(model, opt, err, errlen) != 0) return NULL;
     int n_dev = cuda_device_count();
     if (device < 0 || n_dev < 1) {
-        set_err(err, errlen, "inference on the GPU: CUDA device %d requested, %d present", device, n_dev);
+        err_set(err, errlen, "inference on the GPU: CUDA device %d requested, %d present", device, n_dev);
         return NULL;
     }
     cuda_device_init(device % n_dev);
@@ -537,7 +527,7 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
 }
 
 int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
-    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
+    if (n_chunks < 1) return err_set(err, errlen, "inference: forward with no chunks");
     if (kv_check_chunks(&e->kb, chunks, n_chunks, e->V, e->max_len, err, errlen) != 0) return -1;
     forward_device(e, chunks, n_chunks);
     if (logits) {
@@ -550,13 +540,13 @@ int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float
 
 int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
                              const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
-    if (n_chunks < 1) return set_err(err, errlen, "inference: forward with no chunks");
+    if (n_chunks < 1) return err_set(err, errlen, "inference: forward with no chunks");
     for (int i = 0; i < n_chunks; i++) {
         char why[256];
         if (sample_check_params(&params[i], why, sizeof why) != 0)
-            return set_err(err, errlen, "inference: chunk %d: %s", i, why);
+            return err_set(err, errlen, "inference: chunk %d: %s", i, why);
         if (!(u[i] >= 0.0 && u[i] < 1.0))
-            return set_err(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
+            return err_set(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
     }
     if (kv_check_chunks(&e->kb, chunks, n_chunks, e->V, e->max_len, err, errlen) != 0) return -1;
     forward_device(e, chunks, n_chunks);

@@ -1,21 +1,11 @@
 /* kv_blocks.c — paged KV cache bookkeeping (see kv_blocks.h). */
 #include "model/kv_blocks.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void kv_blocks_init(KvBlocks *kb, int n_blocks, int block_size, int max_seqs) {
     memset(kb, 0, sizeof *kb);
@@ -53,7 +43,7 @@ int kv_seq_new(KvBlocks *kb, char *err, size_t errlen) {
         s->n_blocks = 0;
         return i;
     }
-    return set_err(err, errlen, "inference: all %d sequence slots are in use (max_seqs)", kb->max_seqs);
+    return err_set(err, errlen, "inference: all %d sequence slots are in use (max_seqs)", kb->max_seqs);
 }
 
 static void seq_push_block(KvSeq *s, int32_t b) {
@@ -65,7 +55,7 @@ static void seq_push_block(KvSeq *s, int32_t b) {
 }
 
 int kv_seq_fork(KvBlocks *kb, int src, char *err, size_t errlen) {
-    if (!kv_seq_ok(kb, src)) return set_err(err, errlen, "inference: fork of unknown sequence %d", src);
+    if (!kv_seq_ok(kb, src)) return err_set(err, errlen, "inference: fork of unknown sequence %d", src);
     int id = kv_seq_new(kb, err, errlen);
     if (id < 0) return -1;
     KvSeq *s = &kb->seqs[src], *d = &kb->seqs[id];
@@ -110,28 +100,28 @@ int kv_check_chunks(const KvBlocks *kb, const InferChunk *chunks, int n_chunks, 
     int need = 0;
     for (int i = 0; i < n_chunks; i++) {
         const InferChunk *ch = &chunks[i];
-        if (!kv_seq_ok(kb, ch->seq)) return set_err(err, errlen, "inference: chunk %d: unknown sequence %d", i, ch->seq);
-        if (ch->n < 1) return set_err(err, errlen, "inference: chunk %d: no tokens", i);
+        if (!kv_seq_ok(kb, ch->seq)) return err_set(err, errlen, "inference: chunk %d: unknown sequence %d", i, ch->seq);
+        if (ch->n < 1) return err_set(err, errlen, "inference: chunk %d: no tokens", i);
         for (int j = 0; j < i; j++) {
             if (chunks[j].seq == ch->seq) {
-                return set_err(err, errlen, "inference: sequence %d appears in chunks %d and %d", ch->seq, j, i);
+                return err_set(err, errlen, "inference: sequence %d appears in chunks %d and %d", ch->seq, j, i);
             }
         }
         for (int t = 0; t < ch->n; t++) {
             if (ch->ids[t] < 0 || ch->ids[t] >= V) {
-                return set_err(err, errlen, "inference: sequence %d: token id %d is outside the vocabulary (%d)",
+                return err_set(err, errlen, "inference: sequence %d: token id %d is outside the vocabulary (%d)",
                                ch->seq, ch->ids[t], V);
             }
         }
         const KvSeq *s = &kb->seqs[ch->seq];
         if (s->len + ch->n > max_len) {
-            return set_err(err, errlen, "inference: sequence %d: %d + %d tokens exceed the context length %d",
+            return err_set(err, errlen, "inference: sequence %d: %d + %d tokens exceed the context length %d",
                            ch->seq, s->len, ch->n, max_len);
         }
         need += blocks_needed(kb, s, ch->n);
     }
     if (need > kb->n_free) {
-        return set_err(err, errlen,
+        return err_set(err, errlen,
                        "inference: KV cache budget exceeded: this step needs %d more blocks of %d tokens, %d of %d "
                        "are free (kv_tokens = %d)",
                        need, kb->block_size, kb->n_free, kb->n_blocks, kb->n_blocks * kb->block_size);

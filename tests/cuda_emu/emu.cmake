@@ -98,3 +98,9 @@ set_target_properties(emu_selftest PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUI
 target_link_libraries(emu_selftest PRIVATE tau2_cuda_emu)
 add_test(NAME emu_selftest COMMAND emu_selftest)
 set_tests_properties(emu_selftest PROPERTIES LABELS cuda_emu ENVIRONMENT "${TAU2_EMU_ENV}")
+
+# The program itself on the emulation, for the job test that runs the tiny
+# run with train_device and rollout_device "cuda" (tests/job/test_job_train_gpu.sh).
+add_executable(emu_tau2_hpc ${PROJECT_SOURCE_DIR}/src/app/main.c)
+add_dependencies(emu_tau2_hpc tau2)
+target_link_libraries(emu_tau2_hpc PRIVATE tau2_emu)

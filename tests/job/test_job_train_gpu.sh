@@ -6,8 +6,9 @@
 #     numbers finite, the final checkpoint exports.
 #  2. Its first SFT step (a forward pass before any update) has the CPU
 #     run's loss within the bf16 bound of doc/cuda.md (relative 1e-2), and
-#     the SFT loss falls on the GPU as on the CPU (the last SFT step below
-#     half the first on both).
+#     the SFT loss falls on the GPU as on the CPU: the last SFT step below
+#     0.8 of the first on both (8.32 -> 5.57 on the CPU), and the GPU's last
+#     within 2e-2 of the CPU's (9e-4 under the CUDA emulation).
 #  3. Stopped by SIGUSR1 and rerun, it resumes from the GPU's checkpoint
 #     (moments brought to the host, sent back on resume) and finishes.
 #  4. The whole run on one GPU: rollout_device "cuda" too (episodes on the
@@ -51,7 +52,8 @@ sc = [r["train/loss"] for r in c if r["phase"] == "sft"]
 err = abs(sg[0] - sc[0]) / abs(sc[0])
 print(f"first SFT loss: cuda {sg[0]:.6f} cpu {sc[0]:.6f} (relative {err:.2e}); last: cuda {sg[-1]:.4f} cpu {sc[-1]:.4f}")
 assert err <= 1e-2, err
-assert sg[-1] < 0.5 * sg[0] and sc[-1] < 0.5 * sc[0], (sg, sc)
+assert sg[-1] < 0.8 * sg[0] and sc[-1] < 0.8 * sc[0], (sg, sc)
+assert abs(sg[-1] - sc[-1]) <= 2e-2 * abs(sc[-1]), (sg, sc)
 PY
 check "cuda: first SFT loss within 1e-2 of the CPU's, and the loss falls as on the CPU" $?
 "$BIN" export --checkpoint "$TMP/g" --output "$TMP/eg" --dtype F32 >/dev/null
