@@ -172,7 +172,9 @@ typedef struct {
  * kept set is the tokens ranked (larger w first, lower id on ties) below
  * top_k whose mass ranked above them is <= top_p * sum(w), and the draw
  * inverts the kept tokens' cumulative distribution at u[r] * their mass:
- * in id order when nothing is truncated, in rank order otherwise.
+ * in id order when nothing is truncated, in rank order otherwise (in id
+ * order again when more than 4096 tokens could be kept: the same
+ * distribution, not the CPU's token for a given u; sample.cu).
  * logprobs[r] = log_softmax(logits[r])[ids[r]] at temperature 1. All
  * arguments are device pointers; the host reads only ids and logprobs. */
 void cuda_sample(int32_t *ids /* (R) */, float *logprobs /* (R) */, const float *logits /* (R, V) */,
