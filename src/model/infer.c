@@ -537,8 +537,7 @@ int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float 
     return 0;
 }
 
-int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
-                         const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
+int infer_check_draws(const SampleParams *params, const double *u, int n_chunks, char *err, size_t errlen) {
     for (int i = 0; i < n_chunks; i++) {
         char why[256];
         if (sample_check_params(&params[i], why, sizeof why) != 0)
@@ -546,6 +545,12 @@ int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks,
         if (!(u[i] >= 0.0 && u[i] < 1.0))
             return err_set(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
     }
+    return 0;
+}
+
+int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                         const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
+    if (infer_check_draws(params, u, n_chunks, err, errlen) != 0) return -1;
     if (e->cap_sample_rows < n_chunks) {
         free(e->sample_logits);
         e->sample_logits = xmalloc((size_t)n_chunks * e->V * sizeof(float));

@@ -141,6 +141,10 @@ int infer_forward(InferEngine *e, const InferChunk *chunks, int n_chunks, float 
  * engine's twin is infer_gpu_forward_sample. */
 int infer_forward_sample(InferEngine *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
                          const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen);
+/* The check both engines' sampled forwards make first: every params[i]
+ * valid (sample_check_params) and every u[i] in [0, 1). 0, or -1 with err
+ * naming the chunk. */
+int infer_check_draws(const SampleParams *params, const double *u, int n_chunks, char *err, size_t errlen);
 
 /* An engine's calls behind one interface, so that the generator and its
  * callers drive the CPU engine (infer_backend) or the GPU engine

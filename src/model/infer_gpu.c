@@ -13,19 +13,11 @@
  * INFER_FLASH_MIN_ROWS or more) attends within itself through the flash
  * kernel on its fp32 keys and values, while its bf16 copy goes to the cache
  * for the steps after. */
+#ifdef TAU2_HAVE_CUDA
+
 #include "model/infer_gpu.h"
 
 #include <stdio.h>
-
-#ifndef TAU2_HAVE_CUDA
-
-int infer_gpu_check(int tp, char *err, size_t errlen) {
-    (void)tp;
-    snprintf(err, errlen, "this build has no CUDA backend (configure with -DTAU2_CUDA=ON on a machine with nvcc)");
-    return -1;
-}
-
-#else
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,6 +29,7 @@ int infer_gpu_check(int tp, char *err, size_t errlen) {
 #include "comm/comm.h"
 #include "core/error.h"
 #include "kernels.h"
+#include "model/gpu_mem.h"
 #include "model/kv_blocks.h"
 #include "model/layers_cpu.h"
 
@@ -53,6 +46,7 @@ int infer_gpu_check(int tp, char *err, size_t errlen) {
 typedef struct {
     int cap_rows, cap_chunks;
     size_t cap_table; /* ints of the rows' block tables */
+    size_t bytes;     /* device memory of this scratch */
     float *fmem;
     float *x, *res2, *ln, *rstd;       /* (R, C), (R, C), (R, C), (R) */
     float *q, *qn, *att, *lse;         /* (R, QD) x 3, (R, NH) */
@@ -91,31 +85,13 @@ struct InferGpu {
     float *rope_cos, *rope_sin; /* (max_len, D/2) */
     size_t fixed_bytes;     /* weights, norms, cache, rope tables */
     GpuInferScratch s;
+    /* a step's layout on the host (StepLayout's arrays), grown to the most chunks */
+    int32_t *row_of_chunk;
+    bool *flash;
+    int cap_layout;
 };
 
-/* ------------------------------------------------------------ memory */
-
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    cuda_check(cudaMalloc(&p, bytes ? bytes : 1));
-    return p;
-}
-
-static void dev_free(void *p) {
-    if (p) cuda_check(cudaFree(p));
-}
-
-static void *pinned_alloc(size_t bytes) {
-    void *p = NULL;
-    cuda_check(cudaMallocHost(&p, bytes ? bytes : 1));
-    return p;
-}
-
-static void pinned_free(void *p) {
-    if (p) cuda_check(cudaFreeHost(p));
-}
-
-static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+/* ------------------------------------------------------------ memory (gpu_mem.h) */
 
 /* The bf16 twin of a host weight: the same offset in e->w. */
 static const uint16_t *weight(const InferGpu *e, const float *host_w) {
@@ -138,12 +114,6 @@ static void scratch_free(InferGpu *e) {
     pinned_free(s->h_sp);
     pinned_free(s->h_u);
     memset(s, 0, sizeof *s);
-}
-
-static float *carve(float **it, size_t n) {
-    float *p = *it;
-    *it += n;
-    return p;
 }
 
 /* Scratch for R rows, N chunks and table_ints ints of block tables. */
@@ -204,6 +174,8 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->h_sp = pinned_alloc(n * sizeof(CudaSampleParams));
     s->u = dev_alloc(n * sizeof(double));
     s->h_u = pinned_alloc(n * sizeof(double));
+    s->bytes = total * sizeof(float) + s->bf_n * sizeof(uint16_t) + (ints + r + n) * sizeof(int32_t) +
+               n * (sizeof(CudaSampleParams) + sizeof(double));
 }
 
 /* An activation as a product's bf16 input (n values into the scratch). */
@@ -214,18 +186,6 @@ static const uint16_t *to_bf16(InferGpu *e, const float *x, size_t n) {
 }
 
 /* ------------------------------------------------------------ engine */
-
-int infer_gpu_check(int tp, char *err, size_t errlen) {
-    if (tp > 1) {
-        snprintf(err, errlen, "tensor parallel size %d: the GPU inference engine runs at 1 only so far", tp);
-        return -1;
-    }
-    if (cuda_device_count() < 1) {
-        snprintf(err, errlen, "no CUDA device is visible to this process");
-        return -1;
-    }
-    return 0;
-}
 
 static int check_shapes(const Qwen3 *m, const InferOptions *opt, char *err, size_t errlen) {
     const Qwen3Config *c = &m->config;
@@ -310,6 +270,8 @@ void infer_gpu_free(InferGpu *e) {
     dev_free(e->kv);
     dev_free(e->rope_cos);
     kv_blocks_free(&e->kb);
+    free(e->row_of_chunk);
+    free(e->flash);
     cuda_blas_free(e->blas);
     cuda_check(cudaStreamDestroy(e->stream));
     free(e);
@@ -361,15 +323,7 @@ int infer_gpu_seq_len(const InferGpu *e, int seq) {
 
 int infer_gpu_free_tokens(const InferGpu *e) { return e->kb.n_free * e->block_size; }
 
-size_t infer_gpu_device_bytes(const InferGpu *e) {
-    const GpuInferScratch *s = &e->s;
-    size_t QD = (size_t)e->NH * e->D, KD = (size_t)e->NKV * e->D, r = s->cap_rows, n = s->cap_chunks;
-    size_t scratch = (r * (3 * e->C + 1 + 3 * QD + e->NH + 3 * KD + e->NH + e->NKV + 3 * (size_t)e->I) +
-                      n * (2 * (size_t)e->C + 2 + e->V)) * sizeof(float) +
-                     s->bf_n * sizeof(uint16_t) + (3 * r + 4 * n + s->cap_table) * sizeof(int32_t) +
-                     n * (sizeof(CudaSampleParams) + sizeof(double));
-    return e->fixed_bytes + scratch;
-}
+size_t infer_gpu_device_bytes(const InferGpu *e) { return e->fixed_bytes + e->s.bytes; }
 
 /* ------------------------------------------------------------ forward */
 
@@ -381,8 +335,8 @@ typedef struct {
     int n_tab;   /* width of a row's block table: the most blocks a sequence holds after the step */
     int max_ctx; /* the longest context a paged row attends to */
     bool head_is_rows; /* every chunk is one paged row, in chunk order: the head reads x directly */
-    int32_t *row_of_chunk; /* (N) host */
-    bool *flash;           /* (N) host */
+    int32_t *row_of_chunk; /* (N) host, the engine's */
+    bool *flash;           /* (N) host, the engine's */
 } StepLayout;
 
 static void step_layout(InferGpu *e, const InferChunk *chunks, int n_chunks, StepLayout *st) {
@@ -498,9 +452,12 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     cuda_check(cudaSetDevice(e->device));
     GpuInferScratch *s = &e->s;
     cudaStream_t q = e->stream;
-    StepLayout st;
-    st.row_of_chunk = xmalloc((size_t)n_chunks * sizeof(int32_t));
-    st.flash = xmalloc((size_t)n_chunks * sizeof(bool));
+    if (e->cap_layout < n_chunks) {
+        e->cap_layout = n_chunks;
+        e->row_of_chunk = xrealloc(e->row_of_chunk, (size_t)n_chunks * sizeof(int32_t));
+        e->flash = xrealloc(e->flash, (size_t)n_chunks * sizeof(bool));
+    }
+    StepLayout st = {.row_of_chunk = e->row_of_chunk, .flash = e->flash};
     step_layout(e, chunks, n_chunks, &st);
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
@@ -522,8 +479,6 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
     cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C),
                         weight(e, e->model->params.lm_head), CUDA_BF16, n_chunks, e->C, e->V, q);
-    free(st.row_of_chunk);
-    free(st.flash);
 }
 
 int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {
@@ -541,13 +496,7 @@ int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float
 int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks, const SampleParams *params,
                              const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
     if (n_chunks < 1) return err_set(err, errlen, "inference: forward with no chunks");
-    for (int i = 0; i < n_chunks; i++) {
-        char why[256];
-        if (sample_check_params(&params[i], why, sizeof why) != 0)
-            return err_set(err, errlen, "inference: chunk %d: %s", i, why);
-        if (!(u[i] >= 0.0 && u[i] < 1.0))
-            return err_set(err, errlen, "inference: chunk %d: the draw u must be in [0, 1), got %g", i, u[i]);
-    }
+    if (infer_check_draws(params, u, n_chunks, err, errlen) != 0) return -1;
     if (kv_check_chunks(&e->kb, chunks, n_chunks, e->V, e->max_len, err, errlen) != 0) return -1;
     forward_device(e, chunks, n_chunks);
     GpuInferScratch *s = &e->s;

@@ -20,9 +20,9 @@
  * within itself, as on the CPU. Results match the CPU engine within bf16
  * tolerances (doc/cuda.md), not bit for bit.
  *
- * Scope: one GPU, tensor parallel size 1. Defined in the CUDA build
- * (TAU2_HAVE_CUDA) only, but for infer_gpu_check; every call needs a CUDA
- * device.
+ * Scope: one GPU, tensor parallel size 1 (gpu_check.h says whether it can
+ * run here). Only defined in the CUDA build (TAU2_HAVE_CUDA); every call
+ * needs a CUDA device.
  */
 #ifndef TAU2_MODEL_INFER_GPU_H
 #define TAU2_MODEL_INFER_GPU_H
@@ -35,11 +35,6 @@
 #include "model/sample.h"
 
 typedef struct InferGpu InferGpu;
-
-/* 0 when the GPU engine can run here at tensor parallel size tp (a CUDA
- * build, a visible device, tp 1), else -1 with the reason in err. The one
- * call defined in every build. */
-int infer_gpu_check(int tp, char *err, size_t errlen);
 
 /* An engine on CUDA device `device` modulo the visible devices (a rank's
  * index on its node picks its GPU) for model's shapes, with model's weights

@@ -26,6 +26,7 @@
 
 #include "core/error.h"
 #include "kernels.h"
+#include "model/gpu_mem.h"
 #include "model/layers_cpu.h"
 
 /* One layer's saved activations on the device (T rows each), as qwen3.c's LayerActs. */
@@ -88,16 +89,6 @@ struct Qwen3Gpu {
 };
 
 /* ------------------------------------------------------------ memory */
-
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    cuda_check(cudaMalloc(&p, bytes ? bytes : 1));
-    return p;
-}
-
-static void dev_free(void *p) {
-    if (p) cuda_check(cudaFree(p));
-}
 
 /* Host -> device, queued. CUDA stages a pageable source before the copy
  * runs, but promises no more than stream order: every caller has the stream
@@ -173,14 +164,6 @@ static void acts_free(Qwen3Gpu *g) {
     free(g->h_head_rows), free(g->h_pos), free(g->h_seq_of), free(g->h_head_targets);
     free(g->h_rope), free(g->h_head);
 }
-
-static float *carve(float **it, size_t n) {
-    float *p = *it;
-    *it += n;
-    return p;
-}
-
-static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
 /* Device arenas for T tokens and head chunks of `chunk` rows, with their
  * host staging arrays. recompute: one slot of layer activations for all

@@ -7,6 +7,7 @@
 
 #include "comm/comm.h"
 #include "core/error.h"
+#include "model/gpu_check.h"
 #ifdef TAU2_HAVE_CUDA
 #include "kernels.h"
 #include "model/qwen3_gpu.h"
@@ -35,21 +36,7 @@ int train_device_kind_parse(const char *name, TrainDeviceKind *out) {
 
 int train_device_check(TrainDeviceKind kind, int tp, char *err, size_t errlen) {
     if (kind != TRAIN_DEVICE_CUDA) return 0;
-#ifndef TAU2_HAVE_CUDA
-    (void)tp;
-    snprintf(err, errlen, "this build has no CUDA backend (configure with -DTAU2_CUDA=ON on a machine with nvcc)");
-    return -1;
-#else
-    if (tp > 1) {
-        snprintf(err, errlen, "tensor_parallel %d: the GPU training step runs at tensor_parallel 1 only so far", tp);
-        return -1;
-    }
-    if (cuda_device_count() < 1) {
-        snprintf(err, errlen, "no CUDA device is visible to this process");
-        return -1;
-    }
-    return 0;
-#endif
+    return gpu_check(tp, "tensor_parallel", "the GPU training step", err, errlen);
 }
 
 static void copy_floats(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }

@@ -28,7 +28,7 @@
 #include "llm/mpi_server.h"
 #include "model/infer.h"
 #include "model/qwen3.h"
-#include "model/infer_gpu.h"
+#include "model/gpu_check.h"
 #include "model/train_device.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
@@ -161,7 +161,8 @@ static void setup_models(Job *j) {
         train_device_check(j->train_device, c->tensor_parallel, err, sizeof err) != 0)
         die_input("%s: field 'train_device': %s", c->path, err);
     if (j->rollout_on_gpu && j->lay.is_rollout &&
-        infer_gpu_check(c->rollout_tensor_parallel, err, sizeof err) != 0)
+        gpu_check(c->rollout_tensor_parallel, "rollout_tensor_parallel", "the GPU inference engine", err,
+                  sizeof err) != 0)
         die_input("%s: field 'rollout_device': %s", c->path, err);
     if (j->lay.is_trainer) {
         j->policy = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);

@@ -45,7 +45,7 @@
 #include "model/qwen3.h"
 #include "model/sample.h"
 
-#include "cuda_test_rng.h"
+#include "cuda_test_util.h"
 
 static int g_failures;
 
@@ -60,17 +60,6 @@ typedef struct {
     int V;
     int step;
 } Engines;
-
-/* A model with random weights: matrices uniform in +-0.1, norm weights near 1. */
-static Qwen3 *random_model(const Qwen3Config *cfg) {
-    Qwen3 *m = qwen3_new(cfg);
-    for (int i = 0; i < m->n_tensors; i++) {
-        const Qwen3Tensor *t = &m->tensors[i];
-        float *p = m->params_memory + t->offset;
-        for (size_t j = 0; j < t->numel; j++) p[j] = t->ndim == 1 ? 1.0f + rnd_f(0.2f) : rnd_f(0.1f);
-    }
-    return m;
-}
 
 static int32_t *random_ids(int n, int V) {
     int32_t *ids = xmalloc((size_t)n * sizeof(int32_t));
@@ -191,23 +180,8 @@ static void test_errors(InferGpu *g, int seq, int V) {
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    Qwen3Config cfg = {.vocab_size = 1003,
-                       .hidden_size = 128,
-                       .intermediate_size = 352,
-                       .num_layers = 2,
-                       .num_heads = 4,
-                       .num_kv_heads = 2,
-                       .head_dim = 64,
-                       .rms_norm_eps = 1e-6f,
-                       .rope_theta = 1e6,
-                       .tie_word_embeddings = true,
-                       .max_position_embeddings = 4096,
-                       .bos_token_id = -1,
-                       .eos_token_id = -1};
+    if (!cuda_test_device()) return 77;
+    Qwen3Config cfg = small_tied_config();
     Qwen3 *m = random_model(&cfg);
     InferOptions opt = {.kv_tokens = 2048, .block_size = 16, .max_seqs = 16};
     char err[256];

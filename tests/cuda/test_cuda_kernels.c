@@ -30,7 +30,7 @@
 #include "model/layers_cpu.h"
 #include "model/qwen3.h"
 
-#include "cuda_test_rng.h"
+#include "cuda_test_util.h"
 
 static int g_failures;
 
@@ -41,28 +41,6 @@ static float *rand_f32(size_t n, float a) {
     for (size_t i = 0; i < n; i++) x[i] = rnd_f(a);
     return x;
 }
-
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    cuda_check(cudaMalloc(&p, bytes ? bytes : 1));
-    return p;
-}
-
-static void *dev_upload(const void *host, size_t bytes) {
-    void *p = dev_alloc(bytes);
-    if (bytes) cuda_check(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
-    return p;
-}
-
-/* A new host copy of a device buffer (synchronizes with the device). */
-static void *dev_download(const void *dev, size_t bytes) {
-    void *h = xmalloc(bytes ? bytes : 1);
-    cuda_check(cudaDeviceSynchronize());
-    if (bytes) cuda_check(cudaMemcpy(h, dev, bytes, cudaMemcpyDeviceToHost));
-    return h;
-}
-
-static void dev_free(void *p) { cuda_check(cudaFree(p)); }
 
 /* Compare gpu (device, n floats) with cpu (host); report and count failures. */
 static void check_f32(const char *what, const float *gpu_dev, const float *cpu, size_t n, double tol) {
@@ -481,14 +459,7 @@ static void test_adamw(void) {
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    cuda_device_init(0);
-    struct cudaDeviceProp prop;
-    cuda_check(cudaGetDeviceProperties(&prop, 0));
-    printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+    if (!cuda_test_device()) return 77;
 
     test_convert();
     test_embedding();

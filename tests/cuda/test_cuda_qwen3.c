@@ -51,7 +51,7 @@
 #include "model/qwen3.h"
 #include "model/qwen3_gpu.h"
 
-#include "cuda_test_rng.h"
+#include "cuda_test_util.h"
 
 static int g_failures;
 
@@ -150,15 +150,10 @@ static void batch_free(Batch *b) {
     free(b->mask), free(b->dlogprob), free(b->dentropy);
 }
 
-/* A model with random weights: matrices uniform in +-0.1, norm weights near 1. */
-static Qwen3 *random_model(const Qwen3Config *cfg) {
-    Qwen3 *m = qwen3_new(cfg);
-    for (int i = 0; i < m->n_tensors; i++) {
-        const Qwen3Tensor *t = &m->tensors[i];
-        float *p = m->params_memory + t->offset;
-        for (size_t j = 0; j < t->numel; j++) p[j] = t->ndim == 1 ? 1.0f + rnd_f(0.2f) : rnd_f(0.1f);
-    }
-    m->vocab_chunk = 32; /* several head chunks */
+/* The shared random model, in head chunks of 32 rows (several per batch). */
+static Qwen3 *random_model_chunked(const Qwen3Config *cfg) {
+    Qwen3 *m = random_model(cfg);
+    m->vocab_chunk = 32;
     return m;
 }
 
@@ -205,9 +200,9 @@ static void test_model(const char *name, const Qwen3Config *cfg, Qwen3GpuMath ma
     snprintf(model, sizeof model, "%s/%s%s", name, f32 ? "f32" : "bf16", recompute ? "/rc" : "");
 
     uint64_t seed = g_rng;
-    Qwen3 *cpu = random_model(cfg);
+    Qwen3 *cpu = random_model_chunked(cfg);
     g_rng = seed;
-    Qwen3 *host = random_model(cfg); /* the GPU engine's host model: the same weights */
+    Qwen3 *host = random_model_chunked(cfg); /* the GPU engine's host model: the same weights */
     host->recompute = recompute;
     Qwen3Gpu *gpu = qwen3_gpu_new(host, 0, math);
 
@@ -289,23 +284,8 @@ static void test_model(const char *name, const Qwen3Config *cfg, Qwen3GpuMath ma
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    Qwen3Config tied = {.vocab_size = 1003,
-                        .hidden_size = 128,
-                        .intermediate_size = 352,
-                        .num_layers = 2,
-                        .num_heads = 4,
-                        .num_kv_heads = 2,
-                        .head_dim = 64,
-                        .rms_norm_eps = 1e-6f,
-                        .rope_theta = 1e6,
-                        .tie_word_embeddings = true,
-                        .max_position_embeddings = 4096,
-                        .bos_token_id = -1,
-                        .eos_token_id = -1};
+    if (!cuda_test_device()) return 77;
+    Qwen3Config tied = small_tied_config();
     Qwen3Config untied = tied;
     untied.tie_word_embeddings = false;
     untied.num_layers = 3;

@@ -39,7 +39,7 @@
 #include "model/layers_cpu.h"
 #include "model/sample.h"
 
-#include "cuda_test_rng.h"
+#include "cuda_test_util.h"
 
 #define CAND_CAP 4096   /* the kernel's SAMPLE_CAND_CAP */
 #define NEAR_REL 1e-6   /* a target this close (relative) to a CDF step is ambiguous */
@@ -48,28 +48,6 @@
 static int g_failures;
 
 /* ------------------------------------------------------------ helpers */
-
-static void *dev_alloc(size_t bytes) {
-    void *p = NULL;
-    cuda_check(cudaMalloc(&p, bytes ? bytes : 1));
-    return p;
-}
-
-static void *dev_upload(const void *host, size_t bytes) {
-    void *p = dev_alloc(bytes);
-    if (bytes) cuda_check(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
-    return p;
-}
-
-/* A new host copy of a device buffer (synchronizes with the device). */
-static void *dev_download(const void *dev, size_t bytes) {
-    void *h = xmalloc(bytes ? bytes : 1);
-    cuda_check(cudaDeviceSynchronize());
-    if (bytes) cuda_check(cudaMemcpy(h, dev, bytes, cudaMemcpyDeviceToHost));
-    return h;
-}
-
-static void dev_free(void *p) { cuda_check(cudaFree(p)); }
 
 /* uniform in [0, 1) with 53 random bits */
 static double rnd_u(void) {
@@ -325,14 +303,7 @@ static void test_vocab(int V) {
 }
 
 int main(void) {
-    if (cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    cuda_device_init(0);
-    struct cudaDeviceProp prop;
-    cuda_check(cudaGetDeviceProperties(&prop, 0));
-    printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+    if (!cuda_test_device()) return 77;
 
     test_vocab(7);
     test_vocab(5003);
