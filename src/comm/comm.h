@@ -74,6 +74,12 @@ Comm *comm_nccl_from_mpi(Comm *mpi_comm);
 /* The cudaStream_t the comm's collectives run on (synchronized before each
  * collective returns). */
 void *comm_nccl_stream(const Comm *c);
+/* A GPU engine's device collectives: queued on its own `stream` (a
+ * cudaStream_t) behind the kernels already there, and not waited for, so
+ * the stream runs on with no host round trip. buf is device memory; every
+ * rank of c queues the same calls in the same order (NCCL's rule). */
+void comm_nccl_allreduce_on(Comm *c, void *buf, size_t n, CommDtype dt, CommOp op, void *stream);
+void comm_nccl_broadcast_on(Comm *c, void *buf, size_t bytes, int root, void *stream);
 #endif
 /* End the whole job now with exit code `code`: MPI_Abort over the world for
  * an MPI comm of several ranks (no rank is left waiting in a collective),

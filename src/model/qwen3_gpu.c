@@ -11,7 +11,14 @@
  * bf16 math: the fp32 master weights have a bf16 copy, refreshed after every
  * upload and AdamW step, and each product's activation operands are
  * converted into one of two bf16 scratch buffers right before the product
- * (stream order makes the reuse safe). */
+ * (stream order makes the reuse safe).
+ *
+ * Tensor parallelism: the host model is this rank's shard (qwen3.h) and the
+ * engine runs qwen3.c's sharded step, with each of its all-reduces (o/down
+ * outputs, the embedding, the head's row statistics, the input gradients
+ * of q/k/v and gate/up, the q/k-norm weight gradients, the gradient norm)
+ * and its broadcast of the replicated weights queued on the engine's
+ * stream through a NCCL comm of the TP group: no host round trip. */
 #ifdef TAU2_HAVE_CUDA
 
 #include "model/qwen3_gpu.h"
@@ -24,6 +31,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "comm/comm.h"
 #include "core/error.h"
 #include "kernels.h"
 #include "model/gpu_mem.h"
@@ -59,13 +67,18 @@ typedef struct {
      * sent once per backward */
     float *head_vals; /* (4, T) */
     float *dres, *dln, *dqr, *dq, *datt, *dkr, *dk, *dv, *dgate, *dup, *dh, *delta;
+    /* TP only: the head's row max (chunk) and row sums (chunk, 3) while
+     * they are reduced, and one layer's q/k-norm weight gradients (2, D) */
+    float *lm_max, *dnorm;
+    double *lm_stats;
     int32_t *tokens, *pos, *seq_of, *seq_start, *head_targets;
     uint16_t *bf_a, *bf_b;
     size_t bf_a_n, bf_b_n;
 } GpuActs;
 
 struct Qwen3Gpu {
-    const Qwen3 *host; /* borrowed: config, tensor table, vocab_chunk */
+    const Qwen3 *host; /* borrowed: config, shard, tensor table, vocab_chunk */
+    Comm *tp;          /* NCCL over the host model's TP group (owned); NULL at TP 1 */
     Qwen3GpuMath math;
     CudaDtype dt;
     cudaStream_t stream;
@@ -158,6 +171,7 @@ static void acts_free(Qwen3Gpu *g) {
     dev_free(a->fmem);
     dev_free(a->imem);
     dev_free(a->bmem);
+    dev_free(a->lm_stats);
     free(a->layers);
     free(a);
     g->acts = NULL;
@@ -181,7 +195,7 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     size_t slots = recompute ? 1 : L;
     size_t per_layer = t * (C + 1 + QD + 2 * KD + NH + NKV + QD + KD + QD + NH + 2 * C + 1 + 3 * I);
     size_t total = slots * per_layer + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C + 4 * t +
-                   2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
+                   2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH + ch + 2 * D;
     a->fmem = dev_alloc(total * sizeof(float));
     float *it = a->fmem;
     a->layers = xcalloc(L, sizeof *a->layers);
@@ -227,6 +241,8 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->dup = carve(&it, t * I);
     a->dh = carve(&it, t * I);
     a->delta = carve(&it, t * NH);
+    a->lm_max = carve(&it, ch);
+    a->dnorm = carve(&it, 2 * D);
     if ((size_t)(it - a->fmem) != total) die_runtime("qwen3_gpu: activation arena size mismatch");
 
     a->imem = dev_alloc((5 * t + 1) * sizeof(int32_t));
@@ -235,6 +251,7 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->seq_of = a->pos + t;
     a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
     a->head_targets = a->seq_start + t + 1; /* (T) */
+    if (g->tp) a->lm_stats = dev_alloc(3 * ch * sizeof(double));
 
     if (g->math == QWEN3_GPU_BF16) {
         /* bf_a: the dout of a product (dlogits, or a (T, width) gradient);
@@ -257,7 +274,6 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
 /* ------------------------------------------------------------ engine */
 
 Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
-    if (m->tp) die_runtime("qwen3_gpu_new: tensor parallelism on the GPU is not built yet (TP must be 1)");
     if (m->config.head_dim > CUDA_ATT_MAX_D) {
         die_runtime("qwen3_gpu_new: head_dim %d > %d, the attention kernels' limit", m->config.head_dim,
                     CUDA_ATT_MAX_D);
@@ -272,6 +288,8 @@ Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
     g->math = math;
     g->dt = math == QWEN3_GPU_F32 ? CUDA_F32 : CUDA_BF16;
     cuda_check(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
+    /* collective over the TP group: every rank makes its engine together */
+    if (m->tp) g->tp = comm_nccl_from_mpi(m->tp);
     g->blas = cuda_blas_new();
     size_t n = m->num_parameters;
     g->params = dev_alloc(n * sizeof(float));
@@ -298,6 +316,7 @@ void qwen3_gpu_free(Qwen3Gpu *g) {
     dev_free(g->gscale);
     cuda_blas_free(g->blas);
     cuda_check(cudaStreamDestroy(g->stream));
+    comm_free(g->tp);
     free(g);
 }
 
@@ -330,6 +349,11 @@ void qwen3_gpu_upload_grads(Qwen3Gpu *g, const float *grads) {
     grads_ensure(g);
     upload(g, g->grads, grads, g->host->num_parameters * sizeof(float));
     cuda_check(cudaStreamSynchronize(g->stream));
+}
+
+void qwen3_gpu_allreduce_grads(Qwen3Gpu *g, Comm *dp) {
+    grads_ensure(g);
+    comm_nccl_allreduce_on(dp, g->grads, g->host->num_parameters, COMM_F32, COMM_SUM, g->stream);
 }
 
 /* AdamW's moments, allocated zeroed on first use. */
@@ -386,6 +410,11 @@ static const float *head_gather(Qwen3Gpu *g, const int32_t *rows, int R, int C) 
     return A->head_x;
 }
 
+/* TP: buf (n floats) summed over the TP ranks, queued on the stream. */
+static void tp_sum(Qwen3Gpu *g, float *buf, size_t n) {
+    if (g->tp) comm_nccl_allreduce_on(g->tp, buf, n, COMM_F32, COMM_SUM, g->stream);
+}
+
 /* One transformer block: x_out = block(x_in), saving activations into a. */
 static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_in /* (T, C) */,
                           float *x_out /* (T, C) */) {
@@ -393,7 +422,8 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     const Qwen3Params *p = &g->p;
     GpuActs *A = g->acts;
     cudaStream_t s = g->stream;
-    int T = g->T, C = c->hidden_size, I = c->intermediate_size, NH = c->num_heads, NKV = c->num_kv_heads;
+    const Qwen3Shard *sh = &g->host->shard;
+    int T = g->T, C = c->hidden_size, I = sh->intermediate_size, NH = sh->num_heads, NKV = sh->num_kv_heads;
     int D = c->head_dim, QD = NH * D, KD = NKV * D;
     float eps = c->rms_norm_eps;
 
@@ -411,6 +441,7 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     cuda_attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D, s);
     cuda_matmul_forward(g->blas, a->res2, op_b(g, a->att, (size_t)T * QD), weight(g, p->wo + (size_t)l * C * QD),
                         g->dt, T, QD, C, s);
+    tp_sum(g, a->res2, (size_t)T * C); /* TP: each rank's heads' share of o_proj */
 
     /* MLP: residual, then its norm (residual_rmsnorm_forward) */
     cuda_residual_add(a->res2, x_in, (long)T * C, s);
@@ -421,6 +452,7 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     cuda_swiglu_forward(a->h, a->gate, a->up, (long)T * I, s);
     cuda_matmul_forward(g->blas, x_out, op_b(g, a->h, (size_t)T * I), weight(g, p->wdown + (size_t)l * C * I), g->dt,
                         T, I, C, s);
+    tp_sum(g, x_out, (size_t)T * C); /* TP: each rank's MLP slice's share of down_proj */
     cuda_residual_add(x_out, a->res2, (long)T * C, s);
 }
 
@@ -430,7 +462,8 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
     if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_gpu_forward: %s", err);
     const Qwen3Config *c = &m->config;
     const Qwen3Params *p = &g->p;
-    int T = b->T, C = c->hidden_size, V = c->vocab_size, L = c->num_layers, D = c->head_dim;
+    int T = b->T, C = c->hidden_size, V = m->shard.vocab_size, L = c->num_layers, D = c->head_dim;
+    int v0 = m->shard.vocab_start;
     if (m->vocab_chunk < 1) die_runtime("qwen3_gpu_forward: vocab_chunk must be positive");
     int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
     if (!g->acts || g->acts->T_cap < T || g->acts->chunk_cap < chunk || g->acts->recompute != m->recompute) {
@@ -458,7 +491,12 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
     upload(g, A->rope_cos, cosb, (size_t)max_len * D / 2 * sizeof(float));
     upload(g, A->rope_sin, sinb, (size_t)max_len * D / 2 * sizeof(float));
 
-    cuda_embedding_forward(A->res, A->tokens, p->embed, T, C, s);
+    if (g->tp) { /* vocab-parallel: each token's row from one rank, zeros elsewhere */
+        cuda_embedding_forward_shard(A->res, A->tokens, p->embed, T, C, v0, V, s);
+        tp_sum(g, A->res, (size_t)T * C);
+    } else {
+        cuda_embedding_forward(A->res, A->tokens, p->embed, T, C, s);
+    }
     for (int l = 0; l < L; l++) layer_forward(g, l, &A->layers[l], A->res + (size_t)l * T * C,
                                               A->res + (size_t)(l + 1) * T * C);
     cuda_rmsnorm_forward(A->xf, A->rstdf, A->res + (size_t)L * T * C, p->norm_w, T, C, c->rms_norm_eps, s);
@@ -470,7 +508,16 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
         int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
         const float *x = head_gather(g, g->h_head_rows + i0, R, C);
         cuda_matmul_forward(g->blas, A->logits, op_b(g, x, (size_t)R * C), weight(g, p->lm_head), g->dt, R, C, V, s);
-        cuda_logprob_entropy_forward(lp + i0, ent + i0, lse + i0, A->logits, A->head_targets + i0, R, V, s);
+        if (g->tp) { /* vocab-parallel softmax: reduce the row statistics, not the logits */
+            cuda_vocab_row_max(A->lm_max, A->logits, R, V, s);
+            comm_nccl_allreduce_on(g->tp, A->lm_max, (size_t)R, COMM_F32, COMM_MAX, s);
+            cuda_logprob_entropy_partial(A->lm_stats, A->logits, A->head_targets + i0, A->lm_max, R, V, v0, s);
+            comm_nccl_allreduce_on(g->tp, A->lm_stats, 3 * (size_t)R, COMM_F64, COMM_SUM, s);
+            cuda_logprob_entropy_finish(lp + i0, ent + i0, lse + i0, A->lm_stats, A->lm_max, A->head_targets + i0, R,
+                                        s);
+        } else {
+            cuda_logprob_entropy_forward(lp + i0, ent + i0, lse + i0, A->logits, A->head_targets + i0, R, V, s);
+        }
     }
     download(g, g->h_head, A->head_vals, 4 * (size_t)T * sizeof(float));
     const float *h_lp = g->h_head, *h_ent = g->h_head + 3 * T;
@@ -501,7 +548,8 @@ static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlo
     const Qwen3Config *c = &g->host->config;
     GpuActs *A = g->acts;
     cudaStream_t s = g->stream;
-    int T = g->T, C = c->hidden_size, V = c->vocab_size, chunk = g->chunk;
+    int T = g->T, C = c->hidden_size, V = g->host->shard.vocab_size, v0 = g->host->shard.vocab_start;
+    int chunk = g->chunk;
     if (g->n_head < T) cuda_check(cudaMemsetAsync(dxf, 0, (size_t)T * C * sizeof(float), s)); /* rows without the head */
     /* per head row: dlogprob and dentropy, sent once, beside the forward's
      * lse and entropy still on the device */
@@ -523,12 +571,18 @@ static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlo
             cuda_matmul_forward(g->blas, A->logits, x, weight(g, g->p.lm_head), g->dt, R, C, V, s);
         }
         g->logits_kept = false;
-        cuda_logprob_entropy_backward(A->logits, dlp + i0, dentropy ? dent + i0 : NULL, lse + i0, ent + i0,
-                                      A->head_targets + i0, R, V, s);
+        if (g->tp) {
+            cuda_logprob_entropy_backward_shard(A->logits, dlp + i0, dentropy ? dent + i0 : NULL, lse + i0, ent + i0,
+                                                A->head_targets + i0, R, V, v0, s);
+        } else {
+            cuda_logprob_entropy_backward(A->logits, dlp + i0, dentropy ? dent + i0 : NULL, lse + i0, ent + i0,
+                                          A->head_targets + i0, R, V, s);
+        }
         cuda_matmul_backward(g->blas, A->head_dx, g->g.lm_head, op_a(g, A->logits, (size_t)R * V), x,
                              weight(g, g->p.lm_head), g->dt, R, C, V, false, s);
         copy_rows(g, dxf, A->head_dx, rows, R, C, true);
     }
+    tp_sum(g, dxf, (size_t)T * C); /* TP: each rank's dxf covers its vocab columns only */
 }
 
 void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentropy) {
@@ -538,8 +592,9 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
     const Qwen3Params *p = &g->p, *gr = &g->g;
     GpuActs *A = g->acts;
     cudaStream_t s = g->stream;
-    int T = g->T, C = c->hidden_size, I = c->intermediate_size, L = c->num_layers;
-    int NH = c->num_heads, NKV = c->num_kv_heads, D = c->head_dim, QD = NH * D, KD = NKV * D;
+    const Qwen3Shard *sh = &g->host->shard;
+    int T = g->T, C = c->hidden_size, I = sh->intermediate_size, L = c->num_layers;
+    int NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim, QD = NH * D, KD = NKV * D;
     CudaDtype dt = g->dt;
 
     float *dxf = A->dln;
@@ -562,6 +617,7 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
                              weight(g, p->wgate + (size_t)l * I * C), dt, T, C, I, false, s);
         cuda_matmul_backward(g->blas, A->dln, gr->wup + (size_t)l * I * C, op_a(g, A->dup, (size_t)T * I), ln2,
                              weight(g, p->wup + (size_t)l * I * C), dt, T, C, I, true, s);
+        tp_sum(g, A->dln, (size_t)T * C); /* TP: this rank's share (column-parallel gate/up) */
         cuda_rmsnorm_backward(A->dres, gr->ln2_w + (size_t)l * C, A->dln, a->res2, p->ln2_w + (size_t)l * C, a->rstd2,
                               T, C, true, s);
 
@@ -574,10 +630,22 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
         /* RoPE back, then the q/k norms (qk_norm_rope_backward) */
         cuda_rope_backward(A->dqr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
         cuda_rope_backward(A->dkr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);
-        cuda_rmsnorm_backward(A->dq, gr->q_norm_w + (size_t)l * D, A->dqr, a->q, p->q_norm_w + (size_t)l * D, a->q_rstd,
-                              T * NH, D, false, s);
-        cuda_rmsnorm_backward(A->dk, gr->k_norm_w + (size_t)l * D, A->dkr, a->k, p->k_norm_w + (size_t)l * D, a->k_rstd,
-                              T * NKV, D, false, s);
+        /* TP: each rank sees its heads only, so its q/k-norm weight
+         * gradients are partial: this backward's part alone is reduced
+         * (the grads may hold earlier micro-batches), then added in */
+        float *dqn = gr->q_norm_w + (size_t)l * D, *dkn = gr->k_norm_w + (size_t)l * D;
+        if (g->tp) {
+            cuda_check(cudaMemsetAsync(A->dnorm, 0, 2 * (size_t)D * sizeof(float), s));
+            dqn = A->dnorm;
+            dkn = A->dnorm + D;
+        }
+        cuda_rmsnorm_backward(A->dq, dqn, A->dqr, a->q, p->q_norm_w + (size_t)l * D, a->q_rstd, T * NH, D, false, s);
+        cuda_rmsnorm_backward(A->dk, dkn, A->dkr, a->k, p->k_norm_w + (size_t)l * D, a->k_rstd, T * NKV, D, false, s);
+        if (g->tp) {
+            tp_sum(g, A->dnorm, 2 * (size_t)D);
+            cuda_residual_add(gr->q_norm_w + (size_t)l * D, A->dnorm, D, s);
+            cuda_residual_add(gr->k_norm_w + (size_t)l * D, A->dnorm + D, D, s);
+        }
         const void *ln1 = op_b(g, a->ln1, (size_t)T * C);
         cuda_matmul_backward(g->blas, A->dln, gr->wq + (size_t)l * QD * C, op_a(g, A->dq, (size_t)T * QD), ln1,
                              weight(g, p->wq + (size_t)l * QD * C), dt, T, C, QD, false, s);
@@ -585,10 +653,16 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
                              weight(g, p->wk + (size_t)l * KD * C), dt, T, C, KD, true, s);
         cuda_matmul_backward(g->blas, A->dln, gr->wv + (size_t)l * KD * C, op_a(g, A->dv, (size_t)T * KD), ln1,
                              weight(g, p->wv + (size_t)l * KD * C), dt, T, C, KD, true, s);
+        tp_sum(g, A->dln, (size_t)T * C); /* TP: this rank's share (column-parallel q/k/v) */
         cuda_rmsnorm_backward(A->dres, gr->ln1_w + (size_t)l * C, A->dln, x_in, p->ln1_w + (size_t)l * C, a->rstd1, T,
                               C, true, s);
     }
-    cuda_embedding_backward(gr->embed, A->dres, A->tokens, T, C, s);
+    /* dres is whole on every rank: each scatters into its own vocab rows */
+    if (g->tp) {
+        cuda_embedding_backward_shard(gr->embed, A->dres, A->tokens, T, C, sh->vocab_start, sh->vocab_size, s);
+    } else {
+        cuda_embedding_backward(gr->embed, A->dres, A->tokens, T, C, s);
+    }
 }
 
 /* ------------------------------------------------------------ optimizer */
@@ -598,11 +672,18 @@ float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
     cudaStream_t s = g->stream;
     if (!g->grads) die_runtime("qwen3_gpu_adamw_step: no gradients (zero_grad and backward come first)");
     moments_ensure(g);
-    /* the norm and the clip factor stay on the device: no round trip before the update */
+    /* the norm and the clip factor stay on the device: no round trip before
+     * the update. TP: the squares of this rank's shards, replicated tensors
+     * on rank 0 only (they must count once), summed over the ranks. */
+    bool first = true;
     for (int i = 0; i < m->n_tensors; i++) {
         const Qwen3Tensor *t = &m->tensors[i];
-        cuda_sum_squares(g->sumsq, g->grads + t->offset, t->numel, i > 0, s);
+        if (g->tp && t->split == QWEN3_REPLICATED && g->tp->rank != 0) continue;
+        cuda_sum_squares(g->sumsq, g->grads + t->offset, t->numel, !first, s);
+        first = false;
     }
+    if (first) cuda_check(cudaMemsetAsync(g->sumsq, 0, sizeof(double), s));
+    if (g->tp) comm_nccl_allreduce_on(g->tp, g->sumsq, 1, COMM_F64, COMM_SUM, s);
     cuda_clip_scale(g->norm, g->gscale, g->sumsq, o->max_grad_norm, s);
     g->adam_step++;
     double bc1 = 1.0 - pow((double)o->beta1, g->adam_step);
@@ -612,6 +693,13 @@ float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
         float wd = (t->ndim == 1 && !o->decay_1d) ? 0.0f : o->weight_decay;
         cuda_adamw_update(g->params + t->offset, g->grads + t->offset, g->m + t->offset, g->v + t->offset, t->numel,
                           g->gscale, lr, o->beta1, o->beta2, o->eps, wd, bc1, bc2, s);
+    }
+    if (g->tp) { /* keep replicated weights bit-identical: rank 0's copy wins */
+        for (int i = 0; i < m->n_tensors; i++) {
+            const Qwen3Tensor *t = &m->tensors[i];
+            if (t->split == QWEN3_REPLICATED)
+                comm_nccl_broadcast_on(g->tp, g->params + t->offset, t->numel * sizeof(float), 0, s);
+        }
     }
     refresh_bf16(g);
     float norm = 0.0f;

@@ -10,11 +10,15 @@
  * (QWEN3_GPU_BF16, the production setting) or stay fp32 (QWEN3_GPU_F32, the
  * parity reference); everything else is fp32.
  *
- * Scope of this part: one GPU, tensor parallel size 1. Activations are
+ * One GPU per rank. When the host model is a tensor-parallel shard (its
+ * TP comm, an MPI comm, of size > 1), the engine holds that shard and runs
+ * qwen3.c's sharded step, its collectives through a NCCL comm of the same
+ * ranks made at qwen3_gpu_new (each rank on its own GPU). Activations are
  * kept for every layer, or, when the host model's `recompute` is set at the
  * forward pass, only each layer's input: backward runs the layer again into
  * one shared slot, as qwen3.c does. Only defined in the CUDA build
- * (TAU2_HAVE_CUDA); every call needs a CUDA device.
+ * (TAU2_HAVE_CUDA); every call needs a CUDA device, and every call is
+ * collective over the TP group, as qwen3.h's are.
  */
 #ifndef TAU2_MODEL_QWEN3_GPU_H
 #define TAU2_MODEL_QWEN3_GPU_H
@@ -24,6 +28,8 @@
 
 #include "model/qwen3.h"
 
+struct Comm;
+
 typedef enum {
     QWEN3_GPU_BF16 = 0, /* products in bf16 (fp32 accumulate) */
     QWEN3_GPU_F32 = 1,  /* products in fp32 (no TF32) */
@@ -32,10 +38,11 @@ typedef enum {
 typedef struct Qwen3Gpu Qwen3Gpu;
 
 /* An engine on CUDA device `device` for host model m's shapes, with m's
- * weights uploaded. m is borrowed for its config and tensor table and must
- * outlive the engine; its weights are not changed (see
- * qwen3_gpu_download_params). Dies with a clear message when m is tensor
- * parallel or the device cannot be used. */
+ * weights uploaded. m is borrowed for its config, shard, TP comm and tensor
+ * table and must outlive the engine; its weights are not changed (see
+ * qwen3_gpu_download_params). At TP > 1 collective over m's TP comm (the
+ * NCCL comm is made here). Dies with a clear message when the device
+ * cannot be used. */
 Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math);
 void qwen3_gpu_free(Qwen3Gpu *g);
 
@@ -44,11 +51,15 @@ void qwen3_gpu_free(Qwen3Gpu *g);
 void qwen3_gpu_upload_params(Qwen3Gpu *g, const float *params /* (num_parameters) */);
 void qwen3_gpu_download_params(const Qwen3Gpu *g, float *params /* (num_parameters) */);
 /* Gradients device -> host and host -> device, in the host model's layout
- * (both synchronize): the data-parallel sum runs on the host copy. The
- * device's gradients exist from the first zero_grad, backward or upload on;
- * an engine that only runs forward passes never allocates them. */
+ * (both synchronize). The device's gradients exist from the first
+ * zero_grad, backward or upload on; an engine that only runs forward
+ * passes never allocates them. */
 void qwen3_gpu_download_grads(Qwen3Gpu *g, float *grads /* (num_parameters) */);
 void qwen3_gpu_upload_grads(Qwen3Gpu *g, const float *grads /* (num_parameters) */);
+/* The data-parallel sum: the gradients summed over the ranks of dp, a NCCL
+ * comm (comm_nccl_from_mpi) whose ranks hold the same shard, on the device
+ * (queued on the engine's stream). Collective over dp. */
+void qwen3_gpu_allreduce_grads(Qwen3Gpu *g, struct Comm *dp);
 /* AdamW's state: the moments m and v and the count of steps taken, for a
  * checkpoint (download; false, with only *adam_step set, when no step has
  * run and the moments do not exist yet) and a resume (upload). */

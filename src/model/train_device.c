@@ -19,6 +19,8 @@ struct TrainDevice {
     Qwen3 *mirror; /* CPU_MIRROR: the stand-in device model (owned) */
 #ifdef TAU2_HAVE_CUDA
     Qwen3Gpu *gpu; /* CUDA (owned) */
+    Comm *dp_nccl; /* CUDA: NCCL over the DP ranks (owned), made for dp_of */
+    const Comm *dp_of;
 #endif
 };
 
@@ -36,7 +38,7 @@ int train_device_kind_parse(const char *name, TrainDeviceKind *out) {
 
 int train_device_check(TrainDeviceKind kind, int tp, char *err, size_t errlen) {
     if (kind != TRAIN_DEVICE_CUDA) return 0;
-    return gpu_check(tp, "tensor_parallel", "the GPU training step", err, errlen);
+    return gpu_check(tp, 0, "tensor_parallel", "the GPU training step", err, errlen);
 }
 
 static void copy_floats(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
@@ -91,7 +93,7 @@ TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
         break;
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
-        d->gpu = qwen3_gpu_new(m, node_rank % cuda_device_count(), QWEN3_GPU_BF16);
+        d->gpu = qwen3_gpu_new(m, gpu_pick_device(node_rank), QWEN3_GPU_BF16);
         if (m->m_memory) send_host_state(d); /* the moments too */
 #endif
         break;
@@ -103,6 +105,7 @@ void train_device_free(TrainDevice *d) {
     if (!d) return;
     qwen3_free(d->mirror);
 #ifdef TAU2_HAVE_CUDA
+    comm_free(d->dp_nccl);
     qwen3_gpu_free(d->gpu);
 #endif
     free(d);
@@ -165,40 +168,25 @@ void train_device_backward(TrainDevice *d, const float *dlogprob, const float *d
     }
 }
 
-/* The host's gradient memory, allocated on first use. */
-static float *host_grad_memory(Qwen3 *m) {
-    if (!m->grads_memory) qwen3_zero_grad(m);
-    return m->grads_memory;
-}
-
-float *train_device_host_grads(TrainDevice *d) {
-    float *g = host_grad_memory(d->host);
+void train_device_allreduce_grads(TrainDevice *d, Comm *dp) {
+    Qwen3 *h = d->host;
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
+        if (!h->grads_memory) qwen3_zero_grad(h);
+        comm_allreduce_sum_f32(dp, h->grads_memory, h->num_parameters);
         break;
     case TRAIN_DEVICE_CPU_MIRROR:
-        copy_floats(g, host_grad_memory(d->mirror), d->host->num_parameters);
+        if (!d->mirror->grads_memory) qwen3_zero_grad(d->mirror);
+        comm_allreduce_sum_f32(dp, d->mirror->grads_memory, h->num_parameters);
         break;
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
-        qwen3_gpu_download_grads(d->gpu, g);
-#endif
-        break;
-    }
-    return g;
-}
-
-void train_device_put_grads(TrainDevice *d) {
-    const float *g = host_grad_memory(d->host);
-    switch (d->kind) {
-    case TRAIN_DEVICE_CPU:
-        break;
-    case TRAIN_DEVICE_CPU_MIRROR:
-        copy_floats(host_grad_memory(d->mirror), g, d->host->num_parameters);
-        break;
-    case TRAIN_DEVICE_CUDA:
-#ifdef TAU2_HAVE_CUDA
-        qwen3_gpu_upload_grads(d->gpu, g);
+        if (d->dp_of != dp) { /* collective over dp: every DP rank gets here together */
+            comm_free(d->dp_nccl);
+            d->dp_nccl = comm_nccl_from_mpi(dp);
+            d->dp_of = dp;
+        }
+        qwen3_gpu_allreduce_grads(d->gpu, d->dp_nccl);
 #endif
         break;
     }

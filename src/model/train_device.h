@@ -6,8 +6,9 @@
  * TrainDevice runs forward, backward and AdamW for it:
  *
  *   TRAIN_DEVICE_CPU         the host model itself: no copies (the CPU path)
- *   TRAIN_DEVICE_CUDA        one GPU (qwen3_gpu.h, bf16 products): weights,
- *                            gradients and AdamW moments live on the GPU
+ *   TRAIN_DEVICE_CUDA        one GPU per rank (qwen3_gpu.h, bf16 products):
+ *                            weights, gradients and AdamW moments live on
+ *                            the GPU; TP shards talk over NCCL
  *   TRAIN_DEVICE_CPU_MIRROR  the CPU step on a second host model that stands
  *                            in for the GPU: weights, gradients and moments
  *                            of its own, synchronized exactly where the GPU's
@@ -24,8 +25,8 @@
  *     only what the last pull brought back;
  *   - train_device_pull_moments brings the moments and adam_step to the
  *     host (before a checkpoint);
- *   - gradients reach the host only for the data-parallel sum:
- *     train_device_host_grads, then train_device_put_grads.
+ *   - gradients never reach the host: the data-parallel sum runs where
+ *     they are (train_device_allreduce_grads).
  *
  * Every call is collective over the model's TP group, as qwen3.h's.
  */
@@ -36,6 +37,8 @@
 #include <stddef.h>
 
 #include "model/qwen3.h"
+
+struct Comm;
 
 typedef enum {
     TRAIN_DEVICE_CPU = 0,
@@ -68,11 +71,12 @@ void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob /*
 void train_device_zero_grad(TrainDevice *d);
 void train_device_backward(TrainDevice *d, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
 
-/* The device's gradients in the host model's gradient memory (allocated
- * if needed), returned; train_device_put_grads sends that memory back
- * after the caller changed it (the data-parallel sum). */
-float *train_device_host_grads(TrainDevice *d);
-void train_device_put_grads(TrainDevice *d);
+/* The data-parallel sum: the gradients summed over the ranks of dp (an MPI
+ * comm of the ranks holding the same shard; collective over it). Where
+ * they live: the host's over dp itself, the mirror's over dp, the GPU's
+ * over a NCCL comm of dp's ranks, made at the first call (and again when
+ * dp changes) and kept with the device. */
+void train_device_allreduce_grads(TrainDevice *d, struct Comm *dp);
 
 /* As qwen3_adamw_step, on the device; then the host weights and adam_step
  * are the device's. Returns the gradient norm before clipping. */

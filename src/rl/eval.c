@@ -541,7 +541,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
      * node's engine ranks); collective over the engines */
     bool on_gpu = strcmp(cfg->rollout_device, "cuda") == 0;
     int node_rank = on_gpu ? comm_node_rank(engines) : 0;
-    if (on_gpu && gpu_check(1, "rollout_tensor_parallel", "the GPU inference engine", err, sizeof err) != 0)
+    if (on_gpu && gpu_check(1, 1, "rollout_tensor_parallel", "the GPU inference engine", err, sizeof err) != 0)
         die_input("%s: field 'rollout_device': %s", cfg->path, err);
     Qwen3 *model = qwen3_load_dir(cfg->model, err, sizeof err);
     if (!model) die_input("%s: field 'model': %s", cfg->path, err);

@@ -160,8 +160,13 @@ static void setup_models(Job *j) {
     if (j->lay.is_trainer &&
         train_device_check(j->train_device, c->tensor_parallel, err, sizeof err) != 0)
         die_input("%s: field 'train_device': %s", c->path, err);
+#ifdef TAU2_HAVE_CUDA
+    if (j->lay.is_trainer && j->train_device == TRAIN_DEVICE_CUDA && j->lay.n_trainer > 1 &&
+        gpu_distinct_devices_check(j->comms.trainer, j->node_rank, err, sizeof err) != 0)
+        die_input("%s: field 'train_device': %s", c->path, err);
+#endif
     if (j->rollout_on_gpu && j->lay.is_rollout &&
-        gpu_check(c->rollout_tensor_parallel, "rollout_tensor_parallel", "the GPU inference engine", err,
+        gpu_check(c->rollout_tensor_parallel, 1, "rollout_tensor_parallel", "the GPU inference engine", err,
                   sizeof err) != 0)
         die_input("%s: field 'rollout_device': %s", c->path, err);
     if (j->lay.is_trainer) {

@@ -151,13 +151,9 @@ static void dp_sum(Comm *dp, double *v, size_t n) {
     if (dp && dp->size > 1) comm_allreduce_sum_f64(dp, v, n);
 }
 
-/* The gradients summed over the DP ranks (on the host: a device's go there
- * and back). */
+/* The gradients summed over the DP ranks, where they live (on a GPU: NCCL). */
 static void dp_grads(TrainDevice *m, Comm *dp) {
-    if (!dp || dp->size < 2) return;
-    float *g = train_device_host_grads(m);
-    comm_allreduce_sum_f32(dp, g, train_device_host(m)->num_parameters);
-    train_device_put_grads(m);
+    if (dp && dp->size > 1) train_device_allreduce_grads(m, dp);
 }
 
 void train_grpo_update(TrainDevice *m, TrainDevice *ref, Comm *dp, const TrainSeq *seqs, int n,

@@ -3,7 +3,7 @@
 # TAU2_CUDA_EMU is ON. It builds:
 #   tau2_cuda_emu  kernels/*.cu rewritten by transform.py and compiled as
 #                  C++ with emu_device.h force-included, plus the emulated
-#                  CUDA runtime, cuBLAS GEMM and NCCL stubs;
+#                  CUDA runtime, cuBLAS GEMM and NCCL over shared memory;
 #   emu_test_cuda_*  tests/cuda/test_*.c, unchanged, linked with the tau2
 #                  archive (built with TAU2_HAVE_CUDA=1) and tau2_cuda_emu
 #                  instead of tau2_cuda, cudart and cuBLAS;
@@ -39,7 +39,7 @@ set_source_files_properties(${TAU2_EMU_GENERATED} ${TAU2_EMU_GEN}/selftest.emu.c
 
 list(FILTER TAU2_EMU_GENERATED EXCLUDE REGEX "/selftest\\.emu\\.cpp$")
 add_library(tau2_cuda_emu STATIC ${TAU2_EMU_GENERATED}
-  ${TAU2_EMU_DIR}/emu_runtime.cpp ${TAU2_EMU_DIR}/emu_cublas.cpp)
+  ${TAU2_EMU_DIR}/emu_runtime.cpp ${TAU2_EMU_DIR}/emu_cublas.cpp ${TAU2_EMU_DIR}/emu_nccl.cpp)
 set_target_properties(tau2_cuda_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
 # The kernels' float code must stay IEEE as on the GPU's _rn paths: no
 # fast-math, no contraction into FMA.
@@ -91,6 +91,29 @@ foreach(src ${TAU2_EMU_TESTS})
   endforeach()
 endforeach()
 
+# The MPI tests that need a GPU per rank (NCCL comms, the GPU engine with
+# tensor and data parallelism), on the emulation: every rank sees
+# TAU2_CUDA_EMU_DEVICES devices and the emulated NCCL moves data between
+# the ranks' processes. Forward thread order only: the kernels' orders are
+# covered by the single-rank tests above.
+set(TAU2_EMU_MPI_TESTS ${PROJECT_SOURCE_DIR}/tests/mpi/test_comm_nccl.c ${PROJECT_SOURCE_DIR}/tests/mpi/test_qwen3_gpu_tp.c)
+foreach(src ${TAU2_EMU_MPI_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(emu_${name} ${src})
+  add_dependencies(emu_${name} tau2)
+  target_link_libraries(emu_${name} PRIVATE tau2_emu PkgConfig::CMOCKA OpenSSL::Crypto)
+  target_compile_definitions(emu_${name} PRIVATE
+    TAU2_TEST_DATA_DIR="${TAU2_TEST_DATA_DIR}"
+    TAU2_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  foreach(np 2 4)
+    add_test(NAME emu_${name}_np${np} COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np}
+      ${TAU2_MPIEXEC_FLAGS} ${MPIEXEC_PREFLAGS} $<TARGET_FILE:emu_${name}> ${MPIEXEC_POSTFLAGS})
+    set_tests_properties(emu_${name}_np${np} PROPERTIES PROCESSORS ${np} SKIP_RETURN_CODE 77 LABELS cuda_emu
+      TIMEOUT 1800 ENVIRONMENT
+      "OMP_NUM_THREADS=1;OMP_WAIT_POLICY=passive;TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};TAU2_CUDA_EMU_DEVICES=4;TAU2_CUDA_EMU_NCCL_TIMEOUT=600;${TAU2_EMU_ENV}")
+  endforeach()
+endforeach()
+
 # The emulator's own checks (barriers, shuffles, bf16, launch errors, the
 # exited-thread barrier report).
 add_executable(emu_selftest ${TAU2_EMU_GEN}/selftest.emu.cpp)
@@ -104,3 +127,12 @@ set_tests_properties(emu_selftest PROPERTIES LABELS cuda_emu ENVIRONMENT "${TAU2
 add_executable(emu_tau2_hpc ${PROJECT_SOURCE_DIR}/src/app/main.c)
 add_dependencies(emu_tau2_hpc tau2)
 target_link_libraries(emu_tau2_hpc PRIVATE tau2_emu)
+
+# The tiny job at tensor_parallel 2 on two emulated GPUs (the script that
+# waits for 2 real GPUs otherwise): the job's TP and NCCL plumbing end to
+# end, about 2 minutes on 2 cores.
+add_test(NAME emu_job_train_gpu_tp COMMAND bash ${PROJECT_SOURCE_DIR}/tests/job/test_job_train_gpu_tp.sh
+  $<TARGET_FILE:emu_tau2_hpc>)
+set_tests_properties(emu_job_train_gpu_tp PROPERTIES RUN_SERIAL TRUE TIMEOUT 1500 SKIP_RETURN_CODE 77
+  LABELS cuda_emu ENVIRONMENT
+  "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};TAU2_SOURCE_DIR=${PROJECT_SOURCE_DIR};TAU2_MPIEXEC=${TAU2_MPIEXEC_LINE};OMP_NUM_THREADS=1;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMP_WAIT_POLICY=passive;TAU2_TEST_GPUS=2;TAU2_CUDA_EMU_DEVICES=2;TAU2_CUDA_EMU_NCCL_TIMEOUT=600;${TAU2_EMU_ENV}")

@@ -1,6 +1,5 @@
 /* emu_cublas.cpp — the cuBLAS calls of kernels/matmul.cu over host memory:
- * column-major GEMM with fp32 or bf16 operands and fp32 accumulation. Also
- * NCCL stubs (out of scope: the emulated tests never make a NCCL comm). */
+ * column-major GEMM with fp32 or bf16 operands and fp32 accumulation. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +8,6 @@
 #include <vector>
 
 #include <cublas_v2.h>
-#include <nccl.h>
 
 struct EmuBlas {
     cudaStream_t stream;
@@ -163,47 +161,5 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     }
     return CUBLAS_STATUS_SUCCESS;
 }
-
-/* ---- NCCL: not emulated ---- */
-static ncclResult_t nccl_missing(const char *f) {
-    fprintf(stderr, "cuda-emu: %s: NCCL is not emulated (tests/cuda_emu/README.md)\n", f);
-    abort();
-}
-ncclResult_t ncclGetUniqueId(ncclUniqueId *id) { (void)id; return nccl_missing("ncclGetUniqueId"); }
-ncclResult_t ncclCommInitRank(ncclComm_t *c, int n, ncclUniqueId id, int r) {
-    (void)c, (void)n, (void)id, (void)r;
-    return nccl_missing("ncclCommInitRank");
-}
-ncclResult_t ncclCommDestroy(ncclComm_t c) { (void)c; return nccl_missing("ncclCommDestroy"); }
-ncclResult_t ncclAllReduce(const void *s, void *r, size_t n, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c,
-                           cudaStream_t st) {
-    (void)s, (void)r, (void)n, (void)t, (void)op, (void)c, (void)st;
-    return nccl_missing("ncclAllReduce");
-}
-ncclResult_t ncclBroadcast(const void *s, void *r, size_t n, ncclDataType_t t, int root, ncclComm_t c,
-                           cudaStream_t st) {
-    (void)s, (void)r, (void)n, (void)t, (void)root, (void)c, (void)st;
-    return nccl_missing("ncclBroadcast");
-}
-ncclResult_t ncclAllGather(const void *s, void *r, size_t n, ncclDataType_t t, ncclComm_t c, cudaStream_t st) {
-    (void)s, (void)r, (void)n, (void)t, (void)c, (void)st;
-    return nccl_missing("ncclAllGather");
-}
-ncclResult_t ncclReduceScatter(const void *s, void *r, size_t n, ncclDataType_t t, ncclRedOp_t op, ncclComm_t c,
-                               cudaStream_t st) {
-    (void)s, (void)r, (void)n, (void)t, (void)op, (void)c, (void)st;
-    return nccl_missing("ncclReduceScatter");
-}
-ncclResult_t ncclSend(const void *s, size_t n, ncclDataType_t t, int peer, ncclComm_t c, cudaStream_t st) {
-    (void)s, (void)n, (void)t, (void)peer, (void)c, (void)st;
-    return nccl_missing("ncclSend");
-}
-ncclResult_t ncclRecv(void *r, size_t n, ncclDataType_t t, int peer, ncclComm_t c, cudaStream_t st) {
-    (void)r, (void)n, (void)t, (void)peer, (void)c, (void)st;
-    return nccl_missing("ncclRecv");
-}
-ncclResult_t ncclGroupStart(void) { return nccl_missing("ncclGroupStart"); }
-ncclResult_t ncclGroupEnd(void) { return nccl_missing("ncclGroupEnd"); }
-const char *ncclGetErrorString(ncclResult_t r) { (void)r; return "NCCL is not emulated"; }
 
 } /* extern "C" */

@@ -66,6 +66,7 @@ struct Alloc {
 static std::mutex g_mem_mu;
 static std::map<uintptr_t, Alloc> g_allocs;
 static size_t g_device_bytes;
+static int g_device = 0; /* cudaSetDevice's */
 static const size_t EMU_DEVICE_MEMORY = (size_t)80 << 30;
 
 /* The allocation holding [p, p + n), or NULL. */
@@ -224,7 +225,7 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void
     const auto *al = find_alloc(p, 1);
     if (al && al->second.device) {
         a->type = cudaMemoryTypeDevice;
-        a->device = 0;
+        a->device = g_device;
         a->devicePointer = (void *)p;
     } else if (al) {
         a->type = cudaMemoryTypeHost;
@@ -247,14 +248,27 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {
 
 /* ------------------------------------------------------------ device, streams, events */
 
-static int g_device = 0;
+/* Devices a process sees: TAU2_CUDA_EMU_DEVICES (default 1), so multi-rank
+ * tests can give every rank "its own GPU" (rank % count) as on a real node.
+ * All of them are the same host memory; the emulated NCCL (emu_nccl.cpp)
+ * moves data between the processes. */
+static int emu_device_count(void) {
+    static int n = -1;
+    if (n < 0) {
+        const char *e = getenv("TAU2_CUDA_EMU_DEVICES");
+        n = e && atoi(e) > 0 ? atoi(e) : 1;
+    }
+    return n;
+}
 
 cudaError_t cudaGetDeviceCount(int *n) {
-    if (n) *n = 1;
+    if (n) *n = emu_device_count();
     return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int d) {
-    if (d != 0) return fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): the emulator has one device", d);
+    if (d < 0 || d >= emu_device_count())
+        return fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): the emulator has %d device(s) (TAU2_CUDA_EMU_DEVICES)",
+                    d, emu_device_count());
     g_device = d;
     return cudaSuccess;
 }
@@ -263,9 +277,13 @@ cudaError_t cudaGetDevice(int *d) {
     return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
-    if (d != 0 || !p) return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties(%d)", d);
+    if (d < 0 || d >= emu_device_count() || !p) return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties(%d)", d);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "CPU emulation (tau2 cuda_emu)");
+    /* device d is the same "GPU" in every process, as on a node whose
+     * GPUs all processes see (NCCL's duplicate check compares UUIDs) */
+    memcpy(p->uuid.bytes, "tau2-cuda-emu", 13);
+    p->uuid.bytes[15] = (char)d;
     p->totalGlobalMem = EMU_DEVICE_MEMORY;
     p->sharedMemPerBlock = 48 << 10;
     p->sharedMemPerBlockOptin = 227 << 10;
@@ -396,7 +414,7 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
 
 static int g_pool_dummy;
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int d) {
-    if (d != 0 || !pool) return fail(cudaErrorInvalidDevice, "cudaDeviceGetDefaultMemPool(%d)", d);
+    if (d < 0 || d >= emu_device_count() || !pool) return fail(cudaErrorInvalidDevice, "cudaDeviceGetDefaultMemPool(%d)", d);
     *pool = (cudaMemPool_t)&g_pool_dummy;
     return cudaSuccess;
 }

@@ -14,6 +14,7 @@
 #  4. The whole run on one GPU: rollout_device "cuda" too (episodes on the
 #     GPU inference engine, sampling on the GPU) exits 0 with finite numbers
 #     and the same phases as the CPU run.
+# Tensor and data parallel on several GPUs: test_job_train_gpu_tp.sh.
 set -u
 BIN=$1
 cd "$TAU2_SOURCE_DIR"

@@ -335,9 +335,11 @@ static void test_grad_accumulation(void **state) {
 }
 
 /* A head mask equal to the loss mask: the masked rows' logprob and
- * entropy are the same bits as without it, the other rows report 0, and
- * the gradients equal those of the full head (whose unmasked rows carry no
- * loss). */
+ * entropy are those without it, the other rows report 0, and the gradients
+ * equal those of the full head (whose unmasked rows carry no loss). Equal
+ * to rounding, not bit for bit: the head's product then has fewer rows,
+ * and OpenBLAS's AVX2 kernels (Haswell, Zen) sum a row's dot products in
+ * another order for another row count. */
 static void test_head_mask(void **state) {
     (void)state;
     Fixture f = fixture_load("tied_mha");
@@ -359,8 +361,8 @@ static void test_head_mask(void **state) {
     qwen3_forward(m, &b, lp, ent);
     for (int t = 0; t < T; t++) {
         if (hm[t]) {
-            assert_memory_equal(&lp[t], &full.lp[t], sizeof(float));
-            assert_memory_equal(&ent[t], &full.ent[t], sizeof(float));
+            assert_true(fabs((double)lp[t] - full.lp[t]) <= 1e-6 * (1.0 + fabs((double)full.lp[t])));
+            assert_true(fabs((double)ent[t] - full.ent[t]) <= 1e-6 * (1.0 + fabs((double)full.ent[t])));
         } else {
             assert_true(lp[t] == 0.0f && ent[t] == 0.0f);
         }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# train_device "cuda" at tensor_parallel 2: the tiny job's updates on two
+# GPUs, one per rank (four with data_parallel 2 when the machine has four),
+# the TP shards' and the DP replicas' sums over NCCL. Needs 2 GPUs
+# (nvidia-smi -L, or TAU2_TEST_GPUS for the CUDA emulation, which registers
+# this script as emu_job_train_gpu_tp); skipped (77) otherwise.
+#  1. SFT then GRPO with a KL reference (a second sharded engine) exits 0,
+#     every step's numbers finite, the phases of the CPU run.
+#  2. Both SFT losses within the bf16 bound of doc/cuda.md (relative 1e-2)
+#     of the CPU run's at one rank: the shards add up to the whole model.
+#  3. The final checkpoint exports (the shards gathered).
+set -u
+BIN=$1
+cd "$TAU2_SOURCE_DIR"
+source tests/cli/lib.sh
+source tests/job/lib.sh
+n_gpu=${TAU2_TEST_GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}
+if [ "$n_gpu" -lt 2 ]; then
+  echo "test_job_train_gpu_tp: needs 2 GPUs, found $n_gpu: skipped"
+  exit 77
+fi
+np=2
+[ "$n_gpu" -ge 4 ] && np=4
+mock_tasks "$TMP/mock.jsonl"
+common=(prompt_data=\"$TMP/mock.jsonl\" sft_num_epoch=1 sft_global_batch_size=2 rollout_batch_size=2
+  n_samples_per_prompt=2 global_batch_size=4 num_rollout=1 rollout_max_response_len=192 rollout_max_turn_len=48
+  kl_coef=0.1)
+tiny_config "$TMP/tp.json" "${common[@]}" train_device=\"cuda\" tensor_parallel=2
+tiny_config "$TMP/cpu.json" "${common[@]}" train_device=\"cpu\"
+
+job_ok "cpu: the run at one rank exits 0" "$TMP/log.c" 1 "$BIN" "$TMP/cpu.json" --output-dir "$TMP/c"
+job_ok "cuda, tensor_parallel 2 on $np ranks: SFT + GRPO with a KL reference exits 0" "$TMP/log.tp" $np \
+  "$BIN" "$TMP/tp.json" --output-dir "$TMP/tp"
+python3 - "$TMP/tp/metrics.jsonl" "$TMP/c/metrics.jsonl" <<'PY'
+import json, math, sys
+def rows(p):
+    return [json.loads(l) for l in open(p) if l.strip()]
+g, c = rows(sys.argv[1]), rows(sys.argv[2])
+assert [r["phase"] for r in g] == [r["phase"] for r in c], ([r["phase"] for r in g], [r["phase"] for r in c])
+for r in g:
+    for k in ("train/loss", "train/entropy", "train/grad_norm"):
+        assert math.isfinite(r[k]), (r["step"], k, r[k])
+sg = [r["train/loss"] for r in g if r["phase"] == "sft"]
+sc = [r["train/loss"] for r in c if r["phase"] == "sft"]
+err = max(abs(a - b) / abs(b) for a, b in zip(sg, sc))
+print("SFT losses: cuda TP 2 " + " ".join(f"{v:.5f}" for v in sg) + ", cpu " + " ".join(f"{v:.5f}" for v in sc) +
+      f" (worst relative {err:.2e})")
+assert len(sg) >= 2 and err <= 1e-2, err
+PY
+check "cuda, tensor_parallel 2: numbers finite, the CPU run's phases, SFT losses within 1e-2 of the CPU's" $?
+"$BIN" export --checkpoint "$TMP/tp" --output "$TMP/e" --dtype F32 >/dev/null
+check "cuda, tensor_parallel 2: the final checkpoint exports (shards gathered)" $?
+finish test_job_train_gpu_tp
