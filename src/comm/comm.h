@@ -80,6 +80,15 @@ void *comm_nccl_stream(const Comm *c);
  * rank of c queues the same calls in the same order (NCCL's rule). */
 void comm_nccl_allreduce_on(Comm *c, void *buf, size_t n, CommDtype dt, CommOp op, void *stream);
 void comm_nccl_broadcast_on(Comm *c, void *buf, size_t bytes, int root, void *stream);
+/* A host buffer (bytes) from root to every rank of the NCCL comm c, in
+ * buckets of at most bucket_bytes staged through device memory on each
+ * rank's GPU: root copies each bucket up and NCCL broadcasts it; the other
+ * ranks copy it down into buf and, while it is still on the device, hand
+ * it to on_bucket (when not NULL) with its offset in buf and its length in
+ * bytes, e.g. for an inference engine on the same GPU to take its weights
+ * from. Collective over c. */
+void comm_nccl_broadcast_staged(Comm *c, void *buf, size_t bytes, size_t bucket_bytes, int root,
+                                void (*on_bucket)(void *ctx, const void *dev, size_t off, size_t len), void *ctx);
 #endif
 /* End the whole job now with exit code `code`: MPI_Abort over the world for
  * an MPI comm of several ranks (no rank is left waiting in a collective),

@@ -24,6 +24,7 @@
  */
 #ifdef TAU2_HAVE_CUDA
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +220,29 @@ void comm_nccl_allreduce_on(Comm *c, void *buf, size_t n, CommDtype dt, CommOp o
 void comm_nccl_broadcast_on(Comm *c, void *buf, size_t bytes, int root, void *stream) {
     check_stream_call(c, buf, "comm_nccl_broadcast_on");
     nccl_check(ncclBroadcast(buf, buf, bytes, ncclUint8, root, impl_of(c)->nccl, (cudaStream_t)stream));
+}
+
+void comm_nccl_broadcast_staged(Comm *c, void *buf, size_t bytes, size_t bucket_bytes, int root,
+                                void (*on_bucket)(void *ctx, const void *dev, size_t off, size_t len), void *ctx) {
+    if (c->backend != COMM_NCCL) die_runtime("comm_nccl_broadcast_staged: not a NCCL comm (%s)", c->ops->name);
+    if (bucket_bytes == 0) die_runtime("comm_nccl_broadcast_staged: bucket_bytes must be positive");
+    if (bytes == 0) return;
+    NcclImpl *im = impl_of(c);
+    size_t cap = bytes < bucket_bytes ? bytes : bucket_bytes;
+    char *stage;
+    cuda_check(cudaMalloc((void **)&stage, cap));
+    bool is_root = c->rank == root;
+    for (size_t off = 0; off < bytes; off += cap) {
+        size_t len = bytes - off < cap ? bytes - off : cap;
+        char *host = (char *)buf + off;
+        if (is_root) cuda_check(cudaMemcpyAsync(stage, host, len, cudaMemcpyHostToDevice, im->stream));
+        nccl_check(ncclBroadcast(stage, stage, len, ncclUint8, root, im->nccl, im->stream));
+        if (!is_root) cuda_check(cudaMemcpyAsync(host, stage, len, cudaMemcpyDeviceToHost, im->stream));
+        /* the bucket is in place before the next one reuses the staging */
+        nccl_wait(c);
+        if (!is_root && on_bucket) on_bucket(ctx, stage, off, len);
+    }
+    cuda_check(cudaFree(stage));
 }
 
 #endif /* TAU2_HAVE_CUDA */

@@ -39,6 +39,8 @@ int gpu_pick_device(int node_rank) {
     return node_rank % n;
 }
 
+void gpu_select(int node_rank) { cuda_device_init(gpu_pick_device(node_rank)); }
+
 int gpu_distinct_devices_check(Comm *c, int node_rank, char *err, size_t errlen) {
     struct cudaDeviceProp prop;
     int dev = gpu_pick_device(node_rank);

@@ -20,6 +20,9 @@ struct Comm;
  * devices the process sees (one with srun --gpu-bind, all of the node's
  * with mpirun). CUDA build with a visible device only. */
 int gpu_pick_device(int node_rank);
+/* Makes that GPU this thread's current device (before a NCCL comm is made
+ * on a rank that has no engine yet). */
+void gpu_select(int node_rank);
 
 /* 0 when the ranks of c (collective over it) each take a GPU of their own
  * (gpu_pick_device of their node_rank; compared by the devices' UUIDs, so

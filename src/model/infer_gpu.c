@@ -277,9 +277,29 @@ void infer_gpu_free(InferGpu *e) {
     free(e);
 }
 
-/* One fp32 tensor host -> device (norms), queued. */
-static void upload_f32(InferGpu *e, float *dst, const float *src, size_t n) {
-    cuda_check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, e->stream));
+/* Weights [off, off + n) of the host layout from device memory src on this
+ * engine's GPU, queued: every value converted into the bf16 copy, and the
+ * part of each norm tensor inside the range copied as fp32 too. */
+static void load_range(InferGpu *e, const float *src, size_t off, size_t n) {
+    cuda_f32_to_bf16(e->w + off, src, (long)n, e->stream);
+    const Qwen3Params *p = &e->model->params;
+    const float *base = e->model->params_memory;
+    size_t L = e->L, C = e->C, D = e->D;
+    struct {
+        float *dst;
+        size_t at, len; /* host-layout offset and length of the tensor */
+    } norms[5] = {
+        {e->ln1_w, (size_t)(p->ln1_w - base), L * C},     {e->ln2_w, (size_t)(p->ln2_w - base), L * C},
+        {e->q_norm_w, (size_t)(p->q_norm_w - base), L * D}, {e->k_norm_w, (size_t)(p->k_norm_w - base), L * D},
+        {e->norm_w, (size_t)(p->norm_w - base), C},
+    };
+    for (int i = 0; i < 5; i++) {
+        size_t lo = norms[i].at > off ? norms[i].at : off;
+        size_t hi = norms[i].at + norms[i].len < off + n ? norms[i].at + norms[i].len : off + n;
+        if (lo >= hi) continue;
+        cuda_check(cudaMemcpyAsync(norms[i].dst + (lo - norms[i].at), src + (lo - off), (hi - lo) * sizeof(float),
+                                   cudaMemcpyDeviceToDevice, e->stream));
+    }
 }
 
 void infer_gpu_load_weights(InferGpu *e, const float *params) {
@@ -292,19 +312,35 @@ void infer_gpu_load_weights(InferGpu *e, const float *params) {
     for (size_t off = 0; off < n; off += stage_n) {
         size_t m = n - off < stage_n ? n - off : stage_n;
         cuda_check(cudaMemcpyAsync(stage, params + off, m * sizeof(float), cudaMemcpyHostToDevice, e->stream));
-        cuda_f32_to_bf16(e->w + off, stage, (long)m, e->stream);
+        load_range(e, stage, off, m);
     }
-    const Qwen3Params *p = &e->model->params;
-    const float *base = e->model->params_memory;
-    size_t L = e->L, C = e->C, D = e->D;
-    /* the norms from params, at the host model's offsets */
-    upload_f32(e, e->ln1_w, params + (p->ln1_w - base), L * C);
-    upload_f32(e, e->ln2_w, params + (p->ln2_w - base), L * C);
-    upload_f32(e, e->q_norm_w, params + (p->q_norm_w - base), L * D);
-    upload_f32(e, e->k_norm_w, params + (p->k_norm_w - base), L * D);
-    upload_f32(e, e->norm_w, params + (p->norm_w - base), C);
     cuda_check(cudaStreamSynchronize(e->stream));
     dev_free(stage);
+}
+
+void infer_gpu_load_weights_device(InferGpu *e, const float *src, size_t off, size_t n) {
+    if (off > e->model->num_parameters || n > e->model->num_parameters - off)
+        die_runtime("infer_gpu_load_weights_device: range [%zu, %zu) outside the %zu weights", off, off + n,
+                    e->model->num_parameters);
+    cuda_check(cudaSetDevice(e->device));
+    if (n) load_range(e, src, off, n);
+    cuda_check(cudaStreamSynchronize(e->stream));
+}
+
+int infer_gpu_device(const InferGpu *e) { return e->device; }
+
+bool infer_gpu_fits(const InferGpu *e, const InferOptions *opt) {
+    int block = opt->block_size > 0 ? opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
+    int max_len = opt->max_len > 0 ? opt->max_len : e->model->config.max_position_embeddings;
+    long blocks = ((long)opt->kv_tokens + e->block_size - 1) / e->block_size;
+    int max_seqs = opt->max_seqs > 0 ? opt->max_seqs : 1024;
+    return block == e->block_size && max_len <= e->max_len && blocks <= e->kb.n_blocks && max_seqs <= e->kb.max_seqs &&
+           !opt->group;
+}
+
+void infer_gpu_reset(InferGpu *e) {
+    for (int s = 0; s < e->kb.max_seqs; s++)
+        if (kv_seq_ok(&e->kb, s)) kv_seq_free(&e->kb, s);
 }
 
 /* ------------------------------------------------------------ sequences */

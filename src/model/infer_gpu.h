@@ -27,6 +27,7 @@
 #ifndef TAU2_MODEL_INFER_GPU_H
 #define TAU2_MODEL_INFER_GPU_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,21 @@ void infer_gpu_free(InferGpu *e);
  * a trainer step or a weight broadcast: converted to bf16 on the device.
  * Synchronizes. The KV cache is kept (the caller frees stale sequences). */
 void infer_gpu_load_weights(InferGpu *e, const float *params /* (num_parameters) */);
+/* The same from device memory on this engine's GPU: weights [off, off + n)
+ * of the model's layout from src (n floats), e.g. the trainer's fp32
+ * weights on the same GPU (off 0, all of them) or one bucket of a
+ * broadcast. Work on other streams that writes src must be finished.
+ * Synchronizes (src may be reused at once). */
+void infer_gpu_load_weights_device(InferGpu *e, const float *src /* (n), device */, size_t off, size_t n);
+
+/* The CUDA device the engine runs on. */
+int infer_gpu_device(const InferGpu *e);
+/* Whether the engine serves calls made with opt (as for infer_gpu_new):
+ * the same block size, at least its KV blocks, sequences and length. */
+bool infer_gpu_fits(const InferGpu *e, const InferOptions *opt);
+/* Every sequence freed: the engine as new, weights kept (an engine kept
+ * from one call of rollout_run to the next). */
+void infer_gpu_reset(InferGpu *e);
 
 /* Sequences, as infer.h's. */
 int infer_gpu_seq_new(InferGpu *e, char *err, size_t errlen);

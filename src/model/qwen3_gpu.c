@@ -80,6 +80,7 @@ struct Qwen3Gpu {
     const Qwen3 *host; /* borrowed: config, shard, tensor table, vocab_chunk */
     Comm *tp;          /* NCCL over the host model's TP group (owned); NULL at TP 1 */
     Qwen3GpuMath math;
+    int device;
     CudaDtype dt;
     cudaStream_t stream;
     CudaBlas *blas;
@@ -286,6 +287,7 @@ Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
     Qwen3Gpu *g = xcalloc(1, sizeof *g);
     g->host = m;
     g->math = math;
+    g->device = device;
     g->dt = math == QWEN3_GPU_F32 ? CUDA_F32 : CUDA_BF16;
     cuda_check(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
     /* collective over the TP group: every rank makes its engine together */
@@ -319,6 +321,9 @@ void qwen3_gpu_free(Qwen3Gpu *g) {
     comm_free(g->tp);
     free(g);
 }
+
+const float *qwen3_gpu_params_device(const Qwen3Gpu *g) { return g->params; }
+int qwen3_gpu_device(const Qwen3Gpu *g) { return g->device; }
 
 void qwen3_gpu_upload_params(Qwen3Gpu *g, const float *params) {
     upload(g, g->params, params, g->host->num_parameters * sizeof(float));

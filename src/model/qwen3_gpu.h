@@ -68,6 +68,12 @@ bool qwen3_gpu_download_moments(const Qwen3Gpu *g, float *m /* (num_parameters) 
 void qwen3_gpu_upload_moments(Qwen3Gpu *g, const float *m /* (num_parameters) */, const float *v /* (num_parameters) */,
                               int adam_step);
 
+/* The fp32 master weights on the device (num_parameters, the host model's
+ * layout; current after each AdamW step) and the device's index: what an
+ * inference engine on the same GPU converts its weights from. */
+const float *qwen3_gpu_params_device(const Qwen3Gpu *g);
+int qwen3_gpu_device(const Qwen3Gpu *g);
+
 /* As qwen3_forward / qwen3_zero_grad / qwen3_backward / qwen3_adamw_step:
  * the batch, logprob, entropy, dlogprob and dentropy are host arrays. */
 void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);

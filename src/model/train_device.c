@@ -239,3 +239,15 @@ void train_device_pull_moments(TrainDevice *d) {
         break;
     }
 }
+
+const float *train_device_gpu_params(const TrainDevice *d, int *device) {
+#ifdef TAU2_HAVE_CUDA
+    if (d->kind == TRAIN_DEVICE_CUDA) {
+        *device = qwen3_gpu_device(d->gpu);
+        return qwen3_gpu_params_device(d->gpu);
+    }
+#endif
+    (void)d;
+    *device = -1;
+    return NULL;
+}

@@ -82,6 +82,11 @@ void train_device_allreduce_grads(TrainDevice *d, struct Comm *dp);
  * are the device's. Returns the gradient norm before clipping. */
 float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr);
 
+/* The CUDA kind's fp32 weights on its GPU (current after each step) and
+ * that GPU's index in *device; NULL for the other kinds and in a build
+ * without CUDA. */
+const float *train_device_gpu_params(const TrainDevice *d, int *device);
+
 /* Device -> host: the moments (allocated on the host if needed) and
  * adam_step, when the device has taken a step. */
 void train_device_pull_moments(TrainDevice *d);

@@ -26,9 +26,10 @@
 #include "io/tb_events.h"
 #include "llm/llm_client.h"
 #include "llm/mpi_server.h"
-#include "model/infer.h"
-#include "model/qwen3.h"
 #include "model/gpu_check.h"
+#include "model/infer.h"
+#include "model/infer_gpu.h"
+#include "model/qwen3.h"
 #include "model/train_device.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
@@ -74,6 +75,9 @@ typedef struct {
     Qwen3 *ref;          /* frozen reference, when kl_coef > 0 */
     TrainDevice *policy_dev; /* where the policy's updates run (trainers, from the resume on) */
     TrainDevice *ref_dev;    /* where the reference's forward passes run (trainers, GRPO with kl_coef > 0) */
+    struct InferGpu *roll_gpu; /* rollout_device "cuda": the training rollouts' GPU engine, kept across steps */
+    bool roll_gpu_fresh;       /* roll_gpu holds the weights the last broadcast brought */
+    Comm *sync_nccl;           /* separate mode, both devices "cuda": the weight broadcast over NCCL */
     TrainDeviceKind train_device;
     int node_rank;       /* this rank's index on its node: its GPU for train_device / rollout_device "cuda" */
     bool rollout_on_gpu; /* rollout_device "cuda": episodes on the GPU engine */
@@ -578,6 +582,38 @@ static void colocated_sync(Job *j) {
     comm_broadcast_buckets(j->comms.tp, e->params_memory, e->num_parameters * sizeof(float), WEIGHT_BUCKET_BYTES, 0);
 }
 
+#ifdef TAU2_HAVE_CUDA
+/* One bucket of the NCCL weight broadcast, still on this rank's GPU, into
+ * the kept rollout engine (offsets in bytes of the flat fp32 weights). */
+static void bucket_to_engine(void *ctx, const void *dev, size_t off, size_t len) {
+    Job *j = ctx;
+    infer_gpu_load_weights_device(j->roll_gpu, dev, off / sizeof(float), len / sizeof(float));
+}
+#endif
+
+/* Separate mode with train_device and rollout_device "cuda": the weight
+ * broadcast goes over NCCL when trainer rank 0 and every rollout rank have
+ * GPUs of their own (else over MPI, as on the CPU, with a note). Collective
+ * over the sync comm. */
+static void sync_nccl_setup(Job *j) {
+#ifdef TAU2_HAVE_CUDA
+    Comm *sync = j->comms.sync;
+    if (!sync || !j->rollout_on_gpu || j->train_device != TRAIN_DEVICE_CUDA) return;
+    char err[1024];
+    gpu_select(j->node_rank);
+    if (gpu_distinct_devices_check(sync, j->node_rank, err, sizeof err) != 0) {
+        if (sync->rank == 0) printf("weight sync over MPI through host memory: %s\n", err);
+        return;
+    }
+    j->sync_nccl = comm_nccl_from_mpi(sync);
+    if (sync->rank == 0) printf("weight sync over NCCL (%d ranks, buckets of %d MiB)\n", sync->size,
+                                (int)(WEIGHT_BUCKET_BYTES >> 20));
+    fflush(stdout);
+#else
+    (void)j;
+#endif
+}
+
 /* Separate mode: trainer rank 0 sends the full weights to every rollout
  * rank over the sync comm, in flattened buckets. At TP > 1 the trainer
  * ranks of DP rank 0 first gather the shards into a full copy on trainer
@@ -603,7 +639,16 @@ static void broadcast_weights(Job *j) {
         buf = dst->params_memory;
         n_params = dst->num_parameters;
     }
-    comm_broadcast_buckets(j->comms.sync, buf, n_params * sizeof(float), WEIGHT_BUCKET_BYTES, 0);
+#ifdef TAU2_HAVE_CUDA
+    if (j->sync_nccl) {
+        /* an unsharded engine on the GPU takes each bucket where it lands */
+        bool direct = j->lay.is_rollout && !full && j->roll_gpu;
+        comm_nccl_broadcast_staged(j->sync_nccl, buf, n_params * sizeof(float), WEIGHT_BUCKET_BYTES, 0,
+                                   direct ? bucket_to_engine : NULL, j);
+        j->roll_gpu_fresh = direct;
+    } else
+#endif
+        comm_broadcast_buckets(j->comms.sync, buf, n_params * sizeof(float), WEIGHT_BUCKET_BYTES, 0);
     if (full && j->lay.is_rollout) {
         Qwen3 *e = j->engine_model;
         for (int i = 0; i < e->n_tensors; i++)
@@ -732,6 +777,30 @@ static int domain_slot(const char *name) {
     return -1;
 }
 
+/* The kept GPU rollout engine (if any) gets the policy's current weights:
+ * from the trainer's fp32 copy when both engines sit on the same GPU and
+ * the rollout reads the trainer's model (colocated at TP 1), a conversion
+ * on the device; else from the host copy. */
+static void refresh_rollout_gpu(Job *j) {
+#ifdef TAU2_HAVE_CUDA
+    InferGpu *e = j->roll_gpu;
+    if (!e) return;
+    if (j->roll_gpu_fresh) { /* the NCCL broadcast loaded it already */
+        j->roll_gpu_fresh = false;
+        return;
+    }
+    int dev = -1;
+    const float *w = j->policy_dev ? train_device_gpu_params(j->policy_dev, &dev) : NULL;
+    if (w && dev == infer_gpu_device(e) && j->engine_model == j->policy) {
+        infer_gpu_load_weights_device(e, w, 0, j->engine_model->num_parameters);
+    } else {
+        infer_gpu_load_weights(e, j->engine_model->params_memory);
+    }
+#else
+    (void)j;
+#endif
+}
+
 /* One step's rollout, collective over the rollout ranks. The rollout root
  * (rollout rank 0) writes rollouts/step_NNNNNN.h5 with the kept groups and
  * fills summary (RS_*); the cursor advances on every rollout rank. */
@@ -747,7 +816,8 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
     double t0 = now_s();
     int n_engines = rc->size, engine = rc->rank;
     RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j),
-                         .on_gpu = j->rollout_on_gpu, .gpu_device = j->node_rank};
+                         .on_gpu = j->rollout_on_gpu, .gpu_device = j->node_rank, .gpu_keep = &j->roll_gpu};
+    refresh_rollout_gpu(j);
     RolloutBuffer *kept = root ? rollout_buffer_new(j->step + 1, version, c->hash) : NULL;
     int need = c->rollout_batch_size, round = 0, next_group = 0;
     bool filter = c->dynamic_sampling_filter != NULL;
@@ -1065,6 +1135,7 @@ static void run_grpo_separate(Job *j) {
     int64_t t0 = j->step - j->n_sft_steps, T = c->num_rollout, s = c->max_staleness;
     Comm *sync = j->comms.sync;
     bool leader = j->lay.is_trainer && j->lay.trainer_rank == 0;
+    sync_nccl_setup(j);
     /* Initial weights (SFT-trained or resumed) to the engines. */
     if (j->lay.is_trainer || j->lay.is_rollout) broadcast_weights(j);
     if (j->lay.is_rollout) {
@@ -1243,6 +1314,10 @@ done:
     eval_set_free(j->eval);
     train_device_free(j->policy_dev);
     train_device_free(j->ref_dev);
+#ifdef TAU2_HAVE_CUDA
+    infer_gpu_free(j->roll_gpu);
+    comm_free(j->sync_nccl);
+#endif
     if (j->engine_model && j->engine_model != j->policy) qwen3_free(j->engine_model);
     qwen3_free(j->policy);
     qwen3_free(j->ref);

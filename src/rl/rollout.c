@@ -56,7 +56,7 @@ typedef struct {
     const RolloutUser *user;
     const RolloutOptions *opt;
     InferEngine *cpu;  /* the engine: the CPU's, */
-    InferGpu *gpu;     /* or the GPU's (CUDA build) */
+    InferGpu *gpu;     /* or the GPU's when the call owns it (CUDA build) */
     InferBackend eng;  /* whichever it is */
     InferGen *gen;
     int32_t stop_ids[2];
@@ -462,15 +462,27 @@ static int default_kv_budget(const RolloutOptions *o, const RolloutUser *u, int 
 }
 
 /* The call's engine over the policy's weights: the CPU engine, or with
- * pol->on_gpu the GPU engine on pol->gpu_device (the weights uploaded now,
- * so each call sees the latest update). */
+ * pol->on_gpu the GPU engine on pol->gpu_device: the caller's kept engine
+ * when it fits (its weights refreshed by the caller), else a new one with
+ * the weights uploaded now, so each call sees the latest update. */
 static int rollout_engine_new(Run *r, const InferOptions *io, char *err, size_t errlen) {
     const RolloutPolicy *pol = r->pol;
     if (pol->on_gpu) {
 #ifdef TAU2_HAVE_CUDA
+        InferGpu **keep = pol->gpu_keep;
+        if (keep && *keep && infer_gpu_fits(*keep, io)) {
+            infer_gpu_reset(*keep);
+            r->eng = infer_gpu_backend(*keep);
+            return 0;
+        }
         InferGpu *g = infer_gpu_new(pol->model, io, pol->gpu_device, err, errlen);
         if (!g) return -1;
-        r->gpu = g;
+        if (keep) {
+            infer_gpu_free(*keep);
+            *keep = g;
+        } else {
+            r->gpu = g; /* this call's own */
+        }
         r->eng = infer_gpu_backend(g);
         return 0;
 #else

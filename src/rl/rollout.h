@@ -123,6 +123,12 @@ typedef struct {
     struct Comm *group; /* the engine's TP group, or NULL: this rank alone */
     bool on_gpu;        /* rollouts on the GPU engine (model/infer_gpu.h; CUDA build, no group) */
     int gpu_device;     /* its CUDA device */
+    /* on_gpu: where the caller keeps the GPU engine from one call to the
+     * next (NULL: each call makes and frees its own). A kept engine that
+     * fits the call is reset and used with the weights it holds, so the
+     * caller refreshes them before each call; one that does not fit is
+     * replaced by a new one loaded from model. The caller frees the last. */
+    struct InferGpu **gpu_keep;
 } RolloutPolicy;
 
 typedef struct {

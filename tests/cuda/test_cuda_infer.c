@@ -179,6 +179,55 @@ static void test_errors(InferGpu *g, int seq, int V) {
     free(logits);
 }
 
+/* An engine kept across calls: weights loaded from device memory in
+ * ranges that cut through norm tensors give the host-loaded engine's
+ * logits bit for bit; reset frees every sequence; fits says which calls
+ * the engine serves. */
+static void test_kept_engine(const Qwen3Config *cfg, const Qwen3 *m, const InferOptions *opt) {
+    char err[256];
+    Qwen3 *other = random_model(cfg); /* other weights, the same layout */
+    InferGpu *ref = infer_gpu_new(m, opt, 0, err, sizeof err);
+    InferGpu *kept = infer_gpu_new(other, opt, 0, err, sizeof err);
+    if (!ref || !kept) die_runtime("engines: %s", err);
+    size_t n = m->num_parameters;
+    float *w = dev_upload(m->params_memory, n * sizeof(float));
+    size_t cut1 = (size_t)(m->params.ln1_w - m->params_memory) + 3;
+    size_t cut2 = (size_t)(m->params.norm_w - m->params_memory) + 1;
+    infer_gpu_load_weights_device(kept, w, 0, cut1);
+    infer_gpu_load_weights_device(kept, w + cut1, cut1, cut2 - cut1);
+    infer_gpu_load_weights_device(kept, w + cut2, cut2, n - cut2);
+
+    int V = cfg->vocab_size;
+    int32_t *prompt = random_ids(40, V);
+    float *la = xmalloc((size_t)V * sizeof(float)), *lb = xmalloc((size_t)V * sizeof(float));
+    int sa = infer_gpu_seq_new(ref, err, sizeof err), sb = infer_gpu_seq_new(kept, err, sizeof err);
+    InferChunk ca = {sa, prompt, 40}, cb = {sb, prompt, 40};
+    expect(infer_gpu_forward(ref, &ca, 1, la, err, sizeof err) == 0 &&
+               infer_gpu_forward(kept, &cb, 1, lb, err, sizeof err) == 0 &&
+               memcmp(la, lb, (size_t)V * sizeof(float)) == 0,
+           "weights loaded from device memory in 3 ranges: the host-loaded engine's logits, bit for bit");
+
+    int before = infer_gpu_free_tokens(kept);
+    infer_gpu_reset(kept);
+    expect(infer_gpu_seq_len(kept, sb) == -1 && infer_gpu_free_tokens(kept) > before &&
+               infer_gpu_free_tokens(kept) >= opt->kv_tokens,
+           "reset frees every sequence and its blocks");
+    InferOptions bigger = *opt, other_block = *opt, fewer = *opt;
+    bigger.kv_tokens = 2 * opt->kv_tokens;
+    other_block.block_size = 2 * opt->block_size;
+    fewer.kv_tokens = opt->kv_tokens / 2;
+    fewer.max_seqs = opt->max_seqs / 2;
+    expect(infer_gpu_fits(kept, opt) && infer_gpu_fits(kept, &fewer) && !infer_gpu_fits(kept, &bigger) &&
+               !infer_gpu_fits(kept, &other_block),
+           "fits: the same or a smaller budget, not a larger one or another block size");
+
+    dev_free(w);
+    free(prompt), free(la), free(lb);
+    infer_gpu_free(ref);
+    infer_gpu_free(kept);
+    qwen3_free(other);
+}
+
 int main(void) {
     if (!cuda_test_device()) return 77;
     Qwen3Config cfg = small_tied_config();
@@ -219,6 +268,7 @@ int main(void) {
     for (int i = 0; i < 3; i++) decode_step(&E, rest, 4, "decode");
 
     test_errors(E.gpu, b, E.V);
+    test_kept_engine(&cfg, m, &opt);
 
     free(p0), free(p1), free(p2), free(p3), free(turn), free(singles), free(more);
     infer_free(E.cpu);

@@ -9,6 +9,10 @@
 #  2. Both SFT losses within the bf16 bound of doc/cuda.md (relative 1e-2)
 #     of the CPU run's at one rank: the shards add up to the whole model.
 #  3. The final checkpoint exports (the shards gathered).
+#  4. Separate mode, train_device and rollout_device "cuda": trainer rank 0
+#     and the rollout rank on GPUs of their own, the weights broadcast over
+#     NCCL (the job says so) into the rollout rank's kept GPU engine: SFT
+#     then 2 GRPO steps exit 0 with finite numbers.
 set -u
 BIN=$1
 cd "$TAU2_SOURCE_DIR"
@@ -50,4 +54,21 @@ PY
 check "cuda, tensor_parallel 2: numbers finite, the CPU run's phases, SFT losses within 1e-2 of the CPU's" $?
 "$BIN" export --checkpoint "$TMP/tp" --output "$TMP/e" --dtype F32 >/dev/null
 check "cuda, tensor_parallel 2: the final checkpoint exports (shards gathered)" $?
+
+tiny_config "$TMP/sep.json" "${common[@]}" kl_coef=null num_rollout=2 colocate=false train_device=\"cuda\" \
+  rollout_device=\"cuda\"
+job_ok "separate mode, both devices cuda: SFT + 2 GRPO steps exit 0" "$TMP/log.sep" 2 "$BIN" "$TMP/sep.json" \
+  --output-dir "$TMP/sep"
+grep -q "^weight sync over NCCL" "$TMP/log.sep"
+check "separate mode: the weights go over NCCL" $?
+python3 - "$TMP/sep/metrics.jsonl" <<'PY'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert [r["phase"] for r in rows] == ["sft", "sft", "grpo", "grpo"], [r["phase"] for r in rows]
+for r in rows:
+    for k in ("train/loss", "train/entropy", "train/grad_norm"):
+        assert math.isfinite(r[k]), (r["step"], k, r[k])
+assert all(math.isfinite(r["rollout/raw_reward"]) for r in rows if r["phase"] == "grpo")
+PY
+check "separate mode: every step's numbers finite, SFT then GRPO" $?
 finish test_job_train_gpu_tp

@@ -30,6 +30,21 @@ static void to_host(float *host, const float *dev, size_t n) {
     cuda_check(cudaMemcpy(host, dev, n * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
+/* What the staged broadcast handed over, bucket by bucket, in order. */
+typedef struct {
+    float *seen;
+    size_t next_off;
+    int calls;
+} Staged;
+
+static void on_bucket(void *ctx, const void *dev, size_t off, size_t len) {
+    Staged *st = ctx;
+    CHECK(off == st->next_off && len % sizeof(float) == 0);
+    cuda_check(cudaMemcpy(st->seen + off / sizeof(float), dev, len, cudaMemcpyDeviceToHost));
+    st->next_off = off + len;
+    st->calls++;
+}
+
 /* value i of rank r's piece */
 static float val(int r, size_t i) { return (float)(r * 100 + (int)i); }
 
@@ -104,6 +119,18 @@ static void check_device(Comm *c, const int *members) {
     to_host(got, d, n);
     for (size_t i = 0; i < n; i++) CHECK(got[i] == val(members[0], i));
     comm_barrier(c);
+
+    /* a host buffer staged through the GPUs in buckets of 7 floats (the
+     * last one short), from the last rank; each bucket seen on the device */
+    for (size_t i = 0; i < n; i++) h[i] = val(members[r], i);
+    Staged st = {.seen = xcalloc(n, sizeof(float)), .next_off = 0, .calls = 0};
+    comm_nccl_broadcast_staged(c, h, n * sizeof(float), 7 * sizeof(float), root, r == root ? NULL : on_bucket, &st);
+    for (size_t i = 0; i < n; i++) CHECK(h[i] == val(members[root], i));
+    if (r != root) {
+        CHECK(st.calls == (int)((n + 6) / 7) && st.next_off == n * sizeof(float));
+        for (size_t i = 0; i < n; i++) CHECK(st.seen[i] == val(members[root], i));
+    }
+    free(st.seen);
 
     /* host buffers go through the MPI twin */
     for (size_t i = 0; i < n; i++) h[i] = val(members[r], i);
