@@ -699,12 +699,11 @@ float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
         cuda_adamw_update(g->params + t->offset, g->grads + t->offset, g->m + t->offset, g->v + t->offset, t->numel,
                           g->gscale, lr, o->beta1, o->beta2, o->eps, wd, bc1, bc2, s);
     }
-    if (g->tp) { /* keep replicated weights bit-identical: rank 0's copy wins */
-        for (int i = 0; i < m->n_tensors; i++) {
-            const Qwen3Tensor *t = &m->tensors[i];
-            if (t->split == QWEN3_REPLICATED)
-                comm_nccl_broadcast_on(g->tp, g->params + t->offset, t->numel * sizeof(float), 0, s);
-        }
+    if (g->tp) { /* keep replicated weights bit-identical: rank 0's copy wins (each kind is one block) */
+        float *rep[] = {g->p.ln1_w, g->p.q_norm_w, g->p.k_norm_w, g->p.ln2_w, g->p.norm_w};
+        const size_t *sz = m->param_sizes;
+        size_t n[] = {sz[1], sz[5], sz[6], sz[8], sz[12]};
+        for (int i = 0; i < 5; i++) comm_nccl_broadcast_on(g->tp, rep[i], n[i] * sizeof(float), 0, s);
     }
     refresh_bf16(g);
     float norm = 0.0f;

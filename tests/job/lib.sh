@@ -162,3 +162,24 @@ stop_and_resume() {
   grep -q "resumed from" "$dir.log2"
   check "${label}the rerun resumed from the checkpoint" $?
 }
+
+# gpu_vs_cpu RUN CPU_RUN [PYTHON]: RUN (a run on the GPU) has CPU_RUN's
+# phases, step for step, and every step's loss, entropy and gradient norm
+# (and GRPO reward) finite; then PYTHON runs with sg and sc, the two runs'
+# SFT losses, to assert more. Status 0 when all holds.
+gpu_vs_cpu() {
+  python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" "${3:-}" <<'PY'
+import json, math, sys
+def rows(p):
+    return [json.loads(l) for l in open(p) if l.strip()]
+g, c = rows(sys.argv[1]), rows(sys.argv[2])
+assert [r["phase"] for r in g] == [r["phase"] for r in c], ([r["phase"] for r in g], [r["phase"] for r in c])
+for r in g:
+    keys = ["train/loss", "train/entropy", "train/grad_norm"] + (["rollout/raw_reward"] if r["phase"] == "grpo" else [])
+    for k in keys:
+        assert math.isfinite(r[k]), (r["step"], k, r[k])
+sg = [r["train/loss"] for r in g if r["phase"] == "sft"]
+sc = [r["train/loss"] for r in c if r["phase"] == "sft"]
+exec(sys.argv[3])
+PY
+}

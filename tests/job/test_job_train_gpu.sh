@@ -39,23 +39,13 @@ check "cuda: SFT + GRPO with a KL reference on one rank exits 0" $rc
 [ $rc -eq 0 ] || tail -30 "$TMP/log.g"
 job_ok "cpu: the same run exits 0" "$TMP/log.c" 1 "$BIN" "$TMP/cpu.json" --output-dir "$TMP/c"
 
-python3 - "$TMP/g/metrics.jsonl" "$TMP/c/metrics.jsonl" <<'PY'
-import json, math, sys
-def rows(p):
-    return [json.loads(l) for l in open(p) if l.strip()]
-g, c = rows(sys.argv[1]), rows(sys.argv[2])
-assert [r["phase"] for r in g] == [r["phase"] for r in c], ([r["phase"] for r in g], [r["phase"] for r in c])
-for r in g:
-    for k in ("train/loss", "train/entropy", "train/grad_norm"):
-        assert math.isfinite(r[k]), (r["step"], k, r[k])
-sg = [r["train/loss"] for r in g if r["phase"] == "sft"]
-sc = [r["train/loss"] for r in c if r["phase"] == "sft"]
+gpu_vs_cpu "$TMP/g" "$TMP/c" '
 err = abs(sg[0] - sc[0]) / abs(sc[0])
 print(f"first SFT loss: cuda {sg[0]:.6f} cpu {sc[0]:.6f} (relative {err:.2e}); last: cuda {sg[-1]:.4f} cpu {sc[-1]:.4f}")
 assert err <= 1e-2, err
 assert sg[-1] < 0.8 * sg[0] and sc[-1] < 0.8 * sc[0], (sg, sc)
 assert abs(sg[-1] - sc[-1]) <= 2e-2 * abs(sc[-1]), (sg, sc)
-PY
+'
 check "cuda: first SFT loss within 1e-2 of the CPU's, and the loss falls as on the CPU" $?
 "$BIN" export --checkpoint "$TMP/g" --output "$TMP/eg" --dtype F32 >/dev/null
 check "cuda: the final checkpoint exports" $?
@@ -64,17 +54,6 @@ stop_and_resume "cuda: " 1 "$BIN" "$TMP/gpu.json" "$TMP/b" "^step [3-6]/" "stopp
 
 job_ok "cuda + rollout_device cuda: the whole run on one GPU exits 0" "$TMP/log.a" 1 "$BIN" "$TMP/all.json" \
   --output-dir "$TMP/all"
-python3 - "$TMP/all/metrics.jsonl" "$TMP/c/metrics.jsonl" <<'PY'
-import json, math, sys
-def rows(p):
-    return [json.loads(l) for l in open(p) if l.strip()]
-a, c = rows(sys.argv[1]), rows(sys.argv[2])
-assert [r["phase"] for r in a] == [r["phase"] for r in c], ([r["phase"] for r in a], [r["phase"] for r in c])
-for r in a:
-    for k in ("train/loss", "train/entropy", "train/grad_norm"):
-        assert math.isfinite(r[k]), (r["step"], k, r[k])
-grpo = [r for r in a if r["phase"] == "grpo"]
-assert grpo and all(math.isfinite(r["rollout/raw_reward"]) for r in grpo), grpo
-PY
+gpu_vs_cpu "$TMP/all" "$TMP/c"
 check "cuda + rollout_device cuda: every step's numbers finite, the phases of the CPU run" $?
 finish test_job_train_gpu

@@ -99,11 +99,8 @@ static void check_collectives(Comm *c, const int *members) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
     int wr, ws;
-    MPI_Comm_rank(MPI_COMM_WORLD, &wr);
-    MPI_Comm_size(MPI_COMM_WORLD, &ws);
-    g_rank = wr;
+    mpi_test_begin(&argc, &argv, &wr, &ws);
 
     /* SELF: one rank, identity collectives, no MPI needed */
     Comm *self = comm_self();
@@ -176,9 +173,5 @@ int main(int argc, char **argv) {
     free(members);
     comm_free(world);
 
-    int fail = g_fail;
-    MPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (wr == 0) printf("test_comm: %d ranks: %s\n", ws, fail ? "FAILED" : "ok");
-    MPI_Finalize();
-    return fail ? 1 : 0;
+    return mpi_test_end("test_comm");
 }

@@ -13,6 +13,7 @@
 #include <mpi.h>
 
 #include "mpi_check.h"
+#include "mpi_gpu.h"
 #include "comm/comm.h"
 #include "core/error.h"
 
@@ -155,25 +156,15 @@ static void check_device(Comm *c, const int *members) {
 #endif
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
     int wr, ws;
-    MPI_Comm_rank(MPI_COMM_WORLD, &wr);
-    MPI_Comm_size(MPI_COMM_WORLD, &ws);
-    g_rank = wr;
-#ifndef TAU2_HAVE_CUDA
-    if (wr == 0) printf("built without CUDA: skipped\n");
-    MPI_Finalize();
-    return 77;
-#else
-    int ndev = cuda_device_count();
-    if (ndev < ws) {
-        if (wr == 0) printf("no CUDA device for each of %d ranks (%d found): skipped\n", ws, ndev);
+    mpi_test_begin(&argc, &argv, &wr, &ws);
+    Comm *world = comm_mpi_world();
+    if (mpi_test_gpu(world) < 0) {
+        comm_free(world);
         MPI_Finalize();
         return 77;
     }
-    cuda_device_init(wr % ndev);
-
-    Comm *world = comm_mpi_world();
+#ifdef TAU2_HAVE_CUDA
     Comm *nc = comm_nccl_from_mpi(world);
     CHECK(nc->backend == COMM_NCCL && nc->rank == wr && nc->size == ws);
     int *members = xmalloc((size_t)ws * sizeof(int));
@@ -189,15 +180,9 @@ int main(int argc, char **argv) {
     CHECK(half->size == n_half && members[half->rank] == wr);
     check_device(half, members);
     comm_free(half);
-
     comm_free(nc);
-    comm_free(world);
     free(members);
-
-    int fail = 0;
-    MPI_Allreduce(&g_fail, &fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (wr == 0) printf("%s\n", fail ? "FAILED" : "passed");
-    MPI_Finalize();
-    return fail;
 #endif
+    comm_free(world);
+    return mpi_test_end("test_comm_nccl");
 }

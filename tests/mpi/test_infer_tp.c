@@ -267,9 +267,9 @@ static void check_model(const char *dir, Comm *group, Comm *world) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    int wr, ws;
+    mpi_test_begin(&argc, &argv, &wr, &ws);
     Comm *world = comm_mpi_world();
-    g_rank = world->rank;
 
     /* the tiny model splits in 2 at most */
     int tp = world->size >= 2 ? 2 : 1;
@@ -279,10 +279,6 @@ int main(int argc, char **argv) {
     check_model(TAU2_SOURCE_DIR "/tests/fixtures/qwen3/tp4_gqa", world, world);
     check_model(TAU2_SOURCE_DIR "/tests/fixtures/qwen3/tp4_tied", world, world);
 
-    int fail = g_fail;
-    MPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (world->rank == 0) printf("test_infer_tp: %d ranks: %s\n", world->size, fail ? "FAILED" : "ok");
     comm_free(world);
-    MPI_Finalize();
-    return fail ? 1 : 0;
+    return mpi_test_end("test_infer_tp");
 }

@@ -31,6 +31,7 @@
 #include <mpi.h>
 
 #include "mpi_check.h"
+#include "mpi_gpu.h"
 #include "comm/comm.h"
 #include "core/error.h"
 #include "model/qwen3.h"
@@ -252,51 +253,32 @@ static void check_train_device(const char *fixture, Grid *G, int node_rank) {
 #endif
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
     int wr, ws;
-    MPI_Comm_rank(MPI_COMM_WORLD, &wr);
-    MPI_Comm_size(MPI_COMM_WORLD, &ws);
-    g_rank = wr;
-#ifndef TAU2_HAVE_CUDA
-    if (wr == 0) printf("built without CUDA: skipped\n");
-    MPI_Finalize();
-    return 77;
-#else
-    Grid G = {0};
-    G.world = comm_mpi_world();
-    int node_rank = comm_node_rank(G.world);
-    int ndev = cuda_device_count();
-    int fewest = ndev;
-    MPI_Allreduce(&ndev, &fewest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    int per_node = node_rank + 1, most = per_node;
-    MPI_Allreduce(&per_node, &most, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (fewest < most) {
-        if (wr == 0) printf("no CUDA device for each of %d ranks on a node (%d found): skipped\n", most, fewest);
-        comm_free(G.world);
+    mpi_test_begin(&argc, &argv, &wr, &ws);
+    Comm *world = comm_mpi_world();
+    int device = mpi_test_gpu(world);
+    if (device < 0) {
+        comm_free(world);
         MPI_Finalize();
         return 77;
     }
-    G.device = node_rank % ndev;
+#ifdef TAU2_HAVE_CUDA
+    Grid G = {.world = world, .device = device};
     int tp = ws % 2 == 0 ? 2 : 1;
     char err[256];
-    if (comm_grid(G.world, tp, &G.tp, &G.dp, err, sizeof err) != 0) die_runtime("%s", err);
-    cuda_device_init(G.device);
+    if (comm_grid(world, tp, &G.tp, &G.dp, err, sizeof err) != 0) die_runtime("%s", err);
     if (G.dp->size > 1) G.dp_nccl = comm_nccl_from_mpi(G.dp);
 
     for (int math = 0; math < 2; math++) {
         check_engine("tp4_gqa", math == 0 ? QWEN3_GPU_F32 : QWEN3_GPU_BF16, false, &G);
     }
     check_engine("tp4_tied", QWEN3_GPU_F32, true, &G);
-    check_train_device("tp4_gqa", &G, node_rank);
+    check_train_device("tp4_gqa", &G, device);
 
     comm_free(G.dp_nccl);
     comm_free(G.tp);
     comm_free(G.dp);
-    comm_free(G.world);
-    int fail = 0;
-    MPI_Allreduce(&g_fail, &fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (wr == 0) printf("%s\n", fail ? "FAILED" : "passed");
-    MPI_Finalize();
-    return fail;
 #endif
+    comm_free(world);
+    return mpi_test_end("test_qwen3_gpu_tp");
 }

@@ -336,16 +336,12 @@ static void check_errors(Comm *world) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    int wr, ws;
+    mpi_test_begin(&argc, &argv, &wr, &ws);
     Comm *world = comm_mpi_world();
-    g_rank = world->rank;
     check_errors(world);
     check_fixture("tp4_gqa", world);
     check_fixture("tp4_tied", world);
-    int fail = g_fail;
-    MPI_Allreduce(MPI_IN_PLACE, &fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (g_rank == 0) printf("test_qwen3_tp: %d ranks: %s\n", world->size, fail ? "FAILED" : "ok");
     comm_free(world);
-    MPI_Finalize();
-    return fail ? 1 : 0;
+    return mpi_test_end("test_qwen3_tp");
 }
