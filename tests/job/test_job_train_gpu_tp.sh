@@ -26,8 +26,10 @@ fi
 np=2
 [ "$n_gpu" -ge 4 ] && np=4
 mock_tasks "$TMP/mock.jsonl"
-common=(prompt_data=\"$TMP/mock.jsonl\" sft_num_epoch=1 sft_global_batch_size=2 rollout_batch_size=2
-  n_samples_per_prompt=2 global_batch_size=4 num_rollout=1 rollout_max_response_len=192 rollout_max_turn_len=48
+# small: the CUDA emulation runs this in CI (each GRPO step trains on one
+# group of 2 samples)
+common=(prompt_data=\"$TMP/mock.jsonl\" sft_num_epoch=1 sft_global_batch_size=2 rollout_batch_size=1
+  n_samples_per_prompt=2 global_batch_size=2 num_rollout=1 rollout_max_response_len=96 rollout_max_turn_len=48
   kl_coef=0.1)
 tiny_config "$TMP/tp.json" "${common[@]}" train_device=\"cuda\" tensor_parallel=2
 tiny_config "$TMP/cpu.json" "${common[@]}" train_device=\"cpu\"
@@ -45,7 +47,7 @@ check "cuda, tensor_parallel 2: numbers finite, the CPU run's phases, SFT losses
 "$BIN" export --checkpoint "$TMP/tp" --output "$TMP/e" --dtype F32 >/dev/null
 check "cuda, tensor_parallel 2: the final checkpoint exports (shards gathered)" $?
 
-sep=("${common[@]}" kl_coef=null sft_data=null num_rollout=2 rollout_max_response_len=96 colocate=false)
+sep=("${common[@]}" kl_coef=null sft_data=null num_rollout=2 colocate=false)
 tiny_config "$TMP/sep.json" "${sep[@]}" train_device=\"cuda\" rollout_device=\"cuda\"
 tiny_config "$TMP/sepc.json" "${sep[@]}"
 job_ok "separate mode, both devices cuda: 2 GRPO steps exit 0" "$TMP/log.sep" 2 "$BIN" "$TMP/sep.json" \
