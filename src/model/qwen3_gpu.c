@@ -687,7 +687,6 @@ float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
         cuda_sum_squares(g->sumsq, g->grads + t->offset, t->numel, !first, s);
         first = false;
     }
-    if (first) cuda_check(cudaMemsetAsync(g->sumsq, 0, sizeof(double), s));
     if (g->tp) comm_nccl_allreduce_on(g->tp, g->sumsq, 1, COMM_F64, COMM_SUM, s);
     cuda_clip_scale(g->norm, g->gscale, g->sumsq, o->max_grad_norm, s);
     g->adam_step++;

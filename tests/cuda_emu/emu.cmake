@@ -69,20 +69,10 @@ target_link_libraries(tau2_emu INTERFACE $<TARGET_FILE:tau2> tau2_cuda_emu ${TAU
 target_include_directories(tau2_emu INTERFACE $<TARGET_PROPERTY:tau2,INTERFACE_INCLUDE_DIRECTORIES>)
 target_compile_definitions(tau2_emu INTERFACE $<TARGET_PROPERTY:tau2,INTERFACE_COMPILE_DEFINITIONS>)
 
-# emu_<name>: a test program linked with the emulation instead of CUDA.
-function(tau2_emu_program name src)
-  add_executable(emu_${name} ${src})
-  add_dependencies(emu_${name} tau2)
-  target_link_libraries(emu_${name} PRIVATE tau2_emu PkgConfig::CMOCKA OpenSSL::Crypto)
-  target_compile_definitions(emu_${name} PRIVATE
-    TAU2_TEST_DATA_DIR="${TAU2_TEST_DATA_DIR}"
-    TAU2_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
-endfunction()
-
 file(GLOB TAU2_EMU_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/cuda/test_*.c)
 foreach(src ${TAU2_EMU_TESTS})
   get_filename_component(name ${src} NAME_WE)
-  tau2_emu_program(${name} ${src})
+  tau2_test_program(emu_${name} ${src} tau2_emu)
   # Twice: threads in forward and in reverse order between barriers (a
   # missing __syncthreads fails in at least one of them, README.md).
   foreach(order forward reverse)
@@ -104,7 +94,7 @@ endforeach()
 set(TAU2_EMU_MPI_TESTS ${PROJECT_SOURCE_DIR}/tests/mpi/test_comm_nccl.c ${PROJECT_SOURCE_DIR}/tests/mpi/test_qwen3_gpu_tp.c)
 foreach(src ${TAU2_EMU_MPI_TESTS})
   get_filename_component(name ${src} NAME_WE)
-  tau2_emu_program(${name} ${src})
+  tau2_test_program(emu_${name} ${src} tau2_emu)
   foreach(np 2 4)
     add_test(NAME emu_${name}_np${np} COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np}
       ${TAU2_MPIEXEC_FLAGS} ${MPIEXEC_PREFLAGS} $<TARGET_FILE:emu_${name}> ${MPIEXEC_POSTFLAGS})

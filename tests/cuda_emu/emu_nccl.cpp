@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,9 +81,12 @@ static ncclResult_t emu_fail(ncclResult_t rc, const char *fmt, const char *what)
 }
 
 /* Exits the process: the other ranks wait on this one and would hang. */
-[[noreturn]] static void emu_fatal(const char *fmt, const char *a, const char *b) {
+[[noreturn]] __attribute__((format(printf, 1, 2))) static void emu_fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "cuda-emu: NCCL: ");
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\n");
     fflush(stderr);
     abort();
@@ -113,9 +117,9 @@ static void wait_pass(double t0, long *spins, const char *what) {
     struct timespec ts = {0, 20000};
     nanosleep(&ts, NULL);
     if ((*spins & 1023) == 0 && now_s() - t0 > timeout_s())
-        emu_fatal("%s: no progress for TAU2_CUDA_EMU_NCCL_TIMEOUT seconds%s (a rank exited, or is waiting in "
+        emu_fatal("%s: no progress for TAU2_CUDA_EMU_NCCL_TIMEOUT seconds (a rank exited, or is waiting in "
                   "another call)",
-                  what, "");
+                  what);
 }
 
 /* All ranks of the comm meet (sense by generation). */
@@ -363,7 +367,7 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t n, ncclDataType_
         memcpy(c->slots + (size_t)c->rank * SLOT_BYTES, (const char *)send + i0 * tb, len * tb);
         comm_barrier(c, what);
         if (!reduce_typed(c, (char *)recv + i0 * tb, len, t, op))
-            emu_fatal("%s: type not emulated%s", what, "");
+            emu_fatal("%s: type not emulated", what);
         comm_barrier(c, what); /* slots are read before the next piece */
     }
     return ncclSuccess;
@@ -434,7 +438,7 @@ ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t n, ncclDataT
             memcpy(c->slots + (size_t)c->rank * SLOT_BYTES, (const char *)send + ((size_t)k * n + i0) * tb, len * tb);
             comm_barrier(c, what);
             if (k == c->rank && !reduce_typed(c, mine.data() + i0 * tb, len, t, op))
-                emu_fatal("%s: type not emulated%s", what, "");
+                emu_fatal("%s: type not emulated", what);
             comm_barrier(c, what);
         }
     }
