@@ -7,7 +7,12 @@
  * with the loss, backward, AdamW). bench_train_torch.py runs the same configs in
  * PyTorch and prints the ratio; it parses the RESULT lines.
  *
- * usage: bench_train [--config tiny|100m|4b] [--seqs N] [--seq-len N] [--steps N] [--recompute] */
+ * The output head's backward runs inside the forward
+ * (qwen3_forward_head_grad), as in the job's updates; --two-pass runs
+ * qwen3_forward, the loss, then qwen3_backward instead (the head's logits
+ * computed again in the backward when they take more than one chunk).
+ *
+ * usage: bench_train [--config tiny|100m|4b] [--seqs N] [--seq-len N] [--steps N] [--recompute] [--two-pass] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +25,25 @@
 #include "bench_train_common.h"
 #include "bench_util.h"
 
+/* The SFT loss's gradient per head row: -1/n on masked-in rows. */
+typedef struct {
+    const float *mask;
+    float scale; /* -1 / n */
+} SftGrad;
+
+static void sft_grad_rows(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
+                          float *dlogprob, float *dentropy) {
+    const SftGrad *g = ctx;
+    for (int i = 0; i < n; i++) dlogprob[i] = g->mask[rows[i]] != 0.0f ? g->scale : 0.0f;
+}
+
 int main(int argc, char **argv) {
     const char *name = "tiny";
     int n_seqs = 4, seq_len = 256, steps = 5;
-    bool recompute = false;
+    bool recompute = false, fused = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--recompute")) recompute = true;
+        else if (!strcmp(argv[i], "--two-pass")) fused = false;
         else if (i + 1 < argc && !strcmp(argv[i], "--config")) name = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) n_seqs = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seq-len")) seq_len = atoi(argv[++i]);
@@ -59,10 +77,22 @@ int main(int argc, char **argv) {
         double t0 = now();
         qwen3_zero_grad(m);
         double t1 = now();
-        qwen3_forward(m, &bb.batch, lp, ent);
-        loss = qwen3_sft_loss(lp, mask, T, dlp);
+        if (fused) {
+            int n_in = 0;
+            for (int t = 0; t < T; t++) n_in += mask[t] != 0.0f;
+            SftGrad sg = {mask, n_in ? -1.0f / (float)n_in : 0.0f};
+            qwen3_forward_head_grad(m, &bb.batch, lp, ent, sft_grad_rows, &sg, false);
+            loss = qwen3_sft_loss(lp, mask, T, NULL);
+        } else {
+            qwen3_forward(m, &bb.batch, lp, ent);
+            loss = qwen3_sft_loss(lp, mask, T, dlp);
+        }
         double t2 = now();
-        qwen3_backward(m, dlp, NULL);
+        if (fused) {
+            qwen3_backward(m, NULL, NULL);
+        } else {
+            qwen3_backward(m, dlp, NULL);
+        }
         double t3 = now();
         qwen3_adamw_step(m, &opt, 1e-4f);
         double t4 = now();

@@ -607,6 +607,9 @@ struct Qwen3Acts {
     /* the forward's last chunk of logits (chunks of logits_chunk rows) is
      * still in `logits`: no backward has turned it into dlogits */
     bool logits_kept;
+    /* the head's backward already ran in the forward (qwen3_forward_head_grad):
+     * dln holds dxf, the head's weight gradient is added */
+    bool head_grad_done;
     int logits_chunk;
     float *rope_cos, *rope_sin; /* (T, D/2) */
     /* the output head works on the rows it needs, gathered chunk by chunk */
@@ -832,7 +835,11 @@ static const float *head_gather(Qwen3Acts *A, const int32_t *rows, int R, int C)
     return A->head_x;
 }
 
-void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy) {
+static void grads_ensure(Qwen3 *m);
+static void head_chunk_backward(Qwen3 *m, const float *x, const int32_t *rows, int R, bool with_dentropy, float *dxf);
+
+static void forward_head(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy, Qwen3HeadGradFn grad_fn,
+                         void *grad_ctx, bool with_dentropy) {
     char err[256];
     if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_forward: %s", err);
     const Qwen3Config *c = &m->config;
@@ -868,6 +875,10 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
     /* Output head over the rows that need it, in chunks: logits never exist
      * for the whole batch. */
     A->n_head = qwen3_head_rows(b, A->head_rows);
+    if (grad_fn) {
+        grads_ensure(m);
+        if (A->n_head < T) memset(A->dln, 0, (size_t)T * C * sizeof(float)); /* rows without the head */
+    }
     memset(logprob, 0, (size_t)T * sizeof(float));
     memset(A->lm_ent, 0, (size_t)T * sizeof(float));
     memset(A->lm_lse, 0, (size_t)T * sizeof(float));
@@ -892,11 +903,26 @@ void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy
             A->lm_ent[rows[r]] = A->head_ent[r];
             A->lm_lse[rows[r]] = A->head_lse[r];
         }
+        if (grad_fn) {
+            grad_fn(grad_ctx, R, rows, A->head_lp, A->head_ent, A->head_dlp, with_dentropy ? A->head_dent : NULL);
+            head_chunk_backward(m, x, rows, R, with_dentropy, A->dln);
+        }
     }
     memcpy(entropy, A->lm_ent, (size_t)T * sizeof(float));
-    A->logits_kept = A->n_head > 0; /* the last chunk's */
+    A->logits_kept = !grad_fn && A->n_head > 0; /* the last chunk's */
     A->logits_chunk = chunk;
+    A->head_grad_done = grad_fn != NULL;
     A->have_forward = true;
+}
+
+void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy) {
+    forward_head(m, b, logprob, entropy, NULL, NULL, false);
+}
+
+void qwen3_forward_head_grad(Qwen3 *m, const Qwen3Batch *b, float *logprob, float *entropy, Qwen3HeadGradFn grad_fn,
+                             void *grad_ctx, bool with_dentropy) {
+    if (!grad_fn) die_runtime("qwen3_forward_head_grad: no gradient function");
+    forward_head(m, b, logprob, entropy, grad_fn, grad_ctx, with_dentropy);
 }
 
 void qwen3_logits(Qwen3 *m, int t0, int n, float *out) {
@@ -967,6 +993,20 @@ void qwen3_zero_grad(Qwen3 *m) {
     }
 }
 
+/* One head chunk's backward: A->logits holds the chunk's logits (R, V),
+ * head_lse/head_ent/head_dlp/head_dent its rows' values; the logits become
+ * dlogits, dW_head += dlogits^T x, and each row's dx lands in dxf. */
+static void head_chunk_backward(Qwen3 *m, const float *x, const int32_t *rows, int R, bool with_dentropy, float *dxf) {
+    Qwen3Acts *A = m->acts;
+    int C = m->config.hidden_size, V = m->shard.vocab_size;
+    for (int r = 0; r < R; r++) A->head_targets[r] = A->targets[rows[r]];
+    logprob_entropy_backward_shard(A->logits, A->head_dlp, with_dentropy ? A->head_dent : NULL, A->head_lse,
+                                   A->head_ent, A->head_targets, R, V, m->shard.vocab_start);
+    matmul_backward(A->head_dx, m->grads.lm_head, A->logits, x, m->params.lm_head, R, C, V, false);
+    for (int r = 0; r < R; r++)
+        memcpy(dxf + (size_t)rows[r] * C, A->head_dx + (size_t)r * C, (size_t)C * sizeof(float));
+}
+
 void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     Qwen3Acts *A = m->acts;
     if (!A || !A->have_forward) die_runtime("qwen3_backward: no forward pass to differentiate");
@@ -981,34 +1021,36 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
 
     /* Output head, chunk by chunk from the last: recompute logits (except
      * for the last chunk, whose logits the forward left in the buffer), turn
-     * them into dlogits, then dxf = dlogits @ W and dW += dlogits^T @ xf. */
+     * them into dlogits, then dxf = dlogits @ W and dW += dlogits^T @ xf.
+     * After qwen3_forward_head_grad this is done already. */
     float *dxf = A->dln;
     int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
     if (chunk > A->chunk) die_runtime("qwen3_backward: vocab_chunk grew after the forward pass");
-    if (A->n_head < T) memset(dxf, 0, (size_t)T * C * sizeof(float)); /* rows without the head */
-    int n_chunks = (A->n_head + chunk - 1) / chunk;
-    for (int ci = n_chunks - 1; ci >= 0; ci--) {
-        int i0 = ci * chunk;
-        int R = A->n_head - i0 < chunk ? A->n_head - i0 : chunk;
-        const int32_t *rows = A->head_rows + i0;
-        const float *x = head_gather(A, rows, R, C);
-        for (int r = 0; r < R; r++) {
-            int t = rows[r];
-            A->head_targets[r] = A->targets[t];
-            A->head_lse[r] = A->lm_lse[t];
-            A->head_ent[r] = A->lm_ent[t];
-            A->head_dlp[r] = dlogprob[t];
-            A->head_dent[r] = dentropy ? dentropy[t] : 0.0f;
+    if (A->head_grad_done) {
+        if (dlogprob || dentropy) die_runtime("qwen3_backward: the head's gradient came from qwen3_forward_head_grad");
+    } else {
+        if (!dlogprob) die_runtime("qwen3_backward: dlogprob is required");
+        if (A->n_head < T) memset(dxf, 0, (size_t)T * C * sizeof(float)); /* rows without the head */
+        int n_chunks = (A->n_head + chunk - 1) / chunk;
+        for (int ci = n_chunks - 1; ci >= 0; ci--) {
+            int i0 = ci * chunk;
+            int R = A->n_head - i0 < chunk ? A->n_head - i0 : chunk;
+            const int32_t *rows = A->head_rows + i0;
+            const float *x = head_gather(A, rows, R, C);
+            for (int r = 0; r < R; r++) {
+                int t = rows[r];
+                A->head_lse[r] = A->lm_lse[t];
+                A->head_ent[r] = A->lm_ent[t];
+                A->head_dlp[r] = dlogprob[t];
+                A->head_dent[r] = dentropy ? dentropy[t] : 0.0f;
+            }
+            bool kept = A->logits_kept && ci == n_chunks - 1 && chunk == A->logits_chunk;
+            if (!kept) matmul_forward(A->logits, x, p->lm_head, R, C, V);
+            A->logits_kept = false;
+            head_chunk_backward(m, x, rows, R, dentropy != NULL, dxf);
         }
-        bool kept = A->logits_kept && ci == n_chunks - 1 && chunk == A->logits_chunk;
-        if (!kept) matmul_forward(A->logits, x, p->lm_head, R, C, V);
-        A->logits_kept = false;
-        logprob_entropy_backward_shard(A->logits, A->head_dlp, dentropy ? A->head_dent : NULL, A->head_lse,
-                                       A->head_ent, A->head_targets, R, V, v0);
-        matmul_backward(A->head_dx, g->lm_head, A->logits, x, p->lm_head, R, C, V, false);
-        for (int r = 0; r < R; r++)
-            memcpy(dxf + (size_t)rows[r] * C, A->head_dx + (size_t)r * C, (size_t)C * sizeof(float));
     }
+    A->head_grad_done = false;
     /* TP: each rank's dxf covers its vocab columns only */
     if (m->tp) comm_allreduce_sum_f32(m->tp, dxf, (size_t)T * C);
     rmsnorm_backward(A->dres, g->norm_w, dxf, A->res + (size_t)L * T * C, p->norm_w, A->rstdf, T, C, false);

@@ -269,13 +269,33 @@ int qwen3_check_batch(const Qwen3 *m, const Qwen3Batch *b, char *err, size_t err
  * backward needs (copying the batch). The batch must pass
  * qwen3_check_batch; a bad one is a bug (die_runtime). */
 void qwen3_forward(Qwen3 *m, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);
+/* The loss's gradient for qwen3_forward_head_grad: given the logprob and
+ * entropy of n head rows (rows[i] is the row's position in the batch), fill
+ * dlogprob[0, n) with dloss/dlogprob and, when dentropy is not NULL,
+ * dentropy[0, n) with dloss/dentropy. The values of a row may depend only on
+ * that row (a per-token loss with normalizers known in advance, as GRPO's and
+ * SFT's are). Called once per head chunk, in row order. */
+typedef void (*Qwen3HeadGradFn)(void *ctx, int n, const int32_t *rows /* (n) */, const float *logprob /* (n) */,
+                                const float *entropy /* (n) */, float *dlogprob /* (n) */,
+                                float *dentropy /* (n) or NULL */);
+
+/* qwen3_forward, with the output head's backward done chunk by chunk while
+ * the chunk's logits are at hand, with the gradients grad_fn gives: the
+ * backward then starts below the head (qwen3_backward(m, NULL, NULL)) and
+ * never computes logits again. The head's weight gradient is added during
+ * this call, so zero the gradients before it, not between it and the
+ * backward. with_dentropy: grad_fn also gives dloss/dentropy. Same
+ * gradients as forward, loss, backward, up to the order in which the head's
+ * chunks add into the head's weight gradient. */
+void qwen3_forward_head_grad(Qwen3 *m, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */,
+                             Qwen3HeadGradFn grad_fn, void *grad_ctx, bool with_dentropy);
 /* Logits of rows [t0, t0 + n) of the last forward (for tests and sampling).
  * At TP > 1 collective: the vocab shards are gathered, every rank gets all V. */
 void qwen3_logits(Qwen3 *m, int t0, int n, float *out /* (n, V) */);
 
 /* Gradients of the last forward's batch, added into m->grads. dlogprob and
  * dentropy are dloss/dlogprob[T] and dloss/dentropy[T] (zeros where masked;
- * dentropy may be NULL). */
+ * dentropy may be NULL); both NULL after qwen3_forward_head_grad. */
 void qwen3_zero_grad(Qwen3 *m); /* allocates the gradients the first time */
 void qwen3_backward(Qwen3 *m, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
 

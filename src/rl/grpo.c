@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -112,20 +113,50 @@ static double kl_term(GrpoKlType type, double d, double *dkl_dd) {
     return 0.0;
 }
 
+/* The weight of one agent token of trajectory s in the step's loss. */
+static double seq_weight(const GrpoLossConfig *cfg, const GrpoBatch *b, int s, double count) {
+    int64_t n_s = seq_tokens(b, s);
+    return cfg->per_token ? 1.0 / count : 1.0 / ((double)(n_s > 0 ? n_s : 1) * count);
+}
+
+/* One agent token t's terms of the loss (unweighted) and d(unweighted
+ * loss)/dlogπθ; A is its trajectory's advantage. */
+typedef struct {
+    double pg, clip, ppo_kl, kl, g;
+} TokenTerms;
+
+static TokenTerms token_terms(const GrpoLossConfig *cfg, const GrpoBatch *b, int t, double A) {
+    double lo = 1.0 - cfg->eps_low, hi = 1.0 + cfg->eps_high;
+    TokenTerms r = {0};
+    r.ppo_kl = (double)b->old_logprob[t] - (double)b->logprob[t];
+    double ratio = exp(-r.ppo_kl);
+    double clipped = ratio < lo ? lo : (ratio > hi ? hi : ratio);
+    double pg1 = -ratio * A, pg2 = -clipped * A;
+    int clip_active = pg2 > pg1;
+    r.pg = clip_active ? pg2 : pg1;
+    r.clip = clip_active;
+    /* d pg / d logπθ: through the ratio when the unclipped term wins,
+     * nothing when the clip is active (ρ is then outside the range). */
+    r.g = clip_active ? 0.0 : -ratio * A;
+    if (b->ref_logprob) {
+        double dkl;
+        r.kl = kl_term(cfg->kl_type, (double)b->logprob[t] - (double)b->ref_logprob[t], &dkl);
+        r.g += cfg->kl_coef * dkl;
+    }
+    return r;
+}
+
 double grpo_loss(const GrpoLossConfig *cfg, const GrpoBatch *b, double count, float *dlogprob, float *dentropy,
                  GrpoMetrics *metrics) {
     char err[256];
     if (grpo_check_batch(cfg, b, err, sizeof err) != 0) die_runtime("%s", err);
     if (count <= 0.0) count = grpo_loss_count(cfg, b);
 
-    double lo = 1.0 - cfg->eps_low, hi = 1.0 + cfg->eps_high;
     GrpoMetrics m = {0};
     for (int s = 0; s < b->n_seqs; s++) {
         int t0 = b->seq_start[s], t1 = b->seq_start[s + 1];
-        int64_t n_s = seq_tokens(b, s);
-        m.n_tokens += n_s;
-        /* weight of one agent token of this trajectory in the step's loss */
-        double w = cfg->per_token ? 1.0 / count : 1.0 / ((double)(n_s > 0 ? n_s : 1) * count);
+        m.n_tokens += seq_tokens(b, s);
+        double w = seq_weight(cfg, b, s, count);
         double A = b->advantage[s];
         /* per-trajectory sums, scaled by w once at the end */
         double pg_sum = 0, clip_sum = 0, ppo_kl_sum = 0, kl_sum = 0, ent_sum = 0, diff_sum = 0;
@@ -135,26 +166,14 @@ double grpo_loss(const GrpoLossConfig *cfg, const GrpoBatch *b, double count, fl
                 if (dentropy) dentropy[t] = 0.0f;
                 continue;
             }
-            double ppo_kl = (double)b->old_logprob[t] - (double)b->logprob[t];
-            double ratio = exp(-ppo_kl);
-            double clipped = ratio < lo ? lo : (ratio > hi ? hi : ratio);
-            double pg1 = -ratio * A, pg2 = -clipped * A;
-            int clip_active = pg2 > pg1;
-            pg_sum += clip_active ? pg2 : pg1;
-            clip_sum += clip_active;
-            ppo_kl_sum += ppo_kl;
-            diff_sum += fabs(ppo_kl);
-            /* d pg / d logπθ: through the ratio when the unclipped term wins,
-             * nothing when the clip is active (ρ is then outside the range). */
-            double g = clip_active ? 0.0 : -ratio * A;
-            if (b->ref_logprob) {
-                double dkl;
-                double kl = kl_term(cfg->kl_type, (double)b->logprob[t] - (double)b->ref_logprob[t], &dkl);
-                kl_sum += kl;
-                g += cfg->kl_coef * dkl;
-            }
+            TokenTerms r = token_terms(cfg, b, t, A);
+            pg_sum += r.pg;
+            clip_sum += r.clip;
+            ppo_kl_sum += r.ppo_kl;
+            diff_sum += fabs(r.ppo_kl);
+            kl_sum += r.kl;
             if (b->entropy) ent_sum += (double)b->entropy[t];
-            dlogprob[t] = (float)(w * g);
+            dlogprob[t] = (float)(w * r.g);
             if (dentropy) dentropy[t] = (float)(-cfg->entropy_coef * w);
         }
         m.pg_loss += w * pg_sum;
@@ -167,6 +186,47 @@ double grpo_loss(const GrpoLossConfig *cfg, const GrpoBatch *b, double count, fl
     m.loss = m.pg_loss + cfg->kl_coef * m.kl_loss - cfg->entropy_coef * m.entropy;
     if (metrics) *metrics = m;
     return m.loss;
+}
+
+GrpoRows *grpo_rows_new(const GrpoLossConfig *cfg, const GrpoBatch *b, double count) {
+    char err[256];
+    if (grpo_check_batch(cfg, b, err, sizeof err) != 0) die_runtime("%s", err);
+    if (count <= 0.0) count = grpo_loss_count(cfg, b);
+    GrpoRows *r = xmalloc(sizeof *r);
+    r->cfg = *cfg;
+    r->b = *b;
+    r->weight = xmalloc((size_t)(b->n_seqs > 0 ? b->n_seqs : 1) * sizeof(double));
+    r->seq_of = xmalloc((size_t)(b->T > 0 ? b->T : 1) * sizeof(int32_t));
+    for (int s = 0; s < b->n_seqs; s++) {
+        r->weight[s] = seq_weight(cfg, b, s, count);
+        for (int t = b->seq_start[s]; t < b->seq_start[s + 1]; t++) r->seq_of[t] = s;
+    }
+    return r;
+}
+
+void grpo_rows_free(GrpoRows *r) {
+    if (!r) return;
+    free(r->weight);
+    free(r->seq_of);
+    free(r);
+}
+
+void grpo_loss_rows(const GrpoRows *r, int n, const int32_t *rows, float *dlogprob, float *dentropy) {
+    const GrpoBatch *b = &r->b;
+    for (int i = 0; i < n; i++) {
+        int t = rows[i];
+        if (t < 0 || t >= b->T) die_runtime("grpo_loss_rows: row %d outside the batch (T %d)", t, b->T);
+        if (b->mask[t] == 0.0f) {
+            dlogprob[i] = 0.0f;
+            if (dentropy) dentropy[i] = 0.0f;
+            continue;
+        }
+        int s = r->seq_of[t];
+        double w = r->weight[s];
+        TokenTerms tt = token_terms(&r->cfg, b, t, b->advantage[s]);
+        dlogprob[i] = (float)(w * tt.g);
+        if (dentropy) dentropy[i] = (float)(-r->cfg.entropy_coef * w);
+    }
 }
 
 /* ------------------------------------------------------------ advantages */

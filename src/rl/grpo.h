@@ -116,6 +116,25 @@ int grpo_check_batch(const GrpoLossConfig *cfg, const GrpoBatch *b, char *err, s
 double grpo_loss(const GrpoLossConfig *cfg, const GrpoBatch *b, double count, float *dlogprob /* (T) */,
                  float *dentropy /* (T) or NULL */, GrpoMetrics *metrics);
 
+/* grpo_loss's gradients for single positions, as the output head produces
+ * their logprobs (qwen3_forward_head_grad): the per-trajectory weights and
+ * each position's trajectory, computed once per micro-batch. The batch is
+ * borrowed (its arrays must outlive this); logprob[t] (and entropy[t]) must
+ * hold the current values at a position before its gradient is asked. */
+typedef struct {
+    GrpoLossConfig cfg;
+    GrpoBatch b;
+    double *weight;  /* (n_seqs) weight of one agent token of trajectory s */
+    int32_t *seq_of; /* (T) trajectory of each position */
+} GrpoRows;
+
+GrpoRows *grpo_rows_new(const GrpoLossConfig *cfg, const GrpoBatch *b, double count);
+void grpo_rows_free(GrpoRows *r);
+/* dlogprob[i] (and dentropy[i] when not NULL) at position rows[i]: the bits
+ * grpo_loss gives there. */
+void grpo_loss_rows(const GrpoRows *r, int n, const int32_t *rows /* (n) */, float *dlogprob /* (n) */,
+                    float *dentropy /* (n) or NULL */);
+
 /* ------------------------------------------------------------ advantages */
 
 /* GRPO advantages: within each group g (episodes [group_start[g],

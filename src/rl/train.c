@@ -115,18 +115,42 @@ typedef struct {
     int64_t tokens, trained;
 } GrpoCtx;
 
+/* The head's gradient for the rows of one chunk (Qwen3HeadGradFn): the
+ * forward's values land in the micro-batch first, where grpo_loss_rows
+ * reads them. */
+typedef struct {
+    Micro *mb;
+    const GrpoRows *rows;
+} GrpoHead;
+
+static void grpo_head_grad(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
+                           float *dlogprob, float *dentropy) {
+    GrpoHead *h = ctx;
+    for (int i = 0; i < n; i++) {
+        h->mb->logprob[rows[i]] = logprob[i];
+        h->mb->entropy[rows[i]] = entropy[i];
+    }
+    grpo_loss_rows(h->rows, n, rows, dlogprob, dentropy);
+}
+
+/* One micro-batch: the head's backward runs inside the forward (no second
+ * pass over the logits); grpo_loss then gives the metrics, with the
+ * gradients the head already took. */
 static void grpo_micro(Micro *mb, void *vctx) {
     GrpoCtx *c = vctx;
     Qwen3Batch b = micro_batch(mb);
-    bool kl = c->o->loss.kl_coef != 0.0;
+    bool kl = c->o->loss.kl_coef != 0.0, with_dent = c->o->loss.entropy_coef != 0.0;
     if (kl) train_device_forward(c->ref, &b, mb->ref_logprob, mb->entropy);
-    train_device_forward(c->m, &b, mb->logprob, mb->entropy);
     GrpoBatch gb = {.T = mb->T, .n_seqs = mb->n_seqs, .seq_start = mb->seq_start, .logprob = mb->logprob,
                     .old_logprob = mb->old_logprob, .ref_logprob = kl ? mb->ref_logprob : NULL,
                     .entropy = mb->entropy, .mask = mb->mask, .advantage = mb->advantage};
+    GrpoRows *rows = grpo_rows_new(&c->o->loss, &gb, c->count);
+    GrpoHead head = {mb, rows};
+    train_device_forward_head_grad(c->m, &b, mb->logprob, mb->entropy, grpo_head_grad, &head, with_dent);
+    grpo_rows_free(rows);
     GrpoMetrics gm;
-    grpo_loss(&c->o->loss, &gb, c->count, mb->dlogprob, c->o->loss.entropy_coef != 0.0 ? mb->dentropy : NULL, &gm);
-    train_device_backward(c->m, mb->dlogprob, c->o->loss.entropy_coef != 0.0 ? mb->dentropy : NULL);
+    grpo_loss(&c->o->loss, &gb, c->count, mb->dlogprob, with_dent ? mb->dentropy : NULL, &gm);
+    train_device_backward(c->m, NULL, NULL);
     c->sum.loss += gm.loss, c->sum.pg_loss += gm.pg_loss, c->sum.pg_clipfrac += gm.pg_clipfrac;
     c->sum.ppo_kl += gm.ppo_kl, c->sum.kl_loss += gm.kl_loss, c->sum.entropy += gm.entropy;
     c->sum.logprob_abs_diff += gm.logprob_abs_diff, c->sum.n_tokens += gm.n_tokens;
@@ -189,19 +213,29 @@ typedef struct {
     int64_t tokens, trained;
 } SftCtx;
 
+/* SFT's head gradient: -1 / n_trained on trained positions. */
+typedef struct {
+    const float *mask;
+    float g;
+} SftHead;
+
+static void sft_head_grad(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
+                          float *dlogprob, float *dentropy) {
+    const SftHead *h = ctx;
+    for (int i = 0; i < n; i++) dlogprob[i] = h->mask[rows[i]] != 0.0f ? h->g : 0.0f;
+}
+
 static void sft_micro(Micro *mb, void *vctx) {
     SftCtx *c = vctx;
     Qwen3Batch b = micro_batch(mb);
-    train_device_forward(c->m, &b, mb->logprob, mb->entropy);
-    float g = c->n_trained > 0 ? (float)(-1.0 / c->n_trained) : 0.0f;
+    SftHead head = {mb->mask, c->n_trained > 0 ? (float)(-1.0 / c->n_trained) : 0.0f};
+    train_device_forward_head_grad(c->m, &b, mb->logprob, mb->entropy, sft_head_grad, &head, false);
     for (int t = 0; t < mb->T; t++) {
-        bool on = mb->mask[t] != 0.0f;
-        mb->dlogprob[t] = on ? g : 0.0f;
-        if (on) c->nll_sum -= mb->logprob[t], c->trained++;
+        if (mb->mask[t] != 0.0f) c->nll_sum -= mb->logprob[t], c->trained++;
     }
     c->entropy_sum += sum_masked(mb->entropy, mb->mask, mb->T);
     c->tokens += mb->T;
-    train_device_backward(c->m, mb->dlogprob, NULL);
+    train_device_backward(c->m, NULL, NULL);
 }
 
 void train_sft_update(TrainDevice *m, Comm *dp, const TrainSeq *seqs, int n, const TrainOptions *o, float lr,

@@ -70,6 +70,29 @@ static StepOut step(Qwen3 *m, const Qwen3FixtureBatch *b) {
     return o;
 }
 
+/* loss_grads' gradients row by row, for qwen3_forward_head_grad */
+typedef struct {
+    const Qwen3FixtureBatch *b;
+    int rows;
+} HeadGrads;
+
+static void head_grads(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
+                       float *dlogprob, float *dentropy) {
+    HeadGrads *h = ctx;
+    int m = 0;
+    for (int t = 0; t < h->b->T; t++) m += h->b->mask[t] != 0;
+    for (int i = 0; i < n; i++) {
+        bool on = h->b->mask[rows[i]] != 0;
+        dlogprob[i] = on && m ? -1.0f / (float)m : 0.0f;
+        dentropy[i] = on ? 0.1f / (float)m : 0.0f;
+    }
+    h->rows += n;
+}
+
+static Qwen3Batch qb_of(const Qwen3FixtureBatch *b) {
+    return (Qwen3Batch){b->T, b->n_seqs, b->tokens, b->targets, b->seq_start, NULL};
+}
+
 static void step_free(StepOut *o) {
     free(o->lp);
     free(o->ent);
@@ -188,6 +211,26 @@ static void check_fixture(const char *name, Comm *world) {
     CHECK(memcmp(g0, tp->grads_memory, tp->num_parameters * sizeof(float)) == 0);
     step_free(&sc);
     tp->recompute = false;
+
+    /* the head's backward inside the forward (qwen3_forward_head_grad)
+     * gives the two-call step's values at TP: the vocab-parallel statistics
+     * are reduced before the gradient function sees a row, and every rank
+     * gets the same rows. The logprobs are the same bits; the gradients add
+     * the head's chunks (of 7 rows here) in another order. */
+    {
+        HeadGrads h = {&b, 0};
+        Qwen3Batch qb = qb_of(&b);
+        float *lp = xmalloc((size_t)T * sizeof(float)), *ent = xmalloc((size_t)T * sizeof(float));
+        qwen3_zero_grad(tp);
+        qwen3_forward_head_grad(tp, &qb, lp, ent, head_grads, &h, true);
+        qwen3_backward(tp, NULL, NULL);
+        CHECK(h.rows == T);
+        CHECK(memcmp(lp, st.lp, (size_t)T * sizeof(float)) == 0);
+        CHECK(memcmp(ent, st.ent, (size_t)T * sizeof(float)) == 0);
+        CHECK(rel_err("fused head grads (local shard)", tp->grads_memory, g0, tp->num_parameters) < 1e-6);
+        free(lp);
+        free(ent);
+    }
 
     /* two micro-batches (sequence 0, then the rest) add up to the whole
      * batch's gradient: the partial q/k-norm gradients reduce per backward */

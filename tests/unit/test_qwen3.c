@@ -380,6 +380,80 @@ static void test_head_mask(void **state) {
     fixture_free(&f);
 }
 
+/* qwen3_forward_head_grad: the head's backward inside the forward, from a
+ * per-row gradient function, gives the two-call step's values. Here the
+ * function hands out the gradients the two-call step computed (the
+ * forward's values are the same, which it checks bit for bit). One chunk:
+ * the same bits; chunks of 5 rows with a head mask and an entropy term: the
+ * chunks add into the head's weight gradient in another order. */
+typedef struct {
+    const float *lp, *ent, *dlp, *dent; /* (T) of the two-call step */
+    int calls, rows_seen;
+} RowGrads;
+
+static void row_grads(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
+                      float *dlogprob, float *dentropy) {
+    RowGrads *g = ctx;
+    for (int i = 0; i < n; i++) {
+        int t = rows[i];
+        assert_memory_equal(&logprob[i], &g->lp[t], sizeof(float));
+        assert_memory_equal(&entropy[i], &g->ent[t], sizeof(float));
+        dlogprob[i] = g->dlp[t];
+        if (dentropy) dentropy[i] = g->dent[t];
+    }
+    g->calls++;
+    g->rows_seen += n;
+}
+
+static void check_head_grad(const char *fixture, int vocab_chunk, bool mask_head, bool exact) {
+    Fixture f = fixture_load(fixture);
+    Qwen3 *m = f.model;
+    int T = f.b.T;
+    if (vocab_chunk > 0) m->vocab_chunk = vocab_chunk;
+    uint8_t *hm = xmalloc((size_t)T);
+    int n_head = 0;
+    for (int t = 0; t < T; t++) {
+        hm[t] = !mask_head || f.b.mask[t] != 0;
+        n_head += hm[t];
+    }
+    Qwen3Batch b = fixture_batch(&f);
+    if (mask_head) b.head_mask = hm;
+    float *lp = xmalloc((size_t)T * sizeof(float)), *ent = xmalloc((size_t)T * sizeof(float));
+    float *dlp = xmalloc((size_t)T * sizeof(float)), *dent = xmalloc((size_t)T * sizeof(float));
+    float *lp2 = xmalloc((size_t)T * sizeof(float)), *ent2 = xmalloc((size_t)T * sizeof(float));
+    float *two_call = xmalloc(m->num_parameters * sizeof(float));
+    qwen3_zero_grad(m);
+    qwen3_forward(m, &b, lp, ent);
+    fixture_loss_grads(&f, lp, ent, dlp, dent, NULL);
+    qwen3_backward(m, dlp, dent);
+    memcpy(two_call, m->grads_memory, m->num_parameters * sizeof(float));
+
+    RowGrads g = {lp, ent, dlp, dent, 0, 0};
+    qwen3_zero_grad(m);
+    qwen3_forward_head_grad(m, &b, lp2, ent2, row_grads, &g, true);
+    qwen3_backward(m, NULL, NULL);
+    int chunk = m->vocab_chunk < T ? m->vocab_chunk : T;
+    assert_int_equal(g.rows_seen, n_head);
+    assert_int_equal(g.calls, (n_head + chunk - 1) / chunk);
+    assert_memory_equal(lp2, lp, (size_t)T * sizeof(float));
+    assert_memory_equal(ent2, ent, (size_t)T * sizeof(float));
+    if (exact) {
+        assert_memory_equal(m->grads_memory, two_call, m->num_parameters * sizeof(float));
+    } else {
+        assert_true(rel_err("fused head grads", m->grads_memory, two_call, m->num_parameters, true) < 1e-6);
+    }
+    free(hm), free(lp), free(ent), free(dlp), free(dent), free(lp2), free(ent2), free(two_call);
+    fixture_free(&f);
+}
+
+static void test_forward_head_grad(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof k_fixtures / sizeof *k_fixtures; i++) check_head_grad(k_fixtures[i], 0, false, true);
+    check_head_grad("untied_gqa", 5, false, false);
+    check_head_grad("tied_mha", 5, true, false);
+    check_head_grad("tied_mha", 0, true, true);
+}
+
 /* ---- errors ---- */
 
 static const char *k_good_config =
@@ -761,6 +835,7 @@ int main(void) {
         cmocka_unit_test(test_backward_twice),
         cmocka_unit_test(test_grad_accumulation),
         cmocka_unit_test(test_head_mask),
+        cmocka_unit_test(test_forward_head_grad),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_tensor_errors),
         cmocka_unit_test(test_export_round_trip),
