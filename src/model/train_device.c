@@ -22,10 +22,11 @@ struct TrainDevice {
     Comm *dp_nccl; /* CUDA: NCCL over the DP ranks (owned), made for dp_of */
     const Comm *dp_of;
     /* CUDA: the head's gradients train_device_forward_head_grad asked for,
-     * kept for the backward (T_cap each, owned) */
-    float *head_dlp, *head_dent;
+     * kept for the backward, and the per-chunk row scratch: (head_cap) each,
+     * carved from head_memory (owned) */
+    float *head_memory;
+    float *head_dlp, *head_dent, *row_lp, *row_ent, *row_dlp, *row_dent;
     int32_t *head_rows;
-    float *row_lp, *row_ent, *row_dlp, *row_dent;
     int head_cap;
     bool head_pending, head_with_dent;
 #endif
@@ -114,8 +115,8 @@ void train_device_free(TrainDevice *d) {
 #ifdef TAU2_HAVE_CUDA
     comm_free(d->dp_nccl);
     qwen3_gpu_free(d->gpu);
-    free(d->head_dlp), free(d->head_dent), free(d->head_rows);
-    free(d->row_lp), free(d->row_ent), free(d->row_dlp), free(d->row_dent);
+    free(d->head_memory);
+    free(d->head_rows);
 #endif
     free(d);
 }
@@ -155,17 +156,16 @@ static void gpu_head_grads(TrainDevice *d, const Qwen3Batch *b, const float *log
                            Qwen3HeadGradFn grad_fn, void *grad_ctx, bool with_dentropy) {
     int T = b->T;
     if (T > d->head_cap) {
-        int cap = T;
-        free(d->head_dlp), free(d->head_dent), free(d->head_rows);
-        free(d->row_lp), free(d->row_ent), free(d->row_dlp), free(d->row_dent);
-        d->head_dlp = xmalloc((size_t)cap * sizeof(float));
-        d->head_dent = xmalloc((size_t)cap * sizeof(float));
-        d->head_rows = xmalloc((size_t)cap * sizeof(int32_t));
-        d->row_lp = xmalloc((size_t)cap * sizeof(float));
-        d->row_ent = xmalloc((size_t)cap * sizeof(float));
-        d->row_dlp = xmalloc((size_t)cap * sizeof(float));
-        d->row_dent = xmalloc((size_t)cap * sizeof(float));
-        d->head_cap = cap;
+        size_t cap = (size_t)T;
+        free(d->head_memory);
+        free(d->head_rows);
+        d->head_memory = xmalloc(6 * cap * sizeof(float));
+        float *arrays[6];
+        for (int i = 0; i < 6; i++) arrays[i] = d->head_memory + i * cap;
+        d->head_dlp = arrays[0], d->head_dent = arrays[1], d->row_lp = arrays[2];
+        d->row_ent = arrays[3], d->row_dlp = arrays[4], d->row_dent = arrays[5];
+        d->head_rows = xmalloc(cap * sizeof(int32_t));
+        d->head_cap = T;
     }
     memset(d->head_dlp, 0, (size_t)T * sizeof(float));
     memset(d->head_dent, 0, (size_t)T * sizeof(float));

@@ -113,22 +113,22 @@ static double kl_term(GrpoKlType type, double d, double *dkl_dd) {
     return 0.0;
 }
 
-/* The weight of one agent token of trajectory s in the step's loss. */
-static double seq_weight(const GrpoLossConfig *cfg, const GrpoBatch *b, int s, double count) {
-    int64_t n_s = seq_tokens(b, s);
+/* The weight of one agent token of a trajectory with n_s agent tokens in
+ * the step's loss. */
+static double seq_weight(const GrpoLossConfig *cfg, int64_t n_s, double count) {
     return cfg->per_token ? 1.0 / count : 1.0 / ((double)(n_s > 0 ? n_s : 1) * count);
 }
 
 /* One agent token t's terms of the loss (unweighted) and d(unweighted
- * loss)/dlogπθ; A is its trajectory's advantage. */
+ * loss)/dlogπθ at logπθ = lp; A is its trajectory's advantage. */
 typedef struct {
     double pg, clip, ppo_kl, kl, g;
 } TokenTerms;
 
-static TokenTerms token_terms(const GrpoLossConfig *cfg, const GrpoBatch *b, int t, double A) {
+static TokenTerms token_terms(const GrpoLossConfig *cfg, const GrpoBatch *b, int t, float lp, double A) {
     double lo = 1.0 - cfg->eps_low, hi = 1.0 + cfg->eps_high;
     TokenTerms r = {0};
-    r.ppo_kl = (double)b->old_logprob[t] - (double)b->logprob[t];
+    r.ppo_kl = (double)b->old_logprob[t] - (double)lp;
     double ratio = exp(-r.ppo_kl);
     double clipped = ratio < lo ? lo : (ratio > hi ? hi : ratio);
     double pg1 = -ratio * A, pg2 = -clipped * A;
@@ -140,7 +140,7 @@ static TokenTerms token_terms(const GrpoLossConfig *cfg, const GrpoBatch *b, int
     r.g = clip_active ? 0.0 : -ratio * A;
     if (b->ref_logprob) {
         double dkl;
-        r.kl = kl_term(cfg->kl_type, (double)b->logprob[t] - (double)b->ref_logprob[t], &dkl);
+        r.kl = kl_term(cfg->kl_type, (double)lp - (double)b->ref_logprob[t], &dkl);
         r.g += cfg->kl_coef * dkl;
     }
     return r;
@@ -155,8 +155,9 @@ double grpo_loss(const GrpoLossConfig *cfg, const GrpoBatch *b, double count, fl
     GrpoMetrics m = {0};
     for (int s = 0; s < b->n_seqs; s++) {
         int t0 = b->seq_start[s], t1 = b->seq_start[s + 1];
-        m.n_tokens += seq_tokens(b, s);
-        double w = seq_weight(cfg, b, s, count);
+        int64_t n_s = seq_tokens(b, s);
+        m.n_tokens += n_s;
+        double w = seq_weight(cfg, n_s, count);
         double A = b->advantage[s];
         /* per-trajectory sums, scaled by w once at the end */
         double pg_sum = 0, clip_sum = 0, ppo_kl_sum = 0, kl_sum = 0, ent_sum = 0, diff_sum = 0;
@@ -166,7 +167,7 @@ double grpo_loss(const GrpoLossConfig *cfg, const GrpoBatch *b, double count, fl
                 if (dentropy) dentropy[t] = 0.0f;
                 continue;
             }
-            TokenTerms r = token_terms(cfg, b, t, A);
+            TokenTerms r = token_terms(cfg, b, t, b->logprob[t], A);
             pg_sum += r.pg;
             clip_sum += r.clip;
             ppo_kl_sum += r.ppo_kl;
@@ -198,7 +199,7 @@ GrpoRows *grpo_rows_new(const GrpoLossConfig *cfg, const GrpoBatch *b, double co
     r->weight = xmalloc((size_t)(b->n_seqs > 0 ? b->n_seqs : 1) * sizeof(double));
     r->seq_of = xmalloc((size_t)(b->T > 0 ? b->T : 1) * sizeof(int32_t));
     for (int s = 0; s < b->n_seqs; s++) {
-        r->weight[s] = seq_weight(cfg, b, s, count);
+        r->weight[s] = seq_weight(cfg, seq_tokens(b, s), count);
         for (int t = b->seq_start[s]; t < b->seq_start[s + 1]; t++) r->seq_of[t] = s;
     }
     return r;
@@ -211,7 +212,8 @@ void grpo_rows_free(GrpoRows *r) {
     free(r);
 }
 
-void grpo_loss_rows(const GrpoRows *r, int n, const int32_t *rows, float *dlogprob, float *dentropy) {
+void grpo_loss_rows(const GrpoRows *r, int n, const int32_t *rows, const float *logprob, float *dlogprob,
+                    float *dentropy) {
     const GrpoBatch *b = &r->b;
     for (int i = 0; i < n; i++) {
         int t = rows[i];
@@ -223,7 +225,7 @@ void grpo_loss_rows(const GrpoRows *r, int n, const int32_t *rows, float *dlogpr
         }
         int s = r->seq_of[t];
         double w = r->weight[s];
-        TokenTerms tt = token_terms(&r->cfg, b, t, b->advantage[s]);
+        TokenTerms tt = token_terms(&r->cfg, b, t, logprob[i], b->advantage[s]);
         dlogprob[i] = (float)(w * tt.g);
         if (dentropy) dentropy[i] = (float)(-r->cfg.entropy_coef * w);
     }

@@ -119,8 +119,8 @@ double grpo_loss(const GrpoLossConfig *cfg, const GrpoBatch *b, double count, fl
 /* grpo_loss's gradients for single positions, as the output head produces
  * their logprobs (qwen3_forward_head_grad): the per-trajectory weights and
  * each position's trajectory, computed once per micro-batch. The batch is
- * borrowed (its arrays must outlive this); logprob[t] (and entropy[t]) must
- * hold the current values at a position before its gradient is asked. */
+ * borrowed (its arrays must outlive this); its logprob array is not read
+ * (the rows' logprobs are passed in). */
 typedef struct {
     GrpoLossConfig cfg;
     GrpoBatch b;
@@ -130,10 +130,10 @@ typedef struct {
 
 GrpoRows *grpo_rows_new(const GrpoLossConfig *cfg, const GrpoBatch *b, double count);
 void grpo_rows_free(GrpoRows *r);
-/* dlogprob[i] (and dentropy[i] when not NULL) at position rows[i]: the bits
- * grpo_loss gives there. */
-void grpo_loss_rows(const GrpoRows *r, int n, const int32_t *rows /* (n) */, float *dlogprob /* (n) */,
-                    float *dentropy /* (n) or NULL */);
+/* dlogprob[i] (and dentropy[i] when not NULL) at position rows[i], whose
+ * logprob is logprob[i]: the bits grpo_loss gives there. */
+void grpo_loss_rows(const GrpoRows *r, int n, const int32_t *rows /* (n) */, const float *logprob /* (n) */,
+                    float *dlogprob /* (n) */, float *dentropy /* (n) or NULL */);
 
 /* ------------------------------------------------------------ advantages */
 

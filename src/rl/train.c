@@ -115,22 +115,10 @@ typedef struct {
     int64_t tokens, trained;
 } GrpoCtx;
 
-/* The head's gradient for the rows of one chunk (Qwen3HeadGradFn): the
- * forward's values land in the micro-batch first, where grpo_loss_rows
- * reads them. */
-typedef struct {
-    Micro *mb;
-    const GrpoRows *rows;
-} GrpoHead;
-
+/* The head's gradient for the rows of one chunk (Qwen3HeadGradFn). */
 static void grpo_head_grad(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
                            float *dlogprob, float *dentropy) {
-    GrpoHead *h = ctx;
-    for (int i = 0; i < n; i++) {
-        h->mb->logprob[rows[i]] = logprob[i];
-        h->mb->entropy[rows[i]] = entropy[i];
-    }
-    grpo_loss_rows(h->rows, n, rows, dlogprob, dentropy);
+    grpo_loss_rows(ctx, n, rows, logprob, dlogprob, dentropy);
 }
 
 /* One micro-batch: the head's backward runs inside the forward (no second
@@ -145,8 +133,7 @@ static void grpo_micro(Micro *mb, void *vctx) {
                     .old_logprob = mb->old_logprob, .ref_logprob = kl ? mb->ref_logprob : NULL,
                     .entropy = mb->entropy, .mask = mb->mask, .advantage = mb->advantage};
     GrpoRows *rows = grpo_rows_new(&c->o->loss, &gb, c->count);
-    GrpoHead head = {mb, rows};
-    train_device_forward_head_grad(c->m, &b, mb->logprob, mb->entropy, grpo_head_grad, &head, with_dent);
+    train_device_forward_head_grad(c->m, &b, mb->logprob, mb->entropy, grpo_head_grad, rows, with_dent);
     grpo_rows_free(rows);
     GrpoMetrics gm;
     grpo_loss(&c->o->loss, &gb, c->count, mb->dlogprob, with_dent ? mb->dentropy : NULL, &gm);

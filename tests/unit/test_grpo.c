@@ -150,9 +150,9 @@ static void test_loss_against_torch(void **state) {
         for (int t1 = T; t1 > 0; t1 -= 3) {
             int t0 = t1 - 3 > 0 ? t1 - 3 : 0, n = t1 - t0;
             int32_t at[3];
-            float g[3], h[3];
-            for (int i = 0; i < n; i++) at[i] = t1 - 1 - i;
-            grpo_loss_rows(rows, n, at, g, h);
+            float lp_at[3], g[3], h[3];
+            for (int i = 0; i < n; i++) at[i] = t1 - 1 - i, lp_at[i] = lp[at[i]];
+            grpo_loss_rows(rows, n, at, lp_at, g, h);
             for (int i = 0; i < n; i++) {
                 assert_memory_equal(&g[i], &dlp[at[i]], sizeof(float));
                 assert_memory_equal(&h[i], &dent[at[i]], sizeof(float));
