@@ -25,18 +25,6 @@
 #include "bench_train_common.h"
 #include "bench_util.h"
 
-/* The SFT loss's gradient per head row: -1/n on masked-in rows. */
-typedef struct {
-    const float *mask;
-    float scale; /* -1 / n */
-} SftGrad;
-
-static void sft_grad_rows(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
-                          float *dlogprob, float *dentropy) {
-    const SftGrad *g = ctx;
-    for (int i = 0; i < n; i++) dlogprob[i] = g->mask[rows[i]] != 0.0f ? g->scale : 0.0f;
-}
-
 int main(int argc, char **argv) {
     const char *name = "tiny";
     int n_seqs = 4, seq_len = 256, steps = 5;
@@ -78,9 +66,7 @@ int main(int argc, char **argv) {
         qwen3_zero_grad(m);
         double t1 = now();
         if (fused) {
-            int n_in = 0;
-            for (int t = 0; t < T; t++) n_in += mask[t] != 0.0f;
-            SftGrad sg = {mask, n_in ? -1.0f / (float)n_in : 0.0f};
+            SftGrad sg = sft_grad_of(mask, T);
             qwen3_forward_head_grad(m, &bb.batch, lp, ent, sft_grad_rows, &sg, false);
             loss = qwen3_sft_loss(lp, mask, T, NULL);
         } else {

@@ -10,12 +10,17 @@
  * --recompute keeps one layer's activations and runs each layer again in
  * backward, so all 36 fit (MFU counts the model's FLOPs, not the repeats).
  *
+ * The output head's backward runs inside the forward
+ * (qwen3_gpu_forward_head_grad), as in the job's updates; --two-pass runs
+ * qwen3_gpu_forward, the loss, then qwen3_gpu_backward (every head chunk's
+ * logits but the last computed again in the backward).
+ *
  * Model FLOPs per token (PaLM's count): 6 x (the products' weights, head
  * included) + 6 x L x NH x D x seq_len for causal attention (half of the
  * 12 L NH D seq of full attention).
  *
  * usage: bench_train_gpu [--config 4b|100m|tiny] [--layers N] [--seqs N] [--seq-len N] [--steps N]
- *                        [--math bf16|f32] [--recompute] [--peak-tflops X]
+ *                        [--math bf16|f32] [--recompute] [--two-pass] [--peak-tflops X]
  * The peak defaults from the device name (H100/H200 989, A100 312 dense bf16
  * TFLOP/s); --peak-tflops overrides it. */
 #include <stdio.h>
@@ -37,23 +42,18 @@ int main(void) {
 #include "model/qwen3.h"
 #include "model/qwen3_gpu.h"
 
+#include "bench_gpu.h"
 #include "bench_train_common.h"
 #include "bench_util.h"
-
-/* Dense bf16 tensor-core peak of the device, TFLOP/s (0 when unknown). */
-static double peak_from_name(const char *name) {
-    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800") || strstr(name, "GH200")) return 989.0;
-    if (strstr(name, "A100") || strstr(name, "A800")) return 312.0;
-    return 0.0;
-}
 
 int main(int argc, char **argv) {
     const char *name = "4b", *math_name = "bf16";
     int layers = 8, n_seqs = 1, seq_len = 4096, steps = 5;
     double peak = 0.0;
-    bool recompute = false;
+    bool recompute = false, fused = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--recompute")) recompute = true;
+        else if (!strcmp(argv[i], "--two-pass")) fused = false;
         else if (i + 1 < argc && !strcmp(argv[i], "--config")) name = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--layers")) layers = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--seqs")) n_seqs = atoi(argv[++i]);
@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "4b")) cfg.num_layers = layers;
     struct cudaDeviceProp prop;
     cuda_check(cudaGetDeviceProperties(&prop, 0));
-    if (peak <= 0) peak = peak_from_name(prop.name);
+    if (peak <= 0) peak = bench_gpu_bf16_peak(prop.name);
 
     Qwen3 *m = qwen3_new(&cfg);
     m->recompute = recompute;
@@ -96,10 +96,16 @@ int main(int argc, char **argv) {
     for (int step = 0; step <= steps; step++) { /* step 0 warms up */
         double t0 = now();
         qwen3_gpu_zero_grad(g);
-        qwen3_gpu_forward(g, &bb.batch, lp, ent); /* returns after the last head chunk's values are back */
-        loss = qwen3_sft_loss(lp, mask, T, dlp);
+        if (fused) {
+            SftGrad sg = sft_grad_of(mask, T);
+            qwen3_gpu_forward_head_grad(g, &bb.batch, lp, ent, sft_grad_rows, &sg, false);
+            loss = qwen3_sft_loss(lp, mask, T, NULL);
+        } else {
+            qwen3_gpu_forward(g, &bb.batch, lp, ent); /* returns after the last head chunk's values are back */
+            loss = qwen3_sft_loss(lp, mask, T, dlp);
+        }
         double t1 = now();
-        qwen3_gpu_backward(g, dlp, NULL);
+        qwen3_gpu_backward(g, fused ? NULL : dlp, NULL);
         cuda_check(cudaDeviceSynchronize());
         double t2 = now();
         qwen3_gpu_adamw_step(g, &opt, 1e-5f); /* returns after the norm is read back */
@@ -119,8 +125,8 @@ int main(int argc, char **argv) {
     size_t free_b = 0, total_b = 0;
     cuda_check(cudaMemGetInfo(&free_b, &total_b));
 
-    printf("config %s (%d layers), %d sequences x %d tokens, %s products%s, %s\n", name, c->num_layers, n_seqs,
-           seq_len, math_name, recompute ? ", recompute" : "", prop.name);
+    printf("config %s (%d layers), %d sequences x %d tokens, %s products%s%s, %s\n", name, c->num_layers, n_seqs,
+           seq_len, math_name, recompute ? ", recompute" : "", fused ? "" : ", two-pass head", prop.name);
     printf("RESULT train_gpu %s %d %d %.4f %.1f %.1f %.4f\n", name, c->num_layers, T, med, T / med, tflops, loss);
     printf("step %.3f s (median of %d), %.0f tokens/s, %.1f TFLOP/s", med, steps, T / med, tflops);
     if (peak > 0 && !f32) printf(", MFU %.1f%% of %.0f", 100.0 * tflops / peak, peak);

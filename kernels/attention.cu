@@ -429,9 +429,13 @@ static void att_backward(float *dq, float *dk, float *dv, const float *delta, co
 
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                                        const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, int D,
-                                       cudaStream_t stream) {
+                                       CudaDtype dt, cudaStream_t stream) {
     att_check(T, NH, NKV, D, "cuda_attention_forward");
     if (T <= 0) return;
+    if (dt == CUDA_BF16 && cuda_attention_tc_supported(D)) {
+        cuda_attention_tc_forward(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
+        return;
+    }
     if (D <= 4 * WARP) att_forward<4>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
     else att_forward<8>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }
@@ -439,12 +443,14 @@ extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, c
 extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, float *delta, const float *dout,
                                         const float *out, const float *lse, const float *q, const float *k,
                                         const float *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH,
-                                        int NKV, int D, cudaStream_t stream) {
+                                        int NKV, int D, CudaDtype dt, cudaStream_t stream) {
     att_check(T, NH, NKV, D, "cuda_attention_backward");
     if (T <= 0) return;
     long rows = (long)T * NH;
     attention_delta_kernel<<<(unsigned)((rows + 7) / 8), 8 * WARP, 0, stream>>>(delta, dout, out, rows, D);
     cuda_check_launch();
-    if (D <= 4 * WARP) att_backward<4>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
+    if (dt == CUDA_BF16 && cuda_attention_tc_supported(D))
+        cuda_attention_tc_backward(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
+    else if (D <= 4 * WARP) att_backward<4>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
     else att_backward<8>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }

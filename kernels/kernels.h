@@ -115,19 +115,35 @@ void cuda_rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */
 #define CUDA_ATT_MAX_D 256
 
 /* Sequence s spans tokens [seq_start[s], seq_start[s+1]); seq_of[t] is t's
- * sequence (non-decreasing). Flash-style: tiles of 32 queries x 32 keys in
- * shared memory, online softmax, lse (T, NH) saved for backward. D <= 256,
- * NH % NKV == 0. */
+ * sequence (non-decreasing). Flash-style: tiles in shared memory, online
+ * softmax, lse (T, NH) saved for backward. D <= 256, NH % NKV == 0.
+ * dt CUDA_F32: fp32 products on the CUDA cores (tiles of 32 x 32; the parity
+ * reference). dt CUDA_BF16: bf16 products with fp32 accumulation on the
+ * tensor cores (attention_tc.cu, tiles of 64 x 64) where head_dim is 32, 64
+ * or 128 (cuda_attention_tc_supported), the fp32 kernels otherwise. */
 void cuda_attention_forward(float *out /* (T, NH, D) */, float *lse /* (T, NH) */, const float *q /* (T, NH, D) */,
                             const float *k /* (T, NKV, D) */, const float *v /* (T, NKV, D) */,
                             const int32_t *seq_of /* (T) */, const int32_t *seq_start /* (n_seqs + 1) */, int T,
-                            int NH, int NKV, int D, cudaStream_t stream);
+                            int NH, int NKV, int D, CudaDtype dt, cudaStream_t stream);
 /* dq, dk, dv overwritten; delta (T, NH) scratch. P recomputed from lse. */
 void cuda_attention_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV, D) */, float *dv /* (T, NKV, D) */,
                              float *delta /* (T, NH) */, const float *dout /* (T, NH, D) */,
                              const float *out /* (T, NH, D) */, const float *lse /* (T, NH) */, const float *q,
                              const float *k, const float *v, const int32_t *seq_of, const int32_t *seq_start, int T,
-                             int NH, int NKV, int D, cudaStream_t stream);
+                             int NH, int NKV, int D, CudaDtype dt, cudaStream_t stream);
+
+/* The tensor-core kernels themselves (what dt CUDA_BF16 dispatches to). The
+ * backward takes delta = rowsum(dout * out) (T, NH) already computed. */
+bool cuda_attention_tc_supported(int D);
+void cuda_attention_tc_forward(float *out /* (T, NH, D) */, float *lse /* (T, NH) */, const float *q /* (T, NH, D) */,
+                               const float *k /* (T, NKV, D) */, const float *v /* (T, NKV, D) */,
+                               const int32_t *seq_of /* (T) */, const int32_t *seq_start /* (n_seqs + 1) */, int T,
+                               int NH, int NKV, int D, cudaStream_t stream);
+void cuda_attention_tc_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV, D) */, float *dv /* (T, NKV, D) */,
+                                const float *delta /* (T, NH) */, const float *dout /* (T, NH, D) */,
+                                const float *lse /* (T, NH) */, const float *q, const float *k, const float *v,
+                                const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, int D,
+                                cudaStream_t stream);
 
 /* ---- KV-cache decode attention (twin: attention_paged in src/model/infer.c) ---- */
 

@@ -465,7 +465,7 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
         size_t r0 = (size_t)st->row_of_chunk[i];
         int n = st->chunks[i].n;
         cuda_attention_forward(s->att + r0 * QD, s->lse + r0 * NH, s->qn + r0 * QD, s->kn + r0 * KD, s->v + r0 * KD,
-                               s->seq_zero, s->seq_start + 2 * i, n, NH, NKV, D, q);
+                               s->seq_zero, s->seq_start + 2 * i, n, NH, NKV, D, CUDA_BF16, q);
     }
     cuda_matmul_forward(e->blas, s->res2, to_bf16(e, s->att, (size_t)R * QD), weight(e, p->wo + (size_t)l * C * QD),
                         CUDA_BF16, R, QD, C, q);

@@ -97,6 +97,7 @@ struct Qwen3Gpu {
     bool have_forward;
     int T, n_seqs, n_head, chunk;
     bool logits_kept; /* the forward's last chunk of logits is still in acts->logits */
+    bool head_grad_done; /* qwen3_gpu_forward_head_grad did the head's backward: dxf is in acts->dln */
     int32_t *h_head_rows, *h_pos, *h_seq_of, *h_head_targets; /* (T_cap) each */
     float *h_rope;                  /* (2, T_cap, D/2) */
     float *h_head;                  /* (4, T_cap): head_vals' host side */
@@ -443,7 +444,7 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     cuda_rmsnorm_forward(a->kr, a->k_rstd, a->k, p->k_norm_w + (size_t)l * D, T * NKV, D, eps, s);
     cuda_rope_forward(a->qr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
     cuda_rope_forward(a->kr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);
-    cuda_attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D, s);
+    cuda_attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D, g->dt, s);
     cuda_matmul_forward(g->blas, a->res2, op_b(g, a->att, (size_t)T * QD), weight(g, p->wo + (size_t)l * C * QD),
                         g->dt, T, QD, C, s);
     tp_sum(g, a->res2, (size_t)T * C); /* TP: each rank's heads' share of o_proj */
@@ -461,7 +462,9 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     cuda_residual_add(x_out, a->res2, (long)T * C, s);
 }
 
-void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *entropy) {
+/* The forward up to the final norm's output (acts->xf), with the batch's
+ * host-side tables (positions, head rows and targets) sent. */
+static void forward_trunk(Qwen3Gpu *g, const Qwen3Batch *b) {
     const Qwen3 *m = g->host;
     char err[256];
     if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_gpu_forward: %s", err);
@@ -505,24 +508,65 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
     for (int l = 0; l < L; l++) layer_forward(g, l, &A->layers[l], A->res + (size_t)l * T * C,
                                               A->res + (size_t)(l + 1) * T * C);
     cuda_rmsnorm_forward(A->xf, A->rstdf, A->res + (size_t)L * T * C, p->norm_w, T, C, c->rms_norm_eps, s);
+    g->logits_kept = false;
+    g->head_grad_done = false;
+    g->have_forward = true;
+}
+
+/* The head's rows x (R, C; bf16 or fp32 as the step's products) of chunk
+ * rows [i0, i0 + R): logits into acts->logits, and each row's logprob,
+ * lse and entropy at i0 in head_vals (lp at 0, lse at 2T, entropy at 3T). */
+static void head_chunk_forward(Qwen3Gpu *g, int i0, int R, const void *x) {
+    GpuActs *A = g->acts;
+    cudaStream_t s = g->stream;
+    int T = g->T, C = g->host->config.hidden_size, V = g->host->shard.vocab_size, v0 = g->host->shard.vocab_start;
+    float *lp = A->head_vals, *lse = lp + 2 * T, *ent = lp + 3 * T;
+    cuda_matmul_forward(g->blas, A->logits, x, weight(g, g->p.lm_head), g->dt, R, C, V, s);
+    if (g->tp) { /* vocab-parallel softmax: reduce the row statistics, not the logits */
+        cuda_vocab_row_max(A->lm_max, A->logits, R, V, s);
+        comm_nccl_allreduce_on(g->tp, A->lm_max, (size_t)R, COMM_F32, COMM_MAX, s);
+        cuda_logprob_entropy_partial(A->lm_stats, A->logits, A->head_targets + i0, A->lm_max, R, V, v0, s);
+        comm_nccl_allreduce_on(g->tp, A->lm_stats, 3 * (size_t)R, COMM_F64, COMM_SUM, s);
+        cuda_logprob_entropy_finish(lp + i0, ent + i0, lse + i0, A->lm_stats, A->lm_max, A->head_targets + i0, R, s);
+    } else {
+        cuda_logprob_entropy_forward(lp + i0, ent + i0, lse + i0, A->logits, A->head_targets + i0, R, V, s);
+    }
+}
+
+/* The head's backward for chunk rows [i0, i0 + R) whose logits are in
+ * acts->logits: dlogits in their place, then the chunk's rows of dxf =
+ * dlogits @ W and dW += dlogits^T @ x. dlp and dent (device, per head row,
+ * dent may be NULL) hold the gradients from i0; lse and entropy are the
+ * forward's in head_vals. */
+static void head_chunk_backward(Qwen3Gpu *g, int i0, int R, const void *x, float *dxf /* (T, C) */,
+                                const float *dlp, const float *dent) {
+    GpuActs *A = g->acts;
+    cudaStream_t s = g->stream;
+    int T = g->T, C = g->host->config.hidden_size, V = g->host->shard.vocab_size, v0 = g->host->shard.vocab_start;
+    const float *lse = A->head_vals + 2 * T, *ent = A->head_vals + 3 * T;
+    if (g->tp) {
+        cuda_logprob_entropy_backward_shard(A->logits, dlp + i0, dent ? dent + i0 : NULL, lse + i0, ent + i0,
+                                            A->head_targets + i0, R, V, v0, s);
+    } else {
+        cuda_logprob_entropy_backward(A->logits, dlp + i0, dent ? dent + i0 : NULL, lse + i0, ent + i0,
+                                      A->head_targets + i0, R, V, s);
+    }
+    cuda_matmul_backward(g->blas, A->head_dx, g->g.lm_head, op_a(g, A->logits, (size_t)R * V), x,
+                         weight(g, g->p.lm_head), g->dt, R, C, V, false, s);
+    copy_rows(g, dxf, A->head_dx, g->h_head_rows + i0, R, C, true);
+}
+
+void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *entropy) {
+    forward_trunk(g, b);
+    GpuActs *A = g->acts;
+    int T = g->T, C = g->host->config.hidden_size, chunk = g->chunk;
 
     /* output head over the rows that need it, in chunks (qwen3_forward);
      * each chunk's per-row values land at its rows' offset in head_vals */
-    float *lp = A->head_vals, *lse = lp + 2 * T, *ent = lp + 3 * T;
     for (int i0 = 0; i0 < g->n_head; i0 += chunk) {
         int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
         const float *x = head_gather(g, g->h_head_rows + i0, R, C);
-        cuda_matmul_forward(g->blas, A->logits, op_b(g, x, (size_t)R * C), weight(g, p->lm_head), g->dt, R, C, V, s);
-        if (g->tp) { /* vocab-parallel softmax: reduce the row statistics, not the logits */
-            cuda_vocab_row_max(A->lm_max, A->logits, R, V, s);
-            comm_nccl_allreduce_on(g->tp, A->lm_max, (size_t)R, COMM_F32, COMM_MAX, s);
-            cuda_logprob_entropy_partial(A->lm_stats, A->logits, A->head_targets + i0, A->lm_max, R, V, v0, s);
-            comm_nccl_allreduce_on(g->tp, A->lm_stats, 3 * (size_t)R, COMM_F64, COMM_SUM, s);
-            cuda_logprob_entropy_finish(lp + i0, ent + i0, lse + i0, A->lm_stats, A->lm_max, A->head_targets + i0, R,
-                                        s);
-        } else {
-            cuda_logprob_entropy_forward(lp + i0, ent + i0, lse + i0, A->logits, A->head_targets + i0, R, V, s);
-        }
+        head_chunk_forward(g, i0, R, op_b(g, x, (size_t)R * C));
     }
     download(g, g->h_head, A->head_vals, 4 * (size_t)T * sizeof(float));
     const float *h_lp = g->h_head, *h_ent = g->h_head + 3 * T;
@@ -533,7 +577,43 @@ void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *
         entropy[g->h_head_rows[r]] = h_ent[r];
     }
     g->logits_kept = g->n_head > 0;
-    g->have_forward = true;
+}
+
+void qwen3_gpu_forward_head_grad(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob, float *entropy,
+                                 Qwen3HeadGradFn grad_fn, void *grad_ctx, bool with_dentropy) {
+    forward_trunk(g, b);
+    grads_ensure(g);
+    GpuActs *A = g->acts;
+    cudaStream_t s = g->stream;
+    int T = g->T, C = g->host->config.hidden_size, chunk = g->chunk;
+    float *dxf = A->dln; /* where qwen3_gpu_backward starts */
+    float *dlp = A->head_vals, *dent = dlp + T;
+    /* host rows of one chunk (chunk <= T): values out, gradients back */
+    float *row_lp = g->h_head, *row_ent = row_lp + T, *row_dlp = row_lp + 2 * T, *row_dent = row_lp + 3 * T;
+    memset(logprob, 0, (size_t)T * sizeof(float));
+    memset(entropy, 0, (size_t)T * sizeof(float));
+    if (g->n_head < T) cuda_check(cudaMemsetAsync(dxf, 0, (size_t)T * C * sizeof(float), s)); /* rows without the head */
+    for (int i0 = 0; i0 < g->n_head; i0 += chunk) {
+        int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
+        const int32_t *rows = g->h_head_rows + i0;
+        const void *x = op_b(g, head_gather(g, rows, R, C), (size_t)R * C);
+        head_chunk_forward(g, i0, R, x);
+        cuda_check(cudaMemcpyAsync(row_ent, A->head_vals + 3 * T + i0, (size_t)R * sizeof(float),
+                                   cudaMemcpyDeviceToHost, s));
+        download(g, row_lp, A->head_vals + i0, (size_t)R * sizeof(float));
+        for (int r = 0; r < R; r++) logprob[rows[r]] = row_lp[r], entropy[rows[r]] = row_ent[r];
+        grad_fn(grad_ctx, R, rows, row_lp, row_ent, row_dlp, with_dentropy ? row_dent : NULL);
+        /* the chunk's logprobs are on the host now: their slot takes dlogprob */
+        upload(g, dlp + i0, row_dlp, (size_t)R * sizeof(float));
+        if (with_dentropy) upload(g, dent + i0, row_dent, (size_t)R * sizeof(float));
+        head_chunk_backward(g, i0, R, x, dxf, dlp, with_dentropy ? dent : NULL);
+    }
+    tp_sum(g, dxf, (size_t)T * C); /* TP: each rank's dxf covers its vocab columns only */
+    /* within the loop each download waits for the previous chunk's uploads
+     * before grad_fn writes the host rows again; the caller's next call
+     * must find them done too */
+    cuda_check(cudaStreamSynchronize(s));
+    g->head_grad_done = true;
 }
 
 /* ------------------------------------------------------------ backward */
@@ -553,7 +633,7 @@ static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlo
     const Qwen3Config *c = &g->host->config;
     GpuActs *A = g->acts;
     cudaStream_t s = g->stream;
-    int T = g->T, C = c->hidden_size, V = g->host->shard.vocab_size, v0 = g->host->shard.vocab_start;
+    int T = g->T, C = c->hidden_size, V = g->host->shard.vocab_size;
     int chunk = g->chunk;
     if (g->n_head < T) cuda_check(cudaMemsetAsync(dxf, 0, (size_t)T * C * sizeof(float), s)); /* rows without the head */
     /* per head row: dlogprob and dentropy, sent once, beside the forward's
@@ -565,27 +645,17 @@ static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlo
         h[T + r] = dentropy ? dentropy[t] : 0.0f;
     }
     upload(g, A->head_vals, h, 2 * (size_t)T * sizeof(float));
-    const float *dlp = A->head_vals, *dent = dlp + T, *lse = dlp + 2 * T, *ent = dlp + 3 * T;
+    const float *dlp = A->head_vals, *dent = dlp + T;
     int n_chunks = (g->n_head + chunk - 1) / chunk;
     for (int ci = n_chunks - 1; ci >= 0; ci--) {
         int i0 = ci * chunk;
         int R = g->n_head - i0 < chunk ? g->n_head - i0 : chunk;
-        const int32_t *rows = g->h_head_rows + i0;
-        const void *x = op_b(g, head_gather(g, rows, R, C), (size_t)R * C);
+        const void *x = op_b(g, head_gather(g, g->h_head_rows + i0, R, C), (size_t)R * C);
         if (!(g->logits_kept && ci == n_chunks - 1)) {
             cuda_matmul_forward(g->blas, A->logits, x, weight(g, g->p.lm_head), g->dt, R, C, V, s);
         }
         g->logits_kept = false;
-        if (g->tp) {
-            cuda_logprob_entropy_backward_shard(A->logits, dlp + i0, dentropy ? dent + i0 : NULL, lse + i0, ent + i0,
-                                                A->head_targets + i0, R, V, v0, s);
-        } else {
-            cuda_logprob_entropy_backward(A->logits, dlp + i0, dentropy ? dent + i0 : NULL, lse + i0, ent + i0,
-                                          A->head_targets + i0, R, V, s);
-        }
-        cuda_matmul_backward(g->blas, A->head_dx, g->g.lm_head, op_a(g, A->logits, (size_t)R * V), x,
-                             weight(g, g->p.lm_head), g->dt, R, C, V, false, s);
-        copy_rows(g, dxf, A->head_dx, rows, R, C, true);
+        head_chunk_backward(g, i0, R, x, dxf, dlp, dentropy ? dent : NULL);
     }
     tp_sum(g, dxf, (size_t)T * C); /* TP: each rank's dxf covers its vocab columns only */
 }
@@ -603,7 +673,14 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
     CudaDtype dt = g->dt;
 
     float *dxf = A->dln;
-    head_backward(g, dxf, dlogprob, dentropy);
+    if (g->head_grad_done) { /* qwen3_gpu_forward_head_grad left dxf */
+        if (dlogprob || dentropy)
+            die_runtime("qwen3_gpu_backward: the head's gradient came from qwen3_gpu_forward_head_grad (pass NULL)");
+        g->head_grad_done = false;
+    } else {
+        if (!dlogprob) die_runtime("qwen3_gpu_backward: no dlogprob (and no qwen3_gpu_forward_head_grad before)");
+        head_backward(g, dxf, dlogprob, dentropy);
+    }
     cuda_rmsnorm_backward(A->dres, gr->norm_w, dxf, A->res + (size_t)L * T * C, p->norm_w, A->rstdf, T, C, false, s);
 
     for (int l = L - 1; l >= 0; l--) {
@@ -631,7 +708,7 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
                              op_b(g, a->att, (size_t)T * QD), weight(g, p->wo + (size_t)l * C * QD), dt, T, QD, C,
                              false, s);
         cuda_attention_backward(A->dqr, A->dkr, A->dv, A->delta, A->datt, a->att, a->att_lse, a->qr, a->kr, a->v,
-                                A->seq_of, A->seq_start, T, NH, NKV, D, s);
+                                A->seq_of, A->seq_start, T, NH, NKV, D, dt, s);
         /* RoPE back, then the q/k norms (qk_norm_rope_backward) */
         cuda_rope_backward(A->dqr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
         cuda_rope_backward(A->dkr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);

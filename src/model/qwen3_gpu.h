@@ -77,8 +77,16 @@ int qwen3_gpu_device(const Qwen3Gpu *g);
 /* As qwen3_forward / qwen3_zero_grad / qwen3_backward / qwen3_adamw_step:
  * the batch, logprob, entropy, dlogprob and dentropy are host arrays. */
 void qwen3_gpu_forward(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);
+/* As qwen3_forward_head_grad: the head's backward chunk by chunk inside the
+ * forward, with the gradients grad_fn gives for each chunk's rows (asked on
+ * the host as each chunk's logprobs come back), so the backward
+ * (qwen3_gpu_backward(g, NULL, NULL)) computes no logits again. Zero the
+ * gradients before it. */
+void qwen3_gpu_forward_head_grad(Qwen3Gpu *g, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */,
+                                 Qwen3HeadGradFn grad_fn, void *grad_ctx, bool with_dentropy);
 void qwen3_gpu_zero_grad(Qwen3Gpu *g);
 void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
+/* (both NULL after qwen3_gpu_forward_head_grad) */
 float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *opt, float lr);
 
 #endif

@@ -21,14 +21,6 @@ struct TrainDevice {
     Qwen3Gpu *gpu; /* CUDA (owned) */
     Comm *dp_nccl; /* CUDA: NCCL over the DP ranks (owned), made for dp_of */
     const Comm *dp_of;
-    /* CUDA: the head's gradients train_device_forward_head_grad asked for,
-     * kept for the backward, and the per-chunk row scratch: (head_cap) each,
-     * carved from head_memory (owned) */
-    float *head_memory;
-    float *head_dlp, *head_dent, *row_lp, *row_ent, *row_dlp, *row_dent;
-    int32_t *head_rows;
-    int head_cap;
-    bool head_pending, head_with_dent;
 #endif
 };
 
@@ -115,8 +107,6 @@ void train_device_free(TrainDevice *d) {
 #ifdef TAU2_HAVE_CUDA
     comm_free(d->dp_nccl);
     qwen3_gpu_free(d->gpu);
-    free(d->head_memory);
-    free(d->head_rows);
 #endif
     free(d);
 }
@@ -141,51 +131,10 @@ void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob, f
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
         qwen3_gpu_forward(d->gpu, b, logprob, entropy);
-        d->head_pending = false;
 #endif
         break;
     }
 }
-
-#ifdef TAU2_HAVE_CUDA
-/* The GPU step keeps the head's backward in its backward (its forward
- * brings the per-token values to the host once): here the gradient
- * function is asked chunk by chunk as qwen3_forward_head_grad asks it, and
- * the answers wait for train_device_backward. */
-static void gpu_head_grads(TrainDevice *d, const Qwen3Batch *b, const float *logprob, const float *entropy,
-                           Qwen3HeadGradFn grad_fn, void *grad_ctx, bool with_dentropy) {
-    int T = b->T;
-    if (T > d->head_cap) {
-        size_t cap = (size_t)T;
-        free(d->head_memory);
-        free(d->head_rows);
-        d->head_memory = xmalloc(6 * cap * sizeof(float));
-        float *arrays[6];
-        for (int i = 0; i < 6; i++) arrays[i] = d->head_memory + i * cap;
-        d->head_dlp = arrays[0], d->head_dent = arrays[1], d->row_lp = arrays[2];
-        d->row_ent = arrays[3], d->row_dlp = arrays[4], d->row_dent = arrays[5];
-        d->head_rows = xmalloc(cap * sizeof(int32_t));
-        d->head_cap = T;
-    }
-    memset(d->head_dlp, 0, (size_t)T * sizeof(float));
-    memset(d->head_dent, 0, (size_t)T * sizeof(float));
-    int n_head = qwen3_head_rows(b, d->head_rows);
-    int chunk = d->host->vocab_chunk < T ? d->host->vocab_chunk : T;
-    if (chunk < 1) die_runtime("train_device_forward_head_grad: vocab_chunk must be positive");
-    for (int i0 = 0; i0 < n_head; i0 += chunk) {
-        int R = n_head - i0 < chunk ? n_head - i0 : chunk;
-        const int32_t *rows = d->head_rows + i0;
-        for (int r = 0; r < R; r++) d->row_lp[r] = logprob[rows[r]], d->row_ent[r] = entropy[rows[r]];
-        grad_fn(grad_ctx, R, rows, d->row_lp, d->row_ent, d->row_dlp, with_dentropy ? d->row_dent : NULL);
-        for (int r = 0; r < R; r++) {
-            d->head_dlp[rows[r]] = d->row_dlp[r];
-            if (with_dentropy) d->head_dent[rows[r]] = d->row_dent[r];
-        }
-    }
-    d->head_pending = true;
-    d->head_with_dent = with_dentropy;
-}
-#endif
 
 void train_device_forward_head_grad(TrainDevice *d, const Qwen3Batch *b, float *logprob, float *entropy,
                                     Qwen3HeadGradFn grad_fn, void *grad_ctx, bool with_dentropy) {
@@ -198,8 +147,7 @@ void train_device_forward_head_grad(TrainDevice *d, const Qwen3Batch *b, float *
         break;
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
-        qwen3_gpu_forward(d->gpu, b, logprob, entropy);
-        gpu_head_grads(d, b, logprob, entropy, grad_fn, grad_ctx, with_dentropy);
+        qwen3_gpu_forward_head_grad(d->gpu, b, logprob, entropy, grad_fn, grad_ctx, with_dentropy);
 #endif
         break;
     }
@@ -231,14 +179,7 @@ void train_device_backward(TrainDevice *d, const float *dlogprob, const float *d
         break;
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
-        if (d->head_pending) {
-            if (dlogprob || dentropy)
-                die_runtime("train_device_backward: the head's gradient came from train_device_forward_head_grad");
-            d->head_pending = false;
-            qwen3_gpu_backward(d->gpu, d->head_dlp, d->head_with_dent ? d->head_dent : NULL);
-        } else {
-            qwen3_gpu_backward(d->gpu, dlogprob, dentropy);
-        }
+        qwen3_gpu_backward(d->gpu, dlogprob, dentropy);
 #endif
         break;
     }

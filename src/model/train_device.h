@@ -70,10 +70,9 @@ Qwen3 *train_device_host(const TrainDevice *d);
 void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob /* (T) */, float *entropy /* (T) */);
 void train_device_zero_grad(TrainDevice *d);
 void train_device_backward(TrainDevice *d, const float *dlogprob /* (T) */, const float *dentropy /* (T) or NULL */);
-/* As qwen3_forward_head_grad (then train_device_backward(d, NULL, NULL)).
- * The CPU kinds run the head's backward inside the forward; the GPU step
- * runs its forward, asks grad_fn chunk by chunk in the same order, and
- * keeps the answers for its backward. */
+/* As qwen3_forward_head_grad (then train_device_backward(d, NULL, NULL)):
+ * every kind runs the head's backward inside the forward (the GPU step
+ * through qwen3_gpu_forward_head_grad). */
 void train_device_forward_head_grad(TrainDevice *d, const Qwen3Batch *b, float *logprob /* (T) */,
                                     float *entropy /* (T) */, Qwen3HeadGradFn grad_fn, void *grad_ctx,
                                     bool with_dentropy);

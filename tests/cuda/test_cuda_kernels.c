@@ -215,7 +215,10 @@ static void test_rope(void) {
     free(cosb), free(sinb), free(x), free(seq_of), free(seq_start), free(pos);
 }
 
-static void test_attention_shape(const char *name, const int *lens, int n_seqs, int NH, int NKV, int D) {
+/* dt CUDA_F32: the fp32 kernels (tolerances 1e-4, lse 1e-5); CUDA_BF16: the
+ * tensor-core kernels (attention_tc.cu) where they take D, bf16 operands
+ * against the fp32 CPU attention (1e-2, lse 1e-2 of its largest value). */
+static void test_attention_shape(const char *name, const int *lens, int n_seqs, int NH, int NKV, int D, CudaDtype dt) {
     int32_t *seq_of, *seq_start, *pos;
     int T = pack(lens, n_seqs, &seq_of, &seq_start, &pos);
     size_t nq = (size_t)T * NH * D, nk = (size_t)T * NKV * D;
@@ -230,19 +233,21 @@ static void test_attention_shape(const char *name, const int *lens, int n_seqs, 
     char what[96];
 
     attention_forward(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D);
-    cuda_attention_forward(gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, 0);
-    snprintf(what, sizeof what, "attention_forward %s out", name);
-    check_f32(what, gout, out, nq, 1e-4);
-    snprintf(what, sizeof what, "attention_forward %s lse", name);
-    check_f32(what, glse, lse, (size_t)T * NH, 1e-5);
+    double tol = dt == CUDA_BF16 ? 1e-2 : 1e-4, tol_lse = dt == CUDA_BF16 ? 1e-2 : 1e-5;
+    const char *kind = dt == CUDA_BF16 ? (cuda_attention_tc_supported(D) ? "bf16 tc" : "bf16->fp32") : "fp32";
+    cuda_attention_forward(gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, dt, 0);
+    snprintf(what, sizeof what, "attention_forward %s %s out", kind, name);
+    check_f32(what, gout, out, nq, tol);
+    snprintf(what, sizeof what, "attention_forward %s %s lse", kind, name);
+    check_f32(what, glse, lse, (size_t)T * NH, tol_lse);
     attention_backward(dq, dk, dv, delta, dout, out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D);
-    cuda_attention_backward(gdq, gdk, gdv, gdelta, gdo, gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, 0);
-    snprintf(what, sizeof what, "attention_backward %s dq", name);
-    check_f32(what, gdq, dq, nq, 1e-4);
-    snprintf(what, sizeof what, "attention_backward %s dk", name);
-    check_f32(what, gdk, dk, nk, 1e-4);
-    snprintf(what, sizeof what, "attention_backward %s dv", name);
-    check_f32(what, gdv, dv, nk, 1e-4);
+    cuda_attention_backward(gdq, gdk, gdv, gdelta, gdo, gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, dt, 0);
+    snprintf(what, sizeof what, "attention_backward %s %s dq", kind, name);
+    check_f32(what, gdq, dq, nq, tol);
+    snprintf(what, sizeof what, "attention_backward %s %s dk", kind, name);
+    check_f32(what, gdk, dk, nk, tol);
+    snprintf(what, sizeof what, "attention_backward %s %s dv", kind, name);
+    check_f32(what, gdv, dv, nk, tol);
 
     dev_free(gq), dev_free(gk), dev_free(gv), dev_free(gdo), dev_free(gout), dev_free(glse), dev_free(gdelta);
     dev_free(gdq), dev_free(gdk), dev_free(gdv), dev_free(gso), dev_free(gss);
@@ -474,10 +479,16 @@ int main(void) {
     cuda_blas_free(blas);
     test_rope();
     int tiny[3] = {40, 1, 26}, mid[4] = {150, 33, 100, 17};
-    test_attention_shape("T 67 NH 4 NKV 2 D 64", tiny, 3, 4, 2, 64);
-    test_attention_shape("T 300 NH 4 NKV 2 D 128", mid, 4, 4, 2, 128);
-    test_attention_shape("T 67 NH 2 NKV 2 D 32", tiny, 3, 2, 2, 32);
-    test_attention_shape("T 67 NH 4 NKV 1 D 256", tiny, 3, 4, 1, 256);
+    /* many short sequences: tiles of 64 (and warps' 16 rows) straddle several */
+    int shorts[9] = {5, 12, 1, 30, 70, 3, 16, 17, 9};
+    for (int i = 0; i < 2; i++) {
+        CudaDtype dt = i ? CUDA_BF16 : CUDA_F32;
+        test_attention_shape("T 67 NH 4 NKV 2 D 64", tiny, 3, 4, 2, 64, dt);
+        test_attention_shape("T 300 NH 4 NKV 2 D 128", mid, 4, 4, 2, 128, dt);
+        test_attention_shape("T 67 NH 2 NKV 2 D 32", tiny, 3, 2, 2, 32, dt);
+        test_attention_shape("T 163 NH 4 NKV 1 D 64", shorts, 9, 4, 1, 64, dt);
+        test_attention_shape("T 67 NH 4 NKV 1 D 256", tiny, 3, 4, 1, 256, dt);
+    }
     test_decode(4, 2, 64);
     test_decode(8, 2, 128);
     test_swiglu_residual();

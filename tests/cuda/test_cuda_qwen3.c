@@ -189,6 +189,53 @@ static float gpu_step(Qwen3Gpu *g, Batch *b, const Qwen3AdamW *opt, float *lp, f
     return qwen3_gpu_adamw_step(g, opt, 1e-3f);
 }
 
+/* The head's backward inside the forward (qwen3_gpu_forward_head_grad):
+ * the SFT loss's gradient and the entropy bonus given chunk by chunk (the
+ * batch's dlogprob rows, which depend on the mask only) against the
+ * two-call step on the same GPU and weights. Same logits, so the same
+ * per-row gradients; the head's weight gradient adds its chunks in the
+ * other order (first to last instead of last to first): 1e-6. */
+static void sft_rows(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy, float *dlogprob,
+                     float *dentropy) {
+    const Batch *b = ctx;
+    (void)logprob, (void)entropy;
+    for (int r = 0; r < n; r++) {
+        dlogprob[r] = b->dlogprob[rows[r]];
+        if (dentropy) dentropy[r] = b->dentropy[rows[r]];
+    }
+}
+
+static void test_forward_head_grad(const char *name, const Qwen3Config *cfg, Qwen3GpuMath math) {
+    bool f32 = math == QWEN3_GPU_F32;
+    char model[40];
+    snprintf(model, sizeof model, "%s/%s", name, f32 ? "f32" : "bf16");
+    Qwen3 *host = random_model_chunked(cfg);
+    Qwen3Gpu *gpu = qwen3_gpu_new(host, 0, math);
+    int lens[3] = {23, 17, 30};
+    Batch b = batch_new(lens, 3, cfg->vocab_size);
+    size_t n = host->num_parameters, T = (size_t)b.T;
+    float *lp_a = xmalloc(T * sizeof(float)), *ent_a = xmalloc(T * sizeof(float));
+    float *lp_b = xmalloc(T * sizeof(float)), *ent_b = xmalloc(T * sizeof(float));
+    float *gr_a = xmalloc(n * sizeof(float)), *gr_b = xmalloc(n * sizeof(float));
+    Qwen3Batch qb = {b.T, b.n_seqs, b.tokens, b.targets, b.seq_start, b.head_mask};
+
+    qwen3_gpu_zero_grad(gpu);
+    gpu_micro(gpu, &b, true, lp_a, ent_a); /* leaves the SFT gradient in b.dlogprob */
+    qwen3_gpu_download_grads(gpu, gr_a);
+    qwen3_gpu_zero_grad(gpu);
+    qwen3_gpu_forward_head_grad(gpu, &qb, lp_b, ent_b, sft_rows, &b, true);
+    qwen3_gpu_backward(gpu, NULL, NULL);
+    qwen3_gpu_download_grads(gpu, gr_b);
+    check(model, "fused head: logprob", lp_b, lp_a, T, 0.0);
+    check(model, "fused head: entropy", ent_b, ent_a, T, 0.0);
+    check_tensors(host, model, "fused head: grad", gr_b, gr_a, 1e-6);
+
+    free(lp_a), free(ent_a), free(lp_b), free(ent_b), free(gr_a), free(gr_b);
+    batch_free(&b);
+    qwen3_gpu_free(gpu);
+    qwen3_free(host);
+}
+
 /* recompute: the GPU engine keeps one layer's activations and runs each
  * layer again in backward (the CPU reference keeps them all: the CPU's
  * recomputation is bit-identical, test_qwen3 checks that). */
@@ -297,6 +344,8 @@ int main(void) {
     test_model("untied", &untied, QWEN3_GPU_BF16, false);
     test_model("untied", &untied, QWEN3_GPU_F32, true);
     test_model("tied", &tied, QWEN3_GPU_BF16, true);
+    test_forward_head_grad("tied", &tied, QWEN3_GPU_F32);
+    test_forward_head_grad("untied", &untied, QWEN3_GPU_BF16);
 
     printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
     return g_failures ? 1 : 0;

@@ -126,3 +126,18 @@ add_test(NAME emu_job_train_gpu_tp COMMAND bash ${PROJECT_SOURCE_DIR}/tests/job/
 set_tests_properties(emu_job_train_gpu_tp PROPERTIES RUN_SERIAL TRUE TIMEOUT 1500 SKIP_RETURN_CODE 77
   LABELS cuda_emu ENVIRONMENT
   "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};TAU2_SOURCE_DIR=${PROJECT_SOURCE_DIR};TAU2_MPIEXEC=${TAU2_MPIEXEC_LINE};OMP_NUM_THREADS=1;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMP_WAIT_POLICY=passive;TAU2_TEST_GPUS=2;TAU2_CUDA_EMU_DEVICES=2;TAU2_CUDA_EMU_NCCL_TIMEOUT=600;${TAU2_EMU_ENV}")
+
+# The GPU benchmarks on the emulation at tiny sizes: they start, run every
+# kernel path they time and print their report, so that a session with a
+# GPU spends its time measuring (their numbers here mean nothing).
+set(TAU2_EMU_BENCH_ARGS_bench_attention_gpu --seq-len 100 --seqs 2 --heads 4 --kv-heads 2 --dim 64 --iters 1)
+set(TAU2_EMU_BENCH_ARGS_bench_train_gpu --config tiny --seq-len 64 --seqs 2 --steps 1)
+set(TAU2_EMU_BENCH_ARGS_bench_decode_gpu --config tiny --batches 1,3 --contexts 40 --steps 2)
+foreach(name bench_attention_gpu bench_train_gpu bench_decode_gpu)
+  add_executable(emu_${name} ${PROJECT_SOURCE_DIR}/benchmarks/${name}.c)
+  add_dependencies(emu_${name} tau2)
+  target_link_libraries(emu_${name} PRIVATE tau2_emu)
+  add_test(NAME emu_${name} COMMAND emu_${name} ${TAU2_EMU_BENCH_ARGS_${name}})
+  set_tests_properties(emu_${name} PROPERTIES LABELS cuda_emu TIMEOUT 600 ENVIRONMENT
+    "OMP_WAIT_POLICY=passive;${TAU2_EMU_ENV}")
+endforeach()

@@ -171,6 +171,83 @@ static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x
 static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
 static inline int __ffs(int x) { return __builtin_ffs(x); }
 
+/* ---- WMMA (nvcuda::wmma), 16 x 16 x 16 tiles only ----
+ * <mma.h> declares nothing outside nvcc, so the emulation defines the API.
+ * A fragment's element-to-lane mapping is unspecified on the GPU; here every
+ * lane holds the whole 16 x 16 tile (element i = row * 16 + col) and owns
+ * the elements i with i % 32 == lane: mma_sync computes and store_matrix_sync
+ * writes only those. So a lane that reads a tile stored by the warp without
+ * a __syncwarp() in between sees the other lanes' parts missing, as on a
+ * GPU; loads read the whole tile. Pointers must be 32-byte aligned and ldm
+ * a multiple of 16 bytes, as the hardware requires. */
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "the emulation knows 16 x 16 x 16 fragments only");
+    enum { num_elements = 256 };
+    typedef T element_type;
+    T x[256];
+};
+
+static inline void emu_wmma_check(const void *p, unsigned ldm, size_t elem, const char *what) {
+    if (((uintptr_t)p & 31u) || (ldm * elem) % 16u) {
+        fprintf(stderr, "cuda-emu: wmma::%s: pointer %p must be 32-byte aligned and ldm %u (%zu-byte elements) a "
+                "multiple of 16 bytes\n", what, p, ldm, elem);
+        abort();
+    }
+}
+static inline bool emu_wmma_owned(int i) { return (i & 31) == emu_lane(); }
+
+template <class Use, class T, class L>
+static inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
+    emu_wmma_check(p, ldm, sizeof(T), "load_matrix_sync");
+    bool col = std::is_same<L, col_major>::value;
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = col ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+static inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm,
+                                    layout_t layout) {
+    emu_wmma_check(p, ldm, sizeof(float), "load_matrix_sync");
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++)
+            f.x[r * 16 + c] = layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm,
+                                     layout_t layout) {
+    emu_wmma_check(p, ldm, sizeof(float), "store_matrix_sync");
+    for (int i = 0; i < 256; i++) {
+        if (!emu_wmma_owned(i)) continue;
+        int r = i / 16, c = i % 16;
+        (layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[i];
+    }
+}
+template <class Use, class T, class L, class V> static inline void fill_fragment(fragment<Use, 16, 16, 16, T, L> &f, V v) {
+    for (int i = 0; i < 256; i++) f.x[i] = (T)v;
+}
+/* d = a b + c with products of the bf16 (or half) inputs exact in fp32 and
+ * summed in fp32 in k order (the tensor cores' order is unspecified). */
+template <class TA, class LA, class TB, class LB>
+static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, TA, LA> &a,
+                            const fragment<matrix_b, 16, 16, 16, TB, LB> &b,
+                            const fragment<accumulator, 16, 16, 16, float> &c) {
+    for (int i = 0; i < 256; i++) {
+        if (!emu_wmma_owned(i)) continue;
+        int r = i / 16, n = i % 16;
+        float s = c.x[i];
+        for (int k = 0; k < 16; k++) s += (float)a.x[r * 16 + k] * (float)b.x[k * 16 + n];
+        d.x[i] = s;
+    }
+}
+} /* namespace wmma */
+} /* namespace nvcuda */
+
 /* The runtime's C++ overload for a kernel (the host-mode header has only the C one). */
 template <class T> static inline cudaError_t cudaFuncSetAttribute(T *entry, enum cudaFuncAttribute attr, int value) {
     return ::cudaFuncSetAttribute((const void *)entry, attr, value);

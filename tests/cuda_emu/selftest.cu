@@ -1,9 +1,11 @@
 /* selftest.cu — checks of the emulator itself (tests/cuda_emu/README.md):
- * barriers, shuffles, dynamic shared memory, bf16 rounding, launch errors,
- * and the detection of a barrier that exited threads never reach. Built
+ * barriers, shuffles, dynamic shared memory, bf16 rounding, WMMA products,
+ * launch errors, and the detection of a barrier that exited threads never
+ * reach. Built
  * like the kernels (transform.py + emu_device.h), run as emu_selftest. */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -49,6 +51,27 @@ __global__ void early_exit_kernel(int *out) {
     if (threadIdx.x == 5) return; /* undefined behaviour: the barrier below */
     __syncthreads();
     out[threadIdx.x] = 1;
+}
+
+/* c (16 x 16) = a (16 x 16, row-major) b (16 x 16, column-major: b[n * 16 + k])
+ * + 1, by one warp; `peek` is what lane 0 reads back of the stored tile
+ * before (without) and after a __syncwarp. */
+__global__ void wmma_kernel(const __nv_bfloat16 *a, const __nv_bfloat16 *b, float *c, float *peek) {
+    using namespace nvcuda;
+    __shared__ __align__(32) float tile[256];
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b, 16);
+    wmma::fill_fragment(fc, 1.0f);
+    wmma::mma_sync(fc, fa, fb, fc);
+    wmma::store_matrix_sync(tile, fc, 16, wmma::mem_row_major);
+    /* element 255 is lane 31's; in the forward order lane 31 has not run yet */
+    if (threadIdx.x == 0) peek[0] = tile[255];
+    __syncwarp();
+    if (threadIdx.x == 0) peek[1] = tile[255];
+    wmma::store_matrix_sync(c, fc, 16, wmma::mem_row_major);
 }
 
 __global__ void bf16_kernel(const float *x, __nv_bfloat16 *y, float *back, int n) {
@@ -131,6 +154,37 @@ int main(void) {
     cudaMemcpy(hback, dback, sizeof hback, cudaMemcpyDeviceToHost);
     for (int i = 0; i < 4; i++) CHECK(hback[i] == want[i], "bf16 [%d] %.9g -> %.9g want %.9g", i, hb[i], hback[i], want[i]);
     CHECK(fabsf(hback[4] - want[4]) < 1e36f, "bf16 large %.9g", hback[4]);
+
+    /* WMMA: the product, and a lane sees the others' parts of a stored tile only after __syncwarp */
+    {
+        __nv_bfloat16 ha[256], hbm[256];
+        float ref[256], hc[256], hpeek[2];
+        for (int i = 0; i < 256; i++) {
+            ha[i] = __float2bfloat16((float)(i % 7) - 3.0f);
+            hbm[i] = __float2bfloat16(0.5f * (float)(i % 5) - 1.0f);
+        }
+        for (int r = 0; r < 16; r++)
+            for (int n = 0; n < 16; n++) {
+                float acc = 1.0f;
+                for (int k = 0; k < 16; k++) acc += (float)ha[r * 16 + k] * (float)hbm[n * 16 + k];
+                ref[r * 16 + n] = acc;
+            }
+        __nv_bfloat16 *da, *db;
+        float *dc, *dpeek;
+        cudaMalloc((void **)&da, sizeof ha);
+        cudaMalloc((void **)&db, sizeof hbm);
+        cudaMalloc((void **)&dc, sizeof hc);
+        cudaMalloc((void **)&dpeek, sizeof hpeek);
+        cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice);
+        cudaMemcpy(db, hbm, sizeof hbm, cudaMemcpyHostToDevice);
+        wmma_kernel<<<1, 32>>>(da, db, dc, dpeek);
+        CHECK(cudaGetLastError() == cudaSuccess, "wmma launch");
+        cudaMemcpy(hc, dc, sizeof hc, cudaMemcpyDeviceToHost);
+        cudaMemcpy(hpeek, dpeek, sizeof hpeek, cudaMemcpyDeviceToHost);
+        for (int i = 0; i < 256; i++) CHECK(hc[i] == ref[i], "wmma c[%d] %g want %g", i, hc[i], ref[i]);
+        CHECK(hpeek[0] != ref[255], "a stored tile's other lanes' parts must be missing before __syncwarp");
+        CHECK(hpeek[1] == ref[255], "wmma tile after __syncwarp %g want %g", hpeek[1], ref[255]);
+    }
 
     /* a barrier that an exited thread never reaches: reported as a launch failure */
     setenv("TAU2_CUDA_EMU_CONTINUE", "1", 1);

@@ -123,6 +123,19 @@ static void check_weights(const char *what, const float *full, const Qwen3 *ref,
     CHECK(ok);
 }
 
+/* The loss gradients of one rank's rows, given chunk by chunk to
+ * train_device_forward_head_grad: ctx is {dlogprob, dentropy} from the
+ * rank's first token. */
+static void rows_from(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy, float *dlogprob,
+                      float *dentropy) {
+    const float *const *g = ctx;
+    (void)logprob, (void)entropy;
+    for (int r = 0; r < n; r++) {
+        dlogprob[r] = g[0][rows[r]];
+        if (dentropy) dentropy[r] = g[1][rows[r]];
+    }
+}
+
 static void check_engine(const char *fixture, Qwen3GpuMath math, bool recompute, Grid *G) {
     bool f32 = math == QWEN3_GPU_F32;
     double tol_out = f32 ? 1e-4 : 1e-2, tol_grad = f32 ? 1e-3 : 5e-2, tol_w = f32 ? 0.25 : 2.5;
@@ -178,6 +191,17 @@ static void check_engine(const char *fixture, Qwen3GpuMath math, bool recompute,
                 CHECK(all_ok);
             }
             free(full);
+            /* the head's backward inside the forward: the same gradients, up
+             * to the order in which the head's chunks add into its weight */
+            const float *rank_grads[2] = {dlp + p.t0, dent + p.t0};
+            qwen3_gpu_zero_grad(g);
+            qwen3_gpu_forward_head_grad(g, &p.qb, lp_g, ent_g, rows_from, (void *)rank_grads, true);
+            qwen3_gpu_backward(g, NULL, NULL);
+            if (G->dp_nccl) qwen3_gpu_allreduce_grads(g, G->dp_nccl);
+            float *gf = xmalloc(hm->num_parameters * sizeof(float));
+            qwen3_gpu_download_grads(g, gf);
+            CHECK(close_rel("shard grads, head's backward in the forward vs after", gf, gs, hm->num_parameters, 1e-6));
+            free(gf);
             free(gs);
         }
         norm_g[s] = qwen3_gpu_adamw_step(g, &k_adamw, k_lr);
@@ -206,8 +230,10 @@ static void check_engine(const char *fixture, Qwen3GpuMath math, bool recompute,
     qwen3_free(ref);
 }
 
-/* One update through TrainDevice, as the job runs it: bf16, the DP sum by
- * train_device_allreduce_grads (its NCCL comm made at the first call). */
+/* Two updates through TrainDevice, as the job runs them: bf16, the DP sum by
+ * train_device_allreduce_grads (its NCCL comm made at the first call); the
+ * first with forward then backward, the second with the head's backward
+ * inside the forward (train_device_forward_head_grad). */
 static void check_train_device(const char *fixture, Grid *G, int node_rank) {
     char dir[1024], err[1024];
     snprintf(dir, sizeof dir, "%s/%s", FIX_DIR, fixture);
@@ -229,8 +255,14 @@ static void check_train_device(const char *fixture, Grid *G, int node_rank) {
     TrainDevice *d = train_device_new(hm, TRAIN_DEVICE_CUDA, node_rank);
     for (int s = 0; s < 2; s++) {
         train_device_zero_grad(d);
-        train_device_forward(d, &p.qb, lp, ent);
-        train_device_backward(d, dlp + p.t0, dent + p.t0);
+        if (s == 0) {
+            train_device_forward(d, &p.qb, lp, ent);
+            train_device_backward(d, dlp + p.t0, dent + p.t0);
+        } else {
+            const float *rank_grads[2] = {dlp + p.t0, dent + p.t0};
+            train_device_forward_head_grad(d, &p.qb, lp, ent, rows_from, (void *)rank_grads, true);
+            train_device_backward(d, NULL, NULL);
+        }
         if (G->dp->size > 1) train_device_allreduce_grads(d, G->dp);
         train_device_adamw_step(d, &k_adamw, k_lr);
         Qwen3Batch whole = {b.T, b.n_seqs, b.tokens, b.targets, b.seq_start, NULL};

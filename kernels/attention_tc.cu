@@ -1,0 +1,407 @@
+/* attention_tc.cu — the packed causal GQA attention of attention.cu on
+ * tensor cores: bf16 operands, fp32 accumulation (WMMA 16 x 16 x 16, sm_80
+ * and later). The bf16 math of the training step and the prefill use it for
+ * head_dim 32, 64 and 128; the fp32 kernels of attention.cu stay the parity
+ * reference and take every other shape.
+ *
+ * Why: the fp32 kernels run their dot products on the CUDA cores. At a
+ * sequence length of 4k, attention is ~15% of a Qwen3-4B training step's
+ * FLOPs, and on the CUDA cores (~1/15 of the bf16 tensor-core rate) it would
+ * take several times longer than all the matrix products together.
+ *
+ * Tiles: a block takes 64 consecutive queries of one head (forward, dq) or
+ * 64 consecutive keys of one kv head (dk, dv); 4 warps, each owning 16 of
+ * them. Queries and keys of a tile are masked as in attention.cu (same
+ * sequence, not in the future), so tiles may straddle sequences. Operands
+ * are converted to bf16 as they are loaded into shared memory (rows padded
+ * by 8 values: every 16 x 16 fragment starts 32-byte aligned, and rows fall
+ * on different banks).
+ *
+ * Each product is a warp's (16 x K) by (K x 64 or D) through fragments;
+ * where a result needs row-wise work (the online softmax, P and dS) the
+ * warp stores it to its own shared-memory scratch, and two lanes share each
+ * of the 16 rows (lane / 2 is the row, lane % 2 the half of the columns).
+ * The forward's output accumulator lives in that scratch too, because it
+ * is rescaled row by row when a row's running max grows (a fragment's
+ * element-to-row mapping is not specified); the backward's accumulators
+ * (dq; dk and dv) are never rescaled and stay in fragments.
+ *
+ * As in attention.cu: lse saved by the forward, P recomputed from it in the
+ * backward, dq in one kernel and dk/dv in another, no atomics: results
+ * repeat bit for bit. */
+#include <mma.h>
+
+#include "common.cuh"
+
+using namespace nvcuda;
+
+#define TC_B 64                      /* queries (or keys) per tile */
+#define TC_WARPS 4
+#define TC_THREADS (TC_WARPS * WARP)
+#define TC_R 16                      /* rows per warp: one fragment high */
+#define TC_SLD (TC_B + 4)            /* fp32 score rows */
+#define TC_PLD (TC_B + 8)            /* bf16 probability rows */
+
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> FragA;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> FragBRow;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> FragBCol;
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+
+/* Row stride of a (64, D) bf16 operand tile. */
+__host__ __device__ constexpr int tc_ld(int D) { return D + 8; }
+
+/* 64 rows x D of a (T, heads, D) fp32 tensor, head h, from token t0, into
+ * shared memory as bf16 with row stride D + 8; rows past T are zeros.
+ * Consecutive threads take consecutive columns: coalesced. */
+template <int D>
+__device__ __forceinline__ void tc_load_tile(__nv_bfloat16 *dst, const float *src, int t0, int T, int heads, int h) {
+    for (int idx = threadIdx.x; idx < TC_B * D; idx += TC_THREADS) {
+        int i = idx / D, d = idx % D, t = t0 + i;
+        float x = t < T ? src[((size_t)t * heads + h) * D + d] : 0.0f;
+        dst[i * tc_ld(D) + d] = __float2bfloat16(x);
+    }
+}
+
+/* S (16 x 64, fp32, row stride TC_SLD) = A (16 x D, row-major, stride
+ * tc_ld(D)) times the transpose of B (64 x D, row-major, stride tc_ld(D)):
+ * B read as a column-major (D x 64) operand. Q K^T, dO V^T, K Q^T, V dO^T. */
+template <int D>
+__device__ __forceinline__ void tc_rows_dot_rows(float *S, const __nv_bfloat16 *A, const __nv_bfloat16 *B) {
+    FragA a[D / 16];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) wmma::load_matrix_sync(a[kk], A + kk * 16, tc_ld(D));
+#pragma unroll
+    for (int n = 0; n < TC_B / 16; n++) {
+        FragC c;
+        wmma::fill_fragment(c, 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            FragBCol b;
+            wmma::load_matrix_sync(b, B + n * 16 * tc_ld(D) + kk * 16, tc_ld(D));
+            wmma::mma_sync(c, a[kk], b, c);
+        }
+        wmma::store_matrix_sync(S + n * 16, c, TC_SLD, wmma::mem_row_major);
+    }
+}
+
+/* acc[n] (16 x 16 column block n of a 16 x D result) += W (16 x 64 bf16,
+ * stride TC_PLD) times B (64 x D, row-major, stride tc_ld(D)). P V, dS K,
+ * P^T dO, dS^T Q. */
+template <int D>
+__device__ __forceinline__ void tc_accumulate(FragC (&acc)[D / 16], const __nv_bfloat16 *W, const __nv_bfloat16 *B) {
+#pragma unroll
+    for (int kk = 0; kk < TC_B / 16; kk++) {
+        FragA a;
+        wmma::load_matrix_sync(a, W + kk * 16, TC_PLD);
+#pragma unroll
+        for (int n = 0; n < D / 16; n++) {
+            FragBRow b;
+            wmma::load_matrix_sync(b, B + kk * 16 * tc_ld(D) + n * 16, tc_ld(D));
+            wmma::mma_sync(acc[n], a, b, acc[n]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ forward */
+
+template <int D>
+__global__ __launch_bounds__(TC_THREADS) static void attention_tc_forward_kernel(
+    float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
+    const int32_t *seq_start, int T, int NH, int NKV, float scale) {
+    extern __shared__ __align__(32) unsigned char tc_smem[];
+    const int LD = tc_ld(D), OLD = D + 4;
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)tc_smem;  /* (64, LD) */
+    __nv_bfloat16 *Ks = Qs + TC_B * LD;             /* (64, LD) */
+    __nv_bfloat16 *Vs = Ks + TC_B * LD;             /* (64, LD) */
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    float *Sw = (float *)(Vs + TC_B * LD) + warp * TC_R * TC_SLD;                /* (16, SLD) scores */
+    float *Ow = (float *)(Vs + TC_B * LD) + TC_WARPS * TC_R * TC_SLD + warp * TC_R * OLD; /* (16, OLD) output */
+    __nv_bfloat16 *Pw = (__nv_bfloat16 *)((float *)(Vs + TC_B * LD) + TC_WARPS * TC_R * (TC_SLD + OLD)) +
+                        warp * TC_R * TC_PLD;                                     /* (16, PLD) probabilities */
+    int q0 = blockIdx.x * TC_B, h = blockIdx.y, g = h / (NH / NKV);
+    int q_last = min(q0 + TC_B, T) - 1;
+    int k_lo = seq_start[seq_of[q0]];
+    /* this warp's rows; the lane's row and half of the columns */
+    int w0 = q0 + warp * TC_R, w_last = min(w0 + TC_R, T) - 1;
+    int w_lo = w0 < T ? seq_start[seq_of[w0]] : T;
+    int r = lane / 2, half = lane % 2, tq = w0 + r;
+    bool in = tq < T; /* rows past T see nothing */
+    int start = in ? seq_start[seq_of[tq]] : T;
+    float m = -INFINITY, l = 0.0f;
+
+    tc_load_tile<D>(Qs, q, q0, T, NH, h);
+    for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) Ow[r * OLD + d] = 0.0f;
+
+    for (int k0 = k_lo; k0 <= q_last; k0 += TC_B) {
+        __syncthreads(); /* the previous tile is consumed (and Q is loaded) */
+        tc_load_tile<D>(Ks, k, k0, T, NKV, g);
+        tc_load_tile<D>(Vs, v, k0, T, NKV, g);
+        __syncthreads();
+        /* a warp whose rows see none of these keys skips the tile */
+        if (w0 >= T || k0 > w_last || k0 + TC_B <= w_lo) continue;
+
+        tc_rows_dot_rows<D>(Sw, Qs + warp * TC_R * LD, Ks);
+        __syncwarp();
+
+        /* online softmax over the lane's 32 columns of its row */
+        const float *srow = Sw + r * TC_SLD + half * 32;
+        float sc[32], mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            int tk = k0 + half * 32 + j;
+            bool vis = in && tk <= tq && tk >= start;
+            sc[j] = vis ? srow[j] * scale : -INFINITY;
+            mx = fmaxf(mx, sc[j]);
+        }
+        mx = fmaxf(m, fmaxf(mx, __shfl_xor_sync(FULL_MASK, mx, 1)));
+        /* mx is -inf only while the row has seen no key: keep it empty */
+        float corr = mx == -INFINITY ? 1.0f : expf(m - mx), sum = 0.0f;
+        __nv_bfloat16 *prow = Pw + r * TC_PLD + half * 32;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            __nv_bfloat16 p = __float2bfloat16(sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx));
+            prow[j] = p;
+            sum += __bfloat162float(p); /* the sum of the P that multiplies V */
+        }
+        l = l * corr + sum + __shfl_xor_sync(FULL_MASK, sum, 1);
+        m = mx;
+        for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) Ow[r * OLD + d] *= corr;
+        __syncwarp();
+
+        FragC acc[D / 16];
+#pragma unroll
+        for (int n = 0; n < D / 16; n++) wmma::load_matrix_sync(acc[n], Ow + n * 16, OLD, wmma::mem_row_major);
+        tc_accumulate<D>(acc, Pw, Vs);
+#pragma unroll
+        for (int n = 0; n < D / 16; n++) wmma::store_matrix_sync(Ow + n * 16, acc[n], OLD, wmma::mem_row_major);
+        __syncwarp();
+    }
+
+    if (!in) return;
+    float inv = 1.0f / l; /* l > 0: a row always sees itself */
+    float *o = out + ((size_t)tq * NH + h) * D;
+    for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) o[d] = Ow[r * OLD + d] * inv;
+    if (half == 0) lse[(size_t)tq * NH + h] = m + logf(l);
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* Stores a warp's 16 x D accumulator, times mul, to rows t0.. of a (T,
+ * heads, D) tensor, head h, through the warp's scratch (16 x (D + 4) fp32). */
+template <int D>
+__device__ __forceinline__ void tc_store_rows(float *dst, FragC (&acc)[D / 16], float *scratch, float mul, int t0,
+                                              int T, int heads, int h, int lane) {
+    __syncwarp(); /* the scratch may still be read */
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) wmma::store_matrix_sync(scratch + n * 16, acc[n], D + 4, wmma::mem_row_major);
+    __syncwarp();
+    int r = lane / 2, half = lane % 2, t = t0 + r;
+    if (t >= T) return;
+    float *o = dst + ((size_t)t * heads + h) * D;
+    for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) o[d] = scratch[r * (D + 4) + d] * mul;
+}
+
+/* dq_i = scale * sum_j dS_ij k_j with dS = P (dP - delta), dP = dout V^T. */
+template <int D>
+__global__ __launch_bounds__(TC_THREADS) static void attention_tc_dq_kernel(
+    float *dq, const float *dout, const float *lse, const float *delta, const float *q, const float *k,
+    const float *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, float scale) {
+    extern __shared__ __align__(32) unsigned char tc_smem[];
+    const int LD = tc_ld(D);
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)tc_smem;  /* (64, LD) */
+    __nv_bfloat16 *dOs = Qs + TC_B * LD;            /* (64, LD) */
+    __nv_bfloat16 *Ks = dOs + TC_B * LD;            /* (64, LD) */
+    __nv_bfloat16 *Vs = Ks + TC_B * LD;             /* (64, LD) */
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    float *Sw = (float *)(Vs + TC_B * LD) + warp * 2 * TC_R * TC_SLD; /* (16, SLD) S, then dQ's staging */
+    float *dPw = Sw + TC_R * TC_SLD;                                   /* (16, SLD) dP */
+    __nv_bfloat16 *dSw = (__nv_bfloat16 *)((float *)(Vs + TC_B * LD) + TC_WARPS * 2 * TC_R * TC_SLD) +
+                         warp * TC_R * TC_PLD;                         /* (16, PLD) dS */
+    int q0 = blockIdx.x * TC_B, h = blockIdx.y, g = h / (NH / NKV);
+    int q_last = min(q0 + TC_B, T) - 1;
+    int k_lo = seq_start[seq_of[q0]];
+    int w0 = q0 + warp * TC_R, w_last = min(w0 + TC_R, T) - 1;
+    int w_lo = w0 < T ? seq_start[seq_of[w0]] : T;
+    int r = lane / 2, half = lane % 2, tq = w0 + r;
+    bool in = tq < T;
+    int start = in ? seq_start[seq_of[tq]] : T;
+    float lr = in ? lse[(size_t)tq * NH + h] : 0.0f, dr = in ? delta[(size_t)tq * NH + h] : 0.0f;
+
+    tc_load_tile<D>(Qs, q, q0, T, NH, h);
+    tc_load_tile<D>(dOs, dout, q0, T, NH, h);
+    FragC acc[D / 16];
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) wmma::fill_fragment(acc[n], 0.0f);
+
+    for (int k0 = k_lo; k0 <= q_last; k0 += TC_B) {
+        __syncthreads();
+        tc_load_tile<D>(Ks, k, k0, T, NKV, g);
+        tc_load_tile<D>(Vs, v, k0, T, NKV, g);
+        __syncthreads();
+        if (w0 >= T || k0 > w_last || k0 + TC_B <= w_lo) continue;
+
+        tc_rows_dot_rows<D>(Sw, Qs + warp * TC_R * LD, Ks);
+        tc_rows_dot_rows<D>(dPw, dOs + warp * TC_R * LD, Vs);
+        __syncwarp();
+        const float *srow = Sw + r * TC_SLD + half * 32, *dprow = dPw + r * TC_SLD + half * 32;
+        __nv_bfloat16 *dsrow = dSw + r * TC_PLD + half * 32;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            int tk = k0 + half * 32 + j;
+            bool vis = in && tk <= tq && tk >= start;
+            float p = vis ? expf(srow[j] * scale - lr) : 0.0f;
+            dsrow[j] = __float2bfloat16(p * (dprow[j] - dr));
+        }
+        __syncwarp();
+        tc_accumulate<D>(acc, dSw, Ks);
+    }
+    if (w0 < T) tc_store_rows<D>(dq, acc, Sw, scale, w0, T, NH, h, lane);
+}
+
+/* dk_j = scale * sum_{h in group, i} dS_ij q_i, dv_j = sum P_ij dout_i over
+ * the queries i >= j of j's sequence: the warp computes the transposed
+ * tiles S^T = K Q^T and dP^T = V dO^T for its 16 keys. */
+template <int D>
+__global__ __launch_bounds__(TC_THREADS) static void attention_tc_dkv_kernel(
+    float *dk, float *dv, const float *dout, const float *lse, const float *delta, const float *q, const float *k,
+    const float *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, float scale) {
+    extern __shared__ __align__(32) unsigned char tc_smem[];
+    const int LD = tc_ld(D);
+    __nv_bfloat16 *Ks = (__nv_bfloat16 *)tc_smem;  /* (64, LD) */
+    __nv_bfloat16 *Vs = Ks + TC_B * LD;             /* (64, LD) */
+    __nv_bfloat16 *Qs = Vs + TC_B * LD;             /* (64, LD) */
+    __nv_bfloat16 *dOs = Qs + TC_B * LD;            /* (64, LD) */
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    float *base = (float *)(dOs + TC_B * LD);
+    float *Ls = base, *Ds = base + TC_B;            /* (64) lse and delta of the query tile */
+    int *Ss = (int *)(base + 2 * TC_B);             /* (64) sequence start of each query */
+    float *Sw = base + 3 * TC_B + warp * 2 * TC_R * TC_SLD; /* (16, SLD) S^T, then staging */
+    float *dPw = Sw + TC_R * TC_SLD;                         /* (16, SLD) dP^T */
+    __nv_bfloat16 *Pw = (__nv_bfloat16 *)(base + 3 * TC_B + TC_WARPS * 2 * TC_R * TC_SLD) +
+                        warp * 2 * TC_R * TC_PLD;             /* (16, PLD) P^T */
+    __nv_bfloat16 *dSw = Pw + TC_R * TC_PLD;                  /* (16, PLD) dS^T */
+    int k0 = blockIdx.x * TC_B, g = blockIdx.y, rep = NH / NKV;
+    int k_last = min(k0 + TC_B, T) - 1;
+    int q_end = seq_start[seq_of[k_last] + 1]; /* queries past the last key's sequence see none of these keys */
+    int w0 = k0 + warp * TC_R, w_last = min(w0 + TC_R, T) - 1;
+    int w_end = w0 < T ? seq_start[seq_of[w_last] + 1] : 0;
+    int r = lane / 2, half = lane % 2, tk = w0 + r;
+
+    tc_load_tile<D>(Ks, k, k0, T, NKV, g);
+    tc_load_tile<D>(Vs, v, k0, T, NKV, g);
+    FragC dka[D / 16], dva[D / 16];
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) wmma::fill_fragment(dka[n], 0.0f), wmma::fill_fragment(dva[n], 0.0f);
+
+    for (int h = g * rep; h < (g + 1) * rep; h++) {
+        for (int q0 = k0; q0 < q_end; q0 += TC_B) {
+            __syncthreads();
+            tc_load_tile<D>(Qs, q, q0, T, NH, h);
+            tc_load_tile<D>(dOs, dout, q0, T, NH, h);
+            if (threadIdx.x < TC_B) {
+                int t = q0 + threadIdx.x;
+                bool in = t < T;
+                Ls[threadIdx.x] = in ? lse[(size_t)t * NH + h] : 0.0f;
+                Ds[threadIdx.x] = in ? delta[(size_t)t * NH + h] : 0.0f;
+                Ss[threadIdx.x] = in ? seq_start[seq_of[t]] : T;
+            }
+            __syncthreads();
+            /* queries before the warp's first key, or past its keys' sequences, see none of them */
+            if (w0 >= T || q0 + TC_B <= w0 || q0 >= w_end) continue;
+
+            tc_rows_dot_rows<D>(Sw, Ks + warp * TC_R * LD, Qs);
+            tc_rows_dot_rows<D>(dPw, Vs + warp * TC_R * LD, dOs);
+            __syncwarp();
+            const float *srow = Sw + r * TC_SLD + half * 32, *dprow = dPw + r * TC_SLD + half * 32;
+            __nv_bfloat16 *prow = Pw + r * TC_PLD + half * 32, *dsrow = dSw + r * TC_PLD + half * 32;
+#pragma unroll
+            for (int j = 0; j < 32; j++) {
+                int i = half * 32 + j, tq = q0 + i;
+                bool vis = tq < T && tk <= tq && tk >= Ss[i];
+                float p = vis ? expf(srow[j] * scale - Ls[i]) : 0.0f;
+                prow[j] = __float2bfloat16(p);
+                dsrow[j] = __float2bfloat16(p * (dprow[j] - Ds[i]));
+            }
+            __syncwarp();
+            tc_accumulate<D>(dva, Pw, dOs);
+            tc_accumulate<D>(dka, dSw, Qs);
+        }
+    }
+    if (w0 >= T) return;
+    /* the staging takes 16 x (D + 4) floats: S^T and dP^T together hold 16 x 2 x (64 + 4) */
+    tc_store_rows<D>(dk, dka, Sw, scale, w0, T, NKV, g, lane);
+    tc_store_rows<D>(dv, dva, Sw, 1.0f, w0, T, NKV, g, lane);
+}
+
+/* ------------------------------------------------------------ launchers */
+
+static size_t tc_forward_smem(int D) {
+    return (size_t)3 * TC_B * tc_ld(D) * 2 + (size_t)TC_WARPS * TC_R * (TC_SLD + D + 4) * 4 +
+           (size_t)TC_WARPS * TC_R * TC_PLD * 2;
+}
+static size_t tc_dq_smem(int D) {
+    return (size_t)4 * TC_B * tc_ld(D) * 2 + (size_t)TC_WARPS * 2 * TC_R * TC_SLD * 4 +
+           (size_t)TC_WARPS * TC_R * TC_PLD * 2;
+}
+static size_t tc_dkv_smem(int D) {
+    return (size_t)4 * TC_B * tc_ld(D) * 2 + (size_t)3 * TC_B * 4 + (size_t)TC_WARPS * 2 * TC_R * TC_SLD * 4 +
+           (size_t)TC_WARPS * 2 * TC_R * TC_PLD * 2;
+}
+
+/* Kernels past 48 KiB of dynamic shared memory must say so first. */
+template <typename K> static void tc_smem(K kernel, size_t bytes) {
+    if (bytes > 48 * 1024) cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <int D>
+static void tc_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
+                       const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
+    size_t smem = tc_forward_smem(D);
+    tc_smem(attention_tc_forward_kernel<D>, smem);
+    dim3 grid((T + TC_B - 1) / TC_B, NH);
+    attention_tc_forward_kernel<D><<<grid, TC_THREADS, smem, stream>>>(out, lse, q, k, v, seq_of, seq_start, T, NH,
+                                                                        NKV, 1.0f / sqrtf((float)D));
+    cuda_check_launch();
+}
+
+template <int D>
+static void tc_backward(float *dq, float *dk, float *dv, const float *delta, const float *dout, const float *lse,
+                        const float *q, const float *k, const float *v, const int32_t *seq_of,
+                        const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
+    float scale = 1.0f / sqrtf((float)D);
+    size_t smem_q = tc_dq_smem(D);
+    tc_smem(attention_tc_dq_kernel<D>, smem_q);
+    attention_tc_dq_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NH), TC_THREADS, smem_q, stream>>>(
+        dq, dout, lse, delta, q, k, v, seq_of, seq_start, T, NH, NKV, scale);
+    cuda_check_launch();
+    size_t smem_kv = tc_dkv_smem(D);
+    tc_smem(attention_tc_dkv_kernel<D>, smem_kv);
+    attention_tc_dkv_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NKV), TC_THREADS, smem_kv, stream>>>(
+        dk, dv, dout, lse, delta, q, k, v, seq_of, seq_start, T, NH, NKV, scale);
+    cuda_check_launch();
+}
+
+extern "C" bool cuda_attention_tc_supported(int D) { return D == 32 || D == 64 || D == 128; }
+
+extern "C" void cuda_attention_tc_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                                          const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
+                                          int D, cudaStream_t stream) {
+    switch (D) {
+    case 32: tc_forward<32>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
+    case 64: tc_forward<64>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
+    case 128: tc_forward<128>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
+    default: fprintf(stderr, "cuda_attention_tc_forward: head_dim %d (32, 64 or 128)\n", D), exit(1);
+    }
+}
+
+extern "C" void cuda_attention_tc_backward(float *dq, float *dk, float *dv, const float *delta, const float *dout,
+                                           const float *lse, const float *q, const float *k, const float *v,
+                                           const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
+                                           int D, cudaStream_t stream) {
+    switch (D) {
+    case 32: tc_backward<32>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
+    case 64: tc_backward<64>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
+    case 128: tc_backward<128>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
+    default: fprintf(stderr, "cuda_attention_tc_backward: head_dim %d (32, 64 or 128)\n", D), exit(1);
+    }
+}
