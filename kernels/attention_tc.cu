@@ -102,11 +102,42 @@ __device__ __forceinline__ void tc_accumulate(FragC (&acc)[D / 16], const __nv_b
     }
 }
 
+/* The rows of a query tile as the forward and dq kernels see them: the
+ * block's 64 queries from q0 and the keys any of them may see (from the
+ * first query's sequence start to the last query); the warp's 16 rows; the
+ * lane's row (lane / 2) and half of the columns (lane % 2). */
+struct TcRows {
+    int q0, q_last, k_lo;   /* block */
+    int w0, w_last, w_lo;   /* warp: first and last row, first key any of them sees */
+    int r, half, tq, start; /* lane: row, half, token, its sequence's start (T past the end) */
+    bool in;                /* tq < T: rows past T see nothing */
+};
+
+__device__ __forceinline__ TcRows tc_rows(const int32_t *seq_of, const int32_t *seq_start, int T, int warp, int lane) {
+    TcRows q;
+    q.q0 = blockIdx.x * TC_B;
+    q.q_last = min(q.q0 + TC_B, T) - 1;
+    q.k_lo = seq_start[seq_of[q.q0]];
+    q.w0 = q.q0 + warp * TC_R;
+    q.w_last = min(q.w0 + TC_R, T) - 1;
+    q.w_lo = q.w0 < T ? seq_start[seq_of[q.w0]] : T;
+    q.r = lane / 2, q.half = lane % 2, q.tq = q.w0 + q.r;
+    q.in = q.tq < T;
+    q.start = q.in ? seq_start[seq_of[q.tq]] : T;
+    return q;
+}
+
+/* Whether the warp's rows see none of the keys [k0, k0 + 64): the warp
+ * skips the tile (the decision is the same for all its lanes). */
+__device__ __forceinline__ bool tc_rows_skip(const TcRows &q, int k0, int T) {
+    return q.w0 >= T || k0 > q.w_last || k0 + TC_B <= q.w_lo;
+}
+
 /* ------------------------------------------------------------ forward */
 
 template <int D>
 __global__ __launch_bounds__(TC_THREADS) static void attention_tc_forward_kernel(
-    float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
+    float *out, float *lse, const float *qin, const float *k, const float *v, const int32_t *seq_of,
     const int32_t *seq_start, int T, int NH, int NKV, float scale) {
     extern __shared__ __align__(32) unsigned char tc_smem[];
     const int LD = tc_ld(D), OLD = D + 4;
@@ -118,27 +149,21 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_forward_kernel
     float *Ow = (float *)(Vs + TC_B * LD) + TC_WARPS * TC_R * TC_SLD + warp * TC_R * OLD; /* (16, OLD) output */
     __nv_bfloat16 *Pw = (__nv_bfloat16 *)((float *)(Vs + TC_B * LD) + TC_WARPS * TC_R * (TC_SLD + OLD)) +
                         warp * TC_R * TC_PLD;                                     /* (16, PLD) probabilities */
-    int q0 = blockIdx.x * TC_B, h = blockIdx.y, g = h / (NH / NKV);
-    int q_last = min(q0 + TC_B, T) - 1;
-    int k_lo = seq_start[seq_of[q0]];
-    /* this warp's rows; the lane's row and half of the columns */
-    int w0 = q0 + warp * TC_R, w_last = min(w0 + TC_R, T) - 1;
-    int w_lo = w0 < T ? seq_start[seq_of[w0]] : T;
-    int r = lane / 2, half = lane % 2, tq = w0 + r;
-    bool in = tq < T; /* rows past T see nothing */
-    int start = in ? seq_start[seq_of[tq]] : T;
+    int h = blockIdx.y, g = h / (NH / NKV);
+    TcRows q = tc_rows(seq_of, seq_start, T, warp, lane);
+    int r = q.r, half = q.half;
     float m = -INFINITY, l = 0.0f;
 
-    tc_load_tile<D>(Qs, q, q0, T, NH, h);
+    tc_load_tile<D>(Qs, qin, q.q0, T, NH, h);
     for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) Ow[r * OLD + d] = 0.0f;
 
-    for (int k0 = k_lo; k0 <= q_last; k0 += TC_B) {
+    for (int k0 = q.k_lo; k0 <= q.q_last; k0 += TC_B) {
         __syncthreads(); /* the previous tile is consumed (and Q is loaded) */
         tc_load_tile<D>(Ks, k, k0, T, NKV, g);
         tc_load_tile<D>(Vs, v, k0, T, NKV, g);
         __syncthreads();
         /* a warp whose rows see none of these keys skips the tile */
-        if (w0 >= T || k0 > w_last || k0 + TC_B <= w_lo) continue;
+        if (tc_rows_skip(q, k0, T)) continue;
 
         tc_rows_dot_rows<D>(Sw, Qs + warp * TC_R * LD, Ks);
         __syncwarp();
@@ -149,7 +174,7 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_forward_kernel
 #pragma unroll
         for (int j = 0; j < 32; j++) {
             int tk = k0 + half * 32 + j;
-            bool vis = in && tk <= tq && tk >= start;
+            bool vis = q.in && tk <= q.tq && tk >= q.start;
             sc[j] = vis ? srow[j] * scale : -INFINITY;
             mx = fmaxf(mx, sc[j]);
         }
@@ -177,11 +202,11 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_forward_kernel
         __syncwarp();
     }
 
-    if (!in) return;
+    if (!q.in) return;
     float inv = 1.0f / l; /* l > 0: a row always sees itself */
-    float *o = out + ((size_t)tq * NH + h) * D;
+    float *o = out + ((size_t)q.tq * NH + h) * D;
     for (int d = half * (D / 2); d < (half + 1) * (D / 2); d++) o[d] = Ow[r * OLD + d] * inv;
-    if (half == 0) lse[(size_t)tq * NH + h] = m + logf(l);
+    if (half == 0) lse[(size_t)q.tq * NH + h] = m + logf(l);
 }
 
 /* ------------------------------------------------------------ backward */
@@ -204,7 +229,7 @@ __device__ __forceinline__ void tc_store_rows(float *dst, FragC (&acc)[D / 16], 
 /* dq_i = scale * sum_j dS_ij k_j with dS = P (dP - delta), dP = dout V^T. */
 template <int D>
 __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dq_kernel(
-    float *dq, const float *dout, const float *lse, const float *delta, const float *q, const float *k,
+    float *dq, const float *dout, const float *lse, const float *delta, const float *qin, const float *k,
     const float *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, float scale) {
     extern __shared__ __align__(32) unsigned char tc_smem[];
     const int LD = tc_ld(D);
@@ -217,28 +242,23 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dq_kernel(
     float *dPw = Sw + TC_R * TC_SLD;                                   /* (16, SLD) dP */
     __nv_bfloat16 *dSw = (__nv_bfloat16 *)((float *)(Vs + TC_B * LD) + TC_WARPS * 2 * TC_R * TC_SLD) +
                          warp * TC_R * TC_PLD;                         /* (16, PLD) dS */
-    int q0 = blockIdx.x * TC_B, h = blockIdx.y, g = h / (NH / NKV);
-    int q_last = min(q0 + TC_B, T) - 1;
-    int k_lo = seq_start[seq_of[q0]];
-    int w0 = q0 + warp * TC_R, w_last = min(w0 + TC_R, T) - 1;
-    int w_lo = w0 < T ? seq_start[seq_of[w0]] : T;
-    int r = lane / 2, half = lane % 2, tq = w0 + r;
-    bool in = tq < T;
-    int start = in ? seq_start[seq_of[tq]] : T;
-    float lr = in ? lse[(size_t)tq * NH + h] : 0.0f, dr = in ? delta[(size_t)tq * NH + h] : 0.0f;
+    int h = blockIdx.y, g = h / (NH / NKV);
+    TcRows q = tc_rows(seq_of, seq_start, T, warp, lane);
+    int r = q.r, half = q.half;
+    float lr = q.in ? lse[(size_t)q.tq * NH + h] : 0.0f, dr = q.in ? delta[(size_t)q.tq * NH + h] : 0.0f;
 
-    tc_load_tile<D>(Qs, q, q0, T, NH, h);
-    tc_load_tile<D>(dOs, dout, q0, T, NH, h);
+    tc_load_tile<D>(Qs, qin, q.q0, T, NH, h);
+    tc_load_tile<D>(dOs, dout, q.q0, T, NH, h);
     FragC acc[D / 16];
 #pragma unroll
     for (int n = 0; n < D / 16; n++) wmma::fill_fragment(acc[n], 0.0f);
 
-    for (int k0 = k_lo; k0 <= q_last; k0 += TC_B) {
+    for (int k0 = q.k_lo; k0 <= q.q_last; k0 += TC_B) {
         __syncthreads();
         tc_load_tile<D>(Ks, k, k0, T, NKV, g);
         tc_load_tile<D>(Vs, v, k0, T, NKV, g);
         __syncthreads();
-        if (w0 >= T || k0 > w_last || k0 + TC_B <= w_lo) continue;
+        if (tc_rows_skip(q, k0, T)) continue;
 
         tc_rows_dot_rows<D>(Sw, Qs + warp * TC_R * LD, Ks);
         tc_rows_dot_rows<D>(dPw, dOs + warp * TC_R * LD, Vs);
@@ -248,14 +268,14 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dq_kernel(
 #pragma unroll
         for (int j = 0; j < 32; j++) {
             int tk = k0 + half * 32 + j;
-            bool vis = in && tk <= tq && tk >= start;
+            bool vis = q.in && tk <= q.tq && tk >= q.start;
             float p = vis ? expf(srow[j] * scale - lr) : 0.0f;
             dsrow[j] = __float2bfloat16(p * (dprow[j] - dr));
         }
         __syncwarp();
         tc_accumulate<D>(acc, dSw, Ks);
     }
-    if (w0 < T) tc_store_rows<D>(dq, acc, Sw, scale, w0, T, NH, h, lane);
+    if (q.w0 < T) tc_store_rows<D>(dq, acc, Sw, scale, q.w0, T, NH, h, lane);
 }
 
 /* dk_j = scale * sum_{h in group, i} dS_ij q_i, dv_j = sum P_ij dout_i over

@@ -321,8 +321,23 @@ static void test_decode(int NH, int NKV, int D) {
     char what[96];
     snprintf(what, sizeof what, "decode_attention NH %d NKV %d D %d", NH, NKV, D);
     check_f32(what, gout, out, (size_t)R * NH * D, 1e-5);
-    dev_free(gkv), dev_free(gq), dev_free(gout), dev_free(gt), dev_free(gpos);
-    free(perm), free(tables), free(kv), free(q), free(out);
+    /* the bf16 cache: the reference takes the same rounded values */
+    size_t n_kv = (size_t)n_blocks * stride;
+    uint16_t *kv16 = xmalloc(n_kv * sizeof(uint16_t));
+    for (size_t i = 0; i < n_kv; i++) {
+        kv[i] = bf16_round_cpu(kv[i]);
+        uint32_t u;
+        memcpy(&u, &kv[i], 4);
+        kv16[i] = (uint16_t)(u >> 16);
+    }
+    decode_cpu(out, q, kv, tables, max_blocks, pos, R, NH, NKV, D, bs, stride, k_off, v_off);
+    uint16_t *gkv16 = dev_upload(kv16, n_kv * sizeof(uint16_t));
+    cuda_decode_attention_bf16(gout, gq, gkv16, gt, max_blocks, gpos, R, NH, NKV, D, bs, stride, k_off, v_off, max_len,
+                               0);
+    snprintf(what, sizeof what, "decode_attention bf16 cache NH %d NKV %d D %d", NH, NKV, D);
+    check_f32(what, gout, out, (size_t)R * NH * D, 1e-5);
+    dev_free(gkv), dev_free(gkv16), dev_free(gq), dev_free(gout), dev_free(gt), dev_free(gpos);
+    free(perm), free(tables), free(kv), free(kv16), free(q), free(out);
 }
 
 static void test_swiglu_residual(void) {
@@ -489,8 +504,10 @@ int main(void) {
         test_attention_shape("T 163 NH 4 NKV 1 D 64", shorts, 9, 4, 1, 64, dt);
         test_attention_shape("T 67 NH 4 NKV 1 D 256", tiny, 3, 4, 1, 256, dt);
     }
-    test_decode(4, 2, 64);
+    test_decode(4, 2, 64);  /* 16-byte loads from both caches */
     test_decode(8, 2, 128);
+    test_decode(2, 1, 36);  /* fp32: 16-byte loads; bf16: one value per load (36 % 8) */
+    test_decode(2, 1, 18);  /* one value per load from both */
     test_swiglu_residual();
     test_output_head();
     test_adamw();
