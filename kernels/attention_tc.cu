@@ -67,18 +67,20 @@ __device__ __forceinline__ void tc_load_tile(__nv_bfloat16 *dst, const float *sr
  * B read as a column-major (D x 64) operand. Q K^T, dO V^T, K Q^T, V dO^T. */
 template <int D>
 __device__ __forceinline__ void tc_rows_dot_rows(float *S, const __nv_bfloat16 *A, const __nv_bfloat16 *B) {
-    FragA a[D / 16];
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) wmma::load_matrix_sync(a[kk], A + kk * 16, tc_ld(D));
+    /* A's fragments are read again for each column block rather than kept:
+     * D / 16 more fragments in registers push the dk/dv kernel, which holds
+     * two D-wide accumulators, past 255 registers */
 #pragma unroll
     for (int n = 0; n < TC_B / 16; n++) {
         FragC c;
         wmma::fill_fragment(c, 0.0f);
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
+            FragA a;
             FragBCol b;
+            wmma::load_matrix_sync(a, A + kk * 16, tc_ld(D));
             wmma::load_matrix_sync(b, B + n * 16 * tc_ld(D) + kk * 16, tc_ld(D));
-            wmma::mma_sync(c, a[kk], b, c);
+            wmma::mma_sync(c, a, b, c);
         }
         wmma::store_matrix_sync(S + n * 16, c, TC_SLD, wmma::mem_row_major);
     }
