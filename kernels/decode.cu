@@ -269,6 +269,78 @@ __global__ static void kv_write_kernel(__nv_bfloat16 *kv, const float *k, const 
     }
 }
 
+/* The inference step's q/k stage in one launch, one warp per (row, head)
+ * over the NH query heads and then the NKV kv heads of each row: the
+ * head's RMSNorm (sum of squares in double, as rmsnorm_forward_kernel),
+ * then RoPE at pos[r] (as rope_kernel), into qn / kn; a kv head's warp
+ * also writes the row's key (the rotated values) and value to their cache
+ * slot in bf16 (as kv_write_kernel). The lanes take the pairs (i, i + D/2)
+ * so each rotates what it normalized. Same arithmetic as the four kernels
+ * it replaces (two norms, two rotations, the cache write), in a quarter
+ * of their launches, which at batch 1 cost about as much as the work. */
+__global__ static void qk_norm_rope_cache_kernel(float *qn, float *kn, __nv_bfloat16 *kv, const float *q,
+                                                 const float *k, const float *v, const float *qw, const float *kw,
+                                                 const int32_t *pos, const float *cosb, const float *sinb,
+                                                 const int32_t *block_tables, int max_blocks, int R, int NH, int NKV,
+                                                 int D, float eps, int block_size, size_t block_stride, size_t k_off,
+                                                 size_t v_off) {
+    long row_head = blockIdx.x * (long)(blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP, heads = NH + NKV;
+    if (row_head >= (long)R * heads) return;
+    int r = (int)(row_head / heads), h = (int)(row_head % heads);
+    bool is_k = h >= NH;
+    int hk = h - NH;
+    const float *x = is_k ? k + ((size_t)r * NKV + hk) * D : q + ((size_t)r * NH + h) * D;
+    const float *w = is_k ? kw : qw;
+    float *o = is_k ? kn + ((size_t)r * NKV + hk) * D : qn + ((size_t)r * NH + h) * D;
+    double ss = 0.0;
+    for (int c = lane; c < D; c += WARP) ss += (double)x[c] * x[c];
+    ss = warp_sum_d(ss);
+    float rs = (float)(1.0 / sqrt(ss / D + (double)eps));
+    int half = D / 2, p = pos[r];
+    __nv_bfloat16 *kslot = NULL, *vslot = NULL;
+    if (is_k) {
+        __nv_bfloat16 *blk = kv + (size_t)block_tables[(size_t)r * max_blocks + p / block_size] * block_stride;
+        size_t slot = ((size_t)(p % block_size) * NKV + hk) * D;
+        kslot = blk + k_off + slot, vslot = blk + v_off + slot;
+    }
+    for (int i = lane; i < half; i += WARP) {
+        float x1 = x[i] * rs * w[i], x2 = x[i + half] * rs * w[i + half];
+        size_t tab = (size_t)p * half + i;
+        float c = cosb[tab], sn = sinb[tab];
+        float y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
+        o[i] = y1;
+        o[i + half] = y2;
+        if (is_k) {
+            kslot[i] = __float2bfloat16_rn(y1);
+            kslot[i + half] = __float2bfloat16_rn(y2);
+        }
+    }
+    if (is_k) {
+        const float *vr = v + ((size_t)r * NKV + hk) * D;
+        for (int c = lane; c < D; c += WARP) vslot[c] = __float2bfloat16_rn(vr[c]);
+    }
+}
+
+extern "C" void cuda_qk_norm_rope_cache_bf16(float *qn, float *kn, uint16_t *kv, const float *q, const float *k,
+                                             const float *v, const float *q_norm_w, const float *k_norm_w,
+                                             const int32_t *pos, const float *cosb, const float *sinb,
+                                             const int32_t *block_tables, int max_blocks, int R, int NH, int NKV, int D,
+                                             float eps, int block_size, size_t block_stride, size_t k_off, size_t v_off,
+                                             cudaStream_t stream) {
+    long warps = (long)R * (NH + NKV);
+    if (warps <= 0) return;
+    if (D % 2 != 0) {
+        fprintf(stderr, "cuda_qk_norm_rope_cache_bf16: odd head_dim %d\n", D);
+        exit(1);
+    }
+    const int per_block = 8;
+    qk_norm_rope_cache_kernel<<<(unsigned)((warps + per_block - 1) / per_block), per_block * WARP, 0, stream>>>(
+        qn, kn, (__nv_bfloat16 *)kv, q, k, v, q_norm_w, k_norm_w, pos, cosb, sinb, block_tables, max_blocks, R, NH, NKV,
+        D, eps, block_size, block_stride, k_off, v_off);
+    cuda_check_launch();
+}
+
 extern "C" void cuda_kv_cache_write_bf16(uint16_t *kv, const float *k, const float *v, const int32_t *block_tables,
                                          int max_blocks, const int32_t *pos, int R, int NKV, int D, int block_size,
                                          size_t block_stride, size_t k_off, size_t v_off, cudaStream_t stream) {

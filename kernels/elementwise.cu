@@ -1,13 +1,20 @@
 /* elementwise.cu — SwiGLU and the residual add: memory-bound loops, one
  * element per thread per step of a grid-stride loop (coalesced). expf, not
  * __expf, so the sigmoid matches the CPU twin to a few ulp. */
+#include <cuda_bf16.h>
+
 #include "common.cuh"
 
-__global__ static void swiglu_forward_kernel(float *h, const float *gate, const float *up, long n) {
+__device__ __forceinline__ void swiglu_store(float *p, float x) { *p = x; }
+__device__ __forceinline__ void swiglu_store(__nv_bfloat16 *p, float x) { *p = __float2bfloat16_rn(x); }
+
+/* h in fp32, or in bf16 for the down projection of inference */
+template <typename Out>
+__global__ static void swiglu_forward_kernel(Out *h, const float *gate, const float *up, long n) {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         float g = gate[i];
         float s = 1.0f / (1.0f + expf(-g));
-        h[i] = g * s * up[i];
+        swiglu_store(h + i, g * s * up[i]);
     }
 }
 
@@ -28,7 +35,13 @@ __global__ static void residual_add_kernel(float *x, const float *y, long n) {
 
 extern "C" void cuda_swiglu_forward(float *h, const float *gate, const float *up, long N, cudaStream_t stream) {
     if (N <= 0) return;
-    swiglu_forward_kernel<<<grid_for(N, 256), 256, 0, stream>>>(h, gate, up, N);
+    swiglu_forward_kernel<float><<<grid_for(N, 256), 256, 0, stream>>>(h, gate, up, N);
+    cuda_check_launch();
+}
+
+extern "C" void cuda_swiglu_forward_bf16(uint16_t *h, const float *gate, const float *up, long N, cudaStream_t stream) {
+    if (N <= 0) return;
+    swiglu_forward_kernel<__nv_bfloat16><<<grid_for(N, 256), 256, 0, stream>>>((__nv_bfloat16 *)h, gate, up, N);
     cuda_check_launch();
 }
 

@@ -79,6 +79,10 @@ void cuda_embedding_backward_shard(float *dtable /* (Vs, C) */, const float *dou
 void cuda_rmsnorm_forward(float *out /* (N, C) */, float *rstd /* (N) */, const float *x /* (N, C) */,
                           const float *w /* (C) */, int N, int C, float eps, cudaStream_t stream);
 /* dx (+)= d/dx (accumulate_dx adds into dx); dw += sum over rows of dout * x * rstd. */
+/* The same forward with its output rounded to bf16 (the operand of the
+ * next product) and no rstd: inference. */
+void cuda_rmsnorm_forward_bf16(uint16_t *out /* (N, C) */, const float *x /* (N, C) */, const float *w /* (C) */,
+                               int N, int C, float eps, cudaStream_t stream);
 void cuda_rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const float *dout /* (N, C) */,
                            const float *x /* (N, C) */, const float *w /* (C) */, const float *rstd /* (N) */,
                            int N, int C, bool accumulate_dx, cudaStream_t stream);
@@ -174,6 +178,20 @@ void cuda_kv_cache_write_bf16(uint16_t *kv, const float *k /* (R, NKV, D) */, co
                               const int32_t *pos /* (R) */, int R, int NKV, int D, int block_size,
                               size_t block_stride, size_t k_off, size_t v_off, cudaStream_t stream);
 
+/* The inference step's q/k stage in one launch: per (row, head) the q/k
+ * RMSNorm and RoPE at pos[r] into qn / kn, and each row's key (rotated)
+ * and value written to its bf16 cache slot: what cuda_rmsnorm_forward
+ * twice, cuda_rope_forward twice and cuda_kv_cache_write_bf16 do, with the
+ * same arithmetic. D even. */
+void cuda_qk_norm_rope_cache_bf16(float *qn /* (R, NH, D) */, float *kn /* (R, NKV, D) */, uint16_t *kv,
+                                  const float *q /* (R, NH, D) */, const float *k /* (R, NKV, D) */,
+                                  const float *v /* (R, NKV, D) */, const float *q_norm_w /* (D) */,
+                                  const float *k_norm_w /* (D) */, const int32_t *pos /* (R) */,
+                                  const float *cosb /* (P, D/2) */, const float *sinb /* (P, D/2) */,
+                                  const int32_t *block_tables /* (R, max_blocks) */, int max_blocks, int R, int NH,
+                                  int NKV, int D, float eps, int block_size, size_t block_stride, size_t k_off,
+                                  size_t v_off, cudaStream_t stream);
+
 /* ---- sampling (twin: sample_token in src/model/sample.c) ---- */
 
 /* A row's sampling parameters, the fields of SampleParams (sample.h). */
@@ -201,6 +219,9 @@ void cuda_sample(int32_t *ids /* (R) */, float *logprobs /* (R) */, const float 
 
 void cuda_swiglu_forward(float *h /* (N) */, const float *gate /* (N) */, const float *up /* (N) */, long N,
                          cudaStream_t stream);
+/* h rounded to bf16 (the down projection's operand): inference. */
+void cuda_swiglu_forward_bf16(uint16_t *h /* (N) */, const float *gate /* (N) */, const float *up /* (N) */, long N,
+                              cudaStream_t stream);
 void cuda_swiglu_backward(float *dgate /* (N) */, float *dup /* (N) */, const float *dh /* (N) */,
                           const float *gate /* (N) */, const float *up /* (N) */, long N, cudaStream_t stream);
 /* x += y. */

@@ -1,5 +1,7 @@
 /* rmsnorm.cu — RMSNorm forward and backward (also the per-head q/k norm:
  * N = tokens * heads rows of C = head_dim). */
+#include <cuda_bf16.h>
+
 #include "common.cuh"
 
 /* Rows per block of the row kernels: one warp per row. */
@@ -7,20 +9,27 @@
 /* Rows summed by one block of the weight-gradient reduction. */
 #define DW_ROWS 64
 
+/* The output as the next product takes it: fp32, or bf16 (rounded to
+ * nearest even). */
+__device__ __forceinline__ void norm_store(float *p, float x) { *p = x; }
+__device__ __forceinline__ void norm_store(__nv_bfloat16 *p, float x) { *p = __float2bfloat16_rn(x); }
+
 /* One warp per row: lanes stride over the row (coalesced), the sum of
- * squares is a warp butterfly in double (the CPU twin sums in double). */
-__global__ static void rmsnorm_forward_kernel(float *out, float *rstd, const float *x, const float *w, int N, int C,
+ * squares is a warp butterfly in double (the CPU twin sums in double).
+ * rstd may be NULL (inference keeps no backward state). */
+template <typename Out>
+__global__ static void rmsnorm_forward_kernel(Out *out, float *rstd, const float *x, const float *w, int N, int C,
                                               float eps) {
     int n = blockIdx.x * NORM_WARPS + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (n >= N) return;
     const float *xr = x + (size_t)n * C;
-    float *o = out + (size_t)n * C;
+    Out *o = out + (size_t)n * C;
     double ss = 0.0;
     for (int c = lane; c < C; c += WARP) ss += (double)xr[c] * xr[c];
     ss = warp_sum_d(ss);
     float r = (float)(1.0 / sqrt(ss / C + (double)eps));
-    for (int c = lane; c < C; c += WARP) o[c] = xr[c] * r * w[c];
-    if (lane == 0) rstd[n] = r;
+    for (int c = lane; c < C; c += WARP) norm_store(o + c, xr[c] * r * w[c]);
+    if (lane == 0 && rstd) rstd[n] = r;
 }
 
 /* dx = r (dy w) - x r^3 / C * sum(dy w x), one warp per row. */
@@ -68,8 +77,16 @@ __global__ static void rmsnorm_dw_finish_kernel(float *dw, const double *part, i
 extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps,
                                      cudaStream_t stream) {
     if (N <= 0) return;
-    rmsnorm_forward_kernel<<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(out, rstd, x, w, N, C,
-                                                                                                  eps);
+    rmsnorm_forward_kernel<float><<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(out, rstd, x, w,
+                                                                                                         N, C, eps);
+    cuda_check_launch();
+}
+
+extern "C" void cuda_rmsnorm_forward_bf16(uint16_t *out, const float *x, const float *w, int N, int C, float eps,
+                                          cudaStream_t stream) {
+    if (N <= 0) return;
+    rmsnorm_forward_kernel<__nv_bfloat16><<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(
+        (__nv_bfloat16 *)out, NULL, x, w, N, C, eps);
     cuda_check_launch();
 }
 

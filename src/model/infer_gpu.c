@@ -48,11 +48,10 @@ typedef struct {
     size_t cap_table; /* ints of the rows' block tables */
     size_t bytes;     /* device memory of this scratch */
     float *fmem;
-    float *x, *res2, *ln, *rstd;       /* (R, C), (R, C), (R, C), (R) */
+    float *x, *res2;                   /* (R, C) each */
     float *q, *qn, *att, *lse;         /* (R, QD) x 3, (R, NH) */
     float *k, *kn, *v;                 /* (R, KD) */
-    float *qrstd, *krstd;              /* (R, NH), (R, NKV) */
-    float *gate, *up, *h;              /* (R, I) */
+    float *gate, *up;                  /* (R, I) */
     float *xl, *xf, *rstdf, *logits;   /* (N, C), (N, C), (N), (N, V) */
     float *logprobs;                   /* (N) */
     uint16_t *bf;                      /* (R, max(C, QD, I)) or (N, C): a product's bf16 input */
@@ -129,14 +128,11 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->cap_rows = rows;
     s->cap_chunks = chunks;
     s->cap_table = tab;
-    size_t total = r * (3 * C + 1) + r * (3 * QD + e->NH) + r * 3 * KD + r * (e->NH + e->NKV) + r * 3 * I +
-                   n * (2 * C + 1 + V + 1);
+    size_t total = r * 2 * C + r * (3 * QD + e->NH) + r * 3 * KD + r * 2 * I + n * (2 * C + 1 + V + 1);
     s->fmem = dev_alloc(total * sizeof(float));
     float *it = s->fmem;
     s->x = carve(&it, r * C);
     s->res2 = carve(&it, r * C);
-    s->ln = carve(&it, r * C);
-    s->rstd = carve(&it, r);
     s->q = carve(&it, r * QD);
     s->qn = carve(&it, r * QD);
     s->att = carve(&it, r * QD);
@@ -144,11 +140,8 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->k = carve(&it, r * KD);
     s->kn = carve(&it, r * KD);
     s->v = carve(&it, r * KD);
-    s->qrstd = carve(&it, r * e->NH);
-    s->krstd = carve(&it, r * e->NKV);
     s->gate = carve(&it, r * I);
     s->up = carve(&it, r * I);
-    s->h = carve(&it, r * I);
     s->xl = carve(&it, n * C);
     s->xf = carve(&it, n * C);
     s->rstdf = carve(&it, n);
@@ -179,10 +172,16 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
 }
 
 /* An activation as a product's bf16 input (n values into the scratch). */
-static const uint16_t *to_bf16(InferGpu *e, const float *x, size_t n) {
+/* The bf16 operand scratch, for n values. */
+static uint16_t *bf_scratch(InferGpu *e, size_t n) {
     if (n > e->s.bf_n) die_runtime("infer_gpu: bf16 operand of %zu values > scratch of %zu", n, e->s.bf_n);
-    cuda_f32_to_bf16(e->s.bf, x, (long)n, e->stream);
     return e->s.bf;
+}
+
+static const uint16_t *to_bf16(InferGpu *e, const float *x, size_t n) {
+    uint16_t *bf = bf_scratch(e, n);
+    cuda_f32_to_bf16(bf, x, (long)n, e->stream);
+    return bf;
 }
 
 /* ------------------------------------------------------------ engine */
@@ -446,18 +445,17 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     int R = st->R, C = e->C, I = e->I, NH = e->NH, NKV = e->NKV, D = e->D, QD = NH * D, KD = NKV * D;
     size_t bs = e->block_size, k_off = (size_t)l * 2 * bs * KD, v_off = k_off + bs * KD;
 
-    /* attention */
-    cuda_rmsnorm_forward(s->ln, s->rstd, s->x, e->ln1_w + (size_t)l * C, R, C, e->eps, q);
-    const uint16_t *ln = to_bf16(e, s->ln, (size_t)R * C);
+    /* attention: the norm straight into the products' bf16 operand; the
+     * q/k norms, RoPE and the cache write in one launch (at batch 1 a
+     * step is as much launches as work) */
+    uint16_t *ln = bf_scratch(e, (size_t)R * C);
+    cuda_rmsnorm_forward_bf16(ln, s->x, e->ln1_w + (size_t)l * C, R, C, e->eps, q);
     cuda_matmul_forward(e->blas, s->q, ln, weight(e, p->wq + (size_t)l * QD * C), CUDA_BF16, R, C, QD, q);
     cuda_matmul_forward(e->blas, s->k, ln, weight(e, p->wk + (size_t)l * KD * C), CUDA_BF16, R, C, KD, q);
     cuda_matmul_forward(e->blas, s->v, ln, weight(e, p->wv + (size_t)l * KD * C), CUDA_BF16, R, C, KD, q);
-    cuda_rmsnorm_forward(s->qn, s->qrstd, s->q, e->q_norm_w + (size_t)l * D, R * NH, D, e->eps, q);
-    cuda_rmsnorm_forward(s->kn, s->krstd, s->k, e->k_norm_w + (size_t)l * D, R * NKV, D, e->eps, q);
-    cuda_rope_forward(s->qn, s->pos, e->rope_cos, e->rope_sin, R, NH, D, q);
-    cuda_rope_forward(s->kn, s->pos, e->rope_cos, e->rope_sin, R, NKV, D, q);
-    cuda_kv_cache_write_bf16(e->kv, s->kn, s->v, s->tables, st->n_tab, s->pos, R, NKV, D, e->block_size,
-                             e->block_stride, k_off, v_off, q);
+    cuda_qk_norm_rope_cache_bf16(s->qn, s->kn, e->kv, s->q, s->k, s->v, e->q_norm_w + (size_t)l * D,
+                                 e->k_norm_w + (size_t)l * D, s->pos, e->rope_cos, e->rope_sin, s->tables, st->n_tab,
+                                 R, NH, NKV, D, e->eps, e->block_size, e->block_stride, k_off, v_off, q);
     cuda_decode_attention_bf16(s->att, s->qn, e->kv, s->tables, st->n_tab, s->pos, st->R_paged, NH, NKV, D,
                                e->block_size, e->block_stride, k_off, v_off, st->max_ctx, q);
     for (int i = 0; i < st->N; i++) {
@@ -472,13 +470,12 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
 
     /* MLP: residual, its norm, SwiGLU, residual */
     cuda_residual_add(s->res2, s->x, (long)R * C, q);
-    cuda_rmsnorm_forward(s->ln, s->rstd, s->res2, e->ln2_w + (size_t)l * C, R, C, e->eps, q);
-    ln = to_bf16(e, s->ln, (size_t)R * C);
+    cuda_rmsnorm_forward_bf16(ln, s->res2, e->ln2_w + (size_t)l * C, R, C, e->eps, q);
     cuda_matmul_forward(e->blas, s->gate, ln, weight(e, p->wgate + (size_t)l * I * C), CUDA_BF16, R, C, I, q);
     cuda_matmul_forward(e->blas, s->up, ln, weight(e, p->wup + (size_t)l * I * C), CUDA_BF16, R, C, I, q);
-    cuda_swiglu_forward(s->h, s->gate, s->up, (long)R * I, q);
-    cuda_matmul_forward(e->blas, s->x, to_bf16(e, s->h, (size_t)R * I), weight(e, p->wdown + (size_t)l * C * I),
-                        CUDA_BF16, R, I, C, q);
+    uint16_t *h = bf_scratch(e, (size_t)R * I);
+    cuda_swiglu_forward_bf16(h, s->gate, s->up, (long)R * I, q);
+    cuda_matmul_forward(e->blas, s->x, h, weight(e, p->wdown + (size_t)l * C * I), CUDA_BF16, R, I, C, q);
     cuda_residual_add(s->x, s->res2, (long)R * C, q);
 }
 

@@ -215,6 +215,84 @@ static void test_rope(void) {
     free(cosb), free(sinb), free(x), free(seq_of), free(seq_start), free(pos);
 }
 
+/* bf16 arrays of n values on the device, both as fp32 (bf16 is fp32's high half). */
+static void check_bf16_pair(const char *what, const uint16_t *got_dev, const uint16_t *want_dev, size_t n, double tol) {
+    uint16_t *w = dev_download(want_dev, n * sizeof(uint16_t));
+    float *wf = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)w[i] << 16;
+        memcpy(&wf[i], &u, 4);
+    }
+    float *gf = dev_alloc(n * sizeof(float));
+    cuda_bf16_to_f32(gf, got_dev, (long)n, 0);
+    check_f32(what, gf, wf, n, tol);
+    dev_free(gf);
+    free(w), free(wf);
+}
+
+/* The inference step's fused stages against the kernels they replace, on
+ * the GPU: the norm and SwiGLU with bf16 outputs against fp32 then the
+ * conversion (exact: the same products, rounded once); the q/k norms, RoPE
+ * and the cache write in one launch against the four kernels (1e-6: a
+ * rotation may contract into FMA differently; the cache within one bf16
+ * step of 2^-8). */
+static void test_infer_fused(void) {
+    int R = 5, C = 96, I = 200, NH = 4, NKV = 2, D = 64, bs = 16, max_blocks = 3, P = 48;
+    float eps = 1e-6f;
+    int32_t pos[5] = {0, 7, 16, 40, 33};
+    int32_t tables[15] = {2, 0, 0, 5, 0, 0, 1, 4, 0, 3, 6, 7, 8, 9, 10};
+    size_t KD = (size_t)NKV * D, stride = 2 * (size_t)bs * KD, k_off = 0, v_off = (size_t)bs * KD, n_blocks = 11;
+    float *x = rand_f32((size_t)R * C, 2.0f), *w = rand_f32(C, 1.0f), *gate = rand_f32((size_t)R * I, 4.0f);
+    float *up = rand_f32((size_t)R * I, 2.0f), *q = rand_f32((size_t)R * NH * D, 2.0f);
+    float *k = rand_f32((size_t)R * KD, 2.0f), *v = rand_f32((size_t)R * KD, 2.0f), *qw = rand_f32(D, 1.0f);
+    float *kw = rand_f32(D, 1.0f);
+    float *cosb = xmalloc((size_t)P * D / 2 * 4), *sinb = xmalloc((size_t)P * D / 2 * 4);
+    rope_tables(cosb, sinb, P, D, 1e6);
+
+    float *gx = dev_upload(x, (size_t)R * C * 4), *gw = dev_upload(w, (size_t)C * 4), *gf = dev_alloc((size_t)R * C * 4);
+    float *grs = dev_alloc((size_t)R * 4);
+    uint16_t *ga = dev_alloc((size_t)R * I * 2), *gb = dev_alloc((size_t)R * I * 2);
+    cuda_rmsnorm_forward(gf, grs, gx, gw, R, C, eps, 0);
+    cuda_f32_to_bf16(ga, gf, (long)R * C, 0);
+    cuda_rmsnorm_forward_bf16(gb, gx, gw, R, C, eps, 0);
+    check_bf16_pair("rmsnorm_forward_bf16 vs rmsnorm + bf16", gb, ga, (size_t)R * C, 0.0);
+    float *gg = dev_upload(gate, (size_t)R * I * 4), *gu = dev_upload(up, (size_t)R * I * 4);
+    float *gh = dev_alloc((size_t)R * I * 4);
+    cuda_swiglu_forward(gh, gg, gu, (long)R * I, 0);
+    cuda_f32_to_bf16(ga, gh, (long)R * I, 0);
+    cuda_swiglu_forward_bf16(gb, gg, gu, (long)R * I, 0);
+    check_bf16_pair("swiglu_forward_bf16 vs swiglu + bf16", gb, ga, (size_t)R * I, 0.0);
+
+    float *gq = dev_upload(q, (size_t)R * NH * D * 4), *gk = dev_upload(k, (size_t)R * KD * 4);
+    float *gv = dev_upload(v, (size_t)R * KD * 4), *gqw = dev_upload(qw, (size_t)D * 4), *gkw = dev_upload(kw, (size_t)D * 4);
+    float *gc = dev_upload(cosb, (size_t)P * D / 2 * 4), *gsn = dev_upload(sinb, (size_t)P * D / 2 * 4);
+    int32_t *gpos = dev_upload(pos, sizeof pos), *gtab = dev_upload(tables, sizeof tables);
+    float *qn1 = dev_alloc((size_t)R * NH * D * 4), *kn1 = dev_alloc((size_t)R * KD * 4);
+    float *qn2 = dev_alloc((size_t)R * NH * D * 4), *kn2 = dev_alloc((size_t)R * KD * 4);
+    float *qrs = dev_alloc((size_t)R * NH * 4), *krs = dev_alloc((size_t)R * NKV * 4);
+    uint16_t *cache1 = dev_alloc(n_blocks * stride * 2), *cache2 = dev_alloc(n_blocks * stride * 2);
+    cuda_check(cudaMemset(cache1, 0, n_blocks * stride * 2));
+    cuda_check(cudaMemset(cache2, 0, n_blocks * stride * 2));
+    cuda_rmsnorm_forward(qn1, qrs, gq, gqw, R * NH, D, eps, 0);
+    cuda_rmsnorm_forward(kn1, krs, gk, gkw, R * NKV, D, eps, 0);
+    cuda_rope_forward(qn1, gpos, gc, gsn, R, NH, D, 0);
+    cuda_rope_forward(kn1, gpos, gc, gsn, R, NKV, D, 0);
+    cuda_kv_cache_write_bf16(cache1, kn1, gv, gtab, max_blocks, gpos, R, NKV, D, bs, stride, k_off, v_off, 0);
+    cuda_qk_norm_rope_cache_bf16(qn2, kn2, cache2, gq, gk, gv, gqw, gkw, gpos, gc, gsn, gtab, max_blocks, R, NH, NKV, D,
+                                 eps, bs, stride, k_off, v_off, 0);
+    float *h_qn1 = dev_download(qn1, (size_t)R * NH * D * 4), *h_kn1 = dev_download(kn1, (size_t)R * KD * 4);
+    check_f32("qk_norm_rope_cache q vs norm + rope", qn2, h_qn1, (size_t)R * NH * D, 1e-6);
+    check_f32("qk_norm_rope_cache k vs norm + rope", kn2, h_kn1, (size_t)R * KD, 1e-6);
+    check_bf16_pair("qk_norm_rope_cache cache vs kv_cache_write", cache2, cache1, n_blocks * stride, 1e-2);
+
+    dev_free(gx), dev_free(gw), dev_free(gf), dev_free(grs), dev_free(ga), dev_free(gb), dev_free(gg), dev_free(gu);
+    dev_free(gh), dev_free(gq), dev_free(gk), dev_free(gv), dev_free(gqw), dev_free(gkw), dev_free(gc), dev_free(gsn);
+    dev_free(gpos), dev_free(gtab), dev_free(qn1), dev_free(kn1), dev_free(qn2), dev_free(kn2), dev_free(qrs);
+    dev_free(krs), dev_free(cache1), dev_free(cache2);
+    free(h_qn1), free(h_kn1), free(x), free(w), free(gate), free(up), free(q), free(k), free(v), free(qw), free(kw);
+    free(cosb), free(sinb);
+}
+
 /* dt CUDA_F32: the fp32 kernels (tolerances 1e-4, lse 1e-5); CUDA_BF16: the
  * tensor-core kernels (attention_tc.cu) where they take D, bf16 operands
  * against the fp32 CPU attention (1e-2, lse 1e-2 of its largest value). */
@@ -504,6 +582,7 @@ int main(void) {
         test_attention_shape("T 163 NH 4 NKV 1 D 64", shorts, 9, 4, 1, 64, dt);
         test_attention_shape("T 67 NH 4 NKV 1 D 256", tiny, 3, 4, 1, 256, dt);
     }
+    test_infer_fused();
     test_decode(4, 2, 64);  /* 16-byte loads from both caches */
     test_decode(8, 2, 128);
     test_decode(2, 1, 36);  /* fp32: 16-byte loads; bf16: one value per load (36 % 8) */
