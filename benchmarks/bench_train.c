@@ -66,8 +66,8 @@ int main(int argc, char **argv) {
         qwen3_zero_grad(m);
         double t1 = now();
         if (fused) {
-            SftGrad sg = sft_grad_of(mask, T);
-            qwen3_forward_head_grad(m, &bb.batch, lp, ent, sft_grad_rows, &sg, false);
+            Qwen3SftRows sg = qwen3_sft_rows_for(mask, T);
+            qwen3_forward_head_grad(m, &bb.batch, lp, ent, qwen3_sft_rows, &sg, false);
             loss = qwen3_sft_loss(lp, mask, T, NULL);
         } else {
             qwen3_forward(m, &bb.batch, lp, ent);

@@ -91,25 +91,4 @@ static inline void bench_batch_free(BenchBatch *b) {
     free(b->logprob), free(b->entropy), free(b->mask), free(b->dlogprob);
 }
 
-/* The SFT loss's gradient per head row, for qwen3_forward_head_grad and
- * its GPU twin: -1/n on the n masked-in rows. */
-typedef struct {
-    const float *mask;
-    float scale; /* -1 / n */
-} SftGrad;
-
-static inline SftGrad sft_grad_of(const float *mask, int T) {
-    int n_in = 0;
-    for (int t = 0; t < T; t++) n_in += mask[t] != 0.0f;
-    SftGrad g = {mask, n_in ? -1.0f / (float)n_in : 0.0f};
-    return g;
-}
-
-static inline void sft_grad_rows(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
-                                 float *dlogprob, float *dentropy) {
-    const SftGrad *g = ctx;
-    (void)logprob, (void)entropy, (void)dentropy;
-    for (int i = 0; i < n; i++) dlogprob[i] = g->mask[rows[i]] != 0.0f ? g->scale : 0.0f;
-}
-
 #endif

@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
         double t0 = now();
         qwen3_gpu_zero_grad(g);
         if (fused) {
-            SftGrad sg = sft_grad_of(mask, T);
-            qwen3_gpu_forward_head_grad(g, &bb.batch, lp, ent, sft_grad_rows, &sg, false);
+            Qwen3SftRows sg = qwen3_sft_rows_for(mask, T);
+            qwen3_gpu_forward_head_grad(g, &bb.batch, lp, ent, qwen3_sft_rows, &sg, false);
             loss = qwen3_sft_loss(lp, mask, T, NULL);
         } else {
             qwen3_gpu_forward(g, &bb.batch, lp, ent); /* returns after the last head chunk's values are back */

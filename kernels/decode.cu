@@ -253,31 +253,16 @@ extern "C" void cuda_decode_attention_bf16(float *out, const float *q, const uin
                      block_stride, k_off, v_off, max_len, stream);
 }
 
-/* Grid-stride over (R, NKV, D): each row's key and value element to its slot. */
-__global__ static void kv_write_kernel(__nv_bfloat16 *kv, const float *k, const float *v, const int32_t *block_tables,
-                                       int max_blocks, const int32_t *pos, int R, int NKV, int D, int block_size,
-                                       size_t block_stride, size_t k_off, size_t v_off) {
-    long n = (long)R * NKV * D;
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-        int r = (int)(i / ((long)NKV * D));
-        long hd = i % ((long)NKV * D); /* kv head and column within the row */
-        int p = pos[r];
-        __nv_bfloat16 *blk = kv + (size_t)block_tables[(size_t)r * max_blocks + p / block_size] * block_stride;
-        size_t slot = (size_t)(p % block_size) * NKV * D + hd;
-        blk[k_off + slot] = __float2bfloat16_rn(k[i]);
-        blk[v_off + slot] = __float2bfloat16_rn(v[i]);
-    }
-}
-
 /* The inference step's q/k stage in one launch, one warp per (row, head)
  * over the NH query heads and then the NKV kv heads of each row: the
  * head's RMSNorm (sum of squares in double, as rmsnorm_forward_kernel),
  * then RoPE at pos[r] (as rope_kernel), into qn / kn; a kv head's warp
  * also writes the row's key (the rotated values) and value to their cache
- * slot in bf16 (as kv_write_kernel). The lanes take the pairs (i, i + D/2)
- * so each rotates what it normalized. Same arithmetic as the four kernels
- * it replaces (two norms, two rotations, the cache write), in a quarter
- * of their launches, which at batch 1 cost about as much as the work. */
+ * slot in bf16 (the decode kernel's layout). The lanes take the pairs
+ * (i, i + D/2) so each rotates what it normalized. Same arithmetic as the q/k norms
+ * and rotations of the training step's kernels (rmsnorm, rope) and one
+ * launch instead of five: at batch 1 the launches cost about as much as
+ * the work. */
 __global__ static void qk_norm_rope_cache_kernel(float *qn, float *kn, __nv_bfloat16 *kv, const float *q,
                                                  const float *k, const float *v, const float *qw, const float *kw,
                                                  const int32_t *pos, const float *cosb, const float *sinb,
@@ -338,15 +323,5 @@ extern "C" void cuda_qk_norm_rope_cache_bf16(float *qn, float *kn, uint16_t *kv,
     qk_norm_rope_cache_kernel<<<(unsigned)((warps + per_block - 1) / per_block), per_block * WARP, 0, stream>>>(
         qn, kn, (__nv_bfloat16 *)kv, q, k, v, q_norm_w, k_norm_w, pos, cosb, sinb, block_tables, max_blocks, R, NH, NKV,
         D, eps, block_size, block_stride, k_off, v_off);
-    cuda_check_launch();
-}
-
-extern "C" void cuda_kv_cache_write_bf16(uint16_t *kv, const float *k, const float *v, const int32_t *block_tables,
-                                         int max_blocks, const int32_t *pos, int R, int NKV, int D, int block_size,
-                                         size_t block_stride, size_t k_off, size_t v_off, cudaStream_t stream) {
-    long n = (long)R * NKV * D;
-    if (n <= 0) return;
-    kv_write_kernel<<<grid_for(n, 256), 256, 0, stream>>>((__nv_bfloat16 *)kv, k, v, block_tables, max_blocks, pos, R,
-                                                          NKV, D, block_size, block_stride, k_off, v_off);
     cuda_check_launch();
 }

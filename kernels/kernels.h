@@ -170,19 +170,14 @@ void cuda_decode_attention_bf16(float *out /* (R, NH, D) */, const float *q /* (
                                 const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
                                 const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
                                 size_t block_stride, size_t k_off, size_t v_off, int max_len, cudaStream_t stream);
-/* Write row r's key and value (fp32, converted to bf16) into its cache slot:
- * position pos[r] of the sequence whose block table is row r's (the layout
- * of cuda_decode_attention, elements of kv counted in bf16 values). */
-void cuda_kv_cache_write_bf16(uint16_t *kv, const float *k /* (R, NKV, D) */, const float *v /* (R, NKV, D) */,
-                              const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
-                              const int32_t *pos /* (R) */, int R, int NKV, int D, int block_size,
-                              size_t block_stride, size_t k_off, size_t v_off, cudaStream_t stream);
+
 
 /* The inference step's q/k stage in one launch: per (row, head) the q/k
- * RMSNorm and RoPE at pos[r] into qn / kn, and each row's key (rotated)
- * and value written to its bf16 cache slot: what cuda_rmsnorm_forward
- * twice, cuda_rope_forward twice and cuda_kv_cache_write_bf16 do, with the
- * same arithmetic. D even. */
+ * RMSNorm and RoPE at pos[r] into qn / kn (the arithmetic of
+ * cuda_rmsnorm_forward and cuda_rope_forward), and each row's key (rotated)
+ * and value rounded to bf16 into its slot of the cache: position pos[r]
+ * through row r's block table, in the layout of cuda_decode_attention
+ * (elements of kv counted in bf16 values). D even. */
 void cuda_qk_norm_rope_cache_bf16(float *qn /* (R, NH, D) */, float *kn /* (R, NKV, D) */, uint16_t *kv,
                                   const float *q /* (R, NH, D) */, const float *k /* (R, NKV, D) */,
                                   const float *v /* (R, NKV, D) */, const float *q_norm_w /* (D) */,

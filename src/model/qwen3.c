@@ -1219,3 +1219,20 @@ float qwen3_sft_loss(const float *logprob, const float *mask, int T, float *dlog
     }
     return n ? (float)(sum / n) : 0.0f;
 }
+
+Qwen3SftRows qwen3_sft_rows_for(const float *mask, int T) {
+    int n = 0;
+    for (int t = 0; t < T; t++) n += mask[t] != 0.0f;
+    Qwen3SftRows r = {mask, n ? -1.0f / (float)n : 0.0f};
+    return r;
+}
+
+void qwen3_sft_rows(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
+                    float *dlogprob, float *dentropy) {
+    const Qwen3SftRows *r = ctx;
+    (void)logprob, (void)entropy;
+    for (int i = 0; i < n; i++) {
+        dlogprob[i] = r->mask[rows[i]] != 0.0f ? r->g : 0.0f;
+        if (dentropy) dentropy[i] = 0.0f;
+    }
+}

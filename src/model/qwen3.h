@@ -318,5 +318,18 @@ void qwen3_alloc_moments(Qwen3 *m);
 /* SFT loss: mean of -logprob over positions with mask != 0 (0 if none).
  * Fills dlogprob (T) with its gradient (-1/n where masked in, else 0). */
 float qwen3_sft_loss(const float *logprob, const float *mask, int T, float *dlogprob);
+/* The same gradient at single positions, for qwen3_forward_head_grad: a
+ * Qwen3HeadGradFn whose ctx is a Qwen3SftRows, giving g where mask != 0
+ * and 0 elsewhere (dentropy, when asked, 0). g is -1/n for the n trained
+ * positions, which may be counted over more than this batch (a step's
+ * micro-batches and ranks); qwen3_sft_rows_for counts the batch's own. */
+typedef struct {
+    const float *mask; /* (T) */
+    float g;
+} Qwen3SftRows;
+
+Qwen3SftRows qwen3_sft_rows_for(const float *mask, int T);
+void qwen3_sft_rows(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
+                    float *dlogprob, float *dentropy);
 
 #endif

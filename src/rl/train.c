@@ -200,23 +200,12 @@ typedef struct {
     int64_t tokens, trained;
 } SftCtx;
 
-/* SFT's head gradient: -1 / n_trained on trained positions. */
-typedef struct {
-    const float *mask;
-    float g;
-} SftHead;
-
-static void sft_head_grad(void *ctx, int n, const int32_t *rows, const float *logprob, const float *entropy,
-                          float *dlogprob, float *dentropy) {
-    const SftHead *h = ctx;
-    for (int i = 0; i < n; i++) dlogprob[i] = h->mask[rows[i]] != 0.0f ? h->g : 0.0f;
-}
-
 static void sft_micro(Micro *mb, void *vctx) {
     SftCtx *c = vctx;
     Qwen3Batch b = micro_batch(mb);
-    SftHead head = {mb->mask, c->n_trained > 0 ? (float)(-1.0 / c->n_trained) : 0.0f};
-    train_device_forward_head_grad(c->m, &b, mb->logprob, mb->entropy, sft_head_grad, &head, false);
+    /* -1 / n over the step's trained positions (all micro-batches and ranks) */
+    Qwen3SftRows head = {mb->mask, c->n_trained > 0 ? (float)(-1.0 / c->n_trained) : 0.0f};
+    train_device_forward_head_grad(c->m, &b, mb->logprob, mb->entropy, qwen3_sft_rows, &head, false);
     for (int t = 0; t < mb->T; t++) {
         if (mb->mask[t] != 0.0f) c->nll_sum -= mb->logprob[t], c->trained++;
     }

@@ -230,12 +230,12 @@ static void check_bf16_pair(const char *what, const uint16_t *got_dev, const uin
     free(w), free(wf);
 }
 
-/* The inference step's fused stages against the kernels they replace, on
- * the GPU: the norm and SwiGLU with bf16 outputs against fp32 then the
- * conversion (exact: the same products, rounded once); the q/k norms, RoPE
- * and the cache write in one launch against the four kernels (1e-6: a
- * rotation may contract into FMA differently; the cache within one bf16
- * step of 2^-8). */
+/* The inference step's fused stages, on the GPU: the norm and SwiGLU with
+ * bf16 outputs against fp32 then the conversion (exact: the same products,
+ * rounded once); the q/k norms and RoPE in one launch against the norm and
+ * RoPE kernels (1e-6: a rotation may contract into FMA differently), and
+ * the cache it writes against those kernels' keys and the values rounded
+ * to bf16 on the host into each row's slot (within one bf16 step, 2^-8). */
 static void test_infer_fused(void) {
     int R = 5, C = 96, I = 200, NH = 4, NKV = 2, D = 64, bs = 16, max_blocks = 3, P = 48;
     float eps = 1e-6f;
@@ -270,20 +270,33 @@ static void test_infer_fused(void) {
     float *qn1 = dev_alloc((size_t)R * NH * D * 4), *kn1 = dev_alloc((size_t)R * KD * 4);
     float *qn2 = dev_alloc((size_t)R * NH * D * 4), *kn2 = dev_alloc((size_t)R * KD * 4);
     float *qrs = dev_alloc((size_t)R * NH * 4), *krs = dev_alloc((size_t)R * NKV * 4);
-    uint16_t *cache1 = dev_alloc(n_blocks * stride * 2), *cache2 = dev_alloc(n_blocks * stride * 2);
-    cuda_check(cudaMemset(cache1, 0, n_blocks * stride * 2));
+    uint16_t *cache2 = dev_alloc(n_blocks * stride * 2);
     cuda_check(cudaMemset(cache2, 0, n_blocks * stride * 2));
     cuda_rmsnorm_forward(qn1, qrs, gq, gqw, R * NH, D, eps, 0);
     cuda_rmsnorm_forward(kn1, krs, gk, gkw, R * NKV, D, eps, 0);
     cuda_rope_forward(qn1, gpos, gc, gsn, R, NH, D, 0);
     cuda_rope_forward(kn1, gpos, gc, gsn, R, NKV, D, 0);
-    cuda_kv_cache_write_bf16(cache1, kn1, gv, gtab, max_blocks, gpos, R, NKV, D, bs, stride, k_off, v_off, 0);
     cuda_qk_norm_rope_cache_bf16(qn2, kn2, cache2, gq, gk, gv, gqw, gkw, gpos, gc, gsn, gtab, max_blocks, R, NH, NKV, D,
                                  eps, bs, stride, k_off, v_off, 0);
     float *h_qn1 = dev_download(qn1, (size_t)R * NH * D * 4), *h_kn1 = dev_download(kn1, (size_t)R * KD * 4);
     check_f32("qk_norm_rope_cache q vs norm + rope", qn2, h_qn1, (size_t)R * NH * D, 1e-6);
     check_f32("qk_norm_rope_cache k vs norm + rope", kn2, h_kn1, (size_t)R * KD, 1e-6);
-    check_bf16_pair("qk_norm_rope_cache cache vs kv_cache_write", cache2, cache1, n_blocks * stride, 1e-2);
+    /* the expected cache: row r's key and value at position pos[r] of its block table */
+    uint16_t *want = xcalloc(n_blocks * stride, sizeof(uint16_t));
+    for (int r = 0; r < R; r++) {
+        size_t slot = (size_t)tables[r * max_blocks + pos[r] / bs] * stride + (size_t)(pos[r] % bs) * KD;
+        for (size_t i = 0; i < KD; i++) {
+            float kv2[2] = {bf16_round_cpu(h_kn1[(size_t)r * KD + i]), bf16_round_cpu(v[(size_t)r * KD + i])};
+            uint32_t u[2];
+            memcpy(u, kv2, sizeof u);
+            want[slot + k_off + i] = (uint16_t)(u[0] >> 16);
+            want[slot + v_off + i] = (uint16_t)(u[1] >> 16);
+        }
+    }
+    uint16_t *cache1 = dev_upload(want, n_blocks * stride * sizeof(uint16_t));
+    check_bf16_pair("qk_norm_rope_cache cache vs keys and values in their slots", cache2, cache1, n_blocks * stride,
+                    1e-2);
+    free(want);
 
     dev_free(gx), dev_free(gw), dev_free(gf), dev_free(grs), dev_free(ga), dev_free(gb), dev_free(gg), dev_free(gu);
     dev_free(gh), dev_free(gq), dev_free(gk), dev_free(gv), dev_free(gqw), dev_free(gkw), dev_free(gc), dev_free(gsn);
