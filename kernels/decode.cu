@@ -205,7 +205,8 @@ __global__ static void decode_merge_kernel(float *out, const float *pm, const fl
 template <typename KV>
 static void decode_attention(float *out, const float *q, const KV *kv, const int32_t *block_tables, int max_blocks,
                              const int32_t *pos, int R, int NH, int NKV, int D, int block_size, size_t block_stride,
-                             size_t k_off, size_t v_off, int max_len, cudaStream_t stream) {
+                             size_t k_off, size_t v_off, int max_len, float *work, size_t work_bytes,
+                             cudaStream_t stream) {
     if (R <= 0) return;
     int rep = NKV > 0 ? NH / NKV : 0;
     if (NKV < 1 || NH % NKV != 0 || rep > DEC_MAX_REP || rep * D > DEC_THREADS * DEC_ACC || max_len < 1) {
@@ -215,10 +216,13 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
     }
     int n_splits = (max_len + DEC_SPLIT - 1) / DEC_SPLIT;
     size_t parts = (size_t)R * NH * n_splits;
-    float *pm, *pl, *pacc;
-    cuda_check(cudaMallocAsync((void **)&pm, parts * sizeof(float), stream));
-    cuda_check(cudaMallocAsync((void **)&pl, parts * sizeof(float), stream));
-    cuda_check(cudaMallocAsync((void **)&pacc, parts * D * sizeof(float), stream));
+    size_t need = cuda_decode_attention_work_bytes(R, NH, D, max_len);
+    if (work == NULL || work_bytes < need) {
+        fprintf(stderr, "cuda_decode_attention: workspace of %zu bytes, %zu needed (R %d, NH %d, D %d, max_len %d)\n",
+                work == NULL ? (size_t)0 : work_bytes, need, R, NH, D, max_len);
+        exit(1);
+    }
+    float *pm = work, *pl = pm + parts, *pacc = pl + parts;
     size_t smem = ((size_t)rep * D + DEC_TILE * (D + 1) + DEC_TILE * D + rep * DEC_TILE + 3 * rep) * sizeof(float);
     if (smem > 48 * 1024)
         cuda_check(cudaFuncSetAttribute(decode_partial_kernel<KV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -232,25 +236,31 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
     cuda_check_launch();
     decode_merge_kernel<<<dim3(NH, R), D < 128 ? 64 : 128, 0, stream>>>(out, pm, pl, pacc, NH, D, n_splits);
     cuda_check_launch();
-    cuda_check(cudaFreeAsync(pm, stream));
-    cuda_check(cudaFreeAsync(pl, stream));
-    cuda_check(cudaFreeAsync(pacc, stream));
+}
+
+/* The pieces' partial results: max and sum (parts each) and the
+ * unnormalized output (parts, D), parts = R * NH * pieces of the context. */
+extern "C" size_t cuda_decode_attention_work_bytes(int R, int NH, int D, int max_len) {
+    if (R <= 0 || NH <= 0 || D <= 0 || max_len <= 0) return 0;
+    size_t parts = (size_t)R * NH * ((max_len + DEC_SPLIT - 1) / DEC_SPLIT);
+    return parts * ((size_t)D + 2) * sizeof(float);
 }
 
 extern "C" void cuda_decode_attention(float *out, const float *q, const float *kv, const int32_t *block_tables,
                                       int max_blocks, const int32_t *pos, int R, int NH, int NKV, int D,
                                       int block_size, size_t block_stride, size_t k_off, size_t v_off, int max_len,
-                                      cudaStream_t stream) {
+                                      float *work, size_t work_bytes, cudaStream_t stream) {
     decode_attention(out, q, kv, block_tables, max_blocks, pos, R, NH, NKV, D, block_size, block_stride, k_off, v_off,
-                     max_len, stream);
+                     max_len, work, work_bytes, stream);
 }
 
 extern "C" void cuda_decode_attention_bf16(float *out, const float *q, const uint16_t *kv,
                                            const int32_t *block_tables, int max_blocks, const int32_t *pos, int R,
                                            int NH, int NKV, int D, int block_size, size_t block_stride, size_t k_off,
-                                           size_t v_off, int max_len, cudaStream_t stream) {
+                                           size_t v_off, int max_len, float *work, size_t work_bytes,
+                                           cudaStream_t stream) {
     decode_attention(out, q, (const __nv_bfloat16 *)kv, block_tables, max_blocks, pos, R, NH, NKV, D, block_size,
-                     block_stride, k_off, v_off, max_len, stream);
+                     block_stride, k_off, v_off, max_len, work, work_bytes, stream);
 }
 
 /* The inference step's q/k stage in one launch, one warp per (row, head)

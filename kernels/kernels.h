@@ -158,18 +158,25 @@ void cuda_attention_tc_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV
  * block_tables (R, max_blocks): row r's block ids, position j in block
  * block_tables[r * max_blocks + j / block_size]. max_len >= every pos[r] + 1
  * (a host-side bound that sizes the split of long contexts over blocks).
- * Query head h reads kv head h / (NH / NKV); scale 1/sqrt(D). */
+ * Query head h reads kv head h / (NH / NKV); scale 1/sqrt(D). work: device
+ * scratch of at least cuda_decode_attention_work_bytes(R, NH, D, max_len)
+ * bytes for the pieces' partial results, owned by the caller so that a
+ * step allocates nothing (one workspace serves every layer: the launches
+ * on a stream run in order). */
+size_t cuda_decode_attention_work_bytes(int R, int NH, int D, int max_len);
 void cuda_decode_attention(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const float *kv,
                            const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
                            const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
-                           size_t block_stride, size_t k_off, size_t v_off, int max_len, cudaStream_t stream);
+                           size_t block_stride, size_t k_off, size_t v_off, int max_len, float *work,
+                           size_t work_bytes, cudaStream_t stream);
 
 /* The same attention over a bf16 cache (the production layout: half the
  * bytes per step), scores and sums in fp32. */
 void cuda_decode_attention_bf16(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const uint16_t *kv,
                                 const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
                                 const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
-                                size_t block_stride, size_t k_off, size_t v_off, int max_len, cudaStream_t stream);
+                                size_t block_stride, size_t k_off, size_t v_off, int max_len, float *work,
+                                size_t work_bytes, cudaStream_t stream);
 
 
 /* The inference step's q/k stage in one launch: per (row, head) the q/k

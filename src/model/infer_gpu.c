@@ -64,6 +64,10 @@ typedef struct {
     float *h_logprobs;                 /* (N) pinned host */
     CudaSampleParams *sp, *h_sp;       /* (N) */
     double *u, *h_u;                   /* (N) */
+    /* the decode attention's partial results, grown to the largest step's
+     * cuda_decode_attention_work_bytes: a step allocates nothing */
+    float *dec_work;
+    size_t dec_work_bytes;
 } GpuInferScratch;
 
 struct InferGpu {
@@ -107,6 +111,7 @@ static void scratch_free(InferGpu *e) {
     dev_free(s->ids);
     dev_free(s->sp);
     dev_free(s->u);
+    dev_free(s->dec_work);
     pinned_free(s->h_imem);
     pinned_free(s->h_ids);
     pinned_free(s->h_logprobs);
@@ -171,7 +176,21 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
                n * (sizeof(CudaSampleParams) + sizeof(double));
 }
 
-/* An activation as a product's bf16 input (n values into the scratch). */
+/* The decode workspace for at least need bytes. It grows by half again at
+ * least, so a context that grows one split at a time reallocates
+ * log-many times, not at every split. */
+static void decode_work_reserve(InferGpu *e, size_t need) {
+    GpuInferScratch *s = &e->s;
+    if (need <= s->dec_work_bytes) return;
+    size_t bytes = max_z(need, s->dec_work_bytes + s->dec_work_bytes / 2);
+    cuda_check(cudaStreamSynchronize(e->stream));
+    dev_free(s->dec_work);
+    s->bytes -= s->dec_work_bytes;
+    s->dec_work = dev_alloc(bytes);
+    s->dec_work_bytes = bytes;
+    s->bytes += bytes;
+}
+
 /* The bf16 operand scratch, for n values. */
 static uint16_t *bf_scratch(InferGpu *e, size_t n) {
     if (n > e->s.bf_n) die_runtime("infer_gpu: bf16 operand of %zu values > scratch of %zu", n, e->s.bf_n);
@@ -457,7 +476,8 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
                                  e->k_norm_w + (size_t)l * D, s->pos, e->rope_cos, e->rope_sin, s->tables, st->n_tab,
                                  R, NH, NKV, D, e->eps, e->block_size, e->block_stride, k_off, v_off, q);
     cuda_decode_attention_bf16(s->att, s->qn, e->kv, s->tables, st->n_tab, s->pos, st->R_paged, NH, NKV, D,
-                               e->block_size, e->block_stride, k_off, v_off, st->max_ctx, q);
+                               e->block_size, e->block_stride, k_off, v_off, st->max_ctx, s->dec_work,
+                               s->dec_work_bytes, q);
     for (int i = 0; i < st->N; i++) {
         if (!st->flash[i]) continue;
         size_t r0 = (size_t)st->row_of_chunk[i];
@@ -494,6 +514,7 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     step_layout(e, chunks, n_chunks, &st);
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
+    decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx));
     /* the staging is pinned memory the previous step's copy may still read */
     cuda_check(cudaStreamSynchronize(q));
     step_upload(e, &st);

@@ -10,7 +10,10 @@
  *   3. a mixed step: a 20-token turn appended to one sequence, single tokens
  *      on the others;
  *   4. a sequence freed and a new 70-token prompt in the same step as decode
- *      rows.
+ *      rows;
+ *   5. a turn of 420 tokens appended to one sequence (paged rows over a
+ *      context of 532: three pieces of the decode kernel's split), then
+ *      decode steps: the decode workspace grows with the step.
  *
  * Each step compares the logits after every chunk's last token:
  *   err = max |gpu - cpu| / max |cpu| over the step, tolerance 2e-2: the
@@ -267,10 +270,16 @@ int main(void) {
     int rest[4] = {a, b, c, d};
     for (int i = 0; i < 3; i++) decode_step(&E, rest, 4, "decode");
 
+    /* 5. a long turn: contexts over several pieces of the decode split */
+    int32_t *long_turn = random_ids(420, E.V), *beside = random_ids(3, E.V);
+    InferChunk with_long[4] = {{b, &beside[0], 1}, {a, long_turn, 420}, {c, &beside[1], 1}, {d, &beside[2], 1}};
+    step(&E, with_long, 4, "turn of 420 + decode");
+    for (int i = 0; i < 2; i++) decode_step(&E, rest, 4, "decode over a long context");
+
     test_errors(E.gpu, b, E.V);
     test_kept_engine(&cfg, m, &opt);
 
-    free(p0), free(p1), free(p2), free(p3), free(turn), free(singles), free(more);
+    free(p0), free(p1), free(p2), free(p3), free(turn), free(singles), free(more), free(long_turn), free(beside);
     infer_free(E.cpu);
     infer_gpu_free(E.gpu);
     infer_gpu_free(E.gpu_sampled);

@@ -408,7 +408,12 @@ static void test_decode(int NH, int NKV, int D) {
     float *gkv = dev_upload(kv, (size_t)n_blocks * stride * 4), *gq = dev_upload(q, (size_t)R * NH * D * 4);
     float *gout = dev_alloc((size_t)R * NH * D * 4);
     int32_t *gt = dev_upload(tables, (size_t)R * max_blocks * 4), *gpos = dev_upload(pos, sizeof pos);
-    cuda_decode_attention(gout, gq, gkv, gt, max_blocks, gpos, R, NH, NKV, D, bs, stride, k_off, v_off, max_len, 0);
+    /* the workspace exactly as large as asked for, poisoned: every partial the merge reads is written */
+    size_t work_bytes = cuda_decode_attention_work_bytes(R, NH, D, max_len);
+    float *gwork = dev_alloc(work_bytes);
+    cuda_check(cudaMemset(gwork, 0xff, work_bytes));
+    cuda_decode_attention(gout, gq, gkv, gt, max_blocks, gpos, R, NH, NKV, D, bs, stride, k_off, v_off, max_len,
+                          gwork, work_bytes, 0);
     char what[96];
     snprintf(what, sizeof what, "decode_attention NH %d NKV %d D %d", NH, NKV, D);
     check_f32(what, gout, out, (size_t)R * NH * D, 1e-5);
@@ -423,11 +428,12 @@ static void test_decode(int NH, int NKV, int D) {
     }
     decode_cpu(out, q, kv, tables, max_blocks, pos, R, NH, NKV, D, bs, stride, k_off, v_off);
     uint16_t *gkv16 = dev_upload(kv16, n_kv * sizeof(uint16_t));
+    cuda_check(cudaMemset(gwork, 0xff, work_bytes));
     cuda_decode_attention_bf16(gout, gq, gkv16, gt, max_blocks, gpos, R, NH, NKV, D, bs, stride, k_off, v_off, max_len,
-                               0);
+                               gwork, work_bytes, 0);
     snprintf(what, sizeof what, "decode_attention bf16 cache NH %d NKV %d D %d", NH, NKV, D);
     check_f32(what, gout, out, (size_t)R * NH * D, 1e-5);
-    dev_free(gkv), dev_free(gkv16), dev_free(gq), dev_free(gout), dev_free(gt), dev_free(gpos);
+    dev_free(gkv), dev_free(gkv16), dev_free(gq), dev_free(gout), dev_free(gt), dev_free(gpos), dev_free(gwork);
     free(perm), free(tables), free(kv), free(kv16), free(q), free(out);
 }
 
