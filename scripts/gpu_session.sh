@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Run the CUDA tests and the GPU benchmarks on a GPU machine that has the
+# CUDA driver, cuBLAS and NCCL but not this project's other libraries: the
+# programs and libraries come from the archive scripts/gpu_pack.sh made
+# (doc/cuda.md, "On a lent GPU machine"). It works in the repository it is
+# part of (the job tests read tests/ and inputs/ from it).
+#
+# usage: bash scripts/gpu_session.sh [check|tests|bench|all] [bench names...]
+#   check  unpack, find cuBLAS and NCCL, start 2 MPI ranks (test_comm), print
+#          what was found: a minute at most
+#   tests  check, then every CUDA test on the GPU (test_cuda_*, the GPU MPI
+#          tests at one rank, the GPU job tests)
+#   bench  check, then the benchmarks (default: attention train decode
+#          broadcast; name others or fewer: attention, train (8 layers),
+#          train36 (all 36 with recomputation), decode, broadcast)
+#   all    tests, then bench
+#   run CMD...  check, then CMD in the session's environment, the packed
+#          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
+# Env: OUT (results: session.txt, tests.log, bench.log; default ./gpu-out),
+# TAU2_GPU_PACK (default build-gpu-pack/tau2_gpu.tar.xz), TAU2_GPU_DIR (where
+# it unpacks; default /tmp/tau2_gpu), TAU2_GPU_GLIBC (auto, packed or
+# system: whose glibc the programs run on), BENCH_TRAIN_ARGS, BENCH_DECODE_ARGS,
+# BENCH_ATTENTION_ARGS (override a benchmark's arguments).
+# Exit 0 when every test ran passed or skipped, 1 otherwise.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+MODE=${1:-all}
+shift || true
+PACK=${TAU2_GPU_PACK:-$ROOT/build-gpu-pack/tau2_gpu.tar.xz}
+DIR=${TAU2_GPU_DIR:-/tmp/tau2_gpu}
+OUT=${OUT:-$ROOT/gpu-out}
+mkdir -p "$OUT"
+SESSION=$OUT/session.txt
+: >"$SESSION"
+
+say() { echo "$*" | tee -a "$SESSION"; }
+die() { say "gpu_session: $*"; exit 1; }
+
+case $MODE in check | tests | bench | all | run) ;; *) die "unknown mode '$MODE' (check, tests, bench, all or run)" ;; esac
+[ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
+if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
+  for b in "$@"; do
+    case $b in attention | train | train36 | decode | broadcast) ;;
+      *) die "unknown benchmark '$b' (attention, train, train36, decode, broadcast)" ;; esac
+  done
+fi
+[ -f "$PACK" ] || die "no archive at $PACK: run scripts/gpu_pack.sh on the build machine and carry build-gpu-pack"
+
+# ---- unpack and find the machine's CUDA libraries ----
+rm -rf "$DIR"
+mkdir -p "$(dirname "$DIR")"
+tar -C "$(dirname "$DIR")" -xJf "$PACK" || die "cannot unpack $PACK"
+[ "$(basename "$DIR")" = tau2_gpu ] || die "TAU2_GPU_DIR must end in /tau2_gpu"
+
+# The folder of the first file called $1 among the usual places of a CUDA
+# install and of Python's NVIDIA wheels; empty if the loader finds it anyway.
+lib_dir() {
+  if ldconfig -p 2>/dev/null | grep -q "	$1 "; then return; fi
+  local f
+  f=$(find /usr/local/cuda*/lib64 /usr/local/cuda*/lib /usr/local/cuda*/targets/*/lib /usr/lib/x86_64-linux-gnu \
+    /opt /usr/local/lib /usr/lib/python3*/ -name "$1" 2>/dev/null | head -1)
+  [ -n "$f" ] && dirname "$f"
+}
+cublas_dir=$(lib_dir libcublas.so.13)
+cublaslt_dir=$(lib_dir libcublasLt.so.13)
+nccl_dir=$(lib_dir libnccl.so.2)
+export LD_LIBRARY_PATH=$DIR/lib${cublas_dir:+:$cublas_dir}${cublaslt_dir:+:$cublaslt_dir}${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+# Open MPI where the archive put it (OPAL_PREFIX relocates it), PMIx's
+# components too (Debian's PMIx has no relocation by prefix, but takes the
+# component path as a parameter); root may run ranks (the machine is ours
+# alone); ranks may outnumber cores.
+export OPAL_PREFIX=$DIR/mpi PMIX_MCA_mca_base_component_path=$DIR/pmix/lib/pmix PATH=$DIR/mpi/bin:$PATH
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+export TAU2_DATA_DIR=$DIR/data TAU2_SOURCE_DIR=$ROOT OMP_WAIT_POLICY=passive
+# what the job test scripts take (tests/job/lib.sh)
+export TAU2_MPIEXEC="mpirun -np" TAU2_FAULT_SERVER=$DIR/run/fault_server
+
+# Programs run through wrappers in run/: directly, or through the packed
+# glibc's loader when this machine's glibc is older than they need.
+mkdir -p "$DIR/run"
+# TAU2_GPU_GLIBC=packed forces the packed one, system the machine's.
+loader=""
+glibc=${TAU2_GPU_GLIBC:-auto}
+if [ "$glibc" = auto ] && ! "$DIR/bin/tau2_hpc" --version >/dev/null 2>"$DIR/probe.err" &&
+  grep -q "GLIBC_" "$DIR/probe.err"; then
+  glibc=packed
+fi
+[ "$glibc" = packed ] && loader="$DIR/glibc/ld-linux-x86-64.so.2 --library-path $DIR/glibc:$LD_LIBRARY_PATH"
+wrap() { # wrap PROGRAM WRAPPER
+  printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$loader" "$1" >"$2"
+  chmod +x "$2"
+}
+for p in "$DIR"/bin/*; do wrap "$p" "$DIR/run/$(basename "$p")"; done
+if [ -n "$loader" ]; then
+  # mpirun and the orted it may start are programs of the archive too
+  for p in orterun orted; do
+    mv "$DIR/mpi/bin/$p" "$DIR/mpi/bin/$p.real"
+    wrap "$DIR/mpi/bin/$p.real" "$DIR/mpi/bin/$p"
+  done
+fi
+RUN=$DIR/run
+
+say "== gpu_session $MODE, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+say "$(sed 's/^/pack: /' "$DIR/MANIFEST")"
+say "gpu: $(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>&1 | head -4 | tr '\n' ';')"
+say "host: $(nproc) cores, glibc $(ldd --version 2>/dev/null | head -1 | awk '{print $NF}'), $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+say "cuBLAS from: ${cublas_dir:-(system path)}; NCCL from: ${nccl_dir:-(system path)}${loader:+; programs through the packed glibc}"
+missing=$(LD_LIBRARY_PATH=$LD_LIBRARY_PATH ldd "$DIR"/bin/* 2>/dev/null | grep "not found" | sort -u)
+[ -z "$missing" ] || die "libraries not found: $(echo "$missing" | tr '\n' ' ')"
+mpirun -np 2 "$RUN/test_comm" >"$DIR/mpi.log" 2>&1
+rc=$?
+say "mpirun -np 2 test_comm: exit $rc"
+[ $rc -eq 0 ] || { cat "$DIR/mpi.log" >>"$SESSION"; tail -20 "$DIR/mpi.log"; die "Open MPI does not start ranks here"; }
+[ "$MODE" = check ] && exit 0
+if [ "$MODE" = run ]; then
+  PATH=$RUN:$PATH "$@"
+  exit
+fi
+
+# ---- run one step, record its exit and time, keep its log ----
+# A device call lasts 600 s at most: every step stops in time for the
+# summary (TAU2_GPU_BUDGET_S from the start of this script, default 570).
+DEADLINE=$((${TAU2_GPU_BUDGET_S:-570}))
+ROWS=()
+FAILED=0
+step() { # step LOG NAME CMD...: a row "NAME  result  seconds  last line"
+  local log=$1 name=$2
+  shift 2
+  local t0=$SECONDS rc left=$((DEADLINE - SECONDS - 10))
+  if [ $left -lt 5 ]; then
+    ROWS+=("$(printf '%-28s %-11s' "$name" "not run: no time left")")
+    FAILED=1
+    return
+  fi
+  local start
+  start=$(wc -l <"$log")
+  echo "===== $name: $*" >>"$log"
+  timeout -k 5 $left "$@" >>"$log" 2>&1
+  rc=$?
+  local result
+  case $rc in
+    0) result=passed ;;
+    77) result=skipped ;;
+    124 | 137) result="TIMEOUT(${left}s)"; FAILED=1 ;;
+    *) result="FAILED($rc)"; FAILED=1 ;;
+  esac
+  local last
+  # the program's last line, not mpirun's report around it
+  last=$(tail -n +$((start + 2)) "$log" |
+    grep -Ev '^-+$|^\s*$|mpirun|Primary job|non-zero exit|Per user-direction|Process name|Exit code|first process to do so' |
+    tail -1 | cut -c1-110)
+  ROWS+=("$(printf '%-28s %-11s %5ss  %s' "$name" "$result" "$((SECONDS - t0))" "$last")")
+}
+
+if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
+  T=$OUT/tests.log
+  : >"$T"
+  for t in test_cuda_kernels test_cuda_sample test_cuda_qwen3 test_cuda_infer; do
+    step "$T" "$t" "$RUN/$t"
+  done
+  for t in test_comm_nccl test_qwen3_gpu_tp; do
+    step "$T" "$t (1 rank)" mpirun -np 1 "$RUN/$t"
+  done
+  n_gpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  if [ "$n_gpu" -ge 2 ]; then
+    for t in test_comm_nccl test_qwen3_gpu_tp; do
+      step "$T" "$t (2 ranks)" mpirun -np 2 "$RUN/$t"
+    done
+  fi
+  for t in test_job_train_gpu test_job_train_gpu_tp; do
+    step "$T" "$t" env OMP_NUM_THREADS=4 bash "tests/job/$t.sh" "$RUN/tau2_hpc"
+  done
+fi
+
+if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
+  B=$OUT/bench.log
+  : >"$B"
+  names=("$@")
+  [ ${#names[@]} -gt 0 ] || names=(attention train decode broadcast)
+  for b in "${names[@]}"; do
+    case $b in
+      attention) step "$B" bench_attention_gpu "$RUN/bench_attention_gpu" ${BENCH_ATTENTION_ARGS:-} ;;
+      train) step "$B" bench_train_gpu "$RUN/bench_train_gpu" ${BENCH_TRAIN_ARGS:---config 4b --layers 8 --seq-len 4096} ;;
+      train36) step "$B" "bench_train_gpu 36 layers" "$RUN/bench_train_gpu" --config 4b --layers 36 --seq-len 4096 --recompute ;;
+      decode) step "$B" bench_decode_gpu "$RUN/bench_decode_gpu" ${BENCH_DECODE_ARGS:---config 4b} ;;
+      broadcast)
+        n_gpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+        if [ "$n_gpu" -ge 2 ]; then
+          step "$B" "bench_broadcast --device" mpirun -np 2 "$RUN/bench_broadcast" --device
+        else
+          step "$B" "bench_broadcast (host)" mpirun -np 2 "$RUN/bench_broadcast" --mib 256
+        fi
+        ;;
+    esac
+  done
+fi
+
+say ""
+say "$(printf '%-28s %-11s %6s  %s' step result time 'last line of its output')"
+for r in "${ROWS[@]}"; do say "$r"; done
+exit $FAILED
