@@ -197,6 +197,7 @@ static uint16_t *bf_scratch(InferGpu *e, size_t n) {
     return e->s.bf;
 }
 
+/* An activation as a product's bf16 input (n values into the scratch). */
 static const uint16_t *to_bf16(InferGpu *e, const float *x, size_t n) {
     uint16_t *bf = bf_scratch(e, n);
     cuda_f32_to_bf16(bf, x, (long)n, e->stream);
