@@ -16,6 +16,7 @@
 #   all    tests, then bench
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
+# The table of steps comes last, then the benchmarks' RESULT lines.
 # Env: OUT (results: session.txt, tests.log, bench.log; default ./gpu-out),
 # TAU2_GPU_PACK (default build-gpu-pack/tau2_gpu.tar.xz), TAU2_GPU_DIR (where
 # it unpacks; default /tmp/tau2_gpu), TAU2_GPU_GLIBC (auto, packed or
@@ -201,4 +202,9 @@ fi
 say ""
 say "$(printf '%-28s %-11s %6s  %s' step result time 'last line of its output')"
 for r in "${ROWS[@]}"; do say "$r"; done
+# the benchmarks' machine-readable lines (benchmarks/README.md), for doc/perf.md
+if [ -n "${B:-}" ] && grep -q '^RESULT ' "$B"; then
+  say ""
+  say "$(grep '^RESULT ' "$B")"
+fi
 exit $FAILED
