@@ -124,7 +124,8 @@ fi
 # ---- run one step, record its exit and time, keep its log ----
 # A device call lasts 600 s at most: every step stops in time for the
 # summary (TAU2_GPU_BUDGET_S from the start of this script, default 570).
-DEADLINE=$((${TAU2_GPU_BUDGET_S:-570}))
+DEADLINE=${TAU2_GPU_BUDGET_S:-570}
+n_gpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 ROWS=()
 FAILED=0
 step() { # step LOG NAME CMD...: a row "NAME  result  seconds  last line"
@@ -165,7 +166,6 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   for t in test_comm_nccl test_qwen3_gpu_tp; do
     step "$T" "$t (1 rank)" mpirun -np 1 "$RUN/$t"
   done
-  n_gpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
   if [ "$n_gpu" -ge 2 ]; then
     for t in test_comm_nccl test_qwen3_gpu_tp; do
       step "$T" "$t (2 ranks)" mpirun -np 2 "$RUN/$t"
@@ -188,7 +188,6 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
       train36) step "$B" "bench_train_gpu 36 layers" "$RUN/bench_train_gpu" --config 4b --layers 36 --seq-len 4096 --recompute ;;
       decode) step "$B" bench_decode_gpu "$RUN/bench_decode_gpu" ${BENCH_DECODE_ARGS:---config 4b} ;;
       broadcast)
-        n_gpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
         if [ "$n_gpu" -ge 2 ]; then
           step "$B" "bench_broadcast --device" mpirun -np 2 "$RUN/bench_broadcast" --device
         else
