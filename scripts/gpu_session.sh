@@ -160,7 +160,7 @@ step() { # step LOG NAME CMD...: a row "NAME  result  seconds  last line"
 if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   T=$OUT/tests.log
   : >"$T"
-  for t in test_cuda_kernels test_cuda_sample test_cuda_qwen3 test_cuda_infer; do
+  for t in test_cuda_kernels test_cuda_sample test_cuda_qwen3 test_cuda_infer test_cuda_mid; do
     step "$T" "$t" "$RUN/$t"
   done
   for t in test_comm_nccl test_qwen3_gpu_tp; do

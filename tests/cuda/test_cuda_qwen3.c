@@ -51,64 +51,8 @@
 #include "model/qwen3.h"
 #include "model/qwen3_gpu.h"
 
+#include "cuda_test_compare.h"
 #include "cuda_test_util.h"
-
-static int g_failures;
-
-/* err of gpu against cpu (both host, n values), reported and counted. */
-static void check(const char *model, const char *what, const float *gpu, const float *cpu, size_t n, double tol) {
-    double maxref = 0.0, maxdiff = 0.0;
-    size_t worst = 0;
-    bool finite = true;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(gpu[i])) finite = false;
-        double d = fabs((double)gpu[i] - (double)cpu[i]);
-        if (fabs(cpu[i]) > maxref) maxref = fabs(cpu[i]);
-        if (d > maxdiff || d != d) maxdiff = d, worst = i;
-    }
-    double err = maxref > 0 ? maxdiff / maxref : maxdiff;
-    bool ok = finite && err <= tol;
-    printf("%-4s %-12s %-48s n=%-8zu err %.3e (tol %.0e)", ok ? "ok" : "FAIL", model, what, n, err, tol);
-    if (!ok && n) printf("  worst [%zu] gpu %.9g cpu %.9g", worst, gpu[worst], cpu[worst]);
-    printf("\n");
-    if (!ok) g_failures++;
-}
-
-/* Weights: the largest difference in units of lr x steps (file comment). */
-static void check_weights(const Qwen3 *m, const char *model, const char *kind, const float *gpu, const float *cpu,
-                          float lr, int steps, double tol) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const Qwen3Tensor *t = &m->tensors[i];
-        const float *g = gpu + t->offset, *c = cpu + t->offset;
-        double maxdiff = 0.0;
-        size_t worst = 0;
-        bool finite = true;
-        for (size_t j = 0; j < t->numel; j++) {
-            if (!isfinite(g[j])) finite = false;
-            double d = fabs((double)g[j] - (double)c[j]);
-            if (d > maxdiff || d != d) maxdiff = d, worst = j;
-        }
-        double err = maxdiff / ((double)lr * steps);
-        bool ok = finite && err <= tol;
-        char what[160];
-        snprintf(what, sizeof what, "%s %s", kind, t->name);
-        printf("%-4s %-12s %-48s n=%-8zu err %.3e lr (tol %.2g)", ok ? "ok" : "FAIL", model, what, t->numel, err, tol);
-        if (!ok) printf("  worst [%zu] gpu %.9g cpu %.9g", worst, g[worst], c[worst]);
-        printf("\n");
-        if (!ok) g_failures++;
-    }
-}
-
-/* Every tensor of the model: gpu against cpu (memories in the model's layout). */
-static void check_tensors(const Qwen3 *m, const char *model, const char *kind, const float *gpu, const float *cpu,
-                          double tol) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const Qwen3Tensor *t = &m->tensors[i];
-        char what[160];
-        snprintf(what, sizeof what, "%s %s", kind, t->name);
-        check(model, what, gpu + t->offset, cpu + t->offset, t->numel, tol);
-    }
-}
 
 typedef struct {
     int T, n_seqs;

@@ -173,13 +173,17 @@ static inline int __ffs(int x) { return __builtin_ffs(x); }
 
 /* ---- WMMA (nvcuda::wmma), 16 x 16 x 16 tiles only ----
  * <mma.h> declares nothing outside nvcc, so the emulation defines the API.
- * A fragment's element-to-lane mapping is unspecified on the GPU; here every
- * lane holds the whole 16 x 16 tile (element i = row * 16 + col) and owns
- * the elements i with i % 32 == lane: mma_sync computes and store_matrix_sync
- * writes only those. So a lane that reads a tile stored by the warp without
- * a __syncwarp() in between sees the other lanes' parts missing, as on a
- * GPU; loads read the whole tile. Pointers must be 32-byte aligned and ldm
- * a multiple of 16 bytes, as the hardware requires. */
+ * A fragment's element-to-lane mapping is unspecified on the GPU; here
+ * every lane has room for the whole 16 x 16 tile (element i = row * 16 +
+ * col) and owns the accumulator elements i with i % 32 == lane, that is
+ * rows lane / 16 + 2j of column lane % 16: mma_sync computes and
+ * store_matrix_sync writes only those. A lane loads what its part of the
+ * product reads and nothing more: of matrix_a the rows of its parity, of
+ * matrix_b its column, of an accumulator its own elements (a load of the
+ * whole tile per lane was most of the emulation's time). So a lane that
+ * reads a tile stored by the warp without a __syncwarp() in between finds
+ * the other lanes' parts missing, as on a GPU. Pointers must be 32-byte
+ * aligned and ldm a multiple of 16 bytes, as the hardware requires. */
 namespace nvcuda {
 namespace wmma {
 struct matrix_a {};
@@ -203,27 +207,36 @@ static inline void emu_wmma_check(const void *p, unsigned ldm, size_t elem, cons
         abort();
     }
 }
-static inline bool emu_wmma_owned(int i) { return (i & 31) == emu_lane(); }
 
-template <class Use, class T, class L>
-static inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
+/* Element (r, c) of a tile at p with leading dimension ldm. */
+template <class T> static inline T emu_wmma_at(const T *p, unsigned ldm, bool col, int r, int c) {
+    return col ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+
+/* matrix_a: rows lane / 16, + 2, ...; matrix_b: column lane % 16. */
+template <class T, class L>
+static inline void load_matrix_sync(fragment<matrix_a, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
     emu_wmma_check(p, ldm, sizeof(T), "load_matrix_sync");
     bool col = std::is_same<L, col_major>::value;
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = col ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+    for (int r = emu_lane() / 16; r < 16; r += 2)
+        for (int c = 0; c < 16; c++) f.x[r * 16 + c] = emu_wmma_at(p, ldm, col, r, c);
+}
+template <class T, class L>
+static inline void load_matrix_sync(fragment<matrix_b, 16, 16, 16, T, L> &f, const T *p, unsigned ldm) {
+    emu_wmma_check(p, ldm, sizeof(T), "load_matrix_sync");
+    bool col = std::is_same<L, col_major>::value;
+    int c = emu_lane() % 16;
+    for (int r = 0; r < 16; r++) f.x[r * 16 + c] = emu_wmma_at(p, ldm, col, r, c);
 }
 static inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm,
                                     layout_t layout) {
     emu_wmma_check(p, ldm, sizeof(float), "load_matrix_sync");
-    for (int r = 0; r < 16; r++)
-        for (int c = 0; c < 16; c++)
-            f.x[r * 16 + c] = layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+    for (int i = emu_lane(); i < 256; i += 32) f.x[i] = emu_wmma_at(p, ldm, layout == mem_col_major, i / 16, i % 16);
 }
 static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm,
                                      layout_t layout) {
     emu_wmma_check(p, ldm, sizeof(float), "store_matrix_sync");
-    for (int i = 0; i < 256; i++) {
-        if (!emu_wmma_owned(i)) continue;
+    for (int i = emu_lane(); i < 256; i += 32) {
         int r = i / 16, c = i % 16;
         (layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[i];
     }
@@ -237,11 +250,13 @@ template <class TA, class LA, class TB, class LB>
 static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, TA, LA> &a,
                             const fragment<matrix_b, 16, 16, 16, TB, LB> &b,
                             const fragment<accumulator, 16, 16, 16, float> &c) {
-    for (int i = 0; i < 256; i++) {
-        if (!emu_wmma_owned(i)) continue;
-        int r = i / 16, n = i % 16;
+    int n = emu_lane() % 16;
+    float bcol[16];
+    for (int k = 0; k < 16; k++) bcol[k] = (float)b.x[k * 16 + n];
+    for (int i = emu_lane(); i < 256; i += 32) {
+        int r = i / 16;
         float s = c.x[i];
-        for (int k = 0; k < 16; k++) s += (float)a.x[r * 16 + k] * (float)b.x[k * 16 + n];
+        for (int k = 0; k < 16; k++) s += (float)a.x[r * 16 + k] * bcol[k];
         d.x[i] = s;
     }
 }

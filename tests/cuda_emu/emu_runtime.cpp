@@ -442,9 +442,11 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
 
 /* ------------------------------------------------------------ fibers */
 
-/* x86-64 System V: a switch saves the callee-saved registers and the
- * floating-point control words on the old stack and restores them from the
- * new one. */
+/* x86-64 System V: a switch saves the callee-saved registers on the old
+ * stack and restores them from the new one. The floating-point control
+ * words (MXCSR, x87 CW), callee-saved too, are left alone: no kernel
+ * changes its rounding mode, so every fiber runs in the host thread's, and
+ * loading them is most of a switch's cost. */
 #if defined(__x86_64__)
 extern "C" void emu_ctx_switch(void **save_sp, void *load_sp);
 extern "C" void emu_fiber_trampoline(void);
@@ -453,10 +455,8 @@ asm(".text\n"
     ".type emu_ctx_switch,@function\n"
     "emu_ctx_switch:\n"
     "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
-    "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
     "  movq %rsp, (%rdi)\n"
     "  movq %rsi, %rsp\n"
-    "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
     "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
     "  ret\n"
     ".size emu_ctx_switch, .-emu_ctx_switch\n"
@@ -475,6 +475,7 @@ enum ThreadState : uint8_t { T_READY, T_BARRIER, T_WARP, T_DONE };
 
 struct Fiber {
     void *sp;
+    int slot; /* its stack (S.stacks), taken when it first runs; -1 before */
     ThreadState state;
     unsigned mask; /* the warp collective's mask while T_WARP */
     uint64_t deposit;
@@ -487,6 +488,12 @@ static const int MAX_THREADS = 1024;
 static struct Sched {
     char *stacks = NULL; /* MAX_THREADS x (GUARD + STACK_SIZE) */
     Fiber fib[MAX_THREADS];
+    /* Stacks not held by a started, unfinished thread; a thread that runs
+     * to its end without a barrier gives its stack back, so a kernel
+     * without barriers runs all its threads on one warm stack (not a
+     * cold page per thread: most of the emulation's time otherwise). */
+    int free_slots[MAX_THREADS];
+    int n_free;
     void *sched_sp;
     int cur;
     int n;
@@ -523,8 +530,10 @@ static void fiber_main(void *arg) {
     abort(); /* never resumed */
 }
 
-static void fiber_init(int t) {
-    char *top = S.stacks + (size_t)t * (GUARD + STACK_SIZE) + GUARD + STACK_SIZE;
+/* Thread t, about to run for the first time, on a free stack. */
+static void fiber_start(int t) {
+    int slot = S.free_slots[--S.n_free];
+    char *top = S.stacks + (size_t)slot * (GUARD + STACK_SIZE) + GUARD + STACK_SIZE;
     uint64_t *sp = (uint64_t *)((uintptr_t)top & ~(uintptr_t)15);
     /* after `ret` into the trampoline rsp is 16-aligned, as its call needs */
     *--sp = (uint64_t)emu_fiber_trampoline;  /* return address */
@@ -534,12 +543,8 @@ static void fiber_init(int t) {
     *--sp = (uint64_t)fiber_main;             /* r13: entry */
     *--sp = 0;                                /* r14 */
     *--sp = 0;                                /* r15 */
-    uint32_t csr[2];
-    asm volatile("stmxcsr %0" : "=m"(csr[0]));
-    asm volatile("fnstcw %0" : "=m"(csr[1]));
-    *--sp = (uint64_t)csr[0] | ((uint64_t)(csr[1] & 0xffff) << 32);
     S.fib[t].sp = sp;
-    S.fib[t].state = T_READY;
+    S.fib[t].slot = slot;
 }
 
 static void ensure_stacks(void) {
@@ -554,11 +559,16 @@ static void ensure_stacks(void) {
     for (int t = 0; t < MAX_THREADS; t++) mprotect(S.stacks + (size_t)t * per, GUARD, PROT_NONE);
 }
 
-static inline void set_thread_idx(int t) {
-    threadIdx.x = t % S.bdim.x;
-    threadIdx.y = (t / S.bdim.x) % S.bdim.y;
-    threadIdx.z = t / (S.bdim.x * S.bdim.y);
+/* threadIdx of each thread of the block, computed once per launch (the
+ * divisions at every switch were a fifth of the emulation's time). */
+static uint3 g_tidx[MAX_THREADS];
+
+static void thread_idx_table(void) {
+    for (int t = 0; t < S.n; t++)
+        g_tidx[t] = uint3{t % S.bdim.x, (t / S.bdim.x) % S.bdim.y, t / (S.bdim.x * S.bdim.y)};
 }
+
+static inline void set_thread_idx(int t) { threadIdx = g_tidx[t]; }
 
 static inline void yield_to_sched(void) {
     int me = S.cur;
@@ -570,9 +580,11 @@ static inline void yield_to_sched(void) {
 static inline void run_thread(int t) {
     S.cur = t;
     set_thread_idx(t);
-    ASAN_START(&g_sched_fake, S.stacks + (size_t)t * (GUARD + STACK_SIZE) + GUARD, STACK_SIZE);
+    if (S.fib[t].slot < 0) fiber_start(t);
+    ASAN_START(&g_sched_fake, S.stacks + (size_t)S.fib[t].slot * (GUARD + STACK_SIZE) + GUARD, STACK_SIZE);
     emu_ctx_switch(&S.sched_sp, S.fib[t].sp);
     ASAN_FINISH(g_sched_fake, NULL, NULL);
+    if (S.fib[t].state == T_DONE) S.free_slots[S.n_free++] = S.fib[t].slot; /* never resumed */
 }
 
 extern "C" void emu_syncthreads(void) {
@@ -675,7 +687,9 @@ static void run_warp(int w) {
 
 static void run_block(void) {
     int nw = (S.n + 31) / 32;
-    for (int t = 0; t < S.n; t++) fiber_init(t);
+    for (int t = 0; t < S.n; t++) S.fib[t].state = T_READY, S.fib[t].slot = -1;
+    S.n_free = 0;
+    for (int i = S.n - 1; i >= 0; i--) S.free_slots[S.n_free++] = i; /* stack 0 on top */
     if (S.smem_size) memset(S.smem, 0xff, S.smem_size); /* NaN: stale reads show */
     int worder[MAX_THREADS / 32];
     for (;;) {
@@ -733,6 +747,7 @@ extern "C" void emu_launch_kernel(const char *name, const void *func, dim3 grid,
     ensure_stacks();
     S.n = (int)n;
     S.bdim = uint3{block.x, block.y, block.z};
+    thread_idx_table();
     S.body = body;
     S.ctx = ctx;
     S.name = name;

@@ -80,7 +80,7 @@ session tests tests >"$TMP/tests.log" 2>&1
 rc=$?
 rows=$(grep -cE '^(test_[a-z0-9_]+)( \([0-9] ranks?\))? +(passed|skipped) ' "$TMP/tests/session.txt")
 [ $rc -ne 0 ] && cat "$TMP/tests/session.txt"
-[ $rc -eq 0 ] && [ "$rows" -ge 8 ]
+[ $rc -eq 0 ] && [ "$rows" -ge 9 ]
 check "tests: every step passed or skipped ($rows rows), the session exits 0" $?
 
 for glibc in system packed; do
