@@ -5,7 +5,9 @@
  * For each (context, batch): an engine with a KV budget for the batch, the
  * batch's prompts of `context` random tokens prefilled (timed: prefill
  * tokens/s), then --steps decode steps of one sampled token per sequence
- * (temperature 1, sampled on the GPU, the ids fed back), each timed.
+ * (temperature 1, sampled on the GPU, the ids fed back), each timed,
+ * through CUDA graphs (the engine's default for decode steps); then as many
+ * again with the graphs off (infer_gpu_set_graphs), for what they save.
  *
  * Roofline. A decode step must read every weight once (bf16: 2 bytes per
  * parameter) and every sequence's cached keys and values (bf16: L x 2 x
@@ -86,12 +88,40 @@ static double copy_bandwidth(void) {
     return 2.0 * (double)bytes / (best * 1e-3);
 }
 
+/* One warm-up step, then n timed decode steps of one sampled token per
+ * sequence, the ids fed back; the median step in seconds. */
+static double decode_median(InferGpu *e, const int32_t *seqs, int B, int32_t *ids, int n, unsigned seed) {
+    char err[256];
+    InferChunk *chunks = malloc((size_t)B * sizeof *chunks);
+    SampleParams *sp = malloc((size_t)B * sizeof *sp);
+    double *u = malloc((size_t)B * sizeof(double));
+    float *lps = malloc((size_t)B * sizeof(float));
+    double *times = malloc((size_t)n * sizeof(double));
+    for (int b = 0; b < B; b++) sp[b] = (SampleParams){1.0f, 1.0f, 0};
+    for (int s = 0; s <= n; s++) { /* step 0 warms up (and captures the graph) */
+        for (int b = 0; b < B; b++) {
+            chunks[b] = (InferChunk){seqs[b], &ids[b], 1};
+            u[b] = (double)((b * 2654435761u + (s + seed) * 40503u) & 0xffffff) / 16777216.0;
+        }
+        double ts = now();
+        if (infer_gpu_forward_sample(e, chunks, B, sp, u, ids, lps, err, sizeof err) != 0) {
+            fprintf(stderr, "bench_decode_gpu: decode: %s\n", err);
+            exit(1);
+        }
+        if (s > 0) times[s - 1] = now() - ts;
+    }
+    qsort(times, n, sizeof(double), cmp_double);
+    double med = times[n / 2];
+    free(chunks), free(sp), free(u), free(lps), free(times);
+    return med;
+}
+
 /* One (context, batch) point; 0, or 1 when it does not fit. */
 static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
     const Qwen3Config *c = &m->config;
     double kv_token = (double)c->num_layers * 2 * c->num_kv_heads * c->head_dim * 2; /* bytes */
     double weights = 2.0 * (double)m->num_parameters;
-    long kv_tokens = (long)B * (ctx + steps + 16);
+    long kv_tokens = (long)B * (ctx + 2 * steps + 16); /* two runs of steps + 1 */
     size_t free_b = 0, total_b = 0;
     cuda_check(cudaMemGetInfo(&free_b, &total_b));
     /* weights, cache, and room for the prefill's activations (~4 GiB for 16k rows of 4B) */
@@ -102,7 +132,7 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
         printf("RESULT decode_gpu %d %d nofit\n", ctx, B);
         return 1;
     }
-    InferOptions opt = {.kv_tokens = (int)kv_tokens, .max_seqs = B, .max_len = ctx + steps + 16};
+    InferOptions opt = {.kv_tokens = (int)kv_tokens, .max_seqs = B, .max_len = ctx + 2 * steps + 16};
     char err[256];
     InferGpu *e = infer_gpu_new(m, &opt, 0, err, sizeof err);
     if (!e) {
@@ -137,40 +167,28 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
     }
     double prefill_s = now() - t0;
 
-    /* decode: one sampled token per sequence per step, fed back */
-    SampleParams *sp = malloc((size_t)B * sizeof *sp);
-    double *u = malloc((size_t)B * sizeof(double));
+    /* decode: one sampled token per sequence per step, fed back; with
+     * CUDA graphs, then without */
     int32_t *ids = malloc((size_t)B * sizeof(int32_t));
-    float *lps = malloc((size_t)B * sizeof(float));
-    double *times = malloc((size_t)steps * sizeof(double));
-    for (int b = 0; b < B; b++) {
-        sp[b] = (SampleParams){1.0f, 1.0f, 0};
-        ids[b] = prompts[b][ctx - 1];
-    }
-    for (int s = 0; s <= steps; s++) { /* step 0 warms up */
-        for (int b = 0; b < B; b++) {
-            chunks[b] = (InferChunk){seqs[b], &ids[b], 1};
-            u[b] = (double)((b * 2654435761u + s * 40503u) & 0xffffff) / 16777216.0;
-        }
-        double ts = now();
-        if (infer_gpu_forward_sample(e, chunks, B, sp, u, ids, lps, err, sizeof err) != 0) {
-            fprintf(stderr, "bench_decode_gpu: decode: %s\n", err);
-            exit(1);
-        }
-        if (s > 0) times[s - 1] = now() - ts;
-    }
-    qsort(times, steps, sizeof(double), cmp_double);
-    double med = times[steps / 2];
+    for (int b = 0; b < B; b++) ids[b] = prompts[b][ctx - 1];
+    double med = decode_median(e, seqs, B, ids, steps, 0);
+    long captured, replayed;
+    infer_gpu_graph_counts(e, &captured, &replayed);
+    infer_gpu_set_graphs(e, false);
+    double med_eager = decode_median(e, seqs, B, ids, steps, (unsigned)steps + 1);
     double ctx_mid = ctx + 1 + steps / 2.0; /* cached tokens a row reads, mid-run */
     double floor_s = (weights + B * ctx_mid * kv_token) / bw;
     printf("context %5d batch %4d: decode %8.1f tokens/s (step %.3f ms median of %d), roofline %.3f ms: %.0f%% of "
            "roofline; prefill %.0f tokens/s; device memory %.1f GiB\n",
            ctx, B, B / med, 1e3 * med, steps, 1e3 * floor_s, 100.0 * floor_s / med, (double)B * ctx / prefill_s,
            (double)infer_gpu_device_bytes(e) / (1 << 30));
-    printf("RESULT decode_gpu %d %d %.1f %.5f %.5f %.3f %.0f\n", ctx, B, B / med, med, floor_s, floor_s / med,
-           (double)B * ctx / prefill_s);
+    printf("context %5d batch %4d: without CUDA graphs step %.3f ms median: graphs %.2fx (%ld captured, %ld "
+           "launches)\n",
+           ctx, B, 1e3 * med_eager, med_eager / med, captured, replayed);
+    printf("RESULT decode_gpu %d %d %.1f %.5f %.5f %.3f %.0f %.5f\n", ctx, B, B / med, med, floor_s, floor_s / med,
+           (double)B * ctx / prefill_s, med_eager);
     for (int b = 0; b < B; b++) free(prompts[b]);
-    free(prompts), free(chunks), free(seqs), free(sp), free(u), free(ids), free(lps), free(times);
+    free(prompts), free(chunks), free(seqs), free(ids);
     infer_gpu_free(e);
     return 0;
 }

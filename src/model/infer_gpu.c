@@ -12,7 +12,20 @@
  * paged decode kernel; then each prompt (a new sequence's first chunk of
  * INFER_FLASH_MIN_ROWS or more) attends within itself through the flash
  * kernel on its fp32 keys and values, while its bf16 copy goes to the cache
- * for the steps after. */
+ * for the steps after.
+ *
+ * Decode steps (every chunk one token of a sequence with a cache) replay a
+ * CUDA graph of their launches: a 4B model's step is ~540 kernel launches
+ * and ~250 cuBLAS calls that each cost the host microseconds, and at batch 1
+ * the GPU finishes many of them faster than the host can queue them. A
+ * graph is keyed by the rows and the block tables' width, which is rounded
+ * up to a power of two (and the decode split sized for that width) so that
+ * one graph serves every step until the longest context doubles: the
+ * kernels read positions, tables and tokens from device memory that the
+ * host fills before each launch, and the rows past a sequence's end in a
+ * wider table are never read. Everything a graph holds by value (row
+ * count, table width, split count, pointers into the scratch) is in its
+ * key or fixed until the scratch is reallocated, which drops every graph. */
 #ifdef TAU2_HAVE_CUDA
 
 #include "model/infer_gpu.h"
@@ -41,6 +54,17 @@
 /* Weights are converted to bf16 through a device staging buffer of this
  * many floats (256 MiB). */
 #define LOAD_STAGE_FLOATS ((size_t)64 << 20)
+
+/* Decode-step graphs kept at once (the least recently used is dropped): a
+ * batch that shrinks as sequences end meets one row count after another. */
+#define GRAPH_SLOTS 16
+
+/* One decode step's launches, captured (see the file comment). */
+typedef struct {
+    int R, n_tab;          /* key: rows (= chunks) and block-table width */
+    cudaGraphExec_t exec;
+    long last_use;
+} StepGraph;
 
 /* Device scratch of one forward, grown to the largest call. */
 typedef struct {
@@ -92,6 +116,11 @@ struct InferGpu {
     int32_t *row_of_chunk;
     bool *flash;
     int cap_layout;
+    /* decode-step graphs (infer_gpu_set_graphs) */
+    bool graphs_on;
+    StepGraph graphs[GRAPH_SLOTS];
+    int n_graphs;
+    long graph_clock, n_captured, n_replayed;
 };
 
 /* ------------------------------------------------------------ memory (gpu_mem.h) */
@@ -101,9 +130,16 @@ static const uint16_t *weight(const InferGpu *e, const float *host_w) {
     return e->w + (host_w - e->model->params_memory);
 }
 
+/* Every captured graph dropped (they hold scratch pointers). */
+static void graphs_clear(InferGpu *e) {
+    for (int i = 0; i < e->n_graphs; i++) cuda_check(cudaGraphExecDestroy(e->graphs[i].exec));
+    e->n_graphs = 0;
+}
+
 static void scratch_free(InferGpu *e) {
     GpuInferScratch *s = &e->s;
     cuda_check(cudaStreamSynchronize(e->stream));
+    graphs_clear(e);
     dev_free(s->fmem);
     dev_free(s->bf);
     dev_free(s->imem);
@@ -184,6 +220,7 @@ static void decode_work_reserve(InferGpu *e, size_t need) {
     if (need <= s->dec_work_bytes) return;
     size_t bytes = max_z(need, s->dec_work_bytes + s->dec_work_bytes / 2);
     cuda_check(cudaStreamSynchronize(e->stream));
+    graphs_clear(e);
     dev_free(s->dec_work);
     s->bytes -= s->dec_work_bytes;
     s->dec_work = dev_alloc(bytes);
@@ -249,6 +286,8 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     e->max_len = opt->max_len > 0 ? opt->max_len : c->max_position_embeddings;
     cuda_check(cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking));
     e->blas = cuda_blas_new();
+    const char *graphs = getenv("TAU2_CUDA_GRAPHS");
+    e->graphs_on = !(graphs && strcmp(graphs, "0") == 0);
 
     size_t L = e->L, C = e->C, D = e->D;
     e->w = dev_alloc(model->num_parameters * sizeof(uint16_t));
@@ -347,6 +386,20 @@ void infer_gpu_load_weights_device(InferGpu *e, const float *src, size_t off, si
 }
 
 int infer_gpu_device(const InferGpu *e) { return e->device; }
+
+void infer_gpu_set_graphs(InferGpu *e, bool on) {
+    if (!on) {
+        cuda_check(cudaSetDevice(e->device));
+        cuda_check(cudaStreamSynchronize(e->stream));
+        graphs_clear(e);
+    }
+    e->graphs_on = on;
+}
+
+void infer_gpu_graph_counts(const InferGpu *e, long *captured, long *replayed) {
+    *captured = e->n_captured;
+    *replayed = e->n_replayed;
+}
 
 bool infer_gpu_fits(const InferGpu *e, const InferOptions *opt) {
     int block = opt->block_size > 0 ? opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
@@ -500,11 +553,71 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     cuda_residual_add(s->x, s->res2, (long)R * C, q);
 }
 
+/* A step's launches after the upload: embedding, layers, the head on each
+ * chunk's last row (logits into s->logits). No host work that depends on
+ * anything but the layout, no allocation, no synchronization: a decode
+ * step's are captured into a graph. */
+static void step_launches(InferGpu *e, const StepLayout *st) {
+    GpuInferScratch *s = &e->s;
+    cudaStream_t q = e->stream;
+    int n_chunks = st->N;
+    cuda_embedding_forward_bf16(s->x, s->tok, weight(e, e->model->params.embed), st->R, e->C, q);
+    for (int l = 0; l < e->L; l++) layer_forward(e, l, st);
+
+    /* the head on each chunk's last row: gathered with the embedding lookup
+     * (a row gather: x is the "table", last_row the "tokens") */
+    const float *xl = s->x;
+    if (!st->head_is_rows) {
+        cuda_embedding_forward(s->xl, s->last_row, s->x, n_chunks, e->C, q);
+        xl = s->xl;
+    }
+    cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
+    cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C),
+                        weight(e, e->model->params.lm_head), CUDA_BF16, n_chunks, e->C, e->V, q);
+}
+
+/* A decode step through its graph: captured the first time its key is
+ * seen (into a free slot, else the least recently used one's), then
+ * launched. */
+static void step_graph_launch(InferGpu *e, const StepLayout *st) {
+    StepGraph *g = NULL;
+    for (int i = 0; i < e->n_graphs && !g; i++)
+        if (e->graphs[i].R == st->R && e->graphs[i].n_tab == st->n_tab) g = &e->graphs[i];
+    if (!g) {
+        if (e->n_graphs < GRAPH_SLOTS) {
+            g = &e->graphs[e->n_graphs++];
+        } else {
+            g = &e->graphs[0];
+            for (int i = 1; i < GRAPH_SLOTS; i++)
+                if (e->graphs[i].last_use < g->last_use) g = &e->graphs[i];
+            cuda_check(cudaGraphExecDestroy(g->exec));
+        }
+        cudaGraph_t graph;
+        cuda_check(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal));
+        step_launches(e, st);
+        cuda_check(cudaStreamEndCapture(e->stream, &graph));
+        cuda_check(cudaGraphInstantiate(&g->exec, graph, 0));
+        cuda_check(cudaGraphDestroy(graph));
+        g->R = st->R;
+        g->n_tab = st->n_tab;
+        e->n_captured++;
+    }
+    g->last_use = ++e->graph_clock;
+    cuda_check(cudaGraphLaunch(g->exec, e->stream));
+    e->n_replayed++;
+}
+
+/* The smallest power of two >= x (x >= 1). */
+static int pow2_at_least(int x) {
+    int p = 1;
+    while (p < x) p *= 2;
+    return p;
+}
+
 /* The whole forward of checked chunks; the logits after each chunk's last
  * token are left in s->logits (N, V). */
 static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) {
     cuda_check(cudaSetDevice(e->device));
-    GpuInferScratch *s = &e->s;
     cudaStream_t q = e->stream;
     if (e->cap_layout < n_chunks) {
         e->cap_layout = n_chunks;
@@ -513,27 +626,24 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     }
     StepLayout st = {.row_of_chunk = e->row_of_chunk, .flash = e->flash};
     step_layout(e, chunks, n_chunks, &st);
+    /* a decode step: its table width rounded up (the graph's key), the
+     * decode split sized for that width */
+    bool graph = e->graphs_on && st.R == n_chunks && st.R_paged == n_chunks;
+    if (graph) {
+        int widest = (e->max_len + e->block_size - 1) / e->block_size;
+        st.n_tab = pow2_at_least(st.n_tab);
+        if (st.n_tab > widest) st.n_tab = widest;
+        st.max_ctx = st.n_tab * e->block_size;
+    }
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
     decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx));
     /* the staging is pinned memory the previous step's copy may still read */
     cuda_check(cudaStreamSynchronize(q));
     step_upload(e, &st);
-
-    cuda_embedding_forward_bf16(s->x, s->tok, weight(e, e->model->params.embed), st.R, e->C, q);
-    for (int l = 0; l < e->L; l++) layer_forward(e, l, &st);
+    if (graph) step_graph_launch(e, &st);
+    else step_launches(e, &st);
     for (int i = 0; i < n_chunks; i++) e->kb.seqs[chunks[i].seq].len += chunks[i].n;
-
-    /* the head on each chunk's last row: gathered with the embedding lookup
-     * (a row gather: x is the "table", last_row the "tokens") */
-    const float *xl = s->x;
-    if (!st.head_is_rows) {
-        cuda_embedding_forward(s->xl, s->last_row, s->x, n_chunks, e->C, q);
-        xl = s->xl;
-    }
-    cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
-    cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C),
-                        weight(e, e->model->params.lm_head), CUDA_BF16, n_chunks, e->C, e->V, q);
 }
 
 int infer_gpu_forward(InferGpu *e, const InferChunk *chunks, int n_chunks, float *logits, char *err, size_t errlen) {

@@ -63,6 +63,15 @@ int infer_gpu_device(const InferGpu *e);
 /* Whether the engine serves calls made with opt (as for infer_gpu_new):
  * the same block size, at least its KV blocks, sequences and length. */
 bool infer_gpu_fits(const InferGpu *e, const InferOptions *opt);
+/* Decode steps (every chunk one token of a sequence with a cache) replay
+ * CUDA graphs of their launches (infer_gpu.c says how they are keyed and
+ * kept); on by default, off when the environment has TAU2_CUDA_GRAPHS=0.
+ * Off or on, a step computes the same bits. Turning them off drops the
+ * graphs held. */
+void infer_gpu_set_graphs(InferGpu *e, bool on);
+/* Graphs captured and graph launches so far. */
+void infer_gpu_graph_counts(const InferGpu *e, long *captured, long *replayed);
+
 /* Every sequence freed: the engine as new, weights kept (an engine kept
  * from one call of rollout_run to the next). */
 void infer_gpu_reset(InferGpu *e);

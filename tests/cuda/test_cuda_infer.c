@@ -13,7 +13,9 @@
  *      rows;
  *   5. a turn of 420 tokens appended to one sequence (paged rows over a
  *      context of 532: three pieces of the decode kernel's split), then
- *      decode steps: the decode workspace grows with the step.
+ *      decode steps: the decode workspace grows with the step;
+ *   6. decode steps of two rows, on two short sequences, then on two long
+ *      ones, then the short ones again.
  *
  * Each step compares the logits after every chunk's last token:
  *   err = max |gpu - cpu| / max |cpu| over the step, tolerance 2e-2: the
@@ -24,6 +26,9 @@
  *   the weights already bf16 on both sides, 4.9e-3 to 9.2e-3: the rest is
  *   the activations and the cache). A wrong position, block or sequence
  *   gives errors of order 1.
+ * Decode steps go through CUDA graphs (infer_gpu.c): a third GPU engine
+ * without them must give the same logits bit for bit at every step, and
+ * the graphs must have been captured and launched again.
  * A second GPU engine replays the same steps through
  * infer_gpu_forward_sample: greedy rows must pick the argmax of the first
  * engine's logits (the same arithmetic on the same device), sampled rows
@@ -59,7 +64,7 @@ static void expect(bool ok, const char *what) {
 
 typedef struct {
     InferEngine *cpu;
-    InferGpu *gpu, *gpu_sampled;
+    InferGpu *gpu, *gpu_sampled, *gpu_eager; /* gpu_eager: no CUDA graphs */
     int V;
     int step;
 } Engines;
@@ -76,7 +81,8 @@ static int seq_new(Engines *E) {
     int a = infer_seq_new(E->cpu, err, sizeof err);
     int b = infer_gpu_seq_new(E->gpu, err, sizeof err);
     int c = infer_gpu_seq_new(E->gpu_sampled, err, sizeof err);
-    if (a < 0 || a != b || a != c) die_runtime("test: sequence ids differ: %d %d %d", a, b, c);
+    int d = infer_gpu_seq_new(E->gpu_eager, err, sizeof err);
+    if (a < 0 || a != b || a != c || a != d) die_runtime("test: sequence ids differ: %d %d %d %d", a, b, c, d);
     return a;
 }
 
@@ -85,7 +91,8 @@ static int seq_fork(Engines *E, int src) {
     int a = infer_seq_fork(E->cpu, src, err, sizeof err);
     int b = infer_gpu_seq_fork(E->gpu, src, err, sizeof err);
     int c = infer_gpu_seq_fork(E->gpu_sampled, src, err, sizeof err);
-    if (a < 0 || a != b || a != c) die_runtime("test: forked ids differ: %d %d %d", a, b, c);
+    int d = infer_gpu_seq_fork(E->gpu_eager, src, err, sizeof err);
+    if (a < 0 || a != b || a != c || a != d) die_runtime("test: forked ids differ: %d %d %d %d", a, b, c, d);
     return a;
 }
 
@@ -93,6 +100,7 @@ static void seq_free(Engines *E, int seq) {
     infer_seq_free(E->cpu, seq);
     infer_gpu_seq_free(E->gpu, seq);
     infer_gpu_seq_free(E->gpu_sampled, seq);
+    infer_gpu_seq_free(E->gpu_eager, seq);
 }
 
 /* Rank of token among the row's logits: how many are strictly larger. */
@@ -123,6 +131,12 @@ static void step(Engines *E, const InferChunk *chunks, int n, const char *label)
     double rel = maxref > 0 ? maxdiff / maxref : maxdiff;
     snprintf(what, sizeof what, "step %d (%s): logits of %d chunks, err %.3e (tol 2e-2)", E->step, label, n, rel);
     expect(finite && rel <= 2e-2, what);
+
+    float *eager = xmalloc((size_t)n * V * sizeof(float));
+    if (infer_gpu_forward(E->gpu_eager, chunks, n, eager, err, sizeof err) != 0) die_runtime("gpu forward: %s", err);
+    snprintf(what, sizeof what, "step %d (%s): the same logits without CUDA graphs, bit for bit", E->step, label);
+    expect(memcmp(eager, gpu, (size_t)n * V * sizeof(float)) == 0, what);
+    free(eager);
 
     SampleParams *sp = xmalloc((size_t)n * sizeof *sp);
     double *u = xmalloc((size_t)n * sizeof(double));
@@ -241,7 +255,10 @@ int main(void) {
     E.cpu = infer_new(m, &opt, err, sizeof err);
     E.gpu = infer_gpu_new(m, &opt, 0, err, sizeof err);
     E.gpu_sampled = E.gpu ? infer_gpu_new(m, &opt, 0, err, sizeof err) : NULL;
-    if (!E.cpu || !E.gpu || !E.gpu_sampled) die_runtime("engines: %s", err);
+    E.gpu_eager = E.gpu_sampled ? infer_gpu_new(m, &opt, 0, err, sizeof err) : NULL;
+    if (!E.cpu || !E.gpu || !E.gpu_sampled || !E.gpu_eager) die_runtime("engines: %s", err);
+    infer_gpu_set_graphs(E.gpu, true);
+    infer_gpu_set_graphs(E.gpu_eager, false);
 
     /* 1. three prompts */
     int a = seq_new(&E), b = seq_new(&E), c = seq_new(&E);
@@ -276,6 +293,25 @@ int main(void) {
     step(&E, with_long, 4, "turn of 420 + decode");
     for (int i = 0; i < 2; i++) decode_step(&E, rest, 4, "decode over a long context");
 
+    /* 6. decode on the two short sequences, then on two long ones: the
+     * same row count with a wider block table (another graph; a graph
+     * keyed by rows alone would attend over the short table's reach) */
+    int short_pair[2] = {c, d}, long_pair[2] = {a, b};
+    decode_step(&E, short_pair, 2, "decode, 2 short contexts");
+    decode_step(&E, long_pair, 2, "decode, 2 long contexts");
+    decode_step(&E, short_pair, 2, "decode, 2 short contexts");
+
+    /* the decode steps went through graphs, each captured once per key
+     * (rows, table width rounded up) and scratch, launched again after */
+    long captured, replayed, eager_captured, eager_replayed;
+    infer_gpu_graph_counts(E.gpu, &captured, &replayed);
+    infer_gpu_graph_counts(E.gpu_eager, &eager_captured, &eager_replayed);
+    char what[160];
+    snprintf(what, sizeof what, "decode steps through CUDA graphs: %ld captured, %ld launches; none without", captured,
+             replayed);
+    expect(captured >= 3 && replayed >= 12 && replayed > 2 * captured && eager_captured == 0 && eager_replayed == 0,
+           what);
+
     test_errors(E.gpu, b, E.V);
     test_kept_engine(&cfg, m, &opt);
 
@@ -283,6 +319,7 @@ int main(void) {
     infer_free(E.cpu);
     infer_gpu_free(E.gpu);
     infer_gpu_free(E.gpu_sampled);
+    infer_gpu_free(E.gpu_eager);
     qwen3_free(m);
     printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "passed", g_failures);
     return g_failures ? 1 : 0;

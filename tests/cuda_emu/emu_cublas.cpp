@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <functional>
 #include <vector>
 
 #include <cblas.h>
@@ -31,6 +32,9 @@ static bool dev_range(const void *p, size_t bytes) {
         return false;
     return true;
 }
+
+/* emu_runtime.cpp: work for a stream being captured becomes a graph node */
+bool emu_capture_add(cudaStream_t stream, std::function<void()> node);
 
 static float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -104,6 +108,46 @@ static void op_rows(std::vector<float> &out, const void *X, cudaDataType_t t, in
         }
 }
 
+} /* extern "C" */
+
+/* C = al op(A) op(B) + be C, the operands widened to fp32 (checked by
+ * the caller). */
+static void gemm_now(cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k, float al, const void *A,
+                     cudaDataType_t Atype, int lda, const void *B, int ldb, float be, float *c, int ldc) {
+    std::vector<float> a, b;
+    op_rows(a, A, Atype, lda, transa, m, k);
+    /* row j of b: column j of op(B), i.e. row j of op(B)^T */
+    op_rows(b, B, Atype, ldb, transb == CUBLAS_OP_N ? CUBLAS_OP_T : CUBLAS_OP_N, n, k); /* Btype == Atype */
+    /* TAU2_CUDA_EMU_GEMM_F64: products summed in double (an accuracy
+     * reference: the differences a test sees then come from elsewhere) */
+    static const bool f64 = getenv("TAU2_CUDA_EMU_GEMM_F64") != NULL;
+    if (f64) {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                const float *ai = &a[(size_t)i * k], *bj = &b[(size_t)j * k];
+                double dot = 0.0;
+                for (int l = 0; l < k; l++) dot += (double)ai[l] * bj[l];
+                float *cij = &c[(size_t)i + (size_t)j * ldc];
+                *cij = be == 0.0f ? (float)(al * dot) : (float)(al * dot + (double)be * *cij);
+            }
+        return;
+    }
+    /* The fp32 sums through OpenBLAS: another summation order than
+     * cuBLAS's, as any is, and fast enough for the mid-size parity tests.
+     * beta 0: C is not read (it may be NaN), as cuBLAS promises. */
+    if (k == 0) {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                float *cij = &c[(size_t)i + (size_t)j * ldc];
+                *cij = be == 0.0f ? 0.0f : be * *cij;
+            }
+        return;
+    }
+    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, al, a.data(), k, b.data(), k, be, c, ldc);
+}
+
+extern "C" {
+
 cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                             int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B,
                             cudaDataType_t Btype, int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc,
@@ -128,37 +172,11 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     if (k > 0 && !dev_range(A, ((size_t)(acols - 1) * lda + arows) * es)) return bad("A is not (all) device memory", what);
     if (k > 0 && !dev_range(B, ((size_t)(bcols - 1) * ldb + brows) * es)) return bad("B is not (all) device memory", what);
     if (!dev_range(C, ((size_t)(n - 1) * ldc + m) * 4)) return bad("C is not (all) device memory", what);
-    std::vector<float> a, b;
-    op_rows(a, A, Atype, lda, transa, m, k);
-    /* row j of b: column j of op(B), i.e. row j of op(B)^T */
-    op_rows(b, B, Btype, ldb, transb == CUBLAS_OP_N ? CUBLAS_OP_T : CUBLAS_OP_N, n, k);
-    float *c = (float *)C;
-    /* TAU2_CUDA_EMU_GEMM_F64: products summed in double (an accuracy
-     * reference: the differences a test sees then come from elsewhere) */
-    static const bool f64 = getenv("TAU2_CUDA_EMU_GEMM_F64") != NULL;
-    if (f64) {
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i < m; i++) {
-                const float *ai = &a[(size_t)i * k], *bj = &b[(size_t)j * k];
-                double dot = 0.0;
-                for (int l = 0; l < k; l++) dot += (double)ai[l] * bj[l];
-                float *cij = &c[(size_t)i + (size_t)j * ldc];
-                *cij = be == 0.0f ? (float)(al * dot) : (float)(al * dot + (double)be * *cij);
-            }
-        return CUBLAS_STATUS_SUCCESS;
-    }
-    /* The fp32 sums through OpenBLAS: another summation order than
-     * cuBLAS's, as any is, and fast enough for the mid-size parity tests.
-     * beta 0: C is not read (it may be NaN), as cuBLAS promises. */
-    if (k == 0) {
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i < m; i++) {
-                float *cij = &c[(size_t)i + (size_t)j * ldc];
-                *cij = be == 0.0f ? 0.0f : be * *cij;
-            }
-        return CUBLAS_STATUS_SUCCESS;
-    }
-    cblas_sgemm(CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, al, a.data(), k, b.data(), k, be, c, ldc);
+    /* captured into a graph: the product is made at each launch of it,
+     * from the memory as it is then (alpha and beta by value, as cuBLAS's
+     * host pointer mode) */
+    auto run = [=] { gemm_now(transa, transb, m, n, k, al, A, Atype, lda, B, ldb, be, (float *)C, ldc); };
+    if (!emu_capture_add(((EmuBlas *)handle)->stream, run)) run();
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -60,6 +60,11 @@ const uint64_t *emu_warp_exchange(uint64_t mine, unsigned mask);
 void *emu_dynamic_smem(void);
 void emu_launch_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
                        cudaStream_t stream, void (*body)(void *), void *ctx);
+/* Stream capture (graphs): whether stream is being captured, and a launch
+ * recorded as a node that owns ctx (freed by del). */
+bool emu_capture_active(cudaStream_t stream);
+void emu_capture_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
+                        cudaStream_t stream, void (*body)(void *), void *ctx, void (*del)(void *));
 }
 static const int warpSize = 32;
 
@@ -280,11 +285,17 @@ template <class... P> static void emu_body(void *p) {
     EmuLaunchCtx<P...> *c = (EmuLaunchCtx<P...> *)p;
     emu_call(c, std::index_sequence_for<P...>{});
 }
+template <class... P> static void emu_ctx_delete(void *p) { delete (EmuLaunchCtx<P...> *)p; }
 template <class... P, class... A>
 static inline void emu_launch(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                               void (*fn)(P...), A &&...a) {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
     EmuLaunchCtx<P...> c{fn, std::tuple<typename std::decay<P>::type...>((typename std::decay<P>::type)(a)...)};
+    if (emu_capture_active(stream)) { /* a graph node keeps the arguments by value, as CUDA's */
+        emu_capture_kernel(name, (const void *)fn, grid, block, smem, stream, emu_body<P...>,
+                           new EmuLaunchCtx<P...>(c), emu_ctx_delete<P...>);
+        return;
+    }
     emu_launch_kernel(name, (const void *)fn, grid, block, smem, stream, emu_body<P...>, &c);
 }
 

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -55,6 +57,32 @@ static void emu_bug(const char *fmt, ...) {
     va_end(ap);
     if (!getenv("TAU2_CUDA_EMU_CONTINUE")) abort();
     g_last_error = cudaErrorLaunchFailure;
+}
+
+/* ------------------------------------------------------------ stream capture (state) */
+
+/* A stream being captured into a graph by this host thread: the work
+ * queued on it is recorded as nodes (closures over the call's arguments, as
+ * a graph's nodes hold them) instead of run. CUDA refuses the calls that
+ * would synchronize with or allocate under a capture (modes global and
+ * thread-local); so does this, and the capture is then invalid. */
+typedef std::vector<std::function<void()>> EmuNodes;
+struct EmuCapture {
+    cudaStream_t stream;
+    cudaStreamCaptureMode mode;
+    std::shared_ptr<EmuNodes> nodes;
+    bool invalid;
+};
+static thread_local EmuCapture *g_cap = NULL;
+
+static bool capturing(cudaStream_t s) { return g_cap && g_cap->stream == s; }
+
+/* what is refused while this thread captures (not in relaxed mode) */
+static cudaError_t capture_refuse(const char *what) {
+    if (!g_cap || g_cap->mode == cudaStreamCaptureModeRelaxed) return cudaSuccess;
+    g_cap->invalid = true;
+    return fail(cudaErrorStreamCaptureUnsupported, "%s while stream %p is being captured (the capture is now invalid)",
+                what, (void *)g_cap->stream);
 }
 
 /* ------------------------------------------------------------ memory registry */
@@ -121,20 +149,37 @@ bad:
 extern "C" {
 
 cudaError_t cudaMalloc(void **p, size_t size) {
+    if (cudaError_t e = capture_refuse("cudaMalloc")) return e;
     if (!p) return fail(cudaErrorInvalidValue, "cudaMalloc: NULL out pointer");
     *p = emu_alloc(size, true);
     return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): out of memory", size);
 }
-cudaError_t cudaFree(void *p) { return emu_free(p, true, "cudaFree"); }
-cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s) { (void)s; return cudaMalloc(p, size); }
-cudaError_t cudaFreeAsync(void *p, cudaStream_t s) { (void)s; return emu_free(p, true, "cudaFreeAsync"); }
+cudaError_t cudaFree(void *p) {
+    if (cudaError_t e = capture_refuse("cudaFree")) return e;
+    return emu_free(p, true, "cudaFree");
+}
+/* (a graph's allocation nodes are not emulated: refused under capture) */
+cudaError_t cudaMallocAsync(void **p, size_t size, cudaStream_t s) {
+    if (g_cap) return capture_refuse("cudaMallocAsync (allocation nodes are not emulated)");
+    (void)s;
+    return cudaMalloc(p, size);
+}
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s) {
+    if (g_cap) return capture_refuse("cudaFreeAsync (allocation nodes are not emulated)");
+    (void)s;
+    return emu_free(p, true, "cudaFreeAsync");
+}
 cudaError_t cudaMallocHost(void **p, size_t size) {
+    if (cudaError_t e = capture_refuse("cudaMallocHost")) return e;
     if (!p) return fail(cudaErrorInvalidValue, "cudaMallocHost: NULL out pointer");
     *p = emu_alloc(size, false);
     return *p ? cudaSuccess : fail(cudaErrorMemoryAllocation, "cudaMallocHost(%zu): out of memory", size);
 }
 cudaError_t cudaHostAlloc(void **p, size_t size, unsigned flags) { (void)flags; return cudaMallocHost(p, size); }
-cudaError_t cudaFreeHost(void *p) { return emu_free(p, false, "cudaFreeHost"); }
+cudaError_t cudaFreeHost(void *p) {
+    if (cudaError_t e = capture_refuse("cudaFreeHost")) return e;
+    return emu_free(p, false, "cudaFreeHost");
+}
 
 static const char *kind_name(cudaMemcpyKind k) {
     switch (k) {
@@ -161,7 +206,8 @@ static cudaError_t check_side(const void *p, size_t n, bool want_device, const c
     return cudaSuccess;
 }
 
-static cudaError_t emu_memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind, const char *what) {
+/* A copy's sides against its kind (cudaSuccess, or the error). */
+static cudaError_t copy_check(void *dst, const void *src, size_t n, cudaMemcpyKind kind, const char *what) {
     if (n == 0) return cudaSuccess;
     if (!dst || !src) return fail(cudaErrorInvalidValue, "%s: NULL pointer", what);
     cudaError_t e = cudaSuccess;
@@ -185,19 +231,38 @@ static cudaError_t emu_memcpy(void *dst, const void *src, size_t n, cudaMemcpyKi
             return fail(cudaErrorInvalidValue, "%s Default: a device side runs past its allocation", what);
         break;
     }
-    memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+static cudaError_t emu_memcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind, const char *what) {
+    if (cudaError_t e = copy_check(dst, src, n, kind, what)) return e;
+    if (n) memmove(dst, src, n);
     return cudaSuccess;
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    if (cudaError_t e = capture_refuse("cudaMemcpy")) return e;
     return emu_memcpy(dst, src, n, kind, "cudaMemcpy");
 }
+/* Whether p is pinned host memory (cudaMallocHost / cudaHostAlloc). */
+static bool is_pinned(const void *p, size_t n) {
+    auto a = find_alloc(p, n);
+    return a && !a->second.device;
+}
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
-    (void)s;
-    return emu_memcpy(dst, src, n, kind, "cudaMemcpyAsync");
+    if (g_cap && s == 0) return capture_refuse("cudaMemcpyAsync on the legacy default stream");
+    if (!capturing(s)) return emu_memcpy(dst, src, n, kind, "cudaMemcpyAsync");
+    /* a copy node: checked now, made at each launch of the graph; its host
+     * side must be pinned (CUDA cannot capture a pageable copy) */
+    if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, n)) || (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, n)))
+        return capture_refuse("cudaMemcpyAsync with a pageable host side");
+    if (cudaError_t e = copy_check(dst, src, n, kind, "cudaMemcpyAsync")) return e;
+    g_cap->nodes->push_back([=] { emu_memcpy(dst, src, n, kind, "cudaMemcpyAsync (graph node)"); });
+    return cudaSuccess;
 }
 cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                          cudaMemcpyKind kind) {
+    if (cudaError_t e = capture_refuse("cudaMemcpy2D")) return e;
     for (size_t r = 0; r < height; r++) {
         cudaError_t e = emu_memcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width, kind, "cudaMemcpy2D");
         if (e) return e;
@@ -206,10 +271,11 @@ cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitc
 }
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind kind, cudaStream_t s) {
+    if (g_cap) return capture_refuse("cudaMemcpy2DAsync (not emulated in a graph)");
     (void)s;
     return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
 }
-cudaError_t cudaMemset(void *p, int v, size_t n) {
+static cudaError_t emu_memset(void *p, int v, size_t n) {
     if (n == 0) return cudaSuccess;
     if (!is_device(p, n))
         return fail(cudaErrorInvalidValue, "cudaMemset(%p, %zu bytes): %s", p, n,
@@ -217,7 +283,17 @@ cudaError_t cudaMemset(void *p, int v, size_t n) {
     memset(p, v, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) { (void)s; return cudaMemset(p, v, n); }
+cudaError_t cudaMemset(void *p, int v, size_t n) {
+    if (cudaError_t e = capture_refuse("cudaMemset")) return e;
+    return emu_memset(p, v, n);
+}
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
+    if (g_cap && s == 0) return capture_refuse("cudaMemsetAsync on the legacy default stream");
+    if (!capturing(s)) return emu_memset(p, v, n);
+    if (n && !is_device(p, n)) return emu_memset(p, v, n); /* the same error, now */
+    g_cap->nodes->push_back([=] { emu_memset(p, v, n); });
+    return cudaSuccess;
+}
 
 cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void *p) {
     if (!a) return fail(cudaErrorInvalidValue, "cudaPointerGetAttributes: NULL");
@@ -318,7 +394,7 @@ cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int d) {
     }
     return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return capture_refuse("cudaDeviceSynchronize"); }
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = g_last_error;
@@ -376,8 +452,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
     delete (EmuStream *)s;
     return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
-cudaError_t cudaStreamQuery(cudaStream_t s) { (void)s; return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    return capturing(s) || (g_cap && s == 0) ? capture_refuse("cudaStreamSynchronize") : cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t s) { return capturing(s) ? capture_refuse("cudaStreamQuery") : cudaSuccess; }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
     (void)s, (void)e, (void)flags;
     return cudaSuccess;
@@ -404,7 +482,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     ((EmuEvent *)e)->t = now_ms();
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void)e; return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    (void)e;
+    return capture_refuse("cudaEventSynchronize");
+}
 cudaError_t cudaEventQuery(cudaEvent_t e) { (void)e; return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     if (!ms || !a || !b) return cudaErrorInvalidValue;
@@ -715,19 +796,19 @@ static void run_block(void) {
 
 static bool g_trace = getenv("TAU2_CUDA_EMU_TRACE") != NULL;
 
-extern "C" void emu_launch_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
-                                  cudaStream_t stream, void (*body)(void *), void *ctx) {
-    (void)stream;
+/* A launch's configuration as CUDA checks it: true, or false with the
+ * error set for cudaGetLastError. */
+static bool launch_ok(const char *name, const void *func, dim3 grid, dim3 block, size_t smem) {
     unsigned long n = (unsigned long)block.x * block.y * block.z;
     if (n == 0 || n > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64) {
         fail(cudaErrorInvalidConfiguration, "launch of %s: block (%u,%u,%u) is not 1..1024 threads", name, block.x,
              block.y, block.z);
-        return;
+        return false;
     }
     if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
         fail(cudaErrorInvalidConfiguration, "launch of %s: grid (%u,%u,%u) out of range", name, grid.x, grid.y,
              grid.z);
-        return;
+        return false;
     }
     size_t limit = 48 << 10;
     auto it = g_func_smem.find(func);
@@ -736,8 +817,45 @@ extern "C" void emu_launch_kernel(const char *name, const void *func, dim3 grid,
         fail(cudaErrorInvalidValue,
              "launch of %s: %zu bytes of dynamic shared memory over the limit %zu (cudaFuncSetAttribute)", name, smem,
              limit);
+        return false;
+    }
+    return true;
+}
+
+static void launch_run(const char *name, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
+
+extern "C" void emu_launch_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
+                                  cudaStream_t stream, void (*body)(void *), void *ctx) {
+    if (g_cap && stream == 0) {
+        capture_refuse("a kernel launch on the legacy default stream");
         return;
     }
+    if (!launch_ok(name, func, grid, block, smem)) return;
+    launch_run(name, grid, block, smem, body, ctx);
+}
+
+extern "C" bool emu_capture_active(cudaStream_t stream) { return capturing(stream); }
+
+/* A launch into a captured stream: a kernel node owning its arguments
+ * (ctx, freed by del with the last graph that holds it). */
+extern "C" void emu_capture_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
+                                   cudaStream_t stream, void (*body)(void *), void *ctx, void (*del)(void *)) {
+    std::shared_ptr<void> args(ctx, del);
+    if (!capturing(stream) || !launch_ok(name, func, grid, block, smem)) return;
+    g_cap->nodes->push_back([=] { launch_run(name, grid, block, smem, body, args.get()); });
+}
+
+/* Work for a captured stream from outside this file (emu_cublas.cpp): true
+ * when it was recorded as a node, false when the stream is not captured
+ * (the caller then runs it now). */
+bool emu_capture_add(cudaStream_t stream, std::function<void()> node) {
+    if (!capturing(stream)) return false;
+    g_cap->nodes->push_back(std::move(node));
+    return true;
+}
+
+static void launch_run(const char *name, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx) {
+    unsigned long n = (unsigned long)block.x * block.y * block.z;
     if (S.busy.exchange(true)) {
         fprintf(stderr, "cuda-emu: concurrent kernel launches from two host threads (%s)\n", name);
         abort();
@@ -775,3 +893,73 @@ extern "C" void emu_launch_kernel(const char *name, const void *func, dim3 grid,
     S.smem = NULL;
     S.busy.store(false);
 }
+
+/* ------------------------------------------------------------ graphs */
+
+struct EmuGraph {
+    std::shared_ptr<EmuNodes> nodes;
+};
+
+extern "C" {
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, enum cudaStreamCaptureMode mode) {
+    if (s == 0) return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture: the legacy default stream");
+    if (g_cap) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: this thread already captures a stream");
+    g_cap = new EmuCapture{s, mode, std::make_shared<EmuNodes>(), false};
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
+    if (!graph) return fail(cudaErrorInvalidValue, "cudaStreamEndCapture: NULL graph pointer");
+    if (!capturing(s)) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: stream %p is not captured", (void *)s);
+    EmuCapture *c = g_cap;
+    g_cap = NULL;
+    *graph = NULL;
+    bool invalid = c->invalid;
+    if (!invalid) *graph = (cudaGraph_t)(new EmuGraph{c->nodes});
+    delete c;
+    return invalid ? fail(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was invalidated")
+                   : cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *status) {
+    if (!status) return fail(cudaErrorInvalidValue, "cudaStreamIsCapturing: NULL status");
+    *status = !capturing(s) ? cudaStreamCaptureStatusNone
+              : g_cap->invalid ? cudaStreamCaptureStatusInvalidated
+                               : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags) {
+    (void)flags;
+    if (!exec || !graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: NULL argument");
+    *exec = (cudaGraphExec_t)(new EmuGraph{((EmuGraph *)graph)->nodes});
+    return cudaSuccess;
+}
+
+/* The nodes in capture order: a captured stream is one chain. */
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+    if (!exec) return fail(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: NULL graph");
+    std::shared_ptr<EmuNodes> nodes = ((EmuGraph *)exec)->nodes;
+    if (capturing(s)) {
+        g_cap->nodes->push_back([nodes] {
+            for (auto &n : *nodes) n();
+        });
+        return cudaSuccess;
+    }
+    if (g_cap && s == 0) return capture_refuse("cudaGraphLaunch on the legacy default stream");
+    for (auto &n : *nodes) n();
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    delete (EmuGraph *)exec;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete (EmuGraph *)graph;
+    return cudaSuccess;
+}
+
+} /* extern "C" */

@@ -1,7 +1,7 @@
 /* selftest.cu — checks of the emulator itself (tests/cuda_emu/README.md):
  * barriers, shuffles, dynamic shared memory, bf16 rounding, WMMA products,
- * launch errors, and the detection of a barrier that exited threads never
- * reach. Built
+ * launch errors, stream capture into graphs, and the detection of a barrier
+ * that exited threads never reach. Built
  * like the kernels (transform.py + emu_device.h), run as emu_selftest. */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -18,6 +18,12 @@ static int g_fail;
             g_fail++;                                                         \
         }                                                                     \
     } while (0)
+
+/* y[i] = x[i] * a + y[i]: a is a by-value argument */
+__global__ void axpy_kernel(float *y, const float *x, float a, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i] * a + y[i];
+}
 
 /* block sum through shared memory with a tree of barriers */
 __global__ void block_sum_kernel(const int *x, int *out) {
@@ -184,6 +190,67 @@ int main(void) {
         for (int i = 0; i < 256; i++) CHECK(hc[i] == ref[i], "wmma c[%d] %g want %g", i, hc[i], ref[i]);
         CHECK(hpeek[0] != ref[255], "a stored tile's other lanes' parts must be missing before __syncwarp");
         CHECK(hpeek[1] == ref[255], "wmma tile after __syncwarp %g want %g", hpeek[1], ref[255]);
+    }
+
+    /* stream capture: the captured work runs at each launch of the graph,
+     * not at capture; arguments by value as they were at capture, memory
+     * as it is at the launch; calls CUDA refuses under capture invalidate
+     * it */
+    {
+        const int n = 300;
+        cudaStream_t st;
+        cudaStreamCreate(&st);
+        float *dx, *dy, *hpin, hy[n];
+        cudaMalloc((void **)&dx, n * sizeof(float));
+        cudaMalloc((void **)&dy, n * sizeof(float));
+        cudaMallocHost((void **)&hpin, n * sizeof(float));
+        for (int i = 0; i < n; i++) hpin[i] = (float)i;
+        float a = 2.0f;
+        CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess, "begin capture");
+        cudaStreamCaptureStatus cs;
+        CHECK(cudaStreamIsCapturing(st, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusActive, "capturing");
+        cudaMemcpyAsync(dx, hpin, n * sizeof(float), cudaMemcpyHostToDevice, st);
+        cudaMemsetAsync(dy, 0, n * sizeof(float), st);
+        axpy_kernel<<<(n + 127) / 128, 128, 0, st>>>(dy, dx, a, n);
+        axpy_kernel<<<(n + 127) / 128, 128, 0, st>>>(dy, dx, a, n);
+        a = 100.0f; /* too late: the nodes hold 2 */
+        cudaGraph_t g;
+        CHECK(cudaStreamEndCapture(st, &g) == cudaSuccess && g, "end capture");
+        cudaGraphExec_t ge;
+        CHECK(cudaGraphInstantiate(&ge, g, 0) == cudaSuccess, "instantiate");
+        cudaGraphDestroy(g); /* the executable keeps its nodes */
+        float probe = -1.0f;
+        cudaMemcpy(&probe, dy, sizeof(float), cudaMemcpyDeviceToHost);
+        CHECK(probe != 0.0f, "captured work must not run at capture");
+        for (int round = 0; round < 2; round++) {
+            for (int i = 0; i < n; i++) hpin[i] = (float)(i + round); /* read at the launch */
+            CHECK(cudaGraphLaunch(ge, st) == cudaSuccess, "graph launch");
+            cudaStreamSynchronize(st);
+            cudaMemcpy(hy, dy, sizeof hy, cudaMemcpyDeviceToHost);
+            bool ok = true;
+            for (int i = 0; i < n; i++) ok &= hy[i] == 4.0f * (float)(i + round);
+            CHECK(ok, "graph launch %d: y = 2 x + 2 x from the pinned input as it is at the launch", round);
+        }
+        cudaGraphExecDestroy(ge);
+
+        setenv("TAU2_CUDA_EMU_QUIET", "1", 1);
+        float hpage[4] = {0, 0, 0, 0};
+        void *dm = NULL;
+        cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal);
+        CHECK(cudaMalloc(&dm, 64) == cudaErrorStreamCaptureUnsupported, "cudaMalloc under capture is refused");
+        CHECK(cudaStreamIsCapturing(st, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusInvalidated, "invalidated");
+        CHECK(cudaStreamEndCapture(st, &g) == cudaErrorStreamCaptureInvalidated && !g, "an invalid capture ends in error");
+        cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal);
+        CHECK(cudaMemcpyAsync(dx, hpage, sizeof hpage, cudaMemcpyHostToDevice, st) == cudaErrorStreamCaptureUnsupported,
+              "a pageable copy under capture is refused");
+        cudaStreamEndCapture(st, &g);
+        cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal);
+        CHECK(cudaStreamSynchronize(st) == cudaErrorStreamCaptureUnsupported, "synchronizing the captured stream");
+        cudaStreamEndCapture(st, &g);
+        unsetenv("TAU2_CUDA_EMU_QUIET");
+        cudaGetLastError();
+        cudaFree(dx), cudaFree(dy), cudaFreeHost(hpin);
+        cudaStreamDestroy(st);
     }
 
     /* a barrier that an exited thread never reaches: reported as a launch failure */
