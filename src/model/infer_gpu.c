@@ -25,7 +25,8 @@
  * host fills before each launch, and the rows past a sequence's end in a
  * wider table are never read. Everything a graph holds by value (row
  * count, table width, split count, pointers into the scratch) is in its
- * key or fixed until the scratch is reallocated, which drops every graph. */
+ * key or fixed until the scratch or the decode workspace is reallocated,
+ * which drops every graph. */
 #ifdef TAU2_HAVE_CUDA
 
 #include "model/infer_gpu.h"
@@ -576,35 +577,40 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
                         weight(e, e->model->params.lm_head), CUDA_BF16, n_chunks, e->C, e->V, q);
 }
 
-/* A decode step through its graph: captured the first time its key is
- * seen (into a free slot, else the least recently used one's), then
- * launched. */
+/* A decode step through its graph. The first time its key is seen the
+ * step runs as plain launches (which also loads every kernel they use
+ * before any capture: cuBLAS picks other kernels for a handful of rows
+ * than for a prompt's) and is captured for next time, into a free slot or
+ * the least recently used one's. */
 static void step_graph_launch(InferGpu *e, const StepLayout *st) {
     StepGraph *g = NULL;
     for (int i = 0; i < e->n_graphs && !g; i++)
         if (e->graphs[i].R == st->R && e->graphs[i].n_tab == st->n_tab) g = &e->graphs[i];
-    if (!g) {
-        if (e->n_graphs < GRAPH_SLOTS) {
-            g = &e->graphs[e->n_graphs++];
-        } else {
-            g = &e->graphs[0];
-            for (int i = 1; i < GRAPH_SLOTS; i++)
-                if (e->graphs[i].last_use < g->last_use) g = &e->graphs[i];
-            cuda_check(cudaGraphExecDestroy(g->exec));
-        }
-        cudaGraph_t graph;
-        cuda_check(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal));
-        step_launches(e, st);
-        cuda_check(cudaStreamEndCapture(e->stream, &graph));
-        cuda_check(cudaGraphInstantiate(&g->exec, graph, 0));
-        cuda_check(cudaGraphDestroy(graph));
-        g->R = st->R;
-        g->n_tab = st->n_tab;
-        e->n_captured++;
+    if (g) {
+        g->last_use = ++e->graph_clock;
+        cuda_check(cudaGraphLaunch(g->exec, e->stream));
+        e->n_replayed++;
+        return;
     }
+    step_launches(e, st);
+    if (e->n_graphs < GRAPH_SLOTS) {
+        g = &e->graphs[e->n_graphs++];
+    } else {
+        g = &e->graphs[0];
+        for (int i = 1; i < GRAPH_SLOTS; i++)
+            if (e->graphs[i].last_use < g->last_use) g = &e->graphs[i];
+        cuda_check(cudaGraphExecDestroy(g->exec));
+    }
+    cudaGraph_t graph;
+    cuda_check(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal));
+    step_launches(e, st);
+    cuda_check(cudaStreamEndCapture(e->stream, &graph));
+    cuda_check(cudaGraphInstantiate(&g->exec, graph, 0));
+    cuda_check(cudaGraphDestroy(graph));
+    g->R = st->R;
+    g->n_tab = st->n_tab;
     g->last_use = ++e->graph_clock;
-    cuda_check(cudaGraphLaunch(g->exec, e->stream));
-    e->n_replayed++;
+    e->n_captured++;
 }
 
 /* The smallest power of two >= x (x >= 1). */

@@ -302,15 +302,15 @@ int main(void) {
     decode_step(&E, short_pair, 2, "decode, 2 short contexts");
 
     /* the decode steps went through graphs, each captured once per key
-     * (rows, table width rounded up) and scratch, launched again after */
+     * (rows, table width rounded up) and scratch (that step runs as plain
+     * launches), launched after */
     long captured, replayed, eager_captured, eager_replayed;
     infer_gpu_graph_counts(E.gpu, &captured, &replayed);
     infer_gpu_graph_counts(E.gpu_eager, &eager_captured, &eager_replayed);
     char what[160];
     snprintf(what, sizeof what, "decode steps through CUDA graphs: %ld captured, %ld launches; none without", captured,
              replayed);
-    expect(captured >= 3 && replayed >= 12 && replayed > 2 * captured && eager_captured == 0 && eager_replayed == 0,
-           what);
+    expect(captured >= 3 && replayed >= 8 && replayed > captured && eager_captured == 0 && eager_replayed == 0, what);
 
     test_errors(E.gpu, b, E.V);
     test_kept_engine(&cfg, m, &opt);
