@@ -185,7 +185,7 @@ static inline int __ffs(int x) { return __builtin_ffs(x); }
  * store_matrix_sync writes only those. A lane loads what its part of the
  * product reads and nothing more: of matrix_a the rows of its parity, of
  * matrix_b its column, of an accumulator its own elements (a load of the
- * whole tile per lane was most of the emulation's time). So a lane that
+ * whole tile per lane cost a fifth of the mid-size test's time). So a lane that
  * reads a tile stored by the warp without a __syncwarp() in between finds
  * the other lanes' parts missing, as on a GPU. Pointers must be 32-byte
  * aligned and ldm a multiple of 16 bytes, as the hardware requires. */

@@ -526,8 +526,7 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
 /* x86-64 System V: a switch saves the callee-saved registers on the old
  * stack and restores them from the new one. The floating-point control
  * words (MXCSR, x87 CW), callee-saved too, are left alone: no kernel
- * changes its rounding mode, so every fiber runs in the host thread's, and
- * loading them is most of a switch's cost. */
+ * changes its rounding mode, so every fiber runs in the host thread's. */
 #if defined(__x86_64__)
 extern "C" void emu_ctx_switch(void **save_sp, void *load_sp);
 extern "C" void emu_fiber_trampoline(void);
@@ -571,8 +570,8 @@ static struct Sched {
     Fiber fib[MAX_THREADS];
     /* Stacks not held by a started, unfinished thread; a thread that runs
      * to its end without a barrier gives its stack back, so a kernel
-     * without barriers runs all its threads on one warm stack (not a
-     * cold page per thread: most of the emulation's time otherwise). */
+     * without barriers runs all its threads on one warm stack instead of
+     * touching a fresh one per thread. */
     int free_slots[MAX_THREADS];
     int n_free;
     void *sched_sp;
@@ -640,8 +639,8 @@ static void ensure_stacks(void) {
     for (int t = 0; t < MAX_THREADS; t++) mprotect(S.stacks + (size_t)t * per, GUARD, PROT_NONE);
 }
 
-/* threadIdx of each thread of the block, computed once per launch (the
- * divisions at every switch were a fifth of the emulation's time). */
+/* threadIdx of each thread of the block, computed once per launch: the
+ * divisions at every switch into a thread showed in profiles. */
 static uint3 g_tidx[MAX_THREADS];
 
 static void thread_idx_table(void) {
