@@ -54,6 +54,13 @@ static inline void *dev_download(const void *dev, size_t bytes) {
 
 static inline void dev_free(void *p) { cuda_check(cudaFree(p)); }
 
+/* n token ids drawn uniformly from [0, V) (a new buffer, the caller frees). */
+static inline int32_t *random_ids(int n, int V) {
+    int32_t *ids = xmalloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)(rnd_u32() % (uint32_t)V);
+    return ids;
+}
+
 /* The small model of the engine tests: tied head, a vocabulary that is a
  * multiple of nothing, 2 layers, 4 query heads over 2 kv heads of 64. */
 static inline Qwen3Config small_tied_config(void) {

@@ -69,12 +69,6 @@ typedef struct {
     int step;
 } Engines;
 
-static int32_t *random_ids(int n, int V) {
-    int32_t *ids = xmalloc((size_t)n * sizeof(int32_t));
-    for (int i = 0; i < n; i++) ids[i] = (int32_t)(rnd_u32() % (uint32_t)V);
-    return ids;
-}
-
 /* A new sequence on all three engines: the same id on each. */
 static int seq_new(Engines *E) {
     char err[256];

@@ -87,12 +87,6 @@ static Qwen3 *mid_model(const Qwen3Config *cfg) {
     return m;
 }
 
-static int32_t *random_ids(int n, int V) {
-    int32_t *ids = xmalloc((size_t)n * sizeof(int32_t));
-    for (int i = 0; i < n; i++) ids[i] = (int32_t)(rnd_u32() % (uint32_t)V);
-    return ids;
-}
-
 /* ------------------------------------------------------------ 1. training */
 
 enum { N_SEQS = 3, PROMPT = 16 };

@@ -555,7 +555,6 @@ enum ThreadState : uint8_t { T_READY, T_BARRIER, T_WARP, T_DONE };
 
 struct Fiber {
     void *sp;
-    int slot; /* its stack (S.stacks), taken when it first runs; -1 before */
     ThreadState state;
     unsigned mask; /* the warp collective's mask while T_WARP */
     uint64_t deposit;
@@ -568,12 +567,6 @@ static const int MAX_THREADS = 1024;
 static struct Sched {
     char *stacks = NULL; /* MAX_THREADS x (GUARD + STACK_SIZE) */
     Fiber fib[MAX_THREADS];
-    /* Stacks not held by a started, unfinished thread; a thread that runs
-     * to its end without a barrier gives its stack back, so a kernel
-     * without barriers runs all its threads on one warm stack instead of
-     * touching a fresh one per thread. */
-    int free_slots[MAX_THREADS];
-    int n_free;
     void *sched_sp;
     int cur;
     int n;
@@ -610,10 +603,8 @@ static void fiber_main(void *arg) {
     abort(); /* never resumed */
 }
 
-/* Thread t, about to run for the first time, on a free stack. */
-static void fiber_start(int t) {
-    int slot = S.free_slots[--S.n_free];
-    char *top = S.stacks + (size_t)slot * (GUARD + STACK_SIZE) + GUARD + STACK_SIZE;
+static void fiber_init(int t) {
+    char *top = S.stacks + (size_t)t * (GUARD + STACK_SIZE) + GUARD + STACK_SIZE;
     uint64_t *sp = (uint64_t *)((uintptr_t)top & ~(uintptr_t)15);
     /* after `ret` into the trampoline rsp is 16-aligned, as its call needs */
     *--sp = (uint64_t)emu_fiber_trampoline;  /* return address */
@@ -624,7 +615,7 @@ static void fiber_start(int t) {
     *--sp = 0;                                /* r14 */
     *--sp = 0;                                /* r15 */
     S.fib[t].sp = sp;
-    S.fib[t].slot = slot;
+    S.fib[t].state = T_READY;
 }
 
 static void ensure_stacks(void) {
@@ -660,11 +651,9 @@ static inline void yield_to_sched(void) {
 static inline void run_thread(int t) {
     S.cur = t;
     set_thread_idx(t);
-    if (S.fib[t].slot < 0) fiber_start(t);
-    ASAN_START(&g_sched_fake, S.stacks + (size_t)S.fib[t].slot * (GUARD + STACK_SIZE) + GUARD, STACK_SIZE);
+    ASAN_START(&g_sched_fake, S.stacks + (size_t)t * (GUARD + STACK_SIZE) + GUARD, STACK_SIZE);
     emu_ctx_switch(&S.sched_sp, S.fib[t].sp);
     ASAN_FINISH(g_sched_fake, NULL, NULL);
-    if (S.fib[t].state == T_DONE) S.free_slots[S.n_free++] = S.fib[t].slot; /* never resumed */
 }
 
 extern "C" void emu_syncthreads(void) {
@@ -767,9 +756,7 @@ static void run_warp(int w) {
 
 static void run_block(void) {
     int nw = (S.n + 31) / 32;
-    for (int t = 0; t < S.n; t++) S.fib[t].state = T_READY, S.fib[t].slot = -1;
-    S.n_free = 0;
-    for (int i = S.n - 1; i >= 0; i--) S.free_slots[S.n_free++] = i; /* stack 0 on top */
+    for (int t = 0; t < S.n; t++) fiber_init(t);
     if (S.smem_size) memset(S.smem, 0xff, S.smem_size); /* NaN: stale reads show */
     int worder[MAX_THREADS / 32];
     for (;;) {
