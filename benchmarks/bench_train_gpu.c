@@ -13,14 +13,16 @@
  * The output head's backward runs inside the forward
  * (qwen3_gpu_forward_head_grad), as in the job's updates; --two-pass runs
  * qwen3_gpu_forward, the loss, then qwen3_gpu_backward (every head chunk's
- * logits but the last computed again in the backward).
+ * logits but the last computed again in the backward). The head runs in
+ * chunks of the job's GPU default (QWEN3_GPU_LOGITS_BYTES of logits) or
+ * --head-rows tokens.
  *
  * Model FLOPs per token (PaLM's count): 6 x (the products' weights, head
  * included) + 6 x L x NH x D x seq_len for causal attention (half of the
  * 12 L NH D seq of full attention).
  *
  * usage: bench_train_gpu [--config 4b|100m|tiny] [--layers N] [--seqs N] [--seq-len N] [--steps N]
- *                        [--math bf16|f32] [--recompute] [--two-pass] [--peak-tflops X]
+ *                        [--math bf16|f32] [--recompute] [--two-pass] [--peak-tflops X] [--head-rows N]
  * The peak defaults from the device name (H100/H200 989, A100 312 dense bf16
  * TFLOP/s); --peak-tflops overrides it. */
 #include <stdio.h>
@@ -48,7 +50,7 @@ int main(void) {
 
 int main(int argc, char **argv) {
     const char *name = "4b", *math_name = "bf16";
-    int layers = 8, n_seqs = 1, seq_len = 4096, steps = 5;
+    int layers = 8, n_seqs = 1, seq_len = 4096, steps = 5, head_rows = 0;
     double peak = 0.0;
     bool recompute = false, fused = true;
     for (int i = 1; i < argc; i++) {
@@ -61,6 +63,7 @@ int main(int argc, char **argv) {
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(argv[i], "--math")) math_name = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--peak-tflops")) peak = atof(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--head-rows")) head_rows = atoi(argv[++i]);
         else {
             fprintf(stderr, "bench_train_gpu: unknown option %s\n", argv[i]);
             return 2;
@@ -84,6 +87,8 @@ int main(int argc, char **argv) {
 
     Qwen3 *m = qwen3_new(&cfg);
     m->recompute = recompute;
+    /* the head's chunk as the job's GPU step takes it (train_device.c) */
+    m->vocab_chunk = head_rows > 0 ? head_rows : qwen3_vocab_chunk_within(m->shard.vocab_size, QWEN3_GPU_LOGITS_BYTES);
     bench_init_weights(m);
     Qwen3Gpu *g = qwen3_gpu_new(m, 0, f32 ? QWEN3_GPU_F32 : QWEN3_GPU_BF16);
     BenchBatch bb = bench_batch_new(n_seqs, seq_len, cfg.vocab_size);
@@ -125,8 +130,9 @@ int main(int argc, char **argv) {
     size_t free_b = 0, total_b = 0;
     cuda_check(cudaMemGetInfo(&free_b, &total_b));
 
-    printf("config %s (%d layers), %d sequences x %d tokens, %s products%s%s, %s\n", name, c->num_layers, n_seqs,
-           seq_len, math_name, recompute ? ", recompute" : "", fused ? "" : ", two-pass head", prop.name);
+    printf("config %s (%d layers), %d sequences x %d tokens, head chunks of %d rows, %s products%s%s, %s\n", name,
+           c->num_layers, n_seqs, seq_len, m->vocab_chunk, math_name, recompute ? ", recompute" : "",
+           fused ? "" : ", two-pass head", prop.name);
     printf("RESULT train_gpu %s %d %d %.4f %.1f %.1f %.4f\n", name, c->num_layers, T, med, T / med, tflops, loss);
     printf("step %.3f s (median of %d), %.0f tokens/s, %.1f TFLOP/s", med, steps, T / med, tflops);
     if (peak > 0 && !f32) printf(", MFU %.1f%% of %.0f", 100.0 * tflops / peak, peak);

@@ -10,12 +10,13 @@
  * take several times longer than all the matrix products together.
  *
  * Tiles: a block takes 64 consecutive queries of one head (forward, dq) or
- * 64 consecutive keys of one kv head (dk, dv); 4 warps, each owning 16 of
- * them. Queries and keys of a tile are masked as in attention.cu (same
- * sequence, not in the future), so tiles may straddle sequences. Operands
- * are converted to bf16 as they are loaded into shared memory (rows padded
- * by 8 values: every 16 x 16 fragment starts 32-byte aligned, and rows fall
- * on different banks).
+ * 64 consecutive keys of a kv head for one of its query heads (dk, dv); 4
+ * warps, each owning 16 of them. Queries and keys of a tile are masked as
+ * in attention.cu (same sequence, not in the future), so tiles may straddle
+ * sequences. The launchers copy the fp32 operands to bf16 once
+ * (bf16_inputs_new); tiles are loaded from those copies into shared memory
+ * (rows padded by 8 values: every 16 x 16 fragment starts 32-byte aligned,
+ * and rows fall on different banks).
  *
  * Each product is a warp's (16 x K) by (K x 64 or D) through fragments;
  * where a result needs row-wise work (the online softmax, P and dS) the
@@ -50,15 +51,18 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
 /* Row stride of a (64, D) bf16 operand tile. */
 __host__ __device__ constexpr int tc_ld(int D) { return D + 8; }
 
-/* 64 rows x D of a (T, heads, D) fp32 tensor, head h, from token t0, into
- * shared memory as bf16 with row stride D + 8; rows past T are zeros.
- * Consecutive threads take consecutive columns: coalesced. */
+/* 64 rows x D of a (T, heads, D) bf16 tensor, head h, from token t0, into
+ * shared memory with row stride D + 8; rows past T are zeros. Consecutive
+ * threads take consecutive 16-byte pieces (8 values): coalesced, and rows
+ * of D (a multiple of 8) values start 16-byte aligned in the launchers'
+ * bf16 copies and in the tiles. */
 template <int D>
-__device__ __forceinline__ void tc_load_tile(__nv_bfloat16 *dst, const float *src, int t0, int T, int heads, int h) {
-    for (int idx = threadIdx.x; idx < TC_B * D; idx += TC_THREADS) {
-        int i = idx / D, d = idx % D, t = t0 + i;
-        float x = t < T ? src[((size_t)t * heads + h) * D + d] : 0.0f;
-        dst[i * tc_ld(D) + d] = __float2bfloat16(x);
+__device__ __forceinline__ void tc_load_tile(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int t0, int T, int heads,
+                                             int h) {
+    for (int idx = threadIdx.x; idx < TC_B * D / 8; idx += TC_THREADS) {
+        int i = idx / (D / 8), d = idx % (D / 8) * 8, t = t0 + i;
+        uint4 x = t < T ? *(const uint4 *)(src + ((size_t)t * heads + h) * D + d) : make_uint4(0, 0, 0, 0);
+        *(uint4 *)(dst + i * tc_ld(D) + d) = x;
     }
 }
 
@@ -139,7 +143,8 @@ __device__ __forceinline__ bool tc_rows_skip(const TcRows &q, int k0, int T) {
 
 template <int D>
 __global__ __launch_bounds__(TC_THREADS) static void attention_tc_forward_kernel(
-    float *out, float *lse, const float *qin, const float *k, const float *v, const int32_t *seq_of,
+    float *out, float *lse, const __nv_bfloat16 *qin, const __nv_bfloat16 *k, const __nv_bfloat16 *v,
+    const int32_t *seq_of,
     const int32_t *seq_start, int T, int NH, int NKV, float scale) {
     extern __shared__ __align__(32) unsigned char tc_smem[];
     const int LD = tc_ld(D), OLD = D + 4;
@@ -231,8 +236,9 @@ __device__ __forceinline__ void tc_store_rows(float *dst, FragC (&acc)[D / 16], 
 /* dq_i = scale * sum_j dS_ij k_j with dS = P (dP - delta), dP = dout V^T. */
 template <int D>
 __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dq_kernel(
-    float *dq, const float *dout, const float *lse, const float *delta, const float *qin, const float *k,
-    const float *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, float scale) {
+    float *dq, const __nv_bfloat16 *dout, const float *lse, const float *delta, const __nv_bfloat16 *qin,
+    const __nv_bfloat16 *k, const __nv_bfloat16 *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH,
+    int NKV, float scale) {
     extern __shared__ __align__(32) unsigned char tc_smem[];
     const int LD = tc_ld(D);
     __nv_bfloat16 *Qs = (__nv_bfloat16 *)tc_smem;  /* (64, LD) */
@@ -282,11 +288,18 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dq_kernel(
 
 /* dk_j = scale * sum_{h in group, i} dS_ij q_i, dv_j = sum P_ij dout_i over
  * the queries i >= j of j's sequence: the warp computes the transposed
- * tiles S^T = K Q^T and dP^T = V dO^T for its 16 keys. */
+ * tiles S^T = K Q^T and dP^T = V dO^T for its 16 keys. A block takes one
+ * query head h of the group: its sums over i go to row j, head h of dkh
+ * and dvh ((T, NH, D), unscaled), and attention_tc_group_sum_kernel adds
+ * the group's heads in order. One block per kv head walking its heads in
+ * turn had a quarter as many blocks, and the causal triangle left most SMs
+ * idle while the last key tiles' blocks ran (an H100: 12.9 ms per layer of
+ * Qwen3-4B at 4k, against 5.5 for the forward). */
 template <int D>
 __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dkv_kernel(
-    float *dk, float *dv, const float *dout, const float *lse, const float *delta, const float *q, const float *k,
-    const float *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, float scale) {
+    float *dkh, float *dvh, const __nv_bfloat16 *dout, const float *lse, const float *delta, const __nv_bfloat16 *q,
+    const __nv_bfloat16 *k, const __nv_bfloat16 *v, const int32_t *seq_of, const int32_t *seq_start, int T, int NH,
+    int NKV, float scale) {
     extern __shared__ __align__(32) unsigned char tc_smem[];
     const int LD = tc_ld(D);
     __nv_bfloat16 *Ks = (__nv_bfloat16 *)tc_smem;  /* (64, LD) */
@@ -302,7 +315,7 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dkv_kernel(
     __nv_bfloat16 *Pw = (__nv_bfloat16 *)(base + 3 * TC_B + TC_WARPS * 2 * TC_R * TC_SLD) +
                         warp * 2 * TC_R * TC_PLD;             /* (16, PLD) P^T */
     __nv_bfloat16 *dSw = Pw + TC_R * TC_PLD;                  /* (16, PLD) dS^T */
-    int k0 = blockIdx.x * TC_B, g = blockIdx.y, rep = NH / NKV;
+    int k0 = blockIdx.x * TC_B, h = blockIdx.y, g = h / (NH / NKV);
     int k_last = min(k0 + TC_B, T) - 1;
     int q_end = seq_start[seq_of[k_last] + 1]; /* queries past the last key's sequence see none of these keys */
     int w0 = k0 + warp * TC_R, w_last = min(w0 + TC_R, T) - 1;
@@ -315,44 +328,60 @@ __global__ __launch_bounds__(TC_THREADS) static void attention_tc_dkv_kernel(
 #pragma unroll
     for (int n = 0; n < D / 16; n++) wmma::fill_fragment(dka[n], 0.0f), wmma::fill_fragment(dva[n], 0.0f);
 
-    for (int h = g * rep; h < (g + 1) * rep; h++) {
-        for (int q0 = k0; q0 < q_end; q0 += TC_B) {
-            __syncthreads();
-            tc_load_tile<D>(Qs, q, q0, T, NH, h);
-            tc_load_tile<D>(dOs, dout, q0, T, NH, h);
-            if (threadIdx.x < TC_B) {
-                int t = q0 + threadIdx.x;
-                bool in = t < T;
-                Ls[threadIdx.x] = in ? lse[(size_t)t * NH + h] : 0.0f;
-                Ds[threadIdx.x] = in ? delta[(size_t)t * NH + h] : 0.0f;
-                Ss[threadIdx.x] = in ? seq_start[seq_of[t]] : T;
-            }
-            __syncthreads();
-            /* queries before the warp's first key, or past its keys' sequences, see none of them */
-            if (w0 >= T || q0 + TC_B <= w0 || q0 >= w_end) continue;
-
-            tc_rows_dot_rows<D>(Sw, Ks + warp * TC_R * LD, Qs);
-            tc_rows_dot_rows<D>(dPw, Vs + warp * TC_R * LD, dOs);
-            __syncwarp();
-            const float *srow = Sw + r * TC_SLD + half * 32, *dprow = dPw + r * TC_SLD + half * 32;
-            __nv_bfloat16 *prow = Pw + r * TC_PLD + half * 32, *dsrow = dSw + r * TC_PLD + half * 32;
-#pragma unroll
-            for (int j = 0; j < 32; j++) {
-                int i = half * 32 + j, tq = q0 + i;
-                bool vis = tq < T && tk <= tq && tk >= Ss[i];
-                float p = vis ? expf(srow[j] * scale - Ls[i]) : 0.0f;
-                prow[j] = __float2bfloat16(p);
-                dsrow[j] = __float2bfloat16(p * (dprow[j] - Ds[i]));
-            }
-            __syncwarp();
-            tc_accumulate<D>(dva, Pw, dOs);
-            tc_accumulate<D>(dka, dSw, Qs);
+    for (int q0 = k0; q0 < q_end; q0 += TC_B) {
+        __syncthreads();
+        tc_load_tile<D>(Qs, q, q0, T, NH, h);
+        tc_load_tile<D>(dOs, dout, q0, T, NH, h);
+        if (threadIdx.x < TC_B) {
+            int t = q0 + threadIdx.x;
+            bool in = t < T;
+            Ls[threadIdx.x] = in ? lse[(size_t)t * NH + h] : 0.0f;
+            Ds[threadIdx.x] = in ? delta[(size_t)t * NH + h] : 0.0f;
+            Ss[threadIdx.x] = in ? seq_start[seq_of[t]] : T;
         }
+        __syncthreads();
+        /* queries before the warp's first key, or past its keys' sequences, see none of them */
+        if (w0 >= T || q0 + TC_B <= w0 || q0 >= w_end) continue;
+
+        tc_rows_dot_rows<D>(Sw, Ks + warp * TC_R * LD, Qs);
+        tc_rows_dot_rows<D>(dPw, Vs + warp * TC_R * LD, dOs);
+        __syncwarp();
+        const float *srow = Sw + r * TC_SLD + half * 32, *dprow = dPw + r * TC_SLD + half * 32;
+        __nv_bfloat16 *prow = Pw + r * TC_PLD + half * 32, *dsrow = dSw + r * TC_PLD + half * 32;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            int i = half * 32 + j, tq = q0 + i;
+            bool vis = tq < T && tk <= tq && tk >= Ss[i];
+            float p = vis ? expf(srow[j] * scale - Ls[i]) : 0.0f;
+            prow[j] = __float2bfloat16(p);
+            dsrow[j] = __float2bfloat16(p * (dprow[j] - Ds[i]));
+        }
+        __syncwarp();
+        tc_accumulate<D>(dva, Pw, dOs);
+        tc_accumulate<D>(dka, dSw, Qs);
     }
     if (w0 >= T) return;
     /* the staging takes 16 x (D + 4) floats: S^T and dP^T together hold 16 x 2 x (64 + 4) */
-    tc_store_rows<D>(dk, dka, Sw, scale, w0, T, NKV, g, lane);
-    tc_store_rows<D>(dv, dva, Sw, 1.0f, w0, T, NKV, g, lane);
+    tc_store_rows<D>(dkh, dka, Sw, 1.0f, w0, T, NH, h, lane);
+    tc_store_rows<D>(dvh, dva, Sw, 1.0f, w0, T, NH, h, lane);
+}
+
+/* dk (T, NKV, D) = scale * the sum of dkh over each group's heads, dv the
+ * same sum of dvh unscaled; heads added in order (the same sums every run). */
+__global__ static void attention_tc_group_sum_kernel(float *dk, float *dv, const float *dkh, const float *dvh, int T,
+                                                     int NH, int NKV, int D, float scale) {
+    int rep = NH / NKV;
+    long n = (long)T * NKV * D;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        long t = i / ((long)NKV * D);
+        int g = (int)(i / D % NKV), d = (int)(i % D);
+        size_t at = ((size_t)t * NH + (size_t)g * rep) * D + d;
+        const float *a = dkh + at, *b = dvh + at;
+        float sk = 0.0f, sv = 0.0f;
+        for (int j = 0; j < rep; j++) sk += a[(size_t)j * D], sv += b[(size_t)j * D];
+        dk[i] = sk * scale;
+        dv[i] = sv;
+    }
 }
 
 /* ------------------------------------------------------------ launchers */
@@ -375,15 +404,45 @@ template <typename K> static void tc_smem(K kernel, size_t bytes) {
     if (bytes > 48 * 1024) cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
+/* bf16 copies of the (T, heads, D) fp32 inputs, made once per call: the
+ * kernels read each tile of K and V many times over (once per query tile)
+ * and each Q and dO tile once per key tile, and converting as they load
+ * cost more than the copies (the same rounding either way). Owned by the
+ * caller, freed with bf16_inputs_free on the same stream. */
+typedef struct {
+    __nv_bfloat16 *base;
+    const __nv_bfloat16 *x[4];
+} Bf16Inputs;
+
+static Bf16Inputs bf16_inputs_new(const float *const *src, const size_t *n, int count, cudaStream_t stream) {
+    Bf16Inputs b = {};
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += n[i];
+    cuda_check(cudaMallocAsync((void **)&b.base, total * sizeof(__nv_bfloat16), stream));
+    size_t at = 0;
+    for (int i = 0; i < count; i++) {
+        cuda_f32_to_bf16((uint16_t *)(b.base + at), src[i], (long)n[i], stream);
+        b.x[i] = b.base + at;
+        at += n[i];
+    }
+    return b;
+}
+
+static void bf16_inputs_free(Bf16Inputs *b, cudaStream_t stream) { cuda_check(cudaFreeAsync(b->base, stream)); }
+
 template <int D>
 static void tc_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
                        const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
+    const float *src[3] = {q, k, v};
+    size_t n[3] = {(size_t)T * NH * D, (size_t)T * NKV * D, (size_t)T * NKV * D};
+    Bf16Inputs b = bf16_inputs_new(src, n, 3, stream);
     size_t smem = tc_forward_smem(D);
     tc_smem(attention_tc_forward_kernel<D>, smem);
     dim3 grid((T + TC_B - 1) / TC_B, NH);
-    attention_tc_forward_kernel<D><<<grid, TC_THREADS, smem, stream>>>(out, lse, q, k, v, seq_of, seq_start, T, NH,
-                                                                        NKV, 1.0f / sqrtf((float)D));
+    attention_tc_forward_kernel<D><<<grid, TC_THREADS, smem, stream>>>(out, lse, b.x[0], b.x[1], b.x[2], seq_of,
+                                                                        seq_start, T, NH, NKV, 1.0f / sqrtf((float)D));
     cuda_check_launch();
+    bf16_inputs_free(&b, stream);
 }
 
 template <int D>
@@ -391,16 +450,30 @@ static void tc_backward(float *dq, float *dk, float *dv, const float *delta, con
                         const float *q, const float *k, const float *v, const int32_t *seq_of,
                         const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
     float scale = 1.0f / sqrtf((float)D);
+    const float *src[4] = {q, k, v, dout};
+    size_t n[4] = {(size_t)T * NH * D, (size_t)T * NKV * D, (size_t)T * NKV * D, (size_t)T * NH * D};
+    Bf16Inputs b = bf16_inputs_new(src, n, 4, stream);
+    const __nv_bfloat16 *qb = b.x[0], *kb = b.x[1], *vb = b.x[2], *dob = b.x[3];
     size_t smem_q = tc_dq_smem(D);
     tc_smem(attention_tc_dq_kernel<D>, smem_q);
     attention_tc_dq_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NH), TC_THREADS, smem_q, stream>>>(
-        dq, dout, lse, delta, q, k, v, seq_of, seq_start, T, NH, NKV, scale);
+        dq, dob, lse, delta, qb, kb, vb, seq_of, seq_start, T, NH, NKV, scale);
     cuda_check_launch();
+    /* each query head's share of dk and dv, then the group sums */
+    float *dkh, *dvh;
+    size_t head_bytes = (size_t)T * NH * D * sizeof(float);
+    cuda_check(cudaMallocAsync((void **)&dkh, 2 * head_bytes, stream));
+    dvh = dkh + (size_t)T * NH * D;
     size_t smem_kv = tc_dkv_smem(D);
     tc_smem(attention_tc_dkv_kernel<D>, smem_kv);
-    attention_tc_dkv_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NKV), TC_THREADS, smem_kv, stream>>>(
-        dk, dv, dout, lse, delta, q, k, v, seq_of, seq_start, T, NH, NKV, scale);
+    attention_tc_dkv_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NH), TC_THREADS, smem_kv, stream>>>(
+        dkh, dvh, dob, lse, delta, qb, kb, vb, seq_of, seq_start, T, NH, NKV, scale);
     cuda_check_launch();
+    attention_tc_group_sum_kernel<<<grid_for((long)T * NKV * D, 256), 256, 0, stream>>>(dk, dv, dkh, dvh, T, NH, NKV, D,
+                                                                                       scale);
+    cuda_check_launch();
+    cuda_check(cudaFreeAsync(dkh, stream));
+    bf16_inputs_free(&b, stream);
 }
 
 extern "C" bool cuda_attention_tc_supported(int D) { return D == 32 || D == 64 || D == 128; }

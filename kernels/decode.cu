@@ -5,10 +5,14 @@
  * arithmetic with them: it is bound by memory bandwidth. So:
  *   - a block serves one kv head of one row and all the query heads that
  *     share it (GQA), so each key/value row is read from memory once;
- *   - long contexts are split into pieces of DEC_SPLIT keys over separate
- *     blocks (a batch of 1 with 8 kv heads would otherwise fill 8 SMs), each
- *     writing a partial (max, sum, unnormalized output); a second kernel
- *     merges the pieces of each (row, head) in order;
+ *   - long contexts are split into pieces of keys over separate blocks (a
+ *     batch of 1 with 8 kv heads would otherwise fill 8 SMs), each writing a
+ *     partial (max, sum, unnormalized output); a second kernel merges the
+ *     pieces of each (row, head) in order. Pieces are DEC_SPLIT keys, halved
+ *     (down to one tile) while the grid has fewer than DEC_MIN_BLOCKS
+ *     blocks: a block walks its tiles one after the other, each a memory
+ *     round trip, so at batch 1 short pieces over many SMs finish sooner
+ *     (an H100 took 55 us per layer at 2048 keys in pieces of 256);
  *   - keys and values are staged through shared memory in tiles of 32 rows,
  *     each row (D contiguous values) read by consecutive threads: coalesced,
  *     16 bytes per thread and load (8 bf16 or 4 fp32 values) where the
@@ -22,7 +26,8 @@
 #include "common.cuh"
 
 #define DEC_TILE 32          /* keys per shared-memory tile */
-#define DEC_SPLIT 256        /* keys per block (one piece of the context) */
+#define DEC_SPLIT 256        /* keys per block (one piece of the context), at most */
+#define DEC_MIN_BLOCKS 528   /* blocks the split aims for: 4 per SM of an H100 */
 #define DEC_THREADS 128
 #define DEC_MAX_REP 16       /* query heads per kv head */
 #define DEC_ACC 16           /* accumulators per thread: rep * D <= DEC_THREADS * DEC_ACC */
@@ -90,7 +95,7 @@ template <typename KV>
 __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
     float *pm, float *pl, float *pacc, const float *q, const KV *kv, const int32_t *block_tables, int max_blocks,
     const int32_t *pos, int NH, int NKV, int D, int block_size, size_t block_stride, size_t k_off, size_t v_off,
-    int n_splits, float scale, bool vec) {
+    int split_len, int n_splits, float scale, bool vec) {
     extern __shared__ float smem[];
     int rep = NH / NKV;
     float *Qs = smem;                        /* (rep, D) */
@@ -103,7 +108,7 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
     int split = blockIdx.x, g = blockIdx.y, r = blockIdx.z;
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nwarps = DEC_THREADS / WARP;
     int n = pos[r] + 1;
-    int j0 = split * DEC_SPLIT, j1 = min(j0 + DEC_SPLIT, n);
+    int j0 = split * split_len, j1 = min(j0 + split_len, n);
     const int32_t *table = block_tables + (size_t)r * max_blocks;
 
     for (int i = threadIdx.x; i < rep * D; i += DEC_THREADS)
@@ -184,6 +189,197 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
     }
 }
 
+/* The bf16 cache's fast path (D of 32, 64, 128 or 256, 16-byte aligned
+ * rows, up to MAXREP query heads per kv head), same grid and partial
+ * results as decode_partial_kernel. The staged kernel above is bound by
+ * shared memory: every key and value goes through it as fp32 and is read
+ * back once per head, and a block's loads wait for its arithmetic (an H100
+ * ran it at ~1 TB/s at batch 32 and 128). Here each key goes straight to
+ * registers: D / 8 lanes hold its 8-value pieces (one 16-byte load each
+ * for the key and the value), so a warp takes 32 / (D / 8) keys at a time;
+ * their scores are sums over those lanes (butterflies), and each lane keeps
+ * its own online softmax and output pieces for every head of the group.
+ * The next keys are loaded before the current ones are used. At the end
+ * the warp's key slots and then the block's warps are merged in a fixed
+ * order (the same result every run). */
+#define DEC_FAST_WARPS 4
+
+template <int D, int MAXREP>
+__global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fast_kernel(
+    float *pm, float *pl, float *pacc, const float *q, const __nv_bfloat16 *kv, const int32_t *block_tables,
+    int max_blocks, const int32_t *pos, int NH, int NKV, int block_size, size_t block_stride, size_t k_off,
+    size_t v_off, int split_len, int n_splits, float scale) {
+    constexpr int LPK = D / 8;      /* lanes per key */
+    constexpr int KPW = WARP / LPK; /* keys per warp and step */
+    constexpr int STEP = DEC_FAST_WARPS * KPW;
+    __shared__ float Ms[DEC_FAST_WARPS][MAXREP], Lsh[DEC_FAST_WARPS][MAXREP];
+    __shared__ float As[DEC_FAST_WARPS][MAXREP][D];
+    int split = blockIdx.x, g = blockIdx.y, r = blockIdx.z;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int sub = lane % LPK, slot = lane / LPK; /* the lane's 8 values of its key; which of the warp's keys */
+    int rep = NH / NKV;
+    int n = pos[r] + 1;
+    int j0 = split * split_len, j1 = min(j0 + split_len, n);
+    const int32_t *table = block_tables + (size_t)r * max_blocks;
+
+    float qr[MAXREP][8], acc[MAXREP][8], m[MAXREP], l[MAXREP];
+#pragma unroll
+    for (int h = 0; h < MAXREP; h++) {
+        m[h] = -INFINITY, l[h] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            acc[h][e] = 0.0f;
+            qr[h][e] = h < rep ? q[((size_t)r * NH + g * rep + h) * D + sub * 8 + e] : 0.0f;
+        }
+    }
+    /* key j's 8 values of this lane, key and value, zeros past the piece */
+    auto load = [&](int j, float (&kx)[8], float (&vx)[8]) {
+        if (j < j1) {
+            const __nv_bfloat16 *blk = kv + (size_t)table[j / block_size] * block_stride;
+            size_t at = ((size_t)(j % block_size) * NKV + g) * D + sub * 8;
+            kv_load16(kx, blk + k_off + at);
+            kv_load16(vx, blk + v_off + at);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) kx[e] = 0.0f, vx[e] = 0.0f;
+        }
+    };
+    /* keys t + slot (the lane's) of the warp's step at t: scores and the
+     * online softmax (lanes past the piece still take part in the sums) */
+    auto attend = [&](int t, const float (&kx)[8], const float (&vx)[8]) {
+        bool valid = t + slot < j1;
+#pragma unroll
+        for (int h = 0; h < MAXREP; h++) {
+            if (h >= rep) break;
+            float dot = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 8; e++) dot += qr[h][e] * kx[e];
+#pragma unroll
+            for (int o = LPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(FULL_MASK, dot, o);
+            if (valid) {
+                float s = dot * scale, mn = fmaxf(m[h], s);
+                float corr = expf(m[h] - mn), p = expf(s - mn); /* corr is 0 on the first key */
+                l[h] = l[h] * corr + p;
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[h][e] = acc[h][e] * corr + p * vx[e];
+                m[h] = mn;
+            }
+        }
+    };
+    /* The next step's keys are loaded while the current ones are used.
+     * Two variants were slower on an H100 at batch 32 and 128: three
+     * steps in registers, two in flight (145 registers a thread, 3 blocks
+     * per SM: steps 16-18% longer), and 5 blocks per SM forced through
+     * launch bounds (96 registers and spills: 8-12% longer). This one
+     * takes 123 registers, 4 blocks per SM. t is the same for all the
+     * warp's lanes, so they leave together. */
+    float kx[8], vx[8];
+    int t = j0 + warp * KPW; /* the warp's first key */
+    load(t + slot, kx, vx);
+    for (; t < j1; t += STEP) {
+        float kn[8], vn[8];
+        load(t + STEP + slot, kn, vn);
+        attend(t, kx, vx);
+#pragma unroll
+        for (int e = 0; e < 8; e++) kx[e] = kn[e], vx[e] = vn[e];
+    }
+
+    /* the warp's key slots, merged pairwise (slot s with s ^ 1, ...) */
+#pragma unroll
+    for (int o = LPK; o < WARP; o <<= 1) {
+#pragma unroll
+        for (int h = 0; h < MAXREP; h++) {
+            if (h >= rep) break;
+            float m2 = __shfl_xor_sync(FULL_MASK, m[h], o), l2 = __shfl_xor_sync(FULL_MASK, l[h], o);
+            float mn = fmaxf(m[h], m2);
+            float c1 = mn == -INFINITY ? 0.0f : expf(m[h] - mn), c2 = mn == -INFINITY ? 0.0f : expf(m2 - mn);
+            l[h] = l[h] * c1 + l2 * c2;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                float a2 = __shfl_xor_sync(FULL_MASK, acc[h][e], o);
+                acc[h][e] = acc[h][e] * c1 + a2 * c2;
+            }
+            m[h] = mn;
+        }
+    }
+    if (slot == 0) {
+#pragma unroll
+        for (int h = 0; h < MAXREP; h++) {
+            if (h >= rep) break;
+#pragma unroll
+            for (int e = 0; e < 8; e++) As[warp][h][sub * 8 + e] = acc[h][e];
+            if (sub == 0) Ms[warp][h] = m[h], Lsh[warp][h] = l[h];
+        }
+    }
+    __syncthreads();
+    /* the block's warps, in order */
+    size_t base = ((size_t)r * NH + g * rep) * n_splits + split; /* (row, head, split) of head g*rep */
+    for (int idx = threadIdx.x; idx < rep * D; idx += DEC_FAST_WARPS * WARP) {
+        int h = idx / D, d = idx % D;
+        float M = -INFINITY;
+        for (int w = 0; w < DEC_FAST_WARPS; w++) M = fmaxf(M, Ms[w][h]);
+        float L = 0.0f, a = 0.0f;
+        if (M != -INFINITY)
+            for (int w = 0; w < DEC_FAST_WARPS; w++) {
+                float c = expf(Ms[w][h] - M);
+                L += Lsh[w][h] * c;
+                a += As[w][h][d] * c;
+            }
+        pacc[(base + (size_t)h * n_splits) * D + d] = a;
+        if (d == 0) {
+            pm[base + (size_t)h * n_splits] = M;
+            pl[base + (size_t)h * n_splits] = L;
+        }
+    }
+}
+
+/* Launches the fast kernel when the shape has one: true if it did. */
+static bool decode_partial_fast(dim3 grid, float *pm, float *pl, float *pacc, const float *q, const float *kv,
+                                const int32_t *block_tables, int max_blocks, const int32_t *pos, int NH, int NKV,
+                                int D, int block_size, size_t block_stride, size_t k_off, size_t v_off, int split_len,
+                                int n_splits, float scale, bool vec, cudaStream_t stream) {
+    return false; /* the fp32 cache keeps the staged kernel */
+}
+
+template <int D>
+static bool decode_fast_rep(dim3 grid, float *pm, float *pl, float *pacc, const float *q, const __nv_bfloat16 *kv,
+                            const int32_t *block_tables, int max_blocks, const int32_t *pos, int NH, int NKV,
+                            int block_size, size_t block_stride, size_t k_off, size_t v_off, int split_len,
+                            int n_splits, float scale, cudaStream_t stream) {
+    int rep = NH / NKV;
+    if (rep <= 4)
+        decode_partial_fast_kernel<D, 4><<<grid, DEC_FAST_WARPS * WARP, 0, stream>>>(
+            pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size, block_stride, k_off, v_off,
+            split_len, n_splits, scale);
+    else if (rep <= 8)
+        decode_partial_fast_kernel<D, 8><<<grid, DEC_FAST_WARPS * WARP, 0, stream>>>(
+            pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size, block_stride, k_off, v_off,
+            split_len, n_splits, scale);
+    else
+        return false;
+    cuda_check_launch();
+    return true;
+}
+
+static bool decode_partial_fast(dim3 grid, float *pm, float *pl, float *pacc, const float *q,
+                                const __nv_bfloat16 *kv, const int32_t *block_tables, int max_blocks,
+                                const int32_t *pos, int NH, int NKV, int D, int block_size, size_t block_stride,
+                                size_t k_off, size_t v_off, int split_len, int n_splits, float scale, bool vec,
+                                cudaStream_t stream) {
+    if (!vec) return false;
+    switch (D) {
+    case 32: return decode_fast_rep<32>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size,
+                                        block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+    case 64: return decode_fast_rep<64>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size,
+                                        block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+    case 128: return decode_fast_rep<128>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV,
+                                          block_size, block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+    case 256: return decode_fast_rep<256>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV,
+                                          block_size, block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+    default: return false;
+    }
+}
+
 /* Grid (NH, R), threads across D: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s. */
 __global__ static void decode_merge_kernel(float *out, const float *pm, const float *pl, const float *pacc, int NH,
                                            int D, int n_splits) {
@@ -202,6 +398,15 @@ __global__ static void decode_merge_kernel(float *out, const float *pm, const fl
     }
 }
 
+/* Keys per piece for R rows of NKV kv heads over max_len keys: DEC_SPLIT,
+ * halved while the grid would have fewer than DEC_MIN_BLOCKS blocks, at
+ * least one tile. */
+static int dec_split_len(int R, int NKV, int max_len) {
+    int len = DEC_SPLIT;
+    while (len > DEC_TILE && (long)R * NKV * ((max_len + len - 1) / len) < DEC_MIN_BLOCKS) len /= 2;
+    return len;
+}
+
 template <typename KV>
 static void decode_attention(float *out, const float *q, const KV *kv, const int32_t *block_tables, int max_blocks,
                              const int32_t *pos, int R, int NH, int NKV, int D, int block_size, size_t block_stride,
@@ -214,7 +419,7 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
                 max_len);
         exit(1);
     }
-    int n_splits = (max_len + DEC_SPLIT - 1) / DEC_SPLIT;
+    int split_len = dec_split_len(R, NKV, max_len), n_splits = (max_len + split_len - 1) / split_len;
     size_t parts = (size_t)R * NH * n_splits;
     size_t need = cuda_decode_attention_work_bytes(R, NH, D, max_len);
     if (work == NULL || work_bytes < need) {
@@ -230,19 +435,25 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
     const size_t W = kv_vec_width<KV>();
     bool vec = D % W == 0 && k_off % W == 0 && v_off % W == 0 && block_stride % W == 0 && (uintptr_t)kv % 16 == 0;
     dim3 grid(n_splits, NKV, R);
-    decode_partial_kernel<KV><<<grid, DEC_THREADS, smem, stream>>>(pm, pl, pacc, q, kv, block_tables, max_blocks, pos,
-                                                                   NH, NKV, D, block_size, block_stride, k_off, v_off,
-                                                                   n_splits, 1.0f / sqrtf((float)D), vec);
-    cuda_check_launch();
+    float scale = 1.0f / sqrtf((float)D);
+    if (!decode_partial_fast(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, D, block_size,
+                             block_stride, k_off, v_off, split_len, n_splits, scale, vec, stream)) {
+        decode_partial_kernel<KV><<<grid, DEC_THREADS, smem, stream>>>(pm, pl, pacc, q, kv, block_tables, max_blocks,
+                                                                       pos, NH, NKV, D, block_size, block_stride,
+                                                                       k_off, v_off, split_len, n_splits, scale, vec);
+        cuda_check_launch();
+    }
     decode_merge_kernel<<<dim3(NH, R), D < 128 ? 64 : 128, 0, stream>>>(out, pm, pl, pacc, NH, D, n_splits);
     cuda_check_launch();
 }
 
 /* The pieces' partial results: max and sum (parts each) and the
- * unnormalized output (parts, D), parts = R * NH * pieces of the context. */
+ * unnormalized output (parts, D), parts = R * NH * pieces of the context;
+ * as many pieces as one kv head would take (more kv heads take fewer). */
 extern "C" size_t cuda_decode_attention_work_bytes(int R, int NH, int D, int max_len) {
     if (R <= 0 || NH <= 0 || D <= 0 || max_len <= 0) return 0;
-    size_t parts = (size_t)R * NH * ((max_len + DEC_SPLIT - 1) / DEC_SPLIT);
+    int split_len = dec_split_len(R, 1, max_len);
+    size_t parts = (size_t)R * NH * ((max_len + split_len - 1) / split_len);
     return parts * ((size_t)D + 2) * sizeof(float);
 }
 

@@ -123,8 +123,11 @@ fi
 
 # ---- run one step, record its exit and time, keep its log ----
 # A device call lasts 600 s at most: every step stops in time for the
-# summary (TAU2_GPU_BUDGET_S from the start of this script, default 570).
+# summary (TAU2_GPU_BUDGET_S from the start of this script, default 570),
+# and no step runs longer than TAU2_GPU_STEP_S (default 200), so that one
+# that hangs leaves time for the others.
 DEADLINE=${TAU2_GPU_BUDGET_S:-570}
+STEP_CAP=${TAU2_GPU_STEP_S:-200}
 n_gpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 ROWS=()
 FAILED=0
@@ -132,6 +135,7 @@ step() { # step LOG NAME CMD...: a row "NAME  result  seconds  last line"
   local log=$1 name=$2
   shift 2
   local t0=$SECONDS rc left=$((DEADLINE - SECONDS - 10))
+  [ $left -le "$STEP_CAP" ] || left=$STEP_CAP
   if [ $left -lt 5 ]; then
     ROWS+=("$(printf '%-28s %-11s' "$name" "not run: no time left")")
     FAILED=1

@@ -335,9 +335,11 @@ static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
     return m;
 }
 
-int qwen3_default_vocab_chunk(int vocab_shard) {
+int qwen3_default_vocab_chunk(int vocab_shard) { return qwen3_vocab_chunk_within(vocab_shard, QWEN3_LOGITS_BYTES); }
+
+int qwen3_vocab_chunk_within(int vocab_shard, long logits_bytes) {
     if (vocab_shard < 1) return QWEN3_VOCAB_CHUNK;
-    long rows = QWEN3_LOGITS_BYTES / ((long)vocab_shard * (long)sizeof(float));
+    long rows = logits_bytes / ((long)vocab_shard * (long)sizeof(float));
     rows -= rows % QWEN3_VOCAB_CHUNK;
     return rows > QWEN3_VOCAB_CHUNK ? (int)rows : QWEN3_VOCAB_CHUNK;
 }

@@ -225,6 +225,9 @@ typedef struct {
 Qwen3 *qwen3_new(const Qwen3Config *cfg);
 /* The default vocab_chunk for a vocabulary shard of vocab_shard columns. */
 int qwen3_default_vocab_chunk(int vocab_shard);
+/* The most rows, a multiple of QWEN3_VOCAB_CHUNK and at least that, whose
+ * logits (rows x vocab_shard floats) fit in logits_bytes. */
+int qwen3_vocab_chunk_within(int vocab_shard, long logits_bytes);
 void qwen3_free(Qwen3 *m);
 
 /* 0 when tp ranks can split the model (tp divides num_attention_heads,

@@ -37,6 +37,13 @@ typedef enum {
 
 typedef struct Qwen3Gpu Qwen3Gpu;
 
+/* The logits scratch a GPU step's output head may take (vocab_chunk rows x
+ * the vocab shard, fp32): qwen3_vocab_chunk_within(shard, this) rows. The
+ * head's weight gradient is read and written once per chunk (1.2 GiB each
+ * for Qwen3's vocabulary): at the CPU default of 128 rows that pass cost
+ * 1.5 ms per 128 tokens on an H100, more than the chunk's products. */
+#define QWEN3_GPU_LOGITS_BYTES (1L << 30)
+
 /* An engine on CUDA device `device` for host model m's shapes, with m's
  * weights uploaded. m is borrowed for its config, shard, TP comm and tensor
  * table and must outlive the engine; its weights are not changed (see

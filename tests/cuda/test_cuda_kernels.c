@@ -604,6 +604,8 @@ int main(void) {
     test_infer_fused();
     test_decode(4, 2, 64);  /* 16-byte loads from both caches */
     test_decode(8, 2, 128);
+    test_decode(8, 1, 32);   /* bf16: the fast kernel with 8 keys per warp, 8 heads per kv head */
+    test_decode(16, 1, 64);  /* 16 heads per kv head: past the fast kernel's 8, the staged one */
     test_decode(2, 1, 36);  /* fp32: 16-byte loads; bf16: one value per load (36 % 8) */
     test_decode(2, 1, 18);  /* one value per load from both */
     test_swiglu_residual();
