@@ -8,6 +8,9 @@
  * (temperature 1, sampled on the GPU, the ids fed back), each timed,
  * through CUDA graphs (the engine's default for decode steps); then as many
  * again with the graphs off (infer_gpu_set_graphs), for what they save.
+ * Those are the profiler's range (cudaProfilerStart/Stop): `ncu
+ * --profile-from-start off bench_decode_gpu --steps 1 ...` sees the kernels
+ * of two decode steps and nothing of the prefill.
  *
  * Roofline. A decode step must read every weight once (bf16: 2 bytes per
  * parameter) and every sequence's cached keys and values (bf16: L x 2 x
@@ -34,6 +37,7 @@ int main(void) {
 
 #else
 
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 
 #include "kernels.h"
@@ -175,7 +179,12 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
     long captured, replayed;
     infer_gpu_graph_counts(e, &captured, &replayed);
     infer_gpu_set_graphs(e, false);
+    /* the steps without graphs are the profiled range: under a profiler
+     * started with profiling off (ncu --profile-from-start off), each of a
+     * step's kernels is seen alone */
+    cuda_check(cudaProfilerStart());
     double med_eager = decode_median(e, seqs, B, ids, steps, (unsigned)steps + 1);
+    cuda_check(cudaProfilerStop());
     double ctx_mid = ctx + 1 + steps / 2.0; /* cached tokens a row reads, mid-run */
     double floor_s = (weights + B * ctx_mid * kv_token) / bw;
     printf("context %5d batch %4d: decode %8.1f tokens/s (step %.3f ms median of %d), roofline %.3f ms: %.0f%% of "

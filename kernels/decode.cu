@@ -37,20 +37,24 @@
 __device__ __forceinline__ float kv_load(const float *p) { return *p; }
 __device__ __forceinline__ float kv_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 
-/* 16 bytes of cached values from p (16-byte aligned) as fp32: 4 floats, or
- * 8 bf16 (a bf16 is the high half of the fp32 with the same value). */
-__device__ __forceinline__ void kv_load16(float (&out)[4], const float *p) {
-    float4 v = *(const float4 *)p;
-    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
-}
-__device__ __forceinline__ void kv_load16(float (&out)[8], const __nv_bfloat16 *p) {
-    uint4 u = *(const uint4 *)p;
+/* 8 bf16 as loaded (16 bytes) as fp32 (a bf16 is the high half of the fp32
+ * with the same value). */
+__device__ __forceinline__ void kv_unpack8(float (&out)[8], uint4 u) {
     const unsigned w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         out[2 * i] = __uint_as_float(w[i] << 16);
         out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
     }
+}
+
+/* 16 bytes of cached values from p (16-byte aligned) as fp32: 4 floats, or 8 bf16. */
+__device__ __forceinline__ void kv_load16(float (&out)[4], const float *p) {
+    float4 v = *(const float4 *)p;
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+}
+__device__ __forceinline__ void kv_load16(float (&out)[8], const __nv_bfloat16 *p) {
+    kv_unpack8(out, *(const uint4 *)p);
 }
 
 /* Cached values per 16-byte load. */
@@ -203,6 +207,7 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
  * the warp's key slots and then the block's warps are merged in a fixed
  * order (the same result every run). */
 #define DEC_FAST_WARPS 4
+#define DEC_AHEAD 3 /* steps of keys loaded ahead */
 
 template <int D, int MAXREP>
 __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fast_kernel(
@@ -232,21 +237,23 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
             qr[h][e] = h < rep ? q[((size_t)r * NH + g * rep + h) * D + sub * 8 + e] : 0.0f;
         }
     }
-    /* key j's 8 values of this lane, key and value, zeros past the piece */
-    auto load = [&](int j, float (&kx)[8], float (&vx)[8]) {
+    /* key j's 8 values of this lane, key and value, as loaded (bf16); zeros past the piece */
+    auto fetch = [&](int j, uint4 &kr, uint4 &vr) {
         if (j < j1) {
             const __nv_bfloat16 *blk = kv + (size_t)table[j / block_size] * block_stride;
             size_t at = ((size_t)(j % block_size) * NKV + g) * D + sub * 8;
-            kv_load16(kx, blk + k_off + at);
-            kv_load16(vx, blk + v_off + at);
+            kr = *(const uint4 *)(blk + k_off + at);
+            vr = *(const uint4 *)(blk + v_off + at);
         } else {
-#pragma unroll
-            for (int e = 0; e < 8; e++) kx[e] = 0.0f, vx[e] = 0.0f;
+            kr = make_uint4(0u, 0u, 0u, 0u), vr = kr;
         }
     };
     /* keys t + slot (the lane's) of the warp's step at t: scores and the
      * online softmax (lanes past the piece still take part in the sums) */
-    auto attend = [&](int t, const float (&kx)[8], const float (&vx)[8]) {
+    auto attend = [&](int t, uint4 kr, uint4 vr) {
+        float kx[8], vx[8];
+        kv_unpack8(kx, kr);
+        kv_unpack8(vx, vr);
         bool valid = t + slot < j1;
 #pragma unroll
         for (int h = 0; h < MAXREP; h++) {
@@ -266,22 +273,22 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
             }
         }
     };
-    /* The next step's keys are loaded while the current ones are used.
-     * Two variants were slower on an H100 at batch 32 and 128: three
-     * steps in registers, two in flight (145 registers a thread, 3 blocks
-     * per SM: steps 16-18% longer), and 5 blocks per SM forced through
-     * launch bounds (96 registers and spills: 8-12% longer). This one
-     * takes 123 registers, 4 blocks per SM. t is the same for all the
+    /* DEC_AHEAD steps of keys are in flight while one is used: kept as
+     * loaded (8 registers a key and value piece, not 16 as fp32), so the
+     * loads a warp has waiting triple for about the registers one step
+     * ahead in fp32 took (that one reached ~1.5 TB/s at batch 32 and 128 on
+     * an H100: too few bytes in flight per SM). t is the same for all the
      * warp's lanes, so they leave together. */
-    float kx[8], vx[8];
+    uint4 kq[DEC_AHEAD], vq[DEC_AHEAD];
     int t = j0 + warp * KPW; /* the warp's first key */
-    load(t + slot, kx, vx);
-    for (; t < j1; t += STEP) {
-        float kn[8], vn[8];
-        load(t + STEP + slot, kn, vn);
-        attend(t, kx, vx);
 #pragma unroll
-        for (int e = 0; e < 8; e++) kx[e] = kn[e], vx[e] = vn[e];
+    for (int a = 0; a < DEC_AHEAD; a++) fetch(t + a * STEP + slot, kq[a], vq[a]);
+    for (; t < j1; t += STEP) {
+        uint4 kc = kq[0], vc = vq[0];
+#pragma unroll
+        for (int a = 0; a + 1 < DEC_AHEAD; a++) kq[a] = kq[a + 1], vq[a] = vq[a + 1];
+        fetch(t + DEC_AHEAD * STEP + slot, kq[DEC_AHEAD - 1], vq[DEC_AHEAD - 1]);
+        attend(t, kc, vc);
     }
 
     /* the warp's key slots, merged pairwise (slot s with s ^ 1, ...) */
@@ -380,22 +387,60 @@ static bool decode_partial_fast(dim3 grid, float *pm, float *pl, float *pacc, co
     }
 }
 
-/* Grid (NH, R), threads across D: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s. */
+/* Grid (NH, R), G * D threads (whole warps, 1024 at most): out = sum_s
+ * e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s over the n_splits pieces. The
+ * pieces' weights e^(m_s - M) are computed once each, by the block's
+ * threads together, into shared memory; then thread (g, d) sums column d
+ * over the pieces g, g + G, ... (loads independent of each other, several
+ * in flight), and the G partial sums are added in order. At batch 1 the
+ * grid is only NH blocks and a 2k context is 64 pieces: one thread per
+ * column walking all of them took ~19 us a call on an H100 (Nsight
+ * Compute, caches flushed). Fixed order throughout:
+ * the same result every run. Dynamic shared memory: n_splits + G * D floats. */
 __global__ static void decode_merge_kernel(float *out, const float *pm, const float *pl, const float *pacc, int NH,
-                                           int D, int n_splits) {
-    int h = blockIdx.x, r = blockIdx.y;
+                                           int D, int n_splits, int G) {
+    extern __shared__ float msh[];
+    float *wsh = msh, *part = msh + n_splits; /* (n_splits), (G, D) */
+    __shared__ float red[WARP];
+    __shared__ float inv_l;
+    int h = blockIdx.x, r = blockIdx.y, lane = threadIdx.x % WARP;
     size_t base = ((size_t)r * NH + h) * n_splits;
     float M = -INFINITY;
-    for (int s = 0; s < n_splits; s++) M = fmaxf(M, pm[base + s]);
-    float L = 0.0f;
-    for (int s = 0; s < n_splits; s++) L += pm[base + s] == -INFINITY ? 0.0f : pl[base + s] * expf(pm[base + s] - M);
-    float inv = 1.0f / L;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float a = 0.0f;
-        for (int s = 0; s < n_splits; s++)
-            if (pm[base + s] != -INFINITY) a += pacc[(base + s) * D + d] * expf(pm[base + s] - M);
-        out[((size_t)r * NH + h) * D + d] = a * inv;
+    for (int s = threadIdx.x; s < n_splits; s += blockDim.x) M = fmaxf(M, pm[base + s]);
+    M = block_max(M, red);
+    for (int s = threadIdx.x; s < n_splits; s += blockDim.x) {
+        float m = pm[base + s];
+        wsh[s] = m == -INFINITY ? 0.0f : expf(m - M); /* an empty piece: nothing */
     }
+    __syncthreads();
+    if (threadIdx.x < WARP) { /* warp 0: the sum, lane-strided then a butterfly */
+        float L = 0.0f;
+        for (int s = lane; s < n_splits; s += WARP) L += pl[base + s] * wsh[s];
+        L = warp_sum(L);
+        if (lane == 0) inv_l = 1.0f / L;
+    }
+    for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
+        int g = i / D, d = i % D;
+        const float *a_d = pacc + base * D + d;
+        float a = 0.0f;
+#pragma unroll 8
+        for (int s = g; s < n_splits; s += G) a += a_d[(size_t)s * D] * wsh[s];
+        part[i] = a;
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        float a = 0.0f;
+        for (int k = 0; k < G; k++) a += part[k * D + c];
+        out[((size_t)r * NH + h) * D + c] = a * inv_l;
+    }
+}
+
+/* Groups of pieces for the merge: G * D up to 1024 threads, each group at
+ * least 8 pieces. */
+static int dec_merge_groups(int D, int n_splits) {
+    int G = 1;
+    while (2 * G * D <= 1024 && 8 * G <= n_splits) G *= 2;
+    return G;
 }
 
 /* Keys per piece for R rows of NKV kv heads over max_len keys: DEC_SPLIT,
@@ -443,7 +488,12 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
                                                                        k_off, v_off, split_len, n_splits, scale, vec);
         cuda_check_launch();
     }
-    decode_merge_kernel<<<dim3(NH, R), D < 128 ? 64 : 128, 0, stream>>>(out, pm, pl, pacc, NH, D, n_splits);
+    int G = dec_merge_groups(D, n_splits), threads = G * D < 1024 ? (G * D + WARP - 1) / WARP * WARP : 1024;
+    size_t merge_smem = ((size_t)n_splits + (size_t)G * D) * sizeof(float);
+    if (merge_smem > 48 * 1024)
+        cuda_check(cudaFuncSetAttribute(decode_merge_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)merge_smem));
+    decode_merge_kernel<<<dim3(NH, R), threads, merge_smem, stream>>>(out, pm, pl, pacc, NH, D, n_splits, G);
     cuda_check_launch();
 }
 

@@ -106,6 +106,26 @@ void cuda_matmul_backward(CudaBlas *b, float *dinp /* (N, IC) */, float *dw /* (
                           const void *dout /* (N, OC) */, const void *inp /* (N, IC) */, const void *w /* (OC, IC) */,
                           CudaDtype dt, int N, int IC, int OC, bool accumulate_dinp, cudaStream_t stream);
 
+/* ---- products of a few rows: the decode step (twin: linear_rows) ----
+ * One warp per output, the weights (bf16) streamed once, fp32 sums; for
+ * N <= CUDA_ROWS_MAX rows, IC a multiple of 8 and 16-byte aligned
+ * operands (cuda_rows_fit says whether N and IC are); more rows go to
+ * cuBLAS (cuda_matmul_forward). */
+#define CUDA_ROWS_MAX 4
+bool cuda_rows_fit(int N, int IC);
+/* out[p] (N, OC[p]) = inp (N, IC) @ w[p]^T (w[p]: (OC[p], IC)) for 1 to 3
+ * parts in one launch; with add (one part only): out = add (N, OC) + the
+ * product (add may be out itself). inp bf16, or fp32 rounded to bf16 as
+ * it is read (the result of cuda_f32_to_bf16 and then the product). */
+void cuda_rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[], const float *add,
+                      const uint16_t *inp /* (N, IC) */, int N, int IC, cudaStream_t stream);
+void cuda_rows_matmul_f32in(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                            const float *add, const float *inp /* (N, IC) */, int N, int IC, cudaStream_t stream);
+/* h (N, I) = bf16(silu(inp @ wgate^T) * (inp @ wup^T)), wgate and wup (I, IC):
+ * the two products and cuda_swiglu_forward_bf16 in one launch. */
+void cuda_rows_swiglu(uint16_t *h /* (N, I) */, const uint16_t *wgate /* (I, IC) */, const uint16_t *wup /* (I, IC) */,
+                      const uint16_t *inp /* (N, IC) */, int N, int IC, int I, cudaStream_t stream);
+
 /* ---- rotary position embedding (twin: rope_forward/backward; tables from rope_tables) ---- */
 
 void cuda_rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */, const float *cosb /* (P, D/2) */,

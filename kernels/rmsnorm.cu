@@ -9,6 +9,8 @@
 /* Rows of at least NORM_ROW_MIN values take a block each, of this many threads. */
 #define NORM_ROW_THREADS 256
 #define NORM_ROW_MIN 512
+/* Values per thread the row kernel keeps in registers: rows up to 4096 wide. */
+#define NORM_ROW_KEEP 16
 /* Rows summed by one block of the weight-gradient reduction. */
 #define DW_ROWS 64
 
@@ -39,8 +41,12 @@ __global__ static void rmsnorm_forward_kernel(Out *out, float *rstd, const float
 /* One block per row, for rows of hidden_size. A warp alone walks a row of
  * 2560 values in 80 dependent steps, each a memory latency: ~35 us per
  * call on an H100 whether the step has 1 row or 4096 (measured). A block
- * of NORM_ROW_THREADS has each thread load its few values at once; the
- * sum of squares is the fixed block tree, in double. */
+ * of NORM_ROW_THREADS has each thread load its first NORM_ROW_KEEP values
+ * at once, kept in registers for the output (the rest, past
+ * NORM_ROW_THREADS * NORM_ROW_KEEP, is read twice); the weights are loaded
+ * at once too: a row costs two memory round trips, not one per value (a
+ * decode step's norm is all latency: 1 row). The sum of squares is the
+ * fixed block tree, in double, each thread's values in column order. */
 template <typename Out>
 __global__ __launch_bounds__(NORM_ROW_THREADS) static void rmsnorm_forward_row_kernel(Out *out, float *rstd,
                                                                                       const float *x, const float *w,
@@ -49,11 +55,25 @@ __global__ __launch_bounds__(NORM_ROW_THREADS) static void rmsnorm_forward_row_k
     int n = blockIdx.x;
     const float *xr = x + (size_t)n * C;
     Out *o = out + (size_t)n * C;
+    const int kept = NORM_ROW_THREADS * NORM_ROW_KEEP;
+    float xv[NORM_ROW_KEEP];
+#pragma unroll
+    for (int i = 0; i < NORM_ROW_KEEP; i++) {
+        int c = threadIdx.x + i * NORM_ROW_THREADS;
+        xv[i] = c < C ? xr[c] : 0.0f;
+    }
     double ss = 0.0;
-    for (int c = threadIdx.x; c < C; c += NORM_ROW_THREADS) ss += (double)xr[c] * xr[c];
+#pragma unroll
+    for (int i = 0; i < NORM_ROW_KEEP; i++) ss += (double)xv[i] * xv[i]; /* zeros past C add nothing */
+    for (int c = threadIdx.x + kept; c < C; c += NORM_ROW_THREADS) ss += (double)xr[c] * xr[c];
     ss = block_sum_d(ss, dsh);
     float r = (float)(1.0 / sqrt(ss / C + (double)eps));
-    for (int c = threadIdx.x; c < C; c += NORM_ROW_THREADS) norm_store(o + c, xr[c] * r * w[c]);
+#pragma unroll
+    for (int i = 0; i < NORM_ROW_KEEP; i++) {
+        int c = threadIdx.x + i * NORM_ROW_THREADS;
+        if (c < C) norm_store(o + c, xv[i] * r * w[c]);
+    }
+    for (int c = threadIdx.x + kept; c < C; c += NORM_ROW_THREADS) norm_store(o + c, xr[c] * r * w[c]);
     if (threadIdx.x == 0 && rstd) rstd[n] = r;
 }
 

@@ -34,6 +34,7 @@
 #include <stdio.h>
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +80,8 @@ typedef struct {
     float *gate, *up;                  /* (R, I) */
     float *xl, *xf, *rstdf, *logits;   /* (N, C), (N, C), (N), (N, V) */
     float *logprobs;                   /* (N) */
-    uint16_t *bf;                      /* (R, max(C, QD, I)) or (N, C): a product's bf16 input */
+    uint16_t *ln;                      /* (R, C): a norm's output, the next products' bf16 input */
+    uint16_t *bf;                      /* (R, max(C, QD, I)) or (N, C): another product's bf16 input */
     size_t bf_n;
     /* one host -> device copy per forward: [tok R][pos R][last_row N][seq_start 2N][tables] */
     int32_t *imem, *h_imem;            /* device, pinned host */
@@ -117,6 +119,7 @@ struct InferGpu {
     int32_t *row_of_chunk;
     bool *flash;
     int cap_layout;
+    bool rows_on;           /* few-row steps through cuda_rows_* (rows_weights_fit, TAU2_CUDA_ROWS) */
     /* decode-step graphs (infer_gpu_set_graphs) */
     bool graphs_on;
     StepGraph graphs[GRAPH_SLOTS];
@@ -131,6 +134,20 @@ static const uint16_t *weight(const InferGpu *e, const float *host_w) {
     return e->w + (host_w - e->model->params_memory);
 }
 
+static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
+/* Whether the few-row kernels take this model's products: each product's
+ * input width a multiple of 8 and each weight tensor at a multiple of 8
+ * values, so every weight row is 16-byte aligned in e->w. */
+static bool rows_weights_fit(const InferGpu *e) {
+    const Qwen3Params *p = &e->model->params;
+    const float *t[8] = {p->wq, p->wk, p->wv, p->wo, p->wgate, p->wup, p->wdown, p->lm_head};
+    if (!cuda_rows_fit(1, e->C) || !cuda_rows_fit(1, e->NH * e->D) || !cuda_rows_fit(1, e->I)) return false;
+    for (int i = 0; i < 8; i++)
+        if ((t[i] - e->model->params_memory) % 8 != 0) return false;
+    return true;
+}
+
 /* Every captured graph dropped (they hold scratch pointers). */
 static void graphs_clear(InferGpu *e) {
     for (int i = 0; i < e->n_graphs; i++) cuda_check(cudaGraphExecDestroy(e->graphs[i].exec));
@@ -142,6 +159,7 @@ static void scratch_free(InferGpu *e) {
     cuda_check(cudaStreamSynchronize(e->stream));
     graphs_clear(e);
     dev_free(s->fmem);
+    dev_free(s->ln);
     dev_free(s->bf);
     dev_free(s->imem);
     dev_free(s->seq_zero);
@@ -192,6 +210,7 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     if ((size_t)(it - s->fmem) != total) die_runtime("infer_gpu: scratch arena size mismatch");
     s->bf_n = r * max_z(max_z(C, QD), I);
     s->bf = dev_alloc(s->bf_n * sizeof(uint16_t));
+    s->ln = dev_alloc(r * C * sizeof(uint16_t));
     size_t ints = 2 * r + 3 * n + tab;
     s->imem = dev_alloc(ints * sizeof(int32_t));
     s->h_imem = pinned_alloc(ints * sizeof(int32_t));
@@ -209,7 +228,7 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->h_sp = pinned_alloc(n * sizeof(CudaSampleParams));
     s->u = dev_alloc(n * sizeof(double));
     s->h_u = pinned_alloc(n * sizeof(double));
-    s->bytes = total * sizeof(float) + s->bf_n * sizeof(uint16_t) + (ints + r + n) * sizeof(int32_t) +
+    s->bytes = total * sizeof(float) + (s->bf_n + r * C) * sizeof(uint16_t) + (ints + r + n) * sizeof(int32_t) +
                n * (sizeof(CudaSampleParams) + sizeof(double));
 }
 
@@ -289,6 +308,8 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     e->blas = cuda_blas_new();
     const char *graphs = getenv("TAU2_CUDA_GRAPHS");
     e->graphs_on = !(graphs && strcmp(graphs, "0") == 0);
+    const char *rows = getenv("TAU2_CUDA_ROWS");
+    e->rows_on = !(rows && strcmp(rows, "0") == 0) && rows_weights_fit(e);
 
     size_t L = e->L, C = e->C, D = e->D;
     e->w = dev_alloc(model->num_parameters * sizeof(uint16_t));
@@ -444,6 +465,7 @@ typedef struct {
     int n_tab;   /* width of a row's block table: the most blocks a sequence holds after the step */
     int max_ctx; /* the longest context a paged row attends to */
     bool head_is_rows; /* every chunk is one paged row, in chunk order: the head reads x directly */
+    bool rows;         /* products through the few-row kernels (cuda_rows_*), not cuBLAS */
     int32_t *row_of_chunk; /* (N) host, the engine's */
     bool *flash;           /* (N) host, the engine's */
 } StepLayout;
@@ -522,11 +544,23 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     /* attention: the norm straight into the products' bf16 operand; the
      * q/k norms, RoPE and the cache write in one launch (at batch 1 a
      * step is as much launches as work) */
-    uint16_t *ln = bf_scratch(e, (size_t)R * C);
+    uint16_t *ln = s->ln; /* (R, C), while h (bf_scratch) is written from it */
+    const uint16_t *wq = weight(e, p->wq + (size_t)l * QD * C), *wk = weight(e, p->wk + (size_t)l * KD * C);
+    const uint16_t *wv = weight(e, p->wv + (size_t)l * KD * C), *wo = weight(e, p->wo + (size_t)l * C * QD);
+    const uint16_t *wgate = weight(e, p->wgate + (size_t)l * I * C), *wup = weight(e, p->wup + (size_t)l * I * C);
+    const uint16_t *wdown = weight(e, p->wdown + (size_t)l * C * I);
+    bool rows = st->rows;
     cuda_rmsnorm_forward_bf16(ln, s->x, e->ln1_w + (size_t)l * C, R, C, e->eps, q);
-    cuda_matmul_forward(e->blas, s->q, ln, weight(e, p->wq + (size_t)l * QD * C), CUDA_BF16, R, C, QD, q);
-    cuda_matmul_forward(e->blas, s->k, ln, weight(e, p->wk + (size_t)l * KD * C), CUDA_BF16, R, C, KD, q);
-    cuda_matmul_forward(e->blas, s->v, ln, weight(e, p->wv + (size_t)l * KD * C), CUDA_BF16, R, C, KD, q);
+    if (rows) {
+        float *const out[3] = {s->q, s->k, s->v};
+        const uint16_t *const w[3] = {wq, wk, wv};
+        const int OC[3] = {QD, KD, KD};
+        cuda_rows_matmul(3, out, w, OC, NULL, ln, R, C, q);
+    } else {
+        cuda_matmul_forward(e->blas, s->q, ln, wq, CUDA_BF16, R, C, QD, q);
+        cuda_matmul_forward(e->blas, s->k, ln, wk, CUDA_BF16, R, C, KD, q);
+        cuda_matmul_forward(e->blas, s->v, ln, wv, CUDA_BF16, R, C, KD, q);
+    }
     cuda_qk_norm_rope_cache_bf16(s->qn, s->kn, e->kv, s->q, s->k, s->v, e->q_norm_w + (size_t)l * D,
                                  e->k_norm_w + (size_t)l * D, s->pos, e->rope_cos, e->rope_sin, s->tables, st->n_tab,
                                  R, NH, NKV, D, e->eps, e->block_size, e->block_stride, k_off, v_off, q);
@@ -540,18 +574,27 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
         cuda_attention_forward(s->att + r0 * QD, s->lse + r0 * NH, s->qn + r0 * QD, s->kn + r0 * KD, s->v + r0 * KD,
                                s->seq_zero, s->seq_start + 2 * i, n, NH, NKV, D, CUDA_BF16, q);
     }
-    cuda_matmul_forward(e->blas, s->res2, to_bf16(e, s->att, (size_t)R * QD), weight(e, p->wo + (size_t)l * C * QD),
-                        CUDA_BF16, R, QD, C, q);
+    /* the output projection and the residual: res2 = x + att @ wo^T */
+    if (rows) {
+        cuda_rows_matmul_f32in(1, &s->res2, &wo, &C, s->x, s->att, R, QD, q);
+    } else {
+        cuda_matmul_forward(e->blas, s->res2, to_bf16(e, s->att, (size_t)R * QD), wo, CUDA_BF16, R, QD, C, q);
+        cuda_residual_add(s->res2, s->x, (long)R * C, q);
+    }
 
-    /* MLP: residual, its norm, SwiGLU, residual */
-    cuda_residual_add(s->res2, s->x, (long)R * C, q);
+    /* MLP: the norm, SwiGLU, and the residual: x = res2 + h @ wdown^T */
     cuda_rmsnorm_forward_bf16(ln, s->res2, e->ln2_w + (size_t)l * C, R, C, e->eps, q);
-    cuda_matmul_forward(e->blas, s->gate, ln, weight(e, p->wgate + (size_t)l * I * C), CUDA_BF16, R, C, I, q);
-    cuda_matmul_forward(e->blas, s->up, ln, weight(e, p->wup + (size_t)l * I * C), CUDA_BF16, R, C, I, q);
     uint16_t *h = bf_scratch(e, (size_t)R * I);
-    cuda_swiglu_forward_bf16(h, s->gate, s->up, (long)R * I, q);
-    cuda_matmul_forward(e->blas, s->x, h, weight(e, p->wdown + (size_t)l * C * I), CUDA_BF16, R, I, C, q);
-    cuda_residual_add(s->x, s->res2, (long)R * C, q);
+    if (rows) {
+        cuda_rows_swiglu(h, wgate, wup, ln, R, C, I, q);
+        cuda_rows_matmul(1, &s->x, &wdown, &C, s->res2, h, R, I, q);
+    } else {
+        cuda_matmul_forward(e->blas, s->gate, ln, wgate, CUDA_BF16, R, C, I, q);
+        cuda_matmul_forward(e->blas, s->up, ln, wup, CUDA_BF16, R, C, I, q);
+        cuda_swiglu_forward_bf16(h, s->gate, s->up, (long)R * I, q);
+        cuda_matmul_forward(e->blas, s->x, h, wdown, CUDA_BF16, R, I, C, q);
+        cuda_residual_add(s->x, s->res2, (long)R * C, q);
+    }
 }
 
 /* A step's launches after the upload: embedding, layers, the head on each
@@ -573,8 +616,12 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
         xl = s->xl;
     }
     cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
-    cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C),
-                        weight(e, e->model->params.lm_head), CUDA_BF16, n_chunks, e->C, e->V, q);
+    const uint16_t *head = weight(e, e->model->params.lm_head);
+    if (st->rows)
+        cuda_rows_matmul_f32in(1, &s->logits, &head, &e->V, NULL, s->xf, n_chunks, e->C, q);
+    else
+        cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C), head, CUDA_BF16,
+                            n_chunks, e->C, e->V, q);
 }
 
 /* A decode step through its graph. The first time its key is seen the
@@ -643,6 +690,7 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     }
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
+    st.rows = e->rows_on && st.R <= CUDA_ROWS_MAX && aligned16(e->s.att) && aligned16(e->s.xf);
     decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx));
     /* the staging is pinned memory the previous step's copy may still read */
     cuda_check(cudaStreamSynchronize(q));

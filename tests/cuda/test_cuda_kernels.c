@@ -230,6 +230,70 @@ static void check_bf16_pair(const char *what, const uint16_t *got_dev, const uin
     free(w), free(wf);
 }
 
+/* The few-row products (cuda_rows_*), N rows of IC against parts of OC[p]
+ * outputs: against the product of the bf16-rounded operands in double
+ * (1e-5: fp32 sums over IC); the fp32-input variant against the bf16 one,
+ * bit for bit (it rounds as it reads); a row alone against the same row
+ * among N (each output's order of operations depends on IC only); the
+ * residual; SwiGLU against two parts and cuda_swiglu_forward_bf16, bit
+ * for bit. IC leaves some lanes a piece fewer than others. */
+static void test_rows(int N, int IC, const int OC[3]) {
+    int total = OC[0] + OC[1] + OC[2];
+    float *inp = rand_f32((size_t)N * IC, 1.0f), *w = rand_f32((size_t)total * IC, 0.1f);
+    float *add = rand_f32((size_t)N * OC[0], 1.0f), *ref = xmalloc((size_t)N * total * 4);
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < total; o++) {
+            double a = 0.0;
+            for (int i = 0; i < IC; i++)
+                a += (double)bf16_round_cpu(inp[(size_t)r * IC + i]) * bf16_round_cpu(w[(size_t)o * IC + i]);
+            ref[(size_t)r * total + o] = (float)a;
+        }
+    float *gin = dev_upload(inp, (size_t)N * IC * 4), *gw = dev_upload(w, (size_t)total * IC * 4);
+    float *gadd = dev_upload(add, (size_t)N * OC[0] * 4);
+    uint16_t *bin = dev_alloc((size_t)N * IC * 2), *bw = dev_alloc((size_t)total * IC * 2);
+    cuda_f32_to_bf16(bin, gin, (long)N * IC, 0);
+    cuda_f32_to_bf16(bw, gw, (long)total * IC, 0);
+    const uint16_t *wp[3] = {bw, bw + (size_t)OC[0] * IC, bw + (size_t)(OC[0] + OC[1]) * IC};
+    float *go[3], *gf[3];
+    for (int p = 0; p < 3; p++) go[p] = dev_alloc((size_t)N * OC[p] * 4), gf[p] = dev_alloc((size_t)N * OC[p] * 4);
+    cuda_rows_matmul(3, go, wp, OC, NULL, bin, N, IC, 0);
+    cuda_rows_matmul_f32in(3, gf, wp, OC, NULL, gin, N, IC, 0);
+    char what[96];
+    for (int p = 0, o0 = 0; p < 3; o0 += OC[p], p++) {
+        float *want = xmalloc((size_t)N * OC[p] * 4);
+        for (int r = 0; r < N; r++)
+            for (int o = 0; o < OC[p]; o++) want[(size_t)r * OC[p] + o] = ref[(size_t)r * total + o0 + o];
+        snprintf(what, sizeof what, "rows_matmul N %d IC %d part %d of %d", N, IC, p, OC[p]);
+        check_f32(what, go[p], want, (size_t)N * OC[p], 1e-5);
+        float *got = dev_download(go[p], (size_t)N * OC[p] * 4);
+        snprintf(what, sizeof what, "rows_matmul fp32 input = bf16 input, part %d", p);
+        check_f32(what, gf[p], got, (size_t)N * OC[p], 0.0);
+        free(want), free(got);
+    }
+    /* a row alone: the same bits */
+    float *whole = dev_download(go[0], (size_t)N * OC[0] * 4);
+    for (int r = 0; r < N; r++) {
+        cuda_rows_matmul(1, gf, wp, OC, NULL, bin + (size_t)r * IC, 1, IC, 0);
+        snprintf(what, sizeof what, "rows_matmul row %d alone = row %d of %d", r, r, N);
+        check_f32(what, gf[0], whole + (size_t)r * OC[0], (size_t)OC[0], 0.0);
+    }
+    /* the residual: out = add + product, here in place (out is add) */
+    float *sum = xmalloc((size_t)N * OC[0] * 4);
+    for (size_t i = 0; i < (size_t)N * OC[0]; i++) sum[i] = add[i] + whole[i];
+    cuda_rows_matmul(1, &gadd, wp, OC, gadd, bin, N, IC, 0);
+    check_f32("rows_matmul + residual (in place)", gadd, sum, (size_t)N * OC[0], 0.0);
+    /* SwiGLU: parts 0 and 1 as gate and up (OC[0] == OC[1]) */
+    uint16_t *h = dev_alloc((size_t)N * OC[0] * 2), *h_ref = dev_alloc((size_t)N * OC[0] * 2);
+    cuda_swiglu_forward_bf16(h_ref, go[0], go[1], (long)N * OC[0], 0);
+    cuda_rows_swiglu(h, wp[0], wp[1], bin, N, IC, OC[0], 0);
+    snprintf(what, sizeof what, "rows_swiglu N %d = two parts + swiglu_bf16", N);
+    check_bf16_pair(what, h, h_ref, (size_t)N * OC[0], 0.0);
+
+    for (int p = 0; p < 3; p++) dev_free(go[p]), dev_free(gf[p]);
+    dev_free(gin), dev_free(gw), dev_free(gadd), dev_free(bin), dev_free(bw), dev_free(h), dev_free(h_ref);
+    free(inp), free(w), free(add), free(ref), free(whole), free(sum);
+}
+
 /* The inference step's fused stages, on the GPU: the norm and SwiGLU with
  * bf16 outputs against fp32 then the conversion (exact: the same products,
  * rounded once); the q/k norms and RoPE in one launch against the norm and
@@ -589,6 +653,10 @@ int main(void) {
     test_matmul_shape(blas, 67, 256, 384, CUDA_BF16, 1e-2);
     test_matmul_shape(blas, 300, 1024, 768, CUDA_BF16, 1e-2);
     cuda_blas_free(blas);
+    const int oc_a[3] = {37, 37, 13}, oc_b[3] = {64, 64, 8};
+    test_rows(1, 1000, oc_a);
+    test_rows(4, 1000, oc_a);
+    test_rows(3, 256 + 24, oc_b);
     test_rope();
     int tiny[3] = {40, 1, 26}, mid[4] = {150, 33, 100, 17};
     /* many short sequences: tiles of 64 (and warps' 16 rows) straddle several */

@@ -172,6 +172,8 @@ static inline unsigned long long __double2ull_rn(double d) { return (unsigned lo
 static inline long long __double2ll_rn(double d) { return (long long)nearbyint(d); }
 static inline int __float2int_rn(float f) { return (int)nearbyintf(f); }
 static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+/* a cache-hinted (streaming) load: the hint means nothing here */
+template <class T> static inline T __ldcs(const T *p) { return *p; }
 static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
 static inline int __ffs(int x) { return __builtin_ffs(x); }

@@ -1,0 +1,219 @@
+/* linear_rows.cu — the matrix products of a decode step with a few rows
+ * (the CUDA twin of src/model/linear_rows.c).
+ *
+ * With N <= CUDA_ROWS_MAX rows a product does 2N flops per weight, and reads
+ * each weight once: it is bound by memory bandwidth. cuBLAS's kernels for
+ * such shapes read a batch-1 step's weights at ~60% of an H100's bandwidth.
+ * Here one warp computes one output column for all N rows: its lanes
+ * stream the weight row in 16-byte pieces (8 bf16), four pieces each in
+ * flight, multiply each with the N input rows (a few KB, from cache) in
+ * fp32, and the lanes' sums are added in a fixed butterfly at the end. An
+ * output's order of operations depends on IC only, not on N.
+ *
+ * What the decode step does around its products is folded in, one launch
+ * where there were up to four:
+ *   cuda_rows_matmul    up to three weight matrices on one input (q, k and
+ *                       v), a residual added to the output (o and down),
+ *                       the input in bf16 or in fp32 (rounded to bf16 as it
+ *                       is read, as cuda_f32_to_bf16 would)
+ *   cuda_rows_swiglu    the gate and up rows of an output together, and
+ *                       silu(gate) * up into bf16 (as cuda_swiglu_forward_bf16)
+ */
+#include <cuda_bf16.h>
+
+#include "common.cuh"
+
+#define ROWS_WARPS 4 /* outputs per block: one per warp */
+#define ROWS_PARTS 3 /* weight matrices per launch */
+#define ROWS_AHEAD 4 /* 16-byte pieces of each weight row a lane has in flight */
+
+/* The weight matrices of one launch: part p is (OC[p], IC) into out[p]
+ * (N, OC[p]); the parts past the last have OC 0. */
+struct RowsParts {
+    float *out[ROWS_PARTS];
+    const __nv_bfloat16 *w[ROWS_PARTS];
+    int OC[ROWS_PARTS];
+};
+
+/* 8 bf16 (16 bytes) as fp32: a bf16 is the high half of the fp32 with the same value. */
+__device__ __forceinline__ void rows_unpack(float (&out)[8], uint4 u) {
+    const unsigned v[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        out[2 * i] = __uint_as_float(v[i] << 16);
+        out[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
+    }
+}
+
+/* 8 input values from inp + at (16-byte aligned) as fp32 of bf16 values. */
+__device__ __forceinline__ void rows_input(float (&x)[8], const __nv_bfloat16 *inp, size_t at) {
+    rows_unpack(x, *(const uint4 *)(inp + at));
+}
+__device__ __forceinline__ void rows_input(float (&x)[8], const float *inp, size_t at) {
+    float4 a = *(const float4 *)(inp + at), b = *(const float4 *)(inp + at + 4);
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int e = 0; e < 8; e++) x[e] = __bfloat162float(__float2bfloat16_rn(v[e]));
+}
+
+/* acc[w][r] = weight row wrow[w] . input row r (inp (NR, IC)), summed over
+ * the warp; every lane gets the sums. A lane takes the pieces lane,
+ * lane + 32, ... in order, ROWS_AHEAD of them per weight row loaded
+ * before any is used (the last round's past the row's end are not loaded
+ * and add nothing): a 2560-wide row is three round trips to memory, a
+ * 9728-wide one ten. The weights are read once: streaming loads. On an
+ * H100 at batch 1 and 4 (bench_decode_gpu), 4 pieces and 4 warps a block
+ * gave steps 3-5% (batch 1) and 13-15% (batch 4) shorter than 8 pieces and
+ * 8 warps (53-55 registers instead of 36-38: 4 blocks an SM, the q/k/v grid in
+ * 1.5 waves); 8 warps with 4 pieces were as fast as 4. */
+template <int NR, int NW, typename In>
+__device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], const __nv_bfloat16 *const (&wrow)[NW],
+                                         const In *inp, int IC, int lane) {
+    constexpr int U = ROWS_AHEAD;
+    const int pieces = IC / 8;
+#pragma unroll
+    for (int w = 0; w < NW; w++)
+#pragma unroll
+        for (int r = 0; r < NR; r++) acc[w][r] = 0.0f;
+    for (int c = lane; c < pieces; c += U * WARP) {
+        uint4 wv[NW][U];
+#pragma unroll
+        for (int w = 0; w < NW; w++)
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (c + u * WARP < pieces) wv[w][u] = __ldcs((const uint4 *)wrow[w] + c + u * WARP);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c + u * WARP >= pieces) break;
+            float wf[NW][8];
+#pragma unroll
+            for (int w = 0; w < NW; w++) rows_unpack(wf[w], wv[w][u]);
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                float x[8];
+                rows_input(x, inp, (size_t)r * IC + (size_t)(c + u * WARP) * 8);
+#pragma unroll
+                for (int w = 0; w < NW; w++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[w][r] += wf[w][e] * x[e];
+            }
+        }
+    }
+#pragma unroll
+    for (int w = 0; w < NW; w++)
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+#pragma unroll
+            for (int o = WARP / 2; o > 0; o >>= 1) acc[w][r] += __shfl_xor_sync(FULL_MASK, acc[w][r], o);
+}
+
+/* Grid: one warp per output over the parts' outputs in order. out[p] of
+ * row r, column o = add[r, o] (when add is given: one part) + the dot product. */
+template <int NR, typename In>
+__global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_matmul_kernel(RowsParts parts, const float *add,
+                                                                            const In *inp, int IC) {
+    int lane = threadIdx.x % WARP;
+    int o = blockIdx.x * ROWS_WARPS + threadIdx.x / WARP, OC;
+    float *out;
+    const __nv_bfloat16 *w;
+    /* the output's part, its fields picked by value (indexing a parameter
+     * copies it to the stack); unused parts have no outputs */
+    if (o < parts.OC[0]) out = parts.out[0], w = parts.w[0], OC = parts.OC[0];
+    else if ((o -= parts.OC[0]) < parts.OC[1]) out = parts.out[1], w = parts.w[1], OC = parts.OC[1];
+    else if ((o -= parts.OC[1]) < parts.OC[2]) out = parts.out[2], w = parts.w[2], OC = parts.OC[2];
+    else return; /* the whole warp: past the last output */
+    const __nv_bfloat16 *const wrow[1] = {w + (size_t)o * IC};
+    float acc[1][NR];
+    rows_dot<NR, 1>(acc, wrow, inp, IC, lane);
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        if (lane != r) continue;
+        size_t at = (size_t)r * OC + o;
+        out[at] = add ? acc[0][r] + add[at] : acc[0][r];
+    }
+}
+
+/* Grid: one warp per output column o of I: h[r, o] = bf16(silu(g) * u) with
+ * g, u the products of row r with wgate[o] and wup[o]. */
+template <int NR, typename In>
+__global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_swiglu_kernel(__nv_bfloat16 *h,
+                                                                            const __nv_bfloat16 *wgate,
+                                                                            const __nv_bfloat16 *wup, const In *inp,
+                                                                            int IC, int I) {
+    int lane = threadIdx.x % WARP;
+    int o = blockIdx.x * ROWS_WARPS + threadIdx.x / WARP;
+    if (o >= I) return;
+    const __nv_bfloat16 *const wrow[2] = {wgate + (size_t)o * IC, wup + (size_t)o * IC};
+    float acc[2][NR];
+    rows_dot<NR, 2>(acc, wrow, inp, IC, lane);
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        if (lane != r) continue;
+        float g = acc[0][r];
+        float s = 1.0f / (1.0f + expf(-g));
+        h[(size_t)r * I + o] = __float2bfloat16_rn(g * s * acc[1][r]);
+    }
+}
+
+static void rows_require(bool ok, const char *what, int N, int IC) {
+    if (ok) return;
+    fprintf(stderr, "cuda_rows: %s (N %d, IC %d; needs 1 <= N <= %d, IC a multiple of 8, 16-byte aligned operands)\n",
+            what, N, IC, CUDA_ROWS_MAX);
+    exit(1);
+}
+
+static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
+extern "C" bool cuda_rows_fit(int N, int IC) { return N >= 1 && N <= CUDA_ROWS_MAX && IC > 0 && IC % 8 == 0; }
+
+template <typename In>
+static void rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[], const float *add,
+                        const In *inp, int N, int IC, cudaStream_t stream) {
+    rows_require(cuda_rows_fit(N, IC) && aligned16(inp), "unsupported shape", N, IC);
+    rows_require(n_parts >= 1 && n_parts <= ROWS_PARTS && (add == NULL || n_parts == 1), "1 to 3 parts, add with one",
+                 N, IC);
+    RowsParts parts = {};
+    long total = 0;
+    for (int p = 0; p < n_parts; p++) {
+        rows_require(aligned16(w[p]) && OC[p] > 0, "weights", N, IC);
+        parts.out[p] = out[p];
+        parts.w[p] = (const __nv_bfloat16 *)w[p];
+        parts.OC[p] = OC[p];
+        total += OC[p];
+    }
+    unsigned blocks = (unsigned)((total + ROWS_WARPS - 1) / ROWS_WARPS);
+    switch (N) {
+    case 1: rows_matmul_kernel<1, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
+    case 2: rows_matmul_kernel<2, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
+    case 3: rows_matmul_kernel<3, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
+    default: rows_matmul_kernel<4, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
+    }
+    cuda_check_launch();
+}
+
+extern "C" void cuda_rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                                 const float *add, const uint16_t *inp, int N, int IC, cudaStream_t stream) {
+    rows_matmul(n_parts, out, w, OC, add, (const __nv_bfloat16 *)inp, N, IC, stream);
+}
+
+extern "C" void cuda_rows_matmul_f32in(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                                       const float *add, const float *inp, int N, int IC, cudaStream_t stream) {
+    rows_matmul(n_parts, out, w, OC, add, inp, N, IC, stream);
+}
+
+extern "C" void cuda_rows_swiglu(uint16_t *h, const uint16_t *wgate, const uint16_t *wup, const uint16_t *inp, int N,
+                                 int IC, int I, cudaStream_t stream) {
+    rows_require(cuda_rows_fit(N, IC) && aligned16(inp) && aligned16(wgate) && aligned16(wup) && I > 0,
+                 "unsupported shape", N, IC);
+    __nv_bfloat16 *hb = (__nv_bfloat16 *)h;
+    const __nv_bfloat16 *g = (const __nv_bfloat16 *)wgate, *u = (const __nv_bfloat16 *)wup,
+                        *x = (const __nv_bfloat16 *)inp;
+    unsigned blocks = (unsigned)((I + ROWS_WARPS - 1) / ROWS_WARPS);
+    switch (N) {
+    case 1: rows_swiglu_kernel<1, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
+    case 2: rows_swiglu_kernel<2, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
+    case 3: rows_swiglu_kernel<3, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
+    default: rows_swiglu_kernel<4, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
+    }
+    cuda_check_launch();
+}
