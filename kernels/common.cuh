@@ -67,4 +67,15 @@ __device__ __forceinline__ float block_max(float x, float *shared) {
     return warp_max(x);
 }
 
+/* 8 bf16 as loaded in one 16-byte piece, as fp32 (a bf16 is the high half
+ * of the fp32 with the same value). */
+__device__ __forceinline__ void bf16x8_unpack(float (&out)[8], uint4 u) {
+    const unsigned v[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        out[2 * i] = __uint_as_float(v[i] << 16);
+        out[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
+    }
+}
+
 #endif

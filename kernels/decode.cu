@@ -37,24 +37,13 @@
 __device__ __forceinline__ float kv_load(const float *p) { return *p; }
 __device__ __forceinline__ float kv_load(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 
-/* 8 bf16 as loaded (16 bytes) as fp32 (a bf16 is the high half of the fp32
- * with the same value). */
-__device__ __forceinline__ void kv_unpack8(float (&out)[8], uint4 u) {
-    const unsigned w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        out[2 * i] = __uint_as_float(w[i] << 16);
-        out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-}
-
 /* 16 bytes of cached values from p (16-byte aligned) as fp32: 4 floats, or 8 bf16. */
 __device__ __forceinline__ void kv_load16(float (&out)[4], const float *p) {
     float4 v = *(const float4 *)p;
     out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
 }
 __device__ __forceinline__ void kv_load16(float (&out)[8], const __nv_bfloat16 *p) {
-    kv_unpack8(out, *(const uint4 *)p);
+    bf16x8_unpack(out, *(const uint4 *)p);
 }
 
 /* Cached values per 16-byte load. */
@@ -252,8 +241,8 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
      * online softmax (lanes past the piece still take part in the sums) */
     auto attend = [&](int t, uint4 kr, uint4 vr) {
         float kx[8], vx[8];
-        kv_unpack8(kx, kr);
-        kv_unpack8(vx, vr);
+        bf16x8_unpack(kx, kr);
+        bf16x8_unpack(vx, vr);
         bool valid = t + slot < j1;
 #pragma unroll
         for (int h = 0; h < MAXREP; h++) {

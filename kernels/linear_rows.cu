@@ -35,19 +35,9 @@ struct RowsParts {
     int OC[ROWS_PARTS];
 };
 
-/* 8 bf16 (16 bytes) as fp32: a bf16 is the high half of the fp32 with the same value. */
-__device__ __forceinline__ void rows_unpack(float (&out)[8], uint4 u) {
-    const unsigned v[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        out[2 * i] = __uint_as_float(v[i] << 16);
-        out[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
-    }
-}
-
 /* 8 input values from inp + at (16-byte aligned) as fp32 of bf16 values. */
 __device__ __forceinline__ void rows_input(float (&x)[8], const __nv_bfloat16 *inp, size_t at) {
-    rows_unpack(x, *(const uint4 *)(inp + at));
+    bf16x8_unpack(x, *(const uint4 *)(inp + at));
 }
 __device__ __forceinline__ void rows_input(float (&x)[8], const float *inp, size_t at) {
     float4 a = *(const float4 *)(inp + at), b = *(const float4 *)(inp + at + 4);
@@ -87,7 +77,7 @@ __device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], const __nv_bfloat
             if (c + u * WARP >= pieces) break;
             float wf[NW][8];
 #pragma unroll
-            for (int w = 0; w < NW; w++) rows_unpack(wf[w], wv[w][u]);
+            for (int w = 0; w < NW; w++) bf16x8_unpack(wf[w], wv[w][u]);
 #pragma unroll
             for (int r = 0; r < NR; r++) {
                 float x[8];
