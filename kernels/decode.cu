@@ -13,7 +13,9 @@
  *     blocks: a block walks its tiles one after the other, each a memory
  *     round trip, so at batch 1 short pieces over many SMs finish sooner
  *     (an H100 took 55 us per layer at 2048 keys in pieces of 256);
- *   - keys and values are staged through shared memory in tiles of 32 rows,
+ *   - the bf16 cache at head_dim 32/64/128/256 (the GPU engine's) goes
+ *     straight to registers (decode_partial_fast_kernel); otherwise
+ *     keys and values are staged through shared memory in tiles of 32 rows,
  *     each row (D contiguous values) read by consecutive threads: coalesced,
  *     16 bytes per thread and load (8 bf16 or 4 fp32 values) where the
  *     cache's layout allows it (vec: D, the offsets and the block stride
@@ -192,7 +194,7 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
  * for the key and the value), so a warp takes 32 / (D / 8) keys at a time;
  * their scores are sums over those lanes (butterflies), and each lane keeps
  * its own online softmax and output pieces for every head of the group.
- * The next keys are loaded before the current ones are used. At the end
+ * DEC_AHEAD steps of keys are loaded before the current one is used. At the end
  * the warp's key slots and then the block's warps are merged in a fixed
  * order (the same result every run). */
 #define DEC_FAST_WARPS 4
