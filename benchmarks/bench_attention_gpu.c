@@ -1,7 +1,10 @@
 /* bench_attention_gpu.c — the training step's causal attention alone on one
- * GPU: the tensor-core kernels (attention_tc.cu, bf16 operands, what the
- * bf16 step runs) against the fp32 kernels (attention.cu) in the same run,
- * and against the device's dense bf16 peak.
+ * GPU: the two tensor-core families (bf16 operands, what the bf16 step
+ * runs: attention_tc.cu's WMMA kernels and attention_mma.cu's mma.sync
+ * ones, TAU2_CUDA_ATTENTION) against the fp32 kernels (attention.cu) in the
+ * same run, and against the device's dense bf16 peak. Each family's out,
+ * dq, dk and dv are compared with the fp32 kernels' (the largest difference
+ * over the largest fp32 value).
  *
  * Shapes default to one layer of Qwen3-4B at 4k tokens: 32 query heads over
  * 8 kv heads of 128, one packed sequence of 4096 tokens (--seqs N packs N
@@ -61,6 +64,19 @@ typedef struct {
     double fwd_s, bwd_s; /* medians */
 } AttTimes;
 
+/* fp32, bf16 on the WMMA kernels, bf16 on the mma.sync kernels */
+#define N_PASSES 3
+
+/* The largest |a - ref| over the largest |ref|. */
+static double rel_diff(const float *a, const float *ref, size_t n) {
+    double maxref = 0, maxdiff = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
+        if (fabs(a[i] - ref[i]) > maxdiff) maxdiff = fabs(a[i] - ref[i]);
+    }
+    return maxref > 0 ? maxdiff / maxref : 0.0;
+}
+
 int main(int argc, char **argv) {
     int seq_len = 4096, n_seqs = 1, NH = 32, NKV = 8, D = 128, iters = 10;
     double peak = 0.0;
@@ -106,14 +122,20 @@ int main(int argc, char **argv) {
     float *v = upload_random(nk, &state, 1.0f), *dout = upload_random(nq, &state, 1.0f);
     float *out = device_zeros(nq), *lse = device_zeros((size_t)T * NH), *delta = device_zeros((size_t)T * NH);
     float *dq = device_zeros(nq), *dk = device_zeros(nk), *dv = device_zeros(nk);
-    float *out_f32 = malloc(nq * sizeof(float)), *out_bf16 = malloc(nq * sizeof(float));
+    /* each pass's out, dq, dk, dv on the host */
+    size_t sizes[4] = {nq, nq, nk, nk};
+    const float *dev[4] = {out, dq, dk, dv};
+    float *host[N_PASSES][4];
+    for (int p = 0; p < N_PASSES; p++)
+        for (int j = 0; j < 4; j++) host[p][j] = malloc(sizes[j] * sizeof(float));
 
     double fwd_flops = 2.0 * NH * D * (double)seq_len * seq_len * n_seqs; /* 4 NH D s^2 / 2 */
     double bwd_flops = 2.5 * fwd_flops;
     double *tf = malloc(iters * sizeof(double)), *tb = malloc(iters * sizeof(double));
-    AttTimes times[2];
-    for (int pass = 0; pass < 2; pass++) {
+    AttTimes times[N_PASSES];
+    for (int pass = 0; pass < N_PASSES; pass++) {
         CudaDtype dt = pass ? CUDA_BF16 : CUDA_F32;
+        setenv("TAU2_CUDA_ATTENTION", pass == 2 ? "mma" : "wmma", 1);
         for (int it = -1; it < iters; it++) { /* -1 warms up */
             double t0 = now();
             cuda_attention_forward(out, lse, q, k, v, gso, gss, T, NH, NKV, D, dt, 0);
@@ -128,30 +150,38 @@ int main(int argc, char **argv) {
         qsort(tb, iters, sizeof(double), cmp_double);
         times[pass].fwd_s = tf[iters / 2];
         times[pass].bwd_s = tb[iters / 2];
-        cuda_check(cudaMemcpy(pass ? out_bf16 : out_f32, out, nq * sizeof(float), cudaMemcpyDeviceToHost));
-    }
-    double maxref = 0, maxdiff = 0;
-    for (size_t i = 0; i < nq; i++) {
-        if (fabsf(out_f32[i]) > maxref) maxref = fabsf(out_f32[i]);
-        if (fabsf(out_f32[i] - out_bf16[i]) > maxdiff) maxdiff = fabsf(out_f32[i] - out_bf16[i]);
+        for (int j = 0; j < 4; j++)
+            cuda_check(cudaMemcpy(host[pass][j], dev[j], sizes[j] * sizeof(float), cudaMemcpyDeviceToHost));
     }
 
     printf("causal attention, %d sequence(s) x %d tokens, %d/%d heads of %d, %s, median of %d\n", n_seqs, seq_len, NH,
            NKV, D, prop.name, iters);
     printf("%-10s %10s %10s %10s %10s\n", "kernels", "fwd ms", "fwd TF/s", "bwd ms", "bwd TF/s");
-    for (int pass = 0; pass < 2; pass++) {
-        const char *what = pass ? (cuda_attention_tc_supported(D) ? "bf16 tc" : "bf16->f32") : "fp32";
+    const char *names[N_PASSES] = {"fp32", cuda_attention_tc_supported(D) ? "bf16 tc" : "bf16->f32",
+                                   cuda_attention_mma_supported(D) ? "bf16 mma" : "bf16->f32"};
+    const char *tags[N_PASSES] = {"f32", "bf16", "bf16_mma"};
+    for (int pass = 0; pass < N_PASSES; pass++) {
+        const char *what = names[pass];
         double f = fwd_flops / times[pass].fwd_s / 1e12, b = bwd_flops / times[pass].bwd_s / 1e12;
         printf("%-10s %10.2f %10.1f %10.2f %10.1f", what, 1e3 * times[pass].fwd_s, f, 1e3 * times[pass].bwd_s, b);
         if (pass && peak > 0) printf("   %.1f%% / %.1f%% of the bf16 peak %.0f", 100 * f / peak, 100 * b / peak, peak);
         printf("\n");
-        printf("RESULT attention_gpu %s %d %d %d %d %d %.6f %.6f\n", pass ? "bf16" : "f32", n_seqs, seq_len, NH, NKV, D,
+        printf("RESULT attention_gpu %s %d %d %d %d %d %.6f %.6f\n", tags[pass], n_seqs, seq_len, NH, NKV, D,
                times[pass].fwd_s, times[pass].bwd_s);
     }
-    printf("tensor cores / fp32: forward %.1fx, backward %.1fx; outputs differ by %.2e of their largest value\n",
-           times[0].fwd_s / times[1].fwd_s, times[0].bwd_s / times[1].bwd_s, maxref > 0 ? maxdiff / maxref : 0.0);
+    for (int pass = 1; pass < N_PASSES; pass++) {
+        printf("%s / fp32: forward %.1fx, backward %.1fx; out, dq, dk, dv differ from fp32 by", names[pass],
+               times[0].fwd_s / times[pass].fwd_s, times[0].bwd_s / times[pass].bwd_s);
+        for (int j = 0; j < 4; j++) printf(" %.2e", rel_diff(host[pass][j], host[0][j], sizes[j]));
+        printf(" of their largest value\n");
+    }
+    printf("mma / WMMA: forward %.2fx, backward %.2fx\n", times[1].fwd_s / times[2].fwd_s,
+           times[1].bwd_s / times[2].bwd_s);
+    unsetenv("TAU2_CUDA_ATTENTION");
 
-    free(tf), free(tb), free(out_f32), free(out_bf16), free(seq_of), free(seq_start);
+    for (int p = 0; p < N_PASSES; p++)
+        for (int j = 0; j < 4; j++) free(host[p][j]);
+    free(tf), free(tb), free(seq_of), free(seq_start);
     cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(dout), cudaFree(out), cudaFree(lse), cudaFree(delta);
     cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(gso), cudaFree(gss);
     return 0;

@@ -404,32 +404,6 @@ template <typename K> static void tc_smem(K kernel, size_t bytes) {
     if (bytes > 48 * 1024) cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-/* bf16 copies of the (T, heads, D) fp32 inputs, made once per call: the
- * kernels read each tile of K and V many times over (once per query tile)
- * and each Q and dO tile once per key tile, and converting as they load
- * cost more than the copies (the same rounding either way). Owned by the
- * caller, freed with bf16_inputs_free on the same stream. */
-typedef struct {
-    __nv_bfloat16 *base;
-    const __nv_bfloat16 *x[4];
-} Bf16Inputs;
-
-static Bf16Inputs bf16_inputs_new(const float *const *src, const size_t *n, int count, cudaStream_t stream) {
-    Bf16Inputs b = {};
-    size_t total = 0;
-    for (int i = 0; i < count; i++) total += n[i];
-    cuda_check(cudaMallocAsync((void **)&b.base, total * sizeof(__nv_bfloat16), stream));
-    size_t at = 0;
-    for (int i = 0; i < count; i++) {
-        cuda_f32_to_bf16((uint16_t *)(b.base + at), src[i], (long)n[i], stream);
-        b.x[i] = b.base + at;
-        at += n[i];
-    }
-    return b;
-}
-
-static void bf16_inputs_free(Bf16Inputs *b, cudaStream_t stream) { cuda_check(cudaFreeAsync(b->base, stream)); }
-
 template <int D>
 static void tc_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
                        const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
@@ -469,11 +443,16 @@ static void tc_backward(float *dq, float *dk, float *dv, const float *delta, con
     attention_tc_dkv_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NH), TC_THREADS, smem_kv, stream>>>(
         dkh, dvh, dob, lse, delta, qb, kb, vb, seq_of, seq_start, T, NH, NKV, scale);
     cuda_check_launch();
+    cuda_attention_group_sum(dk, dv, dkh, dvh, T, NH, NKV, D, scale, stream);
+    cuda_check(cudaFreeAsync(dkh, stream));
+    bf16_inputs_free(&b, stream);
+}
+
+extern "C" void cuda_attention_group_sum(float *dk, float *dv, const float *dkh, const float *dvh, int T, int NH,
+                                         int NKV, int D, float scale, cudaStream_t stream) {
     attention_tc_group_sum_kernel<<<grid_for((long)T * NKV * D, 256), 256, 0, stream>>>(dk, dv, dkh, dvh, T, NH, NKV, D,
                                                                                        scale);
     cuda_check_launch();
-    cuda_check(cudaFreeAsync(dkh, stream));
-    bf16_inputs_free(&b, stream);
 }
 
 extern "C" bool cuda_attention_tc_supported(int D) { return D == 32 || D == 64 || D == 128; }

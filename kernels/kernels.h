@@ -169,6 +169,29 @@ void cuda_attention_tc_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV
                                 const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, int D,
                                 cudaStream_t stream);
 
+/* The same attention FlashAttention-2 style (attention_mma.cu: mma.sync
+ * with scores and accumulators in registers, cp.async double buffering),
+ * head_dim 32, 64 or 128; what dt CUDA_BF16 dispatches to under
+ * TAU2_CUDA_ATTENTION=mma. */
+bool cuda_attention_mma_supported(int D);
+void cuda_attention_mma_forward(float *out /* (T, NH, D) */, float *lse /* (T, NH) */, const float *q /* (T, NH, D) */,
+                                const float *k /* (T, NKV, D) */, const float *v /* (T, NKV, D) */,
+                                const int32_t *seq_of /* (T) */, const int32_t *seq_start /* (n_seqs + 1) */, int T,
+                                int NH, int NKV, int D, cudaStream_t stream);
+void cuda_attention_mma_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV, D) */, float *dv /* (T, NKV, D) */,
+                                 const float *delta /* (T, NH) */, const float *dout /* (T, NH, D) */,
+                                 const float *lse /* (T, NH) */, const float *q, const float *k, const float *v,
+                                 const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV, int D,
+                                 cudaStream_t stream);
+/* For the tests: one warp runs mma.cuh's instruction wrappers on m (16 x 16
+ * bf16, row-major) and writes each lane's registers to out (32 x 16 words;
+ * the layout in attention_mma.cu). */
+void cuda_mma_probe(uint32_t *out /* (32, 16) */, const uint16_t *m /* (16, 16) */, cudaStream_t stream);
+/* dk (T, NKV, D) = scale * the sum of dkh (T, NH, D) over each kv head's
+ * query heads, dv the same sum of dvh unscaled; heads added in order. */
+void cuda_attention_group_sum(float *dk, float *dv, const float *dkh, const float *dvh, int T, int NH, int NKV, int D,
+                              float scale, cudaStream_t stream);
+
 /* ---- KV-cache decode attention (twin: attention_paged in src/model/infer.c) ---- */
 
 /* One query token per row r (R rows, each of its own sequence) against the

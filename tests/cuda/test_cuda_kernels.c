@@ -198,6 +198,51 @@ static void test_matmul_shape(CudaBlas *blas, int N, int IC, int OC, CudaDtype d
     free(inp), free(w), free(dout), free(out), free(dinp), free(dw);
 }
 
+/* mma.cuh's wrappers (cuda_mma_probe) against the lane layouts of the PTX
+ * ISA, written out here: m holds 0 .. 255 (row-major), exact in bf16, so
+ * the product is exact in any summation order and every bit must match. */
+static void test_mma_layout(void) {
+    uint16_t m[256];
+    for (int i = 0; i < 256; i++) {
+        float f = (float)i;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        m[i] = (uint16_t)(u >> 16);
+    }
+    uint16_t *gm = dev_upload(m, sizeof m);
+    uint32_t *gout = dev_alloc(32 * 16 * 4);
+    cuda_mma_probe(gout, gm, 0);
+    uint32_t *out = dev_download(gout, 32 * 16 * 4);
+    int bad = 0;
+    for (int lane = 0; lane < 32; lane++) {
+        int g = lane / 4, t = lane % 4;
+        const uint32_t *o = out + lane * 16;
+        for (int j = 0; j < 4; j++) { /* matrix j: rows (j % 2) * 8.., columns (j / 2) * 8.. */
+            int r0 = j % 2 * 8, c0 = j / 2 * 8;
+            uint32_t plain = m[(r0 + g) * 16 + c0 + 2 * t] | (uint32_t)m[(r0 + g) * 16 + c0 + 2 * t + 1] << 16;
+            uint32_t trans = m[(r0 + 2 * t) * 16 + c0 + g] | (uint32_t)m[(r0 + 2 * t + 1) * 16 + c0 + g] << 16;
+            if (o[j] != plain || o[4 + j] != trans) {
+                if (bad++ < 4)
+                    fprintf(stderr, "lane %d matrix %d: ldmatrix %08x (want %08x), .trans %08x (want %08x)\n", lane, j,
+                            o[j], plain, o[4 + j], trans);
+            }
+        }
+        for (int i = 0; i < 4; i++) { /* d[i]: row g + 8 (i / 2), column 2t + i % 2 of m times m[:, 0:8] */
+            int r = g + 8 * (i / 2), c = 2 * t + i % 2;
+            float want = 0.0f, got;
+            for (int k = 0; k < 16; k++) want += (float)(r * 16 + k) * (float)(k * 16 + c);
+            memcpy(&got, &o[8 + i], 4);
+            if (got != want && bad++ < 4) fprintf(stderr, "lane %d: mma d[%d] %g (want %g)\n", lane, i, got, want);
+            if (o[12 + i] != 0 && bad++ < 4) fprintf(stderr, "lane %d: cp.async zero fill %08x\n", lane, o[12 + i]);
+        }
+    }
+    printf("%s mma.cuh layouts (ldmatrix, .trans, mma m16n8k16, cp.async): %d mismatch(es)\n", bad ? "FAIL" : "ok  ",
+           bad);
+    if (bad) g_failures++;
+    dev_free(gm), dev_free(gout);
+    free(out);
+}
+
 static void test_rope(void) {
     int lens[3] = {40, 1, 26}, NH = 4, D = 64, P = 64;
     int32_t *seq_of, *seq_start, *pos;
@@ -374,7 +419,8 @@ static void test_infer_fused(void) {
 }
 
 /* dt CUDA_F32: the fp32 kernels (tolerances 1e-4, lse 1e-5); CUDA_BF16: the
- * tensor-core kernels (attention_tc.cu) where they take D, bf16 operands
+ * tensor-core kernels where they take D (attention_tc.cu's, or with
+ * TAU2_CUDA_ATTENTION=mma attention_mma.cu's), bf16 operands
  * against the fp32 CPU attention (1e-2, lse 1e-2 of its largest value). */
 static void test_attention_shape(const char *name, const int *lens, int n_seqs, int NH, int NKV, int D, CudaDtype dt) {
     int32_t *seq_of, *seq_start, *pos;
@@ -392,7 +438,10 @@ static void test_attention_shape(const char *name, const int *lens, int n_seqs, 
 
     attention_forward(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D);
     double tol = dt == CUDA_BF16 ? 1e-2 : 1e-4, tol_lse = dt == CUDA_BF16 ? 1e-2 : 1e-5;
-    const char *kind = dt == CUDA_BF16 ? (cuda_attention_tc_supported(D) ? "bf16 tc" : "bf16->fp32") : "fp32";
+    const char *fam = getenv("TAU2_CUDA_ATTENTION");
+    bool mma = fam && !strcmp(fam, "mma") && cuda_attention_mma_supported(D);
+    const char *kind = dt == CUDA_BF16 ? (mma ? "bf16 mma" : cuda_attention_tc_supported(D) ? "bf16 tc" : "bf16->fp32")
+                                       : "fp32";
     cuda_attention_forward(gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, dt, 0);
     snprintf(what, sizeof what, "attention_forward %s %s out", kind, name);
     check_f32(what, gout, out, nq, tol);
@@ -661,17 +710,25 @@ int main(void) {
     test_rows(4, 1000, oc_a);
     test_rows(3, 256 + 24, oc_b);
     test_rope();
+    test_mma_layout();
     int tiny[3] = {40, 1, 26}, mid[4] = {150, 33, 100, 17};
     /* many short sequences: tiles of 64 (and warps' 16 rows) straddle several */
     int shorts[9] = {5, 12, 1, 30, 70, 3, 16, 17, 9};
-    for (int i = 0; i < 2; i++) {
+    /* long sequences that start off the tile grid (2 = 2 mod 16): a warp's 16
+     * rows meet a tile that ends one key past its first row */
+    int offgrid[5] = {2, 140, 18, 130, 97};
+    /* fp32; bf16 on attention_tc.cu's WMMA kernels; bf16 on attention_mma.cu's */
+    for (int i = 0; i < 3; i++) {
         CudaDtype dt = i ? CUDA_BF16 : CUDA_F32;
+        setenv("TAU2_CUDA_ATTENTION", i == 2 ? "mma" : "wmma", 1);
         test_attention_shape("T 67 NH 4 NKV 2 D 64", tiny, 3, 4, 2, 64, dt);
         test_attention_shape("T 300 NH 4 NKV 2 D 128", mid, 4, 4, 2, 128, dt);
         test_attention_shape("T 67 NH 2 NKV 2 D 32", tiny, 3, 2, 2, 32, dt);
         test_attention_shape("T 163 NH 4 NKV 1 D 64", shorts, 9, 4, 1, 64, dt);
+        test_attention_shape("T 387 NH 2 NKV 1 D 64", offgrid, 5, 2, 1, 64, dt);
         test_attention_shape("T 67 NH 4 NKV 1 D 256", tiny, 3, 4, 1, 256, dt);
     }
+    unsetenv("TAU2_CUDA_ATTENTION");
     test_infer_fused();
     test_decode(4, 2, 64);  /* 16-byte loads from both caches */
     test_decode(8, 2, 128);

@@ -270,6 +270,122 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const f
 } /* namespace wmma */
 } /* namespace nvcuda */
 
+/* ---- mma.sync m16n8k16, ldmatrix, cp.async (kernels/mma.cuh) ----
+ * The PTX instructions kernels/mma.cuh wraps, with the lane semantics of
+ * the PTX ISA (the layouts are listed there). mma and ldmatrix are warp
+ * collectives: every lane deposits its registers (or its row address) and
+ * computes its own part from all of them, so a lane missing from the warp
+ * is reported as for a shuffle. */
+static inline float emu_bf16_lo(uint32_t x) { return __uint_as_float(x << 16); }
+static inline float emu_bf16_hi(uint32_t x) { return __uint_as_float(x & 0xffff0000u); }
+
+/* d += a b; the products are exact in fp32 and summed in k order (the
+ * tensor cores' order is unspecified), as the WMMA emulation. */
+static inline void emu_mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    uint64_t a01[32], a23[32], bb[32];
+    memcpy(a01, emu_warp_exchange(a[0] | (uint64_t)a[1] << 32, 0xffffffffu), sizeof a01);
+    memcpy(a23, emu_warp_exchange(a[2] | (uint64_t)a[3] << 32, 0xffffffffu), sizeof a23);
+    memcpy(bb, emu_warp_exchange(b0 | (uint64_t)b1 << 32, 0xffffffffu), sizeof bb);
+    float A[16][16], B[16][8];
+    for (int l = 0; l < 32; l++) {
+        int g = l / 4, t = l % 4;
+        uint32_t ar[4] = {(uint32_t)a01[l], (uint32_t)(a01[l] >> 32), (uint32_t)a23[l], (uint32_t)(a23[l] >> 32)};
+        for (int i = 0; i < 4; i++) {
+            int r = g + 8 * (i & 1), c = 2 * t + 8 * (i >> 1);
+            A[r][c] = emu_bf16_lo(ar[i]), A[r][c + 1] = emu_bf16_hi(ar[i]);
+        }
+        uint32_t br[2] = {(uint32_t)bb[l], (uint32_t)(bb[l] >> 32)};
+        for (int i = 0; i < 2; i++) B[2 * t + 8 * i][g] = emu_bf16_lo(br[i]), B[2 * t + 8 * i + 1][g] = emu_bf16_hi(br[i]);
+    }
+    int lane = emu_lane(), g = lane / 4, t = lane % 4;
+    for (int i = 0; i < 4; i++) {
+        int r = g + 8 * (i >> 1), n = 2 * t + (i & 1);
+        float s = d[i];
+        for (int k = 0; k < 16; k++) s += A[r][k] * B[k][n];
+        d[i] = s;
+    }
+}
+
+/* Four 8 x 8 matrices of 16-bit values; lane 8j + i gives row i of matrix j. */
+static inline void emu_ldmatrix_x4(uint32_t (&r)[4], const void *row, bool trans) {
+    if ((uintptr_t)row & 15u) {
+        fprintf(stderr, "cuda-emu: KERNEL BUG: ldmatrix: row address %p of lane %d is not 16-byte aligned\n", row,
+                emu_lane());
+        abort();
+    }
+    uint64_t rows[32];
+    memcpy(rows, emu_warp_exchange((uint64_t)(uintptr_t)row, 0xffffffffu), sizeof rows);
+    int lane = emu_lane(), g = lane / 4, t = lane % 4;
+    for (int j = 0; j < 4; j++) {
+        const uint16_t *p0, *p1;
+        int c0, c1;
+        if (!trans) p0 = p1 = (const uint16_t *)(uintptr_t)rows[8 * j + g], c0 = 2 * t, c1 = 2 * t + 1;
+        else p0 = (const uint16_t *)(uintptr_t)rows[8 * j + 2 * t], p1 = (const uint16_t *)(uintptr_t)rows[8 * j + 2 * t + 1], c0 = c1 = g;
+        r[j] = (uint32_t)p0[c0] | (uint32_t)p1[c1] << 16;
+    }
+}
+
+/* cp.async: a thread's copies wait in its queue, tagged with the group they
+ * will close into, and land only at the cp_async_wait that covers them, so
+ * a kernel that reads a tile before waiting for it reads the old contents
+ * (or the 0xff fill of fresh shared memory), as a GPU may. */
+struct EmuCpAsync {
+    void *dst;
+    const void *src;
+    bool valid;
+    long group;
+};
+struct EmuCpAsyncThread {
+    EmuCpAsync q[64];
+    int n;
+    long committed;
+    long block;
+};
+static EmuCpAsyncThread emu_cp_async_threads[1024];
+
+static inline EmuCpAsyncThread &emu_cp_async_self(void) {
+    long tid = (long)threadIdx.x + (long)blockDim.x * ((long)threadIdx.y + (long)blockDim.y * threadIdx.z);
+    long block = (long)blockIdx.x + (long)gridDim.x * ((long)blockIdx.y + (long)gridDim.y * blockIdx.z);
+    EmuCpAsyncThread &s = emu_cp_async_threads[tid];
+    if (s.block != block) {
+        if (s.n) {
+            fprintf(stderr, "cuda-emu: KERNEL BUG: thread %ld of block %ld left %d cp.async copies never waited for\n",
+                    tid, s.block, s.n);
+            abort();
+        }
+        s.block = block, s.committed = 0;
+    }
+    return s;
+}
+static inline void emu_cp_async_16(void *dst, const void *src, bool valid) {
+    if (((uintptr_t)dst & 15u) || (valid && ((uintptr_t)src & 15u))) {
+        fprintf(stderr, "cuda-emu: KERNEL BUG: cp.async of 16 bytes from %p to %p: both must be 16-byte aligned\n",
+                src, dst);
+        abort();
+    }
+    EmuCpAsyncThread &s = emu_cp_async_self();
+    if (s.n == 64) {
+        fprintf(stderr, "cuda-emu: more than 64 cp.async copies in flight in one thread\n");
+        abort();
+    }
+    s.q[s.n++] = EmuCpAsync{dst, src, valid, s.committed};
+}
+static inline void emu_cp_async_commit(void) { emu_cp_async_self().committed++; }
+static inline void emu_cp_async_wait(int n) {
+    EmuCpAsyncThread &s = emu_cp_async_self();
+    int kept = 0;
+    for (int i = 0; i < s.n; i++) {
+        EmuCpAsync c = s.q[i];
+        if (c.group < s.committed - n) {
+            if (c.valid) memcpy(c.dst, c.src, 16);
+            else memset(c.dst, 0, 16);
+        } else {
+            s.q[kept++] = c;
+        }
+    }
+    s.n = kept;
+}
+
 /* The runtime's C++ overload for a kernel (the host-mode header has only the C one). */
 template <class T> static inline cudaError_t cudaFuncSetAttribute(T *entry, enum cudaFuncAttribute attr, int value) {
     return ::cudaFuncSetAttribute((const void *)entry, attr, value);

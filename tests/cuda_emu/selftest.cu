@@ -1,6 +1,6 @@
 /* selftest.cu — checks of the emulator itself (tests/cuda_emu/README.md):
  * barriers, shuffles, dynamic shared memory, bf16 rounding, WMMA products,
- * launch errors, stream capture into graphs, and the detection of a barrier
+ * when cp.async copies land, launch errors, stream capture into graphs, and the detection of a barrier
  * that exited threads never reach. Built
  * like the kernels (transform.py + emu_device.h), run as emu_selftest. */
 #include <cuda_bf16.h>
@@ -86,6 +86,26 @@ __global__ void bf16_kernel(const float *x, __nv_bfloat16 *y, float *back, int n
         y[i] = __float2bfloat16_rn(x[i]);
         back[i] = __bfloat162float(y[i]);
     }
+}
+
+/* cp.async (kernels/mma.cuh's emu_ twins): a copy lands only at the wait
+ * that covers its group; out gets what the thread saw at each point */
+__global__ void cp_async_kernel(const int *src, int *out) {
+    __shared__ __align__(16) int sh[8];
+    for (int i = 0; i < 8; i++) sh[i] = -1;
+    emu_cp_async_16(sh, src, true);
+    emu_cp_async_commit();
+    emu_cp_async_16(sh + 4, src + 4, true);
+    emu_cp_async_commit();
+    out[0] = sh[0];          /* -1: nothing waited for */
+    emu_cp_async_wait(1);    /* the first group only */
+    out[1] = sh[0], out[2] = sh[4];
+    emu_cp_async_16(sh, src, false); /* zero fill, not committed yet */
+    emu_cp_async_wait(0);    /* the second group; the uncommitted copy stays queued */
+    out[3] = sh[4], out[4] = sh[0];
+    emu_cp_async_commit();
+    emu_cp_async_wait(0);
+    out[5] = sh[0];
 }
 
 int main(void) {
@@ -190,6 +210,20 @@ int main(void) {
         for (int i = 0; i < 256; i++) CHECK(hc[i] == ref[i], "wmma c[%d] %g want %g", i, hc[i], ref[i]);
         CHECK(hpeek[0] != ref[255], "a stored tile's other lanes' parts must be missing before __syncwarp");
         CHECK(hpeek[1] == ref[255], "wmma tile after __syncwarp %g want %g", hpeek[1], ref[255]);
+    }
+
+    {
+        int hsrc[8] = {10, 11, 12, 13, 14, 15, 16, 17}, hout[6];
+        int *dsrc, *dout;
+        cudaMalloc((void **)&dsrc, sizeof hsrc);
+        cudaMalloc((void **)&dout, sizeof hout);
+        cudaMemcpy(dsrc, hsrc, sizeof hsrc, cudaMemcpyHostToDevice);
+        cp_async_kernel<<<1, 1>>>(dsrc, dout);
+        CHECK(cudaGetLastError() == cudaSuccess, "cp.async launch");
+        cudaMemcpy(hout, dout, sizeof hout, cudaMemcpyDeviceToHost);
+        const int want[6] = {-1, 10, -1, 14, 10, 0};
+        for (int i = 0; i < 6; i++) CHECK(hout[i] == want[i], "cp.async step %d saw %d, want %d", i, hout[i], want[i]);
+        cudaFree(dsrc), cudaFree(dout);
     }
 
     /* stream capture: the captured work runs at each launch of the graph,
