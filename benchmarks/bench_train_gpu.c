@@ -130,9 +130,12 @@ int main(int argc, char **argv) {
     size_t free_b = 0, total_b = 0;
     cuda_check(cudaMemGetInfo(&free_b, &total_b));
 
-    printf("config %s (%d layers), %d sequences x %d tokens, head chunks of %d rows, %s products%s%s, %s\n", name,
-           c->num_layers, n_seqs, seq_len, m->vocab_chunk, math_name, recompute ? ", recompute" : "",
-           fused ? "" : ", two-pass head", prop.name);
+    /* the attention kernels the step ran (kernels/attention.cu's dispatch) */
+    const char *fam = getenv("TAU2_CUDA_ATTENTION");
+    const char *att = f32 ? "fp32" : fam && !strcmp(fam, "mma") ? "mma.sync" : "WMMA";
+    printf("config %s (%d layers), %d sequences x %d tokens, head chunks of %d rows, %s products, %s attention%s%s, "
+           "%s\n", name, c->num_layers, n_seqs, seq_len, m->vocab_chunk, math_name, att,
+           recompute ? ", recompute" : "", fused ? "" : ", two-pass head", prop.name);
     printf("RESULT train_gpu %s %d %d %.4f %.1f %.1f %.4f\n", name, c->num_layers, T, med, T / med, tflops, loss);
     printf("step %.3f s (median of %d), %.0f tokens/s, %.1f TFLOP/s", med, steps, T / med, tflops);
     if (peak > 0 && !f32) printf(", MFU %.1f%% of %.0f", 100.0 * tflops / peak, peak);

@@ -12,7 +12,8 @@
 #          tests at one rank, the GPU job tests)
 #   bench  check, then the benchmarks (default: attention train decode
 #          broadcast; name others or fewer: attention, train (8 layers),
-#          train36 (all 36 with recomputation), decode, broadcast)
+#          train36 (all 36 with recomputation), train_mma and train36_mma
+#          (the same with TAU2_CUDA_ATTENTION=mma), decode, broadcast)
 #   all    tests, then bench
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
@@ -42,8 +43,8 @@ case $MODE in check | tests | bench | all | run) ;; *) die "unknown mode '$MODE'
 [ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for b in "$@"; do
-    case $b in attention | train | train36 | decode | broadcast) ;;
-      *) die "unknown benchmark '$b' (attention, train, train36, decode, broadcast)" ;; esac
+    case $b in attention | train | train36 | train_mma | train36_mma | decode | broadcast) ;;
+      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, decode, broadcast)" ;; esac
   done
 fi
 [ -f "$PACK" ] || die "no archive at $PACK: run scripts/gpu_pack.sh on the build machine and carry build-gpu-pack"
@@ -190,6 +191,10 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
       attention) step "$B" bench_attention_gpu "$RUN/bench_attention_gpu" ${BENCH_ATTENTION_ARGS:-} ;;
       train) step "$B" bench_train_gpu "$RUN/bench_train_gpu" ${BENCH_TRAIN_ARGS:---config 4b --layers 8 --seq-len 4096} ;;
       train36) step "$B" "bench_train_gpu 36 layers" "$RUN/bench_train_gpu" --config 4b --layers 36 --seq-len 4096 --recompute ;;
+      train_mma) TAU2_CUDA_ATTENTION=mma step "$B" "bench_train_gpu, mma attention" "$RUN/bench_train_gpu" \
+        ${BENCH_TRAIN_ARGS:---config 4b --layers 8 --seq-len 4096} ;;
+      train36_mma) TAU2_CUDA_ATTENTION=mma step "$B" "bench_train_gpu 36, mma attention" "$RUN/bench_train_gpu" \
+        --config 4b --layers 36 --seq-len 4096 --recompute ;;
       decode) step "$B" bench_decode_gpu "$RUN/bench_decode_gpu" ${BENCH_DECODE_ARGS:---config 4b} ;;
       broadcast)
         if [ "$n_gpu" -ge 2 ]; then
