@@ -396,16 +396,11 @@ static void att_check(int T, int NH, int NKV, int D, const char *what) {
     }
 }
 
-/* Kernels past 48 KiB of dynamic shared memory must say so first. */
-template <typename K> static void att_smem(K kernel, size_t bytes) {
-    if (bytes > 48 * 1024) cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 template <int DPL>
 static void att_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
                         const int32_t *seq_start, int T, int NH, int NKV, int D, cudaStream_t stream) {
     size_t smem = (size_t)ATT_B * (att_bcast_ld(D) + 2 * D + 1) * sizeof(float);
-    att_smem(attention_forward_kernel<DPL>, smem);
+    kernel_smem_allow(attention_forward_kernel<DPL>, smem);
     dim3 grid((T + ATT_B - 1) / ATT_B, NH);
     attention_forward_kernel<DPL><<<grid, ATT_THREADS, smem, stream>>>(out, lse, q, k, v, seq_of, seq_start, T, NH,
                                                                        NKV, D, 1.0f / sqrtf((float)D));
@@ -418,12 +413,12 @@ static void att_backward(float *dq, float *dk, float *dv, const float *delta, co
                          const int32_t *seq_start, int T, int NH, int NKV, int D, cudaStream_t stream) {
     float scale = 1.0f / sqrtf((float)D);
     size_t smem_q = (size_t)ATT_B * (2 * att_bcast_ld(D) + 2 * D + 2) * sizeof(float);
-    att_smem(attention_dq_kernel<DPL>, smem_q);
+    kernel_smem_allow(attention_dq_kernel<DPL>, smem_q);
     attention_dq_kernel<DPL><<<dim3((T + ATT_B - 1) / ATT_B, NH), ATT_THREADS, smem_q, stream>>>(
         dq, dout, lse, delta, q, k, v, seq_of, seq_start, T, NH, NKV, D, scale);
     cuda_check_launch();
     size_t smem_kv = (size_t)ATT_B * (2 * att_bcast_ld(D) + 2 * D + 2 + 3) * sizeof(float);
-    att_smem(attention_dkv_kernel<DPL>, smem_kv);
+    kernel_smem_allow(attention_dkv_kernel<DPL>, smem_kv);
     attention_dkv_kernel<DPL><<<dim3((T + ATT_B - 1) / ATT_B, NKV), ATT_THREADS, smem_kv, stream>>>(
         dk, dv, dout, lse, delta, q, k, v, seq_of, seq_start, T, NH, NKV, D, scale);
     cuda_check_launch();

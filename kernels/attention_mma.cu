@@ -3,8 +3,8 @@
  * accumulation) with the scores, the probabilities and the accumulators in
  * registers, fragments read from shared memory by ldmatrix, and the next
  * tile of keys (or queries) copied in by cp.async while the current one is
- * used. Head_dim 32, 64 and 128; TAU2_CUDA_ATTENTION selects it
- * (attention_tc.cu's dispatch, doc/cuda.md).
+ * used. Head_dim 32, 64 and 128; TAU2_CUDA_ATTENTION=mma selects it
+ * (attention.cu's dispatch, doc/cuda.md); attention_bf16.cuh launches it.
  *
  * Why a second tensor-core attention: the WMMA kernels must pass every
  * score and probability through shared memory (a WMMA fragment's
@@ -32,12 +32,13 @@
  * (most tiles of a long sequence), one that sees none skips the tile.
  * Tiles are (64, D) bf16 in shared memory with rows padded by 8 values:
  * the 8 row addresses of an ldmatrix fall on different banks. */
-#include "common.cuh"
+#include "attention_bf16.cuh"
 #include "mma.cuh"
 
-#define MMA_B 64                      /* queries (or keys) per tile */
+#define MMA_B ATT_BF16_ROWS           /* queries (or keys) per tile */
 #define MMA_WARPS 4
 #define MMA_THREADS (MMA_WARPS * WARP)
+static_assert(MMA_THREADS == ATT_BF16_THREADS, "the shared launchers' block size");
 #define MMA_R 16                      /* rows per warp */
 #define MMA_LOG2E 1.4426950408889634f
 
@@ -228,6 +229,29 @@ __device__ __forceinline__ float quad_sum(float x) {
     return x + __shfl_xor_sync(FULL_MASK, x, 2);
 }
 
+/* Step it of a loop over n_tiles key tiles, double-buffered at kv (buffer
+ * b: keys at kv + 2 b TILE, values TILE later): once every warp is done
+ * with the other buffer, queues the next tile's keys and values (from
+ * k_next) into it, then waits for tile it. Returns tile it's keys. */
+template <int D>
+__device__ __forceinline__ const __nv_bfloat16 *mma_kv_step(__nv_bfloat16 *kv, const __nv_bfloat16 *k,
+                                                            const __nv_bfloat16 *v, int it, int n_tiles, int k_next,
+                                                            int T, int NKV, int g) {
+    const int TILE = MMA_B * mma_ld(D);
+    __nv_bfloat16 *next = kv + (~it & 1) * 2 * TILE;
+    __syncthreads(); /* the other buffer is consumed (tile it - 1, or what the prologue put there) */
+    if (it + 1 < n_tiles) {
+        mma_load_tile<D>(next, k, k_next, T, NKV, g);
+        mma_load_tile<D>(next + TILE, v, k_next, T, NKV, g);
+        cp_async_commit();
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    __syncthreads(); /* tile it is in, for every thread */
+    return kv + (it & 1) * 2 * TILE;
+}
+
 /* ------------------------------------------------------------ forward */
 
 template <int D>
@@ -263,17 +287,7 @@ __global__ __launch_bounds__(MMA_THREADS) static void attention_mma_forward_kern
 
     for (int it = 0; it < n_tiles; it++) {
         int k0 = q.k_lo + it * MMA_B;
-        __nv_bfloat16 *Ks = kv + (it & 1) * 2 * TILE, *Vs = Ks + TILE, *next = kv + (~it & 1) * 2 * TILE;
-        __syncthreads(); /* the buffer refilled next is consumed (Q read, or tile it - 1) */
-        if (it + 1 < n_tiles) {
-            mma_load_tile<D>(next, k, k0 + MMA_B, T, NKV, g);
-            mma_load_tile<D>(next + TILE, v, k0 + MMA_B, T, NKV, g);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads(); /* tile it is in */
+        const __nv_bfloat16 *Ks = mma_kv_step<D>(kv, k, v, it, n_tiles, k0 + MMA_B, T, NKV, g), *Vs = Ks + TILE;
         if (mma_rows_none(q, k0, T)) continue;
 
         float s[MMA_B / 8][4];
@@ -356,17 +370,7 @@ __global__ __launch_bounds__(MMA_THREADS) static void attention_mma_dq_kernel(
 
     for (int it = 0; it < n_tiles; it++) {
         int k0 = q.k_lo + it * MMA_B;
-        __nv_bfloat16 *Ks = kv + (it & 1) * 2 * TILE, *Vs = Ks + TILE, *next = kv + (~it & 1) * 2 * TILE;
-        __syncthreads(); /* tile it - 1 is consumed */
-        if (it + 1 < n_tiles) {
-            mma_load_tile<D>(next, k, k0 + MMA_B, T, NKV, g);
-            mma_load_tile<D>(next + TILE, v, k0 + MMA_B, T, NKV, g);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        const __nv_bfloat16 *Ks = mma_kv_step<D>(kv, k, v, it, n_tiles, k0 + MMA_B, T, NKV, g), *Vs = Ks + TILE;
         if (mma_rows_none(q, k0, T)) continue;
 
         float s[MMA_B / 8][4], dp[MMA_B / 8][4];
@@ -498,54 +502,21 @@ static size_t mma_forward_smem(int D) { return (size_t)4 * MMA_B * mma_ld(D) * 2
 static size_t mma_dq_smem(int D) { return (size_t)6 * MMA_B * mma_ld(D) * 2; }
 static size_t mma_dkv_smem(int D) { return (size_t)6 * MMA_B * mma_ld(D) * 2 + (size_t)6 * MMA_B * 4; }
 
-/* Kernels past 48 KiB of dynamic shared memory must say so first. */
-template <typename K> static void mma_smem_allow(K kernel, size_t bytes) {
-    if (bytes > 48 * 1024)
-        cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+/* The family's kernels for head_dim D (attention_bf16.cuh launches them). */
+template <int D> static AttBf16Kernels mma_kernels() {
+    AttBf16Kernels k = {attention_mma_forward_kernel<D>, attention_mma_dq_kernel<D>, attention_mma_dkv_kernel<D>,
+                        mma_forward_smem(D), mma_dq_smem(D), mma_dkv_smem(D)};
+    return k;
 }
 
-template <int D>
-static void mma_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
-                        const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
-    const float *src[3] = {q, k, v};
-    size_t n[3] = {(size_t)T * NH * D, (size_t)T * NKV * D, (size_t)T * NKV * D};
-    Bf16Inputs b = bf16_inputs_new(src, n, 3, stream);
-    size_t smem = mma_forward_smem(D);
-    mma_smem_allow(attention_mma_forward_kernel<D>, smem);
-    dim3 grid((T + MMA_B - 1) / MMA_B, NH);
-    attention_mma_forward_kernel<D><<<grid, MMA_THREADS, smem, stream>>>(out, lse, b.x[0], b.x[1], b.x[2], seq_of,
-                                                                         seq_start, T, NH, NKV, 1.0f / sqrtf((float)D));
-    cuda_check_launch();
-    bf16_inputs_free(&b, stream);
-}
-
-template <int D>
-static void mma_backward(float *dq, float *dk, float *dv, const float *delta, const float *dout, const float *lse,
-                         const float *q, const float *k, const float *v, const int32_t *seq_of,
-                         const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
-    float scale = 1.0f / sqrtf((float)D);
-    const float *src[4] = {q, k, v, dout};
-    size_t n[4] = {(size_t)T * NH * D, (size_t)T * NKV * D, (size_t)T * NKV * D, (size_t)T * NH * D};
-    Bf16Inputs b = bf16_inputs_new(src, n, 4, stream);
-    const __nv_bfloat16 *qb = b.x[0], *kb = b.x[1], *vb = b.x[2], *dob = b.x[3];
-    dim3 grid((T + MMA_B - 1) / MMA_B, NH);
-    size_t smem_q = mma_dq_smem(D);
-    mma_smem_allow(attention_mma_dq_kernel<D>, smem_q);
-    attention_mma_dq_kernel<D><<<grid, MMA_THREADS, smem_q, stream>>>(dq, dob, lse, delta, qb, kb, vb, seq_of,
-                                                                      seq_start, T, NH, NKV, scale);
-    cuda_check_launch();
-    float *dkh;
-    size_t head_n = (size_t)T * NH * D;
-    cuda_check(cudaMallocAsync((void **)&dkh, 2 * head_n * sizeof(float), stream));
-    float *dvh = dkh + head_n;
-    size_t smem_kv = mma_dkv_smem(D);
-    mma_smem_allow(attention_mma_dkv_kernel<D>, smem_kv);
-    attention_mma_dkv_kernel<D><<<grid, MMA_THREADS, smem_kv, stream>>>(dkh, dvh, dob, lse, delta, qb, kb, vb, seq_of,
-                                                                        seq_start, T, NH, NKV, scale);
-    cuda_check_launch();
-    cuda_attention_group_sum(dk, dv, dkh, dvh, T, NH, NKV, D, scale, stream);
-    cuda_check(cudaFreeAsync(dkh, stream));
-    bf16_inputs_free(&b, stream);
+static AttBf16Kernels mma_kernels_for(int D, const char *who) {
+    switch (D) {
+    case 32: return mma_kernels<32>();
+    case 64: return mma_kernels<64>();
+    case 128: return mma_kernels<128>();
+    }
+    fprintf(stderr, "%s: head_dim %d (32, 64 or 128)\n", who, D);
+    exit(1);
 }
 
 /* ------------------------------------------------------------ probe */
@@ -586,24 +557,15 @@ extern "C" bool cuda_attention_mma_supported(int D) { return D == 32 || D == 64 
 extern "C" void cuda_attention_mma_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                                            const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
                                            int D, cudaStream_t stream) {
-    if (T <= 0) return;
-    switch (D) {
-    case 32: mma_forward<32>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 64: mma_forward<64>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 128: mma_forward<128>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    default: fprintf(stderr, "cuda_attention_mma_forward: head_dim %d (32, 64 or 128)\n", D), exit(1);
-    }
+    AttBf16Kernels kern = mma_kernels_for(D, "cuda_attention_mma_forward");
+    if (T > 0) attention_bf16_forward(&kern, out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }
 
 extern "C" void cuda_attention_mma_backward(float *dq, float *dk, float *dv, const float *delta, const float *dout,
                                             const float *lse, const float *q, const float *k, const float *v,
                                             const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
                                             int D, cudaStream_t stream) {
-    if (T <= 0) return;
-    switch (D) {
-    case 32: mma_backward<32>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 64: mma_backward<64>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 128: mma_backward<128>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    default: fprintf(stderr, "cuda_attention_mma_backward: head_dim %d (32, 64 or 128)\n", D), exit(1);
-    }
+    AttBf16Kernels kern = mma_kernels_for(D, "cuda_attention_mma_backward");
+    if (T > 0)
+        attention_bf16_backward(&kern, dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }

@@ -13,8 +13,8 @@
  * 64 consecutive keys of a kv head for one of its query heads (dk, dv); 4
  * warps, each owning 16 of them. Queries and keys of a tile are masked as
  * in attention.cu (same sequence, not in the future), so tiles may straddle
- * sequences. The launchers copy the fp32 operands to bf16 once
- * (bf16_inputs_new); tiles are loaded from those copies into shared memory
+ * sequences. The launchers (attention_bf16.cuh) copy the fp32 operands to
+ * bf16 once (bf16_inputs_new); tiles are loaded from those copies into shared memory
  * (rows padded by 8 values: every 16 x 16 fragment starts 32-byte aligned,
  * and rows fall on different banks).
  *
@@ -32,13 +32,14 @@
  * repeat bit for bit. */
 #include <mma.h>
 
-#include "common.cuh"
+#include "attention_bf16.cuh"
 
 using namespace nvcuda;
 
-#define TC_B 64                      /* queries (or keys) per tile */
+#define TC_B ATT_BF16_ROWS            /* queries (or keys) per tile */
 #define TC_WARPS 4
 #define TC_THREADS (TC_WARPS * WARP)
+static_assert(TC_THREADS == ATT_BF16_THREADS, "the shared launchers' block size");
 #define TC_R 16                      /* rows per warp: one fragment high */
 #define TC_SLD (TC_B + 4)            /* fp32 score rows */
 #define TC_PLD (TC_B + 8)            /* bf16 probability rows */
@@ -399,53 +400,21 @@ static size_t tc_dkv_smem(int D) {
            (size_t)TC_WARPS * 2 * TC_R * TC_PLD * 2;
 }
 
-/* Kernels past 48 KiB of dynamic shared memory must say so first. */
-template <typename K> static void tc_smem(K kernel, size_t bytes) {
-    if (bytes > 48 * 1024) cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+/* The family's kernels for head_dim D (attention_bf16.cuh launches them). */
+template <int D> static AttBf16Kernels tc_kernels() {
+    AttBf16Kernels k = {attention_tc_forward_kernel<D>, attention_tc_dq_kernel<D>, attention_tc_dkv_kernel<D>,
+                        tc_forward_smem(D), tc_dq_smem(D), tc_dkv_smem(D)};
+    return k;
 }
 
-template <int D>
-static void tc_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *seq_of,
-                       const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
-    const float *src[3] = {q, k, v};
-    size_t n[3] = {(size_t)T * NH * D, (size_t)T * NKV * D, (size_t)T * NKV * D};
-    Bf16Inputs b = bf16_inputs_new(src, n, 3, stream);
-    size_t smem = tc_forward_smem(D);
-    tc_smem(attention_tc_forward_kernel<D>, smem);
-    dim3 grid((T + TC_B - 1) / TC_B, NH);
-    attention_tc_forward_kernel<D><<<grid, TC_THREADS, smem, stream>>>(out, lse, b.x[0], b.x[1], b.x[2], seq_of,
-                                                                        seq_start, T, NH, NKV, 1.0f / sqrtf((float)D));
-    cuda_check_launch();
-    bf16_inputs_free(&b, stream);
-}
-
-template <int D>
-static void tc_backward(float *dq, float *dk, float *dv, const float *delta, const float *dout, const float *lse,
-                        const float *q, const float *k, const float *v, const int32_t *seq_of,
-                        const int32_t *seq_start, int T, int NH, int NKV, cudaStream_t stream) {
-    float scale = 1.0f / sqrtf((float)D);
-    const float *src[4] = {q, k, v, dout};
-    size_t n[4] = {(size_t)T * NH * D, (size_t)T * NKV * D, (size_t)T * NKV * D, (size_t)T * NH * D};
-    Bf16Inputs b = bf16_inputs_new(src, n, 4, stream);
-    const __nv_bfloat16 *qb = b.x[0], *kb = b.x[1], *vb = b.x[2], *dob = b.x[3];
-    size_t smem_q = tc_dq_smem(D);
-    tc_smem(attention_tc_dq_kernel<D>, smem_q);
-    attention_tc_dq_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NH), TC_THREADS, smem_q, stream>>>(
-        dq, dob, lse, delta, qb, kb, vb, seq_of, seq_start, T, NH, NKV, scale);
-    cuda_check_launch();
-    /* each query head's share of dk and dv, then the group sums */
-    float *dkh, *dvh;
-    size_t head_bytes = (size_t)T * NH * D * sizeof(float);
-    cuda_check(cudaMallocAsync((void **)&dkh, 2 * head_bytes, stream));
-    dvh = dkh + (size_t)T * NH * D;
-    size_t smem_kv = tc_dkv_smem(D);
-    tc_smem(attention_tc_dkv_kernel<D>, smem_kv);
-    attention_tc_dkv_kernel<D><<<dim3((T + TC_B - 1) / TC_B, NH), TC_THREADS, smem_kv, stream>>>(
-        dkh, dvh, dob, lse, delta, qb, kb, vb, seq_of, seq_start, T, NH, NKV, scale);
-    cuda_check_launch();
-    cuda_attention_group_sum(dk, dv, dkh, dvh, T, NH, NKV, D, scale, stream);
-    cuda_check(cudaFreeAsync(dkh, stream));
-    bf16_inputs_free(&b, stream);
+static AttBf16Kernels tc_kernels_for(int D, const char *who) {
+    switch (D) {
+    case 32: return tc_kernels<32>();
+    case 64: return tc_kernels<64>();
+    case 128: return tc_kernels<128>();
+    }
+    fprintf(stderr, "%s: head_dim %d (32, 64 or 128)\n", who, D);
+    exit(1);
 }
 
 extern "C" void cuda_attention_group_sum(float *dk, float *dv, const float *dkh, const float *dvh, int T, int NH,
@@ -460,22 +429,14 @@ extern "C" bool cuda_attention_tc_supported(int D) { return D == 32 || D == 64 |
 extern "C" void cuda_attention_tc_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                                           const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
                                           int D, cudaStream_t stream) {
-    switch (D) {
-    case 32: tc_forward<32>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 64: tc_forward<64>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 128: tc_forward<128>(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    default: fprintf(stderr, "cuda_attention_tc_forward: head_dim %d (32, 64 or 128)\n", D), exit(1);
-    }
+    AttBf16Kernels kern = tc_kernels_for(D, "cuda_attention_tc_forward");
+    attention_bf16_forward(&kern, out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }
 
 extern "C" void cuda_attention_tc_backward(float *dq, float *dk, float *dv, const float *delta, const float *dout,
                                            const float *lse, const float *q, const float *k, const float *v,
                                            const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
                                            int D, cudaStream_t stream) {
-    switch (D) {
-    case 32: tc_backward<32>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 64: tc_backward<64>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    case 128: tc_backward<128>(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, stream); break;
-    default: fprintf(stderr, "cuda_attention_tc_backward: head_dim %d (32, 64 or 128)\n", D), exit(1);
-    }
+    AttBf16Kernels kern = tc_kernels_for(D, "cuda_attention_tc_backward");
+    attention_bf16_backward(&kern, dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }

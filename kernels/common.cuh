@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "kernels.h"
@@ -79,31 +78,10 @@ __device__ __forceinline__ void bf16x8_unpack(float (&out)[8], uint4 u) {
     }
 }
 
-/* bf16 copies of the (T, heads, D) fp32 inputs of the tensor-core
- * attentions (attention_tc.cu, attention_mma.cu), made once per call: the
- * kernels read each tile of K and V many times over (once per query tile)
- * and each Q and dO tile once per key tile, and converting as they load
- * cost more than the copies (the same rounding either way). Owned by the
- * caller, freed with bf16_inputs_free on the same stream. */
-typedef struct {
-    __nv_bfloat16 *base;
-    const __nv_bfloat16 *x[4];
-} Bf16Inputs;
-
-static inline Bf16Inputs bf16_inputs_new(const float *const *src, const size_t *n, int count, cudaStream_t stream) {
-    Bf16Inputs b = {};
-    size_t total = 0;
-    for (int i = 0; i < count; i++) total += n[i];
-    cuda_check(cudaMallocAsync((void **)&b.base, total * sizeof(__nv_bfloat16), stream));
-    size_t at = 0;
-    for (int i = 0; i < count; i++) {
-        cuda_f32_to_bf16((uint16_t *)(b.base + at), src[i], (long)n[i], stream);
-        b.x[i] = b.base + at;
-        at += n[i];
-    }
-    return b;
+/* Kernels past 48 KiB of dynamic shared memory must say so before launch. */
+template <typename K> static inline void kernel_smem_allow(K kernel, size_t bytes) {
+    if (bytes > 48 * 1024)
+        cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
-
-static inline void bf16_inputs_free(Bf16Inputs *b, cudaStream_t stream) { cuda_check(cudaFreeAsync(b->base, stream)); }
 
 #endif

@@ -22,23 +22,35 @@ set(TAU2_EMU_GEN ${CMAKE_BINARY_DIR}/cuda_emu_gen)
 file(MAKE_DIRECTORY ${TAU2_EMU_GEN})
 file(GLOB TAU2_EMU_KERNELS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/*.cu)
 file(GLOB TAU2_EMU_KERNEL_HEADERS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/*.cuh ${PROJECT_SOURCE_DIR}/kernels/*.h)
+# The kernels' own headers (*.cuh) may launch kernels too: rewritten under
+# the same names beside the rewritten sources, where an #include "x.cuh" of
+# a generated file finds them first.
 set(TAU2_EMU_GENERATED)
-foreach(cu ${TAU2_EMU_KERNELS} ${TAU2_EMU_DIR}/selftest.cu)
+set(TAU2_EMU_GENERATED_HEADERS)
+set(TAU2_EMU_CUH ${TAU2_EMU_KERNEL_HEADERS})
+list(FILTER TAU2_EMU_CUH INCLUDE REGEX "\\.cuh$")
+foreach(cu ${TAU2_EMU_KERNELS} ${TAU2_EMU_DIR}/selftest.cu ${TAU2_EMU_CUH})
+  get_filename_component(name ${cu} NAME)
   get_filename_component(base ${cu} NAME_WE)
-  set(out ${TAU2_EMU_GEN}/${base}.emu.cpp)
+  if(name MATCHES "\\.cuh$")
+    set(out ${TAU2_EMU_GEN}/${name})
+    list(APPEND TAU2_EMU_GENERATED_HEADERS ${out})
+  else()
+    set(out ${TAU2_EMU_GEN}/${base}.emu.cpp)
+    list(APPEND TAU2_EMU_GENERATED ${out})
+  endif()
   add_custom_command(OUTPUT ${out}
     COMMAND ${Python3_EXECUTABLE} ${TAU2_EMU_DIR}/transform.py ${cu} ${out}
     DEPENDS ${cu} ${TAU2_EMU_DIR}/transform.py
-    COMMENT "cuda_emu: rewriting ${base}.cu for the emulator"
+    COMMENT "cuda_emu: rewriting ${name} for the emulator"
     VERBATIM)
-  list(APPEND TAU2_EMU_GENERATED ${out})
 endforeach()
 set_source_files_properties(${TAU2_EMU_GENERATED} ${TAU2_EMU_GEN}/selftest.emu.cpp PROPERTIES
   COMPILE_OPTIONS "-include;${TAU2_EMU_DIR}/emu_device.h;-Wno-unused-function;-Wno-unused-variable"
-  OBJECT_DEPENDS "${TAU2_EMU_DIR}/emu_device.h;${TAU2_EMU_KERNEL_HEADERS}")
+  OBJECT_DEPENDS "${TAU2_EMU_DIR}/emu_device.h;${TAU2_EMU_KERNEL_HEADERS};${TAU2_EMU_GENERATED_HEADERS}")
 
 list(FILTER TAU2_EMU_GENERATED EXCLUDE REGEX "/selftest\\.emu\\.cpp$")
-add_library(tau2_cuda_emu STATIC ${TAU2_EMU_GENERATED}
+add_library(tau2_cuda_emu STATIC ${TAU2_EMU_GENERATED} ${TAU2_EMU_GENERATED_HEADERS}
   ${TAU2_EMU_DIR}/emu_runtime.cpp ${TAU2_EMU_DIR}/emu_cublas.cpp ${TAU2_EMU_DIR}/emu_nccl.cpp)
 set_target_properties(tau2_cuda_emu PROPERTIES CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON CXX_EXTENSIONS OFF)
 # The kernels' float code must stay IEEE as on the GPU's _rn paths: no
