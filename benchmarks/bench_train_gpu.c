@@ -131,8 +131,7 @@ int main(int argc, char **argv) {
     cuda_check(cudaMemGetInfo(&free_b, &total_b));
 
     /* the attention kernels the step ran (kernels/attention.cu's dispatch) */
-    const char *fam = getenv("TAU2_CUDA_ATTENTION");
-    const char *att = f32 ? "fp32" : fam && !strcmp(fam, "mma") ? "mma.sync" : "WMMA";
+    const char *att = f32 ? "fp32" : cuda_attention_mma_chosen() ? "mma.sync" : "WMMA";
     printf("config %s (%d layers), %d sequences x %d tokens, head chunks of %d rows, %s products, %s attention%s%s, "
            "%s\n", name, c->num_layers, n_seqs, seq_len, m->vocab_chunk, math_name, att,
            recompute ? ", recompute" : "", fused ? "" : ", two-pass head", prop.name);

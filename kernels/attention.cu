@@ -427,7 +427,7 @@ static void att_backward(float *dq, float *dk, float *dv, const float *delta, co
 /* Which tensor-core kernels dt CUDA_BF16 runs: TAU2_CUDA_ATTENTION=mma
  * attention_mma.cu's (mma.sync, registers), unset or wmma attention_tc.cu's.
  * Read at each call (a getenv per layer), so a test can switch it. */
-static bool att_mma_chosen(void) {
+extern "C" bool cuda_attention_mma_chosen(void) {
     const char *e = getenv("TAU2_CUDA_ATTENTION");
     if (!e || !*e || !strcmp(e, "wmma")) return false;
     if (!strcmp(e, "mma")) return true;
@@ -441,7 +441,7 @@ extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, c
                                        CudaDtype dt, cudaStream_t stream) {
     att_check(T, NH, NKV, D, "cuda_attention_forward");
     if (T <= 0) return;
-    if (dt == CUDA_BF16 && att_mma_chosen() && cuda_attention_mma_supported(D)) {
+    if (dt == CUDA_BF16 && cuda_attention_mma_chosen() && cuda_attention_mma_supported(D)) {
         cuda_attention_mma_forward(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
         return;
     }
@@ -462,7 +462,7 @@ extern "C" void cuda_attention_backward(float *dq, float *dk, float *dv, float *
     long rows = (long)T * NH;
     attention_delta_kernel<<<(unsigned)((rows + 7) / 8), 8 * WARP, 0, stream>>>(delta, dout, out, rows, D);
     cuda_check_launch();
-    if (dt == CUDA_BF16 && att_mma_chosen() && cuda_attention_mma_supported(D))
+    if (dt == CUDA_BF16 && cuda_attention_mma_chosen() && cuda_attention_mma_supported(D))
         cuda_attention_mma_backward(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
     else if (dt == CUDA_BF16 && cuda_attention_tc_supported(D))
         cuda_attention_tc_backward(dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);

@@ -174,6 +174,9 @@ void cuda_attention_tc_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV
  * head_dim 32, 64 or 128; what dt CUDA_BF16 dispatches to under
  * TAU2_CUDA_ATTENTION=mma. */
 bool cuda_attention_mma_supported(int D);
+/* Whether TAU2_CUDA_ATTENTION picks attention_mma.cu ("mma") over
+ * attention_tc.cu ("wmma" or unset); any other value exits 2. */
+bool cuda_attention_mma_chosen(void);
 void cuda_attention_mma_forward(float *out /* (T, NH, D) */, float *lse /* (T, NH) */, const float *q /* (T, NH, D) */,
                                 const float *k /* (T, NKV, D) */, const float *v /* (T, NKV, D) */,
                                 const int32_t *seq_of /* (T) */, const int32_t *seq_start /* (n_seqs + 1) */, int T,

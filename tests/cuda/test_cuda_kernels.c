@@ -438,8 +438,7 @@ static void test_attention_shape(const char *name, const int *lens, int n_seqs, 
 
     attention_forward(out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D);
     double tol = dt == CUDA_BF16 ? 1e-2 : 1e-4, tol_lse = dt == CUDA_BF16 ? 1e-2 : 1e-5;
-    const char *fam = getenv("TAU2_CUDA_ATTENTION");
-    bool mma = fam && !strcmp(fam, "mma") && cuda_attention_mma_supported(D);
+    bool mma = cuda_attention_mma_chosen() && cuda_attention_mma_supported(D);
     const char *kind = dt == CUDA_BF16 ? (mma ? "bf16 mma" : cuda_attention_tc_supported(D) ? "bf16 tc" : "bf16->fp32")
                                        : "fp32";
     cuda_attention_forward(gout, glse, gq, gk, gv, gso, gss, T, NH, NKV, D, dt, 0);
