@@ -66,14 +66,20 @@ static void check_weights(const Qwen3 *m, const char *model, const char *kind, c
     }
 }
 
-/* Every tensor of the model: gpu against cpu (memories in the model's layout). */
+/* Every tensor of the model: gpu against cpu (memories in the model's
+ * layout). The norm weights (the only 1-D tensors) get twice tol: each of
+ * their few gradients is one sum over every token (and, for the q/k norms,
+ * every head) of terms of both signs, so its rounding relative to the
+ * tensor's largest value is about twice a product's (bf16: up to 5.0e-2
+ * measured where the products' gradients stay under 2.6e-2; which CPU
+ * kernels make the reference moves it by a few per cent). */
 static void check_tensors(const Qwen3 *m, const char *model, const char *kind, const float *gpu, const float *cpu,
                           double tol) {
     for (int i = 0; i < m->n_tensors; i++) {
         const Qwen3Tensor *t = &m->tensors[i];
         char what[160];
         snprintf(what, sizeof what, "%s %s", kind, t->name);
-        check(model, what, gpu + t->offset, cpu + t->offset, t->numel, tol);
+        check(model, what, gpu + t->offset, cpu + t->offset, t->numel, t->ndim == 1 ? 2 * tol : tol);
     }
 }
 
