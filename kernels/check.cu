@@ -41,3 +41,20 @@ extern "C" void cuda_device_init(int dev) {
     uint64_t keep = UINT64_MAX;
     cuda_check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
 }
+
+/* Per host thread: the inference engine turns it on around a step's
+ * launches, a training step on another thread is not affected. */
+static thread_local bool dependent_launch = false;
+
+extern "C" bool cuda_dependent_launch_set(bool on) {
+    if (on) {
+        int dev = 0, major = 0;
+        cuda_check(cudaGetDevice(&dev));
+        cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        on = major >= 9;
+    }
+    dependent_launch = on;
+    return on;
+}
+
+extern "C" bool cuda_dependent_launch_on(void) { return dependent_launch; }

@@ -84,4 +84,56 @@ template <typename K> static inline void kernel_smem_allow(K kernel, size_t byte
         cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
+/* ---- programmatic dependent launch (sm_90 and up) ----
+ * A decode step at batch 1 is ~300 short kernels; between two of them the
+ * GPU drains the first and ramps the second up to the bandwidth. A kernel
+ * launched with launch_dependent may start while the stream's previous
+ * kernel still runs: its blocks take SMs as that kernel's blocks leave,
+ * load what no kernel of the step writes (weights) and then wait in
+ * grid_dependency_wait until the previous kernel has completed and its
+ * writes are visible. The contract for such a kernel: every thread calls
+ * grid_dependency_wait before it touches memory another kernel of the
+ * step reads or writes, and before it exits (the emulation checks the
+ * latter). grid_dependents_launch lets the stream's next kernel start its
+ * blocks early in turn. Where the launch was a plain one, both are no-ops;
+ * so is the whole when cuda_dependent_launch_set has not turned it on. */
+#ifdef TAU2_CUDA_EMU_DEVICE_H
+__device__ __forceinline__ void grid_dependency_wait(void) { emu_grid_dependency_wait(); }
+__device__ __forceinline__ void grid_dependents_launch(void) {}
+#else
+__device__ __forceinline__ void grid_dependency_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dependents_launch(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+#endif
+
+/* kernel<<<grid, block, smem, stream>>>(args), as a programmatic dependent
+ * of the stream's previous kernel when cuda_dependent_launch_on() (this
+ * host thread's setting); name is for error messages. */
+template <typename... P, typename... A>
+static inline void launch_dependent(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                                    cudaStream_t stream, A... args) {
+#ifdef TAU2_CUDA_EMU_DEVICE_H
+    emu_launch_as(name, grid, block, smem, stream, cuda_dependent_launch_on(), kernel, args...);
+#else
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = cuda_dependent_launch_on() ? 1 : 0;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    cuda_check_at(cudaLaunchKernelEx(&cfg, kernel, args...), name, __FILE__, __LINE__);
+#endif
+}
+
 #endif

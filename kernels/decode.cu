@@ -102,6 +102,8 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
     float *Cs = Ls + rep;                    /* (rep) rescale factor of this tile */
     int split = blockIdx.x, g = blockIdx.y, r = blockIdx.z;
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nwarps = DEC_THREADS / WARP;
+    grid_dependents_launch();
+    grid_dependency_wait(); /* q and the step's keys are the previous kernel's */
     int n = pos[r] + 1;
     int j0 = split * split_len, j1 = min(j0 + split_len, n);
     const int32_t *table = block_tables + (size_t)r * max_blocks;
@@ -214,6 +216,10 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int sub = lane % LPK, slot = lane / LPK; /* the lane's 8 values of its key; which of the warp's keys */
     int rep = NH / NKV;
+    /* q and the step's keys (a chunk's rows all of theirs) are the previous
+     * kernel's: nothing to load before the wait but pos */
+    grid_dependents_launch();
+    grid_dependency_wait();
     int n = pos[r] + 1;
     int j0 = split * split_len, j1 = min(j0 + split_len, n);
     const int32_t *table = block_tables + (size_t)r * max_blocks;
@@ -345,17 +351,11 @@ static bool decode_fast_rep(dim3 grid, float *pm, float *pl, float *pacc, const 
                             int block_size, size_t block_stride, size_t k_off, size_t v_off, int split_len,
                             int n_splits, float scale, cudaStream_t stream) {
     int rep = NH / NKV;
-    if (rep <= 4)
-        decode_partial_fast_kernel<D, 4><<<grid, DEC_FAST_WARPS * WARP, 0, stream>>>(
-            pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size, block_stride, k_off, v_off,
-            split_len, n_splits, scale);
-    else if (rep <= 8)
-        decode_partial_fast_kernel<D, 8><<<grid, DEC_FAST_WARPS * WARP, 0, stream>>>(
-            pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size, block_stride, k_off, v_off,
-            split_len, n_splits, scale);
-    else
-        return false;
-    cuda_check_launch();
+    if (rep > 8) return false;
+    launch_dependent("decode_partial_fast_kernel",
+                     rep <= 4 ? decode_partial_fast_kernel<D, 4> : decode_partial_fast_kernel<D, 8>, grid,
+                     DEC_FAST_WARPS * WARP, 0, stream, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV,
+                     block_size, block_stride, k_off, v_off, split_len, n_splits, scale);
     return true;
 }
 
@@ -396,6 +396,8 @@ __global__ static void decode_merge_kernel(float *out, const float *pm, const fl
     __shared__ float inv_l;
     int h = blockIdx.x, r = blockIdx.y, lane = threadIdx.x % WARP;
     size_t base = ((size_t)r * NH + h) * n_splits;
+    grid_dependents_launch();
+    grid_dependency_wait();
     float M = -INFINITY;
     for (int s = threadIdx.x; s < n_splits; s += blockDim.x) M = fmaxf(M, pm[base + s]);
     M = block_max(M, red);
@@ -474,18 +476,17 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
     float scale = 1.0f / sqrtf((float)D);
     if (!decode_partial_fast(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, D, block_size,
                              block_stride, k_off, v_off, split_len, n_splits, scale, vec, stream)) {
-        decode_partial_kernel<KV><<<grid, DEC_THREADS, smem, stream>>>(pm, pl, pacc, q, kv, block_tables, max_blocks,
-                                                                       pos, NH, NKV, D, block_size, block_stride,
-                                                                       k_off, v_off, split_len, n_splits, scale, vec);
-        cuda_check_launch();
+        launch_dependent("decode_partial_kernel", decode_partial_kernel<KV>, grid, DEC_THREADS, smem, stream, pm, pl,
+                         pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, D, block_size, block_stride, k_off,
+                         v_off, split_len, n_splits, scale, vec);
     }
     int G = dec_merge_groups(D, n_splits), threads = G * D < 1024 ? (G * D + WARP - 1) / WARP * WARP : 1024;
     size_t merge_smem = ((size_t)n_splits + (size_t)G * D) * sizeof(float);
     if (merge_smem > 48 * 1024)
         cuda_check(cudaFuncSetAttribute(decode_merge_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)merge_smem));
-    decode_merge_kernel<<<dim3(NH, R), threads, merge_smem, stream>>>(out, pm, pl, pacc, NH, D, n_splits, G);
-    cuda_check_launch();
+    launch_dependent("decode_merge_kernel", decode_merge_kernel, dim3(NH, R), threads, merge_smem, stream, out, pm,
+                     pl, pacc, NH, D, n_splits, G);
 }
 
 /* The pieces' partial results: max and sum (parts each) and the
@@ -533,17 +534,19 @@ __global__ static void qk_norm_rope_cache_kernel(float *qn, float *kn, __nv_bflo
                                                  size_t v_off) {
     long row_head = blockIdx.x * (long)(blockDim.x / WARP) + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP, heads = NH + NKV;
-    if (row_head >= (long)R * heads) return;
+    grid_dependents_launch();
+    if (row_head >= (long)R * heads) {
+        grid_dependency_wait();
+        return;
+    }
     int r = (int)(row_head / heads), h = (int)(row_head % heads);
     bool is_k = h >= NH;
     int hk = h - NH;
     const float *x = is_k ? k + ((size_t)r * NKV + hk) * D : q + ((size_t)r * NH + h) * D;
     const float *w = is_k ? kw : qw;
     float *o = is_k ? kn + ((size_t)r * NKV + hk) * D : qn + ((size_t)r * NH + h) * D;
-    double ss = 0.0;
-    for (int c = lane; c < D; c += WARP) ss += (double)x[c] * x[c];
-    ss = warp_sum_d(ss);
-    float rs = (float)(1.0 / sqrt(ss / D + (double)eps));
+    /* the position and the cache slot come from the step's upload, not
+     * from a kernel: found before the wait for the products */
     int half = D / 2, p = pos[r];
     __nv_bfloat16 *kslot = NULL, *vslot = NULL;
     if (is_k) {
@@ -551,6 +554,11 @@ __global__ static void qk_norm_rope_cache_kernel(float *qn, float *kn, __nv_bflo
         size_t slot = ((size_t)(p % block_size) * NKV + hk) * D;
         kslot = blk + k_off + slot, vslot = blk + v_off + slot;
     }
+    grid_dependency_wait();
+    double ss = 0.0;
+    for (int c = lane; c < D; c += WARP) ss += (double)x[c] * x[c];
+    ss = warp_sum_d(ss);
+    float rs = (float)(1.0 / sqrt(ss / D + (double)eps));
     for (int i = lane; i < half; i += WARP) {
         float x1 = x[i] * rs * w[i], x2 = x[i + half] * rs * w[i + half];
         size_t tab = (size_t)p * half + i;
@@ -582,8 +590,8 @@ extern "C" void cuda_qk_norm_rope_cache_bf16(float *qn, float *kn, uint16_t *kv,
         exit(1);
     }
     const int per_block = 8;
-    qk_norm_rope_cache_kernel<<<(unsigned)((warps + per_block - 1) / per_block), per_block * WARP, 0, stream>>>(
-        qn, kn, (__nv_bfloat16 *)kv, q, k, v, q_norm_w, k_norm_w, pos, cosb, sinb, block_tables, max_blocks, R, NH, NKV,
-        D, eps, block_size, block_stride, k_off, v_off);
-    cuda_check_launch();
+    launch_dependent("qk_norm_rope_cache_kernel", qk_norm_rope_cache_kernel,
+                     (unsigned)((warps + per_block - 1) / per_block), per_block * WARP, 0, stream, qn, kn,
+                     (__nv_bfloat16 *)kv, q, k, v, q_norm_w, k_norm_w, pos, cosb, sinb, block_tables, max_blocks, R,
+                     NH, NKV, D, eps, block_size, block_stride, k_off, v_off);
 }

@@ -46,19 +46,33 @@ __device__ __forceinline__ void rows_input(float (&x)[8], const float *inp, size
     for (int e = 0; e < 8; e++) x[e] = __bfloat162float(__float2bfloat16_rn(v[e]));
 }
 
+/* The weights of one round of rows_dot: the pieces c, c + 32, ... (c +
+ * (ROWS_AHEAD - 1) * 32) of each weight row, those past the row's end not
+ * loaded. The weights are read once: streaming loads. */
+template <int NW>
+__device__ __forceinline__ void rows_load(uint4 (&wv)[NW][ROWS_AHEAD], const __nv_bfloat16 *const (&wrow)[NW], int c,
+                                          int pieces) {
+#pragma unroll
+    for (int w = 0; w < NW; w++)
+#pragma unroll
+        for (int u = 0; u < ROWS_AHEAD; u++)
+            if (c + u * WARP < pieces) wv[w][u] = __ldcs((const uint4 *)wrow[w] + c + u * WARP);
+}
+
 /* acc[w][r] = weight row wrow[w] . input row r (inp (NR, IC)), summed over
  * the warp; every lane gets the sums. A lane takes the pieces lane,
  * lane + 32, ... in order, ROWS_AHEAD of them per weight row loaded
- * before any is used (the last round's past the row's end are not loaded
- * and add nothing): a 2560-wide row is three round trips to memory, a
- * 9728-wide one ten. The weights are read once: streaming loads. On an
+ * before any is used: a 2560-wide row is three round trips to memory, a
+ * 9728-wide one ten. wv holds the first round's, loaded by the caller
+ * (rows_load with c = lane) before it waits for the kernel that wrote inp:
+ * a programmatic dependent's first loads overlap that kernel's end. On an
  * H100 at batch 1 and 4 (bench_decode_gpu), 4 pieces and 4 warps a block
  * gave steps 3-5% (batch 1) and 13-15% (batch 4) shorter than 8 pieces and
  * 8 warps (53-55 registers instead of 36-38: 4 blocks an SM, the q/k/v grid in
  * 1.5 waves); 8 warps with 4 pieces were as fast as 4. */
 template <int NR, int NW, typename In>
-__device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], const __nv_bfloat16 *const (&wrow)[NW],
-                                         const In *inp, int IC, int lane) {
+__device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], uint4 (&wv)[NW][ROWS_AHEAD],
+                                         const __nv_bfloat16 *const (&wrow)[NW], const In *inp, int IC, int lane) {
     constexpr int U = ROWS_AHEAD;
     const int pieces = IC / 8;
 #pragma unroll
@@ -66,12 +80,6 @@ __device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], const __nv_bfloat
 #pragma unroll
         for (int r = 0; r < NR; r++) acc[w][r] = 0.0f;
     for (int c = lane; c < pieces; c += U * WARP) {
-        uint4 wv[NW][U];
-#pragma unroll
-        for (int w = 0; w < NW; w++)
-#pragma unroll
-            for (int u = 0; u < U; u++)
-                if (c + u * WARP < pieces) wv[w][u] = __ldcs((const uint4 *)wrow[w] + c + u * WARP);
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c + u * WARP >= pieces) break;
@@ -88,6 +96,7 @@ __device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], const __nv_bfloat
                     for (int e = 0; e < 8; e++) acc[w][r] += wf[w][e] * x[e];
             }
         }
+        if (c + U * WARP < pieces) rows_load<NW>(wv, wrow, c + U * WARP, pieces);
     }
 #pragma unroll
     for (int w = 0; w < NW; w++)
@@ -108,13 +117,20 @@ __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_matmul_kernel(Ro
     const __nv_bfloat16 *w;
     /* the output's part, its fields picked by value (indexing a parameter
      * copies it to the stack); unused parts have no outputs */
+    grid_dependents_launch();
     if (o < parts.OC[0]) out = parts.out[0], w = parts.w[0], OC = parts.OC[0];
     else if ((o -= parts.OC[0]) < parts.OC[1]) out = parts.out[1], w = parts.w[1], OC = parts.OC[1];
     else if ((o -= parts.OC[1]) < parts.OC[2]) out = parts.out[2], w = parts.w[2], OC = parts.OC[2];
-    else return; /* the whole warp: past the last output */
+    else { /* the whole warp: past the last output */
+        grid_dependency_wait();
+        return;
+    }
     const __nv_bfloat16 *const wrow[1] = {w + (size_t)o * IC};
+    uint4 wv[1][ROWS_AHEAD];
+    rows_load<1>(wv, wrow, lane, IC / 8);
+    grid_dependency_wait(); /* inp and add are the previous kernels' */
     float acc[1][NR];
-    rows_dot<NR, 1>(acc, wrow, inp, IC, lane);
+    rows_dot<NR, 1>(acc, wv, wrow, inp, IC, lane);
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
@@ -132,10 +148,17 @@ __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_swiglu_kernel(__
                                                                             int IC, int I) {
     int lane = threadIdx.x % WARP;
     int o = blockIdx.x * ROWS_WARPS + threadIdx.x / WARP;
-    if (o >= I) return;
+    grid_dependents_launch();
+    if (o >= I) {
+        grid_dependency_wait();
+        return;
+    }
     const __nv_bfloat16 *const wrow[2] = {wgate + (size_t)o * IC, wup + (size_t)o * IC};
+    uint4 wv[2][ROWS_AHEAD];
+    rows_load<2>(wv, wrow, lane, IC / 8);
+    grid_dependency_wait(); /* inp is the previous kernel's */
     float acc[2][NR];
-    rows_dot<NR, 2>(acc, wrow, inp, IC, lane);
+    rows_dot<NR, 2>(acc, wv, wrow, inp, IC, lane);
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
@@ -172,13 +195,11 @@ static void rows_matmul(int n_parts, float *const out[], const uint16_t *const w
         total += OC[p];
     }
     unsigned blocks = (unsigned)((total + ROWS_WARPS - 1) / ROWS_WARPS);
-    switch (N) {
-    case 1: rows_matmul_kernel<1, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
-    case 2: rows_matmul_kernel<2, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
-    case 3: rows_matmul_kernel<3, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
-    default: rows_matmul_kernel<4, In><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(parts, add, inp, IC); break;
-    }
-    cuda_check_launch();
+    void (*kernel)(RowsParts, const float *, const In *, int) = N == 1   ? rows_matmul_kernel<1, In>
+                                                                 : N == 2 ? rows_matmul_kernel<2, In>
+                                                                 : N == 3 ? rows_matmul_kernel<3, In>
+                                                                          : rows_matmul_kernel<4, In>;
+    launch_dependent("rows_matmul_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, parts, add, inp, IC);
 }
 
 extern "C" void cuda_rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
@@ -199,11 +220,10 @@ extern "C" void cuda_rows_swiglu(uint16_t *h, const uint16_t *wgate, const uint1
     const __nv_bfloat16 *g = (const __nv_bfloat16 *)wgate, *u = (const __nv_bfloat16 *)wup,
                         *x = (const __nv_bfloat16 *)inp;
     unsigned blocks = (unsigned)((I + ROWS_WARPS - 1) / ROWS_WARPS);
-    switch (N) {
-    case 1: rows_swiglu_kernel<1, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
-    case 2: rows_swiglu_kernel<2, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
-    case 3: rows_swiglu_kernel<3, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
-    default: rows_swiglu_kernel<4, __nv_bfloat16><<<blocks, ROWS_WARPS * WARP, 0, stream>>>(hb, g, u, x, IC, I); break;
-    }
-    cuda_check_launch();
+    typedef __nv_bfloat16 B;
+    void (*kernel)(B *, const B *, const B *, const B *, int, int) = N == 1   ? rows_swiglu_kernel<1, B>
+                                                                    : N == 2 ? rows_swiglu_kernel<2, B>
+                                                                    : N == 3 ? rows_swiglu_kernel<3, B>
+                                                                             : rows_swiglu_kernel<4, B>;
+    launch_dependent("rows_swiglu_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, hb, g, u, x, IC, I);
 }

@@ -56,7 +56,16 @@ __global__ __launch_bounds__(NORM_ROW_THREADS) static void rmsnorm_forward_row_k
     const float *xr = x + (size_t)n * C;
     Out *o = out + (size_t)n * C;
     const int kept = NORM_ROW_THREADS * NORM_ROW_KEEP;
-    float xv[NORM_ROW_KEEP];
+    /* the weights first: as a programmatic dependent (the decode step) the
+     * block loads them before the kernel that wrote x has ended */
+    grid_dependents_launch();
+    float wv[NORM_ROW_KEEP], xv[NORM_ROW_KEEP];
+#pragma unroll
+    for (int i = 0; i < NORM_ROW_KEEP; i++) {
+        int c = threadIdx.x + i * NORM_ROW_THREADS;
+        wv[i] = c < C ? w[c] : 0.0f;
+    }
+    grid_dependency_wait();
 #pragma unroll
     for (int i = 0; i < NORM_ROW_KEEP; i++) {
         int c = threadIdx.x + i * NORM_ROW_THREADS;
@@ -71,7 +80,7 @@ __global__ __launch_bounds__(NORM_ROW_THREADS) static void rmsnorm_forward_row_k
 #pragma unroll
     for (int i = 0; i < NORM_ROW_KEEP; i++) {
         int c = threadIdx.x + i * NORM_ROW_THREADS;
-        if (c < C) norm_store(o + c, xv[i] * r * w[c]);
+        if (c < C) norm_store(o + c, xv[i] * r * wv[i]);
     }
     for (int c = threadIdx.x + kept; c < C; c += NORM_ROW_THREADS) norm_store(o + c, xr[c] * r * w[c]);
     if (threadIdx.x == 0 && rstd) rstd[n] = r;
@@ -141,8 +150,8 @@ extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, co
                                      cudaStream_t stream) {
     if (N <= 0) return;
     if (C >= NORM_ROW_MIN) {
-        rmsnorm_forward_row_kernel<float><<<N, NORM_ROW_THREADS, 0, stream>>>(out, rstd, x, w, C, eps);
-        cuda_check_launch();
+        launch_dependent("rmsnorm_forward_row_kernel", rmsnorm_forward_row_kernel<float>, N, NORM_ROW_THREADS, 0,
+                         stream, out, rstd, x, w, C, eps);
         return;
     }
     rmsnorm_forward_kernel<float><<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(out, rstd, x, w,
@@ -154,9 +163,8 @@ extern "C" void cuda_rmsnorm_forward_bf16(uint16_t *out, const float *x, const f
                                           cudaStream_t stream) {
     if (N <= 0) return;
     if (C >= NORM_ROW_MIN) {
-        rmsnorm_forward_row_kernel<__nv_bfloat16><<<N, NORM_ROW_THREADS, 0, stream>>>((__nv_bfloat16 *)out, NULL, x, w,
-                                                                                     C, eps);
-        cuda_check_launch();
+        launch_dependent("rmsnorm_forward_row_kernel", rmsnorm_forward_row_kernel<__nv_bfloat16>, N,
+                         NORM_ROW_THREADS, 0, stream, (__nv_bfloat16 *)out, (float *)NULL, x, w, C, eps);
         return;
     }
     rmsnorm_forward_kernel<__nv_bfloat16><<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(

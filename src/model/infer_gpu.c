@@ -120,6 +120,7 @@ struct InferGpu {
     bool *flash;
     int cap_layout;
     bool rows_on;           /* few-row steps through cuda_rows_* (rows_weights_fit, TAU2_CUDA_ROWS) */
+    bool dependent_on;      /* programmatic dependent launch (infer_gpu_set_dependent_launch) */
     /* decode-step graphs (infer_gpu_set_graphs) */
     bool graphs_on;
     StepGraph graphs[GRAPH_SLOTS];
@@ -310,6 +311,8 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     e->graphs_on = !(graphs && strcmp(graphs, "0") == 0);
     const char *rows = getenv("TAU2_CUDA_ROWS");
     e->rows_on = !(rows && strcmp(rows, "0") == 0) && rows_weights_fit(e);
+    const char *pdl = getenv("TAU2_CUDA_PDL");
+    e->dependent_on = pdl && strcmp(pdl, "1") == 0;
 
     size_t L = e->L, C = e->C, D = e->D;
     e->w = dev_alloc(model->num_parameters * sizeof(uint16_t));
@@ -416,6 +419,21 @@ void infer_gpu_set_graphs(InferGpu *e, bool on) {
         graphs_clear(e);
     }
     e->graphs_on = on;
+}
+
+void infer_gpu_set_dependent_launch(InferGpu *e, bool on) {
+    if (on == e->dependent_on) return;
+    cuda_check(cudaSetDevice(e->device));
+    cuda_check(cudaStreamSynchronize(e->stream));
+    graphs_clear(e); /* captured with the other setting */
+    e->dependent_on = on;
+}
+
+bool infer_gpu_dependent_launch(const InferGpu *e) {
+    cuda_check(cudaSetDevice(e->device));
+    bool was = cuda_dependent_launch_on(), on = cuda_dependent_launch_set(e->dependent_on);
+    cuda_dependent_launch_set(was);
+    return on;
 }
 
 void infer_gpu_graph_counts(const InferGpu *e, long *captured, long *replayed) {
@@ -605,7 +623,10 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
     GpuInferScratch *s = &e->s;
     cudaStream_t q = e->stream;
     int n_chunks = st->N;
+    /* the lookup follows the upload (a copy, not a kernel): a plain launch */
     cuda_embedding_forward_bf16(s->x, s->tok, weight(e, e->model->params.embed), st->R, e->C, q);
+    bool was = cuda_dependent_launch_on();
+    cuda_dependent_launch_set(e->dependent_on);
     for (int l = 0; l < e->L; l++) layer_forward(e, l, st);
 
     /* the head on each chunk's last row: gathered with the embedding lookup
@@ -622,6 +643,7 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
     else
         cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C), head, CUDA_BF16,
                             n_chunks, e->C, e->V, q);
+    cuda_dependent_launch_set(was);
 }
 
 /* A decode step through its graph. The first time its key is seen the
@@ -680,9 +702,11 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     StepLayout st = {.row_of_chunk = e->row_of_chunk, .flash = e->flash};
     step_layout(e, chunks, n_chunks, &st);
     /* a decode step: its table width rounded up (the graph's key), the
-     * decode split sized for that width */
-    bool graph = e->graphs_on && st.R == n_chunks && st.R_paged == n_chunks;
-    if (graph) {
+     * decode split sized for that width. With graphs off too: the split
+     * sets the merge's order of additions, and a step computes the same
+     * bits whether it replays a graph or not. */
+    bool decode = st.R == n_chunks && st.R_paged == n_chunks, graph = e->graphs_on && decode;
+    if (decode) {
         int widest = (e->max_len + e->block_size - 1) / e->block_size;
         st.n_tab = pow2_at_least(st.n_tab);
         if (st.n_tab > widest) st.n_tab = widest;

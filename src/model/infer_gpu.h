@@ -71,6 +71,15 @@ bool infer_gpu_fits(const InferGpu *e, const InferOptions *opt);
 void infer_gpu_set_graphs(InferGpu *e, bool on);
 /* Graphs captured and graph launches so far. */
 void infer_gpu_graph_counts(const InferGpu *e, long *captured, long *replayed);
+/* Programmatic dependent launch of a step's kernels (kernels/common.cuh):
+ * each may start while the one before it ends, loading its weights before
+ * it waits for that kernel's results. Off by default, on when the
+ * environment has TAU2_CUDA_PDL=1; it takes effect only on GPUs of compute
+ * capability 9.0 and up (infer_gpu_dependent_launch says whether it
+ * does). Off or on, a step computes the same bits. Changing it drops the
+ * graphs held. */
+void infer_gpu_set_dependent_launch(InferGpu *e, bool on);
+bool infer_gpu_dependent_launch(const InferGpu *e);
 
 /* Every sequence freed: the engine as new, weights kept (an engine kept
  * from one call of rollout_run to the next). */

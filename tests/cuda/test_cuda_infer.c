@@ -26,9 +26,11 @@
  *   the weights already bf16 on both sides, 4.9e-3 to 9.2e-3: the rest is
  *   the activations and the cache). A wrong position, block or sequence
  *   gives errors of order 1.
- * Decode steps go through CUDA graphs (infer_gpu.c): a third GPU engine
- * without them must give the same logits bit for bit at every step, and
- * the graphs must have been captured and launched again.
+ * Decode steps go through CUDA graphs (infer_gpu.c), and the first two GPU
+ * engines launch their kernels as programmatic dependents where the GPU
+ * can: a third GPU engine without either must give the same logits bit
+ * for bit at every step, and the graphs must have been captured and
+ * launched again.
  * A second GPU engine replays the same steps through
  * infer_gpu_forward_sample: greedy rows must pick the argmax of the first
  * engine's logits (the same arithmetic on the same device), sampled rows
@@ -64,7 +66,7 @@ static void expect(bool ok, const char *what) {
 
 typedef struct {
     InferEngine *cpu;
-    InferGpu *gpu, *gpu_sampled, *gpu_eager; /* gpu_eager: no CUDA graphs */
+    InferGpu *gpu, *gpu_sampled, *gpu_eager; /* gpu_eager: no CUDA graphs, plain launches */
     int V;
     int step;
 } Engines;
@@ -128,7 +130,9 @@ static void step(Engines *E, const InferChunk *chunks, int n, const char *label)
 
     float *eager = xmalloc((size_t)n * V * sizeof(float));
     if (infer_gpu_forward(E->gpu_eager, chunks, n, eager, err, sizeof err) != 0) die_runtime("gpu forward: %s", err);
-    snprintf(what, sizeof what, "step %d (%s): the same logits without CUDA graphs, bit for bit", E->step, label);
+    snprintf(what, sizeof what,
+             "step %d (%s): the same logits without CUDA graphs or programmatic launches, bit for bit", E->step,
+             label);
     expect(memcmp(eager, gpu, (size_t)n * V * sizeof(float)) == 0, what);
     free(eager);
 
@@ -253,6 +257,13 @@ int main(void) {
     if (!E.cpu || !E.gpu || !E.gpu_sampled || !E.gpu_eager) die_runtime("engines: %s", err);
     infer_gpu_set_graphs(E.gpu, true);
     infer_gpu_set_graphs(E.gpu_eager, false);
+    /* the graphs' engines launch as programmatic dependents where the GPU
+     * can (compute capability 9.0; the emulation says 9.0 and checks that
+     * every thread of such a launch waits); the eager one plainly */
+    infer_gpu_set_dependent_launch(E.gpu, true);
+    infer_gpu_set_dependent_launch(E.gpu_sampled, true);
+    infer_gpu_set_dependent_launch(E.gpu_eager, false);
+    printf("programmatic dependent launch: %s\n", infer_gpu_dependent_launch(E.gpu) ? "on" : "not supported here");
 
     /* 1. three prompts */
     int a = seq_new(&E), b = seq_new(&E), c = seq_new(&E);

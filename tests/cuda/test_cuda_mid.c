@@ -23,7 +23,11 @@
  *      40 tokens, the paged path), a fork of the first, decode steps on the
  *      three sequences (contexts of 640+: three pieces of the split), a
  *      300-token turn beside decode rows and more decode steps: the logits
- *      after each chunk's last token against the CPU engine's.
+ *      after each chunk's last token against the CPU engine's; and, bit for
+ *      bit, against a second GPU engine that launches plainly (no decode
+ *      graphs, no programmatic dependent launches: the first has both, and
+ *      these hidden sizes take the block-per-row norm the small models of
+ *      test_cuda_infer.c do not).
  *
  * Tolerances are test_cuda_qwen3.c's and test_cuda_infer.c's (their file
  * comments say where they come from); the point here is that they still
@@ -199,23 +203,27 @@ static void test_training(const Qwen3Config *cfg, Qwen3 *host, Qwen3 *cpu) {
 
 /* ------------------------------------------------------------ 2. inference */
 
+/* gpu: CUDA graphs for decode steps and programmatic dependent launches
+ * (where the GPU has them); plain: neither, the same bits expected. */
 typedef struct {
     InferEngine *cpu;
-    InferGpu *gpu;
+    InferGpu *gpu, *plain;
     int V, step;
 } Engines;
 
 static int seq_new(Engines *E) {
     char err[256];
     int a = infer_seq_new(E->cpu, err, sizeof err), b = infer_gpu_seq_new(E->gpu, err, sizeof err);
-    if (a < 0 || a != b) die_runtime("test: sequence ids differ: %d %d (%s)", a, b, err);
+    int c = infer_gpu_seq_new(E->plain, err, sizeof err);
+    if (a < 0 || a != b || a != c) die_runtime("test: sequence ids differ: %d %d %d (%s)", a, b, c, err);
     return a;
 }
 
 static int seq_fork(Engines *E, int src) {
     char err[256];
     int a = infer_seq_fork(E->cpu, src, err, sizeof err), b = infer_gpu_seq_fork(E->gpu, src, err, sizeof err);
-    if (a < 0 || a != b) die_runtime("test: forked ids differ: %d %d (%s)", a, b, err);
+    int c = infer_gpu_seq_fork(E->plain, src, err, sizeof err);
+    if (a < 0 || a != b || a != c) die_runtime("test: forked ids differ: %d %d %d (%s)", a, b, c, err);
     return a;
 }
 
@@ -226,8 +234,11 @@ static void infer_step(Engines *E, const InferChunk *chunks, int n, const char *
     float *cpu = xmalloc(nv * sizeof(float)), *gpu = xmalloc(nv * sizeof(float));
     if (infer_forward(E->cpu, chunks, n, cpu, err, sizeof err) != 0) die_runtime("cpu forward: %s", err);
     if (infer_gpu_forward(E->gpu, chunks, n, gpu, err, sizeof err) != 0) die_runtime("gpu forward: %s", err);
-    snprintf(what, sizeof what, "step %d (%s): logits", E->step++, label);
+    snprintf(what, sizeof what, "step %d (%s): logits", E->step, label);
     check("mid/infer", what, gpu, cpu, nv, 2e-2);
+    if (infer_gpu_forward(E->plain, chunks, n, cpu, err, sizeof err) != 0) die_runtime("gpu forward: %s", err);
+    snprintf(what, sizeof what, "step %d (%s): logits of plain launches, bit for bit", E->step++, label);
+    check("mid/infer", what, gpu, cpu, nv, 0.0);
     free(cpu), free(gpu);
 }
 
@@ -245,7 +256,12 @@ static void test_inference(const Qwen3Config *cfg, const Qwen3 *m) {
     Engines E = {.V = cfg->vocab_size};
     E.cpu = infer_new(m, &opt, err, sizeof err);
     E.gpu = E.cpu ? infer_gpu_new(m, &opt, 0, err, sizeof err) : NULL;
-    if (!E.cpu || !E.gpu) die_runtime("engines: %s", err);
+    E.plain = E.gpu ? infer_gpu_new(m, &opt, 0, err, sizeof err) : NULL;
+    if (!E.cpu || !E.gpu || !E.plain) die_runtime("engines: %s", err);
+    infer_gpu_set_graphs(E.gpu, true);
+    infer_gpu_set_dependent_launch(E.gpu, true);
+    infer_gpu_set_graphs(E.plain, false);
+    infer_gpu_set_dependent_launch(E.plain, false);
 
     int a = seq_new(&E), b = seq_new(&E);
     int32_t *pa = random_ids(640, E.V), *pb = random_ids(40, E.V);
@@ -262,6 +278,7 @@ static void test_inference(const Qwen3Config *cfg, const Qwen3 *m) {
     free(pa), free(pb), free(turn), free(singles);
     infer_free(E.cpu);
     infer_gpu_free(E.gpu);
+    infer_gpu_free(E.plain);
 }
 
 int main(void) {

@@ -58,13 +58,20 @@ void emu_syncthreads(void);
  * 32 lanes' deposits once every lane of mask (that exists) has arrived. */
 const uint64_t *emu_warp_exchange(uint64_t mine, unsigned mask);
 void *emu_dynamic_smem(void);
+/* programmatic: launched as a programmatic dependent of the stream's
+ * previous kernel (common.cuh's launch_dependent): then every thread must
+ * pass emu_grid_dependency_wait before it exits. */
 void emu_launch_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
-                       cudaStream_t stream, void (*body)(void *), void *ctx);
+                       cudaStream_t stream, bool programmatic, void (*body)(void *), void *ctx);
 /* Stream capture (graphs): whether stream is being captured, and a launch
  * recorded as a node that owns ctx (freed by del). */
 bool emu_capture_active(cudaStream_t stream);
 void emu_capture_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
-                        cudaStream_t stream, void (*body)(void *), void *ctx, void (*del)(void *));
+                        cudaStream_t stream, bool programmatic, void (*body)(void *), void *ctx,
+                        void (*del)(void *));
+/* griddepcontrol.wait: launches run one after another here, so the
+ * previous kernel is complete; it records that this thread waited. */
+void emu_grid_dependency_wait(void);
 }
 static const int warpSize = 32;
 
@@ -405,16 +412,21 @@ template <class... P> static void emu_body(void *p) {
 }
 template <class... P> static void emu_ctx_delete(void *p) { delete (EmuLaunchCtx<P...> *)p; }
 template <class... P, class... A>
-static inline void emu_launch(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                              void (*fn)(P...), A &&...a) {
+static inline void emu_launch_as(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                                 bool programmatic, void (*fn)(P...), A &&...a) {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
     EmuLaunchCtx<P...> c{fn, std::tuple<typename std::decay<P>::type...>((typename std::decay<P>::type)(a)...)};
     if (emu_capture_active(stream)) { /* a graph node keeps the arguments by value, as CUDA's */
-        emu_capture_kernel(name, (const void *)fn, grid, block, smem, stream, emu_body<P...>,
+        emu_capture_kernel(name, (const void *)fn, grid, block, smem, stream, programmatic, emu_body<P...>,
                            new EmuLaunchCtx<P...>(c), emu_ctx_delete<P...>);
         return;
     }
-    emu_launch_kernel(name, (const void *)fn, grid, block, smem, stream, emu_body<P...>, &c);
+    emu_launch_kernel(name, (const void *)fn, grid, block, smem, stream, programmatic, emu_body<P...>, &c);
+}
+template <class... P, class... A>
+static inline void emu_launch(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                              void (*fn)(P...), A &&...a) {
+    emu_launch_as(name, grid, block, smem, stream, false, fn, std::forward<A>(a)...);
 }
 
 #endif

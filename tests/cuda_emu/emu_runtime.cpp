@@ -562,7 +562,8 @@ struct Fiber {
     ThreadState state;
     unsigned mask; /* the warp collective's mask while T_WARP */
     uint64_t deposit;
-    void *fake; /* AddressSanitizer's fake stack while switched out */
+    void *fake;  /* AddressSanitizer's fake stack while switched out */
+    bool waited; /* passed emu_grid_dependency_wait */
 };
 
 static const size_t STACK_SIZE = 64 << 10, GUARD = 4096;
@@ -581,6 +582,7 @@ static struct Sched {
     const char *name;
     char *smem;
     size_t smem_size;
+    bool programmatic; /* the launch may start before its predecessor ends */
     std::atomic<bool> busy{false};
 } S;
 
@@ -601,6 +603,12 @@ static void fiber_main(void *arg) {
     (void)arg;
     ASAN_FINISH(NULL, &g_sched_bottom, &g_sched_size);
     S.body(S.ctx);
+    /* On a GPU a programmatic dependent may run beside the kernel before
+     * it; only griddepcontrol.wait orders a thread after that kernel's
+     * writes, and a grid whose threads skip it may end before it. */
+    if (S.programmatic && !S.fib[S.cur].waited)
+        emu_bug("%s block (%u,%u,%u), thread %d: launched as a programmatic dependent, exited without "
+                "grid_dependency_wait", S.name, blockIdx.x, blockIdx.y, blockIdx.z, S.cur);
     S.fib[S.cur].state = T_DONE;
     ASAN_START(NULL, g_sched_bottom, g_sched_size);
     emu_ctx_switch(&S.fib[S.cur].sp, S.sched_sp);
@@ -620,6 +628,7 @@ static void fiber_init(int t) {
     *--sp = 0;                                /* r15 */
     S.fib[t].sp = sp;
     S.fib[t].state = T_READY;
+    S.fib[t].waited = false;
 }
 
 static void ensure_stacks(void) {
@@ -675,6 +684,8 @@ extern "C" const uint64_t *emu_warp_exchange(uint64_t mine, unsigned mask) {
 }
 
 extern "C" void *emu_dynamic_smem(void) { return S.smem; }
+
+extern "C" void emu_grid_dependency_wait(void) { S.fib[S.cur].waited = true; }
 
 static std::string block_name(void) {
     char b[160];
@@ -812,16 +823,17 @@ static bool launch_ok(const char *name, const void *func, dim3 grid, dim3 block,
     return true;
 }
 
-static void launch_run(const char *name, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
+static void launch_run(const char *name, dim3 grid, dim3 block, size_t smem, bool programmatic,
+                       void (*body)(void *), void *ctx);
 
 extern "C" void emu_launch_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
-                                  cudaStream_t stream, void (*body)(void *), void *ctx) {
+                                  cudaStream_t stream, bool programmatic, void (*body)(void *), void *ctx) {
     if (g_cap && stream == 0) {
         capture_refuse("a kernel launch on the legacy default stream");
         return;
     }
     if (!launch_ok(name, func, grid, block, smem)) return;
-    launch_run(name, grid, block, smem, body, ctx);
+    launch_run(name, grid, block, smem, programmatic, body, ctx);
 }
 
 extern "C" bool emu_capture_active(cudaStream_t stream) { return capturing(stream); }
@@ -829,10 +841,11 @@ extern "C" bool emu_capture_active(cudaStream_t stream) { return capturing(strea
 /* A launch into a captured stream: a kernel node owning its arguments
  * (ctx, freed by del with the last graph that holds it). */
 extern "C" void emu_capture_kernel(const char *name, const void *func, dim3 grid, dim3 block, size_t smem,
-                                   cudaStream_t stream, void (*body)(void *), void *ctx, void (*del)(void *)) {
+                                   cudaStream_t stream, bool programmatic, void (*body)(void *), void *ctx,
+                                   void (*del)(void *)) {
     std::shared_ptr<void> args(ctx, del);
     if (!capturing(stream) || !launch_ok(name, func, grid, block, smem)) return;
-    g_cap->nodes->push_back([=] { launch_run(name, grid, block, smem, body, args.get()); });
+    g_cap->nodes->push_back([=] { launch_run(name, grid, block, smem, programmatic, body, args.get()); });
 }
 
 /* Work for a captured stream from outside this file (emu_cublas.cpp): true
@@ -844,7 +857,8 @@ bool emu_capture_add(cudaStream_t stream, std::function<void()> node) {
     return true;
 }
 
-static void launch_run(const char *name, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx) {
+static void launch_run(const char *name, dim3 grid, dim3 block, size_t smem, bool programmatic,
+                       void (*body)(void *), void *ctx) {
     unsigned long n = (unsigned long)block.x * block.y * block.z;
     if (S.busy.exchange(true)) {
         fprintf(stderr, "cuda-emu: concurrent kernel launches from two host threads (%s)\n", name);
@@ -859,6 +873,7 @@ static void launch_run(const char *name, dim3 grid, dim3 block, size_t smem, voi
     S.body = body;
     S.ctx = ctx;
     S.name = name;
+    S.programmatic = programmatic;
     S.smem_size = smem;
     S.smem = NULL;
     if (smem && posix_memalign((void **)&S.smem, 256, smem)) {
