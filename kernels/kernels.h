@@ -133,6 +133,15 @@ void cuda_rows_matmul_f32in(int n_parts, float *const out[], const uint16_t *con
  * the two products and cuda_swiglu_forward_bf16 in one launch. */
 void cuda_rows_swiglu(uint16_t *h /* (N, I) */, const uint16_t *wgate /* (I, IC) */, const uint16_t *wup /* (I, IC) */,
                       const uint16_t *inp /* (N, IC) */, int N, int IC, int I, cudaStream_t stream);
+/* The same two with the RMSNorm before them folded in: the input is
+ * rmsnorm(x, norm_w, eps) (fp32, not rounded to bf16; twin: rmsnorm_forward
+ * then linear_rows), computed by each warp as it reads x (no add). */
+void cuda_rows_matmul_normed(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                             const float *x /* (N, IC) */, const float *norm_w /* (IC) */, float eps, int N, int IC,
+                             cudaStream_t stream);
+void cuda_rows_swiglu_normed(uint16_t *h /* (N, I) */, const uint16_t *wgate /* (I, IC) */,
+                             const uint16_t *wup /* (I, IC) */, const float *x /* (N, IC) */,
+                             const float *norm_w /* (IC) */, float eps, int N, int IC, int I, cudaStream_t stream);
 
 /* ---- rotary position embedding (twin: rope_forward/backward; tables from rope_tables) ---- */
 

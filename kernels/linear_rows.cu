@@ -18,6 +18,15 @@
  *                       is read, as cuda_f32_to_bf16 would)
  *   cuda_rows_swiglu    the gate and up rows of an output together, and
  *                       silu(gate) * up into bf16 (as cuda_swiglu_forward_bf16)
+ *   ..._normed          the RMSNorm before the product: the input is the
+ *                       fp32 residual x, and RMSNorm(x) @ w^T = r (x * nw)
+ *                       @ w^T with r = 1 / sqrt(mean(x^2) + eps) the same
+ *                       for every output of a row. A warp reads all of x
+ *                       for its dot product anyway, so it sums x^2 as it
+ *                       goes and scales its sums by r at the end: the norm
+ *                       costs no pass over x and no launch of its own (at
+ *                       batch 1 the norm kernel took ~7 us a call, two a
+ *                       layer). The norm's output is not rounded to bf16.
  */
 #include <cuda_bf16.h>
 
@@ -46,6 +55,20 @@ __device__ __forceinline__ void rows_input(float (&x)[8], const float *inp, size
     for (int e = 0; e < 8; e++) x[e] = __bfloat162float(__float2bfloat16_rn(v[e]));
 }
 
+/* Piece `at` of an input row with the norm folded in: x's fp32 values
+ * times the norm weights nv (loaded once for all rows), their squares
+ * added to ss first (in double, as the norm kernel sums them). */
+__device__ __forceinline__ void rows_input_normed(float (&x)[8], double &ss, const float *inp, size_t at,
+                                                  const float (&nv)[8]) {
+    float4 a = *(const float4 *)(inp + at), b = *(const float4 *)(inp + at + 4);
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        ss += (double)v[e] * v[e];
+        x[e] = v[e] * nv[e];
+    }
+}
+
 /* The weights of one round of rows_dot: the pieces c, c + 32, ... (c +
  * (ROWS_AHEAD - 1) * 32) of each weight row, those past the row's end not
  * loaded. The weights are read once: streaming loads. */
@@ -60,7 +83,8 @@ __device__ __forceinline__ void rows_load(uint4 (&wv)[NW][ROWS_AHEAD], const __n
 }
 
 /* acc[w][r] = weight row wrow[w] . input row r (inp (NR, IC)), summed over
- * the warp; every lane gets the sums. A lane takes the pieces lane,
+ * the warp; every lane gets the sums. With nw (the norm folded in: inp
+ * fp32), the input is x * nw and ss[r] the sum of row r's squares. A lane takes the pieces lane,
  * lane + 32, ... in order, ROWS_AHEAD of them per weight row loaded
  * before any is used: a 2560-wide row is three round trips to memory, a
  * 9728-wide one ten. wv holds the first round's, loaded by the caller
@@ -70,26 +94,35 @@ __device__ __forceinline__ void rows_load(uint4 (&wv)[NW][ROWS_AHEAD], const __n
  * gave steps 3-5% (batch 1) and 13-15% (batch 4) shorter than 8 pieces and
  * 8 warps (53-55 registers instead of 36-38: 4 blocks an SM, the q/k/v grid in
  * 1.5 waves); 8 warps with 4 pieces were as fast as 4. */
-template <int NR, int NW, typename In>
-__device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], uint4 (&wv)[NW][ROWS_AHEAD],
-                                         const __nv_bfloat16 *const (&wrow)[NW], const In *inp, int IC, int lane) {
+template <int NR, int NW, bool NORM, typename In>
+__device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], double (&ss)[NR], uint4 (&wv)[NW][ROWS_AHEAD],
+                                         const __nv_bfloat16 *const (&wrow)[NW], const In *inp, const float *nw,
+                                         int IC, int lane) {
     constexpr int U = ROWS_AHEAD;
     const int pieces = IC / 8;
 #pragma unroll
-    for (int w = 0; w < NW; w++)
+    for (int r = 0; r < NR; r++) {
+        ss[r] = 0.0;
 #pragma unroll
-        for (int r = 0; r < NR; r++) acc[w][r] = 0.0f;
+        for (int w = 0; w < NW; w++) acc[w][r] = 0.0f;
+    }
     for (int c = lane; c < pieces; c += U * WARP) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c + u * WARP >= pieces) break;
-            float wf[NW][8];
+            size_t at = (size_t)(c + u * WARP) * 8;
+            float wf[NW][8], nv[8];
 #pragma unroll
             for (int w = 0; w < NW; w++) bf16x8_unpack(wf[w], wv[w][u]);
+            if (NORM) {
+                float4 a = *(const float4 *)(nw + at), b = *(const float4 *)(nw + at + 4);
+                nv[0] = a.x, nv[1] = a.y, nv[2] = a.z, nv[3] = a.w, nv[4] = b.x, nv[5] = b.y, nv[6] = b.z, nv[7] = b.w;
+            }
 #pragma unroll
             for (int r = 0; r < NR; r++) {
                 float x[8];
-                rows_input(x, inp, (size_t)r * IC + (size_t)(c + u * WARP) * 8);
+                if (NORM) rows_input_normed(x, ss[r], (const float *)inp, (size_t)r * IC + at, nv);
+                else rows_input(x, inp, (size_t)r * IC + at);
 #pragma unroll
                 for (int w = 0; w < NW; w++)
 #pragma unroll
@@ -104,13 +137,27 @@ __device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], uint4 (&wv)[NW][R
         for (int r = 0; r < NR; r++)
 #pragma unroll
             for (int o = WARP / 2; o > 0; o >>= 1) acc[w][r] += __shfl_xor_sync(FULL_MASK, acc[w][r], o);
+    if (NORM)
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+#pragma unroll
+            for (int o = WARP / 2; o > 0; o >>= 1) ss[r] += __shfl_xor_sync(FULL_MASK, ss[r], o);
+}
+
+/* What the sums of row r are multiplied by: RMSNorm's r (as the norm
+ * kernel computes it from the same kind of sum), or 1. */
+template <bool NORM>
+__device__ __forceinline__ float rows_scale(double ss, int IC, float eps) {
+    return NORM ? (float)(1.0 / sqrt(ss / IC + (double)eps)) : 1.0f;
 }
 
 /* Grid: one warp per output over the parts' outputs in order. out[p] of
- * row r, column o = add[r, o] (when add is given: one part) + the dot product. */
-template <int NR, typename In>
+ * row r, column o = add[r, o] (when add is given: one part) + the dot
+ * product (NORM: of RMSNorm(inp) with weights nw). */
+template <int NR, bool NORM, typename In>
 __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_matmul_kernel(RowsParts parts, const float *add,
-                                                                            const In *inp, int IC) {
+                                                                            const In *inp, const float *nw,
+                                                                            float eps, int IC) {
     int lane = threadIdx.x % WARP;
     int o = blockIdx.x * ROWS_WARPS + threadIdx.x / WARP, OC;
     float *out;
@@ -130,22 +177,26 @@ __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_matmul_kernel(Ro
     rows_load<1>(wv, wrow, lane, IC / 8);
     grid_dependency_wait(); /* inp and add are the previous kernels' */
     float acc[1][NR];
-    rows_dot<NR, 1>(acc, wv, wrow, inp, IC, lane);
+    double ss[NR];
+    rows_dot<NR, 1, NORM>(acc, ss, wv, wrow, inp, nw, IC, lane);
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
         size_t at = (size_t)r * OC + o;
-        out[at] = add ? acc[0][r] + add[at] : acc[0][r];
+        float y = NORM ? acc[0][r] * rows_scale<NORM>(ss[r], IC, eps) : acc[0][r];
+        out[at] = add ? y + add[at] : y;
     }
 }
 
 /* Grid: one warp per output column o of I: h[r, o] = bf16(silu(g) * u) with
- * g, u the products of row r with wgate[o] and wup[o]. */
-template <int NR, typename In>
+ * g, u the products of row r (NORM: of RMSNorm(inp) with weights nw) with
+ * wgate[o] and wup[o]. */
+template <int NR, bool NORM, typename In>
 __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_swiglu_kernel(__nv_bfloat16 *h,
                                                                             const __nv_bfloat16 *wgate,
                                                                             const __nv_bfloat16 *wup, const In *inp,
-                                                                            int IC, int I) {
+                                                                            const float *nw, float eps, int IC,
+                                                                            int I) {
     int lane = threadIdx.x % WARP;
     int o = blockIdx.x * ROWS_WARPS + threadIdx.x / WARP;
     grid_dependents_launch();
@@ -158,13 +209,15 @@ __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_swiglu_kernel(__
     rows_load<2>(wv, wrow, lane, IC / 8);
     grid_dependency_wait(); /* inp is the previous kernel's */
     float acc[2][NR];
-    rows_dot<NR, 2>(acc, wv, wrow, inp, IC, lane);
+    double ss[NR];
+    rows_dot<NR, 2, NORM>(acc, ss, wv, wrow, inp, nw, IC, lane);
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
-        float g = acc[0][r];
+        float scale = rows_scale<NORM>(ss[r], IC, eps);
+        float g = NORM ? acc[0][r] * scale : acc[0][r], u = NORM ? acc[1][r] * scale : acc[1][r];
         float s = 1.0f / (1.0f + expf(-g));
-        h[(size_t)r * I + o] = __float2bfloat16_rn(g * s * acc[1][r]);
+        h[(size_t)r * I + o] = __float2bfloat16_rn(g * s * u);
     }
 }
 
@@ -179,10 +232,10 @@ static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
 extern "C" bool cuda_rows_fit(int N, int IC) { return N >= 1 && N <= CUDA_ROWS_MAX && IC > 0 && IC % 8 == 0; }
 
-template <typename In>
+template <bool NORM, typename In>
 static void rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[], const float *add,
-                        const In *inp, int N, int IC, cudaStream_t stream) {
-    rows_require(cuda_rows_fit(N, IC) && aligned16(inp), "unsupported shape", N, IC);
+                        const In *inp, const float *nw, float eps, int N, int IC, cudaStream_t stream) {
+    rows_require(cuda_rows_fit(N, IC) && aligned16(inp) && (!NORM || aligned16(nw)), "unsupported shape", N, IC);
     rows_require(n_parts >= 1 && n_parts <= ROWS_PARTS && (add == NULL || n_parts == 1), "1 to 3 parts, add with one",
                  N, IC);
     RowsParts parts = {};
@@ -195,35 +248,55 @@ static void rows_matmul(int n_parts, float *const out[], const uint16_t *const w
         total += OC[p];
     }
     unsigned blocks = (unsigned)((total + ROWS_WARPS - 1) / ROWS_WARPS);
-    void (*kernel)(RowsParts, const float *, const In *, int) = N == 1   ? rows_matmul_kernel<1, In>
-                                                                 : N == 2 ? rows_matmul_kernel<2, In>
-                                                                 : N == 3 ? rows_matmul_kernel<3, In>
-                                                                          : rows_matmul_kernel<4, In>;
-    launch_dependent("rows_matmul_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, parts, add, inp, IC);
+    void (*kernel)(RowsParts, const float *, const In *, const float *, float, int) =
+        N == 1 ? rows_matmul_kernel<1, NORM, In>
+        : N == 2 ? rows_matmul_kernel<2, NORM, In>
+        : N == 3 ? rows_matmul_kernel<3, NORM, In>
+                 : rows_matmul_kernel<4, NORM, In>;
+    launch_dependent("rows_matmul_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, parts, add, inp, nw, eps, IC);
 }
 
 extern "C" void cuda_rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
                                  const float *add, const uint16_t *inp, int N, int IC, cudaStream_t stream) {
-    rows_matmul(n_parts, out, w, OC, add, (const __nv_bfloat16 *)inp, N, IC, stream);
+    rows_matmul<false>(n_parts, out, w, OC, add, (const __nv_bfloat16 *)inp, (const float *)NULL, 0.0f, N, IC,
+                       stream);
 }
 
 extern "C" void cuda_rows_matmul_f32in(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
                                        const float *add, const float *inp, int N, int IC, cudaStream_t stream) {
-    rows_matmul(n_parts, out, w, OC, add, inp, N, IC, stream);
+    rows_matmul<false>(n_parts, out, w, OC, add, inp, (const float *)NULL, 0.0f, N, IC, stream);
+}
+
+extern "C" void cuda_rows_matmul_normed(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                                        const float *x, const float *norm_w, float eps, int N, int IC,
+                                        cudaStream_t stream) {
+    rows_matmul<true>(n_parts, out, w, OC, (const float *)NULL, x, norm_w, eps, N, IC, stream);
+}
+
+template <bool NORM, typename In>
+static void rows_swiglu(uint16_t *h, const uint16_t *wgate, const uint16_t *wup, const In *inp, const float *nw,
+                        float eps, int N, int IC, int I, cudaStream_t stream) {
+    rows_require(cuda_rows_fit(N, IC) && aligned16(inp) && (!NORM || aligned16(nw)) && aligned16(wgate) &&
+                     aligned16(wup) && I > 0,
+                 "unsupported shape", N, IC);
+    typedef __nv_bfloat16 B;
+    B *hb = (B *)h;
+    const B *g = (const B *)wgate, *u = (const B *)wup;
+    unsigned blocks = (unsigned)((I + ROWS_WARPS - 1) / ROWS_WARPS);
+    void (*kernel)(B *, const B *, const B *, const In *, const float *, float, int, int) =
+        N == 1 ? rows_swiglu_kernel<1, NORM, In>
+        : N == 2 ? rows_swiglu_kernel<2, NORM, In>
+        : N == 3 ? rows_swiglu_kernel<3, NORM, In>
+                 : rows_swiglu_kernel<4, NORM, In>;
+    launch_dependent("rows_swiglu_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, hb, g, u, inp, nw, eps, IC, I);
 }
 
 extern "C" void cuda_rows_swiglu(uint16_t *h, const uint16_t *wgate, const uint16_t *wup, const uint16_t *inp, int N,
                                  int IC, int I, cudaStream_t stream) {
-    rows_require(cuda_rows_fit(N, IC) && aligned16(inp) && aligned16(wgate) && aligned16(wup) && I > 0,
-                 "unsupported shape", N, IC);
-    __nv_bfloat16 *hb = (__nv_bfloat16 *)h;
-    const __nv_bfloat16 *g = (const __nv_bfloat16 *)wgate, *u = (const __nv_bfloat16 *)wup,
-                        *x = (const __nv_bfloat16 *)inp;
-    unsigned blocks = (unsigned)((I + ROWS_WARPS - 1) / ROWS_WARPS);
-    typedef __nv_bfloat16 B;
-    void (*kernel)(B *, const B *, const B *, const B *, int, int) = N == 1   ? rows_swiglu_kernel<1, B>
-                                                                    : N == 2 ? rows_swiglu_kernel<2, B>
-                                                                    : N == 3 ? rows_swiglu_kernel<3, B>
-                                                                             : rows_swiglu_kernel<4, B>;
-    launch_dependent("rows_swiglu_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, hb, g, u, x, IC, I);
+    rows_swiglu<false>(h, wgate, wup, (const __nv_bfloat16 *)inp, (const float *)NULL, 0.0f, N, IC, I, stream);
+}
+
+extern "C" void cuda_rows_swiglu_normed(uint16_t *h, const uint16_t *wgate, const uint16_t *wup, const float *x,
+                                        const float *norm_w, float eps, int N, int IC, int I, cudaStream_t stream) {
+    rows_swiglu<true>(h, wgate, wup, x, norm_w, eps, N, IC, I, stream);
 }

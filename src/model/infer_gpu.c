@@ -139,7 +139,8 @@ static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
 /* Whether the few-row kernels take this model's products: each product's
  * input width a multiple of 8 and each weight tensor at a multiple of 8
- * values, so every weight row is 16-byte aligned in e->w. */
+ * values, so every weight row is 16-byte aligned in e->w (and every row
+ * of the norms they fold in, in e->norms). */
 static bool rows_weights_fit(const InferGpu *e) {
     const Qwen3Params *p = &e->model->params;
     const float *t[8] = {p->wq, p->wk, p->wv, p->wo, p->wgate, p->wup, p->wdown, p->lm_head};
@@ -318,11 +319,13 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     e->w = dev_alloc(model->num_parameters * sizeof(uint16_t));
     size_t n_norms = 2 * L * C + 2 * L * D + C;
     e->norms = dev_alloc(n_norms * sizeof(float));
+    /* the norms the few-row products fold in first: 16-byte aligned rows
+     * when C is a multiple of 8 (rows_weights_fit) */
     e->ln1_w = e->norms;
     e->ln2_w = e->ln1_w + L * C;
-    e->q_norm_w = e->ln2_w + L * C;
+    e->norm_w = e->ln2_w + L * C;
+    e->q_norm_w = e->norm_w + C;
     e->k_norm_w = e->q_norm_w + L * D;
-    e->norm_w = e->k_norm_w + L * D;
 
     int n_blocks = (int)(((long)opt->kv_tokens + e->block_size - 1) / e->block_size);
     kv_blocks_init(&e->kb, n_blocks, e->block_size, opt->max_seqs > 0 ? opt->max_seqs : 1024);
@@ -568,13 +571,13 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     const uint16_t *wgate = weight(e, p->wgate + (size_t)l * I * C), *wup = weight(e, p->wup + (size_t)l * I * C);
     const uint16_t *wdown = weight(e, p->wdown + (size_t)l * C * I);
     bool rows = st->rows;
-    cuda_rmsnorm_forward_bf16(ln, s->x, e->ln1_w + (size_t)l * C, R, C, e->eps, q);
-    if (rows) {
+    if (rows) { /* the norm folded into the products */
         float *const out[3] = {s->q, s->k, s->v};
         const uint16_t *const w[3] = {wq, wk, wv};
         const int OC[3] = {QD, KD, KD};
-        cuda_rows_matmul(3, out, w, OC, NULL, ln, R, C, q);
+        cuda_rows_matmul_normed(3, out, w, OC, s->x, e->ln1_w + (size_t)l * C, e->eps, R, C, q);
     } else {
+        cuda_rmsnorm_forward_bf16(ln, s->x, e->ln1_w + (size_t)l * C, R, C, e->eps, q);
         cuda_matmul_forward(e->blas, s->q, ln, wq, CUDA_BF16, R, C, QD, q);
         cuda_matmul_forward(e->blas, s->k, ln, wk, CUDA_BF16, R, C, KD, q);
         cuda_matmul_forward(e->blas, s->v, ln, wv, CUDA_BF16, R, C, KD, q);
@@ -601,12 +604,12 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     }
 
     /* MLP: the norm, SwiGLU, and the residual: x = res2 + h @ wdown^T */
-    cuda_rmsnorm_forward_bf16(ln, s->res2, e->ln2_w + (size_t)l * C, R, C, e->eps, q);
     uint16_t *h = bf_scratch(e, (size_t)R * I);
     if (rows) {
-        cuda_rows_swiglu(h, wgate, wup, ln, R, C, I, q);
+        cuda_rows_swiglu_normed(h, wgate, wup, s->res2, e->ln2_w + (size_t)l * C, e->eps, R, C, I, q);
         cuda_rows_matmul(1, &s->x, &wdown, &C, s->res2, h, R, I, q);
     } else {
+        cuda_rmsnorm_forward_bf16(ln, s->res2, e->ln2_w + (size_t)l * C, R, C, e->eps, q);
         cuda_matmul_forward(e->blas, s->gate, ln, wgate, CUDA_BF16, R, C, I, q);
         cuda_matmul_forward(e->blas, s->up, ln, wup, CUDA_BF16, R, C, I, q);
         cuda_swiglu_forward_bf16(h, s->gate, s->up, (long)R * I, q);
@@ -636,13 +639,14 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
         cuda_embedding_forward(s->xl, s->last_row, s->x, n_chunks, e->C, q);
         xl = s->xl;
     }
-    cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
     const uint16_t *head = weight(e, e->model->params.lm_head);
-    if (st->rows)
-        cuda_rows_matmul_f32in(1, &s->logits, &head, &e->V, NULL, s->xf, n_chunks, e->C, q);
-    else
+    if (st->rows) {
+        cuda_rows_matmul_normed(1, &s->logits, &head, &e->V, xl, e->norm_w, e->eps, n_chunks, e->C, q);
+    } else {
+        cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
         cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C), head, CUDA_BF16,
                             n_chunks, e->C, e->V, q);
+    }
     cuda_dependent_launch_set(was);
 }
 

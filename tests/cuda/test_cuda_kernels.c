@@ -16,7 +16,8 @@
  *            mantissa in the inputs)
  * The few-row products (test_rows) are held to the product of the same
  * bf16-rounded operands in double (1e-5), and to themselves exactly
- * across their variants.
+ * across their variants; with the norm folded in, to the norm and the
+ * product in double (the norm's output not rounded: 1e-5).
  *
  * Without a CUDA device it prints "no CUDA device: skipped" and exits 77,
  * which ctest reports as skipped.
@@ -336,6 +337,43 @@ static void test_rows(int N, int IC, const int OC[3]) {
     cuda_rows_swiglu(h, wp[0], wp[1], bin, N, IC, OC[0], 0);
     snprintf(what, sizeof what, "rows_swiglu N %d = two parts + swiglu_bf16", N);
     check_bf16_pair(what, h, h_ref, (size_t)N * OC[0], 0.0);
+
+    /* the norm folded in: against RMSNorm and the product in double, the
+     * input scaled up (a residual stream is far from unit size); SwiGLU
+     * and a row alone as above */
+    float eps = 1e-6f, *x = xmalloc((size_t)N * IC * 4), *nw = rand_f32((size_t)IC, 1.0f);
+    for (size_t i = 0; i < (size_t)N * IC; i++) x[i] = 37.0f * inp[i];
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * IC;
+        double ss = 0.0;
+        for (int i = 0; i < IC; i++) ss += (double)xr[i] * xr[i];
+        double rr = 1.0 / sqrt(ss / IC + eps);
+        for (int o = 0; o < total; o++) {
+            double a = 0.0;
+            for (int i = 0; i < IC; i++) a += (double)xr[i] * rr * nw[i] * bf16_round_cpu(w[(size_t)o * IC + i]);
+            ref[(size_t)r * total + o] = (float)a;
+        }
+    }
+    float *gx = dev_upload(x, (size_t)N * IC * 4), *gnw = dev_upload(nw, (size_t)IC * 4);
+    cuda_rows_matmul_normed(3, go, wp, OC, gx, gnw, eps, N, IC, 0);
+    for (int p = 0, o0 = 0; p < 3; o0 += OC[p], p++) {
+        float *want = xmalloc((size_t)N * OC[p] * 4);
+        for (int r = 0; r < N; r++)
+            for (int o = 0; o < OC[p]; o++) want[(size_t)r * OC[p] + o] = ref[(size_t)r * total + o0 + o];
+        snprintf(what, sizeof what, "rows_matmul_normed N %d IC %d part %d", N, IC, p);
+        check_f32(what, go[p], want, (size_t)N * OC[p], 1e-5);
+        free(want);
+    }
+    cuda_swiglu_forward_bf16(h_ref, go[0], go[1], (long)N * OC[0], 0);
+    cuda_rows_swiglu_normed(h, wp[0], wp[1], gx, gnw, eps, N, IC, OC[0], 0);
+    snprintf(what, sizeof what, "rows_swiglu_normed N %d = two parts + swiglu_bf16", N);
+    check_bf16_pair(what, h, h_ref, (size_t)N * OC[0], 0.0);
+    float *normed = dev_download(go[0], (size_t)N * OC[0] * 4);
+    cuda_rows_matmul_normed(1, gf, wp, OC, gx + (size_t)(N - 1) * IC, gnw, eps, 1, IC, 0);
+    snprintf(what, sizeof what, "rows_matmul_normed row %d alone = row %d of %d", N - 1, N - 1, N);
+    check_f32(what, gf[0], normed + (size_t)(N - 1) * OC[0], (size_t)OC[0], 0.0);
+    dev_free(gx), dev_free(gnw);
+    free(x), free(nw), free(normed);
 
     for (int p = 0; p < 3; p++) dev_free(go[p]), dev_free(gf[p]);
     dev_free(gin), dev_free(gw), dev_free(gadd), dev_free(bin), dev_free(bw), dev_free(h), dev_free(h_ref);
