@@ -57,6 +57,15 @@
  * many floats (256 MiB). */
 #define LOAD_STAGE_FLOATS ((size_t)64 << 20)
 
+/* Rows up to which a few-row step folds its RMSNorms into the products
+ * (cuda_rows_*_normed). Each product warp then reads its input rows in
+ * fp32 and the norm weights through L1: per 16-byte weight piece 32 bytes
+ * a row plus 32, against 16 a row for the separate norm's bf16 output. At
+ * an H100's ~23 GB/s of HBM per SM and ~250 GB/s of L1, one or two rows
+ * stay well under L1's rate (4x, 6x the weight bytes), four would not
+ * (10x); and a launch saved weighs most at one row. */
+#define ROWS_NORM_FOLD_MAX 2
+
 /* Decode-step graphs kept at once (the least recently used is dropped): a
  * batch that shrinks as sequences end meets one row count after another. */
 #define GRAPH_SLOTS 16
@@ -487,6 +496,7 @@ typedef struct {
     int max_ctx; /* the longest context a paged row attends to */
     bool head_is_rows; /* every chunk is one paged row, in chunk order: the head reads x directly */
     bool rows;         /* products through the few-row kernels (cuda_rows_*), not cuBLAS */
+    bool fold_norm;    /* and the norms folded into them (ROWS_NORM_FOLD_MAX) */
     int32_t *row_of_chunk; /* (N) host, the engine's */
     bool *flash;           /* (N) host, the engine's */
 } StepLayout;
@@ -562,22 +572,25 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     int R = st->R, C = e->C, I = e->I, NH = e->NH, NKV = e->NKV, D = e->D, QD = NH * D, KD = NKV * D;
     size_t bs = e->block_size, k_off = (size_t)l * 2 * bs * KD, v_off = k_off + bs * KD;
 
-    /* attention: the norm straight into the products' bf16 operand; the
-     * q/k norms, RoPE and the cache write in one launch (at batch 1 a
-     * step is as much launches as work) */
+    /* attention: the norm straight into the products' bf16 operand, or
+     * folded into the products at one or two rows; the q/k norms, RoPE and
+     * the cache write in one launch (at batch 1 a step is as much launches
+     * as work) */
     uint16_t *ln = s->ln; /* (R, C), while h (bf_scratch) is written from it */
     const uint16_t *wq = weight(e, p->wq + (size_t)l * QD * C), *wk = weight(e, p->wk + (size_t)l * KD * C);
     const uint16_t *wv = weight(e, p->wv + (size_t)l * KD * C), *wo = weight(e, p->wo + (size_t)l * C * QD);
     const uint16_t *wgate = weight(e, p->wgate + (size_t)l * I * C), *wup = weight(e, p->wup + (size_t)l * I * C);
     const uint16_t *wdown = weight(e, p->wdown + (size_t)l * C * I);
-    bool rows = st->rows;
-    if (rows) { /* the norm folded into the products */
+    bool rows = st->rows, fold = st->fold_norm;
+    const float *ln1_w = e->ln1_w + (size_t)l * C, *ln2_w = e->ln2_w + (size_t)l * C;
+    if (!fold) cuda_rmsnorm_forward_bf16(ln, s->x, ln1_w, R, C, e->eps, q);
+    if (rows) {
         float *const out[3] = {s->q, s->k, s->v};
         const uint16_t *const w[3] = {wq, wk, wv};
         const int OC[3] = {QD, KD, KD};
-        cuda_rows_matmul_normed(3, out, w, OC, s->x, e->ln1_w + (size_t)l * C, e->eps, R, C, q);
+        if (fold) cuda_rows_matmul_normed(3, out, w, OC, s->x, ln1_w, e->eps, R, C, q);
+        else cuda_rows_matmul(3, out, w, OC, NULL, ln, R, C, q);
     } else {
-        cuda_rmsnorm_forward_bf16(ln, s->x, e->ln1_w + (size_t)l * C, R, C, e->eps, q);
         cuda_matmul_forward(e->blas, s->q, ln, wq, CUDA_BF16, R, C, QD, q);
         cuda_matmul_forward(e->blas, s->k, ln, wk, CUDA_BF16, R, C, KD, q);
         cuda_matmul_forward(e->blas, s->v, ln, wv, CUDA_BF16, R, C, KD, q);
@@ -605,11 +618,12 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
 
     /* MLP: the norm, SwiGLU, and the residual: x = res2 + h @ wdown^T */
     uint16_t *h = bf_scratch(e, (size_t)R * I);
+    if (!fold) cuda_rmsnorm_forward_bf16(ln, s->res2, ln2_w, R, C, e->eps, q);
     if (rows) {
-        cuda_rows_swiglu_normed(h, wgate, wup, s->res2, e->ln2_w + (size_t)l * C, e->eps, R, C, I, q);
+        if (fold) cuda_rows_swiglu_normed(h, wgate, wup, s->res2, ln2_w, e->eps, R, C, I, q);
+        else cuda_rows_swiglu(h, wgate, wup, ln, R, C, I, q);
         cuda_rows_matmul(1, &s->x, &wdown, &C, s->res2, h, R, I, q);
     } else {
-        cuda_rmsnorm_forward_bf16(ln, s->res2, e->ln2_w + (size_t)l * C, R, C, e->eps, q);
         cuda_matmul_forward(e->blas, s->gate, ln, wgate, CUDA_BF16, R, C, I, q);
         cuda_matmul_forward(e->blas, s->up, ln, wup, CUDA_BF16, R, C, I, q);
         cuda_swiglu_forward_bf16(h, s->gate, s->up, (long)R * I, q);
@@ -640,13 +654,14 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
         xl = s->xl;
     }
     const uint16_t *head = weight(e, e->model->params.lm_head);
-    if (st->rows) {
+    if (!st->fold_norm) cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
+    if (st->fold_norm)
         cuda_rows_matmul_normed(1, &s->logits, &head, &e->V, xl, e->norm_w, e->eps, n_chunks, e->C, q);
-    } else {
-        cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
+    else if (st->rows)
+        cuda_rows_matmul_f32in(1, &s->logits, &head, &e->V, NULL, s->xf, n_chunks, e->C, q);
+    else
         cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C), head, CUDA_BF16,
                             n_chunks, e->C, e->V, q);
-    }
     cuda_dependent_launch_set(was);
 }
 
@@ -719,6 +734,7 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
     st.rows = e->rows_on && st.R <= CUDA_ROWS_MAX && aligned16(e->s.att) && aligned16(e->s.xf);
+    st.fold_norm = st.rows && st.R <= ROWS_NORM_FOLD_MAX;
     decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx));
     /* the staging is pinned memory the previous step's copy may still read */
     cuda_check(cudaStreamSynchronize(q));
