@@ -13,7 +13,9 @@
 #   bench  check, then the benchmarks (default: attention train decode
 #          broadcast; name others or fewer: attention, train (8 layers),
 #          train36 (all 36 with recomputation), train_mma and train36_mma
-#          (the same with TAU2_CUDA_ATTENTION=mma), decode, broadcast)
+#          (the same with TAU2_CUDA_ATTENTION=mma), decode, decode_rows
+#          (batch 1, 2 and 4: the few-row kernels, then the same with
+#          TAU2_CUDA_ROWS=0, cuBLAS), broadcast)
 #   all    tests, then bench
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
@@ -43,8 +45,8 @@ case $MODE in check | tests | bench | all | run) ;; *) die "unknown mode '$MODE'
 [ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for b in "$@"; do
-    case $b in attention | train | train36 | train_mma | train36_mma | decode | broadcast) ;;
-      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, decode, broadcast)" ;; esac
+    case $b in attention | train | train36 | train_mma | train36_mma | decode | decode_rows | broadcast) ;;
+      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, decode, decode_rows, broadcast)" ;; esac
   done
 fi
 [ -f "$PACK" ] || die "no archive at $PACK: run scripts/gpu_pack.sh on the build machine and carry build-gpu-pack"
@@ -196,6 +198,11 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
       train36_mma) TAU2_CUDA_ATTENTION=mma step "$B" "bench_train_gpu 36, mma attention" "$RUN/bench_train_gpu" \
         --config 4b --layers 36 --seq-len 4096 --recompute ;;
       decode) step "$B" bench_decode_gpu "$RUN/bench_decode_gpu" ${BENCH_DECODE_ARGS:---config 4b} ;;
+      decode_rows)
+        step "$B" "bench_decode_gpu, 1-4 rows" "$RUN/bench_decode_gpu" --config 4b --batches 1,2,4 --contexts 2048,8192
+        TAU2_CUDA_ROWS=0 step "$B" "bench_decode_gpu, 1-4 rows, cuBLAS" "$RUN/bench_decode_gpu" --config 4b \
+          --batches 1,2,4 --contexts 2048,8192
+        ;;
       broadcast)
         if [ "$n_gpu" -ge 2 ]; then
           step "$B" "bench_broadcast --device" mpirun -np 2 "$RUN/bench_broadcast" --device
