@@ -1,5 +1,7 @@
 /* adamw.cu — global gradient norm, clipping factor and the AdamW update on
  * fp32 master weights and moments (the formula of qwen3_adamw_step). */
+#include <cuda_bf16.h>
+
 #include "common.cuh"
 
 /* Elements per block of the first reduction stage: fixed, so the order of
@@ -39,9 +41,12 @@ __global__ static void clip_scale_kernel(float *norm, float *gscale, const doubl
 }
 
 /* qwen3_adamw_step's per-element formula (PyTorch's order of operations);
- * the host rounds the scalars once, as the CPU twin does. */
-__global__ static void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, const float *gscale,
-                                    float b1, float b2, float eps, float decay, float step_size, float bc2_sqrt) {
+ * the host rounds the scalars once, as the CPU twin does. The bf16 copy
+ * the products read is written here when asked: a separate conversion
+ * would read all the weights again (16 GB of fp32 for Qwen3-4B). */
+__global__ static void adamw_kernel(float *p, __nv_bfloat16 *pb, const float *g, float *m, float *v, size_t n,
+                                    const float *gscale, float b1, float b2, float eps, float decay, float step_size,
+                                    float bc2_sqrt) {
     float sc = gscale ? *gscale : 1.0f;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float gi = g[i] * sc;
@@ -49,7 +54,9 @@ __global__ static void adamw_kernel(float *p, const float *g, float *m, float *v
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+        float pi = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+        p[i] = pi;
+        if (pb) pb[i] = __float2bfloat16_rn(pi);
     }
 }
 
@@ -74,13 +81,13 @@ extern "C" void cuda_clip_scale(float *norm, float *gscale, const double *sumsq,
     cuda_check_launch();
 }
 
-extern "C" void cuda_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const float *gscale, float lr,
-                                  float beta1, float beta2, float eps, float weight_decay, double bc1, double bc2,
-                                  cudaStream_t stream) {
+extern "C" void cuda_adamw_update(float *p, uint16_t *p_bf16, const float *g, float *m, float *v, size_t n,
+                                  const float *gscale, float lr, float beta1, float beta2, float eps,
+                                  float weight_decay, double bc1, double bc2, cudaStream_t stream) {
     if (n == 0) return;
     float decay = (float)(1.0 - (double)lr * weight_decay);
     float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    adamw_kernel<<<grid_for((long)n, 256), 256, 0, stream>>>(p, g, m, v, n, gscale, beta1, beta2, eps, decay,
-                                                             step_size, bc2_sqrt);
+    adamw_kernel<<<grid_for((long)n, 256), 256, 0, stream>>>(p, (__nv_bfloat16 *)p_bf16, g, m, v, n, gscale, beta1,
+                                                             beta2, eps, decay, step_size, bc2_sqrt);
     cuda_check_launch();
 }

@@ -333,10 +333,13 @@ void cuda_clip_scale(float *norm /* (1) */, float *gscale /* (1) */, const doubl
  *   p = p (1 - lr wd) - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
  * with bc1 = 1 - b1^step, bc2 = 1 - b2^step computed by the caller in double
  * (the scalars rounded once to float, as the CPU twin). g is not changed.
- * gscale is a device scalar (NULL: 1). */
-void cuda_adamw_update(float *p /* (n) */, const float *g /* (n) */, float *m /* (n) */, float *v /* (n) */, size_t n,
-                       const float *gscale /* (1) or NULL */, float lr, float beta1, float beta2, float eps,
-                       float weight_decay, double bc1, double bc2, cudaStream_t stream);
+ * gscale is a device scalar (NULL: 1). With p_bf16, the new weights are
+ * also written there in bf16 (what cuda_f32_to_bf16 of p would give, in
+ * the same pass). */
+void cuda_adamw_update(float *p /* (n) */, uint16_t *p_bf16 /* (n) or NULL */, const float *g /* (n) */,
+                       float *m /* (n) */, float *v /* (n) */, size_t n, const float *gscale /* (1) or NULL */,
+                       float lr, float beta1, float beta2, float eps, float weight_decay, double bc1, double bc2,
+                       cudaStream_t stream);
 
 #ifdef __cplusplus
 }

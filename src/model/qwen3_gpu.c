@@ -9,9 +9,9 @@
  * norm once per step) or hands memory back.
  *
  * bf16 math: the fp32 master weights have a bf16 copy, refreshed after every
- * upload and AdamW step, and each product's activation operands are
- * converted into one of two bf16 scratch buffers right before the product
- * (stream order makes the reuse safe).
+ * upload and written by the AdamW update itself, and each product's
+ * activation operands are converted into one of two bf16 scratch buffers
+ * right before the product (stream order makes the reuse safe).
  *
  * Tensor parallelism: the host model is this rank's shard (qwen3.h) and the
  * engine runs qwen3.c's sharded step, with each of its all-reduces (o/down
@@ -772,16 +772,22 @@ float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
     for (int i = 0; i < m->n_tensors; i++) {
         const Qwen3Tensor *t = &m->tensors[i];
         float wd = (t->ndim == 1 && !o->decay_1d) ? 0.0f : o->weight_decay;
-        cuda_adamw_update(g->params + t->offset, g->grads + t->offset, g->m + t->offset, g->v + t->offset, t->numel,
-                          g->gscale, lr, o->beta1, o->beta2, o->eps, wd, bc1, bc2, s);
+        /* the bf16 copy written in the same pass (refresh_bf16 without
+         * reading the weights again) */
+        uint16_t *pb = g->math == QWEN3_GPU_BF16 ? g->params_bf16 + t->offset : NULL;
+        cuda_adamw_update(g->params + t->offset, pb, g->grads + t->offset, g->m + t->offset, g->v + t->offset,
+                          t->numel, g->gscale, lr, o->beta1, o->beta2, o->eps, wd, bc1, bc2, s);
     }
     if (g->tp) { /* keep replicated weights bit-identical: rank 0's copy wins (each kind is one block) */
         float *rep[] = {g->p.ln1_w, g->p.q_norm_w, g->p.k_norm_w, g->p.ln2_w, g->p.norm_w};
         const size_t *sz = m->param_sizes;
         size_t n[] = {sz[1], sz[5], sz[6], sz[8], sz[12]};
-        for (int i = 0; i < 5; i++) comm_nccl_broadcast_on(g->tp, rep[i], n[i] * sizeof(float), 0, s);
+        for (int i = 0; i < 5; i++) {
+            comm_nccl_broadcast_on(g->tp, rep[i], n[i] * sizeof(float), 0, s);
+            if (g->math == QWEN3_GPU_BF16)
+                cuda_f32_to_bf16(g->params_bf16 + (rep[i] - g->params), rep[i], (long)n[i], s);
+        }
     }
-    refresh_bf16(g);
     float norm = 0.0f;
     download(g, &norm, g->norm, sizeof norm);
     return norm;

@@ -682,7 +682,8 @@ static void test_output_head(void) {
 
 /* The optimizer against qwen3_adamw_step itself on a small model: the GPU
  * steps each tensor with the same weight-decay rule (none on 1-D tensors
- * unless decay_1d), after a device-side grad norm and clip factor. */
+ * unless decay_1d), after a device-side grad norm and clip factor; the
+ * bf16 copy it writes when asked against the conversion of its weights. */
 static void test_adamw(void) {
     Qwen3Config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -698,8 +699,11 @@ static void test_adamw(void) {
     float *gp = dev_upload(m->params_memory, n * 4), *gg = dev_alloc(n * 4);
     float *gm = dev_alloc(n * 4), *gv = dev_alloc(n * 4), *gnorm = dev_alloc(4), *gscale = dev_alloc(4);
     double *gss = dev_alloc(8);
+    uint16_t *gpb = dev_alloc(n * 2), *gpb_zero = dev_alloc(n * 2);
     cuda_check(cudaMemset(gm, 0, n * 4));
     cuda_check(cudaMemset(gv, 0, n * 4));
+    cuda_check(cudaMemset(gpb, 0, n * 2));
+    cuda_check(cudaMemset(gpb_zero, 0, n * 2));
     float lr = 1e-3f, norms[2];
     for (int step = 1; step <= 2; step++) {
         /* step 1 is clipped (large gradients), step 2 is not */
@@ -714,9 +718,11 @@ static void test_adamw(void) {
         for (int ti = 0; ti < m->n_tensors; ti++) {
             const Qwen3Tensor *t = &m->tensors[ti];
             float wd = (t->ndim == 1 && !opt.decay_1d) ? 0.0f : opt.weight_decay;
-            cuda_adamw_update(gp + t->offset, gg + t->offset, gm + t->offset, gv + t->offset, t->numel, gscale, lr,
-                              opt.beta1, opt.beta2, opt.eps, wd, bc1, bc2, 0);
+            /* the bf16 copy on step 2 only: step 1 checks that none is written */
+            cuda_adamw_update(gp + t->offset, step == 2 ? gpb + t->offset : NULL, gg + t->offset, gm + t->offset,
+                              gv + t->offset, t->numel, gscale, lr, opt.beta1, opt.beta2, opt.eps, wd, bc1, bc2, 0);
         }
+        if (step == 1) check_bf16_pair("adamw without a bf16 copy writes none", gpb, gpb_zero, n, 0.0);
         char what[64];
         snprintf(what, sizeof what, "grad norm, step %d", step);
         check_f32(what, gnorm, &norms[step - 1], 1, 1e-6);
@@ -724,7 +730,10 @@ static void test_adamw(void) {
     check_f32("adamw params after 2 steps", gp, m->params_memory, n, 1e-6);
     check_f32("adamw m", gm, m->m_memory, n, 1e-6);
     check_f32("adamw v", gv, m->v_memory, n, 1e-6);
+    cuda_f32_to_bf16(gpb_zero, gp, (long)n, 0);
+    check_bf16_pair("adamw bf16 copy = bf16 of the new weights", gpb, gpb_zero, n, 0.0);
     dev_free(gp), dev_free(gg), dev_free(gm), dev_free(gv), dev_free(gnorm), dev_free(gscale), dev_free(gss);
+    dev_free(gpb), dev_free(gpb_zero);
     qwen3_free(m);
 }
 
