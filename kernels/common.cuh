@@ -85,7 +85,7 @@ template <typename K> static inline void kernel_smem_allow(K kernel, size_t byte
 }
 
 /* ---- programmatic dependent launch (sm_90 and up) ----
- * A decode step at batch 1 is ~300 short kernels; between two of them the
+ * A decode step at batch 1 is ~255 short kernels; between two of them the
  * GPU drains the first and ramps the second up to the bandwidth. A kernel
  * launched with launch_dependent may start while the stream's previous
  * kernel still runs: its blocks take SMs as that kernel's blocks leave,
