@@ -83,9 +83,9 @@ __device__ __forceinline__ void rows_load(uint4 (&wv)[NW][ROWS_AHEAD], const __n
 }
 
 /* acc[w][r] = weight row wrow[w] . input row r (inp (NR, IC)), summed over
- * the warp; every lane gets the sums. With nw (the norm folded in: inp
- * fp32), the input is x * nw and ss[r] the sum of row r's squares. A lane takes the pieces lane,
- * lane + 32, ... in order, ROWS_AHEAD of them per weight row loaded
+ * the warp; every lane gets the sums. With NORM (inp fp32), the input is
+ * x * nw and ss[r] the sum of row r's squares. A lane takes the pieces
+ * lane, lane + 32, ... in order, ROWS_AHEAD of them per weight row loaded
  * before any is used: a 2560-wide row is three round trips to memory, a
  * 9728-wide one ten. wv holds the first round's, loaded by the caller
  * (rows_load with c = lane) before it waits for the kernel that wrote inp:
