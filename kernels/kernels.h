@@ -143,6 +143,20 @@ void cuda_rows_swiglu_normed(uint16_t *h /* (N, I) */, const uint16_t *wgate /* 
                              const uint16_t *wup /* (I, IC) */, const float *x /* (N, IC) */,
                              const float *norm_w /* (IC) */, float eps, int N, int IC, int I, cudaStream_t stream);
 
+/* ---- products of up to 32 rows on tensor cores (rows_mma.cu; twin: linear_rows) ----
+ * A warp per 16 outputs, mma.sync over operands loaded straight from
+ * global memory, the weights read once; for a decode step of 5 to 32 rows,
+ * instead of cuBLAS. N <= CUDA_ROWS_MMA_MAX, IC a multiple of 32, 16-byte
+ * aligned operands (cuda_rows_mma_fit says whether N and IC are). The
+ * arguments are cuda_rows_matmul's: 1 to 3 parts, add with one part (may
+ * be out itself); the fp32 input is rounded to bf16 as it is read. */
+#define CUDA_ROWS_MMA_MAX 32
+bool cuda_rows_mma_fit(int N, int IC);
+void cuda_rows_mma_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                          const float *add, const uint16_t *inp /* (N, IC) */, int N, int IC, cudaStream_t stream);
+void cuda_rows_mma_matmul_f32in(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                                const float *add, const float *inp /* (N, IC) */, int N, int IC, cudaStream_t stream);
+
 /* ---- rotary position embedding (twin: rope_forward/backward; tables from rope_tables) ---- */
 
 void cuda_rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */, const float *cosb /* (P, D/2) */,

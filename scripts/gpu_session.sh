@@ -15,7 +15,9 @@
 #          train36 (all 36 with recomputation), train_mma and train36_mma
 #          (the same with TAU2_CUDA_ATTENTION=mma), decode, decode_rows
 #          (batch 1, 2 and 4: the few-row kernels, then the same with
-#          TAU2_CUDA_ROWS=0, cuBLAS), broadcast)
+#          TAU2_CUDA_ROWS=0, cuBLAS), decode_mma (batch 8, 16 and 32 with
+#          TAU2_CUDA_ROWS_MMA=1, the tensor-core row products, then on
+#          cuBLAS), broadcast)
 #   all    tests, then bench
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
@@ -45,8 +47,8 @@ case $MODE in check | tests | bench | all | run) ;; *) die "unknown mode '$MODE'
 [ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for b in "$@"; do
-    case $b in attention | train | train36 | train_mma | train36_mma | decode | decode_rows | broadcast) ;;
-      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, decode, decode_rows, broadcast)" ;; esac
+    case $b in attention | train | train36 | train_mma | train36_mma | decode | decode_rows | decode_mma | broadcast) ;;
+      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, decode, decode_rows, decode_mma, broadcast)" ;; esac
   done
 fi
 [ -f "$PACK" ] || die "no archive at $PACK: run scripts/gpu_pack.sh on the build machine and carry build-gpu-pack"
@@ -170,6 +172,7 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   for t in test_cuda_kernels test_cuda_sample test_cuda_qwen3 test_cuda_infer test_cuda_mid; do
     step "$T" "$t" "$RUN/$t"
   done
+  TAU2_CUDA_ROWS_MMA=1 step "$T" "test_cuda_infer, rows_mma" "$RUN/test_cuda_infer"
   for t in test_comm_nccl test_qwen3_gpu_tp; do
     step "$T" "$t (1 rank)" mpirun -np 1 "$RUN/$t"
   done
@@ -202,6 +205,12 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
         step "$B" "bench_decode_gpu, 1-4 rows" "$RUN/bench_decode_gpu" --config 4b --batches 1,2,4 --contexts 2048,8192
         TAU2_CUDA_ROWS=0 step "$B" "bench_decode_gpu, 1-4 rows, cuBLAS" "$RUN/bench_decode_gpu" --config 4b \
           --batches 1,2,4 --contexts 2048,8192
+        ;;
+      decode_mma)
+        TAU2_CUDA_ROWS_MMA=1 step "$B" "bench_decode_gpu, 8-32 rows, mma" "$RUN/bench_decode_gpu" --config 4b \
+          --batches 8,16,32 --contexts 2048,8192
+        step "$B" "bench_decode_gpu, 8-32 rows, cuBLAS" "$RUN/bench_decode_gpu" --config 4b --batches 8,16,32 \
+          --contexts 2048,8192
         ;;
       broadcast)
         if [ "$n_gpu" -ge 2 ]; then

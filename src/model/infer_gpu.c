@@ -129,6 +129,7 @@ struct InferGpu {
     bool *flash;
     int cap_layout;
     bool rows_on;           /* few-row steps through cuda_rows_* (rows_weights_fit, TAU2_CUDA_ROWS) */
+    bool rows_mma_on;       /* 5 to 32 rows through cuda_rows_mma_* (rows_mma_fit, TAU2_CUDA_ROWS_MMA=1) */
     bool dependent_on;      /* programmatic dependent launch (infer_gpu_set_dependent_launch) */
     /* decode-step graphs (infer_gpu_set_graphs) */
     bool graphs_on;
@@ -157,6 +158,13 @@ static bool rows_weights_fit(const InferGpu *e) {
     for (int i = 0; i < 8; i++)
         if ((t[i] - e->model->params_memory) % 8 != 0) return false;
     return true;
+}
+
+/* Whether the tensor-core row products take this model's: besides
+ * rows_weights_fit, every input width a multiple of 32. */
+static bool rows_mma_fit(const InferGpu *e) {
+    return rows_weights_fit(e) && cuda_rows_mma_fit(1, e->C) && cuda_rows_mma_fit(1, e->NH * e->D) &&
+           cuda_rows_mma_fit(1, e->I);
 }
 
 /* Every captured graph dropped (they hold scratch pointers). */
@@ -321,6 +329,8 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     e->graphs_on = !(graphs && strcmp(graphs, "0") == 0);
     const char *rows = getenv("TAU2_CUDA_ROWS");
     e->rows_on = !(rows && strcmp(rows, "0") == 0) && rows_weights_fit(e);
+    const char *rows_mma = getenv("TAU2_CUDA_ROWS_MMA");
+    e->rows_mma_on = rows_mma && strcmp(rows_mma, "1") == 0 && rows_mma_fit(e);
     const char *pdl = getenv("TAU2_CUDA_PDL");
     e->dependent_on = pdl && strcmp(pdl, "1") == 0;
 
@@ -497,6 +507,7 @@ typedef struct {
     bool head_is_rows; /* every chunk is one paged row, in chunk order: the head reads x directly */
     bool rows;         /* products through the few-row kernels (cuda_rows_*), not cuBLAS */
     bool fold_norm;    /* and the norms folded into them (ROWS_NORM_FOLD_MAX) */
+    bool rows_mma;     /* else through the tensor-core row products (cuda_rows_mma_*), not cuBLAS */
     int32_t *row_of_chunk; /* (N) host, the engine's */
     bool *flash;           /* (N) host, the engine's */
 } StepLayout;
@@ -590,6 +601,11 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
         const int OC[3] = {QD, KD, KD};
         if (fold) cuda_rows_matmul_normed(3, out, w, OC, s->x, ln1_w, e->eps, R, C, q);
         else cuda_rows_matmul(3, out, w, OC, NULL, ln, R, C, q);
+    } else if (st->rows_mma) {
+        float *const out[3] = {s->q, s->k, s->v};
+        const uint16_t *const w[3] = {wq, wk, wv};
+        const int OC[3] = {QD, KD, KD};
+        cuda_rows_mma_matmul(3, out, w, OC, NULL, ln, R, C, q);
     } else {
         cuda_matmul_forward(e->blas, s->q, ln, wq, CUDA_BF16, R, C, QD, q);
         cuda_matmul_forward(e->blas, s->k, ln, wk, CUDA_BF16, R, C, KD, q);
@@ -611,6 +627,8 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     /* the output projection and the residual: res2 = x + att @ wo^T */
     if (rows) {
         cuda_rows_matmul_f32in(1, &s->res2, &wo, &C, s->x, s->att, R, QD, q);
+    } else if (st->rows_mma) {
+        cuda_rows_mma_matmul_f32in(1, &s->res2, &wo, &C, s->x, s->att, R, QD, q);
     } else {
         cuda_matmul_forward(e->blas, s->res2, to_bf16(e, s->att, (size_t)R * QD), wo, CUDA_BF16, R, QD, C, q);
         cuda_residual_add(s->res2, s->x, (long)R * C, q);
@@ -623,6 +641,13 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
         if (fold) cuda_rows_swiglu_normed(h, wgate, wup, s->res2, ln2_w, e->eps, R, C, I, q);
         else cuda_rows_swiglu(h, wgate, wup, ln, R, C, I, q);
         cuda_rows_matmul(1, &s->x, &wdown, &C, s->res2, h, R, I, q);
+    } else if (st->rows_mma) {
+        float *const out[2] = {s->gate, s->up};
+        const uint16_t *const w[2] = {wgate, wup};
+        const int OC[2] = {I, I};
+        cuda_rows_mma_matmul(2, out, w, OC, NULL, ln, R, C, q);
+        cuda_swiglu_forward_bf16(h, s->gate, s->up, (long)R * I, q);
+        cuda_rows_mma_matmul(1, &s->x, &wdown, &C, s->res2, h, R, I, q);
     } else {
         cuda_matmul_forward(e->blas, s->gate, ln, wgate, CUDA_BF16, R, C, I, q);
         cuda_matmul_forward(e->blas, s->up, ln, wup, CUDA_BF16, R, C, I, q);
@@ -659,6 +684,8 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
         cuda_rows_matmul_normed(1, &s->logits, &head, &e->V, xl, e->norm_w, e->eps, n_chunks, e->C, q);
     else if (st->rows)
         cuda_rows_matmul_f32in(1, &s->logits, &head, &e->V, NULL, s->xf, n_chunks, e->C, q);
+    else if (st->rows_mma)
+        cuda_rows_mma_matmul_f32in(1, &s->logits, &head, &e->V, NULL, s->xf, n_chunks, e->C, q);
     else
         cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C), head, CUDA_BF16,
                             n_chunks, e->C, e->V, q);
@@ -735,6 +762,8 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
     st.rows = e->rows_on && st.R <= CUDA_ROWS_MAX && aligned16(e->s.att) && aligned16(e->s.xf);
     st.fold_norm = st.rows && st.R <= ROWS_NORM_FOLD_MAX;
+    st.rows_mma = !st.rows && e->rows_mma_on && st.R <= CUDA_ROWS_MMA_MAX && aligned16(e->s.att) &&
+                  aligned16(e->s.xf) && aligned16(e->s.ln);
     decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx));
     /* the staging is pinned memory the previous step's copy may still read */
     cuda_check(cudaStreamSynchronize(q));

@@ -14,7 +14,8 @@
  *            online-softmax rescaling summed in another order
  *   1e-2     bf16 matrix products against the fp32 CPU product (8 bits of
  *            mantissa in the inputs)
- * The few-row products (test_rows) are held to the product of the same
+ * The few-row products (test_rows, and test_rows_mma for the tensor-core
+ * ones of up to 32 rows) are held to the product of the same
  * bf16-rounded operands in double (1e-5), and to themselves exactly
  * across their variants; with the norm folded in, to the norm and the
  * product in double (the norm's output not rounded: 1e-5).
@@ -377,6 +378,58 @@ static void test_rows(int N, int IC, const int OC[3]) {
 
     for (int p = 0; p < 3; p++) dev_free(go[p]), dev_free(gf[p]);
     dev_free(gin), dev_free(gw), dev_free(gadd), dev_free(bin), dev_free(bw), dev_free(h), dev_free(h_ref);
+    free(inp), free(w), free(add), free(ref), free(whole), free(sum);
+}
+
+/* The tensor-core products of 5 to 32 rows: against the bf16-rounded
+ * operands' product in double; the fp32-input variant, a row alone and the
+ * residual added in place against the bf16 one, exactly. */
+static void test_rows_mma(int N, int IC, const int OC[3]) {
+    int total = OC[0] + OC[1] + OC[2];
+    float *inp = rand_f32((size_t)N * IC, 1.0f), *w = rand_f32((size_t)total * IC, 0.1f);
+    float *add = rand_f32((size_t)N * OC[0], 1.0f), *ref = xmalloc((size_t)N * total * 4);
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < total; o++) {
+            double a = 0.0;
+            for (int i = 0; i < IC; i++)
+                a += (double)bf16_round_cpu(inp[(size_t)r * IC + i]) * bf16_round_cpu(w[(size_t)o * IC + i]);
+            ref[(size_t)r * total + o] = (float)a;
+        }
+    float *gin = dev_upload(inp, (size_t)N * IC * 4), *gw = dev_upload(w, (size_t)total * IC * 4);
+    float *gadd = dev_upload(add, (size_t)N * OC[0] * 4);
+    uint16_t *bin = dev_alloc((size_t)N * IC * 2), *bw = dev_alloc((size_t)total * IC * 2);
+    cuda_f32_to_bf16(bin, gin, (long)N * IC, 0);
+    cuda_f32_to_bf16(bw, gw, (long)total * IC, 0);
+    const uint16_t *wp[3] = {bw, bw + (size_t)OC[0] * IC, bw + (size_t)(OC[0] + OC[1]) * IC};
+    float *go[3], *gf[3];
+    for (int p = 0; p < 3; p++) go[p] = dev_alloc((size_t)N * OC[p] * 4), gf[p] = dev_alloc((size_t)N * OC[p] * 4);
+    cuda_rows_mma_matmul(3, go, wp, OC, NULL, bin, N, IC, 0);
+    cuda_rows_mma_matmul_f32in(3, gf, wp, OC, NULL, gin, N, IC, 0);
+    char what[96];
+    for (int p = 0, o0 = 0; p < 3; o0 += OC[p], p++) {
+        float *want = xmalloc((size_t)N * OC[p] * 4);
+        for (int r = 0; r < N; r++)
+            for (int o = 0; o < OC[p]; o++) want[(size_t)r * OC[p] + o] = ref[(size_t)r * total + o0 + o];
+        snprintf(what, sizeof what, "rows_mma N %d IC %d part %d of %d", N, IC, p, OC[p]);
+        check_f32(what, go[p], want, (size_t)N * OC[p], 1e-5);
+        float *got = dev_download(go[p], (size_t)N * OC[p] * 4);
+        snprintf(what, sizeof what, "rows_mma fp32 input = bf16 input, part %d", p);
+        check_f32(what, gf[p], got, (size_t)N * OC[p], 0.0);
+        free(want), free(got);
+    }
+    float *whole = dev_download(go[0], (size_t)N * OC[0] * 4);
+    for (int r = 0; r < N; r += N - 1) { /* the first row and the last alone */
+        cuda_rows_mma_matmul(1, gf, wp, OC, NULL, bin + (size_t)r * IC, 1, IC, 0);
+        snprintf(what, sizeof what, "rows_mma row %d alone = row %d of %d", r, r, N);
+        check_f32(what, gf[0], whole + (size_t)r * OC[0], (size_t)OC[0], 0.0);
+    }
+    float *sum = xmalloc((size_t)N * OC[0] * 4);
+    for (size_t i = 0; i < (size_t)N * OC[0]; i++) sum[i] = add[i] + whole[i];
+    cuda_rows_mma_matmul(1, &gadd, wp, OC, gadd, bin, N, IC, 0);
+    check_f32("rows_mma + residual (in place)", gadd, sum, (size_t)N * OC[0], 0.0);
+
+    for (int p = 0; p < 3; p++) dev_free(go[p]), dev_free(gf[p]);
+    dev_free(gin), dev_free(gw), dev_free(gadd), dev_free(bin), dev_free(bw);
     free(inp), free(w), free(add), free(ref), free(whole), free(sum);
 }
 
@@ -755,6 +808,10 @@ int main(void) {
     test_rows(1, 1000, oc_a);
     test_rows(4, 1000, oc_a);
     test_rows(3, 256 + 24, oc_b);
+    const int oc_m[3] = {32, 16, 48}, oc_odd[3] = {37, 19, 13}; /* short last tiles */
+    test_rows_mma(5, 96, oc_m); /* 3 chunks of k: warps without any */
+    test_rows_mma(17, 1024, oc_odd);
+    test_rows_mma(32, 2560, oc_m);
     test_rope();
     test_mma_layout();
     int tiny[3] = {40, 1, 26}, mid[4] = {150, 33, 100, 17};

@@ -105,6 +105,11 @@ foreach(src ${TAU2_EMU_TESTS})
       "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};OMP_WAIT_POLICY=passive;TAU2_CUDA_EMU_ORDER=${order};${TAU2_EMU_ENV}")
   endforeach()
 endforeach()
+# The inference test again with the tensor-core products of 5 to 32 rows
+# (off by default: TAU2_CUDA_ROWS_MMA=1), as the CUDA build does.
+add_test(NAME emu_test_cuda_infer_rows_mma COMMAND emu_test_cuda_infer)
+set_tests_properties(emu_test_cuda_infer_rows_mma PROPERTIES SKIP_RETURN_CODE 77 LABELS cuda_emu TIMEOUT 1800
+  ENVIRONMENT "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};OMP_WAIT_POLICY=passive;TAU2_CUDA_ROWS_MMA=1;${TAU2_EMU_ENV}")
 
 # The MPI tests that need a GPU per rank (NCCL comms, the GPU engine with
 # tensor and data parallelism), on the emulation: every rank sees
