@@ -280,62 +280,115 @@ static void check_bf16_pair(const char *what, const uint16_t *got_dev, const uin
     free(w), free(wf);
 }
 
-/* The few-row products (cuda_rows_*), N rows of IC against parts of OC[p]
- * outputs: against the product of the bf16-rounded operands in double
- * (1e-5: fp32 sums over IC); the fp32-input variant against the bf16 one,
- * bit for bit (it rounds as it reads); a row alone against the same row
- * among N (each output's order of operations depends on IC only); the
- * residual; SwiGLU against two parts and cuda_swiglu_forward_bf16, bit
- * for bit. IC leaves some lanes a piece fewer than others. */
-static void test_rows(int N, int IC, const int OC[3]) {
-    int total = OC[0] + OC[1] + OC[2];
-    float *inp = rand_f32((size_t)N * IC, 1.0f), *w = rand_f32((size_t)total * IC, 0.1f);
-    float *add = rand_f32((size_t)N * OC[0], 1.0f), *ref = xmalloc((size_t)N * total * 4);
+/* One case of the row products: N random input rows of IC, parts of
+ * OC[p] random weight rows, a residual for part 0, the product of the
+ * bf16-rounded operands in double (ref, (N, total)), and their device
+ * copies: fp32 input gin, bf16 input bin and weights wp[p], outputs go[p]
+ * and gf[p]. */
+typedef struct {
+    int N, IC, OC[3], total;
+    float *inp, *w, *add, *ref;
+    float *gin, *gw, *gadd, *go[3], *gf[3];
+    uint16_t *bin, *bw;
+    const uint16_t *wp[3];
+} RowsCase;
+
+static void rows_case_init(RowsCase *c, int N, int IC, const int OC[3]) {
+    c->N = N, c->IC = IC, c->total = OC[0] + OC[1] + OC[2];
+    for (int p = 0; p < 3; p++) c->OC[p] = OC[p];
+    c->inp = rand_f32((size_t)N * IC, 1.0f), c->w = rand_f32((size_t)c->total * IC, 0.1f);
+    c->add = rand_f32((size_t)N * OC[0], 1.0f), c->ref = xmalloc((size_t)N * c->total * 4);
     for (int r = 0; r < N; r++)
-        for (int o = 0; o < total; o++) {
+        for (int o = 0; o < c->total; o++) {
             double a = 0.0;
             for (int i = 0; i < IC; i++)
-                a += (double)bf16_round_cpu(inp[(size_t)r * IC + i]) * bf16_round_cpu(w[(size_t)o * IC + i]);
-            ref[(size_t)r * total + o] = (float)a;
+                a += (double)bf16_round_cpu(c->inp[(size_t)r * IC + i]) * bf16_round_cpu(c->w[(size_t)o * IC + i]);
+            c->ref[(size_t)r * c->total + o] = (float)a;
         }
-    float *gin = dev_upload(inp, (size_t)N * IC * 4), *gw = dev_upload(w, (size_t)total * IC * 4);
-    float *gadd = dev_upload(add, (size_t)N * OC[0] * 4);
-    uint16_t *bin = dev_alloc((size_t)N * IC * 2), *bw = dev_alloc((size_t)total * IC * 2);
-    cuda_f32_to_bf16(bin, gin, (long)N * IC, 0);
-    cuda_f32_to_bf16(bw, gw, (long)total * IC, 0);
-    const uint16_t *wp[3] = {bw, bw + (size_t)OC[0] * IC, bw + (size_t)(OC[0] + OC[1]) * IC};
-    float *go[3], *gf[3];
-    for (int p = 0; p < 3; p++) go[p] = dev_alloc((size_t)N * OC[p] * 4), gf[p] = dev_alloc((size_t)N * OC[p] * 4);
-    cuda_rows_matmul(3, go, wp, OC, NULL, bin, N, IC, 0);
-    cuda_rows_matmul_f32in(3, gf, wp, OC, NULL, gin, N, IC, 0);
+    c->gin = dev_upload(c->inp, (size_t)N * IC * 4), c->gw = dev_upload(c->w, (size_t)c->total * IC * 4);
+    c->gadd = dev_upload(c->add, (size_t)N * OC[0] * 4);
+    c->bin = dev_alloc((size_t)N * IC * 2), c->bw = dev_alloc((size_t)c->total * IC * 2);
+    cuda_f32_to_bf16(c->bin, c->gin, (long)N * IC, 0);
+    cuda_f32_to_bf16(c->bw, c->gw, (long)c->total * IC, 0);
+    c->wp[0] = c->bw, c->wp[1] = c->bw + (size_t)OC[0] * IC, c->wp[2] = c->bw + (size_t)(OC[0] + OC[1]) * IC;
+    for (int p = 0; p < 3; p++)
+        c->go[p] = dev_alloc((size_t)N * OC[p] * 4), c->gf[p] = dev_alloc((size_t)N * OC[p] * 4);
+}
+
+static void rows_case_free(RowsCase *c) {
+    for (int p = 0; p < 3; p++) dev_free(c->go[p]), dev_free(c->gf[p]);
+    dev_free(c->gin), dev_free(c->gw), dev_free(c->gadd), dev_free(c->bin), dev_free(c->bw);
+    free(c->inp), free(c->w), free(c->add), free(c->ref);
+}
+
+/* Each part of gpu (device, in c's parts) against c->ref (double, in
+ * the same layout) within tol. */
+static void rows_case_check_ref(const RowsCase *c, const char *name, float *const gpu[3], double tol) {
     char what[96];
-    for (int p = 0, o0 = 0; p < 3; o0 += OC[p], p++) {
-        float *want = xmalloc((size_t)N * OC[p] * 4);
-        for (int r = 0; r < N; r++)
-            for (int o = 0; o < OC[p]; o++) want[(size_t)r * OC[p] + o] = ref[(size_t)r * total + o0 + o];
-        snprintf(what, sizeof what, "rows_matmul N %d IC %d part %d of %d", N, IC, p, OC[p]);
-        check_f32(what, go[p], want, (size_t)N * OC[p], 1e-5);
-        float *got = dev_download(go[p], (size_t)N * OC[p] * 4);
-        snprintf(what, sizeof what, "rows_matmul fp32 input = bf16 input, part %d", p);
-        check_f32(what, gf[p], got, (size_t)N * OC[p], 0.0);
-        free(want), free(got);
+    for (int p = 0, o0 = 0; p < 3; o0 += c->OC[p], p++) {
+        float *want = xmalloc((size_t)c->N * c->OC[p] * 4);
+        for (int r = 0; r < c->N; r++)
+            for (int o = 0; o < c->OC[p]; o++) want[(size_t)r * c->OC[p] + o] = c->ref[(size_t)r * c->total + o0 + o];
+        snprintf(what, sizeof what, "%s N %d IC %d part %d of %d", name, c->N, c->IC, p, c->OC[p]);
+        check_f32(what, gpu[p], want, (size_t)c->N * c->OC[p], tol);
+        free(want);
     }
-    /* a row alone: the same bits */
-    float *whole = dev_download(go[0], (size_t)N * OC[0] * 4);
-    for (int r = 0; r < N; r++) {
-        cuda_rows_matmul(1, gf, wp, OC, NULL, bin + (size_t)r * IC, 1, IC, 0);
-        snprintf(what, sizeof what, "rows_matmul row %d alone = row %d of %d", r, r, N);
-        check_f32(what, gf[0], whole + (size_t)r * OC[0], (size_t)OC[0], 0.0);
+}
+
+typedef void (*RowsMatmulFn)(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                             const float *add, const uint16_t *inp, int N, int IC, cudaStream_t stream);
+typedef void (*RowsMatmulF32Fn)(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
+                                const float *add, const float *inp, int N, int IC, cudaStream_t stream);
+
+/* What both families of row products promise: three parts in one launch
+ * against the product in double (1e-5: fp32 sums over IC); the fp32-input
+ * variant against the bf16 one, bit for bit (it rounds as it reads); rows
+ * 0, row_step, ... alone against the same rows among N (an output's order
+ * of operations does not depend on the other rows); the residual added in
+ * place. Leaves the bf16-input products in c->go. */
+static void rows_case_check(RowsCase *c, const char *name, RowsMatmulFn matmul, RowsMatmulF32Fn matmul_f32in,
+                            int row_step) {
+    int N = c->N, IC = c->IC;
+    matmul(3, c->go, c->wp, c->OC, NULL, c->bin, N, IC, 0);
+    matmul_f32in(3, c->gf, c->wp, c->OC, NULL, c->gin, N, IC, 0);
+    rows_case_check_ref(c, name, c->go, 1e-5);
+    char what[96];
+    for (int p = 0; p < 3; p++) {
+        float *got = dev_download(c->go[p], (size_t)N * c->OC[p] * 4);
+        snprintf(what, sizeof what, "%s fp32 input = bf16 input, part %d", name, p);
+        check_f32(what, c->gf[p], got, (size_t)N * c->OC[p], 0.0);
+        free(got);
+    }
+    float *whole = dev_download(c->go[0], (size_t)N * c->OC[0] * 4);
+    for (int r = 0; r < N; r += row_step > 0 ? row_step : N) {
+        matmul(1, c->gf, c->wp, c->OC, NULL, c->bin + (size_t)r * IC, 1, IC, 0);
+        snprintf(what, sizeof what, "%s row %d alone = row %d of %d", name, r, r, N);
+        check_f32(what, c->gf[0], whole + (size_t)r * c->OC[0], (size_t)c->OC[0], 0.0);
     }
     /* the residual: out = add + product, here in place (out is add) */
-    float *sum = xmalloc((size_t)N * OC[0] * 4);
-    for (size_t i = 0; i < (size_t)N * OC[0]; i++) sum[i] = add[i] + whole[i];
-    cuda_rows_matmul(1, &gadd, wp, OC, gadd, bin, N, IC, 0);
-    check_f32("rows_matmul + residual (in place)", gadd, sum, (size_t)N * OC[0], 0.0);
+    float *sum = xmalloc((size_t)N * c->OC[0] * 4);
+    for (size_t i = 0; i < (size_t)N * c->OC[0]; i++) sum[i] = c->add[i] + whole[i];
+    matmul(1, &c->gadd, c->wp, c->OC, c->gadd, c->bin, N, IC, 0);
+    snprintf(what, sizeof what, "%s + residual (in place)", name);
+    check_f32(what, c->gadd, sum, (size_t)N * c->OC[0], 0.0);
+    free(whole), free(sum);
+}
+
+/* The few-row products (cuda_rows_*): rows_case_check with every row
+ * alone; SwiGLU against two parts and cuda_swiglu_forward_bf16, bit for
+ * bit; the normed variants (below). IC leaves some lanes a piece fewer
+ * than others. */
+static void test_rows(int N, int IC, const int OC[3]) {
+    RowsCase c;
+    rows_case_init(&c, N, IC, OC);
+    rows_case_check(&c, "rows_matmul", cuda_rows_matmul, cuda_rows_matmul_f32in, 1);
+    const uint16_t *const *wp = c.wp;
+    float *const *go = c.go;
+    char what[96];
     /* SwiGLU: parts 0 and 1 as gate and up (OC[0] == OC[1]) */
     uint16_t *h = dev_alloc((size_t)N * OC[0] * 2), *h_ref = dev_alloc((size_t)N * OC[0] * 2);
     cuda_swiglu_forward_bf16(h_ref, go[0], go[1], (long)N * OC[0], 0);
-    cuda_rows_swiglu(h, wp[0], wp[1], bin, N, IC, OC[0], 0);
+    cuda_rows_swiglu(h, wp[0], wp[1], c.bin, N, IC, OC[0], 0);
     snprintf(what, sizeof what, "rows_swiglu N %d = two parts + swiglu_bf16", N);
     check_bf16_pair(what, h, h_ref, (size_t)N * OC[0], 0.0);
 
@@ -343,94 +396,41 @@ static void test_rows(int N, int IC, const int OC[3]) {
      * input scaled up (a residual stream is far from unit size); SwiGLU
      * and a row alone as above */
     float eps = 1e-6f, *x = xmalloc((size_t)N * IC * 4), *nw = rand_f32((size_t)IC, 1.0f);
-    for (size_t i = 0; i < (size_t)N * IC; i++) x[i] = 37.0f * inp[i];
+    for (size_t i = 0; i < (size_t)N * IC; i++) x[i] = 37.0f * c.inp[i];
     for (int r = 0; r < N; r++) {
         const float *xr = x + (size_t)r * IC;
         double ss = 0.0;
         for (int i = 0; i < IC; i++) ss += (double)xr[i] * xr[i];
         double rr = 1.0 / sqrt(ss / IC + eps);
-        for (int o = 0; o < total; o++) {
+        for (int o = 0; o < c.total; o++) {
             double a = 0.0;
-            for (int i = 0; i < IC; i++) a += (double)xr[i] * rr * nw[i] * bf16_round_cpu(w[(size_t)o * IC + i]);
-            ref[(size_t)r * total + o] = (float)a;
+            for (int i = 0; i < IC; i++) a += (double)xr[i] * rr * nw[i] * bf16_round_cpu(c.w[(size_t)o * IC + i]);
+            c.ref[(size_t)r * c.total + o] = (float)a;
         }
     }
     float *gx = dev_upload(x, (size_t)N * IC * 4), *gnw = dev_upload(nw, (size_t)IC * 4);
     cuda_rows_matmul_normed(3, go, wp, OC, gx, gnw, eps, N, IC, 0);
-    for (int p = 0, o0 = 0; p < 3; o0 += OC[p], p++) {
-        float *want = xmalloc((size_t)N * OC[p] * 4);
-        for (int r = 0; r < N; r++)
-            for (int o = 0; o < OC[p]; o++) want[(size_t)r * OC[p] + o] = ref[(size_t)r * total + o0 + o];
-        snprintf(what, sizeof what, "rows_matmul_normed N %d IC %d part %d", N, IC, p);
-        check_f32(what, go[p], want, (size_t)N * OC[p], 1e-5);
-        free(want);
-    }
+    rows_case_check_ref(&c, "rows_matmul_normed", go, 1e-5);
     cuda_swiglu_forward_bf16(h_ref, go[0], go[1], (long)N * OC[0], 0);
     cuda_rows_swiglu_normed(h, wp[0], wp[1], gx, gnw, eps, N, IC, OC[0], 0);
     snprintf(what, sizeof what, "rows_swiglu_normed N %d = two parts + swiglu_bf16", N);
     check_bf16_pair(what, h, h_ref, (size_t)N * OC[0], 0.0);
     float *normed = dev_download(go[0], (size_t)N * OC[0] * 4);
-    cuda_rows_matmul_normed(1, gf, wp, OC, gx + (size_t)(N - 1) * IC, gnw, eps, 1, IC, 0);
+    cuda_rows_matmul_normed(1, c.gf, wp, OC, gx + (size_t)(N - 1) * IC, gnw, eps, 1, IC, 0);
     snprintf(what, sizeof what, "rows_matmul_normed row %d alone = row %d of %d", N - 1, N - 1, N);
-    check_f32(what, gf[0], normed + (size_t)(N - 1) * OC[0], (size_t)OC[0], 0.0);
-    dev_free(gx), dev_free(gnw);
+    check_f32(what, c.gf[0], normed + (size_t)(N - 1) * OC[0], (size_t)OC[0], 0.0);
+    dev_free(gx), dev_free(gnw), dev_free(h), dev_free(h_ref);
     free(x), free(nw), free(normed);
-
-    for (int p = 0; p < 3; p++) dev_free(go[p]), dev_free(gf[p]);
-    dev_free(gin), dev_free(gw), dev_free(gadd), dev_free(bin), dev_free(bw), dev_free(h), dev_free(h_ref);
-    free(inp), free(w), free(add), free(ref), free(whole), free(sum);
+    rows_case_free(&c);
 }
 
-/* The tensor-core products of 5 to 32 rows: against the bf16-rounded
- * operands' product in double; the fp32-input variant, a row alone and the
- * residual added in place against the bf16 one, exactly. */
+/* The tensor-core products of up to 32 rows (cuda_rows_mma_*):
+ * rows_case_check with the first and the last row alone. */
 static void test_rows_mma(int N, int IC, const int OC[3]) {
-    int total = OC[0] + OC[1] + OC[2];
-    float *inp = rand_f32((size_t)N * IC, 1.0f), *w = rand_f32((size_t)total * IC, 0.1f);
-    float *add = rand_f32((size_t)N * OC[0], 1.0f), *ref = xmalloc((size_t)N * total * 4);
-    for (int r = 0; r < N; r++)
-        for (int o = 0; o < total; o++) {
-            double a = 0.0;
-            for (int i = 0; i < IC; i++)
-                a += (double)bf16_round_cpu(inp[(size_t)r * IC + i]) * bf16_round_cpu(w[(size_t)o * IC + i]);
-            ref[(size_t)r * total + o] = (float)a;
-        }
-    float *gin = dev_upload(inp, (size_t)N * IC * 4), *gw = dev_upload(w, (size_t)total * IC * 4);
-    float *gadd = dev_upload(add, (size_t)N * OC[0] * 4);
-    uint16_t *bin = dev_alloc((size_t)N * IC * 2), *bw = dev_alloc((size_t)total * IC * 2);
-    cuda_f32_to_bf16(bin, gin, (long)N * IC, 0);
-    cuda_f32_to_bf16(bw, gw, (long)total * IC, 0);
-    const uint16_t *wp[3] = {bw, bw + (size_t)OC[0] * IC, bw + (size_t)(OC[0] + OC[1]) * IC};
-    float *go[3], *gf[3];
-    for (int p = 0; p < 3; p++) go[p] = dev_alloc((size_t)N * OC[p] * 4), gf[p] = dev_alloc((size_t)N * OC[p] * 4);
-    cuda_rows_mma_matmul(3, go, wp, OC, NULL, bin, N, IC, 0);
-    cuda_rows_mma_matmul_f32in(3, gf, wp, OC, NULL, gin, N, IC, 0);
-    char what[96];
-    for (int p = 0, o0 = 0; p < 3; o0 += OC[p], p++) {
-        float *want = xmalloc((size_t)N * OC[p] * 4);
-        for (int r = 0; r < N; r++)
-            for (int o = 0; o < OC[p]; o++) want[(size_t)r * OC[p] + o] = ref[(size_t)r * total + o0 + o];
-        snprintf(what, sizeof what, "rows_mma N %d IC %d part %d of %d", N, IC, p, OC[p]);
-        check_f32(what, go[p], want, (size_t)N * OC[p], 1e-5);
-        float *got = dev_download(go[p], (size_t)N * OC[p] * 4);
-        snprintf(what, sizeof what, "rows_mma fp32 input = bf16 input, part %d", p);
-        check_f32(what, gf[p], got, (size_t)N * OC[p], 0.0);
-        free(want), free(got);
-    }
-    float *whole = dev_download(go[0], (size_t)N * OC[0] * 4);
-    for (int r = 0; r < N; r += N - 1) { /* the first row and the last alone */
-        cuda_rows_mma_matmul(1, gf, wp, OC, NULL, bin + (size_t)r * IC, 1, IC, 0);
-        snprintf(what, sizeof what, "rows_mma row %d alone = row %d of %d", r, r, N);
-        check_f32(what, gf[0], whole + (size_t)r * OC[0], (size_t)OC[0], 0.0);
-    }
-    float *sum = xmalloc((size_t)N * OC[0] * 4);
-    for (size_t i = 0; i < (size_t)N * OC[0]; i++) sum[i] = add[i] + whole[i];
-    cuda_rows_mma_matmul(1, &gadd, wp, OC, gadd, bin, N, IC, 0);
-    check_f32("rows_mma + residual (in place)", gadd, sum, (size_t)N * OC[0], 0.0);
-
-    for (int p = 0; p < 3; p++) dev_free(go[p]), dev_free(gf[p]);
-    dev_free(gin), dev_free(gw), dev_free(gadd), dev_free(bin), dev_free(bw);
-    free(inp), free(w), free(add), free(ref), free(whole), free(sum);
+    RowsCase c;
+    rows_case_init(&c, N, IC, OC);
+    rows_case_check(&c, "rows_mma", cuda_rows_mma_matmul, cuda_rows_mma_matmul_f32in, N - 1);
+    rows_case_free(&c);
 }
 
 /* The inference step's fused stages, on the GPU: the norm and SwiGLU with
