@@ -46,15 +46,16 @@ extern "C" void cuda_device_init(int dev) {
  * launches, a training step on another thread is not affected. */
 static thread_local bool dependent_launch = false;
 
+extern "C" bool cuda_dependent_launch_available(void) {
+    int dev = 0, major = 0;
+    cuda_check(cudaGetDevice(&dev));
+    cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return major >= 9;
+}
+
 extern "C" bool cuda_dependent_launch_set(bool on) {
-    if (on) {
-        int dev = 0, major = 0;
-        cuda_check(cudaGetDevice(&dev));
-        cuda_check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        on = major >= 9;
-    }
-    dependent_launch = on;
-    return on;
+    dependent_launch = on && cuda_dependent_launch_available();
+    return dependent_launch;
 }
 
 extern "C" bool cuda_dependent_launch_on(void) { return dependent_launch; }

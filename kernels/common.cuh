@@ -78,6 +78,9 @@ __device__ __forceinline__ void bf16x8_unpack(float (&out)[8], uint4 u) {
     }
 }
 
+/* Whether p suits 16-byte vector loads. */
+static inline bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
 /* Kernels past 48 KiB of dynamic shared memory must say so before launch. */
 template <typename K> static inline void kernel_smem_allow(K kernel, size_t bytes) {
     if (bytes > 48 * 1024)

@@ -50,8 +50,9 @@ void cuda_device_init(int dev);
 /* Programmatic dependent launch (common.cuh) for the kernels this host
  * thread launches from now on that support it (the decode step's: the
  * norms, the few-row products, the q/k norms with RoPE, the decode
- * attention): on only where the current device has compute capability 9.0
- * or more. Returns whether it is on. */
+ * attention): on only where the current device has it (compute capability
+ * 9.0 or more: cuda_dependent_launch_available). Returns whether it is on. */
+bool cuda_dependent_launch_available(void);
 bool cuda_dependent_launch_set(bool on);
 bool cuda_dependent_launch_on(void);
 

@@ -145,7 +145,8 @@ __device__ __forceinline__ void rows_dot(float (&acc)[NW][NR], double (&ss)[NR],
 }
 
 /* What the sums of row r are multiplied by: RMSNorm's r (as the norm
- * kernel computes it from the same kind of sum), or 1. */
+ * kernel computes it from the same kind of sum), or 1 (exact: the sums
+ * unchanged). */
 template <bool NORM>
 __device__ __forceinline__ float rows_scale(double ss, int IC, float eps) {
     return NORM ? (float)(1.0 / sqrt(ss / IC + (double)eps)) : 1.0f;
@@ -183,7 +184,7 @@ __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_matmul_kernel(Ro
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
         size_t at = (size_t)r * OC + o;
-        float y = NORM ? acc[0][r] * rows_scale<NORM>(ss[r], IC, eps) : acc[0][r];
+        float y = acc[0][r] * rows_scale<NORM>(ss[r], IC, eps);
         out[at] = add ? y + add[at] : y;
     }
 }
@@ -215,7 +216,7 @@ __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_swiglu_kernel(__
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
         float scale = rows_scale<NORM>(ss[r], IC, eps);
-        float g = NORM ? acc[0][r] * scale : acc[0][r], u = NORM ? acc[1][r] * scale : acc[1][r];
+        float g = acc[0][r] * scale, u = acc[1][r] * scale;
         float s = 1.0f / (1.0f + expf(-g));
         h[(size_t)r * I + o] = __float2bfloat16_rn(g * s * u);
     }
@@ -227,8 +228,6 @@ static void rows_require(bool ok, const char *what, int N, int IC) {
             what, N, IC, CUDA_ROWS_MAX);
     exit(1);
 }
-
-static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
 
 extern "C" bool cuda_rows_fit(int N, int IC) { return N >= 1 && N <= CUDA_ROWS_MAX && IC > 0 && IC % 8 == 0; }
 

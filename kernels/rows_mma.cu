@@ -153,8 +153,6 @@ static void rows_mma_require(bool ok, const char *what, int N, int IC) {
     exit(1);
 }
 
-static bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
-
 extern "C" bool cuda_rows_mma_fit(int N, int IC) { return N >= 1 && N <= CUDA_ROWS_MMA_MAX && IC > 0 && IC % 32 == 0; }
 
 template <typename In>

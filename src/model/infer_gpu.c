@@ -70,6 +70,14 @@
  * batch that shrinks as sequences end meets one row count after another. */
 #define GRAPH_SLOTS 16
 
+/* Which kernels take a step's products (step_products). */
+typedef enum {
+    PRODUCTS_BLAS,        /* cuBLAS, after a norm into the bf16 operand */
+    PRODUCTS_ROWS_NORMED, /* the few-row kernels with the norms folded in (cuda_rows_*_normed) */
+    PRODUCTS_ROWS,        /* the few-row kernels after a separate norm (cuda_rows_*) */
+    PRODUCTS_ROWS_MMA,    /* the tensor-core row products after a separate norm (cuda_rows_mma_*) */
+} StepProducts;
+
 /* One decode step's launches, captured (see the file comment). */
 typedef struct {
     int R, n_tab;          /* key: rows (= chunks) and block-table width */
@@ -453,9 +461,7 @@ void infer_gpu_set_dependent_launch(InferGpu *e, bool on) {
 
 bool infer_gpu_dependent_launch(const InferGpu *e) {
     cuda_check(cudaSetDevice(e->device));
-    bool was = cuda_dependent_launch_on(), on = cuda_dependent_launch_set(e->dependent_on);
-    cuda_dependent_launch_set(was);
-    return on;
+    return e->dependent_on && cuda_dependent_launch_available();
 }
 
 void infer_gpu_graph_counts(const InferGpu *e, long *captured, long *replayed) {
@@ -505,9 +511,7 @@ typedef struct {
     int n_tab;   /* width of a row's block table: the most blocks a sequence holds after the step */
     int max_ctx; /* the longest context a paged row attends to */
     bool head_is_rows; /* every chunk is one paged row, in chunk order: the head reads x directly */
-    bool rows;         /* products through the few-row kernels (cuda_rows_*), not cuBLAS */
-    bool fold_norm;    /* and the norms folded into them (ROWS_NORM_FOLD_MAX) */
-    bool rows_mma;     /* else through the tensor-core row products (cuda_rows_mma_*), not cuBLAS */
+    StepProducts products; /* which kernels take the step's products */
     int32_t *row_of_chunk; /* (N) host, the engine's */
     bool *flash;           /* (N) host, the engine's */
 } StepLayout;
@@ -592,20 +596,18 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     const uint16_t *wv = weight(e, p->wv + (size_t)l * KD * C), *wo = weight(e, p->wo + (size_t)l * C * QD);
     const uint16_t *wgate = weight(e, p->wgate + (size_t)l * I * C), *wup = weight(e, p->wup + (size_t)l * I * C);
     const uint16_t *wdown = weight(e, p->wdown + (size_t)l * C * I);
-    bool rows = st->rows, fold = st->fold_norm;
+    StepProducts pr = st->products;
     const float *ln1_w = e->ln1_w + (size_t)l * C, *ln2_w = e->ln2_w + (size_t)l * C;
-    if (!fold) cuda_rmsnorm_forward_bf16(ln, s->x, ln1_w, R, C, e->eps, q);
-    if (rows) {
-        float *const out[3] = {s->q, s->k, s->v};
-        const uint16_t *const w[3] = {wq, wk, wv};
-        const int OC[3] = {QD, KD, KD};
-        if (fold) cuda_rows_matmul_normed(3, out, w, OC, s->x, ln1_w, e->eps, R, C, q);
-        else cuda_rows_matmul(3, out, w, OC, NULL, ln, R, C, q);
-    } else if (st->rows_mma) {
-        float *const out[3] = {s->q, s->k, s->v};
-        const uint16_t *const w[3] = {wq, wk, wv};
-        const int OC[3] = {QD, KD, KD};
-        cuda_rows_mma_matmul(3, out, w, OC, NULL, ln, R, C, q);
+    float *const qkv[3] = {s->q, s->k, s->v};
+    const uint16_t *const w_qkv[3] = {wq, wk, wv};
+    const int OC_qkv[3] = {QD, KD, KD};
+    if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward_bf16(ln, s->x, ln1_w, R, C, e->eps, q);
+    if (pr == PRODUCTS_ROWS_NORMED) {
+        cuda_rows_matmul_normed(3, qkv, w_qkv, OC_qkv, s->x, ln1_w, e->eps, R, C, q);
+    } else if (pr == PRODUCTS_ROWS) {
+        cuda_rows_matmul(3, qkv, w_qkv, OC_qkv, NULL, ln, R, C, q);
+    } else if (pr == PRODUCTS_ROWS_MMA) {
+        cuda_rows_mma_matmul(3, qkv, w_qkv, OC_qkv, NULL, ln, R, C, q);
     } else {
         cuda_matmul_forward(e->blas, s->q, ln, wq, CUDA_BF16, R, C, QD, q);
         cuda_matmul_forward(e->blas, s->k, ln, wk, CUDA_BF16, R, C, KD, q);
@@ -625,9 +627,9 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
                                s->seq_zero, s->seq_start + 2 * i, n, NH, NKV, D, CUDA_BF16, q);
     }
     /* the output projection and the residual: res2 = x + att @ wo^T */
-    if (rows) {
+    if (pr == PRODUCTS_ROWS_NORMED || pr == PRODUCTS_ROWS) {
         cuda_rows_matmul_f32in(1, &s->res2, &wo, &C, s->x, s->att, R, QD, q);
-    } else if (st->rows_mma) {
+    } else if (pr == PRODUCTS_ROWS_MMA) {
         cuda_rows_mma_matmul_f32in(1, &s->res2, &wo, &C, s->x, s->att, R, QD, q);
     } else {
         cuda_matmul_forward(e->blas, s->res2, to_bf16(e, s->att, (size_t)R * QD), wo, CUDA_BF16, R, QD, C, q);
@@ -636,12 +638,12 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
 
     /* MLP: the norm, SwiGLU, and the residual: x = res2 + h @ wdown^T */
     uint16_t *h = bf_scratch(e, (size_t)R * I);
-    if (!fold) cuda_rmsnorm_forward_bf16(ln, s->res2, ln2_w, R, C, e->eps, q);
-    if (rows) {
-        if (fold) cuda_rows_swiglu_normed(h, wgate, wup, s->res2, ln2_w, e->eps, R, C, I, q);
+    if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward_bf16(ln, s->res2, ln2_w, R, C, e->eps, q);
+    if (pr == PRODUCTS_ROWS_NORMED || pr == PRODUCTS_ROWS) {
+        if (pr == PRODUCTS_ROWS_NORMED) cuda_rows_swiglu_normed(h, wgate, wup, s->res2, ln2_w, e->eps, R, C, I, q);
         else cuda_rows_swiglu(h, wgate, wup, ln, R, C, I, q);
         cuda_rows_matmul(1, &s->x, &wdown, &C, s->res2, h, R, I, q);
-    } else if (st->rows_mma) {
+    } else if (pr == PRODUCTS_ROWS_MMA) {
         float *const out[2] = {s->gate, s->up};
         const uint16_t *const w[2] = {wgate, wup};
         const int OC[2] = {I, I};
@@ -679,12 +681,13 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
         xl = s->xl;
     }
     const uint16_t *head = weight(e, e->model->params.lm_head);
-    if (!st->fold_norm) cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
-    if (st->fold_norm)
+    StepProducts pr = st->products;
+    if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
+    if (pr == PRODUCTS_ROWS_NORMED)
         cuda_rows_matmul_normed(1, &s->logits, &head, &e->V, xl, e->norm_w, e->eps, n_chunks, e->C, q);
-    else if (st->rows)
+    else if (pr == PRODUCTS_ROWS)
         cuda_rows_matmul_f32in(1, &s->logits, &head, &e->V, NULL, s->xf, n_chunks, e->C, q);
-    else if (st->rows_mma)
+    else if (pr == PRODUCTS_ROWS_MMA)
         cuda_rows_mma_matmul_f32in(1, &s->logits, &head, &e->V, NULL, s->xf, n_chunks, e->C, q);
     else
         cuda_matmul_forward(e->blas, s->logits, to_bf16(e, s->xf, (size_t)n_chunks * e->C), head, CUDA_BF16,
@@ -735,6 +738,18 @@ static int pow2_at_least(int x) {
     return p;
 }
 
+/* The kernels for the products of a step of R rows: the few-row ones up to
+ * CUDA_ROWS_MAX (the norms folded in up to ROWS_NORM_FOLD_MAX), the
+ * tensor-core ones up to CUDA_ROWS_MMA_MAX when on, else cuBLAS. Their
+ * fp32 and bf16 inputs (att, xf, ln) must be 16-byte aligned. */
+static StepProducts step_products(const InferGpu *e, int R) {
+    const GpuInferScratch *s = &e->s;
+    if (!aligned16(s->att) || !aligned16(s->xf) || !aligned16(s->ln)) return PRODUCTS_BLAS;
+    if (e->rows_on && R <= CUDA_ROWS_MAX) return R <= ROWS_NORM_FOLD_MAX ? PRODUCTS_ROWS_NORMED : PRODUCTS_ROWS;
+    if (e->rows_mma_on && R <= CUDA_ROWS_MMA_MAX) return PRODUCTS_ROWS_MMA;
+    return PRODUCTS_BLAS;
+}
+
 /* The whole forward of checked chunks; the logits after each chunk's last
  * token are left in s->logits (N, V). */
 static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) {
@@ -760,10 +775,7 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     }
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
-    st.rows = e->rows_on && st.R <= CUDA_ROWS_MAX && aligned16(e->s.att) && aligned16(e->s.xf);
-    st.fold_norm = st.rows && st.R <= ROWS_NORM_FOLD_MAX;
-    st.rows_mma = !st.rows && e->rows_mma_on && st.R <= CUDA_ROWS_MMA_MAX && aligned16(e->s.att) &&
-                  aligned16(e->s.xf) && aligned16(e->s.ln);
+    st.products = step_products(e, st.R);
     decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx));
     /* the staging is pinned memory the previous step's copy may still read */
     cuda_check(cudaStreamSynchronize(q));
