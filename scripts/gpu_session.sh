@@ -13,7 +13,9 @@
 #   bench  check, then the benchmarks (default: attention train decode
 #          broadcast; name others or fewer: attention, train (8 layers),
 #          train36 (all 36 with recomputation), train_mma and train36_mma
-#          (the same with TAU2_CUDA_ATTENTION=mma), decode, decode_rows
+#          (the same with TAU2_CUDA_ATTENTION=mma), train36_micro (36
+#          layers, 4 micro-batches of 4096 tokens a step, one AdamW update),
+#          decode, decode_rows
 #          (batch 1, 2 and 4: the few-row kernels, then the same with
 #          TAU2_CUDA_ROWS=0, cuBLAS), decode_mma (batch 8, 16 and 32 with
 #          TAU2_CUDA_ROWS_MMA=1, the tensor-core row products, then on
@@ -47,8 +49,8 @@ case $MODE in check | tests | bench | all | run) ;; *) die "unknown mode '$MODE'
 [ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for b in "$@"; do
-    case $b in attention | train | train36 | train_mma | train36_mma | decode | decode_rows | decode_mma | broadcast) ;;
-      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, decode, decode_rows, decode_mma, broadcast)" ;; esac
+    case $b in attention | train | train36 | train_mma | train36_mma | train36_micro | decode | decode_rows | decode_mma | broadcast) ;;
+      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, train36_micro, decode, decode_rows, decode_mma, broadcast)" ;; esac
   done
 fi
 [ -f "$PACK" ] || die "no archive at $PACK: run scripts/gpu_pack.sh on the build machine and carry build-gpu-pack"
@@ -200,6 +202,8 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
         ${BENCH_TRAIN_ARGS:---config 4b --layers 8 --seq-len 4096} ;;
       train36_mma) TAU2_CUDA_ATTENTION=mma step "$B" "bench_train_gpu 36, mma attention" "$RUN/bench_train_gpu" \
         --config 4b --layers 36 --seq-len 4096 --recompute ;;
+      train36_micro) step "$B" "bench_train_gpu 36, 4 micro-batches a step" "$RUN/bench_train_gpu" \
+        --config 4b --layers 36 --seq-len 4096 --recompute --micro 4 ;;
       decode) step "$B" bench_decode_gpu "$RUN/bench_decode_gpu" ${BENCH_DECODE_ARGS:---config 4b} ;;
       decode_rows)
         step "$B" "bench_decode_gpu, 1-4 rows" "$RUN/bench_decode_gpu" --config 4b --batches 1,2,4 --contexts 2048,8192

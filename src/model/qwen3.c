@@ -598,7 +598,7 @@ struct Qwen3Acts {
 
     LayerActs layers_base; /* slot 0; slot l is base + l * the field's size */
     size_t layer_sizes[LAYER_ACT_FIELDS];
-    int n_slots;
+    int field_slots[LAYER_ACT_FIELDS]; /* L, or 1 when recomputing (all but att, att_lse) */
 
     float *res;     /* (L + 1, T, C) input of each layer; res[L] the last output */
     float *xf;      /* (T, C) after the final norm */
@@ -669,19 +669,24 @@ static Qwen3Acts *acts_new(const Qwen3Config *c, const Qwen3Shard *sh, int T, bo
     size_t ls[LAYER_ACT_FIELDS] = {t * C,  t,      t * QD, t * KD, t * KD, t * NH, t * NKV, t * QD, t * KD,
                                    t * QD, t * NH, t * C,  t * C,  t,      t * I,  t * I,   t * I};
     memcpy(a->layer_sizes, ls, sizeof ls);
-    a->n_slots = recompute ? 1 : (int)L;
-    size_t per_layer = 0;
-    for (int i = 0; i < LAYER_ACT_FIELDS; i++) per_layer += ls[i];
+    float **lf[LAYER_ACT_FIELDS];
+    layer_fields(&a->layers_base, lf);
+    /* The attention's output and lse are kept for every layer, recomputing
+     * or not: the backward's recomputation skips the attention itself. */
+    size_t layer_mem = 0;
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) {
+        bool kept = lf[i] == &a->layers_base.att || lf[i] == &a->layers_base.att_lse;
+        a->field_slots[i] = recompute && !kept ? 1 : (int)L;
+        layer_mem += ls[i] * a->field_slots[i];
+    }
     size_t chunk = (size_t)chunk_rows < t ? (size_t)chunk_rows : t;
     a->chunk = (int)chunk;
-    size_t total = per_layer * a->n_slots + (L + 1) * t * C + t * C + t * 3 + chunk * V + t * D /* cos+sin */ +
+    size_t total = layer_mem + (L + 1) * t * C + t * C + t * 3 + chunk * V + t * D /* cos+sin */ +
                    2 * chunk * C + 5 * chunk + 2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
     a->memory = xmalloc(total * sizeof(float));
     float *it = a->memory;
-    float **lf[LAYER_ACT_FIELDS];
-    layer_fields(&a->layers_base, lf);
     /* Field-major: all slots of ln1, then all slots of rstd1, ... */
-    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *lf[i] = carve(&it, ls[i] * a->n_slots);
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *lf[i] = carve(&it, ls[i] * a->field_slots[i]);
     a->res = carve(&it, (L + 1) * t * C);
     a->xf = carve(&it, t * C);
     a->rstdf = carve(&it, t);
@@ -727,13 +732,12 @@ static Qwen3Acts *acts_new(const Qwen3Config *c, const Qwen3Shard *sh, int T, bo
     return a;
 }
 
-/* The activation slot of layer l (slot 0 for every layer when recomputing). */
+/* The activations of layer l (slot 0 of the fields with one slot). */
 static LayerActs layer_acts(const Qwen3Acts *a, int l) {
-    int slot = a->recompute ? 0 : l;
     LayerActs r = a->layers_base;
     float **f[LAYER_ACT_FIELDS];
     layer_fields(&r, f);
-    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *f[i] += a->layer_sizes[i] * slot;
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *f[i] += a->layer_sizes[i] * (a->field_slots[i] == 1 ? 0 : l);
     return r;
 }
 
@@ -791,9 +795,13 @@ int qwen3_check_batch(const Qwen3 *m, const Qwen3Batch *b, char *err, size_t err
     return 0;
 }
 
-/* One transformer block: x_out = block(x_in), saving activations into a. */
+/* One transformer block: x_out = block(x_in), saving activations into a.
+ * x_out NULL: the backward's recomputation of the activations, which stops
+ * where the layer's backward stops needing them: a->att and a->att_lse
+ * still hold this layer's attention (kept for every layer), and the down
+ * projection's output is the next layer's input, already in acts->res. */
 static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in /* (T, C) */,
-                          float *x_out /* (T, C) */) {
+                          float *x_out /* (T, C) or NULL */) {
     const Qwen3Config *c = &m->config;
     const Qwen3Params *p = &m->params;
     Qwen3Acts *A = m->acts;
@@ -810,7 +818,7 @@ static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in
     matmul_forward_multi(3, qkv, a->ln1, w_qkv, oc_qkv, T, C);
     qk_norm_rope_forward(a->qr, a->q_rstd, a->q, p->q_norm_w + (size_t)l * D, NH, a->kr, a->k_rstd, a->k,
                          p->k_norm_w + (size_t)l * D, NKV, A->pos, A->rope_cos, A->rope_sin, T, D, eps);
-    attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D);
+    if (x_out) attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D);
     matmul_forward(a->res2, a->att, p->wo + (size_t)l * C * QD, T, QD, C);
     /* TP: res2 holds this rank's partial o_proj output (its heads' share) */
     if (m->tp) comm_allreduce_sum_f32(m->tp, a->res2, (size_t)T * C);
@@ -822,6 +830,7 @@ static void layer_forward(Qwen3 *m, int l, const LayerActs *a, const float *x_in
     int oc_gate_up[2] = {I, I};
     matmul_forward_multi(2, gate_up, a->ln2, w_gate_up, oc_gate_up, T, C);
     swiglu_forward(a->h, a->gate, a->up, (long)T * I);
+    if (!x_out) return;
     matmul_forward(x_out, a->h, p->wdown + (size_t)l * C * I, T, I, C);
     /* TP: x_out holds this rank's partial down_proj output */
     if (m->tp) comm_allreduce_sum_f32(m->tp, x_out, (size_t)T * C);
@@ -1060,7 +1069,7 @@ void qwen3_backward(Qwen3 *m, const float *dlogprob, const float *dentropy) {
     for (int l = L - 1; l >= 0; l--) {
         LayerActs a = layer_acts(A, l);
         const float *x_in = A->res + (size_t)l * T * C;
-        if (A->recompute) layer_forward(m, l, &a, x_in, A->res + (size_t)(l + 1) * T * C);
+        if (A->recompute) layer_forward(m, l, &a, x_in, NULL);
 
         /* MLP: dres is the gradient of this layer's output */
         matmul_backward(A->dh, g->wdown + (size_t)l * C * I, A->dres, a.h, p->wdown + (size_t)l * C * I, T, I, C,

@@ -210,8 +210,10 @@ typedef struct {
     float *v_memory;
     int adam_step;
 
-    /* activation recomputation: keep only each layer's input, recompute
-     * the layer in backward (bit-identical results, far less memory). */
+    /* activation recomputation: keep only each layer's input and its
+     * attention's output and lse, and recompute the rest of the layer in
+     * backward, the attention and the down projection left out (their
+     * outputs are kept); bit-identical results, far less memory. */
     bool recompute;
     /* tokens per output-head chunk (qwen3_default_vocab_chunk); may be
      * changed between steps */

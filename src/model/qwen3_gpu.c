@@ -55,7 +55,7 @@ typedef struct {
     float *fmem;
     int32_t *imem;
     uint16_t *bmem; /* bf16 operands; NULL in fp32 math */
-    GpuLayer *layers; /* (L), host array of device pointers; all alike when recomputing */
+    GpuLayer *layers; /* (L), host array of device pointers; when recomputing, all alike but att, att_lse */
     float *res;       /* (L + 1, T, C) */
     float *xf, *rstdf;
     float *logits;    /* (chunk, V) */
@@ -183,7 +183,8 @@ static void acts_free(Qwen3Gpu *g) {
 
 /* Device arenas for T tokens and head chunks of `chunk` rows, with their
  * host staging arrays. recompute: one slot of layer activations for all
- * the layers (qwen3.c's activation recomputation). */
+ * the layers but the attention's output and lse (qwen3.c's activation
+ * recomputation). */
 static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     const Qwen3Config *c = &g->host->config;
     const Qwen3Shard *sh = &g->host->shard;
@@ -195,9 +196,12 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->chunk_cap = chunk;
     a->recompute = recompute;
     size_t slots = recompute ? 1 : L;
-    size_t per_layer = t * (C + 1 + QD + 2 * KD + NH + NKV + QD + KD + QD + NH + 2 * C + 1 + 3 * I);
-    size_t total = slots * per_layer + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C + 4 * t +
-                   2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH + ch + 2 * D;
+    /* the attention's output and lse are kept for every layer, recomputing
+     * or not (the backward's recomputation skips the attention itself) */
+    size_t per_layer = t * (C + 1 + QD + 2 * KD + NH + NKV + QD + KD + 2 * C + 1 + 3 * I);
+    size_t per_layer_kept = t * (QD + NH);
+    size_t total = slots * per_layer + L * per_layer_kept + (L + 1) * t * C + t * C + t + ch * V + t * D +
+                   2 * ch * C + 4 * t + 2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH + ch + 2 * D;
     a->fmem = dev_alloc(total * sizeof(float));
     float *it = a->fmem;
     a->layers = xcalloc(L, sizeof *a->layers);
@@ -212,8 +216,6 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
         y->k_rstd = carve(&it, t * NKV);
         y->qr = carve(&it, t * QD);
         y->kr = carve(&it, t * KD);
-        y->att = carve(&it, t * QD);
-        y->att_lse = carve(&it, t * NH);
         y->res2 = carve(&it, t * C);
         y->ln2 = carve(&it, t * C);
         y->rstd2 = carve(&it, t);
@@ -222,6 +224,10 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
         y->h = carve(&it, t * I);
     }
     for (size_t l = slots; l < L; l++) a->layers[l] = a->layers[0];
+    for (size_t l = 0; l < L; l++) {
+        a->layers[l].att = carve(&it, t * QD);
+        a->layers[l].att_lse = carve(&it, t * NH);
+    }
     a->res = carve(&it, (L + 1) * t * C);
     a->xf = carve(&it, t * C);
     a->rstdf = carve(&it, t);
@@ -421,9 +427,13 @@ static void tp_sum(Qwen3Gpu *g, float *buf, size_t n) {
     if (g->tp) comm_nccl_allreduce_on(g->tp, buf, n, COMM_F32, COMM_SUM, g->stream);
 }
 
-/* One transformer block: x_out = block(x_in), saving activations into a. */
+/* One transformer block: x_out = block(x_in), saving activations into a.
+ * x_out NULL: the backward's recomputation of the activations, which stops
+ * where the layer's backward stops needing them: a->att and a->att_lse
+ * still hold this layer's attention (kept for every layer), and the down
+ * projection's output is the next layer's input, already in acts->res. */
 static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_in /* (T, C) */,
-                          float *x_out /* (T, C) */) {
+                          float *x_out /* (T, C) or NULL */) {
     const Qwen3Config *c = &g->host->config;
     const Qwen3Params *p = &g->p;
     GpuActs *A = g->acts;
@@ -444,7 +454,9 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     cuda_rmsnorm_forward(a->kr, a->k_rstd, a->k, p->k_norm_w + (size_t)l * D, T * NKV, D, eps, s);
     cuda_rope_forward(a->qr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
     cuda_rope_forward(a->kr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);
-    cuda_attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D, g->dt, s);
+    if (x_out)
+        cuda_attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D, g->dt,
+                               s);
     cuda_matmul_forward(g->blas, a->res2, op_b(g, a->att, (size_t)T * QD), weight(g, p->wo + (size_t)l * C * QD),
                         g->dt, T, QD, C, s);
     tp_sum(g, a->res2, (size_t)T * C); /* TP: each rank's heads' share of o_proj */
@@ -456,6 +468,7 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     cuda_matmul_forward(g->blas, a->gate, ln2, weight(g, p->wgate + (size_t)l * I * C), g->dt, T, C, I, s);
     cuda_matmul_forward(g->blas, a->up, ln2, weight(g, p->wup + (size_t)l * I * C), g->dt, T, C, I, s);
     cuda_swiglu_forward(a->h, a->gate, a->up, (long)T * I, s);
+    if (!x_out) return;
     cuda_matmul_forward(g->blas, x_out, op_b(g, a->h, (size_t)T * I), weight(g, p->wdown + (size_t)l * C * I), g->dt,
                         T, I, C, s);
     tp_sum(g, x_out, (size_t)T * C); /* TP: each rank's MLP slice's share of down_proj */
@@ -687,7 +700,7 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
         const GpuLayer *a = &A->layers[l];
         const float *x_in = A->res + (size_t)l * T * C;
         /* recomputing: this layer's activations again, into the one slot */
-        if (A->recompute) layer_forward(g, l, a, x_in, A->res + (size_t)(l + 1) * T * C);
+        if (A->recompute) layer_forward(g, l, a, x_in, NULL);
 
         /* MLP: dres is the gradient of this layer's output */
         cuda_matmul_backward(g->blas, A->dh, gr->wdown + (size_t)l * C * I, op_a(g, A->dres, (size_t)T * C),

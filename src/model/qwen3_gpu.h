@@ -15,8 +15,8 @@
  * qwen3.c's sharded step, its collectives through a NCCL comm of the same
  * ranks made at qwen3_gpu_new (each rank on its own GPU). Activations are
  * kept for every layer, or, when the host model's `recompute` is set at the
- * forward pass, only each layer's input: backward runs the layer again into
- * one shared slot, as qwen3.c does. Only defined in the CUDA build
+ * forward pass, only each layer's input and attention output: backward runs
+ * the rest of the layer again into one shared slot, as qwen3.c does. Only defined in the CUDA build
  * (TAU2_HAVE_CUDA); every call needs a CUDA device, and every call is
  * collective over the TP group, as qwen3.h's are.
  */

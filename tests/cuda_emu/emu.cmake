@@ -156,7 +156,7 @@ set_tests_properties(emu_job_train_gpu_tp PROPERTIES RUN_SERIAL TRUE TIMEOUT 150
 # kernel path they time and print their report, so that a session with a
 # GPU spends its time measuring (their numbers here mean nothing).
 set(TAU2_EMU_BENCH_ARGS_bench_attention_gpu --seq-len 100 --seqs 2 --heads 4 --kv-heads 2 --dim 64 --iters 1)
-set(TAU2_EMU_BENCH_ARGS_bench_train_gpu --config tiny --seq-len 64 --seqs 2 --steps 1)
+set(TAU2_EMU_BENCH_ARGS_bench_train_gpu --config tiny --seq-len 64 --seqs 2 --steps 1 --micro 2 --recompute)
 set(TAU2_EMU_BENCH_ARGS_bench_decode_gpu --config tiny --batches 1,3 --contexts 40 --steps 2)
 foreach(name bench_attention_gpu bench_train_gpu bench_decode_gpu)
   add_executable(emu_${name} ${PROJECT_SOURCE_DIR}/benchmarks/${name}.c)
