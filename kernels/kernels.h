@@ -89,9 +89,9 @@ void cuda_rmsnorm_forward(float *out /* (N, C) */, float *rstd /* (N) */, const 
                           const float *w /* (C) */, int N, int C, float eps, cudaStream_t stream);
 /* dx (+)= d/dx (accumulate_dx adds into dx); dw += sum over rows of dout * x * rstd. */
 /* The same forward with its output rounded to bf16 (the operand of the
- * next product) and no rstd: inference. */
-void cuda_rmsnorm_forward_bf16(uint16_t *out /* (N, C) */, const float *x /* (N, C) */, const float *w /* (C) */,
-                               int N, int C, float eps, cudaStream_t stream);
+ * next product); rstd NULL where no backward follows (inference). */
+void cuda_rmsnorm_forward_bf16(uint16_t *out /* (N, C) */, float *rstd /* (N) or NULL */, const float *x /* (N, C) */,
+                               const float *w /* (C) */, int N, int C, float eps, cudaStream_t stream);
 void cuda_rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const float *dout /* (N, C) */,
                            const float *x /* (N, C) */, const float *w /* (C) */, const float *rstd /* (N) */,
                            int N, int C, bool accumulate_dx, cudaStream_t stream);

@@ -159,16 +159,16 @@ extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, co
     cuda_check_launch();
 }
 
-extern "C" void cuda_rmsnorm_forward_bf16(uint16_t *out, const float *x, const float *w, int N, int C, float eps,
-                                          cudaStream_t stream) {
+extern "C" void cuda_rmsnorm_forward_bf16(uint16_t *out, float *rstd, const float *x, const float *w, int N, int C,
+                                          float eps, cudaStream_t stream) {
     if (N <= 0) return;
     if (C >= NORM_ROW_MIN) {
         launch_dependent("rmsnorm_forward_row_kernel", rmsnorm_forward_row_kernel<__nv_bfloat16>, N,
-                         NORM_ROW_THREADS, 0, stream, (__nv_bfloat16 *)out, (float *)NULL, x, w, C, eps);
+                         NORM_ROW_THREADS, 0, stream, (__nv_bfloat16 *)out, rstd, x, w, C, eps);
         return;
     }
     rmsnorm_forward_kernel<__nv_bfloat16><<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(
-        (__nv_bfloat16 *)out, NULL, x, w, N, C, eps);
+        (__nv_bfloat16 *)out, rstd, x, w, N, C, eps);
     cuda_check_launch();
 }
 

@@ -601,7 +601,7 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
     float *const qkv[3] = {s->q, s->k, s->v};
     const uint16_t *const w_qkv[3] = {wq, wk, wv};
     const int OC_qkv[3] = {QD, KD, KD};
-    if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward_bf16(ln, s->x, ln1_w, R, C, e->eps, q);
+    if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward_bf16(ln, NULL, s->x, ln1_w, R, C, e->eps, q);
     if (pr == PRODUCTS_ROWS_NORMED) {
         cuda_rows_matmul_normed(3, qkv, w_qkv, OC_qkv, s->x, ln1_w, e->eps, R, C, q);
     } else if (pr == PRODUCTS_ROWS) {
@@ -638,7 +638,7 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
 
     /* MLP: the norm, SwiGLU, and the residual: x = res2 + h @ wdown^T */
     uint16_t *h = bf_scratch(e, (size_t)R * I);
-    if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward_bf16(ln, s->res2, ln2_w, R, C, e->eps, q);
+    if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward_bf16(ln, NULL, s->res2, ln2_w, R, C, e->eps, q);
     if (pr == PRODUCTS_ROWS_NORMED || pr == PRODUCTS_ROWS) {
         if (pr == PRODUCTS_ROWS_NORMED) cuda_rows_swiglu_normed(h, wgate, wup, s->res2, ln2_w, e->eps, R, C, I, q);
         else cuda_rows_swiglu(h, wgate, wup, ln, R, C, I, q);

@@ -37,15 +37,28 @@
 #include "model/gpu_mem.h"
 #include "model/layers_cpu.h"
 
+/* A saved activation that only matrix products read (the norms' outputs,
+ * SwiGLU's): fp32 in fp32 math; in bf16 math only its bf16 rounding, the
+ * operand the products take, written by the kernel that computes it (the
+ * same bits as fp32 then cuda_f32_to_bf16, without that pass either way
+ * or the fp32 copy). One of the two is set. */
+typedef struct {
+    float *f32;
+    uint16_t *bf16;
+} Operand;
+
 /* One layer's saved activations on the device (T rows each), as qwen3.c's LayerActs. */
 typedef struct {
-    float *ln1, *rstd1;         /* (T, C), (T) */
+    Operand ln1;                /* (T, C) */
+    float *rstd1;               /* (T) */
     float *q, *k, *v;           /* (T, QD), (T, KD), (T, KD) before the q/k norms */
     float *q_rstd, *k_rstd;     /* (T, NH), (T, NKV) */
     float *qr, *kr;             /* normed and rotated */
     float *att, *att_lse;       /* (T, QD), (T, NH) */
-    float *res2, *ln2, *rstd2;  /* (T, C), (T, C), (T) */
-    float *gate, *up, *h;       /* (T, I) */
+    float *res2, *rstd2;        /* (T, C), (T) */
+    Operand ln2;                /* (T, C) */
+    float *gate, *up;           /* (T, I) */
+    Operand h;                  /* (T, I) */
 } GpuLayer;
 
 /* Device activations and scratch for batches of up to T_cap tokens. */
@@ -55,6 +68,7 @@ typedef struct {
     float *fmem;
     int32_t *imem;
     uint16_t *bmem; /* bf16 operands; NULL in fp32 math */
+    uint16_t *omem; /* the layers' bf16 Operands; NULL in fp32 math */
     GpuLayer *layers; /* (L), host array of device pointers; when recomputing, all alike but att, att_lse */
     float *res;       /* (L + 1, T, C) */
     float *xf, *rstdf;
@@ -160,6 +174,20 @@ static const void *operand(Qwen3Gpu *g, uint16_t *buf, size_t cap, const float *
 static const void *op_a(Qwen3Gpu *g, const float *x, size_t n) { return operand(g, g->acts->bf_a, g->acts->bf_a_n, x, n); }
 static const void *op_b(Qwen3Gpu *g, const float *x, size_t n) { return operand(g, g->acts->bf_b, g->acts->bf_b_n, x, n); }
 
+/* A saved Operand as the products take it (no conversion: it is stored so). */
+static const void *op_saved(const Operand *o) { return o->bf16 ? (const void *)o->bf16 : (const void *)o->f32; }
+
+/* RMSNorm and SwiGLU into a saved Operand, in its dtype. */
+static void norm_into(Qwen3Gpu *g, const Operand *out, float *rstd, const float *x, const float *w, int N, int C,
+                      float eps) {
+    if (out->bf16) cuda_rmsnorm_forward_bf16(out->bf16, rstd, x, w, N, C, eps, g->stream);
+    else cuda_rmsnorm_forward(out->f32, rstd, x, w, N, C, eps, g->stream);
+}
+static void swiglu_into(Qwen3Gpu *g, const Operand *h, const float *gate, const float *up, long n) {
+    if (h->bf16) cuda_swiglu_forward_bf16(h->bf16, gate, up, n, g->stream);
+    else cuda_swiglu_forward(h->f32, gate, up, n, g->stream);
+}
+
 static void refresh_bf16(Qwen3Gpu *g) {
     if (g->math == QWEN3_GPU_BF16) cuda_f32_to_bf16(g->params_bf16, g->params, (long)g->host->num_parameters, g->stream);
 }
@@ -173,12 +201,26 @@ static void acts_free(Qwen3Gpu *g) {
     dev_free(a->fmem);
     dev_free(a->imem);
     dev_free(a->bmem);
+    dev_free(a->omem);
     dev_free(a->lm_stats);
     free(a->layers);
     free(a);
     g->acts = NULL;
     free(g->h_head_rows), free(g->h_pos), free(g->h_seq_of), free(g->h_head_targets);
     free(g->h_rope), free(g->h_head);
+}
+
+/* n values of an Operand: from the bf16 arena *bit when there is one (bf16
+ * math), else from the fp32 arena *it. */
+static Operand operand_carve(float **it, uint16_t **bit, size_t n) {
+    Operand o = {NULL, NULL};
+    if (*bit) {
+        o.bf16 = *bit;
+        *bit += n;
+    } else {
+        o.f32 = carve(it, n);
+    }
+    return o;
 }
 
 /* Device arenas for T tokens and head chunks of `chunk` rows, with their
@@ -198,16 +240,20 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     size_t slots = recompute ? 1 : L;
     /* the attention's output and lse are kept for every layer, recomputing
      * or not (the backward's recomputation skips the attention itself) */
-    size_t per_layer = t * (C + 1 + QD + 2 * KD + NH + NKV + QD + KD + 2 * C + 1 + 3 * I);
+    bool bf16 = g->math == QWEN3_GPU_BF16;
+    size_t per_layer_operands = t * (2 * C + I); /* ln1, ln2, h */
+    size_t per_layer = t * (1 + QD + 2 * KD + NH + NKV + QD + KD + C + 1 + 2 * I) + (bf16 ? 0 : per_layer_operands);
     size_t per_layer_kept = t * (QD + NH);
     size_t total = slots * per_layer + L * per_layer_kept + (L + 1) * t * C + t * C + t + ch * V + t * D +
                    2 * ch * C + 4 * t + 2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH + ch + 2 * D;
     a->fmem = dev_alloc(total * sizeof(float));
     float *it = a->fmem;
+    if (bf16) a->omem = dev_alloc(slots * per_layer_operands * sizeof(uint16_t));
+    uint16_t *bit = a->omem;
     a->layers = xcalloc(L, sizeof *a->layers);
     for (size_t l = 0; l < slots; l++) {
         GpuLayer *y = &a->layers[l];
-        y->ln1 = carve(&it, t * C);
+        y->ln1 = operand_carve(&it, &bit, t * C);
         y->rstd1 = carve(&it, t);
         y->q = carve(&it, t * QD);
         y->k = carve(&it, t * KD);
@@ -217,11 +263,11 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
         y->qr = carve(&it, t * QD);
         y->kr = carve(&it, t * KD);
         y->res2 = carve(&it, t * C);
-        y->ln2 = carve(&it, t * C);
+        y->ln2 = operand_carve(&it, &bit, t * C);
         y->rstd2 = carve(&it, t);
         y->gate = carve(&it, t * I);
         y->up = carve(&it, t * I);
-        y->h = carve(&it, t * I);
+        y->h = operand_carve(&it, &bit, t * I);
     }
     for (size_t l = slots; l < L; l++) a->layers[l] = a->layers[0];
     for (size_t l = 0; l < L; l++) {
@@ -251,7 +297,8 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->delta = carve(&it, t * NH);
     a->lm_max = carve(&it, ch);
     a->dnorm = carve(&it, 2 * D);
-    if ((size_t)(it - a->fmem) != total) die_runtime("qwen3_gpu: activation arena size mismatch");
+    if ((size_t)(it - a->fmem) != total || (size_t)(bit - a->omem) != (bf16 ? slots * per_layer_operands : 0))
+        die_runtime("qwen3_gpu: activation arena size mismatch");
 
     a->imem = dev_alloc((5 * t + 1) * sizeof(int32_t));
     a->tokens = a->imem;
@@ -444,8 +491,8 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     float eps = c->rms_norm_eps;
 
     /* attention */
-    cuda_rmsnorm_forward(a->ln1, a->rstd1, x_in, p->ln1_w + (size_t)l * C, T, C, eps, s);
-    const void *ln1 = op_b(g, a->ln1, (size_t)T * C);
+    norm_into(g, &a->ln1, a->rstd1, x_in, p->ln1_w + (size_t)l * C, T, C, eps);
+    const void *ln1 = op_saved(&a->ln1);
     cuda_matmul_forward(g->blas, a->q, ln1, weight(g, p->wq + (size_t)l * QD * C), g->dt, T, C, QD, s);
     cuda_matmul_forward(g->blas, a->k, ln1, weight(g, p->wk + (size_t)l * KD * C), g->dt, T, C, KD, s);
     cuda_matmul_forward(g->blas, a->v, ln1, weight(g, p->wv + (size_t)l * KD * C), g->dt, T, C, KD, s);
@@ -463,13 +510,13 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
 
     /* MLP: residual, then its norm (residual_rmsnorm_forward) */
     cuda_residual_add(a->res2, x_in, (long)T * C, s);
-    cuda_rmsnorm_forward(a->ln2, a->rstd2, a->res2, p->ln2_w + (size_t)l * C, T, C, eps, s);
-    const void *ln2 = op_b(g, a->ln2, (size_t)T * C);
+    norm_into(g, &a->ln2, a->rstd2, a->res2, p->ln2_w + (size_t)l * C, T, C, eps);
+    const void *ln2 = op_saved(&a->ln2);
     cuda_matmul_forward(g->blas, a->gate, ln2, weight(g, p->wgate + (size_t)l * I * C), g->dt, T, C, I, s);
     cuda_matmul_forward(g->blas, a->up, ln2, weight(g, p->wup + (size_t)l * I * C), g->dt, T, C, I, s);
-    cuda_swiglu_forward(a->h, a->gate, a->up, (long)T * I, s);
+    swiglu_into(g, &a->h, a->gate, a->up, (long)T * I);
     if (!x_out) return;
-    cuda_matmul_forward(g->blas, x_out, op_b(g, a->h, (size_t)T * I), weight(g, p->wdown + (size_t)l * C * I), g->dt,
+    cuda_matmul_forward(g->blas, x_out, op_saved(&a->h), weight(g, p->wdown + (size_t)l * C * I), g->dt,
                         T, I, C, s);
     tp_sum(g, x_out, (size_t)T * C); /* TP: each rank's MLP slice's share of down_proj */
     cuda_residual_add(x_out, a->res2, (long)T * C, s);
@@ -704,10 +751,10 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
 
         /* MLP: dres is the gradient of this layer's output */
         cuda_matmul_backward(g->blas, A->dh, gr->wdown + (size_t)l * C * I, op_a(g, A->dres, (size_t)T * C),
-                             op_b(g, a->h, (size_t)T * I), weight(g, p->wdown + (size_t)l * C * I), dt, T, I, C, false,
+                             op_saved(&a->h), weight(g, p->wdown + (size_t)l * C * I), dt, T, I, C, false,
                              s);
         cuda_swiglu_backward(A->dgate, A->dup, A->dh, a->gate, a->up, (long)T * I, s);
-        const void *ln2 = op_b(g, a->ln2, (size_t)T * C);
+        const void *ln2 = op_saved(&a->ln2);
         cuda_matmul_backward(g->blas, A->dln, gr->wgate + (size_t)l * I * C, op_a(g, A->dgate, (size_t)T * I), ln2,
                              weight(g, p->wgate + (size_t)l * I * C), dt, T, C, I, false, s);
         cuda_matmul_backward(g->blas, A->dln, gr->wup + (size_t)l * I * C, op_a(g, A->dup, (size_t)T * I), ln2,
@@ -741,7 +788,7 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
             cuda_residual_add(gr->q_norm_w + (size_t)l * D, A->dnorm, D, s);
             cuda_residual_add(gr->k_norm_w + (size_t)l * D, A->dnorm + D, D, s);
         }
-        const void *ln1 = op_b(g, a->ln1, (size_t)T * C);
+        const void *ln1 = op_saved(&a->ln1);
         cuda_matmul_backward(g->blas, A->dln, gr->wq + (size_t)l * QD * C, op_a(g, A->dq, (size_t)T * QD), ln1,
                              weight(g, p->wq + (size_t)l * QD * C), dt, T, C, QD, false, s);
         cuda_matmul_backward(g->blas, A->dln, gr->wk + (size_t)l * KD * C, op_a(g, A->dk, (size_t)T * KD), ln1,

@@ -433,6 +433,33 @@ static void test_rows_mma(int N, int IC, const int OC[3]) {
     rows_case_free(&c);
 }
 
+/* RMSNorm with a bf16 output, as the training step saves its norms in bf16
+ * products: the output and rstd against the fp32 kernel's, its output
+ * rounded (exact), on the warp-per-row kernel (C 96) and the block-per-row
+ * one (C 2560). */
+static void test_rmsnorm_bf16_out(void) {
+    int R = 7;
+    const int Cs[2] = {96, 2560};
+    for (int i = 0; i < 2; i++) {
+        int C = Cs[i];
+        float *x = rand_f32((size_t)R * C, 2.0f), *w = rand_f32(C, 1.0f);
+        float *gx = dev_upload(x, (size_t)R * C * 4), *gw = dev_upload(w, (size_t)C * 4);
+        float *gf = dev_alloc((size_t)R * C * 4), *rs_f = dev_alloc((size_t)R * 4), *rs_b = dev_alloc((size_t)R * 4);
+        uint16_t *ga = dev_alloc((size_t)R * C * 2), *gb = dev_alloc((size_t)R * C * 2);
+        cuda_rmsnorm_forward(gf, rs_f, gx, gw, R, C, 1e-6f, 0);
+        cuda_f32_to_bf16(ga, gf, (long)R * C, 0);
+        cuda_rmsnorm_forward_bf16(gb, rs_b, gx, gw, R, C, 1e-6f, 0);
+        char what[64];
+        snprintf(what, sizeof what, "rmsnorm_forward_bf16 C %d: output", C);
+        check_bf16_pair(what, gb, ga, (size_t)R * C, 0.0);
+        float *want = dev_download(rs_f, (size_t)R * 4);
+        snprintf(what, sizeof what, "rmsnorm_forward_bf16 C %d: rstd", C);
+        check_f32(what, rs_b, want, (size_t)R, 0.0);
+        dev_free(gx), dev_free(gw), dev_free(gf), dev_free(rs_f), dev_free(rs_b), dev_free(ga), dev_free(gb);
+        free(x), free(w), free(want);
+    }
+}
+
 /* The inference step's fused stages, on the GPU: the norm and SwiGLU with
  * bf16 outputs against fp32 then the conversion (exact: the same products,
  * rounded once); the q/k norms and RoPE in one launch against the norm and
@@ -457,7 +484,7 @@ static void test_infer_fused(void) {
     uint16_t *ga = dev_alloc((size_t)R * I * 2), *gb = dev_alloc((size_t)R * I * 2);
     cuda_rmsnorm_forward(gf, grs, gx, gw, R, C, eps, 0);
     cuda_f32_to_bf16(ga, gf, (long)R * C, 0);
-    cuda_rmsnorm_forward_bf16(gb, gx, gw, R, C, eps, 0);
+    cuda_rmsnorm_forward_bf16(gb, NULL, gx, gw, R, C, eps, 0);
     check_bf16_pair("rmsnorm_forward_bf16 vs rmsnorm + bf16", gb, ga, (size_t)R * C, 0.0);
     float *gg = dev_upload(gate, (size_t)R * I * 4), *gu = dev_upload(up, (size_t)R * I * 4);
     float *gh = dev_alloc((size_t)R * I * 4);
@@ -832,6 +859,7 @@ int main(void) {
         test_attention_shape("T 67 NH 4 NKV 1 D 256", tiny, 3, 4, 1, 256, dt);
     }
     unsetenv("TAU2_CUDA_ATTENTION");
+    test_rmsnorm_bf16_out();
     test_infer_fused();
     test_decode(4, 2, 64);  /* 16-byte loads from both caches */
     test_decode(8, 2, 128);
