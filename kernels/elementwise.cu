@@ -18,14 +18,17 @@ __global__ static void swiglu_forward_kernel(Out *h, const float *gate, const fl
     }
 }
 
-__global__ static void swiglu_backward_kernel(float *dgate, float *dup, const float *dh, const float *gate,
+/* dgate and dup in fp32, or in bf16 as the gate/up products' backward takes
+ * them (the same bits as fp32 then cuda_f32_to_bf16) */
+template <typename Out>
+__global__ static void swiglu_backward_kernel(Out *dgate, Out *dup, const float *dh, const float *gate,
                                               const float *up, long n) {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         float g = gate[i];
         float s = 1.0f / (1.0f + expf(-g));
         float d = dh[i];
-        dup[i] = d * g * s;
-        dgate[i] = d * up[i] * s * (1.0f + g * (1.0f - s));
+        swiglu_store(dup + i, d * g * s);
+        swiglu_store(dgate + i, d * up[i] * s * (1.0f + g * (1.0f - s)));
     }
 }
 
@@ -48,7 +51,15 @@ extern "C" void cuda_swiglu_forward_bf16(uint16_t *h, const float *gate, const f
 extern "C" void cuda_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up,
                                      long N, cudaStream_t stream) {
     if (N <= 0) return;
-    swiglu_backward_kernel<<<grid_for(N, 256), 256, 0, stream>>>(dgate, dup, dh, gate, up, N);
+    swiglu_backward_kernel<float><<<grid_for(N, 256), 256, 0, stream>>>(dgate, dup, dh, gate, up, N);
+    cuda_check_launch();
+}
+
+extern "C" void cuda_swiglu_backward_bf16(uint16_t *dgate, uint16_t *dup, const float *dh, const float *gate,
+                                          const float *up, long N, cudaStream_t stream) {
+    if (N <= 0) return;
+    swiglu_backward_kernel<__nv_bfloat16><<<grid_for(N, 256), 256, 0, stream>>>(
+        (__nv_bfloat16 *)dgate, (__nv_bfloat16 *)dup, dh, gate, up, N);
     cuda_check_launch();
 }
 

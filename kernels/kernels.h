@@ -87,14 +87,18 @@ void cuda_embedding_backward_shard(float *dtable /* (Vs, C) */, const float *dou
 
 void cuda_rmsnorm_forward(float *out /* (N, C) */, float *rstd /* (N) */, const float *x /* (N, C) */,
                           const float *w /* (C) */, int N, int C, float eps, cudaStream_t stream);
-/* dx (+)= d/dx (accumulate_dx adds into dx); dw += sum over rows of dout * x * rstd. */
 /* The same forward with its output rounded to bf16 (the operand of the
  * next product); rstd NULL where no backward follows (inference). */
 void cuda_rmsnorm_forward_bf16(uint16_t *out /* (N, C) */, float *rstd /* (N) or NULL */, const float *x /* (N, C) */,
                                const float *w /* (C) */, int N, int C, float eps, cudaStream_t stream);
+/* dx (+)= d/dx (accumulate_dx adds into dx); dw += sum over rows of dout * x * rstd. */
 void cuda_rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const float *dout /* (N, C) */,
                            const float *x /* (N, C) */, const float *w /* (C) */, const float *rstd /* (N) */,
                            int N, int C, bool accumulate_dx, cudaStream_t stream);
+/* The weight gradient alone: dw += sum over rows of dout * x * rstd (two
+ * stages, the rows' partial sums in double, the same sum every run). */
+void cuda_rmsnorm_backward_dw(float *dw /* (C) */, const float *dout /* (N, C) */, const float *x /* (N, C) */,
+                              const float *rstd /* (N) */, int N, int C, cudaStream_t stream);
 
 /* ---- matrix products (cuBLAS, twin: matmul_forward/backward) ---- */
 
@@ -164,6 +168,37 @@ void cuda_rope_forward(float *x /* (T, NH, D) */, const int32_t *pos /* (T) */, 
                        const float *sinb /* (P, D/2) */, int T, int NH, int D, cudaStream_t stream);
 void cuda_rope_backward(float *dx /* (T, NH, D) */, const int32_t *pos /* (T) */, const float *cosb,
                         const float *sinb, int T, int NH, int D, cudaStream_t stream);
+
+/* The training step's q/k path (twin: qk_norm_rope_forward/backward): per
+ * head, the RMSNorm then RoPE in one launch, with each head row's rstd;
+ * the values of cuda_rmsnorm_forward then cuda_rope_forward on each, up to
+ * the FMA contraction of a rotation. D even. */
+void cuda_qk_norm_rope_forward(float *qr /* (T, NH, D) */, float *q_rstd /* (T, NH) */,
+                               const float *q /* (T, NH, D) */, const float *q_w /* (D) */, int NH,
+                               float *kr /* (T, NKV, D) */, float *k_rstd /* (T, NKV) */,
+                               const float *k /* (T, NKV, D) */, const float *k_w /* (D) */, int NKV,
+                               const int32_t *pos /* (T) */, const float *cosb /* (P, D/2) */,
+                               const float *sinb /* (P, D/2) */, int T, int D, float eps, cudaStream_t stream);
+/* Its backward: dqr and dkr (the outputs' gradients) rotated back in place,
+ * then dq, dk = the norms' input gradients (overwritten) and dq_w, dk_w +=
+ * their weight gradients; cuda_rope_backward then cuda_rmsnorm_backward on
+ * each. */
+void cuda_qk_norm_rope_backward(float *dq /* (T, NH, D) */, float *dq_w /* (D) */, float *dqr /* (T, NH, D) */,
+                                const float *q /* (T, NH, D) */, const float *q_w /* (D) */,
+                                const float *q_rstd /* (T, NH) */, int NH, float *dk /* (T, NKV, D) */,
+                                float *dk_w /* (D) */, float *dkr /* (T, NKV, D) */, const float *k /* (T, NKV, D) */,
+                                const float *k_w /* (D) */, const float *k_rstd /* (T, NKV) */, int NKV,
+                                const int32_t *pos /* (T) */, const float *cosb, const float *sinb, int T, int D,
+                                cudaStream_t stream);
+/* The same with dq and dk written in bf16 (the q/k products' operands). */
+void cuda_qk_norm_rope_backward_bf16(uint16_t *dq /* (T, NH, D) */, float *dq_w /* (D) */,
+                                     float *dqr /* (T, NH, D) */, const float *q /* (T, NH, D) */,
+                                     const float *q_w /* (D) */, const float *q_rstd /* (T, NH) */, int NH,
+                                     uint16_t *dk /* (T, NKV, D) */, float *dk_w /* (D) */,
+                                     float *dkr /* (T, NKV, D) */, const float *k /* (T, NKV, D) */,
+                                     const float *k_w /* (D) */, const float *k_rstd /* (T, NKV) */, int NKV,
+                                     const int32_t *pos /* (T) */, const float *cosb, const float *sinb, int T,
+                                     int D, cudaStream_t stream);
 
 /* ---- causal GQA attention over packed sequences (twin: attention_forward/backward) ---- */
 
@@ -304,6 +339,9 @@ void cuda_swiglu_forward_bf16(uint16_t *h /* (N) */, const float *gate /* (N) */
                               cudaStream_t stream);
 void cuda_swiglu_backward(float *dgate /* (N) */, float *dup /* (N) */, const float *dh /* (N) */,
                           const float *gate /* (N) */, const float *up /* (N) */, long N, cudaStream_t stream);
+/* dgate and dup rounded to bf16 (the gate/up products' backward operands). */
+void cuda_swiglu_backward_bf16(uint16_t *dgate /* (N) */, uint16_t *dup /* (N) */, const float *dh /* (N) */,
+                               const float *gate /* (N) */, const float *up /* (N) */, long N, cudaStream_t stream);
 /* x += y. */
 void cuda_residual_add(float *x /* (N) */, const float *y /* (N) */, long N, cudaStream_t stream);
 

@@ -172,15 +172,9 @@ extern "C" void cuda_rmsnorm_forward_bf16(uint16_t *out, float *rstd, const floa
     cuda_check_launch();
 }
 
-extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
-                                      const float *rstd, int N, int C, bool accumulate_dx, cudaStream_t stream) {
+extern "C" void cuda_rmsnorm_backward_dw(float *dw, const float *dout, const float *x, const float *rstd, int N, int C,
+                                         cudaStream_t stream) {
     if (N <= 0) return;
-    if (C >= NORM_ROW_MIN)
-        rmsnorm_backward_dx_row_kernel<<<N, NORM_ROW_THREADS, 0, stream>>>(dx, dout, x, w, rstd, C, accumulate_dx);
-    else
-        rmsnorm_backward_dx_kernel<<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(
-            dx, dout, x, w, rstd, N, C, accumulate_dx);
-    cuda_check_launch();
     int chunks = (N + DW_ROWS - 1) / DW_ROWS;
     double *part;
     cuda_check(cudaMallocAsync((void **)&part, (size_t)chunks * C * sizeof(double), stream));
@@ -190,4 +184,16 @@ extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, c
     rmsnorm_dw_finish_kernel<<<(C + 127) / 128, 128, 0, stream>>>(dw, part, chunks, C);
     cuda_check_launch();
     cuda_check(cudaFreeAsync(part, stream));
+}
+
+extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                      const float *rstd, int N, int C, bool accumulate_dx, cudaStream_t stream) {
+    if (N <= 0) return;
+    if (C >= NORM_ROW_MIN)
+        rmsnorm_backward_dx_row_kernel<<<N, NORM_ROW_THREADS, 0, stream>>>(dx, dout, x, w, rstd, C, accumulate_dx);
+    else
+        rmsnorm_backward_dx_kernel<<<(N + NORM_WARPS - 1) / NORM_WARPS, NORM_WARPS * WARP, 0, stream>>>(
+            dx, dout, x, w, rstd, N, C, accumulate_dx);
+    cuda_check_launch();
+    cuda_rmsnorm_backward_dw(dw, dout, x, rstd, N, C, stream);
 }

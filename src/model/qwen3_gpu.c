@@ -9,9 +9,12 @@
  * norm once per step) or hands memory back.
  *
  * bf16 math: the fp32 master weights have a bf16 copy, refreshed after every
- * upload and written by the AdamW update itself, and each product's
- * activation operands are converted into one of two bf16 scratch buffers
- * right before the product (stream order makes the reuse safe).
+ * upload and written by the AdamW update itself. A product's activation
+ * operand is written in bf16 by the kernel that computes it where nothing
+ * else reads it (the norms' and SwiGLU's outputs, saved so; dgate, dup, dq
+ * and dk, into the scratch below), else converted into one of two bf16
+ * scratch buffers right before the product (stream order makes the reuse
+ * safe).
  *
  * Tensor parallelism: the host model is this rank's shard (qwen3.h) and the
  * engine runs qwen3.c's sharded step, with each of its all-reduces (o/down
@@ -80,7 +83,11 @@ typedef struct {
      * [3T, 4T) entropy; read back once per forward, dlogprob and dentropy
      * sent once per backward */
     float *head_vals; /* (4, T) */
-    float *dres, *dln, *dqr, *dq, *datt, *dkr, *dk, *dv, *dgate, *dup, *dh, *delta;
+    float *dres, *dln, *dqr, *datt, *dkr, *dv, *dh, *delta;
+    /* the gradients only products read, as the backward's products take
+     * them: in bf16 math written in bf16 by their kernels into the scratch
+     * (dgate and dq in bf_a, dup and dk in bf_b) */
+    Operand dgate, dup, dq, dk;
     /* TP only: the head's row max (chunk) and row sums (chunk, 3) while
      * they are reduced, and one layer's q/k-norm weight gradients (2, D) */
     float *lm_max, *dnorm;
@@ -188,6 +195,26 @@ static void swiglu_into(Qwen3Gpu *g, const Operand *h, const float *gate, const 
     else cuda_swiglu_forward(h->f32, gate, up, n, g->stream);
 }
 
+/* The backward's SwiGLU into gradient Operands, in their dtype. */
+static void swiglu_backward_into(Qwen3Gpu *g, const Operand *dgate, const Operand *dup, const float *dh,
+                                 const float *gate, const float *up, long n) {
+    if (dgate->bf16) cuda_swiglu_backward_bf16(dgate->bf16, dup->bf16, dh, gate, up, n, g->stream);
+    else cuda_swiglu_backward(dgate->f32, dup->f32, dh, gate, up, n, g->stream);
+}
+/* dqr and dkr (acts) back through RoPE and the q/k norms, into dq and dk. */
+static void qk_backward_into(Qwen3Gpu *g, const Operand *dq, float *dq_w, const float *q, const float *q_w,
+                             const float *q_rstd, const Operand *dk, float *dk_w, const float *k, const float *k_w,
+                             const float *k_rstd) {
+    GpuActs *A = g->acts;
+    int NH = g->host->shard.num_heads, NKV = g->host->shard.num_kv_heads, D = g->host->config.head_dim;
+    if (dq->bf16)
+        cuda_qk_norm_rope_backward_bf16(dq->bf16, dq_w, A->dqr, q, q_w, q_rstd, NH, dk->bf16, dk_w, A->dkr, k, k_w,
+                                        k_rstd, NKV, A->pos, A->rope_cos, A->rope_sin, g->T, D, g->stream);
+    else
+        cuda_qk_norm_rope_backward(dq->f32, dq_w, A->dqr, q, q_w, q_rstd, NH, dk->f32, dk_w, A->dkr, k, k_w, k_rstd,
+                                   NKV, A->pos, A->rope_cos, A->rope_sin, g->T, D, g->stream);
+}
+
 static void refresh_bf16(Qwen3Gpu *g) {
     if (g->math == QWEN3_GPU_BF16) cuda_f32_to_bf16(g->params_bf16, g->params, (long)g->host->num_parameters, g->stream);
 }
@@ -223,6 +250,15 @@ static Operand operand_carve(float **it, uint16_t **bit, size_t n) {
     return o;
 }
 
+/* A gradient Operand of n values: in bf16 math the bf16 scratch (NULL in
+ * fp32 math) it shares with the other users of that scratch, which stream
+ * order keeps apart; else n floats of the arena *it. */
+static Operand grad_operand(float **it, uint16_t *scratch, size_t n) {
+    Operand o = {NULL, scratch};
+    if (!scratch) o.f32 = carve(it, n);
+    return o;
+}
+
 /* Device arenas for T tokens and head chunks of `chunk` rows, with their
  * host staging arrays. recompute: one slot of layer activations for all
  * the layers but the attention's output and lse (qwen3.c's activation
@@ -244,10 +280,21 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     size_t per_layer_operands = t * (2 * C + I); /* ln1, ln2, h */
     size_t per_layer = t * (1 + QD + 2 * KD + NH + NKV + QD + KD + C + 1 + 2 * I) + (bf16 ? 0 : per_layer_operands);
     size_t per_layer_kept = t * (QD + NH);
+    size_t grad_operands = t * (QD + KD + 2 * I); /* dq, dk, dgate, dup */
     size_t total = slots * per_layer + L * per_layer_kept + (L + 1) * t * C + t * C + t + ch * V + t * D +
-                   2 * ch * C + 4 * t + 2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH + ch + 2 * D;
+                   2 * ch * C + 4 * t + 2 * t * C + 2 * t * QD + 2 * t * KD + t * I + t * NH + ch + 2 * D +
+                   (bf16 ? 0 : grad_operands);
     a->fmem = dev_alloc(total * sizeof(float));
     float *it = a->fmem;
+    if (bf16) {
+        /* bf_a: the dout of a product (dlogits, or a (T, width) gradient);
+         * bf_b: its activation input, or a second gradient */
+        a->bf_a_n = max_z(ch * V, t * max_z(max_z(C, QD), I));
+        a->bf_b_n = t * max_z(max_z(C, QD), I);
+        a->bmem = dev_alloc((a->bf_a_n + a->bf_b_n) * sizeof(uint16_t));
+        a->bf_a = a->bmem;
+        a->bf_b = a->bmem + a->bf_a_n;
+    }
     if (bf16) a->omem = dev_alloc(slots * per_layer_operands * sizeof(uint16_t));
     uint16_t *bit = a->omem;
     a->layers = xcalloc(L, sizeof *a->layers);
@@ -286,14 +333,14 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->dres = carve(&it, t * C);
     a->dln = carve(&it, t * C);
     a->dqr = carve(&it, t * QD);
-    a->dq = carve(&it, t * QD);
     a->datt = carve(&it, t * QD);
     a->dkr = carve(&it, t * KD);
-    a->dk = carve(&it, t * KD);
     a->dv = carve(&it, t * KD);
-    a->dgate = carve(&it, t * I);
-    a->dup = carve(&it, t * I);
     a->dh = carve(&it, t * I);
+    a->dgate = grad_operand(&it, a->bf_a, t * I);
+    a->dup = grad_operand(&it, a->bf_b, t * I);
+    a->dq = grad_operand(&it, a->bf_a, t * QD);
+    a->dk = grad_operand(&it, a->bf_b, t * KD);
     a->delta = carve(&it, t * NH);
     a->lm_max = carve(&it, ch);
     a->dnorm = carve(&it, 2 * D);
@@ -307,16 +354,6 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
     a->head_targets = a->seq_start + t + 1; /* (T) */
     if (g->tp) a->lm_stats = dev_alloc(3 * ch * sizeof(double));
-
-    if (g->math == QWEN3_GPU_BF16) {
-        /* bf_a: the dout of a product (dlogits, or a (T, width) gradient);
-         * bf_b: its activation input */
-        a->bf_a_n = max_z(ch * V, t * max_z(max_z(C, QD), I));
-        a->bf_b_n = t * max_z(max_z(C, QD), I);
-        a->bmem = dev_alloc((a->bf_a_n + a->bf_b_n) * sizeof(uint16_t));
-        a->bf_a = a->bmem;
-        a->bf_b = a->bmem + a->bf_a_n;
-    }
     g->acts = a;
     g->h_head_rows = xmalloc(t * sizeof(int32_t));
     g->h_pos = xmalloc(t * sizeof(int32_t));
@@ -496,11 +533,9 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
     cuda_matmul_forward(g->blas, a->q, ln1, weight(g, p->wq + (size_t)l * QD * C), g->dt, T, C, QD, s);
     cuda_matmul_forward(g->blas, a->k, ln1, weight(g, p->wk + (size_t)l * KD * C), g->dt, T, C, KD, s);
     cuda_matmul_forward(g->blas, a->v, ln1, weight(g, p->wv + (size_t)l * KD * C), g->dt, T, C, KD, s);
-    /* per-head q/k RMSNorm (rows of D), then RoPE: qk_norm_rope_forward */
-    cuda_rmsnorm_forward(a->qr, a->q_rstd, a->q, p->q_norm_w + (size_t)l * D, T * NH, D, eps, s);
-    cuda_rmsnorm_forward(a->kr, a->k_rstd, a->k, p->k_norm_w + (size_t)l * D, T * NKV, D, eps, s);
-    cuda_rope_forward(a->qr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
-    cuda_rope_forward(a->kr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);
+    /* per-head q/k RMSNorm (rows of D), then RoPE */
+    cuda_qk_norm_rope_forward(a->qr, a->q_rstd, a->q, p->q_norm_w + (size_t)l * D, NH, a->kr, a->k_rstd, a->k,
+                              p->k_norm_w + (size_t)l * D, NKV, A->pos, A->rope_cos, A->rope_sin, T, D, eps, s);
     if (x_out)
         cuda_attention_forward(a->att, a->att_lse, a->qr, a->kr, a->v, A->seq_of, A->seq_start, T, NH, NKV, D, g->dt,
                                s);
@@ -753,11 +788,11 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
         cuda_matmul_backward(g->blas, A->dh, gr->wdown + (size_t)l * C * I, op_a(g, A->dres, (size_t)T * C),
                              op_saved(&a->h), weight(g, p->wdown + (size_t)l * C * I), dt, T, I, C, false,
                              s);
-        cuda_swiglu_backward(A->dgate, A->dup, A->dh, a->gate, a->up, (long)T * I, s);
+        swiglu_backward_into(g, &A->dgate, &A->dup, A->dh, a->gate, a->up, (long)T * I);
         const void *ln2 = op_saved(&a->ln2);
-        cuda_matmul_backward(g->blas, A->dln, gr->wgate + (size_t)l * I * C, op_a(g, A->dgate, (size_t)T * I), ln2,
+        cuda_matmul_backward(g->blas, A->dln, gr->wgate + (size_t)l * I * C, op_saved(&A->dgate), ln2,
                              weight(g, p->wgate + (size_t)l * I * C), dt, T, C, I, false, s);
-        cuda_matmul_backward(g->blas, A->dln, gr->wup + (size_t)l * I * C, op_a(g, A->dup, (size_t)T * I), ln2,
+        cuda_matmul_backward(g->blas, A->dln, gr->wup + (size_t)l * I * C, op_saved(&A->dup), ln2,
                              weight(g, p->wup + (size_t)l * I * C), dt, T, C, I, true, s);
         tp_sum(g, A->dln, (size_t)T * C); /* TP: this rank's share (column-parallel gate/up) */
         cuda_rmsnorm_backward(A->dres, gr->ln2_w + (size_t)l * C, A->dln, a->res2, p->ln2_w + (size_t)l * C, a->rstd2,
@@ -769,30 +804,29 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
                              false, s);
         cuda_attention_backward(A->dqr, A->dkr, A->dv, A->delta, A->datt, a->att, a->att_lse, a->qr, a->kr, a->v,
                                 A->seq_of, A->seq_start, T, NH, NKV, D, dt, s);
-        /* RoPE back, then the q/k norms (qk_norm_rope_backward) */
-        cuda_rope_backward(A->dqr, A->pos, A->rope_cos, A->rope_sin, T, NH, D, s);
-        cuda_rope_backward(A->dkr, A->pos, A->rope_cos, A->rope_sin, T, NKV, D, s);
-        /* TP: each rank sees its heads only, so its q/k-norm weight
-         * gradients are partial: this backward's part alone is reduced
-         * (the grads may hold earlier micro-batches), then added in */
+        /* RoPE back, then the q/k norms. TP: each rank sees its heads
+         * only, so its q/k-norm weight gradients are partial: this
+         * backward's part alone is reduced (the grads may hold earlier
+         * micro-batches), then added in */
         float *dqn = gr->q_norm_w + (size_t)l * D, *dkn = gr->k_norm_w + (size_t)l * D;
         if (g->tp) {
             cuda_check(cudaMemsetAsync(A->dnorm, 0, 2 * (size_t)D * sizeof(float), s));
             dqn = A->dnorm;
             dkn = A->dnorm + D;
         }
-        cuda_rmsnorm_backward(A->dq, dqn, A->dqr, a->q, p->q_norm_w + (size_t)l * D, a->q_rstd, T * NH, D, false, s);
-        cuda_rmsnorm_backward(A->dk, dkn, A->dkr, a->k, p->k_norm_w + (size_t)l * D, a->k_rstd, T * NKV, D, false, s);
+        qk_backward_into(g, &A->dq, dqn, a->q, p->q_norm_w + (size_t)l * D, a->q_rstd, &A->dk, dkn, a->k,
+                         p->k_norm_w + (size_t)l * D, a->k_rstd);
         if (g->tp) {
             tp_sum(g, A->dnorm, 2 * (size_t)D);
             cuda_residual_add(gr->q_norm_w + (size_t)l * D, A->dnorm, D, s);
             cuda_residual_add(gr->k_norm_w + (size_t)l * D, A->dnorm + D, D, s);
         }
         const void *ln1 = op_saved(&a->ln1);
-        cuda_matmul_backward(g->blas, A->dln, gr->wq + (size_t)l * QD * C, op_a(g, A->dq, (size_t)T * QD), ln1,
+        cuda_matmul_backward(g->blas, A->dln, gr->wq + (size_t)l * QD * C, op_saved(&A->dq), ln1,
                              weight(g, p->wq + (size_t)l * QD * C), dt, T, C, QD, false, s);
-        cuda_matmul_backward(g->blas, A->dln, gr->wk + (size_t)l * KD * C, op_a(g, A->dk, (size_t)T * KD), ln1,
+        cuda_matmul_backward(g->blas, A->dln, gr->wk + (size_t)l * KD * C, op_saved(&A->dk), ln1,
                              weight(g, p->wk + (size_t)l * KD * C), dt, T, C, KD, true, s);
+        /* dv into bf_a after dq's product (stream order) */
         cuda_matmul_backward(g->blas, A->dln, gr->wv + (size_t)l * KD * C, op_a(g, A->dv, (size_t)T * KD), ln1,
                              weight(g, p->wv + (size_t)l * KD * C), dt, T, C, KD, true, s);
         tp_sum(g, A->dln, (size_t)T * C); /* TP: this rank's share (column-parallel q/k/v) */

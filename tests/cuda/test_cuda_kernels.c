@@ -433,6 +433,83 @@ static void test_rows_mma(int N, int IC, const int OC[3]) {
     rows_case_free(&c);
 }
 
+/* The training step's fused q/k path against its CPU twin (the CPU's
+ * qk_norm_rope_forward/backward, themselves the bits of the separate norm
+ * and rotation), at head_dims whose half is a multiple of the warp (128,
+ * 64), less than one (32: lanes read columns another lane rotated) and
+ * odd (18); the bf16 dq/dk are the fp32 launch's values rounded (exact). */
+static void test_qk_norm_rope(int D) {
+    int lens[3] = {40, 1, 26}, NH = 4, NKV = 2, P = 64;
+    float eps = 1e-6f;
+    int32_t *seq_of, *seq_start, *pos;
+    int T = pack(lens, 3, &seq_of, &seq_start, &pos);
+    size_t nq = (size_t)T * NH * D, nk = (size_t)T * NKV * D;
+    float *cosb = xmalloc((size_t)P * D / 2 * 4), *sinb = xmalloc((size_t)P * D / 2 * 4);
+    rope_tables(cosb, sinb, P, D, 1e6);
+    float *q = rand_f32(nq, 2.0f), *k = rand_f32(nk, 2.0f), *qw = rand_f32(D, 1.5f), *kw = rand_f32(D, 1.5f);
+    float *dqr = rand_f32(nq, 1.0f), *dkr = rand_f32(nk, 1.0f), *dqw = rand_f32(D, 1.0f), *dkw = rand_f32(D, 1.0f);
+    float *qr = xmalloc(nq * 4), *kr = xmalloc(nk * 4), *qrs = xmalloc((size_t)T * NH * 4);
+    float *krs = xmalloc((size_t)T * NKV * 4), *dq = xmalloc(nq * 4), *dk = xmalloc(nk * 4);
+    float *gq = dev_upload(q, nq * 4), *gk = dev_upload(k, nk * 4), *gqw = dev_upload(qw, (size_t)D * 4);
+    float *gkw = dev_upload(kw, (size_t)D * 4), *gc = dev_upload(cosb, (size_t)P * D / 2 * 4);
+    float *gs = dev_upload(sinb, (size_t)P * D / 2 * 4);
+    int32_t *gpos = dev_upload(pos, (size_t)T * 4);
+    float *gqr = dev_alloc(nq * 4), *gkr = dev_alloc(nk * 4), *gqrs = dev_alloc((size_t)T * NH * 4);
+    float *gkrs = dev_alloc((size_t)T * NKV * 4);
+    float *gdqr = dev_upload(dqr, nq * 4), *gdkr = dev_upload(dkr, nk * 4), *gdqr2 = dev_upload(dqr, nq * 4);
+    float *gdkr2 = dev_upload(dkr, nk * 4), *gdqw = dev_upload(dqw, (size_t)D * 4), *gdkw = dev_upload(dkw, (size_t)D * 4);
+    float *gdqw2 = dev_upload(dqw, (size_t)D * 4), *gdkw2 = dev_upload(dkw, (size_t)D * 4);
+    float *gdq = dev_alloc(nq * 4), *gdk = dev_alloc(nk * 4);
+    uint16_t *want_q = dev_alloc(nq * 2), *want_k = dev_alloc(nk * 2), *got_q = dev_alloc(nq * 2);
+    uint16_t *got_k = dev_alloc(nk * 2);
+    char what[96];
+
+    qk_norm_rope_forward(qr, qrs, q, qw, NH, kr, krs, k, kw, NKV, pos, cosb, sinb, T, D, eps);
+    cuda_qk_norm_rope_forward(gqr, gqrs, gq, gqw, NH, gkr, gkrs, gk, gkw, NKV, gpos, gc, gs, T, D, eps, 0);
+    snprintf(what, sizeof what, "qk_norm_rope_forward D %d: q", D);
+    check_f32(what, gqr, qr, nq, 1e-6);
+    snprintf(what, sizeof what, "qk_norm_rope_forward D %d: k", D);
+    check_f32(what, gkr, kr, nk, 1e-6);
+    snprintf(what, sizeof what, "qk_norm_rope_forward D %d: rstd", D);
+    check_f32(what, gqrs, qrs, (size_t)T * NH, 1e-6);
+    check_f32(what, gkrs, krs, (size_t)T * NKV, 1e-6);
+
+    qk_norm_rope_backward(dq, dqw, dqr, q, qw, qrs, NH, dk, dkw, dkr, k, kw, krs, NKV, pos, cosb, sinb, T, D);
+    cuda_qk_norm_rope_backward(gdq, gdqw, gdqr, gq, gqw, gqrs, NH, gdk, gdkw, gdkr, gk, gkw, gkrs, NKV, gpos, gc, gs, T,
+                               D, 0);
+    snprintf(what, sizeof what, "qk_norm_rope_backward D %d: dq", D);
+    check_f32(what, gdq, dq, nq, 1e-5);
+    snprintf(what, sizeof what, "qk_norm_rope_backward D %d: dk", D);
+    check_f32(what, gdk, dk, nk, 1e-5);
+    snprintf(what, sizeof what, "qk_norm_rope_backward D %d: dqr, dkr rotated back", D);
+    check_f32(what, gdqr, dqr, nq, 1e-6);
+    check_f32(what, gdkr, dkr, nk, 1e-6);
+    snprintf(what, sizeof what, "qk_norm_rope_backward D %d: dq_w, dk_w (+=)", D);
+    check_f32(what, gdqw, dqw, (size_t)D, 1e-5);
+    check_f32(what, gdkw, dkw, (size_t)D, 1e-5);
+
+    cuda_f32_to_bf16(want_q, gdq, (long)nq, 0);
+    cuda_f32_to_bf16(want_k, gdk, (long)nk, 0);
+    cuda_qk_norm_rope_backward_bf16(got_q, gdqw2, gdqr2, gq, gqw, gqrs, NH, got_k, gdkw2, gdkr2, gk, gkw, gkrs, NKV,
+                                    gpos, gc, gs, T, D, 0);
+    snprintf(what, sizeof what, "qk_norm_rope_backward_bf16 D %d: dq", D);
+    check_bf16_pair(what, got_q, want_q, nq, 0.0);
+    snprintf(what, sizeof what, "qk_norm_rope_backward_bf16 D %d: dk", D);
+    check_bf16_pair(what, got_k, want_k, nk, 0.0);
+    float *h_dqw = dev_download(gdqw, (size_t)D * 4), *h_dkw = dev_download(gdkw, (size_t)D * 4);
+    snprintf(what, sizeof what, "qk_norm_rope_backward_bf16 D %d: dq_w, dk_w", D);
+    check_f32(what, gdqw2, h_dqw, (size_t)D, 0.0);
+    check_f32(what, gdkw2, h_dkw, (size_t)D, 0.0);
+
+    dev_free(gq), dev_free(gk), dev_free(gqw), dev_free(gkw), dev_free(gc), dev_free(gs), dev_free(gpos);
+    dev_free(gqr), dev_free(gkr), dev_free(gqrs), dev_free(gkrs), dev_free(gdqr), dev_free(gdkr), dev_free(gdqr2);
+    dev_free(gdkr2), dev_free(gdqw), dev_free(gdkw), dev_free(gdqw2), dev_free(gdkw2), dev_free(gdq), dev_free(gdk);
+    dev_free(want_q), dev_free(want_k), dev_free(got_q), dev_free(got_k);
+    free(cosb), free(sinb), free(q), free(k), free(qw), free(kw), free(dqr), free(dkr), free(dqw), free(dkw);
+    free(qr), free(kr), free(qrs), free(krs), free(dq), free(dk), free(h_dqw), free(h_dkw);
+    free(seq_of), free(seq_start), free(pos);
+}
+
 /* RMSNorm with a bf16 output, as the training step saves its norms in bf16
  * products: the output and rstd against the fp32 kernel's, its output
  * rounded (exact), on the warp-per-row kernel (C 96) and the block-per-row
@@ -458,6 +535,27 @@ static void test_rmsnorm_bf16_out(void) {
         dev_free(gx), dev_free(gw), dev_free(gf), dev_free(rs_f), dev_free(rs_b), dev_free(ga), dev_free(gb);
         free(x), free(w), free(want);
     }
+}
+
+/* The SwiGLU backward's dgate and dup written in bf16 by the kernel (the
+ * operands of the gate/up products' backward in bf16 math): the fp32
+ * kernel's values rounded, exactly. */
+static void test_swiglu_backward_bf16(void) {
+    long N = 33L * 200 + 3;
+    float *gate = rand_f32((size_t)N, 6.0f), *up = rand_f32((size_t)N, 2.0f), *dh = rand_f32((size_t)N, 1.0f);
+    float *gg = dev_upload(gate, (size_t)N * 4), *gu = dev_upload(up, (size_t)N * 4), *gdh = dev_upload(dh, (size_t)N * 4);
+    float *gdg = dev_alloc((size_t)N * 4), *gdu = dev_alloc((size_t)N * 4);
+    uint16_t *want_g = dev_alloc((size_t)N * 2), *want_u = dev_alloc((size_t)N * 2);
+    uint16_t *got_g = dev_alloc((size_t)N * 2), *got_u = dev_alloc((size_t)N * 2);
+    cuda_swiglu_backward(gdg, gdu, gdh, gg, gu, N, 0);
+    cuda_f32_to_bf16(want_g, gdg, N, 0);
+    cuda_f32_to_bf16(want_u, gdu, N, 0);
+    cuda_swiglu_backward_bf16(got_g, got_u, gdh, gg, gu, N, 0);
+    check_bf16_pair("swiglu_backward_bf16 dgate", got_g, want_g, (size_t)N, 0.0);
+    check_bf16_pair("swiglu_backward_bf16 dup", got_u, want_u, (size_t)N, 0.0);
+    dev_free(gg), dev_free(gu), dev_free(gdh), dev_free(gdg), dev_free(gdu);
+    dev_free(want_g), dev_free(want_u), dev_free(got_g), dev_free(got_u);
+    free(gate), free(up), free(dh);
 }
 
 /* The inference step's fused stages, on the GPU: the norm and SwiGLU with
@@ -840,6 +938,10 @@ int main(void) {
     test_rows_mma(17, 1024, oc_odd);
     test_rows_mma(32, 2560, oc_m);
     test_rope();
+    test_qk_norm_rope(128);
+    test_qk_norm_rope(64);
+    test_qk_norm_rope(32);
+    test_qk_norm_rope(18);
     test_mma_layout();
     int tiny[3] = {40, 1, 26}, mid[4] = {150, 33, 100, 17};
     /* many short sequences: tiles of 64 (and warps' 16 rows) straddle several */
@@ -860,6 +962,7 @@ int main(void) {
     }
     unsetenv("TAU2_CUDA_ATTENTION");
     test_rmsnorm_bf16_out();
+    test_swiglu_backward_bf16();
     test_infer_fused();
     test_decode(4, 2, 64);  /* 16-byte loads from both caches */
     test_decode(8, 2, 128);
