@@ -910,9 +910,56 @@ static void test_adamw(void) {
     check_f32("adamw v", gv, m->v_memory, n, 1e-6);
     cuda_f32_to_bf16(gpb_zero, gp, (long)n, 0);
     check_bf16_pair("adamw bf16 copy = bf16 of the new weights", gpb, gpb_zero, n, 0.0);
-    dev_free(gp), dev_free(gg), dev_free(gm), dev_free(gv), dev_free(gnorm), dev_free(gscale), dev_free(gss);
+    dev_free(gp), dev_free(gg), dev_free(gm), dev_free(gv), dev_free(gnorm), dev_free(gscale);
     dev_free(gpb), dev_free(gpb_zero);
     qwen3_free(m);
+
+    /* The kernels' two paths: 16-byte aligned tensors four values at a
+     * time (with a tail), others one at a time. The same values at offset
+     * 0 and at offset 1 (misaligned) must update to the same bits; the sum
+     * of squares, whole chunks read four at a time, must match the host's
+     * double sum either way. */
+    size_t na = 3 * 65536 + 4099;
+    float *hp = rand_f32(na, 0.5f), *hg = rand_f32(na, 0.01f), *hm = rand_f32(na, 0.01f), *hv = rand_f32(na, 1e-4f);
+    for (size_t i = 0; i < na; i++) hv[i] = fabsf(hv[i]);
+    float *bufs[2][4];
+    uint16_t *pbs[2];
+    for (int at = 0; at < 2; at++) {
+        const float *src[4] = {hp, hg, hm, hv};
+        for (int k = 0; k < 4; k++) {
+            bufs[at][k] = dev_alloc((na + 1) * 4);
+            cuda_check(cudaMemcpy(bufs[at][k] + at, src[k], na * 4, cudaMemcpyHostToDevice));
+        }
+        pbs[at] = dev_alloc((na + 1) * 2);
+        cuda_adamw_update(bufs[at][0] + at, pbs[at] + at, bufs[at][1] + at, bufs[at][2] + at, bufs[at][3] + at, na,
+                          NULL, 1e-3f, 0.9f, 0.98f, 1e-8f, 0.1f, 0.1, 0.02, 0);
+    }
+    const char *names[4] = {"params", "g (unchanged)", "m", "v"};
+    for (int k = 0; k < 4; k++) {
+        float *aligned = dev_download(bufs[0][k], na * 4);
+        char what[64];
+        snprintf(what, sizeof what, "adamw aligned vs misaligned: %s", names[k]);
+        check_f32(what, bufs[1][k] + 1, aligned, na, 0.0);
+        free(aligned);
+    }
+    check_bf16_pair("adamw aligned vs misaligned: bf16 copy", pbs[1] + 1, pbs[0], na, 0.0);
+    double want = 0.0;
+    for (size_t i = 0; i < na; i++) want += (double)hg[i] * hg[i];
+    for (int at = 0; at < 2; at++) {
+        cuda_sum_squares(gss, bufs[at][1] + at, na, false, 0);
+        double got;
+        cuda_check(cudaMemcpy(&got, gss, sizeof got, cudaMemcpyDeviceToHost));
+        bool ok = fabs(got - want) <= 1e-12 * want;
+        printf("%-4s sum of squares, %s: rel err %.3e (tol 1e-12)\n", ok ? "ok" : "FAIL",
+               at ? "misaligned" : "aligned", fabs(got - want) / want);
+        if (!ok) g_failures++;
+    }
+    for (int at = 0; at < 2; at++) {
+        for (int k = 0; k < 4; k++) dev_free(bufs[at][k]);
+        dev_free(pbs[at]);
+    }
+    dev_free(gss);
+    free(hp), free(hg), free(hm), free(hv);
 }
 
 int main(void) {
