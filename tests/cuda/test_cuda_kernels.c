@@ -104,6 +104,10 @@ static void test_convert(void) {
     cuda_f32_to_bf16(db, dx, n, 0);
     cuda_bf16_to_f32(dy, db, n, 0);
     check_f32("f32 -> bf16 -> f32 (round to nearest even)", dy, ref, (size_t)n, 0.0);
+    /* from a misaligned start: the one-value-a-thread kernel throughout */
+    cuda_f32_to_bf16(db, dx + 1, n - 1, 0);
+    cuda_bf16_to_f32(dy, db, n - 1, 0);
+    check_f32("f32 -> bf16 -> f32, misaligned input", dy, ref + 1, (size_t)n - 1, 0.0);
     dev_free(dx), dev_free(dy), dev_free(db);
     free(x), free(ref);
 }
