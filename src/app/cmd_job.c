@@ -56,6 +56,7 @@ int cmd_run_config(const char *path, int argc, char **argv) {
     error_set_quiet_input(0);
     const char *out = cli_opt(argc, argv, "--output-dir");
     if (out) {
+        if (!*out) die_input("run: --output-dir: expected a directory name, got an empty string");
         free(cfg.output_dir);
         cfg.output_dir = xstrdup(out);
     }

@@ -266,7 +266,7 @@ static void field_expected(const JobField *f, char *buf, size_t n) {
                 used += (size_t)snprintf(buf + used, n - used, "%s \"%s\"", c == f->choices ? "" : ",", *c);
             if (f->nullable && used < n) snprintf(buf + used, n - used, " or null");
         } else {
-            snprintf(buf, n, f->nullable ? "a string or null" : "a string");
+            snprintf(buf, n, f->nullable ? "a non-empty string or null" : "a non-empty string");
         }
         return;
     case F_BOOL: snprintf(buf, n, "true or false"); return;
@@ -310,7 +310,8 @@ static void job_field_set(JobConfig *cfg, const JobField *f, const cJSON *v, con
             return;
         }
         if (cJSON_IsNull(v) && f->nullable) return;
-        if (!cJSON_IsString(v)) field_error(path, f->key, expected, v);
+        /* every string key names a path, a name or a choice: none is empty */
+        if (!cJSON_IsString(v) || !*v->valuestring) field_error(path, f->key, expected, v);
         if (f->choices) {
             const char *const *c = f->choices;
             while (*c && strcmp(*c, v->valuestring) != 0) c++;
@@ -481,8 +482,11 @@ static void eval_parse_path(const char *text, const char *where, const char *pat
     d->slice_hi = bound[1];
 }
 
+/* A dataset's name is a directory under eval/step_N/: not "." or "..",
+ * and short enough for any filesystem's name limit with room to spare. */
 static bool eval_name_ok(const char *s) {
-    if (!*s) return false;
+    size_t n = strlen(s);
+    if (n == 0 || n > 128 || !strcmp(s, ".") || !strcmp(s, "..")) return false;
     for (; *s; s++)
         if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-' || *s == '.')) return false;
     return true;
@@ -533,7 +537,9 @@ static void config_load_eval(JobConfig *cfg, const cJSON *ev, const char *path) 
         char sub[128];
         snprintf(sub, sizeof sub, "%s.name", field);
         if (!d->name || !eval_name_ok(d->name))
-            field_error(path, sub, "a name of letters, digits, '_', '-' and '.' (it names files and metrics)",
+            field_error(path, sub,
+                        "a name of up to 128 letters, digits, '_', '-' and '.', not \".\" or \"..\" (it names "
+                        "files and metrics)",
                         json_get(x, "name"));
         for (int k = 0; k < i; k++)
             if (strcmp(cfg->eval_datasets[k].name, d->name) == 0)

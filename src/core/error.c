@@ -164,6 +164,10 @@ int file_write_atomic(const char *path, const void *data, size_t len, char *err,
 }
 
 int dir_create_all(const char *path, char *err, size_t errlen) {
+    if (!*path) {
+        snprintf(err, errlen, "cannot create a directory with an empty name");
+        return -1;
+    }
     char *p = xstrdup(path);
     int rc = 0;
     for (char *s = p + 1; *s; s++) {

@@ -113,9 +113,10 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void mkdir_p(const char *path) {
+/* A directory of the run: its failure is the config's output_dir's. */
+static void mkdir_run(const JobConfig *c, const char *path) {
     char err[1024];
-    if (dir_create_all(path, err, sizeof err) != 0) die_input("%s", err);
+    if (dir_create_all(path, err, sizeof err) != 0) die_input("%s: field 'output_dir': %s", c->path, err);
 }
 
 /* dir + "/" + name (name may be NULL) into out; paths too long for out
@@ -465,13 +466,52 @@ static void save_checkpoint(Job *j) {
     free_full(vv, m->n_tensors);
 }
 
+/* The top-level keys in which the job config a checkpoint was saved with
+ * (its config attribute's "job") and the one running now differ, into out
+ * as "a, b" (empty when none). A resumed run may change its config, as
+ * slime's may; this says so rather than letting it pass unseen. */
+static void config_changes(const char *saved, const char *now, char *out, size_t n) {
+    out[0] = '\0';
+    char err[256];
+    cJSON *ck = json_parse(saved, strlen(saved), "checkpoint config", err, sizeof err);
+    cJSON *cur = json_parse(now, strlen(now), "config", err, sizeof err);
+    const cJSON *old = ck ? cJSON_GetObjectItemCaseSensitive(ck, "job") : NULL;
+    if (cJSON_IsObject(old) && cJSON_IsObject(cur)) {
+        const cJSON *sides[2] = {old, cur};
+        for (int s = 0; s < 2; s++) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, sides[s]) {
+                const cJSON *other = cJSON_GetObjectItemCaseSensitive(sides[1 - s], it->string);
+                if (s == 1 && other) continue; /* keys in both: compared once, from the saved side */
+                if (other && cJSON_Compare(it, other, true)) continue;
+                size_t used = strlen(out);
+                snprintf(out + used, n - used, "%s%s", used ? ", " : "", it->string);
+            }
+        }
+    }
+    cJSON_Delete(ck);
+    cJSON_Delete(cur);
+}
+
 /* Resume from ckpt/latest when there is one. Every trainer rank loads it and
  * keeps its shard. Returns true when resumed. The step and cursor reach the
  * other ranks from world rank 0. */
 static bool load_checkpoint(Job *j) {
     char path[2048], err[2048];
     int64_t state[4] = {-1, 0, 0, 0}; /* step, cursor, adam_step, opt_steps */
-    if (j->lay.is_trainer && ckpt_latest(j->ckpt_dir, path, sizeof path, err, sizeof err) == 0) {
+    bool have = false;
+    if (j->lay.is_trainer) {
+        have = ckpt_latest(j->ckpt_dir, path, sizeof path, err, sizeof err) == 0;
+        /* a marker that names no readable checkpoint is a run that cannot
+         * be resumed as it stands; starting over would overwrite its
+         * metrics and checkpoints */
+        char marker[2048];
+        snprintf(marker, sizeof marker, "%s/%s", j->ckpt_dir, CKPT_LATEST);
+        if (!have && access(marker, F_OK) == 0)
+            die_input("resume: %s (point it at a checkpoint of %s, or remove it to start the run over)", err,
+                      j->ckpt_dir);
+    }
+    if (have) {
         Qwen3 *m = j->policy;
         int n = m->n_tensors;
         float **w = xcalloc((size_t)n, sizeof *w), **mm = xcalloc((size_t)n, sizeof *mm),
@@ -499,6 +539,13 @@ static bool load_checkpoint(Job *j) {
         }
         m->adam_step = (int)st.adam_step;
         state[0] = st.step, state[1] = st.data_cursor, state[2] = st.adam_step, state[3] = st.adam_step;
+        if (j->lay.world_rank == 0 && st.config_json) {
+            char changed[1024];
+            config_changes(st.config_json, j->cfg->json, changed, sizeof changed);
+            if (changed[0])
+                fprintf(stderr, "warning: resuming from %s with a config that differs from the one it was saved "
+                        "with, in: %s\n", path, changed);
+        }
         ckpt_state_free(&st);
         free(tw), free(tm), free(tv);
         free_full(w, n), free_full(mm, n), free_full(vv, n);
@@ -1234,8 +1281,8 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     path_join(j->ckpt_dir, sizeof j->ckpt_dir, j->run_dir, "ckpt");
     path_join(j->rollout_dir, sizeof j->rollout_dir, j->run_dir, "rollouts");
     if (j->root) {
-        mkdir_p(j->ckpt_dir);
-        mkdir_p(j->rollout_dir);
+        mkdir_run(cfg, j->ckpt_dir);
+        mkdir_run(cfg, j->rollout_dir);
     }
     comm_barrier(world);
     j->work = comm_split(world, j->lay.is_user_sim, world->rank);

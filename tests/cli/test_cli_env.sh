@@ -74,6 +74,9 @@ done
 head -1 "$TMP/prep/telecom_test_tasks.jsonl" | grep -q '^{"index": 0, "metadata": {"domain": "telecom", "task_split": "test", "task_id": '
 check "prepare row format" $?
 expect_exit prepare-bad-domain 2 "unknown domain 'bank'" "$BIN" prepare --output-dir "$TMP/p2" --domains bank
+expect_exit prepare-empty-dir 2 "empty name" "$BIN" prepare --output-dir ""
+expect_exit oracle-max-steps-not-integer 2 "--max-steps: expected a positive integer, got '5abc'" \
+  "$BIN" oracle --domain mock --task create_task_1 --max-steps 5abc
 
 # config jobs: the default job, and config errors.
 cat >"$TMP/job.json" <<JSON

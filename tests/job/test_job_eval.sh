@@ -64,6 +64,9 @@ expect_exit "a dataset without a domain is named" 2 "eval dataset 'multi_domain'
   "$BIN" "$TMP/bad1.json" --output-dir "$TMP/x"
 eval_config "$TMP/bad2.json" small eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl@[0:x]\"}]}"
 expect_exit "a malformed slice" 2 "field 'eval.datasets[0].path': expected" "$BIN" "$TMP/bad2.json" --output-dir "$TMP/x"
+eval_config "$TMP/bad5.json" small eval="{\"datasets\": [{\"name\": \"..\", \"path\": \"$TMP/ids.jsonl\"}]}"
+expect_exit "a dataset named '..' (a directory above its own)" 2 "field 'eval.datasets[0].name': expected" \
+  "$BIN" "$TMP/bad5.json" --output-dir "$TMP/x"
 eval_config "$TMP/bad3.json" small eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\", \"task_splt\": \"test\"}}]}"
 expect_exit "an unknown override key, the nearest suggested" 2 "task_split" "$BIN" "$TMP/bad3.json" --output-dir "$TMP/x"
 eval_config "$TMP/bad4.json" small eval="{\"datasets\": [{\"name\": \"a\", \"path\": \"$TMP/ids.jsonl\", \"metadata_overrides\": {\"domain\": \"airline\"}}]}"

@@ -30,10 +30,29 @@ mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/b" >"$TMP/log.b2" 2>&1
 check "rerunning the same command exits 0" $?
 grep -q "resumed from" "$TMP/log.b2"
 check "the rerun resumed from a checkpoint" $?
+grep -q "differs from the one it was saved with" "$TMP/log.b2"
+check "the rerun with the same config warns of no change" $((1 - $?))
 left=$(find "$TMP/b" -name "*.tmp*" | wc -l)
 check "no temporary file left ($left)" "$left"
 checkpoints_load "$BIN" "$TMP/b"
 same_weights "$BIN" "final weights bit-identical to the uninterrupted run" "$TMP/a" "$TMP/b"
+
+# A marker that names no checkpoint: exit 2 naming it, and the run's files
+# untouched (starting over would overwrite its metrics and checkpoints).
+cp -r "$TMP/a" "$TMP/d"
+echo step_999999.h5 >"$TMP/d/ckpt/latest"
+expect_exit "a dangling ckpt/latest is refused" 2 "step_999999.h5, which cannot be read" \
+  mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/d"
+cmp -s "$TMP/a/metrics.jsonl" "$TMP/d/metrics.jsonl"
+check "metrics.jsonl untouched by the refused run" $?
+expect_exit "an empty --output-dir is refused" 2 "--output-dir: expected a directory name" \
+  "$BIN" "$TMP/cfg.json" --output-dir ""
+
+# Resuming with a changed config is allowed, and said.
+cp -r "$TMP/a" "$TMP/e"
+tiny_config "$TMP/cfg_lr.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 num_rollout=3 save_interval=1 keep_checkpoints=20 lr=0.5
+expect_exit "a resumed run with a changed config warns, naming the key" 0 "differs from the one it was saved with, in: lr" \
+  mpirun_np 2 "$BIN" "$TMP/cfg_lr.json" --output-dir "$TMP/e"
 
 # SIGUSR1 to one rank during the GRPO phase.
 tiny_config "$TMP/cfg_c.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 num_rollout=3 save_interval=0

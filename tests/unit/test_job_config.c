@@ -321,7 +321,9 @@ static void test_wrong_types_and_ranges(void **state) {
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"kl_coef\": NaN}", "field 'kl_coef'", "got NaN", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"colocate\": \"yes\"}", "field 'colocate'", "true or false",
                  NULL);
-    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"model\": 7}", "field 'model'", "a string", "got 7", NULL);
+    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"model\": 7}", "field 'model'", "a non-empty string", "got 7", NULL);
+    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"output_dir\": \"\"}", "field 'output_dir'", "a non-empty string",
+                 "got \"\"", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"seed\": -1}", "field 'seed'", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"tokenizer\": null}", "field 'tokenizer'", "got null", NULL);
 }
