@@ -1,7 +1,5 @@
 /* adamw.cu — global gradient norm, clipping factor and the AdamW update on
  * fp32 master weights and moments (the formula of qwen3_adamw_step). */
-#include <string.h>
-
 #include <cuda_bf16.h>
 
 #include "common.cuh"
@@ -22,7 +20,7 @@ __global__ __launch_bounds__(SS_THREADS) static void sum_squares_partial_kernel(
     __shared__ double sh[WARP];
     size_t i0 = (size_t)blockIdx.x * SS_CHUNK, i1 = i0 + SS_CHUNK < n ? i0 + SS_CHUNK : n;
     double s = 0.0;
-    if ((uintptr_t)g % 16 == 0 && i1 - i0 == SS_CHUNK) { /* a whole aligned chunk (SS_CHUNK % 4 == 0) */
+    if (aligned16(g) && i1 - i0 == SS_CHUNK) { /* a whole aligned chunk (SS_CHUNK % 4 == 0) */
         const float4 *g4 = (const float4 *)(g + i0);
         const int per_round = 4 * SS_THREADS;
         for (int j = threadIdx.x; j < SS_CHUNK / 4; j += per_round) {
@@ -104,13 +102,7 @@ __global__ static void adamw4_kernel(float4 *p, uint2 *pb, const float4 *g, floa
         pi.z = adamw_one(pi.z, gi.z, &mi.z, &vi.z, sc, a);
         pi.w = adamw_one(pi.w, gi.w, &mi.w, &vi.w, sc, a);
         p[i] = pi, m[i] = mi, v[i] = vi;
-        if (pb) {
-            __nv_bfloat16 b4[4] = {__float2bfloat16_rn(pi.x), __float2bfloat16_rn(pi.y), __float2bfloat16_rn(pi.z),
-                                   __float2bfloat16_rn(pi.w)};
-            uint2 packed;
-            memcpy(&packed, b4, sizeof packed);
-            pb[i] = packed;
-        }
+        if (pb) pb[i] = bf16x4_pack(pi);
     }
 }
 
@@ -144,8 +136,7 @@ extern "C" void cuda_adamw_update(float *p, uint16_t *p_bf16, const float *g, fl
     a.decay = (float)(1.0 - (double)lr * weight_decay);
     a.step_size = (float)((double)lr / bc1), a.bc2_sqrt = (float)sqrt(bc2);
     size_t n4 = 0;
-    if (aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v) &&
-        (uintptr_t)p_bf16 % 8 == 0) {
+    if (aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v) && aligned8(p_bf16)) {
         n4 = n / 4;
         if (n4 > 0) {
             adamw4_kernel<<<grid_for((long)n4, 256), 256, 0, stream>>>(

@@ -5,7 +5,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "kernels.h"
@@ -78,8 +80,19 @@ __device__ __forceinline__ void bf16x8_unpack(float (&out)[8], uint4 u) {
     }
 }
 
-/* Whether p suits 16-byte vector loads. */
-static inline bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+/* Whether p suits 16-byte (8-byte) vector loads and stores. */
+__host__ __device__ static inline bool aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+__host__ __device__ static inline bool aligned8(const void *p) { return (uintptr_t)p % 8 == 0; }
+
+/* Four fp32 values rounded to bf16 (nearest even), packed in memory order
+ * for one 8-byte store. */
+__device__ __forceinline__ uint2 bf16x4_pack(float4 v) {
+    __nv_bfloat16 b4[4] = {__float2bfloat16_rn(v.x), __float2bfloat16_rn(v.y), __float2bfloat16_rn(v.z),
+                           __float2bfloat16_rn(v.w)};
+    uint2 packed;
+    memcpy(&packed, b4, sizeof packed);
+    return packed;
+}
 
 /* Kernels past 48 KiB of dynamic shared memory must say so before launch. */
 template <typename K> static inline void kernel_smem_allow(K kernel, size_t bytes) {

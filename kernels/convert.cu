@@ -1,7 +1,5 @@
 /* convert.cu — fp32 <-> bf16 conversions (the bf16 copies of weights and
  * activations that the matrix products read). */
-#include <string.h>
-
 #include <cuda_bf16.h>
 
 #include "common.cuh"
@@ -18,14 +16,8 @@ __global__ static void f32_to_bf16_kernel(__nv_bfloat16 *out, const float *x, lo
  * tens of GB a training step. n4 groups of four; x 16-byte aligned, out
  * 8-byte. */
 __global__ static void f32_to_bf16_x4_kernel(uint2 *out, const float4 *x, long n4) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n4; i += (long)gridDim.x * blockDim.x) {
-        float4 v = x[i];
-        __nv_bfloat16 b4[4] = {__float2bfloat16_rn(v.x), __float2bfloat16_rn(v.y), __float2bfloat16_rn(v.z),
-                               __float2bfloat16_rn(v.w)};
-        uint2 packed;
-        memcpy(&packed, b4, sizeof packed);
-        out[i] = packed;
-    }
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n4; i += (long)gridDim.x * blockDim.x)
+        out[i] = bf16x4_pack(x[i]);
 }
 
 __global__ static void bf16_to_f32_kernel(float *out, const __nv_bfloat16 *x, long n) {
@@ -36,7 +28,7 @@ __global__ static void bf16_to_f32_kernel(float *out, const __nv_bfloat16 *x, lo
 extern "C" void cuda_f32_to_bf16(uint16_t *out, const float *x, long N, cudaStream_t stream) {
     if (N <= 0) return;
     long done = 0;
-    if (aligned16(x) && (uintptr_t)out % 8 == 0 && N >= 4) {
+    if (aligned16(x) && aligned8(out) && N >= 4) {
         long n4 = N / 4;
         f32_to_bf16_x4_kernel<<<grid_for(n4, 256), 256, 0, stream>>>((uint2 *)out, (const float4 *)x, n4);
         cuda_check_launch();

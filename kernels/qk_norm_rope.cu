@@ -17,20 +17,25 @@
 __device__ __forceinline__ void qkr_store(float *p, float x) { *p = x; }
 __device__ __forceinline__ void qkr_store(__nv_bfloat16 *p, float x) { *p = __float2bfloat16_rn(x); }
 
-/* A warp's row: q's head h of token t when h < NH, else k's head h - NH. */
+/* A warp's row: q's head h of token t when h < NH, else k's head h - NH;
+ * its input, its norm's weights and its position's cos/sin table rows. */
 struct QkRow {
-    int t;
     bool is_k;
     size_t row; /* the row of (T, NH, ·) or (T, NKV, ·) */
+    const float *x, *w, *cs, *sn;
 };
 
-__device__ __forceinline__ QkRow qkr_row(long row_head, int NH, int NKV) {
-    int heads = NH + NKV;
+__device__ __forceinline__ QkRow qkr_row(long row_head, const float *q, const float *k, const float *qw,
+                                         const float *kw, const int32_t *pos, const float *cosb, const float *sinb,
+                                         int NH, int NKV, int D) {
+    int heads = NH + NKV, t = (int)(row_head / heads), h = (int)(row_head % heads);
     QkRow r;
-    r.t = (int)(row_head / heads);
-    int h = (int)(row_head % heads);
     r.is_k = h >= NH;
-    r.row = r.is_k ? (size_t)r.t * NKV + (h - NH) : (size_t)r.t * NH + h;
+    r.row = r.is_k ? (size_t)t * NKV + (h - NH) : (size_t)t * NH + h;
+    r.x = (r.is_k ? k : q) + r.row * D;
+    r.w = r.is_k ? kw : qw;
+    r.cs = cosb + (size_t)pos[t] * (D / 2);
+    r.sn = sinb + (size_t)pos[t] * (D / 2);
     return r;
 }
 
@@ -42,15 +47,14 @@ __global__ static void qk_norm_rope_forward_kernel(float *qr, float *kr, float *
     long row_head = blockIdx.x * (long)QKR_WARPS + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP;
     if (row_head >= (long)T * (NH + NKV)) return;
-    QkRow r = qkr_row(row_head, NH, NKV);
-    const float *x = (r.is_k ? k : q) + r.row * D, *w = r.is_k ? kw : qw;
+    QkRow r = qkr_row(row_head, q, k, qw, kw, pos, cosb, sinb, NH, NKV, D);
+    const float *x = r.x, *w = r.w, *cs = r.cs, *sn = r.sn;
     float *o = (r.is_k ? kr : qr) + r.row * D;
     double ss = 0.0;
     for (int c = lane; c < D; c += WARP) ss += (double)x[c] * x[c];
     ss = warp_sum_d(ss);
     float rs = (float)(1.0 / sqrt(ss / D + (double)eps));
     int half = D / 2;
-    const float *cs = cosb + (size_t)pos[r.t] * half, *sn = sinb + (size_t)pos[r.t] * half;
     for (int i = lane; i < half; i += WARP) {
         float x1 = x[i] * rs * w[i], x2 = x[i + half] * rs * w[i + half];
         float c = cs[i], s = sn[i];
@@ -72,12 +76,11 @@ __global__ static void qk_norm_rope_backward_dx_kernel(Out *dq, Out *dk, float *
     long row_head = blockIdx.x * (long)QKR_WARPS + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP;
     if (row_head >= (long)T * (NH + NKV)) return;
-    QkRow r = qkr_row(row_head, NH, NKV);
-    const float *x = (r.is_k ? k : q) + r.row * D, *w = r.is_k ? kw : qw;
+    QkRow r = qkr_row(row_head, q, k, qw, kw, pos, cosb, sinb, NH, NKV, D);
+    const float *x = r.x, *w = r.w, *cs = r.cs, *sn = r.sn;
     float *dy = (r.is_k ? dkr : dqr) + r.row * D;
     Out *d = (r.is_k ? dk : dq) + r.row * D;
     int half = D / 2;
-    const float *cs = cosb + (size_t)pos[r.t] * half, *sn = sinb + (size_t)pos[r.t] * half;
     for (int i = lane; i < half; i += WARP) { /* rope_kernel with sign -1 */
         float y1 = dy[i], y2 = dy[i + half];
         float c = cs[i], s = -1.0f * sn[i];

@@ -1,5 +1,6 @@
 #include "app/cli.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,17 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/sbuf.h"
+
+long cli_long(const char *cmd, const char *opt, const char *s, long lo, long hi, const char *expected) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        if (expected) die_input("%s: %s: expected %s, got '%s'", cmd, opt, expected, s);
+        die_input("%s: %s: expected an integer in [%ld, %ld], got '%s'", cmd, opt, lo, hi, s);
+    }
+    return v;
+}
 
 bool cli_is_dir(const char *p) {
     struct stat st;

@@ -18,6 +18,10 @@ const char *cli_data_dir(const char *flag_value, const char *config_value);
  * when the option is present without a value. */
 const char *cli_opt(int argc, char **argv, const char *name);
 bool cli_flag(int argc, char **argv, const char *name);
+/* An option's value as a whole integer in [lo, hi]; else exit 2 with
+ * "CMD: OPT: expected EXPECTED, got 'S'", EXPECTED NULL meaning "an
+ * integer in [lo, hi]" ("5abc" and "2.9" are refused). */
+long cli_long(const char *cmd, const char *opt, const char *s, long lo, long hi, const char *expected);
 /* Every value after --name up to the next option (for nargs="+"). */
 int cli_opt_list(int argc, char **argv, const char *name, const char **out, int max);
 /* True when path names a directory. */

@@ -246,16 +246,6 @@ static void sft_close(FILE *f, char *tmp, const char *path) {
     free(tmp);
 }
 
-/* A whole positive int option value ("5abc" and "2.9" are refused). */
-static int positive_int_or_die(const char *opt, const char *s) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v <= 0 || v > INT_MAX)
-        die_input("oracle: %s: expected a positive integer, got '%s'", opt, s);
-    return (int)v;
-}
-
 int cmd_oracle(int argc, char **argv) {
     static const char *const known[] = {"--domain", "--split", "--task", "--data-dir", "--max-steps", "--max-errors",
                                         "--sft-out", NULL};
@@ -265,8 +255,8 @@ int cmd_oracle(int argc, char **argv) {
     const char *split = cli_opt(argc, argv, "--split");
     EpisodeOptions eo = {EPISODE_DEFAULT_MAX_STEPS, EPISODE_DEFAULT_MAX_ERRORS};
     const char *ms = cli_opt(argc, argv, "--max-steps"), *me = cli_opt(argc, argv, "--max-errors");
-    if (ms) eo.max_steps = positive_int_or_die("--max-steps", ms);
-    if (me) eo.max_errors = positive_int_or_die("--max-errors", me);
+    if (ms) eo.max_steps = (int)cli_long("oracle", "--max-steps", ms, 1, INT_MAX, "a positive integer");
+    if (me) eo.max_errors = (int)cli_long("oracle", "--max-errors", me, 1, INT_MAX, "a positive integer");
     const char *sft_path = cli_opt(argc, argv, "--sft-out");
     char *sft_tmp = NULL;
     FILE *sft = sft_path ? sft_open(sft_path, &sft_tmp) : NULL;

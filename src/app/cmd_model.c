@@ -126,16 +126,6 @@ int cmd_score(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- generate */
 
-static long parse_long_or_die(const char *opt, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        die_input("generate: %s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, s);
-    }
-    return v;
-}
-
 static float parse_float_or_die(const char *opt, const char *s, const char *what) {
     char *end;
     errno = 0;
@@ -183,13 +173,14 @@ int cmd_generate(int argc, char **argv) {
 
     InferGenParams p = {.sample = {.temperature = 1.0f, .top_p = 1.0f, .top_k = 0}, .max_new_tokens = 128};
     if ((v = cli_opt(argc, argv, "--max-new-tokens"))) {
-        p.max_new_tokens = (int)parse_long_or_die("--max-new-tokens", v, 1, 1 << 24);
+        p.max_new_tokens = (int)cli_long("generate", "--max-new-tokens", v, 1, 1 << 24, NULL);
     }
     if ((v = cli_opt(argc, argv, "--temperature"))) {
         p.sample.temperature = parse_float_or_die("--temperature", v, "a number >= 0 (0: greedy)");
     }
     if ((v = cli_opt(argc, argv, "--top-p"))) p.sample.top_p = parse_float_or_die("--top-p", v, "a number in (0, 1]");
-    if ((v = cli_opt(argc, argv, "--top-k"))) p.sample.top_k = (int)parse_long_or_die("--top-k", v, 0, 1 << 30);
+    if ((v = cli_opt(argc, argv, "--top-k")))
+        p.sample.top_k = (int)cli_long("generate", "--top-k", v, 0, 1 << 30, NULL);
     if ((v = cli_opt(argc, argv, "--seed"))) {
         char *end;
         errno = 0;
@@ -198,7 +189,7 @@ int cmd_generate(int argc, char **argv) {
         p.seed = s;
     }
     int n_samples = 1;
-    if ((v = cli_opt(argc, argv, "--n"))) n_samples = (int)parse_long_or_die("--n", v, 1, 4096);
+    if ((v = cli_opt(argc, argv, "--n"))) n_samples = (int)cli_long("generate", "--n", v, 1, 4096, NULL);
     char err[1024];
     if (sample_check_params(&p.sample, err, sizeof err) != 0) die_input("generate: %s", err);
     const char *stops[MAX_STOP_STRINGS];

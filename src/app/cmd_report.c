@@ -8,7 +8,6 @@
  * gathers them into one JSON object; report_html.c turns that into the
  * page. */
 #include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,14 +333,7 @@ int cmd_report(int argc, char **argv) {
     const char *output = cli_opt(argc, argv, "--output");
     int max_traj = REPORT_DEFAULT_MAX_TRAJECTORIES;
     const char *mt = cli_opt(argc, argv, "--max-trajectories");
-    if (mt) {
-        char *end;
-        errno = 0;
-        long v = strtol(mt, &end, 10);
-        if (errno || end == mt || *end || v < 0 || v > 1000000)
-            die_input("report: --max-trajectories: expected an integer in [0, 1000000], got '%s'", mt);
-        max_traj = (int)v;
-    }
+    if (mt) max_traj = (int)cli_long("report", "--max-trajectories", mt, 0, 1000000, NULL);
     if (!cli_is_dir(run_dir)) die_input("report: %s: no such run directory", run_dir);
     char *metrics_path = path_join(run_dir, "metrics.jsonl");
     if (!is_file(metrics_path))

@@ -25,16 +25,6 @@ static void on_signal(int sig) {
     errno = saved;
 }
 
-static long parse_int_or_die(const char *opt, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < lo || n > hi) {
-        die_input("serve: %s: expected an integer in [%ld, %ld], got '%s'", opt, lo, hi, v);
-    }
-    return n;
-}
-
 int cmd_serve(int argc, char **argv) {
     static const char *const known[] = {"--model", "--host", "--port", "--max-batch", "--kv-tokens",
                                         "--served-model-name", "--max-queue", "--default-max-tokens", "--device",
@@ -57,12 +47,15 @@ int cmd_serve(int argc, char **argv) {
     opt.served_model_name = cli_opt(argc, argv, "--served-model-name");
     if (opt.served_model_name && !opt.served_model_name[0]) die_input("serve: --served-model-name: empty");
     const char *v;
-    if ((v = cli_opt(argc, argv, "--port"))) opt.port = (int)parse_int_or_die("--port", v, 0, 65535);
-    if ((v = cli_opt(argc, argv, "--max-batch"))) opt.max_batch = (int)parse_int_or_die("--max-batch", v, 1, 4096);
-    if ((v = cli_opt(argc, argv, "--kv-tokens"))) opt.kv_tokens = (int)parse_int_or_die("--kv-tokens", v, 16, 1 << 30);
-    if ((v = cli_opt(argc, argv, "--max-queue"))) opt.max_queue = (int)parse_int_or_die("--max-queue", v, 1, 1 << 20);
+    if ((v = cli_opt(argc, argv, "--port"))) opt.port = (int)cli_long("serve", "--port", v, 0, 65535, NULL);
+    if ((v = cli_opt(argc, argv, "--max-batch")))
+        opt.max_batch = (int)cli_long("serve", "--max-batch", v, 1, 4096, NULL);
+    if ((v = cli_opt(argc, argv, "--kv-tokens")))
+        opt.kv_tokens = (int)cli_long("serve", "--kv-tokens", v, 16, 1 << 30, NULL);
+    if ((v = cli_opt(argc, argv, "--max-queue")))
+        opt.max_queue = (int)cli_long("serve", "--max-queue", v, 1, 1 << 20, NULL);
     if ((v = cli_opt(argc, argv, "--default-max-tokens"))) {
-        opt.default_max_tokens = (int)parse_int_or_die("--default-max-tokens", v, 1, 1 << 30);
+        opt.default_max_tokens = (int)cli_long("serve", "--default-max-tokens", v, 1, 1 << 30, NULL);
     }
     if ((v = cli_opt(argc, argv, "--device"))) {
         if (strcmp(v, "cpu") && strcmp(v, "cuda")) die_input("serve: --device: expected cpu or cuda, got '%s'", v);

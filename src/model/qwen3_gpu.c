@@ -294,8 +294,8 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
         a->bmem = dev_alloc((a->bf_a_n + a->bf_b_n) * sizeof(uint16_t));
         a->bf_a = a->bmem;
         a->bf_b = a->bmem + a->bf_a_n;
+        a->omem = dev_alloc(slots * per_layer_operands * sizeof(uint16_t));
     }
-    if (bf16) a->omem = dev_alloc(slots * per_layer_operands * sizeof(uint16_t));
     uint16_t *bit = a->omem;
     a->layers = xcalloc(L, sizeof *a->layers);
     for (size_t l = 0; l < slots; l++) {
