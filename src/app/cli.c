@@ -67,16 +67,42 @@ int cli_opt_list(int argc, char **argv, const char *name, const char **out, int 
     return n;
 }
 
-void cli_check_options(const char *cmd, int argc, char **argv, const char *const *known) {
+static void die_unknown_option(const char *cmd, const char *arg, const CliOption *known) {
+    fprintf(stderr, "%s: error: %s: unknown option '%s' (valid:", g_prog_name, cmd, arg);
+    for (const CliOption *k = known; k->name; k++) fprintf(stderr, " %s", k->name);
+    fprintf(stderr, ")\n");
+    exit(EXIT_BAD_INPUT);
+}
+
+static bool is_option(const char *arg) { return strncmp(arg, "--", 2) == 0; }
+
+void cli_check_args(const char *cmd, int argc, char **argv, const CliOption *known, int n_positional,
+                    const char **positional, const char *usage) {
+    const char *sep = usage ? " (" : "", *end = usage ? ")" : "";
+    if (!usage) usage = "";
+    for (int p = 0; p < n_positional; p++) positional[p] = NULL;
+    int n_found = 0;
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) continue;
-        bool ok = false;
-        for (const char *const *k = known; *k && !ok; k++) ok = strcmp(*k, argv[i]) == 0;
-        if (!ok) {
-            fprintf(stderr, "%s: error: %s: unknown option '%s' (valid:", g_prog_name, cmd, argv[i]);
-            for (const char *const *k = known; *k; k++) fprintf(stderr, " %s", *k);
-            fprintf(stderr, ")\n");
-            exit(EXIT_BAD_INPUT);
+        const char *arg = argv[i];
+        if (!is_option(arg)) {
+            /* "-" is standard input, and "-5" a value; "-x" is a mistyped option */
+            if (arg[0] == '-' && arg[1] && !(arg[1] >= '0' && arg[1] <= '9')) die_unknown_option(cmd, arg, known);
+            if (n_found == n_positional) die_input("%s: unexpected argument '%s'%s%s%s", cmd, arg, sep, usage, end);
+            positional[n_found++] = arg;
+            continue;
+        }
+        const CliOption *opt = NULL;
+        for (const CliOption *k = known; k->name && !opt; k++)
+            if (strcmp(k->name, arg) == 0) opt = k;
+        if (!opt) die_unknown_option(cmd, arg, known);
+        for (int e = 1; e < i; e++)
+            if (strcmp(argv[e], arg) == 0) die_input("%s: option %s given twice", cmd, arg);
+        if (opt->arity == CLI_VALUE) {
+            if (i + 1 >= argc || is_option(argv[i + 1])) die_input("%s: option %s needs a value", cmd, arg);
+            i++;
+        } else if (opt->arity == CLI_LIST) {
+            if (i + 1 >= argc || is_option(argv[i + 1])) die_input("%s: option %s needs at least one value", cmd, arg);
+            while (i + 1 < argc && !is_option(argv[i + 1])) i++;
         }
     }
 }

@@ -32,8 +32,24 @@ char *cli_read_stdin(size_t *len);
  * (named "<stdin>" in messages). Exits 2 with the position on bad JSON. */
 cJSON *cli_load_json(const char *path);
 
-/* Exit 2 if argv has an option not in `known` (NULL-terminated list). */
-void cli_check_options(const char *cmd, int argc, char **argv, const char *const *known);
+/* What an option takes: one value, nothing, or every argument up to the
+ * next option (nargs="+"). */
+typedef enum { CLI_VALUE, CLI_FLAG, CLI_LIST } CliArity;
+typedef struct {
+    const char *name; /* "--name" */
+    CliArity arity;
+} CliOption;
+
+/* Checks the whole of argv (argv[0] is the subcommand) against `known`
+ * (ended by a {NULL} entry) and exits 2 naming the first argument that
+ * does not fit: an unknown option (also a single-dash one), an option given
+ * twice, a value option without its value, or a positional argument beyond
+ * the `n_positional` allowed. The positional arguments found go to
+ * positional[0..n_positional) (unfilled slots NULL; positional may be NULL
+ * when n_positional is 0). `usage` (may be NULL) is added to the
+ * message of a stray argument, in parentheses. */
+void cli_check_args(const char *cmd, int argc, char **argv, const CliOption *known, int n_positional,
+                    const char **positional, const char *usage);
 
 int cmd_tools(int argc, char **argv);
 int cmd_replay(int argc, char **argv);

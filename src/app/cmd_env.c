@@ -37,8 +37,9 @@ static TaskSet *load_tasks_or_die(const Domain *d) {
 /* ---------------------------------------------------------------- tools */
 
 int cmd_tools(int argc, char **argv) {
-    static const char *const known[] = {"--domain", "--user", "--data-dir", NULL};
-    cli_check_options("tools", argc, argv, known);
+    static const CliOption known[] = {{"--domain", CLI_VALUE}, {"--user", CLI_FLAG}, {"--data-dir", CLI_VALUE},
+                                      {NULL, 0}};
+    cli_check_args("tools", argc, argv, known, 0, NULL, NULL);
     const char *domain = cli_opt(argc, argv, "--domain");
     if (!domain) die_input("tools: --domain is required (one of: %s)", domain_spec_names());
     const DomainSpec *spec = domain_spec_find(domain);
@@ -86,6 +87,15 @@ static Termination parse_termination(const char *s, const char *path) {
               path, s);
 }
 
+/* A message's or tool call's "requestor": who acts (a user tool call runs on
+ * the user's phone); absent or null means the message's role decides. */
+static const char REQUESTOR_EXPECTED[] = "expected \"assistant\", \"user\" or null";
+static bool requestor_ok(const cJSON *obj) {
+    const cJSON *v = json_get(obj, "requestor");
+    if (!v || cJSON_IsNull(v)) return true;
+    return cJSON_IsString(v) && (!strcmp(v->valuestring, "assistant") || !strcmp(v->valuestring, "user"));
+}
+
 static void check_messages(const cJSON *messages, const char *path) {
     int i = 0;
     for (const cJSON *m = messages->child; m; m = m->next, i++) {
@@ -96,6 +106,11 @@ static void check_messages(const cJSON *messages, const char *path) {
         const cJSON *c = json_get(m, "content");
         if (c && !cJSON_IsNull(c) && !cJSON_IsString(c))
             die_input("%s: messages[%d].content: expected a string or null", path, i);
+        /* τ²-bench's message fields the scoring does not read: their types only */
+        const cJSON *id = json_get(m, "id");
+        if (id && !cJSON_IsNull(id) && !cJSON_IsString(id))
+            die_input("%s: messages[%d].id: expected a string or null", path, i);
+        if (!requestor_ok(m)) die_input("%s: messages[%d].requestor: %s", path, i, REQUESTOR_EXPECTED);
         const cJSON *calls = json_get(m, "tool_calls");
         if (calls && !cJSON_IsNull(calls) && !cJSON_IsArray(calls))
             die_input("%s: messages[%d].tool_calls: expected a list or null", path, i);
@@ -103,6 +118,11 @@ static void check_messages(const cJSON *messages, const char *path) {
         for (const cJSON *tc = cJSON_IsArray(calls) ? calls->child : NULL; tc; tc = tc->next, k++) {
             if (!json_get_str(tc, "name"))
                 die_input("%s: messages[%d].tool_calls[%d].name: expected a string", path, i, k);
+            if (!requestor_ok(tc))
+                die_input("%s: messages[%d].tool_calls[%d].requestor: %s", path, i, k, REQUESTOR_EXPECTED);
+            const cJSON *tc_id = json_get(tc, "id");
+            if (tc_id && !cJSON_IsNull(tc_id) && !cJSON_IsString(tc_id))
+                die_input("%s: messages[%d].tool_calls[%d].id: expected a string or null", path, i, k);
             const cJSON *a = json_get(tc, "arguments");
             if (a && !cJSON_IsObject(a))
                 die_input("%s: messages[%d].tool_calls[%d].arguments: expected an object", path, i, k);
@@ -111,8 +131,9 @@ static void check_messages(const cJSON *messages, const char *path) {
 }
 
 int cmd_replay(int argc, char **argv) {
-    static const char *const known[] = {"--domain", "--task", "--trajectory", "--data-dir", NULL};
-    cli_check_options("replay", argc, argv, known);
+    static const CliOption known[] = {{"--domain", CLI_VALUE}, {"--task", CLI_VALUE}, {"--trajectory", CLI_VALUE},
+                                      {"--data-dir", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("replay", argc, argv, known, 0, NULL, NULL);
     const char *domain = cli_opt(argc, argv, "--domain");
     const char *tid = cli_opt(argc, argv, "--task");
     const char *path = cli_opt(argc, argv, "--trajectory");
@@ -128,7 +149,10 @@ int cmd_replay(int argc, char **argv) {
         die_input("%s: expected a list of messages or an object with a 'messages' list (τ²-bench's trajectory JSON)",
                   name);
     check_messages(messages, name);
-    const char *reason = json_get_str(traj, "termination_reason");
+    const cJSON *reason_v = cJSON_IsObject(traj) ? json_get(traj, "termination_reason") : NULL;
+    if (reason_v && !cJSON_IsNull(reason_v) && !cJSON_IsString(reason_v))
+        die_input("%s: field 'termination_reason': expected a string or null", name);
+    const char *reason = cJSON_IsObject(traj) ? json_get_str(traj, "termination_reason") : NULL;
     Termination term = reason ? parse_termination(reason, name) : infer_termination(messages);
     EvalOptions opt;
     eval_options_default(domain, &opt);
@@ -247,9 +271,10 @@ static void sft_close(FILE *f, char *tmp, const char *path) {
 }
 
 int cmd_oracle(int argc, char **argv) {
-    static const char *const known[] = {"--domain", "--split", "--task", "--data-dir", "--max-steps", "--max-errors",
-                                        "--sft-out", NULL};
-    cli_check_options("oracle", argc, argv, known);
+    static const CliOption known[] = {{"--domain", CLI_VALUE}, {"--split", CLI_VALUE}, {"--task", CLI_VALUE},
+                                      {"--data-dir", CLI_VALUE}, {"--max-steps", CLI_VALUE},
+                                      {"--max-errors", CLI_VALUE}, {"--sft-out", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("oracle", argc, argv, known, 0, NULL, NULL);
     const char *domain = cli_opt(argc, argv, "--domain");
     if (!domain) die_input("oracle: --domain is required (one of: %s)", domain_spec_names());
     const char *split = cli_opt(argc, argv, "--split");
@@ -258,6 +283,8 @@ int cmd_oracle(int argc, char **argv) {
     if (ms) eo.max_steps = (int)cli_long("oracle", "--max-steps", ms, 1, INT_MAX, "a positive integer");
     if (me) eo.max_errors = (int)cli_long("oracle", "--max-errors", me, 1, INT_MAX, "a positive integer");
     const char *sft_path = cli_opt(argc, argv, "--sft-out");
+    char err[1024];
+    if (sft_path && path_check_output(sft_path, 0, err, sizeof err) != 0) die_input("oracle: --sft-out: %s", err);
     char *sft_tmp = NULL;
     FILE *sft = sft_path ? sft_open(sft_path, &sft_tmp) : NULL;
     int n_sft = 0;
@@ -300,6 +327,13 @@ static int prepare_rows(SBuf *buf, const TaskSet *ts, const char *domain, const 
     return n;
 }
 
+/* One output file of prepare, made before any is written. */
+typedef struct {
+    char name[256];
+    SBuf rows;
+    int n;
+} PreparedFile;
+
 static void write_or_die(const char *dir, const char *name, const SBuf *b) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *path = xmalloc(n);
@@ -310,9 +344,10 @@ static void write_or_die(const char *dir, const char *name, const SBuf *b) {
 }
 
 int cmd_prepare(int argc, char **argv) {
-    static const char *const known[] = {"--output-dir", "--domains", "--multi-domain-train", "--multi-domain-name",
-                                        "--data-dir", NULL};
-    cli_check_options("prepare", argc, argv, known);
+    static const CliOption known[] = {{"--output-dir", CLI_VALUE}, {"--domains", CLI_LIST},
+                                      {"--multi-domain-train", CLI_LIST}, {"--multi-domain-name", CLI_VALUE},
+                                      {"--data-dir", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("prepare", argc, argv, known, 0, NULL, NULL);
     const char *out_dir = cli_opt(argc, argv, "--output-dir");
     if (!out_dir) die_input("prepare: --output-dir is required");
     const char *domains[16], *multi[16];
@@ -329,8 +364,14 @@ int cmd_prepare(int argc, char **argv) {
         const char *dn = i < nd ? domains[i] : multi[i - nd];
         if (!domain_spec_find(dn)) die_input("prepare: unknown domain '%s' (valid domains: %s)", dn, domain_spec_names());
     }
-    mkdir_p(out_dir);
-    int total = 0;
+    if (multi_name && (!multi_name[0] || strchr(multi_name, '/') || !strcmp(multi_name, ".") ||
+                       !strcmp(multi_name, "..")))
+        die_input("prepare: --multi-domain-name: expected a file name inside --output-dir, got '%s'", multi_name);
+
+    /* Every file is made in memory before the first is written: a bad
+     * domain or split leaves the output directory as it was. */
+    PreparedFile files[2 * 16 + 1];
+    int nf = 0;
     for (int i = 0; i < nd; i++) {
         Domain *d = load_domain_or_die(data_dir, domains[i]);
         TaskSet *ts = load_tasks_or_die(d);
@@ -340,35 +381,40 @@ int cmd_prepare(int argc, char **argv) {
         if (!json_get(ts->splits, "train") && !json_get(ts->splits, "test")) splits[0] = "base", ns = 1;
         for (int s = 0; s < ns; s++) {
             if (!json_get(ts->splits, splits[s])) continue;
-            SBuf b;
-            sbuf_init(&b);
-            int n = prepare_rows(&b, ts, domains[i], splits[s]);
-            char name[256];
-            snprintf(name, sizeof name, "%s_%s_tasks.jsonl", domains[i], splits[s]);
-            write_or_die(out_dir, name, &b);
-            printf("%s/%s: %d tasks\n", out_dir, name, n);
-            total += n;
-            sbuf_free(&b);
+            PreparedFile *f = &files[nf++];
+            sbuf_init(&f->rows);
+            f->n = prepare_rows(&f->rows, ts, domains[i], splits[s]);
+            snprintf(f->name, sizeof f->name, "%s_%s_tasks.jsonl", domains[i], splits[s]);
         }
         taskset_free(ts);
         domain_free(d);
     }
     if (nm) {
-        SBuf b;
-        sbuf_init(&b);
-        int n = 0;
+        PreparedFile *f = &files[nf++];
+        sbuf_init(&f->rows);
+        f->n = 0;
         for (int i = 0; i < nm; i++) {
             Domain *d = load_domain_or_die(data_dir, multi[i]);
             TaskSet *ts = load_tasks_or_die(d);
-            n += prepare_rows(&b, ts, multi[i], "train");
+            f->n += prepare_rows(&f->rows, ts, multi[i], "train");
             taskset_free(ts);
             domain_free(d);
         }
         const char *name = multi_name ? multi_name : "multi_domain_train_tasks.jsonl";
-        write_or_die(out_dir, name, &b);
-        printf("%s/%s: %d tasks\n", out_dir, name, n);
-        total += n;
-        sbuf_free(&b);
+        if (strlen(name) >= sizeof f->name) die_input("prepare: --multi-domain-name: longer than %zu characters",
+                                                      sizeof f->name - 1);
+        for (int k = 0; k < nf - 1; k++)
+            if (!strcmp(files[k].name, name))
+                die_input("prepare: --multi-domain-name: '%s' is also a per-domain file's name", name);
+        snprintf(f->name, sizeof f->name, "%s", name);
+    }
+    mkdir_p(out_dir);
+    int total = 0;
+    for (int k = 0; k < nf; k++) {
+        write_or_die(out_dir, files[k].name, &files[k].rows);
+        printf("%s/%s: %d tasks\n", out_dir, files[k].name, files[k].n);
+        total += files[k].n;
+        sbuf_free(&files[k].rows);
     }
     printf("total: %d task rows written\n", total);
     return EXIT_OK;
@@ -377,8 +423,8 @@ int cmd_prepare(int argc, char **argv) {
 /* ---------------------------------------------------------------- config job */
 
 int cmd_run_oracle_config(const char *path, int argc, char **argv) {
-    static const char *const known[] = {"--data-dir", NULL};
-    cli_check_options("run", argc, argv, known);
+    static const CliOption known[] = {{"--data-dir", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("run", argc, argv, known, 0, NULL, NULL);
     OracleJobConfig cfg;
     config_load_oracle(path, &cfg);
     const char *data_dir = cli_data_dir(cli_opt(argc, argv, "--data-dir"), cfg.data_dir);
@@ -395,6 +441,8 @@ int cmd_run_oracle_config(const char *path, int argc, char **argv) {
             mkdir_p(parent);
         }
         free(parent);
+        char err[1024];
+        if (path_check_output(cfg.output, 0, err, sizeof err) != 0) die_input("%s: field 'output': %s", path, err);
         jsonl = fopen(tmp, "w");
         if (!jsonl) die_input("%s: field 'output': cannot write %s: %s", path, tmp, strerror(errno));
         tmpfile_register(tmp);

@@ -47,8 +47,8 @@ int cmd_run_config(const char *path, int argc, char **argv) {
     /* From the start: a scheduler's warning that arrives while the ranks
      * start up must not kill them (the job checks it at its first step). */
     stop_signal_install();
-    static const char *const known[] = {"--data-dir", "--output-dir", NULL};
-    cli_check_options("run", argc, argv, known);
+    static const CliOption known[] = {{"--data-dir", CLI_VALUE}, {"--output-dir", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("run", argc, argv, known, 0, NULL, NULL);
     /* Every rank reads the config; only rank 0 reports its errors. */
     error_set_quiet_input(launcher_rank() != 0);
     JobConfig cfg;

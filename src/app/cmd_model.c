@@ -55,8 +55,8 @@ static int32_t *parse_ids_or_die(const cJSON *arr, int V, const char *where, int
 /* ---------------------------------------------------------------- score */
 
 int cmd_score(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--input", NULL};
-    cli_check_options("score", argc, argv, known);
+    static const CliOption known[] = {{"--model", CLI_VALUE}, {"--input", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("score", argc, argv, known, 0, NULL, NULL);
     const char *input = cli_opt(argc, argv, "--input");
     if (!input) die_input("score: usage: tau2_hpc score --model DIR --input T.json|-");
     const char *model_dir = cli_opt(argc, argv, "--model");
@@ -153,10 +153,12 @@ static cJSON *sample_json(const InferGenResult *r, const Tokenizer *tok) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--prompt", "--prompt-ids", "--tokenizer", "--max-new-tokens",
-                                        "--temperature", "--top-p", "--top-k", "--seed", "--n", "--stop",
-                                        "--ignore-eos", "--device", NULL};
-    cli_check_options("generate", argc, argv, known);
+    static const CliOption known[] = {{"--model", CLI_VALUE}, {"--prompt", CLI_VALUE}, {"--prompt-ids", CLI_VALUE},
+                                      {"--tokenizer", CLI_VALUE}, {"--max-new-tokens", CLI_VALUE},
+                                      {"--temperature", CLI_VALUE}, {"--top-p", CLI_VALUE}, {"--top-k", CLI_VALUE},
+                                      {"--seed", CLI_VALUE}, {"--n", CLI_VALUE}, {"--stop", CLI_LIST},
+                                      {"--ignore-eos", CLI_FLAG}, {"--device", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("generate", argc, argv, known, 0, NULL, NULL);
     const char *device = cli_opt(argc, argv, "--device");
     bool on_gpu = device && !strcmp(device, "cuda");
     if (device && !on_gpu && strcmp(device, "cpu")) die_input("generate: --device: expected cpu or cuda, got '%s'", device);
@@ -329,8 +331,9 @@ int cmd_generate(int argc, char **argv) {
 /* ---------------------------------------------------------------- export */
 
 int cmd_export(int argc, char **argv) {
-    static const char *const known[] = {"--checkpoint", "--output", "--dtype", NULL};
-    cli_check_options("export", argc, argv, known);
+    static const CliOption known[] = {{"--checkpoint", CLI_VALUE}, {"--output", CLI_VALUE}, {"--dtype", CLI_VALUE},
+                                      {NULL, 0}};
+    cli_check_args("export", argc, argv, known, 0, NULL, NULL);
     const char *ck = cli_opt(argc, argv, "--checkpoint"), *outdir = cli_opt(argc, argv, "--output");
     if (!ck || !outdir) die_input("export: usage: tau2_hpc export --checkpoint CKPT --output DIR [--dtype F32|BF16|F16]");
     const char *dt = cli_opt(argc, argv, "--dtype");
@@ -338,6 +341,7 @@ int cmd_export(int argc, char **argv) {
     if (dtype != ST_F32 && dtype != ST_BF16 && dtype != ST_F16)
         die_input("export: --dtype: expected F32, BF16 or F16, got '%s'", dt);
     char path[2048], err[2048];
+    if (path_check_output(outdir, 1, err, sizeof err) != 0) die_input("export: --output: %s", err);
     char rerr[2100];
     if (ckpt_resolve(ck, path, sizeof path, rerr, sizeof rerr) != 0) die_input("export: --checkpoint %s", rerr);
     char *config = ckpt_read_config(path, err, sizeof err);

@@ -101,8 +101,9 @@ static int jsonl_read_or_die(const char *path, int limit, LineFn fn, void *ctx) 
 static void add_metrics_row(void *ctx, cJSON *row, const char *path, int lineno) {
     if (!cJSON_IsNumber(json_get(row, "step"))) die_input("%s:%d: field 'step': expected a number", path, lineno);
     const cJSON *phase = json_get(row, "phase");
-    if (phase && !cJSON_IsString(phase))
-        die_input("%s:%d: field 'phase': expected a string (\"sft\", \"grpo\" or \"eval\")", path, lineno);
+    if (phase && (!cJSON_IsString(phase) || (strcmp(phase->valuestring, "sft") && strcmp(phase->valuestring, "grpo") &&
+                                             strcmp(phase->valuestring, "eval"))))
+        die_input("%s:%d: field 'phase': expected \"sft\", \"grpo\" or \"eval\"", path, lineno);
     cJSON_AddItemToArray((cJSON *)ctx, row);
 }
 
@@ -318,23 +319,18 @@ static char *run_name(const char *dir) {
 }
 
 int cmd_report(int argc, char **argv) {
-    static const char *const known[] = {"--output", "--max-trajectories", NULL};
-    cli_check_options("report", argc, argv, known);
-    const char *run_dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--output") == 0 || strcmp(argv[i], "--max-trajectories") == 0) {
-            i++;
-            continue;
-        }
-        if (run_dir) die_input("report: unexpected argument '%s' (%s)", argv[i], USAGE);
-        run_dir = argv[i];
-    }
+    static const CliOption known[] = {{"--output", CLI_VALUE}, {"--max-trajectories", CLI_VALUE}, {NULL, 0}};
+    const char *run_dir;
+    cli_check_args("report", argc, argv, known, 1, &run_dir, USAGE);
     if (!run_dir) die_input("report: a run directory is required (%s)", USAGE);
     const char *output = cli_opt(argc, argv, "--output");
     int max_traj = REPORT_DEFAULT_MAX_TRAJECTORIES;
     const char *mt = cli_opt(argc, argv, "--max-trajectories");
     if (mt) max_traj = (int)cli_long("report", "--max-trajectories", mt, 0, 1000000, NULL);
     if (!cli_is_dir(run_dir)) die_input("report: %s: no such run directory", run_dir);
+    char *out_path = output ? xstrdup(output) : path_join(run_dir, "report.html");
+    char err[1024];
+    if (path_check_output(out_path, 0, err, sizeof err) != 0) die_input("report: %s%s", output ? "--output: " : "", err);
     char *metrics_path = path_join(run_dir, "metrics.jsonl");
     if (!is_file(metrics_path))
         die_input("report: %s: missing (a run directory holds the metrics.jsonl its job writes)", metrics_path);
@@ -363,8 +359,6 @@ int cmd_report(int argc, char **argv) {
     SBuf page;
     sbuf_init(&page);
     report_html_write(&page, name, data);
-    char *out_path = output ? xstrdup(output) : path_join(run_dir, "report.html");
-    char err[1024];
     if (file_write_atomic(out_path, page.data, page.len, err, sizeof err) != 0) die_runtime("report: %s", err);
     printf("report: wrote %s (%.1f KiB: %d metrics rows, %d evaluations, %d trajectories)\n", out_path,
            page.len / 1024.0, n_rows, n_evals, n_traj);

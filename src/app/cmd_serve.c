@@ -26,16 +26,11 @@ static void on_signal(int sig) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--host", "--port", "--max-batch", "--kv-tokens",
-                                        "--served-model-name", "--max-queue", "--default-max-tokens", "--device",
-                                        NULL};
-    cli_check_options("serve", argc, argv, known);
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0 && (i == 1 || strncmp(argv[i - 1], "--", 2) != 0)) {
-            die_input("serve: unexpected argument '%s' (usage: tau2_hpc serve --model DIR [--host H] [--port P] ...)",
-                      argv[i]);
-        }
-    }
+    static const CliOption known[] = {{"--model", CLI_VALUE}, {"--host", CLI_VALUE}, {"--port", CLI_VALUE},
+                                      {"--max-batch", CLI_VALUE}, {"--kv-tokens", CLI_VALUE},
+                                      {"--served-model-name", CLI_VALUE}, {"--max-queue", CLI_VALUE},
+                                      {"--default-max-tokens", CLI_VALUE}, {"--device", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("serve", argc, argv, known, 0, NULL, "usage: tau2_hpc serve --model DIR [--host H] [--port P] ...");
     ServerOptions opt = {0};
     opt.model_dir = cli_opt(argc, argv, "--model");
     if (!opt.model_dir) {

@@ -44,8 +44,9 @@ static void print_ids(const int32_t *ids, size_t n) {
 /* ---------------------------------------------------------------- tokenize */
 
 int cmd_tokenize(int argc, char **argv) {
-    static const char *const known[] = {"--tokenizer", "--decode", "--skip-special", NULL};
-    cli_check_options("tokenize", argc, argv, known);
+    static const CliOption known[] = {{"--tokenizer", CLI_VALUE}, {"--decode", CLI_FLAG},
+                                      {"--skip-special", CLI_FLAG}, {NULL, 0}};
+    cli_check_args("tokenize", argc, argv, known, 0, NULL, NULL);
     const char *path = cli_opt(argc, argv, "--tokenizer");
     if (!path) die_input("tokenize: --tokenizer is required (a model directory or its tokenizer.json)");
     char tok_json[4096], config_dir[4096];
@@ -87,6 +88,29 @@ int cmd_tokenize(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- render */
 
+/* A message's tool calls as the chat templates read them: a list of
+ * {"function": {"name", "arguments"}} (OpenAI) or {"name", "arguments"}
+ * (τ²-bench), arguments an object or a JSON string. */
+static void check_tool_calls(const cJSON *calls, const char *path, int i) {
+    if (!calls || cJSON_IsNull(calls)) return;
+    if (!cJSON_IsArray(calls)) die_input("%s: messages[%d].tool_calls: expected a list or null", path, i);
+    int k = 0;
+    for (const cJSON *tc = calls->child; tc; tc = tc->next, k++) {
+        if (!cJSON_IsObject(tc)) die_input("%s: messages[%d].tool_calls[%d]: expected an object", path, i, k);
+        const cJSON *fn = json_get(tc, "function");
+        if (fn && !cJSON_IsObject(fn))
+            die_input("%s: messages[%d].tool_calls[%d].function: expected an object", path, i, k);
+        const cJSON *call = fn ? fn : tc;
+        const char *where = fn ? ".function" : "";
+        if (!json_get_str(call, "name"))
+            die_input("%s: messages[%d].tool_calls[%d]%s.name: expected a string", path, i, k, where);
+        const cJSON *a = json_get(call, "arguments");
+        if (a && !cJSON_IsObject(a) && !cJSON_IsString(a))
+            die_input("%s: messages[%d].tool_calls[%d]%s.arguments: expected an object or a JSON string", path, i,
+                      k, where);
+    }
+}
+
 /* A conversation file: a list of messages, or {"messages": [...], "tools": [...]}. */
 static cJSON *load_conversation(const char *path, cJSON **tools_out) {
     char err[1024];
@@ -109,14 +133,25 @@ static cJSON *load_conversation(const char *path, cJSON **tools_out) {
         const cJSON *c = json_get(m, "content");
         if (c && !cJSON_IsString(c) && !cJSON_IsNull(c) && !cJSON_IsArray(c))
             die_input("%s: messages[%d].content: expected a string", path, i);
+        const cJSON *r = json_get(m, "reasoning_content");
+        if (r && !cJSON_IsString(r) && !cJSON_IsNull(r))
+            die_input("%s: messages[%d].reasoning_content: expected a string or null", path, i);
+        check_tool_calls(json_get(m, "tool_calls"), path, i);
     }
+    const cJSON *tools = *tools_out;
+    if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
+        die_input("%s: field 'tools': expected a list of tool schemas", path);
+    i = 0;
+    for (const cJSON *t = cJSON_IsArray(tools) ? tools->child : NULL; t; t = t->next, i++)
+        if (!cJSON_IsObject(t)) die_input("%s: tools[%d]: expected an object (a tool schema)", path, i);
     return messages;
 }
 
 int cmd_render(int argc, char **argv) {
-    static const char *const known[] = {"--tokenizer", "--conversation", "--tools", "--generation-prompt",
-                                        "--ids", "--template-kwargs", NULL};
-    cli_check_options("render", argc, argv, known);
+    static const CliOption known[] = {{"--tokenizer", CLI_VALUE}, {"--conversation", CLI_VALUE},
+                                      {"--tools", CLI_VALUE}, {"--generation-prompt", CLI_FLAG},
+                                      {"--ids", CLI_FLAG}, {"--template-kwargs", CLI_VALUE}, {NULL, 0}};
+    cli_check_args("render", argc, argv, known, 0, NULL, NULL);
     const char *path = cli_opt(argc, argv, "--tokenizer");
     const char *conv_path = cli_opt(argc, argv, "--conversation");
     if (!path) die_input("render: --tokenizer is required (a model directory or its tokenizer.json)");

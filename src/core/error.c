@@ -163,6 +163,67 @@ int file_write_atomic(const char *path, const void *data, size_t len, char *err,
     return 0;
 }
 
+/* A writable directory, or -1 with err naming it. */
+static int check_writable_dir(const char *dir, const char *what, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return err_set(err, errlen, "%s %s: %s", what, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return err_set(err, errlen, "%s %s: not a directory", what, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return err_set(err, errlen, "%s %s: not writable: %s", what, dir, strerror(errno));
+    return 0;
+}
+
+/* p's parent, in place: "a/b/c" -> "a/b", "/a" -> "/", "a" -> "." (trailing
+ * slashes ignored; p has room for "."). */
+static void path_to_parent(char *p) {
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') p[--n] = '\0';
+    char *slash = strrchr(p, '/');
+    if (!slash) snprintf(p, n + 1, ".");
+    else if (slash == p) p[1] = '\0';
+    else *slash = '\0';
+}
+
+int path_check_output(const char *path, int is_dir, char *err, size_t errlen) {
+    if (!*path) return err_set(err, errlen, "an empty path");
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (is_dir) {
+            if (!S_ISDIR(st.st_mode)) return err_set(err, errlen, "%s: exists and is not a directory", path);
+            return check_writable_dir(path, "directory", err, errlen);
+        }
+        if (S_ISDIR(st.st_mode)) return err_set(err, errlen, "%s: is a directory (expected a file name)", path);
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+        return err_set(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    char *parent = xstrdup(path);
+    path_to_parent(parent);
+    int rc = check_writable_dir(parent, "the directory", err, errlen);
+    free(parent);
+    return rc;
+}
+
+int dir_check_creatable(const char *path, char *err, size_t errlen) {
+    if (!*path) return err_set(err, errlen, "an empty path");
+    char *p = xstrdup(path);
+    int rc;
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) == 0) {
+            rc = S_ISDIR(st.st_mode) ? check_writable_dir(p, "directory", err, errlen)
+                                     : err_set(err, errlen, "%s: exists and is not a directory", p);
+            break;
+        }
+        if ((errno != ENOENT && errno != ENOTDIR) || !strcmp(p, ".") || !strcmp(p, "/")) {
+            rc = err_set(err, errlen, "%s: %s", p, strerror(errno));
+            break;
+        }
+        path_to_parent(p);
+    }
+    free(p);
+    return rc;
+}
+
 int dir_create_all(const char *path, char *err, size_t errlen) {
     if (!*path) {
         snprintf(err, errlen, "cannot create a directory with an empty name");

@@ -56,6 +56,20 @@ int file_write_atomic(const char *path, const void *data, size_t len, char *err,
  * naming the path that could not be made. */
 int dir_create_all(const char *path, char *err, size_t errlen);
 
+/* Whether an output can be made at path, checked before the work that
+ * produces it so that a mistyped path fails at once rather than after the
+ * work: a file (is_dir false) must not name a directory and its directory
+ * must exist and be writable (the temporary and the rename go there); a
+ * directory (is_dir true) must be a writable directory if it exists, and
+ * have an existing, writable parent if not. 0, or -1 with err saying why. */
+int path_check_output(const char *path, int is_dir, char *err, size_t errlen);
+
+/* Whether dir_create_all(path) can make path: it is a writable directory
+ * already, or its nearest existing ancestor is one. Checked before a job's
+ * setup, which creates the directory only once the rest of its input holds.
+ * 0, or -1 with err saying why. */
+int dir_check_creatable(const char *path, char *err, size_t errlen);
+
 /* A temporary output file (written, then renamed into place) that must
  * not survive a die_input/die_runtime exit: register it while writing,
  * unregister it after the rename. At most a few at a time. */

@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/sbuf.h"
+#include "core/sysmem.h"
 #include "model/kv_blocks.h"
 #include "model/layers_cpu.h"
 #include "model/linear_rows.h"
@@ -207,6 +208,17 @@ static InferEngine *engine_create(const Qwen3 *model, const InferOptions *opt, C
     return e;
 }
 
+/* One block's keys and values over every layer. */
+static double kv_block_bytes(const Qwen3 *model, int block_size) {
+    const Qwen3Config *c = &model->config;
+    return (double)block_size * 2.0 * c->num_layers * model->shard.num_kv_heads * c->head_dim * sizeof(float);
+}
+
+double infer_kv_cache_bytes(const Qwen3 *model, int kv_tokens) {
+    int bs = INFER_DEFAULT_BLOCK_SIZE;
+    return ceil((double)kv_tokens / bs) * kv_block_bytes(model, bs);
+}
+
 InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen) {
     const Qwen3Config *c = &model->config;
     Comm *group = opt->group && opt->group->size > 1 ? opt->group : NULL;
@@ -220,6 +232,13 @@ InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, s
         return NULL;
     }
     if (check_shard(model, group, err, errlen) != 0) return NULL;
+    int bs = opt->block_size > 0 ? opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
+    double kv_bytes = ceil((double)opt->kv_tokens / bs) * kv_block_bytes(model, bs);
+    char why[384];
+    if (sysmem_check(kv_bytes, "the KV cache", why, sizeof why) != 0) {
+        err_set(err, errlen, "inference: kv_tokens %d: %s", opt->kv_tokens, why);
+        return NULL;
+    }
     if (group && group->rank != 0) {
         err_set(err, errlen, "inference: rank %d of the engine's group: only rank 0 creates the engine, the others "
                              "run infer_follow", group->rank);

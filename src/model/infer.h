@@ -88,6 +88,10 @@ typedef struct {
 
 typedef struct InferEngine InferEngine;
 
+/* Bytes of the CPU engine's KV cache for kv_tokens (whole blocks of the
+ * default size, keys and values of every layer of this rank's shard). */
+double infer_kv_cache_bytes(const Qwen3 *model, int kv_tokens);
+
 /* An engine over model's weights (borrowed: the model must outlive it and
  * its weights may change between steps, e.g. after a weight broadcast). */
 InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen);

@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "comm/comm.h"
 #include "core/json.h"
+#include "core/sysmem.h"
 #include "model/layers_cpu.h"
 
 /* ================================================================ config */
@@ -311,13 +312,9 @@ int qwen3_tp_check(const Qwen3Config *cfg, int tp, char *err, size_t errlen) {
     return 0;
 }
 
-/* A model of this rank's shard; tp was checked. */
-static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
-    Qwen3 *m = xcalloc(1, sizeof *m);
-    m->config = *cfg;
+/* This rank's part of the model (tp NULL: all of it); tp was checked. */
+static void shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, Comm *tp) {
     int size = tp ? tp->size : 1, rank = tp ? tp->rank : 0;
-    m->tp = size > 1 ? tp : NULL;
-    Qwen3Shard *sh = &m->shard;
     sh->rank = rank;
     sh->size = size;
     sh->num_heads = cfg->num_heads / size;
@@ -325,6 +322,15 @@ static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
     sh->intermediate_size = cfg->intermediate_size / size;
     sh->vocab_size = cfg->vocab_size / size;
     sh->vocab_start = rank * sh->vocab_size;
+}
+
+/* A model of this rank's shard; tp was checked. */
+static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
+    Qwen3 *m = xcalloc(1, sizeof *m);
+    m->config = *cfg;
+    m->tp = tp && tp->size > 1 ? tp : NULL;
+    Qwen3Shard *sh = &m->shard;
+    shard_init(sh, cfg, tp);
     fill_in_parameter_sizes(m->param_sizes, cfg, sh);
     m->num_parameters = 0;
     for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) m->num_parameters += m->param_sizes[i];
@@ -456,6 +462,20 @@ Qwen3 *qwen3_load_dir_tp(const char *dir, Comm *tp, char *err, size_t errlen) {
     char why[384];
     if (qwen3_tp_check(&cfg, tp ? tp->size : 1, why, sizeof why) != 0) {
         cfg_err(err, errlen, "%s/config.json: %s", dir, why); /* name the model that does not split */
+        return NULL;
+    }
+    /* a config too big for this machine: refused naming it, before the allocation fails */
+    Qwen3Shard sh;
+    shard_init(&sh, &cfg, tp);
+    size_t sizes[QWEN3_NUM_PARAM_KINDS];
+    fill_in_parameter_sizes(sizes, &cfg, &sh);
+    double n_params = 0;
+    for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) n_params += (double)sizes[i];
+    char what[128];
+    snprintf(what, sizeof what, "the fp32 weights (%.3g billion parameters%s)", n_params / 1e9,
+             sh.size > 1 ? " in this rank's shard" : "");
+    if (sysmem_check(n_params * sizeof(float), what, why, sizeof why) != 0) {
+        cfg_err(err, errlen, "%s/config.json: %s", dir, why);
         return NULL;
     }
     StDir *st = st_open_dir(dir, err, errlen);

@@ -18,6 +18,7 @@
 #include "core/stop_signal.h"
 #include "io/checkpoint.h"
 #include "io/metrics.h"
+#include "io/run_lock.h"
 #include "io/tb_events.h"
 #include "model/gpu_check.h"
 #include "rl/job.h"
@@ -530,6 +531,9 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     if (n_eng < 1)
         die_input("%s: field 'user_sim_ranks': %d of %d ranks serve the user, none is left to evaluate (run with at "
                   "least %d ranks)", cfg->path, n_us, world->size, n_us + 1);
+    /* the output directory is made after the setup below; whether it can be, now */
+    if (root && dir_check_creatable(cfg->output_dir, err, sizeof err) != 0)
+        die_input("%s: field 'output_dir': %s", cfg->path, err);
     bool serving = world->rank >= n_eng;
     Comm *engines = comm_split(world, serving, world->rank);
     if (serving) {
@@ -579,8 +583,14 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
 
     MetricsLog *metrics = NULL;
     TbWriter *tb = NULL;
+    RunLock *lock = NULL;
     if (root) {
-        if (dir_create_all(cfg->output_dir, err, sizeof err) != 0) die_input("%s", err);
+        /* a training job may be writing the directory the checkpoint is in:
+         * the refusal tells to write the evaluation elsewhere */
+        char what[1200];
+        snprintf(what, sizeof what, "eval job %s", cfg->path);
+        lock = run_lock_acquire(cfg->output_dir, what, run_lock_wait_s(), err, sizeof err);
+        if (!lock) die_input("%s: field 'output_dir': %s", cfg->path, err);
         char mpath[2100];
         snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", cfg->output_dir);
         metrics = metrics_open(mpath, 0, err, sizeof err);
@@ -614,6 +624,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     cJSON_Delete(row);
     metrics_close(metrics);
     tb_close(tb);
+    run_lock_release(lock);
     eval_set_free(es);
     llm_client_free(local_client);
     comm_free(engines);

@@ -20,9 +20,11 @@
 #include "core/rng.h"
 #include "core/sbuf.h"
 #include "core/stop_signal.h"
+#include "core/sysmem.h"
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "io/rollout_buffer.h"
+#include "io/run_lock.h"
 #include "io/tb_events.h"
 #include "llm/llm_client.h"
 #include "llm/mpi_server.h"
@@ -86,6 +88,7 @@ typedef struct {
     PromptSet *prompts;
     SftSet *sft;
     MetricsLog *metrics;
+    RunLock *lock;       /* the run directory's (rank 0) */
     TbWriter *tb;        /* the same scalars as TensorBoard events (run_dir/tb), rank 0 */
     char run_dir[1024], ckpt_dir[1040], rollout_dir[1040];
     /* progress */
@@ -195,6 +198,11 @@ static void setup_models(Job *j) {
             if (!j->engine_model) die_input("%s: field 'model': %s", c->path, err);
         }
     }
+    /* the CPU engine's KV cache is made at each rollout: a budget too big for the machine fails now */
+    if (j->engine_model && !j->rollout_on_gpu && c->kv_cache_tokens > 0 &&
+        sysmem_check(infer_kv_cache_bytes(j->engine_model, c->kv_cache_tokens), "the KV cache", err,
+                     sizeof err) != 0)
+        die_input("%s: field 'kv_cache_tokens': %s", c->path, err);
     if (rollout_load_text(c->model, c->tokenizer, j->mcfg.vocab_size, &j->tok, &j->ct, err, sizeof err) != 0)
         die_input("%s: %s", c->path, err);
 }
@@ -1280,11 +1288,10 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     path_join(j->run_dir, sizeof j->run_dir, cfg->output_dir, NULL);
     path_join(j->ckpt_dir, sizeof j->ckpt_dir, j->run_dir, "ckpt");
     path_join(j->rollout_dir, sizeof j->rollout_dir, j->run_dir, "rollouts");
-    if (j->root) {
-        mkdir_run(cfg, j->ckpt_dir);
-        mkdir_run(cfg, j->rollout_dir);
-    }
-    comm_barrier(world);
+    /* the run directory is made once the rest of the input holds (a config
+     * refused below leaves nothing behind); whether it can be made, now */
+    if (j->root && dir_check_creatable(j->run_dir, err, sizeof err) != 0)
+        die_input("%s: field 'output_dir': %s", cfg->path, err);
     j->work = comm_split(world, j->lay.is_user_sim, world->rank);
     if (j->lay.is_user_sim) {
         serve_user_sim(j);
@@ -1301,6 +1308,15 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         j->eval = eval_set_load(cfg, data_dir, &j->rollout, &j->user, true,
                                 cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
     }
+    if (j->root) {
+        char what[1200];
+        snprintf(what, sizeof what, "%s job %s", cfg->job, cfg->path);
+        j->lock = run_lock_acquire(j->run_dir, what, run_lock_wait_s(), err, sizeof err);
+        if (!j->lock) die_input("%s: field 'output_dir': %s", cfg->path, err);
+        mkdir_run(cfg, j->ckpt_dir);
+        mkdir_run(cfg, j->rollout_dir);
+    }
+    comm_barrier(j->work);
     bool resumed = load_checkpoint(j);
     /* the device starts from the host's weights and optimizer state, resumed or not */
     if (j->lay.is_trainer) j->policy_dev = train_device_new(j->policy, j->train_device, j->node_rank);
@@ -1375,6 +1391,7 @@ done:
     cJSON_Delete(j->model_config_json);
     layout_free_comms(&j->comms);
     comm_free(j->work);
+    run_lock_release(j->lock);
     error_set_exit_hook(NULL);
     error_set_quiet_input(0);
     stop_signal_reset();

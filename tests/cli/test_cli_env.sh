@@ -64,6 +64,33 @@ printf '{"messages": [\n  {"role": "user",}\n]}' >"$TMP/bad2.json"
 expect_exit replay-bad-json 2 "bad2.json:2:19" "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad2.json"
 expect_exit replay-unknown-task 2 "no task 'nope' in domain mock" \
   "$BIN" replay --domain mock --task nope --trajectory "$TMP/traj.json"
+# the fields the score reads are typed: the termination, each requestor, the ids
+python3 - "$TMP" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+gold = json.load(open(f"{tmp}/traj.json"))
+def bad(name, edit):
+    t = json.loads(json.dumps(gold))
+    edit(t)
+    json.dump(t, open(f"{tmp}/{name}.json", "w"))
+bad("bad_term", lambda t: t.update(termination_reason=3))
+bad("bad_req", lambda t: t["messages"][3].update(requestor="agent"))
+bad("bad_tc_req", lambda t: t["messages"][2]["tool_calls"][0].update(requestor=1))
+bad("bad_id", lambda t: t["messages"][3].update(id=7))
+bad("bad_tc_id", lambda t: t["messages"][2]["tool_calls"][0].update(id=["c1"]))
+bad("null_term", lambda t: t.update(termination_reason=None))
+PY
+expect_exit replay-termination-not-string 2 "bad_term.json: field 'termination_reason': expected a string or null" \
+  "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad_term.json"
+expect_exit replay-bad-requestor 2 "bad_req.json: messages[3].requestor: expected \"assistant\", \"user\" or null" \
+  "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad_req.json"
+expect_exit replay-bad-call-requestor 2 "messages[2].tool_calls[0].requestor: expected" \
+  "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad_tc_req.json"
+expect_exit replay-bad-id 2 "bad_id.json: messages[3].id: expected a string or null" \
+  "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad_id.json"
+expect_exit replay-bad-call-id 2 "messages[2].tool_calls[0].id: expected a string or null" \
+  "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/bad_tc_id.json"
+expect_exit replay-null-termination 0 "" "$BIN" replay --domain mock --task create_task_1 --trajectory "$TMP/null_term.json"
 
 # prepare: the recipe's files, rows with index and metadata.
 expect_exit prepare 0 "" "$BIN" prepare --output-dir "$TMP/prep" --multi-domain-train retail telecom
@@ -75,6 +102,30 @@ head -1 "$TMP/prep/telecom_test_tasks.jsonl" | grep -q '^{"index": 0, "metadata"
 check "prepare row format" $?
 expect_exit prepare-bad-domain 2 "unknown domain 'bank'" "$BIN" prepare --output-dir "$TMP/p2" --domains bank
 expect_exit prepare-empty-dir 2 "empty name" "$BIN" prepare --output-dir ""
+# prepare makes every file before it writes one: a bad multi-domain list
+# leaves the output directory as it was (not there)
+expect_exit prepare-multi-no-train 2 "unknown split 'train' for domain mock" \
+  "$BIN" prepare --output-dir "$TMP/p3" --domains retail --multi-domain-train retail mock
+[ ! -e "$TMP/p3" ]; check "a refused prepare wrote nothing" $?
+expect_exit prepare-name-outside 2 "--multi-domain-name: expected a file name inside --output-dir, got '../x.jsonl'" \
+  "$BIN" prepare --output-dir "$TMP/p4" --multi-domain-train retail --multi-domain-name ../x.jsonl
+expect_exit prepare-name-clash 2 "'retail_train_tasks.jsonl' is also a per-domain file's name" \
+  "$BIN" prepare --output-dir "$TMP/p4" --domains retail --multi-domain-train retail telecom \
+  --multi-domain-name retail_train_tasks.jsonl
+[ ! -e "$TMP/p4" ]; check "a refused multi-domain name wrote nothing" $?
+
+# the whole command line is checked: stray words, single-dash options,
+# repeated options and missing values are refused
+expect_exit stray-argument 2 "tools: unexpected argument 'retail'" "$BIN" tools --domain mock retail
+expect_exit single-dash-option 2 "tools: unknown option '-d'" "$BIN" tools -d mock
+expect_exit repeated-option 2 "oracle: option --domain given twice" "$BIN" oracle --domain mock --domain retail
+expect_exit flag-with-value 2 "tools: unexpected argument 'yes'" "$BIN" tools --domain mock --user yes
+expect_exit list-without-values 2 "prepare: option --domains needs at least one value" \
+  "$BIN" prepare --output-dir "$TMP/p5" --domains --data-dir "$TAU2_DATA_DIR"
+# an output file that cannot be written is refused before the episodes run
+mkdir -p "$TMP/outdir"
+expect_exit oracle-sft-out-dir 2 "oracle: --sft-out: $TMP/outdir: is a directory (expected a file name)" \
+  "$BIN" oracle --domain mock --sft-out "$TMP/outdir"
 expect_exit oracle-max-steps-not-integer 2 "--max-steps: expected a positive integer, got '5abc'" \
   "$BIN" oracle --domain mock --task create_task_1 --max-steps 5abc
 
@@ -84,6 +135,9 @@ cat >"$TMP/job.json" <<JSON
 JSON
 expect_exit config-oracle 0 "" "$BIN" "$TMP/job.json"
 [ "$(wc -l <"$TMP/run/eps.jsonl")" -eq 10 ]; check "config job wrote 10 episodes" $?
+expect_exit config-stray-argument 2 "run: unexpected argument 'extra'" "$BIN" "$TMP/job.json" extra
+printf '{"job": "oracle", "domains": ["mock"], "output": "%s/run"}' "$TMP" >"$TMP/cfg_dir.json"
+expect_exit config-output-is-dir 2 "field 'output': $TMP/run: is a directory (expected a file name)" "$BIN" "$TMP/cfg_dir.json"
 printf '{"job": "oracle", "domains": ["mock"], "max_step": 5}' >"$TMP/bad_cfg.json"
 expect_exit config-unknown-key 2 "unknown key 'max_step' (did you mean 'max_steps'?)" "$BIN" "$TMP/bad_cfg.json"
 printf '{"job": "oracle", "domains": ["mock", 3]}' >"$TMP/bad_cfg2.json"

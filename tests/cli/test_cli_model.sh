@@ -77,4 +77,17 @@ mkdir -p "$TMP/broken" && cp "$MODEL/model.safetensors" "$TMP/broken/"
 sed 's/"num_key_value_heads": 2/"num_key_value_heads": 3/' "$MODEL/config.json" >"$TMP/broken/config.json"
 expect_exit score-bad-config 2 "config.json" "$BIN" score --model "$TMP/broken" --input "$TMP/seqs.json"
 
+# sizes no machine here has memory for: exit 2 naming them, before any allocation
+expect_exit serve-kv-too-large 2 "kv_tokens 1073741824: the KV cache would take" \
+  "$BIN" serve --model "$SRC/inputs/tiny_model" --kv-tokens 1073741824 --port 0
+mkdir -p "$TMP/huge" && cp "$MODEL/model.safetensors" "$TMP/huge/"
+python3 - "$MODEL/config.json" "$TMP/huge/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["intermediate_size"] = 2000000000  # terabytes of fp32 weights
+json.dump(c, open(sys.argv[2], "w"))
+PY
+expect_exit generate-model-too-large 2 "huge/config.json: the fp32 weights (" \
+  "$BIN" generate --model "$TMP/huge" --prompt-ids '[1]'
+
 finish test_cli_model

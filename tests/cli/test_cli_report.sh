@@ -103,6 +103,10 @@ grep -qF 'No evaluations in this run' "$TMP/dom3.html"; check "SFT-only run: no 
 # ---- error paths: exit 2 naming the file and line
 expect_exit "no RUN_DIR" 2 "a run directory is required" "$BIN" report
 expect_exit "missing RUN_DIR" 2 "$TMP/nope: no such run directory" "$BIN" report "$TMP/nope"
+expect_exit "two RUN_DIRs" 2 "report: unexpected argument 'b'" "$BIN" report a b
+mkdir -p "$TMP/outdir"
+expect_exit "--output names a directory" 2 "report: --output: $TMP/outdir: is a directory" \
+  "$BIN" report "$TMP/outdir" --output "$TMP/outdir"
 mkdir -p "$TMP/empty"
 expect_exit "no metrics.jsonl" 2 "$TMP/empty/metrics.jsonl: missing" "$BIN" report "$TMP/empty"
 mkdir -p "$TMP/bad"
@@ -113,6 +117,9 @@ printf '{"step":1}\n[1, 2]\n' >"$TMP/bad/metrics.jsonl"
 expect_exit "metrics line not an object" 2 "$TMP/bad/metrics.jsonl:2: expected a JSON object" "$BIN" report "$TMP/bad"
 printf '{"phase":"sft"}\n' >"$TMP/bad/metrics.jsonl"
 expect_exit "metrics row without step" 2 "$TMP/bad/metrics.jsonl:1: field 'step'" "$BIN" report "$TMP/bad"
+printf '{"step":1,"phase":"sft"}\n{"step":2,"phase":"rl"}\n' >"$TMP/bad/metrics.jsonl"
+expect_exit "metrics row of an unknown phase" 2 "$TMP/bad/metrics.jsonl:2: field 'phase': expected \"sft\", \"grpo\" or \"eval\"" \
+  "$BIN" report "$TMP/bad"
 cp "$FIX/metrics.jsonl" "$TMP/bad/metrics.jsonl"
 mkdir -p "$TMP/bad/eval/step_000004/mock_base"
 { head -n 1 "$FIX/eval/step_000004/mock_base/trajectories.jsonl"; echo '{"task_id": "x", '; } \

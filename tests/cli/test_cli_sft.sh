@@ -46,11 +46,12 @@ check "sft one task" $?
 # An unwritable destination: nonzero exit, nothing written, an old file kept.
 touch "$TMP/plainfile"
 expect_exit sft-not-a-dir 2 "--sft-out" "$BIN" oracle --domain mock --sft-out "$TMP/plainfile/traces.jsonl"
-expect_exit sft-no-dir 2 "cannot write" "$BIN" oracle --domain mock --sft-out "$TMP/nowhere/traces.jsonl"
+expect_exit sft-no-dir 2 "--sft-out: the directory $TMP/nowhere: No such file or directory" \
+  "$BIN" oracle --domain mock --sft-out "$TMP/nowhere/traces.jsonl"
 [ ! -e "$TMP/nowhere" ]; check "no directory made" $?
 if [ "$(id -u)" -ne 0 ]; then # root writes through permissions
   mkdir "$TMP/ro" && chmod 555 "$TMP/ro"
-  expect_exit sft-read-only 2 "cannot write" "$BIN" oracle --domain mock --sft-out "$TMP/ro/traces.jsonl"
+  expect_exit sft-read-only 2 "$TMP/ro: not writable" "$BIN" oracle --domain mock --sft-out "$TMP/ro/traces.jsonl"
   [ -z "$(ls -A "$TMP/ro")" ]; check "read-only dir stays empty" $?
   chmod 755 "$TMP/ro"
 fi

@@ -53,6 +53,12 @@ echo '[{"role": "user", "content": 3}]' >"$TMP/bad_conv.json"
 expect_exit render-bad-content 2 "bad_conv.json: messages[0].content: expected a string" \
   "$BIN" render --tokenizer "$QWEN" --conversation "$TMP/bad_conv.json"
 echo '[{"role": "user", "content": "hi"' >"$TMP/trunc.json"
+printf '[{"role": "assistant", "content": null, "tool_calls": [{"function": {"name": 3}}]}]' >"$TMP/bad_call.json"
+expect_exit render-bad-tool-call 2 "bad_call.json: messages[0].tool_calls[0].function.name: expected a string" \
+  "$BIN" render --tokenizer "$QWEN" --conversation "$TMP/bad_call.json"
+printf '{"messages": [{"role": "user", "content": "hi"}], "tools": {"name": "x"}}' >"$TMP/bad_tools.json"
+expect_exit render-bad-tools 2 "bad_tools.json: field 'tools': expected a list of tool schemas" \
+  "$BIN" render --tokenizer "$QWEN" --conversation "$TMP/bad_tools.json"
 expect_exit render-bad-json 2 "trunc.json:2:1: expected" "$BIN" render --tokenizer "$QWEN" --conversation "$TMP/trunc.json"
 expect_exit render-bad-kwargs 2 "--template-kwargs" \
   "$BIN" render --tokenizer "$QWEN" --conversation "$FIX/conversation.json" --template-kwargs '[1]'

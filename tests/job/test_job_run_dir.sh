@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The run directory: made only once the config holds (a refused config
+# leaves nothing behind), checked for being makeable before the setup, and
+# held by one job at a time (a second job on it exits 2 naming the holder,
+# and writes nothing there; the lock goes with the holder's process).
+set -u
+BIN=$1
+cd "$TAU2_SOURCE_DIR"
+source tests/cli/lib.sh
+source tests/job/lib.sh
+mock_tasks "$TMP/mock.jsonl"
+
+# Refused during the setup (after the layout): no run directory.
+tiny_config "$TMP/bad.json" prompt_data=\"$TMP/none.jsonl\"
+expect_exit "a missing prompt_data is refused" 2 "field 'prompt_data'" "$BIN" "$TMP/bad.json" --output-dir "$TMP/r1"
+[ ! -e "$TMP/r1" ]
+check "the refused config left no run directory" $?
+expect_exit "two ranks: a missing prompt_data is refused" 2 "field 'prompt_data'" \
+  mpirun_np 2 "$BIN" "$TMP/bad.json" --output-dir "$TMP/r2"
+[ ! -e "$TMP/r2" ]
+check "two ranks: the refused config left no run directory" $?
+
+tiny_config "$TMP/kv.json" prompt_data=\"$TMP/mock.jsonl\" kv_cache_tokens=1000000000
+expect_exit "a KV cache budget beyond the machine's memory is refused" 2 \
+  "field 'kv_cache_tokens': the KV cache would take" "$BIN" "$TMP/kv.json" --output-dir "$TMP/r3"
+[ ! -e "$TMP/r3" ]
+check "the refused KV budget left no run directory" $?
+
+# An output_dir that cannot be made: refused before the model loads.
+touch "$TMP/file"
+tiny_config "$TMP/ok.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 \
+  num_rollout=3 save_interval=1
+expect_exit "an output_dir under a file is refused" 2 "field 'output_dir': $TMP/file: exists and is not a directory" \
+  "$BIN" "$TMP/ok.json" --output-dir "$TMP/file/run"
+
+# A directory another process holds (its description in the lock file).
+mkdir -p "$TMP/held"
+python3 - "$TMP/held/.lock" <<'PY' &
+import fcntl, sys, time
+f = open(sys.argv[1], "w")
+fcntl.lockf(f, fcntl.LOCK_EX)
+f.write("grpo job other.json, pid 1 on n001, started 2026-01-01T00:00:00Z\n")
+f.flush()
+open(sys.argv[1] + ".ready", "w").close()
+time.sleep(120)
+PY
+holder=$!
+for _ in $(seq 1 200); do [ -e "$TMP/held/.lock.ready" ] && break; sleep 0.05; done
+expect_exit "a held run directory is refused, naming the holder" 2 \
+  "$TMP/held is in use by another job (grpo job other.json, pid 1 on n001" \
+  mpirun_np 2 "$BIN" "$TMP/ok.json" --output-dir "$TMP/held"
+left=$(ls -A "$TMP/held" | grep -v '^\.lock' | wc -l)
+check "the refused job wrote nothing in the held directory ($left)" "$left"
+eval_config "$TMP/eval.json" small output_dir=\"$TMP/held\"
+expect_exit "an eval job into a held directory is refused" 2 "is in use by another job" "$BIN" "$TMP/eval.json"
+kill $holder
+wait $holder 2>/dev/null
+
+# A job's own lock: a second job started while it runs is refused; the
+# first, stopped meanwhile, goes on and ends well.
+"$BIN" "$TMP/ok.json" --output-dir "$TMP/run" >"$TMP/log.a" 2>&1 &
+first=$!
+for _ in $(seq 1 600); do grep -qs "pid $first on" "$TMP/run/.lock" && break; sleep 0.02; done
+kill -STOP $first
+expect_exit "a second job on a running job's directory is refused" 2 "is in use by another job (grpo job $TMP/ok.json, pid $first" \
+  "$BIN" "$TMP/ok.json" --output-dir "$TMP/run"
+kill -CONT $first
+wait $first
+check "the running job ends well" $?
+# the lock went with the first job: the same command again starts (resumes)
+expect_exit "the directory is free again once the job ended" 0 "" "$BIN" "$TMP/ok.json" --output-dir "$TMP/run"
+
+# export's output directory is checked before the checkpoint is read
+expect_exit "export into a file is refused" 2 "export: --output: $TMP/file: exists and is not a directory" \
+  "$BIN" export --checkpoint "$TMP/run" --output "$TMP/file"
+expect_exit "export under a missing directory is refused" 2 "export: --output: the directory $TMP/no: No such file" \
+  "$BIN" export --checkpoint "$TMP/run" --output "$TMP/no/model"
+expect_exit "export into a new directory" 0 "" "$BIN" export --checkpoint "$TMP/run" --output "$TMP/model"
+finish test_job_run_dir
