@@ -60,7 +60,7 @@ wait $holder 2>/dev/null
 # first, stopped meanwhile, goes on and ends well.
 "$BIN" "$TMP/ok.json" --output-dir "$TMP/run" >"$TMP/log.a" 2>&1 &
 first=$!
-for _ in $(seq 1 600); do grep -qs "pid $first on" "$TMP/run/.lock" && break; sleep 0.02; done
+for _ in $(seq 1 3000); do grep -qs "pid $first on" "$TMP/run/.lock" && break; sleep 0.02; done
 kill -STOP $first
 expect_exit "a second job on a running job's directory is refused" 2 "is in use by another job (grpo job $TMP/ok.json, pid $first" \
   "$BIN" "$TMP/ok.json" --output-dir "$TMP/run"

@@ -125,16 +125,23 @@ static void test_run_lock(void **state) {
     assert_non_null(l);
     run_lock_release(l);
     /* a holder that lets go within the wait: taken */
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        close(ready[0]);
         RunLock *c = run_lock_acquire(run, "brief job", 0, err, sizeof err);
         if (!c) _exit(2);
+        if (write(ready[1], "x", 1) != 1) _exit(3);
         usleep(1500 * 1000);
         _exit(0); /* the kernel drops the lock with the process */
     }
-    int tries = 0;
-    while (lock_from_child(run, "brief job") == 0 && tries++ < 200) usleep(10 * 1000); /* until the child holds it */
+    close(ready[1]);
+    char byte;
+    assert_int_equal(read(ready[0], &byte, 1), 1); /* the child holds it */
+    close(ready[0]);
+    assert_int_equal(lock_from_child(run, "brief job"), 1);
     l = run_lock_acquire(run, "patient job", 5, err, sizeof err);
     if (!l) fail_msg("not taken within the wait: %s", err);
     run_lock_release(l);
