@@ -294,7 +294,10 @@ LlmClient *llm_client_new(const LlmEndpointConfig *endpoints, int n_endpoints, c
     }
     c->n_eps = n_endpoints;
     if (opt && opt->cache_dir && opt->cache_dir[0]) {
-        if (dir_create_all(opt->cache_dir, err, errlen) != 0) {
+        /* made by the first entry stored (llm_cache_put): a job refused at
+         * start leaves no cache directory, but one that cannot be made is
+         * an error now */
+        if (dir_check_creatable(opt->cache_dir, err, errlen) != 0) {
             llm_client_free(c);
             return NULL;
         }

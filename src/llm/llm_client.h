@@ -63,7 +63,7 @@ typedef struct {
 void llm_endpoint_defaults(LlmEndpointConfig *cfg);
 
 typedef struct {
-    const char *cache_dir; /* NULL or "": no response cache */
+    const char *cache_dir; /* NULL or "": no response cache; made by the first entry stored */
     uint64_t seed;         /* backoff jitter draws rng_uniform(seed, request id, attempt) */
 } LlmClientOptions;
 

@@ -312,9 +312,8 @@ int qwen3_tp_check(const Qwen3Config *cfg, int tp, char *err, size_t errlen) {
     return 0;
 }
 
-/* This rank's part of the model (tp NULL: all of it); tp was checked. */
-static void shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, Comm *tp) {
-    int size = tp ? tp->size : 1, rank = tp ? tp->rank : 0;
+/* Rank `rank`'s part of the model split `size` ways (checked). */
+static void shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, int size, int rank) {
     sh->rank = rank;
     sh->size = size;
     sh->num_heads = cfg->num_heads / size;
@@ -324,13 +323,22 @@ static void shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, Comm *tp) {
     sh->vocab_start = rank * sh->vocab_size;
 }
 
+size_t qwen3_shard_num_parameters(const Qwen3Config *cfg, int tp) {
+    Qwen3Shard sh;
+    shard_init(&sh, cfg, tp, 0);
+    size_t sizes[QWEN3_NUM_PARAM_KINDS], n = 0;
+    fill_in_parameter_sizes(sizes, cfg, &sh);
+    for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) n += sizes[i];
+    return n;
+}
+
 /* A model of this rank's shard; tp was checked. */
 static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
     Qwen3 *m = xcalloc(1, sizeof *m);
     m->config = *cfg;
     m->tp = tp && tp->size > 1 ? tp : NULL;
     Qwen3Shard *sh = &m->shard;
-    shard_init(sh, cfg, tp);
+    shard_init(sh, cfg, tp ? tp->size : 1, tp ? tp->rank : 0);
     fill_in_parameter_sizes(m->param_sizes, cfg, sh);
     m->num_parameters = 0;
     for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) m->num_parameters += m->param_sizes[i];
@@ -465,15 +473,11 @@ Qwen3 *qwen3_load_dir_tp(const char *dir, Comm *tp, char *err, size_t errlen) {
         return NULL;
     }
     /* a config too big for this machine: refused naming it, before the allocation fails */
-    Qwen3Shard sh;
-    shard_init(&sh, &cfg, tp);
-    size_t sizes[QWEN3_NUM_PARAM_KINDS];
-    fill_in_parameter_sizes(sizes, &cfg, &sh);
-    double n_params = 0;
-    for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) n_params += (double)sizes[i];
+    int tp_size = tp ? tp->size : 1;
+    double n_params = (double)qwen3_shard_num_parameters(&cfg, tp_size);
     char what[128];
     snprintf(what, sizeof what, "the fp32 weights (%.3g billion parameters%s)", n_params / 1e9,
-             sh.size > 1 ? " in this rank's shard" : "");
+             tp_size > 1 ? " in this rank's shard" : "");
     if (sysmem_check(n_params * sizeof(float), what, why, sizeof why) != 0) {
         cfg_err(err, errlen, "%s/config.json: %s", dir, why);
         return NULL;

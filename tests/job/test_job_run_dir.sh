@@ -26,6 +26,20 @@ expect_exit "a KV cache budget beyond the machine's memory is refused" 2 \
 [ ! -e "$TMP/r3" ]
 check "the refused KV budget left no run directory" $?
 
+cp -r inputs/tiny_model "$TMP/huge_model"
+python3 - "$TMP/huge_model/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["intermediate_size"] = 2000000000  # terabytes of training state
+json.dump(c, open(sys.argv[1], "w"))
+PY
+tiny_config "$TMP/huge.json" prompt_data=\"$TMP/mock.jsonl\" model=\"$TMP/huge_model\"
+expect_exit "a training state beyond the machine's memory is refused" 2 \
+  "field 'model': the training state (fp32 weights, gradients and AdamW moments of" \
+  "$BIN" "$TMP/huge.json" --output-dir "$TMP/r4"
+[ ! -e "$TMP/r4" ]
+check "the refused model left no run directory" $?
+
 # An output_dir that cannot be made: refused before the model loads.
 touch "$TMP/file"
 tiny_config "$TMP/ok.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 \

@@ -139,6 +139,9 @@ static void check_fixture(const char *name, Comm *world) {
     CHECK(tp->shard.size == world->size && tp->shard.rank == world->rank);
     CHECK((tp->tp != NULL) == (world->size > 1));
     CHECK(ref->shard.size == 1 && ref->tp == NULL);
+    /* the count the memory checks use before loading is what the shard holds */
+    CHECK(qwen3_shard_num_parameters(&tp->config, world->size) == tp->num_parameters);
+    CHECK(qwen3_shard_num_parameters(&ref->config, 1) == ref->num_parameters);
     Qwen3FixtureBatch b = qfix_batch_load(dir);
     int T = b.T, V = ref->config.vocab_size;
     tp->vocab_chunk = 7; /* several chunks, a short last one */
