@@ -682,35 +682,59 @@ static void layer_fields(LayerActs *a, float **f[LAYER_ACT_FIELDS]) {
     memcpy(f, list, sizeof list);
 }
 
-/* Sizes are this rank's (sh): heads, MLP and vocab columns of its shard. */
+/* The float arena of T tokens: each layer field's size per slot (ls), its
+ * slots (L, or 1 when recomputing all but the attention's output and lse),
+ * the rows of the logits chunk, and the total. Sizes are this rank's (sh):
+ * heads, MLP and vocab columns of its shard. */
+static size_t acts_layout(const Qwen3Config *c, const Qwen3Shard *sh, int T, bool recompute, int chunk_rows,
+                          size_t ls_out[LAYER_ACT_FIELDS], int slots_out[LAYER_ACT_FIELDS], size_t *chunk_out) {
+    size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
+    size_t NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim;
+    size_t QD = NH * D, KD = NKV * D, t = (size_t)T;
+    size_t ls[LAYER_ACT_FIELDS] = {t * C,  t,      t * QD, t * KD, t * KD, t * NH, t * NKV, t * QD, t * KD,
+                                   t * QD, t * NH, t * C,  t * C,  t,      t * I,  t * I,   t * I};
+    LayerActs probe;
+    float **lf[LAYER_ACT_FIELDS];
+    layer_fields(&probe, lf);
+    /* The attention's output and lse are kept for every layer, recomputing
+     * or not: the backward's recomputation skips the attention itself. */
+    size_t layer_mem = 0;
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) {
+        bool kept = lf[i] == &probe.att || lf[i] == &probe.att_lse;
+        ls_out[i] = ls[i];
+        slots_out[i] = recompute && !kept ? 1 : (int)L;
+        layer_mem += ls[i] * slots_out[i];
+    }
+    size_t chunk = (size_t)chunk_rows < t ? (size_t)chunk_rows : t;
+    *chunk_out = chunk;
+    return layer_mem + (L + 1) * t * C + t * C + t * 3 + chunk * V + t * D /* cos+sin */ + 2 * chunk * C +
+           5 * chunk + 2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
+}
+
+double qwen3_acts_bytes(const Qwen3Config *cfg, int tp, int T, bool recompute) {
+    Qwen3Shard sh;
+    shard_init(&sh, cfg, tp, 0);
+    size_t ls[LAYER_ACT_FIELDS], chunk;
+    int slots[LAYER_ACT_FIELDS];
+    size_t floats = acts_layout(cfg, &sh, T, recompute, qwen3_default_vocab_chunk(sh.vocab_size), ls, slots, &chunk);
+    return (double)floats * sizeof(float) + (6.0 * T + 1 + (double)chunk) * sizeof(int32_t);
+}
+
 static Qwen3Acts *acts_new(const Qwen3Config *c, const Qwen3Shard *sh, int T, bool recompute, int chunk_rows) {
     Qwen3Acts *a = xcalloc(1, sizeof *a);
     a->T_cap = T;
     a->recompute = recompute;
     size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
     size_t NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim;
-    size_t QD = NH * D, KD = NKV * D, t = (size_t)T;
-    size_t ls[LAYER_ACT_FIELDS] = {t * C,  t,      t * QD, t * KD, t * KD, t * NH, t * NKV, t * QD, t * KD,
-                                   t * QD, t * NH, t * C,  t * C,  t,      t * I,  t * I,   t * I};
-    memcpy(a->layer_sizes, ls, sizeof ls);
+    size_t QD = NH * D, KD = NKV * D, t = (size_t)T, chunk;
+    size_t total = acts_layout(c, sh, T, recompute, chunk_rows, a->layer_sizes, a->field_slots, &chunk);
+    a->chunk = (int)chunk;
     float **lf[LAYER_ACT_FIELDS];
     layer_fields(&a->layers_base, lf);
-    /* The attention's output and lse are kept for every layer, recomputing
-     * or not: the backward's recomputation skips the attention itself. */
-    size_t layer_mem = 0;
-    for (int i = 0; i < LAYER_ACT_FIELDS; i++) {
-        bool kept = lf[i] == &a->layers_base.att || lf[i] == &a->layers_base.att_lse;
-        a->field_slots[i] = recompute && !kept ? 1 : (int)L;
-        layer_mem += ls[i] * a->field_slots[i];
-    }
-    size_t chunk = (size_t)chunk_rows < t ? (size_t)chunk_rows : t;
-    a->chunk = (int)chunk;
-    size_t total = layer_mem + (L + 1) * t * C + t * C + t * 3 + chunk * V + t * D /* cos+sin */ +
-                   2 * chunk * C + 5 * chunk + 2 * t * C + 3 * t * QD + 3 * t * KD + 3 * t * I + t * NH;
     a->memory = xmalloc(total * sizeof(float));
     float *it = a->memory;
     /* Field-major: all slots of ln1, then all slots of rstd1, ... */
-    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *lf[i] = carve(&it, ls[i] * a->field_slots[i]);
+    for (int i = 0; i < LAYER_ACT_FIELDS; i++) *lf[i] = carve(&it, a->layer_sizes[i] * a->field_slots[i]);
     a->res = carve(&it, (L + 1) * t * C);
     a->xf = carve(&it, t * C);
     a->rstdf = carve(&it, t);

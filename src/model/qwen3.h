@@ -239,6 +239,9 @@ int qwen3_tp_check(const Qwen3Config *cfg, int tp, char *err, size_t errlen);
 /* Parameters of one rank's shard at tensor-parallel size tp (checked with
  * qwen3_tp_check): what its weights, gradients and moments each hold. */
 size_t qwen3_shard_num_parameters(const Qwen3Config *cfg, int tp);
+/* Bytes of one rank's training activations for a micro-batch of T tokens
+ * (the arena the forward allocates), at tensor-parallel size tp. */
+double qwen3_acts_bytes(const Qwen3Config *cfg, int tp, int T, bool recompute);
 /* This rank's shard of a model with zeroed weights. tp (borrowed, must
  * outlive the model) may be NULL or of size 1: the same as qwen3_new. NULL
  * with err when tp does not divide the model (qwen3_tp_check). */

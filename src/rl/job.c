@@ -177,16 +177,20 @@ static void setup_models(Job *j) {
         gpu_check(c->rollout_tensor_parallel, 1, "rollout_tensor_parallel", "the GPU inference engine", err,
                   sizeof err) != 0)
         die_input("%s: field 'rollout_device': %s", c->path, err);
-    /* the CPU trainer's state grows at its first step (gradients, then
-     * AdamW's two moments): a model too big for the machine fails now */
+    /* the CPU trainer's memory grows during its first step (activations,
+     * gradients, then AdamW's two moments): a model or micro-batch too big
+     * for the machine fails now */
     if (j->lay.is_trainer && j->train_device == TRAIN_DEVICE_CPU) {
         double n = (double)qwen3_shard_num_parameters(&j->mcfg, j->lay.tp);
-        char what[256];
-        snprintf(what, sizeof what, "the training state (fp32 weights, gradients and AdamW moments of %.3g billion "
-                 "parameters%s%s)", n / 1e9, j->lay.tp > 1 ? " per rank" : "",
-                 c->kl_coef != 0.0 ? ", and the KL reference's weights" : "");
-        if (sysmem_check(n * sizeof(float) * (c->kl_coef != 0.0 ? 5 : 4), what, err, sizeof err) != 0)
-            die_input("%s: field 'model': %s", c->path, err);
+        double bytes = n * sizeof(float) * (c->kl_coef != 0.0 ? 5 : 4) +
+                       qwen3_acts_bytes(&j->mcfg, j->lay.tp, c->max_tokens_per_gpu, c->recompute_activations);
+        char what[320];
+        snprintf(what, sizeof what, "the fp32 weights, gradients and AdamW moments of %.3g %s parameters%s%s, "
+                 "with the activations of %d tokens,", n >= 1e9 ? n / 1e9 : n / 1e6, n >= 1e9 ? "billion" : "million",
+                 j->lay.tp > 1 ? " per rank" : "", c->kl_coef != 0.0 ? " and the KL reference's weights" : "",
+                 c->max_tokens_per_gpu);
+        if (sysmem_check(bytes, what, err, sizeof err) != 0)
+            die_input("%s: fields 'model' and 'max_tokens_per_gpu': %s", c->path, err);
     }
     if (j->lay.is_trainer) {
         j->policy = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);

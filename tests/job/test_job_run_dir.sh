@@ -35,10 +35,13 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 tiny_config "$TMP/huge.json" prompt_data=\"$TMP/mock.jsonl\" model=\"$TMP/huge_model\"
 expect_exit "a training state beyond the machine's memory is refused" 2 \
-  "field 'model': the training state (fp32 weights, gradients and AdamW moments of" \
+  "fields 'model' and 'max_tokens_per_gpu': the fp32 weights, gradients and AdamW moments of" \
   "$BIN" "$TMP/huge.json" --output-dir "$TMP/r4"
 [ ! -e "$TMP/r4" ]
 check "the refused model left no run directory" $?
+tiny_config "$TMP/acts.json" prompt_data=\"$TMP/mock.jsonl\" max_tokens_per_gpu=2000000000
+expect_exit "micro-batch activations beyond the machine's memory are refused" 2 \
+  "with the activations of 2000000000 tokens, would take" "$BIN" "$TMP/acts.json" --output-dir "$TMP/r5"
 
 # An output_dir that cannot be made: refused before the model loads.
 touch "$TMP/file"
