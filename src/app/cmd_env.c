@@ -106,7 +106,8 @@ static void check_messages(const cJSON *messages, const char *path) {
         const cJSON *c = json_get(m, "content");
         if (c && !cJSON_IsNull(c) && !cJSON_IsString(c))
             die_input("%s: messages[%d].content: expected a string or null", path, i);
-        /* τ²-bench's message fields the scoring does not read: their types only */
+        /* τ²-bench's other message fields: the requestor decides whose tools
+         * run on replay; the ids only pair calls with results */
         const cJSON *id = json_get(m, "id");
         if (id && !cJSON_IsNull(id) && !cJSON_IsString(id))
             die_input("%s: messages[%d].id: expected a string or null", path, i);
