@@ -173,9 +173,7 @@ static int check_writable_dir(const char *dir, const char *what, char *err, size
     return 0;
 }
 
-/* p's parent, in place: "a/b/c" -> "a/b", "/a" -> "/", "a" -> "." (trailing
- * slashes ignored; p has room for "."). */
-static void path_to_parent(char *p) {
+void path_to_parent(char *p) {
     size_t n = strlen(p);
     while (n > 1 && p[n - 1] == '/') p[--n] = '\0';
     char *slash = strrchr(p, '/');

@@ -64,6 +64,10 @@ int dir_create_all(const char *path, char *err, size_t errlen);
  * have an existing, writable parent if not. 0, or -1 with err saying why. */
 int path_check_output(const char *path, int is_dir, char *err, size_t errlen);
 
+/* p's parent, in place: "a/b/c" -> "a/b", "/a" -> "/", "/" -> "/", "a" ->
+ * "." (trailing slashes ignored; p non-empty, with room for "."). */
+void path_to_parent(char *p);
+
 /* Whether dir_create_all(path) can make path: it is a writable directory
  * already, or its nearest existing ancestor is one. Checked before a job's
  * setup, which creates the directory only once the rest of its input holds.

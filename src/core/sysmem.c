@@ -1,5 +1,6 @@
 #include "core/sysmem.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,18 +34,16 @@ static double tree_limit(const char *root, const char *path, const char *file) {
         snprintf(f, sizeof f, "%s%s/%s", root, strcmp(dir, "/") ? dir : "", file);
         double v = read_limit(f);
         if (v > 0 && (best == 0 || v < best)) best = v;
-        char *slash = strrchr(dir, '/');
-        if (!slash || slash == dir) {
-            if (strcmp(dir, "/") == 0 || !slash) break;
-            dir[1] = '\0';
-        } else {
-            *slash = '\0';
-        }
+        if (strcmp(dir, "/") == 0) break;
+        path_to_parent(dir);
     }
     return best;
 }
 
-double sysmem_limit_bytes(void) {
+static double g_limit;
+static pthread_once_t g_limit_once = PTHREAD_ONCE_INIT;
+
+static void limit_init(void) {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     double limit = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
     /* /proc/self/cgroup: "0::PATH" (v2), "N:...memory...:PATH" (v1) */
@@ -61,7 +60,14 @@ double sysmem_limit_bytes(void) {
         if (v > 0 && (limit == 0 || v < limit)) limit = v;
     }
     if (f) fclose(f);
-    return limit;
+    g_limit = limit;
+}
+
+/* Read once: the engines are made at every rollout step, and a process's
+ * memory and cgroup do not change under it. */
+double sysmem_limit_bytes(void) {
+    pthread_once(&g_limit_once, limit_init);
+    return g_limit;
 }
 
 int sysmem_check(double bytes, const char *what, char *err, size_t errlen) {

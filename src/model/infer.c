@@ -208,15 +208,11 @@ static InferEngine *engine_create(const Qwen3 *model, const InferOptions *opt, C
     return e;
 }
 
-/* One block's keys and values over every layer. */
-static double kv_block_bytes(const Qwen3 *model, int block_size) {
+double infer_kv_cache_bytes(const Qwen3 *model, int kv_tokens, int block_size) {
     const Qwen3Config *c = &model->config;
-    return (double)block_size * 2.0 * c->num_layers * model->shard.num_kv_heads * c->head_dim * sizeof(float);
-}
-
-double infer_kv_cache_bytes(const Qwen3 *model, int kv_tokens) {
-    int bs = INFER_DEFAULT_BLOCK_SIZE;
-    return ceil((double)kv_tokens / bs) * kv_block_bytes(model, bs);
+    int bs = block_size > 0 ? block_size : INFER_DEFAULT_BLOCK_SIZE;
+    double blocks = ceil((double)kv_tokens / bs);
+    return blocks * bs * 2.0 * c->num_layers * model->shard.num_kv_heads * c->head_dim * sizeof(float);
 }
 
 InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen) {
@@ -232,10 +228,9 @@ InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, s
         return NULL;
     }
     if (check_shard(model, group, err, errlen) != 0) return NULL;
-    int bs = opt->block_size > 0 ? opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
-    double kv_bytes = ceil((double)opt->kv_tokens / bs) * kv_block_bytes(model, bs);
     char why[384];
-    if (sysmem_check(kv_bytes, "the KV cache", why, sizeof why) != 0) {
+    if (sysmem_check(infer_kv_cache_bytes(model, opt->kv_tokens, opt->block_size), "the KV cache", why,
+                     sizeof why) != 0) {
         err_set(err, errlen, "inference: kv_tokens %d: %s", opt->kv_tokens, why);
         return NULL;
     }

@@ -215,7 +215,7 @@ static void setup_models(Job *j) {
     }
     /* the CPU engine's KV cache is made at each rollout: a budget too big for the machine fails now */
     if (j->engine_model && !j->rollout_on_gpu && c->kv_cache_tokens > 0 &&
-        sysmem_check(infer_kv_cache_bytes(j->engine_model, c->kv_cache_tokens), "the KV cache", err,
+        sysmem_check(infer_kv_cache_bytes(j->engine_model, c->kv_cache_tokens, 0), "the KV cache", err,
                      sizeof err) != 0)
         die_input("%s: field 'kv_cache_tokens': %s", c->path, err);
     if (rollout_load_text(c->model, c->tokenizer, j->mcfg.vocab_size, &j->tok, &j->ct, err, sizeof err) != 0)
