@@ -120,6 +120,10 @@ void comm_allgather_f32(Comm *c, const float *send, float *recv, size_t n) {
     if (n) c->ops->allgather(c, send, recv, n, COMM_F32);
 }
 
+void comm_allgather_f64(Comm *c, const double *send, double *recv, size_t n) {
+    if (n) c->ops->allgather(c, send, recv, n, COMM_F64);
+}
+
 void comm_reduce_scatter_f32(Comm *c, const float *send, float *recv, size_t n) {
     if (n) c->ops->reduce_scatter(c, send, recv, n, COMM_F32, COMM_SUM);
 }
@@ -184,17 +188,21 @@ void comm_barrier(Comm *c) {
 }
 
 /* A host name of fixed width, so every rank sends the same number of words. */
-#define NODE_NAME_BYTES 256
+char *comm_node_names(Comm *c) {
+    char name[COMM_NODE_NAME_BYTES] = {0};
+    if (gethostname(name, sizeof name - 1) != 0) die_runtime("comm_node_names: gethostname failed");
+    char *all = xmalloc((size_t)c->size * COMM_NODE_NAME_BYTES);
+    c->ops->allgather(c, name, all, COMM_NODE_NAME_BYTES / 4, COMM_I32);
+    return all;
+}
 
 int comm_node_rank(Comm *c) {
     if (c->size == 1) return 0;
-    char name[NODE_NAME_BYTES] = {0};
-    if (gethostname(name, sizeof name - 1) != 0) die_runtime("comm_node_rank: gethostname failed");
-    char *all = xmalloc((size_t)c->size * NODE_NAME_BYTES);
-    c->ops->allgather(c, name, all, NODE_NAME_BYTES / 4, COMM_I32);
+    char *all = comm_node_names(c);
+    const char *name = all + (size_t)c->rank * COMM_NODE_NAME_BYTES;
     int mine = 0; /* the lower ranks with this rank's host name */
     for (int q = 0; q < c->rank; q++)
-        if (memcmp(all + (size_t)q * NODE_NAME_BYTES, name, NODE_NAME_BYTES) == 0) mine++;
+        if (memcmp(all + (size_t)q * COMM_NODE_NAME_BYTES, name, COMM_NODE_NAME_BYTES) == 0) mine++;
     free(all);
     return mine;
 }

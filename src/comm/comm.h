@@ -110,6 +110,7 @@ void comm_allreduce_max_f32(Comm *c, float *buf, size_t n);
 void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
 /* recv (size * n) = every rank's send (n), rank-major, on every rank. */
 void comm_allgather_f32(Comm *c, const float *send, float *recv, size_t n);
+void comm_allgather_f64(Comm *c, const double *send, double *recv, size_t n);
 /* recv (n) = piece `rank` of the elementwise sum of every rank's send (size * n). */
 void comm_reduce_scatter_f32(Comm *c, const float *send, float *recv, size_t n);
 /* recv (size * n) on root = every rank's send (n), rank-major; recv unused elsewhere. */
@@ -126,6 +127,14 @@ void comm_broadcast(Comm *c, void *buf, size_t bytes, int root);
  * pipeline one bucket's transfer behind the next. */
 void comm_broadcast_buckets(Comm *c, void *buf, size_t bytes, size_t bucket_bytes, int root);
 void comm_barrier(Comm *c);
+
+/* Bytes of one host name in comm_node_names (NUL-padded, truncated). */
+#define COMM_NODE_NAME_BYTES 256
+
+/* Every rank's host name: a new buffer (free()) of size *
+ * COMM_NODE_NAME_BYTES bytes, rank r's at r * COMM_NODE_NAME_BYTES; two
+ * ranks share a node when their names are equal. Collective. */
+char *comm_node_names(Comm *c);
 
 /* This rank's index among the ranks of c on the same node (same host
  * name), in rank order: which of the node's GPUs a rank takes. Collective. */

@@ -43,6 +43,30 @@ static double tree_limit(const char *root, const char *path, const char *file) {
 static double g_limit;
 static pthread_once_t g_limit_once = PTHREAD_ONCE_INIT;
 
+/* TAU2_MEMORY_LIMIT: a size in bytes with an optional binary suffix (64G,
+ * 512M), or 0 when unset; anything else is an input error. */
+static double env_limit(void) {
+    const char *v = getenv("TAU2_MEMORY_LIMIT");
+    if (!v || !*v) return 0;
+    char *end;
+    double x = strtod(v, &end);
+    double unit = 1;
+    if (*end) {
+        const char *units = "KMGT";
+        const char *u = strchr(units, *end >= 'a' && *end <= 'z' ? *end - 'a' + 'A' : *end);
+        if (u && *u) {
+            for (const char *k = units; k <= u; k++) unit *= 1024.0;
+            end++;
+            if (*end == 'i' && end[1] == 'B') end += 2;
+            else if (*end == 'B') end++;
+        }
+    }
+    if (end == v || *end || !(x > 0) || x * unit > 1e18)
+        die_input("environment variable TAU2_MEMORY_LIMIT: '%s' is not a memory size (expected a positive number of "
+                  "bytes with an optional K, M, G or T suffix, e.g. 64G)", v);
+    return x * unit;
+}
+
 static void limit_init(void) {
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     double limit = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
@@ -60,6 +84,8 @@ static void limit_init(void) {
         if (v > 0 && (limit == 0 || v < limit)) limit = v;
     }
     if (f) fclose(f);
+    double user = env_limit();
+    if (user > 0 && (limit == 0 || user < limit)) limit = user;
     g_limit = limit;
 }
 
@@ -70,10 +96,17 @@ double sysmem_limit_bytes(void) {
     return g_limit;
 }
 
+const char *sysmem_format(double bytes, char *buf, size_t n) {
+    const double mib = 1024.0 * 1024.0, gib = 1024.0 * mib;
+    if (bytes >= gib) snprintf(buf, n, "%.1f GiB", bytes / gib);
+    else snprintf(buf, n, "%.1f MiB", bytes / mib);
+    return buf;
+}
+
 int sysmem_check(double bytes, const char *what, char *err, size_t errlen) {
     double limit = sysmem_limit_bytes();
     if (limit == 0 || bytes <= limit) return 0;
-    const double gib = 1024.0 * 1024.0 * 1024.0;
-    return err_set(err, errlen, "%s would take %.1f GiB, more than the %.1f GiB of memory this process may use",
-                   what, bytes / gib, limit / gib);
+    char b[32], l[32];
+    return err_set(err, errlen, "%s would take %s, more than the %s of memory this process may use", what,
+                   sysmem_format(bytes, b, sizeof b), sysmem_format(limit, l, sizeof l));
 }

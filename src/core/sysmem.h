@@ -7,10 +7,16 @@
 
 #include <stddef.h>
 
-/* The smaller of the machine's physical memory and the cgroup's limit
+/* The smallest of the machine's physical memory, the cgroup's limit
  * (cgroup v2 memory.max, v1 memory.limit_in_bytes: what Slurm's --mem
- * sets); 0 when neither is known. */
+ * sets) and the environment variable TAU2_MEMORY_LIMIT (bytes, or with a
+ * K, M, G or T suffix: 64G; for nodes shared without cgroups); 0 when none
+ * is known. Read once per process; a malformed TAU2_MEMORY_LIMIT is an
+ * input error (exit 2). */
 double sysmem_limit_bytes(void);
+
+/* bytes as "12.3 GiB" (or MiB below a GiB) in buf; returns buf. */
+const char *sysmem_format(double bytes, char *buf, size_t n);
 
 /* 0 when `bytes` fits within sysmem_limit_bytes() (or no limit is known);
  * else -1 with err saying "WHAT would take X GiB, more than the Y GiB of memory

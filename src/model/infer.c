@@ -208,11 +208,10 @@ static InferEngine *engine_create(const Qwen3 *model, const InferOptions *opt, C
     return e;
 }
 
-double infer_kv_cache_bytes(const Qwen3 *model, int kv_tokens, int block_size) {
-    const Qwen3Config *c = &model->config;
+double infer_kv_cache_bytes(const Qwen3Config *c, int tp, int kv_tokens, int block_size) {
     int bs = block_size > 0 ? block_size : INFER_DEFAULT_BLOCK_SIZE;
     double blocks = ceil((double)kv_tokens / bs);
-    return blocks * bs * 2.0 * c->num_layers * model->shard.num_kv_heads * c->head_dim * sizeof(float);
+    return blocks * bs * 2.0 * c->num_layers * (c->num_kv_heads / (tp > 0 ? tp : 1)) * c->head_dim * sizeof(float);
 }
 
 InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, size_t errlen) {
@@ -229,7 +228,7 @@ InferEngine *infer_new(const Qwen3 *model, const InferOptions *opt, char *err, s
     }
     if (check_shard(model, group, err, errlen) != 0) return NULL;
     char why[384];
-    if (sysmem_check(infer_kv_cache_bytes(model, opt->kv_tokens, opt->block_size), "the KV cache", why,
+    if (sysmem_check(infer_kv_cache_bytes(c, model->shard.size, opt->kv_tokens, opt->block_size), "the KV cache", why,
                      sizeof why) != 0) {
         err_set(err, errlen, "inference: kv_tokens %d: %s", opt->kv_tokens, why);
         return NULL;

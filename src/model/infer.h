@@ -88,10 +88,10 @@ typedef struct {
 
 typedef struct InferEngine InferEngine;
 
-/* Bytes of the CPU engine's KV cache for kv_tokens: whole blocks of
- * block_size tokens (0: the default), keys and values of every layer of
- * this rank's shard. */
-double infer_kv_cache_bytes(const Qwen3 *model, int kv_tokens, int block_size);
+/* Bytes of the CPU engine's KV cache for kv_tokens on one rank of an engine
+ * of tp ranks: whole blocks of block_size tokens (0: the default), keys and
+ * values of every layer of the rank's kv heads (num_key_value_heads / tp). */
+double infer_kv_cache_bytes(const Qwen3Config *c, int tp, int kv_tokens, int block_size);
 
 /* An engine over model's weights (borrowed: the model must outlive it and
  * its weights may change between steps, e.g. after a weight broadcast). */

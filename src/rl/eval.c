@@ -21,7 +21,10 @@
 #include "io/run_lock.h"
 #include "io/tb_events.h"
 #include "model/gpu_check.h"
+#include "model/infer.h"
+#include "model/qwen3.h"
 #include "rl/job.h"
+#include "rl/job_memory.h"
 #include "rl/passk.h"
 
 static double now_s(void) {
@@ -360,6 +363,32 @@ static int read_done(EvalSet *es, const char *path, cJSON ***lines) {
     return found;
 }
 
+/* The most samples of a dataset's prompt: a round's episodes are split
+ * into calls of round_episodes / that many prompts per engine. */
+static int most_samples(const EvalSet *es) {
+    int m = 1;
+    for (int i = 0; i < es->n_sets; i++)
+        if (es->sets[i].opt.n_samples > m) m = es->sets[i].opt.n_samples;
+    return m;
+}
+
+static int prompts_per_call(const EvalSet *es) {
+    int per_engine = es->round_episodes / most_samples(es);
+    return per_engine < 1 ? 1 : per_engine;
+}
+
+int eval_set_kv_tokens(const EvalSet *es) {
+    int most = 0;
+    for (int i = 0; i < es->n_sets; i++) {
+        const RolloutOptions *o = &es->sets[i].opt;
+        int kv = o->kv_cache_tokens > 0
+                     ? o->kv_cache_tokens
+                     : rollout_kv_budget(o, es->sets[i].user.kind == ROLLOUT_USER_POLICY, prompts_per_call(es));
+        if (kv > most) most = kv;
+    }
+    return most;
+}
+
 int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *info, cJSON **row_out) {
     bool root = c->rank == 0;
     double t0 = now_s();
@@ -369,11 +398,8 @@ int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *
     if (row_out) *row_out = NULL;
 
     /* every task, and which are done (rank 0 reads, everyone learns) */
-    int n_units = 0, max_samples = 1;
-    for (int i = 0; i < es->n_sets; i++) {
-        n_units += es->sets[i].rows->n_rows;
-        if (es->sets[i].opt.n_samples > max_samples) max_samples = es->sets[i].opt.n_samples;
-    }
+    int n_units = 0;
+    for (int i = 0; i < es->n_sets; i++) n_units += es->sets[i].rows->n_rows;
     EvalUnit *units = xmalloc((size_t)(n_units > 0 ? n_units : 1) * sizeof *units);
     cJSON ***lines = xcalloc((size_t)es->n_sets, sizeof *lines);
     for (int i = 0, u = 0; i < es->n_sets; i++) {
@@ -398,8 +424,7 @@ int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *
         if (!done[u]) pending[n_pending++] = u;
 
     /* rounds: engine e takes the round's tasks k with k % engines == e */
-    int engines = c->size, per_engine = es->round_episodes / max_samples;
-    if (per_engine < 1) per_engine = 1;
+    int engines = c->size, per_engine = prompts_per_call(es);
     int per_round = engines * per_engine, stopped = 0;
     int64_t total_eps = 0, done_eps = 0, ok_eps = 0, run_eps = 0;
     for (int u = 0; u < n_units; u++) {
@@ -547,23 +572,23 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     int node_rank = on_gpu ? comm_node_rank(engines) : 0;
     if (on_gpu && gpu_check(1, 1, "rollout_tensor_parallel", "the GPU inference engine", err, sizeof err) != 0)
         die_input("%s: field 'rollout_device': %s", cfg->path, err);
-    Qwen3 *model = qwen3_load_dir(cfg->model, err, sizeof err);
-    if (!model) die_input("%s: field 'model': %s", cfg->path, err);
+    /* the model's shape, text and datasets first: the memory plan is
+     * checked before the weights load */
+    char path[2100];
+    Qwen3Config mcfg;
+    snprintf(path, sizeof path, "%s/config.json", cfg->model);
+    if (qwen3_config_load(path, &mcfg, err, sizeof err) != 0) die_input("%s: field 'model': %s", cfg->path, err);
     char ckpt[2048] = "";
-    char tag[64] = "model";
-    int64_t step = 0;
     if (cfg->checkpoint) {
         struct stat sb;
         if (stat(cfg->checkpoint, &sb) != 0)
             die_input("%s: field 'checkpoint': %s: no such file or directory", cfg->path, cfg->checkpoint);
         if (ckpt_resolve(cfg->checkpoint, ckpt, sizeof ckpt, err, sizeof err) != 0)
             die_input("%s: field 'checkpoint': %s", cfg->path, err);
-        step = load_weights(cfg, model, ckpt);
-        snprintf(tag, sizeof tag, "step_%06" PRId64, step);
     }
     Tokenizer *tok;
     ChatTemplate *ct;
-    if (rollout_load_text(cfg->model, cfg->tokenizer, model->config.vocab_size, &tok, &ct, err, sizeof err) != 0)
+    if (rollout_load_text(cfg->model, cfg->tokenizer, mcfg.vocab_size, &tok, &ct, err, sizeof err) != 0)
         die_input("%s: %s", cfg->path, err);
 
     /* the datasets set sampling, seeds and budgets; the rest is the job's */
@@ -580,6 +605,27 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         user.client = local_client;
     }
     EvalSet *es = eval_set_load(cfg, data_dir, &base, &user, true, cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
+
+    /* each engine rank: the full weights (twice while a checkpoint's are
+     * read into them) and its CPU engine's KV cache */
+    JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&mcfg, 1) * sizeof(float) * (cfg->checkpoint ? 2 : 1)};
+    if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, eval_set_kv_tokens(es), 0);
+    char summary[512];
+    if (job_memory_check(engines, &mem, summary, sizeof summary, err, sizeof err) != 0)
+        die_input("%s: fields 'model'%s and 'kv_cache_tokens' (or the datasets' sizes): %s", cfg->path,
+                  cfg->checkpoint ? ", 'checkpoint'" : "", err);
+    if (root) {
+        printf("%s\n", summary);
+        fflush(stdout);
+    }
+    Qwen3 *model = qwen3_load_dir(cfg->model, err, sizeof err);
+    if (!model) die_input("%s: field 'model': %s", cfg->path, err);
+    char tag[64] = "model";
+    int64_t step = 0;
+    if (cfg->checkpoint) {
+        step = load_weights(cfg, model, ckpt);
+        snprintf(tag, sizeof tag, "step_%06" PRId64, step);
+    }
 
     MetricsLog *metrics = NULL;
     TbWriter *tb = NULL;

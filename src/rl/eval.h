@@ -63,6 +63,10 @@ EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const Rollout
                        const RolloutUser *user, bool engine, const char *cache_dir);
 void eval_set_free(EvalSet *es);
 
+/* The KV budget in tokens of the largest rollout call one engine makes in
+ * eval_run (rollout_kv_budget, or a dataset's kv_cache_tokens). */
+int eval_set_kv_tokens(const EvalSet *es);
+
 typedef struct {
     const char *run_dir;    /* eval/<tag>/ goes under it */
     const char *tag;        /* "step_000040", or "model" */

@@ -35,6 +35,7 @@
 #include "model/train_device.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
+#include "rl/job_memory.h"
 #include "rl/prompts.h"
 #include "rl/rollout.h"
 #include "rl/schedule.h"
@@ -83,6 +84,8 @@ typedef struct {
     TrainDeviceKind train_device;
     int node_rank;       /* this rank's index on its node: its GPU for train_device / rollout_device "cuda" */
     bool rollout_on_gpu; /* rollout_device "cuda": episodes on the GPU engine */
+    int64_t checked_tokens; /* CPU trainer: the micro-batch tokens whose activations setup_memory counted */
+    double planned_bytes;   /* this rank's host memory as setup_memory counted it */
     Qwen3 *engine_model; /* the rollout engine's weights (rollout ranks): full, or this rank's shard of a
                           * rollout group of several ranks; may be policy */
     PromptSet *prompts;
@@ -157,7 +160,8 @@ static void setup_layout(Job *j, Comm *world) {
     }
 }
 
-static void setup_models(Job *j) {
+/* Which devices train and roll out, checked against the GPUs the ranks see. */
+static void setup_devices(Job *j) {
     const JobConfig *c = j->cfg;
     char err[2048];
     if (train_device_kind_parse(c->train_device, &j->train_device) != 0)
@@ -177,21 +181,100 @@ static void setup_models(Job *j) {
         gpu_check(c->rollout_tensor_parallel, 1, "rollout_tensor_parallel", "the GPU inference engine", err,
                   sizeof err) != 0)
         die_input("%s: field 'rollout_device': %s", c->path, err);
-    /* the CPU trainer's memory grows during its first step (activations,
-     * gradients, then AdamW's two moments): a model or micro-batch too big
-     * for the machine fails now */
-    if (j->lay.is_trainer && j->train_device == TRAIN_DEVICE_CPU) {
-        double n = (double)qwen3_shard_num_parameters(&j->mcfg, j->lay.tp);
-        double bytes = n * sizeof(float) * (c->kl_coef != 0.0 ? 5 : 4) +
-                       qwen3_acts_bytes(&j->mcfg, j->lay.tp, c->max_tokens_per_gpu, c->recompute_activations);
-        char what[320];
-        snprintf(what, sizeof what, "the fp32 weights, gradients and AdamW moments of %.3g %s parameters%s%s, "
-                 "with the activations of %d tokens,", n >= 1e9 ? n / 1e9 : n / 1e6, n >= 1e9 ? "billion" : "million",
-                 j->lay.tp > 1 ? " per rank" : "", c->kl_coef != 0.0 ? " and the KL reference's weights" : "",
-                 c->max_tokens_per_gpu);
-        if (sysmem_check(bytes, what, err, sizeof err) != 0)
-            die_input("%s: fields 'model' and 'max_tokens_per_gpu': %s", c->path, err);
+}
+
+/* The policy's tokenizer and chat template (every rank renders). */
+static void setup_text(Job *j) {
+    const JobConfig *c = j->cfg;
+    char err[2048];
+    if (rollout_load_text(c->model, c->tokenizer, j->mcfg.vocab_size, &j->tok, &j->ct, err, sizeof err) != 0)
+        die_input("%s: %s", c->path, err);
+}
+
+/* The longest sequence this trainer rank may train on: the SFT data's
+ * longest, and in a GRPO job the longest opening of the prompt set's
+ * domains plus the episode budget (rollout_opening_tokens). *why names the
+ * field that sets it. */
+static int64_t longest_train_sequence(Job *j, const char **why) {
+    const JobConfig *c = j->cfg;
+    char err[2048];
+    int64_t longest = 0;
+    *why = NULL;
+    for (int i = 0; j->sft && i < j->sft->n; i++) {
+        const SftConversation *cv = &j->sft->conv[i];
+        TrainSeq s = {.ids = cv->ids, .mask = cv->mask, .n = (int64_t)cv->n};
+        int64_t n = train_seq_tokens(&s);
+        if (n > longest) longest = n, *why = "sft_data";
     }
+    if (strcmp(c->job, "grpo") != 0 || !j->prompts) return longest;
+    int user_turn = c->user_max_tokens > 0 ? c->user_max_tokens : c->rollout_max_turn_len;
+    for (int d = 0; d < j->prompts->n_domains; d++) {
+        int64_t open = rollout_opening_tokens(j->ct, j->tok, j->prompts->domains[d], user_turn, err, sizeof err);
+        if (open < 0) die_input("%s: field 'model': chat template: %s", c->path, err);
+        if (open + c->rollout_max_response_len > longest)
+            longest = open + c->rollout_max_response_len, *why = "rollout_max_response_len";
+    }
+    return longest;
+}
+
+/* This rank's host memory, from the config alone (nothing large is loaded
+ * yet), then summed per node over the job's ranks: a plan that cannot fit
+ * is refused now. Only rank 0 (a trainer) prints the message, so the fields
+ * it names are the trainer's and the engines' whatever this rank runs. */
+static void setup_memory(Job *j) {
+    const JobConfig *c = j->cfg;
+    char err[2048];
+    JobMemory mem = {0};
+    const char *fields[3] = {"model"};
+    int n_fields = 1;
+    if (j->lay.is_trainer) {
+        double n = (double)qwen3_shard_num_parameters(&j->mcfg, j->lay.tp);
+        mem.weights += n * sizeof(float) * (c->kl_coef != 0.0 ? 2 : 1);
+        if (j->train_device == TRAIN_DEVICE_CPU) {
+            const char *why;
+            int64_t longest = longest_train_sequence(j, &why);
+            int64_t T = longest > c->max_tokens_per_gpu ? longest : c->max_tokens_per_gpu;
+            j->checked_tokens = T;
+            mem.train_state = n * sizeof(float) * 3; /* gradients, AdamW's two moments */
+            mem.activations = qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations);
+            mem.activation_tokens = T;
+            fields[n_fields++] = T > c->max_tokens_per_gpu ? why : "max_tokens_per_gpu";
+        }
+    }
+    if (j->lay.is_rollout && !(j->lay.is_trainer && j->lay.rollout_tp == j->lay.tp)) /* an engine's own weights */
+        mem.weights += (double)qwen3_shard_num_parameters(&j->mcfg, j->lay.rollout_tp) * sizeof(float);
+    if (!j->rollout_on_gpu) {
+        if (j->lay.is_rollout) {
+            RolloutOptions ro;
+            job_rollout_options(c, &ro);
+            RolloutUserKind kind = ROLLOUT_USER_GOLD;
+            rollout_user_kind_parse(c->user, &kind);
+            int engines = j->lay.n_rollout_groups > 0 ? j->lay.n_rollout_groups : 1;
+            int per_engine = (c->rollout_batch_size + engines - 1) / engines;
+            int kv = c->kv_cache_tokens > 0 ? c->kv_cache_tokens
+                                            : rollout_kv_budget(&ro, kind == ROLLOUT_USER_POLICY, per_engine);
+            mem.kv_cache = infer_kv_cache_bytes(&j->mcfg, j->lay.rollout_tp, kv, 0);
+        }
+        fields[n_fields++] = c->kv_cache_tokens > 0 ? "kv_cache_tokens" : "rollout_batch_size";
+    }
+    j->planned_bytes = job_memory_total(&mem);
+    char summary[512];
+    if (job_memory_check(j->work, &mem, summary, sizeof summary, err, sizeof err) != 0) {
+        if (n_fields == 1) die_input("%s: field '%s': %s", c->path, fields[0], err);
+        if (n_fields == 2) die_input("%s: fields '%s' and '%s': %s", c->path, fields[0], fields[1], err);
+        die_input("%s: fields '%s', '%s' and '%s': %s", c->path, fields[0], fields[1], fields[2], err);
+    }
+    if (j->root) {
+        printf("%s\n", summary);
+        fflush(stdout);
+    }
+}
+
+/* The weights: the policy's shard and the KL reference (trainers), the
+ * engine's own copy (rollout ranks that do not share the trainer's). */
+static void setup_models(Job *j) {
+    const JobConfig *c = j->cfg;
+    char err[2048];
     if (j->lay.is_trainer) {
         j->policy = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);
         if (!j->policy) die_input("%s: field 'model': %s", c->path, err);
@@ -213,13 +296,6 @@ static void setup_models(Job *j) {
             if (!j->engine_model) die_input("%s: field 'model': %s", c->path, err);
         }
     }
-    /* the CPU engine's KV cache is made at each rollout: a budget too big for the machine fails now */
-    if (j->engine_model && !j->rollout_on_gpu && c->kv_cache_tokens > 0 &&
-        sysmem_check(infer_kv_cache_bytes(j->engine_model, c->kv_cache_tokens, 0), "the KV cache", err,
-                     sizeof err) != 0)
-        die_input("%s: field 'kv_cache_tokens': %s", c->path, err);
-    if (rollout_load_text(c->model, c->tokenizer, j->mcfg.vocab_size, &j->tok, &j->ct, err, sizeof err) != 0)
-        die_input("%s: %s", c->path, err);
 }
 
 /* Oracle episodes of every distinct task of the prompt set, as traces. */
@@ -1020,6 +1096,32 @@ typedef struct {
     double time;
 } GrpoTrainResult;
 
+/* A step's longest trajectory, when longer than what setup_memory counted
+ * (a task whose initial state holds messages, a long opening user turn):
+ * the CPU trainer's memory with its activations checked again before the
+ * arena grows for it, so that running out ends with a message naming the
+ * sizes rather than an allocation failure. */
+static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *buffer_path) {
+    const JobConfig *c = j->cfg;
+    int64_t longest = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t k = train_seq_tokens(&seqs[i]);
+        if (k > longest) longest = k;
+    }
+    if (j->train_device != TRAIN_DEVICE_CPU || longest <= j->checked_tokens) return;
+    bool rc = c->recompute_activations;
+    double bytes = j->planned_bytes - qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)j->checked_tokens, rc) +
+                   qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)longest, rc);
+    char what[160], err[512];
+    snprintf(what, sizeof what, "this rank's plan with the activations of %" PRId64 " tokens", longest);
+    if (sysmem_check(bytes, what, err, sizeof err) != 0)
+        die_runtime("%s: a trajectory of %" PRId64 " tokens in %s is longer than the %" PRId64 " the memory check "
+                    "at start counted: %s; lower 'rollout_max_response_len' and rerun to resume from the last "
+                    "checkpoint", c->path, longest, buffer_path, j->checked_tokens, err);
+    j->checked_tokens = longest;
+    j->planned_bytes = bytes;
+}
+
 /* Train on step grpo_step's buffer (every trainer rank reads the file). */
 static void train_step(Job *j, int64_t grpo_step, GrpoTrainResult *res) {
     const JobConfig *c = j->cfg;
@@ -1043,6 +1145,7 @@ static void train_step(Job *j, int64_t grpo_step, GrpoTrainResult *res) {
         seqs[i] = (TrainSeq){.ids = e.tokens, .mask = e.loss_mask, .old_logprob = e.logprobs, .n = e.n_tokens,
                              .advantage = adv[i]};
     }
+    check_train_tokens(j, seqs, n, path);
     memset(res, 0, sizeof *res);
     int G = c->global_batch_size;
     for (int b = 0; b < n; b += G) {
@@ -1122,6 +1225,7 @@ static void report_grpo_step(Job *j, const double *s, const GrpoTrainResult *tr,
     cJSON_AddNumberToObject(row, "train/lr", tr->lr_last);
     cJSON_AddNumberToObject(row, "train/updates", tr->updates);
     cJSON_AddNumberToObject(row, "train/tokens", (double)tr->rep.tokens);
+    cJSON_AddNumberToObject(row, "train/trained_tokens", (double)tr->rep.trained_tokens);
     cJSON_AddNumberToObject(row, "perf/rollout_time", s[RS_TIME]);
     cJSON_AddNumberToObject(row, "perf/train_time", tr->time);
     cJSON_AddNumberToObject(row, "perf/trainer_wait_time", wait);
@@ -1313,8 +1417,11 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         goto done;
     }
 
-    setup_models(j);
+    setup_devices(j);
+    setup_text(j);
     setup_data(j);
+    setup_memory(j);
+    setup_models(j);
     setup_schedules(j);
     setup_user(j);
     if (cfg->eval_interval > 0 && j->lay.is_rollout) {

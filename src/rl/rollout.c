@@ -450,15 +450,39 @@ static void slot_free(Run *r, Slot *s) {
     s->seq = s->req = s->user_seq = s->user_req = -1;
 }
 
-/* KV tokens that cover every episode of the call at full length (prompts
- * counted once per group; an estimate, the engine checks exactly). */
-static int default_kv_budget(const RolloutOptions *o, const RolloutUser *u, int n_prompts) {
+int rollout_kv_budget(const RolloutOptions *o, bool policy_user, int n_prompts) {
     int64_t per_group = 8192 + (int64_t)o->n_samples * o->max_response_len;
     /* the policy user's turns: the guidelines, the scenario, the conversation */
-    if (u && u->kind == ROLLOUT_USER_POLICY) per_group += (int64_t)o->n_samples * (4096 + o->max_response_len);
+    if (policy_user) per_group += (int64_t)o->n_samples * (4096 + o->max_response_len);
     int64_t want = per_group * n_prompts;
     if (want > (int64_t)1 << 30) want = (int64_t)1 << 30;
     return (int)want;
+}
+
+int64_t rollout_opening_tokens(const ChatTemplate *ct, Tokenizer *tok, const Domain *d, int user_turn_tokens,
+                               char *err, size_t errlen) {
+    cJSON *opening = cJSON_CreateArray();
+    const char *roles[2] = {"assistant", "user"}, *texts[2] = {GREETING, ""};
+    for (int i = 0; i < 2; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", roles[i]);
+        cJSON_AddStringToObject(m, "content", texts[i]);
+        cJSON_AddItemToArray(opening, m);
+    }
+    char *system = episode_agent_system_prompt(d);
+    cJSON *msgs = chat_messages_from_tau2(opening, system);
+    free(system);
+    cJSON_Delete(opening);
+    size_t len;
+    char *text = chat_render(ct, msgs, d->agent_schemas, true, NULL, &len, err, errlen);
+    cJSON_Delete(msgs);
+    if (!text) return -1;
+    int32_t *ids;
+    size_t n;
+    tok_encode(tok, text, len, &ids, &n);
+    free(text);
+    free(ids);
+    return (int64_t)n + user_turn_tokens;
 }
 
 /* The call's engine over the policy's weights: the CPU engine, or with
@@ -505,7 +529,7 @@ int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const Rollout
     int n = n_prompts * opt->n_samples;
     /* sequences: each episode's, each group's prompt, each policy-user turn */
     InferOptions io = {.kv_tokens = opt->kv_cache_tokens > 0 ? opt->kv_cache_tokens
-                                                             : default_kv_budget(opt, user, n_prompts),
+                                                             : rollout_kv_budget(opt, user && user->kind == ROLLOUT_USER_POLICY, n_prompts),
                        .max_seqs = 2 * n + n_prompts + 1,
                        .group = pol->group};
     if (rollout_engine_new(&r, &io, err, errlen) != 0) return -1;

@@ -153,6 +153,22 @@ typedef struct {
 int rollout_load_text(const char *model, const char *tokenizer, int vocab_size, Tokenizer **tok, ChatTemplate **ct,
                       char *err, size_t errlen);
 
+/* The KV budget in tokens that a call of n_prompts prompts takes when
+ * opt->kv_cache_tokens is 0: every episode at full length, each group's
+ * prompt once, and with the policy user (policy_user) its turns too. An
+ * estimate; the engine checks exactly. */
+int rollout_kv_budget(const RolloutOptions *opt, bool policy_user, int n_prompts);
+
+/* Tokens of domain d's trajectory before its first agent turn, at most:
+ * the agent's system prompt and tools, the greeting, one user turn of
+ * user_turn_tokens and the template's framing of each, rendered with ct
+ * and tok. A trained sequence ends within opt->max_response_len tokens
+ * after that (its later untrained tokens are not trained on). A task whose
+ * initial state holds earlier messages starts longer. -1 with err when
+ * the template fails. */
+int64_t rollout_opening_tokens(const ChatTemplate *ct, Tokenizer *tok, const Domain *d, int user_turn_tokens,
+                               char *err, size_t errlen);
+
 /* Run n_samples episodes for each of the prompts and append them to rb,
  * prompt after prompt, samples in order. Each episode's task_ref JSON is
  * {"domain", "task_split", "task_id", "index", "sample"} and, with an api

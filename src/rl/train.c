@@ -40,25 +40,32 @@ static void micro_free(Micro *mb) {
     free(mb->advantage), free(mb->head_mask);
 }
 
-/* Pack seqs[idx[0..k)] into mb. */
+int64_t train_seq_tokens(const TrainSeq *s) {
+    int64_t n = s->n;
+    while (n > 1 && !s->mask[n - 1]) n--;
+    return n;
+}
+
+/* Pack seqs[idx[0..k)] (each cut to train_seq_tokens) into mb. */
 static void micro_pack(Micro *mb, const TrainSeq *seqs, const int *idx, int k) {
     int T = 0;
-    for (int i = 0; i < k; i++) T += (int)seqs[idx[i]].n;
+    for (int i = 0; i < k; i++) T += (int)train_seq_tokens(&seqs[idx[i]]);
     micro_reserve(mb, T, k);
     mb->T = T, mb->n_seqs = k;
     int t = 0;
     mb->seq_start[0] = 0;
     for (int i = 0; i < k; i++) {
         const TrainSeq *s = &seqs[idx[i]];
-        memcpy(mb->tokens + t, s->ids, (size_t)s->n * sizeof(int32_t));
-        for (int64_t j = 0; j < s->n; j++) {
-            bool last = j + 1 == s->n;
+        int64_t n = train_seq_tokens(s);
+        memcpy(mb->tokens + t, s->ids, (size_t)n * sizeof(int32_t));
+        for (int64_t j = 0; j < n; j++) {
+            bool last = j + 1 == n;
             mb->mask[t + j] = last ? 0.0f : (float)(s->mask[j + 1] != 0);
             mb->head_mask[t + j] = mb->mask[t + j] != 0.0f;
             mb->old_logprob[t + j] = last || !s->old_logprob ? 0.0f : s->old_logprob[j + 1];
         }
         mb->advantage[i] = s->advantage;
-        t += (int)s->n;
+        t += (int)n;
         mb->seq_start[i + 1] = t;
     }
     qwen3_next_token_targets(mb->tokens, mb->seq_start, k, mb->targets);
@@ -74,14 +81,15 @@ static int for_each_micro(const TrainSeq *seqs, int n, int dp_rank, int dp_size,
     int k = 0, count = 0;
     int64_t tokens = 0;
     for (int i = dp_rank; i < n; i += dp_size) {
-        if (k > 0 && tokens + seqs[i].n > max_tokens) {
+        int64_t n_i = train_seq_tokens(&seqs[i]);
+        if (k > 0 && tokens + n_i > max_tokens) {
             micro_pack(mb, seqs, idx, k);
             fn(mb, ctx);
             count++;
             k = 0, tokens = 0;
         }
         idx[k++] = i;
-        tokens += seqs[i].n;
+        tokens += n_i;
     }
     if (k > 0) {
         micro_pack(mb, seqs, idx, k);

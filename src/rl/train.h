@@ -33,6 +33,12 @@ typedef struct {
     double advantage;          /* GRPO */
 } TrainSeq;
 
+/* The tokens of s an update runs: up to its last trained token (at least
+ * one). The tokens after it (an episode's last tool results and user turn,
+ * mask 0) change no trained token's logprob in a causal model, so they are
+ * left out of the micro-batches. */
+int64_t train_seq_tokens(const TrainSeq *s);
+
 typedef struct {
     GrpoLossConfig loss;
     Qwen3AdamW adam;

@@ -183,3 +183,21 @@ sc = [r["train/loss"] for r in c if r["phase"] == "sft"]
 exec(sys.argv[3])
 PY
 }
+
+# hold_run_dir DIR: a process (printed: its pid, to kill) that holds DIR's
+# run lock as another job would, with its description in the lock file
+# ("grpo job other.json, pid 1 on n001, ..."); returns once it holds it.
+hold_run_dir() {
+  mkdir -p "$1"
+  python3 - "$1/.lock" >/dev/null 2>&1 <<'PY' &
+import fcntl, sys, time
+f = open(sys.argv[1], "w")
+fcntl.lockf(f, fcntl.LOCK_EX)
+f.write("grpo job other.json, pid 1 on n001, started 2026-01-01T00:00:00Z\n")
+f.flush()
+open(sys.argv[1] + ".ready", "w").close()
+time.sleep(120)
+PY
+  echo $!
+  for _ in $(seq 1 200); do [ -e "$1/.lock.ready" ] && break; sleep 0.05; done
+}

@@ -22,7 +22,7 @@ check "two ranks: the refused config left no run directory" $?
 
 tiny_config "$TMP/kv.json" prompt_data=\"$TMP/mock.jsonl\" kv_cache_tokens=1000000000
 expect_exit "a KV cache budget beyond the machine's memory is refused" 2 \
-  "field 'kv_cache_tokens': the KV cache would take" "$BIN" "$TMP/kv.json" --output-dir "$TMP/r3"
+  "'kv_cache_tokens': the rank on $(hostname) would take" "$BIN" "$TMP/kv.json" --output-dir "$TMP/r3"
 [ ! -e "$TMP/r3" ]
 check "the refused KV budget left no run directory" $?
 
@@ -35,13 +35,13 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 tiny_config "$TMP/huge.json" prompt_data=\"$TMP/mock.jsonl\" model=\"$TMP/huge_model\"
 expect_exit "a training state beyond the machine's memory is refused" 2 \
-  "fields 'model' and 'max_tokens_per_gpu': the fp32 weights, gradients and AdamW moments of" \
+  "fields 'model', 'max_tokens_per_gpu' and 'rollout_batch_size': the rank on $(hostname) would take" \
   "$BIN" "$TMP/huge.json" --output-dir "$TMP/r4"
 [ ! -e "$TMP/r4" ]
 check "the refused model left no run directory" $?
 tiny_config "$TMP/acts.json" prompt_data=\"$TMP/mock.jsonl\" max_tokens_per_gpu=2000000000
 expect_exit "micro-batch activations beyond the machine's memory are refused" 2 \
-  "with the activations of 2000000000 tokens, would take" "$BIN" "$TMP/acts.json" --output-dir "$TMP/r5"
+  "activations of 2000000000 tokens" "$BIN" "$TMP/acts.json" --output-dir "$TMP/r5"
 
 # An output_dir that cannot be made: refused before the model loads.
 touch "$TMP/file"
@@ -51,18 +51,7 @@ expect_exit "an output_dir under a file is refused" 2 "field 'output_dir': $TMP/
   "$BIN" "$TMP/ok.json" --output-dir "$TMP/file/run"
 
 # A directory another process holds (its description in the lock file).
-mkdir -p "$TMP/held"
-python3 - "$TMP/held/.lock" <<'PY' &
-import fcntl, sys, time
-f = open(sys.argv[1], "w")
-fcntl.lockf(f, fcntl.LOCK_EX)
-f.write("grpo job other.json, pid 1 on n001, started 2026-01-01T00:00:00Z\n")
-f.flush()
-open(sys.argv[1] + ".ready", "w").close()
-time.sleep(120)
-PY
-holder=$!
-for _ in $(seq 1 200); do [ -e "$TMP/held/.lock.ready" ] && break; sleep 0.05; done
+holder=$(hold_run_dir "$TMP/held")
 expect_exit "a held run directory is refused, naming the holder" 2 \
   "$TMP/held is in use by another job (grpo job other.json, pid 1 on n001" \
   mpirun_np 2 "$BIN" "$TMP/ok.json" --output-dir "$TMP/held"

@@ -19,7 +19,9 @@ source tests/job/lib.sh
 mock_tasks "$TMP/mock.jsonl"
 
 # rows_sane RUN_DIR N_SFT N_GRPO EPISODES: one row per step, in order, with
-# finite training numbers; every GRPO step trained on all its episodes.
+# finite training numbers; every GRPO step trained on all its episodes (every
+# sampled token, and no more tokens than were rolled out: the untrained tail
+# of each episode is left out).
 rows_sane() {
   python3 - "$1/metrics.jsonl" "$2" "$3" "$4" <<'PY'
 import json, math, sys
@@ -34,7 +36,8 @@ for r in rows:
     assert r["train/tokens"] > 0, r
     if r["phase"] == "grpo":
         assert r["rollout/episodes"] == episodes and r["rollout/infrastructure_errors"] == 0, r
-        assert r["rollout/tokens"] == r["train/tokens"] and r["rollout/sampled_tokens"] > 0, r
+        assert r["rollout/sampled_tokens"] > 0 and r["train/trained_tokens"] == r["rollout/sampled_tokens"], r
+        assert r["train/tokens"] <= r["rollout/tokens"], r
 assert n_sft == 0 or rows[0]["train/loss"] > 0
 PY
 }
