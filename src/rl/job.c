@@ -219,8 +219,8 @@ static int64_t longest_train_sequence(Job *j, const char **why) {
 
 /* This rank's host memory, from the config alone (nothing large is loaded
  * yet), then summed per node over the job's ranks: a plan that cannot fit
- * is refused now. Only rank 0 (a trainer) prints the message, so the fields
- * it names are the trainer's and the engines' whatever this rank runs. */
+ * is refused now. Only rank 0 (a trainer) prints the message, so the
+ * fields named are the whole job's (the engines' too), not this rank's. */
 static void setup_memory(Job *j) {
     const JobConfig *c = j->cfg;
     char err[2048];
@@ -1103,12 +1103,13 @@ typedef struct {
  * sizes rather than an allocation failure. */
 static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *buffer_path) {
     const JobConfig *c = j->cfg;
+    if (j->train_device != TRAIN_DEVICE_CPU) return;
     int64_t longest = 0;
     for (int i = 0; i < n; i++) {
         int64_t k = train_seq_tokens(&seqs[i]);
         if (k > longest) longest = k;
     }
-    if (j->train_device != TRAIN_DEVICE_CPU || longest <= j->checked_tokens) return;
+    if (longest <= j->checked_tokens) return;
     bool rc = c->recompute_activations;
     double bytes = j->planned_bytes - qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)j->checked_tokens, rc) +
                    qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)longest, rc);
