@@ -608,16 +608,12 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
 
     /* each engine rank: the full weights (twice while a checkpoint's are
      * read into them) and its CPU engine's KV cache */
-    JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&mcfg, 1) * sizeof(float) * (cfg->checkpoint ? 2 : 1)};
+    JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&mcfg, 1) * sizeof(float) *
+                                (cfg->checkpoint ? 2 : 1)};
     if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, eval_set_kv_tokens(es), 0);
-    char summary[512];
-    if (job_memory_check(engines, &mem, summary, sizeof summary, err, sizeof err) != 0)
+    if (job_memory_check(engines, &mem, err, sizeof err) != 0)
         die_input("%s: fields 'model'%s and 'kv_cache_tokens' (or the datasets' sizes): %s", cfg->path,
                   cfg->checkpoint ? ", 'checkpoint'" : "", err);
-    if (root) {
-        printf("%s\n", summary);
-        fflush(stdout);
-    }
     Qwen3 *model = qwen3_load_dir(cfg->model, err, sizeof err);
     if (!model) die_input("%s: field 'model': %s", cfg->path, err);
     char tag[64] = "model";

@@ -258,15 +258,13 @@ static void setup_memory(Job *j) {
         fields[n_fields++] = c->kv_cache_tokens > 0 ? "kv_cache_tokens" : "rollout_batch_size";
     }
     j->planned_bytes = job_memory_total(&mem);
-    char summary[512];
-    if (job_memory_check(j->work, &mem, summary, sizeof summary, err, sizeof err) != 0) {
-        if (n_fields == 1) die_input("%s: field '%s': %s", c->path, fields[0], err);
-        if (n_fields == 2) die_input("%s: fields '%s' and '%s': %s", c->path, fields[0], fields[1], err);
-        die_input("%s: fields '%s', '%s' and '%s': %s", c->path, fields[0], fields[1], fields[2], err);
-    }
-    if (j->root) {
-        printf("%s\n", summary);
-        fflush(stdout);
+    if (job_memory_check(j->work, &mem, err, sizeof err) != 0) {
+        char names[128] = "";
+        size_t used = 0;
+        for (int i = 0; i < n_fields; i++)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s'%s'",
+                                     i == 0 ? "" : i == n_fields - 1 ? " and " : ", ", fields[i]);
+        die_input("%s: field%s %s: %s", c->path, n_fields > 1 ? "s" : "", names, err);
     }
 }
 

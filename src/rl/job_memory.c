@@ -25,7 +25,8 @@ static void describe_parts(const double *sum, double tokens, char *out, size_t n
     for (int p = 0; p < PART_LIMIT && used < n; p++) {
         if (sum[p] <= 0) continue;
         char b[32];
-        int k = snprintf(out + used, n - used, "%s%s %s", used ? ", " : "", names[p], sysmem_format(sum[p], b, sizeof b));
+        int k = snprintf(out + used, n - used, "%s%s %s", used ? ", " : "", names[p],
+                         sysmem_format(sum[p], b, sizeof b));
         if (k < 0) break;
         used += (size_t)k;
     }
@@ -36,13 +37,14 @@ static bool same_node(const char *names, int a, int b) {
                   COMM_NODE_NAME_BYTES) == 0;
 }
 
-int job_memory_check(Comm *c, const JobMemory *mine, char *summary, size_t summary_len, char *err, size_t errlen) {
+int job_memory_check(Comm *c, const JobMemory *mine, char *err, size_t errlen) {
     double me[PARTS] = {mine->weights,  mine->train_state,   mine->activations,
                         mine->kv_cache, sysmem_limit_bytes(), mine->activation_tokens};
     double *all = xmalloc((size_t)c->size * PARTS * sizeof(double));
     comm_allgather_f64(c, me, all, PARTS);
     char *names = comm_node_names(c);
     int rc = 0;
+    char summary[512] = "";
     for (int first = 0; first < c->size; first++) {
         bool seen = false; /* a lower rank already stood for this node */
         for (int q = 0; q < first && !seen; q++) seen = same_node(names, q, first);
@@ -61,13 +63,12 @@ int job_memory_check(Comm *c, const JobMemory *mine, char *summary, size_t summa
         const char *host = names + (size_t)first * COMM_NODE_NAME_BYTES;
         char parts[256], t[32], l[32];
         describe_parts(sum, tokens, parts, sizeof parts);
-        if (first == 0 && summary) {
-            if (limit > 0)
-                snprintf(summary, summary_len, "host memory: %d rank%s on %s plan %s of %s (%s)", n, n > 1 ? "s" : "",
-                         host, sysmem_format(total, t, sizeof t), sysmem_format(limit, l, sizeof l), parts);
-            else
-                snprintf(summary, summary_len, "host memory: %d rank%s on %s plan %s (%s); the node's limit is unknown",
-                         n, n > 1 ? "s" : "", host, sysmem_format(total, t, sizeof t), parts);
+        if (first == 0 && c->rank == 0) { /* rank 0 prints its node's line */
+            char of[64] = "";
+            if (limit > 0) snprintf(of, sizeof of, " of %s", sysmem_format(limit, l, sizeof l));
+            snprintf(summary, sizeof summary, "host memory: %d rank%s on %s plan %s%s (%s)%s", n, n > 1 ? "s" : "",
+                     host, sysmem_format(total, t, sizeof t), of, parts,
+                     limit > 0 ? "" : "; the node's limit is unknown");
         }
         if (rc == 0 && limit > 0 && total > limit) {
             if (n == 1)
@@ -82,5 +83,9 @@ int job_memory_check(Comm *c, const JobMemory *mine, char *summary, size_t summa
     }
     free(names);
     free(all);
+    if (rc == 0 && c->rank == 0) {
+        printf("%s\n", summary);
+        fflush(stdout);
+    }
     return rc;
 }

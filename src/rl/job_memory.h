@@ -23,10 +23,10 @@ double job_memory_total(const JobMemory *m);
 /* Collective over c. Adds each rank's parts over the ranks of c that share
  * its node (host name) and compares the sum with the node's limit
  * (sysmem_limit_bytes, the smallest its ranks read: Slurm's cgroup holds a
- * job's tasks on a node together). Every rank gets the same answer: 0, or -1
- * with err naming the first node (in rank order) over its limit, with the
- * sum and its parts. When `summary` is given it receives one line about the
- * node of c's rank 0 (ranks, planned total, limit). */
-int job_memory_check(Comm *c, const JobMemory *mine, char *summary, size_t summary_len, char *err, size_t errlen);
+ * job's tasks on a node together). Every rank gets the same answer: 0, and
+ * c's rank 0 prints one line about its node (ranks, planned total, limit,
+ * parts); or -1 with err naming the first node (in rank order) over its
+ * limit, with the sum and its parts. */
+int job_memory_check(Comm *c, const JobMemory *mine, char *err, size_t errlen);
 
 #endif

@@ -528,8 +528,9 @@ int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const Rollout
     Run r = {.pol = pol, .user = user, .opt = opt, .st = stats ? stats : &local};
     int n = n_prompts * opt->n_samples;
     /* sequences: each episode's, each group's prompt, each policy-user turn */
+    bool policy_user = user && user->kind == ROLLOUT_USER_POLICY;
     InferOptions io = {.kv_tokens = opt->kv_cache_tokens > 0 ? opt->kv_cache_tokens
-                                                             : rollout_kv_budget(opt, user && user->kind == ROLLOUT_USER_POLICY, n_prompts),
+                                                             : rollout_kv_budget(opt, policy_user, n_prompts),
                        .max_seqs = 2 * n + n_prompts + 1,
                        .group = pol->group};
     if (rollout_engine_new(&r, &io, err, errlen) != 0) return -1;

@@ -46,17 +46,16 @@ int64_t train_seq_tokens(const TrainSeq *s) {
     return n;
 }
 
-/* Pack seqs[idx[0..k)] (each cut to train_seq_tokens) into mb. */
-static void micro_pack(Micro *mb, const TrainSeq *seqs, const int *idx, int k) {
-    int T = 0;
-    for (int i = 0; i < k; i++) T += (int)train_seq_tokens(&seqs[idx[i]]);
+/* Pack seqs[idx[0..k)], sequence idx[i] cut to its first len[i] tokens
+ * (train_seq_tokens), T tokens in all, into mb. */
+static void micro_pack(Micro *mb, const TrainSeq *seqs, const int *idx, const int64_t *len, int k, int T) {
     micro_reserve(mb, T, k);
     mb->T = T, mb->n_seqs = k;
     int t = 0;
     mb->seq_start[0] = 0;
     for (int i = 0; i < k; i++) {
         const TrainSeq *s = &seqs[idx[i]];
-        int64_t n = train_seq_tokens(s);
+        int64_t n = len[i];
         memcpy(mb->tokens + t, s->ids, (size_t)n * sizeof(int32_t));
         for (int64_t j = 0; j < n; j++) {
             bool last = j + 1 == n;
@@ -78,24 +77,26 @@ typedef void (*MicroFn)(Micro *mb, void *ctx);
 static int for_each_micro(const TrainSeq *seqs, int n, int dp_rank, int dp_size, int max_tokens, Micro *mb,
                           MicroFn fn, void *ctx) {
     int *idx = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    int64_t *len = xmalloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t));
     int k = 0, count = 0;
     int64_t tokens = 0;
     for (int i = dp_rank; i < n; i += dp_size) {
         int64_t n_i = train_seq_tokens(&seqs[i]);
         if (k > 0 && tokens + n_i > max_tokens) {
-            micro_pack(mb, seqs, idx, k);
+            micro_pack(mb, seqs, idx, len, k, (int)tokens);
             fn(mb, ctx);
             count++;
             k = 0, tokens = 0;
         }
-        idx[k++] = i;
+        idx[k] = i, len[k++] = n_i;
         tokens += n_i;
     }
     if (k > 0) {
-        micro_pack(mb, seqs, idx, k);
+        micro_pack(mb, seqs, idx, len, k, (int)tokens);
         fn(mb, ctx);
         count++;
     }
+    free(len);
     free(idx);
     return count;
 }
