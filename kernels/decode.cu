@@ -12,7 +12,9 @@
  *     (down to one tile) while the grid has fewer than DEC_MIN_BLOCKS
  *     blocks: a block walks its tiles one after the other, each a memory
  *     round trip, so at batch 1 short pieces over many SMs finish sooner
- *     (an H100 took 55 us per layer at 2048 keys in pieces of 256);
+ *     (an H100 took 55 us per layer at 2048 keys in pieces of 256); and
+ *     doubled while the partials would pass DEC_WORK_MAX bytes (thousands
+ *     of rows of an appended turn, each a query of its own);
  *   - the bf16 cache at head_dim 32/64/128/256 (the GPU engine's) goes
  *     straight to registers (decode_partial_fast_kernel); otherwise
  *     keys and values are staged through shared memory in tiles of 32 rows,
@@ -436,12 +438,35 @@ static int dec_merge_groups(int D, int n_splits) {
     return G;
 }
 
-/* Keys per piece for R rows of NKV kv heads over max_len keys: DEC_SPLIT,
- * halved while the grid would have fewer than DEC_MIN_BLOCKS blocks, at
- * least one tile. */
-static int dec_split_len(int R, int NKV, int max_len) {
+/* The most bytes the pieces' partials may take (TAU2_CUDA_DECODE_WORK_MAX
+ * overrides, read at each call so a test can switch it). Rows of an
+ * appended turn go through this kernel too, one query each: a step of 8192
+ * such rows at a 40k-token context would need 22 GB of partials in pieces
+ * of 256 keys, while so many rows fill the GPU without splitting at all. */
+#define DEC_WORK_MAX (256ul << 20)
+
+static size_t dec_work_max(void) {
+    const char *e = getenv("TAU2_CUDA_DECODE_WORK_MAX");
+    long long v = e ? atoll(e) : 0;
+    return v > 0 ? (size_t)v : DEC_WORK_MAX;
+}
+
+static size_t dec_work_bytes(int R, int NH, int D, int max_len, int split_len) {
+    return (size_t)R * NH * ((max_len + split_len - 1) / split_len) * ((size_t)D + 2) * sizeof(float);
+}
+
+/* Keys per piece for R rows of NKV kv heads (NH query heads of D values)
+ * over max_len keys: DEC_SPLIT, halved (down to one tile) while the grid
+ * would have fewer than DEC_MIN_BLOCKS blocks, doubled while the partials
+ * would pass dec_work_max() (until one piece holds the context). Powers of
+ * two from DEC_SPLIT either way, so fewer kv heads never give longer
+ * pieces: cuda_decode_attention_work_bytes, which sizes for NKV = 1, is an
+ * upper bound for every NKV. */
+static int dec_split_len(int R, int NKV, int NH, int D, int max_len) {
     int len = DEC_SPLIT;
     while (len > DEC_TILE && (long)R * NKV * ((max_len + len - 1) / len) < DEC_MIN_BLOCKS) len /= 2;
+    size_t cap = dec_work_max();
+    while (len < max_len && dec_work_bytes(R, NH, D, max_len, len) > cap) len *= 2;
     return len;
 }
 
@@ -457,7 +482,7 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
                 max_len);
         exit(1);
     }
-    int split_len = dec_split_len(R, NKV, max_len), n_splits = (max_len + split_len - 1) / split_len;
+    int split_len = dec_split_len(R, NKV, NH, D, max_len), n_splits = (max_len + split_len - 1) / split_len;
     size_t parts = (size_t)R * NH * n_splits;
     size_t need = cuda_decode_attention_work_bytes(R, NH, D, max_len);
     if (work == NULL || work_bytes < need) {
@@ -494,9 +519,7 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
  * as many pieces as one kv head would take (more kv heads take fewer). */
 extern "C" size_t cuda_decode_attention_work_bytes(int R, int NH, int D, int max_len) {
     if (R <= 0 || NH <= 0 || D <= 0 || max_len <= 0) return 0;
-    int split_len = dec_split_len(R, 1, max_len);
-    size_t parts = (size_t)R * NH * ((max_len + split_len - 1) / split_len);
-    return parts * ((size_t)D + 2) * sizeof(float);
+    return dec_work_bytes(R, NH, D, max_len, dec_split_len(R, 1, NH, D, max_len));
 }
 
 extern "C" void cuda_decode_attention(float *out, const float *q, const float *kv, const int32_t *block_tables,

@@ -275,7 +275,9 @@ void cuda_attention_group_sum(float *dk, float *dv, const float *dkh, const floa
  * scratch of at least cuda_decode_attention_work_bytes(R, NH, D, max_len)
  * bytes for the pieces' partial results, owned by the caller so that a
  * step allocates nothing (one workspace serves every layer: the launches
- * on a stream run in order). */
+ * on a stream run in order). Pieces grow so that the partials stay under
+ * 256 MiB (TAU2_CUDA_DECODE_WORK_MAX, bytes, overrides) unless one piece
+ * per row and head passes it. */
 size_t cuda_decode_attention_work_bytes(int R, int NH, int D, int max_len);
 void cuda_decode_attention(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const float *kv,
                            const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,

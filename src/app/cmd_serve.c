@@ -29,7 +29,8 @@ int cmd_serve(int argc, char **argv) {
     static const CliOption known[] = {{"--model", CLI_VALUE}, {"--host", CLI_VALUE}, {"--port", CLI_VALUE},
                                       {"--max-batch", CLI_VALUE}, {"--kv-tokens", CLI_VALUE},
                                       {"--served-model-name", CLI_VALUE}, {"--max-queue", CLI_VALUE},
-                                      {"--default-max-tokens", CLI_VALUE}, {"--device", CLI_VALUE}, {NULL, 0}};
+                                      {"--default-max-tokens", CLI_VALUE}, {"--device", CLI_VALUE},
+                                      {"--chunked-prefill-size", CLI_VALUE}, {NULL, 0}};
     cli_check_args("serve", argc, argv, known, 0, NULL, "usage: tau2_hpc serve --model DIR [--host H] [--port P] ...");
     ServerOptions opt = {0};
     opt.model_dir = cli_opt(argc, argv, "--model");
@@ -51,6 +52,12 @@ int cmd_serve(int argc, char **argv) {
         opt.max_queue = (int)cli_long("serve", "--max-queue", v, 1, 1 << 20, NULL);
     if ((v = cli_opt(argc, argv, "--default-max-tokens"))) {
         opt.default_max_tokens = (int)cli_long("serve", "--default-max-tokens", v, 1, 1 << 30, NULL);
+    }
+    if ((v = cli_opt(argc, argv, "--chunked-prefill-size"))) {
+        opt.chunked_prefill_size = (int)cli_long("serve", "--chunked-prefill-size", v, -1, 1 << 30,
+                                                 "-1 (no limit) or a positive number of tokens");
+        if (opt.chunked_prefill_size == 0)
+            die_input("serve: --chunked-prefill-size: expected -1 (no limit) or a positive number of tokens, got 0");
     }
     if ((v = cli_opt(argc, argv, "--device"))) {
         if (strcmp(v, "cpu") && strcmp(v, "cuda")) die_input("serve: --device: expected cpu or cuda, got '%s'", v);

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "model/infer.h"
 #include "tau2/env.h"
 
 static int edit_distance(const char *a, const char *b) {
@@ -118,6 +119,7 @@ typedef enum {
     R_NONNEG, /* >= 0 */
     R_PROB,   /* (0, 1] */
     R_FRAC,   /* [0, 1) */
+    R_LIMIT,  /* integers: -1 (no limit) or >= 1 */
 } Range;
 
 /* One key of a job config: where it goes in JobConfig, what it accepts and
@@ -197,6 +199,8 @@ static const JobField JOB_FIELDS[] = {
     {.key = "max_sampling_rounds", .type = F_INT, .off = OFF(max_sampling_rounds), .range = R_NONNEG, .dflt = 4},
     {.key = "max_staleness", .type = F_INT, .off = OFF(max_staleness), .range = R_NONNEG, .dflt = 0},
     {.key = "kv_cache_tokens", .type = F_INT, .off = OFF(kv_cache_tokens), .range = R_NONNEG, .dflt = 0},
+    {.key = "chunked_prefill_size", .type = F_INT, .off = OFF(chunked_prefill_size), .range = R_LIMIT,
+     .dflt = INFER_DEFAULT_STEP_TOKENS},
 
     {.key = "partial_alpha", .type = F_NUM, .off = OFF(partial_alpha), .range = R_NONNEG, .dflt = 0.25},
     {.key = "w_action", .type = F_NUM, .off = OFF(w_action), .range = R_NONNEG, .dflt = 0.5},
@@ -273,7 +277,9 @@ static void field_expected(const JobField *f, char *buf, size_t n) {
     case F_MODELS: snprintf(buf, n, "a model name, a non-empty list of model names, or null"); return;
     case F_SEED: snprintf(buf, n, "a non-negative integer (at most 2^53)"); return;
     case F_INT:
-        snprintf(buf, n, f->range == R_POS ? "a positive integer" : "a non-negative integer");
+        snprintf(buf, n, f->range == R_POS     ? "a positive integer"
+                         : f->range == R_LIMIT ? "-1 (no limit) or a positive integer"
+                                               : "a non-negative integer");
         return;
     case F_NUM:
         switch (f->range) {
@@ -281,7 +287,8 @@ static void field_expected(const JobField *f, char *buf, size_t n) {
         case R_NONNEG: snprintf(buf, n, "a number >= 0"); return;
         case R_PROB: snprintf(buf, n, "a number in (0, 1]"); return;
         case R_FRAC: snprintf(buf, n, "a number in [0, 1)"); return;
-        case R_ANY: snprintf(buf, n, "a number"); return;
+        case R_ANY:
+        case R_LIMIT: snprintf(buf, n, "a number"); return;
         }
     }
 }
@@ -293,6 +300,7 @@ static bool in_range(Range r, double v) {
     case R_NONNEG: return v >= 0;
     case R_PROB: return v > 0 && v <= 1;
     case R_FRAC: return v >= 0 && v < 1;
+    case R_LIMIT: return v == -1 || v >= 1;
     }
     return false;
 }

@@ -52,6 +52,8 @@ typedef struct {
     int port;                      /* 0: any free port (server_port says which) */
     int max_batch;                 /* requests decoded together at most; 0: 32 */
     int kv_tokens;                 /* KV-cache budget in tokens; 0: 32768 */
+    int chunked_prefill_size;      /* prompt tokens one engine step feeds at most (infer_gen_set_step_tokens);
+                                      0: INFER_DEFAULT_STEP_TOKENS, -1: no limit */
     int max_queue;                 /* requests waiting for admission at most; 0: 256 */
     int default_max_tokens;        /* when a request gives none; 0: 2048 */
     size_t max_body_bytes;         /* request bodies above it get 413; 0: 8 MiB */

@@ -11,6 +11,7 @@
  */
 #include "model/infer.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -732,15 +733,20 @@ struct InferGen {
     double *u;
     int32_t *toks;
     float *lps;
+    int *fed;   /* (cap_step) tokens of each chunk's request fed this step */
     int cap_step;
+    int step_tokens; /* pending tokens one step feeds at most (<= 0: all) */
 };
 
 InferGen *infer_gen_new_backend(const InferBackend *b, const Tokenizer *tok) {
     InferGen *g = xcalloc(1, sizeof *g);
     g->b = *b;
     g->tok = tok;
+    g->step_tokens = INFER_DEFAULT_STEP_TOKENS;
     return g;
 }
+
+void infer_gen_set_step_tokens(InferGen *g, int max_tokens) { g->step_tokens = max_tokens; }
 
 InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok) {
     InferBackend b = infer_backend(e);
@@ -770,6 +776,7 @@ void infer_gen_free(InferGen *g) {
     free(g->u);
     free(g->toks);
     free(g->lps);
+    free(g->fed);
     free(g);
 }
 
@@ -882,6 +889,40 @@ static void req_accept(const InferGen *g, GenReq *q, int32_t tok, float lp) {
     req_set_pending(q, &tok, 1);
 }
 
+/* Which running requests the next step feeds, and how many of their
+ * pending tokens (chunked prefill): every decoding request (one pending
+ * token) first, then the others in request order while the step's budget
+ * of step_tokens lasts, the last of them possibly in part. A step with no
+ * decoding request feeds at least the first request's first tokens, so
+ * every step makes progress; decoding requests are never held back, so a
+ * step of many of them may pass the budget by their count. Fills
+ * g->chunks, chunk_req, fed (and params, u for the requests fed whole);
+ * returns the chunk count. */
+static int step_plan(InferGen *g) {
+    long left = g->step_tokens > 0 ? g->step_tokens : LONG_MAX;
+    int b = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < g->n_reqs; i++) {
+            GenReq *q = &g->reqs[i];
+            if (!q->used || q->finish != INFER_RUNNING || (q->n_pending == 1) != (pass == 0)) continue;
+            if (pass == 1 && left <= 0) break;
+            int n = pass == 1 && q->n_pending > left ? (int)left : q->n_pending;
+            left -= n;
+            g->chunks[b] = (InferChunk){.seq = q->seq, .ids = q->pending, .n = n};
+            g->chunk_req[b] = i;
+            g->fed[b] = n;
+            g->params[b] = q->p.sample;
+            /* the token sampled now will sit at position len of its sequence
+             * once the pending tokens are in the cache (a request fed in part
+             * samples nothing that is kept) */
+            uint64_t position = (uint64_t)g->b.seq_len(g->b.engine, q->seq) + (uint64_t)n;
+            g->u[b] = rng_uniform(q->p.seed, q->p.stream, position);
+            b++;
+        }
+    }
+    return b;
+}
+
 int infer_gen_step(InferGen *g, char *err, size_t errlen) {
     int B = infer_gen_running(g);
     if (B == 0) return 0;
@@ -893,23 +934,30 @@ int infer_gen_step(InferGen *g, char *err, size_t errlen) {
         g->u = xrealloc(g->u, (size_t)B * sizeof(double));
         g->toks = xrealloc(g->toks, (size_t)B * sizeof(int32_t));
         g->lps = xrealloc(g->lps, (size_t)B * sizeof(float));
+        g->fed = xrealloc(g->fed, (size_t)B * sizeof(int));
     }
-    int b = 0;
-    for (int i = 0; i < g->n_reqs; i++) {
-        GenReq *q = &g->reqs[i];
-        if (!q->used || q->finish != INFER_RUNNING) continue;
-        g->chunks[b] = (InferChunk){.seq = q->seq, .ids = q->pending, .n = q->n_pending};
-        g->chunk_req[b] = i;
-        g->params[b] = q->p.sample;
-        /* the token sampled now will sit at position len of its sequence
-         * once the pending tokens are in the cache */
-        uint64_t position = (uint64_t)g->b.seq_len(g->b.engine, q->seq) + (uint64_t)q->n_pending;
-        g->u[b] = rng_uniform(q->p.seed, q->p.stream, position);
-        b++;
+    int n = step_plan(g);
+    if (g->b.forward_sample(g->b.engine, g->chunks, n, g->params, g->u, g->toks, g->lps, err, errlen) != 0) return -1;
+    for (int j = 0; j < n; j++) {
+        GenReq *q = &g->reqs[g->chunk_req[j]];
+        if (g->fed[j] == q->n_pending) {
+            req_accept(g, q, g->toks[j], g->lps[j]);
+        } else { /* fed in part: the rest waits for the next step, the draw is dropped */
+            q->n_pending -= g->fed[j];
+            memmove(q->pending, q->pending + g->fed[j], (size_t)q->n_pending * sizeof(int32_t));
+        }
     }
-    if (g->b.forward_sample(g->b.engine, g->chunks, B, g->params, g->u, g->toks, g->lps, err, errlen) != 0) return -1;
-    for (int j = 0; j < B; j++) req_accept(g, &g->reqs[g->chunk_req[j]], g->toks[j], g->lps[j]);
     return infer_gen_running(g);
+}
+
+int infer_backend_prefill(const InferBackend *b, int seq, const int32_t *ids, int n, int max_tokens, char *err,
+                          size_t errlen) {
+    int piece = max_tokens > 0 ? max_tokens : n;
+    for (int at = 0; at < n; at += piece) {
+        InferChunk c = {.seq = seq, .ids = ids + at, .n = n - at < piece ? n - at : piece};
+        if (b->forward(b->engine, &c, 1, NULL, err, errlen) != 0) return -1;
+    }
+    return 0;
 }
 
 InferGenResult infer_gen_result(const InferGen *g, int req) {

@@ -74,6 +74,10 @@
  * of T tokens costs T^2/2 dot products either way, and the tiles do them
  * several times faster than one query at a time. */
 #define INFER_FLASH_MIN_ROWS 64
+/* Pending tokens one generation step feeds at most, by default
+ * (infer_gen_set_step_tokens): sglang's --chunked-prefill-size on an 80 GB
+ * GPU. */
+#define INFER_DEFAULT_STEP_TOKENS 8192
 
 typedef struct {
     int kv_tokens;  /* KV cache budget in tokens (rounded up to whole blocks); > 0 */
@@ -173,6 +177,13 @@ typedef struct {
 
 InferBackend infer_backend(InferEngine *e);
 
+/* Tokens ids (n >= 1) into sequence seq's cache, no logits, in pieces of at
+ * most max_tokens (<= 0: one piece): a long prompt prefilled outside a
+ * generator under the same bound as infer_gen_set_step_tokens. 0, or -1
+ * with err; the pieces before a failing one stay in the cache. */
+int infer_backend_prefill(const InferBackend *b, int seq, const int32_t *ids, int n, int max_tokens, char *err,
+                          size_t errlen);
+
 /* ---- generation with continuous batching ---- */
 
 typedef enum {
@@ -203,6 +214,18 @@ InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok);
 /* The same over any engine (b is copied). */
 InferGen *infer_gen_new_backend(const InferBackend *b, const Tokenizer *tok);
 void infer_gen_free(InferGen *g);
+/* Chunked prefill: one step feeds at most max_tokens pending tokens
+ * (INFER_DEFAULT_STEP_TOKENS unless set; <= 0: no limit). Decoding requests
+ * (one pending token) always go; the longer pending lists of new prompts and
+ * appended turns share what is left, in request order, and a list that does
+ * not fit is fed over several steps, sampling only after its last token. So
+ * the rows of one forward, and the engine's activation scratch, stay near
+ * max_tokens however many turns arrive at once, and decoding requests keep
+ * stepping while a long prompt goes in. The limit changes logits only in
+ * their last bits (a prompt's later pieces attend to its earlier ones
+ * through the cache), and each draw is keyed by its position, not its
+ * step. */
+void infer_gen_set_step_tokens(InferGen *g, int max_tokens);
 
 /* Start generating on sequence seq (owned by the caller; it must not be in
  * another running request). pending (n_pending >= 1) are tokens not yet in

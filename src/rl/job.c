@@ -217,6 +217,16 @@ static int64_t longest_train_sequence(Job *j, const char **why) {
     return longest;
 }
 
+/* The CPU trainer's activations for micro-batches of T tokens: the
+ * policy's, and the KL reference's forward passes in the one-slot layout
+ * (setup_models). */
+static double train_acts_bytes(const Job *j, int64_t T) {
+    const JobConfig *c = j->cfg;
+    double bytes = qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations);
+    if (c->kl_coef != 0.0) bytes += qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)T, true);
+    return bytes;
+}
+
 /* This rank's host memory, from the config alone (nothing large is loaded
  * yet), then summed per node over the job's ranks: a plan that cannot fit
  * is refused now. Only rank 0 (a trainer) prints the message, so the
@@ -236,7 +246,7 @@ static void setup_memory(Job *j) {
             int64_t T = longest > c->max_tokens_per_gpu ? longest : c->max_tokens_per_gpu;
             j->checked_tokens = T;
             mem.train_state = n * sizeof(float) * 3; /* gradients, AdamW's two moments */
-            mem.activations = qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations);
+            mem.activations = train_acts_bytes(j, T);
             mem.activation_tokens = T;
             fields[n_fields++] = T > c->max_tokens_per_gpu ? why : "max_tokens_per_gpu";
         }
@@ -280,6 +290,10 @@ static void setup_models(Job *j) {
         if (c->kl_coef != 0.0) {
             j->ref = qwen3_load_dir_tp(c->model, j->comms.tp, err, sizeof err);
             if (!j->ref) die_input("%s: field 'model': %s", c->path, err);
+            /* The reference only runs forward passes: the recomputation's
+             * layout keeps one slot of layer activations instead of one per
+             * layer, and gives the same logprobs. */
+            j->ref->recompute = true;
         }
     }
     if (j->lay.is_rollout) {
@@ -404,6 +418,7 @@ void job_rollout_options(const JobConfig *c, RolloutOptions *r) {
     r->telecom_weights = (PartialCreditWeights){c->telecom_w_action, c->telecom_w_comm, c->telecom_w_env,
                                                 c->partial_alpha * c->telecom_alpha_scale};
     r->kv_cache_tokens = c->kv_cache_tokens;
+    r->step_tokens = c->chunked_prefill_size;
 }
 
 void job_rollout_user(const JobConfig *c, const char *data_dir, RolloutUser *u) {
@@ -423,7 +438,8 @@ void local_user_serve(const JobConfig *c, int world_size, int world_rank, int n_
     int n_us = c->user_sim_ranks, us = world_rank - (world_size - n_us);
     ServerOptions so = {.model_dir = c->user_models ? c->user_models[0] : c->model,
                         .served_model_name = LOCAL_USER_MODEL_NAME,
-                        .kv_tokens = c->kv_cache_tokens};
+                        .kv_tokens = c->kv_cache_tokens,
+                        .chunked_prefill_size = c->chunked_prefill_size};
     char err[2048];
     if (server_mpi_run(&so, MPI_COMM_WORLD, n_engines / n_us + (us < n_engines % n_us), err, sizeof err) != 0)
         die_input("%s: the local user (user_model): %s", c->path, err);
@@ -1108,9 +1124,7 @@ static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *
         if (k > longest) longest = k;
     }
     if (longest <= j->checked_tokens) return;
-    bool rc = c->recompute_activations;
-    double bytes = j->planned_bytes - qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)j->checked_tokens, rc) +
-                   qwen3_acts_bytes(&j->mcfg, j->lay.tp, (int)longest, rc);
+    double bytes = j->planned_bytes - train_acts_bytes(j, j->checked_tokens) + train_acts_bytes(j, longest);
     char what[160], err[512];
     snprintf(what, sizeof what, "this rank's plan with the activations of %" PRId64 " tokens", longest);
     if (sysmem_check(bytes, what, err, sizeof err) != 0)

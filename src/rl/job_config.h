@@ -92,6 +92,7 @@ typedef struct {
     int max_sampling_rounds;      /* rounds of extra prompts to refill filtered groups (4) */
     int max_staleness;            /* 0: synchronous; k: rollouts may use weights k steps old (0) */
     int kv_cache_tokens;          /* KV cache budget per rollout engine, tokens (0: sized from the batch) */
+    int chunked_prefill_size;     /* pending tokens one engine step feeds at most (-1: no limit) */
 
     /* ---- reward shaping (DESIGN.md §4) ---- */
     double partial_alpha;       /* α (0.25) */

@@ -88,6 +88,8 @@ typedef struct {
     PartialCreditWeights weights;         /* reward shaping, every domain but telecom */
     PartialCreditWeights telecom_weights; /* telecom's */
     int kv_cache_tokens;  /* engine budget; 0: enough for every episode of the call at full length */
+    int step_tokens;      /* pending tokens one engine step feeds at most (infer_gen_set_step_tokens;
+                             0: INFER_DEFAULT_STEP_TOKENS, -1: no limit) */
     int max_inflight;     /* episodes decoding at once at most (0: no limit) */
     bool keep_messages;   /* store each episode's τ²-bench messages (JSON) in the buffer (evaluation) */
 } RolloutOptions;

@@ -768,6 +768,23 @@ static void test_decode(int NH, int NKV, int D) {
                                gwork, work_bytes, 0);
     snprintf(what, sizeof what, "decode_attention bf16 cache NH %d NKV %d D %d", NH, NKV, D);
     check_f32(what, gout, out, (size_t)R * NH * D, 1e-5);
+    /* partials capped at a quarter: longer pieces, fewer of them, the same attention */
+    char cap[32];
+    snprintf(cap, sizeof cap, "%zu", work_bytes / 4);
+    setenv("TAU2_CUDA_DECODE_WORK_MAX", cap, 1);
+    size_t capped = cuda_decode_attention_work_bytes(R, NH, D, max_len);
+    if (capped > work_bytes / 4 || capped == 0) {
+        fprintf(stderr, "FAIL decode work under a cap of %zu bytes: %zu (uncapped %zu)\n", work_bytes / 4, capped,
+                work_bytes);
+        g_failures++;
+    }
+    cuda_check(cudaMemset(gwork, 0xff, work_bytes));
+    cuda_decode_attention_bf16(gout, gq, gkv16, gt, max_blocks, gpos, R, NH, NKV, D, bs, stride, k_off, v_off, max_len,
+                               gwork, capped, 0);
+    unsetenv("TAU2_CUDA_DECODE_WORK_MAX");
+    snprintf(what, sizeof what, "decode_attention bf16 cache, partials capped (%zu of %zu bytes) NH %d NKV %d D %d",
+             capped, work_bytes, NH, NKV, D);
+    check_f32(what, gout, out, (size_t)R * NH * D, 1e-5);
     dev_free(gkv), dev_free(gkv16), dev_free(gq), dev_free(gout), dev_free(gt), dev_free(gpos), dev_free(gwork);
     free(perm), free(tables), free(kv), free(kv16), free(q), free(out);
 }

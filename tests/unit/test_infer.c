@@ -593,6 +593,107 @@ static void test_grpo_group_prefills_once(void **state) {
     qwen3_free(m);
 }
 
+/* ------------------------------------------------------------ chunked prefill */
+
+/* A backend that passes every call to the CPU engine and records the
+ * largest forward it saw: rows, and rows beyond the decoding chunks. */
+typedef struct {
+    InferBackend inner;
+    int max_rows, max_long_rows, calls;
+} RowCounter;
+
+static int counted_forward_sample(void *engine, const InferChunk *chunks, int n_chunks, const SampleParams *params,
+                                  const double *u, int32_t *ids, float *logprobs, char *err, size_t errlen) {
+    RowCounter *rc = engine;
+    int rows = 0, long_rows = 0;
+    for (int i = 0; i < n_chunks; i++) {
+        rows += chunks[i].n;
+        if (chunks[i].n > 1) long_rows += chunks[i].n;
+    }
+    if (rows > rc->max_rows) rc->max_rows = rows;
+    if (long_rows > rc->max_long_rows) rc->max_long_rows = long_rows;
+    rc->calls++;
+    return rc->inner.forward_sample(rc->inner.engine, chunks, n_chunks, params, u, ids, logprobs, err, errlen);
+}
+
+static int counted_forward(void *engine, const InferChunk *chunks, int n_chunks, float *logits, char *err,
+                           size_t errlen) {
+    RowCounter *rc = engine;
+    for (int i = 0; i < n_chunks; i++)
+        if (chunks[i].n > rc->max_rows) rc->max_rows = chunks[i].n;
+    rc->calls++;
+    return rc->inner.forward(rc->inner.engine, chunks, n_chunks, logits, err, errlen);
+}
+
+static int counted_seq_len(const void *engine, int seq) {
+    const RowCounter *rc = engine;
+    return rc->inner.seq_len(rc->inner.engine, seq);
+}
+
+/* Three requests at once: a 45-token prompt, an appended turn of 23 and a
+ * decoding request after a prompt of 20 prefilled outside the generator,
+ * with a step limit of `limit` tokens (0: none) through a row-counting
+ * backend. */
+static void run_limited(const Qwen3 *m, int limit, InferGenParams *p, GenOut out[3], RowCounter *rc) {
+    char err[512];
+    InferEngine *e = engine(m, 512, 4);
+    *rc = (RowCounter){.inner = infer_backend(e)};
+    InferBackend b = rc->inner;
+    b.engine = rc;
+    b.forward = counted_forward;
+    b.forward_sample = counted_forward_sample;
+    b.seq_len = counted_seq_len;
+    InferGen *g = infer_gen_new_backend(&b, NULL);
+    infer_gen_set_step_tokens(g, limit);
+    int32_t P[80];
+    fill_tokens(P, 80, m->config.vocab_size, 404);
+    int s0 = new_seq(e), s1 = new_seq(e), s2 = new_seq(e);
+    /* s1 holds 10 tokens already (its turn is appended); s2 a prompt of 20, prefilled in pieces */
+    forward_or_fail(e, &(InferChunk){s1, P + 45, 10}, 1, NULL);
+    if (infer_backend_prefill(&b, s2, P + 55, 20, limit, err, sizeof err) != 0) fail_msg("%s", err);
+    int req[3] = {infer_gen_add(g, s0, P, 45, &p[0], err, sizeof err),
+                  infer_gen_add(g, s1, P + 56, 23, &p[1], err, sizeof err),
+                  infer_gen_add(g, s2, P + 75, 1, &p[2], err, sizeof err)};
+    for (int i = 0; i < 3; i++)
+        if (req[i] < 0) fail_msg("%s", err);
+    while (infer_gen_running(g) > 0)
+        if (infer_gen_step(g, err, sizeof err) < 0) fail_msg("%s", err);
+    for (int i = 0; i < 3; i++) take_result(g, req[i], &out[i]);
+    assert_int_equal(infer_seq_len(e, s0), 45 + out[0].n - 1);
+    assert_int_equal(infer_seq_len(e, s1), 10 + 23 + out[1].n - 1);
+    assert_int_equal(infer_seq_len(e, s2), 20 + 1 + out[2].n - 1);
+    infer_gen_free(g);
+    infer_free(e);
+}
+
+static void test_chunked_prefill(void **state) {
+    (void)state;
+    Qwen3 *m = load_model("untied_gqa");
+    InferGenParams p[3] = {gen_params(0.0f, 1.0f, 0, 5, 0, 12), gen_params(1.0f, 0.95f, 0, 5, 1, 12),
+                           gen_params(1.0f, 1.0f, 20, 5, 2, 12)};
+    GenOut whole[3], pieces[3];
+    RowCounter rw, rp;
+    run_limited(m, 0, p, whole, &rw);
+    run_limited(m, 16, p, pieces, &rp);
+    printf("    one forward takes up to %d rows without a limit, %d with a limit of 16 (%d and %d calls)\n",
+           rw.max_rows, rp.max_rows, rw.calls, rp.calls);
+    assert_int_equal(rw.max_rows, 45 + 23 + 1);
+    assert_int_equal(rw.max_long_rows, 45 + 23);
+    /* the prompts' tokens stay within the limit; the decoding request still steps beside them */
+    assert_true(rp.max_long_rows <= 16);
+    assert_true(rp.max_rows <= 16 + 1);
+    assert_true(rp.calls > rw.calls);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pieces[i].n, whole[i].n);
+        assert_int_equal(pieces[i].finish, whole[i].finish);
+        assert_memory_equal(pieces[i].ids, whole[i].ids, (size_t)whole[i].n * sizeof(int32_t));
+        double d = max_abs_diff(pieces[i].lps, whole[i].lps, (size_t)whole[i].n);
+        printf("    request %d: the same %d tokens, max |dlogprob| %.2e\n", i, whole[i].n, d);
+        assert_true(d < TOL);
+    }
+    qwen3_free(m);
+}
+
 static void test_stop_conditions(void **state) {
     (void)state;
     /* the matcher alone: a match must touch the newest bytes */
@@ -775,6 +876,7 @@ int main(void) {
         cmocka_unit_test(test_append_equals_concatenated_prefill),
         cmocka_unit_test(test_seeded_sampling_invariance),
         cmocka_unit_test(test_grpo_group_prefills_once),
+        cmocka_unit_test(test_chunked_prefill),
         cmocka_unit_test(test_stop_conditions),
         cmocka_unit_test(test_kv_budget),
         cmocka_unit_test(test_forward_sample_equals_forward_then_sample),

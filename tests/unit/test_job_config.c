@@ -159,6 +159,7 @@ static void test_grpo_values_and_defaults(void **state) {
     assert_int_equal(cfg.max_sampling_rounds, 4);
     assert_int_equal(cfg.max_staleness, 0);
     assert_int_equal(cfg.kv_cache_tokens, 0);
+    assert_int_equal(cfg.chunked_prefill_size, 8192);
     assert_true(cfg.partial_alpha == 0.25);
     assert_true(cfg.w_action == 0.5 && cfg.w_comm == 0.15 && cfg.w_env == 0.35);
     assert_true(cfg.telecom_w_action == 0.35 && cfg.telecom_w_comm == 0.35 && cfg.telecom_w_env == 0.30);
@@ -245,7 +246,7 @@ static void test_every_key_accepted_and_documented(void **state) {
         " \"rollout_max_response_len\": 4096, \"rollout_max_turn_len\": 512, \"rollout_temperature\": 0,"
         " \"rollout_top_p\": 1, \"rollout_top_k\": 20, \"max_steps\": 100, \"max_errors\": 5, \"user\": \"gold\","
         " \"dynamic_sampling_filter\": null, \"max_sampling_rounds\": 0, \"max_staleness\": 1,"
-        " \"kv_cache_tokens\": 65536,"
+        " \"kv_cache_tokens\": 65536, \"chunked_prefill_size\": -1,"
         " \"partial_alpha\": 0, \"w_action\": 1, \"w_comm\": 0, \"w_env\": 0,"
         " \"telecom_w_action\": 0.2, \"telecom_w_comm\": 0.5, \"telecom_w_env\": 0.3, \"telecom_alpha_scale\": 1,"
         " \"global_batch_size\": 8, \"max_tokens_per_gpu\": 8192, \"lr\": 1e-6, \"min_lr\": 1e-7,"
@@ -266,6 +267,7 @@ static void test_every_key_accepted_and_documented(void **state) {
     assert_int_equal(cfg.sft_global_batch_size, 4);
     assert_true(cfg.rollout_temperature == 0);
     assert_false(cfg.save_rollouts);
+    assert_int_equal(cfg.chunked_prefill_size, -1);
 
     char doc_path[1024], err[512];
     snprintf(doc_path, sizeof doc_path, "%s/doc/config.md", TAU2_SOURCE_DIR);
@@ -279,7 +281,7 @@ static void test_every_key_accepted_and_documented(void **state) {
         if (!strstr(doc, quoted)) fprintf(stderr, "doc/config.md does not describe %s\n", quoted);
         assert_non_null(strstr(doc, quoted));
     }
-    assert_int_equal(n_keys, 65); /* the keys of JobConfig, less path, json and hash */
+    assert_int_equal(n_keys, 66); /* the keys of JobConfig, less path, json and hash */
     cJSON_Delete(root);
     free(doc);
     job_config_free(&cfg);
@@ -325,6 +327,10 @@ static void test_wrong_types_and_ranges(void **state) {
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"output_dir\": \"\"}", "field 'output_dir'", "a non-empty string",
                  "got \"\"", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"seed\": -1}", "field 'seed'", NULL);
+    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"chunked_prefill_size\": 0}", "field 'chunked_prefill_size'",
+                 "expected -1 (no limit) or a positive integer", "got 0", NULL);
+    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"chunked_prefill_size\": -2}", "field 'chunked_prefill_size'",
+                 "got -2", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"tokenizer\": null}", "field 'tokenizer'", "got null", NULL);
 }
 
