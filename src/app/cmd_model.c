@@ -290,8 +290,7 @@ int cmd_generate(int argc, char **argv) {
     /* Prefill the prompt but its last token once; fork it for each sample. */
     int parent = eng.seq_new(eng.engine, err, sizeof err);
     if (parent < 0) die_runtime("generate: %s", err);
-    if (n_ids > 1 && infer_backend_prefill(&eng, parent, ids, n_ids - 1, INFER_DEFAULT_STEP_TOKENS, err,
-                                           sizeof err) != 0)
+    if (n_ids > 1 && infer_gen_prefill(g, parent, ids, n_ids - 1, err, sizeof err) != 0)
         die_runtime("generate: %s", err);
     int *req = xmalloc((size_t)n_samples * sizeof(int));
     for (int i = 0; i < n_samples; i++) {

@@ -661,7 +661,7 @@ static int load_model(Server *s, const Qwen3 *model, Tokenizer *tok, const ChatT
         s->eng = infer_backend(s->cpu_eng);
     }
     s->gen = infer_gen_new_backend(&s->eng, s->tok);
-    if (s->opt.chunked_prefill_size != 0) infer_gen_set_step_tokens(s->gen, s->opt.chunked_prefill_size);
+    infer_gen_set_step_tokens(s->gen, s->opt.chunked_prefill_size);
     s->block_size = s->eng.block_size;
     s->total_blocks = s->eng.free_tokens(s->eng.engine) / s->block_size;
     return 0;

@@ -746,7 +746,9 @@ InferGen *infer_gen_new_backend(const InferBackend *b, const Tokenizer *tok) {
     return g;
 }
 
-void infer_gen_set_step_tokens(InferGen *g, int max_tokens) { g->step_tokens = max_tokens; }
+void infer_gen_set_step_tokens(InferGen *g, int max_tokens) {
+    g->step_tokens = max_tokens == 0 ? INFER_DEFAULT_STEP_TOKENS : max_tokens;
+}
 
 InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok) {
     InferBackend b = infer_backend(e);
@@ -950,12 +952,11 @@ int infer_gen_step(InferGen *g, char *err, size_t errlen) {
     return infer_gen_running(g);
 }
 
-int infer_backend_prefill(const InferBackend *b, int seq, const int32_t *ids, int n, int max_tokens, char *err,
-                          size_t errlen) {
-    int piece = max_tokens > 0 ? max_tokens : n;
+int infer_gen_prefill(InferGen *g, int seq, const int32_t *ids, int n, char *err, size_t errlen) {
+    int piece = g->step_tokens > 0 ? g->step_tokens : n;
     for (int at = 0; at < n; at += piece) {
         InferChunk c = {.seq = seq, .ids = ids + at, .n = n - at < piece ? n - at : piece};
-        if (b->forward(b->engine, &c, 1, NULL, err, errlen) != 0) return -1;
+        if (g->b.forward(g->b.engine, &c, 1, NULL, err, errlen) != 0) return -1;
     }
     return 0;
 }

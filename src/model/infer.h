@@ -177,13 +177,6 @@ typedef struct {
 
 InferBackend infer_backend(InferEngine *e);
 
-/* Tokens ids (n >= 1) into sequence seq's cache, no logits, in pieces of at
- * most max_tokens (<= 0: one piece): a long prompt prefilled outside a
- * generator under the same bound as infer_gen_set_step_tokens. 0, or -1
- * with err; the pieces before a failing one stay in the cache. */
-int infer_backend_prefill(const InferBackend *b, int seq, const int32_t *ids, int n, int max_tokens, char *err,
-                          size_t errlen);
-
 /* ---- generation with continuous batching ---- */
 
 typedef enum {
@@ -215,7 +208,7 @@ InferGen *infer_gen_new(InferEngine *e, const Tokenizer *tok);
 InferGen *infer_gen_new_backend(const InferBackend *b, const Tokenizer *tok);
 void infer_gen_free(InferGen *g);
 /* Chunked prefill: one step feeds at most max_tokens pending tokens
- * (INFER_DEFAULT_STEP_TOKENS unless set; <= 0: no limit). Decoding requests
+ * (0, and until set: INFER_DEFAULT_STEP_TOKENS; < 0: no limit). Decoding requests
  * (one pending token) always go; the longer pending lists of new prompts and
  * appended turns share what is left, in request order, and a list that does
  * not fit is fed over several steps, sampling only after its last token. So
@@ -226,6 +219,11 @@ void infer_gen_free(InferGen *g);
  * through the cache), and each draw is keyed by its position, not its
  * step. */
 void infer_gen_set_step_tokens(InferGen *g, int max_tokens);
+/* Tokens ids (n >= 1) into sequence seq's cache outside any request (a
+ * prompt that samples share through forks), no logits, in pieces of at
+ * most the step limit: the same bound on a forward's rows as a step's. 0,
+ * or -1 with err; the pieces before a failing one stay in the cache. */
+int infer_gen_prefill(InferGen *g, int seq, const int32_t *ids, int n, char *err, size_t errlen);
 
 /* Start generating on sequence seq (owned by the caller; it must not be in
  * another running request). pending (n_pending >= 1) are tokens not yet in

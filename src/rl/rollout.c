@@ -125,8 +125,7 @@ static int acquire_sequence(Run *r, Slot *s, char *err, size_t errlen) {
     int n_pre = (int)s->tr.n_prompt - 1;
     if (g->base_seq < 0 && !g->ids && n_pre > 0) {
         if ((g->base_seq = r->eng.seq_new(r->eng.engine, err, errlen)) < 0) return -1;
-        int piece = r->opt->step_tokens != 0 ? r->opt->step_tokens : INFER_DEFAULT_STEP_TOKENS;
-        if (infer_backend_prefill(&r->eng, g->base_seq, s->tr.ids, n_pre, piece, err, errlen) != 0) return -1;
+        if (infer_gen_prefill(r->gen, g->base_seq, s->tr.ids, n_pre, err, errlen) != 0) return -1;
         g->ids = xmalloc((size_t)n_pre * sizeof(int32_t));
         memcpy(g->ids, s->tr.ids, (size_t)n_pre * sizeof(int32_t));
         g->n = n_pre;
@@ -535,7 +534,7 @@ int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const Rollout
                        .group = pol->group};
     if (rollout_engine_new(&r, &io, err, errlen) != 0) return -1;
     r.gen = infer_gen_new_backend(&r.eng, pol->tok);
-    if (opt->step_tokens != 0) infer_gen_set_step_tokens(r.gen, opt->step_tokens);
+    infer_gen_set_step_tokens(r.gen, opt->step_tokens);
     r.stop_ids[r.n_stop_ids++] = tok_id_of(pol->tok, chat_eos_token(pol->ct));
     int32_t eot = tok_id_of(pol->tok, "<|endoftext|>");
     if (eot >= 0 && eot != r.stop_ids[0]) r.stop_ids[r.n_stop_ids++] = eot;

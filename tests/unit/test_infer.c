@@ -632,7 +632,7 @@ static int counted_seq_len(const void *engine, int seq) {
 
 /* Three requests at once: a 45-token prompt, an appended turn of 23 and a
  * decoding request after a prompt of 20 prefilled outside the generator,
- * with a step limit of `limit` tokens (0: none) through a row-counting
+ * with a step limit of `limit` tokens (-1: none) through a row-counting
  * backend. */
 static void run_limited(const Qwen3 *m, int limit, InferGenParams *p, GenOut out[3], RowCounter *rc) {
     char err[512];
@@ -650,7 +650,7 @@ static void run_limited(const Qwen3 *m, int limit, InferGenParams *p, GenOut out
     int s0 = new_seq(e), s1 = new_seq(e), s2 = new_seq(e);
     /* s1 holds 10 tokens already (its turn is appended); s2 a prompt of 20, prefilled in pieces */
     forward_or_fail(e, &(InferChunk){s1, P + 45, 10}, 1, NULL);
-    if (infer_backend_prefill(&b, s2, P + 55, 20, limit, err, sizeof err) != 0) fail_msg("%s", err);
+    if (infer_gen_prefill(g, s2, P + 55, 20, err, sizeof err) != 0) fail_msg("%s", err);
     int req[3] = {infer_gen_add(g, s0, P, 45, &p[0], err, sizeof err),
                   infer_gen_add(g, s1, P + 56, 23, &p[1], err, sizeof err),
                   infer_gen_add(g, s2, P + 75, 1, &p[2], err, sizeof err)};
@@ -673,7 +673,7 @@ static void test_chunked_prefill(void **state) {
                            gen_params(1.0f, 1.0f, 20, 5, 2, 12)};
     GenOut whole[3], pieces[3];
     RowCounter rw, rp;
-    run_limited(m, 0, p, whole, &rw);
+    run_limited(m, -1, p, whole, &rw);
     run_limited(m, 16, p, pieces, &rp);
     printf("    one forward takes up to %d rows without a limit, %d with a limit of 16 (%d and %d calls)\n",
            rw.max_rows, rp.max_rows, rw.calls, rp.calls);
