@@ -106,6 +106,8 @@ __global__ static void adamw4_kernel(float4 *p, uint2 *pb, const float4 *g, floa
     }
 }
 
+extern "C" size_t cuda_sum_squares_scratch_bytes(size_t n) { return (n + SS_CHUNK - 1) / SS_CHUNK * sizeof(double); }
+
 extern "C" void cuda_sum_squares(double *sumsq, const float *g, size_t n, bool accumulate, cudaStream_t stream) {
     long nb = (long)((n + SS_CHUNK - 1) / SS_CHUNK);
     if (nb == 0) {
@@ -113,7 +115,7 @@ extern "C" void cuda_sum_squares(double *sumsq, const float *g, size_t n, bool a
         return;
     }
     double *part;
-    cuda_check(cudaMallocAsync((void **)&part, (size_t)nb * sizeof(double), stream));
+    cuda_check(cudaMallocAsync((void **)&part, cuda_sum_squares_scratch_bytes(n), stream));
     sum_squares_partial_kernel<<<(unsigned)nb, SS_THREADS, 0, stream>>>(part, g, n);
     cuda_check_launch();
     sum_squares_final_kernel<<<1, SS_FINAL_THREADS, 0, stream>>>(sumsq, part, nb, accumulate);

@@ -31,6 +31,7 @@
  */
 #include <string.h>
 
+#include "attention_bf16.cuh"
 #include "common.cuh"
 
 #define ATT_B 32                      /* queries (or keys) per tile */
@@ -434,6 +435,12 @@ extern "C" bool cuda_attention_mma_chosen(void) {
     fprintf(stderr, "environment variable TAU2_CUDA_ATTENTION: \"%s\" is not a kernel family (expected \"wmma\" "
             "or \"mma\")\n", e);
     exit(2);
+}
+
+extern "C" size_t cuda_attention_scratch_bytes(int T, int NH, int NKV, int D, CudaDtype dt, bool backward) {
+    if (T <= 0 || dt != CUDA_BF16) return 0;
+    bool bf16 = (cuda_attention_mma_chosen() && cuda_attention_mma_supported(D)) || cuda_attention_tc_supported(D);
+    return bf16 ? attention_bf16_scratch_bytes(T, NH, NKV, D, backward) : 0;
 }
 
 extern "C" void cuda_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,

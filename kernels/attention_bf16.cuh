@@ -25,6 +25,14 @@ typedef struct {
     const __nv_bfloat16 *x[4];
 } Bf16Inputs;
 
+/* The pool scratch the launchers below take for T rows: the bf16 copies
+ * of q, k, v (and dout), and the backward's per-query-head dk and dv. */
+static inline size_t attention_bf16_scratch_bytes(int T, int NH, int NKV, int D, bool backward) {
+    size_t q = (size_t)T * NH * D, kv = (size_t)T * NKV * D;
+    if (!backward) return (q + 2 * kv) * sizeof(__nv_bfloat16);
+    return (2 * q + 2 * kv) * sizeof(__nv_bfloat16) + 2 * q * sizeof(float);
+}
+
 static inline Bf16Inputs bf16_inputs_new(const float *const *src, const size_t *n, int count, cudaStream_t stream) {
     Bf16Inputs b = {};
     size_t total = 0;

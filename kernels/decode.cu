@@ -522,6 +522,15 @@ extern "C" size_t cuda_decode_attention_work_bytes(int R, int NH, int D, int max
     return dec_work_bytes(R, NH, D, max_len, dec_split_len(R, 1, NH, D, max_len));
 }
 
+/* dec_split_len's doubling ends with the partials under the cap, or with
+ * one piece per row and head (R * NH * (D + 2) floats): the larger of the
+ * two bounds every split it can choose, at any context. */
+extern "C" size_t cuda_decode_attention_work_bound(int R, int NH, int D) {
+    if (R <= 0 || NH <= 0 || D <= 0) return 0;
+    size_t whole = dec_work_bytes(R, NH, D, 1, 1), cap = dec_work_max();
+    return whole > cap ? whole : cap;
+}
+
 extern "C" void cuda_decode_attention(float *out, const float *q, const float *kv, const int32_t *block_tables,
                                       int max_blocks, const int32_t *pos, int R, int NH, int NKV, int D,
                                       int block_size, size_t block_stride, size_t k_off, size_t v_off, int max_len,

@@ -99,13 +99,18 @@ void cuda_rmsnorm_backward(float *dx /* (N, C) */, float *dw /* (C) */, const fl
  * stages, the rows' partial sums in double, the same sum every run). */
 void cuda_rmsnorm_backward_dw(float *dw /* (C) */, const float *dout /* (N, C) */, const float *x /* (N, C) */,
                               const float *rstd /* (N) */, int N, int C, cudaStream_t stream);
+/* The pool scratch cuda_rmsnorm_backward_dw (and so cuda_rmsnorm_backward)
+ * takes for N rows of C values, for a memory plan. */
+size_t cuda_rmsnorm_backward_dw_scratch_bytes(int N, int C);
 
 /* ---- matrix products (cuBLAS, twin: matmul_forward/backward) ---- */
 
 typedef enum { CUDA_F32 = 0, CUDA_BF16 = 1 } CudaDtype;
 typedef struct CudaBlas CudaBlas;
 
-/* One cuBLAS handle (and its workspace) per thread that launches products. */
+/* One cuBLAS handle (and its workspace of CUDA_BLAS_WORKSPACE_BYTES of
+ * device memory) per thread that launches products. */
+#define CUDA_BLAS_WORKSPACE_BYTES ((size_t)32 << 20)
 CudaBlas *cuda_blas_new(void);
 void cuda_blas_free(CudaBlas *b);
 
@@ -223,6 +228,11 @@ void cuda_attention_backward(float *dq /* (T, NH, D) */, float *dk /* (T, NKV, D
                              const float *k, const float *v, const int32_t *seq_of, const int32_t *seq_start, int T,
                              int NH, int NKV, int D, CudaDtype dt, cudaStream_t stream);
 
+/* The pool scratch those two take for T rows (the bf16 kernels' copies of
+ * their inputs, the backward's per-head dk and dv; the fp32 kernels none),
+ * with TAU2_CUDA_ATTENTION as it is now: for a memory plan. */
+size_t cuda_attention_scratch_bytes(int T, int NH, int NKV, int D, CudaDtype dt, bool backward);
+
 /* The tensor-core kernels themselves (what dt CUDA_BF16 dispatches to). The
  * backward takes delta = rowsum(dout * out) (T, NH) already computed. */
 bool cuda_attention_tc_supported(int D);
@@ -279,6 +289,11 @@ void cuda_attention_group_sum(float *dk, float *dv, const float *dkh, const floa
  * 256 MiB (TAU2_CUDA_DECODE_WORK_MAX, bytes, overrides) unless one piece
  * per row and head passes it. */
 size_t cuda_decode_attention_work_bytes(int R, int NH, int D, int max_len);
+/* An upper bound of cuda_decode_attention_work_bytes(r, NH, D, len) over
+ * every r <= R and every len: the partials stay under the cap, or one
+ * piece per row and head holds the whole context (a memory plan sizes the
+ * workspace with it). */
+size_t cuda_decode_attention_work_bound(int R, int NH, int D);
 void cuda_decode_attention(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const float *kv,
                            const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
                            const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
@@ -378,6 +393,8 @@ void cuda_logprob_entropy_backward_shard(float *logits /* (R, Vs) */, const floa
  * the first; all-reduce *sumsq over TP ranks before cuda_clip_scale. */
 void cuda_sum_squares(double *sumsq /* (1) */, const float *g /* (n) */, size_t n, bool accumulate,
                       cudaStream_t stream);
+/* The pool scratch cuda_sum_squares takes for n elements, for a memory plan. */
+size_t cuda_sum_squares_scratch_bytes(size_t n);
 /* From *sumsq: *norm = sqrt(sumsq) (fp32) and *gscale = max_norm / (norm +
  * 1e-6) when that is < 1, else 1 (always 1 when max_norm <= 0), as
  * qwen3_adamw_step clips. All device scalars: no host round trip. */

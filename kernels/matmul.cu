@@ -16,8 +16,8 @@
 
 #include "common.cuh"
 
-/* cuBLAS's own recommendation for Hopper; plenty for Ampere. */
-#define BLAS_WORKSPACE (32u << 20)
+/* cuBLAS's own recommendation for Hopper (32 MiB); plenty for Ampere. */
+#define BLAS_WORKSPACE CUDA_BLAS_WORKSPACE_BYTES
 
 struct CudaBlas {
     cublasHandle_t handle;

@@ -172,12 +172,17 @@ extern "C" void cuda_rmsnorm_forward_bf16(uint16_t *out, float *rstd, const floa
     cuda_check_launch();
 }
 
+extern "C" size_t cuda_rmsnorm_backward_dw_scratch_bytes(int N, int C) {
+    if (N <= 0 || C <= 0) return 0;
+    return (size_t)((N + DW_ROWS - 1) / DW_ROWS) * C * sizeof(double);
+}
+
 extern "C" void cuda_rmsnorm_backward_dw(float *dw, const float *dout, const float *x, const float *rstd, int N, int C,
                                          cudaStream_t stream) {
     if (N <= 0) return;
     int chunks = (N + DW_ROWS - 1) / DW_ROWS;
     double *part;
-    cuda_check(cudaMallocAsync((void **)&part, (size_t)chunks * C * sizeof(double), stream));
+    cuda_check(cudaMallocAsync((void **)&part, cuda_rmsnorm_backward_dw_scratch_bytes(N, C), stream));
     dim3 grid(chunks, (C + 127) / 128);
     rmsnorm_dw_partial_kernel<<<grid, 128, 0, stream>>>(part, dout, x, rstd, N, C);
     cuda_check_launch();

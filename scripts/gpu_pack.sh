@@ -42,7 +42,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 PROGRAMS=(tau2_hpc fault_server
-  test_cuda_kernels test_cuda_qwen3 test_cuda_infer test_cuda_sample test_cuda_mid test_qwen3_gpu_tp test_comm_nccl test_comm
+  test_cuda_kernels test_cuda_qwen3 test_cuda_infer test_cuda_sample test_cuda_mid test_cuda_memory_plan
+  test_qwen3_gpu_tp test_comm_nccl test_comm
   bench_train_gpu bench_decode_gpu bench_attention_gpu bench_broadcast)
 
 die() { echo "gpu_pack: $*" >&2; exit 1; }

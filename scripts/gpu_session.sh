@@ -171,7 +171,7 @@ step() { # step LOG NAME CMD...: a row "NAME  result  seconds  last line"
 if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   T=$OUT/tests.log
   : >"$T"
-  for t in test_cuda_kernels test_cuda_sample test_cuda_qwen3 test_cuda_infer test_cuda_mid; do
+  for t in test_cuda_kernels test_cuda_sample test_cuda_qwen3 test_cuda_infer test_cuda_mid test_cuda_memory_plan; do
     step "$T" "$t" "$RUN/$t"
   done
   TAU2_CUDA_ROWS_MMA=1 step "$T" "test_cuda_infer, rows_mma" "$RUN/test_cuda_infer"

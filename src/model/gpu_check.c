@@ -66,4 +66,15 @@ int gpu_distinct_devices_check(Comm *c, int node_rank, char *err, size_t errlen)
              pair[0], pair[1], c->size, prop.name, dev, cuda_device_count());
     return -1;
 }
+
+void gpu_memory_info(int node_rank, GpuMemInfo *out) {
+    int dev = gpu_pick_device(node_rank);
+    cuda_device_init(dev);
+    struct cudaDeviceProp prop;
+    cuda_check(cudaGetDeviceProperties(&prop, dev));
+    memset(out, 0, sizeof *out);
+    memcpy(out->uuid, prop.uuid.bytes, sizeof out->uuid);
+    snprintf(out->name, sizeof out->name, "%s", prop.name);
+    cuda_check(cudaMemGetInfo(&out->free_bytes, &out->total_bytes));
+}
 #endif

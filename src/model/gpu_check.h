@@ -30,6 +30,16 @@ void gpu_select(int node_rank);
  * ranks of one communicator. Else -1 on every rank with the first pair
  * that shares a GPU in err. */
 int gpu_distinct_devices_check(struct Comm *c, int node_rank, char *err, size_t errlen);
+
+/* The GPU a rank takes (gpu_pick_device of node_rank), made current, and
+ * its memory as the driver reports it now: free counts the contexts and
+ * allocations of every process on it so far. */
+typedef struct {
+    unsigned char uuid[16];
+    char name[256];
+    size_t free_bytes, total_bytes;
+} GpuMemInfo;
+void gpu_memory_info(int node_rank, GpuMemInfo *out);
 #endif
 
 #endif

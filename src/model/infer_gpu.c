@@ -31,8 +31,7 @@
 
 #include "model/infer_gpu.h"
 
-#include <stdio.h>
-
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -202,6 +201,34 @@ static void scratch_free(InferGpu *e) {
     memset(s, 0, sizeof *s);
 }
 
+/* The element counts of the scratch for r rows, n chunks and tab ints of
+ * block tables: scratch_reserve allocates exactly these, and
+ * infer_gpu_plan counts them before any engine exists. */
+typedef struct {
+    size_t f32;  /* fmem */
+    size_t bf;   /* bf: a product's bf16 input */
+    size_t ln;   /* ln (bf16) */
+    size_t ints; /* imem */
+} ScratchSizes;
+
+static ScratchSizes scratch_sizes(const Qwen3Config *c, size_t r, size_t n, size_t tab) {
+    size_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, NH = c->num_heads;
+    size_t QD = NH * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
+    ScratchSizes z;
+    z.f32 = r * 2 * C + r * (3 * QD + NH) + r * 3 * KD + r * 2 * I + n * (2 * C + 1 + V + 1);
+    z.bf = r * max_z(max_z(C, QD), I);
+    z.ln = r * C;
+    z.ints = 2 * r + 3 * n + tab;
+    return z;
+}
+
+/* Device bytes of that scratch: the arenas, seq_zero (r ints) and the
+ * sampling's ids, parameters and draws (n each). */
+static size_t scratch_bytes(const ScratchSizes *z, size_t r, size_t n) {
+    return z->f32 * sizeof(float) + (z->bf + z->ln) * sizeof(uint16_t) + (z->ints + r + n) * sizeof(int32_t) +
+           n * (sizeof(CudaSampleParams) + sizeof(double));
+}
+
 /* Scratch for R rows, N chunks and table_ints ints of block tables. */
 static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     GpuInferScratch *s = &e->s;
@@ -215,8 +242,8 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->cap_rows = rows;
     s->cap_chunks = chunks;
     s->cap_table = tab;
-    size_t total = r * 2 * C + r * (3 * QD + e->NH) + r * 3 * KD + r * 2 * I + n * (2 * C + 1 + V + 1);
-    s->fmem = dev_alloc(total * sizeof(float));
+    ScratchSizes z = scratch_sizes(&e->model->config, r, n, tab);
+    s->fmem = dev_alloc(z.f32 * sizeof(float));
     float *it = s->fmem;
     s->x = carve(&it, r * C);
     s->res2 = carve(&it, r * C);
@@ -234,11 +261,11 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->rstdf = carve(&it, n);
     s->logits = carve(&it, n * V);
     s->logprobs = carve(&it, n);
-    if ((size_t)(it - s->fmem) != total) die_runtime("infer_gpu: scratch arena size mismatch");
-    s->bf_n = r * max_z(max_z(C, QD), I);
+    if ((size_t)(it - s->fmem) != z.f32) die_runtime("infer_gpu: scratch arena size mismatch");
+    s->bf_n = z.bf;
     s->bf = dev_alloc(s->bf_n * sizeof(uint16_t));
-    s->ln = dev_alloc(r * C * sizeof(uint16_t));
-    size_t ints = 2 * r + 3 * n + tab;
+    s->ln = dev_alloc(z.ln * sizeof(uint16_t));
+    size_t ints = z.ints;
     s->imem = dev_alloc(ints * sizeof(int32_t));
     s->h_imem = pinned_alloc(ints * sizeof(int32_t));
     s->tok = s->imem;
@@ -255,17 +282,19 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->h_sp = pinned_alloc(n * sizeof(CudaSampleParams));
     s->u = dev_alloc(n * sizeof(double));
     s->h_u = pinned_alloc(n * sizeof(double));
-    s->bytes = total * sizeof(float) + (s->bf_n + r * C) * sizeof(uint16_t) + (ints + r + n) * sizeof(int32_t) +
-               n * (sizeof(CudaSampleParams) + sizeof(double));
+    s->bytes = scratch_bytes(&z, r, n);
 }
 
 /* The decode workspace for at least need bytes. It grows by half again at
- * least, so a context that grows one split at a time reallocates
- * log-many times, not at every split. */
-static void decode_work_reserve(InferGpu *e, size_t need) {
+ * least (up to bound, the most the kernel asks for at these rows), so a
+ * context that grows one split at a time reallocates log-many times, not
+ * at every split. */
+static void decode_work_reserve(InferGpu *e, size_t need, size_t bound) {
     GpuInferScratch *s = &e->s;
     if (need <= s->dec_work_bytes) return;
-    size_t bytes = max_z(need, s->dec_work_bytes + s->dec_work_bytes / 2);
+    /* growing by half, but never past what the kernel can ask for (the plan's bound) */
+    size_t grown = s->dec_work_bytes + s->dec_work_bytes / 2;
+    size_t bytes = max_z(need, grown < bound ? grown : bound);
     cuda_check(cudaStreamSynchronize(e->stream));
     graphs_clear(e);
     dev_free(s->dec_work);
@@ -286,6 +315,50 @@ static const uint16_t *to_bf16(InferGpu *e, const float *x, size_t n) {
     uint16_t *bf = bf_scratch(e, n);
     cuda_f32_to_bf16(bf, x, (long)n, e->stream);
     return bf;
+}
+
+/* The smallest power of two >= x (x >= 1). */
+static int pow2_at_least(int x) {
+    int p = 1;
+    while (p < x) p *= 2;
+    return p;
+}
+
+/* ------------------------------------------------------------ plan */
+
+static size_t min_z(size_t a, size_t b) { return a < b ? a : b; }
+
+void infer_gpu_plan(const Qwen3Config *c, const InferOptions *opt, int step_tokens, InferGpuPlan *out) {
+    size_t L = c->num_layers, C = c->hidden_size, D = c->head_dim;
+    size_t block = opt->block_size > 0 ? (size_t)opt->block_size : INFER_DEFAULT_BLOCK_SIZE;
+    size_t max_len = opt->max_len > 0 ? (size_t)opt->max_len : (size_t)c->max_position_embeddings;
+    size_t max_seqs = opt->max_seqs > 0 ? (size_t)opt->max_seqs : 1024;
+    size_t n_blocks = ((size_t)(opt->kv_tokens > 0 ? opt->kv_tokens : 0) + block - 1) / block;
+    size_t n = qwen3_shard_num_parameters(c, 1);
+    memset(out, 0, sizeof *out);
+    /* infer_gpu_new's allocations */
+    out->weights = n * sizeof(uint16_t) + (2 * L * C + 2 * L * D + C) * sizeof(float) + max_len * D * sizeof(float);
+    out->kv_cache = n_blocks * L * 2 * block * c->num_kv_heads * D * sizeof(uint16_t);
+    /* A step's rows: every decoding sequence's one, the others' within the
+     * step limit (infer_gen_step), and never more than the cache holds; its
+     * chunks: one per sequence. Block tables: a row's, as wide as its
+     * sequence's blocks, a decode step's rounded up to a power of two. */
+    int limit = step_tokens == 0 ? INFER_DEFAULT_STEP_TOKENS : step_tokens;
+    size_t capacity = n_blocks * block;
+    size_t rows = min_z(limit > 0 ? min_z(max_z((size_t)limit, max_seqs), capacity) : capacity, INT_MAX);
+    size_t chunks = min_z(max_seqs, rows);
+    size_t widest = (max_len + block - 1) / block;
+    size_t pow2 = n_blocks > 0 ? (size_t)pow2_at_least((int)min_z(n_blocks, (size_t)1 << 30)) : 1;
+    size_t tab = max_z(rows * min_z(widest, max_z(n_blocks, 1)), chunks * min_z(widest, pow2));
+    ScratchSizes z = scratch_sizes(c, rows, chunks, tab);
+    out->scratch = scratch_bytes(&z, rows, chunks) + cuda_decode_attention_work_bound((int)rows, c->num_heads, (int)D);
+    out->workspace = CUDA_BLAS_WORKSPACE_BYTES + min_z(n, LOAD_STAGE_FLOATS) * sizeof(float);
+    /* a new sequence's rows go through the training attention, one chunk at a time */
+    out->pool = cuda_attention_scratch_bytes((int)rows, c->num_heads, c->num_kv_heads, (int)D, CUDA_BF16, false);
+}
+
+size_t infer_gpu_plan_total(const InferGpuPlan *p) {
+    return p->weights + p->kv_cache + p->scratch + p->workspace + p->pool;
 }
 
 /* ------------------------------------------------------------ engine */
@@ -731,12 +804,6 @@ static void step_graph_launch(InferGpu *e, const StepLayout *st) {
     e->n_captured++;
 }
 
-/* The smallest power of two >= x (x >= 1). */
-static int pow2_at_least(int x) {
-    int p = 1;
-    while (p < x) p *= 2;
-    return p;
-}
 
 /* The kernels for the products of a step of R rows: the few-row ones up to
  * CUDA_ROWS_MAX (the norms folded in up to ROWS_NORM_FOLD_MAX), the
@@ -776,7 +843,8 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
     st.products = step_products(e, st.R);
-    decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx));
+    decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx),
+                        cuda_decode_attention_work_bound(st.R_paged, e->NH, e->D));
     /* the staging is pinned memory the previous step's copy may still read */
     cuda_check(cudaStreamSynchronize(q));
     step_upload(e, &st);

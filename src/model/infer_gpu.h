@@ -91,6 +91,22 @@ int infer_gpu_seq_fork(InferGpu *e, int src, char *err, size_t errlen);
 void infer_gpu_seq_free(InferGpu *e, int seq);
 int infer_gpu_seq_len(const InferGpu *e, int seq);
 int infer_gpu_free_tokens(const InferGpu *e);
+/* The device memory an engine takes (bytes), by part, counted from shapes
+ * before it exists: made with opt (as for infer_gpu_new) for a model of
+ * config c, its steps fed at most step_tokens pending tokens beyond one per
+ * decoding sequence (infer_gen_set_step_tokens' limit: 0 its default, < 0
+ * none). The parts are what the engine allocates, the scratch at the
+ * largest step those settings allow. */
+typedef struct {
+    size_t weights;   /* bf16 weights, fp32 norms, the RoPE table */
+    size_t kv_cache;  /* the paged bf16 cache */
+    size_t scratch;   /* a step's activations, block tables, sampling and decode partials */
+    size_t workspace; /* cuBLAS's workspace, the weights' upload staging */
+    size_t pool;      /* a prompt's attention scratch from the stream-ordered pool, at most */
+} InferGpuPlan;
+void infer_gpu_plan(const Qwen3Config *c, const InferOptions *opt, int step_tokens, InferGpuPlan *out);
+size_t infer_gpu_plan_total(const InferGpuPlan *p);
+
 /* Bytes of device memory the engine holds (weights, cache, scratch). */
 size_t infer_gpu_device_bytes(const InferGpu *e);
 

@@ -313,7 +313,7 @@ int qwen3_tp_check(const Qwen3Config *cfg, int tp, char *err, size_t errlen) {
 }
 
 /* Rank `rank`'s part of the model split `size` ways (checked). */
-static void shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, int size, int rank) {
+void qwen3_shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, int size, int rank) {
     sh->rank = rank;
     sh->size = size;
     sh->num_heads = cfg->num_heads / size;
@@ -325,7 +325,7 @@ static void shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, int size, int ran
 
 size_t qwen3_shard_num_parameters(const Qwen3Config *cfg, int tp) {
     Qwen3Shard sh;
-    shard_init(&sh, cfg, tp, 0);
+    qwen3_shard_init(&sh, cfg, tp, 0);
     size_t sizes[QWEN3_NUM_PARAM_KINDS], n = 0;
     fill_in_parameter_sizes(sizes, cfg, &sh);
     for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) n += sizes[i];
@@ -338,7 +338,7 @@ static Qwen3 *model_new(const Qwen3Config *cfg, Comm *tp) {
     m->config = *cfg;
     m->tp = tp && tp->size > 1 ? tp : NULL;
     Qwen3Shard *sh = &m->shard;
-    shard_init(sh, cfg, tp ? tp->size : 1, tp ? tp->rank : 0);
+    qwen3_shard_init(sh, cfg, tp ? tp->size : 1, tp ? tp->rank : 0);
     fill_in_parameter_sizes(m->param_sizes, cfg, sh);
     m->num_parameters = 0;
     for (int i = 0; i < QWEN3_NUM_PARAM_KINDS; i++) m->num_parameters += m->param_sizes[i];
@@ -713,7 +713,7 @@ static size_t acts_layout(const Qwen3Config *c, const Qwen3Shard *sh, int T, boo
 
 double qwen3_acts_bytes(const Qwen3Config *cfg, int tp, int T, bool recompute) {
     Qwen3Shard sh;
-    shard_init(&sh, cfg, tp, 0);
+    qwen3_shard_init(&sh, cfg, tp, 0);
     size_t ls[LAYER_ACT_FIELDS], chunk;
     int slots[LAYER_ACT_FIELDS];
     size_t floats = acts_layout(cfg, &sh, T, recompute, qwen3_default_vocab_chunk(sh.vocab_size), ls, slots, &chunk);

@@ -236,6 +236,9 @@ void qwen3_free(Qwen3 *m);
  * num_key_value_heads, intermediate_size and vocab_size), else -1 with err
  * naming the first count that does not divide. */
 int qwen3_tp_check(const Qwen3Config *cfg, int tp, char *err, size_t errlen);
+/* Rank `rank`'s shard of a model split over `size` ranks (checked with
+ * qwen3_tp_check): every rank's counts are alike. */
+void qwen3_shard_init(Qwen3Shard *sh, const Qwen3Config *cfg, int size, int rank);
 /* Parameters of one rank's shard at tensor-parallel size tp (checked with
  * qwen3_tp_check): what its weights, gradients and moments each hold. */
 size_t qwen3_shard_num_parameters(const Qwen3Config *cfg, int tp);

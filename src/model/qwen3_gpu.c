@@ -259,6 +259,48 @@ static Operand grad_operand(float **it, uint16_t *scratch, size_t n) {
     return o;
 }
 
+/* The element counts of the device arenas for T tokens and head chunks of
+ * `chunk` rows: acts_new carves exactly these, and qwen3_gpu_plan counts
+ * them before any engine exists. */
+typedef struct {
+    size_t f32;            /* fmem */
+    size_t bf_a, bf_b;     /* bmem: the two bf16 product scratches (bf16 math) */
+    size_t operands;       /* omem: the layers' saved bf16 Operands (bf16 math) */
+    size_t ints;           /* imem */
+    size_t stats;          /* lm_stats doubles (TP only) */
+} ActsSizes;
+
+static ActsSizes acts_sizes(const Qwen3Config *c, const Qwen3Shard *sh, int T, int chunk, bool recompute, bool bf16) {
+    size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
+    size_t NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim;
+    size_t QD = NH * D, KD = NKV * D, t = (size_t)T, ch = (size_t)chunk;
+    size_t slots = recompute ? 1 : L;
+    /* the attention's output and lse are kept for every layer, recomputing
+     * or not (the backward's recomputation skips the attention itself) */
+    size_t per_layer_operands = t * (2 * C + I); /* ln1, ln2, h */
+    size_t per_layer = t * (1 + QD + 2 * KD + NH + NKV + QD + KD + C + 1 + 2 * I) + (bf16 ? 0 : per_layer_operands);
+    size_t per_layer_kept = t * (QD + NH);
+    size_t grad_operands = t * (QD + KD + 2 * I); /* dq, dk, dgate, dup */
+    ActsSizes z = {0};
+    z.f32 = slots * per_layer + L * per_layer_kept + (L + 1) * t * C + t * C + t + ch * V + t * D + 2 * ch * C +
+            4 * t + 2 * t * C + 2 * t * QD + 2 * t * KD + t * I + t * NH + ch + 2 * D + (bf16 ? 0 : grad_operands);
+    if (bf16) {
+        /* bf_a: the dout of a product (dlogits, or a (T, width) gradient);
+         * bf_b: its activation input, or a second gradient */
+        z.bf_a = max_z(ch * V, t * max_z(max_z(C, QD), I));
+        z.bf_b = t * max_z(max_z(C, QD), I);
+        z.operands = slots * per_layer_operands;
+    }
+    z.ints = 5 * t + 1;
+    z.stats = sh->size > 1 ? 3 * ch : 0;
+    return z;
+}
+
+static size_t acts_bytes(const ActsSizes *z) {
+    return z->f32 * sizeof(float) + (z->bf_a + z->bf_b + z->operands) * sizeof(uint16_t) + z->ints * sizeof(int32_t) +
+           z->stats * sizeof(double);
+}
+
 /* Device arenas for T tokens and head chunks of `chunk` rows, with their
  * host staging arrays. recompute: one slot of layer activations for all
  * the layers but the attention's output and lse (qwen3.c's activation
@@ -274,27 +316,17 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->chunk_cap = chunk;
     a->recompute = recompute;
     size_t slots = recompute ? 1 : L;
-    /* the attention's output and lse are kept for every layer, recomputing
-     * or not (the backward's recomputation skips the attention itself) */
     bool bf16 = g->math == QWEN3_GPU_BF16;
-    size_t per_layer_operands = t * (2 * C + I); /* ln1, ln2, h */
-    size_t per_layer = t * (1 + QD + 2 * KD + NH + NKV + QD + KD + C + 1 + 2 * I) + (bf16 ? 0 : per_layer_operands);
-    size_t per_layer_kept = t * (QD + NH);
-    size_t grad_operands = t * (QD + KD + 2 * I); /* dq, dk, dgate, dup */
-    size_t total = slots * per_layer + L * per_layer_kept + (L + 1) * t * C + t * C + t + ch * V + t * D +
-                   2 * ch * C + 4 * t + 2 * t * C + 2 * t * QD + 2 * t * KD + t * I + t * NH + ch + 2 * D +
-                   (bf16 ? 0 : grad_operands);
-    a->fmem = dev_alloc(total * sizeof(float));
+    ActsSizes z = acts_sizes(c, sh, T, chunk, recompute, bf16);
+    a->fmem = dev_alloc(z.f32 * sizeof(float));
     float *it = a->fmem;
     if (bf16) {
-        /* bf_a: the dout of a product (dlogits, or a (T, width) gradient);
-         * bf_b: its activation input, or a second gradient */
-        a->bf_a_n = max_z(ch * V, t * max_z(max_z(C, QD), I));
-        a->bf_b_n = t * max_z(max_z(C, QD), I);
+        a->bf_a_n = z.bf_a;
+        a->bf_b_n = z.bf_b;
         a->bmem = dev_alloc((a->bf_a_n + a->bf_b_n) * sizeof(uint16_t));
         a->bf_a = a->bmem;
         a->bf_b = a->bmem + a->bf_a_n;
-        a->omem = dev_alloc(slots * per_layer_operands * sizeof(uint16_t));
+        a->omem = dev_alloc(z.operands * sizeof(uint16_t));
     }
     uint16_t *bit = a->omem;
     a->layers = xcalloc(L, sizeof *a->layers);
@@ -344,16 +376,16 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     a->delta = carve(&it, t * NH);
     a->lm_max = carve(&it, ch);
     a->dnorm = carve(&it, 2 * D);
-    if ((size_t)(it - a->fmem) != total || (size_t)(bit - a->omem) != (bf16 ? slots * per_layer_operands : 0))
+    if ((size_t)(it - a->fmem) != z.f32 || (size_t)(bit - a->omem) != z.operands)
         die_runtime("qwen3_gpu: activation arena size mismatch");
 
-    a->imem = dev_alloc((5 * t + 1) * sizeof(int32_t));
+    a->imem = dev_alloc(z.ints * sizeof(int32_t));
     a->tokens = a->imem;
     a->pos = a->tokens + t;
     a->seq_of = a->pos + t;
     a->seq_start = a->seq_of + t; /* n_seqs + 1 <= T + 1 */
     a->head_targets = a->seq_start + t + 1; /* (T) */
-    if (g->tp) a->lm_stats = dev_alloc(3 * ch * sizeof(double));
+    if (z.stats) a->lm_stats = dev_alloc(z.stats * sizeof(double));
     g->acts = a;
     g->h_head_rows = xmalloc(t * sizeof(int32_t));
     g->h_pos = xmalloc(t * sizeof(int32_t));
@@ -361,6 +393,48 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     g->h_head_targets = xmalloc(t * sizeof(int32_t));
     g->h_rope = xmalloc(t * D * sizeof(float));
     g->h_head = xmalloc(4 * t * sizeof(float));
+}
+
+/* ------------------------------------------------------------ plan */
+
+int qwen3_gpu_vocab_chunk(int vocab_shard) { return qwen3_vocab_chunk_within(vocab_shard, QWEN3_GPU_LOGITS_BYTES); }
+
+/* The step's device scalars: the gradient's sum of squares, its norm and
+ * the clip scale. */
+static const size_t STEP_SCALAR_BYTES = sizeof(double) + 2 * sizeof(float);
+
+void qwen3_gpu_plan(const Qwen3Config *c, int tp, int T, bool recompute, Qwen3GpuMath math, bool train,
+                    Qwen3GpuPlan *out) {
+    Qwen3Shard sh;
+    qwen3_shard_init(&sh, c, tp, 0);
+    size_t n = qwen3_shard_num_parameters(c, tp);
+    bool bf16 = math == QWEN3_GPU_BF16;
+    int chunk = qwen3_gpu_vocab_chunk(sh.vocab_size);
+    if (chunk > T) chunk = T;
+    ActsSizes z = acts_sizes(c, &sh, T, chunk, recompute, bf16);
+    memset(out, 0, sizeof *out);
+    out->weights = n * (sizeof(float) + (bf16 ? sizeof(uint16_t) : 0));
+    out->train_state = train ? 3 * n * sizeof(float) : 0;
+    out->activations = acts_bytes(&z);
+    out->workspace = CUDA_BLAS_WORKSPACE_BYTES + STEP_SCALAR_BYTES;
+    /* the pool: the attention's bf16 copies (forward, or backward with its
+     * per-head dk and dv), the norms' weight gradients (the layer norms
+     * over T rows of C, the q/k norms over T rows of each head) and the
+     * gradient norm's partial sums (per tensor, none larger than the
+     * shard). Each family's largest, added: the pool may keep them apart. */
+    int D = c->head_dim, NH = sh.num_heads, NKV = sh.num_kv_heads;
+    CudaDtype dt = bf16 ? CUDA_BF16 : CUDA_F32;
+    out->pool = cuda_attention_scratch_bytes(T, NH, NKV, D, dt, train);
+    if (train) {
+        size_t dw = max_z(cuda_rmsnorm_backward_dw_scratch_bytes(T, c->hidden_size),
+                          max_z(cuda_rmsnorm_backward_dw_scratch_bytes(T * NH, D),
+                                cuda_rmsnorm_backward_dw_scratch_bytes(T * NKV, D)));
+        out->pool += dw + cuda_sum_squares_scratch_bytes(n);
+    }
+}
+
+size_t qwen3_gpu_plan_total(const Qwen3GpuPlan *p) {
+    return p->weights + p->train_state + p->activations + p->workspace + p->pool;
 }
 
 /* ------------------------------------------------------------ engine */
@@ -388,7 +462,7 @@ Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
     g->params = dev_alloc(n * sizeof(float));
     if (math == QWEN3_GPU_BF16) g->params_bf16 = dev_alloc(n * sizeof(uint16_t));
     point_params(&g->p, g->params, m);
-    g->sumsq = dev_alloc(sizeof(double));
+    g->sumsq = dev_alloc(sizeof(double)); /* STEP_SCALAR_BYTES */
     g->norm = dev_alloc(sizeof(float));
     g->gscale = dev_alloc(sizeof(float));
     qwen3_gpu_upload_params(g, m->params_memory);

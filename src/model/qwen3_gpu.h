@@ -43,6 +43,28 @@ typedef struct Qwen3Gpu Qwen3Gpu;
  * for Qwen3's vocabulary): at the CPU default of 128 rows that pass cost
  * 1.5 ms per 128 tokens on an H100, more than the chunk's products. */
 #define QWEN3_GPU_LOGITS_BYTES (1L << 30)
+/* The head chunk a GPU step runs with (the host model's vocab_chunk, set by
+ * train_device_new): qwen3_vocab_chunk_within(vocab_shard, the above). */
+int qwen3_gpu_vocab_chunk(int vocab_shard);
+
+/* The device memory an engine takes (bytes), by part, counted from shapes
+ * before any engine exists: a model of config c at tensor-parallel size tp,
+ * batches of up to T tokens, the head in qwen3_gpu_vocab_chunk rows, the
+ * activations in the recomputation's layout or not. train: the engine runs
+ * backward passes and AdamW steps (gradients and moments); else forward
+ * passes only (a KL reference). Every part is what the engine allocates, to
+ * the byte, but the pool's: a bound of what its kernels take from the pool
+ * (which keeps it from step to step). */
+typedef struct {
+    size_t weights;     /* fp32 master weights, and their bf16 copy in bf16 math */
+    size_t train_state; /* gradients and AdamW's two moments (train) */
+    size_t activations; /* the activation arenas for T tokens */
+    size_t workspace;   /* cuBLAS's workspace, the step's scalars */
+    size_t pool;        /* the kernels' scratch from the stream-ordered pool, at most */
+} Qwen3GpuPlan;
+void qwen3_gpu_plan(const Qwen3Config *c, int tp, int T, bool recompute, Qwen3GpuMath math, bool train,
+                    Qwen3GpuPlan *out);
+size_t qwen3_gpu_plan_total(const Qwen3GpuPlan *p);
 
 /* An engine on CUDA device `device` for host model m's shapes, with m's
  * weights uploaded. m is borrowed for its config, shard, TP comm and tensor

@@ -94,7 +94,7 @@ TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
     case TRAIN_DEVICE_CUDA:
 #ifdef TAU2_HAVE_CUDA
         /* the GPU runs the head in larger chunks than the CPU (qwen3_gpu.h) */
-        m->vocab_chunk = qwen3_vocab_chunk_within(m->shard.vocab_size, QWEN3_GPU_LOGITS_BYTES);
+        m->vocab_chunk = qwen3_gpu_vocab_chunk(m->shard.vocab_size);
         d->gpu = qwen3_gpu_new(m, gpu_pick_device(node_rank), QWEN3_GPU_BF16);
         if (m->m_memory) send_host_state(d); /* the moments too */
 #endif

@@ -22,6 +22,7 @@
 #include "io/tb_events.h"
 #include "model/gpu_check.h"
 #include "model/infer.h"
+#include "model/infer_gpu.h"
 #include "model/qwen3.h"
 #include "rl/job.h"
 #include "rl/job_memory.h"
@@ -377,14 +378,13 @@ static int prompts_per_call(const EvalSet *es) {
     return per_engine < 1 ? 1 : per_engine;
 }
 
-int eval_set_kv_tokens(const EvalSet *es) {
-    int most = 0;
+InferOptions eval_set_engine_options(const EvalSet *es) {
+    InferOptions most = {0};
     for (int i = 0; i < es->n_sets; i++) {
-        const RolloutOptions *o = &es->sets[i].opt;
-        int kv = o->kv_cache_tokens > 0
-                     ? o->kv_cache_tokens
-                     : rollout_kv_budget(o, es->sets[i].user.kind == ROLLOUT_USER_POLICY, prompts_per_call(es));
-        if (kv > most) most = kv;
+        InferOptions io = rollout_engine_options(&es->sets[i].opt, es->sets[i].user.kind == ROLLOUT_USER_POLICY,
+                                                 prompts_per_call(es));
+        if (io.kv_tokens > most.kv_tokens) most.kv_tokens = io.kv_tokens;
+        if (io.max_seqs > most.max_seqs) most.max_seqs = io.max_seqs;
     }
     return most;
 }
@@ -610,10 +610,24 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
      * read into them) and its CPU engine's KV cache */
     JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&mcfg, 1) * sizeof(float) *
                                 (cfg->checkpoint ? 2 : 1)};
-    if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, eval_set_kv_tokens(es), 0);
+    if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, eval_set_engine_options(es).kv_tokens, 0);
     if (job_memory_check(engines, &mem, err, sizeof err) != 0)
         die_input("%s: fields 'model'%s and 'kv_cache_tokens' (or the datasets' sizes): %s", cfg->path,
                   cfg->checkpoint ? ", 'checkpoint'" : "", err);
+#ifdef TAU2_HAVE_CUDA
+    if (on_gpu) { /* each engine rank's GPU engine at its largest call, summed per GPU */
+        InferOptions io = eval_set_engine_options(es);
+        InferGpuPlan p;
+        infer_gpu_plan(&mcfg, &io, cfg->chunked_prefill_size, &p);
+        JobMemory dev = {.weights = (double)p.weights, .kv_cache = (double)p.kv_cache,
+                         .workspace = (double)(p.scratch + p.workspace + p.pool)};
+        JobGpu gpu;
+        job_gpu_read(engines, true, node_rank, &gpu);
+        if (job_gpu_memory_check(engines, &dev, &gpu, err, sizeof err) != 0)
+            die_input("%s: fields 'model', 'kv_cache_tokens' and 'chunked_prefill_size' (or the datasets' sizes): %s",
+                      cfg->path, err);
+    }
+#endif
     Qwen3 *model = qwen3_load_dir(cfg->model, err, sizeof err);
     if (!model) die_input("%s: field 'model': %s", cfg->path, err);
     char tag[64] = "model";

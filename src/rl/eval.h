@@ -63,9 +63,10 @@ EvalSet *eval_set_load(const JobConfig *cfg, const char *data_dir, const Rollout
                        const RolloutUser *user, bool engine, const char *cache_dir);
 void eval_set_free(EvalSet *es);
 
-/* The KV budget in tokens of the largest rollout call one engine makes in
- * eval_run (rollout_kv_budget, or a dataset's kv_cache_tokens). */
-int eval_set_kv_tokens(const EvalSet *es);
+/* The engine options of the largest rollout call one engine makes in
+ * eval_run (rollout_engine_options): the most KV tokens (rollout_kv_budget,
+ * or a dataset's kv_cache_tokens) and sequences of any dataset's calls. */
+InferOptions eval_set_engine_options(const EvalSet *es);
 
 typedef struct {
     const char *run_dir;    /* eval/<tag>/ goes under it */

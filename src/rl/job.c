@@ -32,6 +32,7 @@
 #include "model/infer.h"
 #include "model/infer_gpu.h"
 #include "model/qwen3.h"
+#include "model/qwen3_gpu.h"
 #include "model/train_device.h"
 #include "rl/eval.h"
 #include "rl/grpo.h"
@@ -227,55 +228,141 @@ static double train_acts_bytes(const Job *j, int64_t T) {
     return bytes;
 }
 
+/* The micro-batch size the trainer's activations are planned for: the
+ * longest sequence the job can train on when longer than
+ * max_tokens_per_gpu; *field names the setting behind it. */
+static int64_t planned_train_tokens(Job *j, const char **field) {
+    const char *why;
+    int64_t longest = longest_train_sequence(j, &why), T = j->cfg->max_tokens_per_gpu;
+    *field = "max_tokens_per_gpu";
+    if (longest > T) T = longest, *field = why;
+    return T;
+}
+
+/* The options of the largest engine a rollout rank makes: one call of the
+ * training rollouts (its share of rollout_batch_size) or of the periodic
+ * evaluation (a kept GPU engine is replaced by a larger one, never joined
+ * by it). */
+static InferOptions planned_engine(const Job *j) {
+    const JobConfig *c = j->cfg;
+    RolloutUserKind kind = ROLLOUT_USER_GOLD;
+    rollout_user_kind_parse(c->user, &kind);
+    int engines = j->lay.n_rollout_groups > 0 ? j->lay.n_rollout_groups : 1;
+    int per_engine = (c->rollout_batch_size + engines - 1) / engines;
+    InferOptions io = rollout_engine_options(&j->rollout, kind == ROLLOUT_USER_POLICY, per_engine);
+    if (j->eval) {
+        InferOptions ev = eval_set_engine_options(j->eval);
+        if (ev.kv_tokens > io.kv_tokens) io.kv_tokens = ev.kv_tokens;
+        if (ev.max_seqs > io.max_seqs) io.max_seqs = ev.max_seqs;
+    }
+    return io;
+}
+
+/* "field 'a'", "fields 'a' and 'b'", "fields 'a', 'b' and 'c'", and the
+ * evaluation's datasets when the job evaluates (their sizes may set the
+ * engine's cache). */
+static void name_fields(const Job *j, const char *const *fields, int n, char *out, size_t len) {
+    size_t used = (size_t)snprintf(out, len, "field%s ", n > 1 ? "s" : "");
+    for (int i = 0; i < n && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s'%s'", i == 0 ? "" : i == n - 1 ? " and " : ", ",
+                                 fields[i]);
+    if (j->cfg->eval_interval > 0 && used < len) snprintf(out + used, len - used, " (or the eval datasets' sizes)");
+}
+
+#ifdef TAU2_HAVE_CUDA
+/* This rank's device memory, from the config alone: the trainer's engine
+ * (and the KL reference's) at the planned micro-batch, the rollout engine
+ * at its largest call, the broadcast's staging; summed per GPU over the
+ * job's ranks and checked against the memory free once every rank's
+ * context exists. Collective over the job's ranks. */
+static void setup_gpu_memory(Job *j, int64_t T, const char *t_field) {
+    const JobConfig *c = j->cfg;
+    bool train_gpu = j->lay.is_trainer && j->train_device == TRAIN_DEVICE_CUDA;
+    bool roll_gpu = j->lay.is_rollout && j->rollout_on_gpu;
+    JobMemory mem = {0};
+    const char *fields[4] = {"model"};
+    int n_fields = 1;
+    if (train_gpu) {
+        Qwen3GpuPlan p, r = {0};
+        qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations, QWEN3_GPU_BF16, true, &p);
+        if (c->kl_coef != 0.0) qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, true, QWEN3_GPU_BF16, false, &r);
+        mem.weights += (double)(p.weights + r.weights);
+        mem.train_state += (double)p.train_state;
+        mem.activations += (double)(p.activations + r.activations);
+        mem.workspace += (double)(p.workspace + p.pool + r.workspace + r.pool);
+        mem.activation_tokens = (double)T;
+    }
+    if (j->train_device == TRAIN_DEVICE_CUDA) fields[n_fields++] = t_field;
+    if (roll_gpu) {
+        InferOptions io = planned_engine(j);
+        InferGpuPlan p;
+        infer_gpu_plan(&j->mcfg, &io, c->chunked_prefill_size, &p);
+        mem.weights += (double)p.weights;
+        mem.kv_cache += (double)p.kv_cache;
+        mem.workspace += (double)(p.scratch + p.workspace + p.pool);
+    }
+    /* separate mode on GPUs: the NCCL broadcast's staging bucket, on
+     * trainer rank 0 and every rollout rank (sync_nccl_setup) */
+    if (!c->colocate && j->rollout_on_gpu && j->train_device == TRAIN_DEVICE_CUDA &&
+        ((train_gpu && j->lay.trainer_rank == 0) || roll_gpu)) {
+        size_t bytes = qwen3_shard_num_parameters(&j->mcfg, 1) * sizeof(float);
+        mem.workspace += (double)(bytes < WEIGHT_BUCKET_BYTES ? bytes : WEIGHT_BUCKET_BYTES);
+    }
+    if (j->rollout_on_gpu) {
+        fields[n_fields++] = c->kv_cache_tokens > 0 ? "kv_cache_tokens" : "rollout_batch_size";
+        fields[n_fields++] = "chunked_prefill_size";
+    }
+    JobGpu gpu;
+    job_gpu_read(j->work, train_gpu || roll_gpu, j->node_rank, &gpu);
+    char err[2048], names[192];
+    if (job_gpu_memory_check(j->work, &mem, &gpu, err, sizeof err) != 0) {
+        name_fields(j, fields, n_fields, names, sizeof names);
+        die_input("%s: %s: %s", c->path, names, err);
+    }
+}
+#endif
+
 /* This rank's host memory, from the config alone (nothing large is loaded
  * yet), then summed per node over the job's ranks: a plan that cannot fit
  * is refused now. Only rank 0 (a trainer) prints the message, so the
- * fields named are the whole job's (the engines' too), not this rank's. */
+ * fields named are the whole job's (the engines' too), not this rank's.
+ * Then, when the job uses GPUs, their device memory the same way. */
 static void setup_memory(Job *j) {
     const JobConfig *c = j->cfg;
     char err[2048];
     JobMemory mem = {0};
     const char *fields[3] = {"model"};
     int n_fields = 1;
+    const char *t_field = "max_tokens_per_gpu";
+    int64_t T = j->lay.is_trainer ? planned_train_tokens(j, &t_field) : 0;
     if (j->lay.is_trainer) {
         double n = (double)qwen3_shard_num_parameters(&j->mcfg, j->lay.tp);
         mem.weights += n * sizeof(float) * (c->kl_coef != 0.0 ? 2 : 1);
         if (j->train_device == TRAIN_DEVICE_CPU) {
-            const char *why;
-            int64_t longest = longest_train_sequence(j, &why);
-            int64_t T = longest > c->max_tokens_per_gpu ? longest : c->max_tokens_per_gpu;
             j->checked_tokens = T;
             mem.train_state = n * sizeof(float) * 3; /* gradients, AdamW's two moments */
             mem.activations = train_acts_bytes(j, T);
             mem.activation_tokens = T;
-            fields[n_fields++] = T > c->max_tokens_per_gpu ? why : "max_tokens_per_gpu";
         }
     }
+    if (j->train_device == TRAIN_DEVICE_CPU) fields[n_fields++] = t_field;
     if (j->lay.is_rollout && !(j->lay.is_trainer && j->lay.rollout_tp == j->lay.tp)) /* an engine's own weights */
         mem.weights += (double)qwen3_shard_num_parameters(&j->mcfg, j->lay.rollout_tp) * sizeof(float);
     if (!j->rollout_on_gpu) {
-        if (j->lay.is_rollout) {
-            RolloutOptions ro;
-            job_rollout_options(c, &ro);
-            RolloutUserKind kind = ROLLOUT_USER_GOLD;
-            rollout_user_kind_parse(c->user, &kind);
-            int engines = j->lay.n_rollout_groups > 0 ? j->lay.n_rollout_groups : 1;
-            int per_engine = (c->rollout_batch_size + engines - 1) / engines;
-            int kv = c->kv_cache_tokens > 0 ? c->kv_cache_tokens
-                                            : rollout_kv_budget(&ro, kind == ROLLOUT_USER_POLICY, per_engine);
-            mem.kv_cache = infer_kv_cache_bytes(&j->mcfg, j->lay.rollout_tp, kv, 0);
-        }
+        /* one CPU engine at a time: a call's, freed when it returns */
+        if (j->lay.is_rollout)
+            mem.kv_cache = infer_kv_cache_bytes(&j->mcfg, j->lay.rollout_tp, planned_engine(j).kv_tokens, 0);
         fields[n_fields++] = c->kv_cache_tokens > 0 ? "kv_cache_tokens" : "rollout_batch_size";
     }
     j->planned_bytes = job_memory_total(&mem);
     if (job_memory_check(j->work, &mem, err, sizeof err) != 0) {
-        char names[128] = "";
-        size_t used = 0;
-        for (int i = 0; i < n_fields; i++)
-            used += (size_t)snprintf(names + used, sizeof names - used, "%s'%s'",
-                                     i == 0 ? "" : i == n_fields - 1 ? " and " : ", ", fields[i]);
-        die_input("%s: field%s %s: %s", c->path, n_fields > 1 ? "s" : "", names, err);
+        char names[192];
+        name_fields(j, fields, n_fields, names, sizeof names);
+        die_input("%s: %s: %s", c->path, names, err);
     }
+#ifdef TAU2_HAVE_CUDA
+    if (j->train_device == TRAIN_DEVICE_CUDA || j->rollout_on_gpu) setup_gpu_memory(j, T, t_field);
+#endif
 }
 
 /* The weights: the policy's shard and the KL reference (trainers), the
@@ -1271,8 +1358,11 @@ static int maybe_evaluate(Job *j, int64_t g) {
     if (engine_follower(j)) {
         follow_engine(j);
     } else {
+        /* the kept GPU engine serves the evaluation too (replaced by a larger
+         * one when its cache is too small): one engine per GPU at a time */
         RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j),
-                             .on_gpu = j->rollout_on_gpu, .gpu_device = j->node_rank};
+                             .on_gpu = j->rollout_on_gpu, .gpu_device = j->node_rank, .gpu_keep = &j->roll_gpu};
+        refresh_rollout_gpu(j);
         EvalRunInfo info = {.run_dir = j->run_dir, .tag = tag, .step = j->step, .checkpoint = tag};
         cJSON *row = NULL;
         stop = eval_run(j->eval, &pol, j->comms.rollout_leaders, &info, &row);
@@ -1433,8 +1523,6 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     setup_devices(j);
     setup_text(j);
     setup_data(j);
-    setup_memory(j);
-    setup_models(j);
     setup_schedules(j);
     setup_user(j);
     if (cfg->eval_interval > 0 && j->lay.is_rollout) {
@@ -1443,6 +1531,9 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         j->eval = eval_set_load(cfg, data_dir, &j->rollout, &j->user, true,
                                 cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
     }
+    /* the memory plans count the evaluation's engine too; then the weights */
+    setup_memory(j);
+    setup_models(j);
     if (j->root) {
         char what[1200];
         snprintf(what, sizeof what, "%s job %s", cfg->job, cfg->path);

@@ -6,15 +6,20 @@
 #ifndef TAU2_RL_JOB_MEMORY_H
 #define TAU2_RL_JOB_MEMORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "comm/comm.h"
 
+/* A rank's parts, on the host (job_memory_check) or on its GPU
+ * (job_gpu_memory_check). */
 typedef struct {
-    double weights;     /* fp32 weights on the host: the policy's shard, the KL reference's, a separate engine's */
-    double train_state; /* the CPU trainer's gradients and AdamW moments */
-    double activations; /* the CPU trainer's activations for its longest micro-batch */
-    double kv_cache;    /* the CPU engine's KV cache */
+    double weights;     /* host: fp32 weights of the policy's shard, the KL reference's, a separate engine's;
+                         * GPU: the engines' copies (fp32 and bf16) */
+    double train_state; /* the trainer's gradients and AdamW moments */
+    double activations; /* the trainer's (and the KL reference's) activations for its longest micro-batch */
+    double kv_cache;    /* the inference engine's KV cache */
+    double workspace;   /* GPU: the engines' step scratch and library workspaces */
     double activation_tokens; /* the micro-batch size the activations are for (tokens) */
 } JobMemory;
 
@@ -28,5 +33,33 @@ double job_memory_total(const JobMemory *m);
  * parts); or -1 with err naming the first node (in rank order) over its
  * limit, with the sum and its parts. */
 int job_memory_check(Comm *c, const JobMemory *mine, char *err, size_t errlen);
+
+/* The GPU a rank's parts live on, for job_gpu_memory_check: its UUID and
+ * name, and the memory free on it, read once every rank of the job has
+ * its context there. uses_gpu false: the rank takes no GPU. */
+typedef struct {
+    bool uses_gpu;
+    unsigned char uuid[16];
+    char name[64];
+    double free_bytes;
+} JobGpu;
+
+/* What each rank using a GPU holds back beyond its plan: NCCL's buffers
+ * (NVLS on NVSwitch machines takes most), cuBLAS's handle, CUDA graphs. */
+#define JOB_GPU_RESERVE_BYTES (1024.0 * 1024 * 1024)
+
+/* Collective over c. As job_memory_check for device memory: each rank's
+ * parts plus JOB_GPU_RESERVE_BYTES, added over the ranks of c on the same
+ * GPU (host name and UUID), against that GPU's free memory (the least its
+ * ranks read). 0, and c's rank 0 prints one line about the first GPU in
+ * rank order; or -1 on every rank with err naming the first GPU over. */
+int job_gpu_memory_check(Comm *c, const JobMemory *mine, const JobGpu *gpu, char *err, size_t errlen);
+
+#ifdef TAU2_HAVE_CUDA
+/* Collective over c: each rank that uses a GPU takes its GPU (gpu_pick_device
+ * of node_rank) and makes its context there; once every rank has, each
+ * reads its GPU into *out (uses_gpu false: *out says so, nothing read). */
+void job_gpu_read(Comm *c, bool uses_gpu, int node_rank, JobGpu *out);
+#endif
 
 #endif

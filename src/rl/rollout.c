@@ -458,6 +458,14 @@ int rollout_kv_budget(const RolloutOptions *o, bool policy_user, int n_prompts) 
     return (int)want;
 }
 
+InferOptions rollout_engine_options(const RolloutOptions *opt, bool policy_user, int n_prompts) {
+    /* sequences: each episode's, each group's prompt, each policy-user turn */
+    int n = n_prompts * opt->n_samples;
+    return (InferOptions){.kv_tokens = opt->kv_cache_tokens > 0 ? opt->kv_cache_tokens
+                                                                : rollout_kv_budget(opt, policy_user, n_prompts),
+                          .max_seqs = 2 * n + n_prompts + 1};
+}
+
 int64_t rollout_opening_tokens(const ChatTemplate *ct, Tokenizer *tok, const Domain *d, int user_turn_tokens,
                                char *err, size_t errlen) {
     cJSON *opening = cJSON_CreateArray();
@@ -498,10 +506,14 @@ static int rollout_engine_new(Run *r, const InferOptions *io, char *err, size_t 
             r->eng = infer_gpu_backend(*keep);
             return 0;
         }
+        /* the kept engine goes first: the GPU holds one engine at a time */
+        if (keep) {
+            infer_gpu_free(*keep);
+            *keep = NULL;
+        }
         InferGpu *g = infer_gpu_new(pol->model, io, pol->gpu_device, err, errlen);
         if (!g) return -1;
         if (keep) {
-            infer_gpu_free(*keep);
             *keep = g;
         } else {
             r->gpu = g; /* this call's own */
@@ -526,12 +538,9 @@ int rollout_run(const RolloutPolicy *pol, const RolloutUser *user, const Rollout
     RolloutStats local = {0};
     Run r = {.pol = pol, .user = user, .opt = opt, .st = stats ? stats : &local};
     int n = n_prompts * opt->n_samples;
-    /* sequences: each episode's, each group's prompt, each policy-user turn */
     bool policy_user = user && user->kind == ROLLOUT_USER_POLICY;
-    InferOptions io = {.kv_tokens = opt->kv_cache_tokens > 0 ? opt->kv_cache_tokens
-                                                             : rollout_kv_budget(opt, policy_user, n_prompts),
-                       .max_seqs = 2 * n + n_prompts + 1,
-                       .group = pol->group};
+    InferOptions io = rollout_engine_options(opt, policy_user, n_prompts);
+    io.group = pol->group;
     if (rollout_engine_new(&r, &io, err, errlen) != 0) return -1;
     r.gen = infer_gen_new_backend(&r.eng, pol->tok);
     infer_gen_set_step_tokens(r.gen, opt->step_tokens);

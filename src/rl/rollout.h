@@ -160,6 +160,9 @@ int rollout_load_text(const char *model, const char *tokenizer, int vocab_size, 
  * prompt once, and with the policy user (policy_user) its turns too. An
  * estimate; the engine checks exactly. */
 int rollout_kv_budget(const RolloutOptions *opt, bool policy_user, int n_prompts);
+/* The engine options (KV cache and sequences; no group) rollout_run asks
+ * for in a call of n_prompts prompts: what a memory plan sizes. */
+InferOptions rollout_engine_options(const RolloutOptions *opt, bool policy_user, int n_prompts);
 
 /* Tokens of domain d's trajectory before its first agent turn, at most:
  * the agent's system prompt and tools, the greeting, one user turn of

@@ -93,7 +93,7 @@ struct Alloc {
 };
 static std::mutex g_mem_mu;
 static std::map<uintptr_t, Alloc> g_allocs;
-static size_t g_device_bytes;
+static size_t g_device_bytes, g_device_peak; /* now, and the most since the start or the last reset */
 static int g_device = 0; /* cudaSetDevice's */
 static const size_t EMU_DEVICE_MEMORY = (size_t)80 << 30;
 
@@ -129,6 +129,7 @@ static void *emu_alloc(size_t size, bool device) {
     std::lock_guard<std::mutex> g(g_mem_mu);
     g_allocs[(uintptr_t)p] = Alloc{size, device};
     if (device) g_device_bytes += size;
+    if (g_device_bytes > g_device_peak) g_device_peak = g_device_bytes;
     return p;
 }
 static cudaError_t emu_free(void *p, bool device, const char *what) {
@@ -318,6 +319,18 @@ cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *a, const void
 /* the profiler's range marks (bench_decode_gpu): nothing to profile here */
 cudaError_t cudaProfilerStart(void) { return cudaSuccess; }
 cudaError_t cudaProfilerStop(void) { return cudaSuccess; }
+
+/* The emulation's own: the most device memory held at once since the
+ * start or the last reset (tests of memory plans declare them weak, so the
+ * same test links against the real runtime too). */
+size_t tau2_cuda_emu_peak_bytes(void) {
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    return g_device_peak;
+}
+void tau2_cuda_emu_peak_reset(void) {
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    g_device_peak = g_device_bytes;
+}
 
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {
     std::lock_guard<std::mutex> g(g_mem_mu);

@@ -9,7 +9,11 @@
 #  2. Both SFT losses within the bf16 bound of doc/cuda.md (relative 1e-2)
 #     of the CPU run's at one rank: the shards add up to the whole model.
 #  3. The final checkpoint exports (the shards gathered).
-#  4. Separate mode, train_device and rollout_device "cuda": trainer rank 0
+#  4. The GPU memory plan (rl/job_memory.h): the job prints its line for
+#     the first GPU; a KV cache of 2e9 tokens (1 TB for this model) on the
+#     GPU is refused at start (exit 2), naming the fields, the GPU and the
+#     parts, with no run directory left behind.
+#  5. Separate mode, train_device and rollout_device "cuda": trainer rank 0
 #     and the rollout rank on GPUs of their own, the weights broadcast over
 #     NCCL (the job says so) into the rollout rank's kept GPU engine: 2 GRPO
 #     steps (no SFT) exit 0 with finite numbers, the CPU run's phases.
@@ -46,6 +50,20 @@ assert len(sg) >= 2 and err <= 1e-2, err
 check "cuda, tensor_parallel 2: numbers finite, the CPU run's phases, SFT losses within 1e-2 of the CPU's" $?
 "$BIN" export --checkpoint "$TMP/tp" --output "$TMP/e" --dtype F32 >/dev/null
 check "cuda, tensor_parallel 2: the final checkpoint exports (shards gathered)" $?
+
+# one rank per GPU: rank 0's line is about its own
+grep -q "^GPU memory: 1 rank on GPU-.* plan .* (weights .*, training state .*, activations of [0-9]* \
+tokens .*, scratch and workspaces .*) + 1.0 GiB held back, of .* free$" "$TMP/log.tp"
+check "cuda: the job prints its GPU memory plan" $?
+tiny_config "$TMP/big.json" "${common[@]}" train_device=\"cuda\" rollout_device=\"cuda\" kv_cache_tokens=2000000000
+expect_exit "a KV cache larger than the GPU is refused at start" 2 \
+  "fields 'model', 'max_tokens_per_gpu', 'kv_cache_tokens' and 'chunked_prefill_size': the rank on GPU-" \
+  "$BIN" "$TMP/big.json" --output-dir "$TMP/big"
+grep -q "would take .* of its memory (weights .*, KV cache .* and hold back 1.0 GiB for NCCL and cuBLAS, more than" \
+  "$TMP/err"
+check "the refusal gives the parts, the reserve and the free memory" $?
+[ ! -e "$TMP/big" ]
+check "the refused plan left no run directory" $?
 
 sep=("${common[@]}" kl_coef=null sft_data=null num_rollout=2 colocate=false)
 tiny_config "$TMP/sep.json" "${sep[@]}" train_device=\"cuda\" rollout_device=\"cuda\"

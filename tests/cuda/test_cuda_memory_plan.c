@@ -1,0 +1,217 @@
+/* test_cuda_memory_plan.c — the GPU memory plans (qwen3_gpu_plan,
+ * infer_gpu_plan) against the device memory the engines take, on the small
+ * model of the engine tests:
+ *
+ *   1. a training engine (bf16 math), a forward, backward and AdamW step on
+ *      96 tokens, with every layer's activations and with recomputation;
+ *   2. a KL reference's engine: forward passes only, one-slot layout;
+ *   3. an inference engine (cache of 2048 tokens, 8 sequences, contexts of
+ *      128, a step limit of 64 rows) driven to the largest step its
+ *      settings allow (64 rows over 8 sequences, one at the longest
+ *      context), then its weights uploaded again from the host.
+ *
+ * What each engine holds after its work is measured by cudaMemGetInfo (the
+ * same reading the job's check takes). Under the CPU emulation of
+ * tests/cuda_emu the measure is to the byte and the emulator also reports
+ * the peak (tau2_cuda_emu_peak_bytes): the engine's persistent memory must
+ * equal the plan less the kernels' pool scratch (nothing counted that is
+ * not taken, nothing taken that is not counted), and the peak must be at
+ * most the plan. The reference's peak is its plan exactly (its pool holds
+ * one forward's attention copies); the inference engine's, after a weight
+ * upload that follows the largest step, the plan less a prompt's pool
+ * scratch: the test reaches every bound, the decode partials' cap lowered
+ * to 64 KiB so that they do too.
+ * On a GPU, the driver's granularity, cuBLAS's handle and the pool's cache
+ * blur the reading: within 64 MiB.
+ *
+ * Without a CUDA device it prints "no CUDA device: skipped" and exits 77.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels.h"
+#include "model/infer.h"
+#include "model/infer_gpu.h"
+#include "model/qwen3.h"
+#include "model/qwen3_gpu.h"
+
+#include "cuda_test_util.h"
+
+/* Defined by the emulator only (tests/cuda_emu/emu_runtime.cpp). */
+extern size_t tau2_cuda_emu_peak_bytes(void) __attribute__((weak));
+extern void tau2_cuda_emu_peak_reset(void) __attribute__((weak));
+
+static const long GPU_SLACK = 64L << 20; /* a real GPU's reading, see the file comment */
+
+static int g_failures;
+
+static void expect(bool ok, const char *what) {
+    printf("%-4s %s\n", ok ? "ok" : "FAIL", what);
+    if (!ok) g_failures++;
+}
+
+static bool emulated(void) { return tau2_cuda_emu_peak_bytes != NULL; }
+
+/* Device memory in use now (all of the device's, as the job reads it). */
+static long used_bytes(void) {
+    size_t free_b, total;
+    cuda_check(cudaDeviceSynchronize());
+    cuda_check(cudaMemGetInfo(&free_b, &total));
+    return (long)(total - free_b);
+}
+
+static void peak_reset(void) {
+    if (emulated()) tau2_cuda_emu_peak_reset();
+}
+
+/* The most in use since peak_reset (emulation), else in use now. */
+static long peak_bytes(void) { return emulated() ? (long)tau2_cuda_emu_peak_bytes() : used_bytes(); }
+
+/* measured == planned: to the byte under emulation, within the slack on a GPU. */
+static void expect_bytes(long measured, long planned, const char *what) {
+    char line[256];
+    long diff = measured - planned;
+    bool ok = emulated() ? diff == 0 : diff <= GPU_SLACK && diff >= -GPU_SLACK;
+    snprintf(line, sizeof line, "%s: %ld bytes, planned %ld", what, measured, planned);
+    expect(ok, line);
+}
+
+/* measured <= planned (plus the slack on a GPU). */
+static void expect_within(long measured, long planned, const char *what) {
+    char line[256];
+    snprintf(line, sizeof line, "%s: %ld bytes, at most %ld planned", what, measured, planned);
+    expect(measured <= planned + (emulated() ? 0 : GPU_SLACK), line);
+}
+
+/* A batch of two sequences (60 and 36 tokens) with next-token targets. */
+typedef struct {
+    int32_t tokens[96], targets[96], seq_start[3];
+    float dlogprob[96], lp[96], ent[96];
+} Batch;
+
+static Qwen3Batch batch_make(Batch *b, int V) {
+    b->seq_start[0] = 0, b->seq_start[1] = 60, b->seq_start[2] = 96;
+    for (int t = 0; t < 96; t++) {
+        b->tokens[t] = (int32_t)(rnd_u32() % (uint32_t)V);
+        b->dlogprob[t] = -1.0f / 96;
+    }
+    qwen3_next_token_targets(b->tokens, b->seq_start, 2, b->targets);
+    return (Qwen3Batch){96, 2, b->tokens, b->targets, b->seq_start, NULL};
+}
+
+/* 1 and 2: a training engine (train) or a reference's, its layout by recompute. */
+static void check_trainer(Qwen3 *m, bool train, bool recompute) {
+    char what[160];
+    const char *name = train ? (recompute ? "trainer, recomputing" : "trainer, every layer kept") : "KL reference";
+    Qwen3GpuPlan plan;
+    qwen3_gpu_plan(&m->config, 1, 96, recompute, QWEN3_GPU_BF16, train, &plan);
+    long base = used_bytes();
+    peak_reset();
+    m->vocab_chunk = qwen3_gpu_vocab_chunk(m->shard.vocab_size); /* as train_device_new sets it */
+    m->recompute = recompute;
+    Qwen3Gpu *g = qwen3_gpu_new(m, 0, QWEN3_GPU_BF16);
+    Batch b;
+    Qwen3Batch qb = batch_make(&b, m->config.vocab_size);
+    qwen3_gpu_forward(g, &qb, b.lp, b.ent);
+    if (train) {
+        qwen3_gpu_zero_grad(g);
+        qwen3_gpu_backward(g, b.dlogprob, NULL);
+        Qwen3AdamW opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, false};
+        qwen3_gpu_adamw_step(g, &opt, 1e-3f);
+        qwen3_gpu_forward(g, &qb, b.lp, b.ent); /* a second step's forward: nothing new */
+    }
+    long held = used_bytes() - base, peak = peak_bytes() - base;
+    snprintf(what, sizeof what, "%s: memory held after the steps = the plan less the pool scratch", name);
+    expect_bytes(held, (long)(qwen3_gpu_plan_total(&plan) - plan.pool), what);
+    snprintf(what, sizeof what, "%s: the peak within the plan", name);
+    expect_within(peak, (long)qwen3_gpu_plan_total(&plan), what);
+    qwen3_gpu_free(g);
+    snprintf(what, sizeof what, "%s: everything handed back", name);
+    expect_bytes(used_bytes(), base, what);
+}
+
+/* 3: the inference engine at the largest step its settings allow. */
+static void check_engine(Qwen3 *m) {
+    const int LIMIT = 64;
+    InferOptions opt = {.kv_tokens = 2048, .block_size = 16, .max_seqs = 8, .max_len = 128};
+    InferGpuPlan plan;
+    infer_gpu_plan(&m->config, &opt, LIMIT, &plan);
+    long base = used_bytes();
+    peak_reset();
+    char err[256];
+    InferGpu *e = infer_gpu_new(m, &opt, 0, err, sizeof err);
+    if (!e) die_runtime("infer_gpu_new: %s", err);
+    expect_bytes(used_bytes() - base, (long)(plan.weights + plan.kv_cache + CUDA_BLAS_WORKSPACE_BYTES),
+                 "engine: weights, cache and cuBLAS workspace held after it is made");
+    int V = m->config.vocab_size, seqs[8];
+    for (int i = 0; i < 8; i++) {
+        seqs[i] = infer_gpu_seq_new(e, err, sizeof err);
+        if (seqs[i] < 0) die_runtime("seq_new: %s", err);
+    }
+    /* one token on sequences 1 to 7: the large step's rows then all go
+     * through the paged decode kernel, whose partials reach their bound */
+    int32_t *first = random_ids(7, V);
+    InferChunk starts[7];
+    for (int i = 0; i < 7; i++) starts[i] = (InferChunk){seqs[i + 1], first + i, 1};
+    if (infer_gpu_forward(e, starts, 7, NULL, err, sizeof err) != 0) die_runtime("forward: %s", err);
+    /* sequence 0 to 120 tokens in two steps within the limit */
+    int32_t *ids = random_ids(120, V);
+    InferChunk c0 = {seqs[0], ids, 64}, c1 = {seqs[0], ids + 64, 56};
+    if (infer_gpu_forward(e, &c0, 1, NULL, err, sizeof err) != 0 || infer_gpu_forward(e, &c1, 1, NULL, err, sizeof err))
+        die_runtime("forward: %s", err);
+    /* the largest step: 64 rows over the 8 sequences, the first at a context
+     * of 121 (8 blocks, the widest a 128-token sequence has) */
+    InferChunk step[8];
+    int32_t *more = random_ids(LIMIT, V);
+    step[0] = (InferChunk){seqs[0], more, 1};
+    for (int i = 1, at = 1; i < 8; i++) {
+        int n = i < 7 ? 9 : LIMIT - at;
+        step[i] = (InferChunk){seqs[i], more + at, n};
+        at += n;
+    }
+    if (infer_gpu_forward(e, step, 8, NULL, err, sizeof err) != 0) die_runtime("forward: %s", err);
+    /* decode steps on every sequence */
+    for (int k = 0; k < 3; k++) {
+        InferChunk dec[8];
+        for (int i = 0; i < 8; i++) dec[i] = (InferChunk){seqs[i], more + i, 1};
+        if (infer_gpu_forward(e, dec, 8, NULL, err, sizeof err) != 0) die_runtime("decode: %s", err);
+    }
+    expect_bytes(used_bytes() - base, (long)(infer_gpu_device_bytes(e) + CUDA_BLAS_WORKSPACE_BYTES),
+                 "engine: held = infer_gpu_device_bytes + cuBLAS workspace");
+    expect_bytes(used_bytes() - base, (long)(plan.weights + plan.kv_cache + plan.scratch + CUDA_BLAS_WORKSPACE_BYTES),
+                 "engine: the largest step's scratch = the plan's");
+    /* new weights from the host: the staging on top of everything */
+    infer_gpu_load_weights(e, m->params_memory);
+    expect_bytes(peak_bytes() - base, (long)(infer_gpu_plan_total(&plan) - plan.pool),
+                 "engine: the peak (a weight upload after the largest step) = the plan less a prompt's pool scratch");
+    expect_within(peak_bytes() - base, (long)infer_gpu_plan_total(&plan), "engine: the peak within the plan");
+    infer_gpu_free(e);
+    expect_bytes(used_bytes(), base, "engine: everything handed back");
+    free(ids);
+    free(more);
+    free(first);
+}
+
+int main(void) {
+    if (!cuda_test_device()) return 77;
+    printf("memory measured by %s\n", emulated() ? "the emulator (to the byte)" : "cudaMemGetInfo (within 64 MiB)");
+    /* the decode partials' cap, lowered so that the test's step reaches it */
+    setenv("TAU2_CUDA_DECODE_WORK_MAX", "65536", 1);
+    Qwen3Config cfg = small_tied_config();
+    Qwen3 *m = random_model(&cfg);
+    check_trainer(m, true, false);
+    check_trainer(m, true, true);
+    check_trainer(m, false, true);
+    check_engine(m);
+    qwen3_free(m);
+    if (g_failures) {
+        printf("%d check(s) failed\n", g_failures);
+        return 1;
+    }
+    printf("all checks passed\n");
+    return 0;
+}
