@@ -120,10 +120,6 @@ void comm_allgather_f32(Comm *c, const float *send, float *recv, size_t n) {
     if (n) c->ops->allgather(c, send, recv, n, COMM_F32);
 }
 
-void comm_allgather_f64(Comm *c, const double *send, double *recv, size_t n) {
-    if (n) c->ops->allgather(c, send, recv, n, COMM_F64);
-}
-
 void comm_reduce_scatter_f32(Comm *c, const float *send, float *recv, size_t n) {
     if (n) c->ops->reduce_scatter(c, send, recv, n, COMM_F32, COMM_SUM);
 }

@@ -110,7 +110,6 @@ void comm_allreduce_max_f32(Comm *c, float *buf, size_t n);
 void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
 /* recv (size * n) = every rank's send (n), rank-major, on every rank. */
 void comm_allgather_f32(Comm *c, const float *send, float *recv, size_t n);
-void comm_allgather_f64(Comm *c, const double *send, double *recv, size_t n);
 /* recv (n) = piece `rank` of the elementwise sum of every rank's send (size * n). */
 void comm_reduce_scatter_f32(Comm *c, const float *send, float *recv, size_t n);
 /* recv (size * n) on root = every rank's send (n), rank-major; recv unused elsewhere. */

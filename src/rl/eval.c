@@ -608,19 +608,19 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
 
     /* each engine rank: the full weights (twice while a checkpoint's are
      * read into them) and its CPU engine's KV cache */
+    InferOptions io = eval_set_engine_options(es);
     JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&mcfg, 1) * sizeof(float) *
                                 (cfg->checkpoint ? 2 : 1)};
-    if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, eval_set_engine_options(es).kv_tokens, 0);
+    if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, io.kv_tokens, 0);
     if (job_memory_check(engines, &mem, err, sizeof err) != 0)
         die_input("%s: fields 'model'%s and 'kv_cache_tokens' (or the datasets' sizes): %s", cfg->path,
                   cfg->checkpoint ? ", 'checkpoint'" : "", err);
 #ifdef TAU2_HAVE_CUDA
     if (on_gpu) { /* each engine rank's GPU engine at its largest call, summed per GPU */
-        InferOptions io = eval_set_engine_options(es);
         InferGpuPlan p;
         infer_gpu_plan(&mcfg, &io, cfg->chunked_prefill_size, &p);
-        JobMemory dev = {.weights = (double)p.weights, .kv_cache = (double)p.kv_cache,
-                         .workspace = (double)(p.scratch + p.workspace + p.pool)};
+        JobMemory dev = {0};
+        job_memory_add_infer_gpu(&dev, &p);
         JobGpu gpu;
         job_gpu_read(engines, true, node_rank, &gpu);
         if (job_gpu_memory_check(engines, &dev, &gpu, err, sizeof err) != 0)

@@ -283,13 +283,13 @@ static void setup_gpu_memory(Job *j, int64_t T, const char *t_field) {
     const char *fields[4] = {"model"};
     int n_fields = 1;
     if (train_gpu) {
-        Qwen3GpuPlan p, r = {0};
+        Qwen3GpuPlan p;
         qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations, QWEN3_GPU_BF16, true, &p);
-        if (c->kl_coef != 0.0) qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, true, QWEN3_GPU_BF16, false, &r);
-        mem.weights += (double)(p.weights + r.weights);
-        mem.train_state += (double)p.train_state;
-        mem.activations += (double)(p.activations + r.activations);
-        mem.workspace += (double)(p.workspace + p.pool + r.workspace + r.pool);
+        job_memory_add_qwen3_gpu(&mem, &p);
+        if (c->kl_coef != 0.0) {
+            qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, true, QWEN3_GPU_BF16, false, &p);
+            job_memory_add_qwen3_gpu(&mem, &p);
+        }
         mem.activation_tokens = (double)T;
     }
     if (j->train_device == TRAIN_DEVICE_CUDA) fields[n_fields++] = t_field;
@@ -297,9 +297,7 @@ static void setup_gpu_memory(Job *j, int64_t T, const char *t_field) {
         InferOptions io = planned_engine(j);
         InferGpuPlan p;
         infer_gpu_plan(&j->mcfg, &io, c->chunked_prefill_size, &p);
-        mem.weights += (double)p.weights;
-        mem.kv_cache += (double)p.kv_cache;
-        mem.workspace += (double)(p.scratch + p.workspace + p.pool);
+        job_memory_add_infer_gpu(&mem, &p);
     }
     /* separate mode on GPUs: the NCCL broadcast's staging bucket, on
      * trainer rank 0 and every rollout rank (sync_nccl_setup) */

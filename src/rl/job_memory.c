@@ -44,79 +44,21 @@ static void describe_parts(const double *sum, double tokens, char *out, size_t n
     }
 }
 
-static bool same_node(const char *names, int a, int b) {
-    return memcmp(names + (size_t)a * COMM_NODE_NAME_BYTES, names + (size_t)b * COMM_NODE_NAME_BYTES,
-                  COMM_NODE_NAME_BYTES) == 0;
-}
-
-int job_memory_check(Comm *c, const JobMemory *mine, char *err, size_t errlen) {
-    double me[PARTS];
-    parts_of(mine, sysmem_limit_bytes(), me);
-    double *all = xmalloc((size_t)c->size * PARTS * sizeof(double));
-    comm_allgather_f64(c, me, all, PARTS);
-    char *names = comm_node_names(c);
-    int rc = 0;
-    char summary[512] = "";
-    for (int first = 0; first < c->size; first++) {
-        bool seen = false; /* a lower rank already stood for this node */
-        for (int q = 0; q < first && !seen; q++) seen = same_node(names, q, first);
-        if (seen) continue;
-        double sum[PART_LIMIT] = {0}, limit = 0, tokens = 0;
-        int n = 0;
-        for (int r = first; r < c->size; r++) {
-            if (!same_node(names, r, first)) continue;
-            const double *p = all + (size_t)r * PARTS;
-            for (int k = 0; k < PART_LIMIT; k++) sum[k] += p[k];
-            if (p[PART_LIMIT] > 0 && (limit == 0 || p[PART_LIMIT] < limit)) limit = p[PART_LIMIT];
-            if (p[PART_TOKENS] > tokens) tokens = p[PART_TOKENS];
-            n++;
-        }
-        double total = 0;
-        for (int k = 0; k < PART_LIMIT; k++) total += sum[k];
-        const char *host = names + (size_t)first * COMM_NODE_NAME_BYTES;
-        char parts[256], t[32], l[32];
-        describe_parts(sum, tokens, parts, sizeof parts);
-        if (first == 0 && c->rank == 0) { /* rank 0 prints its node's line */
-            char of[64] = "";
-            if (limit > 0) snprintf(of, sizeof of, " of %s", sysmem_format(limit, l, sizeof l));
-            snprintf(summary, sizeof summary, "host memory: %d rank%s on %s plan %s%s (%s)%s", n, n > 1 ? "s" : "",
-                     host, sysmem_format(total, t, sizeof t), of, parts,
-                     limit > 0 ? "" : "; the node's limit is unknown");
-        }
-        if (rc == 0 && limit > 0 && total > limit) {
-            if (n == 1)
-                err_set(err, errlen, "the rank on %s would take %s (%s), more than the %s of memory it may use", host,
-                        sysmem_format(total, t, sizeof t), parts, sysmem_format(limit, l, sizeof l));
-            else
-                err_set(err, errlen, "the %d ranks of this job on %s would take %s together (%s), more than the %s of "
-                        "memory they may use there", n, host, sysmem_format(total, t, sizeof t), parts,
-                        sysmem_format(limit, l, sizeof l));
-            rc = -1;
-        }
-    }
-    free(names);
-    free(all);
-    if (rc == 0 && c->rank == 0) {
-        printf("%s\n", summary);
-        fflush(stdout);
-    }
-    return rc;
-}
-
-/* ------------------------------------------------------------ GPU */
-
-/* One rank's record for the GPU check: its parts (the limit slot holds the
- * free memory it read), its GPU and its host. */
+/* One rank's record: its parts (the limit slot holds the limit it read:
+ * its node's memory limit, or its GPU's free memory) and where they live:
+ * its host, and for the GPU check its GPU. */
 typedef struct {
     double parts[PARTS];
-    unsigned char uses_gpu;
-    unsigned char uuid[16];
+    unsigned char counted; /* 0: a rank that takes no GPU (GPU check) */
+    unsigned char uuid[16]; /* zeros for the host check */
     char name[64];
     char host[COMM_NODE_NAME_BYTES];
-} GpuRecord;
+} Record;
 
-static bool same_gpu(const GpuRecord *a, const GpuRecord *b) {
-    return a->uses_gpu && b->uses_gpu && memcmp(a->uuid, b->uuid, sizeof a->uuid) == 0 &&
+/* Whose parts are added up: the ranks on one node (host check), or on one
+ * GPU of one node (GPU check: the UUID too). */
+static bool same_place(const Record *a, const Record *b) {
+    return a->counted && b->counted && memcmp(a->uuid, b->uuid, sizeof a->uuid) == 0 &&
            strncmp(a->host, b->host, sizeof a->host) == 0;
 }
 
@@ -127,80 +69,87 @@ static void format_uuid(const unsigned char *u, char *out, size_t n) {
     snprintf(out, n, "GPU-%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
-/* Rank 0's verdict over every rank's record: 0 with the first GPU's line
- * in summary, or -1 with err. */
-static int judge_gpus(const GpuRecord *all, int n_ranks, char *summary, size_t slen, char *err, size_t errlen) {
-    bool printed = false;
+/* Rank 0's verdict over every rank's record: 0 with the first place's line
+ * in summary, or -1 with err naming the first place over its limit. On the
+ * host the limit is the least its ranks read (0: unknown, never over); on
+ * a GPU the least free memory its ranks read, less JOB_GPU_RESERVE_BYTES
+ * per rank. */
+static int judge(const Record *all, int n_ranks, bool gpu, char *summary, size_t slen, char *err, size_t errlen) {
     for (int first = 0; first < n_ranks; first++) {
-        const GpuRecord *f = &all[first];
-        bool seen = !f->uses_gpu; /* a lower rank already stood for this GPU */
-        for (int q = 0; q < first && !seen; q++) seen = same_gpu(&all[q], f);
+        const Record *f = &all[first];
+        bool seen = !f->counted; /* a lower rank already stood for this place */
+        for (int q = 0; q < first && !seen; q++) seen = same_place(&all[q], f);
         if (seen) continue;
-        double sum[PART_LIMIT] = {0}, free_b = -1, tokens = 0, total = 0;
+        double sum[PART_LIMIT] = {0}, limit = -1, tokens = 0, total = 0;
         int n = 0;
         for (int r = first; r < n_ranks; r++) {
-            if (!same_gpu(&all[r], f)) continue;
-            for (int k = 0; k < PART_LIMIT; k++) sum[k] += all[r].parts[k];
-            if (free_b < 0 || all[r].parts[PART_LIMIT] < free_b) free_b = all[r].parts[PART_LIMIT];
-            if (all[r].parts[PART_TOKENS] > tokens) tokens = all[r].parts[PART_TOKENS];
+            if (!same_place(&all[r], f)) continue;
+            const double *p = all[r].parts;
+            for (int k = 0; k < PART_LIMIT; k++) sum[k] += p[k];
+            if ((gpu || p[PART_LIMIT] > 0) && (limit < 0 || p[PART_LIMIT] < limit)) limit = p[PART_LIMIT];
+            if (p[PART_TOKENS] > tokens) tokens = p[PART_TOKENS];
             n++;
         }
         for (int k = 0; k < PART_LIMIT; k++) total += sum[k];
-        double reserve = n * JOB_GPU_RESERVE_BYTES;
-        char parts[256], uuid[48], t[32], r[32], fr[32];
+        double reserve = gpu ? n * JOB_GPU_RESERVE_BYTES : 0;
+        char place[384], parts[256], t[32], l[32], r[32], ranks[64];
         describe_parts(sum, tokens, parts, sizeof parts);
-        format_uuid(f->uuid, uuid, sizeof uuid);
         sysmem_format(total, t, sizeof t);
+        sysmem_format(limit, l, sizeof l);
         sysmem_format(reserve, r, sizeof r);
-        sysmem_format(free_b, fr, sizeof fr);
-        if (!printed) {
-            snprintf(summary, slen, "GPU memory: %d rank%s on %s (%s) of %s plan %s (%s) + %s held back, of %s free",
-                     n, n > 1 ? "s" : "", uuid, f->name, f->host, t, parts, r, fr);
-            printed = true;
+        if (gpu) {
+            char uuid[48];
+            format_uuid(f->uuid, uuid, sizeof uuid);
+            snprintf(place, sizeof place, "%s (%s) of %s", uuid, f->name, f->host);
+        } else {
+            snprintf(place, sizeof place, "%s", f->host);
         }
-        if (total + reserve > free_b) {
-            if (n == 1)
-                err_set(err, errlen, "the rank on %s (%s) of %s would take %s of its memory (%s) and hold back %s "
-                        "for NCCL and cuBLAS, more than the %s free on it", uuid, f->name, f->host, t, parts, r, fr);
+        if (!summary[0]) { /* the first place's line */
+            snprintf(ranks, sizeof ranks, "%d rank%s on", n, n > 1 ? "s" : "");
+            if (gpu)
+                snprintf(summary, slen, "GPU memory: %s %s plan %s (%s) + %s held back, of %s free", ranks, place, t,
+                         parts, r, l);
             else
-                err_set(err, errlen, "the %d ranks of this job on %s (%s) of %s would take %s of its memory "
-                        "together (%s) and hold back %s for NCCL and cuBLAS, more than the %s free on it", n, uuid,
-                        f->name, f->host, t, parts, r, fr);
-            return -1;
+                snprintf(summary, slen, "host memory: %s %s plan %s%s%s (%s)%s", ranks, place, t, limit > 0 ? " of " : "",
+                         limit > 0 ? l : "", parts, limit > 0 ? "" : "; the node's limit is unknown");
         }
+        if (limit < 0 || total + reserve <= limit) continue;
+        if (n == 1)
+            snprintf(ranks, sizeof ranks, "the rank");
+        else
+            snprintf(ranks, sizeof ranks, "the %d ranks of this job", n);
+        if (gpu)
+            err_set(err, errlen, "%s on %s would take %s of its memory%s (%s) and hold back %s for NCCL and cuBLAS, "
+                    "more than the %s free on it", ranks, place, t, n > 1 ? " together" : "", parts, r, l);
+        else
+            err_set(err, errlen, "%s on %s would take %s%s (%s), more than the %s of memory %s may use%s", ranks, place,
+                    t, n > 1 ? " together" : "", parts, l, n > 1 ? "they" : "it", n > 1 ? " there" : "");
+        return -1;
     }
     return 0;
 }
 
-int job_gpu_memory_check(Comm *c, const JobMemory *mine, const JobGpu *gpu, char *err, size_t errlen) {
-    GpuRecord me;
-    memset(&me, 0, sizeof me);
-    parts_of(mine, gpu->free_bytes, me.parts);
-    me.uses_gpu = gpu->uses_gpu;
-    memcpy(me.uuid, gpu->uuid, sizeof me.uuid);
-    snprintf(me.name, sizeof me.name, "%s", gpu->name);
+/* Collective over c: every rank's record to rank 0, its verdict to every
+ * rank; rank 0 prints the summary line when the plan fits. */
+static int check_records(Comm *c, Record *me, bool gpu, char *err, size_t errlen) {
     char *names = comm_node_names(c);
-    memcpy(me.host, names + (size_t)c->rank * COMM_NODE_NAME_BYTES, COMM_NODE_NAME_BYTES);
+    memcpy(me->host, names + (size_t)c->rank * COMM_NODE_NAME_BYTES, COMM_NODE_NAME_BYTES);
     free(names);
     char *all = NULL;
     size_t *counts = xcalloc((size_t)c->size, sizeof(size_t));
-    comm_gatherv_bytes(c, &me, sizeof me, 0, &all, counts);
-    /* rank 0 judges; every rank learns the answer and the message */
+    comm_gatherv_bytes(c, me, sizeof *me, 0, &all, counts);
     struct {
         int rc;
         char text[1024];
     } verdict = {0, ""};
     char summary[768] = "";
     if (c->rank == 0)
-        verdict.rc = judge_gpus((const GpuRecord *)all, c->size, summary, sizeof summary, verdict.text,
-                                sizeof verdict.text);
+        verdict.rc = judge((const Record *)all, c->size, gpu, summary, sizeof summary, verdict.text,
+                           sizeof verdict.text);
     free(all);
     free(counts);
     comm_broadcast(c, &verdict, sizeof verdict, 0);
-    if (verdict.rc != 0) {
-        err_set(err, errlen, "%s", verdict.text);
-        return -1;
-    }
+    if (verdict.rc != 0) return err_set(err, errlen, "%s", verdict.text);
     if (c->rank == 0 && summary[0]) {
         printf("%s\n", summary);
         fflush(stdout);
@@ -208,7 +157,40 @@ int job_gpu_memory_check(Comm *c, const JobMemory *mine, const JobGpu *gpu, char
     return 0;
 }
 
+int job_memory_check(Comm *c, const JobMemory *mine, char *err, size_t errlen) {
+    Record me;
+    memset(&me, 0, sizeof me);
+    parts_of(mine, sysmem_limit_bytes(), me.parts);
+    me.counted = 1;
+    return check_records(c, &me, false, err, errlen);
+}
+
+/* ------------------------------------------------------------ GPU */
+
+int job_gpu_memory_check(Comm *c, const JobMemory *mine, const JobGpu *gpu, char *err, size_t errlen) {
+    Record me;
+    memset(&me, 0, sizeof me);
+    parts_of(mine, gpu->free_bytes, me.parts);
+    me.counted = gpu->uses_gpu;
+    memcpy(me.uuid, gpu->uuid, sizeof me.uuid);
+    snprintf(me.name, sizeof me.name, "%s", gpu->name);
+    return check_records(c, &me, true, err, errlen);
+}
+
 #ifdef TAU2_HAVE_CUDA
+void job_memory_add_qwen3_gpu(JobMemory *m, const Qwen3GpuPlan *p) {
+    m->weights += (double)p->weights;
+    m->train_state += (double)p->train_state;
+    m->activations += (double)p->activations;
+    m->workspace += (double)(p->workspace + p->pool);
+}
+
+void job_memory_add_infer_gpu(JobMemory *m, const InferGpuPlan *p) {
+    m->weights += (double)p->weights;
+    m->kv_cache += (double)p->kv_cache;
+    m->workspace += (double)(p->scratch + p->workspace + p->pool);
+}
+
 void job_gpu_read(Comm *c, bool uses_gpu, int node_rank, JobGpu *out) {
     memset(out, 0, sizeof *out);
     out->uses_gpu = uses_gpu;

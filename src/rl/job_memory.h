@@ -10,6 +10,10 @@
 #include <stddef.h>
 
 #include "comm/comm.h"
+#ifdef TAU2_HAVE_CUDA
+#include "model/infer_gpu.h"
+#include "model/qwen3_gpu.h"
+#endif
 
 /* A rank's parts, on the host (job_memory_check) or on its GPU
  * (job_gpu_memory_check). */
@@ -56,6 +60,11 @@ typedef struct {
 int job_gpu_memory_check(Comm *c, const JobMemory *mine, const JobGpu *gpu, char *err, size_t errlen);
 
 #ifdef TAU2_HAVE_CUDA
+/* A GPU engine's plan added to a rank's parts (the engines' pool scratch,
+ * step scratch and workspaces as "scratch and workspaces"). */
+void job_memory_add_qwen3_gpu(JobMemory *m, const Qwen3GpuPlan *p);
+void job_memory_add_infer_gpu(JobMemory *m, const InferGpuPlan *p);
+
 /* Collective over c: each rank that uses a GPU takes its GPU (gpu_pick_device
  * of node_rank) and makes its context there; once every rank has, each
  * reads its GPU into *out (uses_gpu false: *out says so, nothing read). */
