@@ -42,6 +42,16 @@ extern "C" void cuda_device_init(int dev) {
     cuda_check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
 }
 
+extern "C" void cuda_pool_trim(void) {
+    int dev = 0;
+    cuda_check(cudaGetDevice(&dev));
+    /* memory freed on a stream returns to the pool when that work ends */
+    cuda_check(cudaDeviceSynchronize());
+    cudaMemPool_t pool;
+    cuda_check(cudaDeviceGetDefaultMemPool(&pool, dev));
+    cuda_check(cudaMemPoolTrimTo(pool, 0));
+}
+
 /* Per host thread: the inference engine turns it on around a step's
  * launches, a training step on another thread is not affected. */
 static thread_local bool dependent_launch = false;

@@ -46,6 +46,11 @@ int cuda_device_count(void);
 /* Select device `dev` for this thread and keep the stream-ordered pool's
  * memory cached across synchronizations (scratch of the wrappers). */
 void cuda_device_init(int dev);
+/* Hand the current device's pool memory that no allocation holds back to
+ * the driver (after the device finished its work): an engine that frees
+ * its memory so that another can take it with cudaMalloc calls this, as
+ * the pool otherwise keeps what the kernels' scratch once took. */
+void cuda_pool_trim(void);
 
 /* Programmatic dependent launch (common.cuh) for the kernels this host
  * thread launches from now on that support it (the decode step's: the

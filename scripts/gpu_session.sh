@@ -183,7 +183,7 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
       step "$T" "$t (2 ranks)" mpirun -np 2 "$RUN/$t"
     done
   fi
-  for t in test_job_train_gpu test_job_train_gpu_tp; do
+  for t in test_job_train_gpu test_job_gpu_memory test_job_train_gpu_tp; do
     step "$T" "$t" env OMP_NUM_THREADS=4 bash "tests/job/$t.sh" "$RUN/tau2_hpc"
   done
 fi

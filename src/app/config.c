@@ -234,6 +234,8 @@ static const JobField JOB_FIELDS[] = {
     {.key = "train_device", .type = F_STR, .off = OFF(train_device), .dflt_str = "cpu", .choices = TRAIN_DEVICE_NAMES},
     {.key = "rollout_device", .type = F_STR, .off = OFF(rollout_device), .dflt_str = "cpu",
      .choices = ROLLOUT_DEVICE_NAMES},
+    {.key = "offload_train", .type = F_BOOL, .off = OFF(offload_train), .dflt = 0},
+    {.key = "offload_rollout", .type = F_BOOL, .off = OFF(offload_rollout), .dflt = 0},
 
     {.key = "sft_data", .type = F_STR, .off = OFF(sft_data), .nullable = true},
     {.key = "sft_num_epoch", .type = F_INT, .off = OFF(sft_num_epoch), .range = R_POS, .dflt = 1},
@@ -657,6 +659,18 @@ void config_load_job(const char *path, JobConfig *cfg) {
     if (cfg->checkpoint && !eval)
         field_error(path, "checkpoint", "null (only an eval job loads a checkpoint; training resumes from its "
                     "output_dir)", json_get(root, "checkpoint"));
+    /* slime's --colocate turns on --offload-train and --offload-rollout;
+     * here each where the other phase's engine is on the GPU to use it */
+    if (!json_get(root, "offload_train"))
+        cfg->offload_train = cfg->colocate && strcmp(cfg->rollout_device, "cuda") == 0;
+    if (!json_get(root, "offload_rollout"))
+        cfg->offload_rollout = cfg->colocate && strcmp(cfg->train_device, "cuda") == 0;
+    if (cfg->offload_train && !cfg->colocate)
+        field_error(path, "offload_train", "false when colocate is false (the trainer keeps its ranks to itself)",
+                    json_get(root, "offload_train"));
+    if (cfg->offload_rollout && !cfg->colocate)
+        field_error(path, "offload_rollout", "false when colocate is false (the engines keep their ranks to themselves)",
+                    json_get(root, "offload_rollout"));
     if (!json_get(root, "global_batch_size")) cfg->global_batch_size = cfg->sft_global_batch_size;
     if (!json_get(root, "sft_global_batch_size")) cfg->sft_global_batch_size = cfg->global_batch_size;
     if (!json_get(root, "sft_lr")) cfg->sft_lr = cfg->lr;

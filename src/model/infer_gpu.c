@@ -461,6 +461,9 @@ void infer_gpu_free(InferGpu *e) {
     cuda_blas_free(e->blas);
     cuda_check(cudaStreamDestroy(e->stream));
     free(e);
+    /* the prompts' attention scratch the pool kept goes too: a trainer
+     * taking the GPU next allocates with cudaMalloc */
+    cuda_pool_trim();
 }
 
 /* Weights [off, off + n) of the host layout from device memory src on this

@@ -45,6 +45,9 @@ typedef struct InferGpu InferGpu;
  * kernels' limits, or the device cannot be used; the device memory for
  * weights and cache is taken here (cudaMalloc failure is fatal). */
 InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device, char *err, size_t errlen);
+/* Frees the engine's memory and trims the device's pool (cuda_pool_trim),
+ * so that what it held can be allocated again at once (e.g. by a trainer
+ * between a colocated job's phases). */
 void infer_gpu_free(InferGpu *e);
 
 /* New weights in the model's layout (host fp32, num_parameters), e.g. after

@@ -114,6 +114,7 @@ struct Qwen3Gpu {
     float *norm, *gscale;
 
     GpuActs *acts;
+    bool offloaded; /* qwen3_gpu_offload gave the memory back: only onload and free may follow */
     /* the last forward's batch, host side */
     bool have_forward;
     int T, n_seqs, n_head, chunk;
@@ -217,6 +218,12 @@ static void qk_backward_into(Qwen3Gpu *g, const Operand *dq, float *dq_w, const 
 
 static void refresh_bf16(Qwen3Gpu *g) {
     if (g->math == QWEN3_GPU_BF16) cuda_f32_to_bf16(g->params_bf16, g->params, (long)g->host->num_parameters, g->stream);
+}
+
+/* Every call that reads or writes the engine's memory: none exists while
+ * it is offloaded, and a call then is a bug of the caller's order. */
+static void require_onloaded(const Qwen3Gpu *g, const char *what) {
+    if (g->offloaded) die_runtime("%s: the engine is offloaded (qwen3_gpu_onload comes first)", what);
 }
 
 /* ------------------------------------------------------------ activations */
@@ -439,6 +446,14 @@ size_t qwen3_gpu_plan_total(const Qwen3GpuPlan *p) {
 
 /* ------------------------------------------------------------ engine */
 
+/* The fp32 master weights and their bf16 copy (bf16 math), uninitialized. */
+static void weights_alloc(Qwen3Gpu *g) {
+    size_t n = g->host->num_parameters;
+    g->params = dev_alloc(n * sizeof(float));
+    if (g->math == QWEN3_GPU_BF16) g->params_bf16 = dev_alloc(n * sizeof(uint16_t));
+    point_params(&g->p, g->params, g->host);
+}
+
 Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
     if (m->config.head_dim > CUDA_ATT_MAX_D) {
         die_runtime("qwen3_gpu_new: head_dim %d > %d, the attention kernels' limit", m->config.head_dim,
@@ -458,10 +473,7 @@ Qwen3Gpu *qwen3_gpu_new(const Qwen3 *m, int device, Qwen3GpuMath math) {
     /* collective over the TP group: every rank makes its engine together */
     if (m->tp) g->tp = comm_nccl_from_mpi(m->tp);
     g->blas = cuda_blas_new();
-    size_t n = m->num_parameters;
-    g->params = dev_alloc(n * sizeof(float));
-    if (math == QWEN3_GPU_BF16) g->params_bf16 = dev_alloc(n * sizeof(uint16_t));
-    point_params(&g->p, g->params, m);
+    weights_alloc(g);
     g->sumsq = dev_alloc(sizeof(double)); /* STEP_SCALAR_BYTES */
     g->norm = dev_alloc(sizeof(float));
     g->gscale = dev_alloc(sizeof(float));
@@ -491,18 +503,21 @@ const float *qwen3_gpu_params_device(const Qwen3Gpu *g) { return g->params; }
 int qwen3_gpu_device(const Qwen3Gpu *g) { return g->device; }
 
 void qwen3_gpu_upload_params(Qwen3Gpu *g, const float *params) {
+    require_onloaded(g, "qwen3_gpu_upload_params");
     upload(g, g->params, params, g->host->num_parameters * sizeof(float));
     refresh_bf16(g);
     cuda_check(cudaStreamSynchronize(g->stream));
 }
 
 void qwen3_gpu_download_params(const Qwen3Gpu *g, float *params) {
+    require_onloaded(g, "qwen3_gpu_download_params");
     download(g, params, g->params, g->host->num_parameters * sizeof(float));
 }
 
 /* The gradients' memory, allocated zeroed on first use: an engine that only
  * runs forward passes (the KL reference) never holds it. */
 static void grads_ensure(Qwen3Gpu *g) {
+    require_onloaded(g, "qwen3_gpu (gradients)");
     if (g->grads) return;
     size_t bytes = g->host->num_parameters * sizeof(float);
     g->grads = dev_alloc(bytes);
@@ -528,6 +543,7 @@ void qwen3_gpu_allreduce_grads(Qwen3Gpu *g, Comm *dp) {
 
 /* AdamW's moments, allocated zeroed on first use. */
 static void moments_ensure(Qwen3Gpu *g) {
+    require_onloaded(g, "qwen3_gpu (moments)");
     if (g->m) return;
     size_t bytes = g->host->num_parameters * sizeof(float);
     g->m = dev_alloc(bytes);
@@ -537,6 +553,7 @@ static void moments_ensure(Qwen3Gpu *g) {
 }
 
 bool qwen3_gpu_download_moments(const Qwen3Gpu *g, float *m, float *v, int *adam_step) {
+    require_onloaded(g, "qwen3_gpu_download_moments");
     *adam_step = g->adam_step;
     if (!g->m) return false;
     size_t bytes = g->host->num_parameters * sizeof(float);
@@ -553,6 +570,39 @@ void qwen3_gpu_upload_moments(Qwen3Gpu *g, const float *m, const float *v, int a
     g->adam_step = adam_step;
     cuda_check(cudaStreamSynchronize(g->stream));
 }
+
+/* ------------------------------------------------------------ offload */
+
+void qwen3_gpu_offload(Qwen3Gpu *g, float *m_host, float *v_host) {
+    if (g->offloaded) return;
+    if (g->m && (!m_host || !v_host)) die_runtime("qwen3_gpu_offload: the engine has moments and nowhere to put them");
+    cuda_check(cudaSetDevice(g->device)); /* the pool trimmed below is the current device's */
+    acts_free(g); /* synchronizes */
+    if (g->m) {
+        size_t bytes = g->host->num_parameters * sizeof(float);
+        download(g, m_host, g->m, bytes);
+        download(g, v_host, g->v, bytes);
+    }
+    dev_free(g->params), dev_free(g->params_bf16), dev_free(g->grads), dev_free(g->m), dev_free(g->v);
+    g->params = g->grads = g->m = g->v = NULL;
+    g->params_bf16 = NULL;
+    memset(&g->p, 0, sizeof g->p);
+    memset(&g->g, 0, sizeof g->g);
+    g->have_forward = g->logits_kept = g->head_grad_done = false;
+    g->offloaded = true;
+    /* the kernels' pool scratch goes too: the next engine allocates with cudaMalloc */
+    cuda_pool_trim();
+}
+
+void qwen3_gpu_onload(Qwen3Gpu *g, const float *params, const float *m_host, const float *v_host) {
+    if (!g->offloaded) die_runtime("qwen3_gpu_onload: the engine is not offloaded");
+    g->offloaded = false;
+    weights_alloc(g);
+    qwen3_gpu_upload_params(g, params);
+    if (m_host) qwen3_gpu_upload_moments(g, m_host, v_host, g->adam_step);
+}
+
+bool qwen3_gpu_is_offloaded(const Qwen3Gpu *g) { return g->offloaded; }
 
 /* ------------------------------------------------------------ forward */
 
@@ -634,6 +684,7 @@ static void layer_forward(Qwen3Gpu *g, int l, const GpuLayer *a, const float *x_
 /* The forward up to the final norm's output (acts->xf), with the batch's
  * host-side tables (positions, head rows and targets) sent. */
 static void forward_trunk(Qwen3Gpu *g, const Qwen3Batch *b) {
+    require_onloaded(g, "qwen3_gpu_forward");
     const Qwen3 *m = g->host;
     char err[256];
     if (qwen3_check_batch(m, b, err, sizeof err) != 0) die_runtime("qwen3_gpu_forward: %s", err);
@@ -788,6 +839,7 @@ void qwen3_gpu_forward_head_grad(Qwen3Gpu *g, const Qwen3Batch *b, float *logpro
 /* ------------------------------------------------------------ backward */
 
 void qwen3_gpu_zero_grad(Qwen3Gpu *g) {
+    require_onloaded(g, "qwen3_gpu_zero_grad");
     if (!g->grads) {
         grads_ensure(g); /* allocated zeroed */
         return;
@@ -830,6 +882,7 @@ static void head_backward(Qwen3Gpu *g, float *dxf /* (T, C) */, const float *dlo
 }
 
 void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentropy) {
+    require_onloaded(g, "qwen3_gpu_backward");
     if (!g->have_forward) die_runtime("qwen3_gpu_backward: no forward pass to differentiate");
     grads_ensure(g);
     const Qwen3Config *c = &g->host->config;
@@ -920,6 +973,7 @@ void qwen3_gpu_backward(Qwen3Gpu *g, const float *dlogprob, const float *dentrop
 float qwen3_gpu_adamw_step(Qwen3Gpu *g, const Qwen3AdamW *o, float lr) {
     const Qwen3 *m = g->host;
     cudaStream_t s = g->stream;
+    require_onloaded(g, "qwen3_gpu_adamw_step");
     if (!g->grads) die_runtime("qwen3_gpu_adamw_step: no gradients (zero_grad and backward come first)");
     moments_ensure(g);
     /* the norm and the clip factor stay on the device: no round trip before

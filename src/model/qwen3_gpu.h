@@ -97,6 +97,24 @@ bool qwen3_gpu_download_moments(const Qwen3Gpu *g, float *m /* (num_parameters) 
 void qwen3_gpu_upload_moments(Qwen3Gpu *g, const float *m /* (num_parameters) */, const float *v /* (num_parameters) */,
                               int adam_step);
 
+/* Between the phases of a colocated job, the engine gives its memory to
+ * the rollout engine on the same GPU (the job's offload_train):
+ * qwen3_gpu_offload sends the moments (when the engine has them) to m_host
+ * and v_host (num_parameters each), then frees the weights, their bf16
+ * copy, the gradients, the moments and the activations, and trims the
+ * device's pool; the engine keeps its stream, cuBLAS handle and workspace
+ * and the step's scalars (a plan's `workspace`), its NCCL comm and
+ * adam_step. qwen3_gpu_onload makes it whole again from the weights (the
+ * host model's, which train_device keeps equal to the device's) and the
+ * moments (NULL: none) the offload brought out; the gradients come back
+ * zeroed (each update zeroes them first anyway). Until then every other
+ * call but qwen3_gpu_free dies, and qwen3_gpu_params_device is NULL. An
+ * offload of an offloaded engine does nothing. Both synchronize. */
+void qwen3_gpu_offload(Qwen3Gpu *g, float *m_host /* (num_parameters) */, float *v_host /* (num_parameters) */);
+void qwen3_gpu_onload(Qwen3Gpu *g, const float *params /* (num_parameters) */,
+                      const float *m_host /* (num_parameters) or NULL */, const float *v_host);
+bool qwen3_gpu_is_offloaded(const Qwen3Gpu *g);
+
 /* The fp32 master weights on the device (num_parameters, the host model's
  * layout; current after each AdamW step) and the device's index: what an
  * inference engine on the same GPU converts its weights from. */

@@ -1,6 +1,7 @@
 /* train_device.c — see train_device.h. */
 #include "model/train_device.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct TrainDevice {
     TrainDeviceKind kind;
     Qwen3 *host;   /* borrowed: the model of record */
     Qwen3 *mirror; /* CPU_MIRROR: the stand-in device model (owned) */
+    bool offloaded; /* train_device_offload ran and no call has needed the device since */
 #ifdef TAU2_HAVE_CUDA
     Qwen3Gpu *gpu; /* CUDA (owned) */
     Comm *dp_nccl; /* CUDA: NCCL over the DP ranks (owned), made for dp_of */
@@ -115,6 +117,63 @@ void train_device_free(TrainDevice *d) {
 
 Qwen3 *train_device_host(const TrainDevice *d) { return d->host; }
 
+/* ------------------------------------------------------------ offload */
+
+static void fill_nan(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+bool train_device_offload(TrainDevice *d) {
+    Qwen3 *h = d->host;
+    if (d->offloaded || d->kind == TRAIN_DEVICE_CPU) return false;
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR: {
+        /* as the GPU: the moments to the host; the mirror's state is then
+         * NaN, so that whatever the onload failed to bring back shows in
+         * the numbers */
+        Qwen3 *mr = d->mirror;
+        copy_optimizer_state(h, mr);
+        fill_nan(mr->params_memory, h->num_parameters);
+        if (mr->m_memory) fill_nan(mr->m_memory, h->num_parameters), fill_nan(mr->v_memory, h->num_parameters);
+        if (mr->grads_memory) fill_nan(mr->grads_memory, h->num_parameters);
+        break;
+    }
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        /* the device has moments once it stepped or was sent the host's */
+        if (h->adam_step > 0 || h->m_memory) qwen3_alloc_moments(h);
+        qwen3_gpu_offload(d->gpu, h->m_memory, h->v_memory);
+#endif
+        break;
+    }
+    d->offloaded = true;
+    return true;
+}
+
+void train_device_onload(TrainDevice *d) {
+    if (!d->offloaded) return;
+    Qwen3 *h = d->host;
+    switch (d->kind) {
+    case TRAIN_DEVICE_CPU:
+        break;
+    case TRAIN_DEVICE_CPU_MIRROR: {
+        Qwen3 *mr = d->mirror;
+        copy_floats(mr->params_memory, h->params_memory, h->num_parameters);
+        copy_optimizer_state(mr, h);
+        if (mr->grads_memory) memset(mr->grads_memory, 0, h->num_parameters * sizeof(float));
+        break;
+    }
+    case TRAIN_DEVICE_CUDA:
+#ifdef TAU2_HAVE_CUDA
+        qwen3_gpu_onload(d->gpu, h->params_memory, h->m_memory, h->v_memory);
+#endif
+        break;
+    }
+    d->offloaded = false;
+}
+
 /* The mirror runs with the host's current settings (the job may change them between steps). */
 static Qwen3 *mirror_of(TrainDevice *d) {
     d->mirror->recompute = d->host->recompute;
@@ -123,6 +182,7 @@ static Qwen3 *mirror_of(TrainDevice *d) {
 }
 
 void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob, float *entropy) {
+    train_device_onload(d);
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
         qwen3_forward(d->host, b, logprob, entropy);
@@ -140,6 +200,7 @@ void train_device_forward(TrainDevice *d, const Qwen3Batch *b, float *logprob, f
 
 void train_device_forward_head_grad(TrainDevice *d, const Qwen3Batch *b, float *logprob, float *entropy,
                                     Qwen3HeadGradFn grad_fn, void *grad_ctx, bool with_dentropy) {
+    train_device_onload(d);
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
         qwen3_forward_head_grad(d->host, b, logprob, entropy, grad_fn, grad_ctx, with_dentropy);
@@ -156,6 +217,7 @@ void train_device_forward_head_grad(TrainDevice *d, const Qwen3Batch *b, float *
 }
 
 void train_device_zero_grad(TrainDevice *d) {
+    train_device_onload(d);
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
         qwen3_zero_grad(d->host);
@@ -172,6 +234,7 @@ void train_device_zero_grad(TrainDevice *d) {
 }
 
 void train_device_backward(TrainDevice *d, const float *dlogprob, const float *dentropy) {
+    train_device_onload(d);
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
         qwen3_backward(d->host, dlogprob, dentropy);
@@ -188,6 +251,7 @@ void train_device_backward(TrainDevice *d, const float *dlogprob, const float *d
 }
 
 void train_device_allreduce_grads(TrainDevice *d, Comm *dp) {
+    train_device_onload(d);
     Qwen3 *h = d->host;
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
@@ -212,6 +276,7 @@ void train_device_allreduce_grads(TrainDevice *d, Comm *dp) {
 }
 
 float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr) {
+    train_device_onload(d);
     Qwen3 *h = d->host;
     float norm = 0.0f;
     switch (d->kind) {
@@ -234,10 +299,9 @@ float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr) {
     return norm;
 }
 
-
-
 void train_device_pull_moments(TrainDevice *d) {
     Qwen3 *h = d->host;
+    if (d->offloaded) return; /* the offload brought them out */
     switch (d->kind) {
     case TRAIN_DEVICE_CPU:
         break;

@@ -88,13 +88,29 @@ void train_device_allreduce_grads(TrainDevice *d, struct Comm *dp);
  * are the device's. Returns the gradient norm before clipping. */
 float train_device_adamw_step(TrainDevice *d, const Qwen3AdamW *opt, float lr);
 
+/* Colocated jobs (offload_train): before a rollout phase the device gives
+ * its memory back: the moments to the host model (allocated there if
+ * needed), then the device frees its weights, gradients, moments and
+ * activations (qwen3_gpu_offload). train_device_onload brings them back:
+ * the weights from the host model, which train_device_adamw_step keeps
+ * equal to the device's, the moments from the host; the gradients come
+ * back zeroed. Any call that needs the device (forward, zero_grad,
+ * backward, allreduce, AdamW) onloads first. The mirror does the same,
+ * its state NaN in between, so that anything not brought back shows in
+ * its numbers. Nothing for the CPU kind. train_device_offload returns
+ * whether it gave memory back (false: the CPU kind, or offloaded already);
+ * train_device_onload of a device not offloaded does nothing. */
+bool train_device_offload(TrainDevice *d);
+void train_device_onload(TrainDevice *d);
+
 /* The CUDA kind's fp32 weights on its GPU (current after each step) and
- * that GPU's index in *device; NULL for the other kinds and in a build
- * without CUDA. */
+ * that GPU's index in *device; NULL for the other kinds, while offloaded
+ * and in a build without CUDA. */
 const float *train_device_gpu_params(const TrainDevice *d, int *device);
 
 /* Device -> host: the moments (allocated on the host if needed) and
- * adam_step, when the device has taken a step. */
+ * adam_step, when the device has taken a step (offloaded: the host has
+ * them already). */
 void train_device_pull_moments(TrainDevice *d);
 
 #endif

@@ -619,11 +619,12 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     if (on_gpu) { /* each engine rank's GPU engine at its largest call, summed per GPU */
         InferGpuPlan p;
         infer_gpu_plan(&mcfg, &io, cfg->chunked_prefill_size, &p);
-        JobMemory dev = {0};
-        job_memory_add_infer_gpu(&dev, &p);
+        JobMemory dev[JOB_PHASES] = {{0}};
+        job_memory_add_infer_gpu(&dev[0], &p);
+        dev[JOB_PHASE_ROLLOUT] = dev[0]; /* one phase: the same parts */
         JobGpu gpu;
         job_gpu_read(engines, true, node_rank, &gpu);
-        if (job_gpu_memory_check(engines, &dev, &gpu, err, sizeof err) != 0)
+        if (job_gpu_memory_check(engines, dev, &gpu, NULL, err, sizeof err) != 0)
             die_input("%s: fields 'model', 'kv_cache_tokens' and 'chunked_prefill_size' (or the datasets' sizes): %s",
                       cfg->path, err);
     }

@@ -81,12 +81,15 @@ typedef struct {
     TrainDevice *ref_dev;    /* where the reference's forward passes run (trainers, GRPO with kl_coef > 0) */
     struct InferGpu *roll_gpu; /* rollout_device "cuda": the training rollouts' GPU engine, kept across steps */
     bool roll_gpu_fresh;       /* roll_gpu holds the weights the last broadcast brought */
+    bool offloaded;            /* this step moved memory between the phases (offload_train, offload_rollout) */
+    double offload_s;          /* ... taking this long (reported and reset with the step) */
     Comm *sync_nccl;           /* separate mode, both devices "cuda": the weight broadcast over NCCL */
     TrainDeviceKind train_device;
     int node_rank;       /* this rank's index on its node: its GPU for train_device / rollout_device "cuda" */
     bool rollout_on_gpu; /* rollout_device "cuda": episodes on the GPU engine */
-    int64_t checked_tokens; /* CPU trainer: the micro-batch tokens whose activations setup_memory counted */
+    int64_t checked_tokens; /* the micro-batch tokens whose activations setup_memory counted (CPU, CUDA trainer) */
     double planned_bytes;   /* this rank's host memory as setup_memory counted it */
+    double gpu_room;        /* what this rank's GPU has to spare while training, beyond the plan */
     Qwen3 *engine_model; /* the rollout engine's weights (rollout ranks): full, or this rank's shard of a
                           * rollout group of several ranks; may be policy */
     PromptSet *prompts;
@@ -258,6 +261,22 @@ static InferOptions planned_engine(const Job *j) {
     return io;
 }
 
+#ifdef TAU2_HAVE_CUDA
+/* The GPU trainer's engines, the policy's and the KL reference's, at
+ * micro-batches of T tokens (qwen3_gpu_plan's totals). */
+static double gpu_train_bytes(const Job *j, int64_t T) {
+    const JobConfig *c = j->cfg;
+    Qwen3GpuPlan p;
+    qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations, QWEN3_GPU_BF16, true, &p);
+    double bytes = (double)qwen3_gpu_plan_total(&p);
+    if (c->kl_coef != 0.0) {
+        qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, true, QWEN3_GPU_BF16, false, &p);
+        bytes += (double)qwen3_gpu_plan_total(&p);
+    }
+    return bytes;
+}
+#endif
+
 /* "field 'a'", "fields 'a' and 'b'", "fields 'a', 'b' and 'c'", and the
  * evaluation's datasets when the job evaluates (their sizes may set the
  * engine's cache). */
@@ -272,51 +291,67 @@ static void name_fields(const Job *j, const char *const *fields, int n, char *ou
 #ifdef TAU2_HAVE_CUDA
 /* This rank's device memory, from the config alone: the trainer's engine
  * (and the KL reference's) at the planned micro-batch, the rollout engine
- * at its largest call, the broadcast's staging; summed per GPU over the
- * job's ranks and checked against the memory free once every rank's
- * context exists. Collective over the job's ranks. */
+ * at its largest call, the broadcast's staging; in each phase of the job
+ * (colocated, offload_train leaves only the trainer's workspaces through
+ * a rollout phase and offload_rollout frees the engine for a training
+ * phase), summed per GPU over the job's ranks and checked against the
+ * memory free once every rank's context exists. Collective over the job's
+ * ranks. */
 static void setup_gpu_memory(Job *j, int64_t T, const char *t_field) {
     const JobConfig *c = j->cfg;
     bool train_gpu = j->lay.is_trainer && j->train_device == TRAIN_DEVICE_CUDA;
     bool roll_gpu = j->lay.is_rollout && j->rollout_on_gpu;
-    JobMemory mem = {0};
-    const char *fields[4] = {"model"};
+    JobMemory trainer = {0}, trainer_offloaded = {0}, engine = {0};
+    const char *fields[6] = {"model"};
     int n_fields = 1;
     if (train_gpu) {
         Qwen3GpuPlan p;
         qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations, QWEN3_GPU_BF16, true, &p);
-        job_memory_add_qwen3_gpu(&mem, &p);
+        job_memory_add_qwen3_gpu(&trainer, &p);
+        trainer_offloaded.workspace += (double)p.workspace;
         if (c->kl_coef != 0.0) {
             qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, true, QWEN3_GPU_BF16, false, &p);
-            job_memory_add_qwen3_gpu(&mem, &p);
+            job_memory_add_qwen3_gpu(&trainer, &p);
+            trainer_offloaded.workspace += (double)p.workspace;
         }
-        mem.activation_tokens = (double)T;
+        trainer.activation_tokens = (double)T;
     }
     if (j->train_device == TRAIN_DEVICE_CUDA) fields[n_fields++] = t_field;
     if (roll_gpu) {
         InferOptions io = planned_engine(j);
         InferGpuPlan p;
         infer_gpu_plan(&j->mcfg, &io, c->chunked_prefill_size, &p);
-        job_memory_add_infer_gpu(&mem, &p);
+        job_memory_add_infer_gpu(&engine, &p);
     }
     /* separate mode on GPUs: the NCCL broadcast's staging bucket, on
      * trainer rank 0 and every rollout rank (sync_nccl_setup) */
     if (!c->colocate && j->rollout_on_gpu && j->train_device == TRAIN_DEVICE_CUDA &&
         ((train_gpu && j->lay.trainer_rank == 0) || roll_gpu)) {
         size_t bytes = qwen3_shard_num_parameters(&j->mcfg, 1) * sizeof(float);
-        mem.workspace += (double)(bytes < WEIGHT_BUCKET_BYTES ? bytes : WEIGHT_BUCKET_BYTES);
+        engine.workspace += (double)(bytes < WEIGHT_BUCKET_BYTES ? bytes : WEIGHT_BUCKET_BYTES);
     }
     if (j->rollout_on_gpu) {
         fields[n_fields++] = c->kv_cache_tokens > 0 ? "kv_cache_tokens" : "rollout_batch_size";
         fields[n_fields++] = "chunked_prefill_size";
     }
+    /* the phases: each side whole in its own, and in the other what its
+     * offload leaves (without one, all of it) */
+    JobMemory phase[JOB_PHASES] = {trainer, engine};
+    job_memory_add(&phase[JOB_PHASE_TRAIN], c->colocate && c->offload_rollout ? &(JobMemory){0} : &engine);
+    job_memory_add(&phase[JOB_PHASE_ROLLOUT], c->colocate && c->offload_train ? &trainer_offloaded : &trainer);
+    if (c->colocate && j->rollout_on_gpu && j->train_device == TRAIN_DEVICE_CUDA) {
+        if (!c->offload_train) fields[n_fields++] = "offload_train";
+        if (!c->offload_rollout) fields[n_fields++] = "offload_rollout";
+    }
     JobGpu gpu;
     job_gpu_read(j->work, train_gpu || roll_gpu, j->node_rank, &gpu);
-    char err[2048], names[192];
-    if (job_gpu_memory_check(j->work, &mem, &gpu, err, sizeof err) != 0) {
+    char err[2048], names[256];
+    double room[JOB_PHASES];
+    if (job_gpu_memory_check(j->work, phase, &gpu, room, err, sizeof err) != 0) {
         name_fields(j, fields, n_fields, names, sizeof names);
         die_input("%s: %s: %s", c->path, names, err);
     }
+    if (train_gpu) j->checked_tokens = T, j->gpu_room = room[JOB_PHASE_TRAIN];
 }
 #endif
 
@@ -335,10 +370,21 @@ static void setup_memory(Job *j) {
     int64_t T = j->lay.is_trainer ? planned_train_tokens(j, &t_field) : 0;
     if (j->lay.is_trainer) {
         double n = (double)qwen3_shard_num_parameters(&j->mcfg, j->lay.tp);
-        mem.weights += n * sizeof(float) * (c->kl_coef != 0.0 ? 2 : 1);
+        int models = c->kl_coef != 0.0 ? 2 : 1;
+        mem.weights += n * sizeof(float) * models;
         if (j->train_device == TRAIN_DEVICE_CPU) {
             j->checked_tokens = T;
             mem.train_state = n * sizeof(float) * 3; /* gradients, AdamW's two moments */
+            mem.activations = train_acts_bytes(j, T);
+            mem.activation_tokens = T;
+        } else {
+            /* a device's moments come to the host for each checkpoint (and
+             * stay there through offload_train's rollout phases) */
+            mem.train_state = n * sizeof(float) * 2;
+        }
+        if (j->train_device == TRAIN_DEVICE_CPU_MIRROR) { /* the stand-in device is host memory too */
+            mem.weights += n * sizeof(float) * models;
+            mem.train_state += n * sizeof(float) * 3;
             mem.activations = train_acts_bytes(j, T);
             mem.activation_tokens = T;
         }
@@ -1046,12 +1092,47 @@ static void refresh_rollout_gpu(Job *j) {
 #endif
 }
 
+/* Colocated, the phases take turns with the GPU's memory (offload_train,
+ * offload_rollout). Before a rollout phase (the training rollouts or the
+ * periodic evaluation) the trainer's devices give theirs back, on every
+ * rank (an engine group's followers train too); begin_train_phase takes it
+ * back. The time goes to the step's perf/offload_time. */
+static void begin_rollout_phase(Job *j) {
+    if (!j->lay.colocate || !j->cfg->offload_train) return;
+    double t0 = now_s();
+    bool moved = j->policy_dev && train_device_offload(j->policy_dev);
+    if (j->ref_dev) moved = train_device_offload(j->ref_dev) || moved;
+    if (moved) j->offload_s += now_s() - t0, j->offloaded = true;
+}
+
+/* Before a training phase the kept GPU engine is freed (the next rollout
+ * makes it again, with the weights of that time) and the trainer's
+ * devices take back what they offloaded. */
+static void begin_train_phase(Job *j) {
+    if (!j->lay.colocate) return;
+    double t0 = now_s();
+    bool moved = false;
+#ifdef TAU2_HAVE_CUDA
+    if (j->cfg->offload_rollout && j->roll_gpu) {
+        infer_gpu_free(j->roll_gpu);
+        j->roll_gpu = NULL;
+        moved = true;
+    }
+#endif
+    if (j->cfg->offload_train) {
+        if (j->policy_dev) train_device_onload(j->policy_dev);
+        if (j->ref_dev) train_device_onload(j->ref_dev);
+    }
+    if (moved || j->offloaded) j->offload_s += now_s() - t0, j->offloaded = true;
+}
+
 /* One step's rollout, collective over the rollout ranks. The rollout root
  * (rollout rank 0) writes rollouts/step_NNNNNN.h5 with the kept groups and
  * fills summary (RS_*); the cursor advances on every rollout rank. */
 static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *summary) {
     const JobConfig *c = j->cfg;
     memset(summary, 0, RS_COUNT * sizeof(double));
+    begin_rollout_phase(j);
     if (engine_follower(j)) { /* the prompts, buffers and summary are the leaders' */
         follow_engine(j);
         return;
@@ -1197,18 +1278,36 @@ typedef struct {
 
 /* A step's longest trajectory, when longer than what setup_memory counted
  * (a task whose initial state holds messages, a long opening user turn):
- * the CPU trainer's memory with its activations checked again before the
+ * the trainer's memory with its activations checked again before the
  * arena grows for it, so that running out ends with a message naming the
- * sizes rather than an allocation failure. */
+ * sizes rather than an allocation failure. On the host the rank's plan
+ * against the node's limit; on the GPU the growth against what the check
+ * at start found the rank's GPU to spare while training (each rank on its
+ * own: ranks sharing a GPU each count the whole of it). */
 static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *buffer_path) {
     const JobConfig *c = j->cfg;
-    if (j->train_device != TRAIN_DEVICE_CPU) return;
     int64_t longest = 0;
     for (int i = 0; i < n; i++) {
         int64_t k = train_seq_tokens(&seqs[i]);
         if (k > longest) longest = k;
     }
     if (longest <= j->checked_tokens) return;
+#ifdef TAU2_HAVE_CUDA
+    if (j->train_device == TRAIN_DEVICE_CUDA) {
+        double more = gpu_train_bytes(j, longest) - gpu_train_bytes(j, j->checked_tokens);
+        char m[32], r[32];
+        if (more > j->gpu_room)
+            die_runtime("%s: a trajectory of %" PRId64 " tokens in %s is longer than the %" PRId64 " the GPU memory "
+                        "check at start counted: its activations take %s more on this rank's GPU, which had %s to "
+                        "spare while training; lower 'rollout_max_response_len' and rerun to resume from the last "
+                        "checkpoint", c->path, longest, buffer_path, j->checked_tokens,
+                        sysmem_format(more, m, sizeof m), sysmem_format(j->gpu_room, r, sizeof r));
+        j->gpu_room -= more;
+        j->checked_tokens = longest;
+        return;
+    }
+#endif
+    if (j->train_device != TRAIN_DEVICE_CPU) return;
     double bytes = j->planned_bytes - train_acts_bytes(j, j->checked_tokens) + train_acts_bytes(j, longest);
     char what[160], err[512];
     snprintf(what, sizeof what, "this rank's plan with the activations of %" PRId64 " tokens", longest);
@@ -1223,6 +1322,7 @@ static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *
 /* Train on step grpo_step's buffer (every trainer rank reads the file). */
 static void train_step(Job *j, int64_t grpo_step, GrpoTrainResult *res) {
     const JobConfig *c = j->cfg;
+    begin_train_phase(j); /* perf/offload_time, not train_time */
     double t0 = now_s();
     char path[2048], err[2048];
     snprintf(path, sizeof path, "%s/step_%06" PRId64 ".h5", j->rollout_dir, grpo_step);
@@ -1327,6 +1427,7 @@ static void report_grpo_step(Job *j, const double *s, const GrpoTrainResult *tr,
     cJSON_AddNumberToObject(row, "perf/rollout_time", s[RS_TIME]);
     cJSON_AddNumberToObject(row, "perf/train_time", tr->time);
     cJSON_AddNumberToObject(row, "perf/trainer_wait_time", wait);
+    if (j->offloaded) cJSON_AddNumberToObject(row, "perf/offload_time", j->offload_s);
     cJSON_AddNumberToObject(row, "perf/rollout_tokens_per_s", s[RS_TIME] > 0 ? s[RS_TOKENS] / s[RS_TIME] : 0.0);
     cJSON_AddNumberToObject(row, "perf/train_tokens_per_s", tr->time > 0 ? tr->rep.tokens / tr->time : 0.0);
     cJSON_AddNumberToObject(row, "perf/elapsed", now_s() - j->t_start);
@@ -1342,6 +1443,7 @@ static void train_and_report(Job *j, int64_t gstep, const double *summary, doubl
     train_step(j, gstep, &tr);
     j->step = j->n_sft_steps + gstep + 1;
     if (j->root) report_grpo_step(j, summary, &tr, wait, staleness);
+    j->offloaded = false, j->offload_s = 0;
 }
 
 /* The periodic evaluation before GRPO step g (g = num_rollout: after the
@@ -1353,6 +1455,7 @@ static int maybe_evaluate(Job *j, int64_t g) {
     char tag[64];
     snprintf(tag, sizeof tag, "step_%06" PRId64, j->step);
     int stop = 0;
+    begin_rollout_phase(j);
     if (engine_follower(j)) {
         follow_engine(j);
     } else {

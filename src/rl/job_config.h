@@ -118,6 +118,9 @@ typedef struct {
     bool recompute_activations;    /* (false) */
     char *train_device;            /* where the training step runs: "cpu", "cuda", "cpu_mirror" ("cpu") */
     char *rollout_device;          /* where the inference engines run: "cpu", "cuda" ("cpu") */
+    /* colocated, the phases take turns with the GPU's memory: */
+    bool offload_train;   /* the trainer's device memory freed for each rollout phase (colocate, rollout on cuda) */
+    bool offload_rollout; /* the GPU rollout engine freed for each training phase (colocate, train on cuda) */
 
     /* ---- SFT (job "sft", or the warm-up of a grpo job) ---- */
     char *sft_data;            /* teacher traces JSONL, or "oracle": oracle episodes of prompt_data's tasks */

@@ -28,6 +28,8 @@ typedef struct {
 } JobMemory;
 
 double job_memory_total(const JobMemory *m);
+/* dst's parts plus src's (the activations' tokens: the larger). */
+void job_memory_add(JobMemory *dst, const JobMemory *src);
 
 /* Collective over c. Adds each rank's parts over the ranks of c that share
  * its node (host name) and compares the sum with the node's limit
@@ -52,12 +54,24 @@ typedef struct {
  * (NVLS on NVSwitch machines takes most), cuBLAS's handle, CUDA graphs. */
 #define JOB_GPU_RESERVE_BYTES (1024.0 * 1024 * 1024)
 
-/* Collective over c. As job_memory_check for device memory: each rank's
- * parts plus JOB_GPU_RESERVE_BYTES, added over the ranks of c on the same
- * GPU (host name and UUID), against that GPU's free memory (the least its
- * ranks read). 0, and c's rank 0 prints one line about the first GPU in
- * rank order; or -1 on every rank with err naming the first GPU over. */
-int job_gpu_memory_check(Comm *c, const JobMemory *mine, const JobGpu *gpu, char *err, size_t errlen);
+/* The phases a job's ranks go through together: a colocated job's
+ * trainers and engines take turns with a GPU (offload_train and
+ * offload_rollout free one side's memory for the other), so what a GPU
+ * must hold is the larger phase's sum, not the sum of both. A rank whose
+ * memory does not change gives the same parts for each. */
+enum { JOB_PHASE_TRAIN, JOB_PHASE_ROLLOUT, JOB_PHASES };
+
+/* Collective over c. As job_memory_check for device memory, phase by
+ * phase: each rank's parts in the phase, added over the ranks of c on the
+ * same GPU (host name and UUID), plus JOB_GPU_RESERVE_BYTES per rank,
+ * against that GPU's free memory (the least its ranks read). 0, and c's
+ * rank 0 prints one line about the first GPU in rank order (both phases
+ * when they differ), and room (when not NULL) gets what this rank's GPU
+ * has to spare in each phase (0 without a GPU): what a later, larger need
+ * is checked against; or -1 on every rank with err naming the first GPU
+ * over and the phase. */
+int job_gpu_memory_check(Comm *c, const JobMemory mine[JOB_PHASES], const JobGpu *gpu, double room[JOB_PHASES],
+                         char *err, size_t errlen);
 
 #ifdef TAU2_HAVE_CUDA
 /* A GPU engine's plan added to a rank's parts (the engines' pool scratch,

@@ -8,7 +8,14 @@
  *   3. an inference engine (cache of 2048 tokens, 8 sequences, contexts of
  *      128, a step limit of 64 rows) driven to the largest step its
  *      settings allow (64 rows over 8 sequences, one at the longest
- *      context), then its weights uploaded again from the host.
+ *      context), then its weights uploaded again from the host;
+ *   4. offload (a colocated job's offload_train): a trainer after a step
+ *      offloaded holds its plan's workspace and nothing more; onloaded
+ *      from the host's weights and the moments the offload brought out,
+ *      its next step gives the step of a twin never offloaded (bit for bit
+ *      under the emulation; on a GPU within 1e-5, the embedding's
+ *      atomicAdd order aside); a KL reference offloaded and onloaded gives
+ *      the same forward bit for bit.
  *
  * What each engine holds after its work is measured by cudaMemGetInfo (the
  * same reading the job's check takes). Under the CPU emulation of
@@ -26,6 +33,7 @@
  *
  * Without a CUDA device it prints "no CUDA device: skipped" and exits 77.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -196,6 +204,86 @@ static void check_engine(Qwen3 *m) {
     free(first);
 }
 
+/* A training step of engine g on qb: forward, backward, AdamW. */
+static void train_step(Qwen3Gpu *g, const Qwen3Batch *qb, Batch *b) {
+    Qwen3AdamW opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, false};
+    qwen3_gpu_forward(g, qb, b->lp, b->ent);
+    qwen3_gpu_zero_grad(g);
+    qwen3_gpu_backward(g, b->dlogprob, NULL);
+    qwen3_gpu_adamw_step(g, &opt, 1e-3f);
+}
+
+/* The largest |a - b| over n values (NaN when either is). */
+static double max_diff(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= worst)) worst = d;
+    }
+    return worst;
+}
+
+/* Bit for bit under the emulation, within tol on a GPU. */
+static void expect_same(const float *a, const float *b, size_t n, double tol, const char *what) {
+    char line[256];
+    double d = max_diff(a, b, n);
+    bool ok = emulated() ? memcmp(a, b, n * sizeof *a) == 0 : d <= tol;
+    snprintf(line, sizeof line, "%s (largest difference %.3g)", what, d);
+    expect(ok, line);
+}
+
+/* 4: offload and onload. */
+static void check_offload(Qwen3 *m) {
+    size_t n = m->num_parameters;
+    m->vocab_chunk = qwen3_gpu_vocab_chunk(m->shard.vocab_size);
+    m->recompute = false;
+    Qwen3GpuPlan plan;
+    qwen3_gpu_plan(&m->config, 1, 96, false, QWEN3_GPU_BF16, true, &plan);
+    float *w = xmalloc(n * sizeof(float)), *mh = xmalloc(n * sizeof(float)), *vh = xmalloc(n * sizeof(float));
+    float *p_off = xmalloc(n * sizeof(float)), *p_twin = xmalloc(n * sizeof(float));
+    Batch b1, b2, t1, t2;
+    uint64_t state = g_rng; /* the twin's batches: the same draws */
+    Qwen3Batch q1 = batch_make(&b1, m->config.vocab_size), q2 = batch_make(&b2, m->config.vocab_size);
+    g_rng = state;
+    Qwen3Batch r1 = batch_make(&t1, m->config.vocab_size), r2 = batch_make(&t2, m->config.vocab_size);
+
+    long base = used_bytes();
+    Qwen3Gpu *g = qwen3_gpu_new(m, 0, QWEN3_GPU_BF16);
+    train_step(g, &q1, &b1);
+    qwen3_gpu_download_params(g, w); /* what train_device keeps in the host model */
+    qwen3_gpu_offload(g, mh, vh);
+    expect(qwen3_gpu_is_offloaded(g) && qwen3_gpu_params_device(g) == NULL, "trainer: offloaded, no weights");
+    expect_bytes(used_bytes() - base, (long)plan.workspace, "trainer offloaded: the plan's workspace held, no more");
+    qwen3_gpu_onload(g, w, mh, vh);
+    train_step(g, &q2, &b2);
+    qwen3_gpu_download_params(g, p_off);
+    qwen3_gpu_free(g);
+
+    Qwen3Gpu *twin = qwen3_gpu_new(m, 0, QWEN3_GPU_BF16);
+    train_step(twin, &r1, &t1);
+    train_step(twin, &r2, &t2);
+    qwen3_gpu_download_params(twin, p_twin);
+    qwen3_gpu_free(twin);
+    expect_same(b2.lp, t2.lp, 96, 1e-5, "trainer onloaded: the next step's logprobs are the twin's");
+    expect_same(p_off, p_twin, n, 1e-5, "trainer onloaded: the weights after its AdamW step are the twin's");
+
+    /* a KL reference: no moments */
+    m->recompute = true;
+    qwen3_gpu_plan(&m->config, 1, 96, true, QWEN3_GPU_BF16, false, &plan);
+    base = used_bytes();
+    Qwen3Gpu *ref = qwen3_gpu_new(m, 0, QWEN3_GPU_BF16);
+    qwen3_gpu_forward(ref, &q1, t1.lp, t1.ent);
+    qwen3_gpu_offload(ref, NULL, NULL);
+    expect_bytes(used_bytes() - base, (long)plan.workspace, "reference offloaded: the plan's workspace held");
+    qwen3_gpu_onload(ref, m->params_memory, NULL, NULL);
+    qwen3_gpu_forward(ref, &q1, b1.lp, b1.ent);
+    qwen3_gpu_free(ref);
+    expect(memcmp(t1.lp, b1.lp, sizeof b1.lp) == 0 && memcmp(t1.ent, b1.ent, sizeof b1.ent) == 0,
+           "reference onloaded: the same forward bit for bit");
+    expect_bytes(used_bytes(), base, "offload: everything handed back");
+    free(w), free(mh), free(vh), free(p_off), free(p_twin);
+}
+
 int main(void) {
     if (!cuda_test_device()) return 77;
     printf("memory measured by %s\n", emulated() ? "the emulator (to the byte)" : "cudaMemGetInfo (within 64 MiB)");
@@ -207,6 +295,7 @@ int main(void) {
     check_trainer(m, true, true);
     check_trainer(m, false, true);
     check_engine(m);
+    check_offload(m);
     qwen3_free(m);
     if (g_failures) {
         printf("%d check(s) failed\n", g_failures);

@@ -152,6 +152,15 @@ set_tests_properties(emu_job_train_gpu_tp PROPERTIES RUN_SERIAL TRUE TIMEOUT 150
   LABELS cuda_emu ENVIRONMENT
   "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};TAU2_SOURCE_DIR=${PROJECT_SOURCE_DIR};TAU2_MPIEXEC=${TAU2_MPIEXEC_LINE};OMP_NUM_THREADS=1;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMP_WAIT_POLICY=passive;TAU2_TEST_GPUS=2;TAU2_CUDA_EMU_DEVICES=2;TAU2_CUDA_EMU_NCCL_TIMEOUT=600;${TAU2_EMU_ENV}")
 
+# The job's GPU memory on one emulated GPU: the phases with offloads, a
+# device made small (TAU2_CUDA_EMU_MEMORY_MIB) to refuse a plan without
+# them, and the check again of a trajectory longer than planned.
+add_test(NAME emu_job_gpu_memory COMMAND bash ${PROJECT_SOURCE_DIR}/tests/job/test_job_gpu_memory.sh
+  $<TARGET_FILE:emu_tau2_hpc>)
+set_tests_properties(emu_job_gpu_memory PROPERTIES RUN_SERIAL TRUE TIMEOUT 1500 SKIP_RETURN_CODE 77
+  LABELS cuda_emu ENVIRONMENT
+  "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};TAU2_SOURCE_DIR=${PROJECT_SOURCE_DIR};TAU2_MPIEXEC=${TAU2_MPIEXEC_LINE};OMP_NUM_THREADS=1;OMPI_MCA_btl_vader_single_copy_mechanism=none;OMP_WAIT_POLICY=passive;TAU2_TEST_GPUS=1;TAU2_CUDA_EMU_DEVICES=1;${TAU2_EMU_ENV}")
+
 # The GPU benchmarks on the emulation at tiny sizes: they start, run every
 # kernel path they time and print their report, so that a session with a
 # GPU spends its time measuring (their numbers here mean nothing).

@@ -95,7 +95,19 @@ static std::mutex g_mem_mu;
 static std::map<uintptr_t, Alloc> g_allocs;
 static size_t g_device_bytes, g_device_peak; /* now, and the most since the start or the last reset */
 static int g_device = 0; /* cudaSetDevice's */
-static const size_t EMU_DEVICE_MEMORY = (size_t)80 << 30;
+/* Each emulated device's memory (one count per process, as each rank
+ * takes a device of its own): 80 GiB, or TAU2_CUDA_EMU_MEMORY_MIB. A
+ * cudaMalloc past it fails as on a GPU, so that a job's plan can be tried
+ * against a small device. */
+static size_t emu_device_memory(void) {
+    static size_t bytes = 0;
+    if (!bytes) {
+        const char *e = getenv("TAU2_CUDA_EMU_MEMORY_MIB");
+        unsigned long long mib = e ? strtoull(e, NULL, 10) : 0;
+        bytes = mib > 0 ? (size_t)mib << 20 : (size_t)80 << 30;
+    }
+    return bytes;
+}
 
 /* The allocation holding [p, p + n), or NULL. */
 static const std::pair<const uintptr_t, Alloc> *find_alloc(const void *p, size_t n = 1) {
@@ -122,6 +134,10 @@ static bool overruns_device(const void *p, size_t n) {
  * end of a buffer hits the redzone. */
 static void *emu_alloc(size_t size, bool device) {
     void *p = NULL;
+    if (device) {
+        std::lock_guard<std::mutex> g(g_mem_mu);
+        if (g_device_bytes + size > emu_device_memory()) return NULL;
+    }
     if (posix_memalign(&p, 256, size ? size : 1)) return NULL;
     /* Fresh device memory holds garbage on a GPU: NaN bytes make reads of
      * unwritten memory visible. */
@@ -334,8 +350,8 @@ void tau2_cuda_emu_peak_reset(void) {
 
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {
     std::lock_guard<std::mutex> g(g_mem_mu);
-    if (total) *total = EMU_DEVICE_MEMORY;
-    if (free_b) *free_b = EMU_DEVICE_MEMORY > g_device_bytes ? EMU_DEVICE_MEMORY - g_device_bytes : 0;
+    if (total) *total = emu_device_memory();
+    if (free_b) *free_b = emu_device_memory() > g_device_bytes ? emu_device_memory() - g_device_bytes : 0;
     return cudaSuccess;
 }
 
@@ -377,7 +393,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int d) {
      * GPUs all processes see (NCCL's duplicate check compares UUIDs) */
     memcpy(p->uuid.bytes, "tau2-cuda-emu", 13);
     p->uuid.bytes[15] = (char)d;
-    p->totalGlobalMem = EMU_DEVICE_MEMORY;
+    p->totalGlobalMem = emu_device_memory();
     p->sharedMemPerBlock = 48 << 10;
     p->sharedMemPerBlockOptin = 227 << 10;
     p->sharedMemPerMultiprocessor = 228 << 10;

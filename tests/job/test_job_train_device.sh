@@ -6,7 +6,10 @@
 #  1. Colocated, DP 2 (gradients summed where the device holds them), KL reference
 #     (a device of its own, refreshed from the SFT result): SFT then GRPO on
 #     "cpu" and on "cpu_mirror" give the same metrics at every step and the
-#     same final weights.
+#     same final weights. The mirror runs with offload_train: before each
+#     rollout its weights, gradients and moments are NaN (the moments kept
+#     on the host), so anything the next update did not bring back would
+#     show in the numbers.
 #  2. The mirror run stopped by SIGUSR1 and rerun: the checkpoint holds the
 #     mirror's moments and the resume sends them back (the final weights are
 #     the uninterrupted "cpu" run's).
@@ -23,7 +26,7 @@ common=(prompt_data=\"$TMP/mock.jsonl\" sft_num_epoch=1 sft_global_batch_size=4 
   n_samples_per_prompt=2 global_batch_size=4 num_rollout=2 rollout_max_response_len=192 rollout_max_turn_len=48
   kl_coef=0.1 save_interval=1 keep_checkpoints=5)
 tiny_config "$TMP/cpu.json" "${common[@]}" train_device=\"cpu\"
-tiny_config "$TMP/mirror.json" "${common[@]}" train_device=\"cpu_mirror\"
+tiny_config "$TMP/mirror.json" "${common[@]}" train_device=\"cpu_mirror\" offload_train=true
 
 # 1. the same run on both devices
 job_ok "cpu: colocated SFT + GRPO with a KL reference on 2 ranks exits 0" "$TMP/log.a" 2 "$BIN" "$TMP/cpu.json" \
@@ -42,8 +45,11 @@ for ra, rm in zip(a, m):
     for k in keys:
         if k in ra or k in rm:
             assert ra.get(k) == rm.get(k), (ra["step"], k, ra.get(k), rm.get(k))
+# the mirror offloaded before each rollout (and brought its state back)
+assert all("perf/offload_time" in r for r in m if r["phase"] == "grpo"), m
+assert not any("perf/offload_time" in r for r in a), a
 PY
-check "cpu_mirror: every step's metrics equal cpu's" $?
+check "cpu_mirror: every step's metrics equal cpu's, each GRPO step offloaded" $?
 same_weights "$BIN" "cpu_mirror: final weights bit-identical to cpu's" "$TMP/a" "$TMP/m"
 
 # 2. the mirror run stopped once set up, then resumed
@@ -67,6 +73,9 @@ if [ "$n_gpu" -lt 2 ]; then
   [ -e "$TMP/cuda/ckpt/latest" ]
   check "nothing was trained" $((1 - $?))
 fi
+tiny_config "$TMP/obad.json" "${common[@]}" colocate=false kl_coef=0 offload_train=true
+expect_exit "offload_train without colocate is an input error" 2 \
+  "field 'offload_train': expected false when colocate is false" "$BIN" "$TMP/obad.json" --output-dir "$TMP/obad"
 tiny_config "$TMP/rbad.json" "${common[@]}" rollout_device=\"tpu\"
 "$BIN" "$TMP/rbad.json" --output-dir "$TMP/rbad" >"$TMP/out" 2>"$TMP/err"
 check "an unknown rollout_device exits 2" $(($? != 2))

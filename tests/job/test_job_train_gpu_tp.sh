@@ -11,8 +11,9 @@
 #  3. The final checkpoint exports (the shards gathered).
 #  4. The GPU memory plan (rl/job_memory.h): the job prints its line for
 #     the first GPU; a KV cache of 2e9 tokens (1 TB for this model) on the
-#     GPU is refused at start (exit 2), naming the fields, the GPU and the
-#     parts, with no run directory left behind.
+#     GPU is refused at start (exit 2), naming the fields, the GPU, the
+#     phase and its parts, with no run directory left behind (the phases
+#     and the offloads: test_job_gpu_memory.sh).
 #  5. Separate mode, train_device and rollout_device "cuda": trainer rank 0
 #     and the rollout rank on GPUs of their own, the weights broadcast over
 #     NCCL (the job says so) into the rollout rank's kept GPU engine: 2 GRPO
@@ -59,7 +60,8 @@ tiny_config "$TMP/big.json" "${common[@]}" train_device=\"cuda\" rollout_device=
 expect_exit "a KV cache larger than the GPU is refused at start" 2 \
   "fields 'model', 'max_tokens_per_gpu', 'kv_cache_tokens' and 'chunked_prefill_size': the rank on GPU-" \
   "$BIN" "$TMP/big.json" --output-dir "$TMP/big"
-grep -q "would take .* of its memory (weights .*, KV cache .* and hold back 1.0 GiB for NCCL and cuBLAS, more than" \
+grep -q "would take .* of its memory while rolling out (weights .*, KV cache .* and hold back 1.0 GiB for NCCL and \
+cuBLAS, more than" \
   "$TMP/err"
 check "the refusal gives the parts, the reserve and the free memory" $?
 [ ! -e "$TMP/big" ]
