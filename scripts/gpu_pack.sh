@@ -44,7 +44,7 @@ done
 PROGRAMS=(tau2_hpc fault_server
   test_cuda_kernels test_cuda_qwen3 test_cuda_infer test_cuda_sample test_cuda_mid test_cuda_memory_plan
   test_qwen3_gpu_tp test_comm_nccl test_comm
-  bench_train_gpu bench_decode_gpu bench_attention_gpu bench_broadcast)
+  bench_train_gpu bench_decode_gpu bench_attention_gpu bench_offload_gpu bench_broadcast)
 
 die() { echo "gpu_pack: $*" >&2; exit 1; }
 command -v nvcc >/dev/null || die "nvcc not found: the CUDA toolkit is needed to build the CUDA programs"

@@ -11,7 +11,7 @@
 #   tests  check, then every CUDA test on the GPU (test_cuda_*, the GPU MPI
 #          tests at one rank, the GPU job tests)
 #   bench  check, then the benchmarks (default: attention train decode
-#          broadcast; name others or fewer: attention, train (8 layers),
+#          offload broadcast; name others or fewer: attention, train (8 layers),
 #          train36 (all 36 with recomputation), train_mma and train36_mma
 #          (the same with TAU2_CUDA_ATTENTION=mma), train36_micro (36
 #          layers, 4 micro-batches of 4096 tokens a step, one AdamW update),
@@ -19,7 +19,8 @@
 #          (batch 1, 2 and 4: the few-row kernels, then the same with
 #          TAU2_CUDA_ROWS=0, cuBLAS), decode_mma (batch 8, 16 and 32 with
 #          TAU2_CUDA_ROWS_MMA=1, the tensor-core row products, then on
-#          cuBLAS), broadcast)
+#          cuBLAS), offload (the trainer's state out to the host and
+#          back, a TP-2 shard's size), broadcast)
 #   all    tests, then bench
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
@@ -27,7 +28,7 @@
 # Env: OUT (results: session.txt, tests.log, bench.log; default ./gpu-out),
 # TAU2_GPU_PACK (default build-gpu-pack/tau2_gpu.tar.xz), TAU2_GPU_DIR (where
 # it unpacks; default /tmp/tau2_gpu), TAU2_GPU_GLIBC (auto, packed or
-# system: whose glibc the programs run on), BENCH_TRAIN_ARGS, BENCH_DECODE_ARGS,
+# system: whose glibc the programs run on), BENCH_TRAIN_ARGS, BENCH_DECODE_ARGS, BENCH_OFFLOAD_ARGS,
 # BENCH_ATTENTION_ARGS (override a benchmark's arguments).
 # Exit 0 when every test ran passed or skipped, 1 otherwise.
 set -uo pipefail
@@ -192,7 +193,7 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   B=$OUT/bench.log
   : >"$B"
   names=("$@")
-  [ ${#names[@]} -gt 0 ] || names=(attention train decode broadcast)
+  [ ${#names[@]} -gt 0 ] || names=(attention train decode offload broadcast)
   for b in "${names[@]}"; do
     case $b in
       attention) step "$B" bench_attention_gpu "$RUN/bench_attention_gpu" ${BENCH_ATTENTION_ARGS:-} ;;
@@ -216,6 +217,7 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
         step "$B" "bench_decode_gpu, 8-32 rows, cuBLAS" "$RUN/bench_decode_gpu" --config 4b --batches 8,16,32 \
           --contexts 2048,8192
         ;;
+      offload) step "$B" bench_offload_gpu "$RUN/bench_offload_gpu" ${BENCH_OFFLOAD_ARGS:---config 4b --layers 18} ;;
       broadcast)
         if [ "$n_gpu" -ge 2 ]; then
           step "$B" "bench_broadcast --device" mpirun -np 2 "$RUN/bench_broadcast" --device
