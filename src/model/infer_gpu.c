@@ -807,7 +807,6 @@ static void step_graph_launch(InferGpu *e, const StepLayout *st) {
     e->n_captured++;
 }
 
-
 /* The kernels for the products of a step of R rows: the few-row ones up to
  * CUDA_ROWS_MAX (the norms folded in up to ROWS_NORM_FOLD_MAX), the
  * tensor-core ones up to CUDA_ROWS_MMA_MAX when on, else cuBLAS. Their

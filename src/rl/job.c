@@ -263,17 +263,21 @@ static InferOptions planned_engine(const Job *j) {
 
 #ifdef TAU2_HAVE_CUDA
 /* The GPU trainer's engines, the policy's and the KL reference's, at
- * micro-batches of T tokens (qwen3_gpu_plan's totals). */
-static double gpu_train_bytes(const Job *j, int64_t T) {
+ * micro-batches of T tokens: all of their memory added to *whole, and to
+ * *offloaded (when not NULL) what they keep when offloaded, their
+ * workspaces. */
+static void gpu_trainer_plan(const Job *j, int64_t T, JobMemory *whole, JobMemory *offloaded) {
     const JobConfig *c = j->cfg;
     Qwen3GpuPlan p;
     qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations, QWEN3_GPU_BF16, true, &p);
-    double bytes = (double)qwen3_gpu_plan_total(&p);
+    job_memory_add_qwen3_gpu(whole, &p);
+    if (offloaded) offloaded->workspace += (double)p.workspace;
     if (c->kl_coef != 0.0) {
         qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, true, QWEN3_GPU_BF16, false, &p);
-        bytes += (double)qwen3_gpu_plan_total(&p);
+        job_memory_add_qwen3_gpu(whole, &p);
+        if (offloaded) offloaded->workspace += (double)p.workspace;
     }
-    return bytes;
+    whole->activation_tokens = (double)T;
 }
 #endif
 
@@ -304,18 +308,7 @@ static void setup_gpu_memory(Job *j, int64_t T, const char *t_field) {
     JobMemory trainer = {0}, trainer_offloaded = {0}, engine = {0};
     const char *fields[6] = {"model"};
     int n_fields = 1;
-    if (train_gpu) {
-        Qwen3GpuPlan p;
-        qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, c->recompute_activations, QWEN3_GPU_BF16, true, &p);
-        job_memory_add_qwen3_gpu(&trainer, &p);
-        trainer_offloaded.workspace += (double)p.workspace;
-        if (c->kl_coef != 0.0) {
-            qwen3_gpu_plan(&j->mcfg, j->lay.tp, (int)T, true, QWEN3_GPU_BF16, false, &p);
-            job_memory_add_qwen3_gpu(&trainer, &p);
-            trainer_offloaded.workspace += (double)p.workspace;
-        }
-        trainer.activation_tokens = (double)T;
-    }
+    if (train_gpu) gpu_trainer_plan(j, T, &trainer, &trainer_offloaded);
     if (j->train_device == TRAIN_DEVICE_CUDA) fields[n_fields++] = t_field;
     if (roll_gpu) {
         InferOptions io = planned_engine(j);
@@ -1294,7 +1287,10 @@ static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *
     if (longest <= j->checked_tokens) return;
 #ifdef TAU2_HAVE_CUDA
     if (j->train_device == TRAIN_DEVICE_CUDA) {
-        double more = gpu_train_bytes(j, longest) - gpu_train_bytes(j, j->checked_tokens);
+        JobMemory now = {0}, then = {0};
+        gpu_trainer_plan(j, longest, &now, NULL);
+        gpu_trainer_plan(j, j->checked_tokens, &then, NULL);
+        double more = job_memory_total(&now) - job_memory_total(&then);
         char m[32], r[32];
         if (more > j->gpu_room)
             die_runtime("%s: a trajectory of %" PRId64 " tokens in %s is longer than the %" PRId64 " the GPU memory "
