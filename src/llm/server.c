@@ -731,7 +731,7 @@ static Server *server_create(const ServerOptions *opt, const Qwen3 *model, Token
     s->opt.host = s->host;
     s->opt.served_model_name = s->name;
     if (!s->opt.max_batch) s->opt.max_batch = DEFAULT_MAX_BATCH;
-    if (!s->opt.kv_tokens) s->opt.kv_tokens = DEFAULT_KV_TOKENS;
+    s->opt.kv_tokens = server_kv_tokens(opt);
     if (!s->opt.max_queue) s->opt.max_queue = DEFAULT_MAX_QUEUE;
     if (!s->opt.default_max_tokens) s->opt.default_max_tokens = DEFAULT_MAX_TOKENS;
     if (!s->opt.max_body_bytes) s->opt.max_body_bytes = DEFAULT_MAX_BODY;
@@ -754,6 +754,8 @@ static Server *server_create(const ServerOptions *opt, const Qwen3 *model, Token
     }
     return s;
 }
+
+int server_kv_tokens(const ServerOptions *opt) { return opt->kv_tokens ? opt->kv_tokens : DEFAULT_KV_TOKENS; }
 
 Server *server_open(const ServerOptions *opt, const Qwen3 *model, Tokenizer *tok, const ChatTemplate *ct, char *err,
                     size_t errlen) {

@@ -67,6 +67,10 @@ typedef struct Server Server;
  * running server, or NULL with err (a model directory that does not load,
  * a bad option, an address that cannot be bound). */
 Server *server_start(const ServerOptions *opt, char *err, size_t errlen);
+/* The KV-cache budget in tokens a server with opt will take (opt->kv_tokens,
+ * or the default): what a memory plan counts for it before it starts. */
+int server_kv_tokens(const ServerOptions *opt);
+
 /* Stop accepting connections, answer requests still queued or running with
  * 503, join every thread and free everything. NULL is fine. */
 void server_stop(Server *s);

@@ -562,7 +562,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     bool serving = world->rank >= n_eng;
     Comm *engines = comm_split(world, serving, world->rank);
     if (serving) {
-        local_user_serve(cfg, world->size, world->rank, n_eng);
+        local_user_serve(cfg, world, n_eng);
         comm_free(engines);
         return 0;
     }
@@ -607,14 +607,15 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     EvalSet *es = eval_set_load(cfg, data_dir, &base, &user, true, cfg->llm_cache_dir ? cfg->llm_cache_dir : cache);
 
     /* each engine rank: the full weights (twice while a checkpoint's are
-     * read into them) and its CPU engine's KV cache */
+     * read into them) and its CPU engine's KV cache; summed per node with
+     * the user's server ranks (local_user_serve) */
     InferOptions io = eval_set_engine_options(es);
     JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&mcfg, 1) * sizeof(float) *
                                 (cfg->checkpoint ? 2 : 1)};
     if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, io.kv_tokens, 0);
-    if (job_memory_check(engines, &mem, err, sizeof err) != 0)
-        die_input("%s: fields 'model'%s and 'kv_cache_tokens' (or the datasets' sizes): %s", cfg->path,
-                  cfg->checkpoint ? ", 'checkpoint'" : "", err);
+    if (job_memory_check(world, &mem, err, sizeof err) != 0)
+        die_input("%s: fields 'model'%s%s and 'kv_cache_tokens' (or the datasets' sizes): %s", cfg->path,
+                  cfg->checkpoint ? ", 'checkpoint'" : "", n_us > 0 ? ", 'user_model'" : "", err);
 #ifdef TAU2_HAVE_CUDA
     if (on_gpu) { /* each engine rank's GPU engine at its largest call, summed per GPU */
         InferGpuPlan p;

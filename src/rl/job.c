@@ -69,6 +69,7 @@ typedef struct {
     const char *data_dir;
     RankLayout lay;
     LayoutComms comms;
+    Comm *world;         /* every rank: the user-simulator ranks join the job only for the host memory check */
     Comm *work;          /* every rank but the user-simulator ranks (which serve, outside the job's collectives) */
     bool root; /* world rank 0: trainer rank 0, prints, writes */
     Qwen3Config mcfg;
@@ -349,15 +350,16 @@ static void setup_gpu_memory(Job *j, int64_t T, const char *t_field) {
 #endif
 
 /* This rank's host memory, from the config alone (nothing large is loaded
- * yet), then summed per node over the job's ranks: a plan that cannot fit
- * is refused now. Only rank 0 (a trainer) prints the message, so the
- * fields named are the whole job's (the engines' too), not this rank's.
- * Then, when the job uses GPUs, their device memory the same way. */
+ * yet), then summed per node over the job's ranks, the user-simulator
+ * ranks' too (local_user_serve): a plan that cannot fit is refused now.
+ * Only rank 0 (a trainer) prints the message, so the fields named are the
+ * whole job's (the engines' and the user's too), not this rank's. Then,
+ * when the job uses GPUs, their device memory the same way. */
 static void setup_memory(Job *j) {
     const JobConfig *c = j->cfg;
     char err[2048];
     JobMemory mem = {0};
-    const char *fields[3] = {"model"};
+    const char *fields[4] = {"model"};
     int n_fields = 1;
     const char *t_field = "max_tokens_per_gpu";
     int64_t T = j->lay.is_trainer ? planned_train_tokens(j, &t_field) : 0;
@@ -391,9 +393,10 @@ static void setup_memory(Job *j) {
             mem.kv_cache = infer_kv_cache_bytes(&j->mcfg, j->lay.rollout_tp, planned_engine(j).kv_tokens, 0);
         fields[n_fields++] = c->kv_cache_tokens > 0 ? "kv_cache_tokens" : "rollout_batch_size";
     }
+    if (j->lay.n_user_sim > 0) fields[n_fields++] = "user_model";
     j->planned_bytes = job_memory_total(&mem);
-    if (job_memory_check(j->work, &mem, err, sizeof err) != 0) {
-        char names[192];
+    if (job_memory_check(j->world, &mem, err, sizeof err) != 0) {
+        char names[256];
         name_fields(j, fields, n_fields, names, sizeof names);
         die_input("%s: %s: %s", c->path, names, err);
     }
@@ -558,13 +561,22 @@ void job_rollout_user(const JobConfig *c, const char *data_dir, RolloutUser *u) 
     if (strcmp(c->user, "local") == 0) u->model = c->user_models ? c->user_models[0] : c->model;
 }
 
-void local_user_serve(const JobConfig *c, int world_size, int world_rank, int n_engines) {
-    int n_us = c->user_sim_ranks, us = world_rank - (world_size - n_us);
+void local_user_serve(const JobConfig *c, Comm *world, int n_engines) {
+    int n_us = c->user_sim_ranks, us = world->rank - (world->size - n_us);
     ServerOptions so = {.model_dir = c->user_models ? c->user_models[0] : c->model,
                         .served_model_name = LOCAL_USER_MODEL_NAME,
                         .kv_tokens = c->kv_cache_tokens,
                         .chunked_prefill_size = c->chunked_prefill_size};
-    char err[2048];
+    char err[2048], path[2100];
+    /* the plan, from the model's config.json before the weights load; the
+     * job's rank 0 names the fields when the node's sum is refused */
+    Qwen3Config ucfg;
+    snprintf(path, sizeof path, "%s/config.json", so.model_dir);
+    if (qwen3_config_load(path, &ucfg, err, sizeof err) != 0)
+        die_input("%s: the local user (user_model): %s", c->path, err);
+    JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&ucfg, 1) * sizeof(float),
+                     .kv_cache = infer_kv_cache_bytes(&ucfg, 1, server_kv_tokens(&so), 0)};
+    if (job_memory_check(world, &mem, err, sizeof err) != 0) die_input("%s: %s", c->path, err);
     if (server_mpi_run(&so, MPI_COMM_WORLD, n_engines / n_us + (us < n_engines % n_us), err, sizeof err) != 0)
         die_input("%s: the local user (user_model): %s", c->path, err);
 }
@@ -608,7 +620,7 @@ static void setup_user(Job *j) {
  * each has shut down (with another user than "local": to none). */
 static void serve_user_sim(Job *j) {
     int n_roll = j->lay.colocate ? j->lay.n_trainer : j->lay.n_rollout_groups * j->lay.rollout_tp;
-    local_user_serve(j->cfg, j->lay.world_size, j->lay.world_rank, strcmp(j->cfg->user, "local") == 0 ? n_roll : 0);
+    local_user_serve(j->cfg, j->world, strcmp(j->cfg->user, "local") == 0 ? n_roll : 0);
 }
 
 /* ================================================================ checkpoints */
@@ -1579,7 +1591,7 @@ static void abort_all(int code) {
 }
 
 int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
-    Job job = {.cfg = cfg, .data_dir = data_dir, .root = world->rank == 0, .saved_step = -1};
+    Job job = {.cfg = cfg, .data_dir = data_dir, .world = world, .root = world->rank == 0, .saved_step = -1};
     Job *j = &job;
     stop_signal_install();
     j->t_start = now_s();

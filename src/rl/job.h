@@ -49,11 +49,15 @@ void job_rollout_user(const JobConfig *cfg, const char *data_dir, RolloutUser *o
  * model (user_model, else model) over MPI, and engine e of the n_engines
  * engines asks server e mod n.
  *
- * local_user_serve, on a server rank: serve its engines until each has shut
- * down (exit 2 when the model does not load). local_user_client, on engine
- * e: a client with the MPI endpoint of its server in *endpoint; the engine
- * calls llm_client_mpi_shutdown(client, *endpoint) when it is done. */
-void local_user_serve(const JobConfig *cfg, int world_size, int world_rank, int n_engines);
+ * local_user_serve, on a server rank: first its part of the job's host
+ * memory check (job_memory_check over world, which the job's other ranks
+ * join with their own plans: the user model's fp32 weights and the
+ * server's KV cache; exit 2 when the node's sum is over its limit), then
+ * serve its engines until each has shut down (exit 2 when the model does
+ * not load). local_user_client, on engine e: a client with the MPI
+ * endpoint of its server in *endpoint; the engine calls
+ * llm_client_mpi_shutdown(client, *endpoint) when it is done. */
+void local_user_serve(const JobConfig *cfg, Comm *world, int n_engines);
 LlmClient *local_user_client(const JobConfig *cfg, int world_size, int engine, const char *cache_dir, int *endpoint);
 
 #endif

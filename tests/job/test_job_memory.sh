@@ -76,6 +76,39 @@ expect_exit "an eval job over the limit is refused" 2 \
 [ ! -e "$TMP/e1" ]
 check "the refused eval job left no output directory" $?
 
+# The local user's server ranks are counted on their node: the user
+# model's fp32 weights and the server's KV cache, from its config.json
+# before anything loads (here a Qwen3-4B-shaped config without weights:
+# about 15 GiB of weights, refused under 8 GiB with the user model named).
+tiny_config "$TMP/local.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=1 \
+  n_samples_per_prompt=2 global_batch_size=2 user=\"local\" user_sim_ranks=1
+expect_exit "a trainer and a user-simulator rank over the limit are refused, summed" 2 \
+  "and 'user_model': the 2 ranks of this job on $host would take" \
+  with_limit 1M mpirun_np 2 "$BIN" "$TMP/local.json" --output-dir "$TMP/u1"
+mkdir -p "$TMP/user4b"
+python3 - "$TAU2_SOURCE_DIR/inputs/tiny_model/config.json" "$TMP/user4b/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.update(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+         num_key_value_heads=8, head_dim=128, vocab_size=151936, eos_token_id=151645)
+json.dump(c, open(sys.argv[2], "w"))
+PY
+tiny_config "$TMP/local4b.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=1 \
+  n_samples_per_prompt=2 global_batch_size=2 user=\"local\" user_sim_ranks=1 user_model=\"$TMP/user4b\"
+expect_exit "a 4B user model's server is refused by its plan, before it loads" 2 \
+  "and 'user_model': the 2 ranks of this job on $host would take" \
+  with_limit 8G mpirun_np 2 "$BIN" "$TMP/local4b.json" --output-dir "$TMP/u2"
+grep -qE "weights 1[56]\.[0-9] GiB" "$TMP/err"
+check "the message counts the user model's weights" $?
+[ ! -e "$TMP/u1" ] && [ ! -e "$TMP/u2" ]
+check "the refused plans left no run directory" $?
+eval_config "$TMP/eval_local.json" small output_dir=\"$TMP/e2\" user=\"local\" user_sim_ranks=1
+expect_exit "an eval job's engine and user-simulator rank are summed" 2 \
+  "and 'kv_cache_tokens' (or the datasets' sizes): the 2 ranks of this job on $host would take" \
+  with_limit 1M mpirun_np 2 "$BIN" "$TMP/eval_local.json"
+grep -qF "'user_model'" "$TMP/err"
+check "the eval job's message names the user model" $?
+
 # The activations counted are for the longest sequence the job trains on
 # when it exceeds max_tokens_per_gpu: an episode's prompt and budget...
 tiny_config "$TMP/long.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null max_tokens_per_gpu=64 \
