@@ -5,8 +5,8 @@
  *     recorded tool call (error flag and content), and the final DB hash
  *     (sha256 of json.dumps(model_dump, sort_keys=True), as τ²-bench's
  *     get_db_hash) after the task's actions;
- *   - focused tests of quirks and error paths (ids, seats, certificates,
- *     pydantic messages, calculate);
+ *   - focused tests of quirks and error paths (ids, seats, each segment's
+ *     checks, certificates, pydantic messages, calculate);
  *   - optionally, a differential replay: TAU2_AIRLINE_DIFF names JSONL files
  *     (colon-separated) in the gold format, made by running τ²-bench's
  *     AirlineTools on random tool calls.
@@ -447,6 +447,53 @@ static void test_book_validation(void **state) {
     env_free(env);
 }
 
+/* Each flight of a booking or of a change is checked in τ²-bench's order:
+ * the flight, its date, its status, the cabin's seats. A failing second
+ * segment ends the call with its message and leaves the DB as it was. */
+static void test_segment_checks(void **state) {
+    Env *env = env_new(g_dom);
+    const struct {
+        const char *segment, *message;
+    } bad[] = {
+        {"{\"flight_number\": \"HAT999\", \"date\": \"2024-05-26\"}", "Error: Flight HAT999 not found"},
+        {"{\"flight_number\": \"HAT114\", \"date\": \"2024-06-30\"}",
+         "Error: Flight HAT114 not found on date 2024-06-30"},
+        {"{\"flight_number\": \"HAT114\", \"date\": \"2024-05-06\"}",
+         "Error: Flight HAT114 not available on date 2024-05-06"},
+        {"{\"flight_number\": \"HAT002\", \"date\": \"2024-05-24\"}", "Error: Not enough seats on flight HAT002"},
+    };
+    const char *good = "{\"flight_number\": \"HAT114\", \"date\": \"2024-05-26\"}";
+    char before[65], after[65], args[2048];
+    db_hash(env->db, before);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(args, sizeof args,
+                 "{\"user_id\": \"mia_li_3668\", \"origin\": \"JFK\", \"destination\": \"SEA\", \"flight_type\": "
+                 "\"round_trip\", \"cabin\": \"economy\", \"flights\": [%s, %s], \"passengers\": [{\"first_name\": "
+                 "\"A\", \"last_name\": \"B\", \"dob\": \"2000-01-01\"}], \"payment_methods\": [], "
+                 "\"total_baggages\": 0, \"nonfree_baggages\": 0, \"insurance\": \"no\"}",
+                 good, bad[i].segment);
+        expect_error(env, "book_reservation", args, bad[i].message);
+        snprintf(args, sizeof args,
+                 "{\"reservation_id\": \"CDXEBS\", \"cabin\": \"economy\", \"flights\": [%s, %s], "
+                 "\"payment_id\": \"credit_card_0000000\"}",
+                 good, bad[i].segment);
+        expect_error(env, "update_reservation_flights", args, bad[i].message);
+    }
+    db_hash(env->db, after);
+    assert_string_equal(before, after);
+    /* Three passengers on the two economy seats left on HAT114 that day. */
+    snprintf(args, sizeof args,
+             "{\"user_id\": \"mia_li_3668\", \"origin\": \"JFK\", \"destination\": \"SEA\", \"flight_type\": "
+             "\"one_way\", \"cabin\": \"economy\", \"flights\": [%s], \"passengers\": [{\"first_name\": \"A\", "
+             "\"last_name\": \"B\", \"dob\": \"2000-01-01\"}, {\"first_name\": \"C\", \"last_name\": \"D\", \"dob\": "
+             "\"2000-01-01\"}, {\"first_name\": \"E\", \"last_name\": \"F\", \"dob\": \"2000-01-01\"}], "
+             "\"payment_methods\": [], \"total_baggages\": 0, \"nonfree_baggages\": 0, \"insurance\": \"no\"}",
+             good);
+    assert_true(seats_of(env, "HAT114", "2024-05-26", "economy") == 2);
+    expect_error(env, "book_reservation", args, "Error: Not enough seats on flight HAT114");
+    env_free(env);
+}
+
 static void test_updates(void **state) {
     Env *env = env_new(g_dom);
     /* CDXEBS: harper_garcia_8677, economy, 2 passengers, nonfree 0, four segments. */
@@ -647,9 +694,10 @@ int main(void) {
         cmocka_unit_test(test_schemas),       cmocka_unit_test(test_policy),
         cmocka_unit_test(test_initial_hash),  cmocka_unit_test(test_lookups),
         cmocka_unit_test(test_book_and_cancel), cmocka_unit_test(test_book_validation),
-        cmocka_unit_test(test_updates),       cmocka_unit_test(test_certificates),
-        cmocka_unit_test(test_onestop_dates), cmocka_unit_test(test_calculate),
-        cmocka_unit_test(test_gold_replay),   cmocka_unit_test(test_diff_replay),
+        cmocka_unit_test(test_segment_checks),  cmocka_unit_test(test_updates),
+        cmocka_unit_test(test_certificates),    cmocka_unit_test(test_onestop_dates),
+        cmocka_unit_test(test_calculate),       cmocka_unit_test(test_gold_replay),
+        cmocka_unit_test(test_diff_replay),
     };
     return cmocka_run_group_tests(tests, setup_domain, teardown_domain);
 }

@@ -687,6 +687,47 @@ static bool validate_reservation_args(ToolCtx *ctx, const cJSON *args, double *t
     return true;
 }
 
+/* One flight of a new booking or of a change, checked as τ²-bench does
+ * and in its order (the flight, its date, its status, the cabin, n_pass
+ * seats in it, the cabin's price): the segment's record (flight number,
+ * origin, destination, date, price), with its price times n_pass added to
+ * *total; or NULL with the tool's error. */
+static cJSON *segment_priced(Env *env, ToolCtx *ctx, const char *number, const char *date, const char *cabin,
+                             int n_pass, Num *total) {
+    const cJSON *flight = get_flight(env, ctx, number);
+    if (!flight) return NULL;
+    const cJSON *day = get_flight_instance(env, ctx, number, date);
+    if (!day) return NULL;
+    if (!is_available(day)) {
+        tool_error(ctx, "Flight %s not available on date %s", number, date);
+        return NULL;
+    }
+    const cJSON *seats = json_get(json_get(day, "available_seats"), cabin);
+    if (!seats) {
+        key_error(ctx, cabin);
+        return NULL;
+    }
+    if (seats->valuedouble < n_pass) {
+        tool_error(ctx, "Not enough seats on flight %s", number);
+        return NULL;
+    }
+    const cJSON *price = json_get(json_get(day, "prices"), cabin);
+    if (!price) {
+        key_error(ctx, cabin);
+        return NULL;
+    }
+    cJSON *rf = cJSON_CreateObject();
+    cJSON_AddStringToObject(rf, "flight_number", number);
+    cJSON_AddItemToObject(rf, "origin", dup_or_null(json_get(flight, "origin")));
+    cJSON_AddItemToObject(rf, "destination", dup_or_null(json_get(flight, "destination")));
+    cJSON_AddStringToObject(rf, "date", date);
+    cJSON_AddItemToObject(rf, "price", cJSON_Duplicate(price, 1));
+    Num p = num_of(price);
+    total->v += p.v * n_pass;
+    total->is_float = total->is_float || p.is_float;
+    return rf;
+}
+
 static cJSON *airline_book_reservation(Env *env, const cJSON *args, ToolCtx *ctx) {
     const char *user_id = arg_str(args, "user_id");
     const char *cabin = arg_str(args, "cabin");
@@ -714,38 +755,9 @@ static cJSON *airline_book_reservation(Env *env, const cJSON *args, ToolCtx *ctx
     for (const cJSON *fi = flights->child; fi; fi = fi->next) {
         const char *number = json_get_str(fi, "flight_number");
         const char *date = json_get_str(fi, "date");
-        const cJSON *flight = get_flight(env, ctx, number);
-        if (!flight) goto done;
-        const cJSON *day = get_flight_instance(env, ctx, number, date);
-        if (!day) goto done;
-        if (!is_available(day)) {
-            tool_error(ctx, "Flight %s not available on date %s", number, date);
-            goto done;
-        }
-        const cJSON *seats = json_get(json_get(day, "available_seats"), cabin);
-        if (!seats) {
-            key_error(ctx, cabin);
-            goto done;
-        }
-        if (seats->valuedouble < n_pass) {
-            tool_error(ctx, "Not enough seats on flight %s", number);
-            goto done;
-        }
-        const cJSON *price = json_get(json_get(day, "prices"), cabin);
-        if (!price) {
-            key_error(ctx, cabin);
-            goto done;
-        }
-        cJSON *rf = cJSON_CreateObject();
-        cJSON_AddStringToObject(rf, "flight_number", number);
-        cJSON_AddItemToObject(rf, "origin", dup_or_null(json_get(flight, "origin")));
-        cJSON_AddItemToObject(rf, "destination", dup_or_null(json_get(flight, "destination")));
-        cJSON_AddStringToObject(rf, "date", date);
-        cJSON_AddItemToObject(rf, "price", cJSON_Duplicate(price, 1));
+        cJSON *rf = segment_priced(env, ctx, number, date, cabin, n_pass, &total);
+        if (!rf) goto done;
         cJSON_AddItemToArray(res_flights, rf);
-        Num p = num_of(price);
-        total.v += p.v * n_pass;
-        total.is_float = total.is_float || p.is_float;
     }
     const char *insurance = arg_str(args, "insurance");
     if (insurance && strcmp(insurance, "yes") == 0) total.v += 30.0 * n_pass;
@@ -941,38 +953,9 @@ static cJSON *airline_update_reservation_flights(Env *env, const cJSON *args, To
             cJSON_AddItemToArray(new_flights, cJSON_Duplicate(match, 1));
             continue;
         }
-        const cJSON *flight = get_flight(env, ctx, number);
-        if (!flight) goto done;
-        const cJSON *day = get_flight_instance(env, ctx, number, date);
-        if (!day) goto done;
-        if (!is_available(day)) {
-            tool_error(ctx, "Flight %s not available on date %s", number, date);
-            goto done;
-        }
-        const cJSON *seats = json_get(json_get(day, "available_seats"), cabin);
-        if (!seats) {
-            key_error(ctx, cabin);
-            goto done;
-        }
-        if (seats->valuedouble < n_pass) {
-            tool_error(ctx, "Not enough seats on flight %s", number);
-            goto done;
-        }
-        const cJSON *price = json_get(json_get(day, "prices"), cabin);
-        if (!price) {
-            key_error(ctx, cabin);
-            goto done;
-        }
-        cJSON *rf = cJSON_CreateObject();
-        cJSON_AddStringToObject(rf, "flight_number", number);
-        cJSON_AddItemToObject(rf, "origin", dup_or_null(json_get(flight, "origin")));
-        cJSON_AddItemToObject(rf, "destination", dup_or_null(json_get(flight, "destination")));
-        cJSON_AddStringToObject(rf, "date", date);
-        cJSON_AddItemToObject(rf, "price", cJSON_Duplicate(price, 1));
+        cJSON *rf = segment_priced(env, ctx, number, date, cabin, n_pass, &total);
+        if (!rf) goto done;
         cJSON_AddItemToArray(new_flights, rf);
-        Num p = num_of(price);
-        total.v += p.v * n_pass;
-        total.is_float = total.is_float || p.is_float;
     }
     /* Deduct what the old segments cost. */
     Num old_sum = {0, false};
