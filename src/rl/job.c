@@ -88,9 +88,11 @@ typedef struct {
     TrainDeviceKind train_device;
     int node_rank;       /* this rank's index on its node: its GPU for train_device / rollout_device "cuda" */
     bool rollout_on_gpu; /* rollout_device "cuda": episodes on the GPU engine */
-    int64_t checked_tokens; /* the micro-batch tokens whose activations setup_memory counted (CPU, CUDA trainer) */
+    int64_t checked_tokens; /* the micro-batch tokens whose activations setup_memory counted (every trainer kind) */
     double planned_bytes;   /* this rank's host memory as setup_memory counted it */
-    double gpu_room;        /* what this rank's GPU has to spare while training, beyond the plan */
+    double gpu_room;        /* what this rank's GPU has to spare, beyond the plan, in the tighter phase that holds
+                             * the trainer's activations (gpu_room_phase) */
+    const char *gpu_room_phase; /* "training" or "rolling out" */
     Qwen3 *engine_model; /* the rollout engine's weights (rollout ranks): full, or this rank's shard of a
                           * rollout group of several ranks; may be policy */
     PromptSet *prompts;
@@ -345,7 +347,16 @@ static void setup_gpu_memory(Job *j, int64_t T, const char *t_field) {
         name_fields(j, fields, n_fields, names, sizeof names);
         die_input("%s: %s: %s", c->path, names, err);
     }
-    if (train_gpu) j->checked_tokens = T, j->gpu_room = room[JOB_PHASE_TRAIN];
+    /* the trainer's activations are held while training, and while rolling
+     * out too unless offload_train frees them: a longer trajectory's growth
+     * must fit the tighter of those phases */
+    if (train_gpu) {
+        bool held_in_rollout = !(c->colocate && c->offload_train);
+        bool rollout_tighter = held_in_rollout && room[JOB_PHASE_ROLLOUT] < room[JOB_PHASE_TRAIN];
+        j->checked_tokens = T;
+        j->gpu_room = room[rollout_tighter ? JOB_PHASE_ROLLOUT : JOB_PHASE_TRAIN];
+        j->gpu_room_phase = rollout_tighter ? "rolling out" : "training";
+    }
 }
 #endif
 
@@ -378,6 +389,7 @@ static void setup_memory(Job *j) {
             mem.train_state = n * sizeof(float) * 2;
         }
         if (j->train_device == TRAIN_DEVICE_CPU_MIRROR) { /* the stand-in device is host memory too */
+            j->checked_tokens = T;
             mem.weights += n * sizeof(float) * models;
             mem.train_state += n * sizeof(float) * 3;
             mem.activations = train_acts_bytes(j, T);
@@ -1307,15 +1319,15 @@ static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *
         if (more > j->gpu_room)
             die_runtime("%s: a trajectory of %" PRId64 " tokens in %s is longer than the %" PRId64 " the GPU memory "
                         "check at start counted: its activations take %s more on this rank's GPU, which had %s to "
-                        "spare while training; lower 'rollout_max_response_len' and rerun to resume from the last "
+                        "spare while %s; lower 'rollout_max_response_len' and rerun to resume from the last "
                         "checkpoint", c->path, longest, buffer_path, j->checked_tokens,
-                        sysmem_format(more, m, sizeof m), sysmem_format(j->gpu_room, r, sizeof r));
+                        sysmem_format(more, m, sizeof m), sysmem_format(j->gpu_room, r, sizeof r), j->gpu_room_phase);
         j->gpu_room -= more;
         j->checked_tokens = longest;
         return;
     }
 #endif
-    if (j->train_device != TRAIN_DEVICE_CPU) return;
+    if (j->train_device == TRAIN_DEVICE_CUDA) return; /* checked above (a CUDA build's only) */
     double bytes = j->planned_bytes - train_acts_bytes(j, j->checked_tokens) + train_acts_bytes(j, longest);
     char what[160], err[512];
     snprintf(what, sizeof what, "this rank's plan with the activations of %" PRId64 " tokens", longest);

@@ -18,7 +18,9 @@
 #     GPU had to spare. Under the emulation, on a GPU at most 1.1 MiB
 #     larger than the plan and its reserve (the trajectory's activations
 #     take 2 MiB more), the job ends (exit 1) naming the sizes and the
-#     field to lower; with room, the same job runs.
+#     field to lower; colocated with offload_train off, the same against
+#     the rollout phase (the engine beside the whole trainer); with room,
+#     the same job runs.
 set -u
 BIN=$1
 cd "$TAU2_SOURCE_DIR"
@@ -79,6 +81,26 @@ PY
   grep -q "the GPU memory check at start counted: its activations take .* more on this rank's GPU, which had .* to \
 spare while training; lower 'rollout_max_response_len'" "$TMP/err"
   check "the message gives the growth, the room and the field to lower" $?
+  # Colocated with the engine on the GPU too and offload_train off, the
+  # trainer's activations stay through the rollout phase (the engine and
+  # the whole trainer): its room, the tighter, is what the growth must fit.
+  tiny_config "$TMP/turnr.json" prompt_data=\"$TMP/one.jsonl\" sft_data=null rollout_max_turn_len=1 \
+    rollout_max_response_len=1 max_tokens_per_gpu=1 num_rollout=1 rollout_batch_size=1 n_samples_per_prompt=2 \
+    global_batch_size=2 train_device=\"cuda\" rollout_device=\"cuda\" offload_train=false
+  expect_exit "(the plan of the short-turn job rolling out)" 2 "would take" env TAU2_CUDA_EMU_MEMORY_MIB=1 "$BIN" \
+    "$TMP/turnr.json" --output-dir "$TMP/t4"
+  mib=$(python3 - "$TMP/err" <<'PY'
+import math, re, sys
+m = re.search(r"would take ([0-9.]+) (KiB|MiB|GiB) of its memory while rolling out", open(sys.argv[1]).read())
+plan = float(m.group(1)) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[m.group(2)]
+print(math.ceil(plan + 0.05 + 1024))
+PY
+)
+  expect_exit "without offload_train the growth must fit the rollout phase: the job ends" 1 \
+    "tokens in $TMP/t5/rollouts/step_000000.h5 is longer than the" \
+    env TAU2_CUDA_EMU_MEMORY_MIB=$mib "$BIN" "$TMP/turnr.json" --output-dir "$TMP/t5"
+  grep -q "which had .* to spare while rolling out; lower 'rollout_max_response_len'" "$TMP/err"
+  check "the message names the rollout phase" $?
 fi
 expect_exit "with room for it the same job runs" 0 "" "$BIN" "$TMP/turn.json" --output-dir "$TMP/t3"
 finish test_job_gpu_memory

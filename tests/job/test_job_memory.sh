@@ -139,5 +139,15 @@ expect_exit "a longer trajectory that no longer fits ends the job with the sizes
   with_limit $limit "$BIN" "$TMP/turn.json" --output-dir "$TMP/r5"
 grep -qF "lower 'rollout_max_response_len'" "$TMP/err"
 check "the message names the field to lower" $?
+# the cpu_mirror device's own activations are host memory, checked the same way
+tiny_config "$TMP/turnm.json" prompt_data=\"$TMP/one.jsonl\" sft_data=null rollout_max_turn_len=1 \
+  rollout_max_response_len=1 max_tokens_per_gpu=1 num_rollout=1 rollout_batch_size=1 n_samples_per_prompt=2 \
+  global_batch_size=2 train_device=\"cpu_mirror\"
+expect_exit "(the plan of the short-turn job on the cpu_mirror device)" 2 "would take" \
+  with_limit 1M "$BIN" "$TMP/turnm.json" --output-dir "$TMP/r7"
+limit=$(python3 -c "import sys; print('%.1fM' % (float(sys.argv[1]) + 0.1))" "$(plan_mib)")
+expect_exit "on the cpu_mirror device too, a longer trajectory that no longer fits ends the job" 1 \
+  "tokens in $TMP/r7/rollouts/step_000000.h5 is longer than the" \
+  with_limit $limit "$BIN" "$TMP/turnm.json" --output-dir "$TMP/r7"
 expect_exit "with room for it the same job runs" 0 "" "$BIN" "$TMP/turn.json" --output-dir "$TMP/r6"
 finish test_job_memory
