@@ -31,6 +31,7 @@ import sys
 
 import numpy as np
 import torch
+from qwen3_tensors import tensor_specs
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "qwen3")
 
@@ -59,32 +60,6 @@ CONFIGS = [
          num_attention_heads=4, num_key_value_heads=2, head_dim=8, tie_word_embeddings=True,
          rope_theta=10000.0, rms_norm_eps=1e-6, lengths=[128, 70, 100], seed=6),
 ]
-
-
-def tensor_specs(c):
-    """(hf name, shape) in transformers' order."""
-    V, C, I = c["vocab_size"], c["hidden_size"], c["intermediate_size"]
-    NH, NKV, D = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
-    specs = [("model.embed_tokens.weight", (V, C))]
-    for l in range(c["num_hidden_layers"]):
-        p = "model.layers.%d." % l
-        specs += [
-            (p + "input_layernorm.weight", (C,)),
-            (p + "self_attn.q_proj.weight", (NH * D, C)),
-            (p + "self_attn.k_proj.weight", (NKV * D, C)),
-            (p + "self_attn.v_proj.weight", (NKV * D, C)),
-            (p + "self_attn.q_norm.weight", (D,)),
-            (p + "self_attn.k_norm.weight", (D,)),
-            (p + "self_attn.o_proj.weight", (C, NH * D)),
-            (p + "post_attention_layernorm.weight", (C,)),
-            (p + "mlp.gate_proj.weight", (I, C)),
-            (p + "mlp.up_proj.weight", (I, C)),
-            (p + "mlp.down_proj.weight", (C, I)),
-        ]
-    specs.append(("model.norm.weight", (C,)))
-    if not c["tie_word_embeddings"]:
-        specs.append(("lm_head.weight", (V, C)))
-    return specs
 
 
 def random_weights(c, gen):

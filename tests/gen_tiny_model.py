@@ -38,6 +38,7 @@ import sys
 import unicodedata
 
 import numpy as np
+from qwen3_tensors import tensor_specs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -135,29 +136,6 @@ def derive_tokenizer_config(qwen_cfg, tok):
 
 
 # ---------------------------------------------------------------- weights
-
-def tensor_specs(c):
-    """(hf name, shape) in transformers' order; no lm_head (tied)."""
-    V, C, I = c["vocab_size"], c["hidden_size"], c["intermediate_size"]
-    NH, NKV, D = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
-    specs = [("model.embed_tokens.weight", (V, C))]
-    for l in range(c["num_hidden_layers"]):
-        p = "model.layers.%d." % l
-        specs += [
-            (p + "input_layernorm.weight", (C,)),
-            (p + "self_attn.q_proj.weight", (NH * D, C)),
-            (p + "self_attn.k_proj.weight", (NKV * D, C)),
-            (p + "self_attn.v_proj.weight", (NKV * D, C)),
-            (p + "self_attn.q_norm.weight", (D,)),
-            (p + "self_attn.k_norm.weight", (D,)),
-            (p + "self_attn.o_proj.weight", (C, NH * D)),
-            (p + "post_attention_layernorm.weight", (C,)),
-            (p + "mlp.gate_proj.weight", (I, C)),
-            (p + "mlp.up_proj.weight", (I, C)),
-            (p + "mlp.down_proj.weight", (C, I)),
-        ]
-    specs.append(("model.norm.weight", (C,)))
-    return specs
 
 
 def to_bf16_bits(x):
