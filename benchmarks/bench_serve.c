@@ -76,7 +76,7 @@ static long parse_int(const char *opt, const char *v, long lo, long hi) {
 int main(int argc, char **argv) {
     const char *model = NULL, *url_base = NULL;
     int n_req = 64, conc = 16, max_tokens = 32, max_batch = 32;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* option, value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) die_input("bench_serve: %s: missing value (see the usage at the top of bench_serve.c)", a);
         if (!strcmp(a, "--model")) model = v;
@@ -86,7 +86,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--max-tokens")) max_tokens = (int)parse_int(a, v, 1, 1 << 20);
         else if (!strcmp(a, "--max-batch")) max_batch = (int)parse_int(a, v, 1, 4096);
         else die_input("bench_serve: unknown option '%s'", a);
-        i++;
     }
     if (!model && !url_base) {
         /* the tiny model from the repository root or from a build directory */

@@ -73,6 +73,17 @@ static inline double lanes16_total(double lane[16]) {
     return lane[0];
 }
 
+/* above its first use (vector_clones.h) */
+VECTOR_CLONES double sum_squares_array(const float *x, size_t n) {
+    double lane[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int u = 0; u < 16; u++) lane[u] += (double)x[i + u] * x[i + u];
+    }
+    for (; i < n; i++) lane[i & 15] += (double)x[i] * x[i];
+    return lanes16_total(lane);
+}
+
 /* sum_c dy_c w_c x_c in double */
 VECTOR_CLONES static double rms_dot(const float *dy, const float *w, const float *x, int C) {
     double lane[16] = {0};
@@ -859,16 +870,6 @@ void logprob_entropy_backward_shard(float *logits, const float *dlogprob, const 
 }
 
 /* ------------------------------------------------------------ optimizer */
-
-VECTOR_CLONES double sum_squares_array(const float *x, size_t n) {
-    double lane[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        for (int u = 0; u < 16; u++) lane[u] += (double)x[i + u] * x[i + u];
-    }
-    for (; i < n; i++) lane[i & 15] += (double)x[i] * x[i];
-    return lanes16_total(lane);
-}
 
 VECTOR_CLONES void adamw_update_array(float *p, const float *g, float *m, float *v, size_t n, float gscale,
                                       float b1, float b2, float eps, float decay, float step_size,

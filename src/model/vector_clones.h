@@ -5,7 +5,13 @@
  * width (no reassociation: C11 keeps FP contraction off, and sums run in
  * fixed lanes), so every clone gives the same bits; only the speed differs.
  * The default build targets baseline x86-64 (SSE2), which would otherwise
- * leave AVX2 and AVX-512 unused in exp and the sampler's passes. */
+ * leave AVX2 and AVX-512 unused in exp and the sampler's passes.
+ *
+ * Put the attribute on the definition only, and define the function above
+ * its first use in its file: clang refuses to make a function
+ * multiversioned after a call has used it, and GCC, given the attribute on
+ * a header's declaration, emits a resolver in every caller's file that
+ * links to clones only the defining file has. */
 #ifndef TAU2_MODEL_VECTOR_CLONES_H
 #define TAU2_MODEL_VECTOR_CLONES_H
 

@@ -548,7 +548,7 @@ static int parse_mix(FaultSpec *spec, const char *mix) {
 int main(int argc, char **argv) {
     FaultSpec spec = {.max_faults = 3, .retry_after_s = 1, .slow_s = 30};
     int port = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* option, value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "fault_server: %s needs a value\n", a);
@@ -574,7 +574,6 @@ int main(int argc, char **argv) {
             fprintf(stderr, "fault_server: unknown option %s\n", a);
             return 2;
         }
-        i++;
     }
     sigset_t set;
     sigemptyset(&set);

@@ -347,10 +347,9 @@ static void test_head_mask(void **state) {
     Qwen3 *m = f.model;
     int T = f.b.T;
     uint8_t *hm = xmalloc((size_t)T);
-    int n = 0, skipped = 0;
+    int skipped = 0;
     for (int t = 0; t < T; t++) {
         hm[t] = f.b.mask[t] != 0;
-        n += hm[t];
         skipped += !hm[t];
     }
     assert_true(skipped > 0);
