@@ -790,7 +790,10 @@ static bool load_checkpoint(Job *j) {
         describe_tensors(m, mm, tm);
         describe_tensors(m, vv, tv);
         CkptState st;
-        if (ckpt_load(path, &st, tw, tm, tv, n, err, sizeof err) != 0) die_runtime("resume: %s", err);
+        if (ckpt_load(path, &st, tw, tm, tv, n, err, sizeof err) != 0)
+            die_input("%s: fields 'output_dir' and 'model': resume: %s (a damaged checkpoint, or a model of another "
+                      "shape than the run's: point %s/%s at a checkpoint that loads, or remove it to start the run "
+                      "over)", j->cfg->path, err, j->ckpt_dir, CKPT_LATEST);
         /* the moments exist from the first update on: allocate them */
         qwen3_alloc_moments(m);
         for (int i = 0; i < n; i++) {

@@ -45,6 +45,14 @@ expect_exit "a dangling ckpt/latest is refused" 2 "step_999999.h5, which cannot 
   mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/d"
 cmp -s "$TMP/a/metrics.jsonl" "$TMP/d/metrics.jsonl"
 check "metrics.jsonl untouched by the refused run" $?
+# ... or one that does not load: truncated by hand
+latest=$(cat "$TMP/a/ckpt/latest")
+cp -r "$TMP/a" "$TMP/t"
+truncate -s 100000 "$TMP/t/ckpt/$latest"
+expect_exit "a truncated checkpoint is refused" 2 "fields 'output_dir' and 'model': resume: " \
+  mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/t"
+cmp -s "$TMP/a/metrics.jsonl" "$TMP/t/metrics.jsonl"
+check "metrics.jsonl untouched by the refused run" $?
 expect_exit "an empty --output-dir is refused" 2 "--output-dir: expected a directory name" \
   "$BIN" "$TMP/cfg.json" --output-dir ""
 
