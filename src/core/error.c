@@ -235,9 +235,15 @@ int dir_create_all(const char *path, char *err, size_t errlen) {
         mkdir(p, 0777); /* a failure here shows up at the last mkdir */
         *s = '/';
     }
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create directory %s: %s", p, strerror(errno));
-        rc = -1;
+    struct stat sb;
+    if (mkdir(p, 0777) != 0) {
+        if (errno != EEXIST) {
+            snprintf(err, errlen, "cannot create directory %s: %s", p, strerror(errno));
+            rc = -1;
+        } else if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a directory", p);
+            rc = -1;
+        }
     }
     free(p);
     return rc;

@@ -53,7 +53,8 @@ char *file_read_all(const char *path, size_t *len_out, char *err, size_t errlen)
 int file_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
 /* Create a directory and its missing parents (mkdir -p). 0, or -1 with err
- * naming the path that could not be made. */
+ * naming the path that could not be made (or that exists as another kind
+ * of file). */
 int dir_create_all(const char *path, char *err, size_t errlen);
 
 /* Whether an output can be made at path, checked before the work that

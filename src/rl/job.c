@@ -132,6 +132,19 @@ static void mkdir_run(const JobConfig *c, const char *path) {
     if (dir_create_all(path, err, sizeof err) != 0) die_input("%s: field 'output_dir': %s", c->path, err);
 }
 
+/* What the run directory will hold, each name free or of its kind (a
+ * folder, or a file), checked before anything is made there: a file where
+ * a folder goes would otherwise be found only when a step's work is done. */
+static void check_run_outputs(const Job *j) {
+    const char *names[] = {"ckpt", "rollouts", "tb", "metrics.jsonl"};
+    for (int i = 0; i < 4; i++) {
+        char path[1100], err[1400];
+        snprintf(path, sizeof path, "%s/%s", j->run_dir, names[i]);
+        if (path_check_output(path, i < 3, err, sizeof err) != 0)
+            die_input("%s: field 'output_dir': %s", j->cfg->path, err);
+    }
+}
+
 /* dir + "/" + name (name may be NULL) into out; paths too long for out
  * are an input error. */
 static void path_join(char *out, size_t outlen, const char *dir, const char *name) {
@@ -1663,6 +1676,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         snprintf(what, sizeof what, "%s job %s", cfg->job, cfg->path);
         j->lock = run_lock_acquire(j->run_dir, what, run_lock_wait_s(), err, sizeof err);
         if (!j->lock) die_input("%s: field 'output_dir': %s", cfg->path, err);
+        check_run_outputs(j);
         mkdir_run(cfg, j->ckpt_dir);
         mkdir_run(cfg, j->rollout_dir);
     }

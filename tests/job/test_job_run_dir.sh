@@ -49,6 +49,15 @@ tiny_config "$TMP/ok.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 
   num_rollout=3 save_interval=1
 expect_exit "an output_dir under a file is refused" 2 "field 'output_dir': $TMP/file: exists and is not a directory" \
   "$BIN" "$TMP/ok.json" --output-dir "$TMP/file/run"
+# What the run directory holds, each of the wrong kind: refused before any work, nothing made there.
+for entry in ckpt rollouts tb metrics.jsonl; do
+  rm -rf "$TMP/kind"; mkdir -p "$TMP/kind"
+  if [ "$entry" = metrics.jsonl ]; then mkdir "$TMP/kind/$entry"; else touch "$TMP/kind/$entry"; fi
+  expect_exit "a run directory whose $entry is of the wrong kind is refused" 2 "field 'output_dir': $TMP/kind/$entry" \
+    "$BIN" "$TMP/ok.json" --output-dir "$TMP/kind"
+  made=$(find "$TMP/kind" -mindepth 1 ! -name "$entry" ! -name .lock | wc -l)
+  check "nothing made beside it ($made)" "$made"
+done
 
 # A directory another process holds (its description in the lock file).
 holder=$(hold_run_dir "$TMP/held")
