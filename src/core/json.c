@@ -191,6 +191,14 @@ static char *read_string(Reader *r) {
             }
             /* A lone surrogate cannot be UTF-8; Python keeps it, we substitute U+FFFD. */
             if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
+            /* Python keeps a NUL too, but a C string would end there and
+             * quietly lose the rest ("path\u0000/junk" read as "path"). */
+            if (cp == 0) {
+                r->pos -= 6; /* point at the backslash */
+                reader_fail(r, "\\u0000 in a string (a NUL character is not supported)");
+                sbuf_free(&b);
+                return NULL;
+            }
             put_utf8(&b, cp);
             break;
         }

@@ -27,7 +27,9 @@
 /* Parse RFC 8259 JSON (plus NaN/Infinity/-Infinity, as Python accepts).
  * On error returns NULL and writes "<name>:<line>:<col>: <what was expected>"
  * into err. `name` is the file name (or "<stdin>", "<arguments>") used in
- * messages. Duplicate object keys keep the last value, as Python does. */
+ * messages. Duplicate object keys keep the last value, as Python does.
+ * Unlike Python, \u0000 in a string is an error (a C string would end at
+ * it), and a lone surrogate escape reads as U+FFFD (UTF-8 cannot hold it). */
 cJSON *json_parse(const char *text, size_t len, const char *name, char *err, size_t errlen);
 /* Read and parse a file; errors name the path. */
 cJSON *json_load_file(const char *path, char *err, size_t errlen);

@@ -73,6 +73,11 @@ static void test_errors_have_positions(void **state) {
     cJSON *v = json_parse("{\n  \"a\": [1,\n  ]\n}", 17, "x.json", err, sizeof err);
     assert_null(v);
     assert_non_null(strstr(err, "x.json:3:3"));
+    /* a NUL would end the C string early: refused, pointing at its escape */
+    const char *nul = "{\"model\": \"dir\\u0000/junk\"}";
+    v = json_parse(nul, strlen(nul), "c.json", err, sizeof err);
+    assert_null(v);
+    if (!strstr(err, "c.json:1:15") || !strstr(err, "NUL")) fail_msg("got '%s'", err);
 }
 
 static void test_equal_and_merge(void **state) {
