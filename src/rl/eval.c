@@ -639,6 +639,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         snprintf(tag, sizeof tag, "step_%06" PRId64, step);
     }
 
+    local_user_ready(cfg, world);
     MetricsLog *metrics = NULL;
     TbWriter *tb = NULL;
     RunLock *lock = NULL;

@@ -593,17 +593,34 @@ void local_user_serve(const JobConfig *c, Comm *world, int n_engines) {
                         .kv_tokens = c->kv_cache_tokens,
                         .chunked_prefill_size = c->chunked_prefill_size};
     char err[2048], path[2100];
-    /* the plan, from the model's config.json before the weights load; the
-     * job's rank 0 names the fields when the node's sum is refused */
+    /* The model's errors are this rank's alone, so this rank says them,
+     * rank 0 or not; the memory check's refusal is the job's, said by its
+     * rank 0. */
+    error_set_quiet_input(0);
+    const char *field = c->user_models ? "user_model" : "model";
+    /* the plan, from the model's config.json before the weights load */
     Qwen3Config ucfg;
     snprintf(path, sizeof path, "%s/config.json", so.model_dir);
     if (qwen3_config_load(path, &ucfg, err, sizeof err) != 0)
-        die_input("%s: the local user (user_model): %s", c->path, err);
+        die_input("%s: field '%s' (the local user's model): %s", c->path, field, err);
     JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&ucfg, 1) * sizeof(float),
                      .kv_cache = infer_kv_cache_bytes(&ucfg, 1, server_kv_tokens(&so), 0)};
-    if (job_memory_check(world, &mem, err, sizeof err) != 0) die_input("%s: %s", c->path, err);
-    if (server_mpi_run(&so, MPI_COMM_WORLD, n_engines / n_us + (us < n_engines % n_us), err, sizeof err) != 0)
-        die_input("%s: the local user (user_model): %s", c->path, err);
+    if (job_memory_check(world, &mem, err, sizeof err) != 0) {
+        error_set_quiet_input(world->rank != 0);
+        die_input("%s: %s", c->path, err);
+    }
+    /* the model loads while the job's ranks load theirs; they wait for it
+     * (local_user_ready) before writing anything */
+    Server *s = server_open(&so, NULL, NULL, NULL, err, sizeof err);
+    if (!s) die_input("%s: field '%s' (the local user's model): %s", c->path, field, err);
+    comm_barrier(world);
+    if (server_mpi_serve(s, MPI_COMM_WORLD, n_engines / n_us + (us < n_engines % n_us), err, sizeof err) != 0)
+        die_runtime("%s: the local user's server: %s", c->path, err);
+    server_stop(s);
+}
+
+void local_user_ready(const JobConfig *c, Comm *world) {
+    if (c->user_sim_ranks > 0) comm_barrier(world);
 }
 
 LlmClient *local_user_client(const JobConfig *c, int world_size, int engine, const char *cache_dir, int *endpoint) {
@@ -1671,6 +1688,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     /* the memory plans count the evaluation's engine too; then the weights */
     setup_memory(j);
     setup_models(j);
+    local_user_ready(cfg, world);
     if (j->root) {
         char what[1200];
         snprintf(what, sizeof what, "%s job %s", cfg->job, cfg->path);

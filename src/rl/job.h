@@ -53,11 +53,17 @@ void job_rollout_user(const JobConfig *cfg, const char *data_dir, RolloutUser *o
  * memory check (job_memory_check over world, which the job's other ranks
  * join with their own plans: the user model's fp32 weights and the
  * server's KV cache; exit 2 when the node's sum is over its limit), then
- * serve its engines until each has shut down (exit 2 when the model does
- * not load). local_user_client, on engine e: a client with the MPI
+ * load the model (exit 2, with its own message, when it does not load),
+ * meet the other ranks in local_user_ready, and serve its engines until
+ * each has shut down. local_user_client, on engine e: a client with the MPI
  * endpoint of its server in *endpoint; the engine calls
  * llm_client_mpi_shutdown(client, *endpoint) when it is done. */
 void local_user_serve(const JobConfig *cfg, Comm *world, int n_engines);
+/* On the job's other ranks, before they write anything: wait until every
+ * server rank has loaded its model (collective over world with
+ * local_user_serve; nothing to wait for without server ranks). A model
+ * that does not load ends the job (exit 2) before any output exists. */
+void local_user_ready(const JobConfig *cfg, Comm *world);
 LlmClient *local_user_client(const JobConfig *cfg, int world_size, int engine, const char *cache_dir, int *endpoint);
 
 #endif

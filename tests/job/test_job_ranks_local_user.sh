@@ -6,6 +6,7 @@
 #  2. An eval job with 2 engines + 1 server, and with 1 engine + 1 server:
 #     the episodes complete and the results are the same (each request is
 #     seeded, the server's replies do not depend on what else it runs).
+#  3. A user model that does not load: exit 2 naming it, nothing written.
 # Two and four episodes: small enough for the sanitizer run.
 set -u
 BIN=$1
@@ -47,4 +48,29 @@ assert a == b
 assert open(sys.argv[1] + "/trajectories.jsonl").read() == open(sys.argv[2] + "/trajectories.jsonl").read()
 PY
 check "the local user's episodes complete, the same on 2 engines and on 1" $?
+# A user model that does not load (its weights cut short): the server rank
+# says so, naming the field, and the job ends (exit 2) before writing
+# anything, in a GRPO job and in an eval job.
+mkdir -p "$TMP/cut"
+cp inputs/tiny_model/* "$TMP/cut/"
+truncate -s 400000 "$TMP/cut/model.safetensors"
+tiny_config "$TMP/grpo_cut.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=1 \
+  n_samples_per_prompt=2 global_batch_size=2 num_rollout=1 user=\"local\" user_sim_ranks=1 \
+  user_model=\"$TMP/cut\"
+expect_exit "GRPO: a local user model that does not load is refused" 2 \
+  "field 'user_model' (the local user's model): $TMP/cut/model.safetensors" \
+  mpirun_np 2 "$BIN" "$TMP/grpo_cut.json" --output-dir "$TMP/gc"
+[ ! -e "$TMP/gc" ]
+check "the refused GRPO job left no run directory" $?
+python3 - "$TMP/eval.json" "$TMP/eval_cut.json" "$TMP/cut" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["user_model"] = sys.argv[3]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+expect_exit "eval: a local user model that does not load is refused" 2 \
+  "field 'user_model' (the local user's model): $TMP/cut/model.safetensors" \
+  mpirun_np 2 "$BIN" "$TMP/eval_cut.json" --output-dir "$TMP/ec"
+[ ! -e "$TMP/ec" ]
+check "the refused eval job left no output directory" $?
 finish test_job_ranks_local_user
