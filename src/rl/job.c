@@ -466,6 +466,7 @@ static void setup_models(Job *j) {
 static void sft_from_oracle(Job *j) {
     const JobConfig *c = j->cfg;
     j->sft = sft_new(j->ct, j->tok, NULL);
+    j->sft->max_tokens = (size_t)j->mcfg.max_position_embeddings;
     PromptSet *ps = j->prompts;
     char err[1024];
     for (int i = 0; i < ps->n_rows; i++) {
@@ -505,8 +506,10 @@ static void setup_data(Job *j) {
             if (!j->prompts) die_input("%s: field 'sft_data': \"oracle\" needs prompt_data (its tasks)", c->path);
             sft_from_oracle(j);
         } else {
-            j->sft = sft_load(c->sft_data, j->ct, j->tok, err, sizeof err);
-            if (!j->sft) die_input("%s: field 'sft_data': %s", c->path, err);
+            j->sft = sft_new(j->ct, j->tok, NULL);
+            j->sft->max_tokens = (size_t)j->mcfg.max_position_embeddings;
+            if (sft_read(j->sft, c->sft_data, err, sizeof err) != 0)
+                die_input("%s: field 'sft_data': %s", c->path, err);
         }
     }
     /* Every rank needs the SFT step count (the GRPO phase starts after it):

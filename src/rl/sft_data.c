@@ -407,6 +407,11 @@ int sft_add_row(SftSet *s, const cJSON *row, const char *where, char *err, size_
     int rc = assemble(s, msgs, tools, first, &tr, W, err, errlen);
     cJSON_Delete(msgs);
     cJSON_Delete(tools);
+    if (rc == 0 && s->max_tokens > 0 && tr.n > s->max_tokens) {
+        snprintf(err, errlen, "%s: %zu tokens, longer than the model's context (max_position_embeddings %zu)", W,
+                 tr.n, s->max_tokens);
+        rc = -1;
+    }
     if (rc != 0) {
         traj_free(&tr);
         return -1;

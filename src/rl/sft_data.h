@@ -45,6 +45,7 @@ typedef struct {
     SftConversation *conv; /* [n] */
     int n, cap;
     size_t n_tokens, n_trained; /* totals over conv */
+    size_t max_tokens;          /* a longer conversation is refused (the model's context); 0: no limit */
     /* how rows are rendered (borrowed, must outlive the set) */
     const ChatTemplate *ct;
     Tokenizer *tok;

@@ -408,11 +408,23 @@ static void test_read_with_kwargs(void **state) {
     assert_non_null(strstr(err, ":2: messages: expected a non-empty list"));
     assert_int_equal(s->n, 1);
     assert_int_equal(s->n_tokens, tokens);
+    /* a conversation longer than the model's context is refused, naming its line */
+    s->max_tokens = c->n - 1;
+    char *two = write_temp("\n" GOOD);
+    assert_int_equal(sft_read(s, two, err, sizeof err), -1);
+    if (!strstr(err, ":2: ") || !strstr(err, "longer than the model's context (max_position_embeddings"))
+        fail_msg("got '%s'", err);
+    assert_int_equal(s->n, 1);
+    s->max_tokens = c->n;
+    assert_int_equal(sft_read(s, two, err, sizeof err), 0);
+    assert_int_equal(s->n, 2);
     sft_free(s);
     unlink(good);
     unlink(bad);
+    unlink(two);
     free(good);
     free(bad);
+    free(two);
 }
 
 int main(void) {
