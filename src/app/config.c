@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "llm/llm_client.h"
 #include "model/infer.h"
 #include "tau2/env.h"
 
@@ -585,9 +586,9 @@ static void config_load_eval(JobConfig *cfg, const cJSON *ev, const char *path) 
                 snprintf(f2, sizeof f2, "%s.domain", sub);
                 field_error(path, f2, names, json_get(md, "domain"));
             }
-            if (d->user_base_url && strncmp(d->user_base_url, "http://", 7) && strncmp(d->user_base_url, "https://", 8)) {
+            if (d->user_base_url && !llm_url_is_http(d->user_base_url)) {
                 snprintf(f2, sizeof f2, "%s.user_base_url", sub);
-                field_error(path, f2, "an http:// or https:// URL", json_get(md, "user_base_url"));
+                field_error(path, f2, "an http:// or https:// URL with a host (and a port in 1..65535)", json_get(md, "user_base_url"));
             }
         }
     }
@@ -702,9 +703,8 @@ void config_load_job(const char *path, JobConfig *cfg) {
     /* The api user's model and endpoint may come from the config, an eval
      * dataset's metadata_overrides or each prompt row (their metadata):
      * a row without any is an error when the prompts load (rl/user_routes.h). */
-    if (strcmp(cfg->user, "api") == 0 && cfg->user_base_url && strncmp(cfg->user_base_url, "http://", 7) &&
-        strncmp(cfg->user_base_url, "https://", 8))
-        field_error(path, "user_base_url", "an http:// or https:// URL", json_get(root, "user_base_url"));
+    if (strcmp(cfg->user, "api") == 0 && cfg->user_base_url && !llm_url_is_http(cfg->user_base_url))
+        field_error(path, "user_base_url", "an http:// or https:// URL with a host (and a port in 1..65535)", json_get(root, "user_base_url"));
     if (strcmp(cfg->user, "local") == 0 && user_models_count(cfg->user_models) > 1)
         field_error(path, "user_model",
                     "one model directory when user is \"local\" (the user-simulator ranks serve one model; a "

@@ -274,6 +274,22 @@ static void endpoint_free(Endpoint *e) {
     curl_slist_free_all(e->headers);
 }
 
+bool llm_url_is_http(const char *url) {
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] != '\0';
+    /* the parser takes any number of digits; a socket takes 1..65535 */
+    if (ok && curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK) ok = atol(port) >= 1 && atol(port) <= 65535;
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return ok;
+}
+
 LlmClient *llm_client_new(const LlmEndpointConfig *endpoints, int n_endpoints, const LlmClientOptions *opt, char *err,
                           size_t errlen) {
     /* No endpoints at all is fine only for a client whose endpoints are

@@ -99,6 +99,11 @@ void llm_result_free(LlmResult *r);
 
 typedef struct LlmClient LlmClient;
 
+/* Whether url can be an endpoint's base URL: an absolute http:// or
+ * https:// URL with a host and, when given, a port in 1..65535, as
+ * libcurl's URL parser reads it. Configs check theirs with it at start. */
+bool llm_url_is_http(const char *url);
+
 /* A client over n_endpoints HTTP endpoints (configs and strings are
  * copied); endpoints NULL with n_endpoints 0 for a client whose endpoints
  * are all added with llm_client_add_mpi_endpoint. Returns NULL with err

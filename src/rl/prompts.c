@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/rng.h"
+#include "llm/llm_client.h"
 #include "rl/job_config.h"
 
 static int find_domain(PromptSet *ps, const char *name, const char *data_dir, char *err, size_t errlen) {
@@ -88,9 +89,9 @@ static int add_row(PromptSet *ps, const cJSON *row, const char *path, int line, 
         return row_error(err, errlen, path, line, "metadata.user_model: expected a model name or a non-empty list of "
                          "model names%s%s", "", "");
     if (url && !cJSON_IsNull(url) &&
-        (!cJSON_IsString(url) || (strncmp(url->valuestring, "http://", 7) && strncmp(url->valuestring, "https://", 8)))) {
+        (!cJSON_IsString(url) || !llm_url_is_http(url->valuestring))) {
         user_models_free(models);
-        return row_error(err, errlen, path, line, "metadata.user_base_url: expected an http:// or https:// URL%s%s",
+        return row_error(err, errlen, path, line, "metadata.user_base_url: expected an http:// or https:// URL with a host%s%s",
                          "", "");
     }
     if (key && !cJSON_IsNull(key) && (!cJSON_IsString(key) || !*key->valuestring)) {

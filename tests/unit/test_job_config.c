@@ -332,6 +332,14 @@ static void test_wrong_types_and_ranges(void **state) {
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"chunked_prefill_size\": -2}", "field 'chunked_prefill_size'",
                  "got -2", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"tokenizer\": null}", "field 'tokenizer'", "got null", NULL);
+    /* user_base_url: an http(s) URL with a host and a port a socket can have */
+    const char *urls[] = {"\"ftp://h/v1\"", "\"http://\"", "\"http://127.0.0.1:99999/v1\"", "\"localhost:8000\""};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char cfg[512];
+        snprintf(cfg, sizeof cfg, "{" GRPO_MIN ", " GRPO_BATCH ", \"user\": \"api\", \"user_model\": \"m\", "
+                 "\"user_base_url\": %s}", urls[i]);
+        expect_error(cfg, "field 'user_base_url'", "an http:// or https:// URL with a host", NULL);
+    }
 }
 
 static void test_bad_enums(void **state) {
