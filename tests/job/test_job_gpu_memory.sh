@@ -65,16 +65,20 @@ tiny_config "$TMP/turn.json" prompt_data=\"$TMP/one.jsonl\" sft_data=null rollou
   rollout_max_response_len=1 max_tokens_per_gpu=1 num_rollout=1 rollout_batch_size=1 n_samples_per_prompt=2 \
   global_batch_size=2 train_device=\"cuda\"
 if [ -n "$emulated" ]; then
-  # the plan, from its refusal on a 1 MiB GPU; then a GPU at most 1.1 MiB larger than the plan and its reserve
-  expect_exit "(the plan of the short-turn job)" 2 "would take" env TAU2_CUDA_EMU_MEMORY_MIB=1 "$BIN" \
-    "$TMP/turn.json" --output-dir "$TMP/t1"
-  mib=$(python3 - "$TMP/err" <<'PY'
+  # just_above CONFIG RUN_DIR PHASE_WORDS: mib = a GPU at most 1.1 MiB larger than the config's plan
+  # (as its refusal on a 1 MiB GPU gives it, in the phase PHASE_WORDS names) and its reserve
+  just_above() {
+    expect_exit "(the plan of $(basename "$1"))" 2 "would take" env TAU2_CUDA_EMU_MEMORY_MIB=1 "$BIN" "$1" \
+      --output-dir "$2"
+    mib=$(python3 - "$TMP/err" "$3" <<'PY'
 import math, re, sys
-m = re.search(r"would take ([0-9.]+) (KiB|MiB|GiB) of its memory", open(sys.argv[1]).read())
+m = re.search(r"would take ([0-9.]+) (KiB|MiB|GiB) of its memory" + sys.argv[2], open(sys.argv[1]).read())
 plan = float(m.group(1)) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[m.group(2)]
 print(math.ceil(plan + 0.05 + 1024))
 PY
 )
+  }
+  just_above "$TMP/turn.json" "$TMP/t1" ""
   expect_exit "a longer trajectory that no longer fits the GPU ends the job with the sizes" 1 \
     "tokens in $TMP/t2/rollouts/step_000000.h5 is longer than the" \
     env TAU2_CUDA_EMU_MEMORY_MIB=$mib "$BIN" "$TMP/turn.json" --output-dir "$TMP/t2"
@@ -87,15 +91,7 @@ spare while training; lower 'rollout_max_response_len'" "$TMP/err"
   tiny_config "$TMP/turnr.json" prompt_data=\"$TMP/one.jsonl\" sft_data=null rollout_max_turn_len=1 \
     rollout_max_response_len=1 max_tokens_per_gpu=1 num_rollout=1 rollout_batch_size=1 n_samples_per_prompt=2 \
     global_batch_size=2 train_device=\"cuda\" rollout_device=\"cuda\" offload_train=false
-  expect_exit "(the plan of the short-turn job rolling out)" 2 "would take" env TAU2_CUDA_EMU_MEMORY_MIB=1 "$BIN" \
-    "$TMP/turnr.json" --output-dir "$TMP/t4"
-  mib=$(python3 - "$TMP/err" <<'PY'
-import math, re, sys
-m = re.search(r"would take ([0-9.]+) (KiB|MiB|GiB) of its memory while rolling out", open(sys.argv[1]).read())
-plan = float(m.group(1)) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[m.group(2)]
-print(math.ceil(plan + 0.05 + 1024))
-PY
-)
+  just_above "$TMP/turnr.json" "$TMP/t4" " while rolling out"
   expect_exit "without offload_train the growth must fit the rollout phase: the job ends" 1 \
     "tokens in $TMP/t5/rollouts/step_000000.h5 is longer than the" \
     env TAU2_CUDA_EMU_MEMORY_MIB=$mib "$BIN" "$TMP/turnr.json" --output-dir "$TMP/t5"
