@@ -409,7 +409,14 @@ int cmd_prepare(int argc, char **argv) {
                 die_input("prepare: --multi-domain-name: '%s' is also a per-domain file's name", name);
         snprintf(f->name, sizeof f->name, "%s", name);
     }
+    /* and every name checked before the first is written (a folder of a
+     * file's name would otherwise stop the command halfway) */
     mkdir_p(out_dir);
+    for (int k = 0; k < nf; k++) {
+        char path[4096], err[1200];
+        snprintf(path, sizeof path, "%s/%s", out_dir, files[k].name);
+        if (path_check_output(path, 0, err, sizeof err) != 0) die_input("prepare: --output-dir: %s", err);
+    }
     int total = 0;
     for (int k = 0; k < nf; k++) {
         write_or_die(out_dir, files[k].name, &files[k].rows);
@@ -429,6 +436,20 @@ int cmd_run_oracle_config(const char *path, int argc, char **argv) {
     OracleJobConfig cfg;
     config_load_oracle(path, &cfg);
     const char *data_dir = cli_data_dir(cli_opt(argc, argv, "--data-dir"), cfg.data_dir);
+    /* every domain and its split first, so that a refused config leaves
+     * nothing behind (the output's folders are made below) */
+    for (int i = 0; i < cfg.n_domains; i++) {
+        char err[1024];
+        Domain *d = domain_load(data_dir, cfg.domains[i], err, sizeof err);
+        TaskSet *ts = d ? taskset_load(d, err, sizeof err) : NULL;
+        if (!ts) die_input("%s: %s%s", path, cfg.data_dir ? "field 'data_dir': " : "", err);
+        const cJSON **tasks = NULL;
+        int n = taskset_split(ts, cfg.split, &tasks, err, sizeof err);
+        free(tasks);
+        taskset_free(ts);
+        domain_free(d);
+        if (n < 0) die_input("%s: field 'split': %s", path, err);
+    }
     FILE *jsonl = NULL;
     char *tmp = NULL;
     if (cfg.output) {

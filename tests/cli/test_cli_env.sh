@@ -113,6 +113,13 @@ expect_exit prepare-name-clash 2 "'retail_train_tasks.jsonl' is also a per-domai
   "$BIN" prepare --output-dir "$TMP/p4" --domains retail --multi-domain-train retail telecom \
   --multi-domain-name retail_train_tasks.jsonl
 [ ! -e "$TMP/p4" ]; check "a refused multi-domain name wrote nothing" $?
+# a folder where a file goes, or a file where the output folder goes: refused before the first file
+mkdir -p "$TMP/p6/telecom_train_tasks.jsonl"
+expect_exit prepare-file-is-dir 2 "prepare: --output-dir: $TMP/p6/telecom_train_tasks.jsonl: is a directory" \
+  "$BIN" prepare --output-dir "$TMP/p6"
+[ "$(ls "$TMP/p6")" = telecom_train_tasks.jsonl ]; check "a refused prepare wrote no file" $?
+touch "$TMP/p7"
+expect_exit prepare-dir-is-file 2 "prepare: $TMP/p7 exists and is not a directory" "$BIN" prepare --output-dir "$TMP/p7"
 
 # the whole command line is checked: stray words, single-dash options,
 # repeated options and missing values are refused
@@ -145,6 +152,15 @@ expect_exit config-bad-type 2 "field 'domains[1]': expected a string" "$BIN" "$T
 printf '{"job": "oracle", "domains": ["mock"], "output": "%s/run2/eps.jsonl"}' "$TMP" >"$TMP/cfg3.json"
 "$BIN" "$TMP/cfg3.json" --data-dir "$TMP/nowhere" >/dev/null 2>&1
 [ ! -e "$TMP/run2/eps.jsonl" ] && [ ! -e "$TMP/run2/eps.jsonl.tmp" ]; check "a failed job leaves no output file" $?
+# a split or data_dir the domains do not have: refused naming the field, before the output's folders are made
+printf '{"job": "oracle", "domains": ["mock"], "split": "train", "output": "%s/run3/a/eps.jsonl"}' "$TMP" \
+  >"$TMP/cfg4.json"
+expect_exit config-bad-split 2 "cfg4.json: field 'split': unknown split 'train' for domain mock" "$BIN" "$TMP/cfg4.json"
+printf '{"job": "oracle", "domains": ["mock"], "data_dir": "%s/nowhere", "output": "%s/run3/a/eps.jsonl"}' \
+  "$TMP" "$TMP" >"$TMP/cfg5.json"
+expect_exit config-bad-data-dir 2 "cfg5.json: field 'data_dir': $TMP/nowhere/domains/mock: no such directory" \
+  "$BIN" "$TMP/cfg5.json"
+[ ! -e "$TMP/run3" ]; check "the refused configs made no folder" $?
 
 # The 2025-06 release layout: no split_tasks.json (all tasks in "base"), no reward_basis.
 mkdir -p "$TMP/old/domains"
