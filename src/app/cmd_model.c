@@ -340,6 +340,14 @@ int cmd_export(int argc, char **argv) {
         die_input("export: --dtype: expected F32, BF16 or F16, got '%s'", dt);
     char path[2048], err[2048];
     if (path_check_output(outdir, 1, err, sizeof err) != 0) die_input("export: --output: %s", err);
+    /* in a directory that exists, the names export writes */
+    const char *files[] = {"model.safetensors", "config.json"};
+    struct stat sb;
+    for (int i = 0; i < 2 && stat(outdir, &sb) == 0; i++) {
+        char file[2100];
+        snprintf(file, sizeof file, "%s/%s", outdir, files[i]);
+        if (path_check_output(file, 0, err, sizeof err) != 0) die_input("export: --output: %s", err);
+    }
     char rerr[2100];
     if (ckpt_resolve(ck, path, sizeof path, rerr, sizeof rerr) != 0) die_input("export: --checkpoint %s", rerr);
     char *config = ckpt_read_config(path, err, sizeof err);

@@ -553,27 +553,26 @@ int qwen3_export_dir(const Qwen3 *m, const char *dir, StDtype dtype, char *err, 
     char msg[512] = "";
     size_t plen = strlen(dir) + 32;
     char *path = xmalloc(plen);
-    if (root) {
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-            rc = cfg_err(msg, sizeof msg, "%s: cannot create directory: %s", dir, strerror(errno));
-        } else {
-            Qwen3Config c = m->config;
-            snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
-                     dtype == ST_F32 ? "float32" : dtype == ST_BF16 ? "bfloat16" : "float16");
-            cJSON *j = qwen3_config_to_json(&c);
-            char *text = json_dumps(j, JSON_DUMP_INDENT);
-            cJSON_Delete(j);
-            snprintf(path, plen, "%s/config.json", dir);
-            rc = file_write_atomic(path, text, strlen(text), msg, sizeof msg);
-            free(text);
-        }
-    }
+    if (root && mkdir(dir, 0755) != 0 && errno != EEXIST)
+        rc = cfg_err(msg, sizeof msg, "%s: cannot create directory: %s", dir, strerror(errno));
     /* TP: every rank learns whether rank 0 can go on, since the tensor
      * gathers below are collective. */
     if (m->tp) comm_broadcast(m->tp, &rc, sizeof rc, 0);
     if (rc == 0) {
         snprintf(path, plen, "%s/model.safetensors", dir);
         rc = write_tensors(m, path, dtype, msg, sizeof msg);
+    }
+    /* config.json last: a directory that has it has its weights too */
+    if (root && rc == 0) {
+        Qwen3Config c = m->config;
+        snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
+                 dtype == ST_F32 ? "float32" : dtype == ST_BF16 ? "bfloat16" : "float16");
+        cJSON *j = qwen3_config_to_json(&c);
+        char *text = json_dumps(j, JSON_DUMP_INDENT);
+        cJSON_Delete(j);
+        snprintf(path, plen, "%s/config.json", dir);
+        rc = file_write_atomic(path, text, strlen(text), msg, sizeof msg);
+        free(text);
     }
     if (m->tp) {
         comm_broadcast(m->tp, &rc, sizeof rc, 0);

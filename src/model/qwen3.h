@@ -269,8 +269,9 @@ Qwen3 *qwen3_load_dir(const char *dir, char *err, size_t errlen);
 /* Copy weights from an open safetensors directory (shapes and names
  * checked as above); dir_name is used in messages. */
 int qwen3_load_weights(Qwen3 *m, const StDir *st, const char *dir_name, char *err, size_t errlen);
-/* Write config.json and model.safetensors (dtype ST_F32, ST_BF16 or ST_F16)
- * into dir (created if missing). Returns 0, or -1 with err. At TP > 1 it is
+/* Write model.safetensors (dtype ST_F32, ST_BF16 or ST_F16), then
+ * config.json, into dir (created if missing): a directory with config.json
+ * has its weights. Returns 0, or -1 with err. At TP > 1 it is
  * collective: the shards are gathered and TP rank 0 writes full tensors; every
  * rank returns rank 0's result and message. */
 int qwen3_export_dir(const Qwen3 *m, const char *dir, StDtype dtype, char *err, size_t errlen);

@@ -90,5 +90,10 @@ expect_exit "export into a file is refused" 2 "export: --output: $TMP/file: exis
   "$BIN" export --checkpoint "$TMP/run" --output "$TMP/file"
 expect_exit "export under a missing directory is refused" 2 "export: --output: the directory $TMP/no: No such file" \
   "$BIN" export --checkpoint "$TMP/run" --output "$TMP/no/model"
+mkdir -p "$TMP/half/model.safetensors"
+expect_exit "export over a folder named as its weights is refused" 2 \
+  "export: --output: $TMP/half/model.safetensors: is a directory" \
+  "$BIN" export --checkpoint "$TMP/run" --output "$TMP/half"
+[ ! -e "$TMP/half/config.json" ]; check "the refused export wrote no config.json" $?
 expect_exit "export into a new directory" 0 "" "$BIN" export --checkpoint "$TMP/run" --output "$TMP/model"
 finish test_job_run_dir
