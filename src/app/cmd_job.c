@@ -59,6 +59,7 @@ int cmd_run_config(const char *path, int argc, char **argv) {
         if (!*out) die_input("run: --output-dir: expected a directory name, got an empty string");
         free(cfg.output_dir);
         cfg.output_dir = xstrdup(out);
+        cfg.output_dir_from_cli = true;
     }
     const char *data_dir = cli_data_dir(cli_opt(argc, argv, "--data-dir"), cfg.data_dir);
 

@@ -558,7 +558,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
                   "least %d ranks)", cfg->path, n_us, world->size, n_us + 1);
     /* the output directory is made after the setup below; whether it can be, now */
     if (root && dir_check_creatable(cfg->output_dir, err, sizeof err) != 0)
-        die_input("%s: field 'output_dir': %s", cfg->path, err);
+        die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
     bool serving = world->rank >= n_eng;
     Comm *engines = comm_split(world, serving, world->rank);
     if (serving) {
@@ -649,7 +649,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         char what[1200];
         snprintf(what, sizeof what, "eval job %s", cfg->path);
         lock = run_lock_acquire(cfg->output_dir, what, run_lock_wait_s(), err, sizeof err);
-        if (!lock) die_input("%s: field 'output_dir': %s", cfg->path, err);
+        if (!lock) die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
         char mpath[2100];
         snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", cfg->output_dir);
         metrics = metrics_open(mpath, 0, err, sizeof err);

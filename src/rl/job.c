@@ -129,7 +129,7 @@ static double now_s(void) {
 /* A directory of the run: its failure is the config's output_dir's. */
 static void mkdir_run(const JobConfig *c, const char *path) {
     char err[1024];
-    if (dir_create_all(path, err, sizeof err) != 0) die_input("%s: field 'output_dir': %s", c->path, err);
+    if (dir_create_all(path, err, sizeof err) != 0) die_input("%s: %s: %s", c->path, job_config_output_dir_origin(c), err);
 }
 
 /* What the run directory will hold, each name free or of its kind (a
@@ -141,7 +141,7 @@ static void check_run_outputs(const Job *j) {
         char path[1100], err[1400];
         snprintf(path, sizeof path, "%s/%s", j->run_dir, names[i]);
         if (path_check_output(path, i < 3, err, sizeof err) != 0)
-            die_input("%s: field 'output_dir': %s", j->cfg->path, err);
+            die_input("%s: %s: %s", j->cfg->path, job_config_output_dir_origin(j->cfg), err);
     }
 }
 
@@ -824,9 +824,9 @@ static bool load_checkpoint(Job *j) {
         describe_tensors(m, vv, tv);
         CkptState st;
         if (ckpt_load(path, &st, tw, tm, tv, n, err, sizeof err) != 0)
-            die_input("%s: fields 'output_dir' and 'model': resume: %s (a damaged checkpoint, or a model of another "
-                      "shape than the run's: point %s/%s at a checkpoint that loads, or remove it to start the run "
-                      "over)", j->cfg->path, err, j->ckpt_dir, CKPT_LATEST);
+            die_input("%s: %s and field 'model': resume: %s (a damaged checkpoint, or a model of another shape "
+                      "than the run's: point %s/%s at a checkpoint that loads, or remove it to start the run over)",
+                      j->cfg->path, job_config_output_dir_origin(j->cfg), err, j->ckpt_dir, CKPT_LATEST);
         /* the moments exist from the first update on: allocate them */
         qwen3_alloc_moments(m);
         for (int i = 0; i < n; i++) {
@@ -1663,14 +1663,15 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     setup_layout(j, world);
 
     if (strlen(cfg->output_dir) >= sizeof j->run_dir - 16)
-        die_input("%s: field 'output_dir': longer than %zu characters", cfg->path, sizeof j->run_dir - 16);
+        die_input("%s: %s: longer than %zu characters", cfg->path, job_config_output_dir_origin(cfg),
+                  sizeof j->run_dir - 16);
     path_join(j->run_dir, sizeof j->run_dir, cfg->output_dir, NULL);
     path_join(j->ckpt_dir, sizeof j->ckpt_dir, j->run_dir, "ckpt");
     path_join(j->rollout_dir, sizeof j->rollout_dir, j->run_dir, "rollouts");
     /* the run directory is made once the rest of the input holds (a config
      * refused below leaves nothing behind); whether it can be made, now */
     if (j->root && dir_check_creatable(j->run_dir, err, sizeof err) != 0)
-        die_input("%s: field 'output_dir': %s", cfg->path, err);
+        die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
     j->work = comm_split(world, j->lay.is_user_sim, world->rank);
     if (j->lay.is_user_sim) {
         serve_user_sim(j);
@@ -1696,7 +1697,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         char what[1200];
         snprintf(what, sizeof what, "%s job %s", cfg->job, cfg->path);
         j->lock = run_lock_acquire(j->run_dir, what, run_lock_wait_s(), err, sizeof err);
-        if (!j->lock) die_input("%s: field 'output_dir': %s", cfg->path, err);
+        if (!j->lock) die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
         check_run_outputs(j);
         mkdir_run(cfg, j->ckpt_dir);
         mkdir_run(cfg, j->rollout_dir);

@@ -70,3 +70,7 @@ void user_models_free(char **models) {
     for (int i = 0; models && models[i]; i++) free(models[i]);
     free(models);
 }
+
+const char *job_config_output_dir_origin(const JobConfig *cfg) {
+    return cfg->output_dir_from_cli ? "--output-dir" : "field 'output_dir'";
+}

@@ -41,6 +41,7 @@ typedef struct {
     char *job;        /* "sft", "grpo" (a grpo job with sft_data runs the SFT warm-up first) or "eval" */
     char *data_dir;   /* τ²-bench data (NULL: --data-dir / TAU2_DATA_DIR / fallback) */
     char *output_dir; /* run directory: ckpt/, rollouts/, metrics.jsonl ("runs/<config name>") */
+    bool output_dir_from_cli; /* --output-dir gave it, not the config: messages name that */
     uint64_t seed;    /* one seed for sampling, shuffling, dropout-free init (1234) */
 
     /* ---- model ---- */
@@ -142,6 +143,10 @@ typedef struct {
 } JobConfig;
 
 void job_config_free(JobConfig *cfg);
+
+/* Where output_dir came from, as a message names it: "--output-dir" or
+ * "field 'output_dir'". */
+const char *job_config_output_dir_origin(const JobConfig *cfg);
 
 /* A user_model value (config, dataset override or prompt row): a string, or
  * a non-empty array of strings, as a new NULL-terminated array of new

@@ -49,7 +49,7 @@ check "metrics.jsonl untouched by the refused run" $?
 latest=$(cat "$TMP/a/ckpt/latest")
 cp -r "$TMP/a" "$TMP/t"
 truncate -s 100000 "$TMP/t/ckpt/$latest"
-expect_exit "a truncated checkpoint is refused" 2 "fields 'output_dir' and 'model': resume: " \
+expect_exit "a truncated checkpoint is refused" 2 "--output-dir and field 'model': resume: " \
   mpirun_np 2 "$BIN" "$TMP/cfg.json" --output-dir "$TMP/t"
 cmp -s "$TMP/a/metrics.jsonl" "$TMP/t/metrics.jsonl"
 check "metrics.jsonl untouched by the refused run" $?

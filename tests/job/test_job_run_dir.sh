@@ -47,13 +47,16 @@ expect_exit "micro-batch activations beyond the machine's memory are refused" 2 
 touch "$TMP/file"
 tiny_config "$TMP/ok.json" prompt_data=\"$TMP/mock.jsonl\" rollout_batch_size=4 global_batch_size=16 sft_num_epoch=1 \
   num_rollout=3 save_interval=1
-expect_exit "an output_dir under a file is refused" 2 "field 'output_dir': $TMP/file: exists and is not a directory" \
-  "$BIN" "$TMP/ok.json" --output-dir "$TMP/file/run"
+expect_exit "an --output-dir under a file is refused, naming the option" 2 \
+  "ok.json: --output-dir: $TMP/file: exists and is not a directory" "$BIN" "$TMP/ok.json" --output-dir "$TMP/file/run"
+tiny_config "$TMP/under_file.json" prompt_data=\"$TMP/mock.jsonl\" output_dir=\"$TMP/file/run\"
+expect_exit "an output_dir under a file is refused, naming the field" 2 \
+  "under_file.json: field 'output_dir': $TMP/file: exists and is not a directory" "$BIN" "$TMP/under_file.json"
 # What the run directory holds, each of the wrong kind: refused before any work, nothing made there.
 for entry in ckpt rollouts tb metrics.jsonl; do
   rm -rf "$TMP/kind"; mkdir -p "$TMP/kind"
   if [ "$entry" = metrics.jsonl ]; then mkdir "$TMP/kind/$entry"; else touch "$TMP/kind/$entry"; fi
-  expect_exit "a run directory whose $entry is of the wrong kind is refused" 2 "field 'output_dir': $TMP/kind/$entry" \
+  expect_exit "a run directory whose $entry is of the wrong kind is refused" 2 "--output-dir: $TMP/kind/$entry" \
     "$BIN" "$TMP/ok.json" --output-dir "$TMP/kind"
   made=$(find "$TMP/kind" -mindepth 1 ! -name "$entry" ! -name .lock | wc -l)
   check "nothing made beside it ($made)" "$made"
