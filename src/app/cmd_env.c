@@ -365,6 +365,7 @@ int cmd_prepare(int argc, char **argv) {
         const char *dn = i < nd ? domains[i] : multi[i - nd];
         if (!domain_spec_find(dn)) die_input("prepare: unknown domain '%s' (valid domains: %s)", dn, domain_spec_names());
     }
+    if (multi_name && nm == 0) die_input("prepare: --multi-domain-name names the --multi-domain-train file: give that too");
     if (multi_name && (!multi_name[0] || strchr(multi_name, '/') || !strcmp(multi_name, ".") ||
                        !strcmp(multi_name, "..")))
         die_input("prepare: --multi-domain-name: expected a file name inside --output-dir, got '%s'", multi_name);

@@ -49,6 +49,8 @@ int cmd_tokenize(int argc, char **argv) {
     cli_check_args("tokenize", argc, argv, known, 0, NULL, NULL);
     const char *path = cli_opt(argc, argv, "--tokenizer");
     if (!path) die_input("tokenize: --tokenizer is required (a model directory or its tokenizer.json)");
+    if (cli_flag(argc, argv, "--skip-special") && !cli_flag(argc, argv, "--decode"))
+        die_input("tokenize: --skip-special applies to --decode only (ids -> text)");
     char tok_json[4096], config_dir[4096];
     tokenizer_paths(path, tok_json, config_dir, sizeof tok_json);
     Tokenizer *tok = load_tokenizer_or_die(tok_json);
@@ -126,6 +128,8 @@ static cJSON *load_conversation(const char *path, cJSON **tools_out) {
         *tools_out = tools;
     }
     if (!cJSON_IsArray(messages)) die_input("%s: expected a list of messages (or an object with 'messages')", path);
+    /* (Qwen3's template reads messages[0]: an empty list would fail inside it) */
+    if (!messages->child) die_input("%s: expected a non-empty list of messages, got an empty one", path);
     int i = 0;
     for (const cJSON *m = messages->child; m; m = m->next, i++) {
         if (!cJSON_IsObject(m) || !json_get_str(m, "role"))

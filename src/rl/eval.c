@@ -559,6 +559,8 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     /* the output directory is made after the setup below; whether it can be, now */
     if (root && dir_check_creatable(cfg->output_dir, err, sizeof err) != 0)
         die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
+    if (root && cfg->llm_cache_dir && dir_check_creatable(cfg->llm_cache_dir, err, sizeof err) != 0)
+        die_input("%s: field 'llm_cache_dir': %s", cfg->path, err);
     bool serving = world->rank >= n_eng;
     Comm *engines = comm_split(world, serving, world->rank);
     if (serving) {

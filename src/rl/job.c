@@ -1672,6 +1672,8 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
      * refused below leaves nothing behind); whether it can be made, now */
     if (j->root && dir_check_creatable(j->run_dir, err, sizeof err) != 0)
         die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
+    if (j->root && cfg->llm_cache_dir && dir_check_creatable(cfg->llm_cache_dir, err, sizeof err) != 0)
+        die_input("%s: field 'llm_cache_dir': %s", cfg->path, err);
     j->work = comm_split(world, j->lay.is_user_sim, world->rank);
     if (j->lay.is_user_sim) {
         serve_user_sim(j);

@@ -113,6 +113,8 @@ expect_exit prepare-name-clash 2 "'retail_train_tasks.jsonl' is also a per-domai
   "$BIN" prepare --output-dir "$TMP/p4" --domains retail --multi-domain-train retail telecom \
   --multi-domain-name retail_train_tasks.jsonl
 [ ! -e "$TMP/p4" ]; check "a refused multi-domain name wrote nothing" $?
+expect_exit prepare-name-without-train 2 "--multi-domain-name names the --multi-domain-train file" \
+  "$BIN" prepare --output-dir "$TMP/p8" --multi-domain-name x.jsonl
 # a folder where a file goes, or a file where the output folder goes: refused before the first file
 mkdir -p "$TMP/p6/telecom_train_tasks.jsonl"
 expect_exit prepare-file-is-dir 2 "prepare: --output-dir: $TMP/p6/telecom_train_tasks.jsonl: is a directory" \

@@ -59,6 +59,11 @@ expect_exit render-bad-tool-call 2 "bad_call.json: messages[0].tool_calls[0].fun
 printf '{"messages": [{"role": "user", "content": "hi"}], "tools": {"name": "x"}}' >"$TMP/bad_tools.json"
 expect_exit render-bad-tools 2 "bad_tools.json: field 'tools': expected a list of tool schemas" \
   "$BIN" render --tokenizer "$QWEN" --conversation "$TMP/bad_tools.json"
+expect_exit tokenize-skip-special-without-decode 2 "tokenize: --skip-special applies to --decode only" \
+  "$BIN" tokenize --tokenizer "$QWEN" --skip-special </dev/null
+echo '[]' >"$TMP/empty_conv.json"
+expect_exit render-empty 2 "empty_conv.json: expected a non-empty list of messages" \
+  "$BIN" render --tokenizer "$QWEN" --conversation "$TMP/empty_conv.json"
 expect_exit render-bad-json 2 "trunc.json:2:1: expected" "$BIN" render --tokenizer "$QWEN" --conversation "$TMP/trunc.json"
 expect_exit render-bad-kwargs 2 "--template-kwargs" \
   "$BIN" render --tokenizer "$QWEN" --conversation "$FIX/conversation.json" --template-kwargs '[1]'

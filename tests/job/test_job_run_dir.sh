@@ -52,6 +52,11 @@ expect_exit "an --output-dir under a file is refused, naming the option" 2 \
 tiny_config "$TMP/under_file.json" prompt_data=\"$TMP/mock.jsonl\" output_dir=\"$TMP/file/run\"
 expect_exit "an output_dir under a file is refused, naming the field" 2 \
   "under_file.json: field 'output_dir': $TMP/file: exists and is not a directory" "$BIN" "$TMP/under_file.json"
+tiny_config "$TMP/cache_file.json" prompt_data=\"$TMP/mock.jsonl\" llm_cache_dir=\"$TMP/file\"
+expect_exit "an llm_cache_dir that is a file is refused, naming the field" 2 \
+  "cache_file.json: field 'llm_cache_dir': $TMP/file: exists and is not a directory" \
+  "$BIN" "$TMP/cache_file.json" --output-dir "$TMP/cache_run"
+[ ! -e "$TMP/cache_run" ]; check "the refused run made no run directory" $?
 # What the run directory holds, each of the wrong kind: refused before any work, nothing made there.
 for entry in ckpt rollouts tb metrics.jsonl; do
   rm -rf "$TMP/kind"; mkdir -p "$TMP/kind"
