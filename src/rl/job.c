@@ -484,7 +484,11 @@ static void sft_from_oracle(Job *j) {
         evaluate_episode(d, r->task, ep->messages, ep->term, &opt, &ev);
         if (ev.reward == 1.0) {
             cJSON *row = sft_trace_from_episode(d, r->task, ep->messages, r->task_split, ev.reward);
-            if (sft_add_row(j->sft, row, "oracle", err, sizeof err) != 0) die_runtime("sft_data oracle: %s", err);
+            /* (a trace longer than the model's context is the input's fault) */
+            char where[256];
+            snprintf(where, sizeof where, "the oracle trace of task %s", task_id(r->task));
+            if (sft_add_row(j->sft, row, where, err, sizeof err) != 0)
+                die_input("%s: field 'sft_data': %s", c->path, err);
             cJSON_Delete(row);
         }
         evaluation_free(&ev);

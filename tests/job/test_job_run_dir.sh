@@ -57,6 +57,19 @@ expect_exit "an llm_cache_dir that is a file is refused, naming the field" 2 \
   "cache_file.json: field 'llm_cache_dir': $TMP/file: exists and is not a directory" \
   "$BIN" "$TMP/cache_file.json" --output-dir "$TMP/cache_run"
 [ ! -e "$TMP/cache_run" ]; check "the refused run made no run directory" $?
+# SFT conversations longer than the model's context (here 256 tokens): refused at start, naming the
+# trace (the file's line, or the oracle's task)
+mkdir -p "$TMP/short"
+cp inputs/tiny_model/* "$TMP/short/"
+python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['max_position_embeddings'] = 256
+json.dump(c, open(sys.argv[1], 'w'))" "$TMP/short/config.json"
+tiny_config "$TMP/short_oracle.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=\"oracle\" model=\"$TMP/short\"
+expect_exit "an oracle trace longer than the model's context is refused" 2 \
+  "field 'sft_data': the oracle trace of task create_task_1: " "$BIN" "$TMP/short_oracle.json" --output-dir "$TMP/so"
+tiny_config "$TMP/short_sft.json" prompt_data=\"$TMP/mock.jsonl\" model=\"$TMP/short\"
+expect_exit "an SFT file's trace longer than the model's context is refused" 2 \
+  "longer than the model's context (max_position_embeddings 256)" "$BIN" "$TMP/short_sft.json" --output-dir "$TMP/ss"
+[ ! -e "$TMP/so" ] && [ ! -e "$TMP/ss" ]; check "the refused runs made no run directory" $?
 # What the run directory holds, each of the wrong kind: refused before any work, nothing made there.
 for entry in ckpt rollouts tb metrics.jsonl; do
   rm -rf "$TMP/kind"; mkdir -p "$TMP/kind"
