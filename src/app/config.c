@@ -710,6 +710,11 @@ void config_load_job(const char *path, JobConfig *cfg) {
                     "one model directory when user is \"local\" (the user-simulator ranks serve one model; a "
                     "rotation of models needs user \"api\")",
                     json_get(root, "user_model"));
+    if (strcmp(cfg->user, "local") != 0 && cfg->user_sim_ranks > 0) {
+        snprintf(expected, sizeof expected, "0 unless user is \"local\" (the ranks serve the local user's model; "
+                 "the user is \"%s\")", cfg->user);
+        field_error(path, "user_sim_ranks", expected, json_get(root, "user_sim_ranks"));
+    }
     if (strcmp(cfg->user, "local") == 0 && cfg->user_sim_ranks < 1)
         field_error(path, "user_sim_ranks",
                     "a positive integer when user is \"local\" (the ranks that serve the user-simulator model)",

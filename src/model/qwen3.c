@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "comm/comm.h"
@@ -555,6 +556,11 @@ int qwen3_export_dir(const Qwen3 *m, const char *dir, StDtype dtype, char *err, 
     char *path = xmalloc(plen);
     if (root && mkdir(dir, 0755) != 0 && errno != EEXIST)
         rc = cfg_err(msg, sizeof msg, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (root && rc == 0) { /* an earlier export's config.json goes first: it does not describe the new weights */
+        snprintf(path, plen, "%s/config.json", dir);
+        if (unlink(path) != 0 && errno != ENOENT)
+            rc = cfg_err(msg, sizeof msg, "%s: cannot replace: %s", path, strerror(errno));
+    }
     /* TP: every rank learns whether rank 0 can go on, since the tensor
      * gathers below are collective. */
     if (m->tp) comm_broadcast(m->tp, &rc, sizeof rc, 0);

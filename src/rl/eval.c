@@ -617,7 +617,7 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     if (!on_gpu) mem.kv_cache = infer_kv_cache_bytes(&mcfg, 1, io.kv_tokens, 0);
     if (job_memory_check(world, &mem, err, sizeof err) != 0)
         die_input("%s: fields 'model'%s%s and 'kv_cache_tokens' (or the datasets' sizes): %s", cfg->path,
-                  cfg->checkpoint ? ", 'checkpoint'" : "", n_us > 0 ? ", 'user_model'" : "", err);
+                  cfg->checkpoint ? ", 'checkpoint'" : "", n_us > 0 && cfg->user_models ? ", 'user_model'" : "", err);
 #ifdef TAU2_HAVE_CUDA
     if (on_gpu) { /* each engine rank's GPU engine at its largest call, summed per GPU */
         InferGpuPlan p;
@@ -652,6 +652,8 @@ int eval_job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         snprintf(what, sizeof what, "eval job %s", cfg->path);
         lock = run_lock_acquire(cfg->output_dir, what, run_lock_wait_s(), err, sizeof err);
         if (!lock) die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
+        const char *dirs[] = {"tb", "eval", NULL}, *files[] = {"metrics.jsonl", NULL};
+        job_check_run_outputs(cfg, cfg->output_dir, dirs, files);
         char mpath[2100];
         snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", cfg->output_dir);
         metrics = metrics_open(mpath, 0, err, sizeof err);

@@ -132,16 +132,15 @@ static void mkdir_run(const JobConfig *c, const char *path) {
     if (dir_create_all(path, err, sizeof err) != 0) die_input("%s: %s: %s", c->path, job_config_output_dir_origin(c), err);
 }
 
-/* What the run directory will hold, each name free or of its kind (a
- * folder, or a file), checked before anything is made there: a file where
- * a folder goes would otherwise be found only when a step's work is done. */
-static void check_run_outputs(const Job *j) {
-    const char *names[] = {"ckpt", "rollouts", "tb", "metrics.jsonl"};
-    for (int i = 0; i < 4; i++) {
-        char path[1100], err[1400];
-        snprintf(path, sizeof path, "%s/%s", j->run_dir, names[i]);
-        if (path_check_output(path, i < 3, err, sizeof err) != 0)
-            die_input("%s: %s: %s", j->cfg->path, job_config_output_dir_origin(j->cfg), err);
+void job_check_run_outputs(const JobConfig *c, const char *run_dir, const char *const *dirs,
+                           const char *const *files) {
+    for (int kind = 0; kind < 2; kind++) {
+        for (const char *const *name = kind == 0 ? dirs : files; *name; name++) {
+            char path[2100], err[2400];
+            snprintf(path, sizeof path, "%s/%s", run_dir, *name);
+            if (path_check_output(path, kind == 0, err, sizeof err) != 0)
+                die_input("%s: %s: %s", c->path, job_config_output_dir_origin(c), err);
+        }
     }
 }
 
@@ -418,7 +417,7 @@ static void setup_memory(Job *j) {
             mem.kv_cache = infer_kv_cache_bytes(&j->mcfg, j->lay.rollout_tp, planned_engine(j).kv_tokens, 0);
         fields[n_fields++] = c->kv_cache_tokens > 0 ? "kv_cache_tokens" : "rollout_batch_size";
     }
-    if (j->lay.n_user_sim > 0) fields[n_fields++] = "user_model";
+    if (j->lay.n_user_sim > 0 && c->user_models) fields[n_fields++] = "user_model";
     j->planned_bytes = job_memory_total(&mem);
     if (job_memory_check(j->world, &mem, err, sizeof err) != 0) {
         char names[256];
@@ -593,41 +592,63 @@ void job_rollout_user(const JobConfig *c, const char *data_dir, RolloutUser *u) 
     if (strcmp(c->user, "local") == 0) u->model = c->user_models ? c->user_models[0] : c->model;
 }
 
+/* Collective over world: every rank gives a message, empty when it has
+ * nothing to report (a server rank: its model loaded). Rank 0 gathers
+ * them; when any is not empty, every rank ends with exit 2 and rank 0
+ * says the first. */
+static void local_user_meet(Comm *world, const char *failed) {
+    char *all = NULL;
+    size_t *counts = xcalloc((size_t)world->size, sizeof *counts);
+    comm_gatherv_bytes(world, failed, strlen(failed) + 1, 0, &all, counts);
+    int first = -1;
+    size_t at = 0;
+    for (int r = 0; all && r < world->size; at += counts[r], r++)
+        if (first < 0 && all[at]) first = (int)at;
+    char said[2400] = "";
+    if (first >= 0) snprintf(said, sizeof said, "%s", all + first);
+    free(all);
+    free(counts);
+    comm_broadcast(world, said, sizeof said, 0);
+    if (said[0]) die_input("%s", said);
+}
+
 void local_user_serve(const JobConfig *c, Comm *world, int n_engines) {
     int n_us = c->user_sim_ranks, us = world->rank - (world->size - n_us);
     ServerOptions so = {.model_dir = c->user_models ? c->user_models[0] : c->model,
                         .served_model_name = LOCAL_USER_MODEL_NAME,
                         .kv_tokens = c->kv_cache_tokens,
                         .chunked_prefill_size = c->chunked_prefill_size};
-    char err[2048], path[2100];
-    /* The model's errors are this rank's alone, so this rank says them,
-     * rank 0 or not; the memory check's refusal is the job's, said by its
-     * rank 0. */
-    error_set_quiet_input(0);
-    const char *field = c->user_models ? "user_model" : "model";
-    /* the plan, from the model's config.json before the weights load */
+    char err[2048], path[2100], failed[2400] = "";
+    /* A model that does not load is told to rank 0 (local_user_meet), which
+     * says it: this rank's own message could race rank 0's abort, or say
+     * again what rank 0 says of the same directory (the policy's model). */
     Qwen3Config ucfg;
     snprintf(path, sizeof path, "%s/config.json", so.model_dir);
-    if (qwen3_config_load(path, &ucfg, err, sizeof err) != 0)
-        die_input("%s: field '%s' (the local user's model): %s", c->path, field, err);
-    JobMemory mem = {.weights = (double)qwen3_shard_num_parameters(&ucfg, 1) * sizeof(float),
-                     .kv_cache = infer_kv_cache_bytes(&ucfg, 1, server_kv_tokens(&so), 0)};
-    if (job_memory_check(world, &mem, err, sizeof err) != 0) {
-        error_set_quiet_input(world->rank != 0);
-        die_input("%s: %s", c->path, err);
+    bool have_config = qwen3_config_load(path, &ucfg, err, sizeof err) == 0;
+    if (!have_config)
+        snprintf(failed, sizeof failed, "%s: field '%s' (the local user's model): %s", c->path,
+                 c->user_models ? "user_model" : "model", err);
+    /* the plan, from the model's config.json before the weights load */
+    JobMemory mem = {0};
+    if (have_config) {
+        mem.weights = (double)qwen3_shard_num_parameters(&ucfg, 1) * sizeof(float);
+        mem.kv_cache = infer_kv_cache_bytes(&ucfg, 1, server_kv_tokens(&so), 0);
     }
+    if (job_memory_check(world, &mem, err, sizeof err) != 0) die_input("%s: %s", c->path, err);
     /* the model loads while the job's ranks load theirs; they wait for it
-     * (local_user_ready) before writing anything */
-    Server *s = server_open(&so, NULL, NULL, NULL, err, sizeof err);
-    if (!s) die_input("%s: field '%s' (the local user's model): %s", c->path, field, err);
-    comm_barrier(world);
+     * before writing anything */
+    Server *s = have_config ? server_open(&so, NULL, NULL, NULL, err, sizeof err) : NULL;
+    if (have_config && !s)
+        snprintf(failed, sizeof failed, "%s: field '%s' (the local user's model): %s", c->path,
+                 c->user_models ? "user_model" : "model", err);
+    local_user_meet(world, failed);
     if (server_mpi_serve(s, MPI_COMM_WORLD, n_engines / n_us + (us < n_engines % n_us), err, sizeof err) != 0)
         die_runtime("%s: the local user's server: %s", c->path, err);
     server_stop(s);
 }
 
 void local_user_ready(const JobConfig *c, Comm *world) {
-    if (c->user_sim_ranks > 0) comm_barrier(world);
+    if (c->user_sim_ranks > 0) local_user_meet(world, "");
 }
 
 LlmClient *local_user_client(const JobConfig *c, int world_size, int engine, const char *cache_dir, int *endpoint) {
@@ -666,10 +687,10 @@ static void setup_user(Job *j) {
 }
 
 /* A user-simulator rank: serve the user model to the rollout ranks until
- * each has shut down (with another user than "local": to none). */
+ * each has shut down. */
 static void serve_user_sim(Job *j) {
     int n_roll = j->lay.colocate ? j->lay.n_trainer : j->lay.n_rollout_groups * j->lay.rollout_tp;
-    local_user_serve(j->cfg, j->world, strcmp(j->cfg->user, "local") == 0 ? n_roll : 0);
+    local_user_serve(j->cfg, j->world, n_roll);
 }
 
 /* ================================================================ checkpoints */
@@ -1704,7 +1725,9 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
         snprintf(what, sizeof what, "%s job %s", cfg->job, cfg->path);
         j->lock = run_lock_acquire(j->run_dir, what, run_lock_wait_s(), err, sizeof err);
         if (!j->lock) die_input("%s: %s: %s", cfg->path, job_config_output_dir_origin(cfg), err);
-        check_run_outputs(j);
+        const char *dirs[] = {"ckpt", "rollouts", "tb", cfg->eval_interval > 0 ? "eval" : NULL, NULL};
+        const char *files[] = {"metrics.jsonl", NULL};
+        job_check_run_outputs(cfg, j->run_dir, dirs, files);
         mkdir_run(cfg, j->ckpt_dir);
         mkdir_run(cfg, j->rollout_dir);
     }

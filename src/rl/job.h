@@ -39,6 +39,13 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world);
 
 /* ---- shared with the eval job (rl/eval.h) ---- */
 
+/* What a run directory will hold, each name free or of its kind: dirs
+ * (NULL-terminated) folders, files (NULL-terminated) files; checked before
+ * anything is made there (a file where a folder goes would otherwise be
+ * found when a step's work is done). Exit 2 naming output_dir's origin. */
+void job_check_run_outputs(const JobConfig *cfg, const char *run_dir, const char *const *dirs,
+                           const char *const *files);
+
 /* The rollout options cfg gives (sampling, budgets, reward weights, KV
  * budget). */
 void job_rollout_options(const JobConfig *cfg, RolloutOptions *out);

@@ -83,7 +83,7 @@ check "the refused eval job left no output directory" $?
 tiny_config "$TMP/local.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=1 \
   n_samples_per_prompt=2 global_batch_size=2 user=\"local\" user_sim_ranks=1
 expect_exit "a trainer and a user-simulator rank over the limit are refused, summed" 2 \
-  "and 'user_model': the 2 ranks of this job on $host would take" \
+  "'rollout_batch_size': the 2 ranks of this job on $host would take" \
   with_limit 1M mpirun_np 2 "$BIN" "$TMP/local.json" --output-dir "$TMP/u1"
 mkdir -p "$TMP/user4b"
 python3 - "$TAU2_SOURCE_DIR/inputs/tiny_model/config.json" "$TMP/user4b/config.json" <<'PY'
@@ -102,7 +102,8 @@ grep -qE "weights 1[56]\.[0-9] GiB" "$TMP/err"
 check "the message counts the user model's weights" $?
 [ ! -e "$TMP/u1" ] && [ ! -e "$TMP/u2" ]
 check "the refused plans left no run directory" $?
-eval_config "$TMP/eval_local.json" small output_dir=\"$TMP/e2\" user=\"local\" user_sim_ranks=1
+eval_config "$TMP/eval_local.json" small output_dir=\"$TMP/e2\" user=\"local\" user_sim_ranks=1 \
+  user_model=\"$TAU2_SOURCE_DIR/inputs/tiny_model\"
 expect_exit "an eval job's engine and user-simulator rank are summed" 2 \
   "and 'kv_cache_tokens' (or the datasets' sizes): the 2 ranks of this job on $host would take" \
   with_limit 1M mpirun_np 2 "$BIN" "$TMP/eval_local.json"

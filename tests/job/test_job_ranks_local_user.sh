@@ -62,6 +62,15 @@ expect_exit "GRPO: a local user model that does not load is refused" 2 \
   mpirun_np 2 "$BIN" "$TMP/grpo_cut.json" --output-dir "$TMP/gc"
 [ ! -e "$TMP/gc" ]
 check "the refused GRPO job left no run directory" $?
+[ "$(grep -c "the local user's model" "$TMP/err")" -eq 1 ]
+check "the refusal is said once" $?
+# the user's model is the policy's (no user_model): said once, by the rank that loads it first
+tiny_config "$TMP/grpo_cut2.json" prompt_data=\"$TMP/mock.jsonl\" sft_data=null rollout_batch_size=1 \
+  n_samples_per_prompt=2 global_batch_size=2 num_rollout=1 user=\"local\" user_sim_ranks=1 model=\"$TMP/cut\"
+expect_exit "GRPO: the policy's model (the user's too) that does not load is refused" 2 \
+  "field 'model'" mpirun_np 2 "$BIN" "$TMP/grpo_cut2.json" --output-dir "$TMP/gc2"
+[ "$(grep -c "$TMP/cut/model.safetensors" "$TMP/err")" -eq 1 ]
+check "the refusal is said once" $?
 python3 - "$TMP/eval.json" "$TMP/eval_cut.json" "$TMP/cut" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))

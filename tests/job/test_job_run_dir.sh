@@ -70,6 +70,11 @@ tiny_config "$TMP/short_sft.json" prompt_data=\"$TMP/mock.jsonl\" model=\"$TMP/s
 expect_exit "an SFT file's trace longer than the model's context is refused" 2 \
   "longer than the model's context (max_position_embeddings 256)" "$BIN" "$TMP/short_sft.json" --output-dir "$TMP/ss"
 [ ! -e "$TMP/so" ] && [ ! -e "$TMP/ss" ]; check "the refused runs made no run directory" $?
+# an eval job's output directory, the same for its own outputs
+eval_config "$TMP/eval_kind.json" small
+mkdir -p "$TMP/ekind"; touch "$TMP/ekind/eval"
+expect_exit "an eval job's output directory whose eval is a file is refused" 2 "--output-dir: $TMP/ekind/eval" \
+  "$BIN" "$TMP/eval_kind.json" --output-dir "$TMP/ekind"
 # What the run directory holds, each of the wrong kind: refused before any work, nothing made there.
 for entry in ckpt rollouts tb metrics.jsonl; do
   rm -rf "$TMP/kind"; mkdir -p "$TMP/kind"

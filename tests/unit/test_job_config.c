@@ -239,7 +239,7 @@ static void test_every_key_accepted_and_documented(void **state) {
         "{\"job\": \"grpo\", \"data_dir\": null, \"output_dir\": \"runs/all\", \"seed\": 1,"
         " \"model\": \"m\", \"tokenizer\": \"m\","
         " \"tensor_parallel\": 1, \"data_parallel\": 2, \"rollout_groups\": 1, \"rollout_tensor_parallel\": 1,"
-        " \"user_sim_ranks\": 1, \"colocate\": false,"
+        " \"user_sim_ranks\": 0, \"colocate\": false,"
         " \"prompt_data\": \"p.jsonl\", \"default_domain\": null, \"default_task_split\": \"train\","
         " \"rollout_shuffle\": false, \"balance_data\": true,"
         " \"num_rollout\": 3, \"rollout_batch_size\": 4, \"n_samples_per_prompt\": 4,"
@@ -385,6 +385,8 @@ static void test_inconsistent(void **state) {
     expect_error("{" GRPO_MIN ", \"rollout_batch_size\": 4, \"n_samples_per_prompt\": 3, \"global_batch_size\": 8}",
                  "field 'global_batch_size'", "= 12", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"max_staleness\": 1}", "field 'max_staleness'", "colocate", NULL);
+    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"user_sim_ranks\": 1}", "field 'user_sim_ranks'",
+                 "0 unless user is \"local\"", "the user is \"gold\"", NULL);
     expect_error("{" GRPO_MIN ", \"rollout_batch_size\": 4, \"global_batch_size\": 4, \"n_samples_per_prompt\": 1,"
                  " \"dynamic_sampling_filter\": \"reward_nonzero_std\"}",
                  "field 'dynamic_sampling_filter'", NULL);
