@@ -365,7 +365,8 @@ int cmd_prepare(int argc, char **argv) {
         const char *dn = i < nd ? domains[i] : multi[i - nd];
         if (!domain_spec_find(dn)) die_input("prepare: unknown domain '%s' (valid domains: %s)", dn, domain_spec_names());
     }
-    if (multi_name && nm == 0) die_input("prepare: --multi-domain-name names the --multi-domain-train file: give that too");
+    if (multi_name && nm == 0)
+        die_input("prepare: --multi-domain-name names the --multi-domain-train file: give that too");
     if (multi_name && (!multi_name[0] || strchr(multi_name, '/') || !strcmp(multi_name, ".") ||
                        !strcmp(multi_name, "..")))
         die_input("prepare: --multi-domain-name: expected a file name inside --output-dir, got '%s'", multi_name);
@@ -414,9 +415,11 @@ int cmd_prepare(int argc, char **argv) {
      * file's name would otherwise stop the command halfway) */
     mkdir_p(out_dir);
     for (int k = 0; k < nf; k++) {
-        char path[4096], err[1200];
-        snprintf(path, sizeof path, "%s/%s", out_dir, files[k].name);
+        size_t n = strlen(out_dir) + strlen(files[k].name) + 2;
+        char *path = xmalloc(n), err[1200];
+        snprintf(path, n, "%s/%s", out_dir, files[k].name);
         if (path_check_output(path, 0, err, sizeof err) != 0) die_input("prepare: --output-dir: %s", err);
+        free(path);
     }
     int total = 0;
     for (int k = 0; k < nf; k++) {

@@ -139,6 +139,8 @@ typedef struct {
 } JobField;
 
 static const char *const JOB_NAMES[] = {"sft", "grpo", "eval", NULL};
+/* what user_base_url must be (llm_url_is_http) */
+static const char URL_EXPECTED[] = "an http:// or https:// URL with a host (and a port in 1..65535)";
 static const char *const USER_NAMES[] = {"gold", "policy", "api", "local", NULL};
 static const char *const FILTER_NAMES[] = {"reward_nonzero_std", NULL};
 static const char *const LR_DECAY_NAMES[] = {"constant", "linear", "cosine", NULL};
@@ -588,7 +590,7 @@ static void config_load_eval(JobConfig *cfg, const cJSON *ev, const char *path) 
             }
             if (d->user_base_url && !llm_url_is_http(d->user_base_url)) {
                 snprintf(f2, sizeof f2, "%s.user_base_url", sub);
-                field_error(path, f2, "an http:// or https:// URL with a host (and a port in 1..65535)", json_get(md, "user_base_url"));
+                field_error(path, f2, URL_EXPECTED, json_get(md, "user_base_url"));
             }
         }
     }
@@ -704,7 +706,7 @@ void config_load_job(const char *path, JobConfig *cfg) {
      * dataset's metadata_overrides or each prompt row (their metadata):
      * a row without any is an error when the prompts load (rl/user_routes.h). */
     if (strcmp(cfg->user, "api") == 0 && cfg->user_base_url && !llm_url_is_http(cfg->user_base_url))
-        field_error(path, "user_base_url", "an http:// or https:// URL with a host (and a port in 1..65535)", json_get(root, "user_base_url"));
+        field_error(path, "user_base_url", URL_EXPECTED, json_get(root, "user_base_url"));
     if (strcmp(cfg->user, "local") == 0 && user_models_count(cfg->user_models) > 1)
         field_error(path, "user_model",
                     "one model directory when user is \"local\" (the user-simulator ranks serve one model; a "

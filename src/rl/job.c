@@ -69,7 +69,8 @@ typedef struct {
     const char *data_dir;
     RankLayout lay;
     LayoutComms comms;
-    Comm *world;         /* every rank: the user-simulator ranks join the job only for the host memory check */
+    Comm *world;         /* every rank: the user-simulator ranks join the job for the host memory check and
+                          * local_user_ready only */
     Comm *work;          /* every rank but the user-simulator ranks (which serve, outside the job's collectives) */
     bool root; /* world rank 0: trainer rank 0, prints, writes */
     Qwen3Config mcfg;
@@ -129,7 +130,8 @@ static double now_s(void) {
 /* A directory of the run: its failure is the config's output_dir's. */
 static void mkdir_run(const JobConfig *c, const char *path) {
     char err[1024];
-    if (dir_create_all(path, err, sizeof err) != 0) die_input("%s: %s: %s", c->path, job_config_output_dir_origin(c), err);
+    if (dir_create_all(path, err, sizeof err) != 0)
+        die_input("%s: %s: %s", c->path, job_config_output_dir_origin(c), err);
 }
 
 void job_check_run_outputs(const JobConfig *c, const char *run_dir, const char *const *dirs,
@@ -622,12 +624,12 @@ void local_user_serve(const JobConfig *c, Comm *world, int n_engines) {
     /* A model that does not load is told to rank 0 (local_user_meet), which
      * says it: this rank's own message could race rank 0's abort, or say
      * again what rank 0 says of the same directory (the policy's model). */
+    const char *field = c->user_models ? "user_model" : "model";
     Qwen3Config ucfg;
     snprintf(path, sizeof path, "%s/config.json", so.model_dir);
     bool have_config = qwen3_config_load(path, &ucfg, err, sizeof err) == 0;
     if (!have_config)
-        snprintf(failed, sizeof failed, "%s: field '%s' (the local user's model): %s", c->path,
-                 c->user_models ? "user_model" : "model", err);
+        snprintf(failed, sizeof failed, "%s: field '%s' (the local user's model): %s", c->path, field, err);
     /* the plan, from the model's config.json before the weights load */
     JobMemory mem = {0};
     if (have_config) {
@@ -639,8 +641,7 @@ void local_user_serve(const JobConfig *c, Comm *world, int n_engines) {
      * before writing anything */
     Server *s = have_config ? server_open(&so, NULL, NULL, NULL, err, sizeof err) : NULL;
     if (have_config && !s)
-        snprintf(failed, sizeof failed, "%s: field '%s' (the local user's model): %s", c->path,
-                 c->user_models ? "user_model" : "model", err);
+        snprintf(failed, sizeof failed, "%s: field '%s' (the local user's model): %s", c->path, field, err);
     local_user_meet(world, failed);
     if (server_mpi_serve(s, MPI_COMM_WORLD, n_engines / n_us + (us < n_engines % n_us), err, sizeof err) != 0)
         die_runtime("%s: the local user's server: %s", c->path, err);

@@ -91,7 +91,8 @@ static int add_row(PromptSet *ps, const cJSON *row, const char *path, int line, 
     if (url && !cJSON_IsNull(url) &&
         (!cJSON_IsString(url) || !llm_url_is_http(url->valuestring))) {
         user_models_free(models);
-        return row_error(err, errlen, path, line, "metadata.user_base_url: expected an http:// or https:// URL with a host%s%s",
+        return row_error(err, errlen, path, line,
+                         "metadata.user_base_url: expected an http:// or https:// URL with a host%s%s",
                          "", "");
     }
     if (key && !cJSON_IsNull(key) && (!cJSON_IsString(key) || !*key->valuestring)) {
