@@ -65,7 +65,7 @@ static int want_int(const cJSON *root, const char *key, const char *path, int df
 void config_load_oracle(const char *path, OracleJobConfig *cfg) {
     memset(cfg, 0, sizeof *cfg);
     char err[1024];
-    cJSON *root = json_load_file(path, err, sizeof err);
+    cJSON *root = json_load_config(path, err, sizeof err);
     if (!root) die_input("%s", err);
     if (!cJSON_IsObject(root)) die_input("%s: expected a JSON object at the top level", path);
     const char *job = json_get_str(root, "job");
@@ -599,7 +599,7 @@ static void config_load_eval(JobConfig *cfg, const cJSON *ev, const char *path) 
 void config_load_job(const char *path, JobConfig *cfg) {
     memset(cfg, 0, sizeof *cfg);
     char err[1024];
-    cJSON *root = json_load_file(path, err, sizeof err);
+    cJSON *root = json_load_config(path, err, sizeof err);
     if (!root) die_input("%s", err);
     if (!cJSON_IsObject(root)) die_input("%s: expected a JSON object at the top level", path);
 

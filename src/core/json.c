@@ -24,6 +24,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int depth;
+    bool unique_keys; /* a key given twice in one object is an error (json_load_config) */
 } Reader;
 
 enum { JSON_MAX_DEPTH = 512 };
@@ -327,6 +328,7 @@ static cJSON *read_object(Reader *r) {
             cJSON_Delete(obj);
             return NULL;
         }
+        size_t key_pos = r->pos;
         char *key = read_string(r);
         if (!key) {
             cJSON_Delete(obj);
@@ -354,6 +356,16 @@ static cJSON *read_object(Reader *r) {
                 dup = c;
                 break;
             }
+        }
+        if (dup && r->unique_keys) {
+            r->pos = key_pos;
+            char what[300];
+            snprintf(what, sizeof what, "key '%.200s' given twice in this object (a later one would silently win)",
+                     key);
+            reader_fail(r, what);
+            cJSON_Delete(item);
+            cJSON_Delete(obj);
+            return NULL;
         }
         if (dup) {
             cJSON_ReplaceItemViaPointer(obj, dup, item);
@@ -425,9 +437,10 @@ static cJSON *read_value(Reader *r) {
     return v;
 }
 
-cJSON *json_parse(const char *text, size_t len, const char *name, char *err, size_t errlen) {
+static cJSON *parse_text(const char *text, size_t len, const char *name, bool unique_keys, char *err,
+                         size_t errlen) {
     if (err && errlen) err[0] = '\0';
-    Reader r = {text, len, 0, name, err, errlen, 0};
+    Reader r = {text, len, 0, name, err, errlen, 0, unique_keys};
     /* A UTF-8 byte order mark is allowed, as Python's utf-8-sig readers do. */
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) r.pos = 3;
     cJSON *v = read_value(&r);
@@ -441,14 +454,22 @@ cJSON *json_parse(const char *text, size_t len, const char *name, char *err, siz
     return v;
 }
 
-cJSON *json_load_file(const char *path, char *err, size_t errlen) {
+cJSON *json_parse(const char *text, size_t len, const char *name, char *err, size_t errlen) {
+    return parse_text(text, len, name, false, err, errlen);
+}
+
+static cJSON *load_file(const char *path, bool unique_keys, char *err, size_t errlen) {
     size_t len;
     char *text = file_read_all(path, &len, err, errlen);
     if (!text) return NULL;
-    cJSON *v = json_parse(text, len, path, err, errlen);
+    cJSON *v = parse_text(text, len, path, unique_keys, err, errlen);
     free(text);
     return v;
 }
+
+cJSON *json_load_file(const char *path, char *err, size_t errlen) { return load_file(path, false, err, errlen); }
+
+cJSON *json_load_config(const char *path, char *err, size_t errlen) { return load_file(path, true, err, errlen); }
 
 /* ------------------------------------------------------------------ values */
 

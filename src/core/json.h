@@ -33,6 +33,9 @@
 cJSON *json_parse(const char *text, size_t len, const char *name, char *err, size_t errlen);
 /* Read and parse a file; errors name the path. */
 cJSON *json_load_file(const char *path, char *err, size_t errlen);
+/* The same for a config a person writes: a key given twice in one object
+ * is an error at the second (Python would keep the later value silently). */
+cJSON *json_load_config(const char *path, char *err, size_t errlen);
 
 /* ---- making values ---- */
 cJSON *json_int(double v);   /* a Python int */

@@ -311,7 +311,7 @@ static void test_wrong_types_and_ranges(void **state) {
                  "a positive integer", "got -8", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"n_samples_per_prompt\": 8.0}", "field 'n_samples_per_prompt'",
                  "got 8.0", NULL);
-    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"rollout_batch_size\": 3000000000}",
+    expect_error("{" GRPO_MIN ", \"global_batch_size\": 32, \"rollout_batch_size\": 3000000000}",
                  "field 'rollout_batch_size'", "at most 2147483647", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"rollout_top_p\": 0}", "field 'rollout_top_p'", "(0, 1]", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"rollout_top_p\": 1.5}", "field 'rollout_top_p'", "got 1.5",
@@ -323,7 +323,8 @@ static void test_wrong_types_and_ranges(void **state) {
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"kl_coef\": NaN}", "field 'kl_coef'", "got NaN", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"colocate\": \"yes\"}", "field 'colocate'", "true or false",
                  NULL);
-    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"model\": 7}", "field 'model'", "a non-empty string", "got 7", NULL);
+    expect_error("{\"job\": \"grpo\", \"model\": 7, \"prompt_data\": \"p.jsonl\", \"num_rollout\": 2, " GRPO_BATCH "}",
+                 "field 'model'", "a non-empty string", "got 7", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"output_dir\": \"\"}", "field 'output_dir'", "a non-empty string",
                  "got \"\"", NULL);
     expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"seed\": -1}", "field 'seed'", NULL);
@@ -340,6 +341,14 @@ static void test_wrong_types_and_ranges(void **state) {
                  "\"user_base_url\": %s}", urls[i]);
         expect_error(cfg, "field 'user_base_url'", "an http:// or https:// URL with a host", NULL);
     }
+}
+
+static void test_duplicate_key(void **state) {
+    (void)state;
+    /* a later value would silently win: refused at the second, nested objects too */
+    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"lr\": 0.1, \"lr\": 0.2}", "key 'lr' given twice", NULL);
+    expect_error("{" GRPO_MIN ", " GRPO_BATCH ", \"eval\": {\"datasets\": [], \"datasets\": []}}",
+                 "key 'datasets' given twice", NULL);
 }
 
 static void test_bad_enums(void **state) {
@@ -448,7 +457,7 @@ int main(void) {
         cmocka_unit_test(test_every_key_accepted_and_documented),
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_wrong_types_and_ranges),
-        cmocka_unit_test(test_bad_enums),
+        cmocka_unit_test(test_duplicate_key), cmocka_unit_test(test_bad_enums),
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_inconsistent),
         cmocka_unit_test(test_unreadable),
