@@ -38,7 +38,9 @@ char *domain_read_text(const char *domain_dir, const char *file, char *err, size
     return text;
 }
 
-static cJSON *load_structured(const char *dir, const char *file, char *err, size_t errlen) {
+/* Read a data file and check it against its model: a file altered by hand
+ * is refused here, naming the field, rather than failing the tasks it breaks. */
+static cJSON *load_structured(const char *dir, const char *file, const DbModel *model, char *err, size_t errlen) {
     size_t n = strlen(dir) + strlen(file) + 2;
     char *path = xmalloc(n);
     snprintf(path, n, "%s/%s", dir, file);
@@ -47,7 +49,11 @@ static cJSON *load_structured(const char *dir, const char *file, char *err, size
     if (fl > 5 && strcmp(file + fl - 5, ".toml") == 0) v = toml_load_file(path, err, errlen);
     else v = json_load_file(path, err, errlen);
     if (v && !cJSON_IsObject(v)) {
-        snprintf(err, errlen, "%s: expected a JSON object of tables at the top level", path);
+        snprintf(err, errlen, "%s: expected an object of tables at the top level", path);
+        cJSON_Delete(v);
+        v = NULL;
+    }
+    if (v && model && db_schema_check(v, model, path, err, errlen) != 0) {
         cJSON_Delete(v);
         v = NULL;
     }
@@ -101,14 +107,14 @@ Domain *domain_load(const char *data_dir, const char *name, char *err, size_t er
         domain_free(d);
         return NULL;
     }
-    cJSON *root = load_structured(d->dir, spec->db_file, err, errlen);
+    cJSON *root = load_structured(d->dir, spec->db_file, spec->db_model, err, errlen);
     if (!root) {
         domain_free(d);
         return NULL;
     }
     d->db_base = normalized_base(d, root, false);
     if (spec->user_db_file) {
-        cJSON *uroot = load_structured(d->dir, spec->user_db_file, err, errlen);
+        cJSON *uroot = load_structured(d->dir, spec->user_db_file, spec->user_db_model, err, errlen);
         if (!uroot) {
             domain_free(d);
             return NULL;

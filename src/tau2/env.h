@@ -15,6 +15,7 @@
 #include <cJSON.h>
 
 #include "tau2/db.h"
+#include "tau2/db_schema.h"
 
 typedef struct Env Env;
 typedef struct Domain Domain;
@@ -61,6 +62,9 @@ typedef struct {
      * ".toml"); user_db_file NULL when the domain has none. */
     const char *db_file;
     const char *user_db_file;
+    /* The files' top-level models (db_schema.h), checked at load. */
+    const DbModel *db_model;
+    const DbModel *user_db_model;
     /* Policy text as τ²-bench assembles it from the domain directory; returns
      * a new string or NULL with err filled. */
     char *(*load_policy)(const char *domain_dir, char *err, size_t errlen);

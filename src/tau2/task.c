@@ -39,6 +39,39 @@ static int check_task(const cJSON *t, int index, const char *path, char *err, si
     return -1;
 }
 
+/* split_tasks.json: an object of split name → list of ids of tasks in
+ * tasks.json. τ²-bench skips an id that names no task; here it is refused,
+ * since a split that silently shrinks changes every score read from it. */
+static int check_splits(const TaskSet *ts, const char *path, char *err, size_t errlen) {
+    if (!cJSON_IsObject(ts->splits)) {
+        snprintf(err, errlen, "%s: expected an object of split name → list of task ids", path);
+        return -1;
+    }
+    HMap ids;
+    hmap_init(&ids);
+    for (int i = 0; i < ts->n; i++) hmap_put(&ids, task_id(ts->tasks[i]), (void *)ts->tasks[i]);
+    int rc = 0;
+    for (const cJSON *s = ts->splits->child; s && rc == 0; s = s->next) {
+        if (!cJSON_IsArray(s)) {
+            snprintf(err, errlen, "%s: split '%s': expected a list of task ids", path, s->string);
+            rc = -1;
+        }
+        int i = 0;
+        for (const cJSON *x = cJSON_IsArray(s) ? s->child : NULL; x && rc == 0; x = x->next, i++) {
+            if (!cJSON_IsString(x)) {
+                snprintf(err, errlen, "%s: split '%s', entry %d: expected a task id (a string)", path, s->string, i);
+                rc = -1;
+            } else if (!hmap_get(&ids, x->valuestring)) {
+                snprintf(err, errlen, "%s: split '%s', entry %d: '%s' is no task of tasks.json", path, s->string, i,
+                         x->valuestring);
+                rc = -1;
+            }
+        }
+    }
+    hmap_free(&ids);
+    return rc;
+}
+
 TaskSet *taskset_load(const Domain *d, char *err, size_t errlen) {
     size_t n = strlen(d->dir) + 32;
     char *path = xmalloc(n);
@@ -75,8 +108,7 @@ TaskSet *taskset_load(const Domain *d, char *err, size_t errlen) {
     struct stat st;
     if (stat(path, &st) == 0) {
         ts->splits = json_load_file(path, err, errlen);
-        if (!ts->splits || !cJSON_IsObject(ts->splits)) {
-            if (ts->splits) snprintf(err, errlen, "%s: expected an object of split name → list of task ids", path);
+        if (!ts->splits || check_splits(ts, path, err, errlen) != 0) {
             taskset_free(ts);
             free(path);
             return NULL;

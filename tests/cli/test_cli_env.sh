@@ -183,4 +183,42 @@ expect_exit old-release-bad-split 2 "valid splits: base" "$BIN" oracle --domain 
 python3 -c "import json,sys; r=json.load(open('$TMP/r_old.json')); sys.exit(0 if r['reward_basis']==['DB','COMMUNICATE'] else 1)"
 check "old release: reward_basis defaults to DB, COMMUNICATE" $?
 
+# Altered data files are refused at load, naming the file and the field (exit 2), before anything is written.
+altered() { # domain, file, python statement on d (the loaded file)
+  rm -rf "$TMP/alt" && mkdir -p "$TMP/alt/domains" && cp -r "$TAU2_DATA_DIR/domains/$1" "$TMP/alt/domains/$1"
+  chmod -R u+w "$TMP/alt"
+  python3 - "$TMP/alt/domains/$1/$2" "$3" <<'PY'
+import json, sys
+path, stmt = sys.argv[1], sys.argv[2]
+d = json.load(open(path))
+exec(stmt)
+json.dump(d, open(path, "w"))
+PY
+}
+altered airline db.json "d['users']['mia_li_3668']['membership'] = 'platinum'"
+expect_exit altered-airline 2 \
+  "airline/db.json: users.mia_li_3668.membership: expected one of gold, silver or regular, got \"platinum\"" \
+  "$BIN" oracle --domain airline --data-dir "$TMP/alt"
+altered retail db.json "del d['orders']"
+expect_exit altered-retail 2 "retail/db.json: missing field 'orders' (RetailDB)" \
+  "$BIN" oracle --domain retail --data-dir "$TMP/alt"
+altered mock user_db.json "d['notifications']['notif_1']['status'] = 'seen'"
+expect_exit altered-mock-user 2 "mock/user_db.json: notifications.notif_1.status: expected one of unread or read" \
+  "$BIN" oracle --domain mock --data-dir "$TMP/alt"
+altered mock split_tasks.json "d['base'].append('no_such_task')"
+printf '{"job": "oracle", "domains": ["mock"], "data_dir": "%s/alt", "output": "%s/run4/eps.jsonl"}' "$TMP" "$TMP" \
+  >"$TMP/cfg6.json"
+expect_exit altered-split 2 "mock/split_tasks.json: split 'base', entry 10: 'no_such_task' is no task of tasks.json" \
+  "$BIN" "$TMP/cfg6.json"
+[ ! -e "$TMP/run4" ]; check "the altered data made no folder" $?
+rm -rf "$TMP/alt" && mkdir -p "$TMP/alt/domains" && cp -r "$TAU2_DATA_DIR/domains/telecom" "$TMP/alt/domains/"
+chmod -R u+w "$TMP/alt"
+: >"$TMP/alt/domains/telecom/db.toml"
+expect_exit altered-telecom-empty 2 "telecom/db.toml: empty (expected the tables of TelecomDB" \
+  "$BIN" oracle --domain telecom --data-dir "$TMP/alt"
+cp "$TAU2_DATA_DIR/domains/telecom/db.toml" "$TMP/alt/domains/telecom/db.toml"
+sed -i 's/^battery_level = 80$/battery_level = "full"/' "$TMP/alt/domains/telecom/user_db.toml"
+expect_exit altered-telecom-user 2 "telecom/user_db.toml: device.battery_level: expected a whole number, got \"full\"" \
+  "$BIN" oracle --domain telecom --data-dir "$TMP/alt"
+
 finish test_cli_env

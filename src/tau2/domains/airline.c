@@ -246,33 +246,24 @@ static bool check_literal(ValErrs *e, const char *loc, const cJSON *v, const cha
     return false;
 }
 
-static const char *const FLIGHT_TYPES[] = {"round_trip", "one_way"};
-static const char *const CABINS[] = {"business", "economy", "basic_economy"};
-static const char *const INSURANCES[] = {"yes", "no"};
+/* NULL-terminated, so the model tables at the end of this file share them. */
+static const char *const FLIGHT_TYPES[] = {"round_trip", "one_way", NULL};
+static const char *const CABINS[] = {"business", "economy", "basic_economy", NULL};
+static const char *const INSURANCES[] = {"yes", "no", NULL};
 
-/* Field kinds of the small argument models. */
-enum { F_STR, F_INT };
-typedef struct {
-    const char *name;
-    int kind;
-} Field;
-typedef struct {
-    const char *name;
-    const Field *fields;
-    int n;
-} Model;
-
-static const Field FLIGHT_INFO_FIELDS[] = {{"flight_number", F_STR}, {"date", F_STR}};
-static const Field PASSENGER_FIELDS[] = {{"first_name", F_STR}, {"last_name", F_STR}, {"dob", F_STR}};
-static const Field PAYMENT_FIELDS[] = {{"payment_id", F_STR}, {"amount", F_INT}};
-static const Model FLIGHT_INFO = {"FlightInfo", FLIGHT_INFO_FIELDS, 2};
-static const Model PASSENGER = {"Passenger", PASSENGER_FIELDS, 3};
-static const Model PAYMENT = {"Payment", PAYMENT_FIELDS, 2};
+/* The small models that tool arguments are validated as; the data model at
+ * the end of this file uses them too. */
+static const DbField FLIGHT_INFO_FIELDS[] = {{"flight_number", &DB_T_STR}, {"date", &DB_T_STR}, {NULL}};
+static const DbField PASSENGER_FIELDS[] = {{"first_name", &DB_T_STR}, {"last_name", &DB_T_STR}, {"dob", &DB_T_STR}, {NULL}};
+static const DbField PAYMENT_FIELDS[] = {{"payment_id", &DB_T_STR}, {"amount", &DB_T_INT}, {NULL}};
+static const DbModel FLIGHT_INFO = {"FlightInfo", FLIGHT_INFO_FIELDS};
+static const DbModel PASSENGER = {"Passenger", PASSENGER_FIELDS};
+static const DbModel PAYMENT = {"Payment", PAYMENT_FIELDS};
 
 /* Validate dict `d` as model `m` (extra keys ignored), errors located
  * under `prefix` ("" at top level, "passengers.1." inside Reservation).
  * On success returns the model_dump in field order; NULL otherwise. */
-static cJSON *model_validate(ValErrs *e, const Model *m, const cJSON *d, const char *prefix) {
+static cJSON *model_validate(ValErrs *e, const DbModel *m, const cJSON *d, const char *prefix) {
     char loc[256];
     if (!cJSON_IsObject(d)) {
         snprintf(loc, sizeof loc, "%.*s", prefix[0] ? (int)strlen(prefix) - 1 : 0, prefix);
@@ -283,14 +274,13 @@ static cJSON *model_validate(ValErrs *e, const Model *m, const cJSON *d, const c
     }
     cJSON *out = cJSON_CreateObject();
     bool ok = true;
-    for (int i = 0; i < m->n; i++) {
-        const Field *f = &m->fields[i];
+    for (const DbField *f = m->fields; f->name; f++) {
         const cJSON *v = json_get(d, f->name);
         snprintf(loc, sizeof loc, "%s%s", prefix, f->name);
         if (!v) {
             verr_add(e, loc, "Field required", "missing", d);
             ok = false;
-        } else if (f->kind == F_STR) {
+        } else if (f->type->kind == DB_STR) {
             if (check_str(e, loc, v)) cJSON_AddItemToObject(out, f->name, cJSON_CreateString(v->valuestring));
             else ok = false;
         } else {
@@ -305,7 +295,7 @@ static cJSON *model_validate(ValErrs *e, const Model *m, const cJSON *d, const c
 
 /* `[Model(**d) for d in items]`: the list of dumps, or NULL after reporting
  * the first failing item's ValidationError. */
-static cJSON *models_from_dicts(ToolCtx *ctx, const Model *m, const cJSON *items) {
+static cJSON *models_from_dicts(ToolCtx *ctx, const DbModel *m, const cJSON *items) {
     cJSON *out = cJSON_CreateArray();
     for (const cJSON *d = items ? items->child : NULL; d; d = d->next) {
         ValErrs e = {{0}, 0};
@@ -1911,6 +1901,159 @@ static char *airline_load_policy(const char *domain_dir, char *err, size_t errle
     return domain_read_text(domain_dir, "policy.md", err, errlen);
 }
 
+/* ------------------------------------------------------------ data model */
+
+/* FlightDB as data_model.py declares it, for the load-time check of db.json. */
+static const DbField NAME_FIELDS[] = {{"first_name", &DB_T_STR}, {"last_name", &DB_T_STR}, {NULL}};
+static const DbModel NAME_MODEL = {"Name", NAME_FIELDS};
+static const DbType NAME_TYPE = {DB_MODEL, .model = &NAME_MODEL};
+
+static const DbField ADDRESS_FIELDS[] = {
+    {"address1", &DB_T_STR}, {"address2", &DB_T_STR, "null", true}, {"city", &DB_T_STR},
+    {"country", &DB_T_STR},  {"state", &DB_T_STR},                  {"zip", &DB_T_STR},
+    {NULL},
+};
+static const DbModel ADDRESS_MODEL = {"Address", ADDRESS_FIELDS};
+static const DbType ADDRESS_TYPE = {DB_MODEL, .model = &ADDRESS_MODEL};
+
+static const DbType PASSENGER_TYPE = {DB_MODEL, .model = &PASSENGER};
+static const DbType PASSENGER_LIST = {DB_LIST, .item = &PASSENGER_TYPE};
+static const DbType PAYMENT_TYPE = {DB_MODEL, .model = &PAYMENT};
+static const DbType PAYMENT_LIST = {DB_LIST, .item = &PAYMENT_TYPE};
+
+/* PaymentMethod = Union[CreditCard, GiftCard, Certificate], told apart by source. */
+static const char *const SOURCE_CREDIT_CARD[] = {"credit_card", NULL};
+static const char *const SOURCE_GIFT_CARD[] = {"gift_card", NULL};
+static const char *const SOURCE_CERTIFICATE[] = {"certificate", NULL};
+static const DbType SOURCE_CREDIT_CARD_TYPE = {DB_ENUM, .choices = SOURCE_CREDIT_CARD};
+static const DbType SOURCE_GIFT_CARD_TYPE = {DB_ENUM, .choices = SOURCE_GIFT_CARD};
+static const DbType SOURCE_CERTIFICATE_TYPE = {DB_ENUM, .choices = SOURCE_CERTIFICATE};
+static const DbField CREDIT_CARD_FIELDS[] = {
+    {"source", &SOURCE_CREDIT_CARD_TYPE}, {"id", &DB_T_STR}, {"brand", &DB_T_STR}, {"last_four", &DB_T_STR}, {NULL}};
+static const DbField GIFT_CARD_FIELDS[] = {
+    {"source", &SOURCE_GIFT_CARD_TYPE}, {"id", &DB_T_STR}, {"amount", &DB_T_FLOAT}, {NULL}};
+static const DbField CERTIFICATE_FIELDS[] = {
+    {"source", &SOURCE_CERTIFICATE_TYPE}, {"id", &DB_T_STR}, {"amount", &DB_T_FLOAT}, {NULL}};
+static const DbModel CREDIT_CARD_MODEL = {"CreditCard", CREDIT_CARD_FIELDS};
+static const DbModel GIFT_CARD_MODEL = {"GiftCard", GIFT_CARD_FIELDS};
+static const DbModel CERTIFICATE_MODEL = {"Certificate", CERTIFICATE_FIELDS};
+static const DbModel *const PAYMENT_METHOD_VARIANTS[] = {&CREDIT_CARD_MODEL, &GIFT_CARD_MODEL, &CERTIFICATE_MODEL, NULL};
+static const DbType PAYMENT_METHOD_TYPE = {DB_UNION, .tag = "source", .variants = PAYMENT_METHOD_VARIANTS};
+static const DbType PAYMENT_METHOD_DICT = {DB_DICT, .item = &PAYMENT_METHOD_TYPE};
+
+/* FlightDateStatus: one model per status. */
+static const DbType SEATS_TYPE = {DB_DICT, .item = &DB_T_INT, .choices = CABINS};
+static const char *const STATUS_AVAILABLE[] = {"available", NULL};
+static const char *const STATUS_LANDED[] = {"landed", NULL};
+static const char *const STATUS_CANCELLED[] = {"cancelled", NULL};
+static const char *const STATUS_DELAYED[] = {"delayed", NULL};
+static const char *const STATUS_FLYING[] = {"flying", NULL};
+static const char *const STATUS_ON_TIME[] = {"on time", NULL};
+static const DbType STATUS_AVAILABLE_TYPE = {DB_ENUM, .choices = STATUS_AVAILABLE};
+static const DbType STATUS_LANDED_TYPE = {DB_ENUM, .choices = STATUS_LANDED};
+static const DbType STATUS_CANCELLED_TYPE = {DB_ENUM, .choices = STATUS_CANCELLED};
+static const DbType STATUS_DELAYED_TYPE = {DB_ENUM, .choices = STATUS_DELAYED};
+static const DbType STATUS_FLYING_TYPE = {DB_ENUM, .choices = STATUS_FLYING};
+static const DbType STATUS_ON_TIME_TYPE = {DB_ENUM, .choices = STATUS_ON_TIME};
+static const DbField DATE_AVAILABLE_FIELDS[] = {
+    {"status", &STATUS_AVAILABLE_TYPE}, {"available_seats", &SEATS_TYPE}, {"prices", &SEATS_TYPE}, {NULL}};
+static const DbField DATE_LANDED_FIELDS[] = {{"status", &STATUS_LANDED_TYPE},
+                                             {"actual_departure_time_est", &DB_T_STR},
+                                             {"actual_arrival_time_est", &DB_T_STR},
+                                             {NULL}};
+static const DbField DATE_CANCELLED_FIELDS[] = {{"status", &STATUS_CANCELLED_TYPE}, {NULL}};
+static const DbField DATE_DELAYED_FIELDS[] = {{"status", &STATUS_DELAYED_TYPE},
+                                              {"estimated_departure_time_est", &DB_T_STR},
+                                              {"estimated_arrival_time_est", &DB_T_STR},
+                                              {NULL}};
+static const DbField DATE_FLYING_FIELDS[] = {{"status", &STATUS_FLYING_TYPE},
+                                             {"actual_departure_time_est", &DB_T_STR},
+                                             {"estimated_arrival_time_est", &DB_T_STR},
+                                             {NULL}};
+static const DbField DATE_ON_TIME_FIELDS[] = {{"status", &STATUS_ON_TIME_TYPE},
+                                              {"estimated_departure_time_est", &DB_T_STR},
+                                              {"estimated_arrival_time_est", &DB_T_STR},
+                                              {NULL}};
+static const DbModel DATE_AVAILABLE_MODEL = {"FlightDateStatusAvailable", DATE_AVAILABLE_FIELDS};
+static const DbModel DATE_LANDED_MODEL = {"FlightDateStatusLanded", DATE_LANDED_FIELDS};
+static const DbModel DATE_CANCELLED_MODEL = {"FlightDateStatusCancelled", DATE_CANCELLED_FIELDS};
+static const DbModel DATE_DELAYED_MODEL = {"FlightDateStatusDelayed", DATE_DELAYED_FIELDS};
+static const DbModel DATE_FLYING_MODEL = {"FlightDataStatusFlying", DATE_FLYING_FIELDS};
+static const DbModel DATE_ON_TIME_MODEL = {"FlightDataStatusOnTime", DATE_ON_TIME_FIELDS};
+static const DbModel *const DATE_STATUS_VARIANTS[] = {&DATE_AVAILABLE_MODEL, &DATE_LANDED_MODEL, &DATE_CANCELLED_MODEL,
+                                                      &DATE_DELAYED_MODEL,   &DATE_FLYING_MODEL, &DATE_ON_TIME_MODEL,
+                                                      NULL};
+static const DbType DATE_STATUS_TYPE = {DB_UNION, .tag = "status", .variants = DATE_STATUS_VARIANTS};
+static const DbType DATE_STATUS_DICT = {DB_DICT, .item = &DATE_STATUS_TYPE};
+
+static const DbField FLIGHT_FIELDS[] = {
+    {"flight_number", &DB_T_STR},
+    {"origin", &DB_T_STR},
+    {"destination", &DB_T_STR},
+    {"scheduled_departure_time_est", &DB_T_STR},
+    {"scheduled_arrival_time_est", &DB_T_STR},
+    {"dates", &DATE_STATUS_DICT},
+    {NULL},
+};
+static const DbModel FLIGHT_MODEL = {"Flight", FLIGHT_FIELDS};
+static const DbType FLIGHT_TYPE = {DB_MODEL, .model = &FLIGHT_MODEL};
+
+static const char *const MEMBERSHIPS[] = {"gold", "silver", "regular", NULL};
+static const DbType MEMBERSHIP_TYPE = {DB_ENUM, .choices = MEMBERSHIPS};
+static const DbField USER_FIELDS[] = {
+    {"user_id", &DB_T_STR},
+    {"name", &NAME_TYPE},
+    {"address", &ADDRESS_TYPE},
+    {"email", &DB_T_STR},
+    {"dob", &DB_T_STR},
+    {"payment_methods", &PAYMENT_METHOD_DICT},
+    {"saved_passengers", &PASSENGER_LIST},
+    {"membership", &MEMBERSHIP_TYPE},
+    {"reservations", &DB_T_LIST_STR},
+    {NULL},
+};
+static const DbModel USER_MODEL = {"User", USER_FIELDS};
+static const DbType USER_TYPE = {DB_MODEL, .model = &USER_MODEL};
+
+static const DbField RES_FLIGHT_FIELDS[] = {
+    {"flight_number", &DB_T_STR}, {"origin", &DB_T_STR}, {"destination", &DB_T_STR},
+    {"date", &DB_T_STR},          {"price", &DB_T_INT},  {NULL},
+};
+static const DbModel RES_FLIGHT_MODEL = {"ReservationFlight", RES_FLIGHT_FIELDS};
+static const DbType RES_FLIGHT_TYPE = {DB_MODEL, .model = &RES_FLIGHT_MODEL};
+static const DbType RES_FLIGHT_LIST = {DB_LIST, .item = &RES_FLIGHT_TYPE};
+
+static const DbType FLIGHT_TYPE_TYPE = {DB_ENUM, .choices = FLIGHT_TYPES};
+static const DbType CABIN_TYPE = {DB_ENUM, .choices = CABINS};
+static const DbType INSURANCE_TYPE = {DB_ENUM, .choices = INSURANCES};
+static const DbType CANCELLED_TYPE = {DB_ENUM, .choices = STATUS_CANCELLED};
+static const DbField RESERVATION_FIELDS[] = {
+    {"reservation_id", &DB_T_STR},
+    {"user_id", &DB_T_STR},
+    {"origin", &DB_T_STR},
+    {"destination", &DB_T_STR},
+    {"flight_type", &FLIGHT_TYPE_TYPE},
+    {"cabin", &CABIN_TYPE},
+    {"flights", &RES_FLIGHT_LIST},
+    {"passengers", &PASSENGER_LIST},
+    {"payment_history", &PAYMENT_LIST},
+    {"created_at", &DB_T_STR},
+    {"total_baggages", &DB_T_INT},
+    {"nonfree_baggages", &DB_T_INT},
+    {"insurance", &INSURANCE_TYPE},
+    {"status", &CANCELLED_TYPE, "null", true},
+    {NULL},
+};
+static const DbModel RESERVATION_MODEL = {"Reservation", RESERVATION_FIELDS};
+static const DbType RESERVATION_TYPE = {DB_MODEL, .model = &RESERVATION_MODEL};
+
+static const DbType FLIGHT_DICT = {DB_DICT, .item = &FLIGHT_TYPE};
+static const DbType USER_DICT = {DB_DICT, .item = &USER_TYPE};
+static const DbType RESERVATION_DICT = {DB_DICT, .item = &RESERVATION_TYPE};
+static const DbField FLIGHT_DB_FIELDS[] = {
+    {"flights", &FLIGHT_DICT}, {"users", &USER_DICT}, {"reservations", &RESERVATION_DICT}, {NULL}};
+static const DbModel FLIGHT_DB_MODEL = {"FlightDB", FLIGHT_DB_FIELDS};
+
 const DomainSpec DOMAIN_AIRLINE = {
     .name = "airline",
     .agent_tools = AIRLINE_TOOLS,
@@ -1923,6 +2066,8 @@ const DomainSpec DOMAIN_AIRLINE = {
     .n_user_funcs = 0,
     .db_file = "db.json",
     .user_db_file = NULL,
+    .db_model = &FLIGHT_DB_MODEL,
+    .user_db_model = NULL,
     .load_policy = airline_load_policy,
     .normalize_db = airline_normalize_db,
     .sync = NULL,

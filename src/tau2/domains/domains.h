@@ -15,7 +15,9 @@ extern const ToolDef TELECOM_USER_TOOLS[];
 extern const int TELECOM_USER_N_TOOLS;
 extern const ToolDef TELECOM_USER_FUNCS[];
 extern const int TELECOM_USER_N_FUNCS;
-/* Fill in the user DB's pydantic defaults and types (telecom_user.c). */
+/* The user DB's model, and filling in its pydantic defaults and types
+ * (telecom_user.c). */
+extern const DbModel TELECOM_USER_DB;
 void telecom_user_normalize(Env *env);
 
 /* Shared by domains: read a file under the domain folder into a new string. */

@@ -176,6 +176,39 @@ static char *mock_load_policy(const char *domain_dir, char *err, size_t errlen) 
     return domain_read_text(domain_dir, "policy.md", err, errlen);
 }
 
+/* MockDB and MockUserDB as data_model.py and user_data_model.py declare them,
+ * for the load-time check of db.json and user_db.json. */
+static const char *const TASK_STATUSES[] = {"pending", "completed", NULL};
+static const DbType TASK_STATUS_TYPE = {DB_ENUM, .choices = TASK_STATUSES};
+static const DbField TASK_FIELDS[] = {
+    {"task_id", &DB_T_STR}, {"title", &DB_T_STR}, {"description", &DB_T_STR, "null", true},
+    {"status", &TASK_STATUS_TYPE}, {NULL},
+};
+static const DbModel TASK_MODEL = {"Task", TASK_FIELDS};
+static const DbType TASK_TYPE = {DB_MODEL, .model = &TASK_MODEL};
+static const DbField USER_FIELDS[] = {{"user_id", &DB_T_STR}, {"name", &DB_T_STR}, {"tasks", &DB_T_LIST_STR}, {NULL}};
+static const DbModel USER_MODEL = {"User", USER_FIELDS};
+static const DbType USER_TYPE = {DB_MODEL, .model = &USER_MODEL};
+static const DbType TASK_DICT = {DB_DICT, .item = &TASK_TYPE};
+static const DbType USER_DICT = {DB_DICT, .item = &USER_TYPE};
+static const DbField MOCK_DB_FIELDS[] = {{"tasks", &TASK_DICT}, {"users", &USER_DICT}, {NULL}};
+static const DbModel MOCK_DB_MODEL = {"MockDB", MOCK_DB_FIELDS};
+
+static const char *const NOTIFICATION_STATUSES[] = {"unread", "read", NULL};
+static const DbType NOTIFICATION_STATUS_TYPE = {DB_ENUM, .choices = NOTIFICATION_STATUSES};
+static const DbField NOTIFICATION_FIELDS[] = {
+    {"notification_id", &DB_T_STR},
+    {"message", &DB_T_STR},
+    {"status", &NOTIFICATION_STATUS_TYPE, "\"unread\""},
+    {"task_id", &DB_T_STR, "null", true},
+    {NULL},
+};
+static const DbModel NOTIFICATION_MODEL = {"Notification", NOTIFICATION_FIELDS, true};
+static const DbType NOTIFICATION_TYPE = {DB_MODEL, .model = &NOTIFICATION_MODEL};
+static const DbType NOTIFICATION_DICT = {DB_DICT, .item = &NOTIFICATION_TYPE};
+static const DbField MOCK_USER_DB_FIELDS[] = {{"notifications", &NOTIFICATION_DICT, "{}"}, {NULL}};
+static const DbModel MOCK_USER_DB_MODEL = {"MockUserDB", MOCK_USER_DB_FIELDS};
+
 const DomainSpec DOMAIN_MOCK = {
     .name = "mock",
     .agent_tools = MOCK_TOOLS,
@@ -188,6 +221,8 @@ const DomainSpec DOMAIN_MOCK = {
     .n_user_funcs = sizeof MOCK_USER_FUNCS / sizeof MOCK_USER_FUNCS[0],
     .db_file = "db.json",
     .user_db_file = "user_db.json",
+    .db_model = &MOCK_DB_MODEL,
+    .user_db_model = &MOCK_USER_DB_MODEL,
     .load_policy = mock_load_policy,
     .normalize_db = NULL,
     .sync = NULL,

@@ -80,21 +80,120 @@ static void gift_card_add(cJSON *pm, double delta) {
     json_set(pm, "balance", json_float(py_round2(balance)));
 }
 
-static const char *const ORDER_FIELDS[] = {
-    "order_id",      "user_id",        "address",
-    "items",         "status",         "fulfillments",
-    "payment_history", "cancel_reason", "exchange_items",
-    "exchange_new_items", "exchange_payment_method_id", "exchange_price_difference",
-    "return_items",  "return_payment_method_id",
+/* ------------------------------------------------------------ data model */
+
+/* RetailDB as data_model.py declares it: db.json is checked against it at
+ * load, and Order's field order is the order of its dumps. */
+static const DbField VARIANT_FIELDS[] = {
+    {"item_id", &DB_T_STR}, {"options", &DB_T_DICT_STR_STR}, {"available", &DB_T_BOOL}, {"price", &DB_T_FLOAT}, {NULL}};
+static const DbModel VARIANT_MODEL = {"Variant", VARIANT_FIELDS};
+static const DbType VARIANT_TYPE = {DB_MODEL, .model = &VARIANT_MODEL};
+static const DbType VARIANT_DICT = {DB_DICT, .item = &VARIANT_TYPE};
+static const DbField PRODUCT_FIELDS[] = {
+    {"name", &DB_T_STR}, {"product_id", &DB_T_STR}, {"variants", &VARIANT_DICT}, {NULL}};
+static const DbModel PRODUCT_MODEL = {"Product", PRODUCT_FIELDS};
+static const DbType PRODUCT_TYPE = {DB_MODEL, .model = &PRODUCT_MODEL};
+
+static const DbField USER_NAME_FIELDS[] = {{"first_name", &DB_T_STR}, {"last_name", &DB_T_STR}, {NULL}};
+static const DbModel USER_NAME_MODEL = {"UserName", USER_NAME_FIELDS};
+static const DbType USER_NAME_TYPE = {DB_MODEL, .model = &USER_NAME_MODEL};
+static const DbField USER_ADDRESS_FIELDS[] = {
+    {"address1", &DB_T_STR}, {"address2", &DB_T_STR}, {"city", &DB_T_STR},
+    {"country", &DB_T_STR},  {"state", &DB_T_STR},    {"zip", &DB_T_STR},
+    {NULL},
 };
+static const DbModel USER_ADDRESS_MODEL = {"UserAddress", USER_ADDRESS_FIELDS};
+static const DbType USER_ADDRESS_TYPE = {DB_MODEL, .model = &USER_ADDRESS_MODEL};
+
+/* PaymentMethod = Union[CreditCard, GiftCard, Paypal], told apart by source. */
+static const char *const SOURCE_CREDIT_CARD[] = {"credit_card", NULL};
+static const char *const SOURCE_GIFT_CARD[] = {"gift_card", NULL};
+static const char *const SOURCE_PAYPAL[] = {"paypal", NULL};
+static const DbType SOURCE_CREDIT_CARD_TYPE = {DB_ENUM, .choices = SOURCE_CREDIT_CARD};
+static const DbType SOURCE_GIFT_CARD_TYPE = {DB_ENUM, .choices = SOURCE_GIFT_CARD};
+static const DbType SOURCE_PAYPAL_TYPE = {DB_ENUM, .choices = SOURCE_PAYPAL};
+static const DbField CREDIT_CARD_FIELDS[] = {
+    {"source", &SOURCE_CREDIT_CARD_TYPE}, {"id", &DB_T_STR}, {"brand", &DB_T_STR}, {"last_four", &DB_T_STR}, {NULL}};
+static const DbField GIFT_CARD_FIELDS[] = {
+    {"source", &SOURCE_GIFT_CARD_TYPE}, {"id", &DB_T_STR}, {"balance", &DB_T_FLOAT}, {NULL}};
+static const DbField PAYPAL_FIELDS[] = {{"source", &SOURCE_PAYPAL_TYPE}, {"id", &DB_T_STR}, {NULL}};
+static const DbModel CREDIT_CARD_MODEL = {"CreditCard", CREDIT_CARD_FIELDS};
+static const DbModel GIFT_CARD_MODEL = {"GiftCard", GIFT_CARD_FIELDS};
+static const DbModel PAYPAL_MODEL = {"Paypal", PAYPAL_FIELDS};
+static const DbModel *const PAYMENT_METHOD_VARIANTS[] = {&CREDIT_CARD_MODEL, &GIFT_CARD_MODEL, &PAYPAL_MODEL, NULL};
+static const DbType PAYMENT_METHOD_TYPE = {DB_UNION, .tag = "source", .variants = PAYMENT_METHOD_VARIANTS};
+static const DbType PAYMENT_METHOD_DICT = {DB_DICT, .item = &PAYMENT_METHOD_TYPE};
+
+static const DbField USER_FIELDS[] = {
+    {"user_id", &DB_T_STR},
+    {"name", &USER_NAME_TYPE},
+    {"address", &USER_ADDRESS_TYPE},
+    {"email", &DB_T_STR},
+    {"payment_methods", &PAYMENT_METHOD_DICT},
+    {"orders", &DB_T_LIST_STR},
+    {NULL},
+};
+static const DbModel USER_MODEL = {"User", USER_FIELDS};
+static const DbType USER_TYPE = {DB_MODEL, .model = &USER_MODEL};
+
+static const DbField FULFILLMENT_FIELDS[] = {{"tracking_id", &DB_T_LIST_STR}, {"item_ids", &DB_T_LIST_STR}, {NULL}};
+static const DbModel FULFILLMENT_MODEL = {"OrderFullfilment", FULFILLMENT_FIELDS};
+static const DbType FULFILLMENT_TYPE = {DB_MODEL, .model = &FULFILLMENT_MODEL};
+static const DbType FULFILLMENT_LIST = {DB_LIST, .item = &FULFILLMENT_TYPE};
+static const DbField ORDER_ITEM_FIELDS[] = {
+    {"name", &DB_T_STR},   {"product_id", &DB_T_STR},         {"item_id", &DB_T_STR},
+    {"price", &DB_T_FLOAT}, {"options", &DB_T_DICT_STR_STR}, {NULL},
+};
+static const DbModel ORDER_ITEM_MODEL = {"OrderItem", ORDER_ITEM_FIELDS};
+static const DbType ORDER_ITEM_TYPE = {DB_MODEL, .model = &ORDER_ITEM_MODEL};
+static const DbType ORDER_ITEM_LIST = {DB_LIST, .item = &ORDER_ITEM_TYPE};
+static const char *const TRANSACTION_TYPES[] = {"payment", "refund", NULL};
+static const DbType TRANSACTION_TYPE = {DB_ENUM, .choices = TRANSACTION_TYPES};
+static const DbField ORDER_PAYMENT_FIELDS[] = {
+    {"transaction_type", &TRANSACTION_TYPE}, {"amount", &DB_T_FLOAT}, {"payment_method_id", &DB_T_STR}, {NULL}};
+static const DbModel ORDER_PAYMENT_MODEL = {"OrderPayment", ORDER_PAYMENT_FIELDS};
+static const DbType ORDER_PAYMENT_TYPE = {DB_MODEL, .model = &ORDER_PAYMENT_MODEL};
+static const DbType ORDER_PAYMENT_LIST = {DB_LIST, .item = &ORDER_PAYMENT_TYPE};
+
+static const char *const ORDER_STATUSES[] = {"processed", "pending", "pending (item modified)", "delivered",
+                                             "cancelled", "exchange requested", "return requested", NULL};
+static const DbType ORDER_STATUS_TYPE = {DB_ENUM, .choices = ORDER_STATUSES};
+static const char *const CANCEL_REASONS[] = {"no longer needed", "ordered by mistake", NULL};
+static const DbType CANCEL_REASON_TYPE = {DB_ENUM, .choices = CANCEL_REASONS};
+static const DbField ORDER_FIELDS[] = {
+    {"order_id", &DB_T_STR},
+    {"user_id", &DB_T_STR},
+    {"address", &USER_ADDRESS_TYPE},
+    {"items", &ORDER_ITEM_LIST},
+    {"status", &ORDER_STATUS_TYPE},
+    {"fulfillments", &FULFILLMENT_LIST},
+    {"payment_history", &ORDER_PAYMENT_LIST},
+    {"cancel_reason", &CANCEL_REASON_TYPE, "null", true},
+    {"exchange_items", &DB_T_LIST_STR, "null", true},
+    {"exchange_new_items", &DB_T_LIST_STR, "null", true},
+    {"exchange_payment_method_id", &DB_T_STR, "null", true},
+    {"exchange_price_difference", &DB_T_FLOAT, "null", true},
+    {"return_items", &DB_T_LIST_STR, "null", true},
+    {"return_payment_method_id", &DB_T_STR, "null", true},
+    {NULL},
+};
+static const DbModel ORDER_MODEL = {"Order", ORDER_FIELDS};
+static const DbType ORDER_TYPE = {DB_MODEL, .model = &ORDER_MODEL};
+
+static const DbType PRODUCT_DICT = {DB_DICT, .item = &PRODUCT_TYPE};
+static const DbType USER_DICT = {DB_DICT, .item = &USER_TYPE};
+static const DbType ORDER_DICT = {DB_DICT, .item = &ORDER_TYPE};
+static const DbField RETAIL_DB_FIELDS[] = {
+    {"products", &PRODUCT_DICT}, {"users", &USER_DICT}, {"orders", &ORDER_DICT}, {NULL}};
+static const DbModel RETAIL_DB_MODEL = {"RetailDB", RETAIL_DB_FIELDS};
 
 /* Order.model_dump(): fields in class order, None for the optional ones the
  * record lacks. */
 static cJSON *order_dump(const cJSON *order) {
     cJSON *out = cJSON_CreateObject();
-    for (size_t i = 0; i < sizeof ORDER_FIELDS / sizeof ORDER_FIELDS[0]; i++) {
-        const cJSON *v = json_get(order, ORDER_FIELDS[i]);
-        cJSON_AddItemToObject(out, ORDER_FIELDS[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
+    for (const DbField *f = ORDER_FIELDS; f->name; f++) {
+        const cJSON *v = json_get(order, f->name);
+        cJSON_AddItemToObject(out, f->name, v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
     }
     return out;
 }
@@ -1433,8 +1532,8 @@ static void make_float(cJSON *obj, const char *key) {
 }
 
 static bool order_needs_fix(const cJSON *order) {
-    for (size_t i = 0; i < sizeof ORDER_FIELDS / sizeof ORDER_FIELDS[0]; i++)
-        if (!json_get(order, ORDER_FIELDS[i])) return true;
+    for (const DbField *f = ORDER_FIELDS; f->name; f++)
+        if (!json_get(order, f->name)) return true;
     const cJSON *items = json_get(order, "items");
     for (const cJSON *it = items ? items->child : NULL; it; it = it->next)
         if (needs_float(json_get(it, "price"))) return true;
@@ -1692,6 +1791,8 @@ const DomainSpec DOMAIN_RETAIL = {
     .n_user_funcs = 0,
     .db_file = "db.json",
     .user_db_file = NULL,
+    .db_model = &RETAIL_DB_MODEL,
+    .user_db_model = NULL,
     .load_policy = retail_load_policy,
     .normalize_db = retail_normalize,
     .sync = NULL,

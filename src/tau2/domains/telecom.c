@@ -964,127 +964,135 @@ static void telecom_sync(Env *env) {
 
 /* ------------------------------------------------------------ normalization */
 
-/* What pydantic's TelecomDB.model_validate + model_dump make of the data:
- * every field present in class order (defaults filled in), float fields as
- * floats, dates and datetimes as json.dumps(default=str) prints them. */
-typedef enum { F_ANY, F_FLOAT, F_DATE, F_DATETIME, F_MODEL, F_MODEL_LIST } FieldType;
+/* TelecomDB as data_model.py declares it. db.toml is checked against it at
+ * load; then normalization makes of the data what pydantic's
+ * TelecomDB.model_validate + model_dump make of it: every field present in
+ * class order (defaults filled in), float fields as floats, dates and
+ * datetimes as json.dumps(default=str) prints them. Every model is
+ * BaseModelNoExtra (closed). */
+static const DbField ADDRESS_FIELDS[] = {
+    {"street", &DB_T_STR}, {"city", &DB_T_STR}, {"state", &DB_T_STR}, {"zip_code", &DB_T_STR}, {NULL}};
+static const DbModel ADDRESS = {"Address", ADDRESS_FIELDS, true};
+static const DbType ADDRESS_TYPE = {DB_MODEL, .model = &ADDRESS};
 
-typedef struct ModelSpec ModelSpec;
-typedef struct {
-    const char *name;
-    FieldType type;
-    const char *dflt; /* JSON text of the default, NULL when required */
-    const ModelSpec *sub;
-} FieldSpec;
-
-struct ModelSpec {
-    const FieldSpec *fields;
-    int n;
+static const char *const PAYMENT_METHOD_TYPES[] = {"Credit Card", "Debit Card", "PayPal", NULL};
+static const DbType PAYMENT_METHOD_TYPE_TYPE = {DB_ENUM, .choices = PAYMENT_METHOD_TYPES};
+static const DbField PAYMENT_METHOD_FIELDS[] = {
+    {"method_type", &PAYMENT_METHOD_TYPE_TYPE},
+    {"account_number_last_4", &DB_T_STR},
+    {"expiration_date", &DB_T_STR},
+    {NULL},
 };
+static const DbModel PAYMENT_METHOD = {"PaymentMethod", PAYMENT_METHOD_FIELDS, true};
+static const DbType PAYMENT_METHOD_TYPE = {DB_MODEL, .model = &PAYMENT_METHOD};
+static const DbType PAYMENT_METHOD_LIST = {DB_LIST, .item = &PAYMENT_METHOD_TYPE};
 
-#define MODEL(f) {f, (int)(sizeof f / sizeof f[0])}
-
-static const FieldSpec ADDRESS_FIELDS[] = {
-    {"street", F_ANY, NULL, NULL},
-    {"city", F_ANY, NULL, NULL},
-    {"state", F_ANY, NULL, NULL},
-    {"zip_code", F_ANY, NULL, NULL},
+static const DbField PLAN_FIELDS[] = {
+    {"plan_id", &DB_T_STR},
+    {"name", &DB_T_STR},
+    {"data_limit_gb", &DB_T_FLOAT},
+    {"price_per_month", &DB_T_FLOAT},
+    {"data_refueling_price_per_gb", &DB_T_FLOAT},
+    {NULL},
 };
-static const ModelSpec ADDRESS = MODEL(ADDRESS_FIELDS);
+static const DbModel PLAN = {"Plan", PLAN_FIELDS, true};
 
-static const FieldSpec PAYMENT_METHOD_FIELDS[] = {
-    {"method_type", F_ANY, NULL, NULL},
-    {"account_number_last_4", F_ANY, NULL, NULL},
-    {"expiration_date", F_ANY, NULL, NULL},
-};
-static const ModelSpec PAYMENT_METHOD = MODEL(PAYMENT_METHOD_FIELDS);
-
-static const FieldSpec PLAN_FIELDS[] = {
-    {"plan_id", F_ANY, NULL, NULL},
-    {"name", F_ANY, NULL, NULL},
-    {"data_limit_gb", F_FLOAT, NULL, NULL},
-    {"price_per_month", F_FLOAT, NULL, NULL},
-    {"data_refueling_price_per_gb", F_FLOAT, NULL, NULL},
-};
-static const ModelSpec PLAN = MODEL(PLAN_FIELDS);
-
-static const FieldSpec CUSTOMER_FIELDS[] = {
-    {"customer_id", F_ANY, NULL, NULL},
-    {"full_name", F_ANY, NULL, NULL},
-    {"date_of_birth", F_ANY, NULL, NULL},
-    {"email", F_ANY, NULL, NULL},
-    {"phone_number", F_ANY, NULL, NULL},
-    {"address", F_MODEL, NULL, &ADDRESS},
-    {"account_status", F_ANY, "\"Pending Verification\"", NULL},
-    {"payment_methods", F_MODEL_LIST, "[]", &PAYMENT_METHOD},
-    {"line_ids", F_ANY, "[]", NULL},
-    {"bill_ids", F_ANY, "[]", NULL},
+static const char *const ACCOUNT_STATUSES[] = {"Active", "Suspended", "Pending Verification", "Closed", NULL};
+static const DbType ACCOUNT_STATUS_TYPE = {DB_ENUM, .choices = ACCOUNT_STATUSES};
+static const DbField CUSTOMER_FIELDS[] = {
+    {"customer_id", &DB_T_STR},
+    {"full_name", &DB_T_STR},
+    {"date_of_birth", &DB_T_STR},
+    {"email", &DB_T_STR},
+    {"phone_number", &DB_T_STR},
+    {"address", &ADDRESS_TYPE},
+    {"account_status", &ACCOUNT_STATUS_TYPE, "\"Pending Verification\""},
+    {"payment_methods", &PAYMENT_METHOD_LIST, "[]"},
+    {"line_ids", &DB_T_LIST_STR, "[]"},
+    {"bill_ids", &DB_T_LIST_STR, "[]"},
     /* The default is DEFAULT_START_DATE, a date; the next validation (any
      * update_db) turns it into midnight, which is what is stored here. */
-    {"created_at", F_DATETIME, "\"2025-01-01\"", NULL},
-    {"last_extension_date", F_DATE, "null", NULL},
-    {"goodwill_credit_used_this_year", F_FLOAT, "0.0", NULL},
+    {"created_at", &DB_T_DATETIME, "\"2025-01-01\""},
+    {"last_extension_date", &DB_T_DATE, "null", true},
+    {"goodwill_credit_used_this_year", &DB_T_FLOAT, "0.0"},
+    {NULL},
 };
-static const ModelSpec CUSTOMER = MODEL(CUSTOMER_FIELDS);
+static const DbModel CUSTOMER = {"Customer", CUSTOMER_FIELDS, true};
 
-static const FieldSpec LINE_FIELDS[] = {
-    {"line_id", F_ANY, NULL, NULL},
-    {"phone_number", F_ANY, NULL, NULL},
-    {"status", F_ANY, "\"Pending Activation\"", NULL},
-    {"plan_id", F_ANY, NULL, NULL},
-    {"device_id", F_ANY, "null", NULL},
-    {"data_used_gb", F_FLOAT, "0.0", NULL},
-    {"data_refueling_gb", F_FLOAT, "0.0", NULL},
-    {"roaming_enabled", F_ANY, "false", NULL},
-    {"contract_end_date", F_DATE, "null", NULL},
-    {"last_plan_change_date", F_DATE, "null", NULL},
-    {"last_sim_replacement_date", F_DATE, "null", NULL},
-    {"suspension_start_date", F_DATE, "null", NULL},
+static const char *const LINE_STATUSES[] = {"Active", "Suspended", "Pending Activation", "Closed", NULL};
+static const DbType LINE_STATUS_TYPE = {DB_ENUM, .choices = LINE_STATUSES};
+static const DbField LINE_FIELDS[] = {
+    {"line_id", &DB_T_STR},
+    {"phone_number", &DB_T_STR},
+    {"status", &LINE_STATUS_TYPE, "\"Pending Activation\""},
+    {"plan_id", &DB_T_STR},
+    {"device_id", &DB_T_STR, "null", true},
+    {"data_used_gb", &DB_T_FLOAT, "0.0"},
+    {"data_refueling_gb", &DB_T_FLOAT, "0.0"},
+    {"roaming_enabled", &DB_T_BOOL, "false"},
+    {"contract_end_date", &DB_T_DATE, "null", true},
+    {"last_plan_change_date", &DB_T_DATE, "null", true},
+    {"last_sim_replacement_date", &DB_T_DATE, "null", true},
+    {"suspension_start_date", &DB_T_DATE, "null", true},
+    {NULL},
 };
-static const ModelSpec LINE = MODEL(LINE_FIELDS);
+static const DbModel LINE = {"Line", LINE_FIELDS, true};
 
-static const FieldSpec LINE_ITEM_FIELDS[] = {
-    {"description", F_ANY, NULL, NULL},
-    {"amount", F_FLOAT, NULL, NULL},
-    {"date", F_DATE, NULL, NULL},
-    {"item_type", F_ANY, NULL, NULL},
-};
-static const ModelSpec LINE_ITEM = MODEL(LINE_ITEM_FIELDS);
+static const DbField LINE_ITEM_FIELDS[] = {
+    {"description", &DB_T_STR}, {"amount", &DB_T_FLOAT}, {"date", &DB_T_DATE}, {"item_type", &DB_T_STR}, {NULL}};
+static const DbModel LINE_ITEM = {"LineItem", LINE_ITEM_FIELDS, true};
+static const DbType LINE_ITEM_TYPE = {DB_MODEL, .model = &LINE_ITEM};
+static const DbType LINE_ITEM_LIST = {DB_LIST, .item = &LINE_ITEM_TYPE};
 
-static const FieldSpec BILL_FIELDS[] = {
-    {"bill_id", F_ANY, NULL, NULL},
-    {"customer_id", F_ANY, NULL, NULL},
-    {"period_start", F_DATE, NULL, NULL},
-    {"period_end", F_DATE, NULL, NULL},
-    {"issue_date", F_DATE, NULL, NULL},
-    {"total_due", F_FLOAT, NULL, NULL},
-    {"due_date", F_DATE, NULL, NULL},
-    {"line_items", F_MODEL_LIST, "[]", &LINE_ITEM},
-    {"status", F_ANY, "\"Draft\"", NULL},
+static const char *const BILL_STATUSES[] = {"Draft", "Issued", "Awaiting Payment", "Paid", "Overdue", "Disputed", NULL};
+static const DbType BILL_STATUS_TYPE = {DB_ENUM, .choices = BILL_STATUSES};
+static const DbField BILL_FIELDS[] = {
+    {"bill_id", &DB_T_STR},
+    {"customer_id", &DB_T_STR},
+    {"period_start", &DB_T_DATE},
+    {"period_end", &DB_T_DATE},
+    {"issue_date", &DB_T_DATE},
+    {"total_due", &DB_T_FLOAT},
+    {"due_date", &DB_T_DATE},
+    {"line_items", &LINE_ITEM_LIST, "[]"},
+    {"status", &BILL_STATUS_TYPE, "\"Draft\""},
+    {NULL},
 };
-static const ModelSpec BILL = MODEL(BILL_FIELDS);
+static const DbModel BILL = {"Bill", BILL_FIELDS, true};
 
-static const FieldSpec DEVICE_FIELDS[] = {
-    {"device_id", F_ANY, NULL, NULL},
-    {"device_type", F_ANY, NULL, NULL},
-    {"model", F_ANY, NULL, NULL},
-    {"imei", F_ANY, "null", NULL},
-    {"is_esim_capable", F_ANY, NULL, NULL},
-    {"activated", F_ANY, "false", NULL},
-    {"activation_date", F_DATETIME, "null", NULL},
-    {"last_esim_transfer_date", F_DATETIME, "null", NULL},
+static const char *const DEVICE_TYPES[] = {"phone", "router", "tablet", "watch", "other", NULL};
+static const DbType DEVICE_TYPE_TYPE = {DB_ENUM, .choices = DEVICE_TYPES};
+static const DbField DEVICE_FIELDS[] = {
+    {"device_id", &DB_T_STR},
+    {"device_type", &DEVICE_TYPE_TYPE},
+    {"model", &DB_T_STR},
+    {"imei", &DB_T_STR, "null", true},
+    {"is_esim_capable", &DB_T_BOOL},
+    {"activated", &DB_T_BOOL, "false"},
+    {"activation_date", &DB_T_DATETIME, "null", true},
+    {"last_esim_transfer_date", &DB_T_DATETIME, "null", true},
+    {NULL},
 };
-static const ModelSpec DEVICE = MODEL(DEVICE_FIELDS);
+static const DbModel DEVICE = {"Device", DEVICE_FIELDS, true};
 
 /* TelecomDB's lists, in class order. */
-static const struct {
-    const char *name;
-    const ModelSpec *model;
-} TELECOM_TABLES[] = {
-    {"plans", &PLAN}, {"customers", &CUSTOMER}, {"lines", &LINE}, {"bills", &BILL}, {"devices", &DEVICE},
+static const DbType PLAN_TYPE = {DB_MODEL, .model = &PLAN};
+static const DbType CUSTOMER_TYPE = {DB_MODEL, .model = &CUSTOMER};
+static const DbType LINE_TYPE = {DB_MODEL, .model = &LINE};
+static const DbType BILL_TYPE = {DB_MODEL, .model = &BILL};
+static const DbType DEVICE_TYPE = {DB_MODEL, .model = &DEVICE};
+static const DbType PLAN_LIST = {DB_LIST, .item = &PLAN_TYPE};
+static const DbType CUSTOMER_LIST = {DB_LIST, .item = &CUSTOMER_TYPE};
+static const DbType LINE_LIST = {DB_LIST, .item = &LINE_TYPE};
+static const DbType BILL_LIST = {DB_LIST, .item = &BILL_TYPE};
+static const DbType DEVICE_LIST = {DB_LIST, .item = &DEVICE_TYPE};
+static const DbField TELECOM_DB_FIELDS[] = {
+    {"plans", &PLAN_LIST, "[]"},     {"customers", &CUSTOMER_LIST, "[]"}, {"lines", &LINE_LIST, "[]"},
+    {"bills", &BILL_LIST, "[]"},     {"devices", &DEVICE_LIST, "[]"},     {NULL},
 };
+static const DbModel TELECOM_DB = {"TelecomDB", TELECOM_DB_FIELDS};
 
-static bool fix_model(cJSON *rec, const ModelSpec *m, bool apply);
+static bool fix_model(cJSON *rec, const DbModel *m, bool apply);
 
 /* A date string as str(date): "YYYY-MM-DD" (a datetime string at midnight
  * is accepted by pydantic for a date and loses its time). */
@@ -1125,19 +1133,20 @@ static bool fix_datetime(cJSON *v, bool apply) {
 
 /* Coerce one field value; returns whether a change is (apply=false) or
  * was (apply=true) needed. */
-static bool fix_value(cJSON *v, const FieldSpec *f, bool apply) {
-    switch (f->type) {
-    case F_FLOAT:
+static bool fix_value(cJSON *v, const DbType *t, bool apply) {
+    switch (t->kind) {
+    case DB_FLOAT:
         if (!cJSON_IsNumber(v) || json_is_float(v)) return false;
         if (apply) v->type |= JSON_FLOAT_FLAG;
         return true;
-    case F_DATE: return fix_date(v, apply);
-    case F_DATETIME: return fix_datetime(v, apply);
-    case F_MODEL: return cJSON_IsObject(v) && fix_model(v, f->sub, apply);
-    case F_MODEL_LIST: {
+    case DB_DATE: return fix_date(v, apply);
+    case DB_DATETIME: return fix_datetime(v, apply);
+    case DB_MODEL: return cJSON_IsObject(v) && fix_model(v, t->model, apply);
+    case DB_LIST: {
+        if (t->item->kind != DB_MODEL) return false;
         bool changed = false;
         for (cJSON *x = cJSON_IsArray(v) ? v->child : NULL; x && (apply || !changed); x = x->next)
-            if (cJSON_IsObject(x)) changed |= fix_model(x, f->sub, apply);
+            if (cJSON_IsObject(x)) changed |= fix_model(x, t->item->model, apply);
         return changed;
     }
     default: return false;
@@ -1146,10 +1155,9 @@ static bool fix_value(cJSON *v, const FieldSpec *f, bool apply) {
 
 /* Rebuild rec with the model's fields in class order, defaults filled in;
  * unknown keys (pydantic would refuse them) are kept at the end. */
-static void reorder_model(cJSON *rec, const ModelSpec *m) {
+static void reorder_model(cJSON *rec, const DbModel *m) {
     cJSON *fresh = cJSON_CreateObject();
-    for (int i = 0; i < m->n; i++) {
-        const FieldSpec *f = &m->fields[i];
+    for (const DbField *f = m->fields; f->name; f++) {
         cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(rec, f->name);
         if (!v && f->dflt) {
             char err[64];
@@ -1164,20 +1172,19 @@ static void reorder_model(cJSON *rec, const ModelSpec *m) {
     cJSON_Delete(fresh);
 }
 
-static bool fix_model(cJSON *rec, const ModelSpec *m, bool apply) {
+static bool fix_model(cJSON *rec, const DbModel *m, bool apply) {
     /* Are the keys already the fields in class order, extras last? */
     bool in_order = true;
     const cJSON *c = rec->child;
-    for (int i = 0; i < m->n && in_order; i++) {
-        const FieldSpec *f = &m->fields[i];
+    for (const DbField *f = m->fields; f->name && in_order; f++) {
         if (c && c->string && strcmp(c->string, f->name) == 0) c = c->next;
         else if (json_get(rec, f->name) || f->dflt) in_order = false;
     }
     bool changed = !in_order;
     if (!in_order && apply) reorder_model(rec, m);
-    for (int i = 0; i < m->n && (apply || !changed); i++) {
-        cJSON *v = json_get(rec, m->fields[i].name);
-        if (v) changed |= fix_value(v, &m->fields[i], apply);
+    for (const DbField *f = m->fields; f->name && (apply || !changed); f++) {
+        cJSON *v = json_get(rec, f->name);
+        if (v) changed |= fix_value(v, f->type, apply);
     }
     return changed;
 }
@@ -1190,9 +1197,9 @@ static void telecom_normalize_db(Env *env, bool is_user) {
         telecom_user_normalize(env);
         return;
     }
-    for (size_t t = 0; t < sizeof TELECOM_TABLES / sizeof TELECOM_TABLES[0]; t++) {
-        const char *name = TELECOM_TABLES[t].name;
-        const ModelSpec *model = TELECOM_TABLES[t].model;
+    for (const DbField *table = TELECOM_DB.fields; table->name; table++) {
+        const char *name = table->name;
+        const DbModel *model = table->type->item->model;
         const cJSON *list = db_table(env->db, name);
         if (!list) {
             /* default_factory=list; db_table_mut creates an empty object. */
@@ -1394,6 +1401,8 @@ const DomainSpec DOMAIN_TELECOM = {
     .n_user_funcs = TEL_USER_FUNCS_COUNT,
     .db_file = "db.toml",
     .user_db_file = "user_db.toml",
+    .db_model = &TELECOM_DB,
+    .user_db_model = &TELECOM_USER_DB,
     .load_policy = telecom_load_policy,
     .normalize_db = telecom_normalize_db,
     .sync = telecom_sync,

@@ -1483,174 +1483,141 @@ const int TELECOM_USER_N_FUNCS = (int)(sizeof TELECOM_USER_FUNCS / sizeof TELECO
 
 /* ------------------------------------------------------------ normalization */
 
-/* TelecomUserDB as a field table, so one routine fills defaults and coerces
- * types the way pydantic's model_validate would (lax mode). A value that
- * cannot be coerced falls back to the field's default: pydantic would reject
- * the whole DB instead, which no task relies on. */
-typedef enum {
-    K_BOOL,
-    K_INT,
-    K_FLOAT,
-    K_STR,       /* required str (AppStatus.app_name, PaymentRequest.bill_id) */
-    K_OPT_STR,   /* Optional[str] */
-    K_OPT_INT,   /* Optional[int] */
-    K_ENUM,      /* str enum, stored as its value */
-    K_MODEL,     /* nested model */
-    K_OPT_MODEL, /* Optional[model], default None */
-    K_APPS,      /* Dict[str, AppStatus] */
-    K_SIGNALS,   /* dict[NetworkTechnology, SignalStrength] */
-} FieldKind;
-
-typedef struct Model Model;
-typedef struct {
-    const char *name;
-    FieldKind kind;
-    const char *def; /* default: string value, "true"/"false", number, or NULL for None */
-    const char *const *enum_vals;
-    const Model *sub;
-} Field;
-
-struct Model {
-    const Field *fields;
+/* TelecomUserDB as user_data_model.py declares it (every model is
+ * BaseModelNoExtra). user_db.toml is checked against it at load; after that
+ * and after each merge, one routine fills defaults and coerces types the way
+ * pydantic's model_validate would (lax mode). A merged value that cannot be
+ * coerced falls back to the field's default: pydantic would reject the whole
+ * DB instead, which no task relies on. */
+static const DbType APN_NAME_TYPE = {DB_ENUM, .choices = APN_NAME_VALUES};
+static const DbField APN_FIELDS[] = {
+    {"apn_name", &APN_NAME_TYPE, "\"internet\""},
+    {"reset_at_reboot", &DB_T_BOOL, "false"},
+    {"mms_apn", &DB_T_STR, "\"mms\"", true},
+    {"mmsc_url", &DB_T_STR, "\"http://mms.carrier.com/mms/wapenc\"", true},
+    {"mms_proxy", &DB_T_STR, "null", true},
+    {"mms_port", &DB_T_INT, "null", true},
+    {NULL},
 };
+static const DbModel APN_MODEL = {"APNSettings", APN_FIELDS, true};
+static const DbType APN_TYPE = {DB_MODEL, .model = &APN_MODEL};
 
-static const Field APN_FIELDS[] = {
-    {"apn_name", K_ENUM, "internet", APN_NAME_VALUES, NULL},
-    {"reset_at_reboot", K_BOOL, "false", NULL, NULL},
-    {"mms_apn", K_OPT_STR, "mms", NULL, NULL},
-    {"mmsc_url", K_OPT_STR, "http://mms.carrier.com/mms/wapenc", NULL, NULL},
-    {"mms_proxy", K_OPT_STR, NULL, NULL, NULL},
-    {"mms_port", K_OPT_INT, NULL, NULL, NULL},
-    {NULL, 0, NULL, NULL, NULL},
+static const DbType PERF_TYPE = {DB_ENUM, .choices = PERF_VALUES};
+static const DbField VPN_FIELDS[] = {
+    {"server_address", &DB_T_STR, "null", true},
+    {"protocol", &DB_T_STR, "null", true},
+    {"server_performance", &PERF_TYPE, "\"unknown\""},
+    {NULL},
 };
-static const Model APN_MODEL = {APN_FIELDS};
+static const DbModel VPN_MODEL = {"VpnDetails", VPN_FIELDS, true};
+static const DbType VPN_TYPE = {DB_MODEL, .model = &VPN_MODEL};
 
-static const Field VPN_FIELDS[] = {
-    {"server_address", K_OPT_STR, NULL, NULL, NULL},
-    {"protocol", K_OPT_STR, NULL, NULL, NULL},
-    {"server_performance", K_ENUM, "unknown", PERF_VALUES, NULL},
-    {NULL, 0, NULL, NULL, NULL},
+static const DbField PERM_FIELDS[] = {
+    {"sms", &DB_T_BOOL, "false"},
+    {"storage", &DB_T_BOOL, "false"},
+    {"phone", &DB_T_BOOL, "false"},
+    {"network", &DB_T_BOOL, "false"},
+    {NULL},
 };
-static const Model VPN_MODEL = {VPN_FIELDS};
+static const DbModel PERM_MODEL = {"AppPermissions", PERM_FIELDS, true};
+static const DbType PERM_TYPE = {DB_MODEL, .model = &PERM_MODEL};
 
-static const Field PERM_FIELDS[] = {
-    {"sms", K_BOOL, "false", NULL, NULL},
-    {"storage", K_BOOL, "false", NULL, NULL},
-    {"phone", K_BOOL, "false", NULL, NULL},
-    {"network", K_BOOL, "false", NULL, NULL},
-    {NULL, 0, NULL, NULL, NULL},
+static const DbField APP_FIELDS[] = {{"app_name", &DB_T_STR}, {"permissions", &PERM_TYPE, "{}"}, {NULL}};
+static const DbModel APP_MODEL = {"AppStatus", APP_FIELDS, true};
+static const DbType APP_TYPE = {DB_MODEL, .model = &APP_MODEL};
+static const DbType APPS_TYPE = {DB_DICT, .item = &APP_TYPE};
+/* app_statuses' default_factory. */
+static const char DEFAULT_APPS[] =
+    "{\"messaging\": {\"app_name\": \"messaging\", \"permissions\": {\"sms\": true, \"storage\": true, \"phone\": true, "
+    "\"network\": false}}, \"browser\": {\"app_name\": \"browser\", \"permissions\": {\"sms\": false, \"storage\": "
+    "true, \"phone\": false, \"network\": true}}}";
+
+static const DbType SIM_STATUS_TYPE = {DB_ENUM, .choices = SIM_STATUS_VALUES};
+static const DbType SIGNAL_TYPE = {DB_ENUM, .choices = SIGNAL_VALUES};
+static const DbType NET_TECH_TYPE = {DB_ENUM, .choices = NET_TECH_VALUES};
+static const DbType NET_STATUS_TYPE = {DB_ENUM, .choices = NET_STATUS_VALUES};
+static const DbType NET_MODE_TYPE = {DB_ENUM, .choices = NET_MODE_VALUES};
+static const DbField DEVICE_FIELDS[] = {
+    {"sim_card_status", &SIM_STATUS_TYPE, "\"active\""},
+    {"sim_card_missing", &DB_T_BOOL, "false"},
+    {"airplane_mode", &DB_T_BOOL, "false"},
+    {"network_signal_strength", &SIGNAL_TYPE, "\"good\""},
+    {"network_technology_connected", &NET_TECH_TYPE, "\"5G\""},
+    {"network_connection_status", &NET_STATUS_TYPE, "\"connected\""},
+    {"battery_level", &DB_T_INT, "80"},
+    {"data_enabled", &DB_T_BOOL, "true"},
+    {"roaming_enabled", &DB_T_BOOL, "false"},
+    {"network_mode_preference", &NET_MODE_TYPE, "\"4g_5g_preferred\""},
+    {"active_apn_settings", &APN_TYPE, "{}"},
+    {"wifi_enabled", &DB_T_BOOL, "false"},
+    {"wifi_connected", &DB_T_BOOL, "false"},
+    {"wifi_ssid", &DB_T_STR, "null", true},
+    {"wifi_signal_strength", &SIGNAL_TYPE, "\"none\""},
+    {"wifi_calling_enabled", &DB_T_BOOL, "false"},
+    {"wifi_calling_mms_over_wifi", &DB_T_BOOL, "false"},
+    {"data_saver_mode", &DB_T_BOOL, "false"},
+    {"vpn_enabled_setting", &DB_T_BOOL, "false"},
+    {"vpn_connected", &DB_T_BOOL, "false"},
+    {"vpn_details", &VPN_TYPE, "null", true},
+    {"app_statuses", &APPS_TYPE, DEFAULT_APPS},
+    {NULL},
 };
-static const Model PERM_MODEL = {PERM_FIELDS};
+static const DbModel DEVICE_MODEL = {"MockPhoneAttributes", DEVICE_FIELDS, true};
+static const DbType DEVICE_TYPE = {DB_MODEL, .model = &DEVICE_MODEL};
 
-static const Field APP_FIELDS[] = {
-    {"app_name", K_STR, "", NULL, NULL},
-    {"permissions", K_MODEL, NULL, NULL, &PERM_MODEL},
-    {NULL, 0, NULL, NULL, NULL},
+static const DbField PAYMENT_FIELDS[] = {
+    {"bill_id", &DB_T_STR}, {"amount_due", &DB_T_FLOAT}, {"paid", &DB_T_BOOL, "false"}, {NULL}};
+static const DbModel PAYMENT_MODEL = {"PaymentRequest", PAYMENT_FIELDS, true};
+static const DbType PAYMENT_TYPE = {DB_MODEL, .model = &PAYMENT_MODEL};
+
+/* dict[NetworkTechnology, SignalStrength]. */
+static const DbType SIGNALS_TYPE = {DB_DICT, .item = &SIGNAL_TYPE, .choices = NET_TECH_VALUES};
+static const DbField SURROUNDINGS_FIELDS[] = {
+    {"name", &DB_T_STR, "null", true},
+    {"phone_number", &DB_T_STR, "null", true},
+    {"is_abroad", &DB_T_BOOL, "false"},
+    {"roaming_allowed", &DB_T_BOOL, "false"},
+    {"signal_strength", &SIGNALS_TYPE, "{\"2G\": \"poor\", \"3G\": \"fair\", \"4G\": \"good\", \"5G\": \"excellent\"}"},
+    {"mobile_data_usage_exceeded", &DB_T_BOOL, "false"},
+    {"line_active", &DB_T_BOOL, "true"},
+    {"payment_request", &PAYMENT_TYPE, "null", true},
+    {NULL},
 };
-static const Model APP_MODEL = {APP_FIELDS};
+static const DbModel SURROUNDINGS_MODEL = {"UserSurroundings", SURROUNDINGS_FIELDS, true};
+static const DbType SURROUNDINGS_TYPE = {DB_MODEL, .model = &SURROUNDINGS_MODEL};
 
-static const Field DEVICE_FIELDS[] = {
-    {"sim_card_status", K_ENUM, "active", SIM_STATUS_VALUES, NULL},
-    {"sim_card_missing", K_BOOL, "false", NULL, NULL},
-    {"airplane_mode", K_BOOL, "false", NULL, NULL},
-    {"network_signal_strength", K_ENUM, "good", SIGNAL_VALUES, NULL},
-    {"network_technology_connected", K_ENUM, "5G", NET_TECH_VALUES, NULL},
-    {"network_connection_status", K_ENUM, "connected", NET_STATUS_VALUES, NULL},
-    {"battery_level", K_INT, "80", NULL, NULL},
-    {"data_enabled", K_BOOL, "true", NULL, NULL},
-    {"roaming_enabled", K_BOOL, "false", NULL, NULL},
-    {"network_mode_preference", K_ENUM, "4g_5g_preferred", NET_MODE_VALUES, NULL},
-    {"active_apn_settings", K_MODEL, NULL, NULL, &APN_MODEL},
-    {"wifi_enabled", K_BOOL, "false", NULL, NULL},
-    {"wifi_connected", K_BOOL, "false", NULL, NULL},
-    {"wifi_ssid", K_OPT_STR, NULL, NULL, NULL},
-    {"wifi_signal_strength", K_ENUM, "none", SIGNAL_VALUES, NULL},
-    {"wifi_calling_enabled", K_BOOL, "false", NULL, NULL},
-    {"wifi_calling_mms_over_wifi", K_BOOL, "false", NULL, NULL},
-    {"data_saver_mode", K_BOOL, "false", NULL, NULL},
-    {"vpn_enabled_setting", K_BOOL, "false", NULL, NULL},
-    {"vpn_connected", K_BOOL, "false", NULL, NULL},
-    {"vpn_details", K_OPT_MODEL, NULL, NULL, &VPN_MODEL},
-    {"app_statuses", K_APPS, NULL, NULL, &APP_MODEL},
-    {NULL, 0, NULL, NULL, NULL},
-};
-static const Model DEVICE_MODEL = {DEVICE_FIELDS};
+static const DbField TELECOM_USER_DB_FIELDS[] = {
+    {"device", &DEVICE_TYPE, "{}"}, {"surroundings", &SURROUNDINGS_TYPE, "{}"}, {NULL}};
+const DbModel TELECOM_USER_DB = {"TelecomUserDB", TELECOM_USER_DB_FIELDS};
 
-static const Field PAYMENT_FIELDS[] = {
-    {"bill_id", K_STR, "", NULL, NULL},
-    {"amount_due", K_FLOAT, "0", NULL, NULL},
-    {"paid", K_BOOL, "false", NULL, NULL},
-    {NULL, 0, NULL, NULL, NULL},
-};
-static const Model PAYMENT_MODEL = {PAYMENT_FIELDS};
+static cJSON *model_normalize(const cJSON *src, const DbModel *m);
+static cJSON *value_coerce(const DbType *t, const cJSON *v);
 
-static const Field SURROUNDINGS_FIELDS[] = {
-    {"name", K_OPT_STR, NULL, NULL, NULL},
-    {"phone_number", K_OPT_STR, NULL, NULL, NULL},
-    {"is_abroad", K_BOOL, "false", NULL, NULL},
-    {"roaming_allowed", K_BOOL, "false", NULL, NULL},
-    {"signal_strength", K_SIGNALS, NULL, NULL, NULL},
-    {"mobile_data_usage_exceeded", K_BOOL, "false", NULL, NULL},
-    {"line_active", K_BOOL, "true", NULL, NULL},
-    {"payment_request", K_OPT_MODEL, NULL, NULL, &PAYMENT_MODEL},
-    {NULL, 0, NULL, NULL, NULL},
-};
-static const Model SURROUNDINGS_MODEL = {SURROUNDINGS_FIELDS};
-
-static cJSON *model_normalize(const cJSON *src, const Model *m);
-
-/* The default_factory of app_statuses. */
-static cJSON *default_apps(void) {
-    static const char *const names[] = {"messaging", "browser"};
-    static const bool grants[2][4] = {{true, true, true, false}, {false, true, false, true}};
-    cJSON *apps = cJSON_CreateObject();
-    for (int a = 0; a < 2; a++) {
-        cJSON *app = cJSON_CreateObject();
-        cJSON_AddStringToObject(app, "app_name", names[a]);
-        cJSON *perms = cJSON_AddObjectToObject(app, "permissions");
-        for (int i = 0; PERMISSION_NAMES[i]; i++) cJSON_AddBoolToObject(perms, PERMISSION_NAMES[i], grants[a][i]);
-        cJSON_AddItemToObject(apps, names[a], app);
-    }
-    return apps;
-}
-
-static cJSON *field_default(const Field *f) {
-    switch (f->kind) {
-    case K_BOOL: return cJSON_CreateBool(strcmp(f->def, "true") == 0);
-    case K_INT: return json_int(strtod(f->def, NULL));
-    case K_FLOAT: return json_float(strtod(f->def, NULL));
-    case K_STR:
-    case K_ENUM: return cJSON_CreateString(f->def);
-    case K_OPT_STR: return f->def ? cJSON_CreateString(f->def) : cJSON_CreateNull();
-    case K_OPT_INT:
-    case K_OPT_MODEL: return cJSON_CreateNull();
-    case K_MODEL: return model_normalize(NULL, f->sub);
-    case K_APPS: return default_apps();
-    case K_SIGNALS: {
-        cJSON *s = cJSON_CreateObject();
-        cJSON_AddStringToObject(s, "2G", "poor");
-        cJSON_AddStringToObject(s, "3G", "fair");
-        cJSON_AddStringToObject(s, "4G", "good");
-        cJSON_AddStringToObject(s, "5G", "excellent");
-        return s;
-    }
-    }
-    return cJSON_CreateNull();
+/* A field's default as its type dumps it (an int stays an int, a float a
+ * float, a model gets its own defaults). A required field that a merge left
+ * out gets "" or null: pydantic would refuse the DB, and the check at load
+ * has refused such a file already. */
+static cJSON *field_default(const DbField *f) {
+    if (!f->dflt) return f->type->kind == DB_STR ? cJSON_CreateString("") : cJSON_CreateNull();
+    char err[64];
+    cJSON *d = json_parse(f->dflt, strlen(f->dflt), f->name, err, sizeof err);
+    if (!d) die_runtime("telecom user model: default of %s is not JSON: %s", f->name, err);
+    if (cJSON_IsNull(d)) return d;
+    cJSON *c = value_coerce(f->type, d);
+    cJSON_Delete(d);
+    return c ? c : cJSON_CreateNull();
 }
 
 /* Coerce one present value; NULL when it does not validate. */
-static cJSON *field_coerce(const Field *f, const cJSON *v) {
+static cJSON *value_coerce(const DbType *t, const cJSON *v) {
     double d;
-    switch (f->kind) {
-    case K_BOOL: {
+    switch (t->kind) {
+    case DB_BOOL: {
         int b = lax_bool(v);
         return b < 0 ? NULL : cJSON_CreateBool(b);
     }
-    case K_INT: return lax_int(v, &d) ? NULL : json_int(d);
-    case K_OPT_INT:
-        if (cJSON_IsNull(v)) return cJSON_CreateNull();
-        return lax_int(v, &d) ? NULL : json_int(d);
-    case K_FLOAT:
+    case DB_INT: return lax_int(v, &d) ? NULL : json_int(d);
+    case DB_FLOAT:
         if (cJSON_IsNumber(v)) return json_float(v->valuedouble);
         if (cJSON_IsBool(v)) return json_float(cJSON_IsTrue(v) ? 1.0 : 0.0);
         if (cJSON_IsString(v)) {
@@ -1659,48 +1626,38 @@ static cJSON *field_coerce(const Field *f, const cJSON *v) {
             return (end != v->valuestring && *end == '\0') ? json_float(d) : NULL;
         }
         return NULL;
-    case K_STR: return cJSON_IsString(v) ? cJSON_CreateString(v->valuestring) : NULL;
-    case K_OPT_STR:
-        if (cJSON_IsNull(v)) return cJSON_CreateNull();
-        return cJSON_IsString(v) ? cJSON_CreateString(v->valuestring) : NULL;
-    case K_ENUM:
-        return (cJSON_IsString(v) && enum_has(f->enum_vals, v->valuestring)) ? cJSON_CreateString(v->valuestring)
-                                                                            : NULL;
-    case K_MODEL: return cJSON_IsObject(v) ? model_normalize(v, f->sub) : NULL;
-    case K_OPT_MODEL:
-        if (cJSON_IsNull(v)) return cJSON_CreateNull();
-        return cJSON_IsObject(v) ? model_normalize(v, f->sub) : NULL;
-    case K_APPS: {
+    case DB_STR: return cJSON_IsString(v) ? cJSON_CreateString(v->valuestring) : NULL;
+    case DB_ENUM:
+        return (cJSON_IsString(v) && enum_has(t->choices, v->valuestring)) ? cJSON_CreateString(v->valuestring) : NULL;
+    case DB_MODEL: return cJSON_IsObject(v) ? model_normalize(v, t->model) : NULL;
+    case DB_DICT: {
+        /* Entries that do not validate are dropped, the rest coerced. */
         if (!cJSON_IsObject(v)) return NULL;
-        cJSON *apps = cJSON_CreateObject();
-        for (const cJSON *a = v->child; a; a = a->next) {
-            if (!cJSON_IsObject(a) || !a->string) continue;
-            cJSON *app = model_normalize(a, f->sub);
-            /* app_name is required; an entry without one keeps its key. */
-            if (!cJSON_IsString(json_get(a, "app_name"))) json_set(app, "app_name", cJSON_CreateString(a->string));
-            cJSON_AddItemToObject(apps, a->string, app);
+        cJSON *out = cJSON_CreateObject();
+        for (const cJSON *e = v->child; e; e = e->next) {
+            if (!e->string || (t->choices && !enum_has(t->choices, e->string))) continue;
+            cJSON *c = value_coerce(t->item, e);
+            if (!c) continue;
+            /* AppStatus.app_name is required; an app without one keeps its key. */
+            if (t->item->kind == DB_MODEL && cJSON_IsString(json_get(c, "app_name")) &&
+                !cJSON_IsString(json_get(e, "app_name")))
+                json_set(c, "app_name", cJSON_CreateString(e->string));
+            cJSON_AddItemToObject(out, e->string, c);
         }
-        return apps;
+        return out;
     }
-    case K_SIGNALS: {
-        if (!cJSON_IsObject(v)) return NULL;
-        cJSON *s = cJSON_CreateObject();
-        for (const cJSON *e = v->child; e; e = e->next)
-            if (e->string && enum_has(NET_TECH_VALUES, e->string) && cJSON_IsString(e) &&
-                enum_has(SIGNAL_VALUES, e->valuestring))
-                cJSON_AddStringToObject(s, e->string, e->valuestring);
-        return s;
+    default: return NULL;
     }
-    }
-    return NULL;
 }
 
 /* A new object with exactly the model's fields, in class order. */
-static cJSON *model_normalize(const cJSON *src, const Model *m) {
+static cJSON *model_normalize(const cJSON *src, const DbModel *m) {
     cJSON *out = cJSON_CreateObject();
-    for (const Field *f = m->fields; f->name; f++) {
+    for (const DbField *f = m->fields; f->name; f++) {
         const cJSON *v = json_get(src, f->name);
-        cJSON *c = v ? field_coerce(f, v) : NULL;
+        cJSON *c = NULL;
+        if (v && cJSON_IsNull(v) && f->nullable) c = cJSON_CreateNull();
+        else if (v) c = value_coerce(f->type, v);
         cJSON_AddItemToObject(out, f->name, c ? c : field_default(f));
     }
     return out;
@@ -1724,7 +1681,7 @@ static bool json_identical(const cJSON *a, const cJSON *b) {
 }
 
 /* Make one table the model's canonical dump, copying it only if it differs. */
-static void normalize_table(Db *db, const char *table, const Model *m) {
+static void normalize_table(Db *db, const char *table, const DbModel *m) {
     const cJSON *cur = db_table(db, table);
     cJSON *canon = model_normalize(cur, m);
     if (cur && json_identical(cur, canon)) {
