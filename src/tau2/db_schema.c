@@ -32,19 +32,19 @@ typedef struct {
     size_t errlen;
 } Walk;
 
-static size_t walk_push_key(Walk *w, const char *key) {
+/* Append a segment to the path (cut short at the buffer's end); returns
+ * where it began, for walk_pop. */
+static size_t walk_push(Walk *w, const char *sep, const char *key, int index) {
     size_t at = w->len;
-    int n = snprintf(w->path + at, sizeof w->path - at, "%s%s", at ? "." : "", key);
+    int n = key ? snprintf(w->path + at, sizeof w->path - at, "%s%s", at ? sep : "", key)
+                : snprintf(w->path + at, sizeof w->path - at, "[%d]", index);
     w->len = n < 0 ? at : (at + (size_t)n < sizeof w->path ? at + (size_t)n : sizeof w->path - 1);
     return at;
 }
 
-static size_t walk_push_index(Walk *w, int i) {
-    size_t at = w->len;
-    int n = snprintf(w->path + at, sizeof w->path - at, "[%d]", i);
-    w->len = n < 0 ? at : (at + (size_t)n < sizeof w->path ? at + (size_t)n : sizeof w->path - 1);
-    return at;
-}
+static size_t walk_push_key(Walk *w, const char *key) { return walk_push(w, ".", key, 0); }
+
+static size_t walk_push_index(Walk *w, int i) { return walk_push(w, "", NULL, i); }
 
 static void walk_pop(Walk *w, size_t at) {
     w->len = at;
@@ -65,8 +65,8 @@ static int walk_fail(Walk *w, const char *what, const cJSON *got) {
     return -1;
 }
 
-static bool choices_have(const char *const *choices, const char *s) {
-    for (int i = 0; choices[i]; i++)
+bool db_choices_have(const char *const *choices, const char *s) {
+    for (int i = 0; s && choices[i]; i++)
         if (strcmp(choices[i], s) == 0) return true;
     return false;
 }
@@ -108,7 +108,7 @@ static int check_value(Walk *w, const cJSON *v, const DbType *t) {
         return walk_fail(w, t->kind == DB_DATE ? "expected a date (YYYY-MM-DD)" : "expected a date and time (YYYY-MM-DD...)",
                          v);
     case DB_ENUM:
-        if (cJSON_IsString(v) && choices_have(t->choices, v->valuestring)) return 0;
+        if (cJSON_IsString(v) && db_choices_have(t->choices, v->valuestring)) return 0;
         choices_list(t->choices, listed, sizeof listed);
         snprintf(what, sizeof what, "expected one of %s", listed);
         return walk_fail(w, what, v);
@@ -152,7 +152,7 @@ static int check_value(Walk *w, const cJSON *v, const DbType *t) {
         if (!cJSON_IsObject(v)) return walk_fail(w, "expected an object (a mapping)", v);
         for (const cJSON *x = v->child; x; x = x->next) {
             size_t at = walk_push_key(w, x->string);
-            if (t->choices && !choices_have(t->choices, x->string)) {
+            if (t->choices && !db_choices_have(t->choices, x->string)) {
                 choices_list(t->choices, listed, sizeof listed);
                 snprintf(what, sizeof what, "unknown key (expected %s)", listed);
                 return walk_fail(w, what, NULL);

@@ -75,6 +75,9 @@ extern const DbType DB_T_DICT_STR_STR; /* Dict[str, str] */
  * too, even where every field has a default: such a file is a mistake. */
 int db_schema_check(const cJSON *root, const DbModel *model, const char *file, char *err, size_t errlen);
 
+/* Whether the NULL-terminated `choices` hold `s` (false for s NULL). */
+bool db_choices_have(const char *const *choices, const char *s);
+
 /* The model's field called `name`, or NULL. */
 const DbField *db_model_field(const DbModel *m, const char *name);
 

@@ -43,11 +43,6 @@ static const char *const PERMISSION_NAMES[] = {"sms", "storage", "phone", "netwo
 
 static bool str_eq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
 
-static bool enum_has(const char *const *vals, const char *s) {
-    for (int i = 0; s && vals[i]; i++)
-        if (strcmp(vals[i], s) == 0) return true;
-    return false;
-}
 
 /* ------------------------------------------------------------ value access */
 
@@ -514,7 +509,7 @@ static cJSON *tu_set_network_mode_preference(Env *env, const cJSON *args, ToolCt
     Phone p = phone_mut(env);
     SBuf b;
     sbuf_init(&b);
-    if (!enum_has(NET_MODE_VALUES, mode->valuestring)) {
+    if (!db_choices_have(NET_MODE_VALUES, mode->valuestring)) {
         sbuf_printf(&b,
                     "Failed to set network mode: '%s' is not a valid option. Please use one of: "
                     "4g_5g_preferred, 4g_only, 3g_only, 2g_only",
@@ -688,7 +683,7 @@ static cJSON *apn_from_dict(const cJSON *d, ToolCtx *ctx) {
         const cJSON *v = json_get(d, fields[i]);
         if (!v) continue;
         if (i == 0) {
-            if (cJSON_IsString(v) && enum_has(APN_NAME_VALUES, v->valuestring))
+            if (cJSON_IsString(v) && db_choices_have(APN_NAME_VALUES, v->valuestring))
                 json_set(a, fields[i], cJSON_CreateString(v->valuestring));
             else
                 pyd_error(&errs, &n, fields[i], "Input should be 'internet' or 'broken'", "enum", v);
@@ -914,7 +909,7 @@ static char *ascii_lower(const char *s) {
     return r;
 }
 
-static bool is_permission(const char *p) { return enum_has(PERMISSION_NAMES, p); }
+static bool is_permission(const char *p) { return db_choices_have(PERMISSION_NAMES, p); }
 
 /* Set one permission of an app; the app's permissions object is created if
  * absent. Returns false when the app does not exist. */
@@ -1240,7 +1235,7 @@ static cJSON *tf_assert_service_status(Env *env, const cJSON *args, ToolCtx *ctx
     static const char *const allowed[] = {"expected_status", NULL};
     if (!no_extra_args(args, "assert_service_status", allowed, ctx)) return NULL;
     /* NetworkStatus(expected_status) raises for unknown values. */
-    if (!enum_has(NET_STATUS_VALUES, e->valuestring)) {
+    if (!db_choices_have(NET_STATUS_VALUES, e->valuestring)) {
         SBuf b;
         sbuf_init(&b);
         py_repr_str(&b, e->valuestring);
@@ -1628,14 +1623,14 @@ static cJSON *value_coerce(const DbType *t, const cJSON *v) {
         return NULL;
     case DB_STR: return cJSON_IsString(v) ? cJSON_CreateString(v->valuestring) : NULL;
     case DB_ENUM:
-        return (cJSON_IsString(v) && enum_has(t->choices, v->valuestring)) ? cJSON_CreateString(v->valuestring) : NULL;
+        return (cJSON_IsString(v) && db_choices_have(t->choices, v->valuestring)) ? cJSON_CreateString(v->valuestring) : NULL;
     case DB_MODEL: return cJSON_IsObject(v) ? model_normalize(v, t->model) : NULL;
     case DB_DICT: {
         /* Entries that do not validate are dropped, the rest coerced. */
         if (!cJSON_IsObject(v)) return NULL;
         cJSON *out = cJSON_CreateObject();
         for (const cJSON *e = v->child; e; e = e->next) {
-            if (!e->string || (t->choices && !enum_has(t->choices, e->string))) continue;
+            if (!e->string || (t->choices && !db_choices_have(t->choices, e->string))) continue;
             cJSON *c = value_coerce(t->item, e);
             if (!c) continue;
             /* AppStatus.app_name is required; an app without one keeps its key. */
