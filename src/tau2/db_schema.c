@@ -197,21 +197,34 @@ const DbField *db_model_field(const DbModel *m, const char *name) {
     return NULL;
 }
 
+void db_model_field_names(const DbModel *m, char *out, size_t outlen) {
+    size_t at = 0;
+    out[0] = '\0';
+    for (const DbField *f = m->fields; f->name && at < outlen; f++) {
+        int n = snprintf(out + at, outlen - at, "%s%s", at ? ", " : "", f->name);
+        if (n < 0) break;
+        at += (size_t)n;
+    }
+}
+
 int db_schema_check(const cJSON *root, const DbModel *model, const char *file, char *err, size_t errlen) {
     Walk w = {.len = 0, .file = file, .err = err, .errlen = errlen};
     w.path[0] = '\0';
     if (cJSON_IsObject(root) && !root->child) {
-        char names[256] = "";
-        size_t at = 0;
-        for (const DbField *f = model->fields; f->name && at < sizeof names; f++) {
-            int n = snprintf(names + at, sizeof names - at, "%s%s", at ? ", " : "", f->name);
-            if (n < 0) break;
-            at += (size_t)n;
-        }
+        char names[256];
+        db_model_field_names(model, names, sizeof names);
         char what[320];
         snprintf(what, sizeof what, "empty (expected the tables of %s: %s)", model->name, names);
         return walk_fail(&w, what, NULL);
     }
     DbType top = {DB_MODEL, .model = model};
     return check_value(&w, root, &top);
+}
+
+int db_schema_check_value(const cJSON *v, const DbType *type, const char *file, const char *path, char *err,
+                          size_t errlen) {
+    Walk w = {.len = 0, .file = file, .err = err, .errlen = errlen};
+    w.path[0] = '\0';
+    if (path && *path) walk_push(&w, "", path, 0);
+    return check_value(&w, v, type);
 }

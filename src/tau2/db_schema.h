@@ -75,10 +75,19 @@ extern const DbType DB_T_DICT_STR_STR; /* Dict[str, str] */
  * too, even where every field has a default: such a file is a mistake. */
 int db_schema_check(const cJSON *root, const DbModel *model, const char *file, char *err, size_t errlen);
 
+/* Check one value against a type, its messages' paths starting at `path`
+ * ("" for none): for parts of a data set checked apart from the whole, as
+ * the records a task's initialization_data merges into a DB. */
+int db_schema_check_value(const cJSON *v, const DbType *type, const char *file, const char *path, char *err,
+                          size_t errlen);
+
 /* Whether the NULL-terminated `choices` hold `s` (false for s NULL). */
 bool db_choices_have(const char *const *choices, const char *s);
 
 /* The model's field called `name`, or NULL. */
 const DbField *db_model_field(const DbModel *m, const char *name);
+
+/* The model's field names, comma-separated in class order, for messages. */
+void db_model_field_names(const DbModel *m, char *out, size_t outlen);
 
 #endif

@@ -453,47 +453,114 @@ int env_replay_messages(Env *env, const cJSON *messages, bool strict, char *err,
     return 0;
 }
 
-int env_apply_initialization(Env *env, const cJSON *initial_state, char *err, size_t errlen) {
-    if (initial_state && cJSON_IsObject(initial_state)) {
-        const cJSON *data = json_get(initial_state, "initialization_data");
-        const cJSON *agent_data = json_get(data, "agent_data");
-        const cJSON *user_data = json_get(data, "user_data");
-        if (agent_data && cJSON_IsObject(agent_data)) {
-            db_merge(env->db, agent_data);
-            if (env->domain->spec->normalize_db) env->domain->spec->normalize_db(env, false);
+/* One side's initialization_data: deep-merge it into the DB, then check what
+ * it touched against the DB's model, as τ²-bench's update_db validates the
+ * merged model again: a record of the wrong shape fails the task's setup
+ * there, and here too, rather than misleading the tools later. */
+static int merge_checked(Env *env, bool user, const cJSON *update, char *err, size_t errlen) {
+    const char *what = user ? "initialization_data.user_data" : "initialization_data.agent_data";
+    const DomainSpec *s = env->domain->spec;
+    Db *db = user ? env->user_db : env->db;
+    const DbModel *model = user ? s->user_db_model : s->db_model;
+    if (!db) {
+        snprintf(err, errlen, "%s: domain %s has no user DB", what, s->name);
+        return -1;
+    }
+    for (const cJSON *u = model ? update->child : NULL; u; u = u->next)
+        if (!db_model_field(model, u->string)) {
+            char names[256];
+            db_model_field_names(model, names, sizeof names);
+            snprintf(err, errlen, "%s: unknown table '%s' (%s has %s)", what, u->string, model->name, names);
+            return -1;
         }
-        if (user_data && cJSON_IsObject(user_data)) {
-            if (!env->user_db) {
-                snprintf(err, errlen, "initialization_data.user_data given but domain %s has no user DB",
-                         env->domain->spec->name);
-                return -1;
-            }
-            db_merge(env->user_db, user_data);
-            if (env->domain->spec->normalize_db) env->domain->spec->normalize_db(env, true);
+    db_merge(db, update);
+    for (const cJSON *u = model ? update->child : NULL; u; u = u->next) {
+        const DbField *f = db_model_field(model, u->string);
+        const cJSON *table = db_table(db, u->string);
+        int rc = 0;
+        if (f->type->kind == DB_DICT && cJSON_IsObject(u) && cJSON_IsObject(table)) {
+            /* A keyed table: check the records the update named, not the
+             * whole table (db_table above is a copy only when the table is
+             * not keyed). The view holds references, not copies. */
+            cJSON *view = cJSON_CreateObject();
+            for (const cJSON *r = u->child; r; r = r->next)
+                cJSON_AddItemReferenceToObject(view, r->string, (cJSON *)db_get(db, u->string, r->string));
+            rc = db_schema_check_value(view, f->type, what, u->string, err, errlen);
+            cJSON_Delete(view);
+        } else if (!(cJSON_IsNull(table) && f->nullable)) {
+            rc = db_schema_check_value(table, f->type, what, u->string, err, errlen);
         }
-        const cJSON *actions = json_get(initial_state, "initialization_actions");
-        for (const cJSON *a = cJSON_IsArray(actions) ? actions->child : NULL; a; a = a->next) {
-            const char *env_type = json_get_str(a, "env_type");
-            const char *func = json_get_str(a, "func_name");
-            if (!env_type || !func) {
-                snprintf(err, errlen, "initialization_actions: each action needs env_type and func_name");
-                return -1;
-            }
-            char ferr[512];
-            cJSON *res = env_run_function(env, env_type, func, json_get(a, "arguments"), ferr, sizeof ferr);
-            if (!res) {
-                snprintf(err, errlen, "initialization action %s failed: %s", func, ferr);
-                return -1;
-            }
-            cJSON_Delete(res);
+        if (rc) return -1;
+    }
+    if (s->normalize_db) s->normalize_db(env, user);
+    return 0;
+}
+
+/* initialization_data is an object (or null) of agent_data and user_data,
+ * each an object of tables (or null). */
+static int apply_data(Env *env, const cJSON *data, char *err, size_t errlen) {
+    if (!data || cJSON_IsNull(data)) return 0;
+    if (!cJSON_IsObject(data)) {
+        snprintf(err, errlen, "initialization_data: expected an object with agent_data and user_data, or null");
+        return -1;
+    }
+    const char *sides[2] = {"agent_data", "user_data"};
+    for (int side = 0; side < 2; side++) {
+        const cJSON *update = json_get(data, sides[side]);
+        if (!update || cJSON_IsNull(update)) continue;
+        if (!cJSON_IsObject(update)) {
+            snprintf(err, errlen, "initialization_data.%s: expected an object of tables or null", sides[side]);
+            return -1;
         }
+        if (merge_checked(env, side == 1, update, err, errlen) != 0) return -1;
     }
     return 0;
 }
 
+static int run_actions(Env *env, const cJSON *actions, char *err, size_t errlen) {
+    if (!actions || cJSON_IsNull(actions)) return 0;
+    if (!cJSON_IsArray(actions)) {
+        snprintf(err, errlen, "initialization_actions: expected a list of actions or null");
+        return -1;
+    }
+    int i = 0;
+    for (const cJSON *a = actions->child; a; a = a->next, i++) {
+        const char *env_type = json_get_str(a, "env_type");
+        const char *func = json_get_str(a, "func_name");
+        if (!env_type || !func) {
+            snprintf(err, errlen, "initialization_actions[%d]: expected an object with env_type and func_name strings",
+                     i);
+            return -1;
+        }
+        char ferr[512];
+        cJSON *res = env_run_function(env, env_type, func, json_get(a, "arguments"), ferr, sizeof ferr);
+        if (!res) {
+            snprintf(err, errlen, "initialization_actions[%d] (%s): %s", i, func, ferr);
+            return -1;
+        }
+        cJSON_Delete(res);
+    }
+    return 0;
+}
+
+int env_apply_initialization(Env *env, const cJSON *initial_state, char *err, size_t errlen) {
+    if (!initial_state || cJSON_IsNull(initial_state)) return 0;
+    if (!cJSON_IsObject(initial_state)) {
+        snprintf(err, errlen, "initial_state: expected an object or null");
+        return -1;
+    }
+    if (apply_data(env, json_get(initial_state, "initialization_data"), err, errlen) != 0) return -1;
+    return run_actions(env, json_get(initial_state, "initialization_actions"), err, errlen);
+}
+
 int env_set_initial_state(Env *env, const cJSON *initial_state, char *err, size_t errlen) {
     if (env_apply_initialization(env, initial_state, err, errlen) != 0) return -1;
-    if (env_replay_messages(env, json_get(initial_state, "message_history"), true, err, errlen) != 0) return -1;
+    const cJSON *history = json_get(initial_state, "message_history");
+    if (history && !cJSON_IsNull(history) && !cJSON_IsArray(history)) {
+        snprintf(err, errlen, "message_history: expected a list of messages or null");
+        return -1;
+    }
+    if (env_replay_messages(env, history, true, err, errlen) != 0) return -1;
     env_sync(env);
     return 0;
 }

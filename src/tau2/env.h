@@ -137,7 +137,9 @@ void env_sync(Env *env);
 ToolResult env_tool_call_nosync(Env *env, const char *requestor, const char *name, const cJSON *args);
 
 /* τ²-bench's Environment.set_state for a task's initial_state (may be NULL):
- * initialization_data deep-merged into the agent and user DBs,
+ * initialization_data deep-merged into the agent and user DBs (what it
+ * touched then checked against the DBs' models; a table the model lacks
+ * is refused),
  * initialization_actions run, message_history tool calls replayed (only
  * state-changing tools), then sync. Returns 0, or -1 with err set. */
 int env_set_initial_state(Env *env, const cJSON *initial_state, char *err, size_t errlen);

@@ -39,6 +39,30 @@ static int check_task(const cJSON *t, int index, const char *path, char *err, si
     return -1;
 }
 
+/* A task's initial_state is set up once here, in a scratch environment, so
+ * that a task whose setup fails (data of the wrong shape, a misnamed
+ * initialization action, a history whose replay disagrees) is refused at
+ * load, naming the task, rather than failing when its episode starts. The
+ * scratch environment shares the domain's base DBs, so this costs what
+ * setting the states costs: tens of milliseconds for telecom's 2285 tasks. */
+static int check_initial_state(const Domain *d, const cJSON *t, int index, const char *path, char *err,
+                               size_t errlen) {
+    const cJSON *init = json_get(t, "initial_state");
+    if (!init || cJSON_IsNull(init)) return 0;
+    if (!cJSON_IsObject(init)) {
+        snprintf(err, errlen, "%s: task %d (%s): field 'initial_state': expected an object or null", path, index,
+                 task_id(t));
+        return -1;
+    }
+    char why[1024];
+    Env *env = env_new(d);
+    int rc = env_set_initial_state(env, init, why, sizeof why);
+    env_free(env);
+    if (rc == 0) return 0;
+    snprintf(err, errlen, "%s: task %d (%s): initial_state.%s", path, index, task_id(t), why);
+    return -1;
+}
+
 /* split_tasks.json: an object of split name → list of ids of tasks in
  * tasks.json. τ²-bench skips an id that names no task; here it is refused,
  * since a split that silently shrinks changes every score read from it. */
@@ -97,7 +121,7 @@ TaskSet *taskset_load(const Domain *d, char *err, size_t errlen) {
     ts->tasks = xcalloc((size_t)ts->n + 1, sizeof *ts->tasks);
     int i = 0;
     for (const cJSON *t = list->child; t; t = t->next, i++) {
-        if (check_task(t, i, path, err, errlen) != 0) {
+        if (check_task(t, i, path, err, errlen) != 0 || check_initial_state(d, t, i, path, err, errlen) != 0) {
             taskset_free(ts);
             free(path);
             return NULL;

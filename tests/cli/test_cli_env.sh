@@ -221,4 +221,30 @@ sed -i 's/^battery_level = 80$/battery_level = "full"/' "$TMP/alt/domains/teleco
 expect_exit altered-telecom-user 2 "telecom/user_db.toml: device.battery_level: expected a whole number, got \"full\"" \
   "$BIN" oracle --domain telecom --data-dir "$TMP/alt"
 
+# A task whose initial state cannot be set is refused at load, naming the task and the field (exit 2), as
+# τ²-bench's update_db re-validates the merged DB: initialization_data is checked against the DB's models.
+INIT='t = [x for x in d if x["id"] == "update_task_with_initialization_data"][0]; a = t["initial_state"]["initialization_data"]["agent_data"]; '
+altered mock tasks.json "$INIT a['tasks']['task_2']['status'] = 'done'"
+printf '{"job": "oracle", "domains": ["mock"], "data_dir": "%s/alt", "output": "%s/run5/eps.jsonl"}' "$TMP" "$TMP" \
+  >"$TMP/cfg7.json"
+expect_exit altered-init-data 2 "mock/tasks.json: task 5 (update_task_with_initialization_data): \
+initial_state.initialization_data.agent_data: tasks.task_2.status: expected one of pending or completed, got \"done\"" \
+  "$BIN" "$TMP/cfg7.json"
+[ ! -e "$TMP/run5" ]; check "the altered task made no folder" $?
+altered mock tasks.json "$INIT a['tasks']['task_9'] = {'task_id': 'task_9'}"
+expect_exit altered-init-new-record 2 "initialization_data.agent_data: tasks.task_9: missing field 'title' (Task)" \
+  "$BIN" oracle --domain mock --data-dir "$TMP/alt"
+altered mock tasks.json "$INIT a['projects'] = {}"
+expect_exit altered-init-table 2 "initialization_data.agent_data: unknown table 'projects' (MockDB has tasks, users)" \
+  "$BIN" oracle --domain mock --data-dir "$TMP/alt"
+altered mock tasks.json "$INIT t['initial_state']['initialization_data'] = [a]"
+expect_exit altered-init-not-object 2 \
+  "initial_state.initialization_data: expected an object with agent_data and user_data, or null" \
+  "$BIN" oracle --domain mock --data-dir "$TMP/alt"
+altered telecom tasks.json "d[3]['initial_state']['initialization_actions'][0]['func_name'] = 'set_user_inf'"
+expect_exit altered-init-action 2 "telecom/tasks.json: task 3 (\
+$(python3 -c "import json; print(json.load(open('$TAU2_DATA_DIR/domains/telecom/tasks.json'))[3]['id'])")): \
+initial_state.initialization_actions[0] (set_user_inf): function 'set_user_inf' not found in the user toolkit" \
+  "$BIN" oracle --domain telecom --data-dir "$TMP/alt" --split small
+
 finish test_cli_env

@@ -137,12 +137,36 @@ static void test_top_level(void **state) {
     assert_null(db_model_field(&SHOP, "nope"));
 }
 
+/* A part checked apart from its file (a task's initialization_data): the
+ * path starts where the part sits. */
+static void test_part_checked_at_its_path(void **state) {
+    (void)state;
+    char err[512] = "";
+    const char good[] = "{\"kind\": \"cash\", \"amount\": 2}";
+    const char bad[] = "{\"kind\": \"cash\", \"amount\": \"2\"}";
+    cJSON *v = json_parse(good, strlen(good), "part", err, sizeof err);
+    assert_int_equal(db_schema_check_value(v, &PAYMENT_TYPE, "update", "payments.p9", err, sizeof err), 0);
+    cJSON_Delete(v);
+    v = json_parse(bad, strlen(bad), "part", err, sizeof err);
+    assert_int_equal(db_schema_check_value(v, &PAYMENT_TYPE, "update", "payments.p9", err, sizeof err), -1);
+    assert_string_equal(err, "update: payments.p9.amount: expected a number, got \"2\"");
+    assert_int_equal(db_schema_check_value(v, &PAYMENT_TYPE, "update", "", err, sizeof err), -1);
+    assert_string_equal(err, "update: amount: expected a number, got \"2\"");
+    cJSON_Delete(v);
+    char names[64];
+    db_model_field_names(&SHOP, names, sizeof names);
+    assert_string_equal(names, "items, owner, tags, payments");
+    db_model_field_names(&SHOP, names, 12);
+    assert_string_equal(names, "items, owne");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_file_fits),
         cmocka_unit_test(test_types_are_named_by_path),
         cmocka_unit_test(test_fields_missing_unknown_and_unions),
         cmocka_unit_test(test_top_level),
+        cmocka_unit_test(test_part_checked_at_its_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
