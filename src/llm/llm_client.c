@@ -23,6 +23,7 @@
 
 #include <curl/curl.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -90,12 +91,6 @@ struct LlmClient {
     LlmResult *done; /* finished, not yet returned (FIFO) */
     int n_done, cap_done;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) {
@@ -256,7 +251,7 @@ static int endpoint_init(Endpoint *e, const LlmEndpointConfig *cfg, int index, c
     }
     if (!e->headers) die_runtime("out of memory building request headers");
     e->tokens = e->rpm > 0 ? fmax(1.0, e->rpm / 60.0) : 0;
-    e->tokens_at = now_s();
+    e->tokens_at = clock_now_s();
     return 0;
 }
 
@@ -372,7 +367,7 @@ int llm_client_add_mpi_endpoint(LlmClient *c, MPI_Comm comm, int server_rank, co
     e->mpi = true;
     e->comm = comm;
     e->server_rank = server_rank;
-    e->tokens_at = now_s();
+    e->tokens_at = clock_now_s();
     return index;
 }
 
@@ -453,7 +448,7 @@ long llm_client_submit(LlmClient *c, int endpoint, const cJSON *body, void *tag)
     Endpoint *e = &c->eps[endpoint];
     if (e->shut) die_runtime("llm_client_submit: %s has been shut down", e->label);
     long id = c->next_id++;
-    double t = now_s();
+    double t = clock_now_s();
     e->stats.submitted++;
 
     char *canonical = NULL;
@@ -754,7 +749,7 @@ static void finish_request(LlmClient *c, Request *q, LlmResult *r, bool ok, doub
 static void settle(LlmClient *c, Request *q, Outcome out, LlmResult *r, double retry_after) {
     Endpoint *e = &c->eps[q->ep];
     e->running--;
-    double t = now_s();
+    double t = clock_now_s();
     if (out == OUTCOME_OK) {
         finish_request(c, q, r, true, t);
     } else if (out == OUTCOME_RETRY && q->attempts <= e->max_retries) {
@@ -836,13 +831,13 @@ static void harvest_mpi(LlmClient *c) {
 /* One pass: start what may start, move bytes, settle what finished.
  * Returns the earliest time a held-back request could start. */
 static double pump(LlmClient *c) {
-    double next = start_ready(c, now_s());
+    double next = start_ready(c, clock_now_s());
     int running;
     curl_multi_perform(c->multi, &running);
     harvest(c);
     harvest_mpi(c);
     /* Settled retries with no delay, and freed slots, can start at once. */
-    return fmin(next, start_ready(c, now_s()));
+    return fmin(next, start_ready(c, clock_now_s()));
 }
 
 static bool done_has(const LlmClient *c, long id) {
@@ -858,7 +853,7 @@ static void progress(LlmClient *c, double deadline, long id) {
         double next = pump(c);
         if (id < 0 ? c->n_done > 0 : done_has(c, id)) return;
         if (c->n_active == 0) return;
-        double t = now_s();
+        double t = clock_now_s();
         if (t >= deadline) return;
         /* Wake for the deadline or a held-back start, and at least once a
          * second to re-check the clock. */
@@ -872,7 +867,7 @@ static void progress(LlmClient *c, double deadline, long id) {
 
 int llm_client_poll(LlmClient *c, double wait_s, LlmResult *out, int max) {
     /* With results already waiting, still give the transfers one pass. */
-    progress(c, c->n_done > 0 ? 0.0 : now_s() + fmax(0.0, wait_s), -1);
+    progress(c, c->n_done > 0 ? 0.0 : clock_now_s() + fmax(0.0, wait_s), -1);
     int n = c->n_done < max ? c->n_done : max;
     if (n <= 0) return 0;
     memcpy(out, c->done, (size_t)n * sizeof *out);

@@ -16,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/sbuf.h"
@@ -110,12 +111,6 @@ struct Server {
     struct MHD_Daemon *mhd;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---------------------------------------------------------------- engine thread */
 
 /* Hand a request back to its front end (status 0: it succeeded). Called
@@ -126,7 +121,7 @@ static void req_finish(Server *s, Req *r, int status, const char *msg) {
         openai_error_set(&r->error, status, NULL, status == 503 ? "shutting_down" : NULL, "%s", msg ? msg : "");
     }
     r->state = REQ_DONE;
-    r->t_done = now_s();
+    r->t_done = clock_now_s();
     pthread_cond_broadcast(&s->done_cv);
 }
 
@@ -153,7 +148,7 @@ static void admit(Server *s) {
         if (!s->q_head) s->q_tail = NULL;
         s->n_queued--;
         r->next = NULL;
-        r->t_admit = now_s();
+        r->t_admit = clock_now_s();
         r->seq = s->eng.seq_new(s->eng.engine, err, sizeof err);
         if (r->seq < 0) {
             req_finish(s, r, 500, err);
@@ -342,7 +337,7 @@ static int enqueue(Server *s, Req *r, OpenAIError *oe) {
                                 "the server's queue is full (%d requests waiting); retry later", s->opt.max_queue);
     }
     r->state = REQ_QUEUED;
-    r->t_enqueue = now_s();
+    r->t_enqueue = clock_now_s();
     if (s->q_tail) s->q_tail->next = r;
     else s->q_head = r;
     s->q_tail = r;

@@ -11,6 +11,7 @@
 
 #include <xxhash.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -25,14 +26,9 @@
 #include "model/infer_gpu.h"
 #include "model/qwen3.h"
 #include "rl/job.h"
+#include "rl/eval_tau2.h"
 #include "rl/job_memory.h"
 #include "rl/passk.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ================================================================ datasets */
 
@@ -124,6 +120,11 @@ static cJSON *unit_line(const EvalDatasetRun *r, int row, const RolloutBuffer *r
         cJSON *ref = parse_or_null(e.task_ref);
         const char *user_model = json_get_str(ref, "user_model");
         if (user_model) cJSON_AddStringToObject(ep, "user_model", user_model);
+        /* when it ran (τ²-bench's results file); not in results.json, which
+         * depends on the weights and the seeds only */
+        static const char *const times[] = {"start_time", "end_time", "duration"};
+        for (int k = 0; k < 3; k++)
+            if (json_get(ref, times[k])) cJSON_AddItemToObject(ep, times[k], cJSON_Duplicate(json_get(ref, times[k]), 1));
         cJSON_Delete(ref);
         cJSON_AddItemToObject(ep, "reward", json_float(e.reward_raw));
         cJSON_AddBoolToObject(ep, "success", !infra && e.reward_raw > 1.0 - 1e-6);
@@ -278,6 +279,16 @@ static void write_dataset(const EvalDatasetRun *r, cJSON **lines, const EvalRunI
     snprintf(path, sizeof path, "%s/%s/trajectories.jsonl", dir, r->ds->name);
     if (file_write_atomic(path, traj.data ? traj.data : "", traj.len, err, sizeof err) != 0) die_runtime("%s", err);
     sbuf_free(&traj);
+    for (int k = 0; k < r->rows->n_domains; k++) {
+        cJSON *t2 = eval_tau2_results(r, lines, k, info);
+        SBuf b;
+        sbuf_init(&b);
+        json_dump(&b, t2, JSON_DUMP_UTF8);
+        snprintf(path, sizeof path, "%s/%s/tau2_%s.json", dir, r->ds->name, r->rows->domains[k]->spec->name);
+        if (file_write_atomic(path, b.data, b.len, err, sizeof err) != 0) die_runtime("%s", err);
+        sbuf_free(&b);
+        cJSON_Delete(t2);
+    }
 
     /* the metrics row */
     char key[512];
@@ -391,7 +402,7 @@ InferOptions eval_set_engine_options(const EvalSet *es) {
 
 int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *info, cJSON **row_out) {
     bool root = c->rank == 0;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     char dir[2100], path[2200], err[2048];
     snprintf(dir, sizeof dir, "%s/eval/%s", info->run_dir, info->tag);
     snprintf(path, sizeof path, "%s/episodes.jsonl", dir);
@@ -482,7 +493,7 @@ int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *
             for (int e = 0; e < engines; e++) rollout_buffer_free(pieces[e]);
             free(pieces);
             free(cursor);
-            double el = now_s() - t0;
+            double el = clock_now_s() - t0;
             int64_t now_done = done_eps + run_eps;
             double eta = run_eps > 0 ? el / (double)run_eps * (double)(total_eps - now_done) : 0.0;
             printf("eval %s: %" PRId64 "/%" PRId64 " episodes, success so far %.3f, %.0f s, ETA %.0f s\n", info->tag,
@@ -504,7 +515,7 @@ int eval_run(EvalSet *es, const RolloutPolicy *pol, Comm *c, const EvalRunInfo *
         cJSON_AddStringToObject(row, "phase", "eval");
         cJSON_AddStringToObject(row, "eval/tag", info->tag);
         for (int i = 0; i < es->n_sets; i++) write_dataset(&es->sets[i], lines[i], info, dir, row);
-        cJSON_AddNumberToObject(row, "perf/eval_time", now_s() - t0);
+        cJSON_AddNumberToObject(row, "perf/eval_time", clock_now_s() - t0);
         fflush(stdout);
         if (row_out) *row_out = row;
         else cJSON_Delete(row);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "comm/layout.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -120,12 +121,6 @@ typedef struct {
     int64_t saved_step; /* the step of the last checkpoint written, or -1 */
     int stopped_by;     /* the signal that stopped the job early, or 0 */
 } Job;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* A directory of the run: its failure is the config's output_dir's. */
 static void mkdir_run(const JobConfig *c, const char *path) {
@@ -1096,7 +1091,7 @@ static void run_sft_phase(Job *j) {
     int64_t order_epoch = -1;
     TrainSeq *seqs = xmalloc((size_t)B * sizeof *seqs);
     for (; j->step < j->n_sft_steps; ) {
-        double t0 = now_s();
+        double t0 = clock_now_s();
         int k = 0;
         for (int64_t p = j->step * B; p < total && k < B; p++, k++) {
             int64_t epoch = p / n;
@@ -1109,7 +1104,7 @@ static void run_sft_phase(Job *j) {
         train_sft_update(j->policy_dev, j->comms.dp, seqs, k, &j->train, lr, &rep);
         j->opt_steps++;
         j->step++;
-        double dt = now_s() - t0;
+        double dt = clock_now_s() - t0;
         if (j->root) {
             printf("step %" PRId64 "/%d [sft] loss %.4f entropy %.3f grad_norm %.3f lr %.3g | %d conversations, "
                    "%" PRId64 " tokens, %.2f s, %.0f tok/s\n",
@@ -1178,10 +1173,10 @@ static void refresh_rollout_gpu(Job *j) {
  * back. The time goes to the step's perf/offload_time. */
 static void begin_rollout_phase(Job *j) {
     if (!j->lay.colocate || !j->cfg->offload_train) return;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     bool moved = j->policy_dev && train_device_offload(j->policy_dev);
     if (j->ref_dev) moved = train_device_offload(j->ref_dev) || moved;
-    if (moved) j->offload_s += now_s() - t0, j->offloaded = true;
+    if (moved) j->offload_s += clock_now_s() - t0, j->offloaded = true;
 }
 
 /* Before a training phase the kept GPU engine is freed (the next rollout
@@ -1189,7 +1184,7 @@ static void begin_rollout_phase(Job *j) {
  * devices take back what they offloaded. */
 static void begin_train_phase(Job *j) {
     if (!j->lay.colocate) return;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     bool moved = false;
 #ifdef TAU2_HAVE_CUDA
     if (j->cfg->offload_rollout && j->roll_gpu) {
@@ -1202,7 +1197,7 @@ static void begin_train_phase(Job *j) {
         if (j->policy_dev) train_device_onload(j->policy_dev);
         if (j->ref_dev) train_device_onload(j->ref_dev);
     }
-    if (moved || j->offloaded) j->offload_s += now_s() - t0, j->offloaded = true;
+    if (moved || j->offloaded) j->offload_s += clock_now_s() - t0, j->offloaded = true;
 }
 
 /* One step's rollout, collective over the rollout ranks. The rollout root
@@ -1218,7 +1213,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
     }
     Comm *rc = j->comms.rollout_leaders;
     bool root = rc->rank == 0;
-    double t0 = now_s();
+    double t0 = clock_now_s();
     int n_engines = rc->size, engine = rc->rank;
     RolloutPolicy pol = {.model = j->engine_model, .tok = j->tok, .ct = j->ct, .group = engine_group(j),
                          .on_gpu = j->rollout_on_gpu, .gpu_device = j->node_rank, .gpu_keep = &j->roll_gpu};
@@ -1341,7 +1336,7 @@ static void rollout_step(Job *j, int64_t grpo_step, int64_t version, double *sum
         summary[RS_STEP] = (double)grpo_step;
         summary[RS_CURSOR] = (double)j->data_cursor;
         summary[RS_ROUNDS] = round;
-        summary[RS_TIME] = now_s() - t0;
+        summary[RS_TIME] = clock_now_s() - t0;
         summary[RS_VERSION] = (double)version;
     }
 }
@@ -1405,7 +1400,7 @@ static void check_train_tokens(Job *j, const TrainSeq *seqs, int n, const char *
 static void train_step(Job *j, int64_t grpo_step, GrpoTrainResult *res) {
     const JobConfig *c = j->cfg;
     begin_train_phase(j); /* perf/offload_time, not train_time */
-    double t0 = now_s();
+    double t0 = clock_now_s();
     char path[2048], err[2048];
     snprintf(path, sizeof path, "%s/step_%06" PRId64 ".h5", j->rollout_dir, grpo_step);
     RolloutBuffer *rb = rollout_buffer_read(path, err, sizeof err);
@@ -1453,7 +1448,7 @@ static void train_step(Job *j, int64_t grpo_step, GrpoTrainResult *res) {
     free(seqs), free(adv), free(group_start);
     rollout_buffer_free(rb);
     if (!c->save_rollouts && j->lay.trainer_rank == 0) unlink(path);
-    res->time = now_s() - t0;
+    res->time = clock_now_s() - t0;
 }
 
 static void report_grpo_step(Job *j, const double *s, const GrpoTrainResult *tr, double wait, int64_t staleness) {
@@ -1512,7 +1507,7 @@ static void report_grpo_step(Job *j, const double *s, const GrpoTrainResult *tr,
     if (j->offloaded) cJSON_AddNumberToObject(row, "perf/offload_time", j->offload_s);
     cJSON_AddNumberToObject(row, "perf/rollout_tokens_per_s", s[RS_TIME] > 0 ? s[RS_TOKENS] / s[RS_TIME] : 0.0);
     cJSON_AddNumberToObject(row, "perf/train_tokens_per_s", tr->time > 0 ? tr->rep.tokens / tr->time : 0.0);
-    cJSON_AddNumberToObject(row, "perf/elapsed", now_s() - j->t_start);
+    cJSON_AddNumberToObject(row, "perf/elapsed", clock_now_s() - j->t_start);
     write_metrics(j, row);
 }
 
@@ -1637,12 +1632,12 @@ static void run_grpo_separate(Job *j) {
             broadcast_weights(j);
         }
         /* R(t) */
-        double w0 = now_s();
+        double w0 = clock_now_s();
         double summary[RS_COUNT];
         if (leader) comm_broadcast(sync, summary, sizeof summary, 1);
         comm_broadcast(j->comms.trainer, summary, sizeof summary, 0);
         memcpy(ready[t], summary, sizeof summary);
-        waits[t] = now_s() - w0;
+        waits[t] = clock_now_s() - w0;
         announced = t + 1;
     }
     while (!j->stopped_by && trained < announced) {
@@ -1668,7 +1663,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
     Job job = {.cfg = cfg, .data_dir = data_dir, .world = world, .root = world->rank == 0, .saved_step = -1};
     Job *j = &job;
     stop_signal_install();
-    j->t_start = now_s();
+    j->t_start = clock_now_s();
     if (world->size > 1) {
         g_world_for_hook = world;
         error_set_exit_hook(abort_all);
@@ -1777,7 +1772,7 @@ int job_run(const JobConfig *cfg, const char *data_dir, Comm *world) {
             printf("stopped by signal %d at step %" PRId64 "; checkpoint written to %s (rerun the same command to "
                    "resume)\n", j->stopped_by, j->saved_step, j->ckpt_dir);
         else
-            printf("done: %" PRId64 " steps in %.1f s; checkpoints in %s\n", j->step, now_s() - j->t_start,
+            printf("done: %" PRId64 " steps in %.1f s; checkpoints in %s\n", j->step, clock_now_s() - j->t_start,
                    j->ckpt_dir);
         fflush(stdout);
     }

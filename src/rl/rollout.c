@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -40,6 +41,8 @@ typedef struct {
     int user_turn;      /* user turns so far (seeds) */
     bool done;
     bool truncated;
+    char began[CLOCK_ISO_LEN]; /* wall clock at the episode's start (τ²-bench's results file) */
+    double began_s;            /* the monotonic clock then, for its duration */
 } Slot;
 
 /* A group's shared prompt: prefilled once, forked by every episode whose
@@ -304,6 +307,8 @@ static int start_group(Run *r, int gi, const RolloutPrompt *p, Slot *slots, char
         Slot *s = &slots[k];
         memset(s, 0, sizeof *s);
         s->prompt = p, s->group = gi, s->sample = k, s->seq = s->req = s->user_seq = s->user_req = -1;
+        clock_wall_iso(s->began);
+        s->began_s = clock_now_s();
         s->ep = episode_new(d, p->task, &r->opt->episode, err, errlen);
         if (!s->ep) return -1;
         oracle_init(&s->user, p->task);
@@ -402,6 +407,11 @@ static void emit_episode(Run *r, Slot *s, RolloutBuffer *rb, bool check_drift) {
     cJSON_AddItemToObject(ref, "sample", json_int(s->sample));
     if (r->user && r->user->kind == ROLLOUT_USER_API && s->user_model)
         cJSON_AddStringToObject(ref, "user_model", s->user_model);
+    char ended[CLOCK_ISO_LEN];
+    clock_wall_iso(ended);
+    cJSON_AddStringToObject(ref, "start_time", s->began);
+    cJSON_AddStringToObject(ref, "end_time", ended);
+    cJSON_AddItemToObject(ref, "duration", json_float(clock_now_s() - s->began_s));
     char *ref_json = json_dumps(ref, JSON_DUMP_UTF8);
     char *info_json = json_dumps(ev.info, JSON_DUMP_UTF8);
     char *msgs_json = r->opt->keep_messages ? json_dumps(s->ep->messages, JSON_DUMP_UTF8) : NULL;

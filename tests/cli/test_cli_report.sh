@@ -79,7 +79,7 @@ rm -f "$SHOT"
 timeout 40 "$CHROME" "${CHROME_ARGS[@]}" --screenshot="$SHOT" --window-size=1400,2000 \
   "file://$TMP/run/report.html" >/dev/null 2>&1
 [ -f "$SHOT" ] && [ "$(head -c 4 "$SHOT" | od -An -c | tr -d ' ')" = '211PNG' ]; check "screenshot is a PNG" $?
-[ "$(wc -c <"$SHOT")" -gt 30000 ]; check "screenshot is not blank ($(wc -c <"$SHOT") bytes)" $?
+[ "$(wc -c <"$SHOT")" -gt 30000 ]; rc=$?; check "screenshot is not blank ($(wc -c <"$SHOT") bytes)" $rc
 
 # --output, --max-trajectories: the viewer says it shows a part
 "$BIN" report "$TMP/run" --output "$TMP/other.html" --max-trajectories 3 >/dev/null 2>"$TMP/err"

@@ -112,7 +112,8 @@ checkpoints_load() {
   local f
   for f in "$2"/ckpt/step_*.h5; do
     "$1" export --checkpoint "$f" --output "$TMP/x" --dtype F32 >/dev/null 2>"$TMP/err"
-    check "checkpoint $(basename "$f") loads" $?
+    local rc=$?
+    check "checkpoint $(basename "$f") loads" $rc
   done
 }
 

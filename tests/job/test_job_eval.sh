@@ -55,7 +55,67 @@ for name, (tasks, n, dom, split) in want.items():
     assert traj[0]["messages"][0]["role"] == "assistant", traj[0]["messages"][0]
 print("ok")
 PY
-check "results.json, trajectories and metrics hold ($(tail -1 "$TMP/check.a"))" $?
+rc=$?; check "results.json, trajectories and metrics hold ($(tail -1 "$TMP/check.a"))" $rc
+
+# τ²-bench's results file, one per domain of a dataset (here a dataset spans two): the Results and
+# SimulationRun fields, the same episodes and rewards as results.json, τ²-bench's termination names, and
+# pass^k from its simulations as τ²-bench computes it. (tests/check_tau2_results.py loads the same files
+# with τ²-bench's own models where its sources are at hand.)
+printf '%s\n' '{"index": 0, "metadata": {"domain": "mock", "task_split": "base", "task_id": "impossible_task_1"}}' \
+  '{"index": 1, "metadata": {"domain": "airline", "task_split": "test", "task_id": "6"}}' \
+  '{"index": 2, "metadata": {"domain": "mock", "task_split": "base", "task_id": "impossible_task_1"}}' >"$TMP/mixed.jsonl"
+eval_config "$TMP/mixed.json" small max_steps=6 \
+  eval="{\"defaults\": {\"n_samples_per_eval_prompt\": 2, \"max_response_len\": 120}, \"datasets\": [{\"name\": \"mixed\", \"path\": \"$TMP/mixed.jsonl\"}]}"
+"$BIN" "$TMP/mixed.json" --output-dir "$TMP/m" >"$TMP/log.m" 2>&1
+check "eval job on a two-domain dataset exits 0" $?
+python3 - "$TMP/a/eval/model" "$TMP/m/eval/model" <<'PY' >"$TMP/check.t2" 2>&1
+import json, os, sys
+from math import comb
+REASONS = {"user_stop", "agent_stop", "max_steps", "timeout", "too_many_errors", "agent_error", "user_error",
+           "infrastructure_error", "context_window_exceeded", "unexpected_error"}
+def check(d, name, domains):
+    r = json.load(open(f"{d}/{name}/results.json"))
+    files = sorted(f for f in os.listdir(f"{d}/{name}") if f.startswith("tau2_"))
+    assert files == sorted(f"tau2_{x}.json" for x in domains), (name, files)
+    seen = 0
+    for dom in domains:
+        t = json.load(open(f"{d}/{name}/tau2_{dom}.json"))
+        info = t["info"]
+        assert info["environment_info"]["domain_name"] == dom and info["environment_info"]["policy"], name
+        assert info["num_trials"] == r["n_samples"] and info["max_steps"] > 0 and info["max_errors"] > 0
+        assert info["agent_info"]["implementation"] and info["user_info"]["implementation"] == "gold_user"
+        mine = [x for x in r["results"] if x["domain"] == dom]
+        ids = [x["id"] for x in t["tasks"]]
+        assert ids == list(dict.fromkeys(x["task_id"] for x in mine)), (name, dom, ids)
+        sims = t["simulations"]
+        assert len(sims) == len(mine) and len({s["id"] for s in sims}) == len(sims), (name, dom)
+        for s, x in zip(sims, mine):
+            assert s["task_id"] == x["task_id"] and s["trial"] == x["sample"], (name, s["id"])
+            assert s["reward_info"]["reward"] == x["reward"] and s["reward_info"] == x["reward_info"], s["id"]
+            assert s["termination_reason"] in REASONS, s["termination_reason"]
+            want = "context_window_exceeded" if x["status"] == "truncated" else x["status"]
+            assert s["termination_reason"] == want and s["info"]["status"] == x["status"], s["id"]
+            assert s["messages"] and all("role" in m for m in s["messages"]), s["id"]
+            assert s["start_time"] <= s["end_time"] and s["start_time"][:4].isdigit() and s["duration"] >= 0, s["id"]
+        # pass^k as τ²-bench's metrics compute it: per task, comb(successes, k) / comb(trials, k)
+        if len(domains) == 1:
+            per = {}
+            for s in sims:
+                per.setdefault(s["task_id"], []).append(s["reward_info"]["reward"] > 1 - 1e-6)
+            for k, v in r["pass_hat_k"].items():
+                hat = sum(comb(sum(x), int(k)) / comb(len(x), int(k)) for x in per.values()) / len(per)
+                assert abs(hat - v) < 1e-12, (name, k)
+        seen += len(sims)
+    assert seen == len(r["results"]), name
+a, m = sys.argv[1:3]
+for name, dom in [("mock", "mock"), ("mock_t1", "mock"), ("airline", "airline")]:
+    check(a, name, [dom])
+check(m, "mixed", ["mock", "airline"])
+t = json.load(open(f"{m}/mixed/tau2_mock.json"))
+assert [x["id"] for x in t["tasks"]] == ["impossible_task_1"] and len(t["simulations"]) == 4, "a task held by two rows"
+print("ok")
+PY
+rc=$?; check "τ²-bench's results files hold ($(tail -1 "$TMP/check.t2"))" $rc
 
 # Datasets that cannot resolve, bad slices: exit 2 at start, naming the dataset.
 printf '{"index": 0, "metadata": {"task_id": "2"}}\n' >"$TMP/nodomain.jsonl"
