@@ -6,36 +6,21 @@ field, type and literal), then its metrics are computed by tau2-bench's
 compute_metrics and compared with the results.json beside it (one domain per
 dataset: avg_reward, pass^k, episode and infrastructure-error counts).
 tau2-bench is imported from a separate checkout, as tests/gen_tau2_fixtures.py
-does (its README steps 1 and 2 make the environment); nothing of it is
+does (steps 1 and 2 of its docstring make the environment); nothing of it is
 copied here, and the tests never need it.
 
-    /tmp/tau2venv/bin/python tests/check_tau2_results.py --tau2-src /tmp/tau2pkg/src RUN_DIR/eval/<tag>
+    /tmp/tau2venv/bin/python tests/check_tau2_results.py --tau2-src /tmp/tau2pkg/src \
+        --data-dir /work/shared/tau2-data RUN_DIR/eval/<tag>
 """
 
 import argparse
 import json
 import os
 import sys
-import types
 from pathlib import Path
 
-
-def bootstrap_tau2(src_dir):
-    """Import tau2 submodules without running tau2/__init__.py (no LLM stack)."""
-    os.environ.setdefault("TAU2_DATA_DIR", str(Path(src_dir).resolve().parent))
-    pkg = types.ModuleType("tau2")
-    pkg.__path__ = [str(Path(src_dir).resolve() / "tau2")]
-    sys.modules["tau2"] = pkg
-    stub = types.ModuleType("tau2.utils.llm_utils")
-
-    def no_llm(*args, **kwargs):
-        raise RuntimeError("no LLM calls while checking results files")
-
-    stub.__getattr__ = lambda name: no_llm
-    sys.modules["tau2.utils.llm_utils"] = stub
-    from loguru import logger
-
-    logger.remove()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_tau2_fixtures import bootstrap_tau2  # noqa: E402  (the same import of tau2-bench's parts)
 
 
 def check_dataset(ds_dir):
@@ -70,9 +55,11 @@ def check_dataset(ds_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tau2-src", required=True, help="tau2-bench's src/ directory")
+    ap.add_argument("--data-dir", default=os.environ.get("TAU2_DATA_DIR", "../shared/tau2-data"),
+                    help="tau2-bench's data (domains/ or tau2/domains/); default $TAU2_DATA_DIR")
     ap.add_argument("eval_dirs", nargs="+", help="RUN_DIR/eval/<tag> directories")
     args = ap.parse_args()
-    bootstrap_tau2(args.tau2_src)
+    bootstrap_tau2(args.tau2_src, args.data_dir)
     for d in args.eval_dirs:
         for ds in sorted(p for p in Path(d).iterdir() if (p / "results.json").is_file()):
             check_dataset(ds)
