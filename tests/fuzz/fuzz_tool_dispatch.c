@@ -11,25 +11,13 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "fuzz_domains.h"
 #include "tau2/env.h"
 
 static Domain *g_domains[4];
 
-static const char *data_dir(void) {
-    const char *d = getenv("TAU2_DATA_DIR");
-    return d ? d : "../shared/tau2-data";
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    const char *names[4] = {"airline", "retail", "telecom", "mock"};
-    for (int i = 0; i < 4; i++) {
-        char err[1024];
-        g_domains[i] = domain_load(data_dir(), names[i], err, sizeof err);
-        if (!g_domains[i]) {
-            fprintf(stderr, "fuzz_tool_dispatch: %s (set TAU2_DATA_DIR)\n", err);
-            exit(1);
-        }
-    }
+    fuzz_load_domains(g_domains, "fuzz_tool_dispatch");
     return 0;
 }
 
