@@ -476,19 +476,21 @@ static int merge_checked(Env *env, bool user, const cJSON *update, char *err, si
     db_merge(db, update);
     for (const cJSON *u = model ? update->child : NULL; u; u = u->next) {
         const DbField *f = db_model_field(model, u->string);
-        const cJSON *table = db_table(db, u->string);
         int rc = 0;
-        if (f->type->kind == DB_DICT && cJSON_IsObject(u) && cJSON_IsObject(table)) {
-            /* A keyed table: check the records the update named, not the
-             * whole table (db_table above is a copy only when the table is
-             * not keyed). The view holds references, not copies. */
+        if (f->type->kind == DB_DICT && cJSON_IsObject(u)) {
+            /* A table of records (merging an object leaves an object):
+             * check the records the update named, read through the
+             * overlay, without db_table's whole copy of a 7 MB table. The
+             * view holds references, not copies. */
             cJSON *view = cJSON_CreateObject();
             for (const cJSON *r = u->child; r; r = r->next)
                 cJSON_AddItemReferenceToObject(view, r->string, (cJSON *)db_get(db, u->string, r->string));
             rc = db_schema_check_value(view, f->type, what, u->string, err, errlen);
             cJSON_Delete(view);
-        } else if (!(cJSON_IsNull(table) && f->nullable)) {
-            rc = db_schema_check_value(table, f->type, what, u->string, err, errlen);
+        } else {
+            const cJSON *table = db_table(db, u->string);
+            if (!(cJSON_IsNull(table) && f->nullable))
+                rc = db_schema_check_value(table, f->type, what, u->string, err, errlen);
         }
         if (rc) return -1;
     }
