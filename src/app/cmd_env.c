@@ -2,6 +2,7 @@
  * and the "oracle" job of a config file. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,14 +132,108 @@ static void check_messages(const cJSON *messages, const char *path) {
     }
 }
 
+/* τ²-bench's TerminationReason names; the two that tau2_hpc's episodes never
+ * end with (timeout, unexpected_error) score as any premature end: 0. */
+static Termination results_termination(const char *s, const char *path, int i) {
+    if (s && (!strcmp(s, "timeout") || !strcmp(s, "unexpected_error"))) return TERM_AGENT_ERROR;
+    for (int t = TERM_USER_STOP; s && t <= TERM_CONTEXT_WINDOW_EXCEEDED; t++)
+        if (strcmp(termination_name((Termination)t), s) == 0) return (Termination)t;
+    die_input("%s: simulations[%d].termination_reason: expected one of τ²-bench's TerminationReason values "
+              "(user_stop, agent_stop, max_steps, timeout, too_many_errors, agent_error, user_error, "
+              "infrastructure_error, context_window_exceeded, unexpected_error)",
+              path, i);
+}
+
+/* replay --results: every simulation of a τ²-bench results file (`tau2 run`'s
+ * Results JSON, or an eval's tau2_<domain>.json) scored again against the
+ * domain's tasks, one JSON line each with the file's reward beside ours. */
+static int replay_results(const char *path, const char *data_dir) {
+    cJSON *res = read_trajectory(path);
+    const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+    const char *domain = json_get_str(json_get(json_get(res, "info"), "environment_info"), "domain_name");
+    if (!domain) die_input("%s: field 'info.environment_info.domain_name': expected a string (τ²-bench's Results JSON)", name);
+    const cJSON *sims = json_get(res, "simulations");
+    if (!cJSON_IsArray(sims)) die_input("%s: field 'simulations': expected a list", name);
+    Domain *d = load_domain_or_die(data_dir, domain);
+    TaskSet *ts = load_tasks_or_die(d);
+    /* every simulation is checked before any is scored: a bad file prints nothing */
+    int i = 0;
+    for (const cJSON *sim = sims->child; sim; sim = sim->next, i++) {
+        const char *tid = json_get_str(sim, "task_id");
+        if (!tid) die_input("%s: simulations[%d].task_id: expected a string", name, i);
+        if (!taskset_find(ts, tid))
+            die_input("%s: simulations[%d].task_id: no task '%s' in domain %s (%s/tasks.json)", name, i, tid, domain,
+                      d->dir);
+        const cJSON *messages = json_get(sim, "messages");
+        if (!cJSON_IsArray(messages))
+            die_input("%s: simulations[%d].messages: expected a list (a full-duplex run keeps ticks instead: "
+                      "not supported)",
+                      name, i);
+        char where[1100];
+        snprintf(where, sizeof where, "%s: simulations[%d]", name, i);
+        check_messages(messages, where);
+        results_termination(json_get_str(sim, "termination_reason"), name, i);
+    }
+    EvalOptions opt;
+    eval_options_default(domain, &opt);
+    opt.strict_replay = false;
+    int n = 0, equal = 0, differ = 0, unrecorded = 0, nl_skipped = 0;
+    for (const cJSON *sim = sims->child; sim; sim = sim->next, n++) {
+        const cJSON *task = taskset_find(ts, json_get_str(sim, "task_id"));
+        const char *reason = json_get_str(sim, "termination_reason");
+        Evaluation ev;
+        evaluate_episode(d, task, json_get(sim, "messages"), results_termination(reason, name, n), &opt, &ev);
+        const cJSON *recorded = json_get(json_get(sim, "reward_info"), "reward");
+        cJSON *line = cJSON_CreateObject();
+        cJSON_AddItemToObject(line, "id", cJSON_Duplicate(json_get(sim, "id"), 1));
+        cJSON_AddStringToObject(line, "task_id", task_id(task));
+        const cJSON *trial = json_get(sim, "trial");
+        cJSON_AddItemToObject(line, "trial", trial ? cJSON_Duplicate(trial, 1) : cJSON_CreateNull());
+        cJSON_AddStringToObject(line, "termination_reason", reason);
+        cJSON_AddItemToObject(line, "reward", json_float(ev.reward));
+        if (cJSON_IsNumber(recorded)) {
+            bool same = fabs(recorded->valuedouble - ev.reward) < 1e-9;
+            cJSON_AddItemToObject(line, "recorded_reward", json_float(recorded->valuedouble));
+            cJSON_AddBoolToObject(line, "equal", same);
+            equal += same, differ += !same;
+        } else {
+            cJSON_AddNullToObject(line, "recorded_reward");
+            cJSON_AddNullToObject(line, "equal");
+            unrecorded++;
+        }
+        cJSON_AddBoolToObject(line, "nl_not_judged", ev.nl_not_judged);
+        nl_skipped += ev.nl_not_judged;
+        char *text = json_dumps(line, JSON_DUMP_UTF8);
+        puts(text);
+        free(text);
+        cJSON_Delete(line);
+        evaluation_free(&ev);
+    }
+    fprintf(stderr,
+            "replay: %d simulations of domain %s: reward equal to the file's on %d, different on %d, not recorded on "
+            "%d; NL_ASSERTION not judged on %d\n",
+            n, domain, equal, differ, unrecorded, nl_skipped);
+    cJSON_Delete(res);
+    taskset_free(ts);
+    domain_free(d);
+    return EXIT_OK;
+}
+
 int cmd_replay(int argc, char **argv) {
-    static const CliOption known[] = {{"--domain", CLI_VALUE}, {"--task", CLI_VALUE}, {"--trajectory", CLI_VALUE},
-                                      {"--data-dir", CLI_VALUE}, {NULL, 0}};
+    static const CliOption known[] = {{"--domain", CLI_VALUE},   {"--task", CLI_VALUE},     {"--trajectory", CLI_VALUE},
+                                      {"--results", CLI_VALUE},  {"--data-dir", CLI_VALUE}, {NULL, 0}};
     cli_check_args("replay", argc, argv, known, 0, NULL, NULL);
     const char *domain = cli_opt(argc, argv, "--domain");
     const char *tid = cli_opt(argc, argv, "--task");
     const char *path = cli_opt(argc, argv, "--trajectory");
-    if (!domain || !tid || !path) die_input("replay: usage: tau2_hpc replay --domain D --task ID --trajectory T.json|-");
+    const char *results = cli_opt(argc, argv, "--results");
+    if (results && (domain || tid || path))
+        die_input("replay: --results takes the domain and the tasks from the file: without --domain, --task, "
+                  "--trajectory");
+    if (results) return replay_results(results, cli_data_dir(cli_opt(argc, argv, "--data-dir"), NULL));
+    if (!domain || !tid || !path)
+        die_input("replay: usage: tau2_hpc replay --domain D --task ID --trajectory T.json|-, "
+                  "or tau2_hpc replay --results RESULTS.json|-");
     Domain *d = load_domain_or_die(cli_data_dir(cli_opt(argc, argv, "--data-dir"), NULL), domain);
     TaskSet *ts = load_tasks_or_die(d);
     const cJSON *task = taskset_find(ts, tid);

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "subcommands:\n"
             "  tools    --domain D [--user]                  print the OpenAI tool schemas of a domain\n"
             "  replay   --domain D --task ID --trajectory F  score a τ²-bench trajectory (F or - for stdin)\n"
+            "           --results R                         score every simulation of a τ²-bench results file\n"
             "  oracle   --domain D [--split S] [--task ID]   run gold episodes and print their rewards\n"
             "  prepare  --output-dir DIR [--domains D ...]   write the recipe's task JSONL files\n"
             "           [--multi-domain-train D ...] [--multi-domain-name NAME]\n"

@@ -247,4 +247,36 @@ $(python3 -c "import json; print(json.load(open('$TAU2_DATA_DIR/domains/telecom/
 initial_state.initialization_actions[0] (set_user_inf): function 'set_user_inf' not found in the user toolkit" \
   "$BIN" oracle --domain telecom --data-dir "$TMP/alt" --split small
 
+# replay --results: a τ²-bench results file; every simulation is checked before any is scored.
+results() { # file, python statement on r (a one-simulation Results object)
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+r = {"info": {"environment_info": {"domain_name": "mock", "policy": ""}}, "tasks": [],
+     "simulations": [{"id": "s0", "task_id": "create_task_1", "termination_reason": "user_stop",
+                      "reward_info": {"reward": 0.0}, "messages": [{"role": "assistant", "content": "Hi"}]}]}
+exec(sys.argv[2])
+json.dump(r, open(sys.argv[1], "w"))
+PY
+}
+results "$TMP/res_ok.json" "pass"
+expect_exit replay-results 0 "reward equal to the file's on 1, different on 0" "$BIN" replay --results "$TMP/res_ok.json"
+results "$TMP/res1.json" "r['simulations'][0]['task_id'] = 'nope'"
+expect_exit replay-results-task 2 "res1.json: simulations[0].task_id: no task 'nope' in domain mock" \
+  "$BIN" replay --results "$TMP/res1.json"
+results "$TMP/res2.json" "r['simulations'][0]['messages'] = None"
+expect_exit replay-results-messages 2 "res2.json: simulations[0].messages: expected a list" \
+  "$BIN" replay --results "$TMP/res2.json"
+results "$TMP/res3.json" "r['simulations'][0]['termination_reason'] = 'done'"
+expect_exit replay-results-termination 2 "res3.json: simulations[0].termination_reason: expected one of" \
+  "$BIN" replay --results "$TMP/res3.json"
+results "$TMP/res4.json" "r['simulations'].append(dict(r['simulations'][0], messages=[{'role': 'robot'}]))"
+expect_exit replay-results-role 2 "res4.json: simulations[1]: messages[0].role: expected" \
+  "$BIN" replay --results "$TMP/res4.json"
+[ ! -s "$TMP/out" ]; check "a refused results file prints no simulation" $?
+results "$TMP/res5.json" "del r['info']"
+expect_exit replay-results-domain 2 "res5.json: field 'info.environment_info.domain_name': expected a string" \
+  "$BIN" replay --results "$TMP/res5.json"
+expect_exit replay-results-with-domain 2 "replay: --results takes the domain and the tasks from the file" \
+  "$BIN" replay --results "$TMP/res_ok.json" --domain mock
+
 finish test_cli_env

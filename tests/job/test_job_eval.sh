@@ -116,6 +116,15 @@ assert [x["id"] for x in t["tasks"]] == ["impossible_task_1"] and len(t["simulat
 print("ok")
 PY
 rc=$?; check "τ²-bench's results files hold ($(tail -1 "$TMP/check.t2"))" $rc
+# replay --results scores every simulation of those files again: the rewards the eval recorded.
+for f in "$TMP"/a/eval/model/*/tau2_*.json "$TMP"/m/eval/model/mixed/tau2_*.json; do
+  "$BIN" replay --results "$f" >"$TMP/replayed.jsonl" 2>"$TMP/replayed.err"
+  rc=$?; check "replay --results $(basename "$(dirname "$f")")/$(basename "$f") exits 0" $rc
+  n=$(python3 -c "import json, sys; print(len(json.load(open(sys.argv[1]))['simulations']))" "$f")
+  [ "$(grep -c '"equal": true' "$TMP/replayed.jsonl")" -eq "$n" ] &&
+    grep -q "reward equal to the file's on $n, different on 0" "$TMP/replayed.err"
+  rc=$?; check "replay --results: the $n rewards of $(basename "$f") again ($(cat "$TMP/replayed.err"))" $rc
+done
 
 # Datasets that cannot resolve, bad slices: exit 2 at start, naming the dataset.
 printf '{"index": 0, "metadata": {"task_id": "2"}}\n' >"$TMP/nodomain.jsonl"
