@@ -185,7 +185,8 @@ static int replay_results(const char *path, const char *data_dir) {
         evaluate_episode(d, task, json_get(sim, "messages"), results_termination(reason, name, n), &opt, &ev);
         const cJSON *recorded = json_get(json_get(sim, "reward_info"), "reward");
         cJSON *line = cJSON_CreateObject();
-        cJSON_AddItemToObject(line, "id", cJSON_Duplicate(json_get(sim, "id"), 1));
+        const cJSON *id = json_get(sim, "id");
+        cJSON_AddItemToObject(line, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
         cJSON_AddStringToObject(line, "task_id", task_id(task));
         const cJSON *trial = json_get(sim, "trial");
         cJSON_AddItemToObject(line, "trial", trial ? cJSON_Duplicate(trial, 1) : cJSON_CreateNull());
