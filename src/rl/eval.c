@@ -25,8 +25,8 @@
 #include "model/infer.h"
 #include "model/infer_gpu.h"
 #include "model/qwen3.h"
-#include "rl/job.h"
 #include "rl/eval_tau2.h"
+#include "rl/job.h"
 #include "rl/job_memory.h"
 #include "rl/passk.h"
 
