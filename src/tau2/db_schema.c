@@ -207,24 +207,21 @@ void db_model_field_names(const DbModel *m, char *out, size_t outlen) {
     }
 }
 
-int db_schema_check(const cJSON *root, const DbModel *model, const char *file, char *err, size_t errlen) {
-    Walk w = {.len = 0, .file = file, .err = err, .errlen = errlen};
-    w.path[0] = '\0';
-    if (cJSON_IsObject(root) && !root->child) {
-        char names[256];
-        db_model_field_names(model, names, sizeof names);
-        char what[320];
-        snprintf(what, sizeof what, "empty (expected the tables of %s: %s)", model->name, names);
-        return walk_fail(&w, what, NULL);
-    }
-    DbType top = {DB_MODEL, .model = model};
-    return check_value(&w, root, &top);
-}
-
 int db_schema_check_value(const cJSON *v, const DbType *type, const char *file, const char *path, char *err,
                           size_t errlen) {
     Walk w = {.len = 0, .file = file, .err = err, .errlen = errlen};
     w.path[0] = '\0';
     if (path && *path) walk_push(&w, "", path, 0);
     return check_value(&w, v, type);
+}
+
+int db_schema_check(const cJSON *root, const DbModel *model, const char *file, char *err, size_t errlen) {
+    if (cJSON_IsObject(root) && !root->child) {
+        char names[256];
+        db_model_field_names(model, names, sizeof names);
+        snprintf(err, errlen, "%s: empty (expected the tables of %s: %s)", file, model->name, names);
+        return -1;
+    }
+    DbType top = {DB_MODEL, .model = model};
+    return db_schema_check_value(root, &top, file, "", err, errlen);
 }

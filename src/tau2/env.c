@@ -416,6 +416,10 @@ static bool contents_match(const char *a, const char *b) {
 }
 
 int env_replay_messages(Env *env, const cJSON *messages, bool strict, char *err, size_t errlen) {
+    if (messages && !cJSON_IsNull(messages) && !cJSON_IsArray(messages)) {
+        snprintf(err, errlen, "message_history: expected a list of messages or null");
+        return -1;
+    }
     const cJSON *m = messages ? messages->child : NULL;
     while (m) {
         const char *role = json_get_str(m, "role");
@@ -557,12 +561,7 @@ int env_apply_initialization(Env *env, const cJSON *initial_state, char *err, si
 
 int env_set_initial_state(Env *env, const cJSON *initial_state, char *err, size_t errlen) {
     if (env_apply_initialization(env, initial_state, err, errlen) != 0) return -1;
-    const cJSON *history = json_get(initial_state, "message_history");
-    if (history && !cJSON_IsNull(history) && !cJSON_IsArray(history)) {
-        snprintf(err, errlen, "message_history: expected a list of messages or null");
-        return -1;
-    }
-    if (env_replay_messages(env, history, true, err, errlen) != 0) return -1;
+    if (env_replay_messages(env, json_get(initial_state, "message_history"), true, err, errlen) != 0) return -1;
     env_sync(env);
     return 0;
 }
