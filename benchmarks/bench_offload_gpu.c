@@ -6,7 +6,9 @@
  *
  * The engine offloads to and onloads from the host model's own arrays, which
  * are pageable (malloc'd) memory: the ratio to the pinned copies says what
- * registering them with the driver would gain. Random weights; the moments
+ * registering them with the driver would gain, and a second round with them
+ * registered (cudaHostRegister) measures it, with the registration's own
+ * cost. Random weights; the moments
  * exist (uploaded once) as after a first AdamW step. The "4b" config at
  * --layers 18 (the default) has 2.2 B parameters, about a TP-2 shard of
  * Qwen3-4B (2.01 B): 17.6 GB of moments out, 26.4 GB in.
@@ -56,6 +58,28 @@ static double copy_rate(void *dev, void *host, size_t bytes, size_t chunk, bool 
     return rate;
 }
 
+/* The median offload and onload times of g over iters rounds, each to and
+ * from m's own host arrays. */
+static void time_offload(Qwen3Gpu *g, Qwen3 *m, int iters, double *t_off, double *t_on) {
+    double *off_t = malloc((size_t)iters * sizeof(double)), *on_t = malloc((size_t)iters * sizeof(double));
+    if (!off_t || !on_t) {
+        fprintf(stderr, "bench_offload_gpu: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < iters; i++) {
+        double t0 = now();
+        qwen3_gpu_offload(g, m->m_memory, m->v_memory); /* synchronizes */
+        double t1 = now();
+        qwen3_gpu_onload(g, m->params_memory, m->m_memory, m->v_memory); /* synchronizes */
+        double t2 = now();
+        off_t[i] = t1 - t0, on_t[i] = t2 - t1;
+    }
+    qsort(off_t, (size_t)iters, sizeof(double), cmp_double);
+    qsort(on_t, (size_t)iters, sizeof(double), cmp_double);
+    *t_off = off_t[iters / 2], *t_on = on_t[iters / 2];
+    free(off_t), free(on_t);
+}
+
 int main(int argc, char **argv) {
     const char *name = "4b";
     int layers = 18, iters = 3;
@@ -91,19 +115,22 @@ int main(int argc, char **argv) {
     Qwen3Gpu *g = qwen3_gpu_new(m, 0, QWEN3_GPU_BF16);
     qwen3_gpu_upload_moments(g, m->m_memory, m->v_memory, 1);
 
-    double *off_t = malloc((size_t)iters * sizeof(double)), *on_t = malloc((size_t)iters * sizeof(double));
-    for (int i = 0; i < iters; i++) {
-        double t0 = now();
-        qwen3_gpu_offload(g, m->m_memory, m->v_memory); /* synchronizes */
-        double t1 = now();
-        qwen3_gpu_onload(g, m->params_memory, m->m_memory, m->v_memory); /* synchronizes */
-        double t2 = now();
-        off_t[i] = t1 - t0, on_t[i] = t2 - t1;
-    }
-    qsort(off_t, (size_t)iters, sizeof(double), cmp_double);
-    qsort(on_t, (size_t)iters, sizeof(double), cmp_double);
-    double t_off = off_t[iters / 2], t_on = on_t[iters / 2];
+    double t_off, t_on;
+    time_offload(g, m, iters, &t_off, &t_on);
     double out_gb = 2.0 * bytes / 1e9, in_gb = 3.0 * bytes / 1e9; /* m, v out; weights, m, v in */
+
+    /* the same with the three host arrays registered with the driver
+     * (page-locked where they are, cudaHostRegister), and what registering
+     * and unregistering them costs, once per job */
+    float *arrays[3] = {m->params_memory, m->m_memory, m->v_memory};
+    double r0 = now();
+    for (int i = 0; i < 3; i++) cuda_check(cudaHostRegister(arrays[i], bytes, cudaHostRegisterDefault));
+    double t_reg = now() - r0;
+    double t_off_reg, t_on_reg;
+    time_offload(g, m, iters, &t_off_reg, &t_on_reg);
+    r0 = now();
+    for (int i = 0; i < 3; i++) cuda_check(cudaHostUnregister(arrays[i]));
+    double t_unreg = now() - r0;
 
     /* the anchors: the same bytes through a page-locked buffer, and from the
      * host model's pageable weights, in chunks of up to 1 GiB */
@@ -129,7 +156,11 @@ int main(int argc, char **argv) {
     printf("anchors: page-locked copies device->host %.1f GB/s, host->device %.1f GB/s; pageable %.1f and %.1f GB/s\n",
            pin_d2h, pin_h2d, page_d2h, page_h2d);
     printf("ratio to the page-locked copies: offload %.2f, onload %.2f\n", r_off / pin_d2h, r_on / pin_h2d);
-    free(off_t), free(on_t);
+    printf("RESULT offload_gpu_registered %s %d %.4f %.4f %.2f %.2f %.3f %.3f\n", name, cfg.num_layers, t_off_reg,
+           t_on_reg, out_gb / t_off_reg, in_gb / t_on_reg, t_reg, t_unreg);
+    printf("registered host arrays: offload %.3f s (%.1f GB/s), onload %.3f s (%.1f GB/s): %.2fx and %.2fx the "
+           "pageable; registering the %.1f GB took %.3f s, unregistering %.3f s\n", t_off_reg, out_gb / t_off_reg,
+           t_on_reg, in_gb / t_on_reg, t_off / t_off_reg, t_on / t_on_reg, 3.0 * bytes / 1e9, t_reg, t_unreg);
     qwen3_free(m);
     return 0;
 }

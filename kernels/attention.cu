@@ -425,13 +425,15 @@ static void att_backward(float *dq, float *dk, float *dv, const float *delta, co
     cuda_check_launch();
 }
 
-/* Which tensor-core kernels dt CUDA_BF16 runs: TAU2_CUDA_ATTENTION=mma
- * attention_mma.cu's (mma.sync, registers), unset or wmma attention_tc.cu's.
- * Read at each call (a getenv per layer), so a test can switch it. */
+/* Which tensor-core kernels dt CUDA_BF16 runs: unset or
+ * TAU2_CUDA_ATTENTION=mma attention_mma.cu's (mma.sync, registers; about
+ * 3x the forward and the backward of the WMMA kernels on an H100,
+ * doc/perf.md), wmma attention_tc.cu's. Read at each call (a getenv per
+ * layer), so a test can switch it. */
 extern "C" bool cuda_attention_mma_chosen(void) {
     const char *e = getenv("TAU2_CUDA_ATTENTION");
-    if (!e || !*e || !strcmp(e, "wmma")) return false;
-    if (!strcmp(e, "mma")) return true;
+    if (!e || !*e || !strcmp(e, "mma")) return true;
+    if (!strcmp(e, "wmma")) return false;
     fprintf(stderr, "environment variable TAU2_CUDA_ATTENTION: \"%s\" is not a kernel family (expected \"wmma\" "
             "or \"mma\")\n", e);
     exit(2);

@@ -32,6 +32,8 @@
  * (most tiles of a long sequence), one that sees none skips the tile.
  * Tiles are (64, D) bf16 in shared memory with rows padded by 8 values:
  * the 8 row addresses of an ldmatrix fall on different banks. */
+#include <stdint.h>
+
 #include "attention_bf16.cuh"
 #include "mma.cuh"
 
@@ -554,10 +556,23 @@ extern "C" void cuda_mma_probe(uint32_t *out, const uint16_t *m, cudaStream_t st
 
 extern "C" bool cuda_attention_mma_supported(int D) { return D == 32 || D == 64 || D == 128; }
 
+/* warp_store_rows writes each lane's column pairs as float2: the output
+ * tensor (out, dq) must start 8-byte aligned. A misaligned one would stop
+ * the kernel with a misaligned-address fault far from its cause; say so
+ * here instead. */
+static void mma_require_pairs(const float *p, const char *who, const char *name) {
+    if ((uintptr_t)p % 8 != 0) {
+        fprintf(stderr, "%s: %s at %p is not 8-byte aligned (its rows are written as float pairs)\n", who, name,
+                (const void *)p);
+        exit(1);
+    }
+}
+
 extern "C" void cuda_attention_mma_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                                            const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
                                            int D, cudaStream_t stream) {
     AttBf16Kernels kern = mma_kernels_for(D, "cuda_attention_mma_forward");
+    mma_require_pairs(out, "cuda_attention_mma_forward", "out");
     if (T > 0) attention_bf16_forward(&kern, out, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }
 
@@ -566,6 +581,7 @@ extern "C" void cuda_attention_mma_backward(float *dq, float *dk, float *dv, con
                                             const int32_t *seq_of, const int32_t *seq_start, int T, int NH, int NKV,
                                             int D, cudaStream_t stream) {
     AttBf16Kernels kern = mma_kernels_for(D, "cuda_attention_mma_backward");
+    mma_require_pairs(dq, "cuda_attention_mma_backward", "dq");
     if (T > 0)
         attention_bf16_backward(&kern, dq, dk, dv, delta, dout, lse, q, k, v, seq_of, seq_start, T, NH, NKV, D, stream);
 }

@@ -52,6 +52,22 @@ extern "C" void cuda_pool_trim(void) {
     cuda_check(cudaMemPoolTrimTo(pool, 0));
 }
 
+extern "C" bool cuda_host_register(void *p, size_t bytes, char *err, size_t errlen) {
+    if (!p || !bytes) {
+        snprintf(err, errlen, "nothing to register");
+        return false;
+    }
+    cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+    if (e == cudaSuccess) return true;
+    snprintf(err, errlen, "%s", cudaGetErrorString(e));
+    (void)cudaGetLastError(); /* not sticky: the memory stays pageable */
+    return false;
+}
+
+extern "C" void cuda_host_unregister(void *p) {
+    if (p) cuda_check(cudaHostUnregister(p));
+}
+
 /* Per host thread: the inference engine turns it on around a step's
  * launches, a training step on another thread is not affected. */
 static thread_local bool dependent_launch = false;

@@ -51,6 +51,14 @@ void cuda_device_init(int dev);
  * its memory so that another can take it with cudaMalloc calls this, as
  * the pool otherwise keeps what the kernels' scratch once took. */
 void cuda_pool_trim(void);
+/* Page-locks `bytes` of host memory where they are (cudaHostRegister), so
+ * that copies to and from them run at the link's rate rather than through
+ * the driver's staging (4.4x and 6.4 - 7.5x the pageable offload and onload on an
+ * H100, doc/perf.md). False, with the driver's reason in err and the error
+ * cleared, when it refuses (a memlock limit, too little memory): the memory
+ * stays usable, pageable. cuda_host_unregister before the memory is freed. */
+bool cuda_host_register(void *p, size_t bytes, char *err, size_t errlen);
+void cuda_host_unregister(void *p);
 
 /* Programmatic dependent launch (common.cuh) for the kernels this host
  * thread launches from now on that support it (the decode step's: the
@@ -116,6 +124,12 @@ typedef struct CudaBlas CudaBlas;
 /* One cuBLAS handle (and its workspace of CUDA_BLAS_WORKSPACE_BYTES of
  * device memory) per thread that launches products. */
 #define CUDA_BLAS_WORKSPACE_BYTES ((size_t)32 << 20)
+/* What the cuBLAS handle takes of device memory itself, beyond that
+ * workspace: 64 MiB on an H100 with CUDA 13.0 (test_cuda_memory_plan
+ * prints the reading), given back by cuda_blas_free. The memory plans
+ * count both (CUDA_BLAS_BYTES). */
+#define CUDA_BLAS_HANDLE_BYTES ((size_t)64 << 20)
+#define CUDA_BLAS_BYTES (CUDA_BLAS_WORKSPACE_BYTES + CUDA_BLAS_HANDLE_BYTES)
 CudaBlas *cuda_blas_new(void);
 void cuda_blas_free(CudaBlas *b);
 

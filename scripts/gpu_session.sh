@@ -12,8 +12,8 @@
 #          tests at one rank, the GPU job tests)
 #   bench  check, then the benchmarks (default: attention train decode
 #          offload broadcast; name others or fewer: attention, train (8 layers),
-#          train36 (all 36 with recomputation), train_mma and train36_mma
-#          (the same with TAU2_CUDA_ATTENTION=mma), train36_micro (36
+#          train36 (all 36 with recomputation), train_wmma and train36_wmma
+#          (the same with TAU2_CUDA_ATTENTION=wmma), train36_micro (36
 #          layers, 4 micro-batches of 4096 tokens a step, one AdamW update),
 #          decode, decode_rows
 #          (batch 1, 2 and 4: the few-row kernels, then the same with
@@ -50,8 +50,8 @@ case $MODE in check | tests | bench | all | run) ;; *) die "unknown mode '$MODE'
 [ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for b in "$@"; do
-    case $b in attention | train | train36 | train_mma | train36_mma | train36_micro | decode | decode_rows | decode_mma | broadcast) ;;
-      *) die "unknown benchmark '$b' (attention, train, train36, train_mma, train36_mma, train36_micro, decode, decode_rows, decode_mma, broadcast)" ;; esac
+    case $b in attention | train | train36 | train_wmma | train36_wmma | train36_micro | decode | decode_rows | decode_mma | offload | broadcast) ;;
+      *) die "unknown benchmark '$b' (attention, train, train36, train_wmma, train36_wmma, train36_micro, decode, decode_rows, decode_mma, offload, broadcast)" ;; esac
   done
 fi
 [ -f "$PACK" ] || die "no archive at $PACK: run scripts/gpu_pack.sh on the build machine and carry build-gpu-pack"
@@ -176,6 +176,9 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
     step "$T" "$t" "$RUN/$t"
   done
   TAU2_CUDA_ROWS_MMA=1 step "$T" "test_cuda_infer, rows_mma" "$RUN/test_cuda_infer"
+  # the mid-size step once more on the other attention family (WMMA,
+  # attention_tc.cu; test_cuda_kernels runs both itself)
+  TAU2_CUDA_ATTENTION=wmma step "$T" "test_cuda_mid, wmma attn" "$RUN/test_cuda_mid"
   for t in test_comm_nccl test_qwen3_gpu_tp; do
     step "$T" "$t (1 rank)" mpirun -np 1 "$RUN/$t"
   done
@@ -199,9 +202,9 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
       attention) step "$B" bench_attention_gpu "$RUN/bench_attention_gpu" ${BENCH_ATTENTION_ARGS:-} ;;
       train) step "$B" bench_train_gpu "$RUN/bench_train_gpu" ${BENCH_TRAIN_ARGS:---config 4b --layers 8 --seq-len 4096} ;;
       train36) step "$B" "bench_train_gpu 36 layers" "$RUN/bench_train_gpu" --config 4b --layers 36 --seq-len 4096 --recompute ;;
-      train_mma) TAU2_CUDA_ATTENTION=mma step "$B" "bench_train_gpu, mma attention" "$RUN/bench_train_gpu" \
+      train_wmma) TAU2_CUDA_ATTENTION=wmma step "$B" "bench_train_gpu, wmma attention" "$RUN/bench_train_gpu" \
         ${BENCH_TRAIN_ARGS:---config 4b --layers 8 --seq-len 4096} ;;
-      train36_mma) TAU2_CUDA_ATTENTION=mma step "$B" "bench_train_gpu 36, mma attention" "$RUN/bench_train_gpu" \
+      train36_wmma) TAU2_CUDA_ATTENTION=wmma step "$B" "bench_train_gpu 36, wmma attention" "$RUN/bench_train_gpu" \
         --config 4b --layers 36 --seq-len 4096 --recompute ;;
       train36_micro) step "$B" "bench_train_gpu 36, 4 micro-batches a step" "$RUN/bench_train_gpu" \
         --config 4b --layers 36 --seq-len 4096 --recompute --micro 4 ;;

@@ -352,7 +352,7 @@ void infer_gpu_plan(const Qwen3Config *c, const InferOptions *opt, int step_toke
     size_t tab = max_z(rows * min_z(widest, max_z(n_blocks, 1)), chunks * min_z(widest, pow2));
     ScratchSizes z = scratch_sizes(c, rows, chunks, tab);
     out->scratch = scratch_bytes(&z, rows, chunks) + cuda_decode_attention_work_bound((int)rows, c->num_heads, (int)D);
-    out->workspace = CUDA_BLAS_WORKSPACE_BYTES + min_z(n, LOAD_STAGE_FLOATS) * sizeof(float);
+    out->workspace = CUDA_BLAS_BYTES + min_z(n, LOAD_STAGE_FLOATS) * sizeof(float);
     /* a new sequence's rows go through the training attention, one chunk at a time */
     out->pool = cuda_attention_scratch_bytes((int)rows, c->num_heads, c->num_kv_heads, (int)D, CUDA_BF16, false);
 }
@@ -413,7 +413,7 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     const char *rows_mma = getenv("TAU2_CUDA_ROWS_MMA");
     e->rows_mma_on = rows_mma && strcmp(rows_mma, "1") == 0 && rows_mma_fit(e);
     const char *pdl = getenv("TAU2_CUDA_PDL");
-    e->dependent_on = pdl && strcmp(pdl, "1") == 0;
+    e->dependent_on = !(pdl && strcmp(pdl, "0") == 0);
 
     size_t L = e->L, C = e->C, D = e->D;
     e->w = dev_alloc(model->num_parameters * sizeof(uint16_t));
@@ -745,8 +745,13 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
     int n_chunks = st->N;
     /* the lookup follows the upload (a copy, not a kernel): a plain launch */
     cuda_embedding_forward_bf16(s->x, s->tok, weight(e, e->model->params.embed), st->R, e->C, q);
+    StepProducts pr = st->products;
+    /* Dependent launches pay where the step is a chain of short kernels,
+     * each reading its weights: the few-row products (1-4 rows: steps 4-5%
+     * shorter on an H100). Past them cuBLAS's products and the decode
+     * attention take the step, and it ran 0-1% longer (doc/perf.md). */
     bool was = cuda_dependent_launch_on();
-    cuda_dependent_launch_set(e->dependent_on);
+    cuda_dependent_launch_set(e->dependent_on && (pr == PRODUCTS_ROWS || pr == PRODUCTS_ROWS_NORMED));
     for (int l = 0; l < e->L; l++) layer_forward(e, l, st);
 
     /* the head on each chunk's last row: gathered with the embedding lookup
@@ -757,7 +762,6 @@ static void step_launches(InferGpu *e, const StepLayout *st) {
         xl = s->xl;
     }
     const uint16_t *head = weight(e, e->model->params.lm_head);
-    StepProducts pr = st->products;
     if (pr != PRODUCTS_ROWS_NORMED) cuda_rmsnorm_forward(s->xf, s->rstdf, xl, e->norm_w, n_chunks, e->C, e->eps, q);
     if (pr == PRODUCTS_ROWS_NORMED)
         cuda_rows_matmul_normed(1, &s->logits, &head, &e->V, xl, e->norm_w, e->eps, n_chunks, e->C, q);

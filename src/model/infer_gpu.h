@@ -76,10 +76,11 @@ void infer_gpu_set_graphs(InferGpu *e, bool on);
 void infer_gpu_graph_counts(const InferGpu *e, long *captured, long *replayed);
 /* Programmatic dependent launch of a step's kernels (kernels/common.cuh):
  * each may start while the one before it ends, loading its weights before
- * it waits for that kernel's results. Off by default, on when the
- * environment has TAU2_CUDA_PDL=1; it takes effect only on GPUs of compute
+ * it waits for that kernel's results. On by default, off when the
+ * environment has TAU2_CUDA_PDL=0; it applies to the steps whose products
+ * are the few-row kernels (1 to 4 rows), and only on GPUs of compute
  * capability 9.0 and up (infer_gpu_dependent_launch says whether it
- * does). Off or on, a step computes the same bits. Changing it drops the
+ * can). Off or on, a step computes the same bits. Changing it drops the
  * graphs held. */
 void infer_gpu_set_dependent_launch(InferGpu *e, bool on);
 bool infer_gpu_dependent_launch(const InferGpu *e);
@@ -104,7 +105,7 @@ typedef struct {
     size_t weights;   /* bf16 weights, fp32 norms, the RoPE table */
     size_t kv_cache;  /* the paged bf16 cache */
     size_t scratch;   /* a step's activations, block tables, sampling and decode partials */
-    size_t workspace; /* cuBLAS's workspace, the weights' upload staging */
+    size_t workspace; /* the cuBLAS handle and its workspace (CUDA_BLAS_BYTES), the weights' upload staging */
     size_t pool;      /* a prompt's attention scratch from the stream-ordered pool, at most */
 } InferGpuPlan;
 void infer_gpu_plan(const Qwen3Config *c, const InferOptions *opt, int step_tokens, InferGpuPlan *out);

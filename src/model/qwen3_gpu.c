@@ -277,10 +277,17 @@ typedef struct {
     size_t stats;          /* lm_stats doubles (TP only) */
 } ActsSizes;
 
+/* The rows the arenas hold for T tokens (or a head chunk of T rows): a
+ * multiple of 8, so that every tensor carved from them starts 16-byte
+ * aligned (32 bytes in the fp32 arena) whatever T is: the kernels' vector
+ * loads and stores (attention_mma.cu's float2 rows, the 16-byte tile loads)
+ * need it, and an odd T would otherwise shift every tensor after a (T) one. */
+static size_t acts_rows(int T) { return ((size_t)T + 7) / 8 * 8; }
+
 static ActsSizes acts_sizes(const Qwen3Config *c, const Qwen3Shard *sh, int T, int chunk, bool recompute, bool bf16) {
     size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
     size_t NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim;
-    size_t QD = NH * D, KD = NKV * D, t = (size_t)T, ch = (size_t)chunk;
+    size_t QD = NH * D, KD = NKV * D, t = acts_rows(T), ch = acts_rows(chunk);
     size_t slots = recompute ? 1 : L;
     /* the attention's output and lse are kept for every layer, recomputing
      * or not (the backward's recomputation skips the attention itself) */
@@ -317,10 +324,10 @@ static void acts_new(Qwen3Gpu *g, int T, int chunk, bool recompute) {
     const Qwen3Shard *sh = &g->host->shard;
     size_t C = c->hidden_size, I = sh->intermediate_size, V = sh->vocab_size, L = c->num_layers;
     size_t NH = sh->num_heads, NKV = sh->num_kv_heads, D = c->head_dim;
-    size_t QD = NH * D, KD = NKV * D, t = (size_t)T, ch = (size_t)chunk;
+    size_t QD = NH * D, KD = NKV * D, t = acts_rows(T), ch = acts_rows(chunk);
     GpuActs *a = xcalloc(1, sizeof *a);
-    a->T_cap = T;
-    a->chunk_cap = chunk;
+    a->T_cap = (int)t;
+    a->chunk_cap = (int)ch;
     a->recompute = recompute;
     size_t slots = recompute ? 1 : L;
     bool bf16 = g->math == QWEN3_GPU_BF16;
@@ -423,7 +430,7 @@ void qwen3_gpu_plan(const Qwen3Config *c, int tp, int T, bool recompute, Qwen3Gp
     out->weights = n * (sizeof(float) + (bf16 ? sizeof(uint16_t) : 0));
     out->train_state = train ? 3 * n * sizeof(float) : 0;
     out->activations = acts_bytes(&z);
-    out->workspace = CUDA_BLAS_WORKSPACE_BYTES + STEP_SCALAR_BYTES;
+    out->workspace = CUDA_BLAS_BYTES + STEP_SCALAR_BYTES;
     /* the pool: the attention's bf16 copies (forward, or backward with its
      * per-head dk and dv), the norms' weight gradients (the layer norms
      * over T rows of C, the q/k norms over T rows of each head) and the

@@ -59,7 +59,7 @@ typedef struct {
     size_t weights;     /* fp32 master weights, and their bf16 copy in bf16 math */
     size_t train_state; /* gradients and AdamW's two moments (train) */
     size_t activations; /* the activation arenas for T tokens */
-    size_t workspace;   /* cuBLAS's workspace, the step's scalars */
+    size_t workspace;   /* the cuBLAS handle and its workspace (CUDA_BLAS_BYTES), the step's scalars */
     size_t pool;        /* the kernels' scratch from the stream-ordered pool, at most */
 } Qwen3GpuPlan;
 void qwen3_gpu_plan(const Qwen3Config *c, int tp, int T, bool recompute, Qwen3GpuMath math, bool train,

@@ -23,6 +23,8 @@ struct TrainDevice {
     Qwen3Gpu *gpu; /* CUDA (owned) */
     Comm *dp_nccl; /* CUDA: NCCL over the DP ranks (owned), made for dp_of */
     const Comm *dp_of;
+    float *pinned[3]; /* CUDA: the host's weights and moments, page-locked by pin_host_arrays */
+    bool pin_off;     /* TAU2_CUDA_PIN=0, or the driver refused once */
 #endif
 };
 
@@ -77,6 +79,38 @@ static void send_host_state(TrainDevice *d) {
     }
 }
 
+#ifdef TAU2_HAVE_CUDA
+/* Page-locks the host arrays the GPU copies to and from at every update
+ * (the weights after each AdamW step) and around every rollout of a
+ * colocated job (the moments out, weights and moments back): in place,
+ * once each, as they come to exist (the moments with the first step).
+ * Registering Qwen3-4B's 48 GB takes ~3 s once; each offload and onload
+ * of a TP-2 shard then takes 0.9 s instead of 5.3 (doc/perf.md).
+ * TAU2_CUDA_PIN=0 keeps them pageable; so does a driver that refuses
+ * (a memlock limit), said once. */
+static void pin_host_arrays(TrainDevice *d) {
+    if (d->kind != TRAIN_DEVICE_CUDA || d->pin_off) return;
+    Qwen3 *h = d->host;
+    float *arrays[3] = {h->params_memory, h->m_memory, h->v_memory};
+    for (int i = 0; i < 3; i++) {
+        if (!arrays[i] || d->pinned[i] == arrays[i]) continue;
+        char err[160];
+        if (!cuda_host_register(arrays[i], h->num_parameters * sizeof(float), err, sizeof err)) {
+            fprintf(stderr, "train_device: the driver did not page-lock %.2f GB of host memory (%s; "
+                    "TAU2_CUDA_PIN=0 skips it): copies to and from the GPU stay pageable, a few times slower\n",
+                    h->num_parameters * sizeof(float) / 1e9, err);
+            d->pin_off = true;
+            return;
+        }
+        d->pinned[i] = arrays[i];
+    }
+}
+
+static void unpin_host_arrays(TrainDevice *d) {
+    for (int i = 0; i < 3; i++) cuda_host_unregister(d->pinned[i]), d->pinned[i] = NULL;
+}
+#endif
+
 TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
     char err[512];
     if (train_device_check(kind, m->shard.size, err, sizeof err) != 0)
@@ -98,6 +132,9 @@ TrainDevice *train_device_new(Qwen3 *m, TrainDeviceKind kind, int node_rank) {
         /* the GPU runs the head in larger chunks than the CPU (qwen3_gpu.h) */
         m->vocab_chunk = qwen3_gpu_vocab_chunk(m->shard.vocab_size);
         d->gpu = qwen3_gpu_new(m, gpu_pick_device(node_rank), QWEN3_GPU_BF16);
+        const char *pin = getenv("TAU2_CUDA_PIN");
+        d->pin_off = pin && strcmp(pin, "0") == 0;
+        pin_host_arrays(d);
         if (m->m_memory) send_host_state(d); /* the moments too */
 #endif
         break;
@@ -111,6 +148,7 @@ void train_device_free(TrainDevice *d) {
 #ifdef TAU2_HAVE_CUDA
     comm_free(d->dp_nccl);
     qwen3_gpu_free(d->gpu);
+    unpin_host_arrays(d);
 #endif
     free(d);
 }
@@ -144,6 +182,7 @@ bool train_device_offload(TrainDevice *d) {
 #ifdef TAU2_HAVE_CUDA
         /* the device has moments once it stepped or was sent the host's */
         if (h->adam_step > 0 || h->m_memory) qwen3_alloc_moments(h);
+        pin_host_arrays(d);
         qwen3_gpu_offload(d->gpu, h->m_memory, h->v_memory);
 #endif
         break;
@@ -314,6 +353,7 @@ void train_device_pull_moments(TrainDevice *d) {
         /* the device has moments once it stepped or was sent the host's */
         if (h->adam_step == 0 && !h->m_memory) break;
         qwen3_alloc_moments(h);
+        pin_host_arrays(d);
         int step = 0;
         qwen3_gpu_download_moments(d->gpu, h->m_memory, h->v_memory, &step);
         h->adam_step = step;

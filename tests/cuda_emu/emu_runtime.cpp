@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -89,7 +90,8 @@ static cudaError_t capture_refuse(const char *what) {
 
 struct Alloc {
     size_t size;
-    bool device; /* false: cudaMallocHost */
+    bool device;     /* false: cudaMallocHost, or registered */
+    bool registered; /* the program's own memory, page-locked by cudaHostRegister */
 };
 static std::mutex g_mem_mu;
 static std::map<uintptr_t, Alloc> g_allocs;
@@ -143,7 +145,7 @@ static void *emu_alloc(size_t size, bool device) {
      * unwritten memory visible. */
     memset(p, 0xff, size ? size : 1);
     std::lock_guard<std::mutex> g(g_mem_mu);
-    g_allocs[(uintptr_t)p] = Alloc{size, device};
+    g_allocs[(uintptr_t)p] = Alloc{size, device, false};
     if (device) g_device_bytes += size;
     if (g_device_bytes > g_device_peak) g_device_peak = g_device_bytes;
     return p;
@@ -153,7 +155,7 @@ static cudaError_t emu_free(void *p, bool device, const char *what) {
     {
         std::lock_guard<std::mutex> g(g_mem_mu);
         auto it = g_allocs.find((uintptr_t)p);
-        if (it == g_allocs.end() || it->second.device != device) goto bad;
+        if (it == g_allocs.end() || it->second.device != device || it->second.registered) goto bad;
         if (device) g_device_bytes -= it->second.size;
         g_allocs.erase(it);
     }
@@ -196,6 +198,33 @@ cudaError_t cudaHostAlloc(void **p, size_t size, unsigned flags) { (void)flags; 
 cudaError_t cudaFreeHost(void *p) {
     if (cudaError_t e = capture_refuse("cudaFreeHost")) return e;
     return emu_free(p, false, "cudaFreeHost");
+}
+/* The program's memory stays its own: registered, it counts as pinned for
+ * the copies' checks until cudaHostUnregister, which must come first. */
+cudaError_t cudaHostRegister(void *p, size_t size, unsigned flags) {
+    (void)flags;
+    if (!p || !size) return fail(cudaErrorInvalidValue, "cudaHostRegister(%p, %zu): nothing to register", p, size);
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    uintptr_t a = (uintptr_t)p;
+    auto next = g_allocs.lower_bound(a);
+    bool overlaps = next != g_allocs.end() && next->first < a + size;
+    if (next != g_allocs.begin()) {
+        auto prev = std::prev(next);
+        overlaps = overlaps || prev->first + prev->second.size > a;
+    }
+    if (overlaps)
+        return fail(cudaErrorHostMemoryAlreadyRegistered, "cudaHostRegister(%p, %zu): overlaps memory CUDA knows", p,
+                    size);
+    g_allocs[a] = Alloc{size, false, true};
+    return cudaSuccess;
+}
+cudaError_t cudaHostUnregister(void *p) {
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    auto it = g_allocs.find((uintptr_t)p);
+    if (it == g_allocs.end() || !it->second.registered)
+        return fail(cudaErrorHostMemoryNotRegistered, "cudaHostUnregister(%p): not registered", p);
+    g_allocs.erase(it);
+    return cudaSuccess;
 }
 
 static const char *kind_name(cudaMemcpyKind k) {
@@ -346,6 +375,17 @@ size_t tau2_cuda_emu_peak_bytes(void) {
 void tau2_cuda_emu_peak_reset(void) {
     std::lock_guard<std::mutex> g(g_mem_mu);
     g_device_peak = g_device_bytes;
+}
+/* Device memory a library takes for itself, with no pointer the program
+ * sees (a cuBLAS handle's, emu_cublas.cpp): counted by cudaMemGetInfo and
+ * the peak like an allocation, with no host memory behind it. bytes < 0
+ * gives it back. False when the device has no room. */
+bool tau2_cuda_emu_hold(long bytes) {
+    std::lock_guard<std::mutex> g(g_mem_mu);
+    if (bytes > 0 && g_device_bytes + (size_t)bytes > emu_device_memory()) return false;
+    g_device_bytes = (size_t)((long)g_device_bytes + bytes);
+    if (g_device_bytes > g_device_peak) g_device_peak = g_device_bytes;
+    return true;
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total) {

@@ -37,6 +37,9 @@ if [ $rc -eq 2 ] && grep -q "field 'train_device': \(this build has no CUDA back
 fi
 check "cuda: SFT + GRPO with a KL reference on one rank exits 0" $rc
 [ $rc -eq 0 ] || tail -30 "$TMP/log.g"
+# the trainers page-lock their host weights and moments (train_device.c)
+! grep -q "did not page-lock" "$TMP/log.g"
+check "cuda: the host weights and moments were page-locked" $?
 job_ok "cpu: the same run exits 0" "$TMP/log.c" 1 "$BIN" "$TMP/cpu.json" --output-dir "$TMP/c"
 
 gpu_vs_cpu "$TMP/g" "$TMP/c" '

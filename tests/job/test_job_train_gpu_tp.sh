@@ -56,6 +56,9 @@ check "cuda, tensor_parallel 2: the final checkpoint exports (shards gathered)" 
 grep -q "^GPU memory: 1 rank on GPU-.* plan .* (weights .*, training state .*, activations of [0-9]* \
 tokens .*, scratch and workspaces .*) + 1.0 GiB held back, of .* free$" "$TMP/log.tp"
 check "cuda: the job prints its GPU memory plan" $?
+# each trainer rank page-locks its shard's host weights and moments (train_device.c)
+! grep -q "did not page-lock" "$TMP/log.tp"
+check "cuda, tensor_parallel 2: the host weights and moments were page-locked" $?
 tiny_config "$TMP/big.json" "${common[@]}" train_device=\"cuda\" rollout_device=\"cuda\" kv_cache_tokens=2000000000
 expect_exit "a KV cache larger than the GPU is refused at start" 2 \
   "fields 'model', 'max_tokens_per_gpu', 'kv_cache_tokens' and 'chunked_prefill_size': the rank on GPU-" \
