@@ -7,9 +7,9 @@
  * The engine offloads to and onloads from the host model's own arrays, which
  * are pageable (malloc'd) memory: the ratio to the pinned copies says what
  * registering them with the driver would gain, and a second round with them
- * registered (cudaHostRegister) measures it, with the registration's own
- * cost. Random weights; the moments
- * exist (uploaded once) as after a first AdamW step. The "4b" config at
+ * registered (cudaHostRegister, as train_device.c does) measures it, with
+ * the registration's own cost. Random weights; the moments exist (uploaded
+ * once) as after a first AdamW step. The "4b" config at
  * --layers 18 (the default) has 2.2 B parameters, about a TP-2 shard of
  * Qwen3-4B (2.01 B): 17.6 GB of moments out, 26.4 GB in.
  *

@@ -290,10 +290,10 @@ static void check_offload(Qwen3 *m) {
 }
 
 /* On a GPU: what the runtime pieces every engine makes take beyond its
- * own allocations, printed for doc/cuda.md's memory notes (the
- * reading's slack above is made of them): a stream, a cuBLAS handle with
- * its workspace (CUDA_BLAS_WORKSPACE_BYTES), its first bf16 product, a
- * second handle, and what stays after they are freed. */
+ * own allocations, printed beside the checks (the plans count a handle as
+ * CUDA_BLAS_BYTES, its share read here on an H100): a stream, a cuBLAS
+ * handle with its workspace (CUDA_BLAS_WORKSPACE_BYTES), its first bf16
+ * product, a second handle, and what stays after they are freed. */
 static void print_runtime_costs(void) {
     long b0 = used_bytes();
     cudaStream_t s;
