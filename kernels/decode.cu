@@ -148,6 +148,11 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
             float p = lane < nt ? expf(s - mx) : 0.0f;
             float sum = warp_sum(p);
             Ps[h * DEC_TILE + lane] = p;
+            /* every lane read Ms[h] above: lane 0 overwrites it after a
+             * barrier, not merely after the shuffles (which order the lanes'
+             * steps but are no memory fence; compute-sanitizer's racecheck
+             * reports the write racing the reads without it) */
+            __syncwarp();
             if (lane == 0) {
                 float corr = expf(mold - mx); /* 0 on the first tile */
                 Cs[h] = corr;

@@ -22,6 +22,10 @@
 #          cuBLAS), offload (the trainer's state out to the host and
 #          back, a TP-2 shard's size), broadcast)
 #   all    tests, then bench
+#   sanitize  check, then compute-sanitizer over the CUDA tests: memcheck
+#          (test_cuda_kernels, _infer, _qwen3, _mid), racecheck and synccheck
+#          (test_cuda_kernels, _infer); a racecheck hazard inside cuBLAS's
+#          own kernels (nvjet*, its TMA pipelines) is listed, not counted
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
 # The table of steps comes last, then the benchmarks' RESULT lines.
@@ -46,7 +50,7 @@ SESSION=$OUT/session.txt
 say() { echo "$*" | tee -a "$SESSION"; }
 die() { say "gpu_session: $*"; exit 1; }
 
-case $MODE in check | tests | bench | all | run) ;; *) die "unknown mode '$MODE' (check, tests, bench, all or run)" ;; esac
+case $MODE in check | tests | bench | all | sanitize | run) ;; *) die "unknown mode '$MODE' (check, tests, bench, all, sanitize or run)" ;; esac
 [ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for b in "$@"; do
@@ -189,6 +193,33 @@ if [ "$MODE" = tests ] || [ "$MODE" = all ]; then
   fi
   for t in test_job_train_gpu test_job_gpu_memory test_job_train_gpu_tp; do
     step "$T" "$t" env OMP_NUM_THREADS=4 bash "tests/job/$t.sh" "$RUN/tau2_hpc"
+  done
+fi
+
+if [ "$MODE" = sanitize ]; then
+  S=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+  [ -n "$S" ] || die "compute-sanitizer not found"
+  T=$OUT/sanitize.log
+  : >"$T"
+  # sanitize TOOL TEST: the test under the tool; fails on any error the
+  # tool reports in this project's kernels
+  sanitize() {
+    local log=$OUT/$1_$2.log
+    timeout -k 5 "$STEP_CAP" "$S" --tool "$1" "$DIR/bin/$2" >"$log" 2>&1
+    local rc=$? ours
+    ours=$(grep -E '(Race reported between|Invalid|Error:|Barrier error)' "$log" | grep -Evc 'nvjet|cublas|xmma|cutlass')
+    grep -E 'SUMMARY|passed|FAIL' "$log" | tail -2
+    echo "$1 $2: $ours report(s) in this project's kernels, test exit $rc"
+    [ "$ours" -eq 0 ] && { [ $rc -eq 0 ] || [ "$1" = racecheck ]; }
+  }
+  # step runs a program under timeout: the function goes through bash
+  export -f sanitize
+  export S DIR OUT STEP_CAP
+  for t in test_cuda_kernels test_cuda_infer test_cuda_qwen3 test_cuda_mid; do
+    step "$T" "memcheck $t" bash -c 'sanitize "$@"' _ memcheck "$t"
+  done
+  for tool in racecheck synccheck; do
+    for t in test_cuda_kernels test_cuda_infer; do step "$T" "$tool $t" bash -c 'sanitize "$@"' _ "$tool" "$t"; done
   done
 fi
 
