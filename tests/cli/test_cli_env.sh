@@ -260,22 +260,20 @@ PY
 }
 results "$TMP/res_ok.json" "pass"
 expect_exit replay-results 0 "reward equal to the file's on 1, different on 0" "$BIN" replay --results "$TMP/res_ok.json"
-results "$TMP/res1.json" "r['simulations'][0]['task_id'] = 'nope'"
-expect_exit replay-results-task 2 "res1.json: simulations[0].task_id: no task 'nope' in domain mock" \
-  "$BIN" replay --results "$TMP/res1.json"
-results "$TMP/res2.json" "r['simulations'][0]['messages'] = None"
-expect_exit replay-results-messages 2 "res2.json: simulations[0].messages: expected a list" \
-  "$BIN" replay --results "$TMP/res2.json"
-results "$TMP/res3.json" "r['simulations'][0]['termination_reason'] = 'done'"
-expect_exit replay-results-termination 2 "res3.json: simulations[0].termination_reason: expected one of" \
-  "$BIN" replay --results "$TMP/res3.json"
-results "$TMP/res4.json" "r['simulations'].append(dict(r['simulations'][0], messages=[{'role': 'robot'}]))"
-expect_exit replay-results-role 2 "res4.json: simulations[1]: messages[0].role: expected" \
-  "$BIN" replay --results "$TMP/res4.json"
+# refused NAME FILE EDIT MESSAGE: the results file FILE.json made by EDIT is
+# refused (exit 2), the message naming the file and MESSAGE
+refused() {
+  results "$TMP/$2.json" "$3"
+  expect_exit "replay-results-$1" 2 "$2.json: $4" "$BIN" replay --results "$TMP/$2.json"
+}
+refused task res1 "r['simulations'][0]['task_id'] = 'nope'" "simulations[0].task_id: no task 'nope' in domain mock"
+refused messages res2 "r['simulations'][0]['messages'] = None" "simulations[0].messages: expected a list"
+refused termination res3 "r['simulations'][0]['termination_reason'] = 'done'" \
+  "simulations[0].termination_reason: expected one of"
+refused role res4 "r['simulations'].append(dict(r['simulations'][0], messages=[{'role': 'robot'}]))" \
+  "simulations[1]: messages[0].role: expected"
 [ ! -s "$TMP/out" ]; check "a refused results file prints no simulation" $?
-results "$TMP/res5.json" "del r['info']"
-expect_exit replay-results-domain 2 "res5.json: field 'info.environment_info.domain_name': expected a string" \
-  "$BIN" replay --results "$TMP/res5.json"
+refused domain res5 "del r['info']" "field 'info.environment_info.domain_name': expected a string"
 expect_exit replay-results-with-domain 2 "replay: --results takes the domain and the tasks from the file" \
   "$BIN" replay --results "$TMP/res_ok.json" --domain mock
 

@@ -339,11 +339,7 @@ static void warm_up(Qwen3 *m) {
     Qwen3Gpu *g = qwen3_gpu_new(m, 0, QWEN3_GPU_BF16);
     Batch b;
     Qwen3Batch qb = batch_make(&b, m->config.vocab_size);
-    qwen3_gpu_forward(g, &qb, b.lp, b.ent);
-    qwen3_gpu_zero_grad(g);
-    qwen3_gpu_backward(g, b.dlogprob, NULL);
-    Qwen3AdamW opt = {0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, false};
-    qwen3_gpu_adamw_step(g, &opt, 1e-3f);
+    train_step(g, &qb, &b);
     qwen3_gpu_free(g);
     InferOptions io = {.kv_tokens = 256, .block_size = 16, .max_seqs = 2, .max_len = 128};
     char err[256];
