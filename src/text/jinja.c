@@ -1070,6 +1070,11 @@ static Node *parse_postfix(P *p, Node *n) {
             if (!v.n) pfail(p, t, "expected subscript expression");
             Node *key = v.v[0];
             if (v.n > 1) {
+                /* x[a:b, c] is a tuple holding a slice object in Python,
+                 * which no value here takes as a key: refused where it is
+                 * written (a slice node only evaluates as x[...] itself) */
+                for (int i = 0; i < v.n; i++)
+                    if (v.v[i]->kind == E_SLICE) pfail(p, t, "a slice inside a subscript of several parts");
                 key = mk(p, E_TUPLE, t);
                 key->kids = v.v;
                 key->nkids = v.n;

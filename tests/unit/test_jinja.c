@@ -151,6 +151,8 @@ static void test_error_positions(void **state) {
     expect_error("{% for x in y %}\n", "t.jinja:1:", "endfor");
     expect_error("line\n  {{ 1 + }}", "t.jinja:2:10:", "unexpected");
     expect_error("{{ (1 }}", "t.jinja:1:", "')'");
+    expect_error("{{ 'a'[:1, 2] }}", "t.jinja:1:", "a slice inside a subscript of several parts");
+    expect_error("{{ 'a'[0, 1:] }}", "t.jinja:1:", "a slice inside a subscript of several parts");
     expect_error("a {# no end", "t.jinja:1:3:", "comment");
     expect_error("{{ x | nosuch }}", "t.jinja:1:", "nosuch");
     expect_error("{% frob %}", "t.jinja:1:4:", "frob");
