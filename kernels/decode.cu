@@ -16,7 +16,8 @@
  *     doubled while the partials would pass DEC_WORK_MAX bytes (thousands
  *     of rows of an appended turn, each a query of its own);
  *   - the bf16 cache at head_dim 32/64/128/256 (the GPU engine's) goes
- *     straight to registers (decode_partial_fast_kernel); otherwise
+ *     through a ring of cp.async copies per warp into registers, a few
+ *     values a lane (decode_partial_fast_kernel); otherwise
  *     keys and values are staged through shared memory in tiles of 32 rows,
  *     each row (D contiguous values) read by consecutive threads: coalesced,
  *     16 bytes per thread and load (8 bf16 or 4 fp32 values) where the
@@ -28,6 +29,7 @@
 #include <cuda_bf16.h>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 #define DEC_TILE 32          /* keys per shared-memory tile */
 #define DEC_SPLIT 256        /* keys per block (one piece of the context), at most */
@@ -194,35 +196,59 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
 }
 
 /* The bf16 cache's fast path (D of 32, 64, 128 or 256, 16-byte aligned
- * rows, up to MAXREP query heads per kv head), same grid and partial
- * results as decode_partial_kernel. The staged kernel above is bound by
- * shared memory: every key and value goes through it as fp32 and is read
- * back once per head, and a block's loads wait for its arithmetic (an H100
- * ran it at ~1 TB/s at batch 32 and 128). Here each key goes straight to
- * registers: D / 8 lanes hold its 8-value pieces (one 16-byte load each
- * for the key and the value), so a warp takes 32 / (D / 8) keys at a time;
- * their scores are sums over those lanes (butterflies), and each lane keeps
- * its own online softmax and output pieces for every head of the group.
- * DEC_AHEAD steps of keys are loaded before the current one is used. At the end
- * the warp's key slots and then the block's warps are merged in a fixed
- * order (the same result every run). */
+ * rows, a power-of-two block size, up to MAXREP query heads per kv head),
+ * same grid and partial results as decode_partial_kernel. The staged
+ * kernel above is bound by shared memory: every key and value goes through
+ * it as fp32 and is read back once per head (an H100 ran it at ~1 TB/s at
+ * batch 32 and 128). Here D / 8 lanes hold a key's 8-value pieces (one
+ * 16-byte copy each for the key and the value), so a warp takes
+ * 32 / (D / 8) keys a step; the scores are sums over those lanes
+ * (butterflies), and each lane keeps its own online softmax and output
+ * pieces for every head of the group.
+ *
+ * What bounds it is how many bytes each SM has in flight, and how many
+ * instructions each key costs (the first version, three steps ahead in
+ * registers and one softmax update per key: 1.7 TB/s at batch 32 on an
+ * H100, issue slots 67% busy, 128 registers, 4 blocks an SM). So:
+ *   - each lane copies its pieces DEC_STAGES steps ahead into a ring in
+ *     shared memory with cp.async, which holds no registers while in
+ *     flight: DEC_STAGES - 2 steps (6 KB a warp) are on their way while a
+ *     pair is used; a lane reads back only what it copied itself, so the
+ *     ring needs no barrier, only the lane's own cp.async wait;
+ *   - keys are taken two steps at a time: one max, two exponentials and
+ *     one rescale of the running sum and output for each pair, not two of
+ *     each;
+ *   - scores are in log2 units (q scaled by scale * log2 e once), so each
+ *     exponential is one exp2f; the partials' maxima go out in natural
+ *     units (the merge's and the staged kernel's);
+ *   - a cache block's row is a shift and a mask (block_size is a power of
+ *     two), not an integer division per key.
+ * At the end the warp's key slots and then the block's warps are merged in
+ * a fixed order (the same result every run). */
 #define DEC_FAST_WARPS 4
-#define DEC_AHEAD 3 /* steps of keys loaded ahead */
+#define DEC_STAGES 8 /* steps of keys in each warp's ring: 6 in flight while a pair is used */
+#define DEC_LOG2E 1.4426950408889634f
+#define DEC_LN2 0.6931471805599453f
 
 template <int D, int MAXREP>
 __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fast_kernel(
     float *pm, float *pl, float *pacc, const float *q, const __nv_bfloat16 *kv, const int32_t *block_tables,
-    int max_blocks, const int32_t *pos, int NH, int NKV, int block_size, size_t block_stride, size_t k_off,
+    int max_blocks, const int32_t *pos, int NH, int NKV, int bs_shift, size_t block_stride, size_t k_off,
     size_t v_off, int split_len, int n_splits, float scale) {
     constexpr int LPK = D / 8;      /* lanes per key */
     constexpr int KPW = WARP / LPK; /* keys per warp and step */
     constexpr int STEP = DEC_FAST_WARPS * KPW;
+    /* the warps' rings (stage, key or value, lane) of 16-byte pieces; after
+     * the last step, the warps' partial outputs (MAXREP, D) in the same bytes */
+    constexpr int RING_BYTES = DEC_FAST_WARPS * DEC_STAGES * 2 * WARP * 16;
+    constexpr int ACC_BYTES = DEC_FAST_WARPS * MAXREP * D * (int)sizeof(float);
+    __shared__ __align__(16) unsigned char sm[RING_BYTES > ACC_BYTES ? RING_BYTES : ACC_BYTES];
     __shared__ float Ms[DEC_FAST_WARPS][MAXREP], Lsh[DEC_FAST_WARPS][MAXREP];
-    __shared__ float As[DEC_FAST_WARPS][MAXREP][D];
     int split = blockIdx.x, g = blockIdx.y, r = blockIdx.z;
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int sub = lane % LPK, slot = lane / LPK; /* the lane's 8 values of its key; which of the warp's keys */
-    int rep = NH / NKV;
+    int rep = NH / NKV, bs_mask = (1 << bs_shift) - 1;
+    uint4 (*ring)[2][WARP] = (uint4 (*)[2][WARP])sm + warp * DEC_STAGES;
     /* q and the step's keys (a chunk's rows all of theirs) are the previous
      * kernel's: nothing to load before the wait but pos */
     grid_dependents_launch();
@@ -232,68 +258,79 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
     const int32_t *table = block_tables + (size_t)r * max_blocks;
 
     float qr[MAXREP][8], acc[MAXREP][8], m[MAXREP], l[MAXREP];
+    const float ql2 = scale * DEC_LOG2E;
 #pragma unroll
     for (int h = 0; h < MAXREP; h++) {
         m[h] = -INFINITY, l[h] = 0.0f;
 #pragma unroll
         for (int e = 0; e < 8; e++) {
             acc[h][e] = 0.0f;
-            qr[h][e] = h < rep ? q[((size_t)r * NH + g * rep + h) * D + sub * 8 + e] : 0.0f;
+            qr[h][e] = h < rep ? q[((size_t)r * NH + g * rep + h) * D + sub * 8 + e] * ql2 : 0.0f;
         }
     }
-    /* key j's 8 values of this lane, key and value, as loaded (bf16); zeros past the piece */
-    auto fetch = [&](int j, uint4 &kr, uint4 &vr) {
-        if (j < j1) {
-            const __nv_bfloat16 *blk = kv + (size_t)table[j / block_size] * block_stride;
-            size_t at = ((size_t)(j % block_size) * NKV + g) * D + sub * 8;
-            kr = *(const uint4 *)(blk + k_off + at);
-            vr = *(const uint4 *)(blk + v_off + at);
-        } else {
-            kr = make_uint4(0u, 0u, 0u, 0u), vr = kr;
+    /* key j's 8 values of this lane, key and value, into ring stage st;
+     * zeros past the piece (nothing read) */
+    auto fetch = [&](int j, int st) {
+        bool in = j < j1;
+        const __nv_bfloat16 *kp = kv, *vp = kv;
+        if (in) {
+            const __nv_bfloat16 *blk = kv + (size_t)table[j >> bs_shift] * block_stride;
+            size_t at = ((size_t)(j & bs_mask) * NKV + g) * D + sub * 8;
+            kp = blk + k_off + at, vp = blk + v_off + at;
         }
+        cp_async_16(&ring[st][0][lane], kp, in);
+        cp_async_16(&ring[st][1][lane], vp, in);
     };
-    /* keys t + slot (the lane's) of the warp's step at t: scores and the
-     * online softmax (lanes past the piece still take part in the sums) */
-    auto attend = [&](int t, uint4 kr, uint4 vr) {
-        float kx[8], vx[8];
-        bf16x8_unpack(kx, kr);
-        bf16x8_unpack(vx, vr);
-        bool valid = t + slot < j1;
+    /* keys t + slot and t + STEP + slot (the lane's, of the warp's steps at
+     * t and t + STEP): scores and one online-softmax update for the pair
+     * (lanes past the piece still take part in the sums) */
+    auto attend2 = [&](int t, uint4 k0r, uint4 v0r, uint4 k1r, uint4 v1r) {
+        float k0x[8], v0x[8], k1x[8], v1x[8];
+        bf16x8_unpack(k0x, k0r);
+        bf16x8_unpack(v0x, v0r);
+        bf16x8_unpack(k1x, k1r);
+        bf16x8_unpack(v1x, v1r);
+        bool ok0 = t + slot < j1, ok1 = t + STEP + slot < j1;
 #pragma unroll
         for (int h = 0; h < MAXREP; h++) {
             if (h >= rep) break;
-            float dot = 0.0f;
+            float d0 = 0.0f, d1 = 0.0f;
 #pragma unroll
-            for (int e = 0; e < 8; e++) dot += qr[h][e] * kx[e];
+            for (int e = 0; e < 8; e++) d0 = fmaf(qr[h][e], k0x[e], d0), d1 = fmaf(qr[h][e], k1x[e], d1);
 #pragma unroll
-            for (int o = LPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(FULL_MASK, dot, o);
-            if (valid) {
-                float s = dot * scale, mn = fmaxf(m[h], s);
-                float corr = expf(m[h] - mn), p = expf(s - mn); /* corr is 0 on the first key */
-                l[h] = l[h] * corr + p;
+            for (int o = LPK / 2; o > 0; o >>= 1) {
+                d0 += __shfl_xor_sync(FULL_MASK, d0, o);
+                d1 += __shfl_xor_sync(FULL_MASK, d1, o);
+            }
+            float s0 = ok0 ? d0 : -INFINITY, s1 = ok1 ? d1 : -INFINITY;
+            float mn = fmaxf(m[h], fmaxf(s0, s1));
+            if (mn != -INFINITY) { /* some key seen; corr is 0 until then */
+                float corr = exp2f(m[h] - mn), p0 = exp2f(s0 - mn), p1 = exp2f(s1 - mn);
+                l[h] = fmaf(l[h], corr, p0 + p1);
 #pragma unroll
-                for (int e = 0; e < 8; e++) acc[h][e] = acc[h][e] * corr + p * vx[e];
+                for (int e = 0; e < 8; e++) acc[h][e] = fmaf(p1, v1x[e], fmaf(p0, v0x[e], acc[h][e] * corr));
                 m[h] = mn;
             }
         }
     };
-    /* DEC_AHEAD steps of keys are in flight while one is used: kept as
-     * loaded (8 registers a key and value piece, not 16 as fp32), so the
-     * loads a warp has waiting triple for about the registers one step
-     * ahead in fp32 took (that one reached ~1.5 TB/s at batch 32 and 128 on
-     * an H100: too few bytes in flight per SM). t is the same for all the
-     * warp's lanes, so they leave together. */
-    uint4 kq[DEC_AHEAD], vq[DEC_AHEAD];
-    int t = j0 + warp * KPW; /* the warp's first key */
+    int t = j0 + warp * KPW; /* the warp's first key; its steps are t, t + STEP, ... */
+    int n_steps = t < j1 ? (j1 - t + STEP - 1) / STEP : 0;
 #pragma unroll
-    for (int a = 0; a < DEC_AHEAD; a++) fetch(t + a * STEP + slot, kq[a], vq[a]);
-    for (; t < j1; t += STEP) {
-        uint4 kc = kq[0], vc = vq[0];
-#pragma unroll
-        for (int a = 0; a + 1 < DEC_AHEAD; a++) kq[a] = kq[a + 1], vq[a] = vq[a + 1];
-        fetch(t + DEC_AHEAD * STEP + slot, kq[DEC_AHEAD - 1], vq[DEC_AHEAD - 1]);
-        attend(t, kc, vc);
+    for (int a = 0; a < DEC_STAGES - 2; a++) {
+        fetch(t + a * STEP + slot, a);
+        cp_async_commit();
     }
+    for (int i = 0; i < n_steps; i += 2) {
+        /* the pair i - 2, i - 1 is used: its stages take steps i + 6, i + 7 */
+        fetch(t + (i + DEC_STAGES - 2) * STEP + slot, (i + DEC_STAGES - 2) % DEC_STAGES);
+        cp_async_commit();
+        fetch(t + (i + DEC_STAGES - 1) * STEP + slot, (i + DEC_STAGES - 1) % DEC_STAGES);
+        cp_async_commit();
+        cp_async_wait<DEC_STAGES - 2>(); /* steps i and i + 1 are in */
+        int s0 = i % DEC_STAGES, s1 = (i + 1) % DEC_STAGES;
+        attend2(t + i * STEP, ring[s0][0][lane], ring[s0][1][lane], ring[s1][0][lane], ring[s1][1][lane]);
+    }
+    cp_async_wait<0>(); /* the copies past the piece (zeros) too: the ring's bytes are reused below */
 
     /* the warp's key slots, merged pairwise (slot s with s ^ 1, ...) */
 #pragma unroll
@@ -303,7 +340,7 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
             if (h >= rep) break;
             float m2 = __shfl_xor_sync(FULL_MASK, m[h], o), l2 = __shfl_xor_sync(FULL_MASK, l[h], o);
             float mn = fmaxf(m[h], m2);
-            float c1 = mn == -INFINITY ? 0.0f : expf(m[h] - mn), c2 = mn == -INFINITY ? 0.0f : expf(m2 - mn);
+            float c1 = mn == -INFINITY ? 0.0f : exp2f(m[h] - mn), c2 = mn == -INFINITY ? 0.0f : exp2f(m2 - mn);
             l[h] = l[h] * c1 + l2 * c2;
 #pragma unroll
             for (int e = 0; e < 8; e++) {
@@ -313,6 +350,8 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
             m[h] = mn;
         }
     }
+    __syncthreads(); /* every warp is done with its ring */
+    float (*As)[MAXREP][D] = (float (*)[MAXREP][D])sm;
     if (slot == 0) {
 #pragma unroll
         for (int h = 0; h < MAXREP; h++) {
@@ -323,7 +362,7 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
         }
     }
     __syncthreads();
-    /* the block's warps, in order */
+    /* the block's warps, in order; the max goes out in natural units */
     size_t base = ((size_t)r * NH + g * rep) * n_splits + split; /* (row, head, split) of head g*rep */
     for (int idx = threadIdx.x; idx < rep * D; idx += DEC_FAST_WARPS * WARP) {
         int h = idx / D, d = idx % D;
@@ -332,13 +371,13 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
         float L = 0.0f, a = 0.0f;
         if (M != -INFINITY)
             for (int w = 0; w < DEC_FAST_WARPS; w++) {
-                float c = expf(Ms[w][h] - M);
+                float c = exp2f(Ms[w][h] - M);
                 L += Lsh[w][h] * c;
                 a += As[w][h][d] * c;
             }
         pacc[(base + (size_t)h * n_splits) * D + d] = a;
         if (d == 0) {
-            pm[base + (size_t)h * n_splits] = M;
+            pm[base + (size_t)h * n_splits] = M * DEC_LN2;
             pl[base + (size_t)h * n_splits] = L;
         }
     }
@@ -357,12 +396,13 @@ static bool decode_fast_rep(dim3 grid, float *pm, float *pl, float *pacc, const 
                             const int32_t *block_tables, int max_blocks, const int32_t *pos, int NH, int NKV,
                             int block_size, size_t block_stride, size_t k_off, size_t v_off, int split_len,
                             int n_splits, float scale, cudaStream_t stream) {
-    int rep = NH / NKV;
-    if (rep > 8) return false;
+    int rep = NH / NKV, bs_shift = 0;
+    if (rep > 8 || block_size < 1 || (block_size & (block_size - 1))) return false;
+    while ((1 << bs_shift) < block_size) bs_shift++;
     launch_dependent("decode_partial_fast_kernel",
                      rep <= 4 ? decode_partial_fast_kernel<D, 4> : decode_partial_fast_kernel<D, 8>, grid,
                      DEC_FAST_WARPS * WARP, 0, stream, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV,
-                     block_size, block_stride, k_off, v_off, split_len, n_splits, scale);
+                     bs_shift, block_stride, k_off, v_off, split_len, n_splits, scale);
     return true;
 }
 

@@ -15,6 +15,8 @@
 #          train36 (all 36 with recomputation), train_wmma and train36_wmma
 #          (the same with TAU2_CUDA_ATTENTION=wmma), train36_micro (36
 #          layers, 4 micro-batches of 4096 tokens a step, one AdamW update),
+#          train_torch and train36_torch (the 8- and 36-layer steps in
+#          PyTorch with FlashAttention beside the C ones, and the ratio),
 #          decode, decode_rows
 #          (batch 1, 2 and 4: the few-row kernels, then the same with
 #          TAU2_CUDA_ROWS=0, cuBLAS), decode_mma (batch 8, 16 and 32 with
@@ -26,6 +28,14 @@
 #          (test_cuda_kernels, _infer, _qwen3, _mid), racecheck and synccheck
 #          (test_cuda_kernels, _infer); a racecheck hazard inside cuBLAS's
 #          own kernels (nvjet*, its TMA pipelines) is listed, not counted
+#   profile  check, then Nsight Compute's time of every kernel (one metric,
+#          clocks left as they run) for a training step of the 4B shape at
+#          4096 tokens, 4 layers with recomputation (each layer as in the
+#          36-layer step), and for decode steps at 2048 tokens, batch 32 and
+#          1: each kernel's total per step, largest first
+#          (scripts/ncu_summary.py; the raw CSVs in OUT); then the
+#          attention kernels (bench_attention_gpu) and the decode attention
+#          (2048/32) in detail: throughput, occupancy, warp stalls
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
 # The table of steps comes last, then the benchmarks' RESULT lines.
@@ -50,12 +60,15 @@ SESSION=$OUT/session.txt
 say() { echo "$*" | tee -a "$SESSION"; }
 die() { say "gpu_session: $*"; exit 1; }
 
-case $MODE in check | tests | bench | all | sanitize | run) ;; *) die "unknown mode '$MODE' (check, tests, bench, all, sanitize or run)" ;; esac
+case $MODE in check | tests | bench | all | sanitize | profile | run) ;;
+  *) die "unknown mode '$MODE' (check, tests, bench, all, sanitize, profile or run)" ;; esac
 [ "$MODE" != run ] || [ $# -gt 0 ] || die "run needs a command"
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   for b in "$@"; do
-    case $b in attention | train | train36 | train_wmma | train36_wmma | train36_micro | decode | decode_rows | decode_mma | offload | broadcast) ;;
-      *) die "unknown benchmark '$b' (attention, train, train36, train_wmma, train36_wmma, train36_micro, decode, decode_rows, decode_mma, offload, broadcast)" ;; esac
+    case $b in attention | train | train36 | train_wmma | train36_wmma | train36_micro | train_torch | train36_torch | \
+      decode | decode_rows | decode_mma | offload | broadcast) ;;
+      *) die "unknown benchmark '$b' (attention, train, train36, train_wmma, train36_wmma, train36_micro, train_torch," \
+        "train36_torch, decode, decode_rows, decode_mma, offload, broadcast)" ;; esac
   done
 fi
 [ -f "$PACK" ] || die "no archive at $PACK: run scripts/gpu_pack.sh on the build machine and carry build-gpu-pack"
@@ -78,6 +91,8 @@ lib_dir() {
 cublas_dir=$(lib_dir libcublas.so.13)
 cublaslt_dir=$(lib_dir libcublasLt.so.13)
 nccl_dir=$(lib_dir libnccl.so.2)
+# the machine's own, for its Python (PyTorch, the benchmarks' anchor)
+SYSTEM_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH=$DIR/lib${cublas_dir:+:$cublas_dir}${cublaslt_dir:+:$cublaslt_dir}${nccl_dir:+:$nccl_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 # Open MPI where the archive put it (OPAL_PREFIX relocates it), PMIx's
@@ -223,6 +238,39 @@ if [ "$MODE" = sanitize ]; then
   done
 fi
 
+if [ "$MODE" = profile ]; then
+  P=$OUT/profile.log
+  : >"$P"
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+  [ -n "$NCU" ] || die "no ncu (Nsight Compute) on this machine"
+  # profile_one NAME PER CMD...: ncu over CMD into OUT/NAME.csv, then its summary (totals / PER steps)
+  profile_one() {
+    local name=$1 per=$2
+    shift 2
+    "$NCU" --clock-control none --csv --metrics gpu__time_duration.sum "$@" >"$OUT/$name.csv" 2>>"$P" &&
+      env LD_LIBRARY_PATH="$SYSTEM_LD_LIBRARY_PATH" python3 "$ROOT/scripts/ncu_summary.py" "$OUT/$name.csv" --per "$per"
+  }
+  export -f profile_one
+  export NCU OUT P ROOT SYSTEM_LD_LIBRARY_PATH
+  # bench_train_gpu: a warm-up step and --steps 1, both profiled (2 steps)
+  step "$P" "profile train, 4 layers" bash -c 'profile_one "$@"' _ profile_train 2 "$RUN/bench_train_gpu" \
+    --config 4b --layers 4 --seq-len 4096 --recompute --steps 1
+  # bench_decode_gpu: its profiler range holds two decode steps
+  for batch in 32 1; do
+    step "$P" "profile decode 2048/$batch" bash -c 'profile_one "$@"' _ "profile_decode_$batch" 2 \
+      --profile-from-start off "$RUN/bench_decode_gpu" --config 4b --batches $batch --contexts 2048 --steps 1
+  done
+  # the attention kernels and the decode attention in detail: throughput, occupancy, stalls
+  SECTIONS="--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats"
+  SECTIONS="$SECTIONS --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis"
+  step "$P" "profile attention kernels" "$NCU" --clock-control none $SECTIONS --kernel-name regex:attention_mma \
+    --launch-count 4 "$RUN/bench_attention_gpu" --iters 1
+  step "$P" "profile decode attention 2048/32" "$NCU" --clock-control none $SECTIONS --profile-from-start off \
+    --kernel-name regex:decode_partial --launch-count 2 "$RUN/bench_decode_gpu" --config 4b --batches 32 \
+    --contexts 2048 --steps 1
+  grep -v '^==PROF==' "$P"
+fi
+
 if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
   B=$OUT/bench.log
   : >"$B"
@@ -239,6 +287,14 @@ if [ "$MODE" = bench ] || [ "$MODE" = all ]; then
         --config 4b --layers 36 --seq-len 4096 --recompute ;;
       train36_micro) step "$B" "bench_train_gpu 36, 4 micro-batches a step" "$RUN/bench_train_gpu" \
         --config 4b --layers 36 --seq-len 4096 --recompute --micro 4 ;;
+      train_torch | train36_torch)
+        # the same step in PyTorch (the machine's, on its own libraries), the C one in the same run
+        layers=8 more=""
+        [ "$b" = train36_torch ] && layers=36 more=--recompute
+        step "$B" "bench_train_torch_gpu $layers layers" env LD_LIBRARY_PATH="$SYSTEM_LD_LIBRARY_PATH" \
+          python3 "$ROOT/benchmarks/bench_train_torch_gpu.py" --bench "$RUN/bench_train_gpu" \
+          --bench-ld-path "$LD_LIBRARY_PATH" --layers $layers --seq-len 4096 $more
+        ;;
       decode) step "$B" bench_decode_gpu "$RUN/bench_decode_gpu" ${BENCH_DECODE_ARGS:---config 4b} ;;
       decode_rows)
         step "$B" "bench_decode_gpu, 1-4 rows" "$RUN/bench_decode_gpu" --config 4b --batches 1,2,4 --contexts 2048,8192
