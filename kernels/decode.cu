@@ -209,15 +209,17 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
  * What bounds it is how many bytes each SM has in flight, and how many
  * instructions each key costs (the first version, three steps ahead in
  * registers and one softmax update per key: 1.7 TB/s at batch 32 on an
- * H100, issue slots 67% busy, 128 registers, 4 blocks an SM). So:
+ * H100, issue slots 67% busy, 128 registers, 4 blocks an SM; this one
+ * reads at 2.0 TB/s there, doc/perf.md). So:
  *   - each lane copies its pieces DEC_STAGES steps ahead into a ring in
  *     shared memory with cp.async, which holds no registers while in
  *     flight: DEC_STAGES - 2 steps (6 KB a warp) are on their way while a
  *     pair is used; a lane reads back only what it copied itself, so the
  *     ring needs no barrier, only the lane's own cp.async wait;
- *   - keys are taken two steps at a time: one max, two exponentials and
- *     one rescale of the running sum and output for each pair, not two of
- *     each;
+ *   - keys are taken two steps at a time: one max and two exponentials
+ *     for each pair, and the running sum and output are rescaled only when
+ *     the pair raises the max (after the first keys, seldom), not once per
+ *     key;
  *   - scores are in log2 units (q scaled by scale * log2 e once), so each
  *     exponential is one exp2f; the partials' maxima go out in natural
  *     units (the merge's and the staged kernel's);
@@ -304,12 +306,18 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
             }
             float s0 = ok0 ? d0 : -INFINITY, s1 = ok1 ? d1 : -INFINITY;
             float mn = fmaxf(m[h], fmaxf(s0, s1));
-            if (mn != -INFINITY) { /* some key seen; corr is 0 until then */
-                float corr = exp2f(m[h] - mn), p0 = exp2f(s0 - mn), p1 = exp2f(s1 - mn);
-                l[h] = fmaf(l[h], corr, p0 + p1);
+            if (mn != -INFINITY) { /* some key seen */
+                if (mn > m[h]) { /* a new max: rescale (corr is 0 on the first key); rare after the first keys */
+                    float corr = exp2f(m[h] - mn);
+                    l[h] *= corr;
 #pragma unroll
-                for (int e = 0; e < 8; e++) acc[h][e] = fmaf(p1, v1x[e], fmaf(p0, v0x[e], acc[h][e] * corr));
-                m[h] = mn;
+                    for (int e = 0; e < 8; e++) acc[h][e] *= corr;
+                    m[h] = mn;
+                }
+                float p0 = exp2f(s0 - mn), p1 = exp2f(s1 - mn);
+                l[h] += p0 + p1;
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[h][e] = fmaf(p1, v1x[e], fmaf(p0, v0x[e], acc[h][e]));
             }
         }
     };
