@@ -16,8 +16,8 @@
  *     doubled while the partials would pass DEC_WORK_MAX bytes (thousands
  *     of rows of an appended turn, each a query of its own);
  *   - the bf16 cache at head_dim 32/64/128/256 (the GPU engine's) goes
- *     through a ring of cp.async copies per warp into registers, a few
- *     values a lane (decode_partial_fast_kernel); otherwise
+ *     through a ring of cp.async copies in shared memory, each lane
+ *     reading back its own pieces (decode_partial_fast_kernel); otherwise
  *     keys and values are staged through shared memory in tiles of 32 rows,
  *     each row (D contiguous values) read by consecutive threads: coalesced,
  *     16 bytes per thread and load (8 bf16 or 4 fp32 values) where the
@@ -210,7 +210,7 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
  * instructions each key costs (the first version, three steps ahead in
  * registers and one softmax update per key: 1.7 TB/s at batch 32 on an
  * H100, issue slots 67% busy, 128 registers, 4 blocks an SM; this one
- * reads at 2.0 TB/s there, doc/perf.md). So:
+ * reads the cache at ~2.2 TB/s there, doc/perf.md). So:
  *   - each lane copies its pieces DEC_STAGES steps ahead into a ring in
  *     shared memory with cp.async, which holds no registers while in
  *     flight: DEC_STAGES - 2 steps (6 KB a warp) are on their way while a
