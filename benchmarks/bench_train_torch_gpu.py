@@ -39,45 +39,25 @@ import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.checkpoint import checkpoint  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train_torch import Qwen3 as Qwen3Cpu  # noqa: E402  (the CPU anchor's parameters and RoPE tables)
+
 SHAPE = dict(V=151936, C=2560, I=9728, NH=32, NKV=8, D=128)
 PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
-class Qwen3(torch.nn.Module):
-    """Qwen3 as the C engine computes it: pre-norm blocks, q/k RMSNorm per head, rotate-half RoPE, GQA
-    causal attention, SwiGLU, tied head."""
+class Qwen3(Qwen3Cpu):
+    """Qwen3 as the C engine computes it (the CPU anchor's model: pre-norm blocks, q/k RMSNorm per head,
+    rotate-half RoPE, GQA causal attention, SwiGLU, tied head), its forward for one sequence on the GPU:
+    norms in fp32, FlashAttention, optional recomputation per layer."""
 
-    def __init__(self, L, recompute, eps=1e-6, theta=1e6, max_len=32768):
-        super().__init__()
-        s = SHAPE
-        V, C, I, NH, NKV, D = s["V"], s["C"], s["I"], s["NH"], s["NKV"], s["D"]
-        self.eps, self.recompute = eps, recompute
-        self.embed = torch.nn.Parameter(torch.randn(V, C) * 0.02)
-        self.layers = torch.nn.ModuleList()
-        for _ in range(L):
-            l = torch.nn.Module()
-            l.ln1, l.ln2 = torch.nn.Parameter(torch.ones(C)), torch.nn.Parameter(torch.ones(C))
-            l.q, l.k, l.v = (torch.nn.Linear(C, n * D, bias=False) for n in (NH, NKV, NKV))
-            l.qn, l.kn = torch.nn.Parameter(torch.ones(D)), torch.nn.Parameter(torch.ones(D))
-            l.o = torch.nn.Linear(NH * D, C, bias=False)
-            l.gate, l.up = torch.nn.Linear(C, I, bias=False), torch.nn.Linear(C, I, bias=False)
-            l.down = torch.nn.Linear(I, C, bias=False)
-            self.layers.append(l)
-        self.norm = torch.nn.Parameter(torch.ones(C))
-        inv = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
-        f = torch.arange(max_len).float()[:, None] * inv[None, :]
-        emb = torch.cat((f, f), dim=-1)
-        self.register_buffer("cos", emb.cos(), persistent=False)
-        self.register_buffer("sin", emb.sin(), persistent=False)
+    def __init__(self, L, recompute):
+        super().__init__(dict(SHAPE, L=L))
+        self.recompute = recompute
 
     def rms(self, x, w):
         xf = x.float()
         return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * w
-
-    @staticmethod
-    def rot(x):
-        h = x.shape[-1] // 2
-        return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
     def block(self, l, x, cos, sin):
         s = SHAPE
