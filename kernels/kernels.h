@@ -365,6 +365,14 @@ typedef struct {
 void cuda_sample(int32_t *ids /* (R) */, float *logprobs /* (R) */, const float *logits /* (R, V) */,
                  const CudaSampleParams *params /* (R) */, const double *u /* (R) */, int R, int V,
                  cudaStream_t stream);
+/* cuda_sample with the passes over whole rows (max, argmax, the sums of the
+ * weights) spread over blocks of 8192 logits first, for few rows (one block
+ * per row leaves most SMs idle): the same ids and logprobs, bit for bit.
+ * work: device memory of at least cuda_sample_work_bytes(R, V) bytes. */
+size_t cuda_sample_work_bytes(int R, int V);
+void cuda_sample_wide(int32_t *ids /* (R) */, float *logprobs /* (R) */, const float *logits /* (R, V) */,
+                      const CudaSampleParams *params /* (R) */, const double *u /* (R) */, int R, int V, void *work,
+                      size_t work_bytes, cudaStream_t stream);
 
 /* ---- SwiGLU and residual (twin: swiglu_forward/backward, residual_add) ---- */
 

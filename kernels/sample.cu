@@ -450,30 +450,166 @@ __device__ static int sample_truncated(const float *z, int V, float mx, float in
     return invert_blocks(z, V, mx, inv_t, kept, u * mass, sh);
 }
 
+/* ---- the passes over the whole row, spread over many blocks ----
+ *
+ * One block per row reads a row of 151 936 logits three times (the max, the
+ * sums, and again at temperature 1 for the logprob) at a block's rate: an
+ * H100 took 0.18 ms for one row, 4% of a batch-1 decode step, with 131 SMs
+ * idle. cuda_sample_wide first runs those passes over parts of SAMPLE_PART
+ * tokens, a block per (part, row):
+ *   sample_part_max_kernel   each part's max and argmax (the lowest id of
+ *                            its largest value: row_argmax's rule);
+ *   sample_part_sums_kernel  the row's max from the parts' (max is exact in
+ *                            any order), then each block of SAMPLE_BLOCK
+ *                            tokens' sum of weights with blocked_sums's
+ *                            lanes and tree, at the row's temperature and,
+ *                            when that is neither 0 nor 1, at 1 as well;
+ * and sample_kernel takes those: the parts' max and argmax combined in part
+ * order, the block sums added in block order by one thread, as blocked_sums
+ * adds its own. Every value is the one the single block computes, so the
+ * ids and logprobs are the same bits. Truncated draws still rank and walk
+ * the row in the one block. */
+#define SAMPLE_PART (8 * SAMPLE_BLOCK) /* tokens per part: whole blocks of the sums */
+#define SAMPLE_PART_THREADS 256
+
+/* Where the parts' results are, row r's at r * n_parts (part values) and
+ * r * n_blocks (block sums); n_parts 0: none (one block makes every pass). */
+struct SampleWide {
+    const float *pmax, *pargv; /* (R, n_parts) each part's max, and the value at its argmax */
+    const int *parg;           /* (R, n_parts) each part's argmax (INT_MAX: every value NaN) */
+    const double *bsum;        /* (R, n_blocks) block sums at the row's temperature (1 when greedy) */
+    const double *bsum1;       /* (R, n_blocks) at temperature 1, for temperatures other than 0 and 1 */
+    int n_parts, n_blocks;
+};
+
+__global__ __launch_bounds__(SAMPLE_PART_THREADS) static void sample_part_max_kernel(float *pmax, float *pargv,
+                                                                                   int *parg, const float *logits,
+                                                                                   int V, int n_parts) {
+    __shared__ float fred[WARP];
+    __shared__ int ired[WARP];
+    int part = blockIdx.x, r = blockIdx.y;
+    const float *z = logits + (size_t)r * V;
+    int j0 = part * SAMPLE_PART, j1 = min(V, j0 + SAMPLE_PART);
+    float mx = -INFINITY, bv = -INFINITY;
+    int bi = INT_MAX;
+    for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        mx = fmaxf(mx, z[j]);
+        if (z[j] > bv || (z[j] == bv && j < bi)) bv = z[j], bi = j;
+    }
+    mx = block_max(mx, fred);
+    for (int o = WARP / 2; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(FULL_MASK, bv, o);
+        int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    }
+    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    __syncthreads();
+    if (lane == 0) fred[w] = bv, ired[w] = bi;
+    __syncthreads();
+    if (w > 0) return;
+    bv = lane < nw ? fred[lane] : -INFINITY;
+    bi = lane < nw ? ired[lane] : INT_MAX;
+    for (int o = WARP / 2; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(FULL_MASK, bv, o);
+        int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    }
+    if (lane == 0) {
+        size_t at = (size_t)r * n_parts + part;
+        pmax[at] = mx, pargv[at] = bv, parg[at] = bi;
+    }
+}
+
+/* The row's max from its parts' (every thread the same value). */
+__device__ static float parts_max(const float *pmax, int n_parts) {
+    float mx = -INFINITY;
+    for (int p = 0; p < n_parts; p++) mx = fmaxf(mx, pmax[p]);
+    return mx;
+}
+
+/* Grid (parts, R), SAMPLE_LANES threads per block of the part: thread
+ * (b, lane) sums block b's tokens lane, lane + 8, ... as blocked_sums does. */
+__global__ static void sample_part_sums_kernel(double *bsum, double *bsum1, const float *pmax, const float *logits,
+                                               const CudaSampleParams *params, int V, int n_parts, int n_blocks) {
+    int part = blockIdx.x, r = blockIdx.y;
+    const float *z = logits + (size_t)r * V;
+    float t = params[r].temperature;
+    float mx = parts_max(pmax + (size_t)r * n_parts, n_parts);
+    int b = part * (SAMPLE_PART / SAMPLE_BLOCK) + threadIdx.x / SAMPLE_LANES, lane = threadIdx.x % SAMPLE_LANES;
+    const KeptSet all = {0u, -1};
+    /* the temperatures whose sums the row needs: its own (1 when greedy), and 1 beside another */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && (t == 0.0f || t == 1.0f)) break; /* uniform over the block */
+        float inv_t = pass == 0 && t != 0.0f ? 1.0f / t : 1.0f;
+        double s = 0.0;
+        if (b < n_blocks) {
+            int j0 = b * SAMPLE_BLOCK, n = min(SAMPLE_BLOCK, V - j0);
+            for (int i = lane; i < n; i += SAMPLE_LANES) s += (double)kept_weight(z, j0 + i, mx, inv_t, all);
+        }
+        s += __shfl_xor_sync(FULL_MASK, s, 4);
+        s += __shfl_xor_sync(FULL_MASK, s, 1);
+        s += __shfl_xor_sync(FULL_MASK, s, 2);
+        if (b < n_blocks && lane == 0) (pass == 0 ? bsum : bsum1)[(size_t)r * n_blocks + b] = s;
+    }
+}
+
+/* blocked_sums's result and sh->u.bsum from the block sums sample_part_sums_kernel left for this row. */
+__device__ static double wide_sums(const double *bsum, int n_blocks, SampleShared *sh) {
+    __syncthreads();
+    for (int b = threadIdx.x; b < n_blocks; b += blockDim.x) sh->u.bsum[b] = bsum[b];
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int b = 0; b < n_blocks; b++) total += sh->u.bsum[b];
+        sh->dval = total;
+    }
+    __syncthreads();
+    return sh->dval;
+}
+
+/* row_argmax's result from the parts' argmaxes, combined in part order. */
+__device__ static int wide_argmax(const float *pargv, const int *parg, int n_parts) {
+    float bv = -INFINITY;
+    int bi = INT_MAX;
+    for (int p = 0; p < n_parts; p++)
+        if (pargv[p] > bv || (pargv[p] == bv && parg[p] < bi)) bv = pargv[p], bi = parg[p];
+    return bi == INT_MAX ? 0 : bi;
+}
+
 /* ---- the kernel ---- */
 
-/* Grid R, one block per row. */
+/* Grid R, one block per row; parts: the parts' results (cuda_sample_wide),
+ * by value, or n_parts 0 when this block makes every pass itself. */
 __global__ __launch_bounds__(SAMPLE_THREADS) static void sample_kernel(int32_t *ids, float *logprobs,
                                                                        const float *logits,
                                                                        const CudaSampleParams *params,
-                                                                       const double *u, int V, double scale) {
+                                                                       const double *u, int V, double scale,
+                                                                       SampleWide parts) {
     __shared__ SampleShared sh;
     int r = blockIdx.x;
     const float *z = logits + (size_t)r * V;
     CudaSampleParams p = params[r];
+    const SampleWide *wide = parts.n_parts > 0 ? &parts : NULL;
+    size_t wp = wide ? (size_t)r * wide->n_parts : 0, wb = wide ? (size_t)r * wide->n_blocks : 0;
 
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, z[j]);
-    mx = block_max(mx, sh.fred); /* exact: the CPU's max_array */
+    float mx;
+    if (wide) {
+        mx = parts_max(wide->pmax + wp, wide->n_parts);
+    } else {
+        mx = -INFINITY;
+        for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, z[j]);
+        mx = block_max(mx, sh.fred); /* exact: the CPU's max_array */
+    }
 
     const KeptSet all = {0u, -1};
     double lse1 = -1.0; /* log sum exp(z - max) at temperature 1, once known */
     int tok;
     if (p.temperature == 0.0f) {
-        tok = row_argmax(z, V, &sh);
+        tok = wide ? wide_argmax(wide->pargv + wp, wide->parg + wp, wide->n_parts) : row_argmax(z, V, &sh);
+        if (wide) lse1 = log(wide_sums(wide->bsum + wb, wide->n_blocks, &sh)); /* its sums are at 1 */
     } else {
         float inv_t = 1.0f / p.temperature;
-        double total = blocked_sums(z, V, mx, inv_t, all, &sh);
+        double total = wide ? wide_sums(wide->bsum + wb, wide->n_blocks, &sh) : blocked_sums(z, V, mx, inv_t, all, &sh);
         if (p.temperature == 1.0f) lse1 = log(total);
         int top_k = p.top_k > 0 && p.top_k < V ? p.top_k : 0;
         if (top_k == 0 && p.top_p >= 1.0f)
@@ -481,24 +617,70 @@ __global__ __launch_bounds__(SAMPLE_THREADS) static void sample_kernel(int32_t *
         else
             tok = sample_truncated(z, V, mx, inv_t, top_k, (double)p.top_p * total, u[r], scale, &sh);
     }
-    if (lse1 < 0.0) lse1 = log(blocked_sums(z, V, mx, 1.0f, all, &sh));
+    if (lse1 < 0.0)
+        lse1 = log(wide ? wide_sums(wide->bsum1 + wb, wide->n_blocks, &sh) : blocked_sums(z, V, mx, 1.0f, all, &sh));
     if (threadIdx.x == 0) {
         ids[r] = tok;
         logprobs[r] = (float)((double)__fsub_rn(z[tok], mx) - lse1);
     }
 }
 
-extern "C" void cuda_sample(int32_t *ids, float *logprobs, const float *logits, const CudaSampleParams *params,
-                            const double *u, int R, int V, cudaStream_t stream) {
-    if (R <= 0) return;
+static void sample_require_vocab(int V) {
     if (V < 1 || V > SAMPLE_MAX_V) {
         fprintf(stderr, "cuda_sample: unsupported vocabulary size %d (expected 1..%d)\n", V, SAMPLE_MAX_V);
         exit(1);
     }
-    /* fixed point of the histogram masses: V weights <= 1 sum below 2^63 */
+}
+
+/* The fixed point of the histogram masses: V weights <= 1 sum below 2^63. */
+static double sample_scale(int V) {
     int bits = 0;
     while ((1L << bits) < (long)V + 1) bits++;
-    double scale = ldexp(1.0, 63 - bits);
-    sample_kernel<<<R, SAMPLE_THREADS, 0, stream>>>(ids, logprobs, logits, params, u, V, scale);
+    return ldexp(1.0, 63 - bits);
+}
+
+extern "C" void cuda_sample(int32_t *ids, float *logprobs, const float *logits, const CudaSampleParams *params,
+                            const double *u, int R, int V, cudaStream_t stream) {
+    if (R <= 0) return;
+    sample_require_vocab(V);
+    SampleWide none = {};
+    sample_kernel<<<R, SAMPLE_THREADS, 0, stream>>>(ids, logprobs, logits, params, u, V, sample_scale(V), none);
+    cuda_check_launch();
+}
+
+/* The workspace's layout: pmax, pargv, parg (R x parts), bsum, bsum1
+ * (R x blocks), each 16-byte aligned. */
+static size_t wide_align(size_t n) { return (n + 15) / 16 * 16; }
+
+extern "C" size_t cuda_sample_work_bytes(int R, int V) {
+    if (R <= 0 || V <= 0) return 0;
+    size_t parts = (size_t)(V + SAMPLE_PART - 1) / SAMPLE_PART, blocks = (size_t)(V + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
+    return 3 * wide_align((size_t)R * parts * sizeof(float)) + 2 * wide_align((size_t)R * blocks * sizeof(double));
+}
+
+extern "C" void cuda_sample_wide(int32_t *ids, float *logprobs, const float *logits, const CudaSampleParams *params,
+                                 const double *u, int R, int V, void *work, size_t work_bytes, cudaStream_t stream) {
+    if (R <= 0) return;
+    sample_require_vocab(V);
+    size_t need = cuda_sample_work_bytes(R, V);
+    if (work == NULL || work_bytes < need) {
+        fprintf(stderr, "cuda_sample_wide: workspace of %zu bytes, %zu needed (R %d, V %d)\n",
+                work == NULL ? (size_t)0 : work_bytes, need, R, V);
+        exit(1);
+    }
+    int parts = (V + SAMPLE_PART - 1) / SAMPLE_PART, blocks = (V + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
+    size_t part_bytes = wide_align((size_t)R * parts * sizeof(float));
+    unsigned char *it = (unsigned char *)work;
+    float *pmax = (float *)it, *pargv = (float *)(it + part_bytes);
+    int *parg = (int *)(it + 2 * part_bytes);
+    double *bsum = (double *)(it + 3 * part_bytes);
+    double *bsum1 = (double *)(it + 3 * part_bytes + wide_align((size_t)R * blocks * sizeof(double)));
+    SampleWide wide = {pmax, pargv, parg, bsum, bsum1, parts, blocks}; /* by value: a CUDA graph keeps it */
+    sample_part_max_kernel<<<dim3(parts, R), SAMPLE_PART_THREADS, 0, stream>>>(pmax, pargv, parg, logits, V, parts);
+    cuda_check_launch();
+    sample_part_sums_kernel<<<dim3(parts, R), (SAMPLE_PART / SAMPLE_BLOCK) * SAMPLE_LANES, 0, stream>>>(
+        bsum, bsum1, pmax, logits, params, V, parts, blocks);
+    cuda_check_launch();
+    sample_kernel<<<R, SAMPLE_THREADS, 0, stream>>>(ids, logprobs, logits, params, u, V, sample_scale(V), wide);
     cuda_check_launch();
 }

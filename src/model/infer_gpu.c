@@ -107,6 +107,8 @@ typedef struct {
     float *h_logprobs;                 /* (N) pinned host */
     CudaSampleParams *sp, *h_sp;       /* (N) */
     double *u, *h_u;                   /* (N) */
+    void *sample_work;                 /* cuda_sample_wide's workspace for N rows */
+    size_t sample_work_bytes;
     /* the decode attention's partial results, grown to the largest step's
      * cuda_decode_attention_work_bytes: a step allocates nothing */
     float *dec_work;
@@ -193,6 +195,7 @@ static void scratch_free(InferGpu *e) {
     dev_free(s->sp);
     dev_free(s->u);
     dev_free(s->dec_work);
+    dev_free(s->sample_work);
     pinned_free(s->h_imem);
     pinned_free(s->h_ids);
     pinned_free(s->h_logprobs);
@@ -209,6 +212,7 @@ typedef struct {
     size_t bf;   /* bf: a product's bf16 input */
     size_t ln;   /* ln (bf16) */
     size_t ints; /* imem */
+    size_t sample; /* bytes of cuda_sample_wide's workspace */
 } ScratchSizes;
 
 static ScratchSizes scratch_sizes(const Qwen3Config *c, size_t r, size_t n, size_t tab) {
@@ -219,14 +223,15 @@ static ScratchSizes scratch_sizes(const Qwen3Config *c, size_t r, size_t n, size
     z.bf = r * max_z(max_z(C, QD), I);
     z.ln = r * C;
     z.ints = 2 * r + 3 * n + tab;
+    z.sample = cuda_sample_work_bytes((int)n, (int)V);
     return z;
 }
 
 /* Device bytes of that scratch: the arenas, seq_zero (r ints) and the
- * sampling's ids, parameters and draws (n each). */
+ * sampling's ids, parameters, draws (n each) and workspace. */
 static size_t scratch_bytes(const ScratchSizes *z, size_t r, size_t n) {
     return z->f32 * sizeof(float) + (z->bf + z->ln) * sizeof(uint16_t) + (z->ints + r + n) * sizeof(int32_t) +
-           n * (sizeof(CudaSampleParams) + sizeof(double));
+           n * (sizeof(CudaSampleParams) + sizeof(double)) + z->sample;
 }
 
 /* Scratch for R rows, N chunks and table_ints ints of block tables. */
@@ -282,6 +287,8 @@ static void scratch_reserve(InferGpu *e, int R, int N, size_t table_ints) {
     s->h_sp = pinned_alloc(n * sizeof(CudaSampleParams));
     s->u = dev_alloc(n * sizeof(double));
     s->h_u = pinned_alloc(n * sizeof(double));
+    s->sample_work_bytes = z.sample;
+    s->sample_work = dev_alloc(z.sample);
     s->bytes = scratch_bytes(&z, r, n);
 }
 
@@ -885,7 +892,8 @@ int infer_gpu_forward_sample(InferGpu *e, const InferChunk *chunks, int n_chunks
     }
     cuda_check(cudaMemcpyAsync(s->sp, s->h_sp, (size_t)n_chunks * sizeof(CudaSampleParams), cudaMemcpyHostToDevice, q));
     cuda_check(cudaMemcpyAsync(s->u, s->h_u, (size_t)n_chunks * sizeof(double), cudaMemcpyHostToDevice, q));
-    cuda_sample(s->ids, s->logprobs, s->logits, s->sp, s->u, n_chunks, e->V, q);
+    cuda_sample_wide(s->ids, s->logprobs, s->logits, s->sp, s->u, n_chunks, e->V, s->sample_work,
+                     s->sample_work_bytes, q);
     cuda_check(cudaMemcpyAsync(s->h_ids, s->ids, (size_t)n_chunks * sizeof(int32_t), cudaMemcpyDeviceToHost, q));
     cuda_check(cudaMemcpyAsync(s->h_logprobs, s->logprobs, (size_t)n_chunks * sizeof(float), cudaMemcpyDeviceToHost, q));
     cuda_check(cudaStreamSynchronize(q));

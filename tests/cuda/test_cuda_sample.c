@@ -23,6 +23,8 @@
  *   logprobs  within 1e-5 absolute of sample_token's (log of a double sum;
  *             the same formula)
  *   repeat    a second call gives the same bits
+ *   wide      cuda_sample_wide (the passes over whole rows spread over
+ *             blocks first) gives the same bits as cuda_sample
  *
  * Without a CUDA device it prints "no CUDA device: skipped" and exits 77,
  * which ctest reports as skipped.
@@ -249,6 +251,14 @@ static void test_vocab(int V) {
     int32_t *ids2 = dev_download(d_ids, (size_t)R * sizeof(int32_t));
     float *lp2 = dev_download(d_lp, (size_t)R * sizeof(float));
     bool repeat = memcmp(ids, ids2, (size_t)R * sizeof(int32_t)) == 0 && memcmp(lp, lp2, (size_t)R * sizeof(float)) == 0;
+    /* the passes over whole rows spread over blocks first: the same bits */
+    size_t work_bytes = cuda_sample_work_bytes(R, V);
+    void *d_work = dev_alloc(work_bytes);
+    cuda_sample_wide(d_ids, d_lp, d_logits, d_params, d_u, R, V, d_work, work_bytes, 0);
+    int32_t *ids3 = dev_download(d_ids, (size_t)R * sizeof(int32_t));
+    float *lp3 = dev_download(d_lp, (size_t)R * sizeof(float));
+    bool wide = memcmp(ids, ids3, (size_t)R * sizeof(int32_t)) == 0 && memcmp(lp, lp3, (size_t)R * sizeof(float)) == 0;
+    dev_free(d_work);
 
     SampleScratch scratch = {0};
     printf("V = %d, %d rows\n", V, R);
@@ -294,12 +304,14 @@ static void test_vocab(int V) {
     }
     printf("%-4s %-40s\n", repeat ? "ok" : "FAIL", "repeat: same bits on a second call");
     if (!repeat) g_failures++;
+    printf("%-4s %-40s\n", wide ? "ok" : "FAIL", "cuda_sample_wide: the same bits");
+    if (!wide) g_failures++;
 
     sample_scratch_free(&scratch);
     for (int r = 0; r < R; r++) free(views[r].w), free(views[r].rank);
     dev_free(d_logits), dev_free(d_params), dev_free(d_u), dev_free(d_ids), dev_free(d_lp);
     free(logits), free(params), free(u), free(skip), free(fallback), free(views);
-    free(ids), free(lp), free(ids2), free(lp2);
+    free(ids), free(lp), free(ids2), free(lp2), free(ids3), free(lp3);
 }
 
 int main(void) {
