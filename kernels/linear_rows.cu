@@ -152,15 +152,21 @@ __device__ __forceinline__ float rows_scale(double ss, int IC, float eps) {
     return NORM ? (float)(1.0 / sqrt(ss / IC + (double)eps)) : 1.0f;
 }
 
-/* Grid: one warp per output over the parts' outputs in order. out[p] of
- * row r, column o = add[r, o] (when add is given: one part) + the dot
- * product (NORM: of RMSNorm(inp) with weights nw). */
-template <int NR, bool NORM, typename In>
+/* Grid: one warp per NW consecutive outputs over the parts' outputs in
+ * order (every part's OC a multiple of NW, so a warp's outputs never
+ * straddle two parts).
+ * out[p] of row r, column o = add[r, o] (when add is given: one part) + the
+ * dot product (NORM: of RMSNorm(inp) with weights nw). Two weight rows a
+ * warp keep twice the bytes in flight for the same round trips: at batch 1
+ * on an H100 the one-row kernel read q/k/v's 2560-wide rows at 1.5 TB/s
+ * (three round trips a row, Nsight Compute), the two-row gate/up kernel at
+ * 2.4. Each output's sums are those of the one-row kernel, bit for bit. */
+template <int NR, int NW, bool NORM, typename In>
 __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_matmul_kernel(RowsParts parts, const float *add,
                                                                             const In *inp, const float *nw,
                                                                             float eps, int IC) {
     int lane = threadIdx.x % WARP;
-    int o = blockIdx.x * ROWS_WARPS + threadIdx.x / WARP, OC;
+    int o = (blockIdx.x * ROWS_WARPS + threadIdx.x / WARP) * NW, OC;
     float *out;
     const __nv_bfloat16 *w;
     /* the output's part, its fields picked by value (indexing a parameter
@@ -173,53 +179,82 @@ __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_matmul_kernel(Ro
         grid_dependency_wait();
         return;
     }
-    const __nv_bfloat16 *const wrow[1] = {w + (size_t)o * IC};
-    uint4 wv[1][ROWS_AHEAD];
-    rows_load<1>(wv, wrow, lane, IC / 8);
+    const __nv_bfloat16 *wrow[NW];
+#pragma unroll
+    for (int k = 0; k < NW; k++) wrow[k] = w + (size_t)(o + k) * IC;
+    uint4 wv[NW][ROWS_AHEAD];
+    rows_load<NW>(wv, wrow, lane, IC / 8);
     grid_dependency_wait(); /* inp and add are the previous kernels' */
-    float acc[1][NR];
+    float acc[NW][NR];
     double ss[NR];
-    rows_dot<NR, 1, NORM>(acc, ss, wv, wrow, inp, nw, IC, lane);
+    rows_dot<NR, NW, NORM>(acc, ss, wv, wrow, inp, nw, IC, lane);
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
-        size_t at = (size_t)r * OC + o;
-        float y = acc[0][r] * rows_scale<NORM>(ss[r], IC, eps);
-        out[at] = add ? y + add[at] : y;
+        float scale = rows_scale<NORM>(ss[r], IC, eps);
+#pragma unroll
+        for (int k = 0; k < NW; k++) {
+            size_t at = (size_t)r * OC + o + k;
+            float y = acc[k][r] * scale;
+            out[at] = add ? y + add[at] : y;
+        }
     }
 }
 
-/* Grid: one warp per output column o of I: h[r, o] = bf16(silu(g) * u) with
- * g, u the products of row r (NORM: of RMSNorm(inp) with weights nw) with
- * wgate[o] and wup[o]. */
-template <int NR, bool NORM, typename In>
+/* Grid: one warp per NO output columns o, o + 1, ... of I (NO 2: I even):
+ * h[r, o] = bf16(silu(g) * u) with g, u the products of row r (NORM: of
+ * RMSNorm(inp) with weights nw) with wgate[o] and wup[o]. */
+template <int NR, int NO, bool NORM, typename In>
 __global__ __launch_bounds__(ROWS_WARPS *WARP) static void rows_swiglu_kernel(__nv_bfloat16 *h,
                                                                             const __nv_bfloat16 *wgate,
                                                                             const __nv_bfloat16 *wup, const In *inp,
                                                                             const float *nw, float eps, int IC,
                                                                             int I) {
     int lane = threadIdx.x % WARP;
-    int o = blockIdx.x * ROWS_WARPS + threadIdx.x / WARP;
+    int o = (blockIdx.x * ROWS_WARPS + threadIdx.x / WARP) * NO;
     grid_dependents_launch();
     if (o >= I) {
         grid_dependency_wait();
         return;
     }
-    const __nv_bfloat16 *const wrow[2] = {wgate + (size_t)o * IC, wup + (size_t)o * IC};
-    uint4 wv[2][ROWS_AHEAD];
-    rows_load<2>(wv, wrow, lane, IC / 8);
+    const __nv_bfloat16 *wrow[2 * NO]; /* gate and up of each output */
+#pragma unroll
+    for (int k = 0; k < NO; k++) wrow[2 * k] = wgate + (size_t)(o + k) * IC, wrow[2 * k + 1] = wup + (size_t)(o + k) * IC;
+    uint4 wv[2 * NO][ROWS_AHEAD];
+    rows_load<2 * NO>(wv, wrow, lane, IC / 8);
     grid_dependency_wait(); /* inp is the previous kernel's */
-    float acc[2][NR];
+    float acc[2 * NO][NR];
     double ss[NR];
-    rows_dot<NR, 2, NORM>(acc, ss, wv, wrow, inp, nw, IC, lane);
+    rows_dot<NR, 2 * NO, NORM>(acc, ss, wv, wrow, inp, nw, IC, lane);
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         if (lane != r) continue;
         float scale = rows_scale<NORM>(ss[r], IC, eps);
-        float g = acc[0][r] * scale, u = acc[1][r] * scale;
-        float s = 1.0f / (1.0f + expf(-g));
-        h[(size_t)r * I + o] = __float2bfloat16_rn(g * s * u);
+#pragma unroll
+        for (int k = 0; k < NO; k++) {
+            float g = acc[2 * k][r] * scale, u = acc[2 * k + 1][r] * scale;
+            float s = 1.0f / (1.0f + expf(-g));
+            h[(size_t)r * I + o + k] = __float2bfloat16_rn(g * s * u);
+        }
     }
+}
+
+/* Weight rows a warp streams at once for N input rows: a product's warp
+ * takes that many outputs when every part's OC divides by it (else 2, else
+ * 1), SwiGLU's half as many (gate and up); the sums of each output do not
+ * change. More rows a warp keep more bytes in flight for the same round
+ * trips, at the cost of registers. On an H100 (doc/perf.md) 4 rows gave
+ * 1.6% and 2.6% more tokens/s than 2 at 1 and 2 rows (2048 tokens), 2 gave
+ * 1.9% more than 4 at 4 rows (168 registers a thread there against 126).
+ * TAU2_CUDA_ROWS_WEIGHT_ROWS (1, 2 or 4, read once) overrides. */
+static int rows_weight_rows(int N) {
+    static int forced = -1;
+    if (forced < 0) {
+        const char *e = getenv("TAU2_CUDA_ROWS_WEIGHT_ROWS");
+        int v = e ? atoi(e) : 0;
+        forced = v == 1 || v == 2 || v == 4 ? v : 0;
+    }
+    return forced ? forced : N <= 2 ? 4 : 2;
 }
 
 static void rows_require(bool ok, const char *what, int N, int IC) {
@@ -239,19 +274,29 @@ static void rows_matmul(int n_parts, float *const out[], const uint16_t *const w
                  N, IC);
     RowsParts parts = {};
     long total = 0;
+    int per = rows_weight_rows(N); /* outputs a warp: one that divides every part's OC */
     for (int p = 0; p < n_parts; p++) {
         rows_require(aligned16(w[p]) && OC[p] > 0, "weights", N, IC);
         parts.out[p] = out[p];
         parts.w[p] = (const __nv_bfloat16 *)w[p];
         parts.OC[p] = OC[p];
         total += OC[p];
+        while (OC[p] % per) per /= 2;
     }
-    unsigned blocks = (unsigned)((total + ROWS_WARPS - 1) / ROWS_WARPS);
+    unsigned blocks = (unsigned)((total / per + ROWS_WARPS - 1) / ROWS_WARPS);
     void (*kernel)(RowsParts, const float *, const In *, const float *, float, int) =
-        N == 1 ? rows_matmul_kernel<1, NORM, In>
-        : N == 2 ? rows_matmul_kernel<2, NORM, In>
-        : N == 3 ? rows_matmul_kernel<3, NORM, In>
-                 : rows_matmul_kernel<4, NORM, In>;
+        per == 4   ? (N == 1   ? rows_matmul_kernel<1, 4, NORM, In>
+                      : N == 2 ? rows_matmul_kernel<2, 4, NORM, In>
+                      : N == 3 ? rows_matmul_kernel<3, 4, NORM, In>
+                               : rows_matmul_kernel<4, 4, NORM, In>)
+        : per == 2 ? (N == 1   ? rows_matmul_kernel<1, 2, NORM, In>
+                      : N == 2 ? rows_matmul_kernel<2, 2, NORM, In>
+                      : N == 3 ? rows_matmul_kernel<3, 2, NORM, In>
+                               : rows_matmul_kernel<4, 2, NORM, In>)
+                   : (N == 1   ? rows_matmul_kernel<1, 1, NORM, In>
+                      : N == 2 ? rows_matmul_kernel<2, 1, NORM, In>
+                      : N == 3 ? rows_matmul_kernel<3, 1, NORM, In>
+                               : rows_matmul_kernel<4, 1, NORM, In>);
     launch_dependent("rows_matmul_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, parts, add, inp, nw, eps, IC);
 }
 
@@ -281,12 +326,18 @@ static void rows_swiglu(uint16_t *h, const uint16_t *wgate, const uint16_t *wup,
     typedef __nv_bfloat16 B;
     B *hb = (B *)h;
     const B *g = (const B *)wgate, *u = (const B *)wup;
-    unsigned blocks = (unsigned)((I + ROWS_WARPS - 1) / ROWS_WARPS);
+    int per = rows_weight_rows(N) / 2; /* outputs a warp: gate and up rows of each */
+    if (per < 1 || I % per) per = 1;
+    unsigned blocks = (unsigned)((I / per + ROWS_WARPS - 1) / ROWS_WARPS);
     void (*kernel)(B *, const B *, const B *, const In *, const float *, float, int, int) =
-        N == 1 ? rows_swiglu_kernel<1, NORM, In>
-        : N == 2 ? rows_swiglu_kernel<2, NORM, In>
-        : N == 3 ? rows_swiglu_kernel<3, NORM, In>
-                 : rows_swiglu_kernel<4, NORM, In>;
+        per == 2 ? (N == 1   ? rows_swiglu_kernel<1, 2, NORM, In>
+                    : N == 2 ? rows_swiglu_kernel<2, 2, NORM, In>
+                    : N == 3 ? rows_swiglu_kernel<3, 2, NORM, In>
+                             : rows_swiglu_kernel<4, 2, NORM, In>)
+                 : (N == 1   ? rows_swiglu_kernel<1, 1, NORM, In>
+                    : N == 2 ? rows_swiglu_kernel<2, 1, NORM, In>
+                    : N == 3 ? rows_swiglu_kernel<3, 1, NORM, In>
+                             : rows_swiglu_kernel<4, 1, NORM, In>);
     launch_dependent("rows_swiglu_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, hb, g, u, inp, nw, eps, IC, I);
 }
 

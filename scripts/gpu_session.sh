@@ -29,13 +29,14 @@
 #          (test_cuda_kernels, _infer); a racecheck hazard inside cuBLAS's
 #          own kernels (nvjet*, its TMA pipelines) is listed, not counted
 #   profile  check, then Nsight Compute's time of every kernel (one metric,
-#          clocks left as they run) for a training step of the 4B shape at
+#          clocks and caches left as they are) for a training step of the 4B shape at
 #          4096 tokens, 4 layers with recomputation (each layer as in the
 #          36-layer step), and for decode steps at 2048 tokens, batch 32 and
 #          1: each kernel's total per step, largest first
 #          (scripts/ncu_summary.py; the raw CSVs in OUT); then the
 #          attention kernels (bench_attention_gpu) and the decode attention
 #          (2048/32) in detail: throughput, occupancy, warp stalls
+#          (TAU2_PROFILE_DETAIL=0 skips the details)
 #   run CMD...  check, then CMD in the session's environment, the packed
 #          programs first on PATH (e.g. run mpirun -np 1 tau2_hpc inputs/tiny.json)
 # The table of steps comes last, then the benchmarks' RESULT lines.
@@ -247,7 +248,8 @@ if [ "$MODE" = profile ]; then
   profile_one() {
     local name=$1 per=$2
     shift 2
-    "$NCU" --clock-control none --csv --metrics gpu__time_duration.sum "$@" >"$OUT/$name.csv" 2>>"$P" &&
+    "$NCU" --clock-control none --cache-control none --csv --metrics gpu__time_duration.sum "$@" >"$OUT/$name.csv" \
+      2>>"$P" &&
       env LD_LIBRARY_PATH="$SYSTEM_LD_LIBRARY_PATH" python3 "$ROOT/scripts/ncu_summary.py" "$OUT/$name.csv" --per "$per"
   }
   export -f profile_one
@@ -261,13 +263,16 @@ if [ "$MODE" = profile ]; then
       --profile-from-start off "$RUN/bench_decode_gpu" --config 4b --batches $batch --contexts 2048 --steps 1
   done
   # the attention kernels and the decode attention in detail: throughput, occupancy, stalls
-  SECTIONS="--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats"
-  SECTIONS="$SECTIONS --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis"
-  step "$P" "profile attention kernels" "$NCU" --clock-control none $SECTIONS --kernel-name regex:attention_mma \
-    --launch-count 4 "$RUN/bench_attention_gpu" --iters 1
-  step "$P" "profile decode attention 2048/32" "$NCU" --clock-control none $SECTIONS --profile-from-start off \
-    --kernel-name regex:decode_partial --launch-count 2 "$RUN/bench_decode_gpu" --config 4b --batches 32 \
-    --contexts 2048 --steps 1
+  # (TAU2_PROFILE_DETAIL=0 skips them)
+  if [ "${TAU2_PROFILE_DETAIL:-1}" != 0 ]; then
+    SECTIONS="--section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats"
+    SECTIONS="$SECTIONS --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis"
+    step "$P" "profile attention kernels" "$NCU" --clock-control none $SECTIONS --kernel-name regex:attention_mma \
+      --launch-count 4 "$RUN/bench_attention_gpu" --iters 1
+    step "$P" "profile decode attention 2048/32" "$NCU" --clock-control none $SECTIONS --profile-from-start off \
+      --kernel-name regex:decode_partial --launch-count 2 "$RUN/bench_decode_gpu" --config 4b --batches 32 \
+      --contexts 2048 --steps 1
+  fi
   grep -v '^==PROF==' "$P"
 fi
 

@@ -379,7 +379,8 @@ static void rows_case_check(RowsCase *c, const char *name, RowsMatmulFn matmul, 
 }
 
 /* The few-row products (cuda_rows_*): rows_case_check with every row
- * alone; SwiGLU against two parts and cuda_swiglu_forward_bf16, bit for
+ * alone; with even parts (two or four outputs a warp) the same bits as one
+ * output a warp; SwiGLU against two parts and cuda_swiglu_forward_bf16, bit for
  * bit; the normed variants (below). IC leaves some lanes a piece fewer
  * than others. */
 static void test_rows(int N, int IC, const int OC[3]) {
@@ -389,6 +390,18 @@ static void test_rows(int N, int IC, const int OC[3]) {
     const uint16_t *const *wp = c.wp;
     float *const *go = c.go;
     char what[96];
+    if (OC[0] % 2 == 0 && OC[1] % 2 == 0 && OC[2] % 2 == 0) {
+        /* every part even: two or four outputs a warp; a part of one output
+         * beside part 0 makes the launch take one a warp: the same bits */
+        float *outs[2] = {c.gf[0], c.gf[1]};
+        const uint16_t *ws[2] = {wp[0], wp[1]};
+        const int oc1[2] = {OC[0], 1};
+        cuda_rows_matmul(2, outs, ws, oc1, NULL, c.bin, N, IC, 0);
+        float *pairs = dev_download(go[0], (size_t)N * OC[0] * 4);
+        snprintf(what, sizeof what, "rows_matmul N %d, %d %d %d: outputs a warp", N, OC[0], OC[1], OC[2]);
+        check_f32(what, c.gf[0], pairs, (size_t)N * OC[0], 0.0);
+        free(pairs);
+    }
     /* SwiGLU: parts 0 and 1 as gate and up (OC[0] == OC[1]) */
     uint16_t *h = dev_alloc((size_t)N * OC[0] * 2), *h_ref = dev_alloc((size_t)N * OC[0] * 2);
     cuda_swiglu_forward_bf16(h_ref, go[0], go[1], (long)N * OC[0], 0);
@@ -997,10 +1010,12 @@ int main(void) {
     test_matmul_shape(blas, 67, 256, 384, CUDA_BF16, 1e-2);
     test_matmul_shape(blas, 300, 1024, 768, CUDA_BF16, 1e-2);
     cuda_blas_free(blas);
-    const int oc_a[3] = {37, 37, 13}, oc_b[3] = {64, 64, 8};
+    const int oc_a[3] = {37, 37, 13}, oc_b[3] = {64, 64, 8}, oc_c[3] = {38, 38, 14};
     test_rows(1, 1000, oc_a);
     test_rows(4, 1000, oc_a);
     test_rows(3, 256 + 24, oc_b);
+    test_rows(1, 2560, oc_b); /* Qwen3-4B's width, four outputs a warp */
+    test_rows(2, 1000, oc_c); /* two outputs a warp */
     const int oc_m[3] = {32, 16, 48}, oc_odd[3] = {37, 19, 13}; /* short last tiles */
     test_rows_mma(5, 96, oc_m); /* 3 chunks of k: warps without any */
     test_rows_mma(17, 1024, oc_odd);
