@@ -266,6 +266,33 @@ static void rows_require(bool ok, const char *what, int N, int IC) {
 
 extern "C" bool cuda_rows_fit(int N, int IC) { return N >= 1 && N <= CUDA_ROWS_MAX && IC > 0 && IC % 8 == 0; }
 
+/* rows_matmul_kernel with NW outputs a warp, for N rows (1 to 4), launched. */
+template <int NW, bool NORM, typename In>
+static void rows_matmul_launch(int N, unsigned blocks, cudaStream_t stream, RowsParts parts, const float *add,
+                               const In *inp, const float *nw, float eps, int IC) {
+    void (*kernel)(RowsParts, const float *, const In *, const float *, float, int) =
+        N == 1 ? rows_matmul_kernel<1, NW, NORM, In>
+        : N == 2 ? rows_matmul_kernel<2, NW, NORM, In>
+        : N == 3 ? rows_matmul_kernel<3, NW, NORM, In>
+                 : rows_matmul_kernel<4, NW, NORM, In>;
+    launch_dependent("rows_matmul_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, parts, add, inp, nw, eps, IC);
+}
+
+/* rows_swiglu_kernel with NO outputs a warp, for N rows (1 to 4), launched. */
+template <int NO, bool NORM, typename In>
+static void rows_swiglu_launch(int N, unsigned blocks, cudaStream_t stream, __nv_bfloat16 *h,
+                               const __nv_bfloat16 *wgate, const __nv_bfloat16 *wup, const In *inp, const float *nw,
+                               float eps, int IC, int I) {
+    typedef __nv_bfloat16 B;
+    void (*kernel)(B *, const B *, const B *, const In *, const float *, float, int, int) =
+        N == 1 ? rows_swiglu_kernel<1, NO, NORM, In>
+        : N == 2 ? rows_swiglu_kernel<2, NO, NORM, In>
+        : N == 3 ? rows_swiglu_kernel<3, NO, NORM, In>
+                 : rows_swiglu_kernel<4, NO, NORM, In>;
+    launch_dependent("rows_swiglu_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, h, wgate, wup, inp, nw, eps,
+                     IC, I);
+}
+
 template <bool NORM, typename In>
 static void rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[], const float *add,
                         const In *inp, const float *nw, float eps, int N, int IC, cudaStream_t stream) {
@@ -284,20 +311,9 @@ static void rows_matmul(int n_parts, float *const out[], const uint16_t *const w
         while (OC[p] % per) per /= 2;
     }
     unsigned blocks = (unsigned)((total / per + ROWS_WARPS - 1) / ROWS_WARPS);
-    void (*kernel)(RowsParts, const float *, const In *, const float *, float, int) =
-        per == 4   ? (N == 1   ? rows_matmul_kernel<1, 4, NORM, In>
-                      : N == 2 ? rows_matmul_kernel<2, 4, NORM, In>
-                      : N == 3 ? rows_matmul_kernel<3, 4, NORM, In>
-                               : rows_matmul_kernel<4, 4, NORM, In>)
-        : per == 2 ? (N == 1   ? rows_matmul_kernel<1, 2, NORM, In>
-                      : N == 2 ? rows_matmul_kernel<2, 2, NORM, In>
-                      : N == 3 ? rows_matmul_kernel<3, 2, NORM, In>
-                               : rows_matmul_kernel<4, 2, NORM, In>)
-                   : (N == 1   ? rows_matmul_kernel<1, 1, NORM, In>
-                      : N == 2 ? rows_matmul_kernel<2, 1, NORM, In>
-                      : N == 3 ? rows_matmul_kernel<3, 1, NORM, In>
-                               : rows_matmul_kernel<4, 1, NORM, In>);
-    launch_dependent("rows_matmul_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, parts, add, inp, nw, eps, IC);
+    if (per == 4) rows_matmul_launch<4, NORM>(N, blocks, stream, parts, add, inp, nw, eps, IC);
+    else if (per == 2) rows_matmul_launch<2, NORM>(N, blocks, stream, parts, add, inp, nw, eps, IC);
+    else rows_matmul_launch<1, NORM>(N, blocks, stream, parts, add, inp, nw, eps, IC);
 }
 
 extern "C" void cuda_rows_matmul(int n_parts, float *const out[], const uint16_t *const w[], const int OC[],
@@ -329,16 +345,8 @@ static void rows_swiglu(uint16_t *h, const uint16_t *wgate, const uint16_t *wup,
     int per = rows_weight_rows(N) / 2; /* outputs a warp: gate and up rows of each */
     if (per < 1 || I % per) per = 1;
     unsigned blocks = (unsigned)((I / per + ROWS_WARPS - 1) / ROWS_WARPS);
-    void (*kernel)(B *, const B *, const B *, const In *, const float *, float, int, int) =
-        per == 2 ? (N == 1   ? rows_swiglu_kernel<1, 2, NORM, In>
-                    : N == 2 ? rows_swiglu_kernel<2, 2, NORM, In>
-                    : N == 3 ? rows_swiglu_kernel<3, 2, NORM, In>
-                             : rows_swiglu_kernel<4, 2, NORM, In>)
-                 : (N == 1   ? rows_swiglu_kernel<1, 1, NORM, In>
-                    : N == 2 ? rows_swiglu_kernel<2, 1, NORM, In>
-                    : N == 3 ? rows_swiglu_kernel<3, 1, NORM, In>
-                             : rows_swiglu_kernel<4, 1, NORM, In>);
-    launch_dependent("rows_swiglu_kernel", kernel, blocks, ROWS_WARPS * WARP, 0, stream, hb, g, u, inp, nw, eps, IC, I);
+    if (per == 2) rows_swiglu_launch<2, NORM>(N, blocks, stream, hb, g, u, inp, nw, eps, IC, I);
+    else rows_swiglu_launch<1, NORM>(N, blocks, stream, hb, g, u, inp, nw, eps, IC, I);
 }
 
 extern "C" void cuda_rows_swiglu(uint16_t *h, const uint16_t *wgate, const uint16_t *wup, const uint16_t *inp, int N,

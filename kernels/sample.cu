@@ -125,6 +125,29 @@ struct SampleShared {
  * Each starts with __syncthreads(): the shared values it writes may still be
  * being read by the helper before it. */
 
+/* The better of (bv, bi) and the other lanes' pairs (the larger value, the
+ * lower id on ties; NaN never wins), in every lane of the warp. */
+__device__ static void warp_argmax(float &bv, int &bi) {
+    for (int o = WARP / 2; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(FULL_MASK, bv, o);
+        int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    }
+}
+
+/* The best pair of the block (warp_argmax's order), in every thread; fred
+ * and ired: WARP values each of shared scratch. */
+__device__ static void block_argmax(float &bv, int &bi, float *fred, int *ired) {
+    warp_argmax(bv, bi);
+    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    __syncthreads();
+    if (lane == 0) fred[w] = bv, ired[w] = bi;
+    __syncthreads();
+    bv = lane < nw ? fred[lane] : -INFINITY;
+    bi = lane < nw ? ired[lane] : INT_MAX;
+    warp_argmax(bv, bi);
+}
+
 /* The argmax of z, the lowest id on ties (sample.c's argmax; NaN never wins). */
 __device__ static int row_argmax(const float *z, int V, SampleShared *sh) {
     float bv = -INFINITY;
@@ -132,22 +155,7 @@ __device__ static int row_argmax(const float *z, int V, SampleShared *sh) {
     for (int j = threadIdx.x; j < V; j += blockDim.x) {
         if (z[j] > bv || (z[j] == bv && j < bi)) bv = z[j], bi = j;
     }
-    for (int o = WARP / 2; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(FULL_MASK, bv, o);
-        int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-    }
-    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    __syncthreads();
-    if (lane == 0) sh->fred[w] = bv, sh->ired[w] = bi;
-    __syncthreads();
-    bv = lane < nw ? sh->fred[lane] : -INFINITY;
-    bi = lane < nw ? sh->ired[lane] : INT_MAX;
-    for (int o = WARP / 2; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(FULL_MASK, bv, o);
-        int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-    }
+    block_argmax(bv, bi, sh->fred, sh->ired);
     return bi == INT_MAX ? 0 : bi; /* all NaN: token 0 */
 }
 
@@ -174,6 +182,30 @@ __device__ static int block_exclusive_scan(int x, SampleShared *sh) {
     return sh->ired[w] + incl - x;
 }
 
+/* A block sum's 8 lanes (8 consecutive threads) combined as sample.c's
+ * block_sum does, ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)), in lane 0: three
+ * butterfly shuffles (double addition commutes, so a + b and b + a are the
+ * same bits). */
+__device__ static double lanes_sum(double s) {
+    s += __shfl_xor_sync(FULL_MASK, s, 4); /* lane u: l_u + l_(u+4) */
+    s += __shfl_xor_sync(FULL_MASK, s, 1); /* lane 0: (l0+l4)+(l1+l5), lane 2: (l2+l6)+(l3+l7) */
+    s += __shfl_xor_sync(FULL_MASK, s, 2);
+    return s;
+}
+
+/* The nb block sums in sh->u.bsum added in block order by one thread;
+ * every thread gets the total. */
+__device__ static double bsum_total(int nb, SampleShared *sh) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int b = 0; b < nb; b++) total += sh->u.bsum[b];
+        sh->dval = total;
+    }
+    __syncthreads();
+    return sh->dval;
+}
+
 /* The sum of the kept weights in sample.c's order (sum_exp, block_sum):
  * per block of SAMPLE_BLOCK tokens, lane u of 8 adds tokens u, u + 8, ...
  * in double; the lanes combine as ((l0+l4)+(l1+l5))+((l2+l6)+(l3+l7)); the
@@ -192,19 +224,10 @@ __device__ static double blocked_sums(const float *z, int V, float mx, float inv
             int j0 = b * SAMPLE_BLOCK, n = min(SAMPLE_BLOCK, V - j0);
             for (int i = lane; i < n; i += SAMPLE_LANES) s += (double)kept_weight(z, j0 + i, mx, inv_t, k);
         }
-        s += __shfl_xor_sync(FULL_MASK, s, 4); /* lane u: l_u + l_(u+4) */
-        s += __shfl_xor_sync(FULL_MASK, s, 1); /* lane 0: (l0+l4)+(l1+l5), lane 2: (l2+l6)+(l3+l7) */
-        s += __shfl_xor_sync(FULL_MASK, s, 2);
+        s = lanes_sum(s);
         if (q < tasks && lane == 0) sh->u.bsum[b] = s;
     }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double total = 0.0;
-        for (int b = 0; b < nb; b++) total += sh->u.bsum[b];
-        sh->dval = total;
-    }
-    __syncthreads();
-    return sh->dval;
+    return bsum_total(nb, sh);
 }
 
 /* Invert the CDF of the kept weights in id order at target, sample.c's
@@ -497,24 +520,8 @@ __global__ __launch_bounds__(SAMPLE_PART_THREADS) static void sample_part_max_ke
         if (z[j] > bv || (z[j] == bv && j < bi)) bv = z[j], bi = j;
     }
     mx = block_max(mx, fred);
-    for (int o = WARP / 2; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(FULL_MASK, bv, o);
-        int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-    }
-    int lane = threadIdx.x % WARP, w = threadIdx.x / WARP, nw = blockDim.x / WARP;
-    __syncthreads();
-    if (lane == 0) fred[w] = bv, ired[w] = bi;
-    __syncthreads();
-    if (w > 0) return;
-    bv = lane < nw ? fred[lane] : -INFINITY;
-    bi = lane < nw ? ired[lane] : INT_MAX;
-    for (int o = WARP / 2; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(FULL_MASK, bv, o);
-        int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-    }
-    if (lane == 0) {
+    block_argmax(bv, bi, fred, ired);
+    if (threadIdx.x == 0) {
         size_t at = (size_t)r * n_parts + part;
         pmax[at] = mx, pargv[at] = bv, parg[at] = bi;
     }
@@ -546,9 +553,7 @@ __global__ static void sample_part_sums_kernel(double *bsum, double *bsum1, cons
             int j0 = b * SAMPLE_BLOCK, n = min(SAMPLE_BLOCK, V - j0);
             for (int i = lane; i < n; i += SAMPLE_LANES) s += (double)kept_weight(z, j0 + i, mx, inv_t, all);
         }
-        s += __shfl_xor_sync(FULL_MASK, s, 4);
-        s += __shfl_xor_sync(FULL_MASK, s, 1);
-        s += __shfl_xor_sync(FULL_MASK, s, 2);
+        s = lanes_sum(s);
         if (b < n_blocks && lane == 0) (pass == 0 ? bsum : bsum1)[(size_t)r * n_blocks + b] = s;
     }
 }
@@ -557,14 +562,7 @@ __global__ static void sample_part_sums_kernel(double *bsum, double *bsum1, cons
 __device__ static double wide_sums(const double *bsum, int n_blocks, SampleShared *sh) {
     __syncthreads();
     for (int b = threadIdx.x; b < n_blocks; b += blockDim.x) sh->u.bsum[b] = bsum[b];
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double total = 0.0;
-        for (int b = 0; b < n_blocks; b++) total += sh->u.bsum[b];
-        sh->dval = total;
-    }
-    __syncthreads();
-    return sh->dval;
+    return bsum_total(n_blocks, sh);
 }
 
 /* row_argmax's result from the parts' argmaxes, combined in part order. */
