@@ -4,11 +4,13 @@
  * With N <= CUDA_ROWS_MAX rows a product does 2N flops per weight, and reads
  * each weight once: it is bound by memory bandwidth. cuBLAS's kernels for
  * such shapes read a batch-1 step's weights at ~60% of an H100's bandwidth.
- * Here one warp computes one output column for all N rows: its lanes
- * stream the weight row in 16-byte pieces (8 bf16), four pieces each in
- * flight, multiply each with the N input rows (a few KB, from cache) in
- * fp32, and the lanes' sums are added in a fixed butterfly at the end. An
- * output's order of operations depends on IC only, not on N.
+ * Here one warp computes a few output columns (rows_weight_rows: 4 at 1 or
+ * 2 input rows, 2 at 3 or 4) for all N rows: its lanes stream those weight
+ * rows in 16-byte pieces (8 bf16), four pieces of each in flight, multiply
+ * each with the N input rows (a few KB, from cache) in fp32, and the lanes'
+ * sums are added in a fixed butterfly at the end. An output's order of
+ * operations depends on IC only, not on N or on how many outputs a warp
+ * takes.
  *
  * What the decode step does around its products is folded in, one launch
  * where there were up to four:
