@@ -42,7 +42,6 @@
 #define MMA_THREADS (MMA_WARPS * WARP)
 static_assert(MMA_THREADS == ATT_BF16_THREADS, "the shared launchers' block size");
 #define MMA_R 16                      /* rows per warp */
-#define MMA_LOG2E 1.4426950408889634f
 
 /* Row stride of a (64, D) bf16 tile in shared memory. */
 __host__ __device__ constexpr int mma_ld(int D) { return D + 8; }
@@ -269,7 +268,7 @@ __global__ __launch_bounds__(MMA_THREADS) static void attention_mma_forward_kern
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int h = blockIdx.y, g = h / (NH / NKV);
     MmaRows q = mma_rows(seq_of, seq_start, T, warp, lane);
-    const float sl2 = scale * MMA_LOG2E; /* exp(x scale) = exp2(x sl2) */
+    const float sl2 = scale * LOG2E_F; /* exp(x scale) = exp2(x sl2) */
     int n_tiles = (q.q_last - q.k_lo) / MMA_B + 1;
 
     mma_load_tile<D>(Qs, qin, q.q0, T, NH, h);
@@ -352,12 +351,12 @@ __global__ __launch_bounds__(MMA_THREADS) static void attention_mma_dq_kernel(
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int h = blockIdx.y, g = h / (NH / NKV);
     MmaRows q = mma_rows(seq_of, seq_start, T, warp, lane);
-    const float sl2 = scale * MMA_LOG2E;
+    const float sl2 = scale * LOG2E_F;
     int n_tiles = (q.q_last - q.k_lo) / MMA_B + 1;
     float lse2[2], dl[2]; /* the rows' lse in log2 units, and delta */
     for (int r = 0; r < 2; r++) {
         bool in = q.row[r] < T;
-        lse2[r] = in ? lse[(size_t)q.row[r] * NH + h] * MMA_LOG2E : 0.0f;
+        lse2[r] = in ? lse[(size_t)q.row[r] * NH + h] * LOG2E_F : 0.0f;
         dl[r] = in ? delta[(size_t)q.row[r] * NH + h] : 0.0f;
     }
 
@@ -403,7 +402,7 @@ __device__ __forceinline__ void mma_load_query_rows(float *rows, const float *ls
     if (threadIdx.x >= MMA_B) return;
     int t = q0 + threadIdx.x;
     bool in = t < T;
-    rows[threadIdx.x] = in ? lse[(size_t)t * NH + h] * MMA_LOG2E : 0.0f;
+    rows[threadIdx.x] = in ? lse[(size_t)t * NH + h] * LOG2E_F : 0.0f;
     rows[MMA_B + threadIdx.x] = in ? delta[(size_t)t * NH + h] : 0.0f;
     ((int *)rows)[2 * MMA_B + threadIdx.x] = in ? seq_start[seq_of[t]] : T;
 }
@@ -433,7 +432,7 @@ __global__ __launch_bounds__(MMA_THREADS) static void attention_mma_dkv_kernel(
     int w0 = k0 + warp * MMA_R, w_last = min(w0 + MMA_R, T) - 1;
     int w_end = w0 < T ? seq_start[seq_of[w_last] + 1] : 0;
     int key[2] = {w0 + lane / 4, w0 + lane / 4 + 8};
-    const float sl2 = scale * MMA_LOG2E;
+    const float sl2 = scale * LOG2E_F;
     int n_tiles = (q_end - k0 + MMA_B - 1) / MMA_B;
 
     mma_load_tile<D>(Ks, k, k0, T, NKV, g);

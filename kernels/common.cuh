@@ -18,6 +18,10 @@
 
 #define WARP 32
 #define FULL_MASK 0xffffffffu
+/* log2(e) and ln(2) in fp32: softmax in exp2 (one instruction), maxima
+ * back in natural units */
+#define LOG2E_F 1.4426950408889634f
+#define LN2_F 0.6931471805599453f
 
 /* Blocks for n elements at `threads` per block, capped: the elementwise
  * kernels stride over the rest (grid-stride loops), so a huge n never

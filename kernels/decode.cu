@@ -229,8 +229,6 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
  * a fixed order (the same result every run). */
 #define DEC_FAST_WARPS 4
 #define DEC_STAGES 8 /* steps of keys in each warp's ring: 6 in flight while a pair is used */
-#define DEC_LOG2E 1.4426950408889634f
-#define DEC_LN2 0.6931471805599453f
 
 template <int D, int MAXREP>
 __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fast_kernel(
@@ -260,7 +258,7 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
     const int32_t *table = block_tables + (size_t)r * max_blocks;
 
     float qr[MAXREP][8], acc[MAXREP][8], m[MAXREP], l[MAXREP];
-    const float ql2 = scale * DEC_LOG2E;
+    const float ql2 = scale * LOG2E_F;
 #pragma unroll
     for (int h = 0; h < MAXREP; h++) {
         m[h] = -INFINITY, l[h] = 0.0f;
@@ -385,7 +383,7 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
             }
         pacc[(base + (size_t)h * n_splits) * D + d] = a;
         if (d == 0) {
-            pm[base + (size_t)h * n_splits] = M * DEC_LN2;
+            pm[base + (size_t)h * n_splits] = M * LN2_F;
             pl[base + (size_t)h * n_splits] = L;
         }
     }

@@ -12,6 +12,8 @@
 #include <cblas.h>
 #include <cublas_v2.h>
 
+#include "kernels.h" /* CUDA_BLAS_HANDLE_BYTES */
+
 struct EmuBlas {
     cudaStream_t stream;
     void *workspace;
@@ -48,9 +50,9 @@ extern "C" {
 bool tau2_cuda_emu_hold(long bytes); /* emu_runtime.cpp */
 
 /* What a handle takes of device memory for itself, beyond the workspace it
- * is given: cuBLAS's on an H100 with CUDA 13.0, as test_cuda_memory_plan
- * reads it there (64 MiB a handle, given back when it is destroyed). */
-static const long HANDLE_BYTES = 64L << 20;
+ * is given: what the plans count (CUDA_BLAS_HANDLE_BYTES, cuBLAS's on an
+ * H100 with CUDA 13.0), given back when it is destroyed. */
+static const long HANDLE_BYTES = (long)CUDA_BLAS_HANDLE_BYTES;
 
 cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
     if (!h) return CUBLAS_STATUS_INVALID_VALUE;
