@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mpi.h>
 
@@ -46,8 +47,47 @@ static int int_count(size_t n, const char *what) {
     return (int)n;
 }
 
+/* Every collective starts with the ranks' arrival (a nonblocking barrier)
+ * waited for by mpi_wait_idle, then runs as MPI's blocking call. A blocking
+ * MPI call polls for as long as it waits (Open MPI spins, and only yields
+ * when the node is oversubscribed), so a rank that waits seconds for the
+ * others (the trainers for one long SFT conversation, the rollout engines
+ * for the slowest group) burns a core all that time, a core the working
+ * ranks of a colocated or oversubscribed job need. Waiting for the barrier
+ * alone and not for the collective itself keeps the collective at MPI's
+ * own speed: a nonblocking collective advances only when it is polled,
+ * and polling it between naps slowed the gradients' allreduce. */
+static void mpi_wait_idle(MPI_Request *req) {
+    /* poll at full speed for 2 ms (ranks in step meet within microseconds) */
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int done = 0;
+    for (;;) {
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done) return;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - t0.tv_sec) * 1000000000L + (now.tv_nsec - t0.tv_nsec) > 2000000L) break;
+    }
+    /* then nap between polls, 20 us doubling to 1 ms: a long wait ends at
+     * most a millisecond late and costs about a thousand polls a second */
+    long nap_ns = 20000;
+    for (;;) {
+        nanosleep(&(struct timespec){0, nap_ns}, NULL);
+        MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (done) return;
+        nap_ns = nap_ns * 2 > 1000000L ? 1000000L : nap_ns * 2;
+    }
+}
+
+static void mpi_arrive(Comm *c) {
+    MPI_Request req;
+    MPI_Ibarrier(mpi_of(c), &req);
+    mpi_wait_idle(&req);
+}
+
 /* Elementwise, so pieces of INT_MAX elements reduce independently. */
 static void mpi_allreduce(Comm *c, void *buf, size_t n, CommDtype dt, CommOp op) {
+    mpi_arrive(c);
     char *p = buf;
     size_t es = dtype_bytes(dt);
     for (size_t off = 0; off < n; off += MPI_PIECE) {
@@ -57,21 +97,25 @@ static void mpi_allreduce(Comm *c, void *buf, size_t n, CommDtype dt, CommOp op)
 }
 
 static void mpi_allgather(Comm *c, const void *send, void *recv, size_t n, CommDtype dt) {
+    mpi_arrive(c);
     int k = int_count(n, "comm_allgather");
     MPI_Allgather(send, k, mpi_dtype(dt), recv, k, mpi_dtype(dt), mpi_of(c));
 }
 
 static void mpi_reduce_scatter(Comm *c, const void *send, void *recv, size_t n, CommDtype dt, CommOp op) {
+    mpi_arrive(c);
     int k = int_count(n, "comm_reduce_scatter");
     MPI_Reduce_scatter_block(send, recv, k, mpi_dtype(dt), mpi_op(op), mpi_of(c));
 }
 
 static void mpi_gather(Comm *c, const void *send, void *recv, size_t n, CommDtype dt, int root) {
+    mpi_arrive(c);
     int k = int_count(n, "comm_gather");
     MPI_Gather(send, k, mpi_dtype(dt), recv, k, mpi_dtype(dt), root, mpi_of(c));
 }
 
 static void mpi_broadcast(Comm *c, void *buf, size_t bytes, int root) {
+    mpi_arrive(c);
     char *p = buf;
     for (size_t off = 0; off < bytes; off += MPI_PIECE) {
         size_t k = bytes - off < MPI_PIECE ? bytes - off : MPI_PIECE;
@@ -79,7 +123,7 @@ static void mpi_broadcast(Comm *c, void *buf, size_t bytes, int root) {
     }
 }
 
-static void mpi_barrier(Comm *c) { MPI_Barrier(mpi_of(c)); }
+static void mpi_barrier(Comm *c) { mpi_arrive(c); }
 
 static Comm *mpi_wrap(MPI_Comm owned);
 
