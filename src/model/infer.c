@@ -27,8 +27,11 @@
 #include "model/kv_blocks.h"
 #include "model/layers_cpu.h"
 #include "model/linear_rows.h"
+#include "model/vector_clones.h"
 
 #define ATT_MAX_D 512
+/* Query heads a kv head (Qwen3: 1 to 8). */
+#define ATT_MAX_REP 16
 /* Keys per step of the decode attention's online softmax. */
 #define ATT_KEY_TILE 64
 
@@ -48,26 +51,63 @@ static inline float dot_lanes(const float *a, const float *b, int n) {
 
 /* ================================================================ kernels */
 
+/* The decode attention's inner loops, one tile of nt keys of one cache
+ * block for the rep query heads that read one kv head. Leaf functions
+ * compiled for each vector width (vector_clones.h: the default build is
+ * baseline x86-64) doing the same float operations at any width.
+ *
+ * Scores: sc[j * ATT_KEY_TILE + i] = (q_j . k_i) * scale. Each key is read
+ * once for all rep heads. */
+VECTOR_CLONES static void paged_scores(float *sc /* (rep, ATT_KEY_TILE) */, const float *q /* (rep, D) */,
+                                       const float *kt /* key 0 of the tile */, size_t key_stride, int nt,
+                                       int rep, int D, float scale) {
+    for (int i = 0; i < nt; i++) {
+        const float *k = kt + (size_t)i * key_stride;
+        for (int j = 0; j < rep; j++) sc[j * ATT_KEY_TILE + i] = dot_lanes(q + (size_t)j * D, k, D) * scale;
+    }
+}
+
+/* acc_j += sum_i p[j][i] v_i, key by key in order (each value row read
+ * once for all rep heads). */
+VECTOR_CLONES static void paged_values(float *acc /* (rep, D) */, const float *p /* (rep, ATT_KEY_TILE) */,
+                                       const float *vt /* value 0 of the tile */, size_t key_stride, int nt,
+                                       int rep, int D) {
+    for (int i = 0; i < nt; i++) {
+        const float *v = vt + (size_t)i * key_stride;
+        for (int j = 0; j < rep; j++) {
+            float pj = p[j * ATT_KEY_TILE + i];
+            float *a = acc + (size_t)j * D;
+            for (int d = 0; d < D; d++) a[d] += pj * v[d];
+        }
+    }
+}
+
 /* Attention of one query per (row, head) over the row's sequence cache,
  * positions 0..pos[r]. The cache of block b, layer l: keys at
  * kv + b * block_stride + k_off, (block_size, NKV, D); values at + v_off.
- * Query head h reads kv head h / (NH / NKV); scale 1/sqrt(D). */
+ * Query head h reads kv head h / (NH / NKV); scale 1/sqrt(D). One task per
+ * (row, kv head) takes the kv head's rep query heads together, so each
+ * cached key and value is read once for them. Each head's arithmetic is
+ * its own and in a fixed order, so a row's result does not depend on the
+ * batch or the thread count. */
 static void attention_paged(float *out /* (R, NH, D) */, const float *q /* (R, NH, D) */, const float *kv,
                             const int32_t *const *row_blocks /* (R) -> block table */,
                             const int32_t *pos /* (R) */, const uint8_t *skip /* (R) */, int R, int NH,
                             int NKV, int D, int block_size, size_t block_stride, size_t k_off, size_t v_off) {
     int rep = NH / NKV;
     float scale = 1.0f / sqrtf((float)D);
-    long rows = (long)R * NH;
+    long tasks = (long)R * NKV;
     size_t key_stride = (size_t)NKV * D; /* from one cached token to the next in a block */
-#pragma omp parallel for schedule(dynamic, 4)
-    for (long rh = 0; rh < rows; rh++) {
-        int r = (int)(rh / NH), h = (int)(rh % NH), g = h / rep;
+    if (rep > ATT_MAX_REP || D > ATT_MAX_D) die_runtime("attention_paged: %d heads a kv head, head_dim %d", rep, D);
+#pragma omp parallel for schedule(dynamic, 2)
+    for (long rg = 0; rg < tasks; rg++) {
+        int r = (int)(rg / NKV), g = (int)(rg % NKV);
         if (skip[r]) continue;
-        const float *qr = q + (size_t)rh * D;
-        float acc[ATT_MAX_D], sc[ATT_KEY_TILE];
-        for (int d = 0; d < D; d++) acc[d] = 0.0f;
-        float m = -INFINITY, l = 0.0f;
+        const float *qg = q + ((size_t)r * NH + (size_t)g * rep) * D; /* (rep, D): heads g*rep .. */
+        float acc[ATT_MAX_REP * ATT_MAX_D], sc[ATT_MAX_REP * ATT_KEY_TILE];
+        float m[ATT_MAX_REP], l[ATT_MAX_REP];
+        for (int j = 0; j < rep * D; j++) acc[j] = 0.0f;
+        for (int j = 0; j < rep; j++) m[j] = -INFINITY, l[j] = 0.0f;
         int n = pos[r] + 1;
         /* Keys a tile at a time (never across a cache block): the tile's
          * scores and their max first, then one rescale of the running sum
@@ -80,28 +120,28 @@ static void attention_paged(float *out /* (R, NH, D) */, const float *q /* (R, N
             const float *blk = kv + (size_t)row_blocks[r][j0 / block_size] * block_stride;
             const float *kt = blk + k_off + ((size_t)in_block * NKV + g) * D;
             const float *vt = blk + v_off + ((size_t)in_block * NKV + g) * D;
-            float tile_max = -INFINITY;
-            for (int i = 0; i < nt; i++) {
-                float s = dot_lanes(qr, kt + (size_t)i * key_stride, D) * scale;
-                sc[i] = s;
-                if (s > tile_max) tile_max = s;
+            paged_scores(sc, qg, kt, key_stride, nt, rep, D, scale);
+            for (int j = 0; j < rep; j++) {
+                float *sj = sc + j * ATT_KEY_TILE;
+                float tile_max = max_array(sj, nt);
+                if (tile_max > m[j]) {
+                    float dm = m[j] - tile_max, corr; /* corr 0 for the first tile */
+                    exp_array(&corr, &dm, 1);
+                    l[j] *= corr;
+                    for (int d = 0; d < D; d++) acc[j * D + d] *= corr;
+                    m[j] = tile_max;
+                }
+                for (int i = 0; i < nt; i++) sj[i] -= m[j];
+                exp_array(sj, sj, nt);
+                for (int i = 0; i < nt; i++) l[j] += sj[i];
             }
-            if (tile_max > m) {
-                float corr = expf(m - tile_max); /* 0 for the first tile */
-                l *= corr;
-                for (int d = 0; d < D; d++) acc[d] *= corr;
-                m = tile_max;
-            }
-            for (int i = 0; i < nt; i++) {
-                float p = expf(sc[i] - m);
-                const float *vr = vt + (size_t)i * key_stride;
-                l += p;
-                for (int d = 0; d < D; d++) acc[d] += p * vr[d];
-            }
+            paged_values(acc, sc, vt, key_stride, nt, rep, D);
         }
-        float inv = 1.0f / l;
-        float *o = out + (size_t)rh * D;
-        for (int d = 0; d < D; d++) o[d] = acc[d] * inv;
+        for (int j = 0; j < rep; j++) {
+            float inv = 1.0f / l[j];
+            float *o = out + ((size_t)r * NH + (size_t)g * rep + j) * D;
+            for (int d = 0; d < D; d++) o[d] = acc[j * D + d] * inv;
+        }
     }
 }
 
