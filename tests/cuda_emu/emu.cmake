@@ -112,7 +112,9 @@ set_tests_properties(emu_test_cuda_infer_rows_mma PROPERTIES SKIP_RETURN_CODE 77
   ENVIRONMENT "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};OMP_WAIT_POLICY=passive;TAU2_CUDA_ROWS_MMA=1;${TAU2_EMU_ENV}")
 
 # The mid-size step again on the WMMA attention (attention_tc.cu; the
-# default is attention_mma.cu's), as the CUDA build does.
+# default is attention_mma.cu's), as the CUDA build does: the bf16 step and
+# the inference (the test leaves out its fp32 step, which no attention
+# family reaches).
 add_test(NAME emu_test_cuda_mid_wmma COMMAND emu_test_cuda_mid)
 set_tests_properties(emu_test_cuda_mid_wmma PROPERTIES SKIP_RETURN_CODE 77 LABELS cuda_emu TIMEOUT 1800
   ENVIRONMENT "TAU2_DATA_DIR=${TAU2_TEST_DATA_DIR};OMP_WAIT_POLICY=passive;TAU2_CUDA_ATTENTION=wmma;${TAU2_EMU_ENV}")
