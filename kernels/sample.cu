@@ -498,32 +498,35 @@ __device__ static int sample_truncated(const float *z, int V, float mx, float in
 /* Where the parts' results are, row r's at r * n_parts (part values) and
  * r * n_blocks (block sums); n_parts 0: none (one block makes every pass). */
 struct SampleWide {
-    const float *pmax, *pargv; /* (R, n_parts) each part's max, and the value at its argmax */
-    const int *parg;           /* (R, n_parts) each part's argmax (INT_MAX: every value NaN) */
-    const double *bsum;        /* (R, n_blocks) block sums at the row's temperature (1 when greedy) */
-    const double *bsum1;       /* (R, n_blocks) at temperature 1, for temperatures other than 0 and 1 */
+    const float *pmax; /* (R, n_parts) each part's max: the value at its argmax (-inf: every value NaN) */
+    const int *parg;   /* (R, n_parts) each part's argmax (INT_MAX: every value NaN) */
+    const double *bsum; /* (R, n_blocks) block sums at the row's temperature (1 when greedy) */
+    const double *bsum1; /* (R, n_blocks) at temperature 1, for temperatures other than 0 and 1 */
     int n_parts, n_blocks;
 };
 
-__global__ __launch_bounds__(SAMPLE_PART_THREADS) static void sample_part_max_kernel(float *pmax, float *pargv,
-                                                                                   int *parg, const float *logits,
-                                                                                   int V, int n_parts) {
+/* Each part's argmax and the value there, which is also the part's max as
+ * block_max takes it (fmaxf and the argmax both pass over NaN), but for
+ * the sign of a zero max: a difference z - mx, all the sampler makes of
+ * mx, is the same bits for mx = +0 and -0 but for z = -0, where both give a
+ * zero whose exp is 1 and whose logprob term is the same. */
+__global__ __launch_bounds__(SAMPLE_PART_THREADS) static void sample_part_max_kernel(float *pmax, int *parg,
+                                                                                   const float *logits, int V,
+                                                                                   int n_parts) {
     __shared__ float fred[WARP];
     __shared__ int ired[WARP];
     int part = blockIdx.x, r = blockIdx.y;
     const float *z = logits + (size_t)r * V;
     int j0 = part * SAMPLE_PART, j1 = min(V, j0 + SAMPLE_PART);
-    float mx = -INFINITY, bv = -INFINITY;
+    float bv = -INFINITY;
     int bi = INT_MAX;
     for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-        mx = fmaxf(mx, z[j]);
         if (z[j] > bv || (z[j] == bv && j < bi)) bv = z[j], bi = j;
     }
-    mx = block_max(mx, fred);
     block_argmax(bv, bi, fred, ired);
     if (threadIdx.x == 0) {
         size_t at = (size_t)r * n_parts + part;
-        pmax[at] = mx, pargv[at] = bv, parg[at] = bi;
+        pmax[at] = bv, parg[at] = bi;
     }
 }
 
@@ -566,11 +569,11 @@ __device__ static double wide_sums(const double *bsum, int n_blocks, SampleShare
 }
 
 /* row_argmax's result from the parts' argmaxes, combined in part order. */
-__device__ static int wide_argmax(const float *pargv, const int *parg, int n_parts) {
+__device__ static int wide_argmax(const float *pmax, const int *parg, int n_parts) {
     float bv = -INFINITY;
     int bi = INT_MAX;
     for (int p = 0; p < n_parts; p++)
-        if (pargv[p] > bv || (pargv[p] == bv && parg[p] < bi)) bv = pargv[p], bi = parg[p];
+        if (pmax[p] > bv || (pmax[p] == bv && parg[p] < bi)) bv = pmax[p], bi = parg[p];
     return bi == INT_MAX ? 0 : bi;
 }
 
@@ -603,7 +606,7 @@ __global__ __launch_bounds__(SAMPLE_THREADS) static void sample_kernel(int32_t *
     double lse1 = -1.0; /* log sum exp(z - max) at temperature 1, once known */
     int tok;
     if (p.temperature == 0.0f) {
-        tok = wide ? wide_argmax(wide->pargv + wp, wide->parg + wp, wide->n_parts) : row_argmax(z, V, &sh);
+        tok = wide ? wide_argmax(wide->pmax + wp, wide->parg + wp, wide->n_parts) : row_argmax(z, V, &sh);
         if (wide) lse1 = log(wide_sums(wide->bsum + wb, wide->n_blocks, &sh)); /* its sums are at 1 */
     } else {
         float inv_t = 1.0f / p.temperature;
@@ -646,14 +649,14 @@ extern "C" void cuda_sample(int32_t *ids, float *logprobs, const float *logits, 
     cuda_check_launch();
 }
 
-/* The workspace's layout: pmax, pargv, parg (R x parts), bsum, bsum1
+/* The workspace's layout: pmax, parg (R x parts), bsum, bsum1
  * (R x blocks), each 16-byte aligned. */
 static size_t wide_align(size_t n) { return (n + 15) / 16 * 16; }
 
 extern "C" size_t cuda_sample_work_bytes(int R, int V) {
     if (R <= 0 || V <= 0) return 0;
     size_t parts = (size_t)(V + SAMPLE_PART - 1) / SAMPLE_PART, blocks = (size_t)(V + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
-    return 3 * wide_align((size_t)R * parts * sizeof(float)) + 2 * wide_align((size_t)R * blocks * sizeof(double));
+    return 2 * wide_align((size_t)R * parts * sizeof(float)) + 2 * wide_align((size_t)R * blocks * sizeof(double));
 }
 
 extern "C" void cuda_sample_wide(int32_t *ids, float *logprobs, const float *logits, const CudaSampleParams *params,
@@ -669,12 +672,12 @@ extern "C" void cuda_sample_wide(int32_t *ids, float *logprobs, const float *log
     int parts = (V + SAMPLE_PART - 1) / SAMPLE_PART, blocks = (V + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK;
     size_t part_bytes = wide_align((size_t)R * parts * sizeof(float));
     unsigned char *it = (unsigned char *)work;
-    float *pmax = (float *)it, *pargv = (float *)(it + part_bytes);
-    int *parg = (int *)(it + 2 * part_bytes);
-    double *bsum = (double *)(it + 3 * part_bytes);
-    double *bsum1 = (double *)(it + 3 * part_bytes + wide_align((size_t)R * blocks * sizeof(double)));
-    SampleWide wide = {pmax, pargv, parg, bsum, bsum1, parts, blocks}; /* by value: a CUDA graph keeps it */
-    sample_part_max_kernel<<<dim3(parts, R), SAMPLE_PART_THREADS, 0, stream>>>(pmax, pargv, parg, logits, V, parts);
+    float *pmax = (float *)it;
+    int *parg = (int *)(it + part_bytes);
+    double *bsum = (double *)(it + 2 * part_bytes);
+    double *bsum1 = (double *)(it + 2 * part_bytes + wide_align((size_t)R * blocks * sizeof(double)));
+    SampleWide wide = {pmax, parg, bsum, bsum1, parts, blocks}; /* by value: a CUDA graph keeps it */
+    sample_part_max_kernel<<<dim3(parts, R), SAMPLE_PART_THREADS, 0, stream>>>(pmax, parg, logits, V, parts);
     cuda_check_launch();
     sample_part_sums_kernel<<<dim3(parts, R), (SAMPLE_PART / SAMPLE_BLOCK) * SAMPLE_LANES, 0, stream>>>(
         bsum, bsum1, pmax, logits, params, V, parts, blocks);
