@@ -267,6 +267,14 @@ static cJSON *read_number(Reader *r) {
         v = strtod(big, NULL);
         free(big);
     }
+    /* Python reads any integer exactly; we hold numbers as doubles, so an
+     * integer beyond a double's range (about 1.8e308) would become infinity
+     * and could not be written back as an integer. Refuse it instead. */
+    if (!is_float && isinf(v)) {
+        r->pos = start;
+        reader_fail(r, "integer too large (at most about 1.8e308 is supported)");
+        return NULL;
+    }
     return is_float ? json_float(v) : json_int(v);
 }
 
@@ -552,9 +560,10 @@ void json_format_number(char *buf, const cJSON *num) {
     double v = num->valuedouble;
     if (json_is_float(num)) {
         json_format_float(buf, v);
-    } else if (v == floor(v) && fabs(v) < 1e300) {
+    } else if (isfinite(v) && v == floor(v)) {
         /* An int: all its digits (cJSON holds numbers as doubles, so ints
-         * beyond 2^53 print as the nearest double's digits). */
+         * beyond 2^53 print as the nearest double's digits; the largest
+         * double has 309 of them, within JSON_NUMBER_BUFSIZE). */
         snprintf(buf, JSON_NUMBER_BUFSIZE, "%.0f", v);
     } else {
         /* An "int" that is not integral can only come from a bad producer;

@@ -31,6 +31,29 @@ static void test_python_separators_and_types(void **state) {
                 "{\"a\": 1, \"b\": 1.0, \"c\": [true, false, null], \"d\": 0.1}");
     expect_dump("[1e-05, 1e16, 123456789012345.6, -0.0, 2.5e-7, 100.25]", 0,
                 "[1e-05, 1e+16, 123456789012345.6, -0.0, 2.5e-07, 100.25]");
+    /* ints beyond 1e300 print as the nearest double's digits and stay ints
+     * (1e300 itself is not a double: it reads back as 1000000000000000052504...) */
+    char big[400] = "[1";
+    memset(big + 2, '0', 300);
+    strcpy(big + 302, "]");
+    cJSON *v = parse(big);
+    char *s = json_dumps(v, 0);
+    assert_int_equal(strlen(s), 303);
+    assert_memory_equal(s, "[1000000000000000052504", 23);
+    cJSON *w = parse(s);
+    assert_true(json_equal(v, w, true));
+    free(s);
+    cJSON_Delete(v);
+    cJSON_Delete(w);
+    /* the largest double, -DBL_MAX, written with 309 digits */
+    char max[400] = "[-17976931348623157";
+    memset(max + 19, '0', 292);
+    strcpy(max + 311, "]");
+    expect_dump(max, 0,
+                "[-179769313486231570814527423731704356798070567525844996598917476803157260780028538760589558632766878"
+                "1715404589535143824642343213268894641827684675467035375169860499105765512820762454900903893289440758"
+                "6850845513394230458323690322294816580855933212334827479782620414472316873817718091929988125040402618"
+                "4124858368]");
     expect_dump("{\"b\": 1, \"a\": {\"d\": 2, \"c\": 3}}", JSON_DUMP_SORT_KEYS, "{\"a\": {\"c\": 3, \"d\": 2}, \"b\": 1}");
 }
 
@@ -73,6 +96,13 @@ static void test_errors_have_positions(void **state) {
     cJSON *v = json_parse("{\n  \"a\": [1,\n  ]\n}", 17, "x.json", err, sizeof err);
     assert_null(v);
     assert_non_null(strstr(err, "x.json:3:3"));
+    /* an integer beyond a double's range: refused, pointing at it */
+    char huge[400] = "[1, 2";
+    memset(huge + 5, '9', 320);
+    strcpy(huge + 325, "]");
+    v = json_parse(huge, strlen(huge), "h.json", err, sizeof err);
+    assert_null(v);
+    if (!strstr(err, "h.json:1:5") || !strstr(err, "integer too large")) fail_msg("got '%s'", err);
     /* a NUL would end the C string early: refused, pointing at its escape */
     const char *nul = "{\"model\": \"dir\\u0000/junk\"}";
     v = json_parse(nul, strlen(nul), "c.json", err, sizeof err);
