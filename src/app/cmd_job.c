@@ -12,8 +12,9 @@
 #include "app/config.h"
 #include "comm/comm.h"
 #include "core/error.h"
-#include "core/stop_signal.h"
 #include "core/json.h"
+#include "core/stop_signal.h"
+#include "core/sysmem.h"
 #include "rl/job.h"
 
 /* True when a launcher started this process as one rank of several. */
@@ -53,6 +54,9 @@ int cmd_run_config(const char *path, int argc, char **argv) {
     error_set_quiet_input(launcher_rank() != 0);
     JobConfig cfg;
     config_load_job(path, &cfg);
+    /* A malformed TAU2_MEMORY_LIMIT is refused now, not once the job has
+     * loaded its data to plan its memory. */
+    sysmem_limit_bytes();
     error_set_quiet_input(0);
     const char *out = cli_opt(argc, argv, "--output-dir");
     if (out) {
