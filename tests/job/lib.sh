@@ -2,10 +2,17 @@
 # job under the launcher, derive configs from inputs/tiny.json, read metrics.
 
 # mpirun NP ARGS...: the launcher ctest passes in TAU2_MPIEXEC ("mpiexec
-# --oversubscribe -n"); one rank runs without it.
+# --oversubscribe -n"); one rank runs without it. Under the sanitizers the
+# ranks of a launch get TAU2_MPI_LSAN_OPTIONS (LeakSanitizer's suppressions
+# of Open MPI's allocations, which need the slow unwinder on every malloc:
+# tests/mpi/lsan.supp); a rank alone never starts MPI and keeps the fast one.
 mpirun_np() {
   local np=$1; shift
-  if [ "$np" -eq 1 ]; then "$@"; else $TAU2_MPIEXEC "$np" "$@"; fi
+  if [ "$np" -eq 1 ]; then
+    "$@"
+  else
+    LSAN_OPTIONS=${TAU2_MPI_LSAN_OPTIONS:-${LSAN_OPTIONS:-}} $TAU2_MPIEXEC "$np" "$@"
+  fi
 }
 
 # tiny_config OUT KEY=JSON...: inputs/tiny.json with keys replaced (a value
