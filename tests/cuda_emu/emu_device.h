@@ -293,21 +293,24 @@ static inline float emu_bf16_hi(uint32_t x) { return __uint_as_float(x & 0xffff0
  * 8-15), and columns 2t and 2t + 1 of B, which lanes 4n .. 4n + 3 hold
  * (b0 rows 0-7, b1 rows 8-15). */
 static inline void emu_mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    uint64_t a01[32], a23[32], bb[32];
-    memcpy(a01, emu_warp_exchange(a[0] | (uint64_t)a[1] << 32, 0xffffffffu), sizeof a01);
-    memcpy(a23, emu_warp_exchange(a[2] | (uint64_t)a[3] << 32, 0xffffffffu), sizeof a23);
-    memcpy(bb, emu_warp_exchange(b0 | (uint64_t)b1 << 32, 0xffffffffu), sizeof bb);
     int lane = emu_lane(), g = lane / 4, t = lane % 4;
+    /* each exchange's snapshot lasts until the next: keep the lanes read */
+    uint64_t a01[4], a23[4], bb[2][4];
+    memcpy(a01, emu_warp_exchange(a[0] | (uint64_t)a[1] << 32, 0xffffffffu) + 4 * g, sizeof a01);
+    memcpy(a23, emu_warp_exchange(a[2] | (uint64_t)a[3] << 32, 0xffffffffu) + 4 * g, sizeof a23);
+    const uint64_t *b = emu_warp_exchange(b0 | (uint64_t)b1 << 32, 0xffffffffu);
+    memcpy(bb[0], b + 4 * (2 * t), sizeof bb[0]);
+    memcpy(bb[1], b + 4 * (2 * t + 1), sizeof bb[1]);
     float A[2][16], B[2][16]; /* A[h]: row g + 8h; B[j]: column 2t + j */
     for (int u = 0; u < 4; u++) {
-        uint64_t lo = a01[4 * g + u], hi = a23[4 * g + u]; /* (a[0], a[1]) and (a[2], a[3]) of lane 4g + u */
+        uint64_t lo = a01[u], hi = a23[u]; /* (a[0], a[1]) and (a[2], a[3]) of lane 4g + u */
         uint32_t ar[4] = {(uint32_t)lo, (uint32_t)(lo >> 32), (uint32_t)hi, (uint32_t)(hi >> 32)};
         for (int i = 0; i < 4; i++) {
             int h = i & 1, c = 2 * u + 8 * (i >> 1);
             A[h][c] = emu_bf16_lo(ar[i]), A[h][c + 1] = emu_bf16_hi(ar[i]);
         }
         for (int j = 0; j < 2; j++) {
-            uint64_t w = bb[4 * (2 * t + j) + u];
+            uint64_t w = bb[j][u];
             for (int i = 0; i < 2; i++) {
                 uint32_t br = (uint32_t)(w >> (32 * i));
                 int k = 2 * u + 8 * i;
