@@ -7,10 +7,15 @@
  * tokens/s), then --steps decode steps of one sampled token per sequence
  * (temperature 1, sampled on the GPU, the ids fed back), each timed,
  * through CUDA graphs (the engine's default for decode steps); then as many
- * with programmatic dependent launch turned on, where the GPU has it
- * (infer_gpu_set_dependent_launch: each kernel's weights load while the
- * previous kernel ends), for what that saves; then as many with neither
- * (infer_gpu_set_graphs), for what the graphs save. The last steps are
+ * with the decode steps' q/k stage folded into the attention's launch or
+ * not, whichever the first run did not (infer_gpu_set_decode_fold), for
+ * what the fold saves; then as many with programmatic dependent launch
+ * turned on, where the GPU has it (infer_gpu_set_dependent_launch: each
+ * kernel's weights load while the previous kernel ends), for what that
+ * saves; then as many with neither (infer_gpu_set_graphs), for what the
+ * graphs save. Each run starts where the previous one ended, 1 + --steps
+ * tokens further into the context: at batch 32 and 2k tokens about 1% more
+ * bytes a step for the second run than the first. The last steps are
  * the profiler's range (cudaProfilerStart/Stop): `ncu
  * --profile-from-start off bench_decode_gpu --steps 1 ...` sees the kernels
  * of two decode steps and nothing of the prefill.
@@ -128,7 +133,7 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
     const Qwen3Config *c = &m->config;
     double kv_token = (double)c->num_layers * 2 * c->num_kv_heads * c->head_dim * 2; /* bytes */
     double weights = 2.0 * (double)m->num_parameters;
-    long kv_tokens = (long)B * (ctx + 3 * steps + 16); /* three runs of steps + 1 */
+    long kv_tokens = (long)B * (ctx + 4 * steps + 16); /* four runs of steps + 1 */
     size_t free_b = 0, total_b = 0;
     cuda_check(cudaMemGetInfo(&free_b, &total_b));
     /* weights, cache, and room for the prefill's activations (~4 GiB for 16k rows of 4B) */
@@ -139,7 +144,7 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
         printf("RESULT decode_gpu %d %d nofit\n", ctx, B);
         return 1;
     }
-    InferOptions opt = {.kv_tokens = (int)kv_tokens, .max_seqs = B, .max_len = ctx + 3 * steps + 16};
+    InferOptions opt = {.kv_tokens = (int)kv_tokens, .max_seqs = B, .max_len = ctx + 4 * steps + 16};
     char err[256];
     InferGpu *e = infer_gpu_new(m, &opt, 0, err, sizeof err);
     if (!e) {
@@ -175,24 +180,31 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
     double prefill_s = now() - t0;
 
     /* decode: one sampled token per sequence per step, fed back; with
-     * CUDA graphs (and dependent launch as TAU2_CUDA_PDL says), with
-     * graphs and dependent launch, then with neither */
+     * CUDA graphs (dependent launch and the fold as TAU2_CUDA_PDL and
+     * TAU2_CUDA_DECODE_FOLD say), with the fold the other way, with graphs
+     * and dependent launch, then with none of them */
     int32_t *ids = malloc((size_t)B * sizeof(int32_t));
     for (int b = 0; b < B; b++) ids[b] = prompts[b][ctx - 1];
-    bool pdl_default = infer_gpu_dependent_launch(e);
+    bool pdl_default = infer_gpu_dependent_launch(e), fold_default = infer_gpu_decode_fold(e);
     double med = decode_median(e, seqs, B, ids, steps, 0);
     long captured, replayed;
     infer_gpu_graph_counts(e, &captured, &replayed);
+    infer_gpu_set_decode_fold(e, !fold_default);
+    bool fold_other = infer_gpu_decode_fold(e) != fold_default; /* false: the shape has no folded kernel */
+    double med_other = fold_other ? decode_median(e, seqs, B, ids, steps, (unsigned)steps + 1) : -1.0;
+    infer_gpu_set_decode_fold(e, fold_default);
+    double med_folded = fold_default ? med : fold_other ? med_other : -1.0;
+    double med_unfolded = fold_default ? med_other : med;
     infer_gpu_set_dependent_launch(e, true);
     bool pdl = infer_gpu_dependent_launch(e);
-    double med_pdl = pdl ? decode_median(e, seqs, B, ids, steps, (unsigned)steps + 1) : -1.0;
+    double med_pdl = pdl ? decode_median(e, seqs, B, ids, steps, 2 * (unsigned)steps + 2) : -1.0;
     infer_gpu_set_dependent_launch(e, false);
     infer_gpu_set_graphs(e, false);
     /* the steps without graphs are the profiled range: under a profiler
      * started with profiling off (ncu --profile-from-start off), each of a
      * step's kernels is seen alone */
     cuda_check(cudaProfilerStart());
-    double med_eager = decode_median(e, seqs, B, ids, steps, 2 * (unsigned)steps + 2);
+    double med_eager = decode_median(e, seqs, B, ids, steps, 3 * (unsigned)steps + 3);
     cuda_check(cudaProfilerStop());
     double ctx_mid = ctx + 1 + steps / 2.0; /* cached tokens a row reads, mid first run */
     double floor_s = (weights + B * ctx_mid * kv_token) / bw;
@@ -200,6 +212,12 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
            "roofline; prefill %.0f tokens/s; device memory %.1f GiB\n",
            ctx, B, B / med, 1e3 * med, steps, 1e3 * floor_s, 100.0 * floor_s / med, (double)B * ctx / prefill_s,
            (double)infer_gpu_device_bytes(e) / (1 << 30));
+    if (fold_other)
+        printf("context %5d batch %4d: q/k stage folded into the attention step %.3f ms median, apart %.3f ms: "
+               "the fold %.2fx (the first run had it %s)\n",
+               ctx, B, 1e3 * med_folded, 1e3 * med_unfolded, med_unfolded / med_folded, fold_default ? "on" : "off");
+    else
+        printf("context %5d batch %4d: q/k stage folded into the attention: not for this shape\n", ctx, B);
     if (pdl)
         printf("context %5d batch %4d: with programmatic dependent launch step %.3f ms median: %.2fx the first "
                "(which had it %s)\n",
@@ -210,8 +228,8 @@ static int run_point(const Qwen3 *m, int ctx, int B, int steps, double bw) {
     printf("context %5d batch %4d: without CUDA graphs or dependent launch step %.3f ms median: graphs %.2fx "
            "(%ld captured, %ld launches)\n",
            ctx, B, 1e3 * med_eager, med_eager / med, captured, replayed);
-    printf("RESULT decode_gpu %d %d %.1f %.5f %.5f %.3f %.0f %.5f %.5f\n", ctx, B, B / med, med, floor_s,
-           floor_s / med, (double)B * ctx / prefill_s, med_eager, med_pdl);
+    printf("RESULT decode_gpu %d %d %.1f %.5f %.5f %.3f %.0f %.5f %.5f %.5f %.5f\n", ctx, B, B / med, med, floor_s,
+           floor_s / med, (double)B * ctx / prefill_s, med_eager, med_pdl, med_folded, med_unfolded);
     for (int b = 0; b < B; b++) free(prompts[b]);
     free(prompts), free(chunks), free(seqs), free(ids);
     infer_gpu_free(e);

@@ -24,7 +24,10 @@
  *     cache's layout allows it (vec: D, the offsets and the block stride
  *     multiples of that many values, the cache 16-byte aligned), one value
  *     per load otherwise. A 2-byte load per thread would use an eighth of
- *     what each memory transaction could bring.
+ *     what each memory transaction could bring;
+ *   - in a decode step the q/k stage (norms, RoPE, the cache write) can go
+ *     into the fast kernel's launch (cuda_decode_attention_folded_bf16): at
+ *     batch 1 a launch costs about as much as the work it does.
  */
 #include <cuda_bf16.h>
 
@@ -195,6 +198,44 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
     }
 }
 
+/* ---- the q/k stage's arithmetic: its own kernel (qk_norm_rope_cache_kernel)
+ * and the decode kernel that folds it in call these, so both give the same
+ * bits ---- */
+
+/* 1 / rms of one head's D values, the sum of squares in double as
+ * rmsnorm_forward_kernel: lane sums c = lane, lane + 32, ..., then a
+ * butterfly; every lane of the warp gets the result. */
+__device__ __forceinline__ float qk_head_rstd(const float *x, int D, float eps, int lane) {
+    double ss = 0.0;
+    for (int c = lane; c < D; c += WARP) ss += (double)x[c] * x[c];
+    ss = warp_sum_d(ss);
+    return (float)(1.0 / sqrt(ss / D + (double)eps));
+}
+
+/* RoPE of the normalized pair (x1, x2) = values (i, i + D/2): y1 = x1 c - x2 s,
+ * y2 = x2 c + x1 s, the FMAs placed by hand so that no kernel contracts
+ * them differently. */
+__device__ __forceinline__ void qk_rope_pair(float x1, float x2, float c, float s, float &y1, float &y2) {
+    y1 = fmaf(x1, c, -(x2 * s));
+    y2 = fmaf(x2, c, x1 * s);
+}
+
+/* The q/k stage folded into the decode kernel (cuda_decode_attention_folded_bf16):
+ * q is the raw product, k and v the row's new key and value, written into the
+ * cache (kv, the same bytes the kernel reads) by the block whose piece holds
+ * the row's last position. */
+struct DecFold {
+    __nv_bfloat16 *kv;
+    const float *k, *v, *qw, *kw, *cosb, *sinb; /* (R, NKV, D) twice, (D) twice, (P, D/2) twice */
+    float eps;
+};
+
+/* 8 fp32 values from p (16-byte aligned) in two vector loads. */
+__device__ __forceinline__ void dec_load8(float (&out)[8], const float *p) {
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+
 /* The bf16 cache's fast path (D of 32, 64, 128 or 256, 16-byte aligned
  * rows, a power-of-two block size, up to MAXREP query heads per kv head),
  * same grid and partial results as decode_partial_kernel. The staged
@@ -230,11 +271,11 @@ __global__ __launch_bounds__(DEC_THREADS) static void decode_partial_kernel(
 #define DEC_FAST_WARPS 4
 #define DEC_STAGES 8 /* steps of keys in each warp's ring: 6 in flight while a pair is used */
 
-template <int D, int MAXREP>
+template <int D, int MAXREP, bool FOLD>
 __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fast_kernel(
     float *pm, float *pl, float *pacc, const float *q, const __nv_bfloat16 *kv, const int32_t *block_tables,
     int max_blocks, const int32_t *pos, int NH, int NKV, int bs_shift, size_t block_stride, size_t k_off,
-    size_t v_off, int split_len, int n_splits, float scale) {
+    size_t v_off, int split_len, int n_splits, float scale, DecFold fold) {
     constexpr int LPK = D / 8;      /* lanes per key */
     constexpr int KPW = WARP / LPK; /* keys per warp and step */
     constexpr int STEP = DEC_FAST_WARPS * KPW;
@@ -265,7 +306,54 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
 #pragma unroll
         for (int e = 0; e < 8; e++) {
             acc[h][e] = 0.0f;
-            qr[h][e] = h < rep ? q[((size_t)r * NH + g * rep + h) * D + sub * 8 + e] * ql2 : 0.0f;
+            qr[h][e] = !FOLD && h < rep ? q[((size_t)r * NH + g * rep + h) * D + sub * 8 + e] * ql2 : 0.0f;
+        }
+    }
+    if (FOLD) {
+        /* q is the raw product: each warp normalizes the group's heads
+         * itself (qk_head_rstd) and each lane rotates its 8 values, which
+         * lie in one half of the head (D / 2 is a multiple of 8), with
+         * their partners in the other half */
+        const int half = D / 2, c0 = sub * 8, i0 = c0 < half ? c0 : c0 - half, p = n - 1;
+        float cs[8], sn[8], w1[8], w2[8];
+        dec_load8(cs, fold.cosb + (size_t)p * half + i0);
+        dec_load8(sn, fold.sinb + (size_t)p * half + i0);
+        dec_load8(w1, fold.qw + i0);
+        dec_load8(w2, fold.qw + i0 + half);
+#pragma unroll
+        for (int h = 0; h < MAXREP; h++) {
+            if (h >= rep) break;
+            const float *x = q + ((size_t)r * NH + g * rep + h) * D;
+            float rs = qk_head_rstd(x, D, fold.eps, lane), x1[8], x2[8];
+            dec_load8(x1, x + i0);
+            dec_load8(x2, x + i0 + half);
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                float y1, y2;
+                qk_rope_pair(x1[e] * rs * w1[e], x2[e] * rs * w2[e], cs[e], sn[e], y1, y2);
+                qr[h][e] = (c0 < half ? y1 : y2) * ql2;
+            }
+        }
+        /* the piece that holds the row's last position writes its key and
+         * value into the cache before any lane copies them */
+        if (j0 <= p && p < j1) {
+            if (warp == 0) {
+                const float *xk = fold.k + ((size_t)r * NKV + g) * D, *xv = fold.v + ((size_t)r * NKV + g) * D;
+                const float *cp = fold.cosb + (size_t)p * half, *sp = fold.sinb + (size_t)p * half;
+                float rs = qk_head_rstd(xk, D, fold.eps, lane);
+                __nv_bfloat16 *blk = fold.kv + (size_t)table[p >> bs_shift] * block_stride;
+                size_t at = ((size_t)(p & bs_mask) * NKV + g) * D;
+                __nv_bfloat16 *ks = blk + k_off + at, *vs = blk + v_off + at;
+                for (int i = lane; i < half; i += WARP) {
+                    float y1, y2;
+                    qk_rope_pair(xk[i] * rs * fold.kw[i], xk[i + half] * rs * fold.kw[i + half], cp[i], sp[i], y1,
+                                 y2);
+                    ks[i] = __float2bfloat16_rn(y1);
+                    ks[i + half] = __float2bfloat16_rn(y2);
+                }
+                for (int c = lane; c < D; c += WARP) vs[c] = __float2bfloat16_rn(xv[c]);
+            }
+            __syncthreads();
         }
     }
     /* key j's 8 values of this lane, key and value, into ring stage st;
@@ -393,7 +481,7 @@ __global__ __launch_bounds__(DEC_FAST_WARPS *WARP) static void decode_partial_fa
 static bool decode_partial_fast(dim3 grid, float *pm, float *pl, float *pacc, const float *q, const float *kv,
                                 const int32_t *block_tables, int max_blocks, const int32_t *pos, int NH, int NKV,
                                 int D, int block_size, size_t block_stride, size_t k_off, size_t v_off, int split_len,
-                                int n_splits, float scale, bool vec, cudaStream_t stream) {
+                                int n_splits, float scale, bool vec, const DecFold *fold, cudaStream_t stream) {
     return false; /* the fp32 cache keeps the staged kernel */
 }
 
@@ -401,14 +489,17 @@ template <int D>
 static bool decode_fast_rep(dim3 grid, float *pm, float *pl, float *pacc, const float *q, const __nv_bfloat16 *kv,
                             const int32_t *block_tables, int max_blocks, const int32_t *pos, int NH, int NKV,
                             int block_size, size_t block_stride, size_t k_off, size_t v_off, int split_len,
-                            int n_splits, float scale, cudaStream_t stream) {
+                            int n_splits, float scale, const DecFold *fold, cudaStream_t stream) {
     int rep = NH / NKV, bs_shift = 0;
     if (rep > 8 || block_size < 1 || (block_size & (block_size - 1))) return false;
     while ((1 << bs_shift) < block_size) bs_shift++;
-    launch_dependent("decode_partial_fast_kernel",
-                     rep <= 4 ? decode_partial_fast_kernel<D, 4> : decode_partial_fast_kernel<D, 8>, grid,
-                     DEC_FAST_WARPS * WARP, 0, stream, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV,
-                     bs_shift, block_stride, k_off, v_off, split_len, n_splits, scale);
+    void (*kernel)(float *, float *, float *, const float *, const __nv_bfloat16 *, const int32_t *, int,
+                   const int32_t *, int, int, int, size_t, size_t, size_t, int, int, float, DecFold) =
+        fold ? (rep <= 4 ? decode_partial_fast_kernel<D, 4, true> : decode_partial_fast_kernel<D, 8, true>)
+             : (rep <= 4 ? decode_partial_fast_kernel<D, 4, false> : decode_partial_fast_kernel<D, 8, false>);
+    launch_dependent("decode_partial_fast_kernel", kernel, grid, DEC_FAST_WARPS * WARP, 0, stream, pm, pl, pacc, q, kv,
+                     block_tables, max_blocks, pos, NH, NKV, bs_shift, block_stride, k_off, v_off, split_len, n_splits,
+                     scale, fold ? *fold : DecFold{});
     return true;
 }
 
@@ -416,17 +507,19 @@ static bool decode_partial_fast(dim3 grid, float *pm, float *pl, float *pacc, co
                                 const __nv_bfloat16 *kv, const int32_t *block_tables, int max_blocks,
                                 const int32_t *pos, int NH, int NKV, int D, int block_size, size_t block_stride,
                                 size_t k_off, size_t v_off, int split_len, int n_splits, float scale, bool vec,
-                                cudaStream_t stream) {
+                                const DecFold *fold, cudaStream_t stream) {
     if (!vec) return false;
     switch (D) {
     case 32: return decode_fast_rep<32>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size,
-                                        block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+                                        block_stride, k_off, v_off, split_len, n_splits, scale, fold, stream);
     case 64: return decode_fast_rep<64>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, block_size,
-                                        block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+                                        block_stride, k_off, v_off, split_len, n_splits, scale, fold, stream);
     case 128: return decode_fast_rep<128>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV,
-                                          block_size, block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+                                          block_size, block_stride, k_off, v_off, split_len, n_splits, scale, fold,
+                                          stream);
     case 256: return decode_fast_rep<256>(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV,
-                                          block_size, block_stride, k_off, v_off, split_len, n_splits, scale, stream);
+                                          block_size, block_stride, k_off, v_off, split_len, n_splits, scale, fold,
+                                          stream);
     default: return false;
     }
 }
@@ -521,11 +614,13 @@ static int dec_split_len(int R, int NKV, int NH, int D, int max_len) {
     return len;
 }
 
+/* fold: NULL, or the q/k stage to do in the pieces' kernel (the bf16
+ * cache's fast kernel only: a shape without one is refused). */
 template <typename KV>
 static void decode_attention(float *out, const float *q, const KV *kv, const int32_t *block_tables, int max_blocks,
                              const int32_t *pos, int R, int NH, int NKV, int D, int block_size, size_t block_stride,
                              size_t k_off, size_t v_off, int max_len, float *work, size_t work_bytes,
-                             cudaStream_t stream) {
+                             const DecFold *fold, cudaStream_t stream) {
     if (R <= 0) return;
     int rep = NKV > 0 ? NH / NKV : 0;
     if (NKV < 1 || NH % NKV != 0 || rep > DEC_MAX_REP || rep * D > DEC_THREADS * DEC_ACC || max_len < 1) {
@@ -550,8 +645,16 @@ static void decode_attention(float *out, const float *q, const KV *kv, const int
     bool vec = D % W == 0 && k_off % W == 0 && v_off % W == 0 && block_stride % W == 0 && (uintptr_t)kv % 16 == 0;
     dim3 grid(n_splits, NKV, R);
     float scale = 1.0f / sqrtf((float)D);
-    if (!decode_partial_fast(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, D, block_size,
-                             block_stride, k_off, v_off, split_len, n_splits, scale, vec, stream)) {
+    bool fast = decode_partial_fast(grid, pm, pl, pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, D, block_size,
+                                    block_stride, k_off, v_off, split_len, n_splits, scale, vec, fold, stream);
+    if (!fast && fold) {
+        fprintf(stderr,
+                "cuda_decode_attention_folded_bf16: no fast kernel for this shape (NH %d, NKV %d, D %d, block size %d, "
+                "16-byte aligned cache rows): check cuda_decode_fold_fit first\n",
+                NH, NKV, D, block_size);
+        exit(1);
+    }
+    if (!fast) {
         launch_dependent("decode_partial_kernel", decode_partial_kernel<KV>, grid, DEC_THREADS, smem, stream, pm, pl,
                          pacc, q, kv, block_tables, max_blocks, pos, NH, NKV, D, block_size, block_stride, k_off,
                          v_off, split_len, n_splits, scale, vec);
@@ -587,7 +690,7 @@ extern "C" void cuda_decode_attention(float *out, const float *q, const float *k
                                       int block_size, size_t block_stride, size_t k_off, size_t v_off, int max_len,
                                       float *work, size_t work_bytes, cudaStream_t stream) {
     decode_attention(out, q, kv, block_tables, max_blocks, pos, R, NH, NKV, D, block_size, block_stride, k_off, v_off,
-                     max_len, work, work_bytes, stream);
+                     max_len, work, work_bytes, (const DecFold *)NULL, stream);
 }
 
 extern "C" void cuda_decode_attention_bf16(float *out, const float *q, const uint16_t *kv,
@@ -596,7 +699,33 @@ extern "C" void cuda_decode_attention_bf16(float *out, const float *q, const uin
                                            size_t v_off, int max_len, float *work, size_t work_bytes,
                                            cudaStream_t stream) {
     decode_attention(out, q, (const __nv_bfloat16 *)kv, block_tables, max_blocks, pos, R, NH, NKV, D, block_size,
-                     block_stride, k_off, v_off, max_len, work, work_bytes, stream);
+                     block_stride, k_off, v_off, max_len, work, work_bytes, (const DecFold *)NULL, stream);
+}
+
+extern "C" bool cuda_decode_fold_fit(int NH, int NKV, int D, int block_size) {
+    bool head = D == 32 || D == 64 || D == 128 || D == 256;
+    return head && NKV >= 1 && NH % NKV == 0 && NH / NKV <= 8 && block_size >= 1 &&
+           (block_size & (block_size - 1)) == 0;
+}
+
+extern "C" void cuda_decode_attention_folded_bf16(float *out, uint16_t *kv, const float *q, const float *k,
+                                                  const float *v, const float *q_norm_w, const float *k_norm_w,
+                                                  const float *cosb, const float *sinb, float eps,
+                                                  const int32_t *block_tables, int max_blocks, const int32_t *pos,
+                                                  int R, int NH, int NKV, int D, int block_size, size_t block_stride,
+                                                  size_t k_off, size_t v_off, int max_len, float *work,
+                                                  size_t work_bytes, cudaStream_t stream) {
+    if (!cuda_decode_fold_fit(NH, NKV, D, block_size) || !aligned16(q) || !aligned16(q_norm_w) || !aligned16(cosb) ||
+        !aligned16(sinb)) {
+        fprintf(stderr,
+                "cuda_decode_attention_folded_bf16: unsupported (NH %d, NKV %d, D %d, block size %d; q, q_norm_w and "
+                "the RoPE tables must be 16-byte aligned)\n",
+                NH, NKV, D, block_size);
+        exit(1);
+    }
+    DecFold fold = {(__nv_bfloat16 *)kv, k, v, q_norm_w, k_norm_w, cosb, sinb, eps};
+    decode_attention(out, q, (const __nv_bfloat16 *)kv, block_tables, max_blocks, pos, R, NH, NKV, D, block_size,
+                     block_stride, k_off, v_off, max_len, work, work_bytes, &fold, stream);
 }
 
 /* The inference step's q/k stage in one launch, one warp per (row, head)
@@ -638,15 +767,11 @@ __global__ static void qk_norm_rope_cache_kernel(float *qn, float *kn, __nv_bflo
         kslot = blk + k_off + slot, vslot = blk + v_off + slot;
     }
     grid_dependency_wait();
-    double ss = 0.0;
-    for (int c = lane; c < D; c += WARP) ss += (double)x[c] * x[c];
-    ss = warp_sum_d(ss);
-    float rs = (float)(1.0 / sqrt(ss / D + (double)eps));
+    float rs = qk_head_rstd(x, D, eps, lane);
     for (int i = lane; i < half; i += WARP) {
-        float x1 = x[i] * rs * w[i], x2 = x[i + half] * rs * w[i + half];
         size_t tab = (size_t)p * half + i;
-        float c = cosb[tab], sn = sinb[tab];
-        float y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
+        float y1, y2;
+        qk_rope_pair(x[i] * rs * w[i], x[i + half] * rs * w[i + half], cosb[tab], sinb[tab], y1, y2);
         o[i] = y1;
         o[i + half] = y2;
         if (is_k) {

@@ -343,6 +343,27 @@ void cuda_qk_norm_rope_cache_bf16(float *qn /* (R, NH, D) */, float *kn /* (R, N
                                   int NKV, int D, float eps, int block_size, size_t block_stride, size_t k_off,
                                   size_t v_off, cudaStream_t stream);
 
+/* A decode step's q/k stage and attention in the pieces' launch: the same
+ * bits as cuda_qk_norm_rope_cache_bf16 (into qn) then
+ * cuda_decode_attention_bf16 (on qn), without the first launch or its
+ * fp32 outputs. q, k, v are the raw products; each block of the attention
+ * normalizes and rotates its query heads itself, and the block whose piece
+ * holds row r's position pos[r] writes that row's key and value into the
+ * cache before it reads the cache. So every row must be its own sequence's
+ * only new token (a decode step), and the shape one that
+ * cuda_decode_fold_fit takes (D 32, 64, 128 or 256, up to 8 query heads a
+ * kv head, a power-of-two block size); q, q_norm_w and the RoPE tables
+ * 16-byte aligned, the cache too. work as cuda_decode_attention's. */
+bool cuda_decode_fold_fit(int NH, int NKV, int D, int block_size);
+void cuda_decode_attention_folded_bf16(float *out /* (R, NH, D) */, uint16_t *kv, const float *q /* (R, NH, D) */,
+                                       const float *k /* (R, NKV, D) */, const float *v /* (R, NKV, D) */,
+                                       const float *q_norm_w /* (D) */, const float *k_norm_w /* (D) */,
+                                       const float *cosb /* (P, D/2) */, const float *sinb /* (P, D/2) */, float eps,
+                                       const int32_t *block_tables /* (R, max_blocks) */, int max_blocks,
+                                       const int32_t *pos /* (R) */, int R, int NH, int NKV, int D, int block_size,
+                                       size_t block_stride, size_t k_off, size_t v_off, int max_len, float *work,
+                                       size_t work_bytes, cudaStream_t stream);
+
 /* ---- sampling (twin: sample_token in src/model/sample.c) ---- */
 
 /* A row's sampling parameters, the fields of SampleParams (sample.h). */

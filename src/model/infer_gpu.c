@@ -140,6 +140,7 @@ struct InferGpu {
     bool rows_on;           /* few-row steps through cuda_rows_* (rows_weights_fit, TAU2_CUDA_ROWS) */
     bool rows_mma_on;       /* 5 to 32 rows through cuda_rows_mma_* (rows_mma_fit, TAU2_CUDA_ROWS_MMA=1) */
     bool dependent_on;      /* programmatic dependent launch (infer_gpu_set_dependent_launch) */
+    bool fold_on;           /* decode steps' q/k stage in the attention's launch (infer_gpu_set_decode_fold) */
     /* decode-step graphs (infer_gpu_set_graphs) */
     bool graphs_on;
     StepGraph graphs[GRAPH_SLOTS];
@@ -421,6 +422,8 @@ InferGpu *infer_gpu_new(const Qwen3 *model, const InferOptions *opt, int device,
     e->rows_mma_on = rows_mma && strcmp(rows_mma, "1") == 0 && rows_mma_fit(e);
     const char *pdl = getenv("TAU2_CUDA_PDL");
     e->dependent_on = !(pdl && strcmp(pdl, "0") == 0);
+    const char *fold = getenv("TAU2_CUDA_DECODE_FOLD");
+    e->fold_on = !(fold && strcmp(fold, "0") == 0);
 
     size_t L = e->L, C = e->C, D = e->D;
     e->w = dev_alloc(model->num_parameters * sizeof(uint16_t));
@@ -542,6 +545,18 @@ void infer_gpu_set_dependent_launch(InferGpu *e, bool on) {
     e->dependent_on = on;
 }
 
+void infer_gpu_set_decode_fold(InferGpu *e, bool on) {
+    if (on == e->fold_on) return;
+    cuda_check(cudaSetDevice(e->device));
+    cuda_check(cudaStreamSynchronize(e->stream));
+    graphs_clear(e); /* captured with the other setting */
+    e->fold_on = on;
+}
+
+bool infer_gpu_decode_fold(const InferGpu *e) {
+    return e->fold_on && cuda_decode_fold_fit(e->NH, e->NKV, e->D, e->block_size);
+}
+
 bool infer_gpu_dependent_launch(const InferGpu *e) {
     cuda_check(cudaSetDevice(e->device));
     return e->dependent_on && cuda_dependent_launch_available();
@@ -594,6 +609,7 @@ typedef struct {
     int n_tab;   /* width of a row's block table: the most blocks a sequence holds after the step */
     int max_ctx; /* the longest context a paged row attends to */
     bool head_is_rows; /* every chunk is one paged row, in chunk order: the head reads x directly */
+    bool fold;         /* a decode step whose q/k stage goes into the attention's launch (decode_fold) */
     StepProducts products; /* which kernels take the step's products */
     int32_t *row_of_chunk; /* (N) host, the engine's */
     bool *flash;           /* (N) host, the engine's */
@@ -696,12 +712,20 @@ static void layer_forward(InferGpu *e, int l, const StepLayout *st) {
         cuda_matmul_forward(e->blas, s->k, ln, wk, CUDA_BF16, R, C, KD, q);
         cuda_matmul_forward(e->blas, s->v, ln, wv, CUDA_BF16, R, C, KD, q);
     }
-    cuda_qk_norm_rope_cache_bf16(s->qn, s->kn, e->kv, s->q, s->k, s->v, e->q_norm_w + (size_t)l * D,
-                                 e->k_norm_w + (size_t)l * D, s->pos, e->rope_cos, e->rope_sin, s->tables, st->n_tab,
-                                 R, NH, NKV, D, e->eps, e->block_size, e->block_stride, k_off, v_off, q);
-    cuda_decode_attention_bf16(s->att, s->qn, e->kv, s->tables, st->n_tab, s->pos, st->R_paged, NH, NKV, D,
-                               e->block_size, e->block_stride, k_off, v_off, st->max_ctx, s->dec_work,
-                               s->dec_work_bytes, q);
+    const float *qw = e->q_norm_w + (size_t)l * D, *kw = e->k_norm_w + (size_t)l * D;
+    if (st->fold) {
+        cuda_decode_attention_folded_bf16(s->att, e->kv, s->q, s->k, s->v, qw, kw, e->rope_cos, e->rope_sin, e->eps,
+                                          s->tables, st->n_tab, s->pos, R, NH, NKV, D, e->block_size,
+                                          e->block_stride, k_off, v_off, st->max_ctx, s->dec_work, s->dec_work_bytes,
+                                          q);
+    } else {
+        cuda_qk_norm_rope_cache_bf16(s->qn, s->kn, e->kv, s->q, s->k, s->v, qw, kw, s->pos, e->rope_cos, e->rope_sin,
+                                     s->tables, st->n_tab, R, NH, NKV, D, e->eps, e->block_size, e->block_stride,
+                                     k_off, v_off, q);
+        cuda_decode_attention_bf16(s->att, s->qn, e->kv, s->tables, st->n_tab, s->pos, st->R_paged, NH, NKV, D,
+                                   e->block_size, e->block_stride, k_off, v_off, st->max_ctx, s->dec_work,
+                                   s->dec_work_bytes, q);
+    }
     for (int i = 0; i < st->N; i++) {
         if (!st->flash[i]) continue;
         size_t r0 = (size_t)st->row_of_chunk[i];
@@ -830,6 +854,14 @@ static StepProducts step_products(const InferGpu *e, int R) {
     return PRODUCTS_BLAS;
 }
 
+/* Whether a decode step's q/k stage can go into the attention's launch
+ * (cuda_decode_attention_folded_bf16): a shape its kernel takes, and the
+ * operands it reads eight at a time 16-byte aligned. */
+static bool decode_fold_fit(const InferGpu *e) {
+    return cuda_decode_fold_fit(e->NH, e->NKV, e->D, e->block_size) && aligned16(e->s.q) && aligned16(e->q_norm_w) &&
+           aligned16(e->rope_cos) && aligned16(e->rope_sin) && aligned16(e->kv);
+}
+
 /* The whole forward of checked chunks; the logits after each chunk's last
  * token are left in s->logits (N, V). */
 static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) {
@@ -856,6 +888,7 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
     st.products = step_products(e, st.R);
+    st.fold = decode && e->fold_on && decode_fold_fit(e);
     decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx),
                         cuda_decode_attention_work_bound(st.R_paged, e->NH, e->D));
     /* the staging is pinned memory the previous step's copy may still read */

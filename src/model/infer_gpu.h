@@ -83,6 +83,14 @@ void infer_gpu_graph_counts(const InferGpu *e, long *captured, long *replayed);
  * can). Off or on, a step computes the same bits. Changing it drops the
  * graphs held. */
 void infer_gpu_set_dependent_launch(InferGpu *e, bool on);
+/* A decode step's q/k norms, RoPE and cache write done by the decode
+ * attention's blocks instead of a launch of their own
+ * (cuda_decode_attention_folded_bf16), where the shape allows. On by
+ * default, off when the environment has TAU2_CUDA_DECODE_FOLD=0. Off or on,
+ * a step computes the same bits. Changing it drops the graphs held. */
+void infer_gpu_set_decode_fold(InferGpu *e, bool on);
+/* Whether decode steps fold it (on, and a shape the folded kernel takes). */
+bool infer_gpu_decode_fold(const InferGpu *e);
 bool infer_gpu_dependent_launch(const InferGpu *e);
 
 /* Every sequence freed: the engine as new, weights kept (an engine kept

@@ -28,9 +28,9 @@
  *   gives errors of order 1.
  * Decode steps go through CUDA graphs (infer_gpu.c), and the first two GPU
  * engines launch their kernels as programmatic dependents where the GPU
- * can: a third GPU engine without either must give the same logits bit
- * for bit at every step, and the graphs must have been captured and
- * launched again.
+ * can and fold the decode steps' q/k stage into the attention: a third GPU
+ * engine with none of these must give the same logits bit for bit at every
+ * step, and the graphs must have been captured and launched again.
  * A second GPU engine replays the same steps through
  * infer_gpu_forward_sample: greedy rows must pick the argmax of the first
  * engine's logits (the same arithmetic on the same device), sampled rows
@@ -66,7 +66,7 @@ static void expect(bool ok, const char *what) {
 
 typedef struct {
     InferEngine *cpu;
-    InferGpu *gpu, *gpu_sampled, *gpu_eager; /* gpu_eager: no CUDA graphs, plain launches */
+    InferGpu *gpu, *gpu_sampled, *gpu_eager; /* gpu_eager: no CUDA graphs, plain launches, nothing folded */
     int V;
     int step;
 } Engines;
@@ -131,7 +131,9 @@ static void step(Engines *E, const InferChunk *chunks, int n, const char *label)
     float *eager = xmalloc((size_t)n * V * sizeof(float));
     if (infer_gpu_forward(E->gpu_eager, chunks, n, eager, err, sizeof err) != 0) die_runtime("gpu forward: %s", err);
     snprintf(what, sizeof what,
-             "step %d (%s): the same logits without CUDA graphs or programmatic launches, bit for bit", E->step,
+             "step %d (%s): the same logits without CUDA graphs, programmatic launches or the folded q/k stage, "
+             "bit for bit",
+             E->step,
              label);
     expect(memcmp(eager, gpu, (size_t)n * V * sizeof(float)) == 0, what);
     free(eager);
@@ -263,6 +265,9 @@ int main(void) {
     infer_gpu_set_dependent_launch(E.gpu, true);
     infer_gpu_set_dependent_launch(E.gpu_sampled, true);
     infer_gpu_set_dependent_launch(E.gpu_eager, false);
+    infer_gpu_set_decode_fold(E.gpu, true);
+    infer_gpu_set_decode_fold(E.gpu_sampled, true);
+    infer_gpu_set_decode_fold(E.gpu_eager, false);
     printf("programmatic dependent launch: %s\n", infer_gpu_dependent_launch(E.gpu) ? "on" : "not supported here");
 
     /* 1. three prompts */

@@ -802,6 +802,69 @@ static void test_decode(int NH, int NKV, int D) {
     free(perm), free(tables), free(kv), free(kv16), free(q), free(out);
 }
 
+/* The decode step's q/k stage folded into the attention's launch against
+ * the two launches it replaces (cuda_qk_norm_rope_cache_bf16, then the
+ * attention on its qn): the same output and the same cache, bit for bit.
+ * Rows of 1 to 601 keys over a split sized for 1024 (as the engine's
+ * rounded-up tables): 32 pieces, the new key in the first of them for some
+ * rows, in the 19th for another, empty pieces after it. */
+static void test_decode_folded(int NH, int NKV, int D) {
+    int R = 6, bs = 16, L = 2, layer = 1, max_len = 1024, max_blocks = max_len / bs, P = max_len;
+    int32_t pos[6] = {0, 16, 299, 600, 63, 255};
+    float eps = 1e-6f;
+    int n_blocks = R * max_blocks;
+    int32_t *tables = xmalloc((size_t)n_blocks * 4); /* every row's blocks, shuffled over the pool */
+    for (int i = 0; i < n_blocks; i++) tables[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = (int)(rnd_u32() % (uint32_t)(i + 1));
+        int32_t t = tables[i];
+        tables[i] = tables[j], tables[j] = t;
+    }
+    size_t KD = (size_t)NKV * D, stride = (size_t)L * 2 * bs * KD, n_kv = (size_t)n_blocks * stride;
+    size_t k_off = (size_t)layer * 2 * bs * KD, v_off = k_off + bs * KD;
+    uint16_t *kv16 = xmalloc(n_kv * sizeof(uint16_t));
+    for (size_t i = 0; i < n_kv; i++) kv16[i] = (uint16_t)(0x3c00u + rnd_u32() % 0x0400u) ^ (rnd_u32() & 0x8000u);
+    float *q = rand_f32((size_t)R * NH * D, 2.0f), *k = rand_f32((size_t)R * KD, 2.0f);
+    float *v = rand_f32((size_t)R * KD, 2.0f), *qw = rand_f32(D, 1.0f), *kw = rand_f32(D, 1.0f);
+    float *cosb = xmalloc((size_t)P * D / 2 * 4), *sinb = xmalloc((size_t)P * D / 2 * 4);
+    rope_tables(cosb, sinb, P, D, 1e6);
+
+    uint16_t *cache_a = dev_upload(kv16, n_kv * 2), *cache_b = dev_upload(kv16, n_kv * 2);
+    float *gq = dev_upload(q, (size_t)R * NH * D * 4), *gk = dev_upload(k, (size_t)R * KD * 4);
+    float *gv = dev_upload(v, (size_t)R * KD * 4), *gqw = dev_upload(qw, (size_t)D * 4);
+    float *gkw = dev_upload(kw, (size_t)D * 4);
+    float *gc = dev_upload(cosb, (size_t)P * D / 2 * 4), *gsn = dev_upload(sinb, (size_t)P * D / 2 * 4);
+    int32_t *gpos = dev_upload(pos, sizeof pos), *gtab = dev_upload(tables, (size_t)n_blocks * 4);
+    float *qn = dev_alloc((size_t)R * NH * D * 4), *kn = dev_alloc((size_t)R * KD * 4);
+    float *out_a = dev_alloc((size_t)R * NH * D * 4), *out_b = dev_alloc((size_t)R * NH * D * 4);
+    size_t work_bytes = cuda_decode_attention_work_bytes(R, NH, D, max_len);
+    float *gwork = dev_alloc(work_bytes);
+    char what[128];
+    snprintf(what, sizeof what, "decode fold fits NH %d NKV %d D %d", NH, NKV, D);
+    bool fits = cuda_decode_fold_fit(NH, NKV, D, bs) && !cuda_decode_fold_fit(NH, NKV, D, 24);
+    printf("%-4s %s (block size 16; not 24)\n", fits ? "ok" : "FAIL", what);
+    if (!fits) g_failures++;
+
+    cuda_qk_norm_rope_cache_bf16(qn, kn, cache_a, gq, gk, gv, gqw, gkw, gpos, gc, gsn, gtab, max_blocks, R, NH, NKV, D,
+                                 eps, bs, stride, k_off, v_off, 0);
+    cuda_decode_attention_bf16(out_a, qn, cache_a, gtab, max_blocks, gpos, R, NH, NKV, D, bs, stride, k_off, v_off,
+                               max_len, gwork, work_bytes, 0);
+    cuda_decode_attention_folded_bf16(out_b, cache_b, gq, gk, gv, gqw, gkw, gc, gsn, eps, gtab, max_blocks, gpos, R, NH,
+                                      NKV, D, bs, stride, k_off, v_off, max_len, gwork, work_bytes, 0);
+    float *want = dev_download(out_a, (size_t)R * NH * D * 4);
+    snprintf(what, sizeof what, "decode attention, q/k stage folded in, vs the two launches NH %d NKV %d D %d", NH, NKV,
+             D);
+    check_f32(what, out_b, want, (size_t)R * NH * D, 0.0);
+    snprintf(what, sizeof what, "decode attention, q/k stage folded in: the cache it wrote NH %d NKV %d D %d", NH, NKV,
+             D);
+    check_bf16_pair(what, cache_b, cache_a, n_kv, 0.0);
+
+    dev_free(cache_a), dev_free(cache_b), dev_free(gq), dev_free(gk), dev_free(gv), dev_free(gqw), dev_free(gkw);
+    dev_free(gc), dev_free(gsn), dev_free(gpos), dev_free(gtab), dev_free(qn), dev_free(kn), dev_free(out_a);
+    dev_free(out_b), dev_free(gwork);
+    free(tables), free(kv16), free(q), free(k), free(v), free(qw), free(kw), free(cosb), free(sinb), free(want);
+}
+
 static void test_swiglu_residual(void) {
     long N = 67L * 384 + 5;
     float *gate = rand_f32((size_t)N, 6.0f), *up = rand_f32((size_t)N, 2.0f), *dh = rand_f32((size_t)N, 1.0f);
@@ -1053,6 +1116,9 @@ int main(void) {
     test_decode(16, 1, 64);  /* 16 heads per kv head: past the fast kernel's 8, the staged one */
     test_decode(2, 1, 36);  /* fp32: 16-byte loads; bf16: one value per load (36 % 8) */
     test_decode(2, 1, 18);  /* one value per load from both */
+    test_decode_folded(8, 2, 128); /* 4 query heads a kv head */
+    test_decode_folded(8, 1, 32);  /* 8, 8 keys a warp */
+    test_decode_folded(2, 2, 256); /* 1, two keys a warp */
     test_swiglu_residual();
     test_output_head();
     test_adamw();
