@@ -528,28 +528,26 @@ void infer_gpu_load_weights_device(InferGpu *e, const float *src, size_t off, si
 
 int infer_gpu_device(const InferGpu *e) { return e->device; }
 
+/* The graphs held, dropped once the steps they replay are done. */
+static void graphs_drop(InferGpu *e) {
+    cuda_check(cudaSetDevice(e->device));
+    cuda_check(cudaStreamSynchronize(e->stream));
+    graphs_clear(e);
+}
+
 void infer_gpu_set_graphs(InferGpu *e, bool on) {
-    if (!on) {
-        cuda_check(cudaSetDevice(e->device));
-        cuda_check(cudaStreamSynchronize(e->stream));
-        graphs_clear(e);
-    }
+    if (!on) graphs_drop(e);
     e->graphs_on = on;
 }
 
+/* A setting that changes a step's launches: the graphs were captured with the old one. */
 void infer_gpu_set_dependent_launch(InferGpu *e, bool on) {
-    if (on == e->dependent_on) return;
-    cuda_check(cudaSetDevice(e->device));
-    cuda_check(cudaStreamSynchronize(e->stream));
-    graphs_clear(e); /* captured with the other setting */
+    if (on != e->dependent_on) graphs_drop(e);
     e->dependent_on = on;
 }
 
 void infer_gpu_set_decode_fold(InferGpu *e, bool on) {
-    if (on == e->fold_on) return;
-    cuda_check(cudaSetDevice(e->device));
-    cuda_check(cudaStreamSynchronize(e->stream));
-    graphs_clear(e); /* captured with the other setting */
+    if (on != e->fold_on) graphs_drop(e);
     e->fold_on = on;
 }
 
