@@ -551,9 +551,15 @@ void infer_gpu_set_decode_fold(InferGpu *e, bool on) {
     e->fold_on = on;
 }
 
-bool infer_gpu_decode_fold(const InferGpu *e) {
-    return e->fold_on && cuda_decode_fold_fit(e->NH, e->NKV, e->D, e->block_size);
+/* Whether a decode step's q/k stage can go into the attention's launch
+ * (cuda_decode_attention_folded_bf16): a shape its kernel takes, and the
+ * operands it reads eight at a time 16-byte aligned. */
+static bool decode_fold_fit(const InferGpu *e) {
+    return cuda_decode_fold_fit(e->NH, e->NKV, e->D, e->block_size) && aligned16(e->s.q) && aligned16(e->q_norm_w) &&
+           aligned16(e->rope_cos) && aligned16(e->rope_sin) && aligned16(e->kv);
 }
+
+bool infer_gpu_decode_fold(const InferGpu *e) { return e->fold_on && decode_fold_fit(e); }
 
 bool infer_gpu_dependent_launch(const InferGpu *e) {
     cuda_check(cudaSetDevice(e->device));
@@ -852,14 +858,6 @@ static StepProducts step_products(const InferGpu *e, int R) {
     return PRODUCTS_BLAS;
 }
 
-/* Whether a decode step's q/k stage can go into the attention's launch
- * (cuda_decode_attention_folded_bf16): a shape its kernel takes, and the
- * operands it reads eight at a time 16-byte aligned. */
-static bool decode_fold_fit(const InferGpu *e) {
-    return cuda_decode_fold_fit(e->NH, e->NKV, e->D, e->block_size) && aligned16(e->s.q) && aligned16(e->q_norm_w) &&
-           aligned16(e->rope_cos) && aligned16(e->rope_sin) && aligned16(e->kv);
-}
-
 /* The whole forward of checked chunks; the logits after each chunk's last
  * token are left in s->logits (N, V). */
 static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) {
@@ -886,7 +884,7 @@ static void forward_device(InferGpu *e, const InferChunk *chunks, int n_chunks) 
     /* reserve before filling the staging: a bigger scratch is a new staging */
     scratch_reserve(e, st.R, n_chunks, (size_t)st.R * st.n_tab);
     st.products = step_products(e, st.R);
-    st.fold = decode && e->fold_on && decode_fold_fit(e);
+    st.fold = decode && infer_gpu_decode_fold(e);
     decode_work_reserve(e, cuda_decode_attention_work_bytes(st.R_paged, e->NH, e->D, st.max_ctx),
                         cuda_decode_attention_work_bound(st.R_paged, e->NH, e->D));
     /* the staging is pinned memory the previous step's copy may still read */
